@@ -1,0 +1,60 @@
+/* article: how postern's mail and key records look as news articles (docs/formats.md,
+ * sections 1-3): address <-> newsgroup mapping, outer headers, Message-IDs, and a bounded
+ * splitter that finds the header fields and body of an article read back from the server. */
+#ifndef POSTERN_ARTICLE_H
+#define POSTERN_ARTICLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PA_GROUP_MAX 250
+#define PA_ADDRESS_MAX 254
+#define PA_MSGID_MAX 96
+#define PA_DEFAULT_PREFIX "postern"
+#define PA_KEY_SUFFIX ".encrypt"
+
+/* Canonical form of an address (docs/formats.md section 1). Returns 0, or -1 with a
+ * one-line reason in err ("domain label 'ex_ample' has a character other than a-z 0-9 -"). */
+int pa_address_canonical(const char *address, char *out, size_t cap, char *err, size_t errlen);
+/* Mail group for an address (canonicalised first). prefix may be "" or NULL for none. */
+int pa_address_to_group(const char *prefix, const char *address, char *group, size_t cap,
+                        char *err, size_t errlen);
+/* Key group: mail group + ".encrypt". */
+int pa_address_to_key_group(const char *prefix, const char *address, char *group, size_t cap,
+                            char *err, size_t errlen);
+/* Inverse of pa_address_to_group; also accepts a key group (the suffix is dropped).
+ * Returns 0, or -1 if the name is not one postern makes under that prefix. */
+int pa_group_to_address(const char *prefix, const char *group, char *address, size_t cap);
+/* Validates a configured prefix: 0 ok, -1 with reason. */
+int pa_prefix_check(const char *prefix, char *err, size_t errlen);
+
+/* Message-IDs (with angle brackets). */
+void pa_mail_message_id(const uint8_t tag[32], char out[PA_MSGID_MAX]);
+void pa_key_message_id(const uint8_t key_id[16], uint32_t serial, char out[PA_MSGID_MAX]);
+/* Checks that msgid is the mail Message-ID for tag: 0 yes, -1 no. */
+int pa_mail_message_id_matches(const uint8_t tag[32], const char *msgid);
+
+/* Outer headers, each line CRLF-terminated, ending with the empty line. extra may be NULL
+ * or CRLF-terminated header lines (Cancel-Lock, Supersedes, ...). Returns length, 0 if cap
+ * is too small. */
+size_t pa_mail_headers(const char *group, const char *msgid, char *out, size_t cap);
+size_t pa_key_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap);
+
+/* Incremental reader for an article arriving line by line (nntp_fetch's callback): keeps
+ * the few header fields postern needs and passes body lines on. Header block limited to
+ * 64 KiB and 1000 lines; a longer one is an error. */
+typedef int (*pa_body_fn)(void *arg, const char *line, size_t len);
+typedef struct pa_reader {
+    int in_body;
+    int error;                       /* set on a malformed header block */
+    size_t header_bytes, header_lines;
+    char message_id[PA_MSGID_MAX];
+    char format[32];                 /* Postern-Format value, e.g. "message 1" */
+    char newsgroups[PA_GROUP_MAX + 1];
+    pa_body_fn body;
+    void *arg;
+} pa_reader;
+void pa_reader_init(pa_reader *r, pa_body_fn body, void *arg);
+int pa_reader_line(void *reader, const char *line, size_t len); /* an nntp_line_fn */
+
+#endif

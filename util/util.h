@@ -1,0 +1,46 @@
+/* util: the few helpers every postern command shares: sysexits codes, messages on stderr,
+ * reading passwords without echo, and reading small secret files. */
+#ifndef POSTERN_UTIL_H
+#define POSTERN_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+/* sysexits(3) values, spelled out so the MTA-facing meaning is visible where they are used. */
+enum {
+    PX_OK = 0,
+    PX_USAGE = 64,
+    PX_DATAERR = 65,
+    PX_NOUSER = 67,
+    PX_SOFTWARE = 70,
+    PX_OSERR = 71,
+    PX_CANTCREAT = 73,
+    PX_IOERR = 74,
+    PX_TEMPFAIL = 75,
+    PX_NOPERM = 77,
+    PX_CONFIG = 78,
+};
+
+/* "postern: <message>\n" on stderr. Never pass secrets. */
+void pu_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Progress/info on stderr, silenced by pu_quiet = 1. */
+extern int pu_quiet;
+void pu_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a password: from the terminal without echo (prompt, and a second prompt to confirm
+ * when confirm != 0), or, when from_fd >= 0, the first line of that descriptor (no prompt).
+ * buf should be sodium_malloc'd; the trailing newline is removed. Returns the length or -1
+ * with a reason on stderr (mismatch, empty, too long, no terminal). */
+long pu_read_password(const char *prompt, int confirm, int from_fd, char *buf, size_t cap);
+
+/* Reads a whole small file (at most cap-1 bytes, NUL-terminated, trailing whitespace
+ * trimmed) into buf. Returns length or -1 with errno set. */
+long pu_read_small_file(const char *path, char *buf, size_t cap);
+
+/* Writes data to path atomically (temp file + rename) with the given mode; 0 or -1. */
+int pu_write_file_atomic(const char *path, const void *data, size_t len, int mode);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void pu_hex(const unsigned char *in, size_t n, char *out);
+
+#endif
