@@ -49,8 +49,12 @@ typedef struct pn_site {
 typedef struct pn_config {
     char path[PATH_MAX];
     char prefix[64];
+    char authority_public_paths[1024]; /* as configured: comma-separated files */
     uint8_t authority_pk[PN_MAX_AUTHORITIES][32];
     size_t n_authorities;
+    /* Why no authority key could be loaded (e.g. before `authority init`); commands that
+     * verify key records report it. Loading the rest of the config still succeeds. */
+    char authority_error[512];
     char authority_secret_path[PATH_MAX];
     char delivery_secret_path[PATH_MAX];
     char state_dir[PATH_MAX];

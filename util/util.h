@@ -11,6 +11,7 @@ enum {
     PX_OK = 0,
     PX_USAGE = 64,
     PX_DATAERR = 65,
+    PX_NOINPUT = 66,
     PX_NOUSER = 67,
     PX_SOFTWARE = 70,
     PX_OSERR = 71,

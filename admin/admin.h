@@ -1,0 +1,13 @@
+/* admin: the organisation authority, user provisioning, and the mailbox reader (an admin and
+ * debug tool that proves the formats end to end). Command-line entry points; argv[0] is the
+ * command name. Each returns a sysexits code. */
+#ifndef POSTERN_ADMIN_H
+#define POSTERN_ADMIN_H
+
+#include "config/config.h"
+
+int adm_cmd_authority(const pn_config *cfg, int argc, char **argv);  /* authority init */
+int adm_cmd_user(const pn_config *cfg, int argc, char **argv);       /* user add|passwd|del|list */
+int adm_cmd_mailbox(const pn_config *cfg, int argc, char **argv);    /* mailbox ADDRESS [--show N] */
+
+#endif

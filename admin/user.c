@@ -1,0 +1,514 @@
+/* postern user add|passwd|del|list: provisioning. A user is two newsgroups on every site (mail
+ * and key record) and one signed key record; there is no other user database. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "admin/admin.h"
+#include "article/article.h"
+#include "crypto/crypto.h"
+#include "store/store.h"
+#include "util/util.h"
+
+#define CTLINND "/usr/lib/news/bin/ctlinnd"
+#define PASSWORD_MAX 1024
+
+static const char usage[] =
+    "usage: postern user add ADDRESS [--password-file FILE | --password-stdin] [--force]\n"
+    "       postern user passwd ADDRESS [--password-file FILE | --password-stdin]\n"
+    "       postern user del ADDRESS [--yes]\n"
+    "       postern user list\n"
+    "Passwords are asked on the terminal (twice), or read from the first line of FILE or\n"
+    "stdin (passwd reads the current password, then the new one, one per line).\n"
+    "--force accepts a password shorter than min_password.";
+
+typedef struct user_opts {
+    const char *address;
+    const char *password_file;
+    int password_stdin;
+    int force;
+    int yes;
+} user_opts;
+
+static int parse_opts(int argc, char **argv, user_opts *o)
+{
+    static const struct option opts[] = {
+        {"password-file", required_argument, NULL, 'f'},
+        {"password-stdin", no_argument, NULL, 's'},
+        {"force", no_argument, NULL, 'F'},
+        {"yes", no_argument, NULL, 'y'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'f':
+            o->password_file = optarg;
+            break;
+        case 's':
+            o->password_stdin = 1;
+            break;
+        case 'F':
+            o->force = 1;
+            break;
+        case 'y':
+            o->yes = 1;
+            break;
+        default:
+            return -1;
+        }
+    }
+    if (optind < argc)
+        o->address = argv[optind++];
+    return optind == argc ? 0 : -1;
+}
+
+/* One password source for the whole command, so passwd can read two lines from it. */
+static int password_fd(const user_opts *o)
+{
+    if (o->password_stdin)
+        return STDIN_FILENO;
+    if (o->password_file) {
+        int fd = open(o->password_file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            pu_err("%s: %s", o->password_file, strerror(errno));
+        return fd < 0 ? -2 : fd;
+    }
+    return -1;
+}
+
+static int weak_password(const pn_config *cfg, const char *pw, size_t len, const char *address, int force)
+{
+    /* Count characters, not bytes: a UTF-8 passphrase is judged by what the user typed. */
+    size_t chars = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)pw[i] & 0xC0) != 0x80)
+            chars++;
+    const char *why = NULL;
+    if (chars < cfg->min_password)
+        why = "is too short";
+    else if (strncasecmp(pw, address, strcspn(address, "@")) == 0 && len == strcspn(address, "@"))
+        why = "is the user name";
+    if (why && !force) {
+        pu_err("the password %s (at least %u characters); choose another, or use --force", why, cfg->min_password);
+        return 1;
+    }
+    if (why)
+        pu_info("warning: the password %s; accepted because of --force", why);
+    return 0;
+}
+
+/* Runs ctlinnd for a locally administered site; returns 0 on success. */
+static int ctlinnd(const pn_site *site, const char *const args[], char *out, size_t outlen)
+{
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(pipefd[1], STDOUT_FILENO);
+        dup2(pipefd[1], STDERR_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        setenv("INNCONF", site->innconf, 1);
+        char *argv[8];
+        size_t n = 0;
+        argv[n++] = (char *)CTLINND;
+        for (size_t i = 0; args[i] && n < 7; i++)
+            argv[n++] = (char *)args[i];
+        argv[n] = NULL;
+        execv(CTLINND, argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t used = 0;
+    for (;;) {
+        ssize_t r = read(pipefd[0], out + used, outlen - 1 - used);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        used += (size_t)r;
+        if (used == outlen - 1)
+            break;
+    }
+    out[used] = '\0';
+    while (used > 0 && (out[used - 1] == '\n' || out[used - 1] == '\r'))
+        out[--used] = '\0';
+    close(pipefd[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* Makes (or removes) the user's two groups on every site we administer, reporting per
+ * site; returns the number of sites where it failed. */
+static int groups_everywhere(const pn_config *cfg, const char *mail_group, const char *key_group, int create)
+{
+    int failed = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const pn_site *site = &cfg->sites[i];
+        if (!site->innconf[0]) {
+            pu_info("  site %s: not administered from here (no innconf): %s the groups there", site->name,
+                    create ? "create" : "remove");
+            continue;
+        }
+        const char *groups[] = {key_group, mail_group};
+        for (size_t g = 0; g < 2; g++) {
+            const char *add[] = {"-s", "newgroup", groups[g], "y", "postern", NULL};
+            const char *del[] = {"-s", "rmgroup", groups[g], NULL};
+            char out[512];
+            if (ctlinnd(site, create ? add : del, out, sizeof out) != 0) {
+                /* Removing a group that is not there is what we wanted anyway. */
+                if (!create && strstr(out, "o such group"))
+                    continue;
+                pu_err("site %s: ctlinnd %s %s failed: %s", site->name, create ? "newgroup" : "rmgroup",
+                       groups[g], out[0] ? out : "no output");
+                failed++;
+                break;
+            }
+        }
+        pu_info("  site %s: groups %s", site->name, create ? "ready" : "removed");
+    }
+    return failed;
+}
+
+/* Posts a signed key record to every reachable site; returns how many hold it. */
+static unsigned post_record(const pn_config *cfg, const pc_keyrecord *rec, const uint8_t *auth_sk,
+                            const char *supersedes)
+{
+    char group[PA_GROUP_MAX + 1], msgid[PA_MSGID_MAX], why[256];
+    if (pa_address_to_key_group(cfg->prefix, rec->address, group, sizeof group, why, sizeof why) != 0)
+        return 0;
+    pa_key_message_id(rec->key_id, rec->serial, msgid);
+    char key[64], lock[96], extra[512];
+    if (pc_cancel_key(auth_sk, msgid, key, sizeof key, lock, sizeof lock) != PC_OK)
+        return 0;
+    int n = snprintf(extra, sizeof extra, "Cancel-Lock: %s\r\n", lock);
+    if (supersedes) {
+        char old_key[64], old_lock[96];
+        if (pc_cancel_key(auth_sk, supersedes, old_key, sizeof old_key, old_lock, sizeof old_lock) != PC_OK)
+            return 0;
+        snprintf(extra + n, sizeof extra - (size_t)n, "Supersedes: %s\r\nCancel-Key: sha256:%s\r\n", supersedes,
+                 old_key);
+    }
+    char headers[2048];
+    uint8_t bin[PC_KEYRECORD_MAX];
+    size_t len = pc_keyrecord_encode(rec, bin, sizeof bin);
+    if (!len || !pa_key_headers(group, msgid, extra, headers, sizeof headers))
+        return 0;
+    unsigned copies = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        nntp_conn *c;
+        char err[512];
+        int st = ps_connect(&cfg->sites[i], &c, err, sizeof err);
+        if (st == PS_OK) {
+            st = ps_post_envelope(c, headers, bin, len, -1, 0, err, sizeof err);
+            nntp_close(c);
+        }
+        if (st == PS_OK || st == PS_DUP) {
+            copies++;
+            pu_info("  site %s: key record %s posted", cfg->sites[i].name, msgid);
+        } else {
+            pu_err("site %s: posting the key record failed: %s", cfg->sites[i].name, err);
+        }
+    }
+    return copies;
+}
+
+static int cmd_add(const pn_config *cfg, const user_opts *o)
+{
+    char canon[PA_ADDRESS_MAX + 1], mail_group[PA_GROUP_MAX + 1], key_group[PA_GROUP_MAX + 1], why[256];
+    if (pa_address_canonical(o->address, canon, sizeof canon, why, sizeof why) != 0 ||
+        pa_address_to_group(cfg->prefix, canon, mail_group, sizeof mail_group, why, sizeof why) != 0 ||
+        pa_address_to_key_group(cfg->prefix, canon, key_group, sizeof key_group, why, sizeof why) != 0) {
+        pu_err("cannot add %s: %s", o->address, why);
+        return PX_DATAERR;
+    }
+    char err[1024];
+    nntp_conn *c;
+    if (ps_connect_any(cfg, &c, NULL, err, sizeof err) != PS_OK) {
+        pu_err("no news server reachable: %s", err);
+        return PX_TEMPFAIL;
+    }
+    pc_keyrecord *rec = sodium_malloc(sizeof *rec);
+    if (!rec) {
+        nntp_close(c);
+        return PX_OSERR;
+    }
+    int st = ps_fetch_keyrecord(c, cfg, canon, rec, NULL, err, sizeof err);
+    nntp_close(c);
+    if (st == PS_OK) {
+        pu_err("%s already exists (use `postern user passwd` to change its password)", canon);
+        sodium_free(rec);
+        return PX_CANTCREAT;
+    }
+    if (st != PS_NOUSER) {
+        pu_err("cannot check whether %s exists: %s", canon, err);
+        sodium_free(rec);
+        return st == PS_TEMP ? PX_TEMPFAIL : PX_SOFTWARE;
+    }
+
+    uint8_t *auth_sk = pn_load_authority_secret(cfg, err, sizeof err);
+    char *pw = sodium_malloc(PASSWORD_MAX);
+    int rc = PX_SOFTWARE;
+    if (!auth_sk) {
+        pu_err("%s", err);
+        rc = PX_CONFIG;
+        goto out;
+    }
+    if (!pw)
+        goto out;
+    int fd = password_fd(o);
+    if (fd == -2) {
+        rc = PX_NOINPUT;
+        goto out;
+    }
+    long len = pu_read_password("New password: ", 1, fd, pw, PASSWORD_MAX);
+    if (fd > STDIN_FILENO)
+        close(fd);
+    if (len < 0) {
+        rc = PX_DATAERR;
+        goto out;
+    }
+    if (weak_password(cfg, pw, (size_t)len, canon, o->force)) {
+        rc = PX_DATAERR;
+        goto out;
+    }
+    pu_info("adding %s (groups %s, %s)", canon, mail_group, key_group);
+    if (groups_everywhere(cfg, mail_group, key_group, 1) != 0) {
+        pu_err("the groups could not be created everywhere; nothing was posted. Fix the site(s) above and run "
+               "`postern user add` again");
+        rc = PX_TEMPFAIL;
+        goto out;
+    }
+    pu_info("  deriving the key-wrapping key (Argon2id, %llu MiB)...",
+            (unsigned long long)((cfg->kdf_memlimit ? cfg->kdf_memlimit : crypto_pwhash_MEMLIMIT_INTERACTIVE) >> 20));
+    st = pc_keyrecord_create(canon, pw, (size_t)len, cfg->kdf_opslimit, cfg->kdf_memlimit, auth_sk, rec, NULL);
+    if (st != PC_OK) {
+        pu_err("creating the key record failed: %s", pc_strerror(st));
+        goto out;
+    }
+    if (post_record(cfg, rec, auth_sk, NULL) == 0) {
+        pu_err("no site accepted the key record; the groups exist, run `postern user add %s` again", canon);
+        rc = PX_TEMPFAIL;
+        goto out;
+    }
+    printf("added %s\n", canon);
+    rc = PX_OK;
+out:
+    if (auth_sk)
+        sodium_free(auth_sk);
+    if (pw)
+        sodium_free(pw);
+    sodium_free(rec);
+    return rc;
+}
+
+static int cmd_passwd(const pn_config *cfg, const user_opts *o)
+{
+    char canon[PA_ADDRESS_MAX + 1], why[256], err[1024], old_msgid[PA_MSGID_MAX];
+    if (pa_address_canonical(o->address, canon, sizeof canon, why, sizeof why) != 0) {
+        pu_err("%s: %s", o->address, why);
+        return PX_NOUSER;
+    }
+    nntp_conn *c;
+    if (ps_connect_any(cfg, &c, NULL, err, sizeof err) != PS_OK) {
+        pu_err("no news server reachable: %s", err);
+        return PX_TEMPFAIL;
+    }
+    pc_keyrecord *rec = sodium_malloc(sizeof *rec);
+    uint8_t *sk = sodium_malloc(PC_BOX_SK_BYTES);
+    char *old_pw = sodium_malloc(PASSWORD_MAX), *new_pw = sodium_malloc(PASSWORD_MAX);
+    uint8_t *auth_sk = NULL;
+    int rc = PX_SOFTWARE;
+    if (!rec || !sk || !old_pw || !new_pw) {
+        nntp_close(c);
+        goto out;
+    }
+    int st = ps_fetch_keyrecord(c, cfg, canon, rec, old_msgid, err, sizeof err);
+    nntp_close(c);
+    if (st != PS_OK) {
+        pu_err("%s", err);
+        rc = st == PS_NOUSER ? PX_NOUSER : PX_TEMPFAIL;
+        goto out;
+    }
+    auth_sk = pn_load_authority_secret(cfg, err, sizeof err);
+    if (!auth_sk) {
+        pu_err("%s", err);
+        rc = PX_CONFIG;
+        goto out;
+    }
+    int fd = password_fd(o);
+    if (fd == -2) {
+        rc = PX_NOINPUT;
+        goto out;
+    }
+    long old_len = pu_read_password("Current password: ", 0, fd, old_pw, PASSWORD_MAX);
+    if (old_len < 0) {
+        rc = PX_DATAERR;
+        goto close_fd;
+    }
+    pu_info("checking the current password (Argon2id)...");
+    st = pc_keyrecord_unlock(rec, old_pw, (size_t)old_len, sk);
+    if (st != PC_OK) {
+        pu_err("%s", st == PC_EPASS ? "the current password is wrong; nothing was changed" : pc_strerror(st));
+        rc = st == PC_EPASS ? PX_NOPERM : PX_OSERR;
+        goto close_fd;
+    }
+    long new_len = pu_read_password("New password: ", 1, fd, new_pw, PASSWORD_MAX);
+    if (new_len < 0 || weak_password(cfg, new_pw, (size_t)new_len, canon, o->force)) {
+        rc = PX_DATAERR;
+        goto close_fd;
+    }
+    pu_info("re-wrapping the key of %s (Argon2id)...", canon);
+    st = pc_keyrecord_rewrap(rec, sk, new_pw, (size_t)new_len, cfg->kdf_opslimit, cfg->kdf_memlimit, auth_sk);
+    if (st != PC_OK) {
+        pu_err("re-wrapping failed: %s", pc_strerror(st));
+        goto close_fd;
+    }
+    if (post_record(cfg, rec, auth_sk, old_msgid) == 0) {
+        pu_err("no site accepted the new key record; the old password still works");
+        rc = PX_TEMPFAIL;
+        goto close_fd;
+    }
+    printf("password of %s changed (key record serial %" PRIu32 "); old mail stays readable\n", canon, rec->serial);
+    rc = PX_OK;
+close_fd:
+    if (fd > STDIN_FILENO)
+        close(fd);
+out:
+    if (rec)
+        sodium_free(rec);
+    if (sk)
+        sodium_free(sk);
+    if (old_pw)
+        sodium_free(old_pw);
+    if (new_pw)
+        sodium_free(new_pw);
+    if (auth_sk)
+        sodium_free(auth_sk);
+    return rc;
+}
+
+static int cmd_del(const pn_config *cfg, const user_opts *o)
+{
+    char canon[PA_ADDRESS_MAX + 1], mail_group[PA_GROUP_MAX + 1], key_group[PA_GROUP_MAX + 1], why[256];
+    if (pa_address_canonical(o->address, canon, sizeof canon, why, sizeof why) != 0 ||
+        pa_address_to_group(cfg->prefix, canon, mail_group, sizeof mail_group, why, sizeof why) != 0 ||
+        pa_address_to_key_group(cfg->prefix, canon, key_group, sizeof key_group, why, sizeof why) != 0) {
+        pu_err("%s: %s", o->address, why);
+        return PX_NOUSER;
+    }
+    if (!o->yes) {
+        if (!isatty(STDIN_FILENO)) {
+            pu_err("deleting %s removes its mailbox on every site; add --yes to confirm", canon);
+            return PX_USAGE;
+        }
+        fprintf(stderr, "Delete %s and its mail on every administered site? Type the address to confirm: ", canon);
+        char answer[PA_ADDRESS_MAX + 2];
+        if (!fgets(answer, sizeof answer, stdin) || strncmp(answer, canon, strlen(canon)) != 0 ||
+            (answer[strlen(canon)] != '\n' && answer[strlen(canon)] != '\0')) {
+            pu_err("not confirmed; nothing was deleted");
+            return PX_USAGE;
+        }
+    }
+    pu_info("deleting %s", canon);
+    if (groups_everywhere(cfg, mail_group, key_group, 0) != 0)
+        return PX_TEMPFAIL;
+    printf("deleted %s\n", canon);
+    return PX_OK;
+}
+
+typedef struct list_ctx {
+    const pn_config *cfg;
+    size_t users;
+} list_ctx;
+
+static int list_line(void *arg, const char *line, size_t len)
+{
+    list_ctx *l = arg;
+    char group[PA_GROUP_MAX + 1], address[PA_ADDRESS_MAX + 1];
+    size_t g = strcspn(line, " ");
+    if (g > len || g >= sizeof group)
+        return 0;
+    memcpy(group, line, g);
+    group[g] = '\0';
+    size_t suffix = strlen(PA_KEY_SUFFIX);
+    if (g <= suffix || strcmp(group + g - suffix, PA_KEY_SUFFIX) != 0)
+        return 0;
+    if (pa_group_to_address(l->cfg->prefix, group, address, sizeof address) != 0)
+        return 0; /* a group postern did not make */
+    printf("%s\n", address);
+    l->users++;
+    return 0;
+}
+
+static int cmd_list(const pn_config *cfg)
+{
+    char err[1024], wildmat[96];
+    nntp_conn *c;
+    if (ps_connect_any(cfg, &c, NULL, err, sizeof err) != PS_OK) {
+        pu_err("no news server reachable: %s", err);
+        return PX_TEMPFAIL;
+    }
+    snprintf(wildmat, sizeof wildmat, "%s%s*%s", cfg->prefix, cfg->prefix[0] ? "." : "", PA_KEY_SUFFIX);
+    list_ctx l = {.cfg = cfg};
+    int st = nntp_list_active(c, wildmat, list_line, &l);
+    nntp_close(c);
+    if (st != NNTP_OK) {
+        pu_err("LIST ACTIVE failed: %s", nntp_strerror(st));
+        return PX_TEMPFAIL;
+    }
+    pu_info("%zu user%s", l.users, l.users == 1 ? "" : "s");
+    return PX_OK;
+}
+
+int adm_cmd_user(const pn_config *cfg, int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "%s\n", usage);
+        return PX_USAGE;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        puts(usage);
+        return PX_OK;
+    }
+    user_opts o;
+    if (parse_opts(argc - 1, argv + 1, &o) != 0) {
+        fprintf(stderr, "%s\n", usage);
+        return PX_USAGE;
+    }
+    if (strcmp(sub, "list") == 0 && !o.address)
+        return cmd_list(cfg);
+    if (!o.address) {
+        fprintf(stderr, "%s\n", usage);
+        return PX_USAGE;
+    }
+    if (strcmp(sub, "add") == 0)
+        return cmd_add(cfg, &o);
+    if (strcmp(sub, "passwd") == 0)
+        return cmd_passwd(cfg, &o);
+    if (strcmp(sub, "del") == 0)
+        return cmd_del(cfg, &o);
+    fprintf(stderr, "%s\n", usage);
+    return PX_USAGE;
+}

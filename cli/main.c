@@ -1,0 +1,92 @@
+/* postern: one program, git-style subcommands, one explicit command table. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "admin/admin.h"
+#include "config/config.h"
+#include "crypto/crypto.h"
+#include "deliver/deliver.h"
+#include "util/util.h"
+
+typedef int (*command_fn)(const pn_config *cfg, int argc, char **argv);
+
+static const struct command {
+    const char *name;
+    command_fn run;
+    const char *summary;
+} commands[] = {
+    {"authority", adm_cmd_authority, "init: create the organisation key that signs key records"},
+    {"user", adm_cmd_user, "add|passwd|del|list: provision users"},
+    {"deliver", pd_cmd_deliver, "--to ADDRESS < message: encrypt and post one message (MTA hook)"},
+    {"watch-maildir", pd_cmd_watch_maildir, "MAILDIR=ADDRESS...: post messages appearing in Maildirs"},
+    {"mailbox", adm_cmd_mailbox, "ADDRESS [--show N]: list or print a user's decrypted mail"},
+};
+
+static void usage(FILE *to)
+{
+    fprintf(to, "usage: postern [-c CONFIG] [-q] COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(to, "  %-14s %s\n", commands[i].name, commands[i].summary);
+    fprintf(to, "\nCONFIG defaults to $POSTERN_CONFIG or /etc/postern/postern.conf.\n"
+                "`postern COMMAND --help` explains a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            config_path = argv[++i];
+        else if (strcmp(argv[i], "-q") == 0)
+            pu_quiet = 1;
+        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return PX_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            puts("postern 0.1.0");
+            return PX_OK;
+        } else {
+            usage(stderr);
+            return PX_USAGE;
+        }
+    }
+    if (i == argc) {
+        usage(stderr);
+        return PX_USAGE;
+    }
+    const struct command *cmd = NULL;
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+        if (strcmp(commands[k].name, argv[i]) == 0)
+            cmd = &commands[k];
+    if (!cmd) {
+        pu_err("unknown command '%s'", argv[i]);
+        usage(stderr);
+        return PX_USAGE;
+    }
+    /* Secrets live in this process's memory: keep them out of core dumps. */
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    if (pc_init() != PC_OK) {
+        pu_err("libsodium failed to initialise");
+        return PX_SOFTWARE;
+    }
+    pn_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return PX_OSERR;
+    char err[1024];
+    if (!config_path)
+        config_path = pn_config_default_path();
+    if (pn_config_load(config_path, cfg, err, sizeof err) != 0) {
+        pu_err("%s", err);
+        free(cfg);
+        /* deliver's caller is an MTA: a broken config must keep mail queued, not bounce it. */
+        return strcmp(cmd->name, "deliver") == 0 ? PX_TEMPFAIL : PX_CONFIG;
+    }
+    int rc = cmd->run(cfg, argc - i, argv + i);
+    pn_config_free(cfg);
+    free(cfg);
+    return rc;
+}

@@ -1,0 +1,345 @@
+#include "config/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "article/article.h"
+#include "crypto/crypto.h"
+#include "util/util.h"
+
+#define DEFAULT_PATH "/etc/postern/postern.conf"
+
+typedef struct parse_ctx {
+    pn_config *cfg;
+    char password_files[PN_MAX_SITES][PATH_MAX];
+    char err[256];            /* reason for the first error; ini_parse supplies the line */
+} parse_ctx;
+
+static int set_string(char *dst, size_t cap, const char *value, const char *key, parse_ctx *ctx)
+{
+    if (strlen(value) >= cap) {
+        snprintf(ctx->err, sizeof ctx->err, "%s is longer than %zu characters", key, cap - 1);
+        return 0;
+    }
+    strcpy(dst, value);
+    return 1;
+}
+
+static int set_u64(uint64_t *dst, const char *value, uint64_t min, uint64_t max, const char *key, parse_ctx *ctx)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(value, &end, 10);
+    if (errno || end == value || *end || value[0] == '-' || v < min || v > max) {
+        snprintf(ctx->err, sizeof ctx->err, "%s must be a whole number from %llu to %llu, not '%s'", key,
+                 (unsigned long long)min, (unsigned long long)max, value);
+        return 0;
+    }
+    *dst = v;
+    return 1;
+}
+
+static pn_site *site_for(parse_ctx *ctx, const char *name, size_t *index)
+{
+    pn_config *cfg = ctx->cfg;
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        if (strcmp(cfg->sites[i].name, name) == 0) {
+            *index = i;
+            return &cfg->sites[i];
+        }
+    if (cfg->n_sites == PN_MAX_SITES) {
+        snprintf(ctx->err, sizeof ctx->err, "more than %d [site] sections", PN_MAX_SITES);
+        return NULL;
+    }
+    if (!*name || strlen(name) >= sizeof cfg->sites[0].name) {
+        snprintf(ctx->err, sizeof ctx->err, "a [site NAME] section needs a name of 1 to 63 characters");
+        return NULL;
+    }
+    pn_site *s = &cfg->sites[cfg->n_sites];
+    memset(s, 0, sizeof *s);
+    strcpy(s->name, name);
+    strcpy(s->port, "119");
+    *index = cfg->n_sites++;
+    return s;
+}
+
+static int handle_site(parse_ctx *ctx, const char *name, const char *key, const char *value)
+{
+    size_t index;
+    pn_site *s = site_for(ctx, name, &index);
+    if (!s)
+        return 0;
+    if (!key) /* section header seen (inih reports it with INI_CALL_HANDLER_ON_NEW_SECTION) */
+        return 1;
+    if (strcmp(key, "host") == 0)
+        return set_string(s->host, sizeof s->host, value, key, ctx);
+    if (strcmp(key, "port") == 0) {
+        uint64_t port;
+        if (!set_u64(&port, value, 1, 65535, key, ctx))
+            return 0;
+        snprintf(s->port, sizeof s->port, "%u", (unsigned)port);
+        return 1;
+    }
+    if (strcmp(key, "tls") == 0) {
+        if (strcmp(value, "none") == 0)
+            s->tls = PN_TLS_NONE;
+        else if (strcmp(value, "implicit") == 0)
+            s->tls = PN_TLS_IMPLICIT;
+        else if (strcmp(value, "starttls") == 0)
+            s->tls = PN_TLS_STARTTLS;
+        else {
+            snprintf(ctx->err, sizeof ctx->err, "tls must be none, implicit or starttls, not '%s'", value);
+            return 0;
+        }
+        return 1;
+    }
+    if (strcmp(key, "ca_file") == 0)
+        return set_string(s->ca_file, sizeof s->ca_file, value, key, ctx);
+    if (strcmp(key, "user") == 0)
+        return set_string(s->user, sizeof s->user, value, key, ctx);
+    if (strcmp(key, "password_file") == 0)
+        return set_string(ctx->password_files[index], sizeof ctx->password_files[index], value, key, ctx);
+    if (strcmp(key, "innconf") == 0)
+        return set_string(s->innconf, sizeof s->innconf, value, key, ctx);
+    snprintf(ctx->err, sizeof ctx->err, "unknown setting '%s' in [site %s]", key, name);
+    return 0;
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+    parse_ctx *ctx = user;
+    pn_config *cfg = ctx->cfg;
+    if (strncmp(section, "site ", 5) == 0)
+        return handle_site(ctx, section + 5, key, value);
+    if (!key)
+        return 1;
+    if (strcmp(section, "postern") == 0) {
+        if (strcmp(key, "prefix") == 0)
+            return set_string(cfg->prefix, sizeof cfg->prefix, value, key, ctx);
+        if (strcmp(key, "authority_public") == 0)
+            return set_string(ctx->cfg->authority_public_paths, sizeof ctx->cfg->authority_public_paths, value, key, ctx);
+        if (strcmp(key, "authority_secret") == 0)
+            return set_string(cfg->authority_secret_path, sizeof cfg->authority_secret_path, value, key, ctx);
+        if (strcmp(key, "delivery_secret") == 0)
+            return set_string(cfg->delivery_secret_path, sizeof cfg->delivery_secret_path, value, key, ctx);
+        if (strcmp(key, "state_dir") == 0)
+            return set_string(cfg->state_dir, sizeof cfg->state_dir, value, key, ctx);
+        if (strcmp(key, "kdf_opslimit") == 0)
+            return set_u64(&cfg->kdf_opslimit, value, 1, 16, key, ctx);
+        if (strcmp(key, "kdf_memlimit") == 0)
+            return set_u64(&cfg->kdf_memlimit, value, 8192, 4ULL << 30, key, ctx);
+        if (strcmp(key, "min_password") == 0) {
+            uint64_t v;
+            if (!set_u64(&v, value, 1, 1024, key, ctx))
+                return 0;
+            cfg->min_password = (unsigned)v;
+            return 1;
+        }
+    } else if (strcmp(section, "deliver") == 0) {
+        if (strcmp(key, "min_copies") == 0) {
+            uint64_t v;
+            if (!set_u64(&v, value, 1, PN_MAX_SITES, key, ctx))
+                return 0;
+            cfg->min_copies = (unsigned)v;
+            return 1;
+        }
+        if (strcmp(key, "max_message_size") == 0)
+            return set_u64(&cfg->max_message_size, value, 1024, 1ULL << 40, key, ctx);
+    } else {
+        snprintf(ctx->err, sizeof ctx->err, "unknown section [%s]", section);
+        return 0;
+    }
+    snprintf(ctx->err, sizeof ctx->err, "unknown setting '%s' in [%s]", key, section);
+    return 0;
+}
+
+static int load_authorities(parse_ctx *ctx)
+{
+    pn_config *cfg = ctx->cfg;
+    char list[sizeof cfg->authority_public_paths];
+    strcpy(list, ctx->cfg->authority_public_paths);
+    char *save = NULL;
+    for (char *path = strtok_r(list, ",", &save); path; path = strtok_r(NULL, ",", &save)) {
+        while (*path == ' ' || *path == '\t')
+            path++;
+        size_t len = strlen(path);
+        while (len > 0 && (path[len - 1] == ' ' || path[len - 1] == '\t'))
+            path[--len] = '\0';
+        if (!len)
+            continue;
+        if (cfg->n_authorities == PN_MAX_AUTHORITIES) {
+            snprintf(ctx->err, sizeof ctx->err, "more than %d authority_public files", PN_MAX_AUTHORITIES);
+            return -1;
+        }
+        char line[256];
+        if (pu_read_small_file(path, line, sizeof line) < 0) {
+            snprintf(cfg->authority_error, sizeof cfg->authority_error,
+                     "authority_public %s: %s (run `postern authority init` on the admin host)", path,
+                     strerror(errno));
+            continue;
+        }
+        if (pc_authority_pk_parse(line, cfg->authority_pk[cfg->n_authorities]) != PC_OK) {
+            snprintf(ctx->err, sizeof ctx->err, "authority_public %s is not a postern authority public key", path);
+            return -1;
+        }
+        cfg->n_authorities++;
+    }
+    return 0;
+}
+
+int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
+{
+    parse_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memset(cfg, 0, sizeof *cfg);
+    ctx->cfg = cfg;
+    snprintf(cfg->path, sizeof cfg->path, "%s", path);
+    strcpy(cfg->prefix, PA_DEFAULT_PREFIX);
+    strcpy(cfg->state_dir, "/var/lib/postern");
+    cfg->min_password = 10;
+    cfg->min_copies = 1;
+    cfg->max_message_size = 100ULL << 20;
+
+    int rc = -1;
+    int line = ini_parse(path, handler, ctx);
+    if (line == -1) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        goto out;
+    }
+    if (line == -2) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    if (line > 0) {
+        snprintf(err, errlen, "%s:%d: %s", path, line, ctx->err[0] ? ctx->err : "syntax error");
+        goto out;
+    }
+    char why[160];
+    if (pa_prefix_check(cfg->prefix, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: prefix: %s", path, why);
+        goto out;
+    }
+    if (!cfg->authority_public_paths[0])
+        snprintf(cfg->authority_error, sizeof cfg->authority_error, "%s: [postern] authority_public is not set",
+                 path);
+    if (load_authorities(ctx) != 0) {
+        snprintf(err, errlen, "%s: %s", path, ctx->err);
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        pn_site *s = &cfg->sites[i];
+        if (!s->host[0]) {
+            snprintf(err, errlen, "%s: [site %s] has no host", path, s->name);
+            goto out;
+        }
+        if (ctx->password_files[i][0]) {
+            if (!s->user[0]) {
+                snprintf(err, errlen, "%s: [site %s] has a password_file but no user", path, s->name);
+                goto out;
+            }
+            if (pu_read_small_file(ctx->password_files[i], s->password, sizeof s->password) < 0) {
+                snprintf(err, errlen, "%s: [site %s] password_file %s: %s", path, s->name,
+                         ctx->password_files[i], strerror(errno));
+                goto out;
+            }
+        }
+    }
+    if (cfg->min_copies > cfg->n_sites && cfg->n_sites > 0) {
+        snprintf(err, errlen, "%s: min_copies is %u but only %zu [site] sections are configured", path,
+                 cfg->min_copies, cfg->n_sites);
+        goto out;
+    }
+    rc = 0;
+out:
+    sodium_memzero(ctx, sizeof *ctx);
+    free(ctx);
+    if (rc != 0)
+        pn_config_free(cfg);
+    return rc;
+}
+
+void pn_config_free(pn_config *cfg)
+{
+    for (size_t i = 0; i < PN_MAX_SITES; i++)
+        sodium_memzero(cfg->sites[i].password, sizeof cfg->sites[i].password);
+}
+
+const char *pn_config_default_path(void)
+{
+    const char *env = getenv("POSTERN_CONFIG");
+    return env && *env ? env : DEFAULT_PATH;
+}
+
+uint8_t *pn_load_delivery_secret(const pn_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->delivery_secret_path[0]) {
+        snprintf(err, errlen, "%s: [postern] delivery_secret is not set", cfg->path);
+        return NULL;
+    }
+    char *hex = sodium_malloc(256);
+    uint8_t *secret = sodium_malloc(PC_DELIVERY_SECRET_BYTES);
+    size_t bin_len = 0;
+    if (!hex || !secret) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    long n = pu_read_small_file(cfg->delivery_secret_path, hex, 256);
+    if (n < 0) {
+        snprintf(err, errlen, "delivery_secret %s: %s", cfg->delivery_secret_path, strerror(errno));
+        goto fail;
+    }
+    if (sodium_hex2bin(secret, PC_DELIVERY_SECRET_BYTES, hex, (size_t)n, NULL, &bin_len, NULL) != 0 ||
+        bin_len != PC_DELIVERY_SECRET_BYTES) {
+        snprintf(err, errlen, "delivery_secret %s must hold 64 hex digits", cfg->delivery_secret_path);
+        goto fail;
+    }
+    sodium_free(hex);
+    return secret;
+fail:
+    if (hex)
+        sodium_free(hex);
+    if (secret)
+        sodium_free(secret);
+    return NULL;
+}
+
+uint8_t *pn_load_authority_secret(const pn_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->authority_secret_path[0]) {
+        snprintf(err, errlen, "%s: [postern] authority_secret is not set (it is needed on the admin host only)",
+                 cfg->path);
+        return NULL;
+    }
+    char *line = sodium_malloc(256);
+    uint8_t *sk = sodium_malloc(PC_AUTH_SK_BYTES);
+    if (!line || !sk) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (pu_read_small_file(cfg->authority_secret_path, line, 256) < 0) {
+        snprintf(err, errlen, "authority_secret %s: %s", cfg->authority_secret_path, strerror(errno));
+        goto fail;
+    }
+    if (pc_authority_sk_parse(line, sk, NULL) != PC_OK) {
+        snprintf(err, errlen, "authority_secret %s is not a postern authority secret key",
+                 cfg->authority_secret_path);
+        goto fail;
+    }
+    sodium_free(line);
+    return sk;
+fail:
+    if (line)
+        sodium_free(line);
+    if (sk)
+        sodium_free(sk);
+    return NULL;
+}

@@ -1,0 +1,419 @@
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "article/article.h"
+
+/* A key group normally holds one or two records; more than this is someone flooding it. */
+#define MAX_KEY_ARTICLES 256
+/* base64 of the largest record plus line breaks and slack */
+#define KEY_ARMOR_MAX 2048
+#define POST_BLOCK (57 * 1024) /* a multiple of 57 bytes = whole 76-character lines */
+
+static int map_nntp(int st)
+{
+    switch (st) {
+    case NNTP_OK:
+        return PS_OK;
+    case NNTP_EDUP:
+        return PS_DUP;
+    case NNTP_ENOENT:
+        return PS_NOENT;
+    case NNTP_ETEMP:
+    case NNTP_ETLS:
+        return PS_TEMP;
+    default:
+        return PS_FAIL;
+    }
+}
+
+int ps_connect(const pn_site *site, nntp_conn **out, char *err, size_t errlen)
+{
+    nntp_params p = {
+        .host = site->host,
+        .port = site->port,
+        .tls = site->tls == PN_TLS_IMPLICIT   ? NNTP_TLS_IMPLICIT
+               : site->tls == PN_TLS_STARTTLS ? NNTP_TLS_STARTTLS
+                                              : NNTP_TLS_NONE,
+        .ca_file = site->ca_file[0] ? site->ca_file : NULL,
+        .user = site->user[0] ? site->user : NULL,
+        .password = site->user[0] ? site->password : NULL,
+    };
+    char why[256] = "";
+    int st = nntp_connect(&p, out, why, sizeof why);
+    if (st == NNTP_OK)
+        return PS_OK;
+    snprintf(err, errlen, "site %s (%s:%s): %s", site->name, site->host, site->port,
+             why[0] ? why : nntp_strerror(st));
+    /* A rejected login is a configuration problem that retrying will not fix, but the MTA
+     * must keep the mail until the admin fixes it: report it as temporary. */
+    return st == NNTP_EAUTH ? PS_TEMP : map_nntp(st);
+}
+
+int ps_connect_any(const pn_config *cfg, nntp_conn **out, size_t *site_index, char *err, size_t errlen)
+{
+    int st = PS_TEMP;
+    size_t used = 0;
+    if (cfg->n_sites == 0) {
+        snprintf(err, errlen, "%s: no [site] sections: postern needs at least one news server", cfg->path);
+        return PS_FAIL;
+    }
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        char why[512];
+        st = ps_connect(&cfg->sites[i], out, why, sizeof why);
+        if (st == PS_OK) {
+            if (site_index)
+                *site_index = i;
+            return PS_OK;
+        }
+        /* Keep every site's reason: the admin needs to see all of them. */
+        int n = snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", why);
+        if (n > 0 && (size_t)n < errlen - used)
+            used += (size_t)n;
+    }
+    return st == PS_OK ? PS_TEMP : st;
+}
+
+/* ---- key records ---- */
+
+typedef struct number_list {
+    char (*items)[24];
+    size_t n;
+} number_list;
+
+static int collect_number(void *arg, const char *line, size_t len)
+{
+    number_list *l = arg;
+    if (l->n == MAX_KEY_ARTICLES || len == 0 || len >= sizeof l->items[0])
+        return 0; /* extra numbers are ignored: a legitimate group never has that many */
+    memcpy(l->items[l->n], line, len);
+    l->items[l->n][len] = '\0';
+    l->n++;
+    return 0;
+}
+
+typedef struct text_buf {
+    char data[KEY_ARMOR_MAX];
+    size_t len;
+    int overflow;
+} text_buf;
+
+static int collect_body(void *arg, const char *line, size_t len)
+{
+    text_buf *b = arg;
+    if (b->len + len + 1 > sizeof b->data) {
+        b->overflow = 1;
+        return 1;
+    }
+    memcpy(b->data + b->len, line, len);
+    b->len += len;
+    b->data[b->len++] = '\n';
+    return 0;
+}
+
+typedef struct bin_buf {
+    uint8_t data[PC_KEYRECORD_MAX + 64];
+    size_t len;
+} bin_buf;
+
+static int collect_bin(void *arg, const uint8_t *data, size_t len)
+{
+    bin_buf *b = arg;
+    if (b->len + len > sizeof b->data)
+        return 1;
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+/* Reads one article of a key group and turns it into a verified record: 0 on success. */
+static int read_one_record(nntp_conn *c, const pn_config *cfg, const char *number, const char *address,
+                           pc_keyrecord *rec, char *msgid, int *why)
+{
+    text_buf *text = calloc(1, sizeof *text);
+    bin_buf *bin = calloc(1, sizeof *bin);
+    int rc = -1;
+    if (!text || !bin)
+        goto out;
+    pa_reader r;
+    pa_reader_init(&r, collect_body, text);
+    int st = nntp_fetch(c, "ARTICLE", number, pa_reader_line, &r);
+    if (st != NNTP_OK) {
+        *why = map_nntp(st);
+        goto out;
+    }
+    if (r.error || text->overflow || strcmp(r.format, "keyrecord 1") != 0)
+        goto out;
+    pc_armor *dec = pc_armor_decoder(collect_bin, bin);
+    if (!dec)
+        goto out;
+    int ok = pc_armor_update(dec, (const uint8_t *)text->data, text->len) == PC_OK && pc_armor_finish(dec) == PC_OK;
+    pc_armor_free(dec);
+    if (!ok || pc_keyrecord_decode(bin->data, bin->len, rec) != PC_OK)
+        goto out;
+    if (pc_keyrecord_verify(rec, (const uint8_t(*)[PC_AUTH_PK_BYTES])cfg->authority_pk, cfg->n_authorities,
+                            address) != PC_OK)
+        goto out;
+    if (msgid)
+        snprintf(msgid, PA_MSGID_MAX, "%s", r.message_id);
+    rc = 0;
+out:
+    free(text);
+    free(bin);
+    return rc;
+}
+
+int ps_fetch_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, pc_keyrecord *best, char *msgid,
+                       char *err, size_t errlen)
+{
+    char group[PA_GROUP_MAX + 1], why[256];
+    if (cfg->n_authorities == 0) {
+        snprintf(err, errlen, "no authority public key to verify key records with: %s", cfg->authority_error);
+        return PS_FAIL;
+    }
+    if (pa_address_to_key_group(cfg->prefix, address, group, sizeof group, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", address, why);
+        return PS_NOUSER;
+    }
+    number_list list = {.items = calloc(MAX_KEY_ARTICLES, sizeof list.items[0])};
+    if (!list.items) {
+        snprintf(err, errlen, "out of memory");
+        return PS_FAIL;
+    }
+    int st = nntp_listgroup(c, group, collect_number, &list);
+    if (st != NNTP_OK) {
+        free(list.items);
+        if (st == NNTP_ENOENT) {
+            snprintf(err, errlen, "%s: no such user (newsgroup %s does not exist)", address, group);
+            return PS_NOUSER;
+        }
+        snprintf(err, errlen, "%s: reading %s: %s", address, group, nntp_last_response(c));
+        return map_nntp(st);
+    }
+    int found = 0, temp = 0;
+    size_t rejected = 0;
+    pc_keyrecord *rec = malloc(sizeof *rec);
+    if (!rec) {
+        free(list.items);
+        snprintf(err, errlen, "out of memory");
+        return PS_FAIL;
+    }
+    for (size_t i = 0; i < list.n; i++) {
+        char id[PA_MSGID_MAX];
+        int fetch_status = PS_OK;
+        if (read_one_record(c, cfg, list.items[i], address, rec, id, &fetch_status) != 0) {
+            if (fetch_status == PS_TEMP)
+                temp = 1;
+            else if (fetch_status == PS_OK)
+                rejected++; /* forged, other address, or not a record: never trusted */
+            continue;
+        }
+        if (!found || rec->serial > best->serial || (rec->serial == best->serial && rec->created > best->created)) {
+            *best = *rec;
+            if (msgid)
+                snprintf(msgid, PA_MSGID_MAX, "%s", id);
+            found = 1;
+        }
+    }
+    free(rec);
+    free(list.items);
+    if (found)
+        return PS_OK;
+    if (temp) {
+        snprintf(err, errlen, "%s: the news server failed while reading the key record", address);
+        return PS_TEMP;
+    }
+    snprintf(err, errlen, "%s: no valid key record in %s (%zu article%s rejected: unsigned, forged or for another address)",
+             address, group, rejected, rejected == 1 ? "" : "s");
+    return PS_NOUSER;
+}
+
+/* ---- posting ---- */
+
+static int post_sink(void *arg, const uint8_t *data, size_t len)
+{
+    return nntp_post_write(arg, data, len) == NNTP_OK ? 0 : 1;
+}
+
+int ps_post_envelope(nntp_conn *c, const char *headers, const uint8_t *prefix, size_t prefix_len, int fd,
+                     uint64_t len, char *err, size_t errlen)
+{
+    int st = nntp_post_begin(c);
+    if (st != NNTP_OK) {
+        snprintf(err, errlen, "POST refused: %s", nntp_last_response(c));
+        return map_nntp(st);
+    }
+    uint8_t *block = malloc(POST_BLOCK);
+    pc_armor *enc = pc_armor_encoder(post_sink, c);
+    int failed = !block || !enc;
+    if (!failed)
+        failed = nntp_post_write(c, headers, strlen(headers)) != NNTP_OK ||
+                 pc_armor_update(enc, prefix, prefix_len) != PC_OK;
+    for (uint64_t off = 0; !failed && off < len;) {
+        size_t want = len - off < POST_BLOCK ? (size_t)(len - off) : POST_BLOCK;
+        ssize_t got = pread(fd, block, want, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            snprintf(err, errlen, "reading the ciphertext spool file: %s", got < 0 ? strerror(errno) : "short file");
+            failed = 2;
+            break;
+        }
+        failed = pc_armor_update(enc, block, (size_t)got) != PC_OK;
+        off += (uint64_t)got;
+    }
+    if (!failed)
+        failed = pc_armor_finish(enc) != PC_OK;
+    pc_armor_free(enc);
+    free(block);
+    if (failed) {
+        /* The connection is mid-article; it cannot be reused, and the server will drop the
+         * partial article when we disconnect. */
+        if (failed != 2)
+            snprintf(err, errlen, "sending the article failed: %s", nntp_last_response(c));
+        return PS_TEMP;
+    }
+    st = nntp_post_end(c);
+    if (st != NNTP_OK)
+        snprintf(err, errlen, "%s", nntp_last_response(c));
+    return map_nntp(st);
+}
+
+/* ---- reading ---- */
+
+typedef struct read_ctx {
+    pa_reader reader;
+    pc_armor *armor;
+    uint8_t prefix[PC_MSG_PREFIX_BYTES];
+    size_t prefix_len;
+    pc_open *open;
+    const uint8_t *pk, *sk;
+    pc_msg_meta *meta;
+    pc_sink_fn sink;
+    void *sink_arg;
+    int status;       /* first failure, as a pc_status */
+    int stopped;      /* the caller's sink asked to stop */
+} read_ctx;
+
+static int user_sink(void *arg, const uint8_t *data, size_t len)
+{
+    read_ctx *x = arg;
+    int r = x->sink(x->sink_arg, data, len);
+    if (r == PS_STOP_EARLY)
+        x->stopped = 1;
+    return r;
+}
+
+static int envelope_sink(void *arg, const uint8_t *data, size_t len)
+{
+    read_ctx *x = arg;
+    if (!x->open) {
+        size_t take = PC_MSG_PREFIX_BYTES - x->prefix_len;
+        if (take > len)
+            take = len;
+        memcpy(x->prefix + x->prefix_len, data, take);
+        x->prefix_len += take;
+        data += take;
+        len -= take;
+        if (x->prefix_len < PC_MSG_PREFIX_BYTES)
+            return 0;
+        int st = PC_OK;
+        x->open = pc_open_begin(x->prefix, x->pk, x->sk, x->meta, user_sink, x, &st);
+        if (!x->open) {
+            x->status = st;
+            return 1;
+        }
+    }
+    if (len == 0)
+        return 0;
+    int st = pc_open_update(x->open, data, len);
+    if (st != PC_OK) {
+        if (!x->stopped)
+            x->status = st;
+        return 1;
+    }
+    return 0;
+}
+
+static int body_line(void *arg, const char *line, size_t len)
+{
+    read_ctx *x = arg;
+    if (pc_armor_update(x->armor, (const uint8_t *)line, len) != PC_OK ||
+        pc_armor_update(x->armor, (const uint8_t *)"\n", 1) != PC_OK) {
+        if (!x->status && !x->stopped)
+            x->status = PC_EFORMAT;
+        return 1;
+    }
+    return 0;
+}
+
+int ps_read_message(nntp_conn *c, const char *id_or_number, const uint8_t box_pk[PC_BOX_PK_BYTES],
+                    const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta, pc_sink_fn sink, void *arg, char *err,
+                    size_t errlen)
+{
+    read_ctx *x = calloc(1, sizeof *x);
+    if (!x) {
+        snprintf(err, errlen, "out of memory");
+        return PS_FAIL;
+    }
+    x->pk = box_pk;
+    x->sk = box_sk;
+    x->meta = meta;
+    x->sink = sink;
+    x->sink_arg = arg;
+    pa_reader_init(&x->reader, body_line, x);
+    x->armor = pc_armor_decoder(envelope_sink, x);
+    int rc = PS_FAIL;
+    if (!x->armor) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    int st = nntp_fetch(c, "ARTICLE", id_or_number, pa_reader_line, &x->reader);
+    if (st != NNTP_OK) {
+        rc = map_nntp(st);
+        snprintf(err, errlen, "article %s: %s", id_or_number, nntp_last_response(c));
+        goto out;
+    }
+    if (x->reader.error || strcmp(x->reader.format, "message 1") != 0) {
+        rc = PS_BADMSG;
+        snprintf(err, errlen, "article %s is not a postern message", id_or_number);
+        goto out;
+    }
+    if (x->stopped)
+        goto check_id; /* the caller has what it wanted; the prefix was authenticated */
+    if (!x->status && pc_armor_finish(x->armor) != PC_OK)
+        x->status = PC_EFORMAT;
+    if (!x->status && !x->open)
+        x->status = PC_ETRUNC;
+    if (!x->status)
+        x->status = pc_open_finish(x->open);
+    if (x->status != PC_OK) {
+        rc = PS_BADMSG;
+        snprintf(err, errlen, "article %s: %s", id_or_number, pc_strerror(x->status));
+        goto out;
+    }
+check_id:
+    /* The sealed tag ties the ciphertext to its Message-ID: a copy re-posted under another
+     * Message-ID (a replay by someone with spool access) is refused. */
+    if (pa_mail_message_id_matches(meta->tag, x->reader.message_id) != 0) {
+        rc = PS_BADMSG;
+        snprintf(err, errlen, "article %s: its Message-ID does not match the sealed one (replayed copy?)",
+                 id_or_number);
+        goto out;
+    }
+    rc = PS_OK;
+out:
+    if (x->open)
+        pc_open_free(x->open);
+    if (x->armor)
+        pc_armor_free(x->armor);
+    sodium_memzero(x->prefix, sizeof x->prefix);
+    free(x);
+    return rc;
+}

@@ -1,0 +1,198 @@
+#include "util/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+int pu_quiet;
+
+void pu_err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("postern: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void pu_info(const char *fmt, ...)
+{
+    if (pu_quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Reads one line from fd byte by byte: a password line is short, and reading no further
+ * than the newline leaves the rest of a script's stdin for whoever reads it next. */
+static long read_line_fd(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        char ch;
+        ssize_t r = read(fd, &ch, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        if (ch == '\n')
+            break;
+        if (n + 1 >= cap) {
+            sodium_memzero(buf, cap);
+            pu_err("password longer than %zu bytes", cap - 1);
+            return -1;
+        }
+        buf[n++] = ch;
+    }
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    buf[n] = '\0';
+    return (long)n;
+}
+
+static long prompt_tty(int tty, const char *prompt, char *buf, size_t cap)
+{
+    struct termios old, quiet;
+    if (tcgetattr(tty, &old) != 0)
+        return -1;
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    quiet.c_lflag |= ECHONL;
+    if (write(tty, prompt, strlen(prompt)) < 0 || tcsetattr(tty, TCSAFLUSH, &quiet) != 0)
+        return -1;
+    long n = read_line_fd(tty, buf, cap);
+    tcsetattr(tty, TCSAFLUSH, &old);
+    return n;
+}
+
+long pu_read_password(const char *prompt, int confirm, int from_fd, char *buf, size_t cap)
+{
+    long n;
+    if (from_fd >= 0) {
+        n = read_line_fd(from_fd, buf, cap);
+    } else {
+        int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+        if (tty < 0) {
+            pu_err("no terminal to ask for the password: use --password-file FILE or --password-stdin");
+            return -1;
+        }
+        n = prompt_tty(tty, prompt, buf, cap);
+        if (n >= 0 && confirm) {
+            char *again = sodium_malloc(cap);
+            if (!again) {
+                close(tty);
+                return -1;
+            }
+            long m = prompt_tty(tty, "Repeat the password: ", again, cap);
+            if (m != n || sodium_memcmp(again, buf, (size_t)n) != 0) {
+                pu_err("the passwords do not match; nothing was changed");
+                n = -2;
+            }
+            sodium_free(again);
+        }
+        close(tty);
+        if (n == -2) {
+            sodium_memzero(buf, cap);
+            return -1;
+        }
+    }
+    if (n == 0) {
+        pu_err("empty password");
+        return -1;
+    }
+    return n;
+}
+
+long pu_read_small_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t n = 0;
+    for (;;) {
+        if (n + 1 >= cap) {
+            close(fd);
+            errno = EFBIG;
+            return -1;
+        }
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    buf[n] = '\0';
+    return (long)n;
+}
+
+int pu_write_file_atomic(const char *path, const void *data, size_t len, int mode)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0)
+        return -1;
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            goto fail;
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0)
+        goto fail;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    if (rename(tmp, path) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    return 0;
+fail:;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    errno = e;
+    return -1;
+}
+
+void pu_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
