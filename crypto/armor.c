@@ -1,0 +1,183 @@
+/* crypto: base64 article bodies (RFC 4648 with padding, 76-character lines, CRLF), streamed
+ * in both directions. Armor carries ciphertext and signed records, nothing secret, so plain
+ * malloc is fine here. */
+#include <stdlib.h>
+
+#include "crypto/internal.h"
+
+#define LINE_BIN 57  /* bytes per full line */
+#define LINE_TXT 76  /* characters per full line */
+#define OUT_LINES 64 /* encoder: lines batched per sink call */
+#define DEC_TXT 4096 /* decoder: text buffered before decoding */
+
+struct pc_armor {
+    int decode;
+    int err;         /* sticky */
+    int finished;
+    int padded;      /* decoder: '=' seen, only line ends may follow */
+    pc_sink_fn sink;
+    void *arg;
+    size_t fill;     /* encoder: bytes in part; decoder: bytes in txt */
+    size_t out_fill; /* bytes in out */
+    uint8_t part[LINE_BIN];
+    char line[LINE_TXT + 1]; /* sodium_bin2base64 writes a NUL */
+    char txt[DEC_TXT];
+    uint8_t out[OUT_LINES * (LINE_TXT + 2)];
+};
+
+uint64_t pc_armor_encoded_size(uint64_t binary_len)
+{
+    return (binary_len + 2) / 3 * 4 + (binary_len + LINE_BIN - 1) / LINE_BIN * 2;
+}
+
+static pc_armor *armor_new(int decode, pc_sink_fn sink, void *arg)
+{
+    if (!sink)
+        return NULL;
+    pc_armor *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->decode = decode;
+    a->sink = sink;
+    a->arg = arg;
+    return a;
+}
+
+pc_armor *pc_armor_encoder(pc_sink_fn sink, void *arg)
+{
+    return armor_new(0, sink, arg);
+}
+
+pc_armor *pc_armor_decoder(pc_sink_fn sink, void *arg)
+{
+    return armor_new(1, sink, arg);
+}
+
+static int flush_out(pc_armor *a)
+{
+    if (a->out_fill > 0 && a->sink(a->arg, a->out, a->out_fill) != 0)
+        return a->err = PC_ESINK;
+    a->out_fill = 0;
+    return PC_OK;
+}
+
+/* Encodes one line of at most 57 bytes into the output batch. */
+static int put_line(pc_armor *a, const uint8_t *bin, size_t len)
+{
+    if (a->out_fill + LINE_TXT + 2 > sizeof a->out && flush_out(a) != PC_OK)
+        return a->err;
+    sodium_bin2base64(a->line, sizeof a->line, bin, len, sodium_base64_VARIANT_ORIGINAL);
+    size_t n = strlen(a->line);
+    memcpy(a->out + a->out_fill, a->line, n);
+    memcpy(a->out + a->out_fill + n, "\r\n", 2);
+    a->out_fill += n + 2;
+    return PC_OK;
+}
+
+static int encode_update(pc_armor *a, const uint8_t *in, size_t len)
+{
+    if (a->fill > 0) {
+        size_t n = LINE_BIN - a->fill < len ? LINE_BIN - a->fill : len;
+        memcpy(a->part + a->fill, in, n);
+        a->fill += n;
+        in += n;
+        len -= n;
+        if (a->fill < LINE_BIN)
+            return PC_OK;
+        a->fill = 0;
+        if (put_line(a, a->part, LINE_BIN) != PC_OK)
+            return a->err;
+    }
+    for (; len >= LINE_BIN; in += LINE_BIN, len -= LINE_BIN)
+        if (put_line(a, in, LINE_BIN) != PC_OK)
+            return a->err;
+    memcpy(a->part, in, len);
+    a->fill = len;
+    return PC_OK;
+}
+
+/* Decodes the longest prefix of txt holding whole 4-character groups (line ends, which
+ * sodium_base642bin is told to ignore, may sit anywhere) and keeps the rest, without its
+ * line ends, for the next round. */
+static int decode_buffer(pc_armor *a)
+{
+    size_t cut = 0, chars = 0;
+    for (size_t i = 0; i < a->fill; i++) {
+        char c = a->txt[i];
+        if (c == '\r' || c == '\n')
+            continue;
+        if (a->padded)
+            return a->err = PC_EFORMAT; /* data after the padding of an earlier group */
+        if (++chars % 4 == 0)
+            cut = i + 1;
+    }
+    if (chars >= 4) {
+        size_t groups = chars / 4, got = 0;
+        uint8_t bin[DEC_TXT / 4 * 3];
+        if (sodium_base642bin(bin, sizeof bin, a->txt, cut, "\r\n", &got, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
+            return a->err = PC_EFORMAT;
+        if (got < groups * 3)
+            a->padded = 1;
+        if (got > 0 && a->sink(a->arg, bin, got) != 0)
+            return a->err = PC_ESINK;
+    } else {
+        cut = 0;
+    }
+    size_t keep = 0;
+    for (size_t i = cut; i < a->fill; i++)
+        if (a->txt[i] != '\r' && a->txt[i] != '\n')
+            a->txt[keep++] = a->txt[i];
+    a->fill = keep;
+    return PC_OK;
+}
+
+static int decode_update(pc_armor *a, const uint8_t *in, size_t len)
+{
+    while (len > 0) {
+        size_t n = DEC_TXT - a->fill < len ? DEC_TXT - a->fill : len;
+        memcpy(a->txt + a->fill, in, n);
+        a->fill += n;
+        in += n;
+        len -= n;
+        if (a->fill == DEC_TXT && decode_buffer(a) != PC_OK)
+            return a->err;
+    }
+    return PC_OK;
+}
+
+int pc_armor_update(pc_armor *a, const uint8_t *in, size_t len)
+{
+    if (!a || (!in && len))
+        return PC_EINVAL;
+    if (a->err)
+        return a->err;
+    if (a->finished)
+        return PC_EINVAL;
+    return a->decode ? decode_update(a, in, len) : encode_update(a, in, len);
+}
+
+int pc_armor_finish(pc_armor *a)
+{
+    if (!a)
+        return PC_EINVAL;
+    if (a->err)
+        return a->err;
+    if (a->finished)
+        return PC_EINVAL;
+    a->finished = 1;
+    if (a->decode) {
+        if (decode_buffer(a) != PC_OK)
+            return a->err;
+        /* Leftover characters are an incomplete group: padding is mandatory. */
+        return a->fill == 0 ? PC_OK : (a->err = PC_EFORMAT);
+    }
+    if (a->fill > 0 && put_line(a, a->part, a->fill) != PC_OK)
+        return a->err;
+    a->fill = 0;
+    return flush_out(a);
+}
+
+void pc_armor_free(pc_armor *a)
+{
+    free(a);
+}

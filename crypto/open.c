@@ -1,0 +1,194 @@
+/* crypto: opening an envelope of docs/formats.md section 3, fed in arbitrary slices. Every
+ * chunk is authenticated before its plaintext reaches the sink, but the stream as a whole is
+ * only known to be complete when pc_open_finish returns PC_OK. */
+#include <stdlib.h>
+
+#include "crypto/internal.h"
+
+#define ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
+
+struct open_secret {
+    crypto_secretstream_xchacha20poly1305_state ss;
+    uint8_t meta[PC_META_BYTES];
+    uint8_t plain[]; /* one chunk of plaintext */
+};
+
+struct pc_open {
+    pc_sink_fn sink;
+    void *arg;
+    uint64_t raw;     /* R: bytes the sink gets */
+    uint64_t padded;  /* P */
+    uint64_t nchunks; /* floor(P / C) + 1 */
+    uint64_t idx;     /* chunks opened so far */
+    uint64_t pos;     /* plaintext bytes opened so far */
+    size_t chunk;     /* C */
+    size_t want;      /* ciphertext size of the chunk being collected */
+    size_t have;      /* bytes of it in cbuf */
+    int done;         /* final chunk opened */
+    int err;          /* sticky */
+    struct open_secret *sec;
+    uint8_t *cbuf;
+};
+
+/* Checks the cleartext part of a prefix; returns the chunk log2 or -1. */
+static int check_prefix(const uint8_t *p)
+{
+    if (memcmp(p, "PSTM", 4) != 0 || p[4] != 1 || p[5] < PC_CHUNK_LOG2_MIN || p[5] > PC_CHUNK_LOG2_MAX ||
+        p[6] != 0 || p[7] != 0)
+        return -1;
+    return p[5];
+}
+
+int pc_envelope_key_id(const uint8_t *prefix, size_t len, uint8_t key_id[PC_KEYID_BYTES])
+{
+    if (!prefix || !key_id)
+        return PC_EINVAL;
+    if (len < PC_MSG_PREFIX_BYTES || check_prefix(prefix) < 0)
+        return PC_EFORMAT;
+    memcpy(key_id, prefix + 8, PC_KEYID_BYTES);
+    return PC_OK;
+}
+
+static size_t chunk_cipher_size(const pc_open *o)
+{
+    size_t plain = o->idx + 1 < o->nchunks ? o->chunk : (size_t)(o->padded % o->chunk);
+    return plain + ABYTES;
+}
+
+static pc_open *fail(pc_open *o, int *status, int rc)
+{
+    pc_open_free(o);
+    *status = rc;
+    return NULL;
+}
+
+pc_open *pc_open_begin(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t box_pk[PC_BOX_PK_BYTES],
+                       const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta, pc_sink_fn sink, void *arg,
+                       int *status)
+{
+    int dummy;
+    if (!status)
+        status = &dummy;
+    if (!prefix || !box_pk || !box_sk || !meta || !sink)
+        return fail(NULL, status, PC_EINVAL);
+    int log2 = check_prefix(prefix);
+    if (log2 < 0)
+        return fail(NULL, status, PC_EFORMAT);
+    uint8_t kid[PC_KEYID_BYTES];
+    crypto_generichash(kid, sizeof kid, box_pk, PC_BOX_PK_BYTES, NULL, 0);
+    if (memcmp(kid, prefix + 8, sizeof kid) != 0)
+        return fail(NULL, status, PC_EKEY);
+
+    pc_open *o = calloc(1, sizeof *o);
+    if (!o)
+        return fail(NULL, status, PC_ENOMEM);
+    o->chunk = (size_t)1 << log2;
+    o->sec = sodium_malloc(sizeof(struct open_secret) + o->chunk);
+    if (!o->sec)
+        return fail(o, status, PC_ENOMEM);
+    uint8_t *m = o->sec->meta;
+    if (crypto_box_seal_open(m, prefix + 24, PC_SEALED_META_BYTES, box_pk, box_sk) != 0)
+        return fail(o, status, PC_EKEY);
+
+    uint64_t r = pc_be64_get(m + 12), n = pc_be64_get(m + 20), p = pc_be64_get(m + 28);
+    /* N - R counts the bare LFs, so R <= N <= 2R; P is fully determined by R. */
+    if (m[0] != 1 || m[1] != 0 || n < r || n - r > r || p == 0 || p != pc_padded_for(r))
+        return fail(o, status, PC_EFORMAT);
+    if (crypto_secretstream_xchacha20poly1305_init_pull(&o->sec->ss, prefix + 24 + PC_SEALED_META_BYTES,
+                                                        m + 36) != 0)
+        return fail(o, status, PC_EFORMAT);
+    o->cbuf = malloc(o->chunk + ABYTES);
+    if (!o->cbuf)
+        return fail(o, status, PC_ENOMEM);
+
+    memset(meta, 0, sizeof *meta);
+    meta->tz_minutes = (int16_t)pc_be16_get(m + 2);
+    meta->arrival = (int64_t)pc_be64_get(m + 4);
+    meta->raw_size = r;
+    meta->crlf_size = n;
+    meta->padded_size = p;
+    memcpy(meta->tag, m + 68, PC_TAG_BYTES);
+    sodium_memzero(m, PC_META_BYTES); /* holds the stream key */
+
+    o->sink = sink;
+    o->arg = arg;
+    o->raw = r;
+    o->padded = p;
+    o->nchunks = p / o->chunk + 1;
+    o->want = chunk_cipher_size(o);
+    *status = PC_OK;
+    return o;
+}
+
+/* Opens the collected chunk and hands its unpadded part to the sink. */
+static int open_chunk(pc_open *o)
+{
+    unsigned long long mlen = 0;
+    unsigned char tag = 0;
+    if (crypto_secretstream_xchacha20poly1305_pull(&o->sec->ss, o->sec->plain, &mlen, &tag, o->cbuf, o->want,
+                                                   NULL, 0) != 0)
+        return o->err = PC_EAUTH;
+    int last = o->idx + 1 == o->nchunks;
+    /* The chunk opened, so the sender wrote it: a wrong tag is a malformed stream, not tampering. */
+    if (tag != (last ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE))
+        return o->err = PC_EFORMAT;
+    size_t emit = 0;
+    if (o->pos < o->raw)
+        emit = o->raw - o->pos < mlen ? (size_t)(o->raw - o->pos) : (size_t)mlen;
+    /* Padding must be zeros: anything else would be data the sink never sees. */
+    if (emit < mlen && !sodium_is_zero(o->sec->plain + emit, (size_t)mlen - emit))
+        return o->err = PC_EFORMAT;
+    if (emit > 0 && o->sink(o->arg, o->sec->plain, emit) != 0)
+        return o->err = PC_ESINK;
+    sodium_memzero(o->sec->plain, (size_t)mlen);
+    o->pos += mlen;
+    o->idx++;
+    o->have = 0;
+    if (last)
+        o->done = 1;
+    else
+        o->want = chunk_cipher_size(o);
+    return PC_OK;
+}
+
+int pc_open_update(pc_open *o, const uint8_t *cipher, size_t len)
+{
+    if (!o || (!cipher && len))
+        return PC_EINVAL;
+    if (o->err)
+        return o->err;
+    while (len > 0) {
+        if (o->done)
+            return o->err = PC_EFORMAT; /* bytes after the final chunk */
+        size_t n = o->want - o->have;
+        if (n > len)
+            n = len;
+        memcpy(o->cbuf + o->have, cipher, n);
+        o->have += n;
+        cipher += n;
+        len -= n;
+        if (o->have == o->want && open_chunk(o) != PC_OK)
+            return o->err;
+    }
+    return PC_OK;
+}
+
+int pc_open_finish(pc_open *o)
+{
+    if (!o)
+        return PC_EINVAL;
+    if (o->err)
+        return o->err;
+    return o->done && o->pos == o->padded ? PC_OK : PC_ETRUNC;
+}
+
+void pc_open_free(pc_open *o)
+{
+    if (!o)
+        return;
+    if (o->sec)
+        sodium_free(o->sec);
+    free(o->cbuf);
+    sodium_memzero(o, sizeof *o);
+    free(o);
+}
