@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# install-deps.sh -- install postern's build dependencies and test tools on Debian 12.
+#
+# Idempotent: when every package is already installed it only checks and exits.
+# Run as root (CI runs it on a clean machine).  The system-wide INN (inn2's own innd) is
+# configured but never left running: postern's tests run their own sites (scripts/inn-site).
+set -euo pipefail
+
+PACKAGES=(
+    # build
+    build-essential cmake pkg-config clang libclang-rt-14-dev
+    libsodium-dev libssl-dev libetpan-dev libcmocka-dev libinih-dev libevent-dev
+    # tests
+    valgrind python3 python3-pytest openssl inn2
+    # mail clients for the gateway tests
+    isync curl fetchmail
+)
+INN_DOMAIN=${INN_DOMAIN:-postern.invalid}
+
+say() { echo "install-deps: $*"; }
+die() { echo "install-deps: error: $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (it calls apt-get); use: sudo $0"
+if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+    die "this script is for Debian 12 (apt-get/dpkg-query not found)"
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+missing_packages() {  # prints packages that are not fully installed ("ii")
+    local p st
+    for p in "${PACKAGES[@]}"; do
+        st=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+        [ "${st:0:2}" = "ii" ] || echo "$p"
+    done
+}
+
+inn_domain_set() { grep -Eq '^[[:space:]]*domain:[[:space:]]*[^[:space:]]' /etc/news/inn.conf 2>/dev/null; }
+
+set_inn_domain() {
+    # inn2's postinst fails when the host name has no domain and inn.conf sets none
+    [ -f /etc/news/inn.conf ] || return 0
+    inn_domain_set && return 0
+    say "setting 'domain: $INN_DOMAIN' in /etc/news/inn.conf (inn2's postinst needs a domain)"
+    if grep -Eq '^#[[:space:]]*domain:' /etc/news/inn.conf; then
+        sed -i -E "0,/^#[[:space:]]*domain:.*/s//domain:                 $INN_DOMAIN/" /etc/news/inn.conf
+    else
+        printf 'domain:                 %s\n' "$INN_DOMAIN" >>/etc/news/inn.conf
+    fi
+}
+
+stop_system_innd() {
+    # only the system instance: its pid file is /run/news/innd.pid and it runs without
+    # INNCONF (or with /etc/news/inn.conf).  Sites made by scripts/inn-site are left alone.
+    local pid
+    pid=$(cat /run/news/innd.pid 2>/dev/null || true)
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+        if ! grep -qz '^INNCONF=' "/proc/$pid/environ" 2>/dev/null ||
+           grep -qzxF 'INNCONF=/etc/news/inn.conf' "/proc/$pid/environ" 2>/dev/null; then
+            say "stopping the system-wide innd (pid $pid); postern's tests run their own sites"
+            /usr/lib/news/bin/ctlinnd -s -t 20 shutdown "install-deps" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+        fi
+    fi
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        systemctl disable --now inn2.service >/dev/null 2>&1 || true
+    fi
+    return 0
+}
+
+mapfile -t MISSING < <(missing_packages)
+if [ ${#MISSING[@]} -eq 0 ] && inn_domain_set; then
+    say "all ${#PACKAGES[@]} packages already installed; nothing to do"
+    stop_system_innd
+    exit 0
+fi
+
+# keep services (innd, exim4, ...) from being started by maintainer scripts while we install
+POLICY=/usr/sbin/policy-rc.d
+OWN_POLICY=0
+if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\n# temporary, written by postern scripts/install-deps.sh\nexit 101\n' >"$POLICY"
+    chmod 755 "$POLICY"
+    OWN_POLICY=1
+fi
+cleanup() { if [ "$OWN_POLICY" = 1 ]; then rm -f "$POLICY"; fi; }
+trap cleanup EXIT
+
+if [ ${#MISSING[@]} -gt 0 ]; then
+    say "missing: ${MISSING[*]}"
+    say "apt-get update"
+    apt-get update -q
+    say "apt-get install ${MISSING[*]}"
+    # inn2's postinst may fail here (no domain yet); it is finished below
+    if ! apt-get install -y -q -o Dpkg::Options::=--force-confold "${MISSING[@]}"; then
+        say "apt-get install reported an error; completing the inn2 configuration and retrying"
+    fi
+fi
+
+set_inn_domain
+if dpkg --audit 2>/dev/null | grep -q .; then
+    say "dpkg --configure -a (finishing half-configured packages)"
+    dpkg --configure -a
+fi
+
+mapfile -t MISSING < <(missing_packages)
+if [ ${#MISSING[@]} -gt 0 ]; then
+    say "retrying: apt-get install ${MISSING[*]}"
+    apt-get install -y -q -o Dpkg::Options::=--force-confold "${MISSING[@]}"
+    set_inn_domain
+    dpkg --configure -a
+fi
+mapfile -t MISSING < <(missing_packages)
+[ ${#MISSING[@]} -eq 0 ] ||
+    die "still not installed: ${MISSING[*]}; run 'apt-get install ${MISSING[*]}' and read its errors"
+
+stop_system_innd
+say "done: ${#PACKAGES[@]} packages installed"
