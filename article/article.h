@@ -34,15 +34,23 @@ void pa_key_message_id(const uint8_t key_id[16], uint32_t serial, char out[PA_MS
 /* Checks that msgid is the mail Message-ID for tag: 0 yes, -1 no. */
 int pa_mail_message_id_matches(const uint8_t tag[32], const char *msgid);
 
-/* Outer headers, each line CRLF-terminated, ending with the empty line. extra may be NULL
- * or CRLF-terminated header lines (Cancel-Lock, Supersedes, ...). Returns length, 0 if cap
- * is too small. */
+/* Outer headers, each line CRLF-terminated, ending with the empty line, NUL-terminated in
+ * out. extra may be NULL or CRLF-terminated header lines (Cancel-Lock, Supersedes, ...).
+ * Returns length, 0 if cap is too small or an argument could break the header block (group
+ * or msgid not one visible token, extra not "Name: value" CRLF lines). */
 size_t pa_mail_headers(const char *group, const char *msgid, char *out, size_t cap);
 size_t pa_key_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap);
 
 /* Incremental reader for an article arriving line by line (nntp_fetch's callback): keeps
  * the few header fields postern needs and passes body lines on. Header block limited to
- * 64 KiB and 1000 lines; a longer one is an error. */
+ * 64 KiB and 1000 lines (each line counted with its CRLF, the empty line ending the block
+ * not counted); a longer one is an error. Field names are case-insensitive, folded lines
+ * are unfolded, runs of white space in a value become one space (none in Newsgroups). A
+ * header line without a colon, a continuation line first, a control byte or a repeat in a
+ * kept field, or a Message-ID / Postern-Format too long for its buffer is an error. A
+ * Newsgroups value too long for its buffer keeps only the group names that fit whole.
+ * pa_reader_line returns 0 to go on, -1 on error (and for every line after one), or the
+ * body callback's non-zero value. */
 typedef int (*pa_body_fn)(void *arg, const char *line, size_t len);
 typedef struct pa_reader {
     int in_body;
@@ -53,6 +61,11 @@ typedef struct pa_reader {
     char newsgroups[PA_GROUP_MAX + 1];
     pa_body_fn body;
     void *arg;
+    /* internal state, for unfolding */
+    int field;                       /* kept field being read, or 0 */
+    int ws_pending;                  /* white space seen after the value's last octet */
+    int ng_full;                     /* Newsgroups buffer full: the rest is dropped */
+    unsigned seen;                   /* one bit per kept field, to spot repeats */
 } pa_reader;
 void pa_reader_init(pa_reader *r, pa_body_fn body, void *arg);
 int pa_reader_line(void *reader, const char *line, size_t len); /* an nntp_line_fn */
