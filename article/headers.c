@@ -1,0 +1,102 @@
+/* Message-IDs and outer headers of postern's articles (docs/formats.md sections 2-3). */
+#include "article/article.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define MSGID_DOMAIN "@postern.invalid>"
+#define FROM_LINE "From: postern <postern@postern.invalid>\r\n"
+
+static void hex(char *out, const uint8_t *b, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void pa_mail_message_id(const uint8_t tag[32], char out[PA_MSGID_MAX])
+{
+    char h[41];
+    hex(h, tag, 20); /* 160 bits: collision-free in practice, and a shorter line */
+    snprintf(out, PA_MSGID_MAX, "<m.%s" MSGID_DOMAIN, h);
+}
+
+void pa_key_message_id(const uint8_t key_id[16], uint32_t serial, char out[PA_MSGID_MAX])
+{
+    char h[33];
+    hex(h, key_id, 16);
+    snprintf(out, PA_MSGID_MAX, "<k.%s.%lu" MSGID_DOMAIN, h, (unsigned long)serial);
+}
+
+int pa_mail_message_id_matches(const uint8_t tag[32], const char *msgid)
+{
+    char want[PA_MSGID_MAX];
+    if (!msgid)
+        return -1;
+    pa_mail_message_id(tag, want);
+    return strcmp(want, msgid) == 0 ? 0 : -1; /* Message-IDs compare case-sensitively */
+}
+
+/* A header value we put on a line by itself must be one visible token: anything else could
+ * fold into, or inject, another header line. */
+static int token_ok(const char *s, size_t max)
+{
+    size_t n = 0;
+    if (!s || !*s)
+        return 0;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f)
+            return 0;
+    return n <= max;
+}
+
+/* extra: zero or more "Name: value" lines, each ending in CRLF, no other CR or LF, no empty
+ * line (which would end the header block early), none starting with white space. */
+static int extra_ok(const char *e)
+{
+    while (*e) {
+        const char *eol = strstr(e, "\r\n");
+        if (!eol || eol == e || *e == ' ' || *e == '\t')
+            return 0;
+        const char *colon = memchr(e, ':', (size_t)(eol - e));
+        if (!colon || colon == e)
+            return 0;
+        for (const char *p = e; p < eol; p++)
+            if (*p == '\r' || *p == '\n')
+                return 0;
+        e = eol + 2;
+    }
+    return 1;
+}
+
+static size_t emit(char *out, size_t cap, const char *subject, const char *format,
+                   const char *group, const char *msgid, const char *extra)
+{
+    if (!out || !token_ok(group, PA_GROUP_MAX) || !token_ok(msgid, PA_MSGID_MAX - 1) ||
+        (extra && !extra_ok(extra)))
+        return 0;
+    int n = snprintf(out, cap,
+                     FROM_LINE
+                     "Newsgroups: %s\r\n"
+                     "Subject: %s\r\n"
+                     "Message-ID: %s\r\n"
+                     "Postern-Format: %s\r\n"
+                     "%s\r\n",
+                     group, subject, msgid, format, extra ? extra : "");
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    return (size_t)n;
+}
+
+size_t pa_mail_headers(const char *group, const char *msgid, char *out, size_t cap)
+{
+    return emit(out, cap, "postern mail", "message 1", group, msgid, NULL);
+}
+
+size_t pa_key_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap)
+{
+    return emit(out, cap, "postern key record", "keyrecord 1", group, msgid, extra);
+}
