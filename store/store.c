@@ -385,14 +385,19 @@ int ps_read_message(nntp_conn *c, const char *id_or_number, const uint8_t box_pk
         snprintf(err, errlen, "article %s is not a postern message", id_or_number);
         goto out;
     }
-    if (x->stopped)
-        goto check_id; /* the caller has what it wanted; the prefix was authenticated */
-    if (!x->status && pc_armor_finish(x->armor) != PC_OK)
+    /* A small message sits entirely in the final chunk, which is only opened by the
+     * finishing calls: the caller's sink may ask to stop inside either of them. */
+    if (!x->status && !x->stopped && pc_armor_finish(x->armor) != PC_OK && !x->stopped)
         x->status = PC_EFORMAT;
-    if (!x->status && !x->open)
+    if (!x->status && !x->stopped && !x->open)
         x->status = PC_ETRUNC;
-    if (!x->status)
-        x->status = pc_open_finish(x->open);
+    if (!x->status && !x->stopped) {
+        int finished = pc_open_finish(x->open);
+        if (!x->stopped)
+            x->status = finished;
+    }
+    if (x->stopped && x->open)
+        goto check_id; /* the caller has what it wanted; the prefix was authenticated */
     if (x->status != PC_OK) {
         rc = PS_BADMSG;
         snprintf(err, errlen, "article %s: %s", id_or_number, pc_strerror(x->status));
