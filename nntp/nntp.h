@@ -36,8 +36,9 @@ typedef struct nntp_params {
 
 typedef struct nntp_conn nntp_conn;
 
-/* Connects, reads the greeting, does STARTTLS and AUTHINFO as configured, then MODE READER.
- * err (may be NULL) gets a one-line human-readable reason on failure. */
+/* Connects, reads the greeting, does STARTTLS as configured, MODE READER, then AUTHINFO as
+ * configured (MODE READER first: RFC 4643 forbids it after authentication).
+ * err (may be NULL) gets a one-line human-readable reason on failure; never the password. */
 int nntp_connect(const nntp_params *p, nntp_conn **out, char *err, size_t errlen);
 void nntp_close(nntp_conn *c); /* sends QUIT if the link is healthy, frees */
 
@@ -45,7 +46,8 @@ void nntp_close(nntp_conn *c); /* sends QUIT if the link is healthy, frees */
 const char *nntp_last_response(const nntp_conn *c);
 
 /* Sends one command line (no CRLF) and reads the status line; code gets the 3-digit code.
- * For commands whose answer is a single line. */
+ * For commands whose answer is a single line. Returns NNTP_OK for 1xx-3xx, the mapped
+ * status for 4xx/5xx, NNTP_EINVAL for a line with CR/LF or over 510 octets. */
 int nntp_command(nntp_conn *c, const char *line, int *code);
 
 /* POST, streamed: begin sends POST and expects 340; write takes article bytes (headers,
@@ -64,9 +66,10 @@ int nntp_group(nntp_conn *c, const char *group, nntp_group_info *info);
 /* STAT <message-id> or number: NNTP_OK if present (223), NNTP_ENOENT if not. */
 int nntp_stat(nntp_conn *c, const char *id_or_number);
 
-/* Multi-line readers. The callback gets each line without its CRLF and with the leading
- * dot of a stuffed line removed; returning non-zero stops the transfer (the rest of the
- * response is drained so the connection stays usable). */
+/* Multi-line readers. The callback gets each line without its CRLF (NUL-terminated, valid
+ * only during the call) and with the leading dot of a stuffed line removed; returning non-zero
+ * stops the transfer (the rest of the response is drained so the connection stays usable, and
+ * the reader still returns NNTP_OK). fn may be NULL to discard the lines. */
 typedef int (*nntp_line_fn)(void *arg, const char *line, size_t len);
 
 /* ARTICLE, HEAD or BODY (verb) by number or <message-id>. */
