@@ -300,7 +300,7 @@ static int cmd_add(const pn_config *cfg, const user_opts *o)
         goto out;
     }
     pu_info("  deriving the key-wrapping key (Argon2id, %llu MiB)...",
-            (unsigned long long)((cfg->kdf_memlimit ? cfg->kdf_memlimit : crypto_pwhash_MEMLIMIT_INTERACTIVE) >> 20));
+            (unsigned long long)(cfg->kdf_memlimit >> 20));
     st = pc_keyrecord_create(canon, pw, (size_t)len, cfg->kdf_opslimit, cfg->kdf_memlimit, auth_sk, rec, NULL);
     if (st != PC_OK) {
         pu_err("creating the key record failed: %s", pc_strerror(st));

@@ -205,6 +205,9 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     strcpy(cfg->prefix, PA_DEFAULT_PREFIX);
     strcpy(cfg->state_dir, "/var/lib/postern");
+    /* libsodium's INTERACTIVE: 0.12 s and 64 MiB per derivation on a 2-core machine. */
+    cfg->kdf_opslimit = crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    cfg->kdf_memlimit = crypto_pwhash_MEMLIMIT_INTERACTIVE;
     cfg->min_password = 10;
     cfg->min_copies = 1;
     cfg->max_message_size = 100ULL << 20;
