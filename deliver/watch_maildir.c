@@ -417,24 +417,30 @@ static char *join_file(int sub, const char *fname)
 
 /* Notes a file seen in new/ or cur/. New messages join the queue; a pending one that moved
  * is remembered at its new place; posted or rejected ones stay as they are. */
-static void consider(maildir *m, int sub, const char *fname)
+static void consider(maildir *m, int sub, const char *fname, unsigned char d_type)
 {
     size_t ulen = 0;
     int c = classify(fname, &ulen);
     if (c == 0)
         return;
-    if (c < 0) {
-        size_t len = strnlen(fname, MAX_NAME + 1);
-        if (len > MAX_NAME || table_find(&m->seen, fname, len))
+    const char *why = c < 0 ? "not a Maildir message name"
+                    : d_type == DT_LNK ? "a symbolic link, not a message"
+                    : d_type != DT_UNKNOWN && d_type != DT_REG ? "not a regular file"
+                    : NULL;
+    size_t klen = c < 0 ? strnlen(fname, MAX_NAME + 1) : ulen;
+    if (klen > MAX_NAME)
+        return; /* no file system here allows it, and it could not be journaled */
+    entry *e = table_find(&m->seen, fname, klen);
+    if (why) {
+        /* Logged once per run; not journaled, so a fixed file is looked at after a restart. */
+        if (e)
             return;
         char shown[MAX_NAME + 1];
-        pu_err("ignoring %s/%s in %s: not a Maildir message name", subdir_name[sub],
-               printable(fname, shown, sizeof shown), m->path);
-        if (!table_add(&m->seen, fname, len, ST_IGNORED))
+        pu_err("ignoring %s/%s/%s: %s", m->path, subdir_name[sub], printable(fname, shown, sizeof shown), why);
+        if (!table_add(&m->seen, fname, klen, ST_IGNORED))
             pu_err("out of memory");
         return;
     }
-    entry *e = table_find(&m->seen, fname, ulen);
     if (e && e->state != ST_PENDING && e->state != ST_GONE)
         return;
     char *file = join_file(sub, fname);
@@ -467,6 +473,7 @@ static DIR *open_subdir(const maildir *m, int sub)
 typedef struct found {
     char *name;
     int sub;
+    unsigned char d_type;
 } found;
 
 static int found_cmp(const void *a, const void *b)
@@ -506,6 +513,7 @@ static void scan_maildir(maildir *m)
             }
             if (!(list[n].name = strdup(de->d_name)))
                 break;
+            list[n].d_type = de->d_type;
             list[n++].sub = sub;
         }
         closedir(d);
@@ -513,7 +521,7 @@ static void scan_maildir(maildir *m)
     if (n > 1)
         qsort(list, n, sizeof *list, found_cmp);
     for (size_t i = 0; i < n; i++) {
-        consider(m, list[i].sub, list[i].name);
+        consider(m, list[i].sub, list[i].name, list[i].d_type);
         free(list[i].name);
     }
     free(list);
@@ -761,7 +769,7 @@ static int read_events(watch *w)
                                subdir_name[sub]);
                         m->wd[sub] = -1;
                     } else if (ev->len > 0 && !(ev->mask & IN_ISDIR)) {
-                        consider(m, sub, ev->name);
+                        consider(m, sub, ev->name, DT_UNKNOWN);
                     }
                 }
             }
