@@ -953,8 +953,8 @@ static int run(watch *w)
             return PX_TEMPFAIL;
         return w->journal_errors ? PX_IOERR : PX_OK;
     }
-    pu_info("stopping: posted %zu, rejected %zu, %zu pending (posted after the next start)", w->posted,
-            w->rejected, pending);
+    pu_info("stopping: posted %zu, rejected %zu, %zu pending%s", w->posted, w->rejected, pending,
+            pending ? " (posted after the next start)" : "");
     return PX_OK;
 }
 
