@@ -558,8 +558,13 @@ static int open_message(maildir *m, entry *e)
     for (int attempt = 0; attempt < LOCATE_TRIES; attempt++) {
         int sub = strncmp(e->file, "new/", 4) == 0 ? 0 : 1;
         int dfd = openat(m->root, subdir_name[sub], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (dfd < 0)
+        if (dfd < 0 && errno != ENOENT)
             return -1;
+        if (dfd < 0) {
+            if (!locate(m, e))
+                return -1; /* errno is still ENOENT */
+            continue;
+        }
         const char *fname = e->file + 4;
         /* O_NOFOLLOW: a symlink is not mail. O_NONBLOCK: a FIFO must not hang us. O_NOATIME:
          * leave even the access time alone where the kernel lets us. */
@@ -608,20 +613,26 @@ static void finish(maildir *m, entry *e, unsigned char state)
     m->tries = 0;
 }
 
-static void temp_failure(watch *w, maildir *m, const char *file, const char *why)
+/* Keeps the message pending and pauses its Maildir: most temporary failures (server down,
+ * key record unreadable) hit every message for that recipient alike. The message goes to the
+ * back of the queue so that one message failing for a reason of its own does not hold up the
+ * others. */
+static void temp_failure(watch *w, maildir *m, const char *why)
 {
+    entry *e = m->head;
+    char shown[MAX_NAME + 8];
+    printable(e->file, shown, sizeof shown);
+    if (m->pending > 1)
+        enqueue(m, dequeue(m));
     unsigned cap = w->retry_s > MAX_RETRY_S ? w->retry_s : MAX_RETRY_S;
     m->backoff_s = m->backoff_s == 0 ? w->retry_s : (m->backoff_s > cap / 2 ? cap : m->backoff_s * 2);
     m->next_try_ms = now_ms() + (long long)m->backoff_s * 1000;
     m->tries++;
-    char shown[MAX_NAME + 8];
     if (w->once && m->tries >= ONCE_TRIES) {
         m->given_up = 1;
-        pu_err("%s for %s: %s; giving up for now after %u tries", printable(file, shown, sizeof shown),
-               m->address, why, m->tries);
+        pu_err("%s/%s for %s: %s; giving up for now after %u tries", m->path, shown, m->address, why, m->tries);
     } else {
-        pu_err("%s for %s: %s; retrying in %u s", printable(file, shown, sizeof shown), m->address, why,
-               m->backoff_s);
+        pu_err("%s/%s for %s: %s; retrying in %u s", m->path, shown, m->address, why, m->backoff_s);
     }
 }
 
@@ -661,7 +672,7 @@ static void post_next(watch *w, maildir *m)
         } else {
             char why[256];
             snprintf(why, sizeof why, "cannot open: %s", strerror(errno));
-            temp_failure(w, m, e->file, why);
+            temp_failure(w, m, why);
         }
         return;
     }
@@ -670,7 +681,7 @@ static void post_next(watch *w, maildir *m)
         char why[256];
         snprintf(why, sizeof why, "cannot stat: %s", strerror(errno));
         close(fd);
-        temp_failure(w, m, e->file, why);
+        temp_failure(w, m, why);
         return;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -710,7 +721,7 @@ static void post_next(watch *w, maildir *m)
     } else if (rc == PX_DATAERR || rc == PX_NOUSER) {
         reject(w, m, e, msg);
     } else {
-        temp_failure(w, m, e->file, msg[0] ? msg : "temporary failure");
+        temp_failure(w, m, msg[0] ? msg : "temporary failure");
     }
 }
 

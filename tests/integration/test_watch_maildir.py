@@ -35,7 +35,8 @@ class Maildir:
 
     def deliver(self, data):
         self.seq += 1
-        name = "%d.M%dP%d.testhost" % (time.time(), self.seq, os.getpid())
+        # unique like an MDA's: time, a per-delivery part, the host (here a random token)
+        name = "%d.M%dP%d.%s" % (time.time(), self.seq, os.getpid(), secrets.token_hex(4))
         tmp = self.path / "tmp" / name
         tmp.write_bytes(data)
         os.rename(tmp, self.path / "new" / name)
@@ -79,11 +80,14 @@ def posted(r):
     return POSTED.findall(err(r))
 
 
-def journal_lines(env, suffix):
-    lines = []
-    for f in (env.state_dir / "watch").glob("*" + suffix):
-        lines += f.read_text().splitlines()
-    return lines
+def journal_lines(env, md, suffix):
+    """The lines of md's journal (suffix ".journal") or rejected journal (".rejected"),
+    found by the NAME.path file that names the Maildir of NAME.journal."""
+    for f in (env.state_dir / "watch").glob("*.path"):
+        if f.read_text().strip() == str(md.path.resolve()):
+            j = f.with_suffix(suffix)
+            return j.read_text().splitlines() if j.exists() else []
+    raise AssertionError("no journal for %s" % md.path)
 
 
 def assert_on_server(site, msgids):
@@ -108,6 +112,7 @@ def test_new_messages_posted_once_and_maildir_untouched(postern_env, user, tmp_p
     assert sorted(f for f, _ in got) == sorted("new/" + n for n in names)
     assert len({m for _, m in got}) == 3
     assert_on_server(inn_site, [m for _, m in got])
+    assert sorted(journal_lines(postern_env, md, ".journal")) == sorted(names)
     assert md.snapshot() == before
 
     # a restart posts nothing
@@ -163,9 +168,9 @@ def test_malformed_and_unknown_recipient_are_rejected_once(postern_env, user, tm
     assert [f for f, _ in posted(r)] == ["new/" + good]
     assert re.search(r"rejected \S+/new/%s for %s: malformed" % (re.escape(bad), re.escape(addr)), e), e
     assert re.search(r"rejected \S+/new/%s for %s: unknown recipient" % (re.escape(lost), re.escape(nobody)), e), e
-    assert bad in journal_lines(postern_env, ".rejected")
-    assert lost in journal_lines(postern_env, ".rejected")
-    assert bad not in journal_lines(postern_env, ".journal")
+    assert journal_lines(postern_env, md, ".rejected") == [bad]
+    assert journal_lines(postern_env, nouser, ".rejected") == [lost]
+    assert journal_lines(postern_env, md, ".journal") == [good]
 
     r = watch_once(postern_env, *pairs)
     assert r.returncode == 0, err(r)
@@ -186,7 +191,7 @@ def test_server_down_exits_75_then_posts_after_restart(postern_env, user, tmp_pa
         assert posted(r) == []
         assert "giving up for now" in err(r)
         assert "2 still pending" in err(r)
-        assert journal_lines(postern_env, ".journal").count(names[0]) == 0
+        assert journal_lines(postern_env, md, ".journal") == []
     finally:
         inn_site.start()
     r = watch_once(postern_env, "%s=%s" % (md.path, addr))
@@ -236,7 +241,7 @@ def test_watching_posts_new_arrivals_once_and_stops_cleanly(postern_env, user, t
     text = log.read_text()
     assert len(POSTED.findall(text)) == 3, text
     assert md.snapshot() == before
-    assert [old, new, late] == [n for n in journal_lines(postern_env, ".journal") if n in (old, new, late)]
+    assert journal_lines(postern_env, md, ".journal") == [old, new, late]
 
 
 def test_bad_arguments(postern_env, user, tmp_path):
