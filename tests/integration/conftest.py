@@ -1,0 +1,268 @@
+"""pytest fixtures for postern's integration tests (run as root with Debian's /usr/bin/python3).
+
+Fixtures
+  inn_sites    session: factory ``inn_sites(name=None, prefix="postern")`` -> started InnSite
+               (each on its own loopback address/port); every site is stopped at session end.
+  inn_site     module: one started site.
+  postern_env  module: a postern.conf for ``inn_site`` (authority initialised, delivery secret
+               made); call it like ``postern_env(["user", "add", ...], input=b"...")``.
+  nntp         function: an authenticated NNTP connection to ``inn_site``.
+
+Environment
+  POSTERN_BIN          the postern binary (default: build/cli/postern); tests needing it are
+                       skipped when it does not exist.
+  POSTERN_KEEP_SITES=1 keep the site directories under /tmp for debugging.
+"""
+import fcntl
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from nntplib_min import NNTP
+
+REPO = Path(__file__).resolve().parents[2]
+INN_SITE = REPO / "scripts" / "inn-site"
+LOCK_DIR = Path("/tmp/postern-test-locks")
+# site i listens on 127.0.0.i:11900+i; i in this range (127.0.0.1..19 are left to labs/humans)
+SLOT_RANGE = range(20, 240)
+
+
+def _free(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((addr, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _reserve_slot():
+    """Pick a free (addr, port); a held flock keeps parallel pytest runs from taking it too."""
+    LOCK_DIR.mkdir(mode=0o755, exist_ok=True)
+    start = secrets.randbelow(len(SLOT_RANGE))
+    for k in range(len(SLOT_RANGE)):
+        i = SLOT_RANGE[(start + k) % len(SLOT_RANGE)]
+        addr, port = "127.0.0.%d" % i, 11900 + i
+        fd = os.open(LOCK_DIR / ("slot-%d" % i), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if _free(addr, port):
+            return addr, port, fd
+        os.close(fd)
+    raise RuntimeError("no free loopback address/port for an INN site in 127.0.0.20-239")
+
+
+def run_inn_site(*args, check=True, timeout=120):
+    r = subprocess.run([str(INN_SITE), *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError("inn-site %s failed (exit %d):\n%s%s" %
+                             (" ".join(map(str, args)), r.returncode, r.stdout, r.stderr))
+    return r
+
+
+class InnSite:
+    """One INN site made by scripts/inn-site."""
+
+    def __init__(self, dir, addr, port, name, prefix, user, lock_fd):
+        self.dir = Path(dir)
+        self.addr, self.port, self.name, self.prefix, self.user = addr, port, name, prefix, user
+        self._lock_fd = lock_fd
+        self.innconf = self.dir / "etc" / "inn.conf"
+        self.password_file = self.dir / "etc" / "postern-nntp.secret"
+        self.conf_fragment = self.dir / "postern-site.conf"
+        self.password = self.password_file.read_text().strip()
+
+    def __repr__(self):
+        return "<InnSite %s %s:%d %s>" % (self.name, self.addr, self.port, self.dir)
+
+    def start(self):
+        return run_inn_site("start", self.dir)
+
+    def stop(self):
+        return run_inn_site("stop", self.dir)
+
+    def kill9(self):
+        return run_inn_site("kill9", self.dir)
+
+    def status(self):
+        return run_inn_site("status", self.dir, check=False).returncode == 0
+
+    def newgroup(self, *groups):
+        return run_inn_site("newgroup", self.dir, *groups)
+
+    def expire(self, warp=None):
+        args = ["expire", self.dir] + (["--warp", warp] if warp is not None else [])
+        return run_inn_site(*args)
+
+    def client(self, auth=True, **kw):
+        if auth:
+            return NNTP(self.addr, self.port, self.user, self.password, **kw)
+        return NNTP(self.addr, self.port, **kw)
+
+    def release(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+@pytest.fixture(scope="session")
+def _site_root():
+    if os.geteuid() != 0:
+        pytest.skip("INN sites need root (innd drops to user news): run sudo scripts/test.sh")
+    if not Path("/usr/lib/news/bin/innd").exists():
+        pytest.skip("INN is not installed: run scripts/install-deps.sh")
+    root = Path(tempfile.mkdtemp(prefix="postern-test-", dir="/tmp"))
+    root.chmod(0o755)  # user news must reach the site directories
+    yield root
+    if os.environ.get("POSTERN_KEEP_SITES") != "1":
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class _SiteFactory:
+    def __init__(self, root):
+        self.root, self.made = root, []
+
+    def __call__(self, name=None, prefix="postern", user="postern", start=True, peers=(),
+                 slot=None):
+        addr, port, fd = slot or _reserve_slot()
+        name = name or "site%d" % port
+        d = self.root / ("%s-%d" % (name, port))
+        args = ["setup", d, "--addr", addr, "--port", port, "--name", name,
+                "--prefix", prefix, "--nntp-user", user]
+        for p in peers:
+            args += ["--peer", p]
+        try:
+            run_inn_site(*args)
+        except BaseException:
+            os.close(fd)
+            raise
+        site = InnSite(d, addr, port, name, prefix, user, fd)
+        self.made.append(site)
+        if start:
+            site.start()
+        return site
+
+    def mesh(self, n, prefix="postern", start=True):
+        """n sites, each feeding every other one (innfeed, full mesh)."""
+        slots = [_reserve_slot() for _ in range(n)]
+        names = ["site%d" % port for _, port, _ in slots]
+        sites = []
+        for i, slot in enumerate(slots):
+            peers = ["%s=%s:%d" % (names[j], slots[j][0], slots[j][1])
+                     for j in range(n) if j != i]
+            sites.append(self(names[i], prefix=prefix, start=False, peers=peers, slot=slot))
+        if start:
+            for s in sites:
+                s.start()
+        return sites
+
+
+@pytest.fixture(scope="session")
+def inn_sites(_site_root):
+    """Factory: inn_sites(name=None, prefix="postern", user="postern", start=True, peers=())
+    and inn_sites.mesh(n) -> list of fully peered sites."""
+    factory = _SiteFactory(_site_root)
+    yield factory
+    stop_all(factory.made)
+    for site in factory.made:
+        site.release()
+
+
+def stop_all(sites):
+    """Stop sites in parallel (innd takes ~3 s to shut down, 1 s of it a built-in sleep)."""
+    procs = [subprocess.Popen([str(INN_SITE), "stop", str(s.dir)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for s in sites]
+    for p in procs:
+        p.wait(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def inn_site(inn_sites):
+    site = inn_sites()
+    yield site
+    run_inn_site("stop", site.dir, check=False)
+
+
+@pytest.fixture
+def nntp(inn_site):
+    c = inn_site.client()
+    yield c
+    c.quit()
+
+
+def postern_bin():
+    return Path(os.environ.get("POSTERN_BIN") or REPO / "build" / "cli" / "postern")
+
+
+class PosternEnv:
+    """A postern.conf for one site plus a runner for the postern binary."""
+
+    def __init__(self, dir, site, bin):
+        self.dir, self.site, self.bin = Path(dir), site, Path(bin)
+        self.conf = self.dir / "postern.conf"
+        self.state_dir = self.dir / "state"
+        self.authority_public = self.dir / "authority.pub"
+        self.authority_secret = self.dir / "authority.key"
+        self.delivery_secret = self.dir / "delivery.secret"
+
+    def write_conf(self, prefix="postern", extra=""):
+        self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        self.conf.write_text(
+            "[postern]\n"
+            "prefix = %s\n"
+            "authority_public = %s\n"
+            "authority_secret = %s\n"
+            "delivery_secret = %s\n"
+            "state_dir = %s\n"
+            "; cheap Argon2id for tests (8 MiB, 1 pass)\n"
+            "kdf_opslimit = 1\n"
+            "kdf_memlimit = 8388608\n"
+            "\n[deliver]\n"
+            "min_copies = 1\n"
+            "\n%s\n%s" % (prefix, self.authority_public, self.authority_secret,
+                          self.delivery_secret, self.state_dir,
+                          self.site.conf_fragment.read_text(), extra))
+        self.conf.chmod(0o600)
+
+    def run(self, args, input=None, env=None, timeout=300, check=False):
+        e = dict(os.environ)
+        e.pop("POSTERN_CONFIG", None)
+        if env:
+            e.update(env)
+        if isinstance(input, str):
+            input = input.encode()
+        return subprocess.run([str(self.bin), "-c", str(self.conf), *map(str, args)],
+                              input=input, capture_output=True, env=e, timeout=timeout,
+                              check=check)
+
+    __call__ = run
+
+
+@pytest.fixture(scope="module")
+def postern_env(inn_site, tmp_path_factory):
+    bin = postern_bin()
+    if not (bin.is_file() and os.access(bin, os.X_OK)):
+        pytest.skip("postern binary %s not built (set POSTERN_BIN or build first)" % bin)
+    env = PosternEnv(tmp_path_factory.mktemp("postern"), inn_site, bin)
+    fd = os.open(env.delivery_secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    env.write_conf(prefix=inn_site.prefix)
+    r = env.run(["authority", "init"])
+    if r.returncode != 0:
+        pytest.fail("postern authority init failed (exit %d):\n%s%s" % (
+            r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")))
+    return env
