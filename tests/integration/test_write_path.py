@@ -236,12 +236,20 @@ def test_forged_key_record_is_ignored(postern_env, inn_site):
     assert "to victim" in r.stdout.decode()
 
 
-def test_passwd_keeps_old_mail_readable(postern_env, delivered):
+def test_passwd_keeps_old_mail_readable(postern_env, inn_site, delivered):
     new = "a much better passphrase"
     r = postern_env(["user", "passwd", USER, "--password-stdin"], input="wrong password!\n%s\n%s\n" % (new, new))
     assert r.returncode == 77, out(r)
     r = postern_env(["user", "passwd", USER, "--password-stdin"], input="%s\n%s\n" % (PASSWORD, new))
     assert r.returncode == 0, out(r)
+    # the new record superseded the old one (Supersedes + Cancel-Key, checked by INN)
+    c = inn_site.client()
+    try:
+        count, low, high, _ = c.group(GROUP + ".encrypt")
+        alive = [n for n in range(low, high + 1) if c.stat(n).startswith("223")]
+        assert len(alive) == 1, alive
+    finally:
+        c.quit()
     msgid, data = next(iter(delivered.items()))
     r = show(postern_env, msgid, password=new)
     assert r.returncode == 0, out(r)

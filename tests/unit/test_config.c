@@ -1,0 +1,159 @@
+/* config: postern.conf parsing and its error messages. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "config/config.h"
+#include "crypto/crypto.h"
+
+static char dir[] = "/tmp/postern-test-config-XXXXXX";
+
+static const char *write_file(const char *name, const char *text)
+{
+    static char path[4][512];
+    static int next;
+    char *p = path[next++ % 4];
+    snprintf(p, 512, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+static int load(const char *text, pn_config *cfg, char *err, size_t errlen)
+{
+    const char *path = write_file("postern.conf", text);
+    return pn_config_load(path, cfg, err, errlen);
+}
+
+static void test_defaults_and_site(void **state)
+{
+    (void)state;
+    write_file("nntp.secret", "s3cret\n");
+    char text[2048];
+    snprintf(text, sizeof text,
+             "[postern]\nstate_dir = /var/lib/x\n\n[site one]\nhost = 127.0.0.1\nport = 1119\ntls = starttls\n"
+             "user = postern\npassword_file = %s/nntp.secret\n\n[site two]\nhost = news.example.org\ntls = implicit\n",
+             dir);
+    pn_config cfg;
+    char err[512];
+    assert_int_equal(load(text, &cfg, err, sizeof err), 0);
+    assert_string_equal(cfg.prefix, "postern");
+    assert_int_equal(cfg.kdf_opslimit, crypto_pwhash_OPSLIMIT_INTERACTIVE);
+    assert_int_equal(cfg.kdf_memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
+    assert_int_equal(cfg.min_copies, 1);
+    assert_int_equal(cfg.n_sites, 2);
+    assert_string_equal(cfg.sites[0].name, "one");
+    assert_string_equal(cfg.sites[0].port, "1119");
+    assert_int_equal(cfg.sites[0].tls, PN_TLS_STARTTLS);
+    assert_string_equal(cfg.sites[0].password, "s3cret");
+    assert_string_equal(cfg.sites[1].port, "119");
+    assert_int_equal(cfg.sites[1].tls, PN_TLS_IMPLICIT);
+    /* no authority configured: loading works, the reason is kept for verifiers */
+    assert_int_equal(cfg.n_authorities, 0);
+    assert_non_null(strstr(cfg.authority_error, "authority_public"));
+    pn_config_free(&cfg);
+    assert_int_equal(cfg.sites[0].password[0], 0);
+}
+
+static void test_authority_keys(void **state)
+{
+    (void)state;
+    uint8_t pk[32], sk[64];
+    char line[128], text[1024];
+    assert_int_equal(pc_authority_generate(pk, sk), PC_OK);
+    assert_int_equal(pc_authority_pk_format(pk, line, sizeof line), PC_OK);
+    strcat(line, "\n");
+    const char *pub = write_file("a.pub", line);
+    snprintf(text, sizeof text, "[postern]\nauthority_public = %s, %s/missing.pub\n", pub, dir);
+    pn_config cfg;
+    char err[512];
+    assert_int_equal(load(text, &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.n_authorities, 1);
+    assert_memory_equal(cfg.authority_pk[0], pk, 32);
+    assert_non_null(strstr(cfg.authority_error, "missing.pub"));
+
+    write_file("bad.pub", "not a key\n");
+    snprintf(text, sizeof text, "[postern]\nauthority_public = %s/bad.pub\n", dir);
+    assert_int_equal(load(text, &cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a postern authority public key"));
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+    pn_config cfg;
+    char err[512] = "";
+    assert_int_equal(load(text, &cfg, err, sizeof err), -1);
+    if (!strstr(err, needle))
+        fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void test_errors_name_the_line(void **state)
+{
+    (void)state;
+    expect_error("[postern]\nprefix = postern\nbogus = 1\n", "postern.conf:3: unknown setting 'bogus'");
+    expect_error("[nonsense]\nx = 1\n", "unknown section [nonsense]");
+    expect_error("[site a]\nhost = h\ntls = maybe\n", "tls must be none, implicit or starttls");
+    expect_error("[site a]\nhost = h\nport = 70000\n", "port must be a whole number from 1 to 65535");
+    expect_error("[site a]\nport = 119\n", "[site a] has no host");
+    expect_error("[site a]\nhost = h\n[deliver]\nmin_copies = 2\n", "min_copies is 2 but only 1");
+    expect_error("[postern]\nprefix = Bad..Prefix\n", "prefix");
+    expect_error("[postern]\nkdf_memlimit = 12\n", "kdf_memlimit must be a whole number");
+    expect_error("[site a]\nhost = h\npassword_file = /nonexistent/pw\n", "has a password_file but no user");
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    pn_config cfg;
+    char err[512];
+    assert_int_equal(pn_config_load("/nonexistent/postern.conf", &cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "cannot open"));
+}
+
+static void test_delivery_secret(void **state)
+{
+    (void)state;
+    char text[1024], err[512];
+    pn_config cfg;
+    write_file("d.secret", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
+    snprintf(text, sizeof text, "[postern]\ndelivery_secret = %s/d.secret\n", dir);
+    assert_int_equal(load(text, &cfg, err, sizeof err), 0);
+    uint8_t *secret = pn_load_delivery_secret(&cfg, err, sizeof err);
+    assert_non_null(secret);
+    assert_int_equal(secret[1], 0x11);
+    assert_int_equal(secret[31], 0xff);
+    sodium_free(secret);
+    write_file("d.secret", "0011\n");
+    assert_null(pn_load_delivery_secret(&cfg, err, sizeof err));
+    assert_non_null(strstr(err, "64 hex digits"));
+}
+
+int main(void)
+{
+    if (sodium_init() < 0 || !mkdtemp(dir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_and_site),
+        cmocka_unit_test(test_authority_keys),
+        cmocka_unit_test(test_errors_name_the_line),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_delivery_secret),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        return 1;
+    return failed;
+}
