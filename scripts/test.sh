@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # step bodies are called indirectly through step()
 # test.sh -- THE test command for postern (CI runs it through .ci/run).
 #
 #   sudo scripts/test.sh
@@ -136,60 +137,65 @@ fuzz_smoke() {
 
 # --- run -----------------------------------------------------------------------------------
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "test.sh: must run as root (installs packages, starts INN sites): sudo scripts/test.sh" >&2
-    exit 2
-fi
-note "repository $ROOT, $(nproc) cores, CI=${CI:-}"
-
-if [ "${POSTERN_SKIP_DEPS:-0}" = 1 ]; then
-    skip "install dependencies" "POSTERN_SKIP_DEPS=1"
-else
-    step "install dependencies" deps
-fi
-
-step "build" build_tree build
-if ok "build"; then
-    step "unit tests" run_ctest build
-else
-    skip "unit tests" "build failed"
-fi
-
-if [ "${POSTERN_SKIP_ASAN:-0}" = 1 ]; then
-    skip "sanitizer build" "POSTERN_SKIP_ASAN=1"
-else
-    step "sanitizer build" build_tree build-asan -DPOSTERN_SANITIZE=ON
-    if ok "sanitizer build"; then
-        step "sanitizer unit tests" run_ctest build-asan
-    else
-        skip "sanitizer unit tests" "sanitizer build failed"
+main() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test.sh: must run as root (installs packages, starts INN sites): sudo scripts/test.sh" >&2
+        exit 2
     fi
-fi
+    note "repository $ROOT, $(nproc) cores, CI=${CI:-}"
 
-# integration tests need INN only; tests needing the postern binary skip themselves without it
-step "integration tests" integration
-
-if [ "${POSTERN_SKIP_FUZZ:-0}" = 1 ]; then
-    skip "fuzz build" "POSTERN_SKIP_FUZZ=1"
-elif ! compgen -G "tests/fuzz/fuzz_*.c" >/dev/null; then
-    skip "fuzz smoke" "no tests/fuzz/fuzz_*.c targets yet"
-else
-    step "fuzz build" build_tree build-fuzz -DPOSTERN_FUZZ=ON -DCMAKE_C_COMPILER=clang
-    if ok "fuzz build"; then
-        step "fuzz smoke (${FUZZ_SECONDS}s per target)" fuzz_smoke
+    if [ "${POSTERN_SKIP_DEPS:-0}" = 1 ]; then
+        skip "install dependencies" "POSTERN_SKIP_DEPS=1"
     else
-        skip "fuzz smoke" "fuzz build failed"
+        step "install dependencies" deps
     fi
-fi
 
-banner "summary"
-for s in "${PASSED[@]}"; do echo "  PASS  $s"; done
-for s in "${FAILED[@]}"; do echo "  FAIL  $s"; done
-for s in "${SKIPPED[@]}"; do echo "  SKIP  $s"; done
-echo "total time $(( $(date +%s) - T_START ))s"
-if [ ${#SKIPPED[@]} -gt 0 ]; then
-    echo "${#PASSED[@]} passed, ${#FAILED[@]} failed, ${#SKIPPED[@]} skipped"
-else
-    echo "${#PASSED[@]} passed, ${#FAILED[@]} failed"
-fi
-[ ${#FAILED[@]} -eq 0 ]
+    step "build" build_tree build
+    if ok "build"; then
+        step "unit tests" run_ctest build
+    else
+        skip "unit tests" "build failed"
+    fi
+
+    if [ "${POSTERN_SKIP_ASAN:-0}" = 1 ]; then
+        skip "sanitizer build" "POSTERN_SKIP_ASAN=1"
+    else
+        step "sanitizer build" build_tree build-asan -DPOSTERN_SANITIZE=ON
+        if ok "sanitizer build"; then
+            step "sanitizer unit tests" run_ctest build-asan
+        else
+            skip "sanitizer unit tests" "sanitizer build failed"
+        fi
+    fi
+
+    # integration tests need INN only; tests needing the postern binary skip themselves without it
+    step "integration tests" integration
+
+    if [ "${POSTERN_SKIP_FUZZ:-0}" = 1 ]; then
+        skip "fuzz build" "POSTERN_SKIP_FUZZ=1"
+    elif ! compgen -G "tests/fuzz/fuzz_*.c" >/dev/null; then
+        skip "fuzz smoke" "no tests/fuzz/fuzz_*.c targets yet"
+    else
+        step "fuzz build" build_tree build-fuzz -DPOSTERN_FUZZ=ON -DCMAKE_C_COMPILER=clang
+        if ok "fuzz build"; then
+            step "fuzz smoke (${FUZZ_SECONDS}s per target)" fuzz_smoke
+        else
+            skip "fuzz smoke" "fuzz build failed"
+        fi
+    fi
+
+    banner "summary"
+    for s in "${PASSED[@]}"; do echo "  PASS  $s"; done
+    for s in "${FAILED[@]}"; do echo "  FAIL  $s"; done
+    for s in "${SKIPPED[@]}"; do echo "  SKIP  $s"; done
+    echo "total time $(( $(date +%s) - T_START ))s"
+    if [ ${#SKIPPED[@]} -gt 0 ]; then
+        echo "${#PASSED[@]} passed, ${#FAILED[@]} failed, ${#SKIPPED[@]} skipped"
+    else
+        echo "${#PASSED[@]} passed, ${#FAILED[@]} failed"
+    fi
+    [ ${#FAILED[@]} -eq 0 ]
+}
+
+# one line: bash reads scripts lazily; an edit during a run cannot derail it
+main "$@"; exit $?
