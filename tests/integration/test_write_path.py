@@ -142,7 +142,7 @@ def test_listing_shows_every_message(postern_env):
     assert any("big attachment" in line for line in lines)
 
 
-def test_nothing_revealing_on_the_spool(inn_site, delivered):
+def test_nothing_revealing_on_the_spool(postern_env, inn_site, delivered):
     """No subject, body, sender or original Message-ID anywhere in spool, overview or history."""
     needles = [SECRET_SUBJECT.encode(), SECRET_BODY.encode(), b"bob@example.net", b"example.net>",
                b"test.0."]
@@ -157,7 +157,7 @@ def test_nothing_revealing_on_the_spool(inn_site, delivered):
             assert n not in data, (n, f)
 
 
-def test_outer_headers_and_overview_are_neutral(inn_site, delivered):
+def test_outer_headers_and_overview_are_neutral(postern_env, inn_site, delivered):
     c = inn_site.client()
     try:
         count, low, high, _ = c.group(GROUP)
