@@ -17,6 +17,7 @@
 #define PC_MIN_PADDED 4096u
 #define PC_META_BYTES 100
 #define PC_SEALED_META_BYTES (PC_META_BYTES + crypto_box_SEALBYTES)
+#define PC_CLEAR_PREFIX_BYTES 24 /* magic .. key id, the associated data of every chunk */
 
 /* Key record field bounds (docs/formats.md section 2). */
 #define PC_KR_OPS_MIN 1u

@@ -22,6 +22,7 @@ struct pc_open {
     uint64_t idx;     /* chunks opened so far */
     uint64_t pos;     /* plaintext bytes opened so far */
     size_t chunk;     /* C */
+    uint8_t clear[PC_CLEAR_PREFIX_BYTES]; /* prefix bytes [0, 24): every chunk's associated data */
     size_t want;      /* ciphertext size of the chunk being collected */
     size_t have;      /* bytes of it in cbuf */
     int done;         /* final chunk opened */
@@ -110,6 +111,7 @@ pc_open *pc_open_begin(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t 
     memcpy(meta->tag, m + 68, PC_TAG_BYTES);
     sodium_memzero(m, PC_META_BYTES); /* holds the stream key */
 
+    memcpy(o->clear, prefix, sizeof o->clear);
     o->sink = sink;
     o->arg = arg;
     o->raw = r;
@@ -126,7 +128,7 @@ static int open_chunk(pc_open *o)
     unsigned long long mlen = 0;
     unsigned char tag = 0;
     if (crypto_secretstream_xchacha20poly1305_pull(&o->sec->ss, o->sec->plain, &mlen, &tag, o->cbuf, o->want,
-                                                   NULL, 0) != 0)
+                                                   o->clear, sizeof o->clear) != 0)
         return o->err = PC_EAUTH;
     int last = o->idx + 1 == o->nchunks;
     /* The chunk opened, so the sender wrote it: a wrong tag is a malformed stream, not tampering. */

@@ -21,8 +21,8 @@ struct pc_seal {
     pc_sink_fn sink;
     void *arg;
     uint8_t box_pk[PC_BOX_PK_BYTES];
-    uint8_t key_id[PC_KEYID_BYTES];
     uint8_t header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
+    uint8_t clear[PC_CLEAR_PREFIX_BYTES]; /* prefix bytes [0, 24): every chunk's associated data */
     int64_t arrival;
     int16_t tz_minutes;
     uint64_t raw;    /* R so far */
@@ -78,7 +78,11 @@ pc_seal *pc_seal_begin(const uint8_t box_pk[PC_BOX_PK_BYTES], const uint8_t key_
     s->sink = sink;
     s->arg = arg;
     memcpy(s->box_pk, box_pk, PC_BOX_PK_BYTES);
-    memcpy(s->key_id, key_id, PC_KEYID_BYTES);
+    memcpy(s->clear, "PSTM", 4);
+    s->clear[4] = 1;
+    s->clear[5] = PC_CHUNK_LOG2;
+    s->clear[6] = s->clear[7] = 0;
+    memcpy(s->clear + 8, key_id, PC_KEYID_BYTES);
     s->arrival = arrival;
     s->tz_minutes = tz_minutes;
     crypto_secretstream_xchacha20poly1305_keygen(s->sec->stream_key);
@@ -90,8 +94,8 @@ pc_seal *pc_seal_begin(const uint8_t box_pk[PC_BOX_PK_BYTES], const uint8_t key_
 static int push(pc_seal *s, unsigned char tag)
 {
     unsigned long long clen = 0;
-    crypto_secretstream_xchacha20poly1305_push(&s->sec->ss, s->cipher, &clen, s->sec->plain, s->fill, NULL, 0,
-                                               tag);
+    crypto_secretstream_xchacha20poly1305_push(&s->sec->ss, s->cipher, &clen, s->sec->plain, s->fill, s->clear,
+                                               sizeof s->clear, tag);
     s->fill = 0;
     if (s->sink(s->arg, s->cipher, (size_t)clen) != 0)
         return s->err = PC_ESINK;
@@ -197,11 +201,7 @@ int pc_seal_prefix(pc_seal *s, const uint8_t tag[PC_TAG_BYTES], uint8_t prefix[P
     memcpy(m + 36, s->sec->stream_key, sizeof s->sec->stream_key);
     memcpy(m + 68, tag, PC_TAG_BYTES);
 
-    memcpy(prefix, "PSTM", 4);
-    prefix[4] = 1;
-    prefix[5] = PC_CHUNK_LOG2;
-    prefix[6] = prefix[7] = 0;
-    memcpy(prefix + 8, s->key_id, PC_KEYID_BYTES);
+    memcpy(prefix, s->clear, sizeof s->clear);
     int rc = crypto_box_seal(prefix + 24, m, PC_META_BYTES, s->box_pk) == 0 ? PC_OK : PC_EINVAL;
     memcpy(prefix + 24 + PC_SEALED_META_BYTES, s->header, sizeof s->header);
     sodium_memzero(m, PC_META_BYTES);

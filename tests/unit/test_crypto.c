@@ -796,6 +796,21 @@ static void test_open_tampered(void **state)
     memcpy(bad, e.env.data, n);
     bad[5] = 15; /* chunk boundaries move: the first chunk no longer opens */
     assert_int_equal(open_env(&e, bad, n, 65536), PC_EAUTH);
+    free(bad);
+    envfix_free(&e);
+    /* a one-chunk stream fits any chunk size: only the associated data catches the change */
+    envfix_new(&e, 100);
+    n = e.env.len;
+    bad = malloc(n);
+    for (uint8_t l = 12; l <= 20; l++) {
+        memcpy(bad, e.env.data, n);
+        bad[5] = l;
+        assert_int_equal(open_env(&e, bad, n, 65536), l == 16 ? PC_OK : PC_EAUTH);
+    }
+    free(bad);
+    envfix_free(&e);
+    envfix_new(&e, 150000);
+    bad = malloc(n = e.env.len);
     memcpy(bad, e.env.data, n);
     bad[8] ^= 1; /* key id */
     assert_int_equal(open_env(&e, bad, n, 65536), PC_EKEY);
@@ -971,7 +986,8 @@ static void craft_env(const boxkey *k, const craft *c, buf *env)
     size_t off = 0;
     uint8_t *cbuf = malloc(C + 17);
     for (size_t i = 0; i < c->nchunks; i++) {
-        crypto_secretstream_xchacha20poly1305_push(&st, cbuf, NULL, c->plain + off, c->sizes[i], NULL, 0, c->tags[i]);
+        crypto_secretstream_xchacha20poly1305_push(&st, cbuf, NULL, c->plain + off, c->sizes[i], prefix, 24,
+                                                   c->tags[i]);
         buf_sink(env, cbuf, c->sizes[i] + 17);
         off += c->sizes[i];
     }
