@@ -159,6 +159,8 @@ static void test_status_mapping(void **state)
     assert_int_equal(nn_map_status(430, "430 No such article", NN_CTX_GENERIC), NNTP_ENOENT);
     /* authentication */
     assert_int_equal(nn_map_status(480, "480 Read access denied", NN_CTX_GENERIC), NNTP_EAUTH);
+    /* INN 2.7.1 to a reader without the P permission */
+    assert_int_equal(nn_map_status(480, "480 Posting not allowed", NN_CTX_POST), NNTP_EAUTH);
     for (int code = 480; code <= 482; code++)
         assert_int_equal(nn_map_status(code, "4xx", NN_CTX_AUTH), NNTP_EAUTH);
     assert_int_equal(nn_map_status(502, "502 No", NN_CTX_AUTH), NNTP_EAUTH);
