@@ -5,7 +5,8 @@
 #   sudo scripts/test.sh
 #
 # Steps: install deps, build, unit tests (ctest), sanitizer build + its ctest, integration
-# tests (pytest against real INN sites), a short libFuzzer smoke run.  Every step runs even
+# tests (pytest against real INN sites), the same command-line integration tests with the
+# sanitizer build of postern, a short libFuzzer smoke run.  Every step runs even
 # when an earlier one failed (unless it needs that one's output); the exit status is non-zero
 # if any step failed.
 #
@@ -100,6 +101,16 @@ integration() {
     return "$rc"
 }
 
+# The postern binary built with ASan+UBSan (and LeakSanitizer) through the command-line
+# integration tests: sanitizer reports make postern exit non-zero, so the tests fail.
+sanitizer_integration() {
+    local bin=$ROOT/build-asan/cli/postern
+    echo "+ POSTERN_BIN=$bin $PYTHON -m pytest -v tests/integration/test_write_path.py tests/integration/test_watch_maildir.py"
+    POSTERN_BIN=$bin PYTHONDONTWRITEBYTECODE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 timeout 1200 \
+        "$PYTHON" -m pytest -v -p no:cacheprovider tests/integration/test_write_path.py \
+        tests/integration/test_watch_maildir.py
+}
+
 fuzz_targets() {  # names of built fuzz_* executables
     local f
     for f in build-fuzz/tests/fuzz/fuzz_*; do
@@ -170,6 +181,11 @@ main() {
 
     # integration tests need INN only; tests needing the postern binary skip themselves without it
     step "integration tests" integration
+    if ok "sanitizer build" && [ -x build-asan/cli/postern ]; then
+        step "sanitizer integration tests" sanitizer_integration
+    else
+        skip "sanitizer integration tests" "no sanitizer build of postern"
+    fi
 
     if [ "${POSTERN_SKIP_FUZZ:-0}" = 1 ]; then
         skip "fuzz build" "POSTERN_SKIP_FUZZ=1"
