@@ -1,0 +1,289 @@
+/* imap: the IMAP4rev1 protocol library of the gateway. Syntax only: an incremental, bounded
+ * command parser, sequence sets, response formatting, modified UTF-7 and IMAP dates. No
+ * sockets and no command semantics live here; handlers built on top decide what a parsed
+ * command means. Everything is in the pi_ namespace. */
+#ifndef POSTERN_IMAP_H
+#define POSTERN_IMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------------------------------
+ * Growable output buffer. Always NUL-terminated once anything was added. Every append
+ * returns 0, or -1 when memory runs out (the buffer then keeps its earlier contents).
+ * ------------------------------------------------------------------------------------- */
+typedef struct pi_buf {
+    char *data;
+    size_t len, cap;
+} pi_buf;
+
+#define PI_BUF_INIT {NULL, 0, 0}
+void pi_buf_free(pi_buf *b);
+void pi_buf_clear(pi_buf *b); /* len = 0, memory kept */
+int pi_buf_add(pi_buf *b, const void *p, size_t n);
+int pi_buf_addstr(pi_buf *b, const char *s);
+int pi_buf_printf(pi_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---------------------------------------------------------------------------------------
+ * Command parser.
+ *
+ * Feed bytes in slices of any size with pi_parse(); it stops at every event:
+ *   PI_NEED_MORE  every byte was used; call again when more arrive.
+ *   PI_CONTINUE   a synchronising literal {n} was announced and accepted: send
+ *                 "+ Ready for literal data\r\n", then keep feeding (the rest of the slice
+ *                 first). pi_parser_literal_size() tells n, so the caller may instead refuse
+ *                 it with pi_parser_reject_literal() and a tagged NO. Never for {n+}.
+ *   PI_COMMAND    a whole command (line and all literals) arrived: pi_parser_command().
+ *   PI_LINE       in raw-line mode, one line arrived: pi_parser_line().
+ *   PI_ERROR      pi_parser_error(). If not fatal, reply (pi_error_reply) and keep feeding:
+ *                 the parser discards the rest of the bad command and then parses the next
+ *                 one. If fatal, reply and close the connection; the parser is dead.
+ * *used says how many bytes were consumed; feed the remainder next. Results (command, line,
+ * error) stay valid until the next pi_parse() call.
+ *
+ * Syntax accepted: tag SP name [SP args] CRLF (a bare LF is tolerated, runs of spaces too).
+ * The name is upper-cased; "UID x" is one command with uid set. Arguments: atoms, NIL,
+ * quoted strings (\\ and \" escapes only; 8-bit allowed; no CR, LF or NUL), literals {n}
+ * and {n+} (any bytes), and nested parenthesised lists. Atoms are printable ASCII without
+ * ( ) { " SP; 8-bit or control bytes in them are errors. In FETCH and UID FETCH an atom's
+ * "[...]" belongs to the atom whole, spaces, parentheses and quoted strings included, so
+ * BODY.PEEK[HEADER.FIELDS (From To)]<0.2048> is one atom (see pi_fetch_att_split); a
+ * literal inside the brackets is refused. Elsewhere '[' and ']' are plain atom characters
+ * ("[Gmail]/Sent" is an atom).
+ *
+ * Limits (pi_limits, defaults in brackets) and what exceeding them does:
+ *   max_line [64 KiB]       command text excluding literal data, all line segments of one
+ *                           command together. "line too long"; recoverable.
+ *   max_literal [64 KiB]    literal bytes of one non-APPEND command, all literals together.
+ *   max_append_literal [64 MiB]  the same for APPEND (MULTIAPPEND: all messages together).
+ *                           Over the cap: a {n} literal gets a recoverable error (reply
+ *                           NO [TOOBIG]; the client waits for "+" and drops the command);
+ *                           a {n+} literal is fatal, as RFC 7888 allows the server to close
+ *                           rather than swallow data it refused.
+ *   max_depth [16]          list nesting. "too deeply nested"; recoverable.
+ *   max_args [10000]        arguments in one command, list elements and lists counted.
+ *                           "too many arguments"; recoverable.
+ *   max_tag [64]            tag bytes. "tag too long"; recoverable, reply is "* BAD".
+ *   Command names are at most PI_NAME_MAX bytes ("UID " included); longer is an error.
+ * Recovery skips to the end of the offending line. If that line ends in a non-synchronising
+ * literal {n+}, its n bytes are discarded too (they must never be read as commands) when n
+ * is within max_append_literal; otherwise the error turns fatal. A line ending in a
+ * synchronising {n} ends the command: the client waits for "+", which it never gets.
+ * Allocation failure is always fatal.
+ * ------------------------------------------------------------------------------------- */
+#define PI_NAME_MAX 32
+
+typedef struct pi_limits {
+    size_t max_line;
+    uint64_t max_literal;
+    uint64_t max_append_literal;
+    unsigned max_depth;
+    unsigned max_args;
+    size_t max_tag;
+} pi_limits;
+
+void pi_limits_default(pi_limits *lim);
+
+typedef enum {
+    PI_ATOM,    /* str: the atom's text, as sent */
+    PI_NIL,     /* the atom NIL in any case; str holds it as sent */
+    PI_QUOTED,  /* str: unescaped contents */
+    PI_LITERAL, /* str: the literal's bytes; may contain NUL, so use len */
+    PI_LIST     /* list[0..count) */
+} pi_arg_type;
+
+typedef struct pi_arg {
+    pi_arg_type type;
+    bool nonsync;        /* PI_LITERAL sent as {n+} */
+    const char *str;     /* NUL-terminated for every type but PI_LIST */
+    size_t len;          /* bytes in str */
+    const struct pi_arg *list;
+    size_t count;        /* PI_LIST: number of elements */
+} pi_arg;
+
+typedef struct pi_command {
+    const char *tag;
+    const char *name;    /* upper-cased: "FETCH", "UID FETCH" */
+    const char *verb;    /* name without "UID ": "FETCH" */
+    bool uid;
+    const pi_arg *args;  /* top-level arguments, nargs of them (NULL when none) */
+    size_t nargs;
+} pi_command;
+
+typedef enum {
+    PI_NEED_MORE,
+    PI_CONTINUE,
+    PI_COMMAND,
+    PI_LINE,
+    PI_ERROR
+} pi_status;
+
+typedef enum {
+    PI_ERR_SYNTAX = 1,
+    PI_ERR_NUL,
+    PI_ERR_LINE_TOO_LONG,
+    PI_ERR_LITERAL_TOO_BIG,
+    PI_ERR_TOO_DEEP,
+    PI_ERR_TOO_MANY_ARGS,
+    PI_ERR_TAG_TOO_LONG,
+    PI_ERR_NOMEM
+} pi_err_kind;
+
+typedef struct pi_error {
+    pi_err_kind kind;
+    const char *tag;     /* NULL when no complete tag was read: reply untagged */
+    const char *msg;     /* one line of text for the client */
+    bool fatal;          /* close the connection after replying */
+} pi_error;
+
+typedef struct pi_parser pi_parser;
+
+/* lim NULL means the defaults. Returns NULL when out of memory. */
+pi_parser *pi_parser_new(const pi_limits *lim);
+void pi_parser_free(pi_parser *p);
+/* New limits apply from the next command on (e.g. a small APPEND cap before login). */
+void pi_parser_set_limits(pi_parser *p, const pi_limits *lim);
+
+pi_status pi_parse(pi_parser *p, const void *data, size_t len, size_t *used);
+const pi_command *pi_parser_command(const pi_parser *p);
+const pi_error *pi_parser_error(const pi_parser *p);
+
+/* After PI_CONTINUE: the announced size and the command's tag. Rejecting makes the parser
+ * expect a new command, as the client will not send the literal without a "+". */
+uint64_t pi_parser_literal_size(const pi_parser *p);
+const char *pi_parser_tag(const pi_parser *p);
+void pi_parser_reject_literal(pi_parser *p);
+
+/* Raw-line mode for AUTHENTICATE continuations and IDLE's DONE: the next line, whatever it
+ * holds, comes back as PI_LINE (CRLF removed; NUL or more than max_line bytes is a
+ * recoverable error, after which the parser is back in command mode). Only at a command
+ * boundary (fresh parser or right after PI_COMMAND/PI_LINE); returns -1 otherwise. */
+int pi_parser_read_line(pi_parser *p);
+const char *pi_parser_line(const pi_parser *p, size_t *len);
+
+/* Appends "tag BAD msg\r\n" (NO [TOOBIG] for a refused synchronising literal, "*" when
+ * there is no tag) and, for fatal errors, "* BYE msg\r\n". */
+int pi_error_reply(const pi_error *e, pi_buf *out);
+
+/* Argument accessors: true when a has the wanted shape. */
+bool pi_arg_atom_is(const pi_arg *a, const char *word); /* atom, case-insensitive */
+bool pi_arg_astring(const pi_arg *a, const char **s, size_t *len); /* atom, NIL, string */
+bool pi_arg_string(const pi_arg *a, const char **s, size_t *len);  /* quoted or literal */
+bool pi_arg_nstring(const pi_arg *a, const char **s, size_t *len); /* NIL gives s = NULL */
+
+/* FETCH attributes: "BODY.PEEK[1.2.HEADER.FIELDS (A B)]<0.2048>" splits into name
+ * "BODY.PEEK", section "1.2.HEADER.FIELDS (A B)" and partial 0/2048. Pointers are into s.
+ * Returns 0, or -1 on bad syntax (unbalanced brackets, bad partial, trailing bytes). */
+typedef struct pi_fetch_att {
+    const char *name;
+    size_t name_len;
+    bool has_section;
+    const char *section;
+    size_t section_len;
+    bool has_partial;
+    uint32_t partial_offset, partial_count;
+} pi_fetch_att;
+int pi_fetch_att_split(const char *s, size_t len, pi_fetch_att *out);
+
+/* A section specifier (the text between the brackets, RFC 3501 section-spec).
+ * Header field names (astrings, unescaped) go to fields, each NUL-terminated, one after the
+ * other. Returns 0, or -1 on bad syntax or memory. */
+#define PI_SECTION_MAX_PARTS 32
+typedef enum {
+    PI_SEC_ALL,                 /* BODY[] or BODY[1.2] */
+    PI_SEC_HEADER,
+    PI_SEC_HEADER_FIELDS,
+    PI_SEC_HEADER_FIELDS_NOT,
+    PI_SEC_TEXT,
+    PI_SEC_MIME                 /* only after a part number */
+} pi_section_kind;
+typedef struct pi_section {
+    uint32_t part[PI_SECTION_MAX_PARTS];
+    size_t nparts;
+    pi_section_kind kind;
+    size_t nfields;
+} pi_section;
+int pi_section_parse(const char *s, size_t len, pi_section *sec, pi_buf *fields);
+
+/* ---------------------------------------------------------------------------------------
+ * Sequence sets ("1:5,7,9:*"). star is what "*" means (the highest sequence number or UID;
+ * 0 for an empty mailbox, where any element using "*" selects nothing). The result is
+ * sorted, merged, 1-based ranges; it may be empty. "n:m" and "m:n" are the same. Number 0, "$", empty
+ * elements and more than PI_SEQSET_MAX elements are errors.
+ * ------------------------------------------------------------------------------------- */
+#define PI_SEQSET_MAX 10000
+
+typedef struct pi_range {
+    uint32_t lo, hi;
+} pi_range;
+
+typedef struct pi_seqset {
+    pi_range *r;
+    size_t n;
+} pi_seqset;
+
+/* 0 on success; -1 with *err set (static text) on bad syntax or memory. */
+int pi_seqset_parse(const char *s, size_t len, uint32_t star, pi_seqset *out, const char **err);
+void pi_seqset_free(pi_seqset *set);
+bool pi_seqset_contains(const pi_seqset *set, uint32_t v);
+uint64_t pi_seqset_count(const pi_seqset *set);
+/* Iterate in ascending order: pi_seqset_iter it = {0}; while (pi_seqset_next(set, &it, &v)) */
+typedef struct pi_seqset_iter {
+    size_t i;
+    uint32_t next;
+    bool started;
+} pi_seqset_iter;
+bool pi_seqset_next(const pi_seqset *set, pi_seqset_iter *it, uint32_t *v);
+
+/* ---------------------------------------------------------------------------------------
+ * Response formatting.
+ * ------------------------------------------------------------------------------------- */
+/* Allow valid UTF-8 in quoted strings (after ENABLE UTF8=ACCEPT); otherwise 8-bit bytes
+ * force a literal. */
+#define PI_W_UTF8 1u
+
+/* A string: quoted when shorter than 1000 bytes and free of CR, LF, NUL and (unless
+ * PI_W_UTF8) 8-bit bytes, else a literal {n}CRLF. Literals carry the bytes verbatim. */
+int pi_write_string(pi_buf *b, const void *s, size_t len, unsigned flags);
+/* An astring: a bare atom when that is unambiguous (not "NIL", no specials), else string. */
+int pi_write_astring(pi_buf *b, const void *s, size_t len, unsigned flags);
+/* An nstring: NIL for s == NULL, else string. */
+int pi_write_nstring(pi_buf *b, const void *s, size_t len, unsigned flags);
+/* Lists: begin writes "(", sep writes " " unless right after "(", end writes ")". */
+int pi_write_list_begin(pi_buf *b);
+int pi_write_list_sep(pi_buf *b);
+int pi_write_list_end(pi_buf *b);
+/* "(\Seen \Answered)" from n atoms written as given. */
+int pi_write_atom_list(pi_buf *b, const char *const *atoms, size_t n);
+/* "1:5,7" */
+int pi_write_seqset(pi_buf *b, const pi_seqset *set);
+
+/* Modified UTF-7 mailbox names (RFC 3501 5.1.3). Encode takes UTF-8 and fails (-1) on
+ * invalid UTF-8; decode gives UTF-8 and fails on anything a correct encoder would not
+ * produce (bad base64, non-zero padding bits, lone surrogates, shifted printable ASCII,
+ * unterminated shifts, adjacent shifts, bytes outside 0x20..0x7e). Output is appended. */
+int pi_mutf7_encode(const char *utf8, size_t len, pi_buf *out);
+int pi_mutf7_decode(const char *mutf7, size_t len, pi_buf *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Dates.
+ * ------------------------------------------------------------------------------------- */
+/* "\"23-Nov-2026 09:43:49 +0000\"": the quoted IMAP date-time of t (Unix time) shown in
+ * the zone tz_minutes east of UTC (|tz| < 24 h). out needs PI_DATE_TIME_SIZE bytes.
+ * Returns 0, or -1 for a zone or year (1..9999) out of range. */
+#define PI_DATE_TIME_SIZE 29
+int pi_date_time_format(int64_t t, int tz_minutes, char *out);
+
+typedef struct pi_date {
+    int year, month, day; /* month 1..12 */
+} pi_date;
+/* IMAP date "1-Feb-1994" (day one or two digits, month any case). 0 or -1. */
+int pi_date_parse(const char *s, size_t len, pi_date *out);
+/* Days since 1970-01-01 of a date, for SINCE/BEFORE/ON comparisons. */
+int64_t pi_date_days(const pi_date *d);
+/* IMAP date-time without the quotes: "dd-Mon-yyyy hh:mm:ss +zzzz" (day may be " 1" or
+ * "1"), as APPEND sends it. *t is Unix time (UTC); *tz_minutes the zone. 0 or -1. */
+int pi_date_time_parse(const char *s, size_t len, int64_t *t, int *tz_minutes);
+
+#endif
