@@ -1,0 +1,966 @@
+/* imap: command parser (fed whole, byte by byte and in random slices), limits and recovery,
+ * sequence sets, response strings, modified UTF-7 and dates. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap/imap.h"
+
+/* ---- a driver that turns a byte stream into an event log ---- */
+
+static void dump_arg(pi_buf *b, const pi_arg *a)
+{
+    switch (a->type) {
+    case PI_ATOM:
+    case PI_NIL:
+        pi_buf_add(b, a->str, a->len);
+        break;
+    case PI_QUOTED:
+        pi_buf_addstr(b, "\"");
+        pi_buf_add(b, a->str, a->len);
+        pi_buf_addstr(b, "\"");
+        break;
+    case PI_LITERAL:
+        pi_buf_printf(b, "{%zu%s}", a->len, a->nonsync ? "+" : "");
+        pi_buf_add(b, a->str, a->len);
+        break;
+    case PI_LIST:
+        pi_buf_addstr(b, "(");
+        for (size_t i = 0; i < a->count; i++) {
+            if (i)
+                pi_buf_addstr(b, "|");
+            dump_arg(b, &a->list[i]);
+        }
+        pi_buf_addstr(b, ")");
+        break;
+    }
+}
+
+static void dump_cmd(pi_buf *b, const pi_command *c)
+{
+    pi_buf_printf(b, "%s %s:", c->tag, c->name);
+    for (size_t i = 0; i < c->nargs; i++) {
+        pi_buf_addstr(b, i ? "|" : " ");
+        dump_arg(b, &c->args[i]);
+    }
+    pi_buf_addstr(b, "\n");
+}
+
+static unsigned rnd_state;
+static unsigned rnd(void)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 16) & 0x7fff;
+}
+
+enum { WHOLE, BYTES, RANDOM };
+
+/* Feeds in according to mode; AUTHENTICATE without an initial response and IDLE are
+ * followed by one raw line, as a server would read them. */
+static char *run(const pi_limits *lim, const char *in, size_t len, int mode)
+{
+    pi_parser *p = pi_parser_new(lim);
+    assert_non_null(p);
+    pi_buf log = PI_BUF_INIT;
+    pi_buf_addstr(&log, "");
+    size_t pos = 0;
+    bool dead = false;
+    while (pos < len && !dead) {
+        size_t n = mode == WHOLE ? len - pos : mode == BYTES ? 1 : 1 + rnd() % 17;
+        if (n > len - pos)
+            n = len - pos;
+        size_t off = 0;
+        while (off < n) {
+            size_t used = 12345;
+            pi_status st = pi_parse(p, in + pos + off, n - off, &used);
+            assert_true(used <= n - off);
+            off += used;
+            if (st == PI_NEED_MORE) {
+                assert_int_equal(off, n);
+                break;
+            }
+            if (st == PI_CONTINUE) {
+                pi_buf_addstr(&log, "+\n");
+            } else if (st == PI_COMMAND) {
+                const pi_command *c = pi_parser_command(p);
+                assert_non_null(c);
+                dump_cmd(&log, c);
+                if ((strcmp(c->verb, "AUTHENTICATE") == 0 && c->nargs == 1) || strcmp(c->verb, "IDLE") == 0)
+                    assert_int_equal(pi_parser_read_line(p), 0);
+            } else if (st == PI_LINE) {
+                size_t ll;
+                const char *l = pi_parser_line(p, &ll);
+                assert_non_null(l);
+                assert_int_equal(strlen(l), ll);
+                pi_buf_printf(&log, "LINE %s\n", l);
+            } else {
+                const pi_error *e = pi_parser_error(p);
+                assert_non_null(e);
+                pi_buf_printf(&log, "ERR %s %s%s\n", e->tag ? e->tag : "*", e->msg, e->fatal ? " FATAL" : "");
+                if (e->fatal) {
+                    size_t u2 = 1;
+                    assert_int_equal(pi_parse(p, "x", 1, &u2), PI_ERROR);
+                    assert_int_equal(u2, 0);
+                    dead = true;
+                    break;
+                }
+            }
+        }
+        pos += n;
+    }
+    pi_parser_free(p);
+    return log.data;
+}
+
+/* The same log whole, byte by byte and in 40 random slicings. */
+static void check_lim(const pi_limits *lim, const char *in, size_t len, const char *want)
+{
+    char *got = run(lim, in, len, WHOLE);
+    if (strcmp(got, want) != 0)
+        fail_msg("input:\n%.*s\nwant:\n%s\ngot:\n%s", (int)len, in, want, got);
+    free(got);
+    got = run(lim, in, len, BYTES);
+    assert_string_equal(got, want);
+    free(got);
+    for (unsigned seed = 1; seed <= 40; seed++) {
+        rnd_state = seed;
+        got = run(lim, in, len, RANDOM);
+        assert_string_equal(got, want);
+        free(got);
+    }
+}
+
+static void check(const char *in, const char *want)
+{
+    check_lim(NULL, in, strlen(in), want);
+}
+
+/* ---- what real clients send ---- */
+
+static void test_thunderbird(void **state)
+{
+    (void)state;
+    check("1 AUTHENTICATE PLAIN\r\nAHVzZXIAcGFzcw==\r\n2 STARTTLS\r\n3 capability\r\n",
+          "1 AUTHENTICATE: PLAIN\nLINE AHVzZXIAcGFzcw==\n2 STARTTLS:\n3 CAPABILITY:\n");
+    check("4 namespace\r\n5 ID (\"name\" \"Thunderbird\" \"version\" \"153.0\")\r\n",
+          "4 NAMESPACE:\n5 ID: (\"name\"|\"Thunderbird\"|\"version\"|\"153.0\")\n");
+    check("6 LIST (SUBSCRIBED) \"\" \"*\" RETURN (SPECIAL-USE)\r\n7 list \"\" \"INBOX\"\r\n",
+          "6 LIST: (SUBSCRIBED)|\"\"|\"*\"|RETURN|(SPECIAL-USE)\n7 LIST: \"\"|\"INBOX\"\n");
+    check("8 STATUS \"Drafts\" (UIDNEXT MESSAGES UNSEEN RECENT)\r\n9 select \"INBOX\"\r\n",
+          "8 STATUS: \"Drafts\"|(UIDNEXT|MESSAGES|UNSEEN|RECENT)\n9 SELECT: \"INBOX\"\n");
+    check("10 UID fetch 1:* (FLAGS)\r\n", "10 UID FETCH: 1:*|(FLAGS)\n");
+    const char *hdr = "11 UID fetch 1:42 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject "
+                      "Date Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type "
+                      "Reply-To Received)])\r\n";
+    check(hdr, "11 UID FETCH: 1:42|(UID|RFC822.SIZE|FLAGS|BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject Date "
+               "Message-ID Priority X-Priority References Newsgroups In-Reply-To Content-Type Reply-To "
+               "Received)])\n");
+    check("12 UID fetch 42 (UID RFC822.SIZE FLAGS BODY.PEEK[TEXT]<0.2048>)\r\n13 noop\r\n",
+          "12 UID FETCH: 42|(UID|RFC822.SIZE|FLAGS|BODY.PEEK[TEXT]<0.2048>)\n13 NOOP:\n");
+    check("14 UID fetch 43:* (FLAGS)\r\n15 IDLE\r\nDONE\r\n16 UID fetch 1:42 (UID RFC822.SIZE BODY.PEEK[])\r\n",
+          "14 UID FETCH: 43:*|(FLAGS)\n15 IDLE:\nLINE DONE\n16 UID FETCH: 1:42|(UID|RFC822.SIZE|BODY.PEEK[])\n");
+    check("17 uid store 5 +FLAGS (\\Seen)\r\n", "17 UID STORE: 5|+FLAGS|(\\Seen)\n");
+    check("18 APPEND \"Sent\" (\\Seen) {21}\r\nSubject: hi\r\n\r\nbody\r\n\r\n",
+          "+\n18 APPEND: \"Sent\"|(\\Seen)|{21}Subject: hi\r\n\r\nbody\r\n\n");
+}
+
+static void test_mbsync_pipelined(void **state)
+{
+    (void)state;
+    check("1 AUTHENTICATE PLAIN AHVzZXIAcGFzcw==\r\n2 NAMESPACE\r\n3 LIST \"\" \"*\"\r\n4 SELECT \"INBOX\"\r\n"
+          "5 UID FETCH 1:20 (UID FLAGS)\r\n6 UID FETCH 3 (BODY.PEEK[])\r\n7 UID FETCH 4 (BODY.PEEK[])\r\n"
+          "8 LOGOUT\r\n",
+          "1 AUTHENTICATE: PLAIN|AHVzZXIAcGFzcw==\n2 NAMESPACE:\n3 LIST: \"\"|\"*\"\n4 SELECT: \"INBOX\"\n"
+          "5 UID FETCH: 1:20|(UID|FLAGS)\n6 UID FETCH: 3|(BODY.PEEK[])\n7 UID FETCH: 4|(BODY.PEEK[])\n8 LOGOUT:\n");
+}
+
+static void test_offlineimap_mutt_fetchmail(void **state)
+{
+    (void)state;
+    check("A1 AUTHENTICATE PLAIN\r\n*\r\nA2 LIST \"\" \"\"\r\nA3 EXAMINE INBOX\r\n"
+          "A4 FETCH 1:* (FLAGS UID INTERNALDATE)\r\n",
+          "A1 AUTHENTICATE: PLAIN\nLINE *\nA2 LIST: \"\"|\"\"\nA3 EXAMINE: INBOX\n"
+          "A4 FETCH: 1:*|(FLAGS|UID|INTERNALDATE)\n");
+    check("a0001 ENABLE UTF8=ACCEPT\r\na0002 FETCH 1:9 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS "
+          "(DATE FROM SENDER SUBJECT TO CC MESSAGE-ID REFERENCES CONTENT-TYPE CONTENT-DESCRIPTION IN-REPLY-TO "
+          "REPLY-TO LINES LIST-POST X-LABEL)])\r\n",
+          "a0001 ENABLE: UTF8=ACCEPT\na0002 FETCH: 1:9|(UID|FLAGS|INTERNALDATE|RFC822.SIZE|BODY.PEEK[HEADER.FIELDS "
+          "(DATE FROM SENDER SUBJECT TO CC MESSAGE-ID REFERENCES CONTENT-TYPE CONTENT-DESCRIPTION IN-REPLY-TO "
+          "REPLY-TO LINES LIST-POST X-LABEL)])\n");
+    check("a0003 UID FETCH 7 BODY.PEEK[]\r\na0004 UID STORE 7 +FLAGS.SILENT (\\Seen)\r\na0005 CLOSE\r\n",
+          "a0003 UID FETCH: 7|BODY.PEEK[]\na0004 UID STORE: 7|+FLAGS.SILENT|(\\Seen)\na0005 CLOSE:\n");
+    check("A0001 LOGIN \"user\" \"p\\\"a\\\\ss\"\r\nA0002 FETCH 1:3 RFC822.SIZE\r\nA0003 FETCH 1 RFC822.HEADER\r\n"
+          "A0004 FETCH 1 BODY.PEEK[TEXT]\r\nA0005 STORE 1 +FLAGS (\\Seen)\r\nA0006 SEARCH UNSEEN UNDELETED\r\n",
+          "A0001 LOGIN: \"user\"|\"p\"a\\ss\"\nA0002 FETCH: 1:3|RFC822.SIZE\nA0003 FETCH: 1|RFC822.HEADER\n"
+          "A0004 FETCH: 1|BODY.PEEK[TEXT]\nA0005 STORE: 1|+FLAGS|(\\Seen)\nA0006 SEARCH: UNSEEN|UNDELETED\n");
+}
+
+static void test_curl_python(void **state)
+{
+    (void)state;
+    check("A003 UID FETCH 1 BODY[]\r\nA004 SEARCH ALL\r\n", "A003 UID FETCH: 1|BODY[]\nA004 SEARCH: ALL\n");
+    /* imaplib sends non-ASCII search text as a literal. */
+    check("ABCD5 UID SEARCH CHARSET UTF-8 SUBJECT {8}\r\nEntw\xc3\xbc" "rf\r\n",
+          "+\nABCD5 UID SEARCH: CHARSET|UTF-8|SUBJECT|{8}Entw\xc3\xbcrf\n");
+    check("ABCD6 LOGIN user {4+}\r\npass\r\n", "ABCD6 LOGIN: user|{4+}pass\n");
+}
+
+/* ---- literals ---- */
+
+static void test_literals(void **state)
+{
+    (void)state;
+    check("a LOGIN {4}\r\nuser {4}\r\npass\r\n", "+\n+\na LOGIN: {4}user|{4}pass\n");
+    check("a LOGIN {4+}\r\nuser {4+}\r\npass\r\n", "a LOGIN: {4+}user|{4+}pass\n");
+    check("a LOGIN {0}\r\n {0+}\r\n\r\n", "+\na LOGIN: {0}|{0+}\n");
+    /* Literal data is data: CRLF, NUL and command-looking bytes inside are not parsed. */
+    check_lim(NULL, "a X ({12}\r\nb LOGOUT\r\n\0Z)\r\n", 27, "+\na X: ({12}b LOGOUT\r\n\0Z)\n");
+    /* A literal must be followed by a space, ")" or the end of the line. After the error the
+     * announced {3+} is skipped; after a {3} the client waits, so what follows is new. */
+    check("a X {3}\r\nabc{3+}\r\nxyz\r\nb NOOP\r\n", "+\nERR a Missing space between arguments\nb NOOP:\n");
+    check("a X {3}\r\nabc{3}\r\nb NOOP\r\n", "+\nERR a Missing space between arguments\nb NOOP:\n");
+}
+
+static void test_literal_continue_timing(void **state)
+{
+    (void)state;
+    pi_parser *p = pi_parser_new(NULL);
+    assert_non_null(p);
+    const char *in = "a1 LOGIN {4}\r\nuser {2}\r\npw\r\n";
+    size_t used;
+    /* The "+" is due right after the size line, before any literal byte is consumed. */
+    assert_int_equal(pi_parse(p, in, strlen(in), &used), PI_CONTINUE);
+    assert_int_equal(used, 14);
+    assert_int_equal(pi_parser_literal_size(p), 4);
+    assert_string_equal(pi_parser_tag(p), "a1");
+    size_t off = used;
+    assert_int_equal(pi_parse(p, in + off, strlen(in) - off, &used), PI_CONTINUE);
+    assert_int_equal(pi_parser_literal_size(p), 2);
+    off += used;
+    assert_int_equal(pi_parse(p, in + off, strlen(in) - off, &used), PI_COMMAND);
+    off += used;
+    assert_int_equal(off, strlen(in));
+    const pi_command *c = pi_parser_command(p);
+    assert_int_equal(c->nargs, 2);
+    assert_int_equal(c->args[1].type, PI_LITERAL);
+    assert_false(c->args[1].nonsync);
+    assert_string_equal(c->args[1].str, "pw");
+
+    /* Refusing a literal: the client will not send it; the next line is a new command. */
+    in = "a2 APPEND INBOX {999}\r\na3 NOOP\r\n";
+    assert_int_equal(pi_parse(p, in, strlen(in), &used), PI_CONTINUE);
+    assert_int_equal(pi_parser_literal_size(p), 999);
+    pi_parser_reject_literal(p);
+    off = used;
+    assert_int_equal(pi_parse(p, in + off, strlen(in) - off, &used), PI_COMMAND);
+    assert_string_equal(pi_parser_command(p)->tag, "a3");
+    pi_parser_free(p);
+}
+
+static void test_nested_lists(void **state)
+{
+    (void)state;
+    check("a X (1 (2 (3 \"4\")) () NIL nil) (a)\r\n", "a X: (1|(2|(3|\"4\"))|()|NIL|nil)|(a)\n");
+    check("a X ((((((((((((((((x))))))))))))))))\r\n", "a X: ((((((((((((((((x))))))))))))))))\n");
+    check("a X (((((((((((((((((x)))))))))))))))))\r\nb NOOP\r\n",
+          "ERR a Lists nested too deeply\nb NOOP:\n");
+    check("a X ( a )\r\n", "a X: (a)\n");
+
+    pi_parser *p = pi_parser_new(NULL);
+    const char *in = "t x (a (b c) \"d\" {1+}\r\ne NIL) f\r\n";
+    size_t used;
+    assert_int_equal(pi_parse(p, in, strlen(in), &used), PI_COMMAND);
+    const pi_command *c = pi_parser_command(p);
+    assert_string_equal(c->tag, "t");
+    assert_string_equal(c->name, "X");
+    assert_false(c->uid);
+    assert_int_equal(c->nargs, 2);
+    const pi_arg *l = &c->args[0];
+    assert_int_equal(l->type, PI_LIST);
+    assert_int_equal(l->count, 5);
+    assert_int_equal(l->list[0].type, PI_ATOM);
+    assert_int_equal(l->list[1].type, PI_LIST);
+    assert_int_equal(l->list[1].count, 2);
+    assert_string_equal(l->list[1].list[1].str, "c");
+    assert_int_equal(l->list[2].type, PI_QUOTED);
+    assert_int_equal(l->list[3].type, PI_LITERAL);
+    assert_true(l->list[3].nonsync);
+    assert_int_equal(l->list[4].type, PI_NIL);
+    assert_true(pi_arg_atom_is(&c->args[1], "F"));
+    const char *s;
+    size_t n;
+    assert_true(pi_arg_astring(&l->list[0], &s, &n));
+    assert_false(pi_arg_string(&l->list[0], &s, &n));
+    assert_true(pi_arg_string(&l->list[3], &s, &n));
+    assert_int_equal(n, 1);
+    assert_true(pi_arg_nstring(&l->list[4], &s, &n));
+    assert_null(s);
+    assert_false(pi_arg_astring(l, &s, &n));
+    pi_parser_free(p);
+}
+
+/* ---- malformed input and recovery ---- */
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    check("a X (b\r\nz NOOP\r\n", "ERR a Unbalanced parentheses: missing ')'\nz NOOP:\n");
+    check("a X b)\r\nz NOOP\r\n", "ERR a Unexpected ')'\nz NOOP:\n");
+    check("a X {12\r\nz NOOP\r\n", "ERR a Invalid literal syntax\nz NOOP:\n");
+    check("a X {-1}\r\nz NOOP\r\n", "ERR a Invalid literal syntax\nz NOOP:\n");
+    check("a X {}\r\nz NOOP\r\n", "ERR a Invalid literal syntax\nz NOOP:\n");
+    check("a X {1+x}\r\nz NOOP\r\n", "ERR a Invalid literal syntax\nz NOOP:\n");
+    check("a X {3} \r\nz NOOP\r\n", "ERR a Literal size must end the line\nz NOOP:\n");
+    check("a X {99999999999}\r\nz NOOP\r\n", "ERR a Literal size out of range\nz NOOP:\n");
+    check(" NOOP\r\nz NOOP\r\n", "ERR * Missing or invalid tag\nz NOOP:\n");
+    check("\r\nz NOOP\r\n", "ERR * Empty command line\nz NOOP:\n");
+    check("\nz NOOP\n", "ERR * Empty command line\nz NOOP:\n");
+    check("a\r\nz NOOP\r\n", "ERR a Missing command\nz NOOP:\n");
+    check("a \r\nz NOOP\r\n", "ERR a Missing command\nz NOOP:\n");
+    check("a+b NOOP\r\nz NOOP\r\n", "ERR * Invalid character in tag\nz NOOP:\n");
+    check("a UID\r\nz NOOP\r\n", "ERR a Missing command after UID\nz NOOP:\n");
+    check("a UID \r\nz NOOP\r\n", "ERR a Missing command after UID\nz NOOP:\n");
+    check("a X \"b\\c\"\r\nz NOOP\r\n", "ERR a Invalid escape in quoted string\nz NOOP:\n");
+    check("a X \"bc\r\nz NOOP\r\n", "ERR a Unterminated quoted string\nz NOOP:\n");
+    check("a X \"b\"\"c\"\r\nz NOOP\r\n", "ERR a Missing space between arguments\nz NOOP:\n");
+    check("a X b\"c\"\r\nz NOOP\r\n", "ERR a Missing space between arguments\nz NOOP:\n");
+    check("a X (b)(c)\r\nz NOOP\r\n", "ERR a Missing space between arguments\nz NOOP:\n");
+    check("a X b\rc\r\nz NOOP\r\n", "ERR a CR not followed by LF\nz NOOP:\n");
+    check("a X b\r c\r\nz NOOP\r\n", "ERR a CR not followed by LF\nz NOOP:\n");
+    check("a X \x01\r\nz NOOP\r\n", "ERR a Invalid character in command\nz NOOP:\n");
+    check("a X b\xc3\xbc\r\nz NOOP\r\n", "ERR a Invalid character in atom\nz NOOP:\n");
+    check("a X\xc3\xbc\r\nz NOOP\r\n", "ERR a Invalid character in command name\nz NOOP:\n");
+    check_lim(NULL, "a X b\0c\r\nz NOOP\r\n", 17, "ERR a NUL byte in command\nz NOOP:\n");
+    check_lim(NULL, "a X \"b\0c\"\r\nz NOOP\r\n", 19, "ERR a NUL byte in command\nz NOOP:\n");
+    /* 8-bit (UTF-8) is fine in a quoted string. */
+    check("a SELECT \"Entw\xc3\xbcrfe\"\r\n", "a SELECT: \"Entw\xc3\xbcrfe\"\n");
+    /* A bare LF ends a line too; runs of spaces are tolerated; a trailing space as well. */
+    check("a  X  b   c \nz NOOP\n", "a X: b|c\nz NOOP:\n");
+    /* Brackets are plain atom characters outside FETCH, and need closing inside it. */
+    check("a SELECT [Gmail]/Sent\r\nb SELECT foo[bar\r\n", "a SELECT: [Gmail]/Sent\nb SELECT: foo[bar\n");
+    check("a FETCH 1 BODY[HEADER\r\nz NOOP\r\n", "ERR a Missing ']' in FETCH attribute\nz NOOP:\n");
+    check("a FETCH 1 (BODY[HEADER.FIELDS (\"X]\" Y)] FLAGS)\r\n", "a FETCH: 1|(BODY[HEADER.FIELDS (\"X]\" Y)]|FLAGS)\n");
+    check("a FETCH 1 BODY[{3}\r\nz NOOP\r\n", "ERR a Literal inside FETCH section not supported\nz NOOP:\n");
+}
+
+/* ---- limits ---- */
+
+static pi_limits small(void)
+{
+    pi_limits l;
+    pi_limits_default(&l);
+    l.max_line = 40;
+    l.max_literal = 10;
+    l.max_append_literal = 100;
+    l.max_depth = 2;
+    l.max_args = 5;
+    l.max_tag = 4;
+    return l;
+}
+
+static void check_small(const char *in, const char *want)
+{
+    pi_limits l = small();
+    check_lim(&l, in, strlen(in), want);
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    pi_limits d;
+    pi_limits_default(&d);
+    assert_int_equal(d.max_line, 65536);
+    assert_int_equal(d.max_literal, 65536);
+    assert_int_equal(d.max_append_literal, 64 * 1024 * 1024);
+    assert_int_equal(d.max_depth, 16);
+    assert_int_equal(d.max_args, 10000);
+    assert_int_equal(d.max_tag, 64);
+
+    /* Line length: literal data does not count, the line segments around it do. */
+    check_small("a X 0123456789012345678901234567890123456\r\nz NOOP\r\n",
+                "ERR a Command line too long\nz NOOP:\n");
+    check_small("a X 012345678901234567890123456789012345\r\n", "a X: 012345678901234567890123456789012345\n");
+    check_small("a X {10}\r\n0123456789 0123456789012345678901234\r\n",
+                "+\na X: {10}0123456789|0123456789012345678901234\n");
+    check_small("a X {10}\r\n0123456789 01234567890123456789012345678901\r\nz NOOP\r\n",
+                "+\nERR a Command line too long\nz NOOP:\n");
+    check_small("abcd NOOP\r\nabcde NOOP\r\nz NOOP\r\n", "abcd NOOP:\nERR * Tag too long\nz NOOP:\n");
+    check_small("a X (( a ))\r\na X (((a)))\r\nz NOOP\r\n", "a X: ((a))\nERR a Lists nested too deeply\nz NOOP:\n");
+    check_small("a X 1 2 3 4 5\r\na X 1 2 3 (4 5)\r\nz NOOP\r\n",
+                "a X: 1|2|3|4|5\nERR a Too many arguments\nz NOOP:\n");
+    check_small("a X 1 2 3 4 {1+}\r\nx\r\nz NOOP\r\n", "a X: 1|2|3|4|{1+}x\nz NOOP:\n");
+    check_small("a X 1 2 3 4 5 {1+}\r\nx\r\nz NOOP\r\n", "ERR a Too many arguments\nz NOOP:\n");
+    check_small("a X 1 2 3 4 5 {1}\r\nz NOOP\r\n", "ERR a Too many arguments\nz NOOP:\n");
+    check_small("a NAME45678901234567890123456789012 x\r\nz NOOP\r\n", "ERR a Command name too long\nz NOOP:\n");
+
+    /* Literal caps: per command, all literals together; APPEND gets the bigger one. */
+    check_small("a X {10}\r\n0123456789\r\n", "+\na X: {10}0123456789\n");
+    check_small("a X {11}\r\nz NOOP\r\n", "ERR a Literal too big\nz NOOP:\n");
+    check_small("a X {5}\r\n01234 {6}\r\nz NOOP\r\n", "+\nERR a Literal too big\nz NOOP:\n");
+    check_small("a APPEND I {50}\r\n01234567890123456789012345678901234567890123456789\r\n",
+                "+\na APPEND: I|{50}01234567890123456789012345678901234567890123456789\n");
+    check_small("a APPEND I {101}\r\nz NOOP\r\n", "ERR a Literal too big\nz NOOP:\n");
+    /* A refused non-synchronising literal is fatal: its bytes are already on the way. */
+    check_small("a X {11+}\r\n01234567890\r\nz NOOP\r\n", "ERR a Non-synchronizing literal too big FATAL\n");
+    check("a X {99999999999+}\r\nz NOOP\r\n", "ERR a Literal size out of range FATAL\n");
+}
+
+/* After a bad line, a non-synchronising literal that line announced must be skipped, never
+ * read as commands; one too big to skip ends the connection. */
+static void test_recovery_skips_literals(void **state)
+{
+    (void)state;
+    check("a X ) {10+}\r\nb LOGOUT\r\n {3+}\r\nc D\r\nz NOOP\r\n", "ERR a Unexpected ')'\nz NOOP:\n");
+    check("a X ) {10}\r\nz NOOP\r\n", "ERR a Unexpected ')'\nz NOOP:\n");
+    check_small("a X 0123456789012345678901234567890123456789 {10+}\r\nb LOGOUT\r\n\r\nz NOOP\r\n",
+                "ERR a Command line too long\nz NOOP:\n");
+    check_small("a X ) {101+}\r\nz NOOP\r\n", "ERR a Unexpected ')'\nERR a Non-synchronizing literal too big FATAL\n");
+    check("a X ) {0000000000000000000000000000001+}\r\nz NOOP\r\n",
+          "ERR a Unexpected ')'\nERR a Non-synchronizing literal too big FATAL\n");
+    /* A quoted string that merely ends in something literal-like at the end of a good line. */
+    check("a X \"{3+}\"\r\nz NOOP\r\n", "a X: \"{3+}\"\nz NOOP:\n");
+}
+
+static void test_raw_lines(void **state)
+{
+    (void)state;
+    check("1 AUTHENTICATE PLAIN\r\n\r\n2 NOOP\r\n", "1 AUTHENTICATE: PLAIN\nLINE \n2 NOOP:\n");
+    check("1 IDLE\r\ndone\n2 NOOP\r\n", "1 IDLE:\nLINE done\n2 NOOP:\n");
+    /* A raw line is not parsed: literal-looking text in it means nothing. */
+    check("1 IDLE\r\nx {5+}\r\n2 NOOP\r\n", "1 IDLE:\nLINE x {5+}\n2 NOOP:\n");
+    check_lim(NULL, "1 IDLE\r\nDO\0NE\r\n2 NOOP\r\n", 23, "1 IDLE:\nERR * NUL byte in line\n2 NOOP:\n");
+    check_small("1 IDLE\r\n01234567890123456789012345678901234567890 {3+}\r\n2 NOOP\r\n",
+                "1 IDLE:\nERR * Command line too long\n2 NOOP:\n");
+
+    pi_parser *p = pi_parser_new(NULL);
+    size_t used;
+    assert_int_equal(pi_parser_read_line(p), 0);
+    assert_int_equal(pi_parse(p, "abc\r\n", 5, &used), PI_LINE);
+    size_t n;
+    assert_string_equal(pi_parser_line(p, &n), "abc");
+    assert_null(pi_parser_command(p));
+    assert_int_equal(pi_parse(p, "a NOO", 5, &used), PI_NEED_MORE);
+    assert_int_equal(pi_parser_read_line(p), -1); /* not at a command boundary */
+    assert_null(pi_parser_line(p, &n));
+    pi_parser_free(p);
+}
+
+static void test_error_reply(void **state)
+{
+    (void)state;
+    pi_buf b = PI_BUF_INIT;
+    pi_error e = {PI_ERR_SYNTAX, "a1", "Unexpected ')'", false};
+    assert_int_equal(pi_error_reply(&e, &b), 0);
+    assert_string_equal(b.data, "a1 BAD Unexpected ')'\r\n");
+    pi_buf_clear(&b);
+    e = (pi_error){PI_ERR_TAG_TOO_LONG, NULL, "Tag too long", false};
+    pi_error_reply(&e, &b);
+    assert_string_equal(b.data, "* BAD Tag too long\r\n");
+    pi_buf_clear(&b);
+    e = (pi_error){PI_ERR_LITERAL_TOO_BIG, "a", "Literal too big", false};
+    pi_error_reply(&e, &b);
+    assert_string_equal(b.data, "a NO [TOOBIG] Literal too big\r\n");
+    pi_buf_clear(&b);
+    e = (pi_error){PI_ERR_LITERAL_TOO_BIG, "a", "Non-synchronizing literal too big", true};
+    pi_error_reply(&e, &b);
+    assert_string_equal(b.data, "a BAD [TOOBIG] Non-synchronizing literal too big\r\n"
+                                "* BYE Non-synchronizing literal too big\r\n");
+    pi_buf_free(&b);
+}
+
+/* A big APPEND arrives in pieces; the store grows with it and shrinks back afterwards. */
+static void test_big_append(void **state)
+{
+    (void)state;
+    pi_parser *p = pi_parser_new(NULL);
+    size_t len = 5 * 1024 * 1024;
+    char *msg = malloc(len);
+    assert_non_null(msg);
+    for (size_t i = 0; i < len; i++)
+        msg[i] = (char)(i * 7);
+    char hdr[64];
+    int hl = snprintf(hdr, sizeof hdr, "A APPEND INBOX (\\Seen) \"1-Feb-1994 00:00:00 +0000\" {%zu+}\r\n", len);
+    size_t used;
+    assert_int_equal(pi_parse(p, hdr, (size_t)hl, &used), PI_NEED_MORE);
+    for (size_t off = 0; off < len; off += 65536)
+        assert_int_equal(pi_parse(p, msg + off, 65536, &used), PI_NEED_MORE);
+    assert_int_equal(pi_parse(p, "\r\n", 2, &used), PI_COMMAND);
+    const pi_command *c = pi_parser_command(p);
+    assert_string_equal(c->verb, "APPEND");
+    assert_int_equal(c->nargs, 4);
+    assert_int_equal(c->args[3].len, len);
+    assert_memory_equal(c->args[3].str, msg, len);
+    assert_int_equal(pi_parse(p, "B NOOP\r\n", 8, &used), PI_COMMAND);
+    free(msg);
+    pi_parser_free(p);
+}
+
+/* ---- FETCH attributes ---- */
+
+static void test_fetch_att(void **state)
+{
+    (void)state;
+    pi_fetch_att f;
+    const char *s = "BODY.PEEK[HEADER.FIELDS (From To)]<0.2048>";
+    assert_int_equal(pi_fetch_att_split(s, strlen(s), &f), 0);
+    assert_int_equal(f.name_len, 9);
+    assert_memory_equal(f.name, "BODY.PEEK", 9);
+    assert_true(f.has_section);
+    assert_int_equal(f.section_len, strlen("HEADER.FIELDS (From To)"));
+    assert_true(f.has_partial);
+    assert_int_equal(f.partial_offset, 0);
+    assert_int_equal(f.partial_count, 2048);
+    s = "FLAGS";
+    assert_int_equal(pi_fetch_att_split(s, 5, &f), 0);
+    assert_false(f.has_section);
+    assert_false(f.has_partial);
+    s = "BODY[]";
+    assert_int_equal(pi_fetch_att_split(s, 6, &f), 0);
+    assert_true(f.has_section);
+    assert_int_equal(f.section_len, 0);
+    const char *bad[] = {"BODY[", "BODY[]<", "BODY[]<1>", "BODY[]<1.0>", "BODY[]<1.2>x", "[1]", "BODY[]]",
+                         "BODY[]<4294967296.1>"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(pi_fetch_att_split(bad[i], strlen(bad[i]), &f), -1);
+
+    pi_section sec;
+    pi_buf fields = PI_BUF_INIT;
+    s = "1.2.MIME";
+    assert_int_equal(pi_section_parse(s, strlen(s), &sec, &fields), 0);
+    assert_int_equal(sec.nparts, 2);
+    assert_int_equal(sec.part[0], 1);
+    assert_int_equal(sec.part[1], 2);
+    assert_int_equal(sec.kind, PI_SEC_MIME);
+    s = "2";
+    assert_int_equal(pi_section_parse(s, 1, &sec, &fields), 0);
+    assert_int_equal(sec.kind, PI_SEC_ALL);
+    assert_int_equal(pi_section_parse("", 0, &sec, &fields), 0);
+    assert_int_equal(sec.nparts, 0);
+    s = "header.fields.not (Received \"X-\\\"Q\")";
+    assert_int_equal(pi_section_parse(s, strlen(s), &sec, &fields), 0);
+    assert_int_equal(sec.kind, PI_SEC_HEADER_FIELDS_NOT);
+    assert_int_equal(sec.nfields, 2);
+    assert_int_equal(fields.len, 9 + 5);
+    assert_memory_equal(fields.data, "Received\0X-\"Q\0", 14);
+    pi_buf_clear(&fields);
+    s = "1.HEADER.FIELDS (From To Cc)";
+    assert_int_equal(pi_section_parse(s, strlen(s), &sec, &fields), 0);
+    assert_int_equal(sec.kind, PI_SEC_HEADER_FIELDS);
+    assert_int_equal(sec.nfields, 3);
+    assert_int_equal(pi_section_parse("TEXT", 4, &sec, &fields), 0);
+    assert_int_equal(sec.kind, PI_SEC_TEXT);
+    assert_int_equal(pi_section_parse("HEADER", 6, &sec, &fields), 0);
+    assert_int_equal(sec.kind, PI_SEC_HEADER);
+    const char *bads[] = {"MIME", "0", "1.", "1..2", "HEADER.FIELDS", "HEADER.FIELDS ()", "HEADER.FIELDS (a",
+                          "TEXTX", "1.TEXT.", "HEADER.FIELDS (a) x", "HEADER.FIELDS (a  b)"};
+    for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++)
+        assert_int_equal(pi_section_parse(bads[i], strlen(bads[i]), &sec, &fields), -1);
+    pi_buf_free(&fields);
+}
+
+/* ---- sequence sets ---- */
+
+static char *seqstr(const char *in, uint32_t star)
+{
+    pi_seqset set;
+    const char *err = NULL;
+    pi_buf b = PI_BUF_INIT;
+    if (pi_seqset_parse(in, strlen(in), star, &set, &err) < 0) {
+        assert_non_null(err);
+        pi_buf_printf(&b, "ERR %s", err);
+        return b.data;
+    }
+    pi_buf_addstr(&b, "");
+    assert_int_equal(pi_write_seqset(&b, &set), 0);
+    pi_seqset_free(&set);
+    return b.data;
+}
+
+static void check_seq(const char *in, uint32_t star, const char *want)
+{
+    char *got = seqstr(in, star);
+    if (strcmp(got, want) != 0)
+        fail_msg("%s (star %u): want %s got %s", in, star, want, got);
+    free(got);
+}
+
+static void test_seqset(void **state)
+{
+    (void)state;
+    check_seq("1:5,7,9:*", 20, "1:5,7,9:20");
+    check_seq("5:1,3,2,10:8,6", 99, "1:6,8:10");
+    check_seq("1:*", 0, "");
+    check_seq("*", 0, "");
+    check_seq("*", 7, "7");
+    check_seq("5:*", 3, "3:5");
+    check_seq("*:4", 9, "4:9");
+    check_seq("4294967295", 1, "4294967295");
+    check_seq("1,1,1,2", 1, "1:2");
+    check_seq("3,1", 1, "1,3");
+    check_seq("1:4294967295,4294967295", 1, "1:4294967295");
+    check_seq("", 1, "ERR Empty sequence set");
+    check_seq("0", 1, "ERR Message numbers start at 1");
+    check_seq("1:0", 1, "ERR Message numbers start at 1");
+    check_seq("01", 1, "ERR Message numbers start at 1");
+    check_seq("$", 1, "ERR Saved search results ($) not supported");
+    check_seq("1:", 1, "ERR Invalid sequence set");
+    check_seq(",1", 1, "ERR Invalid sequence set");
+    check_seq("1,,2", 1, "ERR Invalid sequence set");
+    check_seq("1,", 1, "ERR Invalid sequence set");
+    check_seq("1:2:3", 1, "ERR Invalid sequence set");
+    check_seq("a", 1, "ERR Invalid sequence set");
+    check_seq("1 2", 1, "ERR Invalid sequence set");
+    check_seq("4294967296", 1, "ERR Number in sequence set too big");
+
+    pi_buf big = PI_BUF_INIT;
+    for (int i = 0; i < PI_SEQSET_MAX; i++)
+        pi_buf_printf(&big, "%s%d", i ? "," : "", 2 * i + 1);
+    pi_seqset set;
+    const char *err;
+    assert_int_equal(pi_seqset_parse(big.data, big.len, 1, &set, &err), 0);
+    assert_int_equal(set.n, PI_SEQSET_MAX);
+    assert_int_equal(pi_seqset_count(&set), PI_SEQSET_MAX);
+    assert_true(pi_seqset_contains(&set, 19999));
+    assert_false(pi_seqset_contains(&set, 20000));
+    pi_seqset_free(&set);
+    pi_buf_addstr(&big, ",1");
+    assert_int_equal(pi_seqset_parse(big.data, big.len, 1, &set, &err), -1);
+    assert_string_equal(err, "Too many elements in sequence set");
+    pi_buf_free(&big);
+
+    assert_int_equal(pi_seqset_parse("2:4,9,7,*", 9, 12, &set, &err), 0);
+    assert_int_equal(pi_seqset_count(&set), 6);
+    uint32_t want[] = {2, 3, 4, 7, 9, 12}, v;
+    pi_seqset_iter it = {0};
+    size_t k = 0;
+    while (pi_seqset_next(&set, &it, &v)) {
+        assert_true(k < 6);
+        assert_int_equal(v, want[k++]);
+    }
+    assert_int_equal(k, 6);
+    assert_false(pi_seqset_next(&set, &it, &v));
+    for (uint32_t x = 0; x < 15; x++) {
+        bool in = false;
+        for (size_t j = 0; j < 6; j++)
+            in |= want[j] == x;
+        assert_int_equal(pi_seqset_contains(&set, x), in);
+    }
+    pi_seqset_free(&set);
+
+    /* The top of the number space iterates without wrapping. */
+    assert_int_equal(pi_seqset_parse("4294967294:*", 12, UINT32_MAX, &set, &err), 0);
+    it = (pi_seqset_iter){0};
+    k = 0;
+    while (pi_seqset_next(&set, &it, &v))
+        k++;
+    assert_int_equal(k, 2);
+    pi_seqset_free(&set);
+    assert_int_equal(pi_seqset_parse("*", 1, 0, &set, &err), 0);
+    it = (pi_seqset_iter){0};
+    assert_false(pi_seqset_next(&set, &it, &v));
+    assert_false(pi_seqset_contains(&set, 0));
+    pi_seqset_free(&set);
+}
+
+/* ---- response strings ---- */
+
+static char *wr(int (*fn)(pi_buf *, const void *, size_t, unsigned), const void *s, size_t n, unsigned flags)
+{
+    pi_buf b = PI_BUF_INIT;
+    assert_int_equal(fn(&b, s, n, flags), 0);
+    return b.data;
+}
+
+static void check_wr(int (*fn)(pi_buf *, const void *, size_t, unsigned), const char *s, size_t n, unsigned flags,
+                     const char *want, size_t wantlen)
+{
+    pi_buf b = PI_BUF_INIT;
+    assert_int_equal(fn(&b, s, n, flags), 0);
+    assert_int_equal(b.len, wantlen);
+    assert_memory_equal(b.data, want, wantlen);
+    pi_buf_free(&b);
+}
+
+#define CW(fn, s, flags, want) check_wr(fn, s, sizeof(s) - 1, flags, want, sizeof(want) - 1)
+
+/* Writing a string then parsing it as an argument gives the same bytes back. */
+static void roundtrip(const char *s, size_t n, unsigned flags, bool astring)
+{
+    pi_buf b = PI_BUF_INIT;
+    pi_buf_addstr(&b, "t X ");
+    if (astring)
+        assert_int_equal(pi_write_astring(&b, s, n, flags), 0);
+    else
+        assert_int_equal(pi_write_string(&b, s, n, flags), 0);
+    pi_buf_addstr(&b, "\r\n");
+    pi_parser *p = pi_parser_new(NULL);
+    size_t off = 0, used;
+    pi_status st;
+    while ((st = pi_parse(p, b.data + off, b.len - off, &used)) == PI_CONTINUE)
+        off += used;
+    assert_int_equal(st, PI_COMMAND);
+    const pi_command *c = pi_parser_command(p);
+    assert_int_equal(c->nargs, 1);
+    const char *got;
+    size_t gl;
+    assert_true(pi_arg_astring(&c->args[0], &got, &gl));
+    assert_int_equal(gl, n);
+    assert_memory_equal(got, s, n);
+    if (!astring)
+        assert_true(pi_arg_string(&c->args[0], &got, &gl));
+    pi_parser_free(p);
+    pi_buf_free(&b);
+}
+
+static void test_write_strings(void **state)
+{
+    (void)state;
+    CW(pi_write_string, "INBOX", 0, "\"INBOX\"");
+    CW(pi_write_string, "", 0, "\"\"");
+    CW(pi_write_string, "a\"b\\c", 0, "\"a\\\"b\\\\c\"");
+    CW(pi_write_string, "a\r\nb", 0, "{4}\r\na\r\nb");
+    CW(pi_write_string, "a\rb", 0, "{3}\r\na\rb");
+    CW(pi_write_string, "a\0b", 0, "{3}\r\na\0b");
+    CW(pi_write_string, "Entw\xc3\xbcrfe", 0, "{9}\r\nEntw\xc3\xbcrfe");
+    CW(pi_write_string, "Entw\xc3\xbcrfe", PI_W_UTF8, "\"Entw\xc3\xbcrfe\"");
+    CW(pi_write_string, "bad\xc3", PI_W_UTF8, "{4}\r\nbad\xc3");
+    CW(pi_write_string, "\xed\xa0\x80", PI_W_UTF8, "{3}\r\n\xed\xa0\x80"); /* a surrogate is not UTF-8 */
+    CW(pi_write_string, "tab\there", 0, "\"tab\there\"");
+    CW(pi_write_astring, "INBOX", 0, "INBOX");
+    CW(pi_write_astring, "Sent/2026", 0, "Sent/2026");
+    CW(pi_write_astring, "NIL", 0, "\"NIL\"");
+    CW(pi_write_astring, "nil", 0, "\"nil\"");
+    CW(pi_write_astring, "", 0, "\"\"");
+    CW(pi_write_astring, "a b", 0, "\"a b\"");
+    CW(pi_write_astring, "[Gmail]", 0, "\"[Gmail]\"");
+    CW(pi_write_astring, "50%", 0, "\"50%\"");
+    CW(pi_write_astring, "a\nb", 0, "{3}\r\na\nb");
+    CW(pi_write_nstring, "x", 0, "\"x\"");
+    char *got = wr(pi_write_nstring, NULL, 0, 0);
+    assert_string_equal(got, "NIL");
+    free(got);
+
+    char big[1001];
+    memset(big, 'x', sizeof big);
+    got = wr(pi_write_string, big, 999, 0);
+    assert_int_equal(got[0], '"');
+    assert_int_equal(strlen(got), 1001);
+    free(got);
+    got = wr(pi_write_string, big, 1000, 0);
+    assert_memory_equal(got, "{1000}\r\n", 8);
+    assert_int_equal(strlen(got), 1008);
+    free(got);
+
+    pi_buf b = PI_BUF_INIT;
+    const char *flags[] = {"\\Seen", "\\Answered", "$Forwarded"};
+    assert_int_equal(pi_write_atom_list(&b, flags, 3), 0);
+    assert_string_equal(b.data, "(\\Seen \\Answered $Forwarded)");
+    pi_buf_clear(&b);
+    assert_int_equal(pi_write_atom_list(&b, flags, 0), 0);
+    assert_string_equal(b.data, "()");
+    pi_buf_clear(&b);
+    pi_write_list_begin(&b);
+    pi_write_list_sep(&b);
+    pi_buf_addstr(&b, "UID 4");
+    pi_write_list_sep(&b);
+    pi_buf_addstr(&b, "FLAGS ");
+    pi_write_list_begin(&b);
+    pi_write_list_end(&b);
+    pi_write_list_end(&b);
+    assert_string_equal(b.data, "(UID 4 FLAGS ())");
+    pi_buf_free(&b);
+
+    const char *tricky[] = {"", "a", "NIL", "a b", "\"", "\\", "\\\"\\", "{3}", "{3+}", "(x)", "a\r\nb", "\r",
+                            "Entw\xc3\xbcrfe", "\xff\xfe", "[x]", "*%", ")"};
+    for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++) {
+        for (unsigned f = 0; f <= PI_W_UTF8; f++) {
+            roundtrip(tricky[i], strlen(tricky[i]), f, false);
+            roundtrip(tricky[i], strlen(tricky[i]), f, true);
+        }
+    }
+    roundtrip(big, 1000, 0, false);
+    roundtrip("a\0b", 3, 0, false);
+}
+
+/* ---- modified UTF-7 ---- */
+
+static void check_utf7(const char *utf8, const char *mutf7)
+{
+    pi_buf b = PI_BUF_INIT;
+    assert_int_equal(pi_mutf7_encode(utf8, strlen(utf8), &b), 0);
+    assert_string_equal(b.data, mutf7);
+    pi_buf_clear(&b);
+    assert_int_equal(pi_mutf7_decode(mutf7, strlen(mutf7), &b), 0);
+    assert_string_equal(b.data, utf8);
+    pi_buf_free(&b);
+}
+
+static void test_mutf7(void **state)
+{
+    (void)state;
+    check_utf7("", "");
+    check_utf7("INBOX", "INBOX");
+    check_utf7("&", "&-");
+    check_utf7("a&b&&", "a&-b&-&-");
+    check_utf7("Entw\xc3\xbcrfe", "Entw&APw-rfe");
+    check_utf7("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "&ZeVnLIqe-");
+    check_utf7("~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+               "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
+    check_utf7("\xf0\x9f\x98\x80", "&2D3eAA-");
+    check_utf7("a\tb", "a&AAk-b");
+    check_utf7("\xc3\xbc\xc3\xbc\xc3\xbc", "&APwA,AD8-");
+
+    pi_buf b = PI_BUF_INIT;
+    const char *bad_utf8[] = {"\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xff", "a\x80"};
+    for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
+        pi_buf_addstr(&b, "keep");
+        assert_int_equal(pi_mutf7_encode(bad_utf8[i], strlen(bad_utf8[i]), &b), -1);
+        assert_string_equal(b.data, "keep"); /* output untouched on failure */
+        pi_buf_clear(&b);
+    }
+    assert_int_equal(pi_mutf7_encode("a\0b", 3, &b), -1);
+    const char *bad[] = {"&", "&Jjo", "&AGE-", "&APw-&APw-", "&2D0-", "&3gA-", "&APx-", "&AP-", "&A-",
+                         "&AAA-", "&AP!-", "a\tb", "\xc3\xbc", "&2D3eAA", "&2D0AQQ-"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (pi_mutf7_decode(bad[i], strlen(bad[i]), &b) != -1)
+            fail_msg("decoded %s", bad[i]);
+        assert_int_equal(b.len, 0);
+    }
+    pi_buf_free(&b);
+
+    /* Every BMP character and some astral ones survive a round trip. */
+    pi_buf u = PI_BUF_INIT, m = PI_BUF_INIT, back = PI_BUF_INIT;
+    for (uint32_t cp = 1; cp < 0x11000; cp += (cp < 0x10000 ? 1 : 97)) {
+        if (cp >= 0xd800 && cp <= 0xdfff)
+            continue;
+        unsigned char e[4];
+        size_t n;
+        if (cp < 0x80) {
+            e[0] = (unsigned char)cp, n = 1;
+        } else if (cp < 0x800) {
+            e[0] = (unsigned char)(0xc0 | (cp >> 6)), e[1] = (unsigned char)(0x80 | (cp & 0x3f)), n = 2;
+        } else if (cp < 0x10000) {
+            e[0] = (unsigned char)(0xe0 | (cp >> 12)), e[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f)),
+            e[2] = (unsigned char)(0x80 | (cp & 0x3f)), n = 3;
+        } else {
+            e[0] = (unsigned char)(0xf0 | (cp >> 18)), e[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f)),
+            e[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f)), e[3] = (unsigned char)(0x80 | (cp & 0x3f)), n = 4;
+        }
+        pi_buf_clear(&u);
+        pi_buf_add(&u, "x", 1);
+        pi_buf_add(&u, e, n);
+        pi_buf_add(&u, e, n);
+        pi_buf_clear(&m);
+        pi_buf_clear(&back);
+        assert_int_equal(pi_mutf7_encode(u.data, u.len, &m), 0);
+        for (size_t i = 0; i < m.len; i++)
+            assert_true(m.data[i] >= 0x20 && m.data[i] < 0x7f);
+        assert_int_equal(pi_mutf7_decode(m.data, m.len, &back), 0);
+        assert_int_equal(back.len, u.len);
+        assert_memory_equal(back.data, u.data, u.len);
+    }
+    pi_buf_free(&u);
+    pi_buf_free(&m);
+    pi_buf_free(&back);
+}
+
+/* ---- dates ---- */
+
+static void test_dates(void **state)
+{
+    (void)state;
+    char out[PI_DATE_TIME_SIZE];
+    assert_int_equal(pi_date_time_format(1795427029, 0, out), 0);
+    assert_string_equal(out, "\"23-Nov-2026 09:43:49 +0000\"");
+    assert_int_equal(pi_date_time_format(1795427029, 60, out), 0);
+    assert_string_equal(out, "\"23-Nov-2026 10:43:49 +0100\"");
+    assert_int_equal(pi_date_time_format(1795427029, -(9 * 60 + 30), out), 0);
+    assert_string_equal(out, "\"23-Nov-2026 00:13:49 -0930\"");
+    assert_int_equal(pi_date_time_format(0, 0, out), 0);
+    assert_string_equal(out, "\" 1-Jan-1970 00:00:00 +0000\"");
+    assert_int_equal(pi_date_time_format(-1, 0, out), 0);
+    assert_string_equal(out, "\"31-Dec-1969 23:59:59 +0000\"");
+    assert_int_equal(pi_date_time_format(951868799, 0, out), 0);
+    assert_string_equal(out, "\"29-Feb-2000 23:59:59 +0000\"");
+    assert_int_equal(pi_date_time_format(0, 24 * 60, out), -1);
+    assert_int_equal(pi_date_time_format(INT64_MAX, 0, out), -1);
+    assert_int_equal(pi_date_time_format(INT64_MIN, 0, out), -1);
+    assert_int_equal(pi_date_time_format(253402300800LL, 0, out), -1); /* year 10000 */
+
+    pi_date d;
+    assert_int_equal(pi_date_parse("1-Feb-1994", 10, &d), 0);
+    assert_int_equal(d.year, 1994);
+    assert_int_equal(d.month, 2);
+    assert_int_equal(d.day, 1);
+    assert_int_equal(pi_date_days(&d) * 86400, 760060800);
+    assert_int_equal(pi_date_parse("01-feb-1994", 11, &d), 0);
+    assert_int_equal(d.day, 1);
+    assert_int_equal(pi_date_parse("29-FEB-2024", 11, &d), 0);
+    const char *bad[] = {"29-Feb-2023", "32-Jan-2000", "0-Jan-2000", "1-Foo-1994", "1-Feb-94", "1-Feb-19944",
+                         " 1-Feb-1994", "1 Feb 1994", "", "1-Feb-0000", "123-Feb-1994", "1-Feb-1994 "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(pi_date_parse(bad[i], strlen(bad[i]), &d), -1);
+
+    int64_t t;
+    int tz;
+    const char *s = "23-Nov-2026 09:43:49 +0000";
+    assert_int_equal(pi_date_time_parse(s, strlen(s), &t, &tz), 0);
+    assert_int_equal(t, 1795427029);
+    assert_int_equal(tz, 0);
+    s = " 1-Feb-1994 00:00:00 -0800";
+    assert_int_equal(pi_date_time_parse(s, strlen(s), &t, &tz), 0);
+    assert_int_equal(t, 760089600);
+    assert_int_equal(tz, -480);
+    s = "1-Feb-1994 00:00:00 -0800";
+    assert_int_equal(pi_date_time_parse(s, strlen(s), &t, &tz), 0);
+    assert_int_equal(t, 760089600);
+    const char *badt[] = {"23-Nov-2026 24:00:00 +0000", "23-Nov-2026 09:60:00 +0000", "23-Nov-2026 09:43:49",
+                          "23-Nov-2026 09:43:49 0000", "23-Nov-2026 09:43:49 +000", "23-Nov-2026 9:43:49 +0000",
+                          "23-Nov-2026 09:43:49 +0060", "23-Nov-2026 09:43:49 +00000", "23-Nov-2026  09:43:49 +0000"};
+    for (size_t i = 0; i < sizeof badt / sizeof badt[0]; i++)
+        assert_int_equal(pi_date_time_parse(badt[i], strlen(badt[i]), &t, &tz), -1);
+
+    /* Format and parse agree across the range, in several zones. */
+    rnd_state = 7;
+    for (int i = 0; i < 20000; i++) {
+        int64_t x = ((int64_t)rnd() << 30 | (int64_t)rnd() << 15 | rnd()) % 253402000000LL - 62135000000LL;
+        int z = (int)(rnd() % (2 * 24 * 60 - 1)) - (24 * 60 - 1);
+        if (pi_date_time_format(x, z, out) < 0)
+            continue;
+        assert_int_equal(strlen(out), PI_DATE_TIME_SIZE - 1);
+        assert_int_equal(pi_date_time_parse(out + 1, strlen(out) - 2, &t, &tz), 0);
+        assert_int_equal(t, x);
+        assert_int_equal(tz, z);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_thunderbird),
+        cmocka_unit_test(test_mbsync_pipelined),
+        cmocka_unit_test(test_offlineimap_mutt_fetchmail),
+        cmocka_unit_test(test_curl_python),
+        cmocka_unit_test(test_literals),
+        cmocka_unit_test(test_literal_continue_timing),
+        cmocka_unit_test(test_nested_lists),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_recovery_skips_literals),
+        cmocka_unit_test(test_raw_lines),
+        cmocka_unit_test(test_error_reply),
+        cmocka_unit_test(test_big_append),
+        cmocka_unit_test(test_fetch_att),
+        cmocka_unit_test(test_seqset),
+        cmocka_unit_test(test_write_strings),
+        cmocka_unit_test(test_mutf7),
+        cmocka_unit_test(test_dates),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
