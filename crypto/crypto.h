@@ -139,6 +139,19 @@ int pc_open_update(pc_open *o, const uint8_t *cipher, size_t len);
 /* PC_OK only if the final chunk was seen and the sizes add up; PC_ETRUNC otherwise. */
 int pc_open_finish(pc_open *o);
 void pc_open_free(pc_open *o);
+/* Split opening, for a process that holds the private key (the gateway's vault) and one that
+ * decrypts the stream (its network process):
+ * pc_envelope_open_meta opens only the sealed metadata of a prefix, fills meta and hands back
+ * the message's secretstream key (a secret: wipe it). Errors as pc_open_begin.
+ * pc_open_begin_key starts an opener from that key and meta (only raw_size and padded_size are
+ * used; they must be consistent, else PC_EINVAL) without the private key. A wrong key shows up
+ * as PC_EAUTH from pc_open_update. pc_open_begin is exactly these two calls. */
+#define PC_STREAM_KEY_BYTES 32
+int pc_envelope_open_meta(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t box_pk[PC_BOX_PK_BYTES],
+                          const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta,
+                          uint8_t stream_key[PC_STREAM_KEY_BYTES]);
+pc_open *pc_open_begin_key(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t stream_key[PC_STREAM_KEY_BYTES],
+                           const pc_msg_meta *meta, pc_sink_fn sink, void *arg, int *status);
 /* Reads only the key id from a prefix (no key needed): PC_OK or PC_EFORMAT. */
 int pc_envelope_key_id(const uint8_t *prefix, size_t len, uint8_t key_id[PC_KEYID_BYTES]);
 

@@ -63,22 +63,61 @@ static pc_open *fail(pc_open *o, int *status, int rc)
     return NULL;
 }
 
-pc_open *pc_open_begin(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t box_pk[PC_BOX_PK_BYTES],
-                       const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta, pc_sink_fn sink, void *arg,
-                       int *status)
+/* Opens the sealed metadata and checks it; m (PC_META_BYTES) is the caller's to wipe. */
+static int open_meta(const uint8_t *prefix, const uint8_t *box_pk, const uint8_t *box_sk, uint8_t *m)
+{
+    if (check_prefix(prefix) < 0)
+        return PC_EFORMAT;
+    uint8_t kid[PC_KEYID_BYTES];
+    crypto_generichash(kid, sizeof kid, box_pk, PC_BOX_PK_BYTES, NULL, 0);
+    if (memcmp(kid, prefix + 8, sizeof kid) != 0)
+        return PC_EKEY;
+    if (crypto_box_seal_open(m, prefix + 24, PC_SEALED_META_BYTES, box_pk, box_sk) != 0)
+        return PC_EKEY;
+    uint64_t r = pc_be64_get(m + 12), n = pc_be64_get(m + 20), p = pc_be64_get(m + 28);
+    /* N - R counts the bare LFs, so R <= N <= 2R; P is fully determined by R. */
+    if (m[0] != 1 || m[1] != 0 || n < r || n - r > r || p == 0 || p != pc_padded_for(r))
+        return PC_EFORMAT;
+    return PC_OK;
+}
+
+int pc_envelope_open_meta(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t box_pk[PC_BOX_PK_BYTES],
+                          const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta,
+                          uint8_t stream_key[PC_STREAM_KEY_BYTES])
+{
+    if (!prefix || !box_pk || !box_sk || !meta || !stream_key)
+        return PC_EINVAL;
+    uint8_t m[PC_META_BYTES];
+    int rc = open_meta(prefix, box_pk, box_sk, m);
+    if (rc == PC_OK) {
+        memset(meta, 0, sizeof *meta);
+        meta->tz_minutes = (int16_t)pc_be16_get(m + 2);
+        meta->arrival = (int64_t)pc_be64_get(m + 4);
+        meta->raw_size = pc_be64_get(m + 12);
+        meta->crlf_size = pc_be64_get(m + 20);
+        meta->padded_size = pc_be64_get(m + 28);
+        memcpy(stream_key, m + 36, PC_STREAM_KEY_BYTES);
+        memcpy(meta->tag, m + 68, PC_TAG_BYTES);
+    }
+    sodium_memzero(m, sizeof m); /* holds the stream key */
+    return rc;
+}
+
+pc_open *pc_open_begin_key(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t stream_key[PC_STREAM_KEY_BYTES],
+                           const pc_msg_meta *meta, pc_sink_fn sink, void *arg, int *status)
 {
     int dummy;
     if (!status)
         status = &dummy;
-    if (!prefix || !box_pk || !box_sk || !meta || !sink)
+    if (!prefix || !stream_key || !meta || !sink)
         return fail(NULL, status, PC_EINVAL);
     int log2 = check_prefix(prefix);
     if (log2 < 0)
         return fail(NULL, status, PC_EFORMAT);
-    uint8_t kid[PC_KEYID_BYTES];
-    crypto_generichash(kid, sizeof kid, box_pk, PC_BOX_PK_BYTES, NULL, 0);
-    if (memcmp(kid, prefix + 8, sizeof kid) != 0)
-        return fail(NULL, status, PC_EKEY);
+    /* The sizes decide where the stream ends: the same rule as for sealed metadata. */
+    uint64_t r = meta->raw_size, p = meta->padded_size;
+    if (p == 0 || p != pc_padded_for(r))
+        return fail(NULL, status, PC_EINVAL);
 
     pc_open *o = calloc(1, sizeof *o);
     if (!o)
@@ -87,29 +126,12 @@ pc_open *pc_open_begin(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t 
     o->sec = sodium_malloc(sizeof(struct open_secret) + o->chunk);
     if (!o->sec)
         return fail(o, status, PC_ENOMEM);
-    uint8_t *m = o->sec->meta;
-    if (crypto_box_seal_open(m, prefix + 24, PC_SEALED_META_BYTES, box_pk, box_sk) != 0)
-        return fail(o, status, PC_EKEY);
-
-    uint64_t r = pc_be64_get(m + 12), n = pc_be64_get(m + 20), p = pc_be64_get(m + 28);
-    /* N - R counts the bare LFs, so R <= N <= 2R; P is fully determined by R. */
-    if (m[0] != 1 || m[1] != 0 || n < r || n - r > r || p == 0 || p != pc_padded_for(r))
-        return fail(o, status, PC_EFORMAT);
     if (crypto_secretstream_xchacha20poly1305_init_pull(&o->sec->ss, prefix + 24 + PC_SEALED_META_BYTES,
-                                                        m + 36) != 0)
+                                                        stream_key) != 0)
         return fail(o, status, PC_EFORMAT);
     o->cbuf = malloc(o->chunk + ABYTES);
     if (!o->cbuf)
         return fail(o, status, PC_ENOMEM);
-
-    memset(meta, 0, sizeof *meta);
-    meta->tz_minutes = (int16_t)pc_be16_get(m + 2);
-    meta->arrival = (int64_t)pc_be64_get(m + 4);
-    meta->raw_size = r;
-    meta->crlf_size = n;
-    meta->padded_size = p;
-    memcpy(meta->tag, m + 68, PC_TAG_BYTES);
-    sodium_memzero(m, PC_META_BYTES); /* holds the stream key */
 
     memcpy(o->clear, prefix, sizeof o->clear);
     o->sink = sink;
@@ -119,6 +141,22 @@ pc_open *pc_open_begin(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t 
     o->nchunks = p / o->chunk + 1;
     o->want = chunk_cipher_size(o);
     *status = PC_OK;
+    return o;
+}
+
+pc_open *pc_open_begin(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t box_pk[PC_BOX_PK_BYTES],
+                       const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta, pc_sink_fn sink, void *arg,
+                       int *status)
+{
+    int dummy;
+    if (!status)
+        status = &dummy;
+    if (!prefix || !box_pk || !box_sk || !meta || !sink)
+        return fail(NULL, status, PC_EINVAL);
+    uint8_t key[PC_STREAM_KEY_BYTES];
+    int rc = pc_envelope_open_meta(prefix, box_pk, box_sk, meta, key);
+    pc_open *o = rc == PC_OK ? pc_open_begin_key(prefix, key, meta, sink, arg, status) : fail(NULL, status, rc);
+    sodium_memzero(key, sizeof key);
     return o;
 }
 

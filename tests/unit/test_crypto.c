@@ -886,6 +886,79 @@ static void test_open_wrong_recipient(void **state)
     envfix_free(&e);
 }
 
+/* The vault opens the metadata with the private key; the network process decrypts the stream
+ * from the stream key alone. Both halves must agree with pc_open_begin. */
+static void test_open_split(void **state)
+{
+    (void)state;
+    envfix e;
+    envfix_new(&e, 150000);
+    pc_msg_meta m, mref;
+    uint8_t key[PC_STREAM_KEY_BYTES];
+    assert_int_equal(pc_envelope_open_meta(e.env.data, e.k.pk, e.k.sk, &m, key), PC_OK);
+    assert_int_equal(m.raw_size, e.m.raw_size);
+    assert_int_equal(m.crlf_size, e.m.crlf_size);
+    assert_int_equal(m.padded_size, e.m.padded_size);
+    assert_int_equal(m.arrival, 1700000000);
+    assert_int_equal(m.tz_minutes, -300);
+    assert_memory_equal(m.tag, e.m.tag, PC_TAG_BYTES);
+    buf ref = {0};
+    assert_int_equal(open_all(&e.k, e.env.data, e.env.len, 7777, &ref, &mref), PC_OK);
+    assert_memory_equal(&m, &mref, sizeof m);
+
+    /* the stream key alone opens the stream, in any slicing */
+    buf out = {0};
+    int st = -1;
+    pc_open *o = pc_open_begin_key(e.env.data, key, &m, buf_sink, &out, &st);
+    assert_non_null(o);
+    assert_int_equal(st, PC_OK);
+    for (size_t off = PC_MSG_PREFIX_BYTES; off < e.env.len; off += 1000)
+        assert_int_equal(pc_open_update(o, e.env.data + off, e.env.len - off < 1000 ? e.env.len - off : 1000), PC_OK);
+    assert_int_equal(pc_open_finish(o), PC_OK);
+    pc_open_free(o);
+    assert_int_equal(out.len, e.len);
+    assert_memory_equal(out.data, e.msg, e.len);
+    buf_free(&out);
+
+    /* another key: the first chunk fails to authenticate */
+    uint8_t bad[PC_STREAM_KEY_BYTES];
+    memcpy(bad, key, sizeof bad);
+    bad[0] ^= 1;
+    o = pc_open_begin_key(e.env.data, bad, &m, buf_sink, &out, &st);
+    assert_non_null(o);
+    assert_int_equal(pc_open_update(o, e.env.data + PC_MSG_PREFIX_BYTES, e.env.len - PC_MSG_PREFIX_BYTES), PC_EAUTH);
+    pc_open_free(o);
+    assert_int_equal(out.len, 0);
+
+    /* sizes that padme cannot give, a bad prefix, missing arguments */
+    pc_msg_meta odd = m;
+    odd.padded_size++;
+    assert_null(pc_open_begin_key(e.env.data, key, &odd, buf_sink, &out, &st));
+    assert_int_equal(st, PC_EINVAL);
+    odd = m;
+    odd.padded_size = 0;
+    odd.raw_size = 0;
+    assert_null(pc_open_begin_key(e.env.data, key, &odd, buf_sink, &out, &st));
+    assert_int_equal(st, PC_EINVAL);
+    uint8_t pfx[PC_MSG_PREFIX_BYTES];
+    memcpy(pfx, e.env.data, sizeof pfx);
+    pfx[4] = 2;
+    assert_null(pc_open_begin_key(pfx, key, &m, buf_sink, &out, &st));
+    assert_int_equal(st, PC_EFORMAT);
+    assert_int_equal(pc_envelope_open_meta(pfx, e.k.pk, e.k.sk, &m, key), PC_EFORMAT);
+    assert_null(pc_open_begin_key(e.env.data, key, &m, NULL, &out, &st));
+    assert_int_equal(st, PC_EINVAL);
+    assert_int_equal(pc_envelope_open_meta(e.env.data, e.k.pk, e.k.sk, NULL, key), PC_EINVAL);
+
+    /* another recipient, or the right key id with the wrong secret key */
+    boxkey other;
+    boxkey_new(&other);
+    assert_int_equal(pc_envelope_open_meta(e.env.data, other.pk, other.sk, &m, key), PC_EKEY);
+    assert_int_equal(pc_envelope_open_meta(e.env.data, e.k.pk, other.sk, &m, key), PC_EKEY);
+    buf_free(&ref);
+    envfix_free(&e);
+}
+
 static void test_sink_failures(void **state)
 {
     (void)state;
@@ -1237,6 +1310,7 @@ int main(void)
         cmocka_unit_test(test_open_tampered),
         cmocka_unit_test(test_open_truncated_and_extra),
         cmocka_unit_test(test_open_wrong_recipient),
+        cmocka_unit_test(test_open_split),
         cmocka_unit_test(test_sink_failures),
         cmocka_unit_test(test_seal_misuse),
         cmocka_unit_test(test_open_crafted),
