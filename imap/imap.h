@@ -187,8 +187,9 @@ typedef struct pi_fetch_att {
 int pi_fetch_att_split(const char *s, size_t len, pi_fetch_att *out);
 
 /* A section specifier (the text between the brackets, RFC 3501 section-spec).
- * Header field names (astrings, unescaped) go to fields, each NUL-terminated, one after the
- * other. Returns 0, or -1 on bad syntax or memory. */
+ * Header field names (atoms or quoted strings of printable ASCII but ":", unescaped) go to
+ * fields, each NUL-terminated, one after the other. Returns 0, or -1 on bad syntax or
+ * memory. */
 #define PI_SECTION_MAX_PARTS 32
 typedef enum {
     PI_SEC_ALL,                 /* BODY[] or BODY[1.2] */

@@ -66,6 +66,12 @@ static bool word_at(const char *s, size_t len, size_t i, const char *w)
     return len - i >= n && strncasecmp(s + i, w, n) == 0;
 }
 
+/* RFC 5322 field-name characters: printable ASCII but ':'. */
+static bool field_char(char c)
+{
+    return c > 0x20 && c < 0x7f && c != ':';
+}
+
 /* A header field name in a header-list: an atom, or a quoted string (unescaped). */
 static int field(const char *s, size_t len, size_t *i, pi_buf *fields)
 {
@@ -74,15 +80,17 @@ static int field(const char *s, size_t len, size_t *i, pi_buf *fields)
         for ((*i)++; *i < len && s[*i] != '"'; (*i)++) {
             if (s[*i] == '\\' && ++*i >= len)
                 return -1;
-            if (pi_buf_add(fields, s + *i, 1) < 0)
+            if (!field_char(s[*i]) || pi_buf_add(fields, s + *i, 1) < 0)
                 return -1;
         }
+        if (*i == start + 1)
+            return -1; /* "" names no field */
         if (*i >= len)
             return -1;
         (*i)++;
         return pi_buf_add(fields, "", 1);
     }
-    while (*i < len && s[*i] != ' ' && s[*i] != ')' && s[*i] != '(' && s[*i] != '"')
+    while (*i < len && field_char(s[*i]) && s[*i] != ')' && s[*i] != '(' && s[*i] != '"')
         (*i)++;
     if (*i == start)
         return -1;

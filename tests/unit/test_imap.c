@@ -558,7 +558,8 @@ static void test_fetch_att(void **state)
     assert_int_equal(pi_section_parse("HEADER", 6, &sec, &fields), 0);
     assert_int_equal(sec.kind, PI_SEC_HEADER);
     const char *bads[] = {"MIME", "0", "1.", "1..2", "HEADER.FIELDS", "HEADER.FIELDS ()", "HEADER.FIELDS (a",
-                          "TEXTX", "1.TEXT.", "HEADER.FIELDS (a) x", "HEADER.FIELDS (a  b)"};
+                          "TEXTX", "1.TEXT.", "HEADER.FIELDS (a) x", "HEADER.FIELDS (a  b)",
+                          "HEADER.FIELDS (\"\")", "HEADER.FIELDS (a:b)", "HEADER.FIELDS (\"a b\")"};
     for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++)
         assert_int_equal(pi_section_parse(bads[i], strlen(bads[i]), &sec, &fields), -1);
     pi_buf_free(&fields);
