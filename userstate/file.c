@@ -1,0 +1,379 @@
+/* userstate: the encrypted state file (docs/formats.md 5.1) — naming, loading, atomic
+ * saving and the administrator's reset. The plaintext serialisation only ever lives in
+ * sodium_malloc'd memory, which sodium_free wipes. */
+#include "userstate/userstate_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "article/article.h"
+#include "util/util.h"
+
+static const char name_context[] = "postern userstate v1"; /* hashed with its NUL */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static char *join(const char *a, const char *b, const char *c)
+{
+    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s%s%s", a, b, c);
+    return s;
+}
+
+/* File name hash, users/ directory and file path of an address. The name is a hash so
+ * that a listing of state_dir does not reveal who has mail there. */
+static int locate(const char *state_dir, const char *address, uint8_t hash[US_NAME_HASH_BYTES], char **dir,
+                  char **path, char *err, size_t errlen)
+{
+    char canon[PA_ADDRESS_MAX + 1], why[160];
+    if (!state_dir || !*state_dir || !address) {
+        set_err(err, errlen, "userstate: no state directory or address");
+        return US_EINVAL;
+    }
+    if (pa_address_canonical(address, canon, sizeof canon, why, sizeof why) != 0) {
+        set_err(err, errlen, "userstate: %s", why);
+        return US_EINVAL;
+    }
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, US_NAME_HASH_BYTES);
+    crypto_generichash_update(&h, (const unsigned char *)name_context, sizeof name_context);
+    crypto_generichash_update(&h, (const unsigned char *)canon, strlen(canon));
+    crypto_generichash_final(&h, hash, US_NAME_HASH_BYTES);
+    char hex[2 * US_NAME_HASH_BYTES + 1];
+    pu_hex(hash, US_NAME_HASH_BYTES, hex);
+    *dir = join(state_dir, "/", "users");
+    *path = *dir ? join(*dir, "/", hex) : NULL;
+    char *full = *path ? join(*path, ".state", "") : NULL;
+    free(*path);
+    *path = full;
+    if (!*dir || !*path) {
+        free(*dir);
+        free(*path);
+        *dir = *path = NULL;
+        set_err(err, errlen, "userstate: out of memory");
+        return US_ENOMEM;
+    }
+    return US_OK;
+}
+
+int userstate_path(const char *state_dir, const char *address, char *out, size_t cap, char *err,
+                   size_t errlen)
+{
+    uint8_t hash[US_NAME_HASH_BYTES];
+    char *dir, *path;
+    int rc = locate(state_dir, address, hash, &dir, &path, err, errlen);
+    if (rc != US_OK)
+        return rc;
+    if (!out || strlen(path) >= cap) {
+        set_err(err, errlen, "userstate: path buffer too small");
+        rc = US_EINVAL;
+    } else {
+        memcpy(out, path, strlen(path) + 1);
+    }
+    free(dir);
+    free(path);
+    return rc;
+}
+
+static void make_ad(const userstate *st, uint8_t ad[US_AD_BYTES])
+{
+    memcpy(ad, US_MAGIC, 4);
+    ad[4] = US_VERSION;
+    memcpy(ad + 5, st->name_hash, US_NAME_HASH_BYTES);
+}
+
+static int read_all(int fd, uint8_t *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return got == n ? 0 : 1;
+}
+
+static int load(userstate *st, char *err, size_t errlen)
+{
+    int fd = open(st->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return US_OK; /* no state yet: empty */
+        set_err(err, errlen, "userstate: cannot open %s: %s", st->path, strerror(errno));
+        return US_EIO;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        set_err(err, errlen, "userstate: %s is not a regular file", st->path);
+        close(fd);
+        return US_EIO;
+    }
+    if ((uint64_t)sb.st_size > US_FILE_MAX) {
+        set_err(err, errlen, "userstate: %s is larger than %llu bytes", st->path, (unsigned long long)US_FILE_MAX);
+        close(fd);
+        return US_EFORMAT;
+    }
+    size_t size = (size_t)sb.st_size;
+    if (size < US_HEADER_BYTES + US_MAC_BYTES) {
+        set_err(err, errlen, "userstate: %s is truncated (%zu bytes)", st->path, size);
+        close(fd);
+        return US_EFORMAT;
+    }
+    uint8_t *buf = malloc(size);
+    if (!buf) {
+        close(fd);
+        set_err(err, errlen, "userstate: out of memory");
+        return US_ENOMEM;
+    }
+    int r = read_all(fd, buf, size);
+    int e = errno;
+    close(fd);
+    if (r != 0) {
+        free(buf);
+        if (r < 0)
+            errno = e;
+        set_err(err, errlen, "userstate: cannot read %s: %s", st->path, r < 0 ? strerror(e) : "file shrank");
+        return r < 0 ? US_EIO : US_EFORMAT;
+    }
+    if (memcmp(buf, US_MAGIC, 4) != 0 || buf[4] != US_VERSION) {
+        set_err(err, errlen, "userstate: %s: %s", st->path,
+                memcmp(buf, US_MAGIC, 4) != 0 ? "not a postern state file" : "unsupported version");
+        free(buf);
+        return US_EFORMAT;
+    }
+    uint8_t ad[US_AD_BYTES];
+    make_ad(st, ad);
+    size_t plen = size - US_HEADER_BYTES - US_MAC_BYTES;
+    uint8_t *plain = sodium_malloc(plen ? plen : 1);
+    if (!plain) {
+        free(buf);
+        set_err(err, errlen, "userstate: out of memory");
+        return US_ENOMEM;
+    }
+    unsigned long long got;
+    int rc = US_OK;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &got, NULL, buf + US_HEADER_BYTES, size - US_HEADER_BYTES,
+                                                   ad, sizeof ad, buf + 5, st->key) != 0) {
+        set_err(err, errlen, "userstate: %s does not open (wrong key, tampered with, truncated, or another user's)",
+                st->path);
+        rc = US_EAUTH;
+    } else if ((rc = us_parse(st, plain, plen)) != US_OK) {
+        set_err(err, errlen, "userstate: %s: %s", st->path,
+                rc == US_ENOMEM ? "out of memory" : "contents are malformed");
+    }
+    sodium_free(plain);
+    free(buf);
+    st->dirty = 0;
+    return rc;
+}
+
+int userstate_open(const char *state_dir, const char *address, const uint8_t state_key[US_KEY_BYTES],
+                   userstate **out, char *err, size_t errlen)
+{
+    if (out)
+        *out = NULL;
+    if (!out || !state_key) {
+        set_err(err, errlen, "userstate: no key or result pointer");
+        return US_EINVAL;
+    }
+    userstate *st = sodium_init() < 0 ? NULL : us_new();
+    if (!st) {
+        set_err(err, errlen, "userstate: out of memory");
+        return US_ENOMEM;
+    }
+    int rc = locate(state_dir, address, st->name_hash, &st->dir, &st->path, err, errlen);
+    if (rc == US_OK) {
+        st->key = sodium_malloc(US_KEY_BYTES);
+        if (!st->key) {
+            set_err(err, errlen, "userstate: out of memory");
+            rc = US_ENOMEM;
+        }
+    }
+    if (rc == US_OK) {
+        memcpy(st->key, state_key, US_KEY_BYTES);
+        rc = load(st, err, errlen);
+    }
+    if (rc != US_OK) {
+        us_free(st);
+        return rc;
+    }
+    *out = st;
+    return US_OK;
+}
+
+void userstate_close(userstate *st)
+{
+    us_free(st);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* A rename is durable only once the directory holding it is. */
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+static int ensure_dir(const char *dir)
+{
+    if (mkdir(dir, 0700) == 0)
+        return chmod(dir, 0700); /* whatever the umask */
+    return errno == EEXIST ? 0 : -1;
+}
+
+/* Writes file bytes to path via path.tmp. The temp name is fixed: one process owns a
+ * user's state, and a temp left by a crash is simply overwritten by the next save. */
+static int replace_file(const userstate *st, const uint8_t *data, size_t len, char *err, size_t errlen)
+{
+    char *tmp = join(st->path, ".tmp", "");
+    if (!tmp) {
+        set_err(err, errlen, "userstate: out of memory");
+        return US_ENOMEM;
+    }
+    const char *step = "create";
+    int fd = -1;
+    if (ensure_dir(st->dir) != 0) {
+        step = "create the directory for";
+        goto fail;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        goto fail;
+    step = "write";
+    if (fchmod(fd, 0600) != 0 || write_all(fd, data, len) != 0)
+        goto fail;
+    step = "fsync";
+    if (fsync(fd) != 0)
+        goto fail;
+    step = "close";
+    int c = close(fd);
+    fd = -1;
+    if (c != 0)
+        goto fail;
+    step = "rename";
+    if (rename(tmp, st->path) != 0)
+        goto fail;
+    free(tmp);
+    if (fsync_dir(st->dir) != 0) {
+        set_err(err, errlen, "userstate: cannot fsync %s: %s", st->dir, strerror(errno));
+        return US_EIO;
+    }
+    return US_OK;
+fail:;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    set_err(err, errlen, "userstate: cannot %s %s: %s", step, tmp, strerror(e));
+    free(tmp);
+    errno = e;
+    return US_EIO;
+}
+
+int userstate_save(userstate *st, char *err, size_t errlen)
+{
+    if (!st || !st->path || !st->key) {
+        set_err(err, errlen, "userstate: not a state opened from a file");
+        return US_EINVAL;
+    }
+    if (!st->dirty)
+        return US_OK;
+    size_t plen = us_serialized_size(st);
+    if (plen > US_FILE_MAX - US_HEADER_BYTES - US_MAC_BYTES) {
+        set_err(err, errlen, "userstate: the state would exceed %llu bytes", (unsigned long long)US_FILE_MAX);
+        return US_ELIMIT; /* a file that big could never be loaded again */
+    }
+    size_t flen = US_HEADER_BYTES + plen + US_MAC_BYTES;
+    uint8_t *plain = sodium_malloc(plen);
+    uint8_t *file = malloc(flen);
+    if (!plain || !file) {
+        if (plain)
+            sodium_free(plain);
+        free(file);
+        set_err(err, errlen, "userstate: out of memory");
+        return US_ENOMEM;
+    }
+    us_serialize(st, plain);
+    memcpy(file, US_MAGIC, 4);
+    file[4] = US_VERSION;
+    randombytes_buf(file + 5, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES); /* fresh every save */
+    uint8_t ad[US_AD_BYTES];
+    make_ad(st, ad);
+    unsigned long long clen;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(file + US_HEADER_BYTES, &clen, plain, plen, ad, sizeof ad, NULL,
+                                               file + 5, st->key);
+    sodium_free(plain);
+    int rc = replace_file(st, file, flen, err, errlen);
+    free(file);
+    if (rc == US_OK)
+        st->dirty = 0;
+    return rc;
+}
+
+int userstate_reset(const char *state_dir, const char *address, char *err, size_t errlen)
+{
+    uint8_t hash[US_NAME_HASH_BYTES];
+    char *dir, *path;
+    int rc = locate(state_dir, address, hash, &dir, &path, err, errlen);
+    if (rc != US_OK)
+        return rc;
+    char *tmp = join(path, ".tmp", "");
+    if (!tmp) {
+        rc = US_ENOMEM;
+        set_err(err, errlen, "userstate: out of memory");
+    } else if (unlink(path) != 0 && errno != ENOENT) {
+        rc = US_EIO;
+        set_err(err, errlen, "userstate: cannot delete %s: %s", path, strerror(errno));
+    } else {
+        unlink(tmp); /* a crashed save's leftover, if any */
+        if (fsync_dir(dir) != 0 && errno != ENOENT) {
+            rc = US_EIO;
+            set_err(err, errlen, "userstate: cannot fsync %s: %s", dir, strerror(errno));
+        }
+    }
+    free(tmp);
+    free(dir);
+    free(path);
+    return rc;
+}
