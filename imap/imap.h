@@ -40,7 +40,9 @@ int pi_buf_printf(pi_buf *b, const char *fmt, ...) __attribute__((format(printf,
  *                 the parser discards the rest of the bad command and then parses the next
  *                 one. If fatal, reply and close the connection; the parser is dead.
  * *used says how many bytes were consumed; feed the remainder next. Results (command, line,
- * error) stay valid until the next pi_parse() call.
+ * error) stay valid until the next call of pi_parse(), pi_parser_read_line() or
+ * pi_parser_reject_literal(). Memory per parser stays within max_line + the literal cap +
+ * a few dozen bytes per argument; big buffers are released when the next command starts.
  *
  * Syntax accepted: tag SP name [SP args] CRLF (a bare LF is tolerated, runs of spaces too).
  * The name is upper-cased; "UID x" is one command with uid set. Arguments: atoms, NIL,

@@ -97,6 +97,22 @@ static void begin(pi_parser *p)
         p->store = NULL;
         p->scap = 0;
     }
+    /* Likewise the argument tables after a command with thousands of arguments. A failed
+     * shrink just keeps the bigger block. */
+    if (p->ncap > 1024) {
+        node *n = realloc(p->nodes, 16 * sizeof *n);
+        if (n) {
+            p->nodes = n;
+            p->ncap = 16;
+        }
+    }
+    if (p->ocap > 1024) {
+        free(p->out);
+        free(p->order);
+        p->out = NULL;
+        p->order = NULL;
+        p->ocap = 0;
+    }
     p->slen = 0;
     p->nn = 1;                  /* node 0 is the root list, always allocated */
     memset(&p->nodes[0], 0, sizeof p->nodes[0]);

@@ -501,6 +501,36 @@ static void test_big_append(void **state)
     pi_parser_free(p);
 }
 
+/* The default argument cap, exactly reached and then passed; tables shrink back after. */
+static void test_many_args(void **state)
+{
+    (void)state;
+    pi_buf in = PI_BUF_INIT;
+    pi_buf_addstr(&in, "a X (");
+    for (int i = 0; i < 9999; i++)
+        pi_buf_addstr(&in, i ? " 1" : "1");
+    pi_buf_addstr(&in, ")\r\nb X (");
+    for (int i = 0; i < 10000; i++)
+        pi_buf_addstr(&in, i ? " 1" : "1");
+    pi_buf_addstr(&in, ")\r\nc NOOP\r\n");
+    pi_parser *p = pi_parser_new(NULL);
+    size_t off = 0, used;
+    assert_int_equal(pi_parse(p, in.data, in.len, &used), PI_COMMAND);
+    const pi_command *c = pi_parser_command(p);
+    assert_int_equal(c->nargs, 1);
+    assert_int_equal(c->args[0].count, 9999);
+    assert_string_equal(c->args[0].list[9998].str, "1");
+    off += used;
+    assert_int_equal(pi_parse(p, in.data + off, in.len - off, &used), PI_ERROR);
+    assert_int_equal(pi_parser_error(p)->kind, PI_ERR_TOO_MANY_ARGS);
+    off += used;
+    assert_int_equal(pi_parse(p, in.data + off, in.len - off, &used), PI_COMMAND);
+    assert_string_equal(pi_parser_command(p)->tag, "c");
+    assert_int_equal(off + used, in.len);
+    pi_parser_free(p);
+    pi_buf_free(&in);
+}
+
 /* ---- FETCH attributes ---- */
 
 static void test_fetch_att(void **state)
@@ -957,6 +987,7 @@ int main(void)
         cmocka_unit_test(test_raw_lines),
         cmocka_unit_test(test_error_reply),
         cmocka_unit_test(test_big_append),
+        cmocka_unit_test(test_many_args),
         cmocka_unit_test(test_fetch_att),
         cmocka_unit_test(test_seqset),
         cmocka_unit_test(test_write_strings),
