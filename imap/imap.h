@@ -42,35 +42,39 @@ int pi_buf_printf(pi_buf *b, const char *fmt, ...) __attribute__((format(printf,
  * *used says how many bytes were consumed; feed the remainder next. Results (command, line,
  * error) stay valid until the next call of pi_parse(), pi_parser_read_line() or
  * pi_parser_reject_literal(). Memory per parser stays within max_line + the literal cap +
- * a few dozen bytes per argument; big buffers are released when the next command starts.
+ * about a hundred bytes per argument; big buffers are released when the next command starts.
  *
- * Syntax accepted: tag SP name [SP args] CRLF (a bare LF is tolerated, runs of spaces too).
- * The name is upper-cased; "UID x" is one command with uid set. Arguments: atoms, NIL,
- * quoted strings (\\ and \" escapes only; 8-bit allowed; no CR, LF or NUL), literals {n}
- * and {n+} (any bytes), and nested parenthesised lists. Atoms are printable ASCII without
- * ( ) { " SP; 8-bit or control bytes in them are errors. In FETCH and UID FETCH an atom's
- * "[...]" belongs to the atom whole, spaces, parentheses and quoted strings included, so
+ * Syntax accepted: tag SP name [SP args] CRLF (a bare LF is tolerated, runs of spaces too;
+ * an empty line is an error). The name is upper-cased; "UID x" is one command with uid set.
+ * Arguments: atoms, NIL, quoted strings (\\ and \" escapes only; 8-bit allowed; no CR, LF or
+ * NUL), literals {n} and {n+} (any bytes, n < 2^32), and nested parenthesised lists. Atoms
+ * are printable ASCII without ( ) { " SP; 8-bit or control bytes in them are errors.
+ * Literal8 (~{n}, BINARY) is not accepted. In FETCH and UID FETCH an atom's "[...]"
+ * belongs to the atom whole, spaces, parentheses and quoted strings included, so
  * BODY.PEEK[HEADER.FIELDS (From To)]<0.2048> is one atom (see pi_fetch_att_split); a
  * literal inside the brackets is refused. Elsewhere '[' and ']' are plain atom characters
  * ("[Gmail]/Sent" is an atom).
  *
- * Limits (pi_limits, defaults in brackets) and what exceeding them does:
+ * Limits (pi_limits, defaults in brackets), the error message, and what follows:
  *   max_line [64 KiB]       command text excluding literal data, all line segments of one
- *                           command together. "line too long"; recoverable.
+ *                           command together (CR and LF not counted); also the raw-line
+ *                           limit. "Command line too long"; recoverable.
  *   max_literal [64 KiB]    literal bytes of one non-APPEND command, all literals together.
  *   max_append_literal [64 MiB]  the same for APPEND (MULTIAPPEND: all messages together).
- *                           Over the cap: a {n} literal gets a recoverable error (reply
- *                           NO [TOOBIG]; the client waits for "+" and drops the command);
- *                           a {n+} literal is fatal, as RFC 7888 allows the server to close
- *                           rather than swallow data it refused.
- *   max_depth [16]          list nesting. "too deeply nested"; recoverable.
+ *                           Over the cap: a {n} literal gets "Literal too big", recoverable
+ *                           (reply NO [TOOBIG]; the client waits for "+" and drops the
+ *                           command); a {n+} literal gets "Non-synchronizing literal too
+ *                           big", fatal, as RFC 7888 lets the server close rather than
+ *                           swallow data it refused. A size of 2^32 or more is "Literal size
+ *                           out of range", with the same split.
+ *   max_depth [16]          list nesting. "Lists nested too deeply"; recoverable.
  *   max_args [10000]        arguments in one command, list elements and lists counted.
- *                           "too many arguments"; recoverable.
- *   max_tag [64]            tag bytes. "tag too long"; recoverable, reply is "* BAD".
- *   Command names are at most PI_NAME_MAX bytes ("UID " included); longer is an error.
+ *                           "Too many arguments"; recoverable.
+ *   max_tag [64]            tag bytes. "Tag too long"; recoverable, reply is "* BAD".
+ *   Command names are at most PI_NAME_MAX bytes ("UID " included): "Command name too long".
  * Recovery skips to the end of the offending line. If that line ends in a non-synchronising
  * literal {n+}, its n bytes are discarded too (they must never be read as commands) when n
- * is within max_append_literal; otherwise the error turns fatal. A line ending in a
+ * is within the larger literal cap; otherwise the error turns fatal. A line ending in a
  * synchronising {n} ends the command: the client waits for "+", which it never gets.
  * Allocation failure is always fatal.
  * ------------------------------------------------------------------------------------- */
