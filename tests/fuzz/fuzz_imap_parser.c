@@ -2,8 +2,8 @@
  * reach every limit quickly), a slicing seed, and when to switch to raw-line mode or refuse
  * a literal; the rest is the client's byte stream. The stream is parsed twice, whole and in
  * input-driven slices, and both runs must give the same events. Each run checks:
- * used <= offered, NEED_MORE uses everything, no two events in a row without progress, a
- * fatal error stays fatal, and every command's tree respects the limits. */
+ * used <= offered, NEED_MORE uses everything, no two events in a row without progress
+ * (unless the second is fatal), a fatal error stays fatal, and every command's tree respects the limits. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,8 +91,10 @@ static run_state run(const pi_limits *lim, const uint8_t *d, size_t n, const uin
             idle_events = 0;
             continue;
         }
+        /* An error may use no bytes (the offending one is left for the skip), and a fatal
+         * error may follow it at once; anything else must move on. */
         idle_events = used ? 0 : idle_events + 1;
-        if (idle_events > 1)
+        if (idle_events > 1 && !(st == PI_ERROR && pi_parser_error(p)->fatal))
             abort();
         s.events++;
         mix(&s, &st, sizeof st);
