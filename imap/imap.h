@@ -39,9 +39,9 @@ int pi_buf_printf(pi_buf *b, const char *fmt, ...) __attribute__((format(printf,
  *   PI_ERROR      pi_parser_error(). If not fatal, reply (pi_error_reply) and keep feeding:
  *                 the parser discards the rest of the bad command and then parses the next
  *                 one. If fatal, reply and close the connection; the parser is dead.
- * *used says how many bytes were consumed; feed the remainder next. Results (command, line,
- * error) stay valid until the next call of pi_parse(), pi_parser_read_line() or
- * pi_parser_reject_literal(). Memory per parser stays within max_line + the literal cap +
+ * *used says how many bytes were consumed (an error may consume none; the next call then
+ * moves on); feed the remainder next. Results (command, line, error) stay valid until the
+ * next call of pi_parse(), pi_parser_read_line() or pi_parser_reject_literal(). Memory per parser stays within max_line + the literal cap +
  * about a hundred bytes per argument; big buffers are released when the next command starts.
  *
  * Syntax accepted: tag SP name [SP args] CRLF (a bare LF is tolerated, runs of spaces too;

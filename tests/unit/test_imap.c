@@ -423,6 +423,9 @@ static void test_recovery_skips_literals(void **state)
     check_small("a X ) {101+}\r\nz NOOP\r\n", "ERR a Unexpected ')'\nERR a Non-synchronizing literal too big FATAL\n");
     check("a X ) {0000000000000000000000000000001+}\r\nz NOOP\r\n",
           "ERR a Unexpected ')'\nERR a Non-synchronizing literal too big FATAL\n");
+    /* Digits past what the tail keeps: the size cannot be known, so it cannot be skipped. */
+    check("a X (123456789012345678901234+}\r\nz NOOP\r\n",
+          "ERR a Unbalanced parentheses: missing ')'\nERR a Non-synchronizing literal too big FATAL\n");
     /* A quoted string that merely ends in something literal-like at the end of a good line. */
     check("a X \"{3+}\"\r\nz NOOP\r\n", "a X: \"{3+}\"\nz NOOP:\n");
 }
