@@ -27,7 +27,7 @@ typedef struct vault_config {
     size_t n_authorities;
     uint64_t kdf_pool_memory; /* bytes Argon2id may use at once (pool = this / largest memlimit) */
     unsigned max_threads;     /* upper bound of the pool; vault_config_init: online cores */
-    unsigned queue_max;       /* logins waiting for a KDF thread; beyond it: FAIL busy */
+    unsigned queue_max;       /* logins in or waiting for a KDF run; beyond it: FAIL busy */
     unsigned max_sessions;    /* open sessions; beyond it: FAIL busy */
     unsigned grace_ms;        /* an unlocked key outlives its last session by this much */
     unsigned fail_delay_ms;   /* a wrong password is answered this much later */
