@@ -1,6 +1,7 @@
 #include "config/config.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,129 @@ static int handle_site(parse_ctx *ctx, const char *name, const char *key, const 
     return 0;
 }
 
+/* One "ADDR:PORT" ("[v6]:PORT" for IPv6) into l; 0 and a reason in ctx->err on error. */
+static int parse_listen(pn_listen *l, const char *text, size_t len, const char *key, parse_ctx *ctx)
+{
+    char buf[128];
+    if (len == 0 || len >= sizeof buf)
+        goto bad;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    char *colon = strrchr(buf, ':');
+    if (!colon)
+        goto bad;
+    *colon = '\0';
+    char *addr = buf, *port = colon + 1;
+    if (addr[0] == '[') {
+        size_t n = strlen(addr);
+        if (n < 3 || addr[n - 1] != ']')
+            goto bad;
+        addr[n - 1] = '\0';
+        addr++;
+    }
+    unsigned char bin[16];
+    int v6 = strchr(addr, ':') != NULL;
+    if (strlen(addr) >= sizeof l->addr || inet_pton(v6 ? AF_INET6 : AF_INET, addr, bin) != 1 ||
+        (v6 && buf[0] != '['))
+        goto bad;
+    uint64_t p;
+    if (!set_u64(&p, port, 1, 65535, key, ctx))
+        return 0;
+    strcpy(l->addr, addr);
+    snprintf(l->port, sizeof l->port, "%u", (unsigned)p);
+    return 1;
+bad:
+    snprintf(ctx->err, sizeof ctx->err,
+             "%s takes ADDR:PORT with a numeric address ([v6]:PORT for IPv6), not '%.*s'", key, (int)len, text);
+    return 0;
+}
+
+/* imap/imaps: a comma list, and the key may repeat. */
+static int add_listeners(pn_listen *list, size_t *n, const char *value, const char *key, parse_ctx *ctx)
+{
+    const char *p = value;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t len = strcspn(p, ",");
+        size_t end = len;
+        while (end > 0 && (p[end - 1] == ' ' || p[end - 1] == '\t'))
+            end--;
+        if (end) {
+            if (*n == PN_MAX_LISTEN) {
+                snprintf(ctx->err, sizeof ctx->err, "more than %d %s addresses", PN_MAX_LISTEN, key);
+                return 0;
+            }
+            if (!parse_listen(&list[*n], p, end, key, ctx))
+                return 0;
+            (*n)++;
+        }
+        if (!p[len])
+            return 1;
+        p += len + 1;
+    }
+}
+
+static int set_bool(int *dst, const char *value, const char *key, parse_ctx *ctx)
+{
+    if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0)
+        *dst = 1;
+    else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0)
+        *dst = 0;
+    else {
+        snprintf(ctx->err, sizeof ctx->err, "%s must be yes or no, not '%s'", key, value);
+        return 0;
+    }
+    return 1;
+}
+
+static int set_uint(unsigned *dst, const char *value, unsigned min, unsigned max, const char *key, parse_ctx *ctx)
+{
+    uint64_t v;
+    if (!set_u64(&v, value, min, max, key, ctx))
+        return 0;
+    *dst = (unsigned)v;
+    return 1;
+}
+
+static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
+{
+    pn_gateway *g = &ctx->cfg->gateway;
+    if (strcmp(key, "imap") == 0)
+        return add_listeners(g->imap, &g->n_imap, value, key, ctx);
+    if (strcmp(key, "imaps") == 0)
+        return add_listeners(g->imaps, &g->n_imaps, value, key, ctx);
+    if (strcmp(key, "tls_cert") == 0)
+        return set_string(g->tls_cert, sizeof g->tls_cert, value, key, ctx);
+    if (strcmp(key, "tls_key") == 0)
+        return set_string(g->tls_key, sizeof g->tls_key, value, key, ctx);
+    if (strcmp(key, "allow_plaintext_auth") == 0)
+        return set_bool(&g->allow_plaintext_auth, value, key, ctx);
+    if (strcmp(key, "user") == 0)
+        return set_string(g->user, sizeof g->user, value, key, ctx);
+    if (strcmp(key, "vault_user") == 0)
+        return set_string(g->vault_user, sizeof g->vault_user, value, key, ctx);
+    if (strcmp(key, "kdf_pool_memory") == 0)
+        return set_u64(&g->kdf_pool_memory, value, 1ULL << 20, 1ULL << 40, key, ctx);
+    if (strcmp(key, "login_grace") == 0)
+        return set_uint(&g->login_grace, value, 0, 3600, key, ctx);
+    if (strcmp(key, "preauth_timeout") == 0)
+        return set_uint(&g->preauth_timeout, value, 1, 3600, key, ctx);
+    if (strcmp(key, "idle_timeout") == 0) /* RFC 3501 5.4: the autologout timer is at least 30 minutes */
+        return set_uint(&g->idle_timeout, value, 1800, 86400, key, ctx);
+    if (strcmp(key, "max_connections") == 0)
+        return set_uint(&g->max_connections, value, 1, 1000000, key, ctx);
+    if (strcmp(key, "max_line") == 0) {
+        uint64_t v;
+        if (!set_u64(&v, value, 1024, 16ULL << 20, key, ctx))
+            return 0;
+        g->max_line = (size_t)v;
+        return 1;
+    }
+    snprintf(ctx->err, sizeof ctx->err, "unknown setting '%s' in [gateway]", key);
+    return 0;
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
     parse_ctx *ctx = user;
@@ -151,6 +275,8 @@ static int handler(void *user, const char *section, const char *key, const char 
         }
         if (strcmp(key, "max_message_size") == 0)
             return set_u64(&cfg->max_message_size, value, 1024, 1ULL << 40, key, ctx);
+    } else if (strcmp(section, "gateway") == 0) {
+        return handle_gateway(ctx, key, value);
     } else {
         snprintf(ctx->err, sizeof ctx->err, "unknown section [%s]", section);
         return 0;
@@ -211,6 +337,15 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
     cfg->min_password = 10;
     cfg->min_copies = 1;
     cfg->max_message_size = 100ULL << 20;
+    pn_gateway *g = &cfg->gateway;
+    strcpy(g->user, "postern");
+    strcpy(g->vault_user, "postern");
+    g->kdf_pool_memory = 256ULL << 20;
+    g->login_grace = 30;
+    g->preauth_timeout = 60;
+    g->idle_timeout = 1800;
+    g->max_connections = 10000;
+    g->max_line = 65536;
 
     int rc = -1;
     int line = ini_parse(path, handler, ctx);
@@ -255,6 +390,14 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
                 goto out;
             }
         }
+    }
+    if (!g->tls_cert[0] != !g->tls_key[0]) {
+        snprintf(err, errlen, "%s: [gateway] tls_cert and tls_key go together", path);
+        goto out;
+    }
+    if (g->n_imaps && !g->tls_cert[0]) {
+        snprintf(err, errlen, "%s: [gateway] imaps needs tls_cert and tls_key", path);
+        goto out;
     }
     if (cfg->min_copies > cfg->n_sites && cfg->n_sites > 0) {
         snprintf(err, errlen, "%s: min_copies is %u but only %zu [site] sections are configured", path,

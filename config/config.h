@@ -22,7 +22,23 @@
  *   user = postern                         ; AUTHINFO user
  *   password_file = /etc/postern/nntp.secret
  *   innconf = /etc/news/inn.conf           ; local site: groups are made with ctlinnd
- */
+ *
+ *   [gateway]                              ; postern serve (IMAP); every key optional
+ *   imap = 127.0.0.1:143, [::1]:143        ; plain + STARTTLS listeners; repeatable; default none
+ *   imaps = 0.0.0.0:993                    ; implicit TLS listeners; repeatable; default none
+ *   tls_cert = /etc/postern/tls.pem        ; PEM chain, leaf first (needed for imaps/STARTTLS)
+ *   tls_key = /etc/postern/tls.key         ; PEM private key
+ *   allow_plaintext_auth = no              ; yes: LOGIN/AUTHENTICATE without TLS
+ *   user = postern                         ; the network process runs as this user
+ *   vault_user = postern                   ; the key-holder process (may be the same)
+ *   kdf_pool_memory = 268435456            ; bytes Argon2id may use at once in the vault
+ *   login_grace = 30                       ; seconds an unlocked key outlives its last session
+ *   preauth_timeout = 60                   ; seconds without a command before login
+ *   idle_timeout = 1800                    ; seconds without a command after login (>= 1800)
+ *   max_connections = 10000
+ *   max_line = 65536                       ; bytes in one IMAP command line
+ * The gateway checks the files and users when it starts, not here: other commands load the
+ * same file on hosts that have no certificate. */
 #ifndef POSTERN_CONFIG_H
 #define POSTERN_CONFIG_H
 
@@ -32,6 +48,7 @@
 
 #define PN_MAX_SITES 16
 #define PN_MAX_AUTHORITIES 4
+#define PN_MAX_LISTEN 16
 
 enum pn_tls { PN_TLS_NONE = 0, PN_TLS_IMPLICIT, PN_TLS_STARTTLS };
 
@@ -45,6 +62,28 @@ typedef struct pn_site {
     char password[256];         /* read from password_file; wiped by pn_config_free */
     char innconf[PATH_MAX];     /* empty: not locally administered */
 } pn_site;
+
+/* A numeric listening address: addr is an IPv4 or IPv6 literal (brackets removed). */
+typedef struct pn_listen {
+    char addr[64];
+    char port[8];
+} pn_listen;
+
+typedef struct pn_gateway {
+    pn_listen imap[PN_MAX_LISTEN];
+    size_t n_imap;
+    pn_listen imaps[PN_MAX_LISTEN];
+    size_t n_imaps;
+    char tls_cert[PATH_MAX];
+    char tls_key[PATH_MAX];
+    int allow_plaintext_auth;
+    char user[64];
+    char vault_user[64];
+    uint64_t kdf_pool_memory;
+    unsigned login_grace, preauth_timeout, idle_timeout; /* seconds */
+    unsigned max_connections;
+    size_t max_line;
+} pn_gateway;
 
 typedef struct pn_config {
     char path[PATH_MAX];
@@ -64,6 +103,7 @@ typedef struct pn_config {
     uint64_t max_message_size;
     size_t n_sites;
     pn_site sites[PN_MAX_SITES];
+    pn_gateway gateway;
 } pn_config;
 
 /* Loads and checks the file; on failure returns -1 with "FILE:LINE: reason" in err. */

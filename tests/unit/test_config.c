@@ -112,6 +112,67 @@ static void test_errors_name_the_line(void **state)
     expect_error("[site a]\nhost = h\npassword_file = /nonexistent/pw\n", "has a password_file but no user");
 }
 
+static void test_gateway(void **state)
+{
+    (void)state;
+    pn_config cfg;
+    char err[512];
+    /* defaults: no listeners, users "postern", the documented limits */
+    assert_int_equal(load("[postern]\n", &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.gateway.n_imap, 0);
+    assert_int_equal(cfg.gateway.n_imaps, 0);
+    assert_string_equal(cfg.gateway.user, "postern");
+    assert_string_equal(cfg.gateway.vault_user, "postern");
+    assert_int_equal(cfg.gateway.allow_plaintext_auth, 0);
+    assert_int_equal(cfg.gateway.kdf_pool_memory, 256ULL << 20);
+    assert_int_equal(cfg.gateway.login_grace, 30);
+    assert_int_equal(cfg.gateway.preauth_timeout, 60);
+    assert_int_equal(cfg.gateway.idle_timeout, 1800);
+    assert_int_equal(cfg.gateway.max_connections, 10000);
+    assert_int_equal(cfg.gateway.max_line, 65536);
+
+    const char *text = "[gateway]\nimap = 127.0.0.1:143, [::1]:1143\nimap = 10.0.0.1:143\n"
+                       "imaps = 0.0.0.0:993\ntls_cert = /c.pem\ntls_key = /k.pem\n"
+                       "allow_plaintext_auth = yes\nuser = nobody\nvault_user = daemon\n"
+                       "kdf_pool_memory = 1073741824\nlogin_grace = 0\npreauth_timeout = 5\n"
+                       "idle_timeout = 3600\nmax_connections = 20\nmax_line = 8192\n";
+    assert_int_equal(load(text, &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.gateway.n_imap, 3);
+    assert_string_equal(cfg.gateway.imap[0].addr, "127.0.0.1");
+    assert_string_equal(cfg.gateway.imap[0].port, "143");
+    assert_string_equal(cfg.gateway.imap[1].addr, "::1");
+    assert_string_equal(cfg.gateway.imap[1].port, "1143");
+    assert_string_equal(cfg.gateway.imap[2].addr, "10.0.0.1");
+    assert_int_equal(cfg.gateway.n_imaps, 1);
+    assert_string_equal(cfg.gateway.imaps[0].addr, "0.0.0.0");
+    assert_string_equal(cfg.gateway.tls_cert, "/c.pem");
+    assert_string_equal(cfg.gateway.tls_key, "/k.pem");
+    assert_int_equal(cfg.gateway.allow_plaintext_auth, 1);
+    assert_string_equal(cfg.gateway.user, "nobody");
+    assert_string_equal(cfg.gateway.vault_user, "daemon");
+    assert_int_equal(cfg.gateway.kdf_pool_memory, 1ULL << 30);
+    assert_int_equal(cfg.gateway.login_grace, 0);
+    assert_int_equal(cfg.gateway.preauth_timeout, 5);
+    assert_int_equal(cfg.gateway.idle_timeout, 3600);
+    assert_int_equal(cfg.gateway.max_connections, 20);
+    assert_int_equal(cfg.gateway.max_line, 8192);
+
+    expect_error("[gateway]\nimap = localhost:143\n", "imap takes ADDR:PORT with a numeric address");
+    expect_error("[gateway]\nimap = 127.0.0.1\n", "imap takes ADDR:PORT");
+    expect_error("[gateway]\nimap = ::1:143\n", "[v6]:PORT for IPv6");
+    expect_error("[gateway]\nimaps = 127.0.0.1:0\n", "imaps must be a whole number from 1 to 65535");
+    expect_error("[gateway]\nimaps = 127.0.0.1:993\n", "imaps needs tls_cert and tls_key");
+    expect_error("[gateway]\ntls_cert = /c.pem\n", "tls_cert and tls_key go together");
+    expect_error("[gateway]\nallow_plaintext_auth = maybe\n", "allow_plaintext_auth must be yes or no");
+    expect_error("[gateway]\nidle_timeout = 60\n", "idle_timeout must be a whole number from 1800");
+    expect_error("[gateway]\nmax_line = 10\n", "max_line must be a whole number from 1024");
+    expect_error("[gateway]\npop3 = 127.0.0.1:110\n", "postern.conf:2: unknown setting 'pop3' in [gateway]");
+    char many[2048] = "[gateway]\n";
+    for (int i = 0; i <= PN_MAX_LISTEN; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "imap = 127.0.0.1:%d\n", 1000 + i);
+    expect_error(many, "more than 16 imap addresses");
+}
+
 static void test_missing_file(void **state)
 {
     (void)state;
@@ -147,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_site),
         cmocka_unit_test(test_authority_keys),
         cmocka_unit_test(test_errors_name_the_line),
+        cmocka_unit_test(test_gateway),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_delivery_secret),
     };
