@@ -10,6 +10,15 @@
 #define MIN_ENTRY_BYTES (1 + 3 + 1 + 1 + 8 + 2)
 #define META_FIXED_BYTES (8 + 2 + 8 + 8 + 4 + 4)
 
+/* Keyword sets are nearly always empty: look at whole bytes, not 256 single bits. */
+static unsigned kw_count(const uint8_t set[US_KEYWORD_SET_BYTES])
+{
+    unsigned n = 0;
+    for (unsigned b = 0; b < US_KEYWORD_SET_BYTES; b++)
+        n += (unsigned)__builtin_popcount(set[b]);
+    return n;
+}
+
 size_t us_serialized_size(const userstate *st)
 {
     size_t n = 8 + 2 + 4;
@@ -18,8 +27,7 @@ size_t us_serialized_size(const userstate *st)
     for (uint32_t i = 0; i < st->n; i++) {
         const us_entry *e = &st->ent[i];
         n += MIN_ENTRY_BYTES - 3 + e->idlen;
-        for (unsigned k = 0; k < US_KEYWORD_MAX; k++)
-            n += us_kw_test(e->kw, k);
+        n += kw_count(e->kw);
         if (e->bits & US_BIT_META)
             n += META_FIXED_BYTES + e->env_len + e->bs_len;
     }
@@ -57,13 +65,11 @@ void us_serialize(const userstate *st, uint8_t *out)
         p = put(p, e->flags, 1);
         p = put(p, e->bits, 1);
         p = put(p, e->modseq, 8);
-        unsigned nk = 0;
-        for (unsigned k = 0; k < US_KEYWORD_MAX; k++)
-            nk += us_kw_test(e->kw, k);
-        p = put(p, nk, 2);
-        for (unsigned k = 0; k < US_KEYWORD_MAX; k++)
-            if (us_kw_test(e->kw, k))
-                p = put(p, k, 1);
+        p = put(p, kw_count(e->kw), 2);
+        for (unsigned b = 0; b < US_KEYWORD_SET_BYTES; b++)
+            for (unsigned bit = 0; e->kw[b] >> bit; bit++)
+                if (e->kw[b] >> bit & 1)
+                    p = put(p, b * 8 + bit, 1);
         if (e->bits & US_BIT_META) {
             p = put(p, (uint64_t)e->arrival, 8);
             p = put(p, (uint16_t)e->tz, 2);
