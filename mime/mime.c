@@ -1533,11 +1533,19 @@ static int leaf_text(const mime_message *m, const part *p, mime_buf *o)
     const char *raw = m->buf + p->body_off, *text = raw;
     size_t rlen = p->body_len, tlen = rlen, idx = 0;
     char *dec = NULL, *conv = NULL;
-    if (enc != MAILMIME_MECHANISM_8BIT && rlen &&
-        mailmime_part_parse(raw, rlen, &idx, enc, &dec, &tlen) == MAILIMF_NO_ERROR && dec)
-        text = dec;
-    else
-        tlen = rlen;
+    if (enc != MAILMIME_MECHANISM_8BIT && rlen) {
+        /* libetpan 1.9.4's quoted-printable decoder reads up to two bytes past the end when
+         * the input ends in "=" or "=X" (found by fuzz_mime): decode from a NUL-padded copy. */
+        char *pad = calloc(1, rlen + 4);
+        if (!pad)
+            return -1;
+        memcpy(pad, raw, rlen);
+        if (mailmime_part_parse(pad, rlen, &idx, enc, &dec, &tlen) == MAILIMF_NO_ERROR && dec)
+            text = dec;
+        else
+            tlen = rlen;
+        free(pad);
+    }
     const char *cs = NULL;
     for (size_t i = 0; i < p->ctparams.n; i++)
         if (ci_str(p->ctparams.v[i].name, "charset"))

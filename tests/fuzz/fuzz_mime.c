@@ -1,0 +1,148 @@
+/* libFuzzer: arbitrary bytes -> mime_parse -> ENVELOPE/BODY/BODYSTRUCTURE must be balanced
+ * RFC 3501 syntax, and every part path that exists must yield in-bounds sections. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mime/mime.h"
+
+/* Parentheses balance outside strings; quoted strings close; literals {n}CRLF are skipped. */
+static void check_syntax(const mime_buf *o)
+{
+    long depth = 0;
+    size_t i = 0;
+    while (i < o->len) {
+        char c = o->data[i];
+        if (c == '"') {
+            for (i++; i < o->len && o->data[i] != '"'; i++)
+                if (o->data[i] == '\\' || o->data[i] == '\r' || o->data[i] == '\n')
+                    abort(); /* never escaped, never a line end: those go in literals */
+            if (i == o->len)
+                abort();
+            i++;
+        } else if (c == '{') {
+            size_t n = 0;
+            for (i++; i < o->len && o->data[i] >= '0' && o->data[i] <= '9'; i++)
+                n = n * 10 + (size_t)(o->data[i] - '0');
+            if (i + 3 > o->len || memcmp(o->data + i, "}\r\n", 3) != 0 || n > o->len - i - 3)
+                abort();
+            i += 3 + n;
+        } else {
+            if (c == '(')
+                depth++;
+            else if (c == ')' && --depth < 0)
+                abort();
+            else if (c == '\r' || c == '\n' || c == '\0')
+                abort();
+            i++;
+        }
+    }
+    if (depth != 0 || o->len == 0)
+        abort();
+}
+
+static const mime_message *g_m;
+static const uint8_t *g_buf;
+static size_t g_len, g_visited;
+static mime_buf g_scratch;
+
+static int get(const char *spec, const char **d, size_t *n)
+{
+    mime_section sec;
+    int rc = mime_section_parse(spec, strlen(spec), &sec);
+    if (rc != 0)
+        abort(); /* our own specs are valid; -1 (OOM) does not happen under libFuzzer's cap */
+    mime_section_result r = mime_section_get(g_m, &sec, &g_scratch, d, n);
+    mime_section_free(&sec);
+    if (r == MIME_SECTION_NOMEM)
+        abort();
+    if (r == MIME_SECTION_OK) {
+        const uint8_t *p = (const uint8_t *)*d;
+        bool in_msg = p >= g_buf && p + *n <= g_buf + g_len;
+        bool in_scratch = *d == g_scratch.data && *n == g_scratch.len;
+        if (!in_msg && !in_scratch && *n)
+            abort();
+        const char *o;
+        size_t on;
+        mime_partial(*d, *n, *n / 3, *n / 2 + 1, &o, &on);
+        if (o < *d || o + on > *d + *n)
+            abort();
+    }
+    return r == MIME_SECTION_OK;
+}
+
+static void visit(char *path, size_t plen, unsigned depth)
+{
+    static const char *const suffixes[] = {
+        ".MIME", ".HEADER", ".TEXT", ".HEADER.FIELDS (From Subject Content-Type)",
+        ".HEADER.FIELDS.NOT (To Received)"};
+    const char *d;
+    size_t n, pn = 0;
+    const char *pd = NULL;
+    if (plen) {
+        path[plen] = '\0';
+        if (!get(path, &pd, &pn))
+            return;
+    }
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        char spec[160];
+        snprintf(spec, sizeof spec, "%s%s", path, plen ? suffixes[i] : suffixes[i] + 1);
+        if (plen || i != 0)
+            get(spec, &d, &n);
+    }
+    if (depth >= MIME_SECTION_MAX_PATH - 1 || plen > 80)
+        return;
+    for (unsigned k = 1; k < 100000 && g_visited < 3000; k++) {
+        g_visited++;
+        int w = snprintf(path + plen, 16, "%s%u", plen ? "." : "", k);
+        path[plen + (size_t)w] = '\0';
+        if (!get(path, &d, &n))
+            break;
+        /* part 1 of a non-multipart is the part itself: stop where that repeats */
+        if (k == 1 && d == pd && n == pn)
+            break;
+        visit(path, plen + (size_t)w, depth + 1);
+    }
+    path[plen] = '\0';
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* A private copy so ASan catches any read past the message. */
+    char *buf = malloc(size ? size : 1);
+    if (!buf)
+        return 0;
+    if (size)
+        memcpy(buf, data, size);
+    mime_limits lim = {.max_depth = 8, .max_parts = 300, .max_header = 4096};
+    mime_message *m = mime_parse(buf, size, size & 1 ? &lim : NULL);
+    if (!m)
+        abort();
+    mime_buf o = {0};
+    if (mime_write_envelope(m, &o) < 0)
+        abort();
+    check_syntax(&o);
+    mime_buf_reset(&o);
+    if (mime_write_body(m, &o) < 0)
+        abort();
+    check_syntax(&o);
+    mime_buf_reset(&o);
+    if (mime_write_bodystructure(m, &o) < 0)
+        abort();
+    check_syntax(&o);
+    mime_buf_reset(&o);
+    if (mime_header_decoded(m, "Subject", &o) < 0 || mime_headers_decoded(m, &o) < 0 ||
+        mime_body_text(m, &o) < 0)
+        abort();
+    mime_buf_free(&o);
+
+    g_m = m, g_buf = (const uint8_t *)buf, g_len = size, g_visited = 0;
+    char path[256] = "";
+    visit(path, 0, 0);
+    mime_buf_free(&g_scratch);
+    mime_free(m);
+    free(buf);
+    return 0;
+}
