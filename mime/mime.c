@@ -344,11 +344,15 @@ static int params_add(params *ps, char *name, char *value)
 
 /* ";" attribute "=" value pairs. Malformed pairs are skipped to the next ';' so one bad
  * parameter does not cost the good ones (RFC 2045 parsers in the wild are this lenient). */
+/* Real headers carry a handful of parameters; the cap keeps RFC 2231 joining (quadratic in
+ * the count) cheap on hostile ones. */
+#define MAX_PARAMS 128
+
 static int parse_params(const char *s, size_t i, params *out)
 {
     for (;;) {
         skip_cfws(s, &i);
-        if (!s[i])
+        if (!s[i] || out->n >= MAX_PARAMS)
             return 0;
         if (s[i] != ';') { /* garbage: resync at the next ';' */
             while (s[i] && s[i] != ';') {
@@ -529,7 +533,7 @@ static int rfc2231_decode(params *ps)
                     return -1;
                 }
             }
-            if (seg > 100000)
+            if (seg >= MAX_PARAMS)
                 break;
         }
         if (!any2231) {
