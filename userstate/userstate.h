@@ -19,7 +19,7 @@ enum us_status {
     US_EINVAL,  /* bad argument: Message-ID, keyword name, flag bits, blob too long */
     US_ENOMEM,  /* out of memory */
     US_ELIMIT,  /* keyword table full, too many messages, or the file would be too large */
-    US_EIO,     /* file system error (errno is kept) */
+    US_EIO,     /* file system error (errno is kept), or a prune's is_live check failed */
     US_EFORMAT, /* state file too short, bad magic, unsupported version, or bad contents */
     US_EAUTH,   /* state file does not open: wrong key, tampered, truncated or another user's */
 };
@@ -91,7 +91,8 @@ int userstate_open(const char *state_dir, const char *address, const uint8_t sta
                    userstate **out, char *err, size_t errlen);
 /* Writes the state if it changed since it was opened or last saved (otherwise does
  * nothing): encrypted with a fresh nonce, temp file + fsync + rename + fsync of the
- * directory, so the file is always either the old or the new state. Creates users/ (0700). */
+ * directory, so the file is always either the old or the new state. Creates users/ (0700).
+ * On failure the state stays dirty, so a later save tries again. */
 int userstate_save(userstate *st, char *err, size_t errlen);
 /* Frees the state without saving; wipes what it held. NULL is fine. */
 void userstate_close(userstate *st);
@@ -142,8 +143,8 @@ int userstate_foreach(const userstate *st, int (*fn)(void *arg, const char *msgi
 /* Forgets the entries of messages that no longer exist on the news servers (INN expired or
  * cancelled them), so the file does not grow forever. is_live returns 1 for a Message-ID
  * that still exists, 0 for one that does not, -1 on error; an error (or any value other
- * than 0 and 1) aborts the prune with the state unchanged, so a failed LISTGROUP cannot
- * wipe it. Keywords that no message uses any more are dropped too, which renumbers the
+ * than 0 and 1) aborts the prune with US_EIO and the state unchanged, so a failed LISTGROUP
+ * cannot wipe it. Pass what the news servers hold, not one lagging site's view. Keywords that no message uses any more are dropped too, which renumbers the
  * keyword table: indexes obtained before a prune are void after it. *pruned (may be NULL)
  * gets the number of entries dropped. */
 int userstate_prune(userstate *st, int (*is_live)(void *arg, const char *msgid), void *arg,
