@@ -13,6 +13,7 @@
  *   [deliver]
  *   min_copies = 1                         ; sites that must answer 240 before exit 0
  *   max_message_size = 104857600
+ *   keyrecord_cache = 60                   ; seconds `postern lmtp` trusts a fetched key record
  *
  *   [site NAME]                            ; one per news server, in order of preference
  *   host = 127.0.0.1
@@ -101,6 +102,7 @@ typedef struct pn_config {
     unsigned min_password;
     unsigned min_copies;
     uint64_t max_message_size;
+    unsigned keyrecord_cache;   /* seconds; 0: look the key record up for every message */
     size_t n_sites;
     pn_site sites[PN_MAX_SITES];
     pn_gateway gateway;

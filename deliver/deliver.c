@@ -1,4 +1,5 @@
 #include "deliver/deliver.h"
+#include "deliver/deliver_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -120,8 +121,8 @@ static int spool_sink(void *arg, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* A ciphertext spool file that vanishes when closed. Only ciphertext is ever written here. */
-static int open_spool(const pn_config *cfg)
+/* A spool file that vanishes when closed. Only ciphertext is ever written to one. */
+int pd_open_spool(const pn_config *cfg)
 {
     const char *dirs[] = {getenv("TMPDIR"), cfg->state_dir, "/tmp"};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
@@ -149,15 +150,15 @@ typedef struct sealed {
     char msgid[PA_MSGID_MAX];
 } sealed;
 
-/* Reads the message from fd into a sealed ciphertext spool file. Returns a sysexits code. */
-static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyrecord *rec, int in, sealed *out,
-                      char *msg, size_t msglen)
+/* Reads the message from rd into a sealed ciphertext spool file. Returns a sysexits code. */
+static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyrecord *rec, pd_read_fn rd,
+                      void *rd_arg, sealed *out, char *msg, size_t msglen)
 {
     uint8_t *buf = malloc(READ_BLOCK);
     header_check *h = calloc(1, sizeof *h);
     pc_seal *s = NULL;
     int rc = PX_SOFTWARE;
-    out->fd = open_spool(cfg);
+    out->fd = pd_open_spool(cfg);
     if (!buf || !h) {
         snprintf(msg, msglen, "out of memory");
         rc = PX_TEMPFAIL;
@@ -179,7 +180,7 @@ static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyr
     uint64_t total = 0;
     int first = 1;
     for (;;) {
-        ssize_t got = read(in, buf, READ_BLOCK);
+        ssize_t got = rd(rd_arg, buf, READ_BLOCK);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
@@ -277,66 +278,250 @@ static int post_to_site(nntp_conn *c, const char *group, const sealed *m, char *
     return st == PS_DUP ? PS_OK : st;
 }
 
-int pd_deliver(const pn_config *cfg, const uint8_t *secret, const char *address, int in, char *msg, size_t msglen)
+/* ---- the delivery context ---- */
+
+/* Key records kept per ctx; an LMTP session rarely sees more distinct recipients than this
+ * within keyrecord_cache seconds, and a miss only costs a lookup. */
+#define CACHE_SLOTS 64
+
+typedef struct cache_entry {
+    char canon[PA_ADDRESS_MAX + 1];
+    long long fetched_ms; /* monotonic: a clock step neither extends nor ends the TTL */
+    pc_keyrecord rec;
+} cache_entry;
+
+struct pd_ctx {
+    const pn_config *cfg;
+    const uint8_t *secret;
+    nntp_conn *conns[PN_MAX_SITES];
+    size_t last_site; /* where the last key record came from: posting starts there */
+    cache_entry *cache;
+    size_t n_cache;
+};
+
+struct pd_recipient {
+    char canon[PA_ADDRESS_MAX + 1];
+    char group[PA_GROUP_MAX + 1];
+    pc_keyrecord rec;
+};
+
+static long long now_ms(void)
 {
-    char canon[PA_ADDRESS_MAX + 1], group[PA_GROUP_MAX + 1], why[1024];
-    if (pa_address_to_group(cfg->prefix, address, group, sizeof group, why, sizeof why) != 0 ||
-        pa_address_canonical(address, canon, sizeof canon, why, sizeof why) != 0) {
-        snprintf(msg, msglen, "unknown recipient %s: %s", address, why);
-        return PX_NOUSER;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+pd_ctx *pd_ctx_new(const pn_config *cfg, const uint8_t *secret)
+{
+    pd_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    ctx->cfg = cfg;
+    ctx->secret = secret;
+    if (cfg->keyrecord_cache > 0) {
+        ctx->cache = calloc(CACHE_SLOTS, sizeof *ctx->cache);
+        if (!ctx->cache) {
+            free(ctx);
+            return NULL;
+        }
     }
-    nntp_conn *c = NULL;
-    size_t first_site = 0;
-    int st = ps_connect_any(cfg, &c, &first_site, why, sizeof why);
-    if (st != PS_OK) {
-        snprintf(msg, msglen, "no news server reachable, try again later: %s", why);
-        return PX_TEMPFAIL;
+    return ctx;
+}
+
+static void drop_conn(pd_ctx *ctx, size_t i)
+{
+    if (ctx->conns[i]) {
+        nntp_close(ctx->conns[i]);
+        ctx->conns[i] = NULL;
     }
-    pc_keyrecord *rec = malloc(sizeof *rec);
-    if (!rec) {
-        nntp_close(c);
+}
+
+void pd_ctx_free(pd_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    for (size_t i = 0; i < PN_MAX_SITES; i++)
+        drop_conn(ctx, i);
+    if (ctx->cache) {
+        sodium_memzero(ctx->cache, CACHE_SLOTS * sizeof *ctx->cache);
+        free(ctx->cache);
+    }
+    free(ctx);
+}
+
+/* Site i's connection, opened if none is; *fresh tells whether it was opened just now (a
+ * failure on a fresh connection is real, one on an old connection may be a server timeout). */
+static int site_conn(pd_ctx *ctx, size_t i, nntp_conn **c, int *fresh, char *err, size_t errlen)
+{
+    if (ctx->conns[i]) {
+        *c = ctx->conns[i];
+        *fresh = 0;
+        return PS_OK;
+    }
+    int st = ps_connect(&ctx->cfg->sites[i], &ctx->conns[i], err, errlen);
+    *c = ctx->conns[i];
+    *fresh = 1;
+    return st;
+}
+
+/* Any site's connection: an open one first (sticking to a site after a failover), else the
+ * first reachable in configured order, like ps_connect_any. */
+static int any_conn(pd_ctx *ctx, size_t *site, nntp_conn **c, int *fresh, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < ctx->cfg->n_sites; i++)
+        if (ctx->conns[i]) {
+            *site = i;
+            *c = ctx->conns[i];
+            *fresh = 0;
+            return PS_OK;
+        }
+    size_t i = 0;
+    int st = ps_connect_any(ctx->cfg, c, &i, err, errlen);
+    if (st == PS_OK) {
+        ctx->conns[i] = *c;
+        *site = i;
+        *fresh = 1;
+    }
+    return st;
+}
+
+static cache_entry *cache_find(pd_ctx *ctx, const char *canon)
+{
+    if (!ctx->cache)
+        return NULL;
+    long long ttl_ms = (long long)ctx->cfg->keyrecord_cache * 1000, now = now_ms();
+    for (size_t i = 0; i < ctx->n_cache; i++)
+        if (strcmp(ctx->cache[i].canon, canon) == 0)
+            return now - ctx->cache[i].fetched_ms < ttl_ms ? &ctx->cache[i] : NULL;
+    return NULL;
+}
+
+static void cache_put(pd_ctx *ctx, const char *canon, const pc_keyrecord *rec)
+{
+    if (!ctx->cache)
+        return;
+    cache_entry *slot = NULL;
+    for (size_t i = 0; i < ctx->n_cache && !slot; i++)
+        if (strcmp(ctx->cache[i].canon, canon) == 0)
+            slot = &ctx->cache[i];
+    if (!slot && ctx->n_cache < CACHE_SLOTS)
+        slot = &ctx->cache[ctx->n_cache++];
+    if (!slot) { /* full: replace the oldest */
+        slot = &ctx->cache[0];
+        for (size_t i = 1; i < ctx->n_cache; i++)
+            if (ctx->cache[i].fetched_ms < slot->fetched_ms)
+                slot = &ctx->cache[i];
+    }
+    snprintf(slot->canon, sizeof slot->canon, "%s", canon);
+    slot->fetched_ms = now_ms();
+    slot->rec = *rec;
+}
+
+int pd_ctx_recipient(pd_ctx *ctx, const char *address, pd_recipient **out, char *msg, size_t msglen)
+{
+    char why[1024];
+    *out = NULL;
+    pd_recipient *r = calloc(1, sizeof *r);
+    if (!r) {
         snprintf(msg, msglen, "out of memory");
         return PX_TEMPFAIL;
     }
-    st = ps_fetch_keyrecord(c, cfg, canon, rec, NULL, why, sizeof why);
-    if (st != PS_OK) {
-        nntp_close(c);
-        free(rec);
-        if (st == PS_NOUSER) {
-            snprintf(msg, msglen, "unknown recipient: %s", why);
-            return PX_NOUSER;
-        }
-        snprintf(msg, msglen, "cannot read the recipient's key record, try again later: %s", why);
-        return PX_TEMPFAIL;
+    if (pa_address_to_group(ctx->cfg->prefix, address, r->group, sizeof r->group, why, sizeof why) != 0 ||
+        pa_address_canonical(address, r->canon, sizeof r->canon, why, sizeof why) != 0) {
+        snprintf(msg, msglen, "unknown recipient %s: %s", address, why);
+        free(r);
+        return PX_NOUSER;
     }
+    cache_entry *hit = cache_find(ctx, r->canon);
+    if (hit) {
+        r->rec = hit->rec;
+        *out = r;
+        return PX_OK;
+    }
+    int st = PS_TEMP;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        size_t site = 0;
+        nntp_conn *c = NULL;
+        int fresh = 0;
+        st = any_conn(ctx, &site, &c, &fresh, why, sizeof why);
+        if (st != PS_OK) {
+            snprintf(msg, msglen, "no news server reachable, try again later: %s", why);
+            free(r);
+            return PX_TEMPFAIL;
+        }
+        st = ps_fetch_keyrecord(c, ctx->cfg, r->canon, &r->rec, NULL, why, sizeof why);
+        if (st == PS_OK)
+            ctx->last_site = site;
+        if (st != PS_TEMP)
+            break;
+        drop_conn(ctx, site);
+        if (fresh)
+            break; /* a new connection failed: that is the answer */
+    }
+    if (st == PS_OK) {
+        cache_put(ctx, r->canon, &r->rec);
+        *out = r;
+        return PX_OK;
+    }
+    free(r);
+    if (st == PS_NOUSER) {
+        snprintf(msg, msglen, "unknown recipient: %s", why);
+        return PX_NOUSER;
+    }
+    snprintf(msg, msglen, "cannot read the recipient's key record, try again later: %s", why);
+    return PX_TEMPFAIL;
+}
 
+const char *pd_recipient_address(const pd_recipient *r)
+{
+    return r->canon;
+}
+
+void pd_recipient_free(pd_recipient *r)
+{
+    if (r) {
+        sodium_memzero(r, sizeof *r);
+        free(r);
+    }
+}
+
+int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *rd_arg, char *msg, size_t msglen)
+{
+    const pn_config *cfg = ctx->cfg;
     sealed m = {.fd = -1};
-    int rc = seal_input(cfg, secret, rec, in, &m, msg, msglen);
-    free(rec);
+    int rc = seal_input(cfg, ctx->secret, &r->rec, rd, rd_arg, &m, msg, msglen);
     if (rc != PX_OK) {
-        nntp_close(c);
         if (m.fd >= 0)
             close(m.fd);
         return rc;
     }
 
-    /* Post to sites in configured order, starting with the one already connected, until
-     * min_copies of them hold the article. */
+    /* Post to sites in configured order, starting with the one the key record came from,
+     * until min_copies of them hold the article. */
     unsigned copies = 0;
     size_t used = 0;
     char failures[2048] = "";
     for (size_t k = 0; k < cfg->n_sites && copies < cfg->min_copies; k++) {
-        size_t i = (first_site + k) % cfg->n_sites;
+        size_t i = (ctx->last_site + k) % cfg->n_sites;
         const pn_site *site = &cfg->sites[i];
         char err[512] = "";
-        if (!c)
-            st = ps_connect(site, &c, err, sizeof err);
-        else
-            st = PS_OK;
-        if (st == PS_OK) {
-            st = post_to_site(c, group, &m, err, sizeof err);
-            nntp_close(c);
-            c = NULL;
+        int st = PS_TEMP;
+        for (int attempt = 0; attempt < 2; attempt++) {
+            nntp_conn *c = NULL;
+            int fresh = 0;
+            st = site_conn(ctx, i, &c, &fresh, err, sizeof err);
+            if (st != PS_OK)
+                break;
+            st = post_to_site(c, r->group, &m, err, sizeof err);
+            if (st == PS_OK)
+                break;
+            /* The link may be mid-article or gone: never reuse it after a failure. A kept
+             * connection the server dropped while idle gets one retry on a new one; the
+             * article's fixed Message-ID makes that retry safe. */
+            drop_conn(ctx, i);
+            if (fresh)
+                break;
         }
         if (st == PS_OK) {
             copies++;
@@ -346,14 +531,41 @@ int pd_deliver(const pn_config *cfg, const uint8_t *secret, const char *address,
         if (n > 0 && (size_t)n < sizeof failures - used)
             used += (size_t)n;
     }
-    if (c)
-        nntp_close(c);
     close(m.fd);
     if (copies >= cfg->min_copies) {
-        snprintf(msg, msglen, "delivered to %s as %s on %u site%s", canon, m.msgid, copies, copies == 1 ? "" : "s");
+        snprintf(msg, msglen, "delivered to %s as %s on %u site%s", r->canon, m.msgid, copies,
+                 copies == 1 ? "" : "s");
         return PX_OK;
     }
     snprintf(msg, msglen, "only %u of the required %u site%s accepted %s, try again later: %s", copies,
              cfg->min_copies, cfg->min_copies == 1 ? "" : "s", m.msgid, failures);
     return PX_TEMPFAIL;
+}
+
+static ssize_t fd_read(void *arg, uint8_t *buf, size_t cap)
+{
+    return read(*(const int *)arg, buf, cap);
+}
+
+int pd_ctx_deliver(pd_ctx *ctx, const char *address, int fd, char *msg, size_t msglen)
+{
+    pd_recipient *r = NULL;
+    int rc = pd_ctx_recipient(ctx, address, &r, msg, msglen);
+    if (rc != PX_OK)
+        return rc;
+    rc = pd_ctx_deliver_to(ctx, r, fd_read, &fd, msg, msglen);
+    pd_recipient_free(r);
+    return rc;
+}
+
+int pd_deliver(const pn_config *cfg, const uint8_t *secret, const char *address, int in, char *msg, size_t msglen)
+{
+    pd_ctx *ctx = pd_ctx_new(cfg, secret);
+    if (!ctx) {
+        snprintf(msg, msglen, "out of memory");
+        return PX_TEMPFAIL;
+    }
+    int rc = pd_ctx_deliver(ctx, address, in, msg, msglen);
+    pd_ctx_free(ctx);
+    return rc;
 }

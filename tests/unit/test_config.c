@@ -52,6 +52,7 @@ static void test_defaults_and_site(void **state)
     assert_int_equal(cfg.kdf_opslimit, crypto_pwhash_OPSLIMIT_INTERACTIVE);
     assert_int_equal(cfg.kdf_memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
     assert_int_equal(cfg.min_copies, 1);
+    assert_int_equal(cfg.keyrecord_cache, 60);
     assert_int_equal(cfg.n_sites, 2);
     assert_string_equal(cfg.sites[0].name, "one");
     assert_string_equal(cfg.sites[0].port, "1119");
@@ -110,6 +111,18 @@ static void test_errors_name_the_line(void **state)
     expect_error("[postern]\nprefix = Bad..Prefix\n", "prefix");
     expect_error("[postern]\nkdf_memlimit = 12\n", "kdf_memlimit must be a whole number");
     expect_error("[site a]\nhost = h\npassword_file = /nonexistent/pw\n", "has a password_file but no user");
+    expect_error("[deliver]\nkeyrecord_cache = 3601\n", "keyrecord_cache must be a whole number from 0 to 3600");
+}
+
+static void test_keyrecord_cache(void **state)
+{
+    (void)state;
+    pn_config cfg;
+    char err[512];
+    assert_int_equal(load("[deliver]\nkeyrecord_cache = 0\n", &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.keyrecord_cache, 0);
+    assert_int_equal(load("[deliver]\nkeyrecord_cache = 300\n", &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.keyrecord_cache, 300);
 }
 
 static void test_gateway(void **state)
@@ -208,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_site),
         cmocka_unit_test(test_authority_keys),
         cmocka_unit_test(test_errors_name_the_line),
+        cmocka_unit_test(test_keyrecord_cache),
         cmocka_unit_test(test_gateway),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_delivery_secret),
