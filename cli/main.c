@@ -21,6 +21,7 @@ static const struct command {
     {"user", adm_cmd_user, "add|passwd|del|list: provision users"},
     {"deliver", pd_cmd_deliver, "--to ADDRESS < message: encrypt and post one message (MTA hook)"},
     {"watch-maildir", pd_cmd_watch_maildir, "MAILDIR=ADDRESS...: post messages appearing in Maildirs"},
+    {"lmtp", pd_cmd_lmtp, "--listen unix:PATH|inet:ADDR:PORT | --stdio: LMTP delivery service"},
     {"mailbox", adm_cmd_mailbox, "ADDRESS [--show N]: list or print a user's decrypted mail"},
 };
 
