@@ -8,6 +8,7 @@
 #include "config/config.h"
 #include "crypto/crypto.h"
 #include "deliver/deliver.h"
+#include "gateway/gateway.h"
 #include "util/util.h"
 
 typedef int (*command_fn)(const pn_config *cfg, int argc, char **argv);
@@ -23,6 +24,7 @@ static const struct command {
     {"watch-maildir", pd_cmd_watch_maildir, "MAILDIR=ADDRESS...: post messages appearing in Maildirs"},
     {"lmtp", pd_cmd_lmtp, "--listen unix:PATH|inet:ADDR:PORT | --stdio: LMTP delivery service"},
     {"mailbox", adm_cmd_mailbox, "ADDRESS [--show N]: list or print a user's decrypted mail"},
+    {"serve", gw_cmd_serve, "[--verbose] [--check]: run the IMAP gateway ([gateway] in the config)"},
 };
 
 static void usage(FILE *to)

@@ -1,0 +1,156 @@
+/* gateway: one account per logged-in user, shared by all their sessions (Thunderbird opens
+ * four or five), so flags changed in one session are the state every other one sees and the
+ * state file is written by one owner. The state is loaded and saved by workers: file I/O and
+ * decryption of a large state never run on the loop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "gateway/session.h"
+
+static void account_release(gw_account *a);
+
+static void save_done(gw_job *j)
+{
+    if (j->status != US_OK)
+        gw_log(GW_ERROR, "state of %s not saved: %s", j->address, j->err);
+    if (j->state_key)
+        sodium_free(j->state_key);
+    free(j);
+}
+
+static void account_unref(gw_account *a)
+{
+    if (--a->refs == 0)
+        account_release(a);
+}
+
+static void account_release(gw_account *a)
+{
+    gw_net *net = a->net;
+    for (gw_account **p = &net->accounts; *p; p = &(*p)->next)
+        if (*p == a) {
+            *p = a->next;
+            break;
+        }
+    if (a->us && userstate_dirty(a->us)) {
+        gw_job *j = calloc(1, sizeof *j);
+        if (j) {
+            j->kind = GW_JOB_STATE_SAVE;
+            j->done = save_done;
+            j->us = a->us;
+            snprintf(j->address, sizeof j->address, "%s", a->address);
+            if (gw_pool_submit(net->pool, j) == 0)
+                a->us = NULL;
+            else
+                free(j);
+        }
+        if (a->us) { /* no worker to take it (shutting down, queue full): save here */
+            char err[256];
+            if (userstate_save(a->us, err, sizeof err) != US_OK)
+                gw_log(GW_ERROR, "state of %s not saved: %s", a->address, err);
+        }
+    }
+    userstate_close(a->us);
+    sodium_free(a->state_key);
+    free(a);
+}
+
+static void load_done(gw_job *j)
+{
+    gw_account *a = j->a;
+    gw_net *net = a->net;
+    if (j->status == US_OK) {
+        a->us = j->us;
+        a->ready = true;
+    } else {
+        gw_log(GW_ERROR, "state of %s cannot be opened: %s", a->address, j->err);
+        /* unlink now so that the next login tries again */
+        for (gw_account **p = &net->accounts; *p; p = &(*p)->next)
+            if (*p == a) {
+                *p = a->next;
+                a->next = NULL;
+                break;
+            }
+    }
+    for (session *s = net->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->account != a || s->state != S_AUTHENTICATING)
+            continue;
+        if (a->ready)
+            gw_login_finish(s, true, NULL);
+        else
+            gw_login_finish(s, false, "[UNAVAILABLE] Your mail state cannot be read; the administrator must look "
+                                      "at the server log");
+    }
+    sodium_free(j->state_key);
+    free(j);
+    account_unref(a); /* the job's reference */
+}
+
+void gw_account_attach(session *s, const char *address, const uint8_t state_key[VAULT_STATE_KEY_BYTES])
+{
+    gw_net *net = s->net;
+    gw_account *a = net->accounts;
+    while (a && strcmp(a->address, address) != 0)
+        a = a->next;
+    if (a) {
+        if (sodium_memcmp(a->state_key, state_key, VAULT_STATE_KEY_BYTES) != 0) {
+            /* a new key pair for this address while old sessions still run */
+            gw_log(GW_WARN, "%s: %s has a new key while older sessions are open", s->peer, address);
+            gw_login_finish(s, false, "[UNAVAILABLE] Your key changed; log out everywhere and log in again");
+            return;
+        }
+        a->refs++;
+        s->account = a;
+        if (a->ready)
+            gw_login_finish(s, true, NULL);
+        return; /* else load_done finishes it */
+    }
+    a = calloc(1, sizeof *a);
+    gw_job *j = calloc(1, sizeof *j);
+    uint8_t *key = sodium_malloc(VAULT_STATE_KEY_BYTES);
+    uint8_t *jkey = sodium_malloc(VAULT_STATE_KEY_BYTES);
+    if (!a || !j || !key || !jkey) {
+        free(a);
+        free(j);
+        if (key)
+            sodium_free(key);
+        if (jkey)
+            sodium_free(jkey);
+        gw_login_finish(s, false, "[SERVERBUG] Out of memory");
+        return;
+    }
+    memcpy(key, state_key, VAULT_STATE_KEY_BYTES);
+    memcpy(jkey, state_key, VAULT_STATE_KEY_BYTES);
+    a->net = net;
+    snprintf(a->address, sizeof a->address, "%s", address);
+    a->state_key = key;
+    a->refs = 2; /* this session and the load job */
+    j->kind = GW_JOB_STATE_OPEN;
+    j->done = load_done;
+    j->a = a;
+    j->state_key = jkey;
+    snprintf(j->address, sizeof j->address, "%s", address);
+    if (gw_pool_submit(net->pool, j) != 0) {
+        sodium_free(jkey);
+        free(j);
+        sodium_free(key);
+        free(a);
+        gw_login_finish(s, false, "[UNAVAILABLE] Server busy; try again later");
+        return;
+    }
+    a->next = net->accounts;
+    net->accounts = a;
+    s->account = a;
+}
+
+void gw_account_detach(session *s)
+{
+    gw_account *a = s->account;
+    s->account = NULL;
+    if (a)
+        account_unref(a);
+}

@@ -1,0 +1,125 @@
+/* gateway: what the files of the module share; not part of the public face (gateway.h).
+ * Names carry a gw_ prefix because C has no module-private linkage across files. */
+#ifndef POSTERN_GATEWAY_GW_H
+#define POSTERN_GATEWAY_GW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "config/config.h"
+#include "crypto/crypto.h"
+#include "imap/imap.h"
+
+/* ---- log.c: "postern[pid]: level: message" on stderr, one write per line ---- */
+enum gw_level { GW_ERROR, GW_WARN, GW_INFO, GW_DEBUG };
+extern int gw_verbose; /* 1: GW_DEBUG lines too */
+void gw_log(enum gw_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- tls.c ---- */
+#define GW_PEM_MAX (512u << 10) /* per file; a long chain is a few KiB */
+
+/* The certificate chain and private key as read from their files. sodium_malloc'd (the key
+ * is a secret) and wiped by gw_pem_free. */
+typedef struct gw_pem {
+    char *cert;
+    size_t cert_len;
+    char *key;
+    size_t key_len;
+} gw_pem;
+
+int gw_pem_read(const char *cert_path, const char *key_path, gw_pem *out, char *err, size_t errlen);
+void gw_pem_free(gw_pem *p);
+/* A server SSL_CTX from the PEM: TLS 1.2+, server cipher preference, no compression, no
+ * renegotiation, no session resumption. NULL with a reason (bad PEM, key does not match). */
+SSL_CTX *gw_tls_ctx_new(const gw_pem *p, char *err, size_t errlen);
+
+/* Parent -> network control frames on a SOCK_STREAM socketpair: "PEM1", cert length and key
+ * length (32-bit big-endian), then the bytes. gw_pem_send blocks until all is written. */
+#define GW_CTL_HEADER 12
+int gw_pem_send(int fd, const gw_pem *p);
+/* Parses a complete frame at buf (len bytes so far): 1 and *frame_len when complete (p points
+ * into buf), 0 when more bytes are needed, -1 when the header is bad. */
+int gw_pem_parse(const uint8_t *buf, size_t len, gw_pem *p, size_t *frame_len);
+
+/* ---- serve.c / net.c ---- */
+typedef struct gw_listener {
+    int fd;
+    bool implicit_tls;
+    char name[80]; /* "127.0.0.1:993", for messages */
+} gw_listener;
+
+/* The network process: runs the event loop until SIGTERM/SIGINT or the parent or the vault
+ * goes away. pem (may be empty) is wiped. Returns the process exit code. */
+int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, int vault_fd, int ctl_fd,
+               gw_pem *pem);
+
+/* ---- imap_commands.c: capabilities and the command table (pure logic, unit-tested) ---- */
+enum session_state {
+    S_GREETING,       /* accepted, greeting not sent yet */
+    S_NOT_AUTH,       /* RFC 3501 not authenticated */
+    S_AUTHENTICATING, /* LOGIN/AUTHENTICATE in progress (SASL exchange or key lookup) */
+    S_AUTH,           /* authenticated, no mailbox */
+    S_SELECTED,       /* a mailbox is selected */
+    S_IDLE,           /* in IDLE */
+    S_LOGOUT,         /* closing: output is flushed, input ignored */
+};
+
+#define GW_CAP_STARTTLS 0x01u      /* plain connection, certificate available */
+#define GW_CAP_LOGINDISABLED 0x02u /* plain connection, plaintext auth refused */
+#define GW_CAP_AUTH_PLAIN 0x04u    /* not logged in and allowed to */
+
+/* The capability flags for a connection in a state. */
+unsigned gw_caps_for(enum session_state st, bool tls, bool tls_available, bool allow_plaintext_auth);
+/* Appends the capability list ("IMAP4rev1 SASL-IR ...", no prefix, no CRLF). */
+int gw_caps_write(pi_buf *b, unsigned caps);
+
+typedef struct session session;
+typedef enum gw_result {
+    GW_DONE,    /* reply written; go on with the next command */
+    GW_PENDING, /* finishes later (gw_session_done): stop reading until then */
+    GW_CLOSE,   /* reply written; close once it is flushed */
+} gw_result;
+typedef gw_result (*gw_cmd_fn)(session *s, const pi_command *cmd);
+
+#define GW_CMD_NOT_AUTH 0x01u  /* valid before login */
+#define GW_CMD_AUTH 0x02u      /* valid after login */
+#define GW_CMD_SELECTED 0x04u  /* valid with a mailbox selected */
+#define GW_CMD_ANY (GW_CMD_NOT_AUTH | GW_CMD_AUTH | GW_CMD_SELECTED)
+#define GW_CMD_NEEDS_TLS 0x08u /* sends a password: refused without TLS unless allowed */
+#define GW_CMD_UID 0x10u       /* has a UID form */
+#define GW_ARGS_ANY 0xffffu
+
+typedef struct gw_command {
+    const char *name;
+    gw_cmd_fn fn;
+    unsigned flags;
+    unsigned min_args, max_args; /* top-level arguments, checked before the handler runs */
+} gw_command;
+
+/* The table entry for a parsed command name ("FETCH" with uid for "UID FETCH"), or NULL. */
+const gw_command *gw_command_find(const char *verb, bool uid);
+/* NULL if the command may run now, else the tagged reply's text ("BAD Log in first"). */
+const char *gw_command_check(const gw_command *c, enum session_state st, bool tls, bool allow_plaintext_auth,
+                             size_t nargs);
+
+/* LIST pattern matching (imap_cmd_list.c): '*' matches anything, '%' anything but the
+ * hierarchy separator '/'. INBOX matches in any case. */
+bool gw_list_match(const char *pattern, const char *name);
+
+/* ---- the command handlers, one file each ---- */
+gw_result gw_cmd_capability(session *s, const pi_command *cmd);
+gw_result gw_cmd_noop(session *s, const pi_command *cmd);
+gw_result gw_cmd_logout(session *s, const pi_command *cmd);
+gw_result gw_cmd_starttls(session *s, const pi_command *cmd);
+gw_result gw_cmd_login(session *s, const pi_command *cmd);
+gw_result gw_cmd_authenticate(session *s, const pi_command *cmd);
+gw_result gw_cmd_id(session *s, const pi_command *cmd);
+gw_result gw_cmd_namespace(session *s, const pi_command *cmd);
+gw_result gw_cmd_enable(session *s, const pi_command *cmd);
+gw_result gw_cmd_list(session *s, const pi_command *cmd);
+gw_result gw_cmd_not_yet(session *s, const pi_command *cmd);
+
+#endif

@@ -1,0 +1,10 @@
+/* LOGOUT (RFC 3501 6.1.3). The BYE carries text: Outlook cannot parse a bare "* BYE". */
+#include "gateway/session.h"
+
+gw_result gw_cmd_logout(session *s, const pi_command *cmd)
+{
+    (void)cmd;
+    gw_untagged(s, "BYE Logging out");
+    gw_tagged(s, "OK Logout completed");
+    return GW_CLOSE;
+}

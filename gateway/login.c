@@ -1,0 +1,166 @@
+/* gateway: a login, step by step (docs/design.md, "Login and the key cache").
+ *   1. the address is canonicalised; the password is kept in sodium memory;
+ *   2. a worker fetches the user's key record from the news server (blocking NNTP, so never
+ *      on the loop);
+ *   3. record and password go to the vault, which answers from its key cache or runs
+ *      Argon2id, and delays wrong passwords;
+ *   4. the session attaches to the user's account (state loaded by a worker if it is the
+ *      user's first session) and answers OK.
+ * A wrong password, an unknown user and an invalid name get the same answer after the same
+ * delay, so the reply does not tell which it was. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "article/article.h"
+#include "gateway/session.h"
+#include "store/store.h"
+
+/* The vault's default wrong-password delay: an unknown user must not answer faster. */
+#define FAIL_DELAY_MS 1000
+#define AUTH_FAILED "[AUTHENTICATIONFAILED] Authentication failed."
+
+static void wipe_password(session *s)
+{
+    if (s->pw) {
+        sodium_free(s->pw);
+        s->pw = NULL;
+    }
+    s->pw_len = 0;
+}
+
+static void keyrecord_done(gw_job *j)
+{
+    session *s = j->s;
+    if (!s->dead && s->state != S_LOGOUT) {
+        if (j->status == PS_OK) {
+            s->vault_req = gw_vault_login(s->net, s, s->address, j->record, j->record_len, s->pw, s->pw_len);
+            wipe_password(s);
+            if (!s->vault_req)
+                gw_login_finish(s, false, "[UNAVAILABLE] Login is not possible now; try again later");
+        } else if (j->status == PS_NOUSER) {
+            wipe_password(s);
+            gw_log(GW_INFO, "%s: login failed for %s: no key record", s->peer, s->address);
+            gw_session_fail_later(s, FAIL_DELAY_MS);
+        } else {
+            wipe_password(s);
+            gw_log(GW_WARN, "%s: key record of %s not fetched: %s", s->peer, s->address, j->err);
+            gw_login_finish(s, false, "[UNAVAILABLE] The mail store cannot be reached; try again later");
+        }
+    }
+    gw_session_unref(s);
+    free(j);
+}
+
+gw_result gw_login_start(session *s, const char *user, size_t user_len, const char *pw, size_t pw_len)
+{
+    s->state = S_AUTHENTICATING;
+    char why[160];
+    if (user_len == 0 || user_len > PC_ADDRESS_MAX || strlen(user) != user_len || pw_len > VAULT_PASSWORD_MAX ||
+        pa_address_canonical(user, s->address, sizeof s->address, why, sizeof why) != 0) {
+        gw_log(GW_INFO, "%s: login failed: the user name is not an address postern serves", s->peer);
+        s->address[0] = '\0';
+        gw_session_fail_later(s, FAIL_DELAY_MS);
+        return GW_PENDING;
+    }
+    gw_job *j = calloc(1, sizeof *j);
+    s->pw = sodium_malloc(pw_len + 1);
+    if (!j || !s->pw) {
+        free(j);
+        wipe_password(s);
+        s->state = S_NOT_AUTH;
+        gw_tagged(s, "NO [SERVERBUG] Out of memory");
+        return GW_DONE;
+    }
+    memcpy(s->pw, pw, pw_len);
+    s->pw[pw_len] = '\0';
+    s->pw_len = pw_len;
+    j->kind = GW_JOB_KEYRECORD;
+    j->done = keyrecord_done;
+    j->s = s;
+    snprintf(j->address, sizeof j->address, "%s", s->address);
+    s->refs++;
+    if (gw_pool_submit(s->net->pool, j) != 0) {
+        s->refs--;
+        free(j);
+        wipe_password(s);
+        s->state = S_NOT_AUTH;
+        gw_tagged(s, "NO [UNAVAILABLE] Too many logins at once; try again later");
+        return GW_DONE;
+    }
+    return GW_PENDING;
+}
+
+void gw_login_finish(session *s, bool ok, const char *no_text)
+{
+    if (s->dead || s->state == S_LOGOUT) /* closing (server shutdown): no reply any more */
+        return;
+    wipe_password(s);
+    if (ok) {
+        s->state = S_AUTH;
+        pi_buf caps = PI_BUF_INIT;
+        if (gw_caps_write(&caps, gw_session_caps(s)) == 0)
+            gw_tagged(s, "OK [CAPABILITY %s] Logged in", caps.data);
+        else
+            gw_tagged(s, "OK Logged in");
+        pi_buf_free(&caps);
+        gw_log(GW_INFO, "%s: %s logged in", s->peer, s->address);
+    } else {
+        if (s->account)
+            gw_account_detach(s);
+        if (s->vault_session)
+            gw_vault_logout(s->net, s->vault_session);
+        s->vault_session = 0;
+        s->state = S_NOT_AUTH;
+        gw_tagged(s, "NO %s", no_text);
+    }
+    gw_session_done(s);
+}
+
+void gw_login_vault_reply(gw_net *net, session *s, const vault_reply *r)
+{
+    if (!s) {
+        /* the client left while the vault worked: give the session straight back */
+        if (r->type == VAULT_REPLY_LOGIN)
+            gw_vault_logout(net, r->u.login.session);
+        return;
+    }
+    s->vault_req = 0;
+    if (r->type == VAULT_REPLY_LOGIN) {
+        s->vault_session = r->u.login.session; /* closing sessions log it out */
+        if (s->state == S_LOGOUT)
+            return;
+        gw_account_attach(s, s->address, r->u.login.state_key);
+        return;
+    }
+    if (r->type != VAULT_REPLY_FAIL) {
+        gw_log(GW_ERROR, "vault answered a login with reply type %d", (int)r->type);
+        gw_login_finish(s, false, "[SERVERBUG] Internal error");
+        return;
+    }
+    switch (r->reason) {
+    case VAULT_FAIL_PASSWORD:
+        gw_log(GW_INFO, "%s: login failed for %s: wrong password", s->peer, s->address);
+        gw_login_finish(s, false, AUTH_FAILED);
+        break;
+    case VAULT_FAIL_RECORD:
+        gw_log(GW_WARN, "%s: login failed for %s: the vault refused the key record", s->peer, s->address);
+        gw_login_finish(s, false, AUTH_FAILED);
+        break;
+    case VAULT_FAIL_THROTTLED:
+        gw_log(GW_INFO, "%s: login for %s throttled after repeated failures", s->peer, s->address);
+        gw_login_finish(s, false, "[UNAVAILABLE] Too many failed logins; try again later");
+        break;
+    case VAULT_FAIL_NOMEM:
+    case VAULT_FAIL_BUSY:
+        gw_log(GW_WARN, "%s: login for %s: vault busy (%s)", s->peer, s->address, vault_fail_str(r->reason));
+        gw_login_finish(s, false, "[UNAVAILABLE] Server busy; try again later");
+        break;
+    default:
+        gw_log(GW_ERROR, "%s: login for %s: vault: %s", s->peer, s->address, vault_fail_str(r->reason));
+        gw_login_finish(s, false, "[SERVERBUG] Internal error");
+        break;
+    }
+}

@@ -1,0 +1,334 @@
+/* gateway: the network process. One libevent loop owns the listeners, every session, the
+ * vault connection and the control socket from the parent (certificate reloads); blocking
+ * work goes to the worker pool. It runs unprivileged and never holds a user's private key. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+#include <sodium.h>
+
+#include "gateway/session.h"
+#include "util/util.h"
+
+#define WORKERS 4            /* NNTP connections to the news server; logins queue beyond */
+#define STOP_GRACE_S 3       /* on SIGTERM, how long sessions get to flush their BYE */
+#define CTL_MAX (GW_CTL_HEADER + 2 * (size_t)GW_PEM_MAX)
+
+typedef struct lctx {
+    gw_net *net;
+    const gw_listener *l;
+} lctx;
+
+/* ---- vault ---- */
+
+static void vault_failed(gw_net *net)
+{
+    if (net->exit_code == 0)
+        gw_log(GW_ERROR, "the vault process closed its connection; stopping");
+    net->exit_code = 1;
+    event_base_loopbreak(net->base);
+}
+
+static void vault_flush(gw_net *net)
+{
+    if (vault_client_wants_write(net->vc))
+        event_add(net->vault_write, NULL);
+}
+
+static gw_vreq **vreq_slot(gw_net *net, uint32_t id)
+{
+    gw_vreq **p = &net->vreqs[id % GW_VREQ_BUCKETS];
+    while (*p && (*p)->id != id)
+        p = &(*p)->next;
+    return p;
+}
+
+uint32_t gw_vault_login(gw_net *net, session *s, const char *address, const uint8_t *record, size_t record_len,
+                        const char *pw, size_t pw_len)
+{
+    gw_vreq *q = calloc(1, sizeof *q);
+    if (!q)
+        return 0;
+    uint32_t id = vault_client_send_login(net->vc, address, s->ip, record, record_len, pw, pw_len);
+    if (!id) {
+        free(q);
+        return 0;
+    }
+    q->id = id;
+    q->s = s;
+    gw_vreq **slot = &net->vreqs[id % GW_VREQ_BUCKETS];
+    q->next = *slot;
+    *slot = q;
+    vault_flush(net);
+    return id;
+}
+
+void gw_vault_logout(gw_net *net, uint64_t vault_session)
+{
+    if (!vault_client_send_logout(net->vc, vault_session))
+        gw_log(GW_WARN, "vault logout not sent");
+    vault_flush(net);
+}
+
+void gw_vault_forget(gw_net *net, uint32_t id)
+{
+    gw_vreq *q = *vreq_slot(net, id);
+    if (q)
+        q->s = NULL;
+}
+
+static void on_vault_reply(void *arg, const vault_reply *r)
+{
+    gw_net *net = arg;
+    gw_vreq **slot = vreq_slot(net, r->id);
+    gw_vreq *q = *slot;
+    if (!q)
+        return; /* a LOGOUT's reply: nothing waits for it */
+    *slot = q->next;
+    session *s = q->s;
+    free(q);
+    gw_login_vault_reply(net, s, r);
+}
+
+static void vault_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_net *net = arg;
+    if (vault_client_on_readable(net->vc, on_vault_reply, net) != 0)
+        vault_failed(net);
+    else
+        vault_flush(net);
+}
+
+static void vault_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_net *net = arg;
+    if (vault_client_on_writable(net->vc) != 0)
+        vault_failed(net);
+    else
+        vault_flush(net);
+}
+
+/* ---- control socket: certificate reloads from the parent ---- */
+
+static void ctl_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    gw_net *net = arg;
+    ssize_t n = read(fd, net->ctl_buf + net->ctl_len, CTL_MAX - net->ctl_len);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        gw_log(GW_ERROR, "the parent process is gone; stopping");
+        net->exit_code = 1;
+        event_base_loopbreak(net->base);
+        return;
+    }
+    net->ctl_len += (size_t)n;
+    for (;;) {
+        gw_pem pem;
+        size_t flen = 0;
+        int rc = gw_pem_parse(net->ctl_buf, net->ctl_len, &pem, &flen);
+        if (rc == 0 && net->ctl_len < CTL_MAX)
+            return;
+        if (rc <= 0) {
+            gw_log(GW_ERROR, "malformed certificate message from the parent; dropped");
+            sodium_memzero(net->ctl_buf, net->ctl_len);
+            net->ctl_len = 0;
+            return;
+        }
+        char err[512];
+        SSL_CTX *ctx = gw_tls_ctx_new(&pem, err, sizeof err);
+        if (ctx) {
+            /* sessions hold their own reference: open ones keep the old certificate */
+            SSL_CTX_free(net->ssl_ctx);
+            net->ssl_ctx = ctx;
+            gw_log(GW_INFO, "certificate reloaded: new connections use it");
+        } else {
+            gw_log(GW_ERROR, "certificate reload failed: %s", err);
+        }
+        memmove(net->ctl_buf, net->ctl_buf + flen, net->ctl_len - flen);
+        sodium_memzero(net->ctl_buf + net->ctl_len - flen, flen);
+        net->ctl_len -= flen;
+    }
+}
+
+/* ---- listeners ---- */
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    (void)l;
+    lctx *c = arg;
+    gw_session_accept(c->net, fd, sa, salen, c->l->implicit_tls);
+}
+
+static void relisten_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_net *net = arg;
+    if (net->stopping)
+        return;
+    for (size_t i = 0; i < net->n_listeners; i++)
+        evconnlistener_enable(net->listeners[i]);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    lctx *c = arg;
+    gw_net *net = c->net;
+    int e = EVUTIL_SOCKET_ERROR();
+    gw_log(GW_WARN, "accept on %s: %s; pausing for a second", c->l->name, strerror(e));
+    /* out of descriptors: accepting again at once would spin */
+    for (size_t i = 0; i < net->n_listeners; i++)
+        evconnlistener_disable(net->listeners[i]);
+    struct timeval tv = {1, 0};
+    evtimer_add(net->relisten, &tv);
+}
+
+/* ---- stopping ---- */
+
+static void stop_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(((gw_net *)arg)->base);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    gw_net *net = arg;
+    if (net->stopping)
+        return;
+    gw_log(GW_INFO, "network process stopping (signal %d)", (int)sig);
+    net->stopping = true;
+    for (size_t i = 0; i < net->n_listeners; i++)
+        evconnlistener_disable(net->listeners[i]);
+    for (session *s = net->sessions; s; s = s->next)
+        gw_session_bye(s, "Server shutting down");
+    if (!net->sessions) {
+        event_base_loopbreak(net->base);
+        return;
+    }
+    struct timeval tv = {STOP_GRACE_S, 0};
+    evtimer_add(net->stop_timer, &tv);
+}
+
+int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, int vault_fd, int ctl_fd,
+               gw_pem *pem)
+{
+    gw_net *net = calloc(1, sizeof *net);
+    lctx *lc = calloc(n_listeners, sizeof *lc);
+    int rc = PX_OSERR;
+    char err[512];
+    if (!net || !lc) {
+        gw_pem_free(pem);
+        free(net);
+        free(lc);
+        return PX_OSERR;
+    }
+    net->cfg = cfg;
+    net->ctl_fd = ctl_fd;
+    net->ls = ls;
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN); /* the parent handles reloads */
+    if (access(cfg->state_dir, R_OK | W_OK | X_OK) != 0) {
+        gw_log(GW_ERROR, "state_dir %s is not usable by the network process (uid %u): %s", cfg->state_dir,
+               (unsigned)getuid(), strerror(errno));
+        gw_pem_free(pem);
+        rc = PX_CONFIG;
+        goto out;
+    }
+    net->base = event_base_new();
+    if (!net->base)
+        goto fail;
+    if (pem->cert) {
+        net->ssl_ctx = gw_tls_ctx_new(pem, err, sizeof err);
+        gw_pem_free(pem);
+        if (!net->ssl_ctx) {
+            gw_log(GW_ERROR, "%s", err);
+            rc = PX_CONFIG;
+            goto out;
+        }
+    }
+    net->vc = vault_client_new(vault_fd);
+    net->vault_read = event_new(net->base, vault_fd, EV_READ | EV_PERSIST, vault_read_cb, net);
+    net->vault_write = event_new(net->base, vault_fd, EV_WRITE, vault_write_cb, net);
+    net->ctl_buf = sodium_malloc(CTL_MAX);
+    net->ctl_ev = event_new(net->base, ctl_fd, EV_READ | EV_PERSIST, ctl_cb, net);
+    net->relisten = evtimer_new(net->base, relisten_cb, net);
+    net->stop_timer = evtimer_new(net->base, stop_timer_cb, net);
+    net->sig_term = evsignal_new(net->base, SIGTERM, signal_cb, net);
+    net->sig_int = evsignal_new(net->base, SIGINT, signal_cb, net);
+    net->pool = gw_pool_new(cfg, net->base, WORKERS);
+    net->listeners = calloc(n_listeners, sizeof *net->listeners);
+    if (!net->vc || !net->vault_read || !net->vault_write || !net->ctl_buf || !net->ctl_ev || !net->relisten ||
+        !net->stop_timer || !net->sig_term || !net->sig_int || !net->pool || !net->listeners ||
+        event_add(net->vault_read, NULL) || event_add(net->ctl_ev, NULL) || event_add(net->sig_term, NULL) ||
+        event_add(net->sig_int, NULL))
+        goto fail;
+    evutil_make_socket_nonblocking(ctl_fd);
+    for (size_t i = 0; i < n_listeners; i++) {
+        lc[i].net = net;
+        lc[i].l = &ls[i];
+        evutil_make_socket_nonblocking(ls[i].fd);
+        /* backlog 0: the parent already called listen() */
+        net->listeners[i] = evconnlistener_new(net->base, accept_cb, &lc[i], LEV_OPT_CLOSE_ON_FREE, 0, ls[i].fd);
+        if (!net->listeners[i])
+            goto fail;
+        evconnlistener_set_error_cb(net->listeners[i], accept_error_cb);
+        net->n_listeners++;
+    }
+    gw_log(GW_INFO, "network process ready (uid %u): %zu listeners, %u workers", (unsigned)getuid(), n_listeners,
+           WORKERS);
+    event_base_dispatch(net->base);
+    rc = net->exit_code;
+    goto out;
+fail:
+    gw_log(GW_ERROR, "network process cannot start: out of memory or descriptors");
+    rc = PX_OSERR;
+out:
+    for (size_t i = 0; i < net->n_listeners; i++)
+        evconnlistener_free(net->listeners[i]);
+    net->stopping = true;
+    while (net->sessions)
+        gw_session_close(net->sessions);
+    gw_pool_free(net->pool); /* runs the last saves */
+    while (net->accounts) {
+        gw_log(GW_ERROR, "account of %s still referenced at exit", net->accounts->address);
+        net->accounts = net->accounts->next;
+    }
+    for (size_t b = 0; b < GW_VREQ_BUCKETS; b++)
+        while (net->vreqs[b]) {
+            gw_vreq *q = net->vreqs[b];
+            net->vreqs[b] = q->next;
+            free(q);
+        }
+    if (net->vc) {
+        vault_client_on_writable(net->vc); /* the last logouts, best effort */
+        vault_client_free(net->vc);
+    }
+    if (net->ctl_buf)
+        sodium_free(net->ctl_buf);
+    struct event *evs[] = {net->vault_read, net->vault_write, net->ctl_ev, net->relisten,
+                           net->stop_timer, net->sig_term, net->sig_int};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    SSL_CTX_free(net->ssl_ctx);
+    if (net->base)
+        event_base_free(net->base);
+    free(net->listeners);
+    free(net);
+    free(lc);
+    return rc;
+}

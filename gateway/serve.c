@@ -1,0 +1,400 @@
+/* gateway: `postern serve`, the parent process (docs/design.md, "Processes"). As root it checks
+ * the configuration, binds every listener and reads the certificate, then forks
+ *   the vault    (vault_user): unlocked keys, Argon2id; talks only to the network process;
+ *   the network  (user): IMAP sessions, NNTP, TLS;
+ * and stays behind to forward SIGTERM/SIGINT, reload the certificate on SIGHUP and notice a
+ * child that dies (then it stops the other one and exits non-zero). Runs in the foreground
+ * and logs to stderr, as systemd expects. */
+#include <errno.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "gateway/gateway.h"
+#include "gateway/gw.h"
+#include "util/util.h"
+#include "vault/vault.h"
+
+#define KILL_AFTER_S 10 /* a child that ignores SIGTERM this long gets SIGKILL */
+
+typedef struct identity {
+    bool drop; /* false when not started as root */
+    uid_t uid;
+    gid_t gid;
+    char name[64];
+} identity;
+
+static int lookup_identity(const char *name, const char *key, identity *id)
+{
+    snprintf(id->name, sizeof id->name, "%s", name);
+    id->drop = geteuid() == 0;
+    if (!id->drop)
+        return 0;
+    errno = 0;
+    struct passwd *pw = getpwnam(name);
+    if (!pw) {
+        gw_log(GW_ERROR, "[gateway] %s: no such user '%s'%s%s", key, name, errno ? ": " : " (create it, e.g. useradd --system)",
+               errno ? strerror(errno) : "");
+        return -1;
+    }
+    if (pw->pw_uid == 0) {
+        gw_log(GW_ERROR, "[gateway] %s: '%s' is root; the gateway's processes must not run as root", key, name);
+        return -1;
+    }
+    id->uid = pw->pw_uid;
+    id->gid = pw->pw_gid;
+    return 0;
+}
+
+static int drop_privileges(const identity *id, const char *role)
+{
+    if (!id->drop)
+        return 0;
+    if (setgroups(1, &id->gid) != 0 || setresgid(id->gid, id->gid, id->gid) != 0 ||
+        setresuid(id->uid, id->uid, id->uid) != 0) {
+        gw_log(GW_ERROR, "%s process: cannot become user %s: %s", role, id->name, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0 || geteuid() != id->uid || getegid() != id->gid) {
+        gw_log(GW_ERROR, "%s process: privileges were not dropped", role);
+        return -1;
+    }
+    /* no core dumps, no ptrace by other processes of the same user */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return 0;
+}
+
+static int bind_listener(const pn_listen *a, bool tls, gw_listener *out)
+{
+    snprintf(out->name, sizeof out->name, strchr(a->addr, ':') ? "[%s]:%s" : "%s:%s", a->addr, a->port);
+    out->implicit_tls = tls;
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    int rc = getaddrinfo(a->addr, a->port, &hints, &ai);
+    if (rc != 0) {
+        gw_log(GW_ERROR, "cannot listen on %s: %s", out->name, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (ai->ai_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 511) != 0) {
+        gw_log(GW_ERROR, "cannot listen on %s: %s", out->name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    out->fd = fd;
+    return 0;
+}
+
+/* 10000 sessions need 10000 descriptors and a few for NNTP, the vault and the listeners. */
+static void raise_fd_limit(unsigned max_connections)
+{
+    rlim_t want = (rlim_t)max_connections + 256;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    struct rlimit nrl = {want, rl.rlim_max >= want ? rl.rlim_max : want};
+    if (setrlimit(RLIMIT_NOFILE, &nrl) != 0) {
+        nrl.rlim_cur = nrl.rlim_max = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nrl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+        gw_log(GW_WARN, "only %llu file descriptors: fewer than max_connections = %u sessions fit",
+               (unsigned long long)rl.rlim_cur, max_connections);
+    }
+}
+
+static int check_config(const pn_config *cfg)
+{
+    const pn_gateway *g = &cfg->gateway;
+    if (g->n_imap + g->n_imaps == 0) {
+        gw_log(GW_ERROR, "%s: [gateway] has no imap or imaps address to listen on", cfg->path);
+        return -1;
+    }
+    if (cfg->n_sites == 0) {
+        gw_log(GW_ERROR, "%s: no [site] section: the gateway reads mail from the news servers", cfg->path);
+        return -1;
+    }
+    if (cfg->n_authorities == 0) {
+        gw_log(GW_ERROR, "%s", cfg->authority_error);
+        return -1;
+    }
+    if (g->n_imap && !g->tls_cert[0] && !g->allow_plaintext_auth) {
+        gw_log(GW_ERROR, "%s: [gateway] imap without tls_cert and allow_plaintext_auth = no: nobody could log in",
+               cfg->path);
+        return -1;
+    }
+    struct stat st;
+    if (stat(cfg->state_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        gw_log(GW_ERROR, "state_dir %s: %s", cfg->state_dir, errno ? strerror(errno) : "not a directory");
+        return -1;
+    }
+    return 0;
+}
+
+static int load_pem(const pn_config *cfg, gw_pem *pem)
+{
+    memset(pem, 0, sizeof *pem);
+    if (!cfg->gateway.tls_cert[0])
+        return 0;
+    char err[512];
+    if (gw_pem_read(cfg->gateway.tls_cert, cfg->gateway.tls_key, pem, err, sizeof err) != 0) {
+        gw_log(GW_ERROR, "%s", err);
+        return -1;
+    }
+    SSL_CTX *ctx = gw_tls_ctx_new(pem, err, sizeof err);
+    if (!ctx) {
+        gw_log(GW_ERROR, "%s", err);
+        gw_pem_free(pem);
+        return -1;
+    }
+    SSL_CTX_free(ctx);
+    return 0;
+}
+
+static void reload_certificate(const pn_config *cfg, int ctl_fd)
+{
+    if (!cfg->gateway.tls_cert[0]) {
+        gw_log(GW_INFO, "SIGHUP: no tls_cert configured, nothing to reload");
+        return;
+    }
+    gw_pem pem;
+    if (load_pem(cfg, &pem) != 0) {
+        gw_log(GW_ERROR, "SIGHUP: keeping the old certificate");
+        return;
+    }
+    if (gw_pem_send(ctl_fd, &pem) != 0)
+        gw_log(GW_ERROR, "SIGHUP: cannot pass the certificate to the network process: %s", strerror(errno));
+    else
+        gw_log(GW_INFO, "SIGHUP: certificate re-read from %s", cfg->gateway.tls_cert);
+    gw_pem_free(&pem);
+}
+
+static void describe_exit(int status, char *out, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(out, cap, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, cap, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(out, cap, "stopped (status %#x)", (unsigned)status);
+}
+
+static void usage(FILE *to)
+{
+    fprintf(to, "usage: postern serve [--foreground] [--verbose] [--check]\n"
+                "  Runs the IMAP gateway of [gateway] in postern.conf in the foreground, logging to stderr.\n"
+                "  --verbose  also log debug lines (connections, command names; never arguments)\n"
+                "  --check    check the configuration, certificate and users, then exit\n"
+                "  SIGHUP re-reads tls_cert/tls_key; SIGTERM or SIGINT stops.\n");
+}
+
+/* Both children: close what they must not hold and run; never returns. */
+static void __attribute__((noreturn)) child_exit(int rc)
+{
+    _exit(rc);
+}
+
+int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
+{
+    bool check = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--foreground") == 0)
+            continue; /* the only mode: systemd and supervisors want it */
+        if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0)
+            gw_verbose = 1;
+        else if (strcmp(argv[i], "--check") == 0)
+            check = true;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return PX_OK;
+        } else {
+            usage(stderr);
+            return PX_USAGE;
+        }
+    }
+    const pn_gateway *g = &cfg->gateway;
+    identity net_id, vault_id;
+    if (check_config(cfg) != 0 || lookup_identity(g->user, "user", &net_id) != 0 ||
+        lookup_identity(g->vault_user, "vault_user", &vault_id) != 0)
+        return PX_CONFIG;
+    gw_pem pem;
+    if (load_pem(cfg, &pem) != 0)
+        return PX_CONFIG;
+    if (check) {
+        gw_pem_free(&pem);
+        printf("configuration OK\n");
+        return PX_OK;
+    }
+    if (!net_id.drop)
+        gw_log(GW_WARN, "not started as root: the gateway's processes keep uid %u (no privilege separation)",
+               (unsigned)getuid());
+    raise_fd_limit(g->max_connections);
+
+    size_t n = g->n_imap + g->n_imaps;
+    gw_listener *ls = calloc(n, sizeof *ls);
+    if (!ls) {
+        gw_pem_free(&pem);
+        return PX_OSERR;
+    }
+    size_t bound = 0;
+    for (size_t i = 0; i < g->n_imap && bound == i; i++)
+        bound += bind_listener(&g->imap[i], false, &ls[bound]) == 0;
+    for (size_t i = 0; i < g->n_imaps && bound == g->n_imap + i; i++)
+        bound += bind_listener(&g->imaps[i], true, &ls[bound]) == 0;
+    int vault_sp[2] = {-1, -1}, ctl_sp[2] = {-1, -1};
+    if (bound < n || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, vault_sp) != 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl_sp) != 0) {
+        if (bound == n)
+            gw_log(GW_ERROR, "socketpair: %s", strerror(errno));
+        for (size_t i = 0; i < bound; i++)
+            close(ls[i].fd);
+        free(ls);
+        gw_pem_free(&pem);
+        return bound < n ? PX_CONFIG : PX_OSERR;
+    }
+
+    /* Signals wait in the mask until sigtimedwait takes them; children restore the old mask. */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, &old);
+
+    pid_t vault_pid = fork();
+    if (vault_pid == 0) {
+        for (size_t i = 0; i < n; i++)
+            close(ls[i].fd);
+        close(vault_sp[1]);
+        close(ctl_sp[0]);
+        close(ctl_sp[1]);
+        gw_pem_free(&pem);
+        /* the vault never talks NNTP: drop its copy of the news server passwords */
+        pn_config_free((pn_config *)cfg);
+        if (drop_privileges(&vault_id, "vault") != 0)
+            child_exit(PX_OSERR);
+        /* it stops when the network process closes the socket, after wiping every key */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        vault_config vc;
+        vault_config_init(&vc);
+        vc.authority_pks = (const uint8_t(*)[PC_AUTH_PK_BYTES])cfg->authority_pk;
+        vc.n_authorities = cfg->n_authorities;
+        vc.kdf_pool_memory = g->kdf_pool_memory;
+        vc.grace_ms = g->login_grace * 1000u;
+        gw_log(GW_INFO, "vault process ready (uid %u)", (unsigned)getuid());
+        child_exit(vault_serve(vault_sp[0], &vc) == 0 ? PX_OK : PX_SOFTWARE);
+    }
+    if (vault_pid < 0) {
+        gw_log(GW_ERROR, "fork: %s", strerror(errno));
+        return PX_OSERR;
+    }
+    pid_t net_pid = fork();
+    if (net_pid == 0) {
+        close(vault_sp[0]);
+        close(ctl_sp[0]);
+        if (drop_privileges(&net_id, "network") != 0)
+            child_exit(PX_OSERR);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        child_exit(gw_net_run(cfg, ls, n, vault_sp[1], ctl_sp[1], &pem));
+    }
+    if (net_pid < 0) {
+        gw_log(GW_ERROR, "fork: %s", strerror(errno));
+        kill(vault_pid, SIGKILL);
+        waitpid(vault_pid, NULL, 0);
+        return PX_OSERR;
+    }
+    /* the parent keeps only its end of the control socket */
+    for (size_t i = 0; i < n; i++)
+        close(ls[i].fd);
+    free(ls);
+    close(vault_sp[0]);
+    close(vault_sp[1]);
+    close(ctl_sp[1]);
+    gw_pem_free(&pem);
+    gw_log(GW_INFO, "serving: vault pid %ld, network pid %ld", (long)vault_pid, (long)net_pid);
+
+    bool stopping = false, failed = false;
+    time_t kill_at = 0;
+    while (vault_pid > 0 || net_pid > 0) {
+        struct timespec tick = {1, 0};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            if (!stopping)
+                gw_log(GW_INFO, "stopping (%s)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            stopping = true;
+            /* the vault ignores it and ends when the network process closes its socket */
+            if (net_pid > 0)
+                kill(net_pid, SIGTERM);
+            if (vault_pid > 0)
+                kill(vault_pid, SIGTERM);
+            if (!kill_at)
+                kill_at = time(NULL) + KILL_AFTER_S;
+        } else if (sig == SIGHUP) {
+            if (net_pid > 0)
+                reload_certificate(cfg, ctl_sp[0]);
+        }
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            const char *who = pid == net_pid ? "network" : pid == vault_pid ? "vault" : NULL;
+            if (!who)
+                continue;
+            char how[96];
+            describe_exit(status, how, sizeof how);
+            bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            if (!stopping) {
+                gw_log(GW_ERROR, "the %s process (pid %ld) %s; stopping the gateway", who, (long)pid, how);
+                failed = stopping = true;
+                kill_at = time(NULL) + KILL_AFTER_S;
+                pid_t other = pid == net_pid ? vault_pid : net_pid;
+                if (other > 0)
+                    kill(other, SIGTERM);
+            } else if (!clean) {
+                gw_log(GW_WARN, "the %s process (pid %ld) %s", who, (long)pid, how);
+            }
+            if (pid == net_pid) {
+                net_pid = -1;
+                /* the vault follows the network process; make sure it is not waiting on us */
+                if (vault_pid > 0)
+                    kill(vault_pid, SIGTERM);
+            } else {
+                vault_pid = -1;
+            }
+        }
+        if (stopping && kill_at && time(NULL) >= kill_at) {
+            gw_log(GW_WARN, "children still running after %d s: killing them", KILL_AFTER_S);
+            if (net_pid > 0)
+                kill(net_pid, SIGKILL);
+            if (vault_pid > 0)
+                kill(vault_pid, SIGKILL);
+            kill_at = 0;
+        }
+    }
+    close(ctl_sp[0]);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    gw_log(failed ? GW_ERROR : GW_INFO, "gateway stopped%s", failed ? " after a failure" : "");
+    return failed ? PX_SOFTWARE : PX_OK;
+}

@@ -1,0 +1,517 @@
+/* gateway: one IMAP connection. Bytes go from the bufferevent into the incremental parser
+ * (imap/), whole commands through the command table's checks to their handler. A handler
+ * that must wait (login) returns GW_PENDING: the session stops reading until it is done, so
+ * pipelined commands keep their order. Reading also pauses while too much output is queued. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <sodium.h>
+
+#include "gateway/session.h"
+
+#define OUT_HIGH (256u << 10) /* queued output above which commands wait (a slow reader) */
+#define MAX_REJECTING 64      /* connections being told "too many" at once; beyond: closed */
+#define MAX_ERRORS 20         /* consecutive bad commands before the connection is dropped */
+#define CLOSE_TIMEOUT_S 10    /* a client that does not read its BYE */
+
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void process(session *s);
+
+/* ---- output ---- */
+
+void gw_write(session *s, const void *data, size_t len)
+{
+    if (!s->dead)
+        bufferevent_write(s->bev, data, len);
+}
+
+static void vreply(session *s, const char *prefix, const char *fmt, va_list ap)
+{
+    if (s->dead)
+        return;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    evbuffer_add_printf(out, "%s ", prefix);
+    evbuffer_add_vprintf(out, fmt, ap);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void gw_untagged(session *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreply(s, "*", fmt, ap);
+    va_end(ap);
+}
+
+void gw_tagged(session *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreply(s, s->tag, fmt, ap);
+    va_end(ap);
+}
+
+unsigned gw_session_caps(const session *s)
+{
+    return gw_caps_for(s->state, s->tls, s->tls_available, s->net->cfg->gateway.allow_plaintext_auth);
+}
+
+/* ---- timers ---- */
+
+static void arm_timeout(session *s)
+{
+    const pn_gateway *g = &s->net->cfg->gateway;
+    bool authed = s->state == S_AUTH || s->state == S_SELECTED || s->state == S_IDLE;
+    struct timeval tv = {authed ? g->idle_timeout : g->preauth_timeout, 0};
+    s->timer_kind = GW_T_TIMEOUT;
+    evtimer_add(s->timer, &tv);
+}
+
+void gw_session_fail_later(session *s, unsigned ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    s->timer_kind = GW_T_FAIL_DELAY;
+    evtimer_add(s->timer, &tv);
+}
+
+static void close_after_flush(session *s)
+{
+    s->state = S_LOGOUT;
+    s->pending = false;
+    bufferevent_disable(s->bev, EV_READ);
+    struct timeval tv = {CLOSE_TIMEOUT_S, 0};
+    s->timer_kind = GW_T_CLOSE;
+    evtimer_add(s->timer, &tv);
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+        event_active(s->resume, EV_TIMEOUT, 1);
+}
+
+void gw_session_bye(session *s, const char *text)
+{
+    if (s->dead || s->state == S_LOGOUT)
+        return;
+    gw_untagged(s, "BYE %s", text);
+    close_after_flush(s);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session *s = arg;
+    switch (s->timer_kind) {
+    case GW_T_TIMEOUT:
+        if (s->state == S_AUTH || s->state == S_SELECTED || s->state == S_IDLE) {
+            gw_log(GW_INFO, "%s: %s idle for too long", s->peer, s->address);
+            gw_session_bye(s, "Autologout; idle for too long");
+        } else {
+            gw_log(GW_INFO, "%s: no login in time", s->peer);
+            gw_session_bye(s, "Disconnected for inactivity");
+        }
+        break;
+    case GW_T_FAIL_DELAY:
+        gw_login_finish(s, false, "[AUTHENTICATIONFAILED] Authentication failed.");
+        break;
+    case GW_T_CLOSE:
+        gw_session_close(s);
+        break;
+    }
+}
+
+/* Runs on the loop after an asynchronous command finished (never from inside the caller's
+ * stack, so callers may go on using s). */
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session *s = arg;
+    if (s->dead)
+        return;
+    if (s->state == S_LOGOUT) {
+        if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+            gw_session_close(s);
+        return;
+    }
+    if (s->pending)
+        return;
+    arm_timeout(s);
+    bufferevent_enable(s->bev, EV_READ);
+    process(s);
+}
+
+void gw_session_done(session *s)
+{
+    s->pending = false;
+    if (!s->dead)
+        event_active(s->resume, EV_TIMEOUT, 1);
+}
+
+/* ---- lifetime ---- */
+
+void gw_session_unref(session *s)
+{
+    if (--s->refs == 0)
+        free(s);
+}
+
+/* Writes what the socket takes now of out, without waiting: the last bytes of a closing
+ * STARTTLS session (its BYE, close_notify) still sit in the plain bufferevent's output, and
+ * evbuffer_write() fails on that buffer (libevent 2.1.12), so they are sent from here. */
+static void flush_plain(struct evbuffer *out, int fd)
+{
+    struct evbuffer_iovec v[8];
+    int n = evbuffer_peek(out, -1, NULL, v, 8);
+    for (int i = 0; i < n && i < 8; i++) {
+        ssize_t w = send(fd, v[i].iov_base, v[i].iov_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0 || (size_t)w < v[i].iov_len)
+            return;
+    }
+}
+
+void gw_session_close(session *s)
+{
+    if (s->dead)
+        return;
+    gw_net *net = s->net;
+    s->dead = true;
+    if (s->vault_req)
+        gw_vault_forget(net, s->vault_req);
+    if (s->vault_session)
+        gw_vault_logout(net, s->vault_session);
+    s->vault_session = 0;
+    if (s->account)
+        gw_account_detach(s);
+    if (s->pw) {
+        sodium_free(s->pw);
+        s->pw = NULL;
+    }
+    if (s->bev) {
+        SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+        if (ssl && SSL_is_init_finished(ssl)) {
+            /* close_notify, best effort: a socket bufferevent's SSL writes to the socket
+             * itself; a STARTTLS filter writes into the plain bufferevent's output */
+            SSL_shutdown(ssl);
+            struct bufferevent *u = bufferevent_get_underlying(s->bev);
+            if (u)
+                flush_plain(bufferevent_get_output(u), s->fd);
+        }
+        ERR_clear_error();
+        bufferevent_free(s->bev); /* closes the socket */
+        s->bev = NULL;
+    }
+    event_free(s->timer);
+    event_free(s->resume);
+    pi_parser_free(s->parser);
+    s->parser = NULL;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        net->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    if (s->rejecting)
+        net->n_rejecting--;
+    else
+        net->n_sessions--;
+    gw_log(GW_DEBUG, "%s: closed", s->peer);
+    if (net->stopping && !net->sessions)
+        event_base_loopbreak(net->base);
+    gw_session_unref(s);
+}
+
+static void peer_name(session *s, const struct sockaddr *sa)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    memset(s->ip, 0, sizeof s->ip);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        s->ip[10] = s->ip[11] = 0xff; /* IPv4-mapped, as the vault's throttle expects */
+        memcpy(s->ip + 12, &in->sin_addr, 4);
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        snprintf(s->peer, sizeof s->peer, "%s:%u", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        memcpy(s->ip, &in6->sin6_addr, 16);
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        snprintf(s->peer, sizeof s->peer, "[%s]:%u", host, port);
+    } else {
+        snprintf(s->peer, sizeof s->peer, "unknown");
+    }
+}
+
+void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls)
+{
+    (void)salen;
+    const pn_gateway *g = &net->cfg->gateway;
+    bool reject = net->n_sessions >= g->max_connections || net->stopping;
+    if ((reject && net->n_rejecting >= MAX_REJECTING) || (implicit_tls && !net->ssl_ctx)) {
+        close(fd);
+        return;
+    }
+    session *s = calloc(1, sizeof *s);
+    if (!s) {
+        close(fd);
+        return;
+    }
+    s->net = net;
+    s->refs = 1;
+    s->fd = fd;
+    s->rejecting = reject;
+    s->state = S_GREETING;
+    peer_name(s, sa);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* replies are small and awaited */
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+
+    pi_limits lim;
+    pi_limits_default(&lim);
+    lim.max_line = g->max_line;
+    lim.max_append_literal = lim.max_literal; /* until APPEND exists, nothing needs more */
+    s->parser = pi_parser_new(&lim);
+    s->timer = evtimer_new(net->base, timer_cb, s);
+    s->resume = event_new(net->base, -1, 0, resume_cb, s);
+    SSL *ssl = NULL;
+    if (s->parser && s->timer && s->resume) {
+        if (implicit_tls) {
+            ssl = SSL_new(net->ssl_ctx);
+            if (ssl)
+                s->bev = bufferevent_openssl_socket_new(net->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        } else {
+            s->bev = bufferevent_socket_new(net->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        }
+    }
+    if (!s->bev) {
+        gw_log(GW_ERROR, "%s: out of memory for a new connection", s->peer);
+        if (ssl)
+            SSL_free(ssl);
+        if (s->timer)
+            event_free(s->timer);
+        if (s->resume)
+            event_free(s->resume);
+        pi_parser_free(s->parser);
+        free(s);
+        close(fd);
+        return;
+    }
+    if (implicit_tls) {
+        s->tls = true;
+        bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+    }
+    s->tls_available = !implicit_tls && net->ssl_ctx;
+    s->next = net->sessions;
+    if (s->next)
+        s->next->prev = s;
+    net->sessions = s;
+    if (reject)
+        net->n_rejecting++;
+    else
+        net->n_sessions++;
+    bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+    bufferevent_enable(s->bev, EV_READ);
+    gw_log(GW_DEBUG, "%s: connected%s", s->peer, implicit_tls ? " (TLS)" : "");
+    if (reject) {
+        gw_log(GW_WARN, "%s: refused: %u connections already", s->peer, net->n_sessions);
+        gw_session_bye(s, "Too many connections");
+        return;
+    }
+    s->state = S_NOT_AUTH;
+    pi_buf caps = PI_BUF_INIT;
+    if (gw_caps_write(&caps, gw_session_caps(s)) != 0) {
+        pi_buf_free(&caps);
+        gw_session_bye(s, "Out of memory");
+        return;
+    }
+    gw_untagged(s, "OK [CAPABILITY %s] postern ready", caps.data);
+    pi_buf_free(&caps);
+    arm_timeout(s);
+}
+
+int gw_session_starttls(session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t junk = evbuffer_get_length(in);
+    if (junk) {
+        gw_log(GW_INFO, "%s: dropped %zu bytes sent after STARTTLS before the handshake", s->peer, junk);
+        evbuffer_drain(in, junk);
+    }
+    SSL *ssl = SSL_new(s->net->ssl_ctx);
+    if (!ssl)
+        return -1;
+    /* The OK still waits in the plain bufferevent's output; the filter writes after it. */
+    struct bufferevent *t = bufferevent_openssl_filter_new(s->net->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                           BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!t) {
+        SSL_free(ssl);
+        return -1;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(t, 1);
+    s->bev = t;
+    s->tls = true;
+    s->tls_available = false;
+    bufferevent_setcb(t, read_cb, write_cb, event_cb, s);
+    bufferevent_enable(t, EV_READ);
+    return 0;
+}
+
+/* ---- input ---- */
+
+static gw_result dispatch(session *s, const pi_command *cmd)
+{
+    snprintf(s->tag, sizeof s->tag, "%s", cmd->tag);
+    const gw_command *c = gw_command_find(cmd->verb, cmd->uid);
+    const char *why = c ? gw_command_check(c, s->state, s->tls, s->net->cfg->gateway.allow_plaintext_auth,
+                                           cmd->nargs)
+                        : "BAD Unknown command";
+    if (why) {
+        gw_tagged(s, "%s", why);
+        if (why[0] == 'B' && ++s->errors >= MAX_ERRORS)
+            return GW_CLOSE;
+        return GW_DONE;
+    }
+    s->errors = 0;
+    gw_log(GW_DEBUG, "%s: %s", s->peer, cmd->name); /* never the arguments: passwords */
+    return c->fn(s, cmd);
+}
+
+static bool after(session *s, gw_result r)
+{
+    if (s->dead)
+        return false;
+    if (r == GW_CLOSE) {
+        if (s->errors >= MAX_ERRORS)
+            gw_session_bye(s, "Too many invalid commands");
+        else
+            close_after_flush(s);
+        return false;
+    }
+    if (r == GW_PENDING) {
+        s->pending = true;
+        bufferevent_disable(s->bev, EV_READ);
+        return false;
+    }
+    arm_timeout(s);
+    return true;
+}
+
+static void process(session *s)
+{
+    while (!s->dead && !s->pending && s->state != S_LOGOUT) {
+        if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH) {
+            /* the client is not reading: stop reading its commands too (write_cb resumes) */
+            s->output_full = true;
+            bufferevent_disable(s->bev, EV_READ);
+            return;
+        }
+        struct evbuffer *in = bufferevent_get_input(s->bev);
+        if (evbuffer_get_length(in) == 0)
+            return;
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            return;
+        size_t used = 0;
+        pi_status st = pi_parse(s->parser, v.iov_base, v.iov_len, &used);
+        evbuffer_drain(in, used);
+        switch (st) {
+        case PI_NEED_MORE:
+            break;
+        case PI_CONTINUE:
+            gw_write(s, "+ Ready for literal data\r\n", 26);
+            break;
+        case PI_COMMAND:
+            evtimer_del(s->timer);
+            if (!after(s, dispatch(s, pi_parser_command(s->parser))))
+                return;
+            break;
+        case PI_LINE: {
+            size_t len;
+            const char *line = pi_parser_line(s->parser, &len);
+            evtimer_del(s->timer);
+            if (!after(s, gw_authenticate_line(s, line, len)))
+                return;
+            break;
+        }
+        case PI_ERROR: {
+            const pi_error *e = pi_parser_error(s->parser);
+            pi_buf b = PI_BUF_INIT;
+            pi_error_reply(e, &b);
+            if (b.len)
+                gw_write(s, b.data, b.len);
+            pi_buf_free(&b);
+            if (s->sasl_wait) { /* the response line was refused: the exchange is over */
+                s->sasl_wait = false;
+                s->state = S_NOT_AUTH;
+            }
+            if (e->fatal) {
+                close_after_flush(s); /* pi_error_reply wrote the BYE */
+                return;
+            }
+            if (++s->errors >= MAX_ERRORS) {
+                gw_session_bye(s, "Too many invalid commands");
+                return;
+            }
+            break;
+        }
+        }
+    }
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    process(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    session *s = arg;
+    if (s->state == S_LOGOUT) {
+        gw_session_close(s);
+        return;
+    }
+    if (s->output_full) {
+        s->output_full = false;
+        if (!s->pending) {
+            bufferevent_enable(s->bev, EV_READ);
+            process(s);
+        }
+    }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        if (ssl)
+            gw_log(GW_DEBUG, "%s: %s %s", s->peer, SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        unsigned long e;
+        while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+            char buf[256];
+            ERR_error_string_n(e, buf, sizeof buf);
+            gw_log(GW_DEBUG, "%s: TLS: %s", s->peer, buf);
+        }
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+        gw_session_close(s);
+}

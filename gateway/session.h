@@ -1,0 +1,170 @@
+/* gateway: the network process's objects — the process context, one session per connection,
+ * one account per logged-in user, and the worker pool. Everything here runs on the event
+ * loop thread except the job bodies in workers.c. */
+#ifndef POSTERN_GATEWAY_SESSION_H
+#define POSTERN_GATEWAY_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "gateway/gw.h"
+#include "userstate/userstate.h"
+#include "vault/vault.h"
+
+typedef struct gw_net gw_net;
+typedef struct gw_account gw_account;
+typedef struct gw_pool gw_pool;
+
+/* ---- workers.c: a bounded pool of threads, each with its own NNTP connection ---- */
+typedef enum gw_job_kind {
+    GW_JOB_KEYRECORD,  /* address -> record bytes (status: a ps_status) */
+    GW_JOB_STATE_OPEN, /* address + state_key -> us (status: a us_status) */
+    GW_JOB_STATE_SAVE, /* save and close us, wipe state_key */
+} gw_job_kind;
+
+typedef struct gw_job {
+    struct gw_job *next;
+    gw_job_kind kind;
+    void (*done)(struct gw_job *j); /* on the loop, after the job ran; frees the job */
+    session *s;                     /* holds a reference; may be dead by then */
+    gw_account *a;                  /* holds a reference */
+    char address[PC_ADDRESS_MAX + 1];
+    int status;
+    char err[256];
+    uint8_t record[PC_KEYRECORD_MAX];
+    size_t record_len;
+    uint8_t *state_key; /* sodium_malloc'd, VAULT_STATE_KEY_BYTES */
+    userstate *us;
+} gw_job;
+
+gw_pool *gw_pool_new(const pn_config *cfg, struct event_base *base, unsigned threads);
+/* Queues j: 0, or -1 when the queue is full. */
+int gw_pool_submit(gw_pool *p, gw_job *j);
+/* Runs the queued jobs to the end, joins the threads, calls the remaining done callbacks. */
+void gw_pool_free(gw_pool *p);
+
+/* ---- account.c: a user's state, shared by all their sessions ---- */
+struct gw_account {
+    gw_account *next;
+    gw_net *net;
+    char address[PC_ADDRESS_MAX + 1];
+    unsigned refs;      /* sessions attached or waiting, plus a job in flight */
+    bool ready;         /* state loaded */
+    uint8_t *state_key; /* sodium_malloc'd */
+    userstate *us;
+};
+
+/* Attaches s (logged in at the vault) to its user's account, loading the state first if no
+ * other session has it. Calls gw_login_finish(s, ...) now or when the state is loaded. */
+void gw_account_attach(session *s, const char *address, const uint8_t state_key[VAULT_STATE_KEY_BYTES]);
+/* The session is done with its account; the last one saves the state (in a worker). */
+void gw_account_detach(session *s);
+
+/* ---- the network process ---- */
+#define GW_VREQ_BUCKETS 256
+typedef struct gw_vreq {
+    struct gw_vreq *next;
+    uint32_t id;
+    session *s; /* NULL once the session is gone: a late LOGIN success is logged out */
+} gw_vreq;
+
+struct gw_net {
+    const pn_config *cfg;
+    struct event_base *base;
+    SSL_CTX *ssl_ctx; /* NULL without a certificate; sessions hold their own reference */
+    struct evconnlistener **listeners;
+    const gw_listener *ls;
+    size_t n_listeners;
+    struct event *relisten; /* after EMFILE: pause accepting for a moment */
+    vault_client *vc;
+    struct event *vault_read, *vault_write;
+    int ctl_fd;
+    struct event *ctl_ev;
+    uint8_t *ctl_buf; /* sodium_malloc'd: holds a private key while it arrives */
+    size_t ctl_len;
+    struct event *sig_term, *sig_int, *stop_timer;
+    gw_pool *pool;
+    session *sessions;
+    unsigned n_sessions, n_rejecting;
+    gw_vreq *vreqs[GW_VREQ_BUCKETS];
+    gw_account *accounts;
+    bool stopping;
+    int exit_code;
+};
+
+uint32_t gw_vault_login(gw_net *net, session *s, const char *address, const uint8_t *record, size_t record_len,
+                        const char *pw, size_t pw_len);
+void gw_vault_logout(gw_net *net, uint64_t vault_session);
+void gw_vault_forget(gw_net *net, uint32_t id); /* the session of a request is gone */
+
+/* ---- session.c ---- */
+enum gw_timer { GW_T_TIMEOUT, GW_T_FAIL_DELAY, GW_T_CLOSE };
+
+struct session {
+    enum session_state state;
+    gw_net *net;
+    session *prev, *next;
+    unsigned refs;  /* 1 for the connection, 1 per job in flight */
+    bool dead;      /* connection closed; memory freed when refs reach 0 */
+    struct bufferevent *bev;
+    int fd;
+    bool tls;           /* TLS is up (or being negotiated) */
+    bool tls_available; /* STARTTLS possible: a plain port and a certificate */
+    bool pending;       /* a command finishes asynchronously: input waits */
+    bool sasl_wait;     /* AUTHENTICATE waits for the client's response line */
+    bool rejecting;     /* over max_connections: greeted with BYE */
+    bool output_full;   /* reading paused until the output drains */
+    pi_parser *parser;
+    char tag[72];       /* the command in progress (pi_limits.max_tag is 64) */
+    char cmd_name[PI_NAME_MAX + 1];
+    struct event *timer;
+    enum gw_timer timer_kind;
+    struct event *resume;
+    uint8_t ip[VAULT_IP_BYTES];
+    char peer[64];
+    unsigned errors;    /* consecutive BAD commands */
+    /* login in progress */
+    char *pw;           /* sodium_malloc'd */
+    size_t pw_len;
+    char address[PC_ADDRESS_MAX + 1];
+    uint32_t vault_req;
+    /* logged in */
+    uint64_t vault_session; /* 0: none */
+    gw_account *account;
+};
+
+void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls);
+/* Output helpers: the tagged one uses s->tag. Text without CRLF. */
+void gw_untagged(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_tagged(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_write(session *s, const void *data, size_t len);
+/* The capability flags of s now. */
+unsigned gw_session_caps(const session *s);
+/* An asynchronous command has written its reply: read on (from the loop, not right now). */
+void gw_session_done(session *s);
+/* "* BYE text" and close once flushed. */
+void gw_session_bye(session *s, const char *text);
+/* Closes at once (connection lost); the memory goes when the last reference does. */
+void gw_session_close(session *s);
+void gw_session_unref(session *s);
+/* Arms the timer: the fail delay (ms) after a failed login. */
+void gw_session_fail_later(session *s, unsigned ms);
+/* STARTTLS: switch s to TLS after "OK Begin TLS" was queued; discards pipelined input. */
+int gw_session_starttls(session *s);
+
+/* ---- imap_cmd_authenticate.c: the client's response line after "+ " ---- */
+gw_result gw_authenticate_line(session *s, const char *line, size_t len);
+
+/* ---- login.c ---- */
+/* Starts a login (LOGIN, AUTHENTICATE). Takes a copy of the password; the caller wipes its
+ * own. Returns GW_PENDING, or GW_DONE when the reply is already written. */
+gw_result gw_login_start(session *s, const char *user, size_t user_len, const char *pw, size_t pw_len);
+/* The end of a login: ok, or a tagged NO with text. Resumes the session. */
+void gw_login_finish(session *s, bool ok, const char *no_text);
+/* A vault reply for a login request of s (s may be NULL: its session is gone). */
+void gw_login_vault_reply(gw_net *net, session *s, const vault_reply *r);
+
+#endif

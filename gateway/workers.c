@@ -1,0 +1,205 @@
+/* gateway: the worker pool. Blocking work — NNTP to INN, state files — runs on a few threads,
+ * each with its own NNTP connection (nntp/ is one connection per thread), so the event loop
+ * never waits. Finished jobs are queued back and the loop is woken through a pipe; their done
+ * callbacks run on the loop thread, which owns every session and account. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "gateway/session.h"
+#include "store/store.h"
+
+#define QUEUE_MAX 1024 /* waiting jobs; beyond it logins are refused as busy */
+
+struct gw_pool {
+    const pn_config *cfg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    gw_job *head, *tail;
+    size_t queued;
+    gw_job *done_head, *done_tail;
+    bool stop;
+    pthread_t *threads;
+    unsigned n_threads;
+    int wake[2];
+    struct event *ev;
+};
+
+static void fetch_keyrecord(gw_pool *p, gw_job *j, nntp_conn **c)
+{
+    /* A kept connection may have been closed by the server while idle: on failure try once
+     * more on a fresh one. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool fresh = false;
+        if (!*c) {
+            j->status = ps_connect_any(p->cfg, c, NULL, j->err, sizeof j->err);
+            if (j->status != PS_OK) {
+                *c = NULL;
+                return;
+            }
+            fresh = true;
+        }
+        pc_keyrecord rec;
+        j->status = ps_fetch_keyrecord(*c, p->cfg, j->address, &rec, NULL, j->err, sizeof j->err);
+        if (j->status == PS_OK) {
+            j->record_len = pc_keyrecord_encode(&rec, j->record, sizeof j->record);
+            if (!j->record_len) {
+                j->status = PS_FAIL;
+                strcpy(j->err, "key record does not encode");
+            }
+            return;
+        }
+        if (j->status == PS_NOUSER)
+            return;
+        nntp_close(*c);
+        *c = NULL;
+        if (fresh)
+            return;
+    }
+}
+
+static void run(gw_pool *p, gw_job *j, nntp_conn **c)
+{
+    switch (j->kind) {
+    case GW_JOB_KEYRECORD:
+        fetch_keyrecord(p, j, c);
+        break;
+    case GW_JOB_STATE_OPEN:
+        j->status = userstate_open(p->cfg->state_dir, j->address, j->state_key, &j->us, j->err, sizeof j->err);
+        break;
+    case GW_JOB_STATE_SAVE:
+        j->status = userstate_save(j->us, j->err, sizeof j->err);
+        userstate_close(j->us);
+        j->us = NULL;
+        break;
+    }
+}
+
+static void *worker(void *arg)
+{
+    gw_pool *p = arg;
+    nntp_conn *c = NULL;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->head && !p->stop)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (!p->head) /* stopping, and the queue is empty */
+            break;
+        gw_job *j = p->head;
+        p->head = j->next;
+        if (!p->head)
+            p->tail = NULL;
+        p->queued--;
+        pthread_mutex_unlock(&p->mu);
+
+        j->next = NULL;
+        run(p, j, &c);
+
+        pthread_mutex_lock(&p->mu);
+        if (p->done_tail)
+            p->done_tail->next = j;
+        else
+            p->done_head = j;
+        p->done_tail = j;
+        /* a full pipe already holds a wake-up: EAGAIN is fine */
+        ssize_t w = write(p->wake[1], "", 1);
+        (void)w;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (c)
+        nntp_close(c);
+    return NULL;
+}
+
+static void run_done(gw_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    gw_job *j = p->done_head;
+    p->done_head = p->done_tail = NULL;
+    pthread_mutex_unlock(&p->mu);
+    while (j) {
+        gw_job *next = j->next;
+        j->done(j);
+        j = next;
+    }
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char buf[256];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    run_done(arg);
+}
+
+gw_pool *gw_pool_new(const pn_config *cfg, struct event_base *base, unsigned threads)
+{
+    gw_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->cfg = cfg;
+    p->wake[0] = p->wake[1] = -1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threads = calloc(threads, sizeof *p->threads);
+    if (!p->threads || pipe2(p->wake, O_NONBLOCK | O_CLOEXEC) != 0)
+        goto fail;
+    p->ev = event_new(base, p->wake[0], EV_READ | EV_PERSIST, wake_cb, p);
+    if (!p->ev || event_add(p->ev, NULL) != 0)
+        goto fail;
+    for (; p->n_threads < threads; p->n_threads++)
+        if (pthread_create(&p->threads[p->n_threads], NULL, worker, p) != 0)
+            goto fail;
+    return p;
+fail:
+    gw_pool_free(p);
+    return NULL;
+}
+
+int gw_pool_submit(gw_pool *p, gw_job *j)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->stop || p->queued >= QUEUE_MAX) {
+        pthread_mutex_unlock(&p->mu);
+        return -1;
+    }
+    j->next = NULL;
+    if (p->tail)
+        p->tail->next = j;
+    else
+        p->head = j;
+    p->tail = j;
+    p->queued++;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+void gw_pool_free(gw_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (unsigned i = 0; i < p->n_threads; i++)
+        pthread_join(p->threads[i], NULL);
+    run_done(p); /* done callbacks may queue saves: submit refuses, they save inline */
+    if (p->ev)
+        event_free(p->ev);
+    if (p->wake[0] >= 0)
+        close(p->wake[0]);
+    if (p->wake[1] >= 0)
+        close(p->wake[1]);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->threads);
+    free(p);
+}
