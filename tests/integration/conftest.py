@@ -7,6 +7,10 @@ Fixtures
   postern_env  module: a postern.conf for ``inn_site`` (authority initialised, delivery secret
                made); call it like ``postern_env(["user", "add", ...], input=b"...")``.
   nntp         function: an authenticated NNTP connection to ``inn_site``.
+  gateway      module: a started ``postern serve`` for ``postern_env`` (IMAP with STARTTLS and
+               IMAPS on free ports of the site's loopback address, a throwaway self-signed
+               certificate); ``gateway.factory.start(**settings)`` starts another with other
+               [gateway] settings (stopped at module end too).
 
 Environment
   POSTERN_BIN          the postern binary (default: build/cli/postern); tests needing it are
@@ -15,11 +19,16 @@ Environment
 """
 import fcntl
 import os
+import pwd
+import re
 import secrets
 import shutil
+import signal
 import socket
+import ssl
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -266,3 +275,131 @@ def postern_env(inn_site, tmp_path_factory):
         pytest.fail("postern authority init failed (exit %d):\n%s%s" % (
             r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")))
     return env
+
+
+def _free_port(addr):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def make_cert(dir, addr, name="cert"):
+    """A throwaway self-signed P-256 certificate for localhost and addr; returns (cert, key)."""
+    cert, key = Path(dir) / (name + ".pem"), Path(dir) / (name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:%s" % addr],
+                   check=True, capture_output=True)
+    key.chmod(0o600)
+    return cert, key
+
+
+class Gateway:
+    """One running ``postern serve``: plain/STARTTLS port ``imap_port`` and IMAPS ``imaps_port``
+    on ``addr``; its stderr goes to ``log``."""
+
+    def __init__(self, env, dir, addr, settings):
+        self.env, self.dir, self.addr = env, Path(dir), addr
+        self.imap_port, self.imaps_port = _free_port(addr), _free_port(addr)
+        self.cert, self.key = make_cert(self.dir, addr)
+        self.state_dir = self.dir / "state"
+        self.state_dir.mkdir(mode=0o700)
+        self.user = self.vault_user = None
+        if os.geteuid() == 0:
+            # two unprivileged users that exist everywhere; the network user owns state_dir
+            self.user, self.vault_user = "nobody", "daemon"
+            pw = pwd.getpwnam(self.user)
+            os.chown(self.state_dir, pw.pw_uid, pw.pw_gid)
+        conf = re.sub(r"(?m)^state_dir = .*$", "state_dir = %s" % self.state_dir, env.conf.read_text())
+        lines = ["[gateway]", "imap = %s:%d" % (addr, self.imap_port),
+                 "imaps = %s:%d" % (addr, self.imaps_port),
+                 "tls_cert = %s" % self.cert, "tls_key = %s" % self.key,
+                 "kdf_pool_memory = 67108864"]
+        if self.user:
+            lines += ["user = %s" % self.user, "vault_user = %s" % self.vault_user]
+        lines += ["%s = %s" % kv for kv in settings.items()]
+        self.conf = self.dir / "gateway.conf"
+        self.conf.write_text(conf + "\n" + "\n".join(lines) + "\n")
+        self.conf.chmod(0o600)
+        self.log = self.dir / "serve.log"
+        self.proc = None
+
+    def start(self, timeout=10):
+        self._log = open(self.log, "ab")
+        self.proc = subprocess.Popen([str(self.env.bin), "-c", str(self.conf), "serve", "--verbose"],
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        deadline = time.monotonic() + timeout
+        for port in (self.imap_port, self.imaps_port):
+            while True:
+                if self.proc.poll() is not None:
+                    raise AssertionError("postern serve exited with %d:\n%s" % (self.proc.returncode,
+                                                                                self.log_text()))
+                try:
+                    socket.create_connection((self.addr, port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError("postern serve does not listen on %d:\n%s" % (port, self.log_text()))
+                    time.sleep(0.05)
+        return self
+
+    def stop(self, timeout=20):
+        """SIGTERM, wait; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def log_text(self):
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def children(self):
+        """pids of the vault and network processes."""
+        r = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(x) for x in r.stdout.split()]
+
+    def ssl_context(self):
+        ctx = ssl.create_default_context(cafile=str(self.cert))
+        ctx.check_hostname = False  # the certificate names the address; imaplib passes the host
+        return ctx
+
+
+class _GatewayFactory:
+    def __init__(self, env, tmp_path_factory, addr):
+        self.env, self.addr, self.made = env, addr, []
+        # state_dir must be reachable by the unprivileged network user: not under pytest's
+        # root-only temporary directories
+        self.root = Path(tempfile.mkdtemp(prefix="postern-gw-", dir="/tmp"))
+        self.root.chmod(0o755)
+
+    def start(self, **settings):
+        d = self.root / ("gw%d" % len(self.made))
+        d.mkdir(mode=0o755)
+        gw = Gateway(self.env, d, self.addr, settings)
+        self.made.append(gw)
+        return gw.start()
+
+    def close(self):
+        for gw in self.made:
+            gw.stop()
+        if os.environ.get("POSTERN_KEEP_SITES") != "1":
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def gateway(postern_env, inn_site, tmp_path_factory):
+    factory = _GatewayFactory(postern_env, tmp_path_factory, inn_site.addr)
+    gw = factory.start()
+    gw.factory = factory
+    yield gw
+    factory.close()

@@ -1,0 +1,319 @@
+"""postern serve: connection, TLS (implicit and STARTTLS) and login, against a real INN site,
+with Python's imaplib, raw sockets and curl. Tests share one gateway and one user."""
+import base64
+import imaplib
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+USER = "Carol.Gateway@Example.ORG"
+CANON = "carol.gateway@example.org"
+PASSWORD = "correct horse battery"
+BASE_CAPS = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "NAMESPACE"]
+
+
+@pytest.fixture(scope="module")
+def user(postern_env):
+    r = postern_env(["user", "add", USER, "--password-stdin"], input=PASSWORD + "\n")
+    assert r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace")
+    return USER
+
+
+def plain(gw, timeout=10):
+    return imaplib.IMAP4(gw.addr, gw.imap_port, timeout=timeout)
+
+
+def tls(gw, timeout=10):
+    return imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=timeout)
+
+
+class Raw:
+    """A line-oriented raw IMAP connection (plain or TLS)."""
+
+    def __init__(self, gw, implicit_tls=True, timeout=10):
+        self.gw = gw
+        sock = socket.create_connection((gw.addr, gw.imaps_port if implicit_tls else gw.imap_port), timeout=timeout)
+        if implicit_tls:
+            sock = gw.ssl_context().wrap_socket(sock)
+        self.sock, self.buf = sock, b""
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed; buffered %r" % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode(errors="replace")
+
+    def until_tagged(self, tag):
+        lines = []
+        while True:
+            ln = self.line()
+            lines.append(ln)
+            if ln.startswith(tag + " "):
+                return lines
+
+    def starttls(self):
+        self.sock = self.gw.ssl_context().wrap_socket(self.sock)
+
+    def close(self):
+        self.sock.close()
+
+
+def caps_of(text):
+    m = re.search(r"\[CAPABILITY ([^\]]*)\]", text)
+    assert m, text
+    return m.group(1).split()
+
+
+def plain_ir(user, password, authzid=""):
+    return base64.b64encode(("%s\0%s\0%s" % (authzid, user, password)).encode()).decode()
+
+
+def test_greeting_over_imaps(gateway):
+    c = tls(gateway)
+    welcome = c.welcome.decode()
+    assert welcome.startswith("* OK [CAPABILITY ") and welcome.endswith("] postern ready")
+    assert caps_of(welcome) == BASE_CAPS + ["AUTH=PLAIN"]
+    typ, data = c.capability()
+    assert typ == "OK" and data[0].decode().split() == BASE_CAPS + ["AUTH=PLAIN"]
+    c.logout()
+
+
+def test_plain_port_refuses_login_before_tls(gateway, user):
+    c = plain(gateway)
+    caps = caps_of(c.welcome.decode())
+    assert caps == BASE_CAPS + ["STARTTLS", "LOGINDISABLED"]
+    assert "AUTH=PLAIN" not in caps
+    with pytest.raises(imaplib.IMAP4.error, match=r"PRIVACYREQUIRED"):
+        c.login(USER, PASSWORD)
+    typ, data = c._simple_command("AUTHENTICATE", "PLAIN", plain_ir(USER, PASSWORD))
+    assert typ == "NO" and b"PRIVACYREQUIRED" in data[0]
+    c.logout()
+
+
+def test_starttls_then_login(gateway, user):
+    c = plain(gateway)
+    c.starttls(ssl_context=gateway.ssl_context())
+    assert sorted(c.capabilities) == sorted(x.upper() for x in BASE_CAPS + ["AUTH=PLAIN"])
+    typ, data = c.login(USER, PASSWORD)
+    assert typ == "OK"
+    assert caps_of(data[0].decode()) == BASE_CAPS
+    assert data[0].decode().endswith("Logged in")
+    c.logout()
+    
+
+def test_authenticate_plain_by_continuation(gateway, user):
+    c = tls(gateway)
+    typ, data = c.authenticate("PLAIN", lambda _: ("\0%s\0%s" % (USER, PASSWORD)).encode())
+    assert typ == "OK" and caps_of(data[0].decode()) == BASE_CAPS
+    assert c.state == "AUTH"
+    c.logout()
+
+
+def test_authenticate_plain_sasl_ir(gateway, user):
+    r = Raw(gateway)
+    r.line()
+    r.send("a AUTHENTICATE PLAIN %s\r\n" % plain_ir(USER, PASSWORD, authzid=USER))
+    lines = r.until_tagged("a")
+    assert lines == ["a OK [CAPABILITY %s] Logged in" % " ".join(BASE_CAPS)], lines
+    r.send("b NAMESPACE\r\nc ID NIL\r\nd ENABLE UTF8=ACCEPT\r\n")
+    assert r.until_tagged("b") == ['* NAMESPACE (("" "/")) NIL NIL', "b OK Namespace completed"]
+    assert r.until_tagged("c") == ['* ID ("name" "postern")', "c OK ID completed"]
+    assert r.until_tagged("d") == ["* ENABLED", "d OK ENABLE completed"]
+    r.close()
+
+
+def test_authenticate_cancel_and_malformed(gateway, user):
+    r = Raw(gateway)
+    r.line()
+    r.send("a AUTHENTICATE PLAIN\r\n")
+    assert r.line() == "+ "
+    r.send("*\r\n")
+    assert r.until_tagged("a") == ["a BAD Authentication cancelled"]
+    r.send("b AUTHENTICATE PLAIN =\r\n")
+    assert r.until_tagged("b")[-1].startswith("b BAD ")
+    r.send("c AUTHENTICATE PLAIN !!!!\r\n")
+    assert r.until_tagged("c")[-1].startswith("c BAD ")
+    r.send("d AUTHENTICATE CRAM-MD5\r\n")
+    assert r.until_tagged("d")[-1].startswith("d NO ")
+    r.send("e AUTHENTICATE PLAIN %s\r\n" % plain_ir(USER, PASSWORD, authzid="someone@example.org"))
+    assert r.until_tagged("e")[-1].startswith("e NO [AUTHORIZATIONFAILED]")
+    # the session is still usable
+    r.send("f AUTHENTICATE PLAIN\r\n")
+    assert r.line() == "+ "
+    r.send(plain_ir(USER, PASSWORD) + "\r\n")
+    assert r.until_tagged("f")[-1].startswith("f OK [CAPABILITY")
+    r.close()
+
+
+def test_wrong_password_and_unknown_user_look_the_same(gateway, user):
+    answers = []
+    for who, pw in ((USER, "wrong password!"), ("nobody.here@example.org", PASSWORD), ("no_domain", "x")):
+        c = tls(gateway)
+        t0 = time.monotonic()
+        with pytest.raises(imaplib.IMAP4.error) as e:
+            c.login(who, pw)
+        answers.append((str(e.value), time.monotonic() - t0))
+        c.logout()
+    texts = {a for a, _ in answers}
+    assert texts == {"b'[AUTHENTICATIONFAILED] Authentication failed.'"} or \
+        texts == {"[AUTHENTICATIONFAILED] Authentication failed."}, answers
+    for _, took in answers:
+        assert took >= 0.9, answers  # the vault's delay, and the same for unknown users
+
+
+def test_parallel_logins_use_the_key_cache(gateway, user):
+    c = tls(gateway)
+    c.login(USER, PASSWORD)  # the first login may run Argon2id
+    results = []
+
+    def one():
+        t = tls(gateway)
+        results.append(t.login(USER, PASSWORD)[0])
+        t.logout()
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=one) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.monotonic() - t0
+    c.logout()
+    assert results == ["OK"] * 5
+    assert took < 2.0, took
+
+
+def test_logout_says_bye_with_text(gateway):
+    r = Raw(gateway)
+    r.line()
+    r.send("a LOGOUT\r\n")
+    assert r.until_tagged("a") == ["* BYE Logging out", "a OK Logout completed"]
+    with pytest.raises((EOFError, ConnectionError, ssl.SSLError)):
+        r.line()
+
+
+def test_bytes_pipelined_after_starttls_are_discarded(gateway):
+    r = Raw(gateway, implicit_tls=False)
+    r.line()
+    r.send("a STARTTLS\r\nb CAPABILITY\r\n")
+    assert r.line() == "a OK Begin TLS negotiation now"
+    assert r.buf == b""
+    r.starttls()
+    r.send("c NOOP\r\n")
+    assert r.until_tagged("c") == ["c OK NOOP completed"]  # no answer to b, before or after
+    r.send("d CAPABILITY\r\n")
+    assert r.until_tagged("d") == ["* CAPABILITY %s AUTH=PLAIN" % " ".join(BASE_CAPS), "d OK Capability completed"]
+    r.close()
+    assert "dropped 14 bytes sent after STARTTLS" in gateway.log_text()
+
+
+def test_commands_and_states(gateway, user):
+    r = Raw(gateway)
+    r.line()
+    r.send("a FROB\r\nb SELECT INBOX\r\nc NAMESPACE\r\nd STARTTLS\r\ne NOOP\r\n")
+    assert r.until_tagged("a") == ["a BAD Unknown command"]
+    assert r.until_tagged("b") == ["b BAD Log in first"]
+    assert r.until_tagged("c") == ["c BAD Log in first"]
+    assert r.until_tagged("d") == ["d BAD TLS is already active"]
+    assert r.until_tagged("e") == ["e OK NOOP completed"]
+    r.send("f LOGIN %s {%d}\r\n" % (USER, len(PASSWORD)))
+    assert r.line().startswith("+ ")
+    r.send(PASSWORD + "\r\n")
+    assert r.until_tagged("f")[-1].startswith("f OK [CAPABILITY")
+    r.send("g LOGIN x y\r\nh FETCH 1 FLAGS\r\ni UID FETCH 1 FLAGS\r\nj SELECT INBOX\r\nk UID FROB\r\n")
+    assert r.until_tagged("g") == ["g BAD Already logged in"]
+    assert r.until_tagged("h") == ["h BAD No mailbox selected"]
+    assert r.until_tagged("i") == ["i BAD No mailbox selected"]
+    assert r.until_tagged("j") == ["j NO [UNAVAILABLE] SELECT is not implemented yet"]
+    assert r.until_tagged("k") == ["k BAD Unknown command"]
+    r.send('l LIST "" "*"\r\nm LIST "" ""\r\nn LSUB "" "%"\r\no LIST "" inbox\r\np LIST "" "T*"\r\n')
+    assert r.until_tagged("l") == ['* LIST () "/" INBOX', '* LIST (\\Sent) "/" Sent',
+                                   '* LIST (\\Drafts) "/" Drafts', '* LIST (\\Trash) "/" Trash',
+                                   "l OK LIST completed"]
+    assert r.until_tagged("m") == ['* LIST (\\Noselect) "/" ""', "m OK LIST completed"]
+    assert len(r.until_tagged("n")) == 5
+    assert r.until_tagged("o") == ['* LIST () "/" INBOX', "o OK LIST completed"]
+    assert r.until_tagged("p") == ['* LIST (\\Trash) "/" Trash', "p OK LIST completed"]
+    r.close()
+
+
+def test_curl_lists_over_imaps(gateway, user):
+    r = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(gateway.cert),
+                        "imaps://%s:%d/" % (gateway.addr, gateway.imaps_port), "-u", "%s:%s" % (USER, PASSWORD)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert '* LIST () "/" INBOX' in r.stdout and "\\Sent" in r.stdout, r.stdout
+
+
+def test_processes_drop_privileges(gateway):
+    kids = gateway.children()
+    assert len(kids) == 2, kids
+    users = {subprocess.run(["ps", "-o", "user=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+             for pid in kids}
+    if os.geteuid() == 0:
+        assert users == {"nobody", "daemon"}, users
+        assert subprocess.run(["ps", "-o", "user=", "-p", str(gateway.proc.pid)], capture_output=True,
+                              text=True).stdout.strip() == "root"
+    log = gateway.log_text()
+    assert "vault process ready" in log and "network process ready" in log
+    assert PASSWORD not in log
+
+
+def test_sighup_reloads_the_certificate(gateway):
+    from conftest import make_cert
+    before = tls(gateway)
+    old = before.sock.getpeercert(binary_form=True)
+    new_cert, new_key = make_cert(gateway.dir, gateway.addr, name="cert2")
+    os.replace(new_key, gateway.key)
+    os.replace(new_cert, gateway.cert)  # ssl_context() now trusts only the new one
+    gateway.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "certificate reloaded" not in gateway.log_text():
+        assert time.monotonic() < deadline, gateway.log_text()
+        time.sleep(0.05)
+    after = tls(gateway)
+    assert after.sock.getpeercert(binary_form=True) != old
+    before.noop()  # the open session keeps working on the old certificate
+    before.logout()
+    after.logout()
+
+
+def test_preauth_timeout_and_connection_limit(gateway):
+    gw = gateway.factory.start(preauth_timeout=2, max_connections=2)
+    time.sleep(0.5)  # the fixture's probe connections are gone by then
+    a, b = Raw(gw), Raw(gw)
+    assert a.line().startswith("* OK") and b.line().startswith("* OK")
+    c = Raw(gw)
+    assert c.line() == "* BYE Too many connections"
+    c.close()
+    t0 = time.monotonic()
+    assert a.line() == "* BYE Disconnected for inactivity"
+    assert 1.5 < time.monotonic() - t0 < 5
+    with pytest.raises((EOFError, ConnectionError, ssl.SSLError)):
+        a.line()
+    b.close()
+    assert gw.stop() == 0
+
+
+def test_a_dying_child_stops_the_gateway(gateway):
+    gw = gateway.factory.start()
+    kids = gw.children()
+    net = [p for p in kids if "network process ready (uid" in gw.log_text() and
+           "postern[%d]: info: network process ready" % p in gw.log_text()]
+    assert len(net) == 1, (kids, gw.log_text())
+    os.kill(net[0], signal.SIGKILL)
+    assert gw.proc.wait(timeout=20) != 0
+    assert "the network process (pid %d) was killed by signal 9" % net[0] in gw.log_text()
