@@ -1,0 +1,191 @@
+/* gateway: the pure parts — capability lists per state, the command table's lookups and
+ * state/TLS/argument checks, LIST pattern matching, and the parent's certificate frames. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/gw.h"
+
+static char *caps(enum session_state st, bool tls, bool tls_available, bool allow_plain)
+{
+    static char out[256];
+    pi_buf b = PI_BUF_INIT;
+    assert_int_equal(gw_caps_write(&b, gw_caps_for(st, tls, tls_available, allow_plain)), 0);
+    snprintf(out, sizeof out, "%s", b.data);
+    pi_buf_free(&b);
+    return out;
+}
+
+#define BASE "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE"
+
+static void test_capabilities(void **state)
+{
+    (void)state;
+    /* plain port before STARTTLS: no password may be sent */
+    assert_string_equal(caps(S_NOT_AUTH, false, true, false), BASE " STARTTLS LOGINDISABLED");
+    /* ... unless the administrator allows it */
+    assert_string_equal(caps(S_NOT_AUTH, false, true, true), BASE " STARTTLS AUTH=PLAIN");
+    /* plain port without a certificate */
+    assert_string_equal(caps(S_NOT_AUTH, false, false, true), BASE " AUTH=PLAIN");
+    assert_string_equal(caps(S_NOT_AUTH, false, false, false), BASE " LOGINDISABLED");
+    /* TLS (implicit or after STARTTLS) */
+    assert_string_equal(caps(S_NOT_AUTH, true, false, false), BASE " AUTH=PLAIN");
+    /* logged in: no login mechanisms and no STARTTLS */
+    assert_string_equal(caps(S_AUTH, true, false, false), BASE);
+    assert_string_equal(caps(S_AUTH, false, true, true), BASE);
+    assert_string_equal(caps(S_SELECTED, true, false, false), BASE);
+    /* nothing that is not built yet */
+    const char *all = caps(S_NOT_AUTH, false, true, true);
+    assert_null(strstr(all, "IDLE"));
+    assert_null(strstr(all, "UIDPLUS"));
+    assert_null(strstr(all, "IMAP4rev2"));
+    assert_null(strstr(all, "SPECIAL-USE"));
+}
+
+static void test_command_lookup(void **state)
+{
+    (void)state;
+    const gw_command *c = gw_command_find("LOGIN", false);
+    assert_non_null(c);
+    assert_ptr_equal(c->fn, gw_cmd_login);
+    assert_non_null(gw_command_find("CAPABILITY", false));
+    assert_non_null(gw_command_find("AUTHENTICATE", false));
+    assert_non_null(gw_command_find("FETCH", true));  /* UID FETCH */
+    assert_null(gw_command_find("LOGIN", true));      /* there is no UID LOGIN */
+    assert_null(gw_command_find("FROB", false));
+    assert_null(gw_command_find("login", false));     /* the parser upper-cases names */
+    assert_null(gw_command_find("IDLE", false));      /* not built yet: BAD, not a fake */
+}
+
+static const char *check(const char *name, enum session_state st, bool tls, bool allow_plain, size_t nargs)
+{
+    const gw_command *c = gw_command_find(name, false);
+    assert_non_null(c);
+    return gw_command_check(c, st, tls, allow_plain, nargs);
+}
+
+static void test_command_checks(void **state)
+{
+    (void)state;
+    /* any state */
+    assert_null(check("CAPABILITY", S_NOT_AUTH, false, false, 0));
+    assert_null(check("NOOP", S_AUTH, true, false, 0));
+    assert_null(check("LOGOUT", S_SELECTED, true, false, 0));
+    assert_null(check("ID", S_NOT_AUTH, false, false, 1));
+    /* not authenticated only */
+    assert_null(check("STARTTLS", S_NOT_AUTH, false, false, 0));
+    assert_string_equal(check("STARTTLS", S_AUTH, true, false, 0), "BAD Already logged in");
+    assert_string_equal(check("LOGIN", S_AUTH, true, false, 2), "BAD Already logged in");
+    /* passwords need TLS unless allowed */
+    assert_string_equal(check("LOGIN", S_NOT_AUTH, false, false, 2),
+                        "NO [PRIVACYREQUIRED] Plaintext authentication is not allowed without TLS; use STARTTLS");
+    assert_non_null(strstr(check("AUTHENTICATE", S_NOT_AUTH, false, false, 1), "PRIVACYREQUIRED"));
+    assert_null(check("LOGIN", S_NOT_AUTH, false, true, 2));
+    assert_null(check("LOGIN", S_NOT_AUTH, true, false, 2));
+    assert_null(check("AUTHENTICATE", S_NOT_AUTH, true, false, 2));
+    /* argument counts come before the TLS refusal: a malformed command is BAD */
+    assert_string_equal(check("LOGIN", S_NOT_AUTH, false, false, 1), "BAD Missing arguments");
+    assert_string_equal(check("LOGIN", S_NOT_AUTH, true, false, 3), "BAD Too many arguments");
+    assert_string_equal(check("AUTHENTICATE", S_NOT_AUTH, true, false, 3), "BAD Too many arguments");
+    assert_string_equal(check("NOOP", S_NOT_AUTH, true, false, 1), "BAD Too many arguments");
+    /* authenticated commands */
+    assert_string_equal(check("NAMESPACE", S_NOT_AUTH, true, false, 0), "BAD Log in first");
+    assert_string_equal(check("LIST", S_NOT_AUTH, true, false, 2), "BAD Log in first");
+    assert_null(check("LIST", S_AUTH, true, false, 2));
+    assert_null(check("LSUB", S_SELECTED, true, false, 2));
+    assert_null(check("ENABLE", S_AUTH, true, false, 1));
+    assert_string_equal(check("ENABLE", S_SELECTED, true, false, 1), "BAD Command not valid with a mailbox selected");
+    /* selected-state commands */
+    assert_string_equal(check("FETCH", S_NOT_AUTH, true, false, 2), "BAD Log in first");
+    assert_string_equal(check("FETCH", S_AUTH, true, false, 2), "BAD No mailbox selected");
+    assert_null(check("FETCH", S_SELECTED, true, false, 2));
+    /* no commands are read in the transient states */
+    assert_non_null(check("NOOP", S_LOGOUT, true, false, 0));
+    assert_non_null(check("NOOP", S_AUTHENTICATING, true, false, 0));
+}
+
+static void test_list_match(void **state)
+{
+    (void)state;
+    assert_true(gw_list_match("*", "INBOX"));
+    assert_true(gw_list_match("%", "Sent"));
+    assert_true(gw_list_match("inbox", "INBOX"));   /* INBOX in any case */
+    assert_true(gw_list_match("InBo%", "INBOX"));
+    assert_false(gw_list_match("sent", "Sent"));    /* other names are case-sensitive */
+    assert_true(gw_list_match("S*", "Sent"));
+    assert_true(gw_list_match("*t", "Sent"));
+    assert_true(gw_list_match("*a*", "Drafts"));
+    assert_false(gw_list_match("*a*", "Sent"));
+    assert_true(gw_list_match("D%s", "Drafts"));
+    assert_false(gw_list_match("Trash/%", "Trash"));
+    assert_false(gw_list_match("%", "a/b"));        /* % stops at the separator */
+    assert_true(gw_list_match("*", "a/b"));
+    assert_true(gw_list_match("a/%", "a/b"));
+    assert_false(gw_list_match("", "INBOX"));
+    assert_true(gw_list_match("Sent", "Sent"));
+    assert_false(gw_list_match("Sen", "Sent"));
+    assert_false(gw_list_match("Sentx", "Sent"));
+    /* long runs of wildcards collapse: no exponential backtracking */
+    char many[1001];
+    for (int i = 0; i < 1000; i++)
+        many[i] = i % 3 ? '*' : '%';
+    many[1000] = '\0';
+    assert_true(gw_list_match(many, "Drafts"));
+    for (int i = 0; i < 1000; i++)
+        many[i] = i % 2 ? '*' : 'a';
+    many[999] = 'z';
+    assert_false(gw_list_match(many, "aaaaaa"));
+}
+
+static void test_pem_frames(void **state)
+{
+    (void)state;
+    uint8_t buf[64] = {'P', 'E', 'M', '1', 0, 0, 0, 3, 0, 0, 0, 2, 'c', 'r', 't', 'k', 'y', 'X'};
+    gw_pem p;
+    size_t flen = 0;
+    for (size_t n = 0; n < 17; n++)
+        assert_int_equal(gw_pem_parse(buf, n, &p, &flen), 0); /* incomplete */
+    assert_int_equal(gw_pem_parse(buf, 18, &p, &flen), 1);
+    assert_int_equal(flen, 17);
+    assert_int_equal(p.cert_len, 3);
+    assert_memory_equal(p.cert, "crt", 3);
+    assert_int_equal(p.key_len, 2);
+    assert_memory_equal(p.key, "ky", 2);
+    /* bad magic, empty parts and over-long parts are refused */
+    buf[0] = 'X';
+    assert_int_equal(gw_pem_parse(buf, 2, &p, &flen), -1);
+    assert_int_equal(gw_pem_parse(buf, 18, &p, &flen), -1);
+    buf[0] = 'P';
+    buf[7] = 0;
+    assert_int_equal(gw_pem_parse(buf, 18, &p, &flen), -1);
+    buf[7] = 3;
+    buf[8] = 0x7f;
+    assert_int_equal(gw_pem_parse(buf, 18, &p, &flen), -1);
+}
+
+static void test_tls_ctx_rejects_garbage(void **state)
+{
+    (void)state;
+    char cert[] = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
+    char key[] = "nothing";
+    gw_pem p = {cert, sizeof cert - 1, key, sizeof key - 1};
+    char err[512];
+    assert_null(gw_tls_ctx_new(&p, err, sizeof err));
+    assert_non_null(strstr(err, "tls_cert"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_capabilities),     cmocka_unit_test(test_command_lookup),
+        cmocka_unit_test(test_command_checks),   cmocka_unit_test(test_list_match),
+        cmocka_unit_test(test_pem_frames),       cmocka_unit_test(test_tls_ctx_rejects_garbage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
