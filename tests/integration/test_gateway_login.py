@@ -317,3 +317,12 @@ def test_a_dying_child_stops_the_gateway(gateway):
     os.kill(net[0], signal.SIGKILL)
     assert gw.proc.wait(timeout=20) != 0
     assert "the network process (pid %d) was killed by signal 9" % net[0] in gw.log_text()
+
+
+def test_stops_cleanly_and_logs_no_secrets(gateway):
+    """Last: SIGTERM stops every process with status 0; no sanitizer report, no password."""
+    assert gateway.stop() == 0, gateway.log_text()
+    for gw in gateway.factory.made:
+        log = gw.log_text()
+        for bad in ("Sanitizer", "runtime error:", PASSWORD):
+            assert bad not in log, log
