@@ -319,6 +319,30 @@ def test_a_dying_child_stops_the_gateway(gateway):
     assert "the network process (pid %d) was killed by signal 9" % net[0] in gw.log_text()
 
 
+def test_check_and_clear_startup_errors(gateway):
+    """serve --check, and what an administrator sees for a bad certificate or port."""
+    env = dict(os.environ)
+    run = lambda conf: subprocess.run([str(gateway.env.bin), "-c", str(conf), "serve", "--check"],
+                                      capture_output=True, text=True, timeout=30, env=env)
+    r = run(gateway.conf)
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
+    text = gateway.conf.read_text()
+    bad = gateway.dir / "bad.conf"
+    bad.write_text(text.replace("tls_key = %s" % gateway.key, "tls_key = %s" % (gateway.dir / "missing.key")))
+    r = run(bad)
+    assert r.returncode == 78 and "missing.key: No such file or directory" in r.stderr, r.stderr
+    other_key = gateway.dir / "other.key"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-out", str(other_key)], check=True, capture_output=True)
+    bad.write_text(text.replace("tls_key = %s" % gateway.key, "tls_key = %s" % other_key))
+    r = run(bad)
+    assert r.returncode == 78 and "tls_key does not match the certificate" in r.stderr, r.stderr
+    bad.write_text(text + "user = no-such-user-here\n")
+    if os.geteuid() == 0:
+        r = run(bad)
+        assert r.returncode == 78 and "no such user 'no-such-user-here'" in r.stderr, r.stderr
+
+
 def test_stops_cleanly_and_logs_no_secrets(gateway):
     """Last: SIGTERM stops every process with status 0; no sanitizer report, no password."""
     assert gateway.stop() == 0, gateway.log_text()
