@@ -4,7 +4,7 @@
 # mail, and show the demo user's decrypted mailbox. Re-running starts over cleanly.
 #
 #   sudo scripts/demo.sh            # state in ./run/demo (DEMO_DIR=... to change)
-#   sudo scripts/demo.sh stop       # stop the demo's INN site
+#   sudo scripts/demo.sh stop       # stop the demo's gateway and INN site
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,10 +14,21 @@ ADDR=${DEMO_ADDR:-127.0.0.2}
 PORT=${DEMO_PORT:-11119}
 USER_ADDR=demo@example.org
 PY=/usr/bin/python3
+IMAP_PORT=${DEMO_IMAP_PORT:-10143}
+IMAPS_PORT=${DEMO_IMAPS_PORT:-10993}
+
+stop_gateway() {
+    if [ -f "$DEMO/serve.pid" ]; then
+        kill "$(cat "$DEMO/serve.pid")" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$(cat "$DEMO/serve.pid")" 2>/dev/null || break; sleep 0.1; done
+        rm -f "$DEMO/serve.pid"
+    fi
+}
 
 step() { printf '\n==> %s\n' "$*"; }
 
 if [ "${1:-}" = stop ]; then
+    stop_gateway
     "$ROOT/scripts/inn-site" stop "$SITE"
     exit 0
 fi
@@ -32,10 +43,13 @@ cmake --build "$ROOT/build" -j"$(nproc)"
 POSTERN=$ROOT/build/cli/postern
 
 step "Starting a local INN site on $ADDR:$PORT (in $SITE)"
+stop_gateway
 if [ -f "$SITE/site.env" ]; then "$ROOT/scripts/inn-site" stop "$SITE" >/dev/null 2>&1 || true; fi
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
-chmod 700 "$DEMO"
+# 755: innd (user news) and the gateway's unprivileged processes must reach their directories;
+# every secret in here is a 0600 file of its own.
+chmod 755 "$DEMO"
 "$ROOT/scripts/inn-site" setup "$SITE" --addr "$ADDR" --port "$PORT" --name demo
 "$ROOT/scripts/inn-site" start "$SITE"
 
@@ -55,8 +69,12 @@ min_copies = 1
 EOF
     cat "$SITE/postern-site.conf"
 } > "$DEMO/postern.conf"
+# The gateway drops to these users, as in a real deployment (docs/design.md).
+getent passwd postern >/dev/null || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postern
+getent passwd postern-vault >/dev/null || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postern-vault
 mkdir -p "$DEMO/state"
 chmod 700 "$DEMO/state"
+chown postern: "$DEMO/state"
 (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$DEMO/delivery.secret")
 export POSTERN_CONFIG=$DEMO/postern.conf
 
@@ -104,22 +122,57 @@ step "The demo user's mailbox, decrypted with the password"
 "$POSTERN" mailbox "$USER_ADDR" --password-file "$DEMO/demo.password"
 
 step "What the news server holds: neutral headers and base64 ciphertext"
-ART=$(find "$SITE/spool/articles/postern" -type f -path '*/user/*' -o -type f -path '*demo*' 2>/dev/null | grep -v encrypt | head -n 1)
+# tradspool keeps articles in wire format (CRLF line ends)
+ART=$(find "$SITE/spool/articles/postern/org/example/demo" -maxdepth 1 -type f 2>/dev/null | sort | head -n 1)
 if [ -n "$ART" ]; then
-    sed -n '1,/^$/p' "$ART" | sed 's/^/  | /'
-    echo "  | $(sed -n '/^$/{n;p;q}' "$ART" | cut -c1-60)..."
+    tr -d '\r' < "$ART" | awk '/^$/ { blank = 1; next } !blank { print "  | " $0; next } { print "  | " substr($0, 1, 60) "..."; exit }'
 fi
 if grep -rqa "Welcome to postern" "$SITE/spool"; then
     echo "  PLAINTEXT FOUND IN THE SPOOL: this is a bug" >&2; exit 1
 fi
 echo "  grep for the sample subject in the whole spool: not found"
 
+step "Starting the IMAP gateway on $ADDR:$IMAPS_PORT (IMAPS) and $ADDR:$IMAP_PORT (STARTTLS)"
+# A throwaway self-signed certificate for the demo only; a real site uses its own.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=$ADDR" \
+    -addext "subjectAltName=IP:$ADDR" -keyout "$DEMO/tls.key" -out "$DEMO/tls.pem" 2>/dev/null
+chmod 600 "$DEMO/tls.key"
+cat >> "$DEMO/postern.conf" <<EOF
+
+[gateway]
+imap = $ADDR:$IMAP_PORT
+imaps = $ADDR:$IMAPS_PORT
+tls_cert = $DEMO/tls.pem
+tls_key = $DEMO/tls.key
+user = postern
+vault_user = postern-vault
+EOF
+nohup "$POSTERN" serve > "$DEMO/serve.log" 2>&1 < /dev/null &
+echo $! > "$DEMO/serve.pid"
+for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/$ADDR/$IMAPS_PORT") 2>/dev/null && break
+    sleep 0.1
+done
+"$PY" - "$ADDR" "$IMAPS_PORT" "$USER_ADDR" "$DEMO/demo.password" "$DEMO/tls.pem" <<'EOF'
+import imaplib, ssl, sys
+addr, port, user, pwfile, cert = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(cafile=cert)
+ctx.check_hostname = False
+m = imaplib.IMAP4_SSL(addr, port, ssl_context=ctx)
+print("  greeting:", m.welcome.decode())
+print("  LOGIN:", m.login(user, open(pwfile).read().strip())[1][0].decode()[:70])
+for line in m.list()[1]:
+    print("  LIST:", line.decode())
+print("  LOGOUT:", m.logout()[1][0].decode())
+EOF
+
 cat <<EOF
 
-Done. The INN site keeps running on $ADDR:$PORT.
+Done. The INN site keeps running on $ADDR:$PORT and the gateway on $ADDR:$IMAPS_PORT (IMAPS)
+and $ADDR:$IMAP_PORT (STARTTLS); its log is $DEMO/serve.log.
   config:    export POSTERN_CONFIG=$DEMO/postern.conf
   password:  $DEMO/demo.password
   read one:  $POSTERN mailbox $USER_ADDR --password-file $DEMO/demo.password --show NUM
   stop:      sudo scripts/demo.sh stop
-(The IMAP/POP3 gateway is not built yet; see README.)
+(The gateway logs users in and lists folders; reading mail over IMAP is not built yet: see README.)
 EOF
