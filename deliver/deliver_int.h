@@ -18,6 +18,9 @@ int pd_open_spool(const pn_config *cfg);
  * re-reads and decrypts it. Memory: two 64 KiB buffers whatever the message size. */
 typedef struct pd_spool pd_spool;
 pd_spool *pd_spool_new(const pn_config *cfg, char *err, size_t errlen);
+/* Empties the spool for the next message, under a new key (saves re-allocating the locked
+ * buffers and the file for every message of a session). 0, or -1 + errno. */
+int pd_spool_reset(pd_spool *s);
 int pd_spool_write(pd_spool *s, const uint8_t *data, size_t len); /* 0, or -1 + errno */
 int pd_spool_finish(pd_spool *s);                                  /* 0, or -1 + errno */
 uint64_t pd_spool_size(const pd_spool *s);                         /* plaintext bytes */

@@ -227,11 +227,27 @@ size_t lmtp_unstuff_feed(lmtp_unstuff *u, const uint8_t *in, size_t len, size_t 
             emit(u, out, &n, b);
             u->state = b == '\r' ? U_CR : U_MID;
             break;
-        case U_MID:
+        case U_MID: {
+            /* Fast path: everything up to the next CR is message text (bare LF included). */
+            const uint8_t *cr = memchr(in + i, '\r', len - i);
+            size_t run = cr ? (size_t)(cr - (in + i)) : len - i;
+            if (run > 1) {
+                for (size_t k = 0; k < run; k++)
+                    if (in[i + k] != '\n')
+                        u->line_len++;
+                memcpy(out + n, in + i, run);
+                n += run;
+                u->out_bytes += run;
+                if (u->line_len > u->longest)
+                    u->longest = u->line_len;
+                i += run - 1; /* the loop's i++ steps past the run */
+                break;
+            }
             emit(u, out, &n, b);
             if (b == '\r')
                 u->state = U_CR;
             break;
+        }
         case U_CR:
             emit(u, out, &n, b);
             u->state = b == '\n' ? U_LINE_START : b == '\r' ? U_CR : U_MID;

@@ -36,6 +36,7 @@ typedef struct session {
     char rcpt_addr[LMTP_MAX_RECIPIENTS][LMTP_MAX_PATH + 1];
     size_t n_rcpt;
     uint8_t unstuffed[IN_BUF + 1];
+    pd_spool *spool; /* made at the first DATA, emptied for each message */
 } session;
 
 enum { GOT_DATA = 0, GOT_EOF = -1, GOT_TIMEOUT = -2, GOT_STOP = -3 };
@@ -229,11 +230,17 @@ static int do_data(session *s)
         return 0;
     }
     char err[512];
-    pd_spool *spool = pd_spool_new(cfg, err, sizeof err);
-    if (!spool) {
+    if (s->spool && pd_spool_reset(s->spool) != 0) {
+        pd_spool_free(s->spool);
+        s->spool = NULL;
+    }
+    if (!s->spool)
+        s->spool = pd_spool_new(cfg, err, sizeof err);
+    if (!s->spool) {
         reply(s, "451 4.3.0 %s", err);
         return 0;
     }
+    pd_spool *spool = s->spool;
     reply(s, "354 end data with <CR><LF>.<CR><LF>");
     lmtp_unstuff u;
     lmtp_unstuff_init(&u);
@@ -242,7 +249,6 @@ static int do_data(session *s)
         if (s->in_pos == s->in_len) {
             int r = fill(s, s->p->data_timeout_ms, 0);
             if (r != GOT_DATA) {
-                pd_spool_free(spool);
                 if (r == GOT_TIMEOUT) {
                     reply(s, "421 4.4.2 timeout waiting for message data");
                     flush(s);
@@ -287,7 +293,11 @@ static int do_data(session *s)
         }
         data_reply(s, i, rc, msg);
     }
-    pd_spool_free(spool);
+    /* Truncated now rather than at the next DATA: no ciphertext lingers while idle. */
+    if (pd_spool_reset(spool) != 0) {
+        pd_spool_free(s->spool);
+        s->spool = NULL;
+    }
     reset_transaction(s);
     return 0;
 }
@@ -378,6 +388,7 @@ int lmtp_session(const lmtp_params *params)
 out:
     reset_transaction(s);
     flush(s);
+    pd_spool_free(s->spool);
     sodium_memzero(s, sizeof *s);
     free(s);
     return rc;

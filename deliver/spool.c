@@ -64,10 +64,7 @@ pd_spool *pd_spool_new(const pn_config *cfg, char *err, size_t errlen)
                  strerror(errno));
         goto fail;
     }
-    uint8_t header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
-    crypto_secretstream_xchacha20poly1305_keygen(s->key);
-    crypto_secretstream_xchacha20poly1305_init_push(s->state, header, s->key);
-    if (write_all(s->fd, header, sizeof header) != 0) {
+    if (pd_spool_reset(s) != 0) {
         snprintf(err, errlen, "writing the spool file: %s", strerror(errno));
         goto fail;
     }
@@ -75,6 +72,20 @@ pd_spool *pd_spool_new(const pn_config *cfg, char *err, size_t errlen)
 fail:
     pd_spool_free(s);
     return NULL;
+}
+
+int pd_spool_reset(pd_spool *s)
+{
+    /* A fresh key for every message: nothing links two messages' spool contents. */
+    uint8_t header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
+    if (ftruncate(s->fd, 0) != 0 || lseek(s->fd, 0, SEEK_SET) != 0)
+        return -1;
+    s->plain_len = s->plain_pos = 0;
+    s->size = s->file_len = s->read_off = 0;
+    s->finished = s->at_end = 0;
+    crypto_secretstream_xchacha20poly1305_keygen(s->key);
+    crypto_secretstream_xchacha20poly1305_init_push(s->state, header, s->key);
+    return write_all(s->fd, header, sizeof header);
 }
 
 static int push(pd_spool *s, unsigned char tag)
