@@ -100,65 +100,48 @@ int nntp_stat(nntp_conn *c, const char *id_or_number)
     return nn_simple(c, cmd, 223, NN_CTX_GENERIC);
 }
 
-int nntp_fetch(nntp_conn *c, const char *verb, const char *id_or_number, nntp_line_fn fn, void *arg)
+/* "VERB ARG" with ARG checked (one token, no CR/LF), then a multi-line reply with code want. */
+static int multi_arg(nntp_conn *c, const char *verb, const char *arg_text, int want, nntp_line_fn fn, void *arg)
 {
     int st = usable(c);
     if (st != NNTP_OK)
         return st;
-    int want;
-    if (verb == NULL)
-        return NNTP_EINVAL;
-    else if (strcmp(verb, "ARTICLE") == 0)
-        want = 220;
-    else if (strcmp(verb, "HEAD") == 0)
-        want = 221;
-    else if (strcmp(verb, "BODY") == 0)
-        want = 222;
-    else
-        return NNTP_EINVAL;
-    if (bad_arg(id_or_number))
+    if (bad_arg(arg_text))
         return NNTP_EINVAL;
     char cmd[NN_MAX_CMD + 1];
-    if (snprintf(cmd, sizeof cmd, "%s %s", verb, id_or_number) >= (int)sizeof cmd)
+    if (snprintf(cmd, sizeof cmd, "%s %s", verb, arg_text) >= (int)sizeof cmd)
         return NNTP_EINVAL;
     return multi(c, cmd, want, fn, arg);
 }
 
+int nntp_fetch(nntp_conn *c, const char *verb, const char *id_or_number, nntp_line_fn fn, void *arg)
+{
+    if (verb == NULL)
+        return NNTP_EINVAL;
+    if (strcmp(verb, "ARTICLE") == 0)
+        return multi_arg(c, verb, id_or_number, 220, fn, arg);
+    if (strcmp(verb, "HEAD") == 0)
+        return multi_arg(c, verb, id_or_number, 221, fn, arg);
+    if (strcmp(verb, "BODY") == 0)
+        return multi_arg(c, verb, id_or_number, 222, fn, arg);
+    return NNTP_EINVAL;
+}
+
 int nntp_list_active(nntp_conn *c, const char *wildmat, nntp_line_fn fn, void *arg)
 {
-    int st = usable(c);
-    if (st != NNTP_OK)
-        return st;
-    char cmd[NN_MAX_CMD + 1];
-    if (wildmat == NULL || *wildmat == '\0')
-        snprintf(cmd, sizeof cmd, "LIST ACTIVE");
-    else if (bad_arg(wildmat) || snprintf(cmd, sizeof cmd, "LIST ACTIVE %s", wildmat) >= (int)sizeof cmd)
-        return NNTP_EINVAL;
-    return multi(c, cmd, 215, fn, arg);
+    if (wildmat == NULL || *wildmat == '\0') {
+        int st = usable(c);
+        return st != NNTP_OK ? st : multi(c, "LIST ACTIVE", 215, fn, arg);
+    }
+    return multi_arg(c, "LIST ACTIVE", wildmat, 215, fn, arg);
 }
 
 int nntp_over(nntp_conn *c, const char *range, nntp_line_fn fn, void *arg)
 {
-    int st = usable(c);
-    if (st != NNTP_OK)
-        return st;
-    if (bad_arg(range))
-        return NNTP_EINVAL;
-    char cmd[NN_MAX_CMD + 1];
-    if (snprintf(cmd, sizeof cmd, "OVER %s", range) >= (int)sizeof cmd)
-        return NNTP_EINVAL;
-    return multi(c, cmd, 224, fn, arg);
+    return multi_arg(c, "OVER", range, 224, fn, arg);
 }
 
 int nntp_listgroup(nntp_conn *c, const char *group, nntp_line_fn fn, void *arg)
 {
-    int st = usable(c);
-    if (st != NNTP_OK)
-        return st;
-    if (bad_arg(group))
-        return NNTP_EINVAL;
-    char cmd[NN_MAX_CMD + 1];
-    if (snprintf(cmd, sizeof cmd, "LISTGROUP %s", group) >= (int)sizeof cmd)
-        return NNTP_EINVAL;
-    return multi(c, cmd, 211, fn, arg);
+    return multi_arg(c, "LISTGROUP", group, 211, fn, arg);
 }
