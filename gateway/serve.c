@@ -285,6 +285,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
     if (vault_pid == 0) {
         for (size_t i = 0; i < n; i++)
             close(ls[i].fd);
+        free(ls);
         close(vault_sp[1]);
         close(ctl_sp[0]);
         close(ctl_sp[1]);
