@@ -9,14 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/util.h"
+
 /* ---------------------------------------------------------------------------------------
  * Growable output buffer. Always NUL-terminated once anything was added. Every append
  * returns 0, or -1 when memory runs out (the buffer then keeps its earlier contents).
  * ------------------------------------------------------------------------------------- */
-typedef struct pi_buf {
-    char *data;
-    size_t len, cap;
-} pi_buf;
+typedef pu_buf pi_buf; /* util's growable buffer */
 
 #define PI_BUF_INIT {NULL, 0, 0}
 void pi_buf_free(pi_buf *b);

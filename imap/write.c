@@ -10,45 +10,17 @@
 
 void pi_buf_free(pi_buf *b)
 {
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
+    pu_buf_free(b);
 }
 
 void pi_buf_clear(pi_buf *b)
 {
-    b->len = 0;
-    if (b->data)
-        b->data[0] = '\0';
-}
-
-static int grow(pi_buf *b, size_t n)
-{
-    if (n > SIZE_MAX - b->len - 1)
-        return -1;
-    size_t need = b->len + n + 1;
-    if (need <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *d = realloc(b->data, cap);
-    if (!d)
-        return -1;
-    b->data = d;
-    b->cap = cap;
-    return 0;
+    pu_buf_clear(b);
 }
 
 int pi_buf_add(pi_buf *b, const void *p, size_t n)
 {
-    if (grow(b, n) < 0)
-        return -1;
-    if (n)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
+    return pu_buf_add(b, p, n);
 }
 
 int pi_buf_addstr(pi_buf *b, const char *s)
@@ -62,7 +34,7 @@ int pi_buf_printf(pi_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 || grow(b, (size_t)n) < 0)
+    if (n < 0 || pu_buf_reserve(b, (size_t)n) < 0)
         return -1;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -137,7 +109,7 @@ int pi_write_string(pi_buf *b, const void *sv, size_t len, unsigned flags)
     size_t esc = 0;
     for (size_t i = 0; i < len; i++)
         esc += s[i] == '"' || s[i] == '\\';
-    if (grow(b, len + esc + 2) < 0)
+    if (pu_buf_reserve(b, len + esc + 2) < 0)
         return -1;
     char *o = b->data + b->len;
     *o++ = '"';

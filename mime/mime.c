@@ -19,46 +19,11 @@
 
 void mime_buf_init(mime_buf *b) { b->data = NULL, b->len = 0, b->cap = 0; }
 
-void mime_buf_free(mime_buf *b)
-{
-    free(b->data);
-    mime_buf_init(b);
-}
+void mime_buf_free(mime_buf *b) { pu_buf_free(b); }
 
-void mime_buf_reset(mime_buf *b)
-{
-    b->len = 0;
-    if (b->data)
-        b->data[0] = '\0';
-}
+void mime_buf_reset(mime_buf *b) { pu_buf_clear(b); }
 
-static int buf_reserve(mime_buf *b, size_t n)
-{
-    if (n > SIZE_MAX - b->len - 1)
-        return -1;
-    size_t need = b->len + n + 1;
-    if (need <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *p = realloc(b->data, cap);
-    if (!p)
-        return -1;
-    b->data = p, b->cap = cap;
-    return 0;
-}
-
-int mime_buf_append(mime_buf *b, const void *p, size_t n)
-{
-    if (buf_reserve(b, n) < 0)
-        return -1;
-    if (n)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
-}
+int mime_buf_append(mime_buf *b, const void *p, size_t n) { return pu_buf_add(b, p, n); }
 
 static int buf_puts(mime_buf *b, const char *s) { return mime_buf_append(b, s, strlen(s)); }
 
@@ -832,7 +797,7 @@ int mime_write_nstring(mime_buf *out, const char *s, size_t n)
             return -1;
     } else if (buf_putc(out, '"') < 0)
         return -1;
-    if (buf_reserve(out, kept + 1) < 0)
+    if (pu_buf_reserve(out, kept + 1) < 0)
         return -1;
     for (size_t i = 0; i < n; i++)
         if (s[i] != '\r' && s[i] != '\n' && s[i] != '\0')
@@ -1103,7 +1068,7 @@ static int write_envelope(const mime_message *m, const part *p, mime_buf *o)
         if (cnt == 0 && (f == ENV_SENDER || f == ENV_REPLY_TO)) {
             /* RFC 3501: sender and reply-to default to from */
             o->len = mark;
-            if (buf_reserve(o, from_len) < 0)
+            if (pu_buf_reserve(o, from_len) < 0)
                 return -1;
             memcpy(o->data + o->len, o->data + from_at, from_len);
             o->len += from_len;

@@ -16,13 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/util.h"
+
 /* Growable byte buffer. Zero-initialise ({0}) or mime_buf_init; always NUL-terminated after
  * a successful append (the NUL is not counted in len). */
-typedef struct mime_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-} mime_buf;
+typedef pu_buf mime_buf; /* util's growable buffer */
 
 void mime_buf_init(mime_buf *b);
 void mime_buf_free(mime_buf *b);

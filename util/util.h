@@ -41,6 +41,19 @@ long pu_read_small_file(const char *path, char *buf, size_t cap);
 /* Writes data to path atomically (temp file + rename) with the given mode; 0 or -1. */
 int pu_write_file_atomic(const char *path, const void *data, size_t len, int mode);
 
+/* Growable byte buffer, always NUL-terminated after a successful append (the NUL is not
+ * counted in len). Zero-initialise it. Appends return 0, or -1 when memory runs out (the
+ * buffer then keeps its earlier contents). The IMAP and MIME writers build on it. */
+typedef struct pu_buf {
+    char *data;
+    size_t len, cap;
+} pu_buf;
+void pu_buf_free(pu_buf *b);
+void pu_buf_clear(pu_buf *b); /* len = 0, memory kept */
+/* Room for n more bytes plus the NUL. */
+int pu_buf_reserve(pu_buf *b, size_t n);
+int pu_buf_add(pu_buf *b, const void *p, size_t n);
+
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void pu_hex(const unsigned char *in, size_t n, char *out);
 
