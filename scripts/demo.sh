@@ -94,23 +94,18 @@ out = sys.argv[1]
 def save(name, m):
     with open(os.path.join(out, name), "wb") as f:
         f.write(m.as_bytes(policy=email.policy.SMTP))
-m = email.message.EmailMessage()
-m["From"] = "Alice Example <alice@example.net>"; m["To"] = "demo@example.org"
-m["Subject"] = "Welcome to postern"; m["Date"] = email.utils.formatdate(localtime=True)
-m["Message-ID"] = email.utils.make_msgid(domain="example.net")
-m.set_content("This message was encrypted to your key and stored as a news article.\n")
-save("1-welcome.eml", m)
-m = email.message.EmailMessage()
-m["From"] = "Jürgen Müller <juergen@example.de>"; m["To"] = "demo@example.org"
-m["Subject"] = "Grüße aus München — 日本語の件名"; m["Date"] = email.utils.formatdate(localtime=True)
-m["Message-ID"] = email.utils.make_msgid(domain="example.de")
-m.set_content("Non-ASCII headers are RFC 2047 encoded; postern keeps them byte for byte.\n")
-save("2-utf8.eml", m)
-m = email.message.EmailMessage()
-m["From"] = "Reports <reports@example.com>"; m["To"] = "demo@example.org"
-m["Subject"] = "Quarterly report (with attachment)"; m["Date"] = email.utils.formatdate(localtime=True)
-m["Message-ID"] = email.utils.make_msgid(domain="example.com")
-m.set_content("The report is attached.\n")
+def make(sender, subject, text):
+    m = email.message.EmailMessage()
+    m["From"], m["To"], m["Subject"] = sender, "demo@example.org", subject
+    m["Date"] = email.utils.formatdate(localtime=True)
+    m["Message-ID"] = email.utils.make_msgid(domain=sender.rsplit("@", 1)[1].rstrip(">"))
+    m.set_content(text)
+    return m
+save("1-welcome.eml", make("Alice Example <alice@example.net>", "Welcome to postern",
+                           "This message was encrypted to your key and stored as a news article.\n"))
+save("2-utf8.eml", make("Jürgen Müller <juergen@example.de>", "Grüße aus München — 日本語の件名",
+                        "Non-ASCII headers are RFC 2047 encoded; postern keeps them byte for byte.\n"))
+m = make("Reports <reports@example.com>", "Quarterly report (with attachment)", "The report is attached.\n")
 m.add_attachment(os.urandom(300_000), maintype="application", subtype="octet-stream", filename="report.bin")
 save("3-attachment.eml", m)
 EOF
