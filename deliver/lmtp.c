@@ -21,6 +21,7 @@
 
 #include <sodium.h>
 
+#include "nntp/nntp.h"
 #include "util/util.h"
 
 static const char usage[] =
@@ -124,6 +125,7 @@ static void *conn_thread(void *arg)
     serve(srv, a->fd, a->fd);
     close(a->fd);
     free(a);
+    nntp_thread_done();
     pthread_mutex_lock(&srv->lock);
     srv->running--;
     pthread_cond_broadcast(&srv->changed);
@@ -136,12 +138,10 @@ static int listen_on(const char *spec, const char *group, char *err, size_t errl
 {
     if (strncmp(spec, "unix:", 5) == 0) {
         const char *path = spec + 5;
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (!*path || strlen(path) >= sizeof sa.sun_path) {
+        if (!*path || strlen(path) >= sizeof ((struct sockaddr_un *)0)->sun_path) {
             snprintf(err, errlen, "%s: the socket path is empty or too long", spec);
             return -1;
         }
-        strcpy(sa.sun_path, path);
         struct stat st;
         /* A socket left by a previous run is replaced; anything else at that path is not ours. */
         if (lstat(path, &st) == 0) {
@@ -165,13 +165,24 @@ static int listen_on(const char *spec, const char *group, char *err, size_t errl
             snprintf(err, errlen, "socket: %s", strerror(errno));
             return -1;
         }
-        /* Created 0660 from the start: no window in which others may connect. */
+        /* Bound under a temporary name and renamed once listening, so a client never finds
+         * the path refusing connections; created 0660: no window in which others may connect. */
+        struct sockaddr_un tmp = {.sun_family = AF_UNIX};
+        if (snprintf(tmp.sun_path, sizeof tmp.sun_path, "%s.%ld", path, (long)getpid()) >=
+            (int)sizeof tmp.sun_path) {
+            snprintf(err, errlen, "%s: the socket path is too long", spec);
+            close(fd);
+            return -1;
+        }
+        unlink(tmp.sun_path);
         mode_t old = umask(0117);
-        int b = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        int b = bind(fd, (struct sockaddr *)&tmp, sizeof tmp);
         umask(old);
-        if (b != 0 || chmod(path, 0660) != 0 || (group && chown(path, (uid_t)-1, gid) != 0) ||
-            listen(fd, 128) != 0) {
+        if (b != 0 || chmod(tmp.sun_path, 0660) != 0 ||
+            (group && chown(tmp.sun_path, (uid_t)-1, gid) != 0) || listen(fd, 128) != 0 ||
+            rename(tmp.sun_path, path) != 0) {
             snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            unlink(tmp.sun_path);
             close(fd);
             return -1;
         }

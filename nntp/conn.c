@@ -8,6 +8,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
@@ -325,4 +326,9 @@ void nntp_close(nntp_conn *c)
 const char *nntp_last_response(const nntp_conn *c)
 {
     return c ? c->last : "";
+}
+
+void nntp_thread_done(void)
+{
+    OPENSSL_thread_stop();
 }

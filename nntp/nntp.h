@@ -41,6 +41,9 @@ typedef struct nntp_conn nntp_conn;
  * err (may be NULL) gets a one-line human-readable reason on failure; never the password. */
 int nntp_connect(const nntp_params *p, nntp_conn **out, char *err, size_t errlen);
 void nntp_close(nntp_conn *c); /* sends QUIT if the link is healthy, frees */
+/* A thread that used connections calls this before it ends: it frees the TLS library's
+ * per-thread state now, not in a thread-exit handler that can race the process's exit. */
+void nntp_thread_done(void);
 
 /* The last status line the server sent (for error messages). */
 const char *nntp_last_response(const nntp_conn *c);

@@ -365,5 +365,6 @@ def test_sigterm_finishes_and_exits(postern_env, users, tmp_path):
     c.send(stuff(message("during shutdown")) + b".\r\n")
     assert c.getreply()[0] == 250
     assert c.getreply()[0] == 421
-    assert s.proc.wait(timeout=30) == 0
+    rc = s.proc.wait(timeout=30)
+    assert rc == 0, s.proc.stderr.read().decode(errors="replace")
     assert not os.path.exists(s.path)
