@@ -8,7 +8,7 @@
 
 #include <sodium.h>
 
-#include "gateway/session.h"
+#include "gateway/mailbox.h"
 
 static void account_release(gw_account *a);
 
@@ -21,7 +21,7 @@ static void save_done(gw_job *j)
     free(j);
 }
 
-static void account_unref(gw_account *a)
+void gw_account_unref(gw_account *a)
 {
     if (--a->refs == 0)
         account_release(a);
@@ -55,6 +55,8 @@ static void account_release(gw_account *a)
     }
     userstate_close(a->us);
     sodium_free(a->state_key);
+    gw_cache_free(a);
+    gw_mbox_free(a->mbox);
     free(a);
 }
 
@@ -87,7 +89,7 @@ static void load_done(gw_job *j)
     }
     sodium_free(j->state_key);
     free(j);
-    account_unref(a); /* the job's reference */
+    gw_account_unref(a); /* the job's reference */
 }
 
 void gw_account_attach(session *s, const char *address, const uint8_t state_key[VAULT_STATE_KEY_BYTES])
@@ -125,6 +127,19 @@ void gw_account_attach(session *s, const char *address, const uint8_t state_key[
     }
     memcpy(key, state_key, VAULT_STATE_KEY_BYTES);
     memcpy(jkey, state_key, VAULT_STATE_KEY_BYTES);
+    char err[256];
+    a->mbox = calloc(1, sizeof *a->mbox);
+    if (!a->mbox || pa_address_to_group(net->cfg->prefix, address, a->mbox->group, sizeof a->mbox->group, err,
+                                        sizeof err) != 0) {
+        gw_log(GW_ERROR, "%s: no mailbox group: %s", address, a->mbox ? err : "out of memory");
+        gw_mbox_free(a->mbox);
+        free(a);
+        free(j);
+        sodium_free(key);
+        sodium_free(jkey);
+        gw_login_finish(s, false, "[SERVERBUG] Internal error");
+        return;
+    }
     a->net = net;
     snprintf(a->address, sizeof a->address, "%s", address);
     a->state_key = key;
@@ -138,6 +153,7 @@ void gw_account_attach(session *s, const char *address, const uint8_t state_key[
         sodium_free(jkey);
         free(j);
         sodium_free(key);
+        gw_mbox_free(a->mbox);
         free(a);
         gw_login_finish(s, false, "[UNAVAILABLE] Server busy; try again later");
         return;
@@ -152,5 +168,5 @@ void gw_account_detach(session *s)
     gw_account *a = s->account;
     s->account = NULL;
     if (a)
-        account_unref(a);
+        gw_account_unref(a);
 }

@@ -120,6 +120,17 @@ gw_result gw_cmd_id(session *s, const pi_command *cmd);
 gw_result gw_cmd_namespace(session *s, const pi_command *cmd);
 gw_result gw_cmd_enable(session *s, const pi_command *cmd);
 gw_result gw_cmd_list(session *s, const pi_command *cmd);
-gw_result gw_cmd_not_yet(session *s, const pi_command *cmd);
+gw_result gw_cmd_select(session *s, const pi_command *cmd);
+gw_result gw_cmd_examine(session *s, const pi_command *cmd);
+gw_result gw_cmd_status(session *s, const pi_command *cmd);
+gw_result gw_cmd_unselect(session *s, const pi_command *cmd);
+gw_result gw_cmd_idle(session *s, const pi_command *cmd);
+gw_result gw_cmd_close(session *s, const pi_command *cmd);
+gw_result gw_cmd_expunge(session *s, const pi_command *cmd);
+gw_result gw_cmd_search(session *s, const pi_command *cmd);
+gw_result gw_cmd_fetch(session *s, const pi_command *cmd);
+gw_result gw_cmd_store(session *s, const pi_command *cmd);
+gw_result gw_cmd_cannot(session *s, const pi_command *cmd);
+gw_result gw_cmd_subscribe(session *s, const pi_command *cmd);
 
 #endif

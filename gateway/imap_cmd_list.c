@@ -12,10 +12,10 @@ static const struct {
     const char *name;
     const char *attrs;
 } folders[] = {
-    {"INBOX", ""},
-    {"Sent", "\\Sent"},
-    {"Drafts", "\\Drafts"},
-    {"Trash", "\\Trash"},
+    {"INBOX", "\\HasNoChildren"},
+    {"Sent", "\\HasNoChildren \\Sent"},
+    {"Drafts", "\\HasNoChildren \\Drafts"},
+    {"Trash", "\\HasNoChildren \\Trash"},
 };
 
 static bool eq(char a, char b, bool ci)

@@ -1,9 +1,9 @@
-/* NOOP (RFC 3501 6.1.2). With a mailbox it will report new mail; now there is none to watch. */
-#include "gateway/session.h"
+/* NOOP and CHECK (RFC 3501 6.1.2, 6.4.1): report what changed in the selected mailbox. */
+#include "gateway/mailbox.h"
 
 gw_result gw_cmd_noop(session *s, const pi_command *cmd)
 {
-    (void)cmd;
-    gw_tagged(s, "OK NOOP completed");
+    gw_view_sync(s, true);
+    gw_tagged(s, "OK %s completed", cmd->verb);
     return GW_DONE;
 }

@@ -1,9 +1,26 @@
-/* Mailbox commands (SELECT, FETCH, ...) arrive with the mailbox model; until then they are
- * refused honestly, in the states where RFC 3501 makes them valid. */
+/* Commands for folders other than INBOX: the folder set is fixed (INBOX, Sent, Drafts,
+ * Trash) and nothing can be stored in postern's mailboxes by clients, which RFC 3501 lets a
+ * server refuse: clients get a clear NO [CANNOT] instead of an error they cannot explain. */
+#include <strings.h>
+
 #include "gateway/session.h"
 
-gw_result gw_cmd_not_yet(session *s, const pi_command *cmd)
+gw_result gw_cmd_cannot(session *s, const pi_command *cmd)
 {
-    gw_tagged(s, "NO [UNAVAILABLE] %s is not implemented yet", cmd->name);
+    if (cmd->nargs == 0) {
+        gw_tagged(s, "BAD Missing arguments");
+        return GW_DONE;
+    }
+    if (!strcasecmp(cmd->verb, "APPEND") || !strcasecmp(cmd->verb, "COPY") || !strcasecmp(cmd->verb, "MOVE"))
+        gw_tagged(s, "NO [CANNOT] This failover mail store is read-only: messages cannot be stored here");
+    else
+        gw_tagged(s, "NO [CANNOT] The folders of this failover mail store are fixed");
+    return GW_DONE;
+}
+
+gw_result gw_cmd_subscribe(session *s, const pi_command *cmd)
+{
+    (void)cmd;
+    gw_tagged(s, "OK %s completed (all folders are always subscribed)", cmd->verb);
     return GW_DONE;
 }

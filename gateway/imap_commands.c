@@ -6,7 +6,7 @@
 #include "gateway/gw.h"
 
 /* Only what works today: nothing is advertised before it is implemented. */
-#define BASE_CAPS "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE"
+#define BASE_CAPS "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE"
 
 unsigned gw_caps_for(enum session_state st, bool tls, bool tls_available, bool allow_plaintext_auth)
 {
@@ -37,8 +37,7 @@ int gw_caps_write(pi_buf *b, unsigned caps)
 
 #define AUTHED (GW_CMD_AUTH | GW_CMD_SELECTED)
 
-/* RFC 3501 commands that need a mailbox, which comes next round, answer
- * NO [UNAVAILABLE] through gw_cmd_not_yet in the states where they are valid. */
+/* Every command in one table: its handler, the states it is valid in, its argument count. */
 static const gw_command commands[] = {
     {"CAPABILITY", gw_cmd_capability, GW_CMD_ANY, 0, 0},
     {"NOOP", gw_cmd_noop, GW_CMD_ANY, 0, 0},
@@ -51,22 +50,25 @@ static const gw_command commands[] = {
     {"ENABLE", gw_cmd_enable, GW_CMD_AUTH, 1, GW_ARGS_ANY}, /* RFC 5161: before SELECT only */
     {"LIST", gw_cmd_list, AUTHED, 2, 2},
     {"LSUB", gw_cmd_list, AUTHED, 2, 2},
-    {"SELECT", gw_cmd_not_yet, AUTHED, 1, 2},
-    {"EXAMINE", gw_cmd_not_yet, AUTHED, 1, 2},
-    {"CREATE", gw_cmd_not_yet, AUTHED, 1, 2},
-    {"DELETE", gw_cmd_not_yet, AUTHED, 1, 1},
-    {"RENAME", gw_cmd_not_yet, AUTHED, 2, 3},
-    {"SUBSCRIBE", gw_cmd_not_yet, AUTHED, 1, 1},
-    {"UNSUBSCRIBE", gw_cmd_not_yet, AUTHED, 1, 1},
-    {"STATUS", gw_cmd_not_yet, AUTHED, 2, 2},
-    {"APPEND", gw_cmd_not_yet, AUTHED, 2, 4},
-    {"CHECK", gw_cmd_not_yet, GW_CMD_SELECTED, 0, 0},
-    {"CLOSE", gw_cmd_not_yet, GW_CMD_SELECTED, 0, 0},
-    {"EXPUNGE", gw_cmd_not_yet, GW_CMD_SELECTED, 0, 0},
-    {"SEARCH", gw_cmd_not_yet, GW_CMD_SELECTED | GW_CMD_UID, 1, GW_ARGS_ANY},
-    {"FETCH", gw_cmd_not_yet, GW_CMD_SELECTED | GW_CMD_UID, 2, 3},
-    {"STORE", gw_cmd_not_yet, GW_CMD_SELECTED | GW_CMD_UID, 3, 4},
-    {"COPY", gw_cmd_not_yet, GW_CMD_SELECTED | GW_CMD_UID, 2, 2},
+    {"SELECT", gw_cmd_select, AUTHED, 1, 2},
+    {"EXAMINE", gw_cmd_examine, AUTHED, 1, 2},
+    {"STATUS", gw_cmd_status, AUTHED, 2, 2},
+    {"IDLE", gw_cmd_idle, AUTHED, 0, 0},
+    {"CREATE", gw_cmd_cannot, AUTHED, 1, 2},
+    {"DELETE", gw_cmd_cannot, AUTHED, 1, 1},
+    {"RENAME", gw_cmd_cannot, AUTHED, 2, 3},
+    {"SUBSCRIBE", gw_cmd_subscribe, AUTHED, 1, 1},
+    {"UNSUBSCRIBE", gw_cmd_subscribe, AUTHED, 1, 1},
+    {"APPEND", gw_cmd_cannot, AUTHED, 2, 4},
+    {"CHECK", gw_cmd_noop, GW_CMD_SELECTED, 0, 0},
+    {"CLOSE", gw_cmd_close, GW_CMD_SELECTED, 0, 0},
+    {"UNSELECT", gw_cmd_unselect, GW_CMD_SELECTED, 0, 0},
+    {"EXPUNGE", gw_cmd_expunge, GW_CMD_SELECTED | GW_CMD_UID, 0, 1},
+    {"SEARCH", gw_cmd_search, GW_CMD_SELECTED | GW_CMD_UID, 1, GW_ARGS_ANY},
+    {"FETCH", gw_cmd_fetch, GW_CMD_SELECTED | GW_CMD_UID, 2, 3},
+    {"STORE", gw_cmd_store, GW_CMD_SELECTED | GW_CMD_UID, 3, 4},
+    {"COPY", gw_cmd_cannot, GW_CMD_SELECTED | GW_CMD_UID, 2, 2},
+    {"MOVE", gw_cmd_cannot, GW_CMD_SELECTED | GW_CMD_UID, 2, 2},
 };
 
 const gw_command *gw_command_find(const char *verb, bool uid)

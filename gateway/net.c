@@ -11,7 +11,7 @@
 #include <event2/listener.h>
 #include <sodium.h>
 
-#include "gateway/session.h"
+#include "gateway/mailbox.h"
 #include "util/util.h"
 
 #define WORKERS 4            /* NNTP connections to the news server; logins queue beyond */
@@ -67,6 +67,27 @@ uint32_t gw_vault_login(gw_net *net, session *s, const char *address, const uint
     return id;
 }
 
+uint32_t gw_vault_open(gw_net *net, uint64_t vault_session, const uint8_t prefix[PC_MSG_PREFIX_BYTES],
+                       void (*fn)(void *arg, const vault_reply *r), void *arg)
+{
+    gw_vreq *q = calloc(1, sizeof *q);
+    if (!q)
+        return 0;
+    uint32_t id = vault_client_send_open(net->vc, vault_session, prefix);
+    if (!id) {
+        free(q);
+        return 0;
+    }
+    q->id = id;
+    q->fn = fn;
+    q->arg = arg;
+    gw_vreq **slot = &net->vreqs[id % GW_VREQ_BUCKETS];
+    q->next = *slot;
+    *slot = q;
+    vault_flush(net);
+    return id;
+}
+
 void gw_vault_logout(gw_net *net, uint64_t vault_session)
 {
     if (!vault_client_send_logout(net->vc, vault_session))
@@ -90,8 +111,13 @@ static void on_vault_reply(void *arg, const vault_reply *r)
         return; /* a LOGOUT's reply: nothing waits for it */
     *slot = q->next;
     session *s = q->s;
+    void (*fn)(void *, const vault_reply *) = q->fn;
+    void *fn_arg = q->arg;
     free(q);
-    gw_login_vault_reply(net, s, r);
+    if (fn)
+        fn(fn_arg, r);
+    else
+        gw_login_vault_reply(net, s, r);
 }
 
 static void vault_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -270,6 +296,7 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
     net->sig_term = evsignal_new(net->base, SIGTERM, signal_cb, net);
     net->sig_int = evsignal_new(net->base, SIGINT, signal_cb, net);
     net->pool = gw_pool_new(cfg, net->base, WORKERS);
+    gw_poller_start(net);
     net->listeners = calloc(n_listeners, sizeof *net->listeners);
     if (!net->vc || !net->vault_read || !net->vault_write || !net->ctl_buf || !net->ctl_ev || !net->relisten ||
         !net->stop_timer || !net->sig_term || !net->sig_int || !net->pool || !net->listeners ||
@@ -302,6 +329,7 @@ out:
     net->stopping = true;
     while (net->sessions)
         gw_session_close(net->sessions);
+    gw_poller_stop(net);
     gw_pool_free(net->pool); /* runs the last saves */
     while (net->accounts) {
         gw_log(GW_ERROR, "account of %s still referenced at exit", net->accounts->address);
@@ -311,6 +339,10 @@ out:
         while (net->vreqs[b]) {
             gw_vreq *q = net->vreqs[b];
             net->vreqs[b] = q->next;
+            if (q->fn) { /* its waiter frees what it holds */
+                vault_reply fail = {.id = q->id, .type = VAULT_REPLY_FAIL, .reason = VAULT_FAIL_SESSION};
+                q->fn(q->arg, &fail);
+            }
             free(q);
         }
     if (net->vc) {

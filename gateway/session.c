@@ -18,7 +18,7 @@
 #include <openssl/err.h>
 #include <sodium.h>
 
-#include "gateway/session.h"
+#include "gateway/mailbox.h"
 
 #define OUT_HIGH (256u << 10) /* queued output above which commands wait (a slow reader) */
 #define MAX_REJECTING 64      /* connections being told "too many" at once; beyond: closed */
@@ -192,6 +192,8 @@ void gw_session_close(session *s)
     if (s->vault_session)
         gw_vault_logout(net, s->vault_session);
     s->vault_session = 0;
+    gw_fetch_abort(s);
+    gw_view_close(s);
     if (s->account)
         gw_account_detach(s);
     if (s->pw) {
@@ -443,7 +445,7 @@ static void process(session *s)
             size_t len;
             const char *line = pi_parser_line(s->parser, &len);
             evtimer_del(s->timer);
-            if (!after(s, gw_authenticate_line(s, line, len)))
+            if (!after(s, s->state == S_IDLE ? gw_idle_line(s, line, len) : gw_authenticate_line(s, line, len)))
                 return;
             break;
         }
@@ -454,6 +456,8 @@ static void process(session *s)
             if (b.len)
                 gw_write(s, b.data, b.len);
             pi_buf_free(&b);
+            if (s->state == S_IDLE) /* the line after IDLE was refused: IDLE is over */
+                s->state = s->idle_prev;
             if (s->sasl_wait) { /* the response line was refused: the exchange is over */
                 s->sasl_wait = false;
                 s->state = S_NOT_AUTH;
@@ -493,6 +497,12 @@ static void write_cb(struct bufferevent *bev, void *arg)
             process(s);
         }
     }
+    gw_fetch_kick(s); /* a FETCH that paused for the client to catch up */
+}
+
+size_t gw_session_output_len(session *s)
+{
+    return s->dead ? 0 : evbuffer_get_length(bufferevent_get_output(s->bev));
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)

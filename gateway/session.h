@@ -11,19 +11,34 @@
 #include <event2/event.h>
 
 #include "gateway/gw.h"
+#include "nntp/nntp.h"
 #include "userstate/userstate.h"
 #include "vault/vault.h"
 
 typedef struct gw_net gw_net;
 typedef struct gw_account gw_account;
 typedef struct gw_pool gw_pool;
+struct gw_mbox;
+struct gw_view;
+struct gw_plain;
+struct gw_fetch;
 
 /* ---- workers.c: a bounded pool of threads, each with its own NNTP connection ---- */
 typedef enum gw_job_kind {
     GW_JOB_KEYRECORD,  /* address -> record bytes (status: a ps_status) */
     GW_JOB_STATE_OPEN, /* address + state_key -> us (status: a us_status) */
     GW_JOB_STATE_SAVE, /* save and close us, wipe state_key */
+    GW_JOB_WORK,       /* runs work(): mailbox scans, article reads, decryption */
 } gw_job_kind;
+
+/* A worker's news-server connection and which configured site it reaches. */
+typedef struct gw_wconn {
+    nntp_conn *c;
+    size_t site;
+} gw_wconn;
+/* Connects wc if it has no connection: PS_OK or a ps_status with err. */
+int gw_wconn_get(gw_wconn *wc, const pn_config *cfg, char *err, size_t errlen);
+void gw_wconn_drop(gw_wconn *wc); /* after a failure: the next use reconnects */
 
 typedef struct gw_job {
     struct gw_job *next;
@@ -38,6 +53,9 @@ typedef struct gw_job {
     size_t record_len;
     uint8_t *state_key; /* sodium_malloc'd, VAULT_STATE_KEY_BYTES */
     userstate *us;
+    /* GW_JOB_WORK: runs on a worker thread; ctx is the job's own payload */
+    void (*work)(struct gw_job *j, gw_wconn *wc, const pn_config *cfg);
+    void *ctx;
 } gw_job;
 
 gw_pool *gw_pool_new(const pn_config *cfg, struct event_base *base, unsigned threads);
@@ -55,6 +73,10 @@ struct gw_account {
     bool ready;         /* state loaded */
     uint8_t *state_key; /* sodium_malloc'd */
     userstate *us;
+    struct gw_mbox *mbox;       /* mailbox.h */
+    struct gw_plain *cache;     /* decrypted messages, most recently used first */
+    size_t cache_bytes, cache_n;
+    unsigned watched;           /* sessions with the mailbox selected: polled while > 0 */
 };
 
 /* Attaches s (logged in at the vault) to its user's account, loading the state first if no
@@ -62,6 +84,7 @@ struct gw_account {
 void gw_account_attach(session *s, const char *address, const uint8_t state_key[VAULT_STATE_KEY_BYTES]);
 /* The session is done with its account; the last one saves the state (in a worker). */
 void gw_account_detach(session *s);
+void gw_account_unref(gw_account *a); /* for jobs holding an account: refs++ when queued */
 
 /* ---- the network process ---- */
 #define GW_VREQ_BUCKETS 256
@@ -69,6 +92,8 @@ typedef struct gw_vreq {
     struct gw_vreq *next;
     uint32_t id;
     session *s; /* NULL once the session is gone: a late LOGIN success is logged out */
+    void (*fn)(void *arg, const vault_reply *r); /* set: not a login; gets every reply */
+    void *arg;
 } gw_vreq;
 
 struct gw_net {
@@ -91,6 +116,8 @@ struct gw_net {
     unsigned n_sessions, n_rejecting;
     gw_vreq *vreqs[GW_VREQ_BUCKETS];
     gw_account *accounts;
+    struct event *poll_timer; /* poller.c */
+    bool poll_inflight, poll_no_counts;
     bool stopping;
     int exit_code;
 };
@@ -98,6 +125,10 @@ struct gw_net {
 uint32_t gw_vault_login(gw_net *net, session *s, const char *address, const uint8_t *record, size_t record_len,
                         const char *pw, size_t pw_len);
 void gw_vault_logout(gw_net *net, uint64_t vault_session);
+/* OPEN of a message prefix: fn gets the reply (also when the vault connection is lost: then
+ * a FAIL reply); 0 if it could not be sent. */
+uint32_t gw_vault_open(gw_net *net, uint64_t vault_session, const uint8_t prefix[PC_MSG_PREFIX_BYTES],
+                       void (*fn)(void *arg, const vault_reply *r), void *arg);
 void gw_vault_forget(gw_net *net, uint32_t id); /* the session of a request is gone */
 
 /* ---- session.c ---- */
@@ -134,6 +165,15 @@ struct session {
     /* logged in */
     uint64_t vault_session; /* 0: none */
     gw_account *account;
+    /* mailbox */
+    struct gw_view *view;   /* selected (mailbox.h) */
+    bool scan_wait;         /* SELECT/EXAMINE/STATUS waits for the first scan */
+    bool scan_readonly;     /* ... as EXAMINE */
+    bool scan_status;       /* ... as STATUS */
+    unsigned status_items;  /* STATUS: which items (imap_cmd_select.c) */
+    enum session_state idle_prev; /* IDLE: the state to return to */
+    struct gw_fetch *fetch; /* FETCH or SEARCH in progress */
+    bool idle_done_wait;    /* IDLE: waiting for DONE */
 };
 
 void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls);
@@ -154,6 +194,12 @@ void gw_session_unref(session *s);
 void gw_session_fail_later(session *s, unsigned ms);
 /* STARTTLS: switch s to TLS after "OK Begin TLS" was queued; discards pipelined input. */
 int gw_session_starttls(session *s);
+
+/* Output queued and not yet sent, in bytes. */
+size_t gw_session_output_len(session *s);
+
+/* ---- imap_cmd_idle.c: the line that ends IDLE ---- */
+gw_result gw_idle_line(session *s, const char *line, size_t len);
 
 /* ---- imap_cmd_authenticate.c: the client's response line after "+ " ---- */
 gw_result gw_authenticate_line(session *s, const char *line, size_t len);

@@ -30,14 +30,32 @@ struct gw_pool {
     struct event *ev;
 };
 
-static void fetch_keyrecord(gw_pool *p, gw_job *j, nntp_conn **c)
+int gw_wconn_get(gw_wconn *wc, const pn_config *cfg, char *err, size_t errlen)
 {
+    if (wc->c)
+        return PS_OK;
+    int st = ps_connect_any(cfg, &wc->c, &wc->site, err, errlen);
+    if (st != PS_OK)
+        wc->c = NULL;
+    return st;
+}
+
+void gw_wconn_drop(gw_wconn *wc)
+{
+    if (wc->c)
+        nntp_close(wc->c);
+    wc->c = NULL;
+}
+
+static void fetch_keyrecord(gw_pool *p, gw_job *j, gw_wconn *wc)
+{
+    nntp_conn **c = &wc->c;
     /* A kept connection may have been closed by the server while idle: on failure try once
      * more on a fresh one. */
     for (int attempt = 0; attempt < 2; attempt++) {
         bool fresh = false;
         if (!*c) {
-            j->status = ps_connect_any(p->cfg, c, NULL, j->err, sizeof j->err);
+            j->status = ps_connect_any(p->cfg, c, &wc->site, j->err, sizeof j->err);
             if (j->status != PS_OK) {
                 *c = NULL;
                 return;
@@ -63,11 +81,14 @@ static void fetch_keyrecord(gw_pool *p, gw_job *j, nntp_conn **c)
     }
 }
 
-static void run(gw_pool *p, gw_job *j, nntp_conn **c)
+static void run(gw_pool *p, gw_job *j, gw_wconn *c)
 {
     switch (j->kind) {
     case GW_JOB_KEYRECORD:
         fetch_keyrecord(p, j, c);
+        break;
+    case GW_JOB_WORK:
+        j->work(j, c, p->cfg);
         break;
     case GW_JOB_STATE_OPEN:
         j->status = userstate_open(p->cfg->state_dir, j->address, j->state_key, &j->us, j->err, sizeof j->err);
@@ -83,7 +104,7 @@ static void run(gw_pool *p, gw_job *j, nntp_conn **c)
 static void *worker(void *arg)
 {
     gw_pool *p = arg;
-    nntp_conn *c = NULL;
+    gw_wconn c = {0};
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->stop)
@@ -111,8 +132,8 @@ static void *worker(void *arg)
         (void)w;
     }
     pthread_mutex_unlock(&p->mu);
-    if (c)
-        nntp_close(c);
+    gw_wconn_drop(&c);
+    nntp_thread_done();
     return NULL;
 }
 

@@ -136,6 +136,11 @@ int nntp_list_active(nntp_conn *c, const char *wildmat, nntp_line_fn fn, void *a
     return multi_arg(c, "LIST ACTIVE", wildmat, 215, fn, arg);
 }
 
+int nntp_list_counts(nntp_conn *c, const char *wildmat, nntp_line_fn fn, void *arg)
+{
+    return multi_arg(c, "LIST COUNTS", wildmat, 215, fn, arg);
+}
+
 int nntp_over(nntp_conn *c, const char *range, nntp_line_fn fn, void *arg)
 {
     return multi_arg(c, "OVER", range, 224, fn, arg);

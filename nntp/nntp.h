@@ -79,6 +79,9 @@ typedef int (*nntp_line_fn)(void *arg, const char *line, size_t len);
 int nntp_fetch(nntp_conn *c, const char *verb, const char *id_or_number, nntp_line_fn fn, void *arg);
 /* LIST ACTIVE [wildmat]: fn gets each raw line "group high low flag". */
 int nntp_list_active(nntp_conn *c, const char *wildmat, nntp_line_fn fn, void *arg);
+/* LIST COUNTS wildmat (INN): fn gets "group high low count flag". Not every server has it:
+ * a 5xx answer comes back as NNTP_EPERM. */
+int nntp_list_counts(nntp_conn *c, const char *wildmat, nntp_line_fn fn, void *arg);
 /* OVER range (e.g. "1-"): fn gets each raw tab-separated overview line. */
 int nntp_over(nntp_conn *c, const char *range, nntp_line_fn fn, void *arg);
 /* LISTGROUP group: fn gets each article number as text. */

@@ -422,3 +422,89 @@ out:
     free(x);
     return rc;
 }
+
+/* ---- the gateway's split read ---- */
+
+typedef struct fetch_ctx {
+    pa_reader reader;
+    pc_armor *armor;
+    pu_buf *out;
+    int bad;
+} fetch_ctx;
+
+static int fetch_sink(void *arg, const uint8_t *data, size_t len)
+{
+    fetch_ctx *x = arg;
+    return pu_buf_add(x->out, data, len) == 0 ? 0 : 1;
+}
+
+static int fetch_line(void *arg, const char *line, size_t len)
+{
+    fetch_ctx *x = arg;
+    if (pc_armor_update(x->armor, (const uint8_t *)line, len) != PC_OK ||
+        pc_armor_update(x->armor, (const uint8_t *)"\n", 1) != PC_OK) {
+        x->bad = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char msgid[PA_MSGID_MAX], char *err,
+                      size_t errlen)
+{
+    fetch_ctx *x = calloc(1, sizeof *x);
+    if (!x) {
+        snprintf(err, errlen, "out of memory");
+        return PS_FAIL;
+    }
+    x->out = out;
+    pa_reader_init(&x->reader, fetch_line, x);
+    x->armor = pc_armor_decoder(fetch_sink, x);
+    int rc = PS_FAIL;
+    if (!x->armor) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    int st = nntp_fetch(c, "ARTICLE", id_or_number, pa_reader_line, &x->reader);
+    if (st != NNTP_OK) {
+        rc = map_nntp(st);
+        snprintf(err, errlen, "article %s: %s", id_or_number, nntp_last_response(c));
+        goto out;
+    }
+    if (x->bad || x->reader.error || strcmp(x->reader.format, "message 1") != 0 ||
+        pc_armor_finish(x->armor) != PC_OK || out->len < PC_MSG_PREFIX_BYTES) {
+        rc = PS_BADMSG;
+        snprintf(err, errlen, "article %s is not a postern message", id_or_number);
+        goto out;
+    }
+    snprintf(msgid, PA_MSGID_MAX, "%s", x->reader.message_id);
+    rc = PS_OK;
+out:
+    if (x->armor)
+        pc_armor_free(x->armor);
+    free(x);
+    return rc;
+}
+
+int ps_open_envelope(const uint8_t *envelope, size_t len, const char *msgid,
+                     const uint8_t stream_key[PC_STREAM_KEY_BYTES], const pc_msg_meta *meta, pc_sink_fn sink,
+                     void *arg, char *err, size_t errlen)
+{
+    if (len < PC_MSG_PREFIX_BYTES || pa_mail_message_id_matches(meta->tag, msgid) != 0) {
+        snprintf(err, errlen, "article %s: its Message-ID does not match the sealed one (replayed copy?)", msgid);
+        return PS_BADMSG;
+    }
+    int st = PC_OK;
+    pc_open *o = pc_open_begin_key(envelope, stream_key, meta, sink, arg, &st);
+    if (o) {
+        st = pc_open_update(o, envelope + PC_MSG_PREFIX_BYTES, len - PC_MSG_PREFIX_BYTES);
+        if (st == PC_OK)
+            st = pc_open_finish(o);
+        pc_open_free(o);
+    }
+    if (st != PC_OK) {
+        snprintf(err, errlen, "article %s: %s", msgid, pc_strerror(st));
+        return PS_BADMSG;
+    }
+    return PS_OK;
+}

@@ -9,9 +9,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "article/article.h"
 #include "config/config.h"
 #include "crypto/crypto.h"
 #include "nntp/nntp.h"
+#include "util/util.h"
 
 enum ps_status {
     PS_OK = 0,
@@ -46,5 +48,18 @@ int ps_post_envelope(nntp_conn *c, const char *headers, const uint8_t *prefix, s
 int ps_read_message(nntp_conn *c, const char *id_or_number, const uint8_t box_pk[PC_BOX_PK_BYTES],
                     const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta, pc_sink_fn sink, void *arg,
                     char *err, size_t errlen);
+
+/* The gateway's split read (its vault holds the private key, docs/design.md "Vault protocol"):
+ * ps_fetch_envelope reads one mail article and appends its binary envelope (prefix, then
+ * chunks) to out; msgid gets the article's Message-ID. PS_NOENT, PS_TEMP, PS_BADMSG (not a
+ * postern message). */
+int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char msgid[PA_MSGID_MAX], char *err,
+                      size_t errlen);
+/* Decrypts an envelope with the stream key the vault returned for its prefix (meta as the vault
+ * returned it); the raw message goes to sink. Checks that the sealed tag matches msgid (a
+ * re-posted copy is refused). PS_OK or PS_BADMSG. */
+int ps_open_envelope(const uint8_t *envelope, size_t len, const char *msgid,
+                     const uint8_t stream_key[PC_STREAM_KEY_BYTES], const pc_msg_meta *meta, pc_sink_fn sink,
+                     void *arg, char *err, size_t errlen);
 
 #endif

@@ -16,7 +16,8 @@ import pytest
 USER = "Carol.Gateway@Example.ORG"
 CANON = "carol.gateway@example.org"
 PASSWORD = "correct horse battery"
-BASE_CAPS = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "NAMESPACE"]
+BASE_CAPS = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "NAMESPACE", "IDLE", "UIDPLUS", "UNSELECT",
+             "CHILDREN", "SPECIAL-USE"]
 
 
 @pytest.fixture(scope="module")
@@ -233,20 +234,21 @@ def test_commands_and_states(gateway, user):
     assert r.line().startswith("+ ")
     r.send(PASSWORD + "\r\n")
     assert r.until_tagged("f")[-1].startswith("f OK [CAPABILITY")
-    r.send("g LOGIN x y\r\nh FETCH 1 FLAGS\r\ni UID FETCH 1 FLAGS\r\nj SELECT INBOX\r\nk UID FROB\r\n")
+    r.send("g LOGIN x y\r\nh FETCH 1 FLAGS\r\ni UID FETCH 1 FLAGS\r\nj SELECT Nowhere\r\nk UID FROB\r\n")
     assert r.until_tagged("g") == ["g BAD Already logged in"]
     assert r.until_tagged("h") == ["h BAD No mailbox selected"]
     assert r.until_tagged("i") == ["i BAD No mailbox selected"]
-    assert r.until_tagged("j") == ["j NO [UNAVAILABLE] SELECT is not implemented yet"]
+    assert r.until_tagged("j") == ["j NO [NONEXISTENT] No such mailbox"]
     assert r.until_tagged("k") == ["k BAD Unknown command"]
     r.send('l LIST "" "*"\r\nm LIST "" ""\r\nn LSUB "" "%"\r\no LIST "" inbox\r\np LIST "" "T*"\r\n')
-    assert r.until_tagged("l") == ['* LIST () "/" INBOX', '* LIST (\\Sent) "/" Sent',
-                                   '* LIST (\\Drafts) "/" Drafts', '* LIST (\\Trash) "/" Trash',
+    assert r.until_tagged("l") == ['* LIST (\\HasNoChildren) "/" INBOX', '* LIST (\\HasNoChildren \\Sent) "/" Sent',
+                                   '* LIST (\\HasNoChildren \\Drafts) "/" Drafts',
+                                   '* LIST (\\HasNoChildren \\Trash) "/" Trash',
                                    "l OK LIST completed"]
     assert r.until_tagged("m") == ['* LIST (\\Noselect) "/" ""', "m OK LIST completed"]
     assert len(r.until_tagged("n")) == 5
-    assert r.until_tagged("o") == ['* LIST () "/" INBOX', "o OK LIST completed"]
-    assert r.until_tagged("p") == ['* LIST (\\Trash) "/" Trash', "p OK LIST completed"]
+    assert r.until_tagged("o") == ['* LIST (\\HasNoChildren) "/" INBOX', "o OK LIST completed"]
+    assert r.until_tagged("p") == ['* LIST (\\HasNoChildren \\Trash) "/" Trash', "p OK LIST completed"]
     r.close()
 
 
@@ -255,7 +257,7 @@ def test_curl_lists_over_imaps(gateway, user):
                         "imaps://%s:%d/" % (gateway.addr, gateway.imaps_port), "-u", "%s:%s" % (USER, PASSWORD)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    assert '* LIST () "/" INBOX' in r.stdout and "\\Sent" in r.stdout, r.stdout
+    assert '* LIST (\\HasNoChildren) "/" INBOX' in r.stdout and "\\Sent" in r.stdout, r.stdout
 
 
 def test_processes_drop_privileges(gateway):

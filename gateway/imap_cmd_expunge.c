@@ -1,0 +1,62 @@
+/* EXPUNGE, UID EXPUNGE (RFC 4315) and CLOSE (RFC 3501 6.4.1, 6.4.3): messages marked
+ * \Deleted leave the user's view for good (the state records them as removed; the article
+ * stays on the news server until INN expires it, still encrypted). */
+#include <stdlib.h>
+
+#include "gateway/mailbox.h"
+
+/* Removes the \Deleted messages of the view (of set, if given). */
+static size_t remove_deleted(session *s, const size_t *idx, size_t n, bool all)
+{
+    size_t removed = 0;
+    size_t count = all ? s->view->n : n;
+    for (size_t k = 0; k < count; k++) {
+        size_t i = all ? k : idx[k];
+        const char *id = gw_view_msgid(s, i);
+        if (!id)
+            continue;
+        userstate_msg st;
+        userstate_get(s->account->us, id, &st);
+        if ((st.flags & US_DELETED) && userstate_remove(s->account->us, id) == US_OK)
+            removed++;
+    }
+    return removed;
+}
+
+gw_result gw_cmd_expunge(session *s, const pi_command *cmd)
+{
+    if (s->view->readonly) {
+        gw_tagged(s, "NO [READ-ONLY] The mailbox is read-only");
+        return GW_DONE;
+    }
+    size_t *idx = NULL, n = 0;
+    if (cmd->uid) {
+        const char *err = NULL;
+        if (cmd->nargs != 1 || gw_view_resolve(s, &cmd->args[0], true, &idx, &n, &err) != 0) {
+            gw_tagged(s, "BAD %s", err ? err : "UID EXPUNGE takes a UID set");
+            return GW_DONE;
+        }
+    } else if (cmd->nargs != 0) {
+        gw_tagged(s, "BAD EXPUNGE takes no arguments");
+        return GW_DONE;
+    }
+    if (remove_deleted(s, idx, n, !cmd->uid))
+        gw_view_changed(s->account);
+    free(idx);
+    gw_view_sync(s, true); /* the EXPUNGE responses */
+    gw_tagged(s, "OK EXPUNGE completed");
+    return GW_DONE;
+}
+
+gw_result gw_cmd_close(session *s, const pi_command *cmd)
+{
+    (void)cmd;
+    gw_account *a = s->account;
+    bool changed = !s->view->readonly && !s->view->empty_folder && remove_deleted(s, NULL, 0, true);
+    gw_view_close(s);
+    s->state = S_AUTH;
+    if (changed)
+        gw_view_changed(a);
+    gw_tagged(s, "OK CLOSE completed");
+    return GW_DONE;
+}

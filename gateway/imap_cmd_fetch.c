@@ -1,0 +1,464 @@
+/* gateway: FETCH and UID FETCH (RFC 3501 6.4.5). Items that need no plaintext (UID, FLAGS,
+ * and INTERNALDATE, RFC822.SIZE, ENVELOPE, BODYSTRUCTURE once cached in the user's state)
+ * are answered at once; the others wait for the message to be loaded (loader.c), a few at a
+ * time, and responses go out in sequence order. Loading pauses while the client is slow to
+ * read, so a big FETCH never piles plaintext up in memory. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/mailbox.h"
+
+#define WINDOW 4                  /* messages loading at once per FETCH */
+#define OUTPUT_PAUSE (1u << 20)   /* queued output above which no new load starts */
+
+enum item_kind {
+    IT_UID,
+    IT_FLAGS,
+    IT_INTERNALDATE,
+    IT_SIZE,
+    IT_ENVELOPE,
+    IT_BODY,
+    IT_BODYSTRUCTURE,
+    IT_RFC822,
+    IT_RFC822_HEADER,
+    IT_RFC822_TEXT,
+    IT_SECTION,
+};
+
+typedef struct fetch_item {
+    enum item_kind kind;
+    bool peek;
+    char *spec; /* IT_SECTION: the text between the brackets, owned */
+    mime_section sec;
+    bool partial;
+    uint32_t off, cnt;
+} fetch_item;
+
+typedef struct slot {
+    struct gw_fetch *f;
+    gw_plain *p;
+    int st; /* 0 waiting, 1 loaded, 2 failed, 3 needs nothing */
+} slot;
+
+struct gw_fetch {
+    session *s;
+    fetch_item items[64];
+    size_t nitems;
+    bool need_content;  /* some item always needs the plaintext */
+    bool need_meta;     /* INTERNALDATE / RFC822.SIZE / ENVELOPE / BODYSTRUCTURE */
+    bool sets_seen;
+    size_t *idx;
+    size_t n;
+    slot *slots;
+    size_t next_issue, next_emit;
+    unsigned inflight;
+    unsigned failed;
+    bool flags_changed;
+};
+
+static void item_free(fetch_item *it)
+{
+    if (it->kind == IT_SECTION) {
+        mime_section_free(&it->sec);
+        free(it->spec);
+    }
+}
+
+static void fetch_free(struct gw_fetch *f)
+{
+    for (size_t i = 0; i < f->nitems; i++)
+        item_free(&f->items[i]);
+    if (f->slots)
+        for (size_t i = 0; i < f->n; i++)
+            if (f->slots[i].p)
+                gw_plain_unref(f->s->account, f->slots[i].p);
+    free(f->slots);
+    free(f->idx);
+    free(f);
+}
+
+static int add_item(struct gw_fetch *f, enum item_kind k)
+{
+    for (size_t i = 0; i < f->nitems; i++)
+        if (f->items[i].kind == k && k != IT_SECTION)
+            return 0;
+    if (f->nitems == sizeof f->items / sizeof f->items[0])
+        return -1;
+    f->items[f->nitems++] = (fetch_item){.kind = k};
+    return 0;
+}
+
+/* One fetch-att; "text" for a BAD on failure. */
+static const char *parse_att(struct gw_fetch *f, const pi_arg *a)
+{
+    if (a->type != PI_ATOM)
+        return "Invalid fetch attribute";
+    pi_fetch_att fa;
+    if (pi_fetch_att_split(a->str, a->len, &fa) != 0)
+        return "Invalid fetch attribute";
+    char name[32];
+    if (fa.name_len >= sizeof name)
+        return "Unknown fetch attribute";
+    for (size_t i = 0; i < fa.name_len; i++)
+        name[i] = (char)(fa.name[i] >= 'a' && fa.name[i] <= 'z' ? fa.name[i] - 32 : fa.name[i]);
+    name[fa.name_len] = '\0';
+    if (!fa.has_section) {
+        if (fa.has_partial)
+            return "Invalid fetch attribute";
+        static const struct {
+            const char *name;
+            enum item_kind k;
+        } simple[] = {
+            {"UID", IT_UID},           {"FLAGS", IT_FLAGS},
+            {"INTERNALDATE", IT_INTERNALDATE}, {"RFC822.SIZE", IT_SIZE},
+            {"ENVELOPE", IT_ENVELOPE}, {"BODY", IT_BODY},
+            {"BODYSTRUCTURE", IT_BODYSTRUCTURE}, {"RFC822", IT_RFC822},
+            {"RFC822.HEADER", IT_RFC822_HEADER}, {"RFC822.TEXT", IT_RFC822_TEXT},
+        };
+        for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++)
+            if (strcmp(name, simple[i].name) == 0)
+                return add_item(f, simple[i].k) ? "Too many fetch attributes" : NULL;
+        if (strcmp(name, "FAST") == 0 || strcmp(name, "ALL") == 0 || strcmp(name, "FULL") == 0) {
+            if (add_item(f, IT_FLAGS) || add_item(f, IT_INTERNALDATE) || add_item(f, IT_SIZE))
+                return "Too many fetch attributes";
+            if (name[1] != 'A' && add_item(f, IT_ENVELOPE))
+                return "Too many fetch attributes";
+            if (name[1] == 'U' && add_item(f, IT_BODY))
+                return "Too many fetch attributes";
+            return NULL;
+        }
+        return "Unknown fetch attribute";
+    }
+    bool peek;
+    if (strcmp(name, "BODY") == 0)
+        peek = false;
+    else if (strcmp(name, "BODY.PEEK") == 0)
+        peek = true;
+    else
+        return "Unknown fetch attribute";
+    if (f->nitems == sizeof f->items / sizeof f->items[0])
+        return "Too many fetch attributes";
+    fetch_item *it = &f->items[f->nitems];
+    memset(it, 0, sizeof *it);
+    it->kind = IT_SECTION;
+    it->peek = peek;
+    it->spec = malloc(fa.section_len + 1);
+    if (!it->spec)
+        return "Out of memory";
+    memcpy(it->spec, fa.section, fa.section_len);
+    it->spec[fa.section_len] = '\0';
+    if (mime_section_parse(it->spec, fa.section_len, &it->sec) != 0) {
+        free(it->spec);
+        return "Invalid section";
+    }
+    it->partial = fa.has_partial;
+    it->off = fa.partial_offset;
+    it->cnt = fa.partial_count;
+    f->nitems++;
+    return NULL;
+}
+
+static void classify(struct gw_fetch *f)
+{
+    for (size_t i = 0; i < f->nitems; i++) {
+        switch (f->items[i].kind) {
+        case IT_UID:
+        case IT_FLAGS:
+            break;
+        case IT_INTERNALDATE:
+        case IT_SIZE:
+        case IT_ENVELOPE:
+        case IT_BODYSTRUCTURE:
+            f->need_meta = true;
+            break;
+        case IT_RFC822:
+        case IT_RFC822_TEXT:
+            f->need_content = true;
+            f->sets_seen = true;
+            break;
+        case IT_SECTION:
+            f->need_content = true;
+            if (!f->items[i].peek)
+                f->sets_seen = true;
+            break;
+        case IT_BODY:
+        case IT_RFC822_HEADER:
+            f->need_content = true;
+            break;
+        }
+    }
+}
+
+/* Whether message k can be answered from the state alone. */
+static bool needs_load(struct gw_fetch *f, size_t k)
+{
+    if (f->need_content)
+        return true;
+    if (!f->need_meta)
+        return false;
+    userstate_msg st;
+    gw_view_state(f->s, f->idx[k], &st);
+    if (!st.has_meta)
+        return true;
+    for (size_t i = 0; i < f->nitems; i++) {
+        if (f->items[i].kind == IT_ENVELOPE && !st.meta.envelope_len)
+            return true;
+        if (f->items[i].kind == IT_BODYSTRUCTURE && !st.meta.bodystructure_len)
+            return true;
+    }
+    return false;
+}
+
+static void add_literal(session *s, pi_buf *b, const char *data, size_t len)
+{
+    pi_buf_printf(b, "{%zu}\r\n", len);
+    gw_write(s, b->data, b->len);
+    pi_buf_clear(b);
+    if (len)
+        gw_write(s, data, len);
+}
+
+static void emit(struct gw_fetch *f, size_t k)
+{
+    session *s = f->s;
+    size_t i = f->idx[k];
+    gw_plain *p = f->slots[k].p;
+    if (!gw_view_msgid(s, i))
+        return; /* gone from the server; its EXPUNGE comes when allowed */
+    bool seen_now = f->sets_seen && gw_view_mark_seen(s, i);
+    if (seen_now)
+        f->flags_changed = true;
+    userstate_msg st;
+    gw_view_state(s, i, &st);
+    pi_buf b = PI_BUF_INIT;
+    pi_buf_printf(&b, "* %zu FETCH (", i + 1);
+    bool first = true;
+    bool flags_written = false;
+#define SEP() (first ? (void)(first = false) : (void)pi_buf_addstr(&b, " "))
+    for (size_t n = 0; n < f->nitems; n++) {
+        fetch_item *it = &f->items[n];
+        SEP();
+        switch (it->kind) {
+        case IT_UID:
+            pi_buf_printf(&b, "UID %u", s->view->uids[i]);
+            break;
+        case IT_FLAGS:
+            pi_buf_addstr(&b, "FLAGS ");
+            gw_write_flags(&b, s, &st, gw_view_recent(s, i));
+            flags_written = true;
+            break;
+        case IT_INTERNALDATE: {
+            char date[PI_DATE_TIME_SIZE];
+            int64_t t = p ? p->meta.arrival : st.meta.arrival;
+            int tz = p ? p->meta.tz_minutes : st.meta.tz_minutes;
+            if (pi_date_time_format(t, tz, date) != 0)
+                pi_date_time_format(t, 0, date);
+            pi_buf_printf(&b, "INTERNALDATE %s", date);
+            break;
+        }
+        case IT_SIZE:
+            pi_buf_printf(&b, "RFC822.SIZE %llu", (unsigned long long)(p ? p->len : st.meta.crlf_size));
+            break;
+        case IT_ENVELOPE:
+            pi_buf_addstr(&b, "ENVELOPE ");
+            if (p)
+                mime_write_envelope(p->mime, &b);
+            else
+                pi_buf_add(&b, st.meta.envelope, st.meta.envelope_len);
+            break;
+        case IT_BODYSTRUCTURE:
+            pi_buf_addstr(&b, "BODYSTRUCTURE ");
+            if (p)
+                mime_write_bodystructure(p->mime, &b);
+            else
+                pi_buf_add(&b, st.meta.bodystructure, st.meta.bodystructure_len);
+            break;
+        case IT_BODY:
+            pi_buf_addstr(&b, "BODY ");
+            mime_write_body(p->mime, &b);
+            break;
+        case IT_RFC822:
+            pi_buf_addstr(&b, "RFC822 ");
+            add_literal(s, &b, p->data, p->len);
+            break;
+        case IT_RFC822_HEADER:
+        case IT_RFC822_TEXT: {
+            mime_section sec = {.kind = it->kind == IT_RFC822_HEADER ? MIME_SECTION_HEADER : MIME_SECTION_TEXT};
+            mime_buf scratch = {0};
+            const char *data = "";
+            size_t len = 0;
+            if (mime_section_get(p->mime, &sec, &scratch, &data, &len) != MIME_SECTION_OK) {
+                data = "";
+                len = 0;
+            }
+            pi_buf_addstr(&b, it->kind == IT_RFC822_HEADER ? "RFC822.HEADER " : "RFC822.TEXT ");
+            add_literal(s, &b, data, len);
+            mime_buf_free(&scratch);
+            break;
+        }
+        case IT_SECTION: {
+            mime_buf scratch = {0};
+            const char *data = "";
+            size_t len = 0;
+            if (mime_section_get(p->mime, &it->sec, &scratch, &data, &len) != MIME_SECTION_OK) {
+                data = "";
+                len = 0;
+            }
+            const char *slice = data;
+            size_t slen = len;
+            if (it->partial)
+                mime_partial(data, len, it->off, it->cnt, &slice, &slen);
+            pi_buf_printf(&b, "BODY[%s]", it->spec);
+            if (it->partial)
+                pi_buf_printf(&b, "<%u>", it->off);
+            pi_buf_addstr(&b, " ");
+            add_literal(s, &b, slice, slen);
+            mime_buf_free(&scratch);
+            break;
+        }
+        }
+    }
+    if (seen_now && !flags_written) {
+        SEP();
+        pi_buf_addstr(&b, "FLAGS ");
+        gw_write_flags(&b, s, &st, gw_view_recent(s, i));
+    }
+#undef SEP
+    pi_buf_addstr(&b, ")\r\n");
+    gw_write(s, b.data, b.len);
+    pi_buf_free(&b);
+}
+
+static void step(struct gw_fetch *f);
+
+static void loaded(void *arg, gw_plain *p, const char *err)
+{
+    slot *sl = arg;
+    struct gw_fetch *f = sl->f;
+    (void)err;
+    f->inflight--;
+    if (p) {
+        sl->p = p;
+        sl->st = 1;
+    } else {
+        sl->st = 2;
+        f->failed++;
+    }
+    step(f);
+}
+
+static void finish(struct gw_fetch *f)
+{
+    session *s = f->s;
+    unsigned failed = f->failed;
+    bool changed = f->flags_changed;
+    s->fetch = NULL;
+    fetch_free(f);
+    if (changed) {
+        s->view->modseq_seen = userstate_modseq(s->account->us);
+        gw_view_changed(s->account);
+    }
+    gw_view_sync(s, false);
+    if (failed)
+        gw_tagged(s, "NO [UNAVAILABLE] %u message%s could not be read from the mail store; try again", failed,
+                  failed == 1 ? "" : "s");
+    else
+        gw_tagged(s, "OK Fetch completed");
+    gw_session_done(s);
+}
+
+static void step(struct gw_fetch *f)
+{
+    session *s = f->s;
+    for (;;) {
+        while (f->next_emit < f->n && (f->slots[f->next_emit].st != 0)) {
+            if (f->slots[f->next_emit].st != 2)
+                emit(f, f->next_emit);
+            if (f->slots[f->next_emit].p) {
+                gw_plain_unref(s->account, f->slots[f->next_emit].p);
+                f->slots[f->next_emit].p = NULL;
+            }
+            f->next_emit++;
+        }
+        if (f->next_emit == f->n && f->inflight == 0) {
+            finish(f);
+            return;
+        }
+        if (f->next_issue >= f->n || f->inflight >= WINDOW || gw_session_output_len(s) > OUTPUT_PAUSE)
+            return; /* loaded() or gw_fetch_kick() goes on */
+        size_t k = f->next_issue++;
+        const char *id = gw_view_msgid(s, f->idx[k]);
+        if (!id || !needs_load(f, k)) {
+            f->slots[k].st = 3;
+            continue;
+        }
+        f->inflight++;
+        gw_load(s, id, loaded, &f->slots[k]);
+    }
+}
+
+void gw_fetch_kick(session *s)
+{
+    if (s->fetch && s->fetch->s == s)
+        step(s->fetch);
+}
+
+void gw_fetch_abort(session *s)
+{
+    /* loads in flight see a dead session and drop their results without calling back */
+    if (s->fetch) {
+        struct gw_fetch *f = s->fetch;
+        s->fetch = NULL;
+        fetch_free(f);
+    }
+}
+
+gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
+{
+    struct gw_fetch *f = calloc(1, sizeof *f);
+    if (!f) {
+        gw_tagged(s, "NO [SERVERBUG] Out of memory");
+        return GW_DONE;
+    }
+    f->s = s;
+    const char *bad = NULL;
+    if (cmd->uid)
+        add_item(f, IT_UID);
+    const pi_arg *atts = &cmd->args[1];
+    if (cmd->nargs != 2)
+        bad = "FETCH takes a sequence set and attributes"; /* CHANGEDSINCE is not offered */
+    else if (atts->type == PI_LIST) {
+        if (atts->count == 0)
+            bad = "Empty attribute list";
+        for (size_t i = 0; !bad && i < atts->count; i++)
+            bad = parse_att(f, &atts->list[i]);
+    } else {
+        bad = parse_att(f, atts);
+    }
+    size_t *idx = NULL, n = 0;
+    if (!bad && gw_view_resolve(s, &cmd->args[0], cmd->uid, &idx, &n, &bad) != 0 && !bad)
+        bad = "Invalid sequence set";
+    if (bad) {
+        fetch_free(f);
+        gw_tagged(s, "BAD %s", bad);
+        return GW_DONE;
+    }
+    f->idx = idx;
+    f->n = n;
+    f->slots = calloc(n ? n : 1, sizeof *f->slots);
+    if (!f->slots) {
+        fetch_free(f);
+        gw_tagged(s, "NO [SERVERBUG] Out of memory");
+        return GW_DONE;
+    }
+    for (size_t k = 0; k < n; k++)
+        f->slots[k].f = f;
+    classify(f);
+    if (s->view->readonly)
+        f->sets_seen = false;
+    gw_view_sync(s, false); /* others' flag changes first */
+    s->fetch = f;
+    step(f); /* finishes right away when nothing needs loading: then the reply is written */
+    return s->fetch ? GW_PENDING : GW_DONE;
+}

@@ -1,0 +1,145 @@
+/* STORE and UID STORE (RFC 3501 6.4.6): system flags and keywords, kept in the user's
+ * encrypted state and shared with every other session of the user at once. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/mailbox.h"
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} system_flags[] = {
+    {"\\Seen", US_SEEN}, {"\\Answered", US_ANSWERED}, {"\\Flagged", US_FLAGGED},
+    {"\\Deleted", US_DELETED}, {"\\Draft", US_DRAFT},
+};
+
+/* Flags from the argument (a list or a single atom): 0, or -1 with *err. */
+static int parse_flags(session *s, const pi_arg *a, unsigned *flags, uint8_t kw[US_KEYWORD_SET_BYTES],
+                       bool *new_keyword, const char **err)
+{
+    const pi_arg *list = a->type == PI_LIST ? a->list : a;
+    size_t count = a->type == PI_LIST ? a->count : 1;
+    for (size_t i = 0; i < count; i++) {
+        const pi_arg *f = &list[i];
+        if (f->type != PI_ATOM) {
+            *err = "Flags are atoms";
+            return -1;
+        }
+        if (f->str[0] == '\\') {
+            size_t k = 0;
+            while (k < 5 && strcasecmp(f->str, system_flags[k].name) != 0)
+                k++;
+            if (k < 5)
+                *flags |= system_flags[k].bit;
+            else if (strcasecmp(f->str, "\\Recent") != 0) { /* \Recent cannot be stored: ignored */
+                *err = "Unknown system flag";
+                return -1;
+            }
+            continue;
+        }
+        unsigned before = userstate_keyword_count(s->account->us), index;
+        int rc = userstate_keyword(s->account->us, f->str, &index);
+        if (rc == US_ELIMIT) {
+            *err = "[LIMIT] Too many keywords";
+            return -1;
+        }
+        if (rc != US_OK) {
+            *err = "Invalid keyword";
+            return -1;
+        }
+        if (userstate_keyword_count(s->account->us) != before)
+            *new_keyword = true;
+        us_kw_put(kw, index, 1);
+    }
+    return 0;
+}
+
+gw_result gw_cmd_store(session *s, const pi_command *cmd)
+{
+    const char *item;
+    size_t item_len;
+    if (cmd->nargs != 3 || !pi_arg_astring(&cmd->args[1], &item, &item_len) || cmd->args[1].type != PI_ATOM) {
+        gw_tagged(s, "BAD STORE takes a set, an item and flags"); /* UNCHANGEDSINCE is not offered */
+        return GW_DONE;
+    }
+    enum userstate_op op = US_REPLACE;
+    const char *p = item;
+    if (*p == '+' || *p == '-') {
+        op = *p == '+' ? US_ADD : US_REMOVE;
+        p++;
+    }
+    bool silent;
+    if (strcasecmp(p, "FLAGS") == 0)
+        silent = false;
+    else if (strcasecmp(p, "FLAGS.SILENT") == 0)
+        silent = true;
+    else {
+        gw_tagged(s, "BAD Unknown STORE item");
+        return GW_DONE;
+    }
+    size_t *idx = NULL, n = 0;
+    const char *err = NULL;
+    if (gw_view_resolve(s, &cmd->args[0], cmd->uid, &idx, &n, &err) != 0) {
+        gw_tagged(s, "BAD %s", err);
+        return GW_DONE;
+    }
+    if (s->view->readonly) {
+        free(idx);
+        gw_tagged(s, "NO [READ-ONLY] The mailbox is read-only");
+        return GW_DONE;
+    }
+    unsigned flags = 0;
+    uint8_t kw[US_KEYWORD_SET_BYTES] = {0};
+    bool new_keyword = false;
+    if (parse_flags(s, &cmd->args[2], &flags, kw, &new_keyword, &err) != 0) {
+        free(idx);
+        gw_tagged(s, "%s %s", err[0] == '[' ? "NO" : "BAD", err);
+        return GW_DONE;
+    }
+    gw_view_sync(s, false); /* others' changes first: then own ones are not echoed twice */
+    gw_account *a = s->account;
+    if (new_keyword) {
+        pi_buf b = PI_BUF_INIT;
+        pi_buf_addstr(&b, "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+        for (unsigned k = 0; k < userstate_keyword_count(a->us); k++)
+            pi_buf_printf(&b, " %s", userstate_keyword_name(a->us, k));
+        pi_buf_addstr(&b, ")");
+        gw_untagged(s, "%s", b.data);
+        pi_buf_free(&b);
+    }
+    bool changed = false;
+    pi_buf b = PI_BUF_INIT;
+    for (size_t k = 0; k < n; k++) {
+        const char *id = gw_view_msgid(s, idx[k]);
+        if (!id)
+            continue;
+        uint64_t before = userstate_modseq(a->us);
+        if (userstate_store(a->us, id, op, flags, kw) != US_OK)
+            continue;
+        changed |= userstate_modseq(a->us) != before;
+        if (silent)
+            continue;
+        userstate_msg st;
+        userstate_get(a->us, id, &st);
+        pi_buf_printf(&b, "* %zu FETCH (", idx[k] + 1);
+        if (cmd->uid)
+            pi_buf_printf(&b, "UID %u ", s->view->uids[idx[k]]);
+        pi_buf_addstr(&b, "FLAGS ");
+        gw_write_flags(&b, s, &st, gw_view_recent(s, idx[k]));
+        pi_buf_addstr(&b, ")\r\n");
+        if (b.len > (64u << 10)) {
+            gw_write(s, b.data, b.len);
+            pi_buf_clear(&b);
+        }
+    }
+    if (b.len)
+        gw_write(s, b.data, b.len);
+    pi_buf_free(&b);
+    free(idx);
+    s->view->modseq_seen = userstate_modseq(a->us);
+    if (changed)
+        gw_view_changed(a);
+    gw_tagged(s, "OK STORE completed");
+    return GW_DONE;
+}

@@ -1,0 +1,396 @@
+/* gateway: getting one message into memory as plaintext. Three hops, none on the loop's
+ * critical path: a worker reads the article (ciphertext) from the news server; the vault,
+ * which alone holds the private key, opens the 196-byte prefix and returns the message's
+ * stream key; a worker decrypts the stream (line ends turned into CRLF, as IMAP serves it)
+ * and parses the MIME structure. Decrypted messages stay in a small per-account cache in
+ * memory (never on disk), because clients fetch the same message several times in a row
+ * (headers, then the preview, then the body). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "gateway/mailbox.h"
+
+#define CACHE_BYTES_MAX (48u << 20) /* per account: several big attachments */
+#define CACHE_N_MAX 256
+
+typedef struct load_ctx {
+    session *s;   /* referenced */
+    gw_account *a; /* referenced */
+    char msgid[PA_MSGID_MAX];
+    gw_load_fn cb;
+    void *arg;
+    pu_buf env; /* ciphertext envelope */
+    pc_msg_meta meta;
+    uint8_t *stream_key; /* sodium_malloc'd */
+    int status;
+    char err[256];
+    gw_plain *plain;
+    pu_buf envelope_str, bodystructure_str; /* for the state's cache */
+} load_ctx;
+
+static void plain_free(gw_plain *p)
+{
+    if (p->data) {
+        sodium_memzero(p->data, p->len);
+        free(p->data);
+    }
+    mime_free(p->mime);
+    sodium_memzero(p, sizeof *p);
+    free(p);
+}
+
+void gw_plain_unref(gw_account *a, gw_plain *p)
+{
+    (void)a;
+    if (p && --p->refs == 0)
+        plain_free(p);
+}
+
+static void cache_unlink(gw_account *a, gw_plain *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        a->cache = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    a->cache_bytes -= p->len;
+    a->cache_n--;
+}
+
+void gw_cache_free(gw_account *a)
+{
+    while (a->cache) {
+        gw_plain *p = a->cache;
+        cache_unlink(a, p);
+        gw_plain_unref(a, p);
+    }
+}
+
+static void cache_insert(gw_account *a, gw_plain *p)
+{
+    p->refs++;
+    p->next = a->cache;
+    if (a->cache)
+        a->cache->prev = p;
+    a->cache = p;
+    a->cache_bytes += p->len;
+    a->cache_n++;
+    /* evict from the old end; p itself stays (its caller holds it anyway) */
+    while ((a->cache_bytes > CACHE_BYTES_MAX || a->cache_n > CACHE_N_MAX) && a->cache != p) {
+        gw_plain *old = a->cache;
+        while (old->next)
+            old = old->next;
+        cache_unlink(a, old);
+        gw_plain_unref(a, old);
+    }
+}
+
+static gw_plain *cache_find(gw_account *a, const char *msgid)
+{
+    for (gw_plain *p = a->cache; p; p = p->next)
+        if (strcmp(p->msgid, msgid) == 0) {
+            if (p != a->cache) { /* move to the front */
+                size_t len = p->len;
+                cache_unlink(a, p);
+                p->len = len;
+                p->next = a->cache;
+                if (a->cache)
+                    a->cache->prev = p;
+                a->cache = p;
+                a->cache_bytes += p->len;
+                a->cache_n++;
+            }
+            return p;
+        }
+    return NULL;
+}
+
+static void finish(load_ctx *x)
+{
+    session *s = x->s;
+    if (!s->dead) {
+        if (x->plain)
+            x->cb(x->arg, x->plain, NULL);
+        else
+            x->cb(x->arg, NULL, x->err[0] ? x->err : "cannot read the message");
+    } else if (x->plain) {
+        gw_plain_unref(x->a, x->plain);
+    }
+    if (x->stream_key)
+        sodium_free(x->stream_key);
+    pu_buf_free(&x->env);
+    pu_buf_free(&x->envelope_str);
+    pu_buf_free(&x->bodystructure_str);
+    gw_account_unref(x->a);
+    gw_session_unref(s);
+    free(x);
+}
+
+/* ---- hop 3: decrypt and parse (worker) ---- */
+
+typedef struct plain_buf {
+    char *data;
+    size_t len, cap;
+    bool prev_cr;
+} plain_buf;
+
+static int plain_put(plain_buf *b, const void *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *d = malloc(cap);
+        if (!d)
+            return -1;
+        if (b->data) { /* plaintext: never left behind by realloc */
+            memcpy(d, b->data, b->len);
+            sodium_memzero(b->data, b->len);
+            free(b->data);
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static int to_crlf(void *arg, const uint8_t *data, size_t len)
+{
+    plain_buf *b = arg;
+    const uint8_t *end = data + len, *p = data;
+    while (p < end) {
+        const uint8_t *lf = memchr(p, '\n', (size_t)(end - p));
+        if (!lf)
+            break;
+        bool after_cr = lf == data ? b->prev_cr : lf[-1] == '\r';
+        if (!after_cr) {
+            if (plain_put(b, p, (size_t)(lf - p)) != 0 || plain_put(b, "\r\n", 2) != 0)
+                return 1;
+        } else if (plain_put(b, p, (size_t)(lf - p) + 1) != 0) {
+            return 1;
+        }
+        p = lf + 1;
+    }
+    if (p < end && plain_put(b, p, (size_t)(end - p)) != 0)
+        return 1;
+    if (len)
+        b->prev_cr = end[-1] == '\r';
+    return 0;
+}
+
+static void decrypt_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+{
+    (void)wc;
+    (void)cfg;
+    load_ctx *x = j->ctx;
+    plain_buf b = {0};
+    if (x->meta.crlf_size < (64u << 20)) {
+        b.cap = x->meta.crlf_size + 1; /* one allocation for the usual message */
+        b.data = malloc(b.cap);
+        if (!b.data)
+            b.cap = 0;
+    }
+    x->status = ps_open_envelope((const uint8_t *)x->env.data, x->env.len, x->msgid, x->stream_key, &x->meta, to_crlf, &b, x->err,
+                                 sizeof x->err);
+    sodium_free(x->stream_key);
+    x->stream_key = NULL;
+    pu_buf_free(&x->env);
+    if (x->status != PS_OK) {
+        if (b.data) {
+            sodium_memzero(b.data, b.len);
+            free(b.data);
+        }
+        return;
+    }
+    gw_plain *p = calloc(1, sizeof *p);
+    if (!p || !b.data) {
+        free(p);
+        if (b.data) {
+            sodium_memzero(b.data, b.len);
+            free(b.data);
+        }
+        x->status = PS_FAIL;
+        snprintf(x->err, sizeof x->err, "out of memory");
+        return;
+    }
+    p->refs = 1;
+    snprintf(p->msgid, sizeof p->msgid, "%s", x->msgid);
+    p->data = b.data;
+    p->len = b.len;
+    p->meta = x->meta;
+    p->mime = mime_parse(p->data, p->len, NULL);
+    if (!p->mime || mime_write_envelope(p->mime, &x->envelope_str) != 0 ||
+        mime_write_bodystructure(p->mime, &x->bodystructure_str) != 0) {
+        plain_free(p);
+        x->status = PS_FAIL;
+        snprintf(x->err, sizeof x->err, "out of memory");
+        return;
+    }
+    x->plain = p;
+}
+
+static void decrypt_done(gw_job *j)
+{
+    load_ctx *x = j->ctx;
+    free(j);
+    if (x->plain) {
+        gw_account *a = x->a;
+        gw_plain *p = x->plain;
+        if (a->us) {
+            userstate_meta m = {
+                .arrival = p->meta.arrival,
+                .tz_minutes = p->meta.tz_minutes,
+                .raw_size = p->meta.raw_size,
+                .crlf_size = p->len,
+                .envelope = (const uint8_t *)x->envelope_str.data,
+                .envelope_len = x->envelope_str.len < US_BLOB_MAX ? x->envelope_str.len : 0,
+                .bodystructure = (const uint8_t *)x->bodystructure_str.data,
+                .bodystructure_len = x->bodystructure_str.len < US_BLOB_MAX ? x->bodystructure_str.len : 0,
+            };
+            userstate_meta_set(a->us, p->msgid, &m);
+        }
+        cache_insert(a, p);
+    } else {
+        gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
+    }
+    finish(x);
+}
+
+/* ---- hop 2: the vault opens the prefix (loop) ---- */
+
+static void open_reply(void *arg, const vault_reply *r)
+{
+    load_ctx *x = arg;
+    if (r->type != VAULT_REPLY_OPEN) {
+        snprintf(x->err, sizeof x->err, "the vault cannot open %s: %s", x->msgid,
+                 r->type == VAULT_REPLY_FAIL ? vault_fail_str(r->reason) : "unexpected reply");
+        if (!x->s->dead)
+            gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
+        finish(x);
+        return;
+    }
+    x->meta = r->u.open.meta;
+    x->stream_key = sodium_malloc(PC_STREAM_KEY_BYTES);
+    gw_job *j = calloc(1, sizeof *j);
+    if (!x->stream_key || !j) {
+        free(j);
+        snprintf(x->err, sizeof x->err, "out of memory");
+        finish(x);
+        return;
+    }
+    memcpy(x->stream_key, r->u.open.stream_key, PC_STREAM_KEY_BYTES);
+    j->kind = GW_JOB_WORK;
+    j->work = decrypt_work;
+    j->done = decrypt_done;
+    j->ctx = x;
+    if (gw_pool_submit(x->a->net->pool, j) != 0) {
+        free(j);
+        snprintf(x->err, sizeof x->err, "server busy");
+        finish(x);
+    }
+}
+
+/* ---- hop 1: the article (worker) ---- */
+
+static void article_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+{
+    load_ctx *x = j->ctx;
+    char got[PA_MSGID_MAX];
+    for (int attempt = 0; attempt < 2; attempt++) {
+        x->status = gw_wconn_get(wc, cfg, x->err, sizeof x->err);
+        if (x->status != PS_OK)
+            return;
+        x->env.len = 0;
+        x->status = ps_fetch_envelope(wc->c, x->msgid, &x->env, got, x->err, sizeof x->err);
+        if (x->status != PS_TEMP)
+            break;
+        gw_wconn_drop(wc);
+    }
+    if (x->status == PS_OK && strcmp(got, x->msgid) != 0) {
+        x->status = PS_BADMSG;
+        snprintf(x->err, sizeof x->err, "article %s came back as %s", x->msgid, got);
+    }
+}
+
+static void article_done(gw_job *j)
+{
+    load_ctx *x = j->ctx;
+    free(j);
+    if (x->status != PS_OK || x->s->dead || !x->s->vault_session) {
+        if (x->status != PS_OK && !x->s->dead)
+            gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
+        finish(x);
+        return;
+    }
+    if (!gw_vault_open(x->a->net, x->s->vault_session, (const uint8_t *)x->env.data, open_reply, x)) {
+        snprintf(x->err, sizeof x->err, "the vault is unreachable");
+        finish(x);
+    }
+}
+
+static void hit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    finish(arg);
+}
+
+/* Answers from the loop, not from inside gw_load: callers need not expect re-entry. */
+static void finish_later(load_ctx *x, const char *err)
+{
+    if (err)
+        snprintf(x->err, sizeof x->err, "%s", err);
+    struct timeval zero = {0, 0};
+    if (event_base_once(x->s->net->base, -1, EV_TIMEOUT, hit_cb, x, &zero) != 0) {
+        gw_log(GW_ERROR, "out of memory: a FETCH may hang");
+        if (x->plain)
+            gw_plain_unref(x->a, x->plain);
+        gw_account_unref(x->a);
+        gw_session_unref(x->s);
+        free(x);
+    }
+}
+
+void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg)
+{
+    load_ctx *x = calloc(1, sizeof *x);
+    if (!x) {
+        gw_log(GW_ERROR, "out of memory: a FETCH may hang");
+        return;
+    }
+    x->s = s;
+    s->refs++;
+    x->a = s->account;
+    x->a->refs++;
+    snprintf(x->msgid, sizeof x->msgid, "%s", msgid);
+    x->cb = cb;
+    x->arg = arg;
+    gw_plain *p = cache_find(x->a, msgid);
+    if (p) {
+        p->refs++;
+        x->plain = p;
+        finish_later(x, NULL);
+        return;
+    }
+    gw_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        finish_later(x, "out of memory");
+        return;
+    }
+    j->kind = GW_JOB_WORK;
+    j->work = article_work;
+    j->done = article_done;
+    j->ctx = x;
+    if (gw_pool_submit(s->net->pool, j) != 0) {
+        free(j);
+        finish_later(x, "server busy");
+    }
+}

@@ -1,0 +1,106 @@
+/* gateway: the mailbox side of the network process — what the news server holds for a user
+ * (gw_mbox, one per account), what one session sees of it (gw_view: its own sequence
+ * numbers), decrypted messages (gw_plain, loaded through the worker pool and the vault, kept
+ * in a small per-account cache) and the one poller that watches every open group.
+ * docs/design.md, "Mailbox", says why it is shaped this way. */
+#ifndef POSTERN_GATEWAY_MAILBOX_H
+#define POSTERN_GATEWAY_MAILBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "article/article.h"
+#include "gateway/session.h"
+#include "mime/mime.h"
+#include "store/store.h"
+
+/* ---- mbox.c: the articles of the user's group on the news server ---- */
+typedef struct gw_msg {
+    uint32_t uid; /* the site's article number */
+    char msgid[PA_MSGID_MAX];
+} gw_msg;
+
+typedef struct gw_mbox {
+    char group[PA_GROUP_MAX + 1];
+    uint32_t uidvalidity;  /* 0 until the first scan */
+    size_t site;           /* the site the article numbers belong to */
+    gw_msg *msgs;          /* sorted by uid */
+    size_t n, cap;
+    uint64_t low, high, count; /* the group's numbers at the last scan */
+    bool scanned, scanning, rescan;
+    uint32_t recent_claimed; /* highest UID some session has shown as \Recent */
+} gw_mbox;
+
+/* Starts a scan of the account's group in a worker unless one runs (then one more follows).
+ * When it ends, every session of the account that waits for it (s->scan_wait) is resumed
+ * through gw_view_scanned and every selected session learns the news (gw_view_changed). */
+void gw_mbox_scan(gw_account *a);
+/* The poller saw the group's numbers: scans when they differ from the last scan's. */
+void gw_mbox_poll_result(gw_account *a, uint64_t high, uint64_t low, uint64_t count);
+/* Index of uid in mbox->msgs, or -1. */
+long gw_mbox_find(const gw_mbox *m, uint32_t uid);
+void gw_mbox_free(gw_mbox *m);
+
+/* ---- poller.c: one LIST ACTIVE for every group with a selected session ---- */
+void gw_poller_start(gw_net *net);
+void gw_poller_stop(gw_net *net);
+
+/* ---- view.c: one session's numbering of the mailbox ---- */
+typedef struct gw_view {
+    bool readonly;
+    bool empty_folder; /* Sent, Drafts, Trash: nothing stored there yet */
+    uint32_t uidvalidity;
+    uint32_t *uids; /* seq i+1 is uids[i] */
+    size_t n, cap;
+    uint64_t modseq_seen;       /* flag changes up to here were reported */
+    uint32_t recent_lo, recent_hi; /* UIDs shown as \Recent in this session */
+} gw_view;
+
+/* SELECT/EXAMINE once the first scan is there: builds s->view, writes the untagged replies. */
+int gw_view_open(session *s, bool readonly);
+void gw_view_close(session *s);
+/* Reports changes to the client: new messages (EXISTS, RECENT), flag changes by others
+ * (FETCH FLAGS) and, when expunges are allowed (not during FETCH, STORE, SEARCH: RFC 3501
+ * 7.4.1), messages removed by others or expired (EXPUNGE). */
+void gw_view_sync(session *s, bool expunges);
+/* Called when the account's mailbox or state changed: an idling session hears at once. */
+void gw_view_changed(gw_account *a);
+/* The state of message i of the view (zeroed if the state has no entry). */
+void gw_view_state(session *s, size_t i, userstate_msg *out);
+const char *gw_view_msgid(session *s, size_t i); /* NULL if the message is gone from the server */
+bool gw_view_recent(const session *s, size_t i);
+/* Resolves a sequence set or UID set argument to view indexes (ascending). Returns 0, or -1
+ * with *err (static text for a BAD). UIDs not in the view are skipped silently. */
+int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_t *n, const char **err);
+/* "(\Seen \Flagged kw)" of a message. */
+int gw_write_flags(pi_buf *b, session *s, const userstate_msg *m, bool recent);
+/* Marks a message \Seen (a non-PEEK body fetch) unless read-only; true if it changed. */
+bool gw_view_mark_seen(session *s, size_t i);
+
+/* ---- loader.c: decrypted messages ---- */
+typedef struct gw_plain {
+    struct gw_plain *prev, *next; /* the account's cache, most recent first */
+    unsigned refs;
+    char msgid[PA_MSGID_MAX];
+    char *data; /* the message with CRLF line ends, as IMAP serves it */
+    size_t len;
+    mime_message *mime;
+    pc_msg_meta meta;
+} gw_plain;
+
+/* Loads a message (from the cache, or: article from the news server in a worker, the vault
+ * opens its prefix, a worker decrypts and parses). cb runs on the loop, never from inside
+ * gw_load; p is NULL with err on failure. The callback owns one reference (gw_plain_unref).
+ * s must stay referenced: gw_load takes its own reference and the callback is not made if s
+ * died meanwhile (the reference is simply dropped). */
+typedef void (*gw_load_fn)(void *arg, gw_plain *p, const char *err);
+void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg);
+void gw_plain_unref(gw_account *a, gw_plain *p);
+void gw_cache_free(gw_account *a); /* wipes every cached message */
+
+/* ---- command state shared by FETCH and SEARCH: one asynchronous job per session ---- */
+void gw_fetch_kick(session *s); /* output drained: a waiting FETCH goes on */
+void gw_fetch_abort(session *s); /* the session closes */
+
+#endif

@@ -1,0 +1,277 @@
+/* gateway: what the news server holds in a user's group — article numbers (the UIDs) and
+ * Message-IDs (the key of the user's state) — kept per account and refreshed by scans in a
+ * worker: GROUP, then OVER of the new numbers, or of the whole group when articles vanished
+ * (expired, cancelled), which the group's low mark or count tells. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "gateway/mailbox.h"
+#include "store/store.h"
+
+typedef struct scan_ctx {
+    gw_account *a; /* referenced */
+    char group[PA_GROUP_MAX + 1];
+    bool first;
+    uint64_t old_low, old_high;
+    size_t known;
+    /* results */
+    int status; /* PS_* */
+    char err[640];
+    nntp_group_info info;
+    size_t site;
+    bool full;
+    gw_msg *msgs;
+    size_t n, cap;
+    bool nomem;
+} scan_ctx;
+
+long gw_mbox_find(const gw_mbox *m, uint32_t uid)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->msgs[mid].uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < m->n && m->msgs[lo].uid == uid ? (long)lo : -1;
+}
+
+void gw_mbox_free(gw_mbox *m)
+{
+    if (!m)
+        return;
+    free(m->msgs);
+    free(m);
+}
+
+/* One overview line: "number \t subject \t from \t date \t message-id \t ...". Only postern
+ * mail articles ("<m.") are messages; anything else in the group is not shown. */
+static int over_line(void *arg, const char *line, size_t len)
+{
+    scan_ctx *x = arg;
+    char *end;
+    unsigned long long num = strtoull(line, &end, 10);
+    if (end == line || *end != '\t' || num == 0 || num > UINT32_MAX)
+        return 0;
+    const char *id_start = line;
+    for (int tabs = 0; tabs < 4; tabs++) {
+        id_start = strchr(id_start, '\t');
+        if (!id_start)
+            return 0;
+        id_start++;
+    }
+    const char *id_end = strchr(id_start, '\t');
+    if (!id_end)
+        id_end = line + len;
+    size_t idlen = (size_t)(id_end - id_start);
+    if (idlen < 4 || idlen >= PA_MSGID_MAX || strncmp(id_start, "<m.", 3) != 0 || id_start[idlen - 1] != '>')
+        return 0;
+    if (x->n && x->msgs[x->n - 1].uid >= num)
+        return 0; /* out of order: never from INN */
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 256;
+        gw_msg *m = realloc(x->msgs, cap * sizeof *m);
+        if (!m) {
+            x->nomem = true;
+            return 1;
+        }
+        x->msgs = m;
+        x->cap = cap;
+    }
+    gw_msg *m = &x->msgs[x->n++];
+    m->uid = (uint32_t)num;
+    memcpy(m->msgid, id_start, idlen);
+    m->msgid[idlen] = '\0';
+    return 0;
+}
+
+static int over(gw_wconn *wc, scan_ctx *x, uint64_t from, uint64_t to)
+{
+    char range[48];
+    snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, from, to);
+    int st = nntp_over(wc->c, range, over_line, x);
+    if (x->nomem) {
+        snprintf(x->err, sizeof x->err, "out of memory");
+        return PS_FAIL;
+    }
+    if (st == NNTP_ENOENT) /* 423: no articles in that range */
+        return PS_OK;
+    if (st != NNTP_OK) {
+        snprintf(x->err, sizeof x->err, "OVER %s in %s: %s", range, x->group, nntp_last_response(wc->c));
+        gw_wconn_drop(wc);
+        return PS_TEMP;
+    }
+    return PS_OK;
+}
+
+static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+{
+    scan_ctx *x = j->ctx;
+    int st = NNTP_ETEMP;
+    for (int attempt = 0; attempt < 2; attempt++) { /* a kept connection may have gone stale */
+        x->status = gw_wconn_get(wc, cfg, x->err, sizeof x->err);
+        if (x->status != PS_OK)
+            return;
+        st = nntp_group(wc->c, x->group, &x->info);
+        if (st == NNTP_OK || st == NNTP_ENOENT)
+            break;
+        snprintf(x->err, sizeof x->err, "GROUP %s: %s", x->group, nntp_last_response(wc->c));
+        gw_wconn_drop(wc);
+    }
+    if (st == NNTP_ENOENT) {
+        x->status = PS_NOUSER;
+        snprintf(x->err, sizeof x->err, "the group %s does not exist on the news server", x->group);
+        return;
+    }
+    if (st != NNTP_OK) {
+        x->status = PS_TEMP;
+        return;
+    }
+    x->site = wc->site;
+    x->full = x->first || x->info.low != x->old_low || x->info.high < x->old_high;
+    if (!x->full && x->info.high > x->old_high) {
+        x->status = over(wc, x, x->old_high + 1, x->info.high);
+        if (x->status != PS_OK)
+            return;
+        /* articles vanished in between (a cancel): the count does not add up */
+        if (x->known + x->n != x->info.count) {
+            x->full = true;
+            x->n = 0;
+        }
+    }
+    if (x->full && x->info.count > 0 && x->info.high >= x->info.low)
+        x->status = over(wc, x, x->info.low, x->info.high);
+    else
+        x->status = PS_OK;
+}
+
+/* UIDVALIDITY: the article numbers are the site's, so it names the site and the group. */
+static uint32_t uidvalidity_of(const pn_config *cfg, size_t site, const char *group)
+{
+    const pn_site *s = &cfg->sites[site];
+    crypto_generichash_state h;
+    uint8_t out[16];
+    crypto_generichash_init(&h, (const uint8_t *)"postern uidvalidity", 19, sizeof out);
+    crypto_generichash_update(&h, (const uint8_t *)s->host, strlen(s->host) + 1);
+    crypto_generichash_update(&h, (const uint8_t *)s->port, strlen(s->port) + 1);
+    crypto_generichash_update(&h, (const uint8_t *)group, strlen(group) + 1);
+    crypto_generichash_final(&h, out, sizeof out);
+    uint32_t v = ((uint32_t)out[0] << 24 | (uint32_t)out[1] << 16 | (uint32_t)out[2] << 8 | out[3]) & 0x7fffffffu;
+    return v ? v : 1; /* some clients keep it in a signed int; 0 is invalid */
+}
+
+void gw_select_scanned(session *s, const char *no_text); /* imap_cmd_select.c */
+
+static void scan_done(gw_job *j)
+{
+    scan_ctx *x = j->ctx;
+    gw_account *a = x->a;
+    gw_mbox *m = a->mbox;
+    gw_net *net = a->net;
+    m->scanning = false;
+    const char *no_text = NULL;
+    char text[300];
+    if (x->status == PS_OK) {
+        if (x->full) {
+            free(m->msgs);
+            m->msgs = x->msgs;
+            m->n = x->n;
+            m->cap = x->cap;
+            x->msgs = NULL;
+        } else {
+            for (size_t i = 0; i < x->n; i++) {
+                if (m->n && m->msgs[m->n - 1].uid >= x->msgs[i].uid)
+                    continue;
+                if (m->n == m->cap) {
+                    size_t cap = m->cap ? m->cap * 2 : 256;
+                    gw_msg *p = realloc(m->msgs, cap * sizeof *p);
+                    if (!p)
+                        break; /* the rest comes with the next scan */
+                    m->msgs = p;
+                    m->cap = cap;
+                }
+                m->msgs[m->n++] = x->msgs[i];
+            }
+        }
+        m->low = x->info.low;
+        m->high = x->info.high;
+        m->count = x->info.count;
+        uint32_t v = uidvalidity_of(net->cfg, x->site, m->group);
+        if (m->scanned && v != m->uidvalidity)
+            gw_log(GW_WARN, "%s: the mailbox now comes from site %s: UIDs renumbered", a->address,
+                   net->cfg->sites[x->site].name);
+        m->uidvalidity = v;
+        m->site = x->site;
+        m->scanned = true;
+    } else {
+        gw_log(GW_WARN, "%s: mailbox scan failed: %s", a->address, x->err);
+        snprintf(text, sizeof text, "[UNAVAILABLE] The mail store cannot be reached; try again later");
+        if (x->status == PS_NOUSER)
+            snprintf(text, sizeof text, "[NONEXISTENT] Your mailbox does not exist on this server");
+        no_text = m->scanned ? NULL : text;
+    }
+    for (session *s = net->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->account == a && s->scan_wait && !s->dead) {
+            s->scan_wait = false;
+            gw_select_scanned(s, no_text);
+        }
+    }
+    if (m->rescan) {
+        m->rescan = false;
+        gw_mbox_scan(a);
+    }
+    gw_view_changed(a);
+    free(x->msgs);
+    free(x);
+    free(j);
+    gw_account_unref(a); /* the job's reference */
+}
+
+void gw_mbox_scan(gw_account *a)
+{
+    gw_mbox *m = a->mbox;
+    if (m->scanning) {
+        m->rescan = true;
+        return;
+    }
+    gw_job *j = calloc(1, sizeof *j);
+    scan_ctx *x = calloc(1, sizeof *x);
+    if (!j || !x) {
+        free(j);
+        free(x);
+        return;
+    }
+    x->a = a;
+    snprintf(x->group, sizeof x->group, "%s", m->group);
+    x->first = !m->scanned;
+    x->old_low = m->low;
+    x->old_high = m->high;
+    x->known = m->n;
+    j->kind = GW_JOB_WORK;
+    j->work = scan_work;
+    j->ctx = x;
+    j->done = scan_done;
+    if (gw_pool_submit(a->net->pool, j) != 0) {
+        free(j);
+        free(x);
+        return;
+    }
+    a->refs++;
+    m->scanning = true;
+}
+
+void gw_mbox_poll_result(gw_account *a, uint64_t high, uint64_t low, uint64_t count)
+{
+    gw_mbox *m = a->mbox;
+    if (!m->scanned || m->scanning)
+        return;
+    if (high != m->high || low != m->low || count != m->count)
+        gw_mbox_scan(a);
+}

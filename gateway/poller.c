@@ -1,0 +1,178 @@
+/* gateway: new mail and vanished mail for every selected mailbox, from one poll of the news
+ * server each second — LIST COUNTS (LIST ACTIVE where the server lacks it) with a wildmat of
+ * the watched groups — never one poll per session. A group whose numbers moved is scanned
+ * (mbox.c), and idling sessions hear of it at once. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/mailbox.h"
+
+#define POLL_INTERVAL_MS 1000
+#define WILDMAT_MAX 400 /* NNTP lines stop at 512 octets */
+
+typedef struct poll_line {
+    char group[PA_GROUP_MAX + 1];
+    uint64_t high, low, count;
+    bool has_count;
+} poll_line;
+
+typedef struct poll_ctx {
+    gw_net *net;
+    char wildmat[WILDMAT_MAX + 1];
+    bool no_counts;
+    poll_line *lines;
+    size_t n, cap;
+    bool nomem;
+    int status;
+    char err[256];
+} poll_ctx;
+
+static int collect(void *arg, const char *line, size_t len)
+{
+    (void)len;
+    poll_ctx *x = arg;
+    poll_line l = {0};
+    char flag[8];
+    int got;
+    if (x->no_counts)
+        got = sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %7s", l.group, &l.high, &l.low, flag);
+    else
+        got = sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %" SCNu64, l.group, &l.high, &l.low, &l.count);
+    if (got < 3)
+        return 0;
+    l.has_count = !x->no_counts;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 64;
+        poll_line *p = realloc(x->lines, cap * sizeof *p);
+        if (!p) {
+            x->nomem = true;
+            return 1;
+        }
+        x->lines = p;
+        x->cap = cap;
+    }
+    x->lines[x->n++] = l;
+    return 0;
+}
+
+static void poll_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+{
+    poll_ctx *x = j->ctx;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        x->status = gw_wconn_get(wc, cfg, x->err, sizeof x->err);
+        if (x->status != PS_OK)
+            return;
+        x->n = 0;
+        int st = x->no_counts ? nntp_list_active(wc->c, x->wildmat, collect, x)
+                              : nntp_list_counts(wc->c, x->wildmat, collect, x);
+        if (st == NNTP_EPERM && !x->no_counts) {
+            x->no_counts = true; /* not INN: LIST ACTIVE has no count, but high and low */
+            st = nntp_list_active(wc->c, x->wildmat, collect, x);
+        }
+        if (st == NNTP_OK) {
+            x->status = x->nomem ? PS_FAIL : PS_OK;
+            return;
+        }
+        snprintf(x->err, sizeof x->err, "LIST: %s", nntp_last_response(wc->c));
+        gw_wconn_drop(wc);
+        x->status = PS_TEMP;
+    }
+}
+
+static void poll_done(gw_job *j)
+{
+    poll_ctx *x = j->ctx;
+    gw_net *net = x->net;
+    net->poll_inflight = false;
+    net->poll_no_counts = x->no_counts;
+    if (x->status != PS_OK) {
+        gw_log(GW_DEBUG, "poll failed: %s", x->err);
+    } else {
+        for (size_t i = 0; i < x->n; i++) {
+            const poll_line *l = &x->lines[i];
+            for (gw_account *a = net->accounts; a; a = a->next)
+                if (a->watched && a->mbox && strcmp(a->mbox->group, l->group) == 0) {
+                    /* without counts, a cancel shows only when the numbers move */
+                    gw_mbox_poll_result(a, l->high, l->low, l->has_count ? l->count : a->mbox->count);
+                    break;
+                }
+        }
+    }
+    free(x->lines);
+    free(x);
+    free(j);
+}
+
+static void build_wildmat(gw_net *net, char *out, size_t cap)
+{
+    size_t len = 0;
+    bool first = true;
+    out[0] = '\0';
+    for (gw_account *a = net->accounts; a; a = a->next) {
+        if (!a->watched || !a->mbox)
+            continue;
+        size_t g = strlen(a->mbox->group);
+        if (len + g + 2 > cap || strpbrk(a->mbox->group, "*?[\\,")) {
+            /* too many for one line: the whole hierarchy, filtered here */
+            const char *prefix = net->cfg->prefix;
+            snprintf(out, cap, "%s%s*", prefix, *prefix ? "." : "");
+            return;
+        }
+        if (!first)
+            out[len++] = ',';
+        memcpy(out + len, a->mbox->group, g + 1);
+        len += g;
+        first = false;
+    }
+}
+
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_net *net = arg;
+    if (net->poll_inflight || net->stopping)
+        return;
+    poll_ctx *x = calloc(1, sizeof *x);
+    gw_job *j = calloc(1, sizeof *j);
+    if (!x || !j) {
+        free(x);
+        free(j);
+        return;
+    }
+    build_wildmat(net, x->wildmat, sizeof x->wildmat);
+    if (!x->wildmat[0]) { /* nothing selected anywhere */
+        free(x);
+        free(j);
+        return;
+    }
+    x->net = net;
+    x->no_counts = net->poll_no_counts;
+    j->kind = GW_JOB_WORK;
+    j->work = poll_work;
+    j->ctx = x;
+    j->done = poll_done;
+    if (gw_pool_submit(net->pool, j) != 0) {
+        free(x);
+        free(j);
+        return;
+    }
+    net->poll_inflight = true;
+}
+
+void gw_poller_start(gw_net *net)
+{
+    net->poll_timer = event_new(net->base, -1, EV_PERSIST, poll_cb, net);
+    struct timeval tv = {POLL_INTERVAL_MS / 1000, (POLL_INTERVAL_MS % 1000) * 1000};
+    if (net->poll_timer)
+        event_add(net->poll_timer, &tv);
+}
+
+void gw_poller_stop(gw_net *net)
+{
+    if (net->poll_timer)
+        event_free(net->poll_timer);
+    net->poll_timer = NULL;
+}

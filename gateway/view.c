@@ -1,0 +1,310 @@
+/* gateway: one session's view of the mailbox. IMAP sequence numbers belong to the session:
+ * a message that vanished (expunged elsewhere, expired or cancelled by INN) keeps its number
+ * until the session may be told (EXPUNGE is not allowed during FETCH, STORE or SEARCH), and
+ * new messages are numbered only once announced with EXISTS. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "gateway/mailbox.h"
+
+static bool hidden(gw_account *a, const char *msgid)
+{
+    userstate_msg st;
+    userstate_get(a->us, msgid, &st);
+    return st.removed;
+}
+
+static int push(gw_view *v, uint32_t uid)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        uint32_t *p = realloc(v->uids, cap * sizeof *p);
+        if (!p)
+            return -1;
+        v->uids = p;
+        v->cap = cap;
+    }
+    v->uids[v->n++] = uid;
+    return 0;
+}
+
+bool gw_view_recent(const session *s, size_t i)
+{
+    const gw_view *v = s->view;
+    return v->recent_lo && v->uids[i] >= v->recent_lo && v->uids[i] <= v->recent_hi;
+}
+
+static size_t count_recent(const session *s)
+{
+    size_t r = 0;
+    for (size_t i = 0; i < s->view->n; i++)
+        r += gw_view_recent(s, i);
+    return r;
+}
+
+/* New UIDs above recent_claimed become \Recent in this session (RFC 3501: in one only). */
+static void claim_recent(session *s, uint32_t last)
+{
+    gw_mbox *m = s->account->mbox;
+    gw_view *v = s->view;
+    if (v->readonly || last <= m->recent_claimed)
+        return;
+    if (!v->recent_lo || v->recent_hi < m->recent_claimed)
+        v->recent_lo = m->recent_claimed + 1;
+    v->recent_hi = last;
+    m->recent_claimed = last;
+}
+
+const char *gw_view_msgid(session *s, size_t i)
+{
+    if (i >= s->view->n)
+        return NULL;
+    gw_mbox *m = s->account->mbox;
+    long k = gw_mbox_find(m, s->view->uids[i]);
+    return k < 0 ? NULL : m->msgs[k].msgid;
+}
+
+void gw_view_state(session *s, size_t i, userstate_msg *out)
+{
+    const char *id = gw_view_msgid(s, i);
+    if (!id) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    userstate_get(s->account->us, id, out);
+}
+
+static const char *const system_flags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
+
+int gw_write_flags(pi_buf *b, session *s, const userstate_msg *m, bool recent)
+{
+    int rc = pi_buf_addstr(b, "(");
+    bool first = true;
+    for (unsigned f = 0; f < 5; f++)
+        if (m->flags & (1u << f)) {
+            rc |= pi_buf_printf(b, "%s%s", first ? "" : " ", system_flags[f]);
+            first = false;
+        }
+    userstate *us = s->account->us;
+    unsigned nk = userstate_keyword_count(us);
+    for (unsigned k = 0; k < nk; k++)
+        if (us_kw_test(m->keywords, k)) {
+            const char *name = userstate_keyword_name(us, k);
+            if (name) {
+                rc |= pi_buf_printf(b, "%s%s", first ? "" : " ", name);
+                first = false;
+            }
+        }
+    if (recent)
+        rc |= pi_buf_printf(b, "%s\\Recent", first ? "" : " ");
+    rc |= pi_buf_addstr(b, ")");
+    return rc ? -1 : 0;
+}
+
+static void write_buf(session *s, pi_buf *b)
+{
+    if (b->len)
+        gw_write(s, b->data, b->len);
+    pi_buf_clear(b);
+}
+
+int gw_view_open(session *s, bool readonly)
+{
+    gw_account *a = s->account;
+    gw_mbox *m = a->mbox;
+    gw_view *v = calloc(1, sizeof *v);
+    if (!v)
+        return -1;
+    v->readonly = readonly;
+    v->uidvalidity = m->uidvalidity;
+    for (size_t i = 0; i < m->n; i++)
+        if (!hidden(a, m->msgs[i].msgid) && push(v, m->msgs[i].uid) != 0) {
+            free(v->uids);
+            free(v);
+            return -1;
+        }
+    s->view = v;
+    a->watched++;
+    if (v->n)
+        claim_recent(s, v->uids[v->n - 1]);
+    v->modseq_seen = userstate_modseq(a->us);
+
+    pi_buf b = PI_BUF_INIT;
+    pi_buf_addstr(&b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    unsigned nk = userstate_keyword_count(a->us);
+    for (unsigned k = 0; k < nk; k++) {
+        const char *name = userstate_keyword_name(a->us, k);
+        if (name)
+            pi_buf_printf(&b, " %s", name);
+    }
+    pi_buf_addstr(&b, ")\r\n");
+    if (readonly)
+        pi_buf_addstr(&b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    else
+        pi_buf_addstr(&b, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags "
+                          "permitted\r\n");
+    pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
+    for (size_t i = 0; i < v->n; i++) {
+        userstate_msg st;
+        gw_view_state(s, i, &st);
+        if (!(st.flags & US_SEEN)) {
+            pi_buf_printf(&b, "* OK [UNSEEN %zu] First unseen\r\n", i + 1);
+            break;
+        }
+    }
+    pi_buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n", v->uidvalidity);
+    uint64_t next = m->high + 1;
+    if (v->n && v->uids[v->n - 1] >= next)
+        next = (uint64_t)v->uids[v->n - 1] + 1;
+    pi_buf_printf(&b, "* OK [UIDNEXT %llu] Predicted next UID\r\n", (unsigned long long)next);
+    write_buf(s, &b);
+    pi_buf_free(&b);
+    return 0;
+}
+
+void gw_view_close(session *s)
+{
+    if (!s->view)
+        return;
+    if (s->account && s->account->watched)
+        s->account->watched--;
+    free(s->view->uids);
+    free(s->view);
+    s->view = NULL;
+}
+
+void gw_view_sync(session *s, bool expunges)
+{
+    gw_view *v = s->view;
+    if (!v || v->empty_folder || s->dead || !s->account)
+        return;
+    gw_account *a = s->account;
+    gw_mbox *m = a->mbox;
+    if (v->uidvalidity != m->uidvalidity) {
+        /* the numbers changed under the client (the mailbox now comes from another site):
+         * it must start over, and says so best after a reconnect */
+        gw_session_bye(s, "[UNAVAILABLE] Mailbox renumbered after a news server failover; reconnect");
+        return;
+    }
+    pi_buf b = PI_BUF_INIT;
+    if (expunges) {
+        size_t w = 0, removed = 0;
+        for (size_t i = 0; i < v->n; i++) {
+            long k = gw_mbox_find(m, v->uids[i]);
+            if (k < 0 || hidden(a, m->msgs[k].msgid)) {
+                pi_buf_printf(&b, "* %zu EXPUNGE\r\n", i + 1 - removed);
+                removed++;
+                continue;
+            }
+            v->uids[w++] = v->uids[i];
+        }
+        v->n = w;
+    }
+    /* new messages: everything above the last UID the view knows */
+    uint32_t last = v->n ? v->uids[v->n - 1] : 0;
+    size_t before = v->n;
+    size_t start = 0;
+    while (start < m->n && m->msgs[start].uid <= last)
+        start++;
+    for (size_t i = start; i < m->n; i++)
+        if (!hidden(a, m->msgs[i].msgid) && push(v, m->msgs[i].uid) != 0)
+            break;
+    if (v->n != before) {
+        claim_recent(s, v->uids[v->n - 1]);
+        pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
+    }
+    /* flags changed by other sessions */
+    uint64_t now = userstate_modseq(a->us);
+    if (now > v->modseq_seen) {
+        for (size_t i = 0; i < before && i < v->n; i++) {
+            userstate_msg st;
+            gw_view_state(s, i, &st);
+            if (st.modseq > v->modseq_seen && !st.removed) {
+                pi_buf_printf(&b, "* %zu FETCH (UID %u FLAGS ", i + 1, v->uids[i]);
+                gw_write_flags(&b, s, &st, gw_view_recent(s, i));
+                pi_buf_addstr(&b, ")\r\n");
+            }
+        }
+        v->modseq_seen = now;
+    }
+    write_buf(s, &b);
+    pi_buf_free(&b);
+}
+
+void gw_view_changed(gw_account *a)
+{
+    for (session *s = a->net->sessions; s; s = s->next)
+        if (s->account == a && s->view && s->state == S_IDLE && !s->dead)
+            gw_view_sync(s, true);
+}
+
+int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_t *n, const char **err)
+{
+    gw_view *v = s->view;
+    *idx = NULL;
+    *n = 0;
+    if (arg->type != PI_ATOM) {
+        *err = "Invalid sequence set";
+        return -1;
+    }
+    uint32_t star = uid ? (v->n ? v->uids[v->n - 1] : 0) : (uint32_t)v->n;
+    pi_seqset set = {0};
+    if (pi_seqset_parse(arg->str, arg->len, star, &set, err) != 0)
+        return -1;
+    size_t cap = 0;
+    size_t *out = NULL;
+    int rc = 0;
+#define ADD(i)                                                                                                     \
+    do {                                                                                                           \
+        if (*n == cap) {                                                                                           \
+            cap = cap ? cap * 2 : 64;                                                                              \
+            size_t *p_ = realloc(out, cap * sizeof *p_);                                                           \
+            if (!p_) {                                                                                             \
+                rc = -1;                                                                                           \
+                *err = "Out of memory";                                                                            \
+                goto done;                                                                                         \
+            }                                                                                                      \
+            out = p_;                                                                                              \
+        }                                                                                                          \
+        out[(*n)++] = (i);                                                                                         \
+    } while (0)
+    if (uid) {
+        for (size_t i = 0; i < v->n; i++)
+            if (pi_seqset_contains(&set, v->uids[i]))
+                ADD(i);
+    } else {
+        for (size_t r = 0; r < set.n; r++) {
+            uint64_t hi = set.r[r].hi < v->n ? set.r[r].hi : v->n;
+            for (uint64_t q = set.r[r].lo; q <= hi; q++)
+                ADD((size_t)q - 1);
+        }
+    }
+#undef ADD
+done:
+    pi_seqset_free(&set);
+    if (rc != 0) {
+        free(out);
+        *n = 0;
+        out = NULL;
+    }
+    *idx = out;
+    return rc;
+}
+
+bool gw_view_mark_seen(session *s, size_t i)
+{
+    if (s->view->readonly)
+        return false;
+    const char *id = gw_view_msgid(s, i);
+    if (!id)
+        return false;
+    userstate_msg st;
+    userstate_get(s->account->us, id, &st);
+    if (st.flags & US_SEEN)
+        return false;
+    return userstate_store(s->account->us, id, US_ADD, US_SEEN, NULL) == US_OK;
+}

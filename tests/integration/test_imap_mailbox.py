@@ -1,0 +1,250 @@
+"""The IMAP mailbox against a real INN site: SELECT/EXAMINE/STATUS, FETCH of every item,
+STORE, EXPUNGE, IDLE, sessions seeing each other's changes, persistence across a gateway
+restart — with Python's imaplib and a raw socket. Messages arrive through `postern deliver`."""
+import email
+import email.policy
+import imaplib
+import re
+import socket
+import time
+
+import pytest
+
+USER = "dana.mailbox@example.org"
+PASSWORD = "mailbox password 1"
+
+SIMPLE = (b"From: Alice Sender <alice@example.net>\n"
+          b"To: Dana <dana.mailbox@example.org>\n"
+          b"Subject: first message\n"
+          b"Date: Mon, 2 Nov 2026 10:00:00 +0100\n"
+          b"Message-ID: <first@example.net>\n"
+          b"\n"
+          b"Hello Dana,\n.leading dot line\nbye\n")
+
+MULTIPART = (b"From: =?UTF-8?B?SsO8cmdlbg==?= <juergen@example.de>\r\n"
+             b"To: dana.mailbox@example.org\r\n"
+             b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= with attachment\r\n"
+             b"Date: Tue, 3 Nov 2026 11:00:00 +0000\r\n"
+             b"MIME-Version: 1.0\r\n"
+             b"Content-Type: multipart/mixed; boundary=\"XYZ\"\r\n"
+             b"\r\n"
+             b"preamble\r\n"
+             b"--XYZ\r\n"
+             b"Content-Type: text/plain; charset=utf-8\r\n"
+             b"Content-Transfer-Encoding: quoted-printable\r\n"
+             b"\r\n"
+             b"Sch=C3=B6ne Gr=C3=BC=C3=9Fe, needle-in-body\r\n"
+             b"--XYZ\r\n"
+             b"Content-Type: application/octet-stream; name=\"a.bin\"\r\n"
+             b"Content-Disposition: attachment; filename=\"a.bin\"\r\n"
+             b"Content-Transfer-Encoding: base64\r\n"
+             b"\r\n"
+             b"AAECAwQFBgcICQ==\r\n"
+             b"--XYZ--\r\n")
+
+THIRD = (b"From: bob@example.com\nTo: dana.mailbox@example.org\nSubject: third\n"
+         b"Date: Wed, 4 Nov 2026 12:00:00 +0000\n\nthird body\n")
+
+
+def crlf(raw):
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+@pytest.fixture(scope="module")
+def mailbox(postern_env, gateway):
+    r = postern_env(["user", "add", USER, "--password-stdin"], input=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    for raw in (SIMPLE, MULTIPART, THIRD):
+        r = postern_env(["deliver", "--to", USER], input=raw)
+        assert r.returncode == 0, r.stderr
+    return gateway
+
+
+def deliver(env, raw):
+    r = env(["deliver", "--to", USER], input=raw)
+    assert r.returncode == 0, r.stderr
+
+
+def login(gw):
+    c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=20)
+    c.login(USER, PASSWORD)
+    return c
+
+
+def fetch_one(c, uid, items):
+    typ, data = c.uid("FETCH", str(uid), items)
+    assert typ == "OK", data
+    return data
+
+
+def uids(c):
+    typ, data = c.uid("SEARCH", "ALL") if False else c.uid("FETCH", "1:*", "(UID)")
+    assert typ == "OK"
+    return [int(re.search(rb"UID (\d+)", d if isinstance(d, bytes) else d[0]).group(1)) for d in data if d]
+
+
+def test_select_examine_status(mailbox):
+    c = login(mailbox)
+    typ, data = c.select("INBOX")
+    assert typ == "OK" and data == [b"3"]
+    assert c.untagged_responses.get("UIDVALIDITY") and int(c.untagged_responses["UIDVALIDITY"][0]) > 0
+    assert "READ-WRITE" in c.untagged_responses
+    typ, data = c.status("INBOX", "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY RECENT)")
+    assert typ == "OK"
+    m = re.search(rb"MESSAGES (\d+).*UIDNEXT (\d+).*UNSEEN (\d+)", data[0])
+    assert m and int(m.group(1)) == 3 and int(m.group(3)) == 3, data
+    typ, data = c.status("Sent", "(MESSAGES UIDNEXT)")
+    assert typ == "OK" and b"MESSAGES 0" in data[0]
+    typ, data = c.select("Nope")
+    assert typ == "NO"
+    c.logout()
+    c = login(mailbox)
+    typ, data = c.select("INBOX", readonly=True)
+    assert typ == "OK" and data == [b"3"] and "READ-ONLY" in c.untagged_responses
+    c.logout()
+
+
+def test_fetch_every_item(mailbox):
+    c = login(mailbox)
+    c.select("INBOX", readonly=True)
+    all_uids = uids(c)
+    assert len(all_uids) == 3
+    u1, u2, u3 = all_uids
+    # whole message, byte-identical up to CRLF line ends
+    data = fetch_one(c, u1, "(RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[])")
+    head, body = data[0]
+    assert body == crlf(SIMPLE)
+    assert int(re.search(rb"RFC822.SIZE (\d+)", head).group(1)) == len(crlf(SIMPLE))
+    assert re.search(rb'INTERNALDATE "\d{2}-\w{3}-\d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}"', head)
+    assert b"FLAGS ()" in head
+    data = fetch_one(c, u2, "(BODY.PEEK[HEADER.FIELDS (Subject From)])")
+    assert data[0][1].lower().startswith(b"from: ") and b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=" in data[0][1]
+    assert data[0][1].endswith(b"\r\n\r\n")
+    data = fetch_one(c, u2, "(BODY.PEEK[HEADER.FIELDS.NOT (Subject From To Date MIME-Version)])")
+    assert data[0][1].startswith(b"Content-Type: multipart/mixed")
+    data = fetch_one(c, u2, "(BODY.PEEK[1])")
+    assert data[0][1] == b"Sch=C3=B6ne Gr=C3=BC=C3=9Fe, needle-in-body"
+    data = fetch_one(c, u2, "(BODY.PEEK[1.MIME])")
+    assert data[0][1].startswith(b"Content-Type: text/plain; charset=utf-8\r\n")
+    data = fetch_one(c, u2, "(BODY.PEEK[2])")
+    assert data[0][1] == b"AAECAwQFBgcICQ=="
+    data = fetch_one(c, u2, "(BODY.PEEK[TEXT]<0.8>)")
+    assert b"BODY[TEXT]<0>" in data[0][0] and data[0][1] == b"preamble"
+    data = fetch_one(c, u2, "(BODYSTRUCTURE ENVELOPE BODY)")
+    text = data[0] if isinstance(data[0], bytes) else data[0][0]
+    assert b'("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable"' in text
+    assert b'"mixed" ("boundary" "XYZ")' in text
+    assert b'ENVELOPE ("Tue, 3 Nov 2026 11:00:00 +0000"' in text
+    data = fetch_one(c, u1, "(RFC822.HEADER)")
+    assert data[0][1] == crlf(SIMPLE).split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    # FAST, ALL, FULL macros
+    for macro in ("FAST", "ALL", "FULL"):
+        typ, data = c.uid("FETCH", str(u3), macro)
+        assert typ == "OK" and b"RFC822.SIZE" in (data[0] if isinstance(data[0], bytes) else data[0][0])
+    # read-only: nothing became \Seen
+    typ, data = c.uid("FETCH", "1:*", "(FLAGS)")
+    assert all(b"\\Seen" not in d for d in data)
+    with pytest.raises(imaplib.IMAP4.error, match="Unknown fetch attribute"):
+        c.uid("FETCH", "1:*", "(FROB)")
+    c.logout()
+
+
+def test_body_fetch_sets_seen_and_store(mailbox):
+    c = login(mailbox)
+    c.select("INBOX")
+    u1, u2, u3 = uids(c)
+    typ, data = c.uid("FETCH", str(u3), "(BODY[TEXT])")
+    assert typ == "OK"
+    assert any(b"\\Seen" in (d[0] if isinstance(d, tuple) else d) for d in data), data
+    typ, data = c.uid("STORE", str(u1), "+FLAGS", "(\\Flagged $Important)")
+    assert typ == "OK" and b"\\Flagged" in data[0] and b"$Important" in data[0]
+    typ, data = c.uid("STORE", str(u1), "-FLAGS.SILENT", "(\\Flagged)")
+    assert typ == "OK" and data == [None]
+    typ, data = c.uid("FETCH", str(u1), "(FLAGS)")
+    assert b"$Important" in data[0] and b"\\Flagged" not in data[0]
+    with pytest.raises(imaplib.IMAP4.error, match="Unknown system flag"):
+        c.store("1", "FLAGS", "(\\Bogus)")
+    c.logout()
+    # flags persist into a new session
+    c = login(mailbox)
+    c.select("INBOX")
+    typ, data = c.uid("FETCH", "%d:%d" % (u1, u3), "(FLAGS)")
+    flags = b" ".join(data)
+    assert b"$Important" in flags and b"\\Seen" in flags
+    c.logout()
+
+
+def test_two_sessions_see_each_others_changes(mailbox):
+    a, b = login(mailbox), login(mailbox)
+    a.select("INBOX")
+    b.select("INBOX")
+    u1 = uids(a)[0]
+    a.uid("STORE", str(u1), "+FLAGS", "(\\Answered)")
+    typ, data = b.noop()
+    fetches = b.untagged_responses.get("FETCH", [])
+    assert any(b"\\Answered" in f for f in fetches), (b.untagged_responses)
+    a.logout()
+    b.logout()
+
+
+def test_idle_reports_new_mail_within_two_seconds(mailbox, postern_env):
+    c = login(mailbox)
+    typ, data = c.select("INBOX")
+    before = int(data[0])
+    tag = c._new_tag().decode()
+    c.send(("%s IDLE\r\n" % tag).encode())
+    assert c.readline().startswith(b"+")
+    t0 = time.monotonic()
+    deliver(postern_env, b"From: x@example.net\nSubject: while idling\n\nidle body\n")
+    delivered = time.monotonic()
+    c.sock.settimeout(10)
+    line = c.readline()
+    arrived = time.monotonic()
+    assert line.strip() == b"* %d EXISTS" % (before + 1), line
+    assert arrived - delivered < 2.5, (arrived - delivered, delivered - t0)
+    c.send(b"DONE\r\n")
+    while True:
+        line = c.readline()
+        if line.startswith(tag.encode()):
+            assert b"OK" in line
+            break
+    c.logout()
+
+
+def test_expunge_and_persistence_across_restart(mailbox, postern_env):
+    c = login(mailbox)
+    typ, data = c.select("INBOX")
+    n = int(data[0])
+    all_uids = uids(c)
+    victim = all_uids[-1]
+    c.uid("STORE", str(victim), "+FLAGS", "(\\Deleted)")
+    typ, data = c.expunge()
+    assert typ == "OK" and data == [str(n).encode()], data
+    c.logout()
+    mailbox.stop()
+    mailbox.start()
+    c = login(mailbox)
+    typ, data = c.select("INBOX")
+    assert int(data[0]) == n - 1
+    assert victim not in uids(c)
+    typ, data = c.uid("FETCH", str(all_uids[0]), "(FLAGS)")
+    assert b"$Important" in data[0]  # stored by an earlier test, kept across the restart
+    c.logout()
+
+
+def test_close_unselect_and_refusals(mailbox):
+    c = login(mailbox)
+    c.select("INBOX")
+    typ, _ = c.append("Sent", None, None, b"From: me\r\n\r\nx\r\n")
+    assert typ == "NO"
+    typ, data = c.create("Archive")
+    assert typ == "NO" and b"CANNOT" in data[0]
+    typ, data = c.copy("1", "Trash")
+    assert typ == "NO"
+    typ, _ = c._simple_command("UNSELECT")
+    assert typ == "OK"
+    typ, data = c.select("Drafts", readonly=True)
+    assert typ == "OK" and data == [b"0"]
+    typ, data = c.close()
+    assert typ == "OK"
+    c.logout()
