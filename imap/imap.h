@@ -292,4 +292,102 @@ int64_t pi_date_days(const pi_date *d);
  * "1"), as APPEND sends it. *t is Unix time (UTC); *tz_minutes the zone. 0 or -1. */
 int pi_date_time_parse(const char *s, size_t len, int64_t *t, int *tz_minutes);
 
+/* ---------------------------------------------------------------------------------------
+ * SEARCH (RFC 3501 6.4.4). A program is parsed once from a command's arguments and then
+ * evaluated per message. Message contents come only through the callbacks of
+ * pi_search_msg, so this module needs no MIME code; pi_search_needs() tells the caller
+ * which of them a program can call, so it opens (decrypts) no more than that.
+ *
+ * Every RFC 3501 key is accepted, in any case: a sequence set, ALL, ANSWERED, BCC, BEFORE,
+ * BODY, CC, DELETED, DRAFT, FLAGGED, FROM, HEADER, KEYWORD, LARGER, NEW, NOT, OLD, ON, OR,
+ * RECENT, SEEN, SENTBEFORE, SENTON, SENTSINCE, SINCE, SMALLER, SUBJECT, TEXT, TO, UID,
+ * UNANSWERED, UNDELETED, UNDRAFT, UNFLAGGED, UNKEYWORD, UNSEEN, and parenthesised lists (all
+ * their keys must match). Strings are astrings. Numbers (LARGER, SMALLER) are atoms of digits
+ * up to 2^63-1. Dates are IMAP dates, bare or quoted. "$" (saved results) is refused.
+ * KEYWORD \Seen and the other system flags (\Recent too) test the flag; other names starting
+ * with "\" are never set. A HEADER field name that no header field can have (empty, or with
+ * bytes outside printable ASCII, or ":") simply matches nothing.
+ *
+ * String matching is a case-insensitive substring test on the decoded text. Both sides are
+ * folded with Unicode simple case folding (CaseFolding.txt, statuses C and S) for ASCII,
+ * Latin-1 Supplement, Latin Extended-A, Greek and Coptic (with U+0345), Cyrillic, Cyrillic
+ * Supplement and Armenian; every other character, and any byte that is not part of a valid
+ * two-byte UTF-8 sequence, must match exactly. So "STRASSE" does not match "Straße" (full
+ * folding), but "ΣΟΦΊΑ" matches "σοφία" and "ПРИВЕТ" matches "привет". An empty string
+ * matches every message for BODY and TEXT, and every message that has the field for HEADER,
+ * BCC, CC, FROM, SUBJECT and TO. TEXT matches the header fields or the body text. Dates
+ * compare the calendar day in the message's own zone: BEFORE/ON/SINCE the internal date,
+ * SENT* the Date: header field's date as written; a message without a usable Date: field
+ * matches no SENT* key (so NOT SENTON matches it).
+ *
+ * Bounds: at most PI_SEARCH_MAX_NODES keys in a program (every key, list, NOT and OR counts)
+ * and at most PI_SEARCH_MAX_DEPTH nested NOT, OR and lists; beyond either the program is a
+ * syntax error. Parsing and evaluation recurse only that deep.
+ * ------------------------------------------------------------------------------------- */
+#define PI_SEARCH_MAX_NODES 1000
+#define PI_SEARCH_MAX_DEPTH 64
+
+/* System flag bits: the same values as userstate's US_SEEN.. so flags pass through as is. */
+#define PI_FLAG_SEEN 0x01u
+#define PI_FLAG_ANSWERED 0x02u
+#define PI_FLAG_FLAGGED 0x04u
+#define PI_FLAG_DELETED 0x08u
+#define PI_FLAG_DRAFT 0x10u
+
+typedef struct pi_search pi_search;
+
+/* pi_search_parse's answer for a charset other than UTF-8 or US-ASCII: the caller replies
+ * "NO [BADCHARSET (UTF-8 US-ASCII)]" rather than BAD, as RFC 3501 asks. */
+#define PI_SEARCH_BADCHARSET (-3)
+
+/* Parses a SEARCH program from a command's arguments (for UID SEARCH, pi_command's args:
+ * "UID" is not among them). A leading "CHARSET x" may name UTF-8 or US-ASCII, in any case.
+ * star_seq and star_uid are what "*" means in sequence sets after a bare number and after UID
+ * (the highest sequence number and UID in the mailbox; 0 when it is empty, so "*" selects
+ * nothing). The program copies what it needs: args may go away afterwards.
+ * Returns 0 with *out set; -1 for a syntax error with *err static text for a BAD reply; -2
+ * when out of memory; PI_SEARCH_BADCHARSET. On failure *out is NULL. err may be NULL. */
+int pi_search_parse(const pi_arg *args, size_t nargs, uint32_t star_seq, uint32_t star_uid, pi_search **out,
+                    const char **err);
+void pi_search_free(pi_search *s); /* NULL is fine */
+
+/* What evaluating a program may look at, beyond flags, keywords, sequence number and UID
+ * (which cost nothing): the caller skips loading what is not needed, and leaves the matching
+ * callbacks NULL if it likes. */
+#define PI_SEARCH_NEEDS_META 0x1u    /* LARGER SMALLER BEFORE ON SINCE: size, internal date */
+#define PI_SEARCH_NEEDS_HEADERS 0x2u /* BCC CC FROM SUBJECT TO HEADER SENT*, and TEXT */
+#define PI_SEARCH_NEEDS_BODY 0x4u    /* BODY TEXT */
+unsigned pi_search_needs(const pi_search *s);
+
+/* One message as a program sees it. The text callbacks append to an empty buffer they are
+ * given; the evaluator folds and searches it. A NULL callback means "absent": no header
+ * fields, no Date:, empty body, no keywords. */
+typedef struct pi_search_msg {
+    uint32_t seq, uid;
+    unsigned flags;       /* PI_FLAG_* */
+    bool recent;
+    int64_t internaldate; /* Unix seconds */
+    int tz_minutes;       /* the internal date's zone, east of UTC: its day counts */
+    uint64_t size;        /* RFC822.SIZE */
+    void *arg;            /* passed to every callback */
+    /* Whether the message carries keyword kw (len bytes, as the client sent it). */
+    bool (*has_keyword)(void *arg, const char *kw, size_t len);
+    /* Appends the decoded (RFC 2047, UTF-8) values of every header field named name
+     * (case-insensitive), joined by "\n". 1 found, 0 absent, -1 out of memory. */
+    int (*header)(void *arg, const char *name, pi_buf *out);
+    /* Appends all header fields, decoded, "Name: value\n" each. 0, or -1 out of memory. */
+    int (*headers)(void *arg, pi_buf *out);
+    /* Appends the decoded text of the body (all text parts). 0, or -1 out of memory. */
+    int (*body_text)(void *arg, pi_buf *out);
+    /* The Date: header field as Unix seconds and its zone (minutes east of UTC): 1 found and
+     * parsed, 0 absent or unparseable. */
+    int (*sent_date)(void *arg, int64_t *t, int *tz_minutes);
+} pi_search_msg;
+
+/* Evaluates s against m: 1 match, 0 no match, -1 out of memory or a callback's -1. Within
+ * one call each text callback runs at most once (header() once per distinct field name),
+ * and only when needed: cheap keys of a list or OR are tried before ones that need headers,
+ * and those before ones that need the body. Nothing is kept between calls. */
+int pi_search_eval(const pi_search *s, const pi_search_msg *m);
+
 #endif
