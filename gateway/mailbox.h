@@ -102,5 +102,6 @@ void gw_cache_free(gw_account *a); /* wipes every cached message */
 /* ---- command state shared by FETCH and SEARCH: one asynchronous job per session ---- */
 void gw_fetch_kick(session *s); /* output drained: a waiting FETCH goes on */
 void gw_fetch_abort(session *s); /* the session closes */
+void gw_search_abort(session *s);
 
 #endif

@@ -193,6 +193,7 @@ void gw_session_close(session *s)
         gw_vault_logout(net, s->vault_session);
     s->vault_session = 0;
     gw_fetch_abort(s);
+    gw_search_abort(s);
     gw_view_close(s);
     if (s->account)
         gw_account_detach(s);

@@ -22,6 +22,7 @@ struct gw_mbox;
 struct gw_view;
 struct gw_plain;
 struct gw_fetch;
+struct gw_search;
 
 /* ---- workers.c: a bounded pool of threads, each with its own NNTP connection ---- */
 typedef enum gw_job_kind {
@@ -172,7 +173,8 @@ struct session {
     bool scan_status;       /* ... as STATUS */
     unsigned status_items;  /* STATUS: which items (imap_cmd_select.c) */
     enum session_state idle_prev; /* IDLE: the state to return to */
-    struct gw_fetch *fetch; /* FETCH or SEARCH in progress */
+    struct gw_fetch *fetch; /* FETCH in progress */
+    struct gw_search *search; /* SEARCH in progress */
     bool idle_done_wait;    /* IDLE: waiting for DONE */
 };
 

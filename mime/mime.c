@@ -1486,6 +1486,42 @@ int mime_headers_decoded(const mime_message *m, mime_buf *out)
     return w.found < 0 ? -1 : 0;
 }
 
+/* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes)
+{
+    mime_buf b = {0};
+    int found = mime_header_decoded(m, "Date", &b);
+    int rc = 0;
+    if (found == 1 && b.len) {
+        size_t idx = 0;
+        struct mailimf_date_time *dt = NULL;
+        if (mailimf_date_time_parse(b.data, b.len, &idx, &dt) == MAILIMF_NO_ERROR && dt) {
+            int zone = dt->dt_zone; /* +0130 comes as 130 */
+            int zmin = (zone / 100) * 60 + zone % 100;
+            if (dt->dt_month >= 1 && dt->dt_month <= 12 && dt->dt_day >= 1 && dt->dt_day <= 31 &&
+                zmin > -24 * 60 && zmin < 24 * 60) {
+                int64_t days = days_from_civil(dt->dt_year, (unsigned)dt->dt_month, (unsigned)dt->dt_day);
+                *t = days * 86400 + dt->dt_hour * 3600 + dt->dt_min * 60 + dt->dt_sec - (int64_t)zmin * 60;
+                *tz_minutes = zmin;
+                rc = 1;
+            }
+            mailimf_date_time_free(dt);
+        }
+    }
+    mime_buf_free(&b);
+    return rc;
+}
+
 static int leaf_text(const mime_message *m, const part *p, mime_buf *o)
 {
     int enc = MAILMIME_MECHANISM_8BIT;

@@ -115,5 +115,8 @@ int mime_headers_decoded(const mime_message *m, mime_buf *out);
 /* Appends the decoded text of every text leaf (transfer encoding undone, converted to UTF-8
  * where the charset is known, else raw), parts separated by "\n". 0 ok, -1 out of memory. */
 int mime_body_text(const mime_message *m, mime_buf *out);
+/* The top-level Date: field (RFC 5322, parsed by libetpan) as Unix seconds and its zone in
+ * minutes east of UTC: 1, or 0 when it is absent or unparseable. */
+int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes);
 
 #endif

@@ -248,3 +248,44 @@ def test_close_unselect_and_refusals(mailbox):
     typ, data = c.close()
     assert typ == "OK"
     c.logout()
+
+
+def test_search(mailbox):
+    c = login(mailbox)
+    c.select("INBOX", readonly=True)
+    u = uids(c)
+    u1, u2 = u[0], u[1]
+
+    def search(*keys, charset=None):
+        typ, data = c.uid("SEARCH", *keys) if charset is None else c.uid("SEARCH", "CHARSET", charset, *keys)
+        assert typ == "OK", data
+        return [int(x) for x in data[0].split()]
+
+    assert search("ALL") == u
+    assert search("SUBJECT", "first") == [u1]
+    assert search("FROM", "alice@example.net") == [u1]
+    assert search("BODY", "needle-in-body") == [u2]
+    assert search("TEXT", "NEEDLE-IN-BODY") == [u2]
+    assert search("HEADER", "Message-ID", "<first@") == [u1]
+    assert search("NOT", "SUBJECT", "first") == u[1:]
+    assert search("OR", "SUBJECT", "first", "BODY", "needle") == [u1, u2]
+    assert search("SENTBEFORE", "3-Nov-2026") == [u1]
+    assert search("SENTON", "3-Nov-2026") == [u2]
+    assert search("LARGER", "500") == [u2]
+    assert search("SMALLER", "212") == [u1] + u[2:]
+    assert search("UID", "%d" % u2) == [u2]
+    assert search("KEYWORD", "$Important") == [u1]
+    # RFC 2047-decoded, case-folded, sent as a UTF-8 literal
+    c.literal = "GRÜSSE".replace("SS", "ß").encode()
+    typ, data = c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT")
+    assert typ == "OK" and [int(x) for x in data[0].split()] == [u2], data
+    c.literal = "jürgen".encode()
+    typ, data = c.uid("SEARCH", "CHARSET", "UTF-8", "FROM")
+    assert [int(x) for x in data[0].split()] == [u2], data
+    typ, data = c.search("KOI8-R", "ALL")
+    assert typ == "NO" and b"BADCHARSET" in data[0]
+    with pytest.raises(imaplib.IMAP4.error, match="BAD"):
+        c.search(None, "FROBNICATE")
+    typ, data = c.search(None, "1:2")
+    assert data == [b"1 2"]
+    c.logout()

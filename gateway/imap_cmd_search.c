@@ -1,0 +1,240 @@
+/* SEARCH and UID SEARCH (RFC 3501 6.4.4): the program is parsed and evaluated by imap/
+ * (pi_search); this file feeds it messages. Keys on flags, UIDs and sequence numbers cost
+ * nothing; size and date keys use the state's cached metadata; header and body keys decrypt
+ * the messages (a few at a time, as FETCH does), so the server can search what the news
+ * server only holds encrypted. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/mailbox.h"
+
+#define WINDOW 4
+
+typedef struct search_slot {
+    struct gw_search *q;
+    gw_plain *p;
+    int st; /* 0 waiting, 1 loaded, 2 failed, 3 needs nothing */
+} search_slot;
+
+struct gw_search {
+    session *s;
+    pi_search *prog;
+    unsigned needs;
+    bool uid;
+    size_t n; /* the view's messages at the start */
+    search_slot *slots;
+    size_t next_issue, next_eval;
+    unsigned inflight, failed;
+    pi_buf result;
+};
+
+static void search_free(struct gw_search *q)
+{
+    if (q->slots)
+        for (size_t i = 0; i < q->n; i++)
+            if (q->slots[i].p)
+                gw_plain_unref(q->s->account, q->slots[i].p);
+    free(q->slots);
+    pi_search_free(q->prog);
+    pi_buf_free(&q->result);
+    free(q);
+}
+
+typedef struct msg_ctx {
+    session *s;
+    userstate_msg *st;
+    gw_plain *p;
+} msg_ctx;
+
+static bool has_keyword(void *arg, const char *kw, size_t len)
+{
+    msg_ctx *c = arg;
+    char name[US_KEYWORD_LEN_MAX + 1];
+    if (len == 0 || len > US_KEYWORD_LEN_MAX)
+        return false;
+    memcpy(name, kw, len);
+    name[len] = '\0';
+    int k = userstate_keyword_find(c->s->account->us, name);
+    return k >= 0 && us_kw_test(c->st->keywords, (unsigned)k);
+}
+
+static int header(void *arg, const char *name, pi_buf *out)
+{
+    msg_ctx *c = arg;
+    return c->p ? mime_header_decoded(c->p->mime, name, out) : 0;
+}
+
+static int headers(void *arg, pi_buf *out)
+{
+    msg_ctx *c = arg;
+    return c->p ? mime_headers_decoded(c->p->mime, out) : 0;
+}
+
+static int body_text(void *arg, pi_buf *out)
+{
+    msg_ctx *c = arg;
+    return c->p ? mime_body_text(c->p->mime, out) : 0;
+}
+
+static int sent_date(void *arg, int64_t *t, int *tz)
+{
+    msg_ctx *c = arg;
+    return c->p ? mime_sent_date(c->p->mime, t, tz) : 0;
+}
+
+static bool needs_load(struct gw_search *q, size_t i)
+{
+    if (q->needs & (PI_SEARCH_NEEDS_HEADERS | PI_SEARCH_NEEDS_BODY))
+        return true;
+    if (!(q->needs & PI_SEARCH_NEEDS_META))
+        return false;
+    userstate_msg st;
+    gw_view_state(q->s, i, &st);
+    return !st.has_meta;
+}
+
+static int evaluate(struct gw_search *q, size_t i)
+{
+    session *s = q->s;
+    if (!gw_view_msgid(s, i))
+        return 0;
+    userstate_msg st;
+    gw_view_state(s, i, &st);
+    gw_plain *p = q->slots[i].p;
+    msg_ctx c = {s, &st, p};
+    pi_search_msg m = {
+        .seq = (uint32_t)(i + 1),
+        .uid = s->view->uids[i],
+        .flags = st.flags,
+        .recent = gw_view_recent(s, i),
+        .internaldate = p ? p->meta.arrival : st.meta.arrival,
+        .tz_minutes = p ? p->meta.tz_minutes : st.meta.tz_minutes,
+        .size = p ? p->len : st.meta.crlf_size,
+        .arg = &c,
+        .has_keyword = has_keyword,
+        .header = header,
+        .headers = headers,
+        .body_text = body_text,
+        .sent_date = sent_date,
+    };
+    return pi_search_eval(q->prog, &m);
+}
+
+static void finish(struct gw_search *q)
+{
+    session *s = q->s;
+    s->search = NULL;
+    if (q->result.len)
+        gw_untagged(s, "SEARCH%s", q->result.data);
+    else
+        gw_untagged(s, "SEARCH");
+    gw_view_sync(s, false);
+    if (q->failed)
+        gw_tagged(s, "NO [UNAVAILABLE] %u message%s could not be read from the mail store; try again", q->failed,
+                  q->failed == 1 ? "" : "s");
+    else
+        gw_tagged(s, "OK SEARCH completed");
+    search_free(q);
+    gw_session_done(s);
+}
+
+static void step(struct gw_search *q);
+
+static void loaded(void *arg, gw_plain *p, const char *err)
+{
+    (void)err;
+    search_slot *sl = arg;
+    struct gw_search *q = sl->q;
+    q->inflight--;
+    if (p) {
+        sl->p = p;
+        sl->st = 1;
+    } else {
+        sl->st = 2;
+        q->failed++;
+    }
+    step(q);
+}
+
+static void step(struct gw_search *q)
+{
+    session *s = q->s;
+    for (;;) {
+        while (q->next_eval < q->n && q->slots[q->next_eval].st != 0) {
+            size_t i = q->next_eval++;
+            if (q->slots[i].st != 2) {
+                int r = evaluate(q, i);
+                if (r == 1)
+                    pi_buf_printf(&q->result, " %u", q->uid ? s->view->uids[i] : (uint32_t)(i + 1));
+                else if (r < 0)
+                    q->failed++;
+            }
+            if (q->slots[i].p) {
+                gw_plain_unref(s->account, q->slots[i].p);
+                q->slots[i].p = NULL;
+            }
+        }
+        if (q->next_eval == q->n && q->inflight == 0) {
+            finish(q);
+            return;
+        }
+        if (q->next_issue >= q->n || q->inflight >= WINDOW)
+            return;
+        size_t i = q->next_issue++;
+        const char *id = gw_view_msgid(s, i);
+        if (!id || !needs_load(q, i)) {
+            q->slots[i].st = 3;
+            continue;
+        }
+        q->inflight++;
+        gw_load(s, id, loaded, &q->slots[i]);
+    }
+}
+
+void gw_search_abort(session *s)
+{
+    if (s->search) {
+        struct gw_search *q = s->search;
+        s->search = NULL;
+        search_free(q);
+    }
+}
+
+gw_result gw_cmd_search(session *s, const pi_command *cmd)
+{
+    gw_view *v = s->view;
+    struct gw_search *q = calloc(1, sizeof *q);
+    if (!q) {
+        gw_tagged(s, "NO [SERVERBUG] Out of memory");
+        return GW_DONE;
+    }
+    q->s = s;
+    q->uid = cmd->uid;
+    const char *err = NULL;
+    int rc = pi_search_parse(cmd->args, cmd->nargs, (uint32_t)v->n, v->n ? v->uids[v->n - 1] : 0, &q->prog, &err);
+    if (rc != 0) {
+        search_free(q);
+        if (rc == PI_SEARCH_BADCHARSET)
+            gw_tagged(s, "NO [BADCHARSET (UTF-8 US-ASCII)] Only UTF-8 and US-ASCII are searched");
+        else if (rc == -2)
+            gw_tagged(s, "NO [SERVERBUG] Out of memory");
+        else
+            gw_tagged(s, "BAD %s", err ? err : "Invalid search program");
+        return GW_DONE;
+    }
+    q->needs = pi_search_needs(q->prog);
+    q->n = v->n;
+    q->slots = calloc(q->n ? q->n : 1, sizeof *q->slots);
+    if (!q->slots) {
+        search_free(q);
+        gw_tagged(s, "NO [SERVERBUG] Out of memory");
+        return GW_DONE;
+    }
+    for (size_t i = 0; i < q->n; i++)
+        q->slots[i].q = q;
+    s->search = q;
+    step(q);
+    return s->search ? GW_PENDING : GW_DONE;
+}
