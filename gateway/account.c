@@ -11,6 +11,23 @@
 #include "gateway/mailbox.h"
 
 static void account_release(gw_account *a);
+static void load_done(gw_job *j);
+
+/* A state being saved by a worker. A login of the same user meanwhile must not load the old
+ * file: its load job waits here until the save is done. */
+struct gw_saving {
+    struct gw_saving *next;
+    char address[PC_ADDRESS_MAX + 1];
+    gw_job *load; /* deferred */
+};
+
+static struct gw_saving *saving_find(gw_net *net, const char *address)
+{
+    struct gw_saving *w = net->saving;
+    while (w && strcmp(w->address, address) != 0)
+        w = w->next;
+    return w;
+}
 
 static void save_done(gw_job *j)
 {
@@ -18,6 +35,19 @@ static void save_done(gw_job *j)
         gw_log(GW_ERROR, "state of %s not saved: %s", j->address, j->err);
     if (j->state_key)
         sodium_free(j->state_key);
+    gw_net *n = j->ctx;
+    for (struct gw_saving **p = &n->saving; *p; p = &(*p)->next)
+        if (strcmp((*p)->address, j->address) == 0) {
+            struct gw_saving *w = *p;
+            *p = w->next;
+            if (w->load && gw_pool_submit(n->pool, w->load) != 0) {
+                w->load->status = US_EIO;
+                snprintf(w->load->err, sizeof w->load->err, "server busy");
+                load_done(w->load);
+            }
+            free(w);
+            break;
+        }
     free(j);
 }
 
@@ -37,16 +67,24 @@ static void account_release(gw_account *a)
         }
     if (a->us && userstate_dirty(a->us)) {
         gw_job *j = calloc(1, sizeof *j);
-        if (j) {
+        struct gw_saving *w = calloc(1, sizeof *w);
+        if (j && w) {
             j->kind = GW_JOB_STATE_SAVE;
             j->done = save_done;
             j->us = a->us;
+            j->ctx = net;
             snprintf(j->address, sizeof j->address, "%s", a->address);
-            if (gw_pool_submit(net->pool, j) == 0)
+            snprintf(w->address, sizeof w->address, "%s", a->address);
+            if (gw_pool_submit(net->pool, j) == 0) {
                 a->us = NULL;
-            else
-                free(j);
+                w->next = net->saving;
+                net->saving = w;
+                j = NULL;
+                w = NULL;
+            }
         }
+        free(j);
+        free(w);
         if (a->us) { /* no worker to take it (shutting down, queue full): save here */
             char err[256];
             if (userstate_save(a->us, err, sizeof err) != US_OK)
@@ -149,7 +187,10 @@ void gw_account_attach(session *s, const char *address, const uint8_t state_key[
     j->a = a;
     j->state_key = jkey;
     snprintf(j->address, sizeof j->address, "%s", address);
-    if (gw_pool_submit(net->pool, j) != 0) {
+    struct gw_saving *w = saving_find(net, address);
+    if (w && !w->load) {
+        w->load = j; /* submitted when the save is done */
+    } else if (gw_pool_submit(net->pool, j) != 0) {
         sodium_free(jkey);
         free(j);
         sodium_free(key);

@@ -23,6 +23,7 @@ struct gw_view;
 struct gw_plain;
 struct gw_fetch;
 struct gw_search;
+struct gw_saving;
 
 /* ---- workers.c: a bounded pool of threads, each with its own NNTP connection ---- */
 typedef enum gw_job_kind {
@@ -117,6 +118,7 @@ struct gw_net {
     unsigned n_sessions, n_rejecting;
     gw_vreq *vreqs[GW_VREQ_BUCKETS];
     gw_account *accounts;
+    struct gw_saving *saving; /* account.c: states being written; their next load waits */
     struct event *poll_timer; /* poller.c */
     bool poll_inflight, poll_no_counts;
     bool stopping;
