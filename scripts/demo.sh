@@ -158,6 +158,16 @@ print("  greeting:", m.welcome.decode())
 print("  LOGIN:", m.login(user, open(pwfile).read().strip())[1][0].decode()[:70])
 for line in m.list()[1]:
     print("  LIST:", line.decode())
+typ, data = m.select("INBOX", readonly=True)
+print("  SELECT INBOX: %s messages, UIDVALIDITY %s" % (data[0].decode(), m.untagged_responses["UIDVALIDITY"][0].decode()))
+typ, data = m.uid("FETCH", "1:*", "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])")
+for item in data:
+    if isinstance(item, tuple):
+        uid = item[0].split(b"UID ")[1].split()[0].decode() if b"UID " in item[0] else "?"
+        fields = " | ".join(l.strip() for l in item[1].decode(errors="replace").splitlines() if l.strip())
+        print("  UID %-4s %s" % (uid, fields[:100]))
+typ, data = m.uid("SEARCH", "TEXT", "report")
+print("  UID SEARCH TEXT report (searches the decrypted mail):", data[0].decode() or "(none)")
 print("  LOGOUT:", m.logout()[1][0].decode())
 EOF
 
@@ -169,5 +179,5 @@ and $ADDR:$IMAP_PORT (STARTTLS); its log is $DEMO/serve.log.
   password:  $DEMO/demo.password
   read one:  $POSTERN mailbox $USER_ADDR --password-file $DEMO/demo.password --show NUM
   stop:      sudo scripts/demo.sh stop
-(The gateway logs users in and lists folders; reading mail over IMAP is not built yet: see README.)
+Point any IMAP client at $ADDR:$IMAPS_PORT (certificate $DEMO/tls.pem) as $USER_ADDR.
 EOF
