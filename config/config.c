@@ -149,7 +149,7 @@ bad:
     return 0;
 }
 
-/* imap/imaps: a comma list, and the key may repeat. */
+/* imap/imaps/pop3/pop3s: a comma list, and the key may repeat. */
 static int add_listeners(pn_listen *list, size_t *n, const char *value, const char *key, parse_ctx *ctx)
 {
     const char *p = value;
@@ -204,6 +204,14 @@ static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
         return add_listeners(g->imap, &g->n_imap, value, key, ctx);
     if (strcmp(key, "imaps") == 0)
         return add_listeners(g->imaps, &g->n_imaps, value, key, ctx);
+    if (strcmp(key, "pop3") == 0)
+        return add_listeners(g->pop3, &g->n_pop3, value, key, ctx);
+    if (strcmp(key, "pop3s") == 0)
+        return add_listeners(g->pop3s, &g->n_pop3s, value, key, ctx);
+    if (strcmp(key, "pop3_timeout") == 0) /* RFC 1939 3: the autologout timer is at least 10 minutes */
+        return set_uint(&g->pop3_timeout, value, 600, 86400, key, ctx);
+    if (strcmp(key, "retention_days") == 0) /* what CAPA EXPIRE announces: INN's expire.ctl */
+        return set_uint(&g->retention_days, value, 1, 36500, key, ctx);
     if (strcmp(key, "tls_cert") == 0)
         return set_string(g->tls_cert, sizeof g->tls_cert, value, key, ctx);
     if (strcmp(key, "tls_key") == 0)
@@ -347,6 +355,8 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
     g->login_grace = 30;
     g->preauth_timeout = 60;
     g->idle_timeout = 1800;
+    g->pop3_timeout = 600;
+    g->retention_days = 30;
     g->max_connections = 10000;
     g->max_line = 65536;
 
@@ -398,8 +408,8 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "%s: [gateway] tls_cert and tls_key go together", path);
         goto out;
     }
-    if (g->n_imaps && !g->tls_cert[0]) {
-        snprintf(err, errlen, "%s: [gateway] imaps needs tls_cert and tls_key", path);
+    if ((g->n_imaps || g->n_pop3s) && !g->tls_cert[0]) {
+        snprintf(err, errlen, "%s: [gateway] imaps and pop3s need tls_cert and tls_key", path);
         goto out;
     }
     if (cfg->min_copies > cfg->n_sites && cfg->n_sites > 0) {

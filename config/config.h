@@ -27,6 +27,10 @@
  *   [gateway]                              ; postern serve (IMAP); every key optional
  *   imap = 127.0.0.1:143, [::1]:143        ; plain + STARTTLS listeners; repeatable; default none
  *   imaps = 0.0.0.0:993                    ; implicit TLS listeners; repeatable; default none
+ *   pop3 = 127.0.0.1:110                   ; POP3 plain + STLS listeners; repeatable; default none
+ *   pop3s = 0.0.0.0:995                    ; POP3 implicit TLS listeners; repeatable; default none
+ *   pop3_timeout = 600                     ; seconds without a POP3 command (>= 600)
+ *   retention_days = 30                    ; announced in POP3 CAPA EXPIRE (INN's expire.ctl)
  *   tls_cert = /etc/postern/tls.pem        ; PEM chain, leaf first (needed for imaps/STARTTLS)
  *   tls_key = /etc/postern/tls.key         ; PEM private key
  *   allow_plaintext_auth = no              ; yes: LOGIN/AUTHENTICATE without TLS
@@ -75,6 +79,12 @@ typedef struct pn_gateway {
     size_t n_imap;
     pn_listen imaps[PN_MAX_LISTEN];
     size_t n_imaps;
+    pn_listen pop3[PN_MAX_LISTEN];  /* plain + STLS */
+    size_t n_pop3;
+    pn_listen pop3s[PN_MAX_LISTEN]; /* implicit TLS */
+    size_t n_pop3s;
+    unsigned pop3_timeout;          /* seconds without a command (RFC 1939: >= 600) */
+    unsigned retention_days;        /* CAPA EXPIRE; INN expires mail after this many days */
     char tls_cert[PATH_MAX];
     char tls_key[PATH_MAX];
     int allow_plaintext_auth;

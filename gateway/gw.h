@@ -48,6 +48,7 @@ int gw_pem_parse(const uint8_t *buf, size_t len, gw_pem *p, size_t *frame_len);
 typedef struct gw_listener {
     int fd;
     bool implicit_tls;
+    bool pop3; /* POP3 (110/995) instead of IMAP */
     char name[80]; /* "127.0.0.1:993", for messages */
 } gw_listener;
 

@@ -96,6 +96,11 @@ static void select_reply(session *s, bool readonly)
 
 void gw_select_scanned(session *s, const char *no_text)
 {
+    if (s->scan_pop3) {
+        s->scan_pop3 = false;
+        gw_pop3_scanned(s, no_text);
+        return;
+    }
     if (no_text)
         gw_tagged(s, "NO %s", no_text);
     else if (s->scan_status)

@@ -71,7 +71,10 @@ gw_result gw_login_start(session *s, const char *user, size_t user_len, const ch
         free(j);
         wipe_password(s);
         s->state = S_NOT_AUTH;
-        gw_tagged(s, "NO [SERVERBUG] Out of memory");
+        if (s->pop)
+            gw_pop3_reply_err(s, "Out of memory");
+        else
+            gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;
     }
     memcpy(s->pw, pw, pw_len);
@@ -87,7 +90,10 @@ gw_result gw_login_start(session *s, const char *user, size_t user_len, const ch
         free(j);
         wipe_password(s);
         s->state = S_NOT_AUTH;
-        gw_tagged(s, "NO [UNAVAILABLE] Too many logins at once; try again later");
+        if (s->pop)
+            gw_pop3_reply_err(s, "Too many logins at once; try again later");
+        else
+            gw_tagged(s, "NO [UNAVAILABLE] Too many logins at once; try again later");
         return GW_DONE;
     }
     return GW_PENDING;
@@ -98,6 +104,18 @@ void gw_login_finish(session *s, bool ok, const char *no_text)
     if (s->dead || s->state == S_LOGOUT) /* closing (server shutdown): no reply any more */
         return;
     wipe_password(s);
+    if (s->pop) {
+        if (!ok) {
+            if (s->account)
+                gw_account_detach(s);
+            if (s->vault_session)
+                gw_vault_logout(s->net, s->vault_session);
+            s->vault_session = 0;
+            s->state = S_NOT_AUTH;
+        }
+        gw_pop3_login_finish(s, ok, no_text);
+        return;
+    }
     if (ok) {
         s->state = S_AUTH;
         pi_buf caps = PI_BUF_INIT;

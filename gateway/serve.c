@@ -78,8 +78,9 @@ static int drop_privileges(const identity *id, const char *role)
     return 0;
 }
 
-static int bind_listener(const pn_listen *a, bool tls, gw_listener *out)
+static int bind_listener(const pn_listen *a, bool tls, bool pop3, gw_listener *out)
 {
+    out->pop3 = pop3;
     snprintf(out->name, sizeof out->name, strchr(a->addr, ':') ? "[%s]:%s" : "%s:%s", a->addr, a->port);
     out->implicit_tls = tls;
     struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
@@ -125,8 +126,8 @@ static void raise_fd_limit(unsigned max_connections)
 static int check_config(const pn_config *cfg)
 {
     const pn_gateway *g = &cfg->gateway;
-    if (g->n_imap + g->n_imaps == 0) {
-        gw_log(GW_ERROR, "%s: [gateway] has no imap or imaps address to listen on", cfg->path);
+    if (g->n_imap + g->n_imaps + g->n_pop3 + g->n_pop3s == 0) {
+        gw_log(GW_ERROR, "%s: [gateway] has no imap, imaps, pop3 or pop3s address to listen on", cfg->path);
         return -1;
     }
     if (cfg->n_sites == 0) {
@@ -137,8 +138,9 @@ static int check_config(const pn_config *cfg)
         gw_log(GW_ERROR, "%s", cfg->authority_error);
         return -1;
     }
-    if (g->n_imap && !g->tls_cert[0] && !g->allow_plaintext_auth) {
-        gw_log(GW_ERROR, "%s: [gateway] imap without tls_cert and allow_plaintext_auth = no: nobody could log in",
+    if ((g->n_imap || g->n_pop3) && !g->tls_cert[0] && !g->allow_plaintext_auth) {
+        gw_log(GW_ERROR, "%s: [gateway] imap or pop3 without tls_cert and allow_plaintext_auth = no: nobody "
+                         "could log in",
                cfg->path);
         return -1;
     }
@@ -249,17 +251,22 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
                (unsigned)getuid());
     raise_fd_limit(g->max_connections);
 
-    size_t n = g->n_imap + g->n_imaps;
+    size_t n = g->n_imap + g->n_imaps + g->n_pop3 + g->n_pop3s;
     gw_listener *ls = calloc(n, sizeof *ls);
     if (!ls) {
         gw_pem_free(&pem);
         return PX_OSERR;
     }
     size_t bound = 0;
-    for (size_t i = 0; i < g->n_imap && bound == i; i++)
-        bound += bind_listener(&g->imap[i], false, &ls[bound]) == 0;
-    for (size_t i = 0; i < g->n_imaps && bound == g->n_imap + i; i++)
-        bound += bind_listener(&g->imaps[i], true, &ls[bound]) == 0;
+    size_t want = 0;
+    for (size_t i = 0; i < g->n_imap && bound == want; i++, want++)
+        bound += bind_listener(&g->imap[i], false, false, &ls[bound]) == 0;
+    for (size_t i = 0; i < g->n_imaps && bound == want; i++, want++)
+        bound += bind_listener(&g->imaps[i], true, false, &ls[bound]) == 0;
+    for (size_t i = 0; i < g->n_pop3 && bound == want; i++, want++)
+        bound += bind_listener(&g->pop3[i], false, true, &ls[bound]) == 0;
+    for (size_t i = 0; i < g->n_pop3s && bound == want; i++, want++)
+        bound += bind_listener(&g->pop3s[i], true, true, &ls[bound]) == 0;
     int vault_sp[2] = {-1, -1}, ctl_sp[2] = {-1, -1};
     if (bound < n || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, vault_sp) != 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl_sp) != 0) {

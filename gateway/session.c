@@ -75,7 +75,7 @@ static void arm_timeout(session *s)
 {
     const pn_gateway *g = &s->net->cfg->gateway;
     bool authed = s->state == S_AUTH || s->state == S_SELECTED || s->state == S_IDLE;
-    struct timeval tv = {authed ? g->idle_timeout : g->preauth_timeout, 0};
+    struct timeval tv = {authed ? (s->pop ? g->pop3_timeout : g->idle_timeout) : g->preauth_timeout, 0};
     s->timer_kind = GW_T_TIMEOUT;
     evtimer_add(s->timer, &tv);
 }
@@ -99,11 +99,20 @@ static void close_after_flush(session *s)
         event_active(s->resume, EV_TIMEOUT, 1);
 }
 
+void gw_session_close_after_flush(session *s)
+{
+    if (!s->dead && s->state != S_LOGOUT)
+        close_after_flush(s);
+}
+
 void gw_session_bye(session *s, const char *text)
 {
     if (s->dead || s->state == S_LOGOUT)
         return;
-    gw_untagged(s, "BYE %s", text);
+    if (s->pop)
+        gw_pop3_reply_err(s, text);
+    else
+        gw_untagged(s, "BYE %s", text);
     close_after_flush(s);
 }
 
@@ -194,6 +203,7 @@ void gw_session_close(session *s)
     s->vault_session = 0;
     gw_fetch_abort(s);
     gw_search_abort(s);
+    gw_pop3_free(s);
     gw_view_close(s);
     if (s->account)
         gw_account_detach(s);
@@ -258,7 +268,7 @@ static void peer_name(session *s, const struct sockaddr *sa)
     }
 }
 
-void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls)
+void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls, bool pop3)
 {
     (void)salen;
     const pn_gateway *g = &net->cfg->gateway;
@@ -278,6 +288,11 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
     s->rejecting = reject;
     s->state = S_GREETING;
     peer_name(s, sa);
+    if (pop3 && gw_pop3_new(s) != 0) {
+        free(s);
+        close(fd);
+        return;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* replies are small and awaited */
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
@@ -309,6 +324,7 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
         if (s->resume)
             event_free(s->resume);
         pi_parser_free(s->parser);
+        gw_pop3_free(s);
         free(s);
         close(fd);
         return;
@@ -335,6 +351,11 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
         return;
     }
     s->state = S_NOT_AUTH;
+    if (s->pop) {
+        gw_pop3_greet(s);
+        arm_timeout(s);
+        return;
+    }
     pi_buf caps = PI_BUF_INIT;
     if (gw_caps_write(&caps, gw_session_caps(s)) != 0) {
         pi_buf_free(&caps);
@@ -415,6 +436,10 @@ static bool after(session *s, gw_result r)
 
 static void process(session *s)
 {
+    if (s->pop) {
+        gw_pop3_process(s);
+        return;
+    }
     while (!s->dead && !s->pending && s->state != S_LOGOUT) {
         if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH) {
             /* the client is not reading: stop reading its commands too (write_cb resumes) */
@@ -499,6 +524,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
         }
     }
     gw_fetch_kick(s); /* a FETCH that paused for the client to catch up */
+    if (s->pop)
+        gw_pop3_kick(s);
 }
 
 size_t gw_session_output_len(session *s)

@@ -24,6 +24,7 @@ struct gw_plain;
 struct gw_fetch;
 struct gw_search;
 struct gw_saving;
+struct gw_pop3;
 
 /* ---- workers.c: a bounded pool of threads, each with its own NNTP connection ---- */
 typedef enum gw_job_kind {
@@ -79,6 +80,7 @@ struct gw_account {
     struct gw_plain *cache;     /* decrypted messages, most recently used first */
     size_t cache_bytes, cache_n;
     unsigned watched;           /* sessions with the mailbox selected: polled while > 0 */
+    bool pop3_locked;           /* a POP3 session holds the maildrop (RFC 1939: one at a time) */
 };
 
 /* Attaches s (logged in at the vault) to its user's account, loading the state first if no
@@ -173,14 +175,16 @@ struct session {
     bool scan_wait;         /* SELECT/EXAMINE/STATUS waits for the first scan */
     bool scan_readonly;     /* ... as EXAMINE */
     bool scan_status;       /* ... as STATUS */
+    bool scan_pop3;         /* ... as a POP3 login building its maildrop */
     unsigned status_items;  /* STATUS: which items (imap_cmd_select.c) */
     enum session_state idle_prev; /* IDLE: the state to return to */
     struct gw_fetch *fetch; /* FETCH in progress */
     struct gw_search *search; /* SEARCH in progress */
     bool idle_done_wait;    /* IDLE: waiting for DONE */
+    struct gw_pop3 *pop;    /* a POP3 session (pop3_session.c); NULL for IMAP */
 };
 
-void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls);
+void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls, bool pop3);
 /* Output helpers: the tagged one uses s->tag. Text without CRLF. */
 void gw_untagged(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void gw_tagged(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -189,7 +193,9 @@ void gw_write(session *s, const void *data, size_t len);
 unsigned gw_session_caps(const session *s);
 /* An asynchronous command has written its reply: read on (from the loop, not right now). */
 void gw_session_done(session *s);
-/* "* BYE text" and close once flushed. */
+/* Close once the queued output is flushed (after a final reply). */
+void gw_session_close_after_flush(session *s);
+/* "* BYE text" (POP3: "-ERR text") and close once flushed. */
 void gw_session_bye(session *s, const char *text);
 /* Closes at once (connection lost); the memory goes when the last reference does. */
 void gw_session_close(session *s);
@@ -201,6 +207,16 @@ int gw_session_starttls(session *s);
 
 /* Output queued and not yet sent, in bytes. */
 size_t gw_session_output_len(session *s);
+
+/* ---- pop3_session.c ---- */
+int gw_pop3_new(session *s);  /* at accept: 0, or -1 out of memory */
+void gw_pop3_greet(session *s);
+void gw_pop3_process(session *s); /* input arrived or the session may read on */
+void gw_pop3_login_finish(session *s, bool ok, const char *no_text);
+void gw_pop3_reply_err(session *s, const char *text); /* "-ERR [SYS/TEMP] text" */
+void gw_pop3_free(session *s);  /* at close: unlocks the maildrop, deletes nothing */
+void gw_pop3_kick(session *s);  /* output drained */
+void gw_pop3_scanned(session *s, const char *no_text); /* the maildrop's scan is done */
 
 /* ---- imap_cmd_idle.c: the line that ends IDLE ---- */
 gw_result gw_idle_line(session *s, const char *line, size_t len);

@@ -1,0 +1,494 @@
+/* gateway: one POP3 connection (RFC 1939, 2449, 2595, 5034) over the same event loop,
+ * login, vault, accounts and per-user state as IMAP. pop3/ parses and formats; this file
+ * acts. The maildrop is the user's INBOX as the state has it: what IMAP expunged is gone here,
+ * and DELE + QUIT removes messages from the IMAP INBOX too. UIDLs come from the Message-ID,
+ * so they are the same at every site and after every restart. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <sodium.h>
+
+#include "gateway/mailbox.h"
+#include "pop3/pop3.h"
+
+#define WINDOW 4 /* messages loading at once while the maildrop is built */
+
+struct gw_pop3 {
+    session *s;
+    pp_reader *reader;
+    pp_state state;
+    pp_offer offer;
+    char user[PC_ADDRESS_MAX + 1];
+    bool sasl_wait; /* AUTH PLAIN: the response line comes next */
+    bool locked;    /* holds the account's maildrop lock */
+    /* the maildrop */
+    pp_maildrop *md;
+    char (*msgids)[PA_MSGID_MAX];
+    uint64_t *sizes;
+    size_t n;
+    size_t next_issue, done;
+    unsigned inflight, failed;
+    bool building;
+    /* RETR/TOP in progress */
+    bool body_wait;
+    pp_command cmd;
+};
+
+typedef struct size_slot {
+    struct gw_pop3 *p;
+    size_t i;
+} size_slot;
+
+void gw_pop3_scanned(session *s, const char *no_text);
+
+static void send_buf(session *s, pu_buf *b)
+{
+    if (b->len)
+        gw_write(s, b->data, b->len);
+    b->len = 0;
+}
+
+static void send_text(session *s, const char *text)
+{
+    gw_write(s, text, strlen(text));
+}
+
+void gw_pop3_reply_err(session *s, const char *text)
+{
+    pu_buf b = {0};
+    pp_write_err(&b, PP_RC_SYS_TEMP, text);
+    send_buf(s, &b);
+    pu_buf_free(&b);
+}
+
+int gw_pop3_new(session *s)
+{
+    struct gw_pop3 *p = calloc(1, sizeof *p);
+    if (!p)
+        return -1;
+    p->reader = pp_reader_new();
+    if (!p->reader) {
+        free(p);
+        return -1;
+    }
+    p->s = s;
+    s->pop = p;
+    return 0;
+}
+
+static void set_offer(session *s)
+{
+    struct gw_pop3 *p = s->pop;
+    pp_offer_init(&p->offer, s->tls, s->tls_available, s->net->cfg->gateway.allow_plaintext_auth);
+    p->offer.expire = true;
+    p->offer.expire_days = (long)s->net->cfg->gateway.retention_days;
+    p->offer.implementation = "postern";
+}
+
+void gw_pop3_greet(session *s)
+{
+    set_offer(s);
+    send_text(s, PP_TXT_GREETING);
+}
+
+static void unlock(struct gw_pop3 *p)
+{
+    if (p->locked && p->s->account)
+        p->s->account->pop3_locked = false;
+    p->locked = false;
+}
+
+void gw_pop3_free(session *s)
+{
+    struct gw_pop3 *p = s->pop;
+    if (!p)
+        return;
+    unlock(p);
+    pp_reader_free(p->reader);
+    pp_maildrop_free(p->md);
+    pp_command_wipe(&p->cmd);
+    free(p->msgids);
+    free(p->sizes);
+    s->pop = NULL;
+    free(p);
+}
+
+/* ---- the maildrop: every message of the view, with its exact size ---- */
+
+static void build_step(struct gw_pop3 *p);
+
+static void finish_build(struct gw_pop3 *p)
+{
+    session *s = p->s;
+    p->building = false;
+    if (p->failed) {
+        gw_log(GW_WARN, "%s: %s: %u messages could not be read for POP3", s->peer, s->address, p->failed);
+        unlock(p);
+        send_text(s, PP_TXT_SYS_TEMP);
+        gw_session_close_after_flush(s);
+        return;
+    }
+    pp_msg *msgs = calloc(p->n ? p->n : 1, sizeof *msgs);
+    char (*uidls)[PA_MSGID_MAX] = calloc(p->n ? p->n : 1, sizeof *uidls);
+    if (msgs && uidls) {
+        for (size_t i = 0; i < p->n; i++) {
+            /* "<m.HEX@postern.invalid>" -> "m.HEX": short, printable, the same everywhere */
+            const char *id = p->msgids[i] + 1;
+            size_t len = strcspn(id, "@>");
+            if (len > PP_UIDL_MAX)
+                len = PP_UIDL_MAX;
+            memcpy(uidls[i], id, len);
+            msgs[i] = (pp_msg){.size = p->sizes[i], .uidl = uidls[i], .uidl_len = len};
+        }
+        p->md = pp_maildrop_new(msgs, p->n);
+    }
+    free(msgs);
+    free(uidls);
+    if (!p->md) {
+        unlock(p);
+        send_text(s, PP_TXT_SYS_TEMP);
+        gw_session_close_after_flush(s);
+        return;
+    }
+    p->state = PP_STATE_TRANSACTION;
+    s->state = S_AUTH;
+    pu_buf b = {0};
+    pp_write_okf(&b, "Logged in; maildrop has %zu message%s (%llu octets)", pp_maildrop_count(p->md),
+                 pp_maildrop_count(p->md) == 1 ? "" : "s", (unsigned long long)pp_maildrop_octets(p->md));
+    send_buf(s, &b);
+    pu_buf_free(&b);
+    gw_log(GW_INFO, "%s: %s logged in (POP3)", s->peer, s->address);
+    gw_session_done(s);
+}
+
+static void size_loaded(void *arg, gw_plain *pl, const char *err)
+{
+    (void)err;
+    size_slot *sl = arg;
+    struct gw_pop3 *p = sl->p;
+    p->inflight--;
+    p->done++;
+    if (pl) {
+        p->sizes[sl->i] = pp_message_size(pl->data, pl->len);
+        gw_plain_unref(p->s->account, pl);
+    } else {
+        p->failed++;
+    }
+    free(sl);
+    build_step(p);
+}
+
+static void build_step(struct gw_pop3 *p)
+{
+    session *s = p->s;
+    while (p->next_issue < p->n && p->inflight < WINDOW) {
+        size_t i = p->next_issue++;
+        userstate_msg st;
+        userstate_get(s->account->us, p->msgids[i], &st);
+        if (st.has_meta) {
+            /* the CRLF size; a message not ending in a line end gets one more CRLF in RETR */
+            p->sizes[i] = st.meta.crlf_size;
+            p->done++;
+            continue;
+        }
+        size_slot *sl = malloc(sizeof *sl);
+        if (!sl) {
+            p->failed++;
+            p->done++;
+            continue;
+        }
+        *sl = (size_slot){p, i};
+        p->inflight++;
+        gw_load(s, p->msgids[i], size_loaded, sl);
+    }
+    if (p->done == p->n && p->inflight == 0 && p->building)
+        finish_build(p);
+}
+
+/* After the scan: the messages not removed, in UID order. */
+static void build(session *s)
+{
+    struct gw_pop3 *p = s->pop;
+    gw_mbox *m = s->account->mbox;
+    p->msgids = calloc(m->n ? m->n : 1, sizeof *p->msgids);
+    p->sizes = calloc(m->n ? m->n : 1, sizeof *p->sizes);
+    if (!p->msgids || !p->sizes) {
+        unlock(p);
+        send_text(s, PP_TXT_NOMEM);
+        gw_session_close_after_flush(s);
+        return;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        userstate_msg st;
+        userstate_get(s->account->us, m->msgs[i].msgid, &st);
+        if (!st.removed)
+            memcpy(p->msgids[p->n++], m->msgs[i].msgid, PA_MSGID_MAX);
+    }
+    p->building = true;
+    build_step(p);
+}
+
+void gw_pop3_scanned(session *s, const char *no_text)
+{
+    if (s->dead || !s->pop)
+        return;
+    if (no_text) {
+        unlock(s->pop);
+        gw_log(GW_WARN, "%s: %s: POP3 maildrop cannot be scanned", s->peer, s->address);
+        send_text(s, PP_TXT_SYS_TEMP);
+        gw_session_close_after_flush(s);
+        return;
+    }
+    build(s);
+}
+
+void gw_pop3_login_finish(session *s, bool ok, const char *no_text)
+{
+    struct gw_pop3 *p = s->pop;
+    if (!ok) {
+        p->state = PP_STATE_AUTHORIZATION;
+        if (!no_text || strstr(no_text, "AUTHENTICATIONFAILED")) {
+            send_text(s, PP_TXT_AUTH_FAILED);
+        } else {
+            /* the IMAP text without its response code: "[UNAVAILABLE] Server busy" */
+            const char *text = no_text;
+            const char *end = no_text[0] == '[' ? strchr(no_text, ']') : NULL;
+            if (end)
+                text = end[1] == ' ' ? end + 2 : end + 1;
+            gw_pop3_reply_err(s, text);
+        }
+        gw_session_done(s);
+        return;
+    }
+    gw_account *a = s->account;
+    if (a->pop3_locked) {
+        send_text(s, PP_TXT_IN_USE);
+        gw_log(GW_INFO, "%s: %s: POP3 maildrop in use by another session", s->peer, s->address);
+        gw_session_close_after_flush(s);
+        return;
+    }
+    a->pop3_locked = true;
+    p->locked = true;
+    s->scan_wait = true;
+    s->scan_status = false;
+    s->scan_pop3 = true;
+    gw_mbox_scan(a); /* always fresh: POP3 sessions are short and see one snapshot */
+    if (!a->mbox->scanning) {
+        s->scan_wait = false;
+        unlock(p);
+        send_text(s, PP_TXT_SYS_TEMP);
+        gw_session_close_after_flush(s);
+    }
+}
+
+/* ---- commands ---- */
+
+typedef enum { P_DONE, P_PENDING, P_CLOSE } p_result;
+
+static p_result login(session *s, const char *user, size_t user_len, const char *pw, size_t pw_len)
+{
+    gw_result r = gw_login_start(s, user, user_len, pw, pw_len);
+    return r == GW_PENDING ? P_PENDING : P_DONE;
+}
+
+static void body_loaded(void *arg, gw_plain *pl, const char *err)
+{
+    (void)err;
+    session *s = arg;
+    struct gw_pop3 *p = s->pop;
+    p->body_wait = false;
+    pu_buf b = {0};
+    if (!pl) {
+        pp_write_err(&b, PP_RC_SYS_TEMP, "The message cannot be read now; try again later");
+    } else {
+        pp_md_command(p->md, &p->cmd, &b); /* the "+OK" line */
+        if (pp_write_message(&b, pl->data, pl->len, p->cmd.cmd == PP_CMD_TOP ? (int64_t)p->cmd.lines : -1) != PP_OK) {
+            b.len = 0;
+            pp_write_err(&b, PP_RC_SYS_TEMP, "Out of memory");
+        }
+        gw_plain_unref(s->account, pl);
+    }
+    if (pl && p->cmd.cmd == PP_CMD_RETR) {
+        /* a downloaded message counts as read, as in other servers */
+        const char *id = p->msgids[p->cmd.msg - 1];
+        if (userstate_store(s->account->us, id, US_ADD, US_SEEN, NULL) == US_OK)
+            gw_view_changed(s->account);
+    }
+    send_buf(s, &b);
+    pu_buf_free(&b);
+    pp_command_wipe(&p->cmd);
+    gw_session_done(s);
+}
+
+static p_result quit(session *s)
+{
+    struct gw_pop3 *p = s->pop;
+    if (p->state != PP_STATE_TRANSACTION) {
+        send_text(s, PP_TXT_BYE);
+        return P_CLOSE;
+    }
+    size_t n = pp_maildrop_deleted(p->md, NULL, 0);
+    uint32_t *nums = calloc(n ? n : 1, sizeof *nums);
+    bool ok = nums != NULL;
+    if (nums) {
+        pp_maildrop_deleted(p->md, nums, n);
+        for (size_t k = 0; k < n; k++)
+            if (userstate_remove(s->account->us, p->msgids[nums[k] - 1]) != US_OK)
+                ok = false;
+    }
+    free(nums);
+    if (n)
+        gw_view_changed(s->account); /* IMAP sessions see the EXPUNGEs */
+    unlock(p);
+    send_text(s, ok ? PP_TXT_BYE : PP_TXT_QUIT_FAILED);
+    gw_log(GW_INFO, "%s: %s: POP3 QUIT, %zu message%s removed", s->peer, s->address, n, n == 1 ? "" : "s");
+    return P_CLOSE;
+}
+
+static p_result command(session *s, const char *line, size_t len)
+{
+    struct gw_pop3 *p = s->pop;
+    pu_buf b = {0};
+    p_result r = P_DONE;
+    if (p->sasl_wait) {
+        p->sasl_wait = false;
+        pp_plain plain;
+        int rc = pp_sasl_plain(line, len, &plain);
+        if (rc != 0) {
+            send_text(s, plain.err);
+            return P_DONE;
+        }
+        r = login(s, plain.authcid, plain.authcid_len, plain.password, plain.password_len);
+        pp_plain_wipe(&plain);
+        return r;
+    }
+    pp_command *c = &p->cmd;
+    if (pp_parse(line, len, p->state, &p->offer, c) != 0) {
+        send_text(s, c->err);
+        pp_command_wipe(c);
+        return P_DONE;
+    }
+    switch (c->cmd) {
+    case PP_CMD_USER:
+        snprintf(p->user, sizeof p->user, "%s", c->arg[0]);
+        p->state = PP_STATE_USER;
+        send_text(s, PP_TXT_USER_OK);
+        break;
+    case PP_CMD_PASS:
+        p->state = PP_STATE_AUTHORIZATION; /* a failed PASS needs USER again */
+        r = login(s, p->user, strlen(p->user), c->arg[0], c->arg_len[0]);
+        break;
+    case PP_CMD_AUTH:
+        if (c->nargs == 0) {
+            pp_write_auth_mechs(&b, &p->offer);
+        } else if (c->nargs == 2) {
+            pp_plain plain;
+            if (pp_sasl_plain(c->arg[1], c->arg_len[1], &plain) != 0) {
+                send_text(s, plain.err);
+            } else {
+                r = login(s, plain.authcid, plain.authcid_len, plain.password, plain.password_len);
+                pp_plain_wipe(&plain);
+            }
+        } else if (pp_reader_auth_line(p->reader) == 0) {
+            p->sasl_wait = true;
+            send_text(s, PP_TXT_AUTH_CONTINUE);
+        } else {
+            gw_pop3_reply_err(s, "Cannot start the exchange now");
+        }
+        break;
+    case PP_CMD_STLS:
+        if (pp_reader_pending(p->reader) ||
+            evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+            gw_log(GW_INFO, "%s: bytes after STLS before the handshake: dropped", s->peer);
+            r = P_CLOSE;
+            break;
+        }
+        send_text(s, PP_TXT_STLS_OK);
+        if (gw_session_starttls(s) != 0) {
+            r = P_CLOSE;
+            break;
+        }
+        pp_reader_reset(p->reader);
+        p->state = PP_STATE_AUTHORIZATION;
+        p->user[0] = '\0';
+        set_offer(s);
+        break;
+    case PP_CMD_CAPA:
+        pp_write_capa(&b, &p->offer, p->state);
+        break;
+    case PP_CMD_QUIT:
+        r = quit(s);
+        break;
+    default: {
+        int rc = pp_md_command(p->md, c, &b);
+        if (rc == PP_BODY) { /* RETR/TOP: the message first, then the "+OK" line with it */
+            b.len = 0;
+            p->body_wait = true;
+            gw_load(s, p->msgids[c->msg - 1], body_loaded, s);
+            pu_buf_free(&b);
+            return P_PENDING; /* cmd is wiped when the body went out */
+        }
+        if (rc == PP_NOMEM)
+            send_text(s, PP_TXT_NOMEM);
+        break;
+    }
+    }
+    send_buf(s, &b);
+    pu_buf_free(&b);
+    pp_command_wipe(c);
+    return r;
+}
+
+void gw_pop3_process(session *s)
+{
+    struct gw_pop3 *p = s->pop;
+    while (!s->dead && !s->pending && s->state != S_LOGOUT) {
+        struct evbuffer *in = bufferevent_get_input(s->bev);
+        if (evbuffer_get_length(bufferevent_get_output(s->bev)) > (256u << 10)) {
+            s->output_full = true;
+            bufferevent_disable(s->bev, EV_READ);
+            return;
+        }
+        if (evbuffer_get_length(in) == 0)
+            return;
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            return;
+        size_t used = 0;
+        pp_read_status st = pp_reader_feed(p->reader, v.iov_base, v.iov_len, &used);
+        evbuffer_drain(in, used);
+        if (st == PP_READ_MORE)
+            continue;
+        if (st == PP_READ_ERROR) {
+            send_text(s, pp_reader_error(p->reader));
+            if (++s->errors >= 20) {
+                gw_session_bye(s, "Too many invalid commands");
+                return;
+            }
+            continue;
+        }
+        size_t len;
+        const char *line = pp_reader_line(p->reader, &len);
+        s->errors = 0;
+        p_result r = command(s, line, len);
+        if (s->dead)
+            return;
+        if (r == P_CLOSE) {
+            gw_session_close_after_flush(s);
+            return;
+        }
+        if (r == P_PENDING) {
+            s->pending = true;
+            bufferevent_disable(s->bev, EV_READ);
+            return;
+        }
+    }
+}
+
+void gw_pop3_kick(session *s)
+{
+    (void)s; /* RETR writes a whole message at once; nothing waits for the drain */
+}
