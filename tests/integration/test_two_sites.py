@@ -1,0 +1,99 @@
+"""Two independent INN sites holding the same mail under different article numbers (site B
+got an unrelated article first): the gateways of both serve the same messages; IMAP UIDs
+and UIDVALIDITY differ (they are each site's numbers), POP3 UIDLs are identical (they come
+from the Message-ID), so a phone failing over to the other site downloads nothing again."""
+import imaplib
+import os
+import poplib
+import re
+import secrets
+import shutil
+
+import pytest
+
+from conftest import PosternEnv, _GatewayFactory, _free_port, postern_bin
+from nntplib_min import make_article
+
+USER = "frank.sites@example.org"
+PASSWORD = "two sites password"
+
+
+def env_for(dir, first, second, shared=None):
+    env = PosternEnv(dir, first, postern_bin())
+    if shared:
+        env.authority_public, env.authority_secret = shared.authority_public, shared.authority_secret
+        env.delivery_secret = shared.delivery_secret
+    else:
+        fd = os.open(env.delivery_secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    env.write_conf(prefix=first.prefix, extra=second.conf_fragment.read_text())
+    env.conf.write_text(env.conf.read_text().replace("min_copies = 1", "min_copies = 2"))
+    return env
+
+
+@pytest.fixture(scope="module")
+def two(inn_sites, tmp_path_factory):
+    a, b = inn_sites(), inn_sites()
+    env_a = env_for(tmp_path_factory.mktemp("env_a"), a, b)
+    r = env_a(["authority", "init"])
+    assert r.returncode == 0, r.stderr
+    env_b = env_for(tmp_path_factory.mktemp("env_b"), b, a, shared=env_a)
+    r = env_a(["user", "add", USER, "--password-stdin"], input=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    group = "postern.org.example.frank_2esites"
+    r = env_a(["user", "list"])
+    m = re.search(r"postern\.org\.example\.\S+", r.stdout.decode() + r.stderr.decode())
+    if m:
+        group = m.group(0).rstrip(":,")
+    with b.client() as c:  # site B numbers the mail one higher
+        c.post(make_article(group, "<unrelated.%s@example.net>" % secrets.token_hex(6), b"not mail\n"))
+    for i in range(3):
+        r = env_a(["deliver", "--to", USER], input=b"From: x@example.net\nSubject: both sites %d\n\nbody %d\n" % (i, i))
+        assert r.returncode == 0, r.stderr
+    gws = []
+    factories = []
+    for env, site in ((env_a, a), (env_b, b)):
+        f = _GatewayFactory(env, tmp_path_factory, site.addr)
+        gw = f.start(pop3s="%s:%d" % (site.addr, _free_port(site.addr)))
+        gw.pop3s_port = int(re.search(r"^pop3s = .*:(\d+)$", gw.conf.read_text(), re.M).group(1))
+        gws.append(gw)
+        factories.append(f)
+    yield gws
+    for f in factories:
+        f.close()
+
+
+def uidls(gw):
+    p = poplib.POP3_SSL(gw.addr, gw.pop3s_port, context=gw.ssl_context(), timeout=20)
+    p.user(USER)
+    p.pass_(PASSWORD)
+    _, lines, _ = p.uidl()
+    p.quit()
+    return [l.split()[1] for l in lines]
+
+
+def imap_view(gw):
+    c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=20)
+    c.login(USER, PASSWORD)
+    c.select("INBOX", readonly=True)
+    validity = c.untagged_responses["UIDVALIDITY"][0]
+    typ, data = c.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    seen = {}
+    for item in data:
+        if isinstance(item, tuple):
+            uid = int(re.search(rb"UID (\d+)", item[0]).group(1))
+            seen[item[1].strip().decode()] = uid
+    c.logout()
+    return validity, seen
+
+
+def test_same_uidls_different_uids(two):
+    gw_a, gw_b = two
+    ua, ub = uidls(gw_a), uidls(gw_b)
+    assert len(ua) == 3 and ua == ub
+    va, seen_a = imap_view(gw_a)
+    vb, seen_b = imap_view(gw_b)
+    assert va != vb
+    assert set(seen_a) == set(seen_b) == {"Subject: both sites %d" % i for i in range(3)}
+    assert all(seen_b[k] == seen_a[k] + 1 for k in seen_a), (seen_a, seen_b)
