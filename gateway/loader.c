@@ -210,6 +210,13 @@ static void decrypt_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         }
         return;
     }
+    /* A message must end with a line end (RFC 5322); one that does not gets CRLF, so that
+     * IMAP's RFC822.SIZE, BODY[] and POP3's RETR and sizes all agree. */
+    if (b.len && b.data[b.len - 1] != '\n' && plain_put(&b, "\r\n", 2) != 0) {
+        sodium_memzero(b.data, b.len);
+        free(b.data);
+        b.data = NULL;
+    }
     gw_plain *p = calloc(1, sizeof *p);
     if (!p || !b.data) {
         free(p);

@@ -174,12 +174,16 @@ static void test_gateway(void **state)
     expect_error("[gateway]\nimap = 127.0.0.1\n", "imap takes ADDR:PORT");
     expect_error("[gateway]\nimap = ::1:143\n", "[v6]:PORT for IPv6");
     expect_error("[gateway]\nimaps = 127.0.0.1:0\n", "imaps must be a whole number from 1 to 65535");
-    expect_error("[gateway]\nimaps = 127.0.0.1:993\n", "imaps needs tls_cert and tls_key");
+    expect_error("[gateway]\nimaps = 127.0.0.1:993\n", "imaps and pop3s need tls_cert and tls_key");
     expect_error("[gateway]\ntls_cert = /c.pem\n", "tls_cert and tls_key go together");
     expect_error("[gateway]\nallow_plaintext_auth = maybe\n", "allow_plaintext_auth must be yes or no");
     expect_error("[gateway]\nidle_timeout = 60\n", "idle_timeout must be a whole number from 1800");
     expect_error("[gateway]\nmax_line = 10\n", "max_line must be a whole number from 1024");
-    expect_error("[gateway]\npop3 = 127.0.0.1:110\n", "postern.conf:2: unknown setting 'pop3' in [gateway]");
+    expect_error("[gateway]\npop3s = 127.0.0.1:995\n", "imaps and pop3s need tls_cert and tls_key");
+    expect_error("[gateway]\npop3 = 127.0.0.1\n", "pop3 takes ADDR:PORT");
+    expect_error("[gateway]\npop3_timeout = 60\n", "pop3_timeout must be a whole number from 600");
+    expect_error("[gateway]\nretention_days = 0\n", "retention_days must be a whole number from 1");
+    expect_error("[gateway]\npop4 = 127.0.0.1:110\n", "postern.conf:2: unknown setting 'pop4' in [gateway]");
     char many[2048] = "[gateway]\n";
     for (int i = 0; i <= PN_MAX_LISTEN; i++)
         snprintf(many + strlen(many), sizeof many - strlen(many), "imap = 127.0.0.1:%d\n", 1000 + i);
