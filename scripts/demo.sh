@@ -16,6 +16,7 @@ USER_ADDR=demo@example.org
 PY=/usr/bin/python3
 IMAP_PORT=${DEMO_IMAP_PORT:-10143}
 IMAPS_PORT=${DEMO_IMAPS_PORT:-10993}
+POP3S_PORT=${DEMO_POP3S_PORT:-10995}
 
 stop_gateway() {
     if [ -f "$DEMO/serve.pid" ]; then
@@ -127,7 +128,7 @@ if grep -rqa "Welcome to postern" "$SITE/spool"; then
 fi
 echo "  grep for the sample subject in the whole spool: not found"
 
-step "Starting the IMAP gateway on $ADDR:$IMAPS_PORT (IMAPS) and $ADDR:$IMAP_PORT (STARTTLS)"
+step "Starting the gateway on $ADDR:$IMAPS_PORT (IMAPS), $ADDR:$IMAP_PORT (STARTTLS), $ADDR:$POP3S_PORT (POP3S)"
 # A throwaway self-signed certificate for the demo only; a real site uses its own.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=$ADDR" \
     -addext "subjectAltName=IP:$ADDR" -keyout "$DEMO/tls.key" -out "$DEMO/tls.pem" 2>/dev/null
@@ -137,6 +138,7 @@ cat >> "$DEMO/postern.conf" <<EOF
 [gateway]
 imap = $ADDR:$IMAP_PORT
 imaps = $ADDR:$IMAPS_PORT
+pop3s = $ADDR:$POP3S_PORT
 tls_cert = $DEMO/tls.pem
 tls_key = $DEMO/tls.key
 user = postern
@@ -148,9 +150,10 @@ for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/$ADDR/$IMAPS_PORT") 2>/dev/null && break
     sleep 0.1
 done
-"$PY" - "$ADDR" "$IMAPS_PORT" "$USER_ADDR" "$DEMO/demo.password" "$DEMO/tls.pem" <<'EOF'
-import imaplib, ssl, sys
+"$PY" - "$ADDR" "$IMAPS_PORT" "$USER_ADDR" "$DEMO/demo.password" "$DEMO/tls.pem" "$POP3S_PORT" <<'EOF'
+import imaplib, poplib, ssl, sys
 addr, port, user, pwfile, cert = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+pop3s_port = int(sys.argv[6])
 ctx = ssl.create_default_context(cafile=cert)
 ctx.check_hostname = False
 m = imaplib.IMAP4_SSL(addr, port, ssl_context=ctx)
@@ -169,15 +172,23 @@ for item in data:
 typ, data = m.uid("SEARCH", "TEXT", "report")
 print("  UID SEARCH TEXT report (searches the decrypted mail):", data[0].decode() or "(none)")
 print("  LOGOUT:", m.logout()[1][0].decode())
+p = poplib.POP3_SSL(addr, pop3s_port, context=ctx)
+p.user(user)
+p.pass_(open(pwfile).read().strip())
+print("  POP3S STAT: %d messages, %d octets" % p.stat())
+print("  POP3S UIDL:", " ".join(l.decode().split()[1] for l in p.uidl()[1]))
+p.quit()
 EOF
 
 cat <<EOF
 
-Done. The INN site keeps running on $ADDR:$PORT and the gateway on $ADDR:$IMAPS_PORT (IMAPS)
+Done. The INN site keeps running on $ADDR:$PORT and the gateway on $ADDR:$IMAPS_PORT (IMAPS),
+$ADDR:$POP3S_PORT (POP3S)
 and $ADDR:$IMAP_PORT (STARTTLS); its log is $DEMO/serve.log.
   config:    export POSTERN_CONFIG=$DEMO/postern.conf
   password:  $DEMO/demo.password
   read one:  $POSTERN mailbox $USER_ADDR --password-file $DEMO/demo.password --show NUM
   stop:      sudo scripts/demo.sh stop
-Point any IMAP client at $ADDR:$IMAPS_PORT (certificate $DEMO/tls.pem) as $USER_ADDR.
+Point any IMAP or POP3 client at $ADDR:$IMAPS_PORT or $ADDR:$POP3S_PORT (certificate
+$DEMO/tls.pem) as $USER_ADDR.
 EOF
