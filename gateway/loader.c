@@ -334,6 +334,8 @@ static void article_done(gw_job *j)
     if (x->status != PS_OK || x->s->dead || !x->s->vault_session) {
         if (x->status != PS_OK && !x->s->dead)
             gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
+        if (x->status == PS_NOENT) /* cancelled or expired since the last scan */
+            gw_mbox_article_gone(x->a);
         finish(x);
         return;
     }

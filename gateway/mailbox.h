@@ -29,6 +29,7 @@ typedef struct gw_mbox {
     size_t n, cap;
     uint64_t low, high, count; /* the group's numbers at the last scan */
     bool scanned, scanning, rescan;
+    bool force_full; /* the next scan reads the whole group (an article was found missing) */
     uint32_t recent_claimed; /* highest UID some session has shown as \Recent */
 } gw_mbox;
 
@@ -36,6 +37,9 @@ typedef struct gw_mbox {
  * When it ends, every session of the account that waits for it (s->scan_wait) is resumed
  * through gw_view_scanned and every selected session learns the news (gw_view_changed). */
 void gw_mbox_scan(gw_account *a);
+/* An article of the group is gone (430 on reading it): rescan the whole group, so the
+ * sessions learn it (EXPUNGE) even when the server's counts did not move. */
+void gw_mbox_article_gone(gw_account *a);
 /* The poller saw the group's numbers: scans when they differ from the last scan's. */
 void gw_mbox_poll_result(gw_account *a, uint64_t high, uint64_t low, uint64_t count);
 /* Index of uid in mbox->msgs, or -1. */

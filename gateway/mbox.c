@@ -135,11 +135,13 @@ static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
     }
     x->site = wc->site;
     x->full = x->first || x->info.low != x->old_low || x->info.high < x->old_high;
-    if (!x->full && x->info.high > x->old_high) {
-        x->status = over(wc, x, x->old_high + 1, x->info.high);
-        if (x->status != PS_OK)
-            return;
-        /* articles vanished in between (a cancel): the count does not add up */
+    if (!x->full) {
+        if (x->info.high > x->old_high) {
+            x->status = over(wc, x, x->old_high + 1, x->info.high);
+            if (x->status != PS_OK)
+                return;
+        }
+        /* articles vanished (a cancel, or expiry inside the range): the count does not add up */
         if (x->known + x->n != x->info.count) {
             x->full = true;
             x->n = 0;
@@ -202,6 +204,9 @@ static void scan_done(gw_job *j)
         m->low = x->info.low;
         m->high = x->info.high;
         m->count = x->info.count;
+        gw_log(GW_DEBUG, "%s: %s scan: %zu messages (group %llu-%llu, count %llu)", a->address,
+               x->full ? "full" : "new-article", m->n, (unsigned long long)m->low, (unsigned long long)m->high,
+               (unsigned long long)m->count);
         uint32_t v = uidvalidity_of(net->cfg, x->site, m->group);
         if (m->scanned && v != m->uidvalidity)
             gw_log(GW_WARN, "%s: the mailbox now comes from site %s: UIDs renumbered", a->address,
@@ -250,7 +255,8 @@ void gw_mbox_scan(gw_account *a)
     }
     x->a = a;
     snprintf(x->group, sizeof x->group, "%s", m->group);
-    x->first = !m->scanned;
+    x->first = !m->scanned || m->force_full;
+    m->force_full = false;
     x->old_low = m->low;
     x->old_high = m->high;
     x->known = m->n;
@@ -265,6 +271,12 @@ void gw_mbox_scan(gw_account *a)
     }
     a->refs++;
     m->scanning = true;
+}
+
+void gw_mbox_article_gone(gw_account *a)
+{
+    a->mbox->force_full = true;
+    gw_mbox_scan(a);
 }
 
 void gw_mbox_poll_result(gw_account *a, uint64_t high, uint64_t low, uint64_t count)

@@ -68,6 +68,7 @@ static void poll_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         int st = x->no_counts ? nntp_list_active(wc->c, x->wildmat, collect, x)
                               : nntp_list_counts(wc->c, x->wildmat, collect, x);
         if (st == NNTP_EPERM && !x->no_counts) {
+            snprintf(x->err, sizeof x->err, "LIST COUNTS refused (%s): using LIST ACTIVE", nntp_last_response(wc->c));
             x->no_counts = true; /* not INN: LIST ACTIVE has no count, but high and low */
             st = nntp_list_active(wc->c, x->wildmat, collect, x);
         }
@@ -86,10 +87,13 @@ static void poll_done(gw_job *j)
     poll_ctx *x = j->ctx;
     gw_net *net = x->net;
     net->poll_inflight = false;
+    if (x->no_counts && !net->poll_no_counts)
+        gw_log(GW_WARN, "%s", x->err);
     net->poll_no_counts = x->no_counts;
     if (x->status != PS_OK) {
         gw_log(GW_DEBUG, "poll failed: %s", x->err);
     } else {
+        gw_log(GW_DEBUG, "poll: %zu groups for %s", x->n, x->wildmat);
         for (size_t i = 0; i < x->n; i++) {
             const poll_line *l = &x->lines[i];
             for (gw_account *a = net->accounts; a; a = a->next)

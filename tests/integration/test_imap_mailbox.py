@@ -1,11 +1,10 @@
 """The IMAP mailbox against a real INN site: SELECT/EXAMINE/STATUS, FETCH of every item,
 STORE, EXPUNGE, IDLE, sessions seeing each other's changes, persistence across a gateway
 restart — with Python's imaplib and a raw socket. Messages arrive through `postern deliver`."""
-import email
-import email.policy
 import imaplib
+import os
 import re
-import socket
+import subprocess
 import time
 
 import pytest
@@ -288,4 +287,64 @@ def test_search(mailbox):
         c.search(None, "FROBNICATE")
     typ, data = c.search(None, "1:2")
     assert data == [b"1 2"]
+    c.logout()
+
+
+def test_cancelled_article_is_expunged(mailbox, postern_env, inn_site):
+    deliver(postern_env, b"From: x@example.net\nSubject: will be cancelled\n\nsoon gone\n")
+    c = login(mailbox)
+    typ, data = c.select("INBOX")
+    seq = int(data[0])  # the newest; not read yet, so not in the gateway's plaintext cache
+    # the news server's admin cancels it: gone from the spool (INN keeps its overview line)
+    with inn_site.client() as nn:
+        group = [g for g, *_ in nn.list_active("postern.org.example.*")
+                 if "dana" in g and not g.endswith(".encrypt")]
+        nn.group(group[0])
+        msgid = nn.over("1-")[-1][4]
+    subprocess.run(["/usr/lib/news/bin/ctlinnd", "-s", "cancel", msgid], check=True,
+                   env=dict(os.environ, INNCONF=str(inn_site.innconf)), timeout=30)
+    typ, data = c.fetch(str(seq), "(BODY.PEEK[TEXT])")
+    assert typ == "NO" and b"UNAVAILABLE" in data[0], (typ, data)
+    deadline = time.monotonic() + 5
+    while True:
+        typ, data = c.noop()
+        if c.untagged_responses.get("EXPUNGE"):
+            assert c.untagged_responses["EXPUNGE"] == [str(seq).encode()]
+            break
+        assert time.monotonic() < deadline, "no EXPUNGE for the cancelled article"
+        time.sleep(0.2)
+    c.logout()
+
+
+def test_mailbox_over_starttls(mailbox):
+    c = imaplib.IMAP4(mailbox.addr, mailbox.imap_port, timeout=20)
+    c.starttls(ssl_context=mailbox.ssl_context())
+    c.login(USER, PASSWORD)
+    typ, data = c.examine("INBOX") if hasattr(c, "examine") else c.select("INBOX", readonly=True)
+    assert typ == "OK" and int(data[0]) >= 3
+    typ, data = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK" and data[0][1].startswith(b"Subject: first message")
+    c.logout()
+
+
+def test_expired_articles_are_expunged_in_idle(mailbox, inn_site):
+    """Last in the module: INN expires every mail article (30 days pass), idling clients see
+    EXPUNGE for each within seconds."""
+    c = login(mailbox)
+    typ, data = c.select("INBOX")
+    n = int(data[0])
+    assert n > 0
+    tag = c._new_tag().decode()
+    c.send(("%s IDLE\r\n" % tag).encode())
+    assert c.readline().startswith(b"+")
+    inn_site.expire(warp=31)
+    c.sock.settimeout(15)
+    got = [c.readline().strip() for _ in range(n)]
+    assert got == [b"* 1 EXPUNGE"] * n, got
+    c.send(b"DONE\r\n")
+    while not c.readline().startswith(tag.encode()):
+        pass
+    typ, data = c.noop()
+    typ, data = c.status("INBOX", "(MESSAGES)")
+    assert b"MESSAGES 0" in data[0], data
     c.logout()
