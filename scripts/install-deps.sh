@@ -13,7 +13,7 @@ PACKAGES=(
     # tests
     valgrind python3 python3-pytest openssl inn2
     # mail clients for the gateway tests
-    isync curl fetchmail
+    isync curl fetchmail getmail6
 )
 INN_DOMAIN=${INN_DOMAIN:-postern.invalid}
 

@@ -176,3 +176,27 @@ def test_fetchmail_stls_uidl_keep(pop, tmp_path):
     r = subprocess.run(cmd, env=env, capture_output=True, timeout=60)
     assert r.returncode == 1, (r.stdout + r.stderr).decode(errors="replace")  # 1: no new mail
     assert len(os.listdir(out)) == first
+
+
+def test_getmail6_pop3s_second_run_skips_all(pop, tmp_path):
+    maildir = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    gmdir = tmp_path / "getmail"
+    gmdir.mkdir()
+    rc = gmdir / "getmailrc"
+    rc.write_text("[retriever]\ntype = SimplePOP3SSLRetriever\nserver = %s\nport = %d\nusername = %s\n"
+                  "password = %s\nca_certs = %s\nssl_cert_hostname = localhost\n\n"
+                  "[destination]\ntype = MDA_external\npath = /bin/sh\n"
+                  "arguments = (\"-c\", \"cat > %s/new/msg.$$\")\nallow_root_commands = true\n\n"
+                  "[options]\nread_all = false\ndelete = false\nverbose = 2\n"
+                  % (pop.addr, pop.pop3s_port, USER, PASSWORD, pop.cert, maildir))
+    cmd = ["getmail", "--getmaildir", str(gmdir), "--rcfile", str(rc)]
+    r = subprocess.run(cmd, capture_output=True, timeout=60)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    got = len(os.listdir(maildir / "new"))
+    assert r.returncode == 0 and got >= 3, out
+    r = subprocess.run(cmd, capture_output=True, timeout=60)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    assert r.returncode == 0 and len(os.listdir(maildir / "new")) == got, out
+    assert re.search(r"0 messages .*retrieved", out) or "0 messages" in out, out
