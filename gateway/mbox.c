@@ -16,6 +16,7 @@ typedef struct scan_ctx {
     gw_account *a; /* referenced */
     char group[PA_GROUP_MAX + 1];
     bool first;
+    size_t want_site;
     uint64_t old_low, old_high;
     size_t known;
     /* results */
@@ -115,7 +116,7 @@ static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
     scan_ctx *x = j->ctx;
     int st = NNTP_ETEMP;
     for (int attempt = 0; attempt < 2; attempt++) { /* a kept connection may have gone stale */
-        x->status = gw_wconn_get(wc, cfg, x->err, sizeof x->err);
+        x->status = gw_wconn_get_site(wc, cfg, x->want_site, x->err, sizeof x->err);
         if (x->status != PS_OK)
             return;
         st = nntp_group(wc->c, x->group, &x->info);
@@ -134,6 +135,8 @@ static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         return;
     }
     x->site = wc->site;
+    if (x->site != x->want_site)
+        x->first = true; /* another site numbers the articles differently: read it all */
     x->full = x->first || x->info.low != x->old_low || x->info.high < x->old_high;
     if (!x->full) {
         if (x->info.high > x->old_high) {
@@ -213,6 +216,11 @@ static void scan_done(gw_job *j)
                    net->cfg->sites[x->site].name);
         m->uidvalidity = v;
         m->site = x->site;
+        if (x->site != net->read_site) {
+            gw_log(GW_WARN, "reading mailboxes from site %s now (site %s did not answer)",
+                   net->cfg->sites[x->site].name, net->cfg->sites[net->read_site].name);
+            net->read_site = x->site;
+        }
         m->scanned = true;
     } else {
         gw_log(GW_WARN, "%s: mailbox scan failed: %s", a->address, x->err);
@@ -256,6 +264,7 @@ void gw_mbox_scan(gw_account *a)
     x->a = a;
     snprintf(x->group, sizeof x->group, "%s", m->group);
     x->first = !m->scanned || m->force_full;
+    x->want_site = a->net->read_site;
     m->force_full = false;
     x->old_low = m->low;
     x->old_high = m->high;

@@ -22,6 +22,7 @@ typedef struct poll_ctx {
     gw_net *net;
     char wildmat[WILDMAT_MAX + 1];
     bool no_counts;
+    size_t want_site, site;
     poll_line *lines;
     size_t n, cap;
     bool nomem;
@@ -61,9 +62,10 @@ static void poll_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
 {
     poll_ctx *x = j->ctx;
     for (int attempt = 0; attempt < 2; attempt++) {
-        x->status = gw_wconn_get(wc, cfg, x->err, sizeof x->err);
+        x->status = gw_wconn_get_site(wc, cfg, x->want_site, x->err, sizeof x->err);
         if (x->status != PS_OK)
             return;
+        x->site = wc->site;
         x->n = 0;
         int st = x->no_counts ? nntp_list_active(wc->c, x->wildmat, collect, x)
                               : nntp_list_counts(wc->c, x->wildmat, collect, x);
@@ -98,6 +100,10 @@ static void poll_done(gw_job *j)
             const poll_line *l = &x->lines[i];
             for (gw_account *a = net->accounts; a; a = a->next)
                 if (a->watched && a->mbox && strcmp(a->mbox->group, l->group) == 0) {
+                    if (a->mbox->site != x->site) { /* other numbers: rescan from the poll's site */
+                        gw_mbox_scan(a);
+                        break;
+                    }
                     /* without counts, a cancel shows only when the numbers move */
                     gw_mbox_poll_result(a, l->high, l->low, l->has_count ? l->count : a->mbox->count);
                     break;
@@ -154,6 +160,7 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
     }
     x->net = net;
     x->no_counts = net->poll_no_counts;
+    x->want_site = net->read_site;
     j->kind = GW_JOB_WORK;
     j->work = poll_work;
     j->ctx = x;

@@ -41,6 +41,9 @@ typedef struct gw_wconn {
 } gw_wconn;
 /* Connects wc if it has no connection: PS_OK or a ps_status with err. */
 int gw_wconn_get(gw_wconn *wc, const pn_config *cfg, char *err, size_t errlen);
+/* The same, on site want if it answers (else any site, as gw_wconn_get): scans and polls
+ * stay on one site, because article numbers (UIDs) are per site. */
+int gw_wconn_get_site(gw_wconn *wc, const pn_config *cfg, size_t want, char *err, size_t errlen);
 void gw_wconn_drop(gw_wconn *wc); /* after a failure: the next use reconnects */
 
 typedef struct gw_job {
@@ -123,6 +126,7 @@ struct gw_net {
     struct gw_saving *saving; /* account.c: states being written; their next load waits */
     struct event *poll_timer; /* poller.c */
     bool poll_inflight, poll_no_counts;
+    size_t read_site; /* the site scans and polls read from: the first that answers */
     bool stopping;
     int exit_code;
 };

@@ -35,9 +35,30 @@ int gw_wconn_get(gw_wconn *wc, const pn_config *cfg, char *err, size_t errlen)
     if (wc->c)
         return PS_OK;
     int st = ps_connect_any(cfg, &wc->c, &wc->site, err, errlen);
-    if (st != PS_OK)
+    if (st != PS_OK) {
         wc->c = NULL;
+        gw_log(GW_WARN, "no news server reachable: %s", err);
+    } else if (wc->site > 0) {
+        /* the preferred (first, usually local) site is down: say where mail comes from now */
+        gw_log(GW_WARN, "news server %s unreachable: reading from site %s", cfg->sites[0].name,
+               cfg->sites[wc->site].name);
+    }
     return st;
+}
+
+int gw_wconn_get_site(gw_wconn *wc, const pn_config *cfg, size_t want, char *err, size_t errlen)
+{
+    if (wc->c && wc->site == want)
+        return PS_OK;
+    if (want < cfg->n_sites) {
+        gw_wconn_drop(wc);
+        if (ps_connect(&cfg->sites[want], &wc->c, err, errlen) == PS_OK) {
+            wc->site = want;
+            return PS_OK;
+        }
+        wc->c = NULL;
+    }
+    return gw_wconn_get(wc, cfg, err, errlen);
 }
 
 void gw_wconn_drop(gw_wconn *wc)
@@ -55,7 +76,7 @@ static void fetch_keyrecord(gw_pool *p, gw_job *j, gw_wconn *wc)
     for (int attempt = 0; attempt < 2; attempt++) {
         bool fresh = false;
         if (!*c) {
-            j->status = ps_connect_any(p->cfg, c, &wc->site, j->err, sizeof j->err);
+            j->status = gw_wconn_get(wc, p->cfg, j->err, sizeof j->err);
             if (j->status != PS_OK) {
                 *c = NULL;
                 return;
