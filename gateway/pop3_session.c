@@ -28,6 +28,7 @@ struct gw_pop3 {
     pp_maildrop *md;
     char (*msgids)[PA_MSGID_MAX];
     uint64_t *sizes;
+    int64_t *arrival;
     size_t n;
     size_t next_issue, done;
     unsigned inflight, failed;
@@ -112,6 +113,7 @@ void gw_pop3_free(session *s)
     pp_command_wipe(&p->cmd);
     free(p->msgids);
     free(p->sizes);
+    free(p->arrival);
     s->pop = NULL;
     free(p);
 }
@@ -119,6 +121,47 @@ void gw_pop3_free(session *s)
 /* ---- the maildrop: every message of the view, with its exact size ---- */
 
 static void build_step(struct gw_pop3 *p);
+
+/* Maildrop order: arrival time (seconds), then this site's article number. Article numbers
+ * alone differ between sites when replication reordered articles; arrival time does not, so
+ * after a failover the message numbers mostly agree too (UIDLs always do). */
+static struct gw_pop3 *sorting;
+
+static int by_arrival(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    if (sorting->arrival[i] != sorting->arrival[j])
+        return sorting->arrival[i] < sorting->arrival[j] ? -1 : 1;
+    return i < j ? -1 : i > j; /* msgids[] is in article-number order */
+}
+
+static int sort_maildrop(struct gw_pop3 *p)
+{
+    size_t *order = malloc((p->n ? p->n : 1) * sizeof *order);
+    char (*ids)[PA_MSGID_MAX] = malloc((p->n ? p->n : 1) * sizeof *ids);
+    uint64_t *sizes = malloc((p->n ? p->n : 1) * sizeof *sizes);
+    if (!order || !ids || !sizes) {
+        free(order);
+        free(ids);
+        free(sizes);
+        return -1;
+    }
+    for (size_t i = 0; i < p->n; i++)
+        order[i] = i;
+    sorting = p; /* the loop thread only */
+    qsort(order, p->n, sizeof *order, by_arrival);
+    sorting = NULL;
+    for (size_t k = 0; k < p->n; k++) {
+        memcpy(ids[k], p->msgids[order[k]], PA_MSGID_MAX);
+        sizes[k] = p->sizes[order[k]];
+    }
+    free(p->msgids);
+    free(p->sizes);
+    p->msgids = ids;
+    p->sizes = sizes;
+    free(order);
+    return 0;
+}
 
 static void finish_build(struct gw_pop3 *p)
 {
@@ -131,7 +174,7 @@ static void finish_build(struct gw_pop3 *p)
         gw_session_close_after_flush(s);
         return;
     }
-    pp_msg *msgs = calloc(p->n ? p->n : 1, sizeof *msgs);
+    pp_msg *msgs = sort_maildrop(p) == 0 ? calloc(p->n ? p->n : 1, sizeof *msgs) : NULL;
     char (*uidls)[PA_MSGID_MAX] = calloc(p->n ? p->n : 1, sizeof *uidls);
     if (msgs && uidls) {
         for (size_t i = 0; i < p->n; i++) {
@@ -173,6 +216,7 @@ static void size_loaded(void *arg, gw_plain *pl, const char *err)
     p->done++;
     if (pl) {
         p->sizes[sl->i] = pp_message_size(pl->data, pl->len);
+        p->arrival[sl->i] = pl->meta.arrival;
         gw_plain_unref(p->s->account, pl);
     } else {
         p->failed++;
@@ -191,6 +235,7 @@ static void build_step(struct gw_pop3 *p)
         if (st.has_meta) {
             /* the CRLF size; a message not ending in a line end gets one more CRLF in RETR */
             p->sizes[i] = st.meta.crlf_size;
+            p->arrival[i] = st.meta.arrival;
             p->done++;
             continue;
         }
@@ -215,7 +260,8 @@ static void build(session *s)
     gw_mbox *m = s->account->mbox;
     p->msgids = calloc(m->n ? m->n : 1, sizeof *p->msgids);
     p->sizes = calloc(m->n ? m->n : 1, sizeof *p->sizes);
-    if (!p->msgids || !p->sizes) {
+    p->arrival = calloc(m->n ? m->n : 1, sizeof *p->arrival);
+    if (!p->msgids || !p->sizes || !p->arrival) {
         unlock(p);
         send_text(s, PP_TXT_NOMEM);
         gw_session_close_after_flush(s);
