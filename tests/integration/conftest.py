@@ -403,3 +403,8 @@ def gateway(postern_env, inn_site, tmp_path_factory):
     gw.factory = factory
     yield gw
     factory.close()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mesh: several meshed INN sites, minutes of wall time (scripts/test.sh "
+                                       "runs these once, with the plain build)")

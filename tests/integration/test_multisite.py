@@ -14,6 +14,8 @@ import pytest
 
 from conftest import PosternEnv, _GatewayFactory, _free_port, postern_bin
 
+pytestmark = pytest.mark.mesh
+
 USER = "grace.mesh@example.org"
 PASSWORD = "mesh password 123"
 
