@@ -190,6 +190,40 @@ static int groups_everywhere(const pn_config *cfg, const char *mail_group, const
     return failed;
 }
 
+/* Asks every configured site, administered here or not, whether it has both groups: a site
+ * without them would refuse the user's mail (and remember the refusal). Reports each site;
+ * returns the number of sites that lack the groups or cannot be asked. */
+static int verify_groups(const pn_config *cfg, const char *mail_group, const char *key_group)
+{
+    int bad = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const pn_site *site = &cfg->sites[i];
+        char err[512];
+        nntp_conn *c;
+        if (ps_connect(site, &c, err, sizeof err) != PS_OK) {
+            pu_err("site %s: cannot check the groups: %s", site->name, err);
+            bad++;
+            continue;
+        }
+        nntp_group_info info;
+        const char *missing = NULL;
+        if (nntp_group(c, key_group, &info) != NNTP_OK)
+            missing = key_group;
+        else if (nntp_group(c, mail_group, &info) != NNTP_OK)
+            missing = mail_group;
+        nntp_close(c);
+        if (missing) {
+            pu_err("site %s: group %s is missing; create it there (ctlinnd newgroup %s y postern) and run "
+                   "`postern user add` again",
+                   site->name, missing, missing);
+            bad++;
+        } else {
+            pu_info("  site %s: groups verified", site->name);
+        }
+    }
+    return bad;
+}
+
 /* Posts a signed key record to every reachable site; returns how many hold it. */
 static unsigned post_record(const pn_config *cfg, const pc_keyrecord *rec, const uint8_t *auth_sk,
                             const char *supersedes)
@@ -293,8 +327,8 @@ static int cmd_add(const pn_config *cfg, const user_opts *o)
         goto out;
     }
     pu_info("adding %s (groups %s, %s)", canon, mail_group, key_group);
-    if (groups_everywhere(cfg, mail_group, key_group, 1) != 0) {
-        pu_err("the groups could not be created everywhere; nothing was posted. Fix the site(s) above and run "
+    if (groups_everywhere(cfg, mail_group, key_group, 1) != 0 || verify_groups(cfg, mail_group, key_group) != 0) {
+        pu_err("the groups are not on every site; nothing was posted. Fix the site(s) above and run "
                "`postern user add` again");
         rc = PX_TEMPFAIL;
         goto out;

@@ -97,3 +97,26 @@ def test_same_uidls_different_uids(two):
     assert va != vb
     assert set(seen_a) == set(seen_b) == {"Subject: both sites %d" % i for i in range(3)}
     assert all(seen_b[k] == seen_a[k] + 1 for k in seen_a), (seen_a, seen_b)
+
+
+def test_user_add_refuses_until_every_site_has_the_groups(inn_sites, tmp_path_factory):
+    a, b = inn_sites(), inn_sites()
+    env = env_for(tmp_path_factory.mktemp("env_remote"), a, b)
+    # site b is "administered elsewhere": no innconf, so postern cannot create its groups
+    env.conf.write_text(re.sub(r"(?m)^innconf = .*%s.*\n" % re.escape(str(b.dir)), "", env.conf.read_text()))
+    assert env(["authority", "init"]).returncode == 0
+    r = env(["user", "add", "remote.site@example.org", "--password-stdin"], input=PASSWORD + "\n")
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 75, out
+    assert "site %s: group postern.org.example.remote_2esite.encrypt is missing" % b.name in out, out
+    assert "ctlinnd newgroup" in out and "nothing was posted" in out, out
+    with a.client() as c:
+        assert c.group("postern.org.example.remote_2esite.encrypt")[0] == 0  # no key record posted
+    # the remote admin creates them; the second run succeeds
+    b.newgroup("postern.org.example.remote_2esite", "postern.org.example.remote_2esite.encrypt")
+    r = env(["user", "add", "remote.site@example.org", "--password-stdin"], input=PASSWORD + "\n")
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 0, out
+    assert out.count("groups verified") == 2, out
+    a.stop()
+    b.stop()
