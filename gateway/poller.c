@@ -18,6 +18,10 @@ typedef struct poll_line {
     bool has_count;
 } poll_line;
 
+/* LIST COUNTS adds the count (it moves on a cancel) to the numbers LIST ACTIVE gives. Its
+ * high and low come from nnrpd's per-process group index, which INN 2.7 does not refresh for
+ * a group that was empty when first seen; the active file's are always current. */
+
 typedef struct poll_ctx {
     gw_net *net;
     char wildmat[WILDMAT_MAX + 1];
@@ -30,20 +34,32 @@ typedef struct poll_ctx {
     char err[256];
 } poll_ctx;
 
+static int collect_counts(void *arg, const char *line, size_t len)
+{
+    (void)len;
+    poll_ctx *x = arg;
+    char group[PA_GROUP_MAX + 1];
+    uint64_t high, low, count;
+    if (sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %" SCNu64, group, &high, &low, &count) != 4)
+        return 0;
+    for (size_t i = 0; i < x->n; i++)
+        if (strcmp(x->lines[i].group, group) == 0) {
+            /* a count from a stale index (its high lags the active file's) is not used */
+            x->lines[i].count = count;
+            x->lines[i].has_count = high == x->lines[i].high && low == x->lines[i].low;
+            break;
+        }
+    return 0;
+}
+
 static int collect(void *arg, const char *line, size_t len)
 {
     (void)len;
     poll_ctx *x = arg;
     poll_line l = {0};
     char flag[8];
-    int got;
-    if (x->no_counts)
-        got = sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %7s", l.group, &l.high, &l.low, flag);
-    else
-        got = sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %" SCNu64, l.group, &l.high, &l.low, &l.count);
-    if (got < 3)
+    if (sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %7s", l.group, &l.high, &l.low, flag) < 3)
         return 0;
-    l.has_count = !x->no_counts;
     if (x->n == x->cap) {
         size_t cap = x->cap ? x->cap * 2 : 64;
         poll_line *p = realloc(x->lines, cap * sizeof *p);
@@ -67,12 +83,16 @@ static void poll_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
             return;
         x->site = wc->site;
         x->n = 0;
-        int st = x->no_counts ? nntp_list_active(wc->c, x->wildmat, collect, x)
-                              : nntp_list_counts(wc->c, x->wildmat, collect, x);
-        if (st == NNTP_EPERM && !x->no_counts) {
-            snprintf(x->err, sizeof x->err, "LIST COUNTS refused (%s): using LIST ACTIVE", nntp_last_response(wc->c));
-            x->no_counts = true; /* not INN: LIST ACTIVE has no count, but high and low */
-            st = nntp_list_active(wc->c, x->wildmat, collect, x);
+        int st = nntp_list_active(wc->c, x->wildmat, collect, x);
+        if (st == NNTP_OK && !x->no_counts) {
+            int cs = nntp_list_counts(wc->c, x->wildmat, collect_counts, x);
+            if (cs == NNTP_EPERM) {
+                snprintf(x->err, sizeof x->err, "LIST COUNTS refused (%s): cancels show at the next scan",
+                         nntp_last_response(wc->c));
+                x->no_counts = true; /* not INN: high and low only */
+            } else {
+                st = cs;
+            }
         }
         if (st == NNTP_OK) {
             x->status = x->nomem ? PS_FAIL : PS_OK;

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -38,6 +39,7 @@ typedef enum gw_job_kind {
 typedef struct gw_wconn {
     nntp_conn *c;
     size_t site;
+    time_t since; /* connected at */
 } gw_wconn;
 /* Connects wc if it has no connection: PS_OK or a ps_status with err. */
 int gw_wconn_get(gw_wconn *wc, const pn_config *cfg, char *err, size_t errlen);

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -30,10 +31,17 @@ struct gw_pool {
     struct event *ev;
 };
 
+/* Connections are renewed after this long, so nnrpd's view of the group list (fixed when it
+ * started) never gets older than that. */
+#define WCONN_MAX_AGE_S 120
+
 int gw_wconn_get(gw_wconn *wc, const pn_config *cfg, char *err, size_t errlen)
 {
+    if (wc->c && time(NULL) - wc->since > WCONN_MAX_AGE_S)
+        gw_wconn_drop(wc);
     if (wc->c)
         return PS_OK;
+    wc->since = time(NULL);
     int st = ps_connect_any(cfg, &wc->c, &wc->site, err, errlen);
     if (st != PS_OK) {
         wc->c = NULL;
@@ -48,11 +56,12 @@ int gw_wconn_get(gw_wconn *wc, const pn_config *cfg, char *err, size_t errlen)
 
 int gw_wconn_get_site(gw_wconn *wc, const pn_config *cfg, size_t want, char *err, size_t errlen)
 {
-    if (wc->c && wc->site == want)
+    if (wc->c && wc->site == want && time(NULL) - wc->since <= WCONN_MAX_AGE_S)
         return PS_OK;
     if (want < cfg->n_sites) {
         gw_wconn_drop(wc);
         if (ps_connect(&cfg->sites[want], &wc->c, err, errlen) == PS_OK) {
+            wc->since = time(NULL);
             wc->site = want;
             return PS_OK;
         }
@@ -93,7 +102,9 @@ static void fetch_keyrecord(gw_pool *p, gw_job *j, gw_wconn *wc)
             }
             return;
         }
-        if (j->status == PS_NOUSER)
+        /* nnrpd may not see a group created after the connection opened (INN 2.7 keeps the
+         * group list it started with): a new user's key group needs a fresh connection */
+        if (j->status == PS_NOUSER && fresh)
             return;
         nntp_close(*c);
         *c = NULL;

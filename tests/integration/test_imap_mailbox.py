@@ -327,6 +327,28 @@ def test_mailbox_over_starttls(mailbox):
     c.logout()
 
 
+def test_user_added_while_the_gateway_runs(mailbox, postern_env):
+    """nnrpd (INN 2.7) keeps the group list it started with: the gateway's long-lived news
+    connections must still find a user created after they opened."""
+    login(mailbox).logout()  # the workers' connections are open now
+    late = "late.user@example.org"
+    r = postern_env(["user", "add", late, "--password-stdin"], input=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    c = imaplib.IMAP4_SSL(mailbox.addr, mailbox.imaps_port, ssl_context=mailbox.ssl_context(), timeout=20)
+    c.login(late, PASSWORD)
+    typ, data = c.select("INBOX")
+    assert typ == "OK" and data == [b"0"], data
+    # the first article of a group that was empty when the news connection looked at it
+    r = postern_env(["deliver", "--to", late], input=b"From: x@example.net\nSubject: late\n\nhi\n")
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 5
+    while not c.untagged_responses.get("EXISTS") or c.untagged_responses["EXISTS"][-1] != b"1":
+        assert time.monotonic() < deadline, "the new user's first message did not show up"
+        time.sleep(0.3)
+        c.noop()
+    c.logout()
+
+
 def test_expired_articles_are_expunged_in_idle(mailbox, inn_site):
     """Last in the module: INN expires every mail article (30 days pass), idling clients see
     EXPUNGE for each within seconds."""
