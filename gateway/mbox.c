@@ -111,25 +111,6 @@ static int over(gw_wconn *wc, scan_ctx *x, uint64_t from, uint64_t to)
     return PS_OK;
 }
 
-static int active_high(void *arg, const char *line, size_t len)
-{
-    (void)len;
-    unsigned long long *high = arg;
-    const char *sp = strchr(line, ' ');
-    if (sp)
-        *high = strtoull(sp + 1, NULL, 10);
-    return 0;
-}
-
-/* Whether GROUP's answer lags the active file (see scan_work). */
-static bool stale(gw_wconn *wc, scan_ctx *x)
-{
-    unsigned long long high = 0;
-    if (nntp_list_active(wc->c, x->group, active_high, &high) != NNTP_OK)
-        return false;
-    return high > x->info.high;
-}
-
 static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
 {
     scan_ctx *x = j->ctx;
@@ -139,10 +120,9 @@ static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         if (x->status != PS_OK)
             return;
         st = nntp_group(wc->c, x->group, &x->info);
-        /* nnrpd (INN 2.7, tradindexed) keeps a group's index as it first saw it: a group that
-         * was empty or missing then stays so on that connection, while the active file is
-         * current. When the two disagree, ask again on a fresh connection. */
-        if (attempt == 0 && (st == NNTP_ENOENT || (st == NNTP_OK && stale(wc, x)))) {
+        /* nnrpd (INN 2.7) keeps the group list and each group's index as it first saw them: a
+         * group missing then stays missing on that connection. Ask a fresh one. */
+        if (attempt == 0 && st == NNTP_ENOENT) {
             gw_wconn_drop(wc);
             continue;
         }
@@ -161,6 +141,15 @@ static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         return;
     }
     x->site = wc->site;
+    /* ... and a group that was empty when this nnrpd first looked stays empty for it, even
+     * after articles arrive: never keep a connection that has seen an empty group */
+    if (x->info.count == 0 || x->info.high < x->info.low) {
+        gw_wconn_drop(wc);
+        x->full = true; /* nothing there (any more) */
+        x->n = 0;
+        x->status = PS_OK;
+        return;
+    }
     if (x->site != x->want_site)
         x->first = true; /* another site numbers the articles differently: read it all */
     x->full = x->first || x->info.low != x->old_low || x->info.high < x->old_high;

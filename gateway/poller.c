@@ -96,6 +96,14 @@ static void poll_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         }
         if (st == NNTP_OK) {
             x->status = x->nomem ? PS_FAIL : PS_OK;
+            x->site = wc->site;
+            /* nnrpd (INN 2.7) never notices the first article of a group that was empty when
+             * it first looked: while a watched group is empty, each poll uses a new connection */
+            for (size_t i = 0; i < x->n; i++)
+                if (x->lines[i].high < x->lines[i].low || x->lines[i].high == 0) {
+                    gw_wconn_drop(wc);
+                    break;
+                }
             return;
         }
         snprintf(x->err, sizeof x->err, "LIST: %s", nntp_last_response(wc->c));
