@@ -930,21 +930,23 @@ def main():
         sh("apt-get", "install", "-y", "dovecot-imapd", "dovecot-pop3d", stdout=subprocess.DEVNULL,
            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     mbsync = None if a.no_mbsync else shutil.which("mbsync")
-    # Dovecot's IDLE watches the Maildir with inotify, one instance per imap process, all of
-    # them user nobody: the default of 128 instances per user would leave most connections
-    # polling every 30 s. Raised for the run (as a Dovecot host would), restored afterwards.
+    # Dovecot's IDLE watches the Maildir with inotify, one instance per imap process (briefly
+    # two while it re-arms the watch after new mail), all of them user nobody: the default of
+    # 128 instances per user would leave most connections polling every 30 s. Raised for the
+    # run (as a Dovecot host would be configured), restored afterwards.
     ino = "/proc/sys/fs/inotify/max_user_instances"
+    want_ino = 4 * a.idle + 256
     try:
         old = int(open(ino).read())
-        if old < a.idle + 256:
+        if old < want_ino:
             with open(ino, "w") as f:
-                f.write(str(a.idle + 256))
+                f.write(str(want_ino))
 
             def restore():
                 with open(ino, "w") as f:
                     f.write(str(old))
             CLEANUP.append(restore)
-            say("fs.inotify.max_user_instances %d -> %d for Dovecot's IDLE (restored at the end)" % (old, a.idle + 256))
+            say("fs.inotify.max_user_instances %d -> %d for Dovecot's IDLE (restored at the end)" % (old, want_ino))
     except OSError as e:
         say("cannot raise fs.inotify.max_user_instances (%s): Dovecot's IDLE may poll every 30 s" % e)
 
