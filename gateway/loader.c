@@ -25,7 +25,7 @@ typedef struct load_ctx {
     void *arg;
     pu_buf env; /* ciphertext envelope */
     pc_msg_meta meta;
-    uint8_t *stream_key; /* sodium_malloc'd */
+    uint8_t stream_key[PC_STREAM_KEY_BYTES]; /* wiped when done */
     int status;
     char err[256];
     gw_plain *plain;
@@ -58,6 +58,8 @@ static void cache_unlink(gw_account *a, gw_plain *p)
         a->cache = p->next;
     if (p->next)
         p->next->prev = p->prev;
+    else
+        a->cache_tail = p->prev;
     p->prev = p->next = NULL;
     a->cache_bytes -= p->len;
     a->cache_n--;
@@ -72,20 +74,26 @@ void gw_cache_free(gw_account *a)
     }
 }
 
-static void cache_insert(gw_account *a, gw_plain *p)
+static void cache_push_front(gw_account *a, gw_plain *p)
 {
-    p->refs++;
+    p->prev = NULL;
     p->next = a->cache;
     if (a->cache)
         a->cache->prev = p;
+    else
+        a->cache_tail = p;
     a->cache = p;
     a->cache_bytes += p->len;
     a->cache_n++;
-    /* evict from the old end; p itself stays (its caller holds it anyway) */
-    while ((a->cache_bytes > CACHE_BYTES_MAX || a->cache_n > CACHE_N_MAX) && a->cache != p) {
-        gw_plain *old = a->cache;
-        while (old->next)
-            old = old->next;
+}
+
+static void cache_insert(gw_account *a, gw_plain *p)
+{
+    p->refs++;
+    cache_push_front(a, p);
+    /* evict the least recently used; p itself stays (its caller holds it anyway) */
+    while ((a->cache_bytes > CACHE_BYTES_MAX || a->cache_n > CACHE_N_MAX) && a->cache_tail != p) {
+        gw_plain *old = a->cache_tail;
         cache_unlink(a, old);
         gw_plain_unref(a, old);
     }
@@ -95,16 +103,9 @@ static gw_plain *cache_find(gw_account *a, const char *msgid)
 {
     for (gw_plain *p = a->cache; p; p = p->next)
         if (strcmp(p->msgid, msgid) == 0) {
-            if (p != a->cache) { /* move to the front */
-                size_t len = p->len;
+            if (p != a->cache) { /* most recently used: to the front */
                 cache_unlink(a, p);
-                p->len = len;
-                p->next = a->cache;
-                if (a->cache)
-                    a->cache->prev = p;
-                a->cache = p;
-                a->cache_bytes += p->len;
-                a->cache_n++;
+                cache_push_front(a, p);
             }
             return p;
         }
@@ -122,8 +123,7 @@ static void finish(load_ctx *x)
     } else if (x->plain) {
         gw_plain_unref(x->a, x->plain);
     }
-    if (x->stream_key)
-        sodium_free(x->stream_key);
+    sodium_memzero(x->stream_key, sizeof x->stream_key);
     pu_buf_free(&x->env);
     pu_buf_free(&x->envelope_str);
     pu_buf_free(&x->bodystructure_str);
@@ -200,8 +200,7 @@ static void decrypt_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
     }
     x->status = ps_open_envelope((const uint8_t *)x->env.data, x->env.len, x->msgid, x->stream_key, &x->meta, to_crlf, &b, x->err,
                                  sizeof x->err);
-    sodium_free(x->stream_key);
-    x->stream_key = NULL;
+    sodium_memzero(x->stream_key, sizeof x->stream_key);
     pu_buf_free(&x->env);
     if (x->status != PS_OK) {
         if (b.data) {
@@ -285,9 +284,8 @@ static void open_reply(void *arg, const vault_reply *r)
         return;
     }
     x->meta = r->u.open.meta;
-    x->stream_key = sodium_malloc(PC_STREAM_KEY_BYTES);
     gw_job *j = calloc(1, sizeof *j);
-    if (!x->stream_key || !j) {
+    if (!j) {
         free(j);
         snprintf(x->err, sizeof x->err, "out of memory");
         finish(x);

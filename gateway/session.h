@@ -83,6 +83,7 @@ struct gw_account {
     userstate *us;
     struct gw_mbox *mbox;       /* mailbox.h */
     struct gw_plain *cache;     /* decrypted messages, most recently used first */
+    struct gw_plain *cache_tail; /* ... and the least recently used */
     size_t cache_bytes, cache_n;
     unsigned watched;           /* sessions with the mailbox selected: polled while > 0 */
     bool pop3_locked;           /* a POP3 session holds the maildrop (RFC 1939: one at a time) */
