@@ -5,9 +5,12 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway/mailbox.h"
+#include "util/util.h"
 
 #define POLL_INTERVAL_MS 1000
 #define WILDMAT_MAX 400 /* NNTP lines stop at 512 octets */
@@ -214,4 +217,24 @@ void gw_poller_stop(gw_net *net)
     if (net->poll_timer)
         event_free(net->poll_timer);
     net->poll_timer = NULL;
+}
+
+void gw_status_write(gw_net *net)
+{
+    const pn_config *cfg = net->cfg;
+    const pn_site *site = &cfg->sites[net->read_site];
+    char path[PATH_MAX + 32], text[1024];
+    time_t now = time(NULL);
+    struct tm tm;
+    char when[64];
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int n = snprintf(text, sizeof text,
+                     "reading mailboxes from site %s (%s port %s) since %s%s\n", site->name, site->host, site->port,
+                     when, net->read_site == 0 ? "" : " -- FALLBACK: the preferred site does not answer");
+    snprintf(path, sizeof path, "%s/gateway.status", cfg->state_dir);
+    if (n > 0 && pu_write_file_atomic(path, text, (size_t)n, 0644) == 0)
+        net->status_written = true;
+    else
+        gw_log(GW_WARN, "cannot write %s", path);
 }

@@ -130,6 +130,7 @@ struct gw_net {
     struct event *poll_timer; /* poller.c */
     bool poll_inflight, poll_no_counts;
     size_t read_site; /* the site scans and polls read from: the first that answers */
+    bool status_written;
     bool stopping;
     int exit_code;
 };
@@ -142,6 +143,9 @@ void gw_vault_logout(gw_net *net, uint64_t vault_session);
 uint32_t gw_vault_open(gw_net *net, uint64_t vault_session, const uint8_t prefix[PC_MSG_PREFIX_BYTES],
                        void (*fn)(void *arg, const vault_reply *r), void *arg);
 void gw_vault_forget(gw_net *net, uint32_t id); /* the session of a request is gone */
+
+/* Writes state_dir/gateway.status: which site mailboxes are read from, and since when. */
+void gw_status_write(gw_net *net);
 
 /* ---- session.c ---- */
 enum gw_timer { GW_T_TIMEOUT, GW_T_FAIL_DELAY, GW_T_CLOSE };

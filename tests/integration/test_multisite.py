@@ -171,5 +171,7 @@ def test_gateway_reads_from_another_site_when_its_inn_is_down(mesh):
         assert len(pop3_uidls(gw2)) == 300
         log = gw2.log_text()
         assert re.search(r"unreachable: reading from site|reading mailboxes from site", log), log[-2000:]
+        status = (gw2.state_dir / "gateway.status").read_text()
+        assert "FALLBACK" in status and s2.name not in status.split("(")[0], status
     finally:
         s2.start()
