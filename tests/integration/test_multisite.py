@@ -175,3 +175,43 @@ def test_gateway_reads_from_another_site_when_its_inn_is_down(mesh):
         assert "FALLBACK" in status and s2.name not in status.split("(")[0], status
     finally:
         s2.start()
+
+
+def test_postern_mesh_script(tmp_path):
+    """scripts/postern-mesh: three sites with gateways from one command; mail delivered at
+    site 1 is read over IMAPS at every site."""
+    import os
+    import ssl
+    from conftest import REPO
+    script = str(REPO / "scripts" / "postern-mesh")
+    d = "/tmp/postern-mesh-test-%d" % os.getpid()
+    env = dict(os.environ, POSTERN_BIN=str(postern_bin()))
+    try:
+        r = subprocess.run([script, "setup", d, "--first-octet", "200"], env=env, capture_output=True, timeout=300)
+        assert r.returncode == 0, (r.stdout + r.stderr).decode()
+        conf = d + "/site1/postern.conf"
+        r = subprocess.run([str(postern_bin()), "-c", conf, "user", "add", "m@example.org", "--password-stdin"],
+                           input=b"mesh script password\n", capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([str(postern_bin()), "-c", conf, "deliver", "--to", "m@example.org"],
+                           input=b"From: a@example.net\nSubject: mesh script\n\nhi\n", capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        ctx = ssl.create_default_context(cafile=d + "/tls.pem")
+        ctx.check_hostname = False
+        for k in (1, 2, 3):
+            deadline = time.monotonic() + 30
+            while True:
+                c = imaplib.IMAP4_SSL("127.0.0.%d" % (200 + k), 10993, ssl_context=ctx, timeout=20)
+                c.login("m@example.org", "mesh script password")
+                typ, data = c.select("INBOX", readonly=True)
+                c.logout()
+                if data == [b"1"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert data == [b"1"], (k, data)
+        r = subprocess.run([script, "status", d], capture_output=True, timeout=60)
+        assert r.stdout.decode().count("INN up, gateway up") == 3, r.stdout
+    finally:
+        subprocess.run([script, "stop", d], capture_output=True, timeout=300)
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
