@@ -134,6 +134,20 @@ static void select_empty(session *s, const pi_arg *name, bool readonly)
     gw_tagged(s, "OK [READ-ONLY] %s completed", readonly ? "EXAMINE" : "SELECT");
 }
 
+/* Scans the user's group first (nobody had it selected, so the poller did not keep it
+ * fresh); gw_select_scanned answers when the scan is done. */
+static gw_result wait_for_scan(session *s)
+{
+    s->scan_wait = true;
+    gw_mbox_scan(s->account);
+    if (!s->account->mbox->scanning) {
+        s->scan_wait = false;
+        gw_tagged(s, "NO [UNAVAILABLE] Server busy; try again later");
+        return GW_DONE;
+    }
+    return GW_PENDING;
+}
+
 static gw_result select_or_examine(session *s, const pi_command *cmd, bool readonly)
 {
     deselect(s);
@@ -151,16 +165,9 @@ static gw_result select_or_examine(session *s, const pi_command *cmd, bool reado
         select_reply(s, readonly);
         return GW_DONE;
     }
-    s->scan_wait = true;
     s->scan_readonly = readonly;
     s->scan_status = false;
-    gw_mbox_scan(a);
-    if (!a->mbox->scanning) {
-        s->scan_wait = false;
-        gw_tagged(s, "NO [UNAVAILABLE] Server busy; try again later");
-        return GW_DONE;
-    }
-    return GW_PENDING;
+    return wait_for_scan(s);
 }
 
 gw_result gw_cmd_select(session *s, const pi_command *cmd)
@@ -218,15 +225,8 @@ gw_result gw_cmd_status(session *s, const pi_command *cmd)
         gw_tagged(s, "OK STATUS completed");
         return GW_DONE;
     }
-    s->scan_wait = true;
     s->scan_status = true;
-    gw_mbox_scan(a);
-    if (!a->mbox->scanning) {
-        s->scan_wait = false;
-        gw_tagged(s, "NO [UNAVAILABLE] Server busy; try again later");
-        return GW_DONE;
-    }
-    return GW_PENDING;
+    return wait_for_scan(s);
 }
 
 gw_result gw_cmd_unselect(session *s, const pi_command *cmd)
