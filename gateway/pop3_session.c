@@ -16,6 +16,11 @@
 
 #define WINDOW 4 /* messages loading at once while the maildrop is built */
 
+typedef struct size_slot {
+    struct gw_pop3 *p;
+    size_t i;
+} size_slot;
+
 struct gw_pop3 {
     session *s;
     pp_reader *reader;
@@ -29,6 +34,7 @@ struct gw_pop3 {
     char (*msgids)[PA_MSGID_MAX];
     uint64_t *sizes;
     int64_t *arrival;
+    size_slot *slots; /* one per message: the loads' callback arguments */
     size_t n;
     size_t next_issue, done;
     unsigned inflight, failed;
@@ -38,10 +44,6 @@ struct gw_pop3 {
     pp_command cmd;
 };
 
-typedef struct size_slot {
-    struct gw_pop3 *p;
-    size_t i;
-} size_slot;
 
 void gw_pop3_scanned(session *s, const char *no_text);
 
@@ -114,6 +116,7 @@ void gw_pop3_free(session *s)
     free(p->msgids);
     free(p->sizes);
     free(p->arrival);
+    free(p->slots); /* loads still running see the dead session and never call back */
     s->pop = NULL;
     free(p);
 }
@@ -221,7 +224,6 @@ static void size_loaded(void *arg, gw_plain *pl, const char *err)
     } else {
         p->failed++;
     }
-    free(sl);
     build_step(p);
 }
 
@@ -239,12 +241,7 @@ static void build_step(struct gw_pop3 *p)
             p->done++;
             continue;
         }
-        size_slot *sl = malloc(sizeof *sl);
-        if (!sl) {
-            p->failed++;
-            p->done++;
-            continue;
-        }
+        size_slot *sl = &p->slots[i];
         *sl = (size_slot){p, i};
         p->inflight++;
         gw_load(s, p->msgids[i], size_loaded, sl);
@@ -261,7 +258,8 @@ static void build(session *s)
     p->msgids = calloc(m->n ? m->n : 1, sizeof *p->msgids);
     p->sizes = calloc(m->n ? m->n : 1, sizeof *p->sizes);
     p->arrival = calloc(m->n ? m->n : 1, sizeof *p->arrival);
-    if (!p->msgids || !p->sizes || !p->arrival) {
+    p->slots = calloc(m->n ? m->n : 1, sizeof *p->slots);
+    if (!p->msgids || !p->sizes || !p->arrival || !p->slots) {
         unlock(p);
         send_text(s, PP_TXT_NOMEM);
         gw_session_close_after_flush(s);
