@@ -37,6 +37,24 @@ typedef struct poll_ctx {
     char err[256];
 } poll_ctx;
 
+/* The lines are sorted by group name once LIST ACTIVE is in, so that matching the counts and
+ * the watched accounts costs a binary search each: with the "<prefix>.*" wildmat a poll may
+ * list every user's group, every second. */
+static int line_cmp(const void *a, const void *b)
+{
+    return strcmp(((const poll_line *)a)->group, ((const poll_line *)b)->group);
+}
+
+static int key_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const poll_line *)elem)->group);
+}
+
+static poll_line *find_line(const poll_ctx *x, const char *group)
+{
+    return x->n ? bsearch(group, x->lines, x->n, sizeof *x->lines, key_cmp) : NULL;
+}
+
 static int collect_counts(void *arg, const char *line, size_t len)
 {
     (void)len;
@@ -45,13 +63,12 @@ static int collect_counts(void *arg, const char *line, size_t len)
     uint64_t high, low, count;
     if (sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %" SCNu64, group, &high, &low, &count) != 4)
         return 0;
-    for (size_t i = 0; i < x->n; i++)
-        if (strcmp(x->lines[i].group, group) == 0) {
-            /* a count from a stale index (its high lags the active file's) is not used */
-            x->lines[i].count = count;
-            x->lines[i].has_count = high == x->lines[i].high && low == x->lines[i].low;
-            break;
-        }
+    poll_line *l = find_line(x, group);
+    if (l) {
+        /* a count from a stale index (its high lags the active file's) is not used */
+        l->count = count;
+        l->has_count = high == l->high && low == l->low;
+    }
     return 0;
 }
 
@@ -87,6 +104,8 @@ static void poll_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         x->site = wc->site;
         x->n = 0;
         int st = nntp_list_active(wc->c, x->wildmat, collect, x);
+        if (st == NNTP_OK && x->n)
+            qsort(x->lines, x->n, sizeof *x->lines, line_cmp);
         if (st == NNTP_OK && !x->no_counts) {
             int cs = nntp_list_counts(wc->c, x->wildmat, collect_counts, x);
             if (cs == NNTP_EPERM) {
@@ -127,18 +146,14 @@ static void poll_done(gw_job *j)
         gw_log(GW_DEBUG, "poll failed: %s", x->err);
     } else {
         gw_log(GW_DEBUG, "poll: %zu groups for %s", x->n, x->wildmat);
-        for (size_t i = 0; i < x->n; i++) {
-            const poll_line *l = &x->lines[i];
-            for (gw_account *a = net->accounts; a; a = a->next)
-                if (a->watched && a->mbox && strcmp(a->mbox->group, l->group) == 0) {
-                    if (a->mbox->site != x->site) { /* other numbers: rescan from the poll's site */
-                        gw_mbox_scan(a);
-                        break;
-                    }
-                    /* without counts, a cancel shows only when the numbers move */
-                    gw_mbox_poll_result(a, l->high, l->low, l->has_count ? l->count : a->mbox->count);
-                    break;
-                }
+        for (gw_account *a = net->accounts; a; a = a->next) {
+            const poll_line *l = a->watched && a->mbox ? find_line(x, a->mbox->group) : NULL;
+            if (!l)
+                continue;
+            if (a->mbox->site != x->site) /* other numbers: rescan from the poll's site */
+                gw_mbox_scan(a);
+            else /* without counts, a cancel shows only when the numbers move */
+                gw_mbox_poll_result(a, l->high, l->low, l->has_count ? l->count : a->mbox->count);
         }
     }
     free(x->lines);
