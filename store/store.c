@@ -287,9 +287,45 @@ int ps_post_envelope(nntp_conn *c, const char *headers, const uint8_t *prefix, s
 
 /* ---- reading ---- */
 
-typedef struct read_ctx {
+/* An article read through the header reader and the base64 decoder: both reads below. */
+typedef struct armored {
     pa_reader reader;
     pc_armor *armor;
+    int bad; /* a body line did not decode, or the decoder's sink refused it */
+} armored;
+
+static int armored_line(void *arg, const char *line, size_t len)
+{
+    armored *a = arg;
+    if (pc_armor_update(a->armor, (const uint8_t *)line, len) != PC_OK ||
+        pc_armor_update(a->armor, (const uint8_t *)"\n", 1) != PC_OK) {
+        a->bad = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* ARTICLE id_or_number, its body decoded into sink. PS_OK (headers in a->reader), PS_FAIL
+ * when out of memory, or the NNTP failure; err says which. The caller frees a->armor. */
+static int read_armored(nntp_conn *c, const char *id_or_number, armored *a, pc_sink_fn sink, void *arg, char *err,
+                        size_t errlen)
+{
+    pa_reader_init(&a->reader, armored_line, a);
+    a->armor = pc_armor_decoder(sink, arg);
+    if (!a->armor) {
+        snprintf(err, errlen, "out of memory");
+        return PS_FAIL;
+    }
+    int st = nntp_fetch(c, "ARTICLE", id_or_number, pa_reader_line, &a->reader);
+    if (st != NNTP_OK) {
+        snprintf(err, errlen, "article %s: %s", id_or_number, nntp_last_response(c));
+        return map_nntp(st);
+    }
+    return PS_OK;
+}
+
+typedef struct read_ctx {
+    armored in;
     uint8_t prefix[PC_MSG_PREFIX_BYTES];
     size_t prefix_len;
     pc_open *open;
@@ -341,18 +377,6 @@ static int envelope_sink(void *arg, const uint8_t *data, size_t len)
     return 0;
 }
 
-static int body_line(void *arg, const char *line, size_t len)
-{
-    read_ctx *x = arg;
-    if (pc_armor_update(x->armor, (const uint8_t *)line, len) != PC_OK ||
-        pc_armor_update(x->armor, (const uint8_t *)"\n", 1) != PC_OK) {
-        if (!x->status && !x->stopped)
-            x->status = PC_EFORMAT;
-        return 1;
-    }
-    return 0;
-}
-
 int ps_read_message(nntp_conn *c, const char *id_or_number, const uint8_t box_pk[PC_BOX_PK_BYTES],
                     const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta, pc_sink_fn sink, void *arg, char *err,
                     size_t errlen)
@@ -367,27 +391,20 @@ int ps_read_message(nntp_conn *c, const char *id_or_number, const uint8_t box_pk
     x->meta = meta;
     x->sink = sink;
     x->sink_arg = arg;
-    pa_reader_init(&x->reader, body_line, x);
-    x->armor = pc_armor_decoder(envelope_sink, x);
-    int rc = PS_FAIL;
-    if (!x->armor) {
-        snprintf(err, errlen, "out of memory");
+    int rc = read_armored(c, id_or_number, &x->in, envelope_sink, x, err, errlen);
+    if (rc != PS_OK)
         goto out;
-    }
-    int st = nntp_fetch(c, "ARTICLE", id_or_number, pa_reader_line, &x->reader);
-    if (st != NNTP_OK) {
-        rc = map_nntp(st);
-        snprintf(err, errlen, "article %s: %s", id_or_number, nntp_last_response(c));
-        goto out;
-    }
-    if (x->reader.error || strcmp(x->reader.format, "message 1") != 0) {
+    rc = PS_FAIL;
+    if (x->in.bad && !x->status && !x->stopped) /* not the sink's own failure */
+        x->status = PC_EFORMAT;
+    if (x->in.reader.error || strcmp(x->in.reader.format, "message 1") != 0) {
         rc = PS_BADMSG;
         snprintf(err, errlen, "article %s is not a postern message", id_or_number);
         goto out;
     }
     /* A small message sits entirely in the final chunk, which is only opened by the
      * finishing calls: the caller's sink may ask to stop inside either of them. */
-    if (!x->status && !x->stopped && pc_armor_finish(x->armor) != PC_OK && !x->stopped)
+    if (!x->status && !x->stopped && pc_armor_finish(x->in.armor) != PC_OK && !x->stopped)
         x->status = PC_EFORMAT;
     if (!x->status && !x->stopped && !x->open)
         x->status = PC_ETRUNC;
@@ -406,7 +423,7 @@ int ps_read_message(nntp_conn *c, const char *id_or_number, const uint8_t box_pk
 check_id:
     /* The sealed tag ties the ciphertext to its Message-ID: a copy re-posted under another
      * Message-ID (a replay by someone with spool access) is refused. */
-    if (pa_mail_message_id_matches(meta->tag, x->reader.message_id) != 0) {
+    if (pa_mail_message_id_matches(meta->tag, x->in.reader.message_id) != 0) {
         rc = PS_BADMSG;
         snprintf(err, errlen, "article %s: its Message-ID does not match the sealed one (replayed copy?)",
                  id_or_number);
@@ -416,8 +433,8 @@ check_id:
 out:
     if (x->open)
         pc_open_free(x->open);
-    if (x->armor)
-        pc_armor_free(x->armor);
+    if (x->in.armor)
+        pc_armor_free(x->in.armor);
     sodium_memzero(x->prefix, sizeof x->prefix);
     free(x);
     return rc;
@@ -425,52 +442,22 @@ out:
 
 /* ---- the gateway's split read ---- */
 
-typedef struct fetch_ctx {
-    pa_reader reader;
-    pc_armor *armor;
-    pu_buf *out;
-    int bad;
-} fetch_ctx;
-
-static int fetch_sink(void *arg, const uint8_t *data, size_t len)
+static int buf_sink(void *arg, const uint8_t *data, size_t len)
 {
-    fetch_ctx *x = arg;
-    return pu_buf_add(x->out, data, len) == 0 ? 0 : 1;
-}
-
-static int fetch_line(void *arg, const char *line, size_t len)
-{
-    fetch_ctx *x = arg;
-    if (pc_armor_update(x->armor, (const uint8_t *)line, len) != PC_OK ||
-        pc_armor_update(x->armor, (const uint8_t *)"\n", 1) != PC_OK) {
-        x->bad = 1;
-        return 1;
-    }
-    return 0;
+    return pu_buf_add(arg, data, len) == 0 ? 0 : 1;
 }
 
 int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char msgid[PA_MSGID_MAX], char *err,
                       size_t errlen)
 {
-    fetch_ctx *x = calloc(1, sizeof *x);
+    armored *x = calloc(1, sizeof *x);
     if (!x) {
         snprintf(err, errlen, "out of memory");
         return PS_FAIL;
     }
-    x->out = out;
-    pa_reader_init(&x->reader, fetch_line, x);
-    x->armor = pc_armor_decoder(fetch_sink, x);
-    int rc = PS_FAIL;
-    if (!x->armor) {
-        snprintf(err, errlen, "out of memory");
+    int rc = read_armored(c, id_or_number, x, buf_sink, out, err, errlen);
+    if (rc != PS_OK)
         goto out;
-    }
-    int st = nntp_fetch(c, "ARTICLE", id_or_number, pa_reader_line, &x->reader);
-    if (st != NNTP_OK) {
-        rc = map_nntp(st);
-        snprintf(err, errlen, "article %s: %s", id_or_number, nntp_last_response(c));
-        goto out;
-    }
     if (x->bad || x->reader.error || strcmp(x->reader.format, "message 1") != 0 ||
         pc_armor_finish(x->armor) != PC_OK || out->len < PC_MSG_PREFIX_BYTES) {
         rc = PS_BADMSG;
