@@ -260,6 +260,23 @@ class PosternEnv:
     __call__ = run
 
 
+def multi_site_env(dir, sites, shared=None):
+    """A PosternEnv whose postern.conf names every site in `sites`, the first preferred (the
+    gateway's local INN), with min_copies 2. `shared`: another such env whose authority and
+    delivery secret this one uses (one organisation, several sites)."""
+    env = PosternEnv(dir, sites[0], postern_bin())
+    if shared:
+        env.authority_public, env.authority_secret = shared.authority_public, shared.authority_secret
+        env.delivery_secret = shared.delivery_secret
+    else:
+        fd = os.open(env.delivery_secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    env.write_conf(prefix=sites[0].prefix, extra="".join(s.conf_fragment.read_text() for s in sites[1:]))
+    env.conf.write_text(env.conf.read_text().replace("min_copies = 1", "min_copies = 2"))
+    return env
+
+
 @pytest.fixture(scope="module")
 def postern_env(inn_site, tmp_path_factory):
     bin = postern_bin()

@@ -3,35 +3,23 @@ with min_copies=2 survives `kill -9` of a site's innd in the middle of a stream,
 was down catches up by itself, a gateway whose INN is down reads from another site, and POP3
 UIDLs are the same everywhere."""
 import imaplib
+import os
 import poplib
 import re
-import secrets
+import shutil
+import ssl
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import PosternEnv, _GatewayFactory, _free_port, postern_bin
+from conftest import REPO, _GatewayFactory, _free_port, multi_site_env, postern_bin
 
 pytestmark = pytest.mark.mesh
 
 USER = "grace.mesh@example.org"
 PASSWORD = "mesh password 123"
-
-
-def conf_for(dir, sites, shared=None):
-    """A postern.conf naming all sites, the first one preferred (the gateway's local INN)."""
-    env = PosternEnv(dir, sites[0], postern_bin())
-    if shared:
-        env.authority_public, env.authority_secret = shared.authority_public, shared.authority_secret
-        env.delivery_secret = shared.delivery_secret
-    else:
-        env.delivery_secret.write_text(secrets.token_hex(32) + "\n")
-        env.delivery_secret.chmod(0o600)
-    env.write_conf(prefix=sites[0].prefix, extra="".join(s.conf_fragment.read_text() for s in sites[1:]))
-    env.conf.write_text(env.conf.read_text().replace("min_copies = 1", "min_copies = 2"))
-    return env
 
 
 class Mesh:
@@ -43,10 +31,10 @@ def mesh(inn_sites, tmp_path_factory):
     m = Mesh()
     m.sites = inn_sites.mesh(3)
     s1, s2, s3 = m.sites
-    m.env = conf_for(tmp_path_factory.mktemp("env1"), [s1, s2, s3])
+    m.env = multi_site_env(tmp_path_factory.mktemp("env1"), [s1, s2, s3])
     assert m.env(["authority", "init"]).returncode == 0
-    m.env2 = conf_for(tmp_path_factory.mktemp("env2"), [s2, s3, s1], shared=m.env)
-    m.env3 = conf_for(tmp_path_factory.mktemp("env3"), [s3, s1, s2], shared=m.env)
+    m.env2 = multi_site_env(tmp_path_factory.mktemp("env2"), [s2, s3, s1], shared=m.env)
+    m.env3 = multi_site_env(tmp_path_factory.mktemp("env3"), [s3, s1, s2], shared=m.env)
     r = m.env(["user", "add", USER, "--password-stdin"], input=PASSWORD + "\n")
     out = (r.stdout + r.stderr).decode()
     assert r.returncode == 0, out
@@ -181,9 +169,6 @@ def test_postern_mesh_script(tmp_path):
     """scripts/postern-mesh: three sites with gateways from one command; mail delivered at
     site 1 is read over IMAPS at every site. Addresses 127.0.0.241-243: outside the slots
     conftest hands out (20-239), so no other test's site can hold them."""
-    import os
-    import ssl
-    from conftest import REPO
     script = str(REPO / "scripts" / "postern-mesh")
     d = "/tmp/postern-mesh-test-%d" % os.getpid()
     env = dict(os.environ, POSTERN_BIN=str(postern_bin()))
@@ -214,5 +199,4 @@ def test_postern_mesh_script(tmp_path):
         assert r.stdout.decode().count("INN up, gateway up") == 3, r.stdout
     finally:
         subprocess.run([script, "stop", d], capture_output=True, timeout=300)
-        import shutil
         shutil.rmtree(d, ignore_errors=True)

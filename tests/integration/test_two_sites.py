@@ -3,42 +3,26 @@ got an unrelated article first): the gateways of both serve the same messages; I
 and UIDVALIDITY differ (they are each site's numbers), POP3 UIDLs are identical (they come
 from the Message-ID), so a phone failing over to the other site downloads nothing again."""
 import imaplib
-import os
 import poplib
 import re
 import secrets
-import shutil
 
 import pytest
 
-from conftest import PosternEnv, _GatewayFactory, _free_port, postern_bin
+from conftest import _GatewayFactory, _free_port, multi_site_env
 from nntplib_min import make_article
 
 USER = "frank.sites@example.org"
 PASSWORD = "two sites password"
 
 
-def env_for(dir, first, second, shared=None):
-    env = PosternEnv(dir, first, postern_bin())
-    if shared:
-        env.authority_public, env.authority_secret = shared.authority_public, shared.authority_secret
-        env.delivery_secret = shared.delivery_secret
-    else:
-        fd = os.open(env.delivery_secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-    env.write_conf(prefix=first.prefix, extra=second.conf_fragment.read_text())
-    env.conf.write_text(env.conf.read_text().replace("min_copies = 1", "min_copies = 2"))
-    return env
-
-
 @pytest.fixture(scope="module")
 def two(inn_sites, tmp_path_factory):
     a, b = inn_sites(), inn_sites()
-    env_a = env_for(tmp_path_factory.mktemp("env_a"), a, b)
+    env_a = multi_site_env(tmp_path_factory.mktemp("env_a"), [a, b])
     r = env_a(["authority", "init"])
     assert r.returncode == 0, r.stderr
-    env_b = env_for(tmp_path_factory.mktemp("env_b"), b, a, shared=env_a)
+    env_b = multi_site_env(tmp_path_factory.mktemp("env_b"), [b, a], shared=env_a)
     r = env_a(["user", "add", USER, "--password-stdin"], input=PASSWORD + "\n")
     assert r.returncode == 0, r.stderr
     group = "postern.org.example.frank_2esites"
@@ -101,7 +85,7 @@ def test_same_uidls_different_uids(two):
 
 def test_user_add_refuses_until_every_site_has_the_groups(inn_sites, tmp_path_factory):
     a, b = inn_sites(), inn_sites()
-    env = env_for(tmp_path_factory.mktemp("env_remote"), a, b)
+    env = multi_site_env(tmp_path_factory.mktemp("env_remote"), [a, b])
     # site b is "administered elsewhere": no innconf, so postern cannot create its groups
     env.conf.write_text(re.sub(r"(?m)^innconf = .*%s.*\n" % re.escape(str(b.dir)), "", env.conf.read_text()))
     assert env(["authority", "init"]).returncode == 0
