@@ -489,26 +489,17 @@ static p_result command(session *s, const char *line, size_t len)
 void gw_pop3_process(session *s)
 {
     struct gw_pop3 *p = s->pop;
-    while (!s->dead && !s->pending && s->state != S_LOGOUT) {
-        struct evbuffer *in = bufferevent_get_input(s->bev);
-        if (evbuffer_get_length(bufferevent_get_output(s->bev)) > (256u << 10)) {
-            s->output_full = true;
-            bufferevent_disable(s->bev, EV_READ);
-            return;
-        }
-        if (evbuffer_get_length(in) == 0)
-            return;
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            return;
+    const void *data;
+    size_t avail;
+    while ((data = gw_session_input(s, &avail)) != NULL) {
         size_t used = 0;
-        pp_read_status st = pp_reader_feed(p->reader, v.iov_base, v.iov_len, &used);
-        evbuffer_drain(in, used);
+        pp_read_status st = pp_reader_feed(p->reader, data, avail, &used);
+        gw_session_consumed(s, used);
         if (st == PP_READ_MORE)
             continue;
         if (st == PP_READ_ERROR) {
             send_text(s, pp_reader_error(p->reader));
-            if (++s->errors >= 20) {
+            if (++s->errors >= GW_MAX_ERRORS) {
                 gw_session_bye(s, "Too many invalid commands");
                 return;
             }
@@ -525,8 +516,7 @@ void gw_pop3_process(session *s)
             return;
         }
         if (r == P_PENDING) {
-            s->pending = true;
-            bufferevent_disable(s->bev, EV_READ);
+            gw_session_wait(s);
             return;
         }
     }

@@ -22,7 +22,6 @@
 
 #define OUT_HIGH (256u << 10) /* queued output above which commands wait (a slow reader) */
 #define MAX_REJECTING 64      /* connections being told "too many" at once; beyond: closed */
-#define MAX_ERRORS 20         /* consecutive bad commands before the connection is dropped */
 #define CLOSE_TIMEOUT_S 10    /* a client that does not read its BYE */
 
 static void read_cb(struct bufferevent *bev, void *arg);
@@ -405,7 +404,7 @@ static gw_result dispatch(session *s, const pi_command *cmd)
                         : "BAD Unknown command";
     if (why) {
         gw_tagged(s, "%s", why);
-        if (why[0] == 'B' && ++s->errors >= MAX_ERRORS)
+        if (why[0] == 'B' && ++s->errors >= GW_MAX_ERRORS)
             return GW_CLOSE;
         return GW_DONE;
     }
@@ -414,20 +413,48 @@ static gw_result dispatch(session *s, const pi_command *cmd)
     return c->fn(s, cmd);
 }
 
+const void *gw_session_input(session *s, size_t *len)
+{
+    if (s->dead || s->pending || s->state == S_LOGOUT)
+        return NULL;
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH) {
+        /* the client is not reading: stop reading its commands too (write_cb resumes) */
+        s->output_full = true;
+        bufferevent_disable(s->bev, EV_READ);
+        return NULL;
+    }
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer_iovec v;
+    if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+        return NULL;
+    *len = v.iov_len;
+    return v.iov_base;
+}
+
+void gw_session_consumed(session *s, size_t used)
+{
+    evbuffer_drain(bufferevent_get_input(s->bev), used);
+}
+
+void gw_session_wait(session *s)
+{
+    s->pending = true;
+    bufferevent_disable(s->bev, EV_READ);
+}
+
 static bool after(session *s, gw_result r)
 {
     if (s->dead)
         return false;
     if (r == GW_CLOSE) {
-        if (s->errors >= MAX_ERRORS)
+        if (s->errors >= GW_MAX_ERRORS)
             gw_session_bye(s, "Too many invalid commands");
         else
             close_after_flush(s);
         return false;
     }
     if (r == GW_PENDING) {
-        s->pending = true;
-        bufferevent_disable(s->bev, EV_READ);
+        gw_session_wait(s);
         return false;
     }
     arm_timeout(s);
@@ -440,22 +467,12 @@ static void process(session *s)
         gw_pop3_process(s);
         return;
     }
-    while (!s->dead && !s->pending && s->state != S_LOGOUT) {
-        if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH) {
-            /* the client is not reading: stop reading its commands too (write_cb resumes) */
-            s->output_full = true;
-            bufferevent_disable(s->bev, EV_READ);
-            return;
-        }
-        struct evbuffer *in = bufferevent_get_input(s->bev);
-        if (evbuffer_get_length(in) == 0)
-            return;
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            return;
+    const void *data;
+    size_t len;
+    while ((data = gw_session_input(s, &len)) != NULL) {
         size_t used = 0;
-        pi_status st = pi_parse(s->parser, v.iov_base, v.iov_len, &used);
-        evbuffer_drain(in, used);
+        pi_status st = pi_parse(s->parser, data, len, &used);
+        gw_session_consumed(s, used);
         switch (st) {
         case PI_NEED_MORE:
             break;
@@ -492,7 +509,7 @@ static void process(session *s)
                 close_after_flush(s); /* pi_error_reply wrote the BYE */
                 return;
             }
-            if (++s->errors >= MAX_ERRORS) {
+            if (++s->errors >= GW_MAX_ERRORS) {
                 gw_session_bye(s, "Too many invalid commands");
                 return;
             }

@@ -204,6 +204,14 @@ void gw_write(session *s, const void *data, size_t len);
 unsigned gw_session_caps(const session *s);
 /* An asynchronous command has written its reply: read on (from the loop, not right now). */
 void gw_session_done(session *s);
+#define GW_MAX_ERRORS 20 /* consecutive bad commands before the connection is dropped */
+/* Input for the protocol's parser: the next slice, or NULL when there is none or the session
+ * must not read now (closing, a command pending, or the client not reading its output:
+ * reading resumes when it drains). gw_session_consumed drops what the parser used. */
+const void *gw_session_input(session *s, size_t *len);
+void gw_session_consumed(session *s, size_t used);
+/* A command finishes later: stop reading until gw_session_done. */
+void gw_session_wait(session *s);
 /* Close once the queued output is flushed (after a final reply). */
 void gw_session_close_after_flush(session *s);
 /* "* BYE text" (POP3: "-ERR text") and close once flushed. */
