@@ -242,6 +242,20 @@ void gw_view_changed(gw_account *a)
             gw_view_sync(s, true);
 }
 
+/* Index of the first message whose UID is >= uid (v->n if none). */
+static size_t first_uid_at_least(const gw_view *v, uint32_t uid)
+{
+    size_t lo = 0, hi = v->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->uids[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_t *n, const char **err)
 {
     gw_view *v = s->view;
@@ -255,44 +269,27 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
     pi_seqset set = {0};
     if (pi_seqset_parse(arg->str, arg->len, star, &set, err) != 0)
         return -1;
-    size_t cap = 0;
-    size_t *out = NULL;
-    int rc = 0;
-#define ADD(i)                                                                                                     \
-    do {                                                                                                           \
-        if (*n == cap) {                                                                                           \
-            cap = cap ? cap * 2 : 64;                                                                              \
-            size_t *p_ = realloc(out, cap * sizeof *p_);                                                           \
-            if (!p_) {                                                                                             \
-                rc = -1;                                                                                           \
-                *err = "Out of memory";                                                                            \
-                goto done;                                                                                         \
-            }                                                                                                      \
-            out = p_;                                                                                              \
-        }                                                                                                          \
-        out[(*n)++] = (i);                                                                                         \
-    } while (0)
-    if (uid) {
-        for (size_t i = 0; i < v->n; i++)
-            if (pi_seqset_contains(&set, v->uids[i]))
-                ADD(i);
-    } else {
-        for (size_t r = 0; r < set.n; r++) {
+    /* the ranges are sorted and disjoint, so every view index comes at most once */
+    size_t *out = malloc((v->n ? v->n : 1) * sizeof *out);
+    if (!out) {
+        pi_seqset_free(&set);
+        *err = "Out of memory";
+        return -1;
+    }
+    for (size_t r = 0; r < set.n; r++) {
+        if (uid) { /* UIDs ascend in the view: find the range's start, walk to its end */
+            size_t i = first_uid_at_least(v, set.r[r].lo);
+            for (; i < v->n && v->uids[i] <= set.r[r].hi; i++)
+                out[(*n)++] = i;
+        } else {
             uint64_t hi = set.r[r].hi < v->n ? set.r[r].hi : v->n;
             for (uint64_t q = set.r[r].lo; q <= hi; q++)
-                ADD((size_t)q - 1);
+                out[(*n)++] = (size_t)q - 1;
         }
     }
-#undef ADD
-done:
     pi_seqset_free(&set);
-    if (rc != 0) {
-        free(out);
-        *n = 0;
-        out = NULL;
-    }
     *idx = out;
-    return rc;
+    return 0;
 }
 
 bool gw_view_mark_seen(session *s, size_t i)
