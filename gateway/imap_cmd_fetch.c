@@ -9,8 +9,7 @@
 
 #include "gateway/mailbox.h"
 
-#define WINDOW 4                  /* messages loading at once per FETCH */
-#define OUTPUT_PAUSE (1u << 20)   /* queued output above which no new load starts */
+#define OUTPUT_PAUSE (1u << 20) /* queued output above which no new load starts */
 
 enum item_kind {
     IT_UID,
@@ -35,12 +34,6 @@ typedef struct fetch_item {
     uint32_t off, cnt;
 } fetch_item;
 
-typedef struct slot {
-    struct gw_fetch *f;
-    gw_plain *p;
-    int st; /* 0 waiting, 1 loaded, 2 failed, 3 needs nothing */
-} slot;
-
 struct gw_fetch {
     session *s;
     fetch_item items[64];
@@ -50,10 +43,7 @@ struct gw_fetch {
     bool sets_seen;
     size_t *idx;
     size_t n;
-    slot *slots;
-    size_t next_issue, next_emit;
-    unsigned inflight;
-    unsigned failed;
+    gw_walk *walk;
     bool flags_changed;
 };
 
@@ -69,11 +59,7 @@ static void fetch_free(struct gw_fetch *f)
 {
     for (size_t i = 0; i < f->nitems; i++)
         item_free(&f->items[i]);
-    if (f->slots)
-        for (size_t i = 0; i < f->n; i++)
-            if (f->slots[i].p)
-                gw_plain_unref(f->s->account, f->slots[i].p);
-    free(f->slots);
+    gw_walk_free(f->walk);
     free(f->idx);
     free(f);
 }
@@ -190,9 +176,10 @@ static void classify(struct gw_fetch *f)
     }
 }
 
-/* Whether message k can be answered from the state alone. */
-static bool needs_load(struct gw_fetch *f, size_t k)
+/* Whether message k needs its plaintext (else the state's cache answers). */
+static bool needs_load(void *ctx, size_t k)
 {
+    struct gw_fetch *f = ctx;
     if (f->need_content)
         return true;
     if (!f->need_meta)
@@ -219,11 +206,17 @@ static void add_literal(session *s, pi_buf *b, const char *data, size_t len)
         gw_write(s, data, len);
 }
 
-static void emit(struct gw_fetch *f, size_t k)
+static const char *fetch_msgid(void *ctx, size_t k)
 {
+    struct gw_fetch *f = ctx;
+    return gw_view_msgid(f->s, f->idx[k]);
+}
+
+static void emit(void *ctx, size_t k, gw_plain *p)
+{
+    struct gw_fetch *f = ctx;
     session *s = f->s;
     size_t i = f->idx[k];
-    gw_plain *p = f->slots[k].p;
     if (!gw_view_msgid(s, i))
         return; /* gone from the server; its EXPUNGE comes when allowed */
     bool seen_now = f->sets_seen && gw_view_mark_seen(s, i);
@@ -330,28 +323,10 @@ static void emit(struct gw_fetch *f, size_t k)
     pi_buf_free(&b);
 }
 
-static void step(struct gw_fetch *f);
-
-static void loaded(void *arg, gw_plain *p, const char *err)
+static void finish(void *ctx, unsigned failed)
 {
-    slot *sl = arg;
-    struct gw_fetch *f = sl->f;
-    (void)err;
-    f->inflight--;
-    if (p) {
-        sl->p = p;
-        sl->st = 1;
-    } else {
-        sl->st = 2;
-        f->failed++;
-    }
-    step(f);
-}
-
-static void finish(struct gw_fetch *f)
-{
+    struct gw_fetch *f = ctx;
     session *s = f->s;
-    unsigned failed = f->failed;
     bool changed = f->flags_changed;
     s->fetch = NULL;
     fetch_free(f);
@@ -368,40 +343,12 @@ static void finish(struct gw_fetch *f)
     gw_session_done(s);
 }
 
-static void step(struct gw_fetch *f)
-{
-    session *s = f->s;
-    for (;;) {
-        while (f->next_emit < f->n && (f->slots[f->next_emit].st != 0)) {
-            if (f->slots[f->next_emit].st != 2)
-                emit(f, f->next_emit);
-            if (f->slots[f->next_emit].p) {
-                gw_plain_unref(s->account, f->slots[f->next_emit].p);
-                f->slots[f->next_emit].p = NULL;
-            }
-            f->next_emit++;
-        }
-        if (f->next_emit == f->n && f->inflight == 0) {
-            finish(f);
-            return;
-        }
-        if (f->next_issue >= f->n || f->inflight >= WINDOW || gw_session_output_len(s) > OUTPUT_PAUSE)
-            return; /* loaded() or gw_fetch_kick() goes on */
-        size_t k = f->next_issue++;
-        const char *id = gw_view_msgid(s, f->idx[k]);
-        if (!id || !needs_load(f, k)) {
-            f->slots[k].st = 3;
-            continue;
-        }
-        f->inflight++;
-        gw_load(s, id, loaded, &f->slots[k]);
-    }
-}
+static const gw_walk_ops fetch_ops = {fetch_msgid, needs_load, emit, finish};
 
 void gw_fetch_kick(session *s)
 {
-    if (s->fetch && s->fetch->s == s)
-        step(s->fetch);
+    if (s->fetch)
+        gw_walk_step(s->fetch->walk);
 }
 
 void gw_fetch_abort(session *s)
@@ -446,19 +393,17 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
     }
     f->idx = idx;
     f->n = n;
-    f->slots = calloc(n ? n : 1, sizeof *f->slots);
-    if (!f->slots) {
+    f->walk = gw_walk_new(s, n, OUTPUT_PAUSE, &fetch_ops, f);
+    if (!f->walk) {
         fetch_free(f);
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;
     }
-    for (size_t k = 0; k < n; k++)
-        f->slots[k].f = f;
     classify(f);
     if (s->view->readonly)
         f->sets_seen = false;
     gw_view_sync(s, false); /* others' flag changes first */
     s->fetch = f;
-    step(f); /* finishes right away when nothing needs loading: then the reply is written */
+    gw_walk_step(f->walk); /* finishes right away when nothing needs loading: the reply is written */
     return s->fetch ? GW_PENDING : GW_DONE;
 }

@@ -10,33 +10,19 @@
 
 #include "gateway/mailbox.h"
 
-#define WINDOW 4
-
-typedef struct search_slot {
-    struct gw_search *q;
-    gw_plain *p;
-    int st; /* 0 waiting, 1 loaded, 2 failed, 3 needs nothing */
-} search_slot;
-
 struct gw_search {
     session *s;
     pi_search *prog;
     unsigned needs;
     bool uid;
-    size_t n; /* the view's messages at the start */
-    search_slot *slots;
-    size_t next_issue, next_eval;
-    unsigned inflight, failed;
+    gw_walk *walk;    /* over the view's messages at the start */
+    unsigned failed;  /* evaluations that ran out of memory */
     pi_buf result;
 };
 
 static void search_free(struct gw_search *q)
 {
-    if (q->slots)
-        for (size_t i = 0; i < q->n; i++)
-            if (q->slots[i].p)
-                gw_plain_unref(q->s->account, q->slots[i].p);
-    free(q->slots);
+    gw_walk_free(q->walk);
     pi_search_free(q->prog);
     pi_buf_free(&q->result);
     free(q);
@@ -84,8 +70,15 @@ static int sent_date(void *arg, int64_t *t, int *tz)
     return c->p ? mime_sent_date(c->p->mime, t, tz) : 0;
 }
 
-static bool needs_load(struct gw_search *q, size_t i)
+static const char *search_msgid(void *ctx, size_t i)
 {
+    struct gw_search *q = ctx;
+    return gw_view_msgid(q->s, i);
+}
+
+static bool needs_load(void *ctx, size_t i)
+{
+    struct gw_search *q = ctx;
     if (q->needs & (PI_SEARCH_NEEDS_HEADERS | PI_SEARCH_NEEDS_BODY))
         return true;
     if (!(q->needs & PI_SEARCH_NEEDS_META))
@@ -95,14 +88,13 @@ static bool needs_load(struct gw_search *q, size_t i)
     return !st.has_meta;
 }
 
-static int evaluate(struct gw_search *q, size_t i)
+static int evaluate(struct gw_search *q, size_t i, gw_plain *p)
 {
     session *s = q->s;
     if (!gw_view_msgid(s, i))
         return 0;
     userstate_msg st;
     gw_view_state(s, i, &st);
-    gw_plain *p = q->slots[i].p;
     msg_ctx c = {s, &st, p};
     pi_search_msg m = {
         .seq = (uint32_t)(i + 1),
@@ -122,76 +114,37 @@ static int evaluate(struct gw_search *q, size_t i)
     return pi_search_eval(q->prog, &m);
 }
 
-static void finish(struct gw_search *q)
+static void each(void *ctx, size_t i, gw_plain *p)
 {
+    struct gw_search *q = ctx;
+    int r = evaluate(q, i, p);
+    if (r == 1)
+        pi_buf_printf(&q->result, " %u", q->uid ? q->s->view->uids[i] : (uint32_t)(i + 1));
+    else if (r < 0)
+        q->failed++;
+}
+
+static void finish(void *ctx, unsigned load_failed)
+{
+    struct gw_search *q = ctx;
     session *s = q->s;
+    unsigned failed = load_failed + q->failed;
     s->search = NULL;
     if (q->result.len)
         gw_untagged(s, "SEARCH%s", q->result.data);
     else
         gw_untagged(s, "SEARCH");
     gw_view_sync(s, false);
-    if (q->failed)
-        gw_tagged(s, "NO [UNAVAILABLE] %u message%s could not be read from the mail store; try again", q->failed,
-                  q->failed == 1 ? "" : "s");
+    if (failed)
+        gw_tagged(s, "NO [UNAVAILABLE] %u message%s could not be read from the mail store; try again", failed,
+                  failed == 1 ? "" : "s");
     else
         gw_tagged(s, "OK SEARCH completed");
     search_free(q);
     gw_session_done(s);
 }
 
-static void step(struct gw_search *q);
-
-static void loaded(void *arg, gw_plain *p, const char *err)
-{
-    (void)err;
-    search_slot *sl = arg;
-    struct gw_search *q = sl->q;
-    q->inflight--;
-    if (p) {
-        sl->p = p;
-        sl->st = 1;
-    } else {
-        sl->st = 2;
-        q->failed++;
-    }
-    step(q);
-}
-
-static void step(struct gw_search *q)
-{
-    session *s = q->s;
-    for (;;) {
-        while (q->next_eval < q->n && q->slots[q->next_eval].st != 0) {
-            size_t i = q->next_eval++;
-            if (q->slots[i].st != 2) {
-                int r = evaluate(q, i);
-                if (r == 1)
-                    pi_buf_printf(&q->result, " %u", q->uid ? s->view->uids[i] : (uint32_t)(i + 1));
-                else if (r < 0)
-                    q->failed++;
-            }
-            if (q->slots[i].p) {
-                gw_plain_unref(s->account, q->slots[i].p);
-                q->slots[i].p = NULL;
-            }
-        }
-        if (q->next_eval == q->n && q->inflight == 0) {
-            finish(q);
-            return;
-        }
-        if (q->next_issue >= q->n || q->inflight >= WINDOW)
-            return;
-        size_t i = q->next_issue++;
-        const char *id = gw_view_msgid(s, i);
-        if (!id || !needs_load(q, i)) {
-            q->slots[i].st = 3;
-            continue;
-        }
-        q->inflight++;
-        gw_load(s, id, loaded, &q->slots[i]);
-    }
-}
+static const gw_walk_ops search_ops = {search_msgid, needs_load, each, finish};
 
 void gw_search_abort(session *s)
 {
@@ -225,16 +178,13 @@ gw_result gw_cmd_search(session *s, const pi_command *cmd)
         return GW_DONE;
     }
     q->needs = pi_search_needs(q->prog);
-    q->n = v->n;
-    q->slots = calloc(q->n ? q->n : 1, sizeof *q->slots);
-    if (!q->slots) {
+    q->walk = gw_walk_new(s, v->n, 0, &search_ops, q);
+    if (!q->walk) {
         search_free(q);
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;
     }
-    for (size_t i = 0; i < q->n; i++)
-        q->slots[i].q = q;
     s->search = q;
-    step(q);
+    gw_walk_step(q->walk);
     return s->search ? GW_PENDING : GW_DONE;
 }

@@ -401,3 +401,102 @@ void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg)
         finish_later(x, "server busy");
     }
 }
+
+/* ---- a command's messages in order (FETCH, SEARCH) ---- */
+
+#define WALK_WINDOW 4 /* messages loading at once per command */
+
+typedef struct walk_slot {
+    gw_walk *w;
+    gw_plain *p;
+    int st; /* 0 waiting, 1 loaded, 2 failed, 3 needs nothing (or gone) */
+} walk_slot;
+
+struct gw_walk {
+    session *s;
+    size_t n, output_pause;
+    const gw_walk_ops *ops;
+    void *ctx;
+    walk_slot *slots;
+    size_t next_issue, next_each;
+    unsigned inflight, failed;
+};
+
+gw_walk *gw_walk_new(session *s, size_t n, size_t output_pause, const gw_walk_ops *ops, void *ctx)
+{
+    gw_walk *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->slots = calloc(n ? n : 1, sizeof *w->slots);
+    if (!w->slots) {
+        free(w);
+        return NULL;
+    }
+    for (size_t k = 0; k < n; k++)
+        w->slots[k].w = w;
+    w->s = s;
+    w->n = n;
+    w->output_pause = output_pause;
+    w->ops = ops;
+    w->ctx = ctx;
+    return w;
+}
+
+void gw_walk_free(gw_walk *w)
+{
+    if (!w)
+        return;
+    for (size_t k = 0; k < w->n; k++)
+        if (w->slots[k].p)
+            gw_plain_unref(w->s->account, w->slots[k].p);
+    free(w->slots);
+    free(w);
+}
+
+static void walk_loaded(void *arg, gw_plain *p, const char *err)
+{
+    (void)err;
+    walk_slot *sl = arg;
+    gw_walk *w = sl->w;
+    w->inflight--;
+    if (p) {
+        sl->p = p;
+        sl->st = 1;
+    } else {
+        sl->st = 2;
+        w->failed++;
+    }
+    gw_walk_step(w);
+}
+
+void gw_walk_step(gw_walk *w)
+{
+    session *s = w->s;
+    for (;;) {
+        while (w->next_each < w->n && w->slots[w->next_each].st != 0) {
+            walk_slot *sl = &w->slots[w->next_each];
+            if (sl->st != 2)
+                w->ops->each(w->ctx, w->next_each, sl->p);
+            if (sl->p) {
+                gw_plain_unref(s->account, sl->p);
+                sl->p = NULL;
+            }
+            w->next_each++;
+        }
+        if (w->next_each == w->n && w->inflight == 0) {
+            w->ops->done(w->ctx, w->failed); /* may free w */
+            return;
+        }
+        if (w->next_issue >= w->n || w->inflight >= WALK_WINDOW ||
+            (w->output_pause && gw_session_output_len(s) > w->output_pause))
+            return; /* walk_loaded() or the owner's kick goes on */
+        size_t k = w->next_issue++;
+        const char *id = w->ops->msgid(w->ctx, k);
+        if (!id || !w->ops->need(w->ctx, k)) {
+            w->slots[k].st = 3;
+            continue;
+        }
+        w->inflight++;
+        gw_load(s, id, walk_loaded, &w->slots[k]);
+    }
+}

@@ -103,6 +103,22 @@ void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg);
 void gw_plain_unref(gw_account *a, gw_plain *p);
 void gw_cache_free(gw_account *a); /* wipes every cached message */
 
+/* A command's messages 0..n-1, loaded a few at a time and handed to each() strictly in
+ * order: with the plaintext when need() said so, else with NULL (also for a message gone
+ * from the server: msgid() NULL). A failed load is skipped and counted; done() comes last
+ * and may free the walk. New loads wait while more than output_pause bytes (0: no limit)
+ * are queued for the client; gw_walk_step() goes on, also as the output drains. */
+typedef struct gw_walk gw_walk;
+typedef struct gw_walk_ops {
+    const char *(*msgid)(void *ctx, size_t k);
+    bool (*need)(void *ctx, size_t k);
+    void (*each)(void *ctx, size_t k, gw_plain *p);
+    void (*done)(void *ctx, unsigned failed);
+} gw_walk_ops;
+gw_walk *gw_walk_new(session *s, size_t n, size_t output_pause, const gw_walk_ops *ops, void *ctx);
+void gw_walk_step(gw_walk *w);
+void gw_walk_free(gw_walk *w); /* loads in flight see a dead session and never call back */
+
 /* ---- command state shared by FETCH and SEARCH: one asynchronous job per session ---- */
 void gw_fetch_kick(session *s); /* output drained: a waiting FETCH goes on */
 void gw_fetch_abort(session *s); /* the session closes */
