@@ -1265,6 +1265,47 @@ static void test_armor_rejects(void **state)
     assert_true(pc_armor_encoded_size(58) == 84);
 }
 
+/* The table decoder accepts exactly what libsodium's strict decoder accepts, and decodes it
+ * to the same bytes: random strings over the alphabet plus '=' and line ends, and mutated
+ * valid encodings. */
+static void test_armor_agrees_with_libsodium(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n*";
+    char txt[64];
+    uint8_t ref[64];
+    for (unsigned round = 0; round < 200000; round++) {
+        size_t len = randombytes_uniform(20);
+        if (round % 2) { /* a valid encoding, then one character changed */
+            uint8_t bin[12];
+            size_t blen = randombytes_uniform(sizeof bin + 1);
+            randombytes_buf(bin, blen);
+            sodium_bin2base64(txt, sizeof txt, bin, blen, sodium_base64_VARIANT_ORIGINAL);
+            len = strlen(txt);
+            if (len && randombytes_uniform(2))
+                txt[randombytes_uniform((uint32_t)len)] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
+        } else {
+            for (size_t i = 0; i < len; i++)
+                txt[i] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
+        }
+        size_t ref_len = 0;
+        const char *end = NULL;
+        int ref_rc = sodium_base642bin(ref, sizeof ref, txt, len, "\r\n", &ref_len, &end,
+                                       sodium_base64_VARIANT_ORIGINAL);
+        if (ref_rc == 0 && end != txt + len)
+            ref_rc = -1; /* stopped early: the rest is not base64 */
+        buf out = {0};
+        int rc = armor_decode((const uint8_t *)txt, len, 1 + randombytes_uniform(8), &out);
+        if ((rc == PC_OK) != (ref_rc == 0))
+            fail_msg("\"%.*s\": armor %d, libsodium %d", (int)len, txt, rc, ref_rc);
+        if (rc == PC_OK) {
+            assert_int_equal(out.len, ref_len);
+            assert_memory_equal(out.data ? out.data : ref, ref, ref_len);
+        }
+        buf_free(&out);
+    }
+}
+
 static void test_full_pipeline(void **state)
 {
     (void)state;
@@ -1316,6 +1357,7 @@ int main(void)
         cmocka_unit_test(test_open_crafted),
         cmocka_unit_test(test_armor_roundtrip),
         cmocka_unit_test(test_armor_rejects),
+        cmocka_unit_test(test_armor_agrees_with_libsodium),
         cmocka_unit_test(test_full_pipeline),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
