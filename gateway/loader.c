@@ -4,7 +4,9 @@
  * stream key; a worker decrypts the stream (line ends turned into CRLF, as IMAP serves it)
  * and parses the MIME structure. Decrypted messages stay in a small per-account cache in
  * memory (never on disk), because clients fetch the same message several times in a row
- * (headers, then the preview, then the body). */
+ * (headers, then the preview, then the body). A session that reads message after message in
+ * order (mbsync, fetchmail, POP3 RETR) has the next few loaded ahead (gw_prefetch): the
+ * three hops overlap instead of adding up. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +18,22 @@
 
 #define CACHE_BYTES_MAX (48u << 20) /* per account: several big attachments */
 #define CACHE_N_MAX 256
+#define PREFETCH_MAX GW_READ_AHEAD /* loads ahead in flight per session */
 
-typedef struct load_ctx {
+typedef struct load_waiter {
+    struct load_waiter *next;
+    gw_load_fn cb;
+    void *arg;
+} load_waiter;
+
+/* One message loading for one session; later gw_load calls of that session join it. */
+struct gw_loading {
+    struct gw_loading *next; /* the account's loads in flight */
     session *s;   /* referenced */
     gw_account *a; /* referenced */
     char msgid[PA_MSGID_MAX];
-    gw_load_fn cb;
-    void *arg;
+    load_waiter *waiters, **waiters_tail; /* none for a prefetch nobody asked for yet */
+    bool prefetch; /* counted in s->prefetching */
     pu_buf env; /* ciphertext envelope */
     pc_msg_meta meta;
     uint8_t stream_key[PC_STREAM_KEY_BYTES]; /* wiped when done */
@@ -30,7 +41,8 @@ typedef struct load_ctx {
     char err[256];
     gw_plain *plain;
     pu_buf envelope_str, bodystructure_str; /* for the state's cache */
-} load_ctx;
+};
+typedef struct gw_loading load_ctx;
 
 static void plain_free(gw_plain *p)
 {
@@ -112,17 +124,36 @@ static gw_plain *cache_find(gw_account *a, const char *msgid)
     return NULL;
 }
 
+static void unlink_loading(load_ctx *x)
+{
+    for (load_ctx **pp = &x->a->loading; *pp; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            break;
+        }
+    x->next = NULL;
+}
+
 static void finish(load_ctx *x)
 {
     session *s = x->s;
-    if (!s->dead) {
-        if (x->plain)
-            x->cb(x->arg, x->plain, NULL);
-        else
-            x->cb(x->arg, NULL, x->err[0] ? x->err : "cannot read the message");
-    } else if (x->plain) {
-        gw_plain_unref(x->a, x->plain);
+    unlink_loading(x); /* callbacks may load again: that starts afresh or hits the cache */
+    if (x->prefetch)
+        s->prefetching--;
+    for (load_waiter *w = x->waiters, *next; w; w = next) {
+        next = w->next;
+        if (!s->dead) {
+            if (x->plain) {
+                x->plain->refs++;
+                w->cb(w->arg, x->plain, NULL);
+            } else {
+                w->cb(w->arg, NULL, x->err[0] ? x->err : "cannot read the message");
+            }
+        }
+        free(w);
     }
+    if (x->plain)
+        gw_plain_unref(x->a, x->plain);
     sodium_memzero(x->stream_key, sizeof x->stream_key);
     pu_buf_free(&x->env);
     pu_buf_free(&x->envelope_str);
@@ -350,6 +381,32 @@ static void hit_cb(evutil_socket_t fd, short what, void *arg)
     finish(arg);
 }
 
+static load_ctx *ctx_new(session *s, const char *msgid)
+{
+    load_ctx *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->s = s;
+    s->refs++;
+    x->a = s->account;
+    x->a->refs++;
+    x->waiters_tail = &x->waiters;
+    snprintf(x->msgid, sizeof x->msgid, "%s", msgid);
+    return x;
+}
+
+static int add_waiter(load_ctx *x, gw_load_fn cb, void *arg)
+{
+    load_waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return -1;
+    w->cb = cb;
+    w->arg = arg;
+    *x->waiters_tail = w;
+    x->waiters_tail = &w->next;
+    return 0;
+}
+
 /* Answers from the loop, not from inside gw_load: callers need not expect re-entry. */
 static void finish_later(load_ctx *x, const char *err)
 {
@@ -358,6 +415,10 @@ static void finish_later(load_ctx *x, const char *err)
     struct timeval zero = {0, 0};
     if (event_base_once(x->s->net->base, -1, EV_TIMEOUT, hit_cb, x, &zero) != 0) {
         gw_log(GW_ERROR, "out of memory: a FETCH may hang");
+        for (load_waiter *w = x->waiters, *next; w; w = next) {
+            next = w->next;
+            free(w);
+        }
         if (x->plain)
             gw_plain_unref(x->a, x->plain);
         gw_account_unref(x->a);
@@ -366,27 +427,9 @@ static void finish_later(load_ctx *x, const char *err)
     }
 }
 
-void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg)
+/* Hop 1 for a new load, which joins the account's loads in flight. */
+static void start(load_ctx *x)
 {
-    load_ctx *x = calloc(1, sizeof *x);
-    if (!x) {
-        gw_log(GW_ERROR, "out of memory: a FETCH may hang");
-        return;
-    }
-    x->s = s;
-    s->refs++;
-    x->a = s->account;
-    x->a->refs++;
-    snprintf(x->msgid, sizeof x->msgid, "%s", msgid);
-    x->cb = cb;
-    x->arg = arg;
-    gw_plain *p = cache_find(x->a, msgid);
-    if (p) {
-        p->refs++;
-        x->plain = p;
-        finish_later(x, NULL);
-        return;
-    }
     gw_job *j = calloc(1, sizeof *j);
     if (!j) {
         finish_later(x, "out of memory");
@@ -396,10 +439,61 @@ void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg)
     j->work = article_work;
     j->done = article_done;
     j->ctx = x;
-    if (gw_pool_submit(s->net->pool, j) != 0) {
+    if (gw_pool_submit(x->s->net->pool, j) != 0) {
         free(j);
         finish_later(x, "server busy");
+        return;
     }
+    x->next = x->a->loading;
+    x->a->loading = x;
+}
+
+static load_ctx *find_loading(session *s, const char *msgid)
+{
+    for (load_ctx *x = s->account->loading; x; x = x->next)
+        if (x->s == s && strcmp(x->msgid, msgid) == 0)
+            return x;
+    return NULL;
+}
+
+void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg)
+{
+    load_ctx *x = find_loading(s, msgid);
+    if (x) { /* loading already, maybe ahead of time: wait for that */
+        if (add_waiter(x, cb, arg) == 0)
+            return;
+        x = NULL;
+    }
+    x = ctx_new(s, msgid);
+    if (!x) {
+        gw_log(GW_ERROR, "out of memory: a FETCH may hang");
+        return;
+    }
+    if (add_waiter(x, cb, arg) != 0) {
+        finish_later(x, "out of memory"); /* no waiter: nobody hears, nothing hangs on it */
+        gw_log(GW_ERROR, "out of memory: a FETCH may hang");
+        return;
+    }
+    gw_plain *p = cache_find(x->a, msgid);
+    if (p) {
+        p->refs++;
+        x->plain = p;
+        finish_later(x, NULL);
+        return;
+    }
+    start(x);
+}
+
+void gw_prefetch(session *s, const char *msgid)
+{
+    if (s->prefetching >= PREFETCH_MAX || find_loading(s, msgid) || cache_find(s->account, msgid))
+        return;
+    load_ctx *x = ctx_new(s, msgid);
+    if (!x)
+        return;
+    x->prefetch = true;
+    s->prefetching++;
+    start(x);
 }
 
 /* ---- a command's messages in order (FETCH, SEARCH) ---- */

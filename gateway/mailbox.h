@@ -101,6 +101,11 @@ typedef struct gw_plain {
 typedef void (*gw_load_fn)(void *arg, gw_plain *p, const char *err);
 void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg);
 void gw_plain_unref(gw_account *a, gw_plain *p);
+/* Loads a message ahead of a request (a client reading in order): a later gw_load of the
+ * same session joins the load or finds it cached. Does nothing when it is cached, loading,
+ * or GW_READ_AHEAD loads ahead are in flight already. */
+#define GW_READ_AHEAD 8
+void gw_prefetch(session *s, const char *msgid);
 void gw_cache_free(gw_account *a); /* wipes every cached message */
 
 /* A command's messages 0..n-1, loaded a few at a time and handed to each() strictly in

@@ -471,7 +471,12 @@ static p_result command(session *s, const char *line, size_t len)
         if (rc == PP_BODY) { /* RETR/TOP: the message first, then the "+OK" line with it */
             b.len = 0;
             p->body_wait = true;
-            gw_load(s, p->msgids[c->msg - 1], body_loaded, s);
+            size_t i = c->msg - 1;
+            gw_load(s, p->msgids[i], body_loaded, s);
+            if (i == s->read_next) /* reading in order: load the next ones meanwhile */
+                for (size_t k = i + 1; k < p->n && k <= i + GW_READ_AHEAD; k++)
+                    gw_prefetch(s, p->msgids[k]);
+            s->read_next = i + 1;
             pu_buf_free(&b);
             return P_PENDING; /* cmd is wiped when the body went out */
         }

@@ -87,6 +87,7 @@ struct gw_account {
     size_t cache_bytes, cache_n;
     unsigned watched;           /* sessions with the mailbox selected: polled while > 0 */
     bool pop3_locked;           /* a POP3 session holds the maildrop (RFC 1939: one at a time) */
+    struct gw_loading *loading; /* loader.c: messages being loaded for its sessions */
 };
 
 /* Attaches s (logged in at the vault) to its user's account, loading the state first if no
@@ -190,6 +191,8 @@ struct session {
     unsigned status_items;  /* STATUS: which items (imap_cmd_select.c) */
     enum session_state idle_prev; /* IDLE: the state to return to */
     struct gw_fetch *fetch; /* FETCH in progress */
+    size_t read_next;       /* the view index a client reading in order fetches next */
+    unsigned prefetching;   /* loads ahead of the client's requests in flight (loader.c) */
     struct gw_search *search; /* SEARCH in progress */
     bool idle_done_wait;    /* IDLE: waiting for DONE */
     struct gw_pop3 *pop;    /* a POP3 session (pop3_session.c); NULL for IMAP */
