@@ -121,42 +121,58 @@ static const uint8_t b64_value[256] = {
 };
 #undef BAD
 
-/* Drops the line ends from txt, decodes the whole 4-character groups and keeps the rest for
- * the next round. Padding ('=') may only end the last group of the stream, with the unused
- * bits zero (RFC 4648 3.5): one spelling per byte string. */
+/* Decodes n characters (whole 4-character groups, no line ends) to the sink. Padding ('=')
+ * may only end the last group of the stream, with the unused bits zero (RFC 4648 3.5): one
+ * spelling per byte string. */
+static int decode_groups(pc_armor *a, const uint8_t *txt, size_t n)
+{
+    if (n > 0 && a->padded)
+        return a->err = PC_EFORMAT; /* data after the padding of an earlier group */
+    uint8_t bin[DEC_TXT / 4 * 3];
+    while (n > 0) {
+        size_t chunk = n < DEC_TXT ? n : DEC_TXT, got = 0;
+        for (size_t i = 0; i < chunk; i += 4) {
+            const uint8_t *q = txt + i;
+            uint32_t v0 = b64_value[q[0]], v1 = b64_value[q[1]], v2 = b64_value[q[2]], v3 = b64_value[q[3]];
+            if ((v0 | v1 | v2 | v3) < 64) {
+                bin[got++] = (uint8_t)(v0 << 2 | v1 >> 4);
+                bin[got++] = (uint8_t)(v1 << 4 | v2 >> 2);
+                bin[got++] = (uint8_t)(v2 << 6 | v3);
+                continue;
+            }
+            if (i + 4 != n || (v0 | v1) >= 64 || q[3] != '=')
+                return a->err = PC_EFORMAT;
+            if (q[2] == '=' && (v1 & 0x0f) == 0) {
+                bin[got++] = (uint8_t)(v0 << 2 | v1 >> 4);
+            } else if (v2 < 64 && (v2 & 0x03) == 0) {
+                bin[got++] = (uint8_t)(v0 << 2 | v1 >> 4);
+                bin[got++] = (uint8_t)(v1 << 4 | v2 >> 2);
+            } else {
+                return a->err = PC_EFORMAT;
+            }
+            a->padded = 1;
+        }
+        if (got > 0 && a->sink(a->arg, bin, got) != 0)
+            return a->err = PC_ESINK;
+        txt += chunk;
+        n -= chunk;
+    }
+    return PC_OK;
+}
+
+/* Drops the line ends from txt, decodes the whole groups and keeps the rest for the next
+ * round. */
 static int decode_buffer(pc_armor *a)
 {
     size_t chars = 0;
     for (size_t i = 0; i < a->fill; i++)
         if (a->txt[i] != '\r' && a->txt[i] != '\n')
             a->txt[chars++] = a->txt[i];
-    if (chars > 0 && a->padded)
-        return a->err = PC_EFORMAT; /* data after the padding of an earlier group */
-    size_t whole = chars / 4 * 4, got = 0;
-    uint8_t bin[DEC_TXT / 4 * 3];
-    for (size_t i = 0; i < whole; i += 4) {
-        const uint8_t *q = (const uint8_t *)a->txt + i;
-        uint32_t v0 = b64_value[q[0]], v1 = b64_value[q[1]], v2 = b64_value[q[2]], v3 = b64_value[q[3]];
-        if ((v0 | v1 | v2 | v3) < 64) {
-            bin[got++] = (uint8_t)(v0 << 2 | v1 >> 4);
-            bin[got++] = (uint8_t)(v1 << 4 | v2 >> 2);
-            bin[got++] = (uint8_t)(v2 << 6 | v3);
-            continue;
-        }
-        if (i + 4 != whole || (v0 | v1) >= 64 || q[3] != '=')
-            return a->err = PC_EFORMAT;
-        if (q[2] == '=' && (v1 & 0x0f) == 0) {
-            bin[got++] = (uint8_t)(v0 << 2 | v1 >> 4);
-        } else if (v2 < 64 && (v2 & 0x03) == 0) {
-            bin[got++] = (uint8_t)(v0 << 2 | v1 >> 4);
-            bin[got++] = (uint8_t)(v1 << 4 | v2 >> 2);
-        } else {
-            return a->err = PC_EFORMAT;
-        }
-        a->padded = 1;
-    }
-    if (got > 0 && a->sink(a->arg, bin, got) != 0)
-        return a->err = PC_ESINK;
+    size_t whole = chars / 4 * 4;
+    if (decode_groups(a, (const uint8_t *)a->txt, whole) != PC_OK)
+        return a->err;
+    if (chars > whole && a->padded)
+        return a->err = PC_EFORMAT;
     memmove(a->txt, a->txt + whole, chars - whole);
     a->fill = chars - whole;
     return PC_OK;
@@ -164,6 +180,9 @@ static int decode_buffer(pc_armor *a)
 
 static int decode_update(pc_armor *a, const uint8_t *in, size_t len)
 {
+    /* The usual call is one armor line: decoded in place unless a group spans calls. */
+    if (a->fill == 0 && len % 4 == 0 && !memchr(in, '\n', len) && !memchr(in, '\r', len))
+        return decode_groups(a, in, len);
     while (len > 0) {
         size_t n = DEC_TXT - a->fill < len ? DEC_TXT - a->fill : len;
         memcpy(a->txt + a->fill, in, n);

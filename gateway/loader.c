@@ -34,6 +34,8 @@ struct gw_loading {
     char msgid[PA_MSGID_MAX];
     load_waiter *waiters, **waiters_tail; /* none for a prefetch nobody asked for yet */
     bool prefetch; /* counted in s->prefetching */
+    bool from_cache; /* env came from the article cache, not the news server */
+    bool skip_cache; /* the cached copy failed: ask the news server */
     pu_buf env; /* ciphertext envelope */
     pc_msg_meta meta;
     uint8_t stream_key[PC_STREAM_KEY_BYTES]; /* wiped when done */
@@ -62,6 +64,18 @@ void gw_plain_unref(gw_account *a, gw_plain *p)
         plain_free(p);
 }
 
+/* The cache is an LRU list plus a hash index by Message-ID: read-ahead looks a message up
+ * for every message a client reads. */
+#define CACHE_BUCKETS 512 /* a power of two, above CACHE_N_MAX */
+
+static size_t bucket_of(const char *msgid)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *c = (const unsigned char *)msgid; *c; c++)
+        h = (h ^ *c) * 16777619u;
+    return h & (CACHE_BUCKETS - 1);
+}
+
 static void cache_unlink(gw_account *a, gw_plain *p)
 {
     if (p->prev)
@@ -77,13 +91,24 @@ static void cache_unlink(gw_account *a, gw_plain *p)
     a->cache_n--;
 }
 
+static void cache_remove(gw_account *a, gw_plain *p)
+{
+    cache_unlink(a, p);
+    for (gw_plain **pp = &a->cache_index[bucket_of(p->msgid)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == p) {
+            *pp = p->hnext;
+            break;
+        }
+    p->hnext = NULL;
+    gw_plain_unref(a, p);
+}
+
 void gw_cache_free(gw_account *a)
 {
-    while (a->cache) {
-        gw_plain *p = a->cache;
-        cache_unlink(a, p);
-        gw_plain_unref(a, p);
-    }
+    while (a->cache)
+        cache_remove(a, a->cache);
+    free(a->cache_index);
+    a->cache_index = NULL;
 }
 
 static void cache_push_front(gw_account *a, gw_plain *p)
@@ -101,19 +126,23 @@ static void cache_push_front(gw_account *a, gw_plain *p)
 
 static void cache_insert(gw_account *a, gw_plain *p)
 {
+    if (!a->cache_index && !(a->cache_index = calloc(CACHE_BUCKETS, sizeof *a->cache_index)))
+        return; /* out of memory: not cached, still served */
     p->refs++;
     cache_push_front(a, p);
+    size_t b = bucket_of(p->msgid);
+    p->hnext = a->cache_index[b];
+    a->cache_index[b] = p;
     /* evict the least recently used; p itself stays (its caller holds it anyway) */
-    while ((a->cache_bytes > CACHE_BYTES_MAX || a->cache_n > CACHE_N_MAX) && a->cache_tail != p) {
-        gw_plain *old = a->cache_tail;
-        cache_unlink(a, old);
-        gw_plain_unref(a, old);
-    }
+    while ((a->cache_bytes > CACHE_BYTES_MAX || a->cache_n > CACHE_N_MAX) && a->cache_tail != p)
+        cache_remove(a, a->cache_tail);
 }
 
 static gw_plain *cache_find(gw_account *a, const char *msgid)
 {
-    for (gw_plain *p = a->cache; p; p = p->next)
+    if (!a->cache_index)
+        return NULL;
+    for (gw_plain *p = a->cache_index[bucket_of(msgid)]; p; p = p->hnext)
         if (strcmp(p->msgid, msgid) == 0) {
             if (p != a->cache) { /* most recently used: to the front */
                 cache_unlink(a, p);
@@ -162,6 +191,8 @@ static void finish(load_ctx *x)
     gw_session_unref(s);
     free(x);
 }
+
+static bool refetch(load_ctx *x);
 
 /* ---- hop 3: decrypt and parse (worker) ---- */
 
@@ -232,6 +263,11 @@ static void decrypt_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
     x->status = ps_open_envelope((const uint8_t *)x->env.data, x->env.len, x->msgid, x->stream_key, &x->meta, to_crlf, &b, x->err,
                                  sizeof x->err);
     sodium_memzero(x->stream_key, sizeof x->stream_key);
+    gw_artcache *cache = x->a->net->artcache;
+    if (cache && x->status == PS_OK && !x->from_cache) /* authentic: worth keeping */
+        gw_artcache_put(cache, x->msgid, x->env.data, x->env.len, x->meta.arrival);
+    else if (cache && x->status != PS_OK && x->from_cache)
+        gw_artcache_drop(cache, x->msgid); /* damaged on disk: the next read asks the news server */
     pu_buf_free(&x->env);
     if (x->status != PS_OK) {
         if (b.data) {
@@ -295,6 +331,8 @@ static void decrypt_done(gw_job *j)
             userstate_meta_set(a->us, p->msgid, &m);
         }
         cache_insert(a, p);
+    } else if (refetch(x)) {
+        return;
     } else {
         gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
     }
@@ -307,6 +345,11 @@ static void open_reply(void *arg, const vault_reply *r)
 {
     load_ctx *x = arg;
     if (r->type != VAULT_REPLY_OPEN) {
+        if (x->from_cache && r->type == VAULT_REPLY_FAIL && r->reason == VAULT_FAIL_ENVELOPE) {
+            gw_artcache_drop(x->a->net->artcache, x->msgid); /* rare: one unlink on the loop */
+            if (refetch(x))
+                return;
+        }
         snprintf(x->err, sizeof x->err, "the vault cannot open %s: %s", x->msgid,
                  r->type == VAULT_REPLY_FAIL ? vault_fail_str(r->reason) : "unexpected reply");
         if (!x->s->dead)
@@ -340,6 +383,11 @@ static void article_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
 {
     load_ctx *x = j->ctx;
     char got[PA_MSGID_MAX];
+    if (x->a->net->artcache && !x->skip_cache && gw_artcache_get(x->a->net->artcache, x->msgid, &x->env)) {
+        x->from_cache = true;
+        x->status = PS_OK;
+        return;
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         x->status = gw_wconn_get(wc, cfg, x->err, sizeof x->err);
         if (x->status != PS_OK)
@@ -427,25 +475,45 @@ static void finish_later(load_ctx *x, const char *err)
     }
 }
 
-/* Hop 1 for a new load, which joins the account's loads in flight. */
-static void start(load_ctx *x)
+static int submit_article(load_ctx *x)
 {
     gw_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        finish_later(x, "out of memory");
-        return;
-    }
+    if (!j)
+        return -1;
     j->kind = GW_JOB_WORK;
     j->work = article_work;
     j->done = article_done;
     j->ctx = x;
     if (gw_pool_submit(x->s->net->pool, j) != 0) {
         free(j);
+        return -1;
+    }
+    return 0;
+}
+
+/* Hop 1 for a new load, which joins the account's loads in flight. */
+static void start(load_ctx *x)
+{
+    if (submit_article(x) != 0) {
         finish_later(x, "server busy");
         return;
     }
     x->next = x->a->loading;
     x->a->loading = x;
+}
+
+/* The cached copy of the article failed (damaged on disk): once more from the news server. */
+static bool refetch(load_ctx *x)
+{
+    if (!x->from_cache || x->s->dead)
+        return false;
+    gw_log(GW_WARN, "%s: cached article %s is damaged; reading it from the news server", x->a->address, x->msgid);
+    x->from_cache = false;
+    x->skip_cache = true;
+    x->status = PS_OK;
+    x->err[0] = '\0';
+    pu_buf_free(&x->env);
+    return submit_article(x) == 0;
 }
 
 static load_ctx *find_loading(session *s, const char *msgid)

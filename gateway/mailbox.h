@@ -82,9 +82,25 @@ int gw_write_flags(pi_buf *b, session *s, const userstate_msg *m, bool recent);
 /* Marks a message \Seen (a non-PEEK body fetch) unless read-only; true if it changed. */
 bool gw_view_mark_seen(session *s, size_t i);
 
+/* ---- artcache.c: ciphertext articles on local disk (state_dir/articles) ---- */
+typedef struct gw_artcache gw_artcache;
+/* Creates the directory if needed. NULL with a reason. */
+gw_artcache *gw_artcache_open(const char *state_dir, uint64_t max_bytes, unsigned max_age_days, char *err,
+                              size_t errlen);
+void gw_artcache_close(gw_artcache *c);
+/* Worker threads. get: the envelope stored for msgid, if any (it still has to pass the
+ * vault and the stream's authentication). put: stores an envelope that did (arrival: the
+ * message's, for the age limit); sweeps when over the size limit. drop: forgets one that
+ * did not. sweep: removes what is past max_age_days, then the oldest over max_bytes. */
+bool gw_artcache_get(gw_artcache *c, const char *msgid, pu_buf *out);
+void gw_artcache_put(gw_artcache *c, const char *msgid, const void *data, size_t len, int64_t arrival);
+void gw_artcache_drop(gw_artcache *c, const char *msgid);
+void gw_artcache_sweep(gw_artcache *c);
+
 /* ---- loader.c: decrypted messages ---- */
 typedef struct gw_plain {
     struct gw_plain *prev, *next; /* the account's cache, most recent first */
+    struct gw_plain *hnext;       /* the cache's hash bucket */
     unsigned refs;
     char msgid[PA_MSGID_MAX];
     char *data; /* the message with CRLF line ends, as IMAP serves it */

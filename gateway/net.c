@@ -222,6 +222,41 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 /* ---- stopping ---- */
 
+#define SWEEP_INTERVAL 3600 /* seconds between article cache sweeps */
+
+static void sweep_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+{
+    (void)wc;
+    (void)cfg;
+    gw_artcache_sweep(j->ctx);
+}
+
+static void sweep_done(gw_job *j)
+{
+    free(j);
+}
+
+/* The article cache's age limit is kept by a sweep each hour (and at start). */
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_net *net = arg;
+    if (!net->artcache)
+        return;
+    gw_job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->kind = GW_JOB_WORK;
+        j->work = sweep_work;
+        j->done = sweep_done;
+        j->ctx = net->artcache;
+        if (gw_pool_submit(net->pool, j) != 0)
+            free(j);
+    }
+    struct timeval tv = {SWEEP_INTERVAL, 0};
+    evtimer_add(net->sweep_timer, &tv);
+}
+
 static void stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -296,6 +331,15 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
     net->sig_term = evsignal_new(net->base, SIGTERM, signal_cb, net);
     net->sig_int = evsignal_new(net->base, SIGINT, signal_cb, net);
     net->pool = gw_pool_new(cfg, net->base, WORKERS);
+    if (cfg->gateway.article_cache_mb) {
+        net->artcache = gw_artcache_open(cfg->state_dir, (uint64_t)cfg->gateway.article_cache_mb << 20,
+                                         cfg->gateway.retention_days, err, sizeof err);
+        if (!net->artcache) /* serving on without it is better than not serving */
+            gw_log(GW_WARN, "article cache off: %s", err);
+    }
+    net->sweep_timer = evtimer_new(net->base, sweep_cb, net);
+    if (net->sweep_timer)
+        sweep_cb(-1, 0, net); /* the first sweep at start: expiry may have passed while we were down */
     gw_poller_start(net);
     net->listeners = calloc(n_listeners, sizeof *net->listeners);
     if (!net->vc || !net->vault_read || !net->vault_write || !net->ctl_buf || !net->ctl_ev || !net->relisten ||
@@ -331,6 +375,9 @@ out:
         gw_session_close(net->sessions);
     gw_poller_stop(net);
     gw_pool_free(net->pool); /* runs the last saves */
+    if (net->sweep_timer)
+        event_free(net->sweep_timer);
+    gw_artcache_close(net->artcache);
     while (net->accounts) {
         gw_log(GW_ERROR, "account of %s still referenced at exit", net->accounts->address);
         net->accounts = net->accounts->next;

@@ -84,6 +84,7 @@ struct gw_account {
     struct gw_mbox *mbox;       /* mailbox.h */
     struct gw_plain *cache;     /* decrypted messages, most recently used first */
     struct gw_plain *cache_tail; /* ... and the least recently used */
+    struct gw_plain **cache_index; /* ... by Message-ID (loader.c) */
     size_t cache_bytes, cache_n;
     unsigned watched;           /* sessions with the mailbox selected: polled while > 0 */
     bool pop3_locked;           /* a POP3 session holds the maildrop (RFC 1939: one at a time) */
@@ -129,6 +130,8 @@ struct gw_net {
     gw_account *accounts;
     struct gw_saving *saving; /* account.c: states being written; their next load waits */
     struct event *poll_timer; /* poller.c */
+    struct gw_artcache *artcache; /* NULL: no article cache */
+    struct event *sweep_timer;
     bool poll_inflight, poll_no_counts;
     size_t read_site; /* the site scans and polls read from: the first that answers */
     bool status_written;

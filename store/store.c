@@ -297,8 +297,7 @@ typedef struct armored {
 static int armored_line(void *arg, const char *line, size_t len)
 {
     armored *a = arg;
-    if (pc_armor_update(a->armor, (const uint8_t *)line, len) != PC_OK ||
-        pc_armor_update(a->armor, (const uint8_t *)"\n", 1) != PC_OK) {
+    if (pc_armor_update(a->armor, (const uint8_t *)line, len) != PC_OK) { /* line ends carry nothing */
         a->bad = 1;
         return 1;
     }
