@@ -640,7 +640,7 @@ class Postern:
             self.log.flush()
 
     def start_serve(self):
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "a")
         self.serve = subprocess.Popen([POSTERN, "-c", self.conf, "serve", "--verbose"], stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.pump = threading.Thread(target=self._pump, args=(self.serve.stdout,), daemon=True)
@@ -906,11 +906,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--idle", type=int, default=1000, help="IDLE connections per server")
+    ap.add_argument("--idle-dovecot", type=int, default=None,
+                    help="IDLE connections to Dovecot, if fewer (one process each: 10,000 take minutes and GBs)")
     ap.add_argument("--window", type=int, default=32, help="commands in flight in the pipelined pull")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-mbsync", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     a = ap.parse_args()
+    if a.idle_dovecot is None:
+        a.idle_dovecot = a.idle
     if os.geteuid() != 0:
         sys.exit("bench_gateway: run as root (INN site, privilege drop, Dovecot)")
     if not os.access(POSTERN, os.X_OK):
@@ -1095,6 +1099,17 @@ def run(a, work, mbsync):
         return n
     measure("login + SELECT INBOX (again)", login_select_warm)
 
+    # The imaplib session: what a client that caches nothing does on every sync.
+    def imaplib_session(name, clock, imaps, pop3s):
+        c = Imap(addr, imaps, ctx)
+        c.login_select()
+        c.cmd("UID FETCH 1:* (FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE)")
+        st = c.cmd("UID FETCH 1:* BODY.PEEK[]")
+        logout(c)
+        return st["fetch"], st["lit"]
+    SESSION = "session: SELECT, FETCH 1:* (ENVELOPE BODYSTRUCTURE..), FETCH 1:* BODY.PEEK[]"
+    measure(SESSION + ", first ever", imaplib_session)
+
     uids = {}
 
     def flags(name, clock, imaps, pop3s):
@@ -1160,6 +1175,8 @@ def run(a, work, mbsync):
             return len(files), size
         measure("mbsync, full pull into an empty Maildir", run_mbsync)
 
+    measure(SESSION + ", again", imaplib_session)
+
     def pop3(name, clock, imaps, pop3s):
         t0 = time.monotonic()
         p = Pop(addr, pop3s, ctx)
@@ -1178,6 +1195,26 @@ def run(a, work, mbsync):
         return len(lst), total, t_login, lat
     measure("POP3 login + LIST + UIDL + RETR each", pop3)
 
+    # After a restart of both servers: postern starts without decrypted messages and user
+    # state in memory (its article cache on disk stays, as Dovecot's files and indexes do);
+    # then once more with the article cache emptied, so every article comes from INN.
+    def restart(wipe_cache):
+        stop_proc(pst.serve)
+        pst.pump.join(timeout=10)
+        pst.log.close()
+        if wipe_cache:
+            shutil.rmtree(os.path.join(pst.state, "articles"), ignore_errors=True)
+        pst.start_serve()
+        stop_proc(dov.proc)
+        dov.start()
+    if mbsync:
+        restart(False)
+        measure("mbsync after a restart of the server", run_mbsync)
+        restart(True)
+        measure("mbsync after a restart, postern's article cache emptied", run_mbsync)
+    else:
+        restart(False)
+
     # ---- IDLE
     idle_msg = msgs.message(a.messages, a.messages + 1)
     idle = {}
@@ -1188,8 +1225,9 @@ def run(a, work, mbsync):
         else:
             hooks = IdleHooks(lambda: dov.write(a.messages, idle_msg, int(time.time())),
                               lambda: (mem_total(dov.pids()), None))
-        say("  IDLE: %d connections to %s" % (a.idle, name))
-        idle[name] = asyncio.run(idle_test(addr, imaps, ctx, a.idle, hooks, timeout=120))
+        k = a.idle if name == "postern" else a.idle_dovecot
+        say("  IDLE: %d connections to %s" % (k, name))
+        idle[name] = asyncio.run(idle_test(addr, imaps, ctx, k, hooks, timeout=120))
         o = idle[name]
         say("  IDLE %-8s setup %.1f s (%d open, %d failed), new mail seen by %d: first %s s, all %s s"
             % (name, o["setup"], o["open"], o["errors"], o["seen"], fmt_s(o["first"]), fmt_s(o["all"])))
@@ -1216,10 +1254,11 @@ def run(a, work, mbsync):
         p, d = res.get("postern"), res.get("dovecot")
         print("%-*s %10s %10s %8s %12.2f %12.2f" % (w, op, fmt_s(p), fmt_s(d), ("%.2f" % (p / d)) if p and d else "-",
                                                  cpu["postern"], cpu["dovecot"]))
-    for label, key in (("IDLE: %d logins + SELECT + IDLE" % a.idle, "setup"),
+    ks = ("%d" % a.idle) if a.idle == a.idle_dovecot else ("%d / %d" % (a.idle, a.idle_dovecot))
+    for label, key in (("IDLE: %s logins + SELECT + IDLE" % ks, "setup"),
                        ("IDLE: new mail, first connection saw EXISTS", "first"),
                        ("IDLE: new mail, median connection", "median"),
-                       ("IDLE: new mail, all %d saw EXISTS" % a.idle, "all")):
+                       ("IDLE: new mail, all %s saw EXISTS" % ks, "all")):
         p, d = idle["postern"][key], idle["dovecot"][key]
         print("%-*s %10s %10s %8s" % (w, label, fmt_s(p), fmt_s(d), ("%.2f" % (p / d)) if p and d else "-"))
     print()
@@ -1232,12 +1271,12 @@ def run(a, work, mbsync):
               % (name, grow[0] / max(o["open"], 1), grow[1] / max(o["open"], 1)))
         if o["seen"] != o["open"] or o["errors"]:
             print("IDLE %s: %d of %d connections opened, %d saw the new mail within 120 s%s"
-                  % (name, o["open"], a.idle, o["seen"], "; first failure: " + o["first_error"] if o["errors"] else ""))
+                  % (name, o["open"], a.idle if name == "postern" else a.idle_dovecot, o["seen"], "; first failure: " + o["first_error"] if o["errors"] else ""))
 
     print()
     print("throughput")
     for op, res, cpu in rows:
-        if "pull" not in op and "POP3" not in op:
+        if not any(k in op for k in ("pull", "POP3", "mbsync", "session")):
             continue
         for name in ("postern", "dovecot"):
             out = extra[op][name]
@@ -1263,9 +1302,10 @@ def run(a, work, mbsync):
     for name in ("postern", "dovecot"):
         for when in ("mem_before", "mem_idle", "mem_after"):
             (rss, pss, nproc), roles = idle[name][when]
+            k = a.idle if name == "postern" else a.idle_dovecot
             print("%-*s %-8s RSS %8.1f MB  PSS %8.1f MB  %5d processes%s"
-                  % (w, {"mem_before": "before the IDLE connections", "mem_idle": "with %d IDLE connections" % a.idle,
-                         "mem_after": "with %d IDLE connections, after new mail" % a.idle}[when],
+                  % (w, {"mem_before": "before the IDLE connections", "mem_idle": "with %d IDLE connections" % k,
+                         "mem_after": "with %d IDLE connections, after new mail" % k}[when],
                      name, rss / 1024, pss / 1024, nproc,
                      ("  [" + ", ".join("%s %.1f" % (r, v[0] / 1024) for r, v in sorted(roles.items())) + "]")
                      if roles else ""))
