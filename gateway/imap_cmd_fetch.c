@@ -40,6 +40,7 @@ struct gw_fetch {
     size_t nitems;
     bool need_content;  /* some item always needs the plaintext */
     bool need_meta;     /* INTERNALDATE / RFC822.SIZE / ENVELOPE / BODYSTRUCTURE */
+    bool need_mime;     /* some item needs the MIME structure, not just the bytes */
     bool sets_seen;
     size_t *idx;
     size_t n;
@@ -145,6 +146,12 @@ static const char *parse_att(struct gw_fetch *f, const pi_arg *a)
     return NULL;
 }
 
+/* BODY[] (and BODY[]<partial>): the message's bytes, no structure needed */
+static bool whole_message(const mime_section *sec)
+{
+    return sec->kind == MIME_SECTION_BODY && sec->npath == 0;
+}
+
 static void classify(struct gw_fetch *f)
 {
     for (size_t i = 0; i < f->nitems; i++) {
@@ -154,23 +161,30 @@ static void classify(struct gw_fetch *f)
             break;
         case IT_INTERNALDATE:
         case IT_SIZE:
-        case IT_ENVELOPE:
-        case IT_BODYSTRUCTURE:
             f->need_meta = true;
             break;
+        case IT_ENVELOPE:
+        case IT_BODYSTRUCTURE:
+            f->need_meta = f->need_mime = true;
+            break;
         case IT_RFC822:
-        case IT_RFC822_TEXT:
             f->need_content = true;
+            f->sets_seen = true;
+            break;
+        case IT_RFC822_TEXT:
+            f->need_content = f->need_mime = true;
             f->sets_seen = true;
             break;
         case IT_SECTION:
             f->need_content = true;
+            if (!whole_message(&f->items[i].sec))
+                f->need_mime = true;
             if (!f->items[i].peek)
                 f->sets_seen = true;
             break;
         case IT_BODY:
         case IT_RFC822_HEADER:
-            f->need_content = true;
+            f->need_content = f->need_mime = true;
             break;
         }
     }
@@ -234,7 +248,7 @@ static void emit(void *ctx, size_t k, gw_plain *p)
         SEP();
         switch (it->kind) {
         case IT_UID:
-            pi_buf_printf(&b, "UID %u", s->view->uids[i]);
+            pi_buf_printf(&b, "UID %u", gw_view_uid(s->view, i));
             break;
         case IT_FLAGS:
             pi_buf_addstr(&b, "FLAGS ");
@@ -294,7 +308,10 @@ static void emit(void *ctx, size_t k, gw_plain *p)
             mime_buf scratch = {0};
             const char *data = "";
             size_t len = 0;
-            if (mime_section_get(p->mime, &it->sec, &scratch, &data, &len) != MIME_SECTION_OK) {
+            if (whole_message(&it->sec)) {
+                data = p->data;
+                len = p->len;
+            } else if (mime_section_get(p->mime, &it->sec, &scratch, &data, &len) != MIME_SECTION_OK) {
                 data = "";
                 len = 0;
             }
@@ -410,13 +427,13 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
     }
     f->idx = idx;
     f->n = n;
-    f->walk = gw_walk_new(s, n, OUTPUT_PAUSE, &fetch_ops, f);
+    classify(f);
+    f->walk = gw_walk_new(s, n, OUTPUT_PAUSE, f->need_mime, &fetch_ops, f);
     if (!f->walk) {
         fetch_free(f);
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;
     }
-    classify(f);
     if (s->view->readonly)
         f->sets_seen = false;
     gw_view_sync(s, false); /* others' flag changes first */

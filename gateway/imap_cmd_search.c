@@ -98,7 +98,7 @@ static int evaluate(struct gw_search *q, size_t i, gw_plain *p)
     msg_ctx c = {s, &st, p};
     pi_search_msg m = {
         .seq = (uint32_t)(i + 1),
-        .uid = s->view->uids[i],
+        .uid = gw_view_uid(s->view, i),
         .flags = st.flags,
         .recent = gw_view_recent(s, i),
         .internaldate = p ? p->meta.arrival : st.meta.arrival,
@@ -119,7 +119,7 @@ static void each(void *ctx, size_t i, gw_plain *p)
     struct gw_search *q = ctx;
     int r = evaluate(q, i, p);
     if (r == 1)
-        pi_buf_printf(&q->result, " %u", q->uid ? q->s->view->uids[i] : (uint32_t)(i + 1));
+        pi_buf_printf(&q->result, " %u", q->uid ? gw_view_uid(q->s->view, i) : (uint32_t)(i + 1));
     else if (r < 0)
         q->failed++;
 }
@@ -166,7 +166,7 @@ gw_result gw_cmd_search(session *s, const pi_command *cmd)
     q->s = s;
     q->uid = cmd->uid;
     const char *err = NULL;
-    int rc = pi_search_parse(cmd->args, cmd->nargs, (uint32_t)v->n, v->n ? v->uids[v->n - 1] : 0, &q->prog, &err);
+    int rc = pi_search_parse(cmd->args, cmd->nargs, (uint32_t)v->n, gw_view_last_uid(v), &q->prog, &err);
     if (rc != 0) {
         search_free(q);
         if (rc == PI_SEARCH_BADCHARSET)
@@ -178,7 +178,7 @@ gw_result gw_cmd_search(session *s, const pi_command *cmd)
         return GW_DONE;
     }
     q->needs = pi_search_needs(q->prog);
-    q->walk = gw_walk_new(s, v->n, 0, &search_ops, q);
+    q->walk = gw_walk_new(s, v->n, 0, true, &search_ops, q);
     if (!q->walk) {
         search_free(q);
         gw_tagged(s, "NO [SERVERBUG] Out of memory");

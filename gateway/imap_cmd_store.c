@@ -124,7 +124,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
         userstate_get(a->us, id, &st);
         pi_buf_printf(&b, "* %zu FETCH (", idx[k] + 1);
         if (cmd->uid)
-            pi_buf_printf(&b, "UID %u ", s->view->uids[idx[k]]);
+            pi_buf_printf(&b, "UID %u ", gw_view_uid(s->view, idx[k]));
         pi_buf_addstr(&b, "FLAGS ");
         gw_write_flags(&b, s, &st, gw_view_recent(s, idx[k]));
         pi_buf_addstr(&b, ")\r\n");

@@ -24,6 +24,7 @@ typedef struct load_waiter {
     struct load_waiter *next;
     gw_load_fn cb;
     void *arg;
+    bool mime; /* wants the MIME structure */
 } load_waiter;
 
 /* One message loading for one session; later gw_load calls of that session join it. */
@@ -36,6 +37,7 @@ struct gw_loading {
     bool prefetch; /* counted in s->prefetching */
     bool from_cache; /* env came from the article cache, not the news server */
     bool skip_cache; /* the cached copy failed: ask the news server */
+    bool parse;      /* parse the MIME structure in the worker (decided on the loop) */
     pu_buf env; /* ciphertext envelope */
     pc_msg_meta meta;
     uint8_t stream_key[PC_STREAM_KEY_BYTES]; /* wiped when done */
@@ -163,6 +165,15 @@ static void unlink_loading(load_ctx *x)
     x->next = NULL;
 }
 
+/* A message loaded without its MIME structure (a body read, a read-ahead) and now asked for
+ * a part: parsed here, on the loop — the rare case; loads that need it parse in the worker. */
+static bool ensure_mime(gw_plain *p)
+{
+    if (!p->mime)
+        p->mime = mime_parse(p->data, p->len, NULL);
+    return p->mime != NULL;
+}
+
 static void finish(load_ctx *x)
 {
     session *s = x->s;
@@ -172,7 +183,9 @@ static void finish(load_ctx *x)
     for (load_waiter *w = x->waiters, *next; w; w = next) {
         next = w->next;
         if (!s->dead) {
-            if (x->plain) {
+            if (x->plain && w->mime && !ensure_mime(x->plain)) {
+                w->cb(w->arg, NULL, "out of memory");
+            } else if (x->plain) {
                 x->plain->refs++;
                 w->cb(w->arg, x->plain, NULL);
             } else {
@@ -299,6 +312,10 @@ static void decrypt_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
     p->data = b.data;
     p->len = b.len;
     p->meta = x->meta;
+    if (!x->parse) { /* a body read whose metadata the state has: no MIME work */
+        x->plain = p;
+        return;
+    }
     p->mime = mime_parse(p->data, p->len, NULL);
     if (!p->mime || mime_write_envelope(p->mime, &x->envelope_str) != 0 ||
         mime_write_bodystructure(p->mime, &x->bodystructure_str) != 0) {
@@ -317,7 +334,7 @@ static void decrypt_done(gw_job *j)
     if (x->plain) {
         gw_account *a = x->a;
         gw_plain *p = x->plain;
-        if (a->us) {
+        if (a->us && x->parse) {
             userstate_meta m = {
                 .arrival = p->meta.arrival,
                 .tz_minutes = p->meta.tz_minutes,
@@ -443,13 +460,14 @@ static load_ctx *ctx_new(session *s, const char *msgid)
     return x;
 }
 
-static int add_waiter(load_ctx *x, gw_load_fn cb, void *arg)
+static int add_waiter(load_ctx *x, gw_load_fn cb, void *arg, bool mime)
 {
     load_waiter *w = calloc(1, sizeof *w);
     if (!w)
         return -1;
     w->cb = cb;
     w->arg = arg;
+    w->mime = mime;
     *x->waiters_tail = w;
     x->waiters_tail = &w->next;
     return 0;
@@ -491,9 +509,15 @@ static int submit_article(load_ctx *x)
     return 0;
 }
 
-/* Hop 1 for a new load, which joins the account's loads in flight. */
-static void start(load_ctx *x)
+/* Hop 1 for a new load, which joins the account's loads in flight. The MIME structure is
+ * parsed when asked for, or when the state lacks the message's ENVELOPE and BODYSTRUCTURE
+ * (the first load of a message fills that cache). */
+static void start(load_ctx *x, bool mime)
 {
+    userstate_msg st;
+    if (x->a->us)
+        userstate_get(x->a->us, x->msgid, &st);
+    x->parse = mime || !x->a->us || !st.has_meta || !st.meta.envelope_len || !st.meta.bodystructure_len;
     if (submit_article(x) != 0) {
         finish_later(x, "server busy");
         return;
@@ -524,11 +548,11 @@ static load_ctx *find_loading(session *s, const char *msgid)
     return NULL;
 }
 
-void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg)
+void gw_load(session *s, const char *msgid, bool mime, gw_load_fn cb, void *arg)
 {
     load_ctx *x = find_loading(s, msgid);
     if (x) { /* loading already, maybe ahead of time: wait for that */
-        if (add_waiter(x, cb, arg) == 0)
+        if (add_waiter(x, cb, arg, mime) == 0)
             return;
         x = NULL;
     }
@@ -537,7 +561,7 @@ void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg)
         gw_log(GW_ERROR, "out of memory: a FETCH may hang");
         return;
     }
-    if (add_waiter(x, cb, arg) != 0) {
+    if (add_waiter(x, cb, arg, mime) != 0) {
         finish_later(x, "out of memory"); /* no waiter: nobody hears, nothing hangs on it */
         gw_log(GW_ERROR, "out of memory: a FETCH may hang");
         return;
@@ -549,7 +573,7 @@ void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg)
         finish_later(x, NULL);
         return;
     }
-    start(x);
+    start(x, mime);
 }
 
 void gw_prefetch(session *s, const char *msgid)
@@ -561,7 +585,7 @@ void gw_prefetch(session *s, const char *msgid)
         return;
     x->prefetch = true;
     s->prefetching++;
-    start(x);
+    start(x, false);
 }
 
 /* ---- a command's messages in order (FETCH, SEARCH) ---- */
@@ -577,6 +601,7 @@ typedef struct walk_slot {
 struct gw_walk {
     session *s;
     size_t n, output_pause;
+    bool mime;
     const gw_walk_ops *ops;
     void *ctx;
     walk_slot *slots;
@@ -584,7 +609,7 @@ struct gw_walk {
     unsigned inflight, failed;
 };
 
-gw_walk *gw_walk_new(session *s, size_t n, size_t output_pause, const gw_walk_ops *ops, void *ctx)
+gw_walk *gw_walk_new(session *s, size_t n, size_t output_pause, bool mime, const gw_walk_ops *ops, void *ctx)
 {
     gw_walk *w = calloc(1, sizeof *w);
     if (!w)
@@ -599,6 +624,7 @@ gw_walk *gw_walk_new(session *s, size_t n, size_t output_pause, const gw_walk_op
     w->s = s;
     w->n = n;
     w->output_pause = output_pause;
+    w->mime = mime;
     w->ops = ops;
     w->ctx = ctx;
     return w;
@@ -659,6 +685,6 @@ void gw_walk_step(gw_walk *w)
             continue;
         }
         w->inflight++;
-        gw_load(s, id, walk_loaded, &w->slots[k]);
+        gw_load(s, id, w->mime, walk_loaded, &w->slots[k]);
     }
 }

@@ -31,6 +31,7 @@ typedef struct gw_mbox {
     bool scanned, scanning, rescan;
     bool force_full; /* the next scan reads the whole group (an article was found missing) */
     uint32_t recent_claimed; /* highest UID some session has shown as \Recent */
+    uint64_t gone_gen; /* bumped by each scan that may have dropped articles (a full scan) */
 } gw_mbox;
 
 /* Starts a scan of the account's group in a worker unless one runs (then one more follows).
@@ -51,13 +52,25 @@ void gw_poller_start(gw_net *net);
 void gw_poller_stop(gw_net *net);
 
 /* ---- view.c: one session's numbering of the mailbox ---- */
+/* A run of consecutive UIDs: INN numbers a group's articles one after another, so a view of
+ * thousands of messages is a few runs (gaps come from expunges, cancels and expiry), and ten
+ * thousand idling sessions do not hold ten thousand copies of the numbers. */
+typedef struct gw_uid_run {
+    uint32_t lo, hi;
+    size_t before; /* messages in the runs before this one: lo is sequence number before + 1 */
+} gw_uid_run;
+
 typedef struct gw_view {
     bool readonly;
     bool empty_folder; /* Sent, Drafts, Trash: nothing stored there yet */
     uint32_t uidvalidity;
-    uint32_t *uids; /* seq i+1 is uids[i] */
-    size_t n, cap;
+    gw_uid_run *runs; /* ascending */
+    size_t nruns, runs_cap;
+    size_t n; /* messages */
     uint64_t modseq_seen;       /* flag changes up to here were reported */
+    uint64_t expunge_modseq, expunge_gone; /* the state's modseq and the mbox's gone_gen at
+                                               the last look for vanished messages */
+    bool expunge_retry;                    /* that look ran out of memory */
     uint32_t recent_lo, recent_hi; /* UIDs shown as \Recent in this session */
 } gw_view;
 
@@ -70,6 +83,9 @@ void gw_view_close(session *s);
 void gw_view_sync(session *s, bool expunges);
 /* Called when the account's mailbox or state changed: an idling session hears at once. */
 void gw_view_changed(gw_account *a);
+/* The UID of message i (sequence number i + 1), and the highest UID (0 if empty). */
+uint32_t gw_view_uid(const gw_view *v, size_t i);
+uint32_t gw_view_last_uid(const gw_view *v);
 /* The state of message i of the view (zeroed if the state has no entry). */
 void gw_view_state(session *s, size_t i, userstate_msg *out);
 const char *gw_view_msgid(session *s, size_t i); /* NULL if the message is gone from the server */
@@ -105,7 +121,7 @@ typedef struct gw_plain {
     char msgid[PA_MSGID_MAX];
     char *data; /* the message with CRLF line ends, as IMAP serves it */
     size_t len;
-    mime_message *mime;
+    mime_message *mime; /* NULL unless a loader asked for it (gw_load's mime) */
     pc_msg_meta meta;
 } gw_plain;
 
@@ -115,7 +131,7 @@ typedef struct gw_plain {
  * s must stay referenced: gw_load takes its own reference and the callback is not made if s
  * died meanwhile (the reference is simply dropped). */
 typedef void (*gw_load_fn)(void *arg, gw_plain *p, const char *err);
-void gw_load(session *s, const char *msgid, gw_load_fn cb, void *arg);
+void gw_load(session *s, const char *msgid, bool mime, gw_load_fn cb, void *arg);
 void gw_plain_unref(gw_account *a, gw_plain *p);
 /* Loads a message ahead of a request (a client reading in order): a later gw_load of the
  * same session joins the load or finds it cached. Does nothing when it is cached, loading,
@@ -136,7 +152,7 @@ typedef struct gw_walk_ops {
     void (*each)(void *ctx, size_t k, gw_plain *p);
     void (*done)(void *ctx, unsigned failed);
 } gw_walk_ops;
-gw_walk *gw_walk_new(session *s, size_t n, size_t output_pause, const gw_walk_ops *ops, void *ctx);
+gw_walk *gw_walk_new(session *s, size_t n, size_t output_pause, bool mime, const gw_walk_ops *ops, void *ctx);
 void gw_walk_step(gw_walk *w);
 void gw_walk_free(gw_walk *w); /* loads in flight see a dead session and never call back */
 

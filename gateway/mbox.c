@@ -199,6 +199,7 @@ static void scan_done(gw_job *j)
     char text[300];
     if (x->status == PS_OK) {
         if (x->full) {
+            m->gone_gen++; /* articles may have gone: sessions look (gw_view_sync) */
             free(m->msgs);
             m->msgs = x->msgs;
             m->n = x->n;

@@ -244,7 +244,7 @@ static void build_step(struct gw_pop3 *p)
         size_slot *sl = &p->slots[i];
         *sl = (size_slot){p, i};
         p->inflight++;
-        gw_load(s, p->msgids[i], size_loaded, sl);
+        gw_load(s, p->msgids[i], false, size_loaded, sl);
     }
     if (p->done == p->n && p->inflight == 0 && p->building)
         finish_build(p);
@@ -472,7 +472,7 @@ static p_result command(session *s, const char *line, size_t len)
             b.len = 0;
             p->body_wait = true;
             size_t i = c->msg - 1;
-            gw_load(s, p->msgids[i], body_loaded, s);
+            gw_load(s, p->msgids[i], false, body_loaded, s);
             if (i == s->read_next) /* reading in order: load the next ones meanwhile */
                 for (size_t k = i + 1; k < p->n && k <= i + GW_READ_AHEAD; k++)
                     gw_prefetch(s, p->msgids[k]);

@@ -18,32 +18,84 @@ static bool hidden(gw_account *a, const char *msgid)
     return st.removed;
 }
 
+/* Appends uid, which is above every UID of the view. */
 static int push(gw_view *v, uint32_t uid)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        uint32_t *p = realloc(v->uids, cap * sizeof *p);
+    if (v->nruns && v->runs[v->nruns - 1].hi + 1 == uid) {
+        v->runs[v->nruns - 1].hi = uid;
+        v->n++;
+        return 0;
+    }
+    if (v->nruns == v->runs_cap) {
+        size_t cap = v->runs_cap ? v->runs_cap * 2 : 4;
+        gw_uid_run *p = realloc(v->runs, cap * sizeof *p);
         if (!p)
             return -1;
-        v->uids = p;
-        v->cap = cap;
+        v->runs = p;
+        v->runs_cap = cap;
     }
-    v->uids[v->n++] = uid;
+    v->runs[v->nruns++] = (gw_uid_run){uid, uid, v->n};
+    v->n++;
     return 0;
+}
+
+/* The run holding message i (i < v->n). */
+static const gw_uid_run *run_of(const gw_view *v, size_t i)
+{
+    size_t lo = 0, hi = v->nruns;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->runs[mid].before <= i)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return &v->runs[lo];
+}
+
+uint32_t gw_view_uid(const gw_view *v, size_t i)
+{
+    const gw_uid_run *r = run_of(v, i);
+    return r->lo + (uint32_t)(i - r->before);
+}
+
+uint32_t gw_view_last_uid(const gw_view *v)
+{
+    return v->nruns ? v->runs[v->nruns - 1].hi : 0;
 }
 
 bool gw_view_recent(const session *s, size_t i)
 {
     const gw_view *v = s->view;
-    return v->recent_lo && v->uids[i] >= v->recent_lo && v->uids[i] <= v->recent_hi;
+    uint32_t uid = gw_view_uid(v, i);
+    return v->recent_lo && uid >= v->recent_lo && uid <= v->recent_hi;
 }
 
+static size_t first_uid_at_least(const gw_view *v, uint32_t uid);
+
+/* \Recent UIDs are one range: counted by two binary searches, since every idling session
+ * counts them again on new mail. */
 static size_t count_recent(const session *s)
 {
-    size_t r = 0;
-    for (size_t i = 0; i < s->view->n; i++)
-        r += gw_view_recent(s, i);
-    return r;
+    const gw_view *v = s->view;
+    if (!v->recent_lo)
+        return 0;
+    return first_uid_at_least(v, v->recent_hi == UINT32_MAX ? UINT32_MAX : v->recent_hi + 1) -
+           first_uid_at_least(v, v->recent_lo);
+}
+
+/* Index in m->msgs of the first article above uid. */
+static size_t mbox_after(const gw_mbox *m, uint32_t uid)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->msgs[mid].uid <= uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 /* New UIDs above recent_claimed become \Recent in this session (RFC 3501: in one only). */
@@ -64,7 +116,7 @@ const char *gw_view_msgid(session *s, size_t i)
     if (i >= s->view->n)
         return NULL;
     gw_mbox *m = s->account->mbox;
-    long k = gw_mbox_find(m, s->view->uids[i]);
+    long k = gw_mbox_find(m, gw_view_uid(s->view, i));
     return k < 0 ? NULL : m->msgs[k].msgid;
 }
 
@@ -123,14 +175,16 @@ int gw_view_open(session *s, bool readonly)
     v->uidvalidity = m->uidvalidity;
     for (size_t i = 0; i < m->n; i++)
         if (!hidden(a, m->msgs[i].msgid) && push(v, m->msgs[i].uid) != 0) {
-            free(v->uids);
+            free(v->runs);
             free(v);
             return -1;
         }
     s->view = v;
     a->watched++;
+    v->expunge_modseq = userstate_modseq(a->us);
+    v->expunge_gone = m->gone_gen;
     if (v->n)
-        claim_recent(s, v->uids[v->n - 1]);
+        claim_recent(s, gw_view_last_uid(v));
     v->modseq_seen = userstate_modseq(a->us);
 
     pi_buf b = PI_BUF_INIT;
@@ -158,8 +212,8 @@ int gw_view_open(session *s, bool readonly)
     }
     pi_buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n", v->uidvalidity);
     uint64_t next = m->high + 1;
-    if (v->n && v->uids[v->n - 1] >= next)
-        next = (uint64_t)v->uids[v->n - 1] + 1;
+    if (v->n && gw_view_last_uid(v) >= next)
+        next = (uint64_t)gw_view_last_uid(v) + 1;
     pi_buf_printf(&b, "* OK [UIDNEXT %llu] Predicted next UID\r\n", (unsigned long long)next);
     write_buf(s, &b);
     pi_buf_free(&b);
@@ -172,7 +226,7 @@ void gw_view_close(session *s)
         return;
     if (s->account && s->account->watched)
         s->account->watched--;
-    free(s->view->uids);
+    free(s->view->runs);
     free(s->view);
     s->view = NULL;
 }
@@ -191,40 +245,57 @@ void gw_view_sync(session *s, bool expunges)
         return;
     }
     pi_buf b = PI_BUF_INIT;
-    if (expunges) {
-        size_t w = 0, removed = 0;
-        for (size_t i = 0; i < v->n; i++) {
-            long k = gw_mbox_find(m, v->uids[i]);
-            if (k < 0 || hidden(a, m->msgs[k].msgid)) {
-                pi_buf_printf(&b, "* %zu EXPUNGE\r\n", i + 1 - removed);
-                removed++;
-                continue;
+    uint64_t now = userstate_modseq(a->us);
+    /* Looking for vanished messages costs a lookup per message, and every idling session of
+     * the account does it when the mailbox changes: only when something may have vanished
+     * (a full scan, or a removal in the state, which moves its modseq). */
+    if (expunges && (v->expunge_retry || now != v->expunge_modseq || m->gone_gen != v->expunge_gone)) {
+        v->expunge_retry = false;
+        v->expunge_modseq = now;
+        v->expunge_gone = m->gone_gen;
+        gw_view kept = {0};
+        size_t removed = 0, i = 0;
+        bool nomem = false;
+        for (size_t r = 0; r < v->nruns; r++)
+            for (uint64_t uid = v->runs[r].lo; uid <= v->runs[r].hi; uid++, i++) {
+                long k = gw_mbox_find(m, (uint32_t)uid);
+                if (!nomem && (k < 0 || hidden(a, m->msgs[k].msgid))) {
+                    pi_buf_printf(&b, "* %zu EXPUNGE\r\n", i + 1 - removed);
+                    removed++;
+                } else if (push(&kept, (uint32_t)uid) != 0) {
+                    nomem = true; /* keeps the rest numbered as they were: looked at again later */
+                }
             }
-            v->uids[w++] = v->uids[i];
+        if (nomem) {
+            free(kept.runs);
+            v->expunge_retry = true; /* at the next sync */
+            gw_log(GW_ERROR, "out of memory: expunges not reported yet");
+            pi_buf_clear(&b);
+        } else {
+            free(v->runs);
+            v->runs = kept.runs;
+            v->nruns = kept.nruns;
+            v->runs_cap = kept.runs_cap;
+            v->n = kept.n;
         }
-        v->n = w;
     }
     /* new messages: everything above the last UID the view knows */
-    uint32_t last = v->n ? v->uids[v->n - 1] : 0;
+    uint32_t last = gw_view_last_uid(v);
     size_t before = v->n;
-    size_t start = 0;
-    while (start < m->n && m->msgs[start].uid <= last)
-        start++;
-    for (size_t i = start; i < m->n; i++)
+    for (size_t i = mbox_after(m, last); i < m->n; i++)
         if (!hidden(a, m->msgs[i].msgid) && push(v, m->msgs[i].uid) != 0)
             break;
     if (v->n != before) {
-        claim_recent(s, v->uids[v->n - 1]);
+        claim_recent(s, gw_view_last_uid(v));
         pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
     }
     /* flags changed by other sessions */
-    uint64_t now = userstate_modseq(a->us);
     if (now > v->modseq_seen) {
         for (size_t i = 0; i < before && i < v->n; i++) {
             userstate_msg st;
             gw_view_state(s, i, &st);
             if (st.modseq > v->modseq_seen && !st.removed) {
-                pi_buf_printf(&b, "* %zu FETCH (UID %u FLAGS ", i + 1, v->uids[i]);
+                pi_buf_printf(&b, "* %zu FETCH (UID %u FLAGS ", i + 1, gw_view_uid(v, i));
                 gw_write_flags(&b, s, &st, gw_view_recent(s, i));
                 pi_buf_addstr(&b, ")\r\n");
             }
@@ -245,15 +316,18 @@ void gw_view_changed(gw_account *a)
 /* Index of the first message whose UID is >= uid (v->n if none). */
 static size_t first_uid_at_least(const gw_view *v, uint32_t uid)
 {
-    size_t lo = 0, hi = v->n;
+    size_t lo = 0, hi = v->nruns; /* the first run whose hi >= uid */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (v->uids[mid] < uid)
+        if (v->runs[mid].hi < uid)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo;
+    if (lo == v->nruns)
+        return v->n;
+    const gw_uid_run *r = &v->runs[lo];
+    return uid <= r->lo ? r->before : r->before + (uid - r->lo);
 }
 
 int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_t *n, const char **err)
@@ -265,7 +339,7 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
         *err = "Invalid sequence set";
         return -1;
     }
-    uint32_t star = uid ? (v->n ? v->uids[v->n - 1] : 0) : (uint32_t)v->n;
+    uint32_t star = uid ? gw_view_last_uid(v) : (uint32_t)v->n;
     pi_seqset set = {0};
     if (pi_seqset_parse(arg->str, arg->len, star, &set, err) != 0)
         return -1;
@@ -279,7 +353,10 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
     for (size_t r = 0; r < set.n; r++) {
         if (uid) { /* UIDs ascend in the view: find the range's start, walk to its end */
             size_t i = first_uid_at_least(v, set.r[r].lo);
-            for (; i < v->n && v->uids[i] <= set.r[r].hi; i++)
+            size_t end = first_uid_at_least(v, set.r[r].hi == UINT32_MAX ? UINT32_MAX : set.r[r].hi + 1);
+            if (set.r[r].hi == UINT32_MAX)
+                end = v->n;
+            for (; i < end; i++)
                 out[(*n)++] = i;
         } else {
             uint64_t hi = set.r[r].hi < v->n ? set.r[r].hi : v->n;

@@ -370,3 +370,66 @@ def test_expired_articles_are_expunged_in_idle(mailbox, inn_site):
     typ, data = c.status("INBOX", "(MESSAGES)")
     assert b"MESSAGES 0" in data[0], data
     c.logout()
+
+
+def test_numbering_across_gaps(mailbox, postern_env):
+    """Sequence numbers and UIDs stay right once expunges leave gaps in the UIDs (a view keeps
+    runs of consecutive UIDs), for this session and for another one that idles meanwhile."""
+    user, pw = "gaps.mailbox@example.org", "gaps password 1"
+    r = postern_env(["user", "add", user, "--password-stdin"], input=pw + "\n")
+    assert r.returncode == 0, r.stderr
+    for i in range(8):
+        r = postern_env(["deliver", "--to", user], input=b"Subject: gap %d\n\nbody %d\n" % (i, i))
+        assert r.returncode == 0, r.stderr
+
+    def session():
+        c = imaplib.IMAP4_SSL(mailbox.addr, mailbox.imaps_port, ssl_context=mailbox.ssl_context(), timeout=20)
+        c.login(user, pw)
+        typ, data = c.select("INBOX")
+        assert typ == "OK" and int(data[0]) == 8
+        return c
+
+    def numbering(c):
+        typ, data = c.fetch("1:*", "(UID)")
+        assert typ == "OK"
+        return [tuple(int(x) for x in re.match(rb"(\d+) \(UID (\d+)\)", d).groups()) for d in data]
+
+    c, watcher = session(), session()
+    u = [uid for _, uid in numbering(c)]
+    watcher.send(b"W1 IDLE\r\n")
+    assert watcher.readline().startswith(b"+")
+    # expunge the 2nd, 3rd and 6th: the rest are three runs
+    c.uid("STORE", "%d,%d,%d" % (u[1], u[2], u[5]), "+FLAGS.SILENT", "(\\Deleted)")
+    typ, data = c.expunge()
+    assert typ == "OK" and data == [b"2", b"2", b"4"], data
+    left = [u[0], u[3], u[4], u[6], u[7]]
+    assert numbering(c) == list(enumerate(left, 1))
+    typ, data = c.uid("FETCH", "%d:%d" % (u[1], u[6]), "(UID)")
+    assert [int(re.search(rb"UID (\d+)", d).group(1)) for d in data] == [u[3], u[4], u[6]]
+    typ, data = c.uid("SEARCH", "UID", "%d:*" % u[4])
+    assert [int(x) for x in data[0].split()] == [u[4], u[6], u[7]]
+    typ, data = c.search(None, "3:4")
+    assert data == [b"3 4"]
+    # the idling session heard the same expunges, numbered in its own terms
+    seen, deadline = [], time.monotonic() + 5
+    while len(seen) < 3 and time.monotonic() < deadline:
+        line = watcher.readline()
+        m = re.match(rb"\* (\d+) EXPUNGE", line)
+        if m:
+            seen.append(int(m.group(1)))
+    assert seen == [2, 2, 4]
+    watcher.send(b"DONE\r\n")
+    assert watcher.readline().startswith(b"W1 OK")
+    assert numbering(watcher) == list(enumerate(left, 1))
+    # new mail after a gap extends the last run; both sessions number it 6
+    r = postern_env(["deliver", "--to", user], input=b"Subject: after the gaps\n\nlate\n")
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 5
+    while len(numbering(c)) < 6 and time.monotonic() < deadline:
+        c.noop()
+        time.sleep(0.2)
+    n = numbering(c)
+    assert len(n) == 6 and n[:5] == list(enumerate(left, 1)) and n[5][1] > u[7]
+    assert numbering(watcher) == n or (watcher.noop() and numbering(watcher) == n)
+    c.logout()
+    watcher.logout()
