@@ -6,10 +6,13 @@
  * authenticate them, and the Message-ID is bound inside), so a damaged or planted file is
  * refused and dropped. Size and age are bounded: a sweep removes files past the retention
  * time (the news server's expiry must not be outlived here) and, oldest first, what is over
- * the size limit. Called from worker threads; the files' renames make them atomic. */
+ * the size limit. Called from worker threads; the files' renames make them atomic. Files are
+ * written by one thread of the cache's own: creating files from several workers at once
+ * made them queue on the directory's lock (ext4), and a read should not wait for a write. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,15 @@
 #define NAME_HEX 64              /* BLAKE2b-256 of the Message-ID */
 #define ENVELOPE_MAX (256u << 20) /* larger files are not ours */
 #define TMP_PREFIX ".tmp."
+#define QUEUE_MAX (64u << 20) /* envelopes waiting for the writer; more are not cached */
+
+typedef struct pending {
+    struct pending *next;
+    char msgid[PA_MSGID_MAX];
+    char *data;
+    size_t len;
+    int64_t arrival;
+} pending;
 
 struct gw_artcache {
     char dir[PATH_MAX - 128]; /* room for "/" and a file name in a PATH_MAX buffer */
@@ -32,7 +44,39 @@ struct gw_artcache {
     unsigned max_age_days;
     _Atomic uint64_t bytes; /* the last sweep's count plus what was written since */
     atomic_flag sweeping;
+    pthread_t writer;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pending *head, *tail; /* guarded by mu */
+    size_t queued;        /* bytes in the queue */
+    bool stop;
 };
+
+static void write_file(gw_artcache *c, const char *msgid, const void *data, size_t len, int64_t arrival);
+
+static void *writer_main(void *arg)
+{
+    gw_artcache *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->head && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->stop)
+            break; /* what is queued is dropped: it is only a cache */
+        pending *p = c->head;
+        c->head = p->next;
+        if (!c->head)
+            c->tail = NULL;
+        pthread_mutex_unlock(&c->mu);
+        write_file(c, p->msgid, p->data, p->len, p->arrival);
+        pthread_mutex_lock(&c->mu);
+        c->queued -= p->len;
+        free(p->data);
+        free(p);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
 
 static void path_of(const gw_artcache *c, const char *msgid, char *out, size_t cap)
 {
@@ -65,12 +109,64 @@ gw_artcache *gw_artcache_open(const char *state_dir, uint64_t max_bytes, unsigne
     c->max_bytes = max_bytes;
     c->max_age_days = max_age_days;
     atomic_flag_clear(&c->sweeping);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (pthread_create(&c->writer, NULL, writer_main, c) != 0) {
+        snprintf(err, errlen, "cannot start the cache's writer thread");
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
 void gw_artcache_close(gw_artcache *c)
 {
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->writer, NULL);
+    while (c->head) {
+        pending *p = c->head;
+        c->head = p->next;
+        free(p->data);
+        free(p);
+    }
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
     free(c);
+}
+
+void gw_artcache_put(gw_artcache *c, const char *msgid, pu_buf *env, int64_t arrival)
+{
+    pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return;
+    snprintf(p->msgid, sizeof p->msgid, "%s", msgid);
+    p->data = env->data;
+    p->len = env->len;
+    p->arrival = arrival;
+    *env = (pu_buf){0};
+    pthread_mutex_lock(&c->mu);
+    bool room = !c->stop && c->queued + p->len <= QUEUE_MAX;
+    if (room) {
+        if (c->tail)
+            c->tail->next = p;
+        else
+            c->head = p;
+        c->tail = p;
+        c->queued += p->len;
+        pthread_cond_signal(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!room) { /* the disk is slower than the news server: this one is not cached */
+        free(p->data);
+        free(p);
+    }
 }
 
 bool gw_artcache_get(gw_artcache *c, const char *msgid, pu_buf *out)
@@ -99,7 +195,7 @@ bool gw_artcache_get(gw_artcache *c, const char *msgid, pu_buf *out)
     return ok;
 }
 
-void gw_artcache_put(gw_artcache *c, const char *msgid, const void *data, size_t len, int64_t arrival)
+static void write_file(gw_artcache *c, const char *msgid, const void *data, size_t len, int64_t arrival)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
     uint8_t r[8];

@@ -278,7 +278,7 @@ static void decrypt_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
     sodium_memzero(x->stream_key, sizeof x->stream_key);
     gw_artcache *cache = x->a->net->artcache;
     if (cache && x->status == PS_OK && !x->from_cache) /* authentic: worth keeping */
-        gw_artcache_put(cache, x->msgid, x->env.data, x->env.len, x->meta.arrival);
+        gw_artcache_put(cache, x->msgid, &x->env, x->meta.arrival);
     else if (cache && x->status != PS_OK && x->from_cache)
         gw_artcache_drop(cache, x->msgid); /* damaged on disk: the next read asks the news server */
     pu_buf_free(&x->env);

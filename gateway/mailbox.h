@@ -105,11 +105,12 @@ gw_artcache *gw_artcache_open(const char *state_dir, uint64_t max_bytes, unsigne
                               size_t errlen);
 void gw_artcache_close(gw_artcache *c);
 /* Worker threads. get: the envelope stored for msgid, if any (it still has to pass the
- * vault and the stream's authentication). put: stores an envelope that did (arrival: the
- * message's, for the age limit); sweeps when over the size limit. drop: forgets one that
- * did not. sweep: removes what is past max_age_days, then the oldest over max_bytes. */
+ * vault and the stream's authentication). put: takes an envelope that did (arrival: the
+ * message's, for the age limit) for the cache's writer thread, leaving env empty; the writer
+ * sweeps when over the size limit. drop: forgets one that did not. sweep: removes what is
+ * past max_age_days, then the oldest over max_bytes. */
 bool gw_artcache_get(gw_artcache *c, const char *msgid, pu_buf *out);
-void gw_artcache_put(gw_artcache *c, const char *msgid, const void *data, size_t len, int64_t arrival);
+void gw_artcache_put(gw_artcache *c, const char *msgid, pu_buf *env, int64_t arrival);
 void gw_artcache_drop(gw_artcache *c, const char *msgid);
 void gw_artcache_sweep(gw_artcache *c);
 

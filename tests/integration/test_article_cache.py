@@ -43,16 +43,23 @@ def pull(gw):
     return sorted(d[1] for d in data if isinstance(d, tuple))
 
 
-def cached(gw):
+def cached(gw, want=None):
+    """The cache's files; with want, waits (a few seconds) until there are that many: the
+    gateway writes them in the background."""
     d = gw.state_dir / "articles"
-    return sorted(d / f for f in os.listdir(d) if not f.startswith(".")) if d.exists() else []
+    deadline = time.monotonic() + 5
+    while True:
+        files = sorted(d / f for f in os.listdir(d) if not f.startswith(".")) if d.exists() else []
+        if want is None or len(files) >= want or time.monotonic() > deadline:
+            return files
+        time.sleep(0.05)
 
 
 def test_cache_holds_ciphertext_and_survives_damage(gateway, cache_user):
     gw = gateway.factory.start()
     want = sorted(crlf(message(i)) for i in range(3))
     assert pull(gw) == want
-    files = cached(gw)
+    files = cached(gw, 3)
     assert len(files) == 3
     for f in files:
         assert re.fullmatch(r"[0-9a-f]{64}", f.name)
@@ -60,13 +67,23 @@ def test_cache_holds_ciphertext_and_survives_damage(gateway, cache_user):
         body = f.read_bytes()
         assert MARKER not in body and b"cached" not in body and USER.encode() not in body
     # damage every copy: the next pull still gets every message right, from the news server
+    damaged = []
     for f in files:
         b = bytearray(f.read_bytes())
         b[-40] ^= 0xff  # inside the stream: fails authentication
+        damaged.append(b[-40] ^ 0xff)  # the good byte
         f.write_bytes(bytes(b))
     assert pull(gw) == want
     assert gw.log_text().count("is damaged; reading it from the news server") == 3
     # ... and the damaged copies were replaced by good ones: a third pull logs nothing new
+    deadline = time.monotonic() + 5
+    def repaired(f, good):
+        try:
+            return f.read_bytes()[-40] == good
+        except FileNotFoundError:  # dropped, the good copy not written yet
+            return False
+    while not all(repaired(f, g) for f, g in zip(files, damaged)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert pull(gw) == want
     assert gw.log_text().count("is damaged; reading it from the news server") == 3
     gw.stop()
@@ -75,7 +92,7 @@ def test_cache_holds_ciphertext_and_survives_damage(gateway, cache_user):
 def test_expired_copies_go_at_start(gateway, cache_user):
     gw = gateway.factory.start()
     assert pull(gw) == sorted(crlf(message(i)) for i in range(3))
-    files = cached(gw)
+    files = cached(gw, 3)
     assert len(files) == 3
     gw.stop()
     old = time.time() - 31 * 86400  # past retention_days (30)
