@@ -214,6 +214,8 @@ static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
         return set_uint(&g->retention_days, value, 1, 36500, key, ctx);
     if (strcmp(key, "article_cache") == 0) /* MiB */
         return set_uint(&g->article_cache_mb, value, 0, 1u << 24, key, ctx);
+    if (strcmp(key, "state_save_interval") == 0) /* what a crash of the network process may lose */
+        return set_uint(&g->state_save_interval, value, 1, 86400, key, ctx);
     if (strcmp(key, "tls_cert") == 0)
         return set_string(g->tls_cert, sizeof g->tls_cert, value, key, ctx);
     if (strcmp(key, "tls_key") == 0)
@@ -360,6 +362,7 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
     g->pop3_timeout = 600;
     g->retention_days = 30;
     g->article_cache_mb = 1024;
+    g->state_save_interval = 60;
     g->max_connections = 10000;
     g->max_line = 65536;
 

@@ -32,6 +32,7 @@
  *   pop3_timeout = 600                     ; seconds without a POP3 command (>= 600)
  *   retention_days = 30                    ; announced in POP3 CAPA EXPIRE (INN's expire.ctl)
  *   article_cache = 1024                   ; MiB of ciphertext articles cached on disk; 0: off
+ *   state_save_interval = 60               ; seconds: changed user states are written this often
  *   tls_cert = /etc/postern/tls.pem        ; PEM chain, leaf first (needed for imaps/STARTTLS)
  *   tls_key = /etc/postern/tls.key         ; PEM private key
  *   allow_plaintext_auth = no              ; yes: LOGIN/AUTHENTICATE without TLS
@@ -87,6 +88,7 @@ typedef struct pn_gateway {
     unsigned pop3_timeout;          /* seconds without a command (RFC 1939: >= 600) */
     unsigned retention_days;        /* CAPA EXPIRE; INN expires mail after this many days */
     unsigned article_cache_mb;      /* ciphertext articles kept in state_dir/articles; 0: none */
+    unsigned state_save_interval;   /* seconds between saves of changed user states */
     char tls_cert[PATH_MAX];
     char tls_key[PATH_MAX];
     int allow_plaintext_auth;

@@ -98,6 +98,71 @@ static void account_release(gw_account *a)
     free(a);
 }
 
+/* ---- periodic saves: a crash of the network process loses at most an interval ---- */
+
+typedef struct periodic_save {
+    gw_account *a; /* referenced: the final save at release waits for this write */
+    userstate_sealed *snap;
+    int status;
+    char err[256];
+} periodic_save;
+
+static void periodic_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+{
+    (void)wc;
+    (void)cfg;
+    periodic_save *x = j->ctx;
+    x->status = userstate_sealed_write(x->snap, x->err, sizeof x->err);
+}
+
+static void periodic_done(gw_job *j)
+{
+    periodic_save *x = j->ctx;
+    gw_account *a = x->a;
+    if (x->status != US_OK) {
+        gw_log(GW_ERROR, "state of %s not saved: %s", a->address, x->err);
+        userstate_mark_dirty(a->us); /* the next save writes it */
+    }
+    a->writing = false;
+    userstate_sealed_free(x->snap);
+    free(x);
+    free(j);
+    gw_account_unref(a);
+}
+
+void gw_accounts_save_changed(gw_net *net)
+{
+    for (gw_account *a = net->accounts; a; a = a->next) {
+        if (!a->ready || !a->us || a->writing || !userstate_dirty(a->us))
+            continue;
+        periodic_save *x = calloc(1, sizeof *x);
+        gw_job *j = calloc(1, sizeof *j);
+        char err[256];
+        if (!x || !j || userstate_seal(a->us, &x->snap, err, sizeof err) != US_OK || !x->snap) {
+            if (x && j && !x->snap)
+                gw_log(GW_ERROR, "state of %s not saved: %s", a->address, err);
+            free(x);
+            free(j);
+            continue;
+        }
+        x->a = a;
+        j->kind = GW_JOB_WORK;
+        j->work = periodic_work;
+        j->done = periodic_done;
+        j->ctx = x;
+        a->refs++;
+        a->writing = true;
+        if (gw_pool_submit(net->pool, j) != 0) { /* busy: the next round tries again */
+            userstate_mark_dirty(a->us);
+            a->writing = false;
+            userstate_sealed_free(x->snap);
+            free(x);
+            free(j);
+            gw_account_unref(a);
+        }
+    }
+}
+
 static void load_done(gw_job *j)
 {
     gw_account *a = j->a;

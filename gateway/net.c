@@ -236,6 +236,13 @@ static void sweep_done(gw_job *j)
     free(j);
 }
 
+static void save_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_accounts_save_changed(arg);
+}
+
 /* The article cache's age limit is kept by a sweep each hour (and at start). */
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -338,6 +345,10 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
             gw_log(GW_WARN, "article cache off: %s", err);
     }
     net->sweep_timer = evtimer_new(net->base, sweep_cb, net);
+    net->save_timer = event_new(net->base, -1, EV_PERSIST, save_cb, net);
+    struct timeval save_every = {cfg->gateway.state_save_interval, 0};
+    if (net->save_timer)
+        evtimer_add(net->save_timer, &save_every);
     if (net->sweep_timer)
         sweep_cb(-1, 0, net); /* the first sweep at start: expiry may have passed while we were down */
     gw_poller_start(net);
@@ -377,6 +388,8 @@ out:
     gw_pool_free(net->pool); /* runs the last saves */
     if (net->sweep_timer)
         event_free(net->sweep_timer);
+    if (net->save_timer)
+        event_free(net->save_timer);
     gw_artcache_close(net->artcache);
     while (net->accounts) {
         gw_log(GW_ERROR, "account of %s still referenced at exit", net->accounts->address);

@@ -88,6 +88,7 @@ struct gw_account {
     size_t cache_bytes, cache_n;
     unsigned watched;           /* sessions with the mailbox selected: polled while > 0 */
     bool pop3_locked;           /* a POP3 session holds the maildrop (RFC 1939: one at a time) */
+    bool writing;               /* a periodic save of the state is in flight */
     struct gw_loading *loading; /* loader.c: messages being loaded for its sessions */
 };
 
@@ -97,6 +98,9 @@ void gw_account_attach(session *s, const char *address, const uint8_t state_key[
 /* The session is done with its account; the last one saves the state (in a worker). */
 void gw_account_detach(session *s);
 void gw_account_unref(gw_account *a); /* for jobs holding an account: refs++ when queued */
+/* Writes the states changed since their last save, while their users stay logged in: a
+ * snapshot is sealed on the loop and written by a worker. Called every state_save_interval. */
+void gw_accounts_save_changed(gw_net *net);
 
 /* ---- the network process ---- */
 #define GW_VREQ_BUCKETS 256
@@ -132,6 +136,7 @@ struct gw_net {
     struct event *poll_timer; /* poller.c */
     struct gw_artcache *artcache; /* NULL: no article cache */
     struct event *sweep_timer;
+    struct event *save_timer; /* account.c: gw_accounts_save_changed */
     bool poll_inflight, poll_no_counts;
     size_t read_site; /* the site scans and polls read from: the first that answers */
     bool status_written;

@@ -263,17 +263,19 @@ static int ensure_dir(const char *dir)
 }
 
 /* Writes file bytes to path via path.tmp. The temp name is fixed: one process owns a
- * user's state, and a temp left by a crash is simply overwritten by the next save. */
-static int replace_file(const userstate *st, const uint8_t *data, size_t len, char *err, size_t errlen)
+ * user's state and writes it from one place at a time (the gateway holds the account while
+ * a write is in flight), and a temp left by a crash is simply overwritten by the next save. */
+static int replace_file(const char *dir, const char *path, const uint8_t *data, size_t len, char *err,
+                        size_t errlen)
 {
-    char *tmp = join(st->path, ".tmp", "");
+    char *tmp = join(path, ".tmp", "");
     if (!tmp) {
         set_err(err, errlen, "userstate: out of memory");
         return US_ENOMEM;
     }
     const char *step = "create";
     int fd = -1;
-    if (ensure_dir(st->dir) != 0) {
+    if (ensure_dir(dir) != 0) {
         step = "create the directory for";
         goto fail;
     }
@@ -292,11 +294,11 @@ static int replace_file(const userstate *st, const uint8_t *data, size_t len, ch
     if (c != 0)
         goto fail;
     step = "rename";
-    if (rename(tmp, st->path) != 0)
+    if (rename(tmp, path) != 0)
         goto fail;
     free(tmp);
-    if (fsync_dir(st->dir) != 0) {
-        set_err(err, errlen, "userstate: cannot fsync %s: %s", st->dir, strerror(errno));
+    if (fsync_dir(dir) != 0) {
+        set_err(err, errlen, "userstate: cannot fsync %s: %s", dir, strerror(errno));
         return US_EIO;
     }
     return US_OK;
@@ -311,8 +313,25 @@ fail:;
     return US_EIO;
 }
 
-int userstate_save(userstate *st, char *err, size_t errlen)
+struct userstate_sealed {
+    char *dir, *path;
+    uint8_t *file; /* ciphertext: the file's bytes */
+    size_t len;
+};
+
+void userstate_sealed_free(userstate_sealed *s)
 {
+    if (!s)
+        return;
+    free(s->dir);
+    free(s->path);
+    free(s->file);
+    free(s);
+}
+
+int userstate_seal(userstate *st, userstate_sealed **out, char *err, size_t errlen)
+{
+    *out = NULL;
     if (!st || !st->path || !st->key) {
         set_err(err, errlen, "userstate: not a state opened from a file");
         return US_EINVAL;
@@ -324,30 +343,57 @@ int userstate_save(userstate *st, char *err, size_t errlen)
         set_err(err, errlen, "userstate: the state would exceed %llu bytes", (unsigned long long)US_FILE_MAX);
         return US_ELIMIT; /* a file that big could never be loaded again */
     }
-    size_t flen = US_HEADER_BYTES + plen + US_MAC_BYTES;
-    uint8_t *plain = sodium_malloc(plen);
-    uint8_t *file = malloc(flen);
-    if (!plain || !file) {
+    userstate_sealed *s = calloc(1, sizeof *s);
+    uint8_t *plain = sodium_malloc(plen ? plen : 1);
+    if (s) {
+        s->len = US_HEADER_BYTES + plen + US_MAC_BYTES;
+        s->file = malloc(s->len);
+        s->dir = join(st->dir, "", "");
+        s->path = join(st->path, "", "");
+    }
+    if (!s || !plain || !s->file || !s->dir || !s->path) {
         if (plain)
             sodium_free(plain);
-        free(file);
+        userstate_sealed_free(s);
         set_err(err, errlen, "userstate: out of memory");
         return US_ENOMEM;
     }
     us_serialize(st, plain);
-    memcpy(file, US_MAGIC, 4);
-    file[4] = US_VERSION;
-    randombytes_buf(file + 5, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES); /* fresh every save */
+    memcpy(s->file, US_MAGIC, 4);
+    s->file[4] = US_VERSION;
+    randombytes_buf(s->file + 5, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES); /* fresh every save */
     uint8_t ad[US_AD_BYTES];
     make_ad(st, ad);
     unsigned long long clen;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(file + US_HEADER_BYTES, &clen, plain, plen, ad, sizeof ad, NULL,
-                                               file + 5, st->key);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(s->file + US_HEADER_BYTES, &clen, plain, plen, ad, sizeof ad, NULL,
+                                               s->file + 5, st->key);
     sodium_free(plain);
-    int rc = replace_file(st, file, flen, err, errlen);
-    free(file);
-    if (rc == US_OK)
-        st->dirty = 0;
+    st->dirty = 0; /* as of this snapshot; a failed write marks it dirty again */
+    *out = s;
+    return US_OK;
+}
+
+int userstate_sealed_write(const userstate_sealed *s, char *err, size_t errlen)
+{
+    return replace_file(s->dir, s->path, s->file, s->len, err, errlen);
+}
+
+void userstate_mark_dirty(userstate *st)
+{
+    if (st)
+        st->dirty = 1;
+}
+
+int userstate_save(userstate *st, char *err, size_t errlen)
+{
+    userstate_sealed *s = NULL;
+    int rc = userstate_seal(st, &s, err, errlen);
+    if (rc != US_OK || !s)
+        return rc;
+    rc = userstate_sealed_write(s, err, errlen);
+    userstate_sealed_free(s);
+    if (rc != US_OK)
+        st->dirty = 1; /* a later save tries again */
     return rc;
 }
 

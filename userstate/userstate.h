@@ -94,6 +94,16 @@ int userstate_open(const char *state_dir, const char *address, const uint8_t sta
  * directory, so the file is always either the old or the new state. Creates users/ (0700).
  * On failure the state stays dirty, so a later save tries again. */
 int userstate_save(userstate *st, char *err, size_t errlen);
+/* The same save in two steps, for a state that stays in use while it is written: seal
+ * serialises and encrypts a snapshot (*out NULL when nothing changed) and counts the state
+ * as saved from then on; sealed_write writes the snapshot the way userstate_save does and
+ * touches no state, so it may run on another thread. After a failed write, mark_dirty
+ * makes the next save try again. */
+typedef struct userstate_sealed userstate_sealed;
+int userstate_seal(userstate *st, userstate_sealed **out, char *err, size_t errlen);
+int userstate_sealed_write(const userstate_sealed *s, char *err, size_t errlen);
+void userstate_sealed_free(userstate_sealed *s);
+void userstate_mark_dirty(userstate *st);
 /* Frees the state without saving; wipes what it held. NULL is fine. */
 void userstate_close(userstate *st);
 /* Deletes a user's state file (for an administrator who has confirmed that a state which

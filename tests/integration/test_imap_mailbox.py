@@ -433,3 +433,55 @@ def test_numbering_across_gaps(mailbox, postern_env):
     assert numbering(watcher) == n or (watcher.noop() and numbering(watcher) == n)
     c.logout()
     watcher.logout()
+
+
+def alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_flags_survive_a_crash(mailbox, postern_env):
+    """Changed states are written every state_save_interval while users stay logged in, so a
+    crash (every gateway process killed) loses at most that interval."""
+    user, pw = "crash.mailbox@example.org", "crash password 1"
+    r = postern_env(["user", "add", user, "--password-stdin"], input=pw + "\n")
+    assert r.returncode == 0, r.stderr
+    r = postern_env(["deliver", "--to", user], input=b"Subject: keep my flags\n\nplease\n")
+    assert r.returncode == 0, r.stderr
+    gw = mailbox.factory.start(state_save_interval=1)
+    c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=20)
+    c.login(user, pw)
+    c.select("INBOX")
+    first = uids(c)[0]
+    typ, _ = c.uid("STORE", str(first), "+FLAGS", "(\\Flagged $Crashproof)")
+    assert typ == "OK"
+    time.sleep(2.5)  # a save round or two, with the session still open
+    pids = gw.children() + [gw.proc.pid]
+    for pid in pids:
+        os.kill(pid, 9)
+    gw.proc.wait()
+    # as a service manager would, start again once every old process is gone (a process in
+    # the middle of an fsync dies only when it returns, and keeps its sockets until then)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.02)
+    gw.stop()
+    gw.start()
+    # Right after this restart a connection is now and then reset before the new network
+    # process sees it (cause not found yet; see the issue note): a client retries, so do we.
+    for attempt in range(50):
+        try:
+            c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=20)
+            break
+        except (ConnectionResetError, ConnectionRefusedError):
+            time.sleep(0.1)
+    c.login(user, pw)
+    c.select("INBOX", readonly=True)
+    typ, data = c.uid("FETCH", str(first), "(FLAGS)")
+    assert typ == "OK" and b"\\Flagged" in data[0] and b"$Crashproof" in data[0], data
+    c.logout()
+    gw.stop()

@@ -730,6 +730,55 @@ static void test_save_failure_stays_dirty(void **state)
     userstate_close(st);
 }
 
+/* Sealing in one place, writing in another (the gateway's periodic save): the snapshot is
+ * what gets written, changes made after it stay dirty, a failed write is retried. */
+static void test_seal_then_write(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    userstate *st = populate();
+    userstate_sealed *snap = NULL;
+    assert_int_equal(userstate_seal(st, &snap, err, sizeof err), US_OK);
+    assert_non_null(snap);
+    assert_false(userstate_dirty(st));
+    userstate_sealed *none = NULL; /* nothing changed since: nothing to write */
+    assert_int_equal(userstate_seal(st, &none, err, sizeof err), US_OK);
+    assert_null(none);
+    char m[64];
+    msgid(3, m);
+    assert_int_equal(userstate_store(st, m, US_ADD, US_FLAGGED, NULL), US_OK); /* after the snapshot */
+    assert_true(userstate_dirty(st));
+    assert_int_equal(userstate_sealed_write(snap, err, sizeof err), US_OK);
+    userstate_sealed_free(snap);
+    userstate *disk = open_ok(ALICE, key);
+    userstate_msg got;
+    userstate_get(disk, m, &got);
+    assert_false(got.flags & US_FLAGGED); /* the snapshot, not the later change */
+    userstate_close(disk);
+    /* a failed write: marked dirty again, and the next save writes everything */
+    char users[600], aside[620];
+    snprintf(users, sizeof users, "%s/users", dir);
+    snprintf(aside, sizeof aside, "%s/users.aside", dir);
+    assert_int_equal(userstate_seal(st, &snap, err, sizeof err), US_OK);
+    assert_int_equal(rename(users, aside), 0);
+    spit(users, (const uint8_t *)"x", 1); /* users/ is a file: the write cannot create anything */
+    assert_int_equal(userstate_sealed_write(snap, err, sizeof err), US_EIO);
+    assert_true(err[0] != '\0');
+    userstate_sealed_free(snap);
+    assert_int_equal(unlink(users), 0);
+    assert_int_equal(rename(aside, users), 0);
+    assert_false(userstate_dirty(st));
+    userstate_mark_dirty(st);
+    assert_true(userstate_dirty(st));
+    save_ok(st);
+    disk = open_ok(ALICE, key);
+    userstate_get(disk, m, &got);
+    assert_true(got.flags & US_FLAGGED);
+    assert_same(st, disk);
+    userstate_close(disk);
+    userstate_close(st);
+}
+
 static int live_even(void *arg, const char *id)
 {
     (void)arg;
@@ -982,6 +1031,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test_setup_teardown(test_seal_then_write, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
