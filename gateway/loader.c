@@ -237,24 +237,25 @@ static int plain_put(plain_buf *b, const void *p, size_t n)
     return 0;
 }
 
+/* Bare LF becomes CRLF; lines that end in CRLF already are copied in one run with what
+ * follows them, so a message stored with CRLF costs one copy per decrypted chunk. */
 static int to_crlf(void *arg, const uint8_t *data, size_t len)
 {
     plain_buf *b = arg;
-    const uint8_t *end = data + len, *p = data;
+    const uint8_t *end = data + len, *p = data, *run = data; /* run: not copied yet */
     while (p < end) {
         const uint8_t *lf = memchr(p, '\n', (size_t)(end - p));
         if (!lf)
             break;
         bool after_cr = lf == data ? b->prev_cr : lf[-1] == '\r';
         if (!after_cr) {
-            if (plain_put(b, p, (size_t)(lf - p)) != 0 || plain_put(b, "\r\n", 2) != 0)
+            if (plain_put(b, run, (size_t)(lf - run)) != 0 || plain_put(b, "\r\n", 2) != 0)
                 return 1;
-        } else if (plain_put(b, p, (size_t)(lf - p) + 1) != 0) {
-            return 1;
+            run = lf + 1;
         }
         p = lf + 1;
     }
-    if (p < end && plain_put(b, p, (size_t)(end - p)) != 0)
+    if (run < end && plain_put(b, run, (size_t)(end - run)) != 0)
         return 1;
     if (len)
         b->prev_cr = end[-1] == '\r';
