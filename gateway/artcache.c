@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "gateway/mailbox.h"
+#include "util/util.h"
 
 #define NAME_HEX 64              /* BLAKE2b-256 of the Message-ID */
 #define ENVELOPE_MAX (256u << 20) /* larger files are not ours */
@@ -207,23 +208,13 @@ static void write_file(gw_artcache *c, const char *msgid, const void *data, size
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return; /* a full or read-only disk: the cache is only an optimisation */
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        p += w;
-        left -= (size_t)w;
-    }
+    bool written = pu_write_all(fd, data, len) == 0;
     /* The file's time is the message's arrival, so the age sweep follows the news server's
      * expiry, however late the message was first read. */
     struct timespec times[2] = {{.tv_nsec = UTIME_NOW}, {.tv_sec = (time_t)arrival}};
     (void)futimens(fd, times);
     /* No fsync: a file torn by a crash fails authentication and is dropped. */
-    if (close(fd) != 0 || left > 0 || rename(tmp, path) != 0) {
+    if (close(fd) != 0 || !written || rename(tmp, path) != 0) {
         unlink(tmp);
         return;
     }

@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "gateway/gw.h"
+#include "util/util.h"
 
 static char *read_pem(const char *path, size_t *len, char *err, size_t errlen)
 {
@@ -182,28 +183,13 @@ static uint32_t get32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int gw_pem_send(int fd, const gw_pem *p)
 {
     uint8_t h[GW_CTL_HEADER] = {'P', 'E', 'M', '1'};
     put32(h + 4, (uint32_t)p->cert_len);
     put32(h + 8, (uint32_t)p->key_len);
-    if (write_all(fd, h, sizeof h) != 0 || write_all(fd, p->cert, p->cert_len) != 0 ||
-        write_all(fd, p->key, p->key_len) != 0)
+    if (pu_write_all(fd, h, sizeof h) != 0 || pu_write_all(fd, p->cert, p->cert_len) != 0 ||
+        pu_write_all(fd, p->key, p->key_len) != 0)
         return -1;
     return 0;
 }

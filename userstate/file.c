@@ -228,20 +228,6 @@ void userstate_close(userstate *st)
     us_free(st);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* A rename is durable only once the directory holding it is. */
 static int fsync_dir(const char *dir)
 {
@@ -283,7 +269,7 @@ static int replace_file(const char *dir, const char *path, const uint8_t *data, 
     if (fd < 0)
         goto fail;
     step = "write";
-    if (fchmod(fd, 0600) != 0 || write_all(fd, data, len) != 0)
+    if (fchmod(fd, 0600) != 0 || pu_write_all(fd, data, len) != 0)
         goto fail;
     step = "fsync";
     if (fsync(fd) != 0)

@@ -147,6 +147,24 @@ long pu_read_small_file(const char *path, char *buf, size_t cap)
     return (long)n;
 }
 
+int pu_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
 int pu_write_file_atomic(const char *path, const void *data, size_t len, int mode)
 {
     char tmp[4096];
@@ -157,17 +175,8 @@ int pu_write_file_atomic(const char *path, const void *data, size_t len, int mod
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
     if (fd < 0)
         return -1;
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            goto fail;
-        p += w;
-        left -= (size_t)w;
-    }
+    if (pu_write_all(fd, data, len) != 0)
+        goto fail;
     if (fsync(fd) != 0)
         goto fail;
     if (close(fd) != 0) {

@@ -38,6 +38,9 @@ long pu_read_password(const char *prompt, int confirm, int from_fd, char *buf, s
  * trimmed) into buf. Returns length or -1 with errno set. */
 long pu_read_small_file(const char *path, char *buf, size_t cap);
 
+/* Writes all len bytes to fd, resuming after EINTR and short writes; 0, or -1 with errno. */
+int pu_write_all(int fd, const void *data, size_t len);
+
 /* Writes data to path atomically (temp file + rename) with the given mode; 0 or -1. */
 int pu_write_file_atomic(const char *path, const void *data, size_t len, int mode);
 
