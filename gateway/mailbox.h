@@ -43,8 +43,10 @@ void gw_mbox_scan(gw_account *a);
 void gw_mbox_article_gone(gw_account *a);
 /* The poller saw the group's numbers: scans when they differ from the last scan's. */
 void gw_mbox_poll_result(gw_account *a, uint64_t high, uint64_t low, uint64_t count);
-/* Index of uid in mbox->msgs, or -1. */
+/* Index of uid in mbox->msgs, or -1; and how many articles have a UID up to uid (the index
+ * of the first one above it). */
 long gw_mbox_find(const gw_mbox *m, uint32_t uid);
+size_t gw_mbox_count_up_to(const gw_mbox *m, uint32_t uid);
 void gw_mbox_free(gw_mbox *m);
 
 /* ---- poller.c: one LIST ACTIVE for every group with a selected session ---- */

@@ -30,17 +30,23 @@ typedef struct scan_ctx {
     bool nomem;
 } scan_ctx;
 
-long gw_mbox_find(const gw_mbox *m, uint32_t uid)
+size_t gw_mbox_count_up_to(const gw_mbox *m, uint32_t uid)
 {
     size_t lo = 0, hi = m->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (m->msgs[mid].uid < uid)
+        if (m->msgs[mid].uid <= uid)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < m->n && m->msgs[lo].uid == uid ? (long)lo : -1;
+    return lo;
+}
+
+long gw_mbox_find(const gw_mbox *m, uint32_t uid)
+{
+    size_t k = gw_mbox_count_up_to(m, uid);
+    return k > 0 && m->msgs[k - 1].uid == uid ? (long)(k - 1) : -1;
 }
 
 void gw_mbox_free(gw_mbox *m)

@@ -71,7 +71,22 @@ bool gw_view_recent(const session *s, size_t i)
     return v->recent_lo && uid >= v->recent_lo && uid <= v->recent_hi;
 }
 
-static size_t first_uid_at_least(const gw_view *v, uint32_t uid);
+/* How many messages of the view have a UID up to uid (the index of the first one above). */
+static size_t count_up_to(const gw_view *v, uint32_t uid)
+{
+    size_t lo = 0, hi = v->nruns; /* the first run that ends above uid */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->runs[mid].hi <= uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == v->nruns)
+        return v->n;
+    const gw_uid_run *r = &v->runs[lo];
+    return uid < r->lo ? r->before : r->before + (uid - r->lo) + 1;
+}
 
 /* \Recent UIDs are one range: counted by two binary searches, since every idling session
  * counts them again on new mail. */
@@ -80,22 +95,7 @@ static size_t count_recent(const session *s)
     const gw_view *v = s->view;
     if (!v->recent_lo)
         return 0;
-    return first_uid_at_least(v, v->recent_hi == UINT32_MAX ? UINT32_MAX : v->recent_hi + 1) -
-           first_uid_at_least(v, v->recent_lo);
-}
-
-/* Index in m->msgs of the first article above uid. */
-static size_t mbox_after(const gw_mbox *m, uint32_t uid)
-{
-    size_t lo = 0, hi = m->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (m->msgs[mid].uid <= uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return count_up_to(v, v->recent_hi) - count_up_to(v, v->recent_lo - 1);
 }
 
 /* New UIDs above recent_claimed become \Recent in this session (RFC 3501: in one only). */
@@ -254,12 +254,14 @@ void gw_view_sync(session *s, bool expunges)
         v->expunge_modseq = now;
         v->expunge_gone = m->gone_gen;
         gw_view kept = {0};
-        size_t removed = 0, i = 0;
+        size_t removed = 0, i = 0, k = 0; /* both sorted by UID: walked side by side */
         bool nomem = false;
         for (size_t r = 0; r < v->nruns; r++)
             for (uint64_t uid = v->runs[r].lo; uid <= v->runs[r].hi; uid++, i++) {
-                long k = gw_mbox_find(m, (uint32_t)uid);
-                if (!nomem && (k < 0 || hidden(a, m->msgs[k].msgid))) {
+                while (k < m->n && m->msgs[k].uid < uid)
+                    k++;
+                bool gone = k == m->n || m->msgs[k].uid != uid || hidden(a, m->msgs[k].msgid);
+                if (!nomem && gone) {
                     pi_buf_printf(&b, "* %zu EXPUNGE\r\n", i + 1 - removed);
                     removed++;
                 } else if (push(&kept, (uint32_t)uid) != 0) {
@@ -282,7 +284,7 @@ void gw_view_sync(session *s, bool expunges)
     /* new messages: everything above the last UID the view knows */
     uint32_t last = gw_view_last_uid(v);
     size_t before = v->n;
-    for (size_t i = mbox_after(m, last); i < m->n; i++)
+    for (size_t i = gw_mbox_count_up_to(m, last); i < m->n; i++)
         if (!hidden(a, m->msgs[i].msgid) && push(v, m->msgs[i].uid) != 0)
             break;
     if (v->n != before) {
@@ -313,23 +315,6 @@ void gw_view_changed(gw_account *a)
             gw_view_sync(s, true);
 }
 
-/* Index of the first message whose UID is >= uid (v->n if none). */
-static size_t first_uid_at_least(const gw_view *v, uint32_t uid)
-{
-    size_t lo = 0, hi = v->nruns; /* the first run whose hi >= uid */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (v->runs[mid].hi < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == v->nruns)
-        return v->n;
-    const gw_uid_run *r = &v->runs[lo];
-    return uid <= r->lo ? r->before : r->before + (uid - r->lo);
-}
-
 int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_t *n, const char **err)
 {
     gw_view *v = s->view;
@@ -352,11 +337,8 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
     }
     for (size_t r = 0; r < set.n; r++) {
         if (uid) { /* UIDs ascend in the view: find the range's start, walk to its end */
-            size_t i = first_uid_at_least(v, set.r[r].lo);
-            size_t end = first_uid_at_least(v, set.r[r].hi == UINT32_MAX ? UINT32_MAX : set.r[r].hi + 1);
-            if (set.r[r].hi == UINT32_MAX)
-                end = v->n;
-            for (; i < end; i++)
+            size_t end = count_up_to(v, set.r[r].hi);
+            for (size_t i = set.r[r].lo ? count_up_to(v, set.r[r].lo - 1) : 0; i < end; i++)
                 out[(*n)++] = i;
         } else {
             uint64_t hi = set.r[r].hi < v->n ? set.r[r].hi : v->n;
