@@ -136,30 +136,22 @@ void gw_accounts_save_changed(gw_net *net)
         if (!a->ready || !a->us || a->writing || !userstate_dirty(a->us))
             continue;
         periodic_save *x = calloc(1, sizeof *x);
-        gw_job *j = calloc(1, sizeof *j);
-        char err[256];
-        if (!x || !j || userstate_seal(a->us, &x->snap, err, sizeof err) != US_OK || !x->snap) {
-            if (x && j && !x->snap)
+        char err[256] = "";
+        if (!x || userstate_seal(a->us, &x->snap, err, sizeof err) != US_OK || !x->snap) {
+            if (x && !x->snap)
                 gw_log(GW_ERROR, "state of %s not saved: %s", a->address, err);
             free(x);
-            free(j);
             continue;
         }
         x->a = a;
-        j->kind = GW_JOB_WORK;
-        j->work = periodic_work;
-        j->done = periodic_done;
-        j->ctx = x;
-        a->refs++;
-        a->writing = true;
-        if (gw_pool_submit(net->pool, j) != 0) { /* busy: the next round tries again */
-            userstate_mark_dirty(a->us);
-            a->writing = false;
+        if (gw_pool_run(net->pool, periodic_work, periodic_done, x) != 0) {
+            userstate_mark_dirty(a->us); /* busy: the next round tries again */
             userstate_sealed_free(x->snap);
             free(x);
-            free(j);
-            gw_account_unref(a);
+            continue;
         }
+        a->refs++;
+        a->writing = true;
     }
 }
 

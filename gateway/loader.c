@@ -376,20 +376,8 @@ static void open_reply(void *arg, const vault_reply *r)
         return;
     }
     x->meta = r->u.open.meta;
-    gw_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        free(j);
-        snprintf(x->err, sizeof x->err, "out of memory");
-        finish(x);
-        return;
-    }
     memcpy(x->stream_key, r->u.open.stream_key, PC_STREAM_KEY_BYTES);
-    j->kind = GW_JOB_WORK;
-    j->work = decrypt_work;
-    j->done = decrypt_done;
-    j->ctx = x;
-    if (gw_pool_submit(x->a->net->pool, j) != 0) {
-        free(j);
+    if (gw_pool_run(x->a->net->pool, decrypt_work, decrypt_done, x) != 0) {
         snprintf(x->err, sizeof x->err, "server busy");
         finish(x);
     }
@@ -496,18 +484,7 @@ static void finish_later(load_ctx *x, const char *err)
 
 static int submit_article(load_ctx *x)
 {
-    gw_job *j = calloc(1, sizeof *j);
-    if (!j)
-        return -1;
-    j->kind = GW_JOB_WORK;
-    j->work = article_work;
-    j->done = article_done;
-    j->ctx = x;
-    if (gw_pool_submit(x->s->net->pool, j) != 0) {
-        free(j);
-        return -1;
-    }
-    return 0;
+    return gw_pool_run(x->s->net->pool, article_work, article_done, x);
 }
 
 /* Hop 1 for a new load, which joins the account's loads in flight. The MIME structure is

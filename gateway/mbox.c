@@ -278,13 +278,9 @@ void gw_mbox_scan(gw_account *a)
         m->rescan = true;
         return;
     }
-    gw_job *j = calloc(1, sizeof *j);
     scan_ctx *x = calloc(1, sizeof *x);
-    if (!j || !x) {
-        free(j);
-        free(x);
+    if (!x)
         return;
-    }
     x->a = a;
     snprintf(x->group, sizeof x->group, "%s", m->group);
     x->first = !m->scanned || m->force_full;
@@ -293,12 +289,7 @@ void gw_mbox_scan(gw_account *a)
     x->old_low = m->low;
     x->old_high = m->high;
     x->known = m->n;
-    j->kind = GW_JOB_WORK;
-    j->work = scan_work;
-    j->ctx = x;
-    j->done = scan_done;
-    if (gw_pool_submit(a->net->pool, j) != 0) {
-        free(j);
+    if (gw_pool_run(a->net->pool, scan_work, scan_done, x) != 0) {
         free(x);
         return;
     }

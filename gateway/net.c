@@ -251,15 +251,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     gw_net *net = arg;
     if (!net->artcache)
         return;
-    gw_job *j = calloc(1, sizeof *j);
-    if (j) {
-        j->kind = GW_JOB_WORK;
-        j->work = sweep_work;
-        j->done = sweep_done;
-        j->ctx = net->artcache;
-        if (gw_pool_submit(net->pool, j) != 0)
-            free(j);
-    }
+    (void)gw_pool_run(net->pool, sweep_work, sweep_done, net->artcache); /* busy: the next hour */
     struct timeval tv = {SWEEP_INTERVAL, 0};
     evtimer_add(net->sweep_timer, &tv);
 }

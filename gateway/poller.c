@@ -192,28 +192,18 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
     if (net->poll_inflight || net->stopping)
         return;
     poll_ctx *x = calloc(1, sizeof *x);
-    gw_job *j = calloc(1, sizeof *j);
-    if (!x || !j) {
-        free(x);
-        free(j);
+    if (!x)
         return;
-    }
     build_wildmat(net, x->wildmat, sizeof x->wildmat);
     if (!x->wildmat[0]) { /* nothing selected anywhere */
         free(x);
-        free(j);
         return;
     }
     x->net = net;
     x->no_counts = net->poll_no_counts;
     x->want_site = net->read_site;
-    j->kind = GW_JOB_WORK;
-    j->work = poll_work;
-    j->ctx = x;
-    j->done = poll_done;
-    if (gw_pool_submit(net->pool, j) != 0) {
+    if (gw_pool_run(net->pool, poll_work, poll_done, x) != 0) {
         free(x);
-        free(j);
         return;
     }
     net->poll_inflight = true;

@@ -69,6 +69,10 @@ typedef struct gw_job {
 gw_pool *gw_pool_new(const pn_config *cfg, struct event_base *base, unsigned threads);
 /* Queues j: 0, or -1 when the queue is full. */
 int gw_pool_submit(gw_pool *p, gw_job *j);
+/* Queues a GW_JOB_WORK job: work(ctx) on a worker, then done on the loop (which frees the
+ * job). 0, or -1 when out of memory or the queue is full: then nothing is queued. */
+int gw_pool_run(gw_pool *p, void (*work)(gw_job *j, gw_wconn *wc, const pn_config *cfg), void (*done)(gw_job *j),
+                void *ctx);
 /* Runs the queued jobs to the end, joins the threads, calls the remaining done callbacks. */
 void gw_pool_free(gw_pool *p);
 

@@ -234,6 +234,23 @@ int gw_pool_submit(gw_pool *p, gw_job *j)
     return 0;
 }
 
+int gw_pool_run(gw_pool *p, void (*work)(gw_job *j, gw_wconn *wc, const pn_config *cfg), void (*done)(gw_job *j),
+                void *ctx)
+{
+    gw_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -1;
+    j->kind = GW_JOB_WORK;
+    j->work = work;
+    j->done = done;
+    j->ctx = ctx;
+    if (gw_pool_submit(p, j) != 0) {
+        free(j);
+        return -1;
+    }
+    return 0;
+}
+
 void gw_pool_free(gw_pool *p)
 {
     if (!p)
