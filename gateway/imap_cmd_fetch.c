@@ -378,21 +378,9 @@ void gw_fetch_abort(session *s)
     }
 }
 
-/* A client that fetches the bodies of consecutive messages, one command each (mbsync,
- * fetchmail), gets the next ones loaded while it reads this one. */
-static void read_ahead(struct gw_fetch *f)
+static const char *view_msgid(void *ctx, size_t i)
 {
-    session *s = f->s;
-    if (!f->need_content || f->n == 0)
-        return;
-    size_t last = f->idx[f->n - 1];
-    bool in_order = f->idx[0] == s->read_next;
-    s->read_next = last + 1;
-    for (size_t i = last + 1; in_order && i < s->view->n && i <= last + GW_READ_AHEAD; i++) {
-        const char *id = gw_view_msgid(s, i);
-        if (id)
-            gw_prefetch(s, id);
-    }
+    return gw_view_msgid(ctx, i);
 }
 
 gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
@@ -439,7 +427,7 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
     gw_view_sync(s, false); /* others' flag changes first */
     s->fetch = f;
     gw_walk_step(f->walk); /* finishes right away when nothing needs loading: the reply is written */
-    if (s->fetch)
-        read_ahead(f); /* after the command's own loads: those come first */
+    if (s->fetch && f->need_content && f->n) /* after the command's own loads: those come first */
+        gw_read_ahead(s, f->idx[0], f->idx[f->n - 1], s->view->n, view_msgid, s);
     return s->fetch ? GW_PENDING : GW_DONE;
 }

@@ -5,7 +5,7 @@
  * and parses the MIME structure. Decrypted messages stay in a small per-account cache in
  * memory (never on disk), because clients fetch the same message several times in a row
  * (headers, then the preview, then the body). A session that reads message after message in
- * order (mbsync, fetchmail, POP3 RETR) has the next few loaded ahead (gw_prefetch): the
+ * order (mbsync, fetchmail, POP3 RETR) has the next few loaded ahead (gw_read_ahead): the
  * three hops overlap instead of adding up. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +18,7 @@
 
 #define CACHE_BYTES_MAX (48u << 20) /* per account: several big attachments */
 #define CACHE_N_MAX 256
-#define PREFETCH_MAX GW_READ_AHEAD /* loads ahead in flight per session */
+#define READ_AHEAD 8 /* messages loaded ahead of a client that reads in order */
 
 typedef struct load_waiter {
     struct load_waiter *next;
@@ -554,9 +554,11 @@ void gw_load(session *s, const char *msgid, bool mime, gw_load_fn cb, void *arg)
     start(x, mime);
 }
 
-void gw_prefetch(session *s, const char *msgid)
+/* Loads a message nobody asked for yet, unless it is cached, loading, or READ_AHEAD such
+ * loads are in flight already. */
+static void prefetch(session *s, const char *msgid)
 {
-    if (s->prefetching >= PREFETCH_MAX || find_loading(s, msgid) || cache_find(s->account, msgid))
+    if (s->prefetching >= READ_AHEAD || find_loading(s, msgid) || cache_find(s->account, msgid))
         return;
     load_ctx *x = ctx_new(s, msgid);
     if (!x)
@@ -564,6 +566,18 @@ void gw_prefetch(session *s, const char *msgid)
     x->prefetch = true;
     s->prefetching++;
     start(x, false);
+}
+
+void gw_read_ahead(session *s, size_t first, size_t last, size_t n, const char *(*msgid_at)(void *ctx, size_t i),
+                   void *ctx)
+{
+    bool in_order = first == s->read_next;
+    s->read_next = last + 1;
+    for (size_t i = last + 1; in_order && i < n && i <= last + READ_AHEAD; i++) {
+        const char *id = msgid_at(ctx, i);
+        if (id)
+            prefetch(s, id);
+    }
 }
 
 /* ---- a command's messages in order (FETCH, SEARCH) ---- */

@@ -136,11 +136,12 @@ typedef struct gw_plain {
 typedef void (*gw_load_fn)(void *arg, gw_plain *p, const char *err);
 void gw_load(session *s, const char *msgid, bool mime, gw_load_fn cb, void *arg);
 void gw_plain_unref(gw_account *a, gw_plain *p);
-/* Loads a message ahead of a request (a client reading in order): a later gw_load of the
- * same session joins the load or finds it cached. Does nothing when it is cached, loading,
- * or GW_READ_AHEAD loads ahead are in flight already. */
-#define GW_READ_AHEAD 8
-void gw_prefetch(session *s, const char *msgid);
+/* A client asked for messages first..last of its n (its own numbering: view indexes, the
+ * POP3 maildrop). When first follows what it asked for last, it reads in order (mbsync,
+ * fetchmail, POP3 RETR): the next few messages start loading, and its later gw_load joins
+ * them. msgid_at gives message i's Message-ID, or NULL for one gone. */
+void gw_read_ahead(session *s, size_t first, size_t last, size_t n, const char *(*msgid_at)(void *ctx, size_t i),
+                   void *ctx);
 void gw_cache_free(gw_account *a); /* wipes every cached message */
 
 /* A command's messages 0..n-1, loaded a few at a time and handed to each() strictly in

@@ -227,6 +227,12 @@ static void size_loaded(void *arg, gw_plain *pl, const char *err)
     build_step(p);
 }
 
+static const char *maildrop_msgid(void *ctx, size_t i)
+{
+    struct gw_pop3 *p = ctx;
+    return p->msgids[i];
+}
+
 static void build_step(struct gw_pop3 *p)
 {
     session *s = p->s;
@@ -473,10 +479,7 @@ static p_result command(session *s, const char *line, size_t len)
             p->body_wait = true;
             size_t i = c->msg - 1;
             gw_load(s, p->msgids[i], false, body_loaded, s);
-            if (i == s->read_next) /* reading in order: load the next ones meanwhile */
-                for (size_t k = i + 1; k < p->n && k <= i + GW_READ_AHEAD; k++)
-                    gw_prefetch(s, p->msgids[k]);
-            s->read_next = i + 1;
+            gw_read_ahead(s, i, i, p->n, maildrop_msgid, p);
             pu_buf_free(&b);
             return P_PENDING; /* cmd is wiped when the body went out */
         }

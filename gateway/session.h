@@ -203,7 +203,7 @@ struct session {
     unsigned status_items;  /* STATUS: which items (imap_cmd_select.c) */
     enum session_state idle_prev; /* IDLE: the state to return to */
     struct gw_fetch *fetch; /* FETCH in progress */
-    size_t read_next;       /* the view index a client reading in order fetches next */
+    size_t read_next;       /* where a client reading in order asks next (loader.c) */
     unsigned prefetching;   /* loads ahead of the client's requests in flight (loader.c) */
     struct gw_search *search; /* SEARCH in progress */
     bool idle_done_wait;    /* IDLE: waiting for DONE */
