@@ -529,11 +529,8 @@ static load_ctx *find_loading(session *s, const char *msgid)
 void gw_load(session *s, const char *msgid, bool mime, gw_load_fn cb, void *arg)
 {
     load_ctx *x = find_loading(s, msgid);
-    if (x) { /* loading already, maybe ahead of time: wait for that */
-        if (add_waiter(x, cb, arg, mime) == 0)
-            return;
-        x = NULL;
-    }
+    if (x && add_waiter(x, cb, arg, mime) == 0)
+        return; /* loading already, maybe ahead of time: wait for that */
     x = ctx_new(s, msgid);
     if (!x) {
         gw_log(GW_ERROR, "out of memory: a FETCH may hang");
