@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from imapdate import imap_date_time
+
 USER = "dana.mailbox@example.org"
 PASSWORD = "mailbox password 1"
 
@@ -53,9 +55,11 @@ def crlf(raw):
 def mailbox(postern_env, gateway):
     r = postern_env(["user", "add", USER, "--password-stdin"], input=PASSWORD + "\n")
     assert r.returncode == 0, r.stderr
+    gateway.delivered_between = (int(time.time()), None)
     for raw in (SIMPLE, MULTIPART, THIRD):
         r = postern_env(["deliver", "--to", USER], input=raw)
         assert r.returncode == 0, r.stderr
+    gateway.delivered_between = (gateway.delivered_between[0], int(time.time()) + 1)
     return gateway
 
 
@@ -103,6 +107,17 @@ def test_select_examine_status(mailbox):
     c.logout()
 
 
+def test_imap_date_time_checker():
+    """The checker itself, on the days 1-9 that a two-digit regex refused (RFC 3501 date-day-fixed)."""
+    assert imap_date_time(b'" 1-Dec-2026 20:58:29 +0000"') == 1796158709
+    assert imap_date_time(b'" 9-Mar-2026 01:30:00 +0530"') == 1773000000  # 8 Mar 20:00 UTC
+    assert imap_date_time(b'"31-Dec-1999 23:59:59 -0800"') == 946713599
+    for bad in (b'"01-Dec-2026 20:58:29 +0000"', b'"1-Dec-2026 20:58:29 +0000"', b'" 1-dec-2026 20:58:29 +0000"',
+                b'"32-Dec-2026 20:58:29 +0000"'):
+        with pytest.raises(AssertionError):
+            imap_date_time(bad)
+
+
 def test_fetch_every_item(mailbox):
     c = login(mailbox)
     c.select("INBOX", readonly=True)
@@ -114,7 +129,9 @@ def test_fetch_every_item(mailbox):
     head, body = data[0]
     assert body == crlf(SIMPLE)
     assert int(re.search(rb"RFC822.SIZE (\d+)", head).group(1)) == len(crlf(SIMPLE))
-    assert re.search(rb'INTERNALDATE "\d{2}-\w{3}-\d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}"', head)
+    # the arrival time, in whatever zone deliver ran: the same instant whatever the date or TZ
+    start, end = mailbox.delivered_between
+    assert start <= imap_date_time(re.search(rb'INTERNALDATE ("[^"]*")', head).group(1)) <= end, head
     assert b"FLAGS ()" in head
     data = fetch_one(c, u2, "(BODY.PEEK[HEADER.FIELDS (Subject From)])")
     assert data[0][1].lower().startswith(b"from: ") and b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=" in data[0][1]
