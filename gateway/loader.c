@@ -581,10 +581,18 @@ void gw_read_ahead(session *s, size_t first, size_t last, size_t n, const char *
 
 #define WALK_WINDOW 4 /* messages loading at once per command */
 
+enum slot_state {
+    SLOT_WAITING, /* not issued yet, or loading */
+    SLOT_LOADED,
+    SLOT_FAILED,
+    SLOT_NO_LOAD, /* the command needs no plaintext of it */
+    SLOT_GONE,    /* gone from the server when issued: each() is not called for it */
+};
+
 typedef struct walk_slot {
     gw_walk *w;
     gw_plain *p;
-    int st; /* 0 waiting, 1 loaded, 2 failed, 3 needs nothing (or gone) */
+    enum slot_state st;
 } walk_slot;
 
 struct gw_walk {
@@ -638,9 +646,9 @@ static void walk_loaded(void *arg, gw_plain *p, const char *err)
     w->inflight--;
     if (p) {
         sl->p = p;
-        sl->st = 1;
+        sl->st = SLOT_LOADED;
     } else {
-        sl->st = 2;
+        sl->st = SLOT_FAILED;
         w->failed++;
     }
     gw_walk_step(w);
@@ -650,9 +658,11 @@ void gw_walk_step(gw_walk *w)
 {
     session *s = w->s;
     for (;;) {
-        while (w->next_each < w->n && w->slots[w->next_each].st != 0) {
+        while (w->next_each < w->n && w->slots[w->next_each].st != SLOT_WAITING) {
             walk_slot *sl = &w->slots[w->next_each];
-            if (sl->st != 2)
+            /* A message gone when issued gets no each(), even if it is back by now (a scan
+             * that saw it again): nothing was loaded for it, and each() may need that. */
+            if (sl->st == SLOT_LOADED || sl->st == SLOT_NO_LOAD)
                 w->ops->each(w->ctx, w->next_each, sl->p);
             if (sl->p) {
                 gw_plain_unref(s->account, sl->p);
@@ -670,7 +680,7 @@ void gw_walk_step(gw_walk *w)
         size_t k = w->next_issue++;
         const char *id = w->ops->msgid(w->ctx, k);
         if (!id || !w->ops->need(w->ctx, k)) {
-            w->slots[k].st = 3;
+            w->slots[k].st = id ? SLOT_NO_LOAD : SLOT_GONE;
             continue;
         }
         w->inflight++;

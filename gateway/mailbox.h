@@ -145,8 +145,9 @@ void gw_read_ahead(session *s, size_t first, size_t last, size_t n, const char *
 void gw_cache_free(gw_account *a); /* wipes every cached message */
 
 /* A command's messages 0..n-1, loaded a few at a time and handed to each() strictly in
- * order: with the plaintext when need() said so, else with NULL (also for a message gone
- * from the server: msgid() NULL). A failed load is skipped and counted; done() comes last
+ * order: with the plaintext when need() said so, else with NULL. A message gone from the
+ * server when its turn came (msgid() NULL) is skipped, also if it is back by the time
+ * each() would run; a failed load is skipped and counted; done() comes last
  * and may free the walk. New loads wait while more than output_pause bytes (0: no limit)
  * are queued for the client; gw_walk_step() goes on, also as the output drains. */
 typedef struct gw_walk gw_walk;
