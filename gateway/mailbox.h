@@ -32,12 +32,18 @@ typedef struct gw_mbox {
     bool force_full; /* the next scan reads the whole group (an article was found missing) */
     uint32_t recent_claimed; /* highest UID some session has shown as \Recent */
     uint64_t gone_gen; /* bumped by each scan that may have dropped articles (a full scan) */
+    uint64_t scans_started; /* scans are numbered 1, 2, ... */
 } gw_mbox;
 
 /* Starts a scan of the account's group in a worker unless one runs (then one more follows).
  * When it ends, every session of the account that waits for it (s->scan_wait) is resumed
  * through gw_view_scanned and every selected session learns the news (gw_view_changed). */
 void gw_mbox_scan(gw_account *a);
+/* s waits (s->scan_wait) for a scan that starts after this call, so that what it shows
+ * includes every message the news server had when it asked: SELECT right after a delivery
+ * sees that delivery. gw_select_scanned resumes it. false (and no wait) when no scan can
+ * start now (server busy). */
+bool gw_mbox_scan_wait(session *s);
 /* An article of the group is gone (430 on reading it): rescan the whole group, so the
  * sessions learn it (EXPUNGE) even when the server's counts did not move. */
 void gw_mbox_article_gone(gw_account *a);

@@ -18,7 +18,7 @@ typedef struct scan_ctx {
     bool first;
     size_t want_site;
     uint64_t old_low, old_high;
-    size_t known;
+    size_t known, known_site; /* the messages the mailbox has, and the site they are from */
     /* results */
     int status; /* PS_* */
     char err[640];
@@ -28,6 +28,8 @@ typedef struct scan_ctx {
     gw_msg *msgs;
     size_t n, cap;
     bool nomem;
+    bool confirmed; /* a shrinking result was read again on a new connection */
+    uint64_t gen;   /* the mailbox's scan number */
 } scan_ctx;
 
 size_t gw_mbox_count_up_to(const gw_mbox *m, uint32_t uid)
@@ -117,9 +119,8 @@ static int over(gw_wconn *wc, scan_ctx *x, uint64_t from, uint64_t to)
     return PS_OK;
 }
 
-static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+static void scan_once(scan_ctx *x, gw_wconn *wc, const pn_config *cfg)
 {
-    scan_ctx *x = j->ctx;
     int st = NNTP_ETEMP;
     for (int attempt = 0; attempt < 2; attempt++) { /* a kept connection may have gone stale */
         x->status = gw_wconn_get_site(wc, cfg, x->want_site, x->err, sizeof x->err);
@@ -177,6 +178,31 @@ static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         x->status = PS_OK;
 }
 
+/* A result with fewer messages than the mailbox had, from the site it had them from. Expiry
+ * and cancels do that, and so does an nnrpd whose view of the group is stale: one that read
+ * the group's overview when it was empty (or before a user was deleted and added again)
+ * reports it empty for as long as it lives. Only a second look decides. */
+static bool shrinks(const scan_ctx *x)
+{
+    return x->status == PS_OK && x->full && x->site == x->known_site && x->n < x->known;
+}
+
+static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+{
+    scan_ctx *x = j->ctx;
+    bool first = x->first;
+    scan_once(x, wc, cfg);
+    if (!shrinks(x))
+        return;
+    /* confirm on a new connection: a mailbox must never lose messages it did not lose */
+    gw_wconn_drop(wc);
+    x->first = first;
+    x->full = false;
+    x->n = 0;
+    x->confirmed = true;
+    scan_once(x, wc, cfg);
+}
+
 /* UIDVALIDITY: the article numbers are the site's, so it names the site and the group. */
 static uint32_t uidvalidity_of(const pn_config *cfg, size_t site, const char *group)
 {
@@ -193,6 +219,20 @@ static uint32_t uidvalidity_of(const pn_config *cfg, size_t site, const char *gr
 }
 
 void gw_select_scanned(session *s, const char *no_text); /* imap_cmd_select.c */
+
+static const char busy_text[] = "[UNAVAILABLE] Server busy; try again later";
+
+/* The sessions of a that wait for a scan numbered up to gen (it has ended) go on. */
+static void resume_waiting(gw_account *a, uint64_t gen, const char *no_text)
+{
+    for (session *s = a->net->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->account == a && s->scan_wait && !s->dead && s->scan_gen <= gen) {
+            s->scan_wait = false;
+            gw_select_scanned(s, no_text);
+        }
+    }
+}
 
 static void scan_done(gw_job *j)
 {
@@ -229,9 +269,9 @@ static void scan_done(gw_job *j)
         m->low = x->info.low;
         m->high = x->info.high;
         m->count = x->info.count;
-        gw_log(GW_DEBUG, "%s: %s scan: %zu messages (group %llu-%llu, count %llu)", a->address,
+        gw_log(GW_DEBUG, "%s: %s scan: %zu messages (group %llu-%llu, count %llu)%s", a->address,
                x->full ? "full" : "new-article", m->n, (unsigned long long)m->low, (unsigned long long)m->high,
-               (unsigned long long)m->count);
+               (unsigned long long)m->count, x->confirmed ? ", fewer than before, read twice" : "");
         uint32_t v = uidvalidity_of(net->cfg, x->site, m->group);
         if (m->scanned && v != m->uidvalidity)
             gw_log(GW_WARN, "%s: the mailbox now comes from site %s: UIDs renumbered", a->address,
@@ -253,16 +293,12 @@ static void scan_done(gw_job *j)
             snprintf(text, sizeof text, "[NONEXISTENT] Your mailbox does not exist on this server");
         no_text = m->scanned ? NULL : text;
     }
-    for (session *s = net->sessions, *next; s; s = next) {
-        next = s->next;
-        if (s->account == a && s->scan_wait && !s->dead) {
-            s->scan_wait = false;
-            gw_select_scanned(s, no_text);
-        }
-    }
+    resume_waiting(a, x->gen, no_text);
     if (m->rescan) {
         m->rescan = false;
         gw_mbox_scan(a);
+        if (!m->scanning) /* could not start: nobody may wait for it forever */
+            resume_waiting(a, UINT64_MAX, m->scanned ? NULL : busy_text);
     }
     gw_view_changed(a);
     free(x->msgs);
@@ -289,12 +325,29 @@ void gw_mbox_scan(gw_account *a)
     x->old_low = m->low;
     x->old_high = m->high;
     x->known = m->n;
+    x->known_site = m->site;
+    x->gen = m->scans_started + 1;
     if (gw_pool_run(a->net->pool, scan_work, scan_done, x) != 0) {
         free(x);
         return;
     }
+    m->scans_started = x->gen;
     a->refs++;
     m->scanning = true;
+}
+
+bool gw_mbox_scan_wait(session *s)
+{
+    gw_mbox *m = s->account->mbox;
+    /* a scan in flight may have read the group before the caller's mail arrived: the one
+     * after it is the first that surely starts later */
+    s->scan_gen = m->scans_started + 1;
+    s->scan_wait = true;
+    gw_mbox_scan(s->account);
+    if (m->scanning)
+        return true;
+    s->scan_wait = false;
+    return false;
 }
 
 void gw_mbox_article_gone(gw_account *a)

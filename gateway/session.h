@@ -196,7 +196,8 @@ struct session {
     gw_account *account;
     /* mailbox */
     struct gw_view *view;   /* selected (mailbox.h) */
-    bool scan_wait;         /* SELECT/EXAMINE/STATUS waits for the first scan */
+    bool scan_wait;         /* SELECT/EXAMINE/STATUS/POP3 login waits for a scan ... */
+    uint64_t scan_gen;      /* ... numbered this or later (gw_mbox_scan_wait) */
     bool scan_readonly;     /* ... as EXAMINE */
     bool scan_status;       /* ... as STATUS */
     bool scan_pop3;         /* ... as a POP3 login building its maildrop */
