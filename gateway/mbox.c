@@ -28,7 +28,8 @@ typedef struct scan_ctx {
     gw_msg *msgs;
     size_t n, cap;
     bool nomem;
-    bool confirmed; /* a shrinking result was read again on a new connection */
+    uint64_t over_lines; /* overview lines read, postern's or not */
+    bool confirmed;      /* a suspicious result was read again on a new connection */
     uint64_t gen;   /* the mailbox's scan number */
 } scan_ctx;
 
@@ -64,6 +65,7 @@ void gw_mbox_free(gw_mbox *m)
 static int over_line(void *arg, const char *line, size_t len)
 {
     scan_ctx *x = arg;
+    x->over_lines++;
     char *end;
     unsigned long long num = strtoull(line, &end, 10);
     if (end == line || *end != '\t' || num == 0 || num > UINT32_MAX)
@@ -169,7 +171,7 @@ static void scan_once(scan_ctx *x, gw_wconn *wc, const pn_config *cfg)
         /* articles vanished (a cancel, or expiry inside the range): the count does not add up */
         if (x->known + x->n != x->info.count) {
             x->full = true;
-            x->n = 0;
+            x->n = x->over_lines = 0;
         }
     }
     if (x->full && x->info.count > 0 && x->info.high >= x->info.low)
@@ -178,13 +180,17 @@ static void scan_once(scan_ctx *x, gw_wconn *wc, const pn_config *cfg)
         x->status = PS_OK;
 }
 
-/* A result with fewer messages than the mailbox had, from the site it had them from. Expiry
- * and cancels do that, and so does an nnrpd whose view of the group is stale: one that read
- * the group's overview when it was empty (or before a user was deleted and added again)
- * reports it empty for as long as it lives. Only a second look decides. */
-static bool shrinks(const scan_ctx *x)
+/* A full result that may come from a stale nnrpd: one that read the group's overview before
+ * expiry rewrote it, when it was empty, or before a user was deleted and added again, goes
+ * on reporting the group as it was then (empty, or articles missing) for as long as it
+ * lives. Fewer messages than the mailbox had (from the same site), an empty group, or fewer
+ * overview lines than the group's count: expiry and cancels do that too, so only a second
+ * look, on a new connection, decides. */
+static bool suspicious(const scan_ctx *x)
 {
-    return x->status == PS_OK && x->full && x->site == x->known_site && x->n < x->known;
+    if (x->status != PS_OK || !x->full)
+        return false;
+    return (x->site == x->known_site && x->n < x->known) || x->info.count == 0 || x->over_lines < x->info.count;
 }
 
 static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
@@ -192,13 +198,13 @@ static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
     scan_ctx *x = j->ctx;
     bool first = x->first;
     scan_once(x, wc, cfg);
-    if (!shrinks(x))
+    if (!suspicious(x))
         return;
     /* confirm on a new connection: a mailbox must never lose messages it did not lose */
     gw_wconn_drop(wc);
     x->first = first;
     x->full = false;
-    x->n = 0;
+    x->n = x->over_lines = 0;
     x->confirmed = true;
     scan_once(x, wc, cfg);
 }
@@ -271,7 +277,7 @@ static void scan_done(gw_job *j)
         m->count = x->info.count;
         gw_log(GW_DEBUG, "%s: %s scan: %zu messages (group %llu-%llu, count %llu)%s", a->address,
                x->full ? "full" : "new-article", m->n, (unsigned long long)m->low, (unsigned long long)m->high,
-               (unsigned long long)m->count, x->confirmed ? ", fewer than before, read twice" : "");
+               (unsigned long long)m->count, x->confirmed ? ", read twice" : "");
         uint32_t v = uidvalidity_of(net->cfg, x->site, m->group);
         if (m->scanned && v != m->uidvalidity)
             gw_log(GW_WARN, "%s: the mailbox now comes from site %s: UIDs renumbered", a->address,
