@@ -55,6 +55,13 @@ long gw_mbox_find(const gw_mbox *m, uint32_t uid);
 size_t gw_mbox_count_up_to(const gw_mbox *m, uint32_t uid);
 void gw_mbox_free(gw_mbox *m);
 
+/* ---- prune.c: the state of messages gone from every site (a worker, at logout) ---- */
+/* Drops the entries of us whose Message-ID is neither among live (n_live articles of the
+ * last scan) nor on any configured site (STAT at each). A site that cannot be asked keeps
+ * everything. The number of entries dropped, or -1 with err. */
+long gw_state_prune(userstate *us, const gw_msg *live, size_t n_live, const pn_config *cfg, char *err,
+                    size_t errlen);
+
 /* ---- poller.c: one LIST ACTIVE for every group with a selected session ---- */
 void gw_poller_start(gw_net *net);
 void gw_poller_stop(gw_net *net);

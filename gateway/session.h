@@ -31,7 +31,7 @@ struct gw_pop3;
 typedef enum gw_job_kind {
     GW_JOB_KEYRECORD,  /* address -> record bytes (status: a ps_status) */
     GW_JOB_STATE_OPEN, /* address + state_key -> us (status: a us_status) */
-    GW_JOB_STATE_SAVE, /* save and close us, wipe state_key */
+    GW_JOB_STATE_SAVE, /* work() if set, then save and close us, wipe state_key */
     GW_JOB_WORK,       /* runs work(): mailbox scans, article reads, decryption */
 } gw_job_kind;
 
@@ -61,7 +61,8 @@ typedef struct gw_job {
     size_t record_len;
     uint8_t *state_key; /* sodium_malloc'd, VAULT_STATE_KEY_BYTES */
     userstate *us;
-    /* GW_JOB_WORK: runs on a worker thread; ctx is the job's own payload */
+    /* GW_JOB_WORK (and before a GW_JOB_STATE_SAVE): runs on a worker thread; ctx is the
+     * job's own payload */
     void (*work)(struct gw_job *j, gw_wconn *wc, const pn_config *cfg);
     void *ctx;
 } gw_job;
