@@ -289,6 +289,8 @@ static int handler(void *user, const char *section, const char *key, const char 
             return set_u64(&cfg->max_message_size, value, 1024, 1ULL << 40, key, ctx);
         if (strcmp(key, "keyrecord_cache") == 0)
             return set_uint(&cfg->keyrecord_cache, value, 0, 3600, key, ctx);
+        if (strcmp(key, "confirm_timeout") == 0)
+            return set_uint(&cfg->confirm_timeout, value, 1, 600, key, ctx);
     } else if (strcmp(section, "gateway") == 0) {
         return handle_gateway(ctx, key, value);
     } else {
@@ -352,6 +354,7 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
     cfg->min_copies = 1;
     cfg->max_message_size = 100ULL << 20;
     cfg->keyrecord_cache = 60;
+    cfg->confirm_timeout = 5;
     pn_gateway *g = &cfg->gateway;
     strcpy(g->user, "postern");
     strcpy(g->vault_user, "postern");

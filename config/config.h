@@ -11,7 +11,8 @@
  *   min_password = 10
  *
  *   [deliver]
- *   min_copies = 1                         ; sites that must answer 240 before exit 0
+ *   min_copies = 1                         ; sites that must show the article before exit 0
+ *   confirm_timeout = 5                    ; seconds a site that took the article may take to show it
  *   max_message_size = 104857600
  *   keyrecord_cache = 60                   ; seconds `postern lmtp` trusts a fetched key record
  *
@@ -117,6 +118,7 @@ typedef struct pn_config {
     unsigned min_copies;
     uint64_t max_message_size;
     unsigned keyrecord_cache;   /* seconds; 0: look the key record up for every message */
+    unsigned confirm_timeout;   /* seconds: a copy counts once STAT finds it, within this */
     size_t n_sites;
     pn_site sites[PN_MAX_SITES];
     pn_gateway gateway;

@@ -264,18 +264,64 @@ out:
 }
 
 /* Posts to one site; PS_OK also when the site already had it. */
-static int post_to_site(nntp_conn *c, const char *group, const sealed *m, char *err, size_t errlen)
+static long long now_ms(void);
+
+/* Whether the site shows the article: PS_OK (223), PS_NOENT (430), or PS_TEMP with err. */
+static int site_shows(nntp_conn *c, const char *msgid, char *err, size_t errlen)
 {
-    /* A retry after a partial success finds the article already there: skip the upload. */
-    if (nntp_stat(c, m->msgid) == NNTP_OK)
+    int st = nntp_stat(c, msgid);
+    if (st == NNTP_OK)
         return PS_OK;
+    if (st == NNTP_ENOENT)
+        return PS_NOENT;
+    snprintf(err, errlen, "STAT %s: %s", msgid, nntp_last_response(c));
+    return PS_TEMP;
+}
+
+/* Stores the article at one site: PS_OK only once the site shows it (STAT 223). An answer to
+ * the POST proves nothing: nnrpd answers 240 for an article it parked because innd could not
+ * take it (paused, throttled, stopping), and "435"/"441 435" duplicates come also while a
+ * peer's innfeed is still carrying the article, or for one cancelled since. A site that took
+ * the article gets confirm_timeout seconds to show it; then the copy does not count (PS_NOENT,
+ * with err).
+ * nnrpd caches history lookups, the negative ones too: a Message-ID looked up before the
+ * article arrived stays "430" on that connection. So nothing is looked up before the POST
+ * (a retry re-sends the article and hears 435), the first check runs on the posting
+ * connection, and each re-check on a new one. */
+static int store_at_site(nntp_conn *c, const pn_site *site, unsigned confirm_timeout, const char *group,
+                         const sealed *m, char *err, size_t errlen)
+{
     char headers[1024];
     if (!pa_mail_headers(group, m->msgid, headers, sizeof headers)) {
         snprintf(err, errlen, "header block too long");
         return PS_FAIL;
     }
     int st = ps_post_envelope(c, headers, m->prefix, sizeof m->prefix, m->fd, m->cipher_len, err, errlen);
-    return st == PS_DUP ? PS_OK : st;
+    if (st != PS_OK && st != PS_DUP)
+        return st;
+    const char *answer = st == PS_DUP ? "refused it as a duplicate" : "answered 240";
+    st = site_shows(c, m->msgid, err, errlen);
+    if (st != PS_NOENT)
+        return st;
+    long long deadline = now_ms() + (long long)confirm_timeout * 1000;
+    char last[256] = "430 No such article";
+    for (unsigned wait_ms = 20; now_ms() < deadline; wait_ms = wait_ms < 500 ? wait_ms * 2 : 500) {
+        struct timespec ts = {0, (long)wait_ms * 1000000L};
+        nanosleep(&ts, NULL);
+        nntp_conn *q = NULL;
+        if (ps_connect(site, &q, last, sizeof last) != PS_OK)
+            continue; /* innd paused or restarting refuses readers: it may be back in time */
+        st = site_shows(q, m->msgid, last, sizeof last);
+        nntp_close(q);
+        if (st == PS_OK)
+            return PS_OK;
+        if (st == PS_NOENT)
+            snprintf(last, sizeof last, "430 No such article");
+    }
+    snprintf(err, errlen,
+             "%s but did not show %s within %u s (parked by nnrpd, or only in flight; last check: %s): not a copy",
+             answer, m->msgid, confirm_timeout, last);
+    return PS_NOENT;
 }
 
 /* ---- the delivery context ---- */
@@ -498,10 +544,10 @@ int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
     }
 
     /* Post to sites in configured order, starting with the one the key record came from,
-     * until min_copies of them hold the article. */
+     * until min_copies of them show the article. */
     unsigned copies = 0;
-    size_t used = 0;
-    char failures[2048] = "";
+    size_t used = 0, names_used = 0;
+    char failures[2048] = "", names[512] = "";
     for (size_t k = 0; k < cfg->n_sites && copies < cfg->min_copies; k++) {
         size_t i = (ctx->last_site + k) % cfg->n_sites;
         const pn_site *site = &cfg->sites[i];
@@ -513,9 +559,9 @@ int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
             st = site_conn(ctx, i, &c, &fresh, err, sizeof err);
             if (st != PS_OK)
                 break;
-            st = post_to_site(c, r->group, &m, err, sizeof err);
-            if (st == PS_OK)
-                break;
+            st = store_at_site(c, site, cfg->confirm_timeout, r->group, &m, err, sizeof err);
+            if (st == PS_OK || st == PS_NOENT)
+                break; /* PS_NOENT: the site took it and does not show it; asking again won't */
             /* The link may be mid-article or gone: never reuse it after a failure. A kept
              * connection the server dropped while idle gets one retry on a new one; the
              * article's fixed Message-ID makes that retry safe. */
@@ -525,6 +571,10 @@ int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
         }
         if (st == PS_OK) {
             copies++;
+            int n = snprintf(names + names_used, sizeof names - names_used, "%s%s", names_used ? ", " : "",
+                             site->name);
+            if (n > 0 && (size_t)n < sizeof names - names_used)
+                names_used += (size_t)n;
             continue;
         }
         int n = snprintf(failures + used, sizeof failures - used, "%s%s: %s", used ? "; " : "", site->name, err);
@@ -533,12 +583,13 @@ int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
     }
     close(m.fd);
     if (copies >= cfg->min_copies) {
-        snprintf(msg, msglen, "delivered to %s as %s on %u site%s", r->canon, m.msgid, copies,
-                 copies == 1 ? "" : "s");
+        snprintf(msg, msglen, "delivered to %s as %s on %u site%s (%s)", r->canon, m.msgid, copies,
+                 copies == 1 ? "" : "s", names);
         return PX_OK;
     }
-    snprintf(msg, msglen, "only %u of the required %u site%s accepted %s, try again later: %s", copies,
-             cfg->min_copies, cfg->min_copies == 1 ? "" : "s", m.msgid, failures);
+    snprintf(msg, msglen, "only %u of the required %u site%s show %s%s%s%s, try again later: %s", copies,
+             cfg->min_copies, cfg->min_copies == 1 ? "" : "s", m.msgid, copies ? " (" : "", names,
+             copies ? ")" : "", failures);
     return PX_TEMPFAIL;
 }
 

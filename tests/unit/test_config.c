@@ -53,6 +53,7 @@ static void test_defaults_and_site(void **state)
     assert_int_equal(cfg.kdf_memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
     assert_int_equal(cfg.min_copies, 1);
     assert_int_equal(cfg.keyrecord_cache, 60);
+    assert_int_equal(cfg.confirm_timeout, 5);
     assert_int_equal(cfg.n_sites, 2);
     assert_string_equal(cfg.sites[0].name, "one");
     assert_string_equal(cfg.sites[0].port, "1119");
@@ -112,6 +113,7 @@ static void test_errors_name_the_line(void **state)
     expect_error("[postern]\nkdf_memlimit = 12\n", "kdf_memlimit must be a whole number");
     expect_error("[site a]\nhost = h\npassword_file = /nonexistent/pw\n", "has a password_file but no user");
     expect_error("[deliver]\nkeyrecord_cache = 3601\n", "keyrecord_cache must be a whole number from 0 to 3600");
+    expect_error("[deliver]\nconfirm_timeout = 0\n", "confirm_timeout must be a whole number from 1 to 600");
 }
 
 static void test_keyrecord_cache(void **state)
