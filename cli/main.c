@@ -9,6 +9,7 @@
 #include "crypto/crypto.h"
 #include "deliver/deliver.h"
 #include "gateway/gateway.h"
+#include "store/store.h"
 #include "util/util.h"
 
 typedef int (*command_fn)(const pn_config *cfg, int argc, char **argv);
@@ -88,6 +89,7 @@ int main(int argc, char **argv)
         /* deliver's caller is an MTA: a broken config must keep mail queued, not bounce it. */
         return strcmp(cmd->name, "deliver") == 0 ? PX_TEMPFAIL : PX_CONFIG;
     }
+    ps_health_use(cfg->state_dir); /* sites that time out are skipped by every command of the host */
     int rc = cmd->run(cfg, argc - i, argv + i);
     pn_config_free(cfg);
     free(cfg);

@@ -46,6 +46,8 @@ static int set_u64(uint64_t *dst, const char *value, uint64_t min, uint64_t max,
     return 1;
 }
 
+static int set_uint(unsigned *dst, const char *value, unsigned min, unsigned max, const char *key, parse_ctx *ctx);
+
 static pn_site *site_for(parse_ctx *ctx, const char *name, size_t *index)
 {
     pn_config *cfg = ctx->cfg;
@@ -66,6 +68,7 @@ static pn_site *site_for(parse_ctx *ctx, const char *name, size_t *index)
     memset(s, 0, sizeof *s);
     strcpy(s->name, name);
     strcpy(s->port, "119");
+    s->connect_timeout = 5;
     *index = cfg->n_sites++;
     return s;
 }
@@ -108,6 +111,8 @@ static int handle_site(parse_ctx *ctx, const char *name, const char *key, const 
         return set_string(ctx->password_files[index], sizeof ctx->password_files[index], value, key, ctx);
     if (strcmp(key, "innconf") == 0)
         return set_string(s->innconf, sizeof s->innconf, value, key, ctx);
+    if (strcmp(key, "connect_timeout") == 0)
+        return set_uint(&s->connect_timeout, value, 1, 300, key, ctx);
     snprintf(ctx->err, sizeof ctx->err, "unknown setting '%s' in [site %s]", key, name);
     return 0;
 }
