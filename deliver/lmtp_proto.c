@@ -206,10 +206,6 @@ static void emit(lmtp_unstuff *u, uint8_t *out, size_t *n, uint8_t b)
 {
     out[(*n)++] = b;
     u->out_bytes++;
-    if (b != '\r' && b != '\n') {
-        if (++u->line_len > u->longest)
-            u->longest = u->line_len;
-    }
 }
 
 size_t lmtp_unstuff_feed(lmtp_unstuff *u, const uint8_t *in, size_t len, size_t *consumed, uint8_t *out)
@@ -219,7 +215,6 @@ size_t lmtp_unstuff_feed(lmtp_unstuff *u, const uint8_t *in, size_t len, size_t 
         uint8_t b = in[i];
         switch (u->state) {
         case U_LINE_START:
-            u->line_len = 0;
             if (b == '.') {
                 u->state = U_DOT;
                 break;
@@ -232,14 +227,9 @@ size_t lmtp_unstuff_feed(lmtp_unstuff *u, const uint8_t *in, size_t len, size_t 
             const uint8_t *cr = memchr(in + i, '\r', len - i);
             size_t run = cr ? (size_t)(cr - (in + i)) : len - i;
             if (run > 1) {
-                for (size_t k = 0; k < run; k++)
-                    if (in[i + k] != '\n')
-                        u->line_len++;
                 memcpy(out + n, in + i, run);
                 n += run;
                 u->out_bytes += run;
-                if (u->line_len > u->longest)
-                    u->longest = u->line_len;
                 i += run - 1; /* the loop's i++ steps past the run */
                 break;
             }
