@@ -213,7 +213,9 @@ static void collect_field(void *arg, const char *name, size_t nlen, size_t voff,
             }
 }
 
-/* Unfolded value with surrounding whitespace trimmed and CR, LF, NUL removed. */
+/* Unfolded value with surrounding whitespace trimmed and CR, LF, NUL removed. A bare CR (old
+ * Mac line ends) ends the value, as Dovecot reads it: "To: a@x\rCc: b@x" is To a@x, not
+ * a host "xCc". */
 static char *unfold(const char *b, size_t off, size_t len)
 {
     char *s = malloc(len + 1);
@@ -222,6 +224,8 @@ static char *unfold(const char *b, size_t off, size_t len)
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         char c = b[off + i];
+        if (c == '\r' && (i + 1 == len || b[off + i + 1] != '\n'))
+            break;
         if (c != '\r' && c != '\n' && c != '\0')
             s[n++] = c;
     }
@@ -1360,13 +1364,18 @@ static int header_fields(const mime_message *m, const part *p, const mime_sectio
         while (pos < end && is_wsp(b[pos]))
             pos = next_line(b, pos, end);
         const char *colon = memchr(b + fstart, ':', pos - fstart);
-        if (!colon || is_wsp(b[fstart]))
-            continue;
-        size_t nlen = (size_t)(colon - (b + fstart));
-        while (nlen && is_wsp(b[fstart + nlen - 1]))
-            nlen--;
-        if (field_listed(sec, b + fstart, nlen) == not)
-            continue;
+        if (!colon || is_wsp(b[fstart])) {
+            /* not a field (no colon, a continuation with nothing to continue): no name
+             * matches it, so .NOT keeps it, as Dovecot does */
+            if (!not)
+                continue;
+        } else {
+            size_t nlen = (size_t)(colon - (b + fstart));
+            while (nlen && is_wsp(b[fstart + nlen - 1]))
+                nlen--;
+            if (field_listed(sec, b + fstart, nlen) == not)
+                continue;
+        }
         if (mime_buf_append(o, b + fstart, pos - fstart) < 0)
             return -1;
         if (b[pos - 1] != '\n' && mime_buf_append(o, "\r\n", 2) < 0)
