@@ -219,6 +219,9 @@ def test_every_byte_sequence_is_a_message(postern_env):
         r2 = show(postern_env, DELIVERED.search(out(r)).group(1))
         assert r2.returncode == 0, out(r2)
         assert r2.stdout == data  # byte for byte, as delivered
+    r = postern_env(["mailbox", USER, "--password-stdin"], input=PASSWORD + "\n")
+    assert r.returncode == 0, out(r)  # the listing copes with every shape
+    assert len(r.stdout.decode(errors="replace").splitlines()) > 100
 
 
 def test_mbox_from_line_is_dropped(postern_env):
