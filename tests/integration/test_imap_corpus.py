@@ -39,6 +39,7 @@ CORPUS = Path(__file__).resolve().parents[1] / "data" / "mime"
 NAMES = sorted(p.stem for p in CORPUS.glob("*.eml"))
 USER = "corpus.reader@example.org"
 PASSWORD = "corpus password 3"
+MBOX_FROM = {"blank_first"}
 
 
 def served(raw):
@@ -380,7 +381,10 @@ def corpus(postern_env):
     start = int(time.time())
     for name in NAMES:
         raw = (CORPUS / (name + ".eml")).read_bytes()
-        r = postern_env(["deliver", "--to", USER], input=raw)
+        # imaptest's mailboxes (sort-arrival, thread-orderedsubject ...) are mbox files with
+        # header-less messages: delivered with the mbox envelope line, which deliver drops
+        envelope = b"From user@domain  Fri Feb 22 00:00:00 2008\n" if name in MBOX_FROM else b""
+        r = postern_env(["deliver", "--to", USER], input=envelope + raw)
         if r.returncode == 0:
             delivered[name] = raw
         else:
@@ -431,8 +435,7 @@ def test_every_corpus_message_is_delivered(corpus, imap):
 @pytest.mark.parametrize("name", NAMES)
 def test_corpus_message(corpus, imap, name):
     delivered, refused = corpus
-    if name in refused:
-        pytest.skip("postern deliver refused it (exit %d): %s" % refused[name])
+    assert name not in refused, "postern deliver refused it (exit %d): %s" % refused[name]
     raw, uid = served(delivered[name]), imap.uid_of[name]
     assert uid is not None
     c = imap

@@ -97,7 +97,7 @@ static const char *const corpus[] = {
     "header_only",   "no_boundary",  "rfc822_garbage", "edge_headers",
     /* shapes an MTA accepts: RFC 2045 defaults and Dovecot's reading (DOVECOT.md) */
     "no_header", "not_a_header", "continuation_first", "bare_lf", "bare_cr", "mixed_eol",
-    "nul_bytes", "eight_bit_header", "long_lines", "empty", "dot_lines",
+    "nul_bytes", "eight_bit_header", "long_lines", "empty", "dot_lines", "blank_first",
 };
 
 static void test_corpus(void **state)
@@ -253,6 +253,8 @@ static const sect_case sect_cases[] = {
     {"bare_cr", "TEXT", "", NULL, NULL},
     {"mixed_eol", "TEXT", "CRLF line\r\nLF line\r\nCR line\rlast line without end\r\n", NULL, NULL},
     {"nul_bytes", "TEXT", "body\x80with a NUL\r\n\x80\r\n", NULL, NULL},
+    {"blank_first", "HEADER", "\r\n", NULL, NULL},
+    {"blank_first", "TEXT", "1\r\n\r\n", NULL, NULL},
     {"empty", "HEADER", "", NULL, NULL},
     {"empty", "TEXT", "", NULL, NULL},
     {"empty", "1", "", NULL, NULL},
