@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const SYNTAX_MAIL = "501 5.5.4 Syntax: MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME]";
+static const char *const SYNTAX_MAIL = "501 5.5.4 Syntax: MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8]";
 static const char *const SYNTAX_RCPT = "501 5.5.4 Syntax: RCPT TO:<address>";
 
 static int is_space(char c)
@@ -125,6 +125,9 @@ static int parse_mail_rcpt(const char *p, const char *end, lmtp_cmd *cmd, const 
                    ((value_len == 4 && strncasecmp(value, "7BIT", 4) == 0) ||
                     (value_len == 8 && strncasecmp(value, "8BITMIME", 8) == 0))) {
             /* Stored as received either way. */
+        } else if (cmd->verb == LMTP_MAIL && !eq && n == 8 && strncasecmp(param, "SMTPUTF8", 8) == 0) {
+            /* RFC 6531: UTF-8 in paths and headers, which are stored as received too. Without
+             * it Postfix bounces such mail (5.6.7) rather than deliver it here. */
         } else {
             *reply = "555 5.5.4 unsupported parameter";
             return -1;

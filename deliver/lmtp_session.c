@@ -338,6 +338,7 @@ int lmtp_session(const lmtp_params *params)
             reply(s, "250-PIPELINING");
             reply(s, "250-ENHANCEDSTATUSCODES");
             reply(s, "250-8BITMIME");
+            reply(s, "250-SMTPUTF8");
             reply(s, "250 SIZE %llu", (unsigned long long)s->p->cfg->max_message_size);
             break;
         case LMTP_MAIL:

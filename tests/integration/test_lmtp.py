@@ -127,7 +127,7 @@ def test_socket_is_0660(server):
 def test_lhlo_advertises_extensions(server, postern_env):
     c = server.connect()
     try:
-        for ext in ("pipelining", "enhancedstatuscodes", "8bitmime", "size"):
+        for ext in ("pipelining", "enhancedstatuscodes", "8bitmime", "smtputf8", "size"):
             assert c.has_extn(ext), ext
         assert c.esmtp_features["size"] == str(100 << 20)
         assert c.noop()[0] == 250
@@ -162,6 +162,26 @@ def test_smtplib_sendmail(server, postern_env):
     finally:
         c.quit()
     assert refused == {}
+
+
+def test_smtputf8_mail_is_accepted(server, postern_env):
+    """Postfix bounces mail with UTF-8 addresses or headers (5.6.7) to a server that does not
+    offer SMTPUTF8; postern stores it like any other bytes."""
+    data = "From: Jürgen <jürgen@example.net>\r\nSubject: Grüße\r\n\r\nü\r\n".encode()
+    c = server.connect()
+    try:
+        c.command_encoding = "utf-8"  # what smtplib itself does for SMTPUTF8
+        code, msg = c.docmd("MAIL FROM:<jürgen@example.net> BODY=8BITMIME SMTPUTF8")
+        assert code == 250, msg
+        assert c.rcpt(ALICE)[0] == 250
+        c.putcmd("data")
+        assert c.getreply()[0] == 354
+        c.send(stuff(data) + b".\r\n")
+        reply = c.getreply()
+    finally:
+        c.quit()
+    assert reply[0] == 250, reply
+    assert show(postern_env, ALICE, msgid_of(reply)) == data
 
 
 def test_multi_recipient_unknown_in_the_middle(server, postern_env):
@@ -294,7 +314,7 @@ def test_pipelining(server, postern_env):
     while not lines or not lines[-1].startswith(b"354"):
         lines.append(f.readline())
     codes = [l[:4] for l in lines]
-    assert codes == [b"250-"] * 4 + [b"250 ", b"250 ", b"250 ", b"550 ", b"250 ", b"354 "], lines
+    assert codes == [b"250-"] * 5 + [b"250 ", b"250 ", b"250 ", b"550 ", b"250 ", b"354 "], lines
     s.sendall(stuff(data) + b".\r\nNOOP\r\nQUIT\r\n")
     finals = [f.readline() for _ in range(4)]
     assert [l[:4] for l in finals] == [b"250 ", b"250 ", b"250 ", b"221 "], finals
@@ -326,7 +346,7 @@ def test_stdio(postern_env, users):
     assert r.returncode == 0, out(r)
     lines = r.stdout.split(b"\r\n")
     assert lines[0].startswith(b"220 ")
-    assert [l[:4] for l in lines[1:]] == [b"250-"] * 4 + [b"250 ", b"250 ", b"250 ", b"354 ", b"250 ", b"221 ", b""], lines
+    assert [l[:4] for l in lines[1:]] == [b"250-"] * 5 + [b"250 ", b"250 ", b"250 ", b"354 ", b"250 ", b"221 ", b""], lines
     assert show(postern_env, ALICE, DELIVERED.search(lines[-3].decode()).group(1)) == data
 
 

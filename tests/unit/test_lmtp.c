@@ -122,6 +122,9 @@ static void test_parse_commands(void **state)
     assert_string_equal(cmd.path, "a@b.example");
     assert_int_equal(cmd.has_size, 1);
     assert_int_equal(cmd.size, 1234);
+    /* RFC 6531: without it, Postfix bounces mail with UTF-8 addresses or headers */
+    assert_int_equal(parse("MAIL FROM:<j\xc3\xbcrgen@b.example> BODY=8BITMIME SMTPUTF8", &reply), 0);
+    assert_string_equal(cmd.path, "j\xc3\xbcrgen@b.example");
     assert_int_equal(parse("MAIL FROM:<>", &reply), 0);
     assert_string_equal(cmd.path, "");
     assert_int_equal(cmd.has_size, 0);
@@ -154,7 +157,7 @@ static void test_parse_commands(void **state)
     expect_reply("MAIL FROM:<a@b> SIZE=x", "501");
     expect_reply("MAIL FROM:<a@b> SIZE=99999999999999999999999", "501");
     expect_reply("MAIL FROM:<a@b> BODY=BINARYMIME", "555");
-    expect_reply("MAIL FROM:<a@b> SMTPUTF8", "555");
+    expect_reply("MAIL FROM:<a@b> SMTPUTF8=yes", "555");
     expect_reply("RCPT TO:<>", "501");
     expect_reply("RCPT TO:<a@b> NOTIFY=NEVER", "555");
     expect_reply("RCPT TO:<a\x01@b>", "501");
@@ -326,7 +329,7 @@ static void expect_session(const char *input, const char *want)
 }
 
 #define GREETING "220 test.host LMTP postern ready\r\n"
-#define LHLO_REPLY "250-test.host\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE 1000\r\n"
+#define LHLO_REPLY "250-test.host\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 1000\r\n"
 
 static void test_session_pipelined_multi_recipient(void **state)
 {
