@@ -545,3 +545,23 @@ def test_pop3_serves_every_corpus_message(corpus, pop3_gateway, monkeypatch):
         assert sorted(got) == want
     finally:
         p.quit()
+
+
+def test_search_over_every_shape(corpus, imap):
+    """SEARCH decrypts and parses every shape and answers in RFC 3501 syntax."""
+    uid = imap.uid_of
+    def search(*keys):
+        typ, data = imap.uid("SEARCH", *keys)
+        assert typ == "OK", (keys, data)
+        assert len(data) == 1 and re.fullmatch(rb"(\d+( \d+)*)?", data[0]), data
+        return {int(x) for x in data[0].split()}
+    body_line = search("BODY", '"body line"')
+    assert uid["not_a_header"] in body_line and uid["bare_cr"] not in body_line  # bare CR: all header
+    assert uid["no_header"] not in search("BODY", '"second line"')  # no blank line: all header
+    assert uid["no_header"] in search("TEXT", '"second line"')
+    assert uid["bare_cr"] in search("TEXT", '"body line two"')  # after bare CRs, in the header
+    assert search("HEADER", "X-Long", "hhhhhhhh") == {uid["long_lines"]}
+    assert uid["blank_first"] in search("BODY", "1")
+    assert search("SUBJECT", '"after a continuation"') == {uid["continuation_first"]}
+    assert len(search("ALL")) == len(corpus[0])
+    assert uid["empty"] in search("SMALLER", "1")

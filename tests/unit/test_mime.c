@@ -500,6 +500,23 @@ static void test_search_text(void **state)
     mime_free(m);
     free(buf);
 
+    /* TEXT sees a header that holds no field, and text after a bare CR */
+    m = load("no_header", &buf);
+    assert_int_equal(mime_headers_decoded(m, &o), 0);
+    assert_string_equal(o.data, "Just a line of text, no header at all.\nA second line.\n");
+    mime_buf_reset(&o);
+    mime_free(m);
+    free(buf);
+    m = load("bare_cr", &buf);
+    assert_int_equal(mime_headers_decoded(m, &o), 0);
+    assert_string_equal(o.data, "From: cr@example.com Subject: old Mac line ends body line one body line two\n");
+    mime_buf_reset(&o);
+    assert_int_equal(mime_header_decoded(m, "from", &o), 1);
+    assert_non_null(strstr(o.data, "body line two"));
+    mime_buf_reset(&o);
+    mime_free(m);
+    free(buf);
+
     m = load("alternative", &buf);
     assert_int_equal(mime_body_text(m, &o), 0);
     assert_string_equal(o.data, "Café crème\r\nsoft line break\n"
