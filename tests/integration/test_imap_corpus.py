@@ -542,6 +542,9 @@ def test_pop3_serves_every_corpus_message(corpus, pop3_gateway, monkeypatch):
             body = b"".join(ln + b"\r\n" for ln in lines)
             assert octets == size == len(body), (n, octets, size, len(body))
             got.append(body)
+            # TOP n 0: the header through its blank line; no blank line: all of it
+            _, lines, _ = p.top(n, 0)
+            assert b"".join(ln + b"\r\n" for ln in lines) == Entity(body).header, n
         assert sorted(got) == want
     finally:
         p.quit()
