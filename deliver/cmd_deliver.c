@@ -57,7 +57,7 @@ int pd_cmd_deliver(const pn_config *cfg, int argc, char **argv)
     char msg[4096];
     int rc = pd_deliver(cfg, secret, to, STDIN_FILENO, PD_MBOX_FROM, msg, sizeof msg);
     sodium_free(secret);
-    if (rc == PX_UNAVAILABLE) /* Postfix's pipe(8) and local(8) take a leading enhanced code for the bounce */
+    if (rc == PX_UNAVAILABLE) /* Postfix's pipe(8) takes a leading enhanced code for the bounce */
         fprintf(stderr, "5.3.4 postern: %s\n", msg);
     else if (rc != PX_OK)
         pu_err("%s", msg);
