@@ -1,7 +1,7 @@
 /* gateway: getting one message into memory as plaintext. Three hops, none on the loop's
  * critical path: a worker reads the article (ciphertext) from the news server; the vault,
  * which alone holds the private key, opens the 196-byte prefix and returns the message's
- * stream key; a worker decrypts the stream (line ends turned into CRLF, as IMAP serves it)
+ * stream key; a worker decrypts the stream (into the served form: bare LF as CRLF, NUL as 0x80)
  * and parses the MIME structure. Decrypted messages stay in a small per-account cache in
  * memory (never on disk), because clients fetch the same message several times in a row
  * (headers, then the preview, then the body). A session that reads message after message in
@@ -289,6 +289,15 @@ static void decrypt_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
             free(b.data);
         }
         return;
+    }
+    /* IMAP forbids NUL in a literal (RFC 3501 CHAR8); Dovecot serves 0x80 in its place, and
+     * so do IMAP and POP3 here: one octet for one, so every size stays as it was. */
+    for (size_t i = 0; b.data && i < b.len;) {
+        char *z = memchr(b.data + i, '\0', b.len - i);
+        if (!z)
+            break;
+        *z = (char)0x80;
+        i = (size_t)(z - b.data) + 1;
     }
     /* A message must end with a line end (RFC 5322); one that does not gets CRLF, so that
      * IMAP's RFC822.SIZE, BODY[] and POP3's RETR and sizes all agree. */

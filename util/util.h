@@ -13,6 +13,7 @@ enum {
     PX_DATAERR = 65,
     PX_NOINPUT = 66,
     PX_NOUSER = 67,
+    PX_UNAVAILABLE = 69, /* deliver: too big to store (permanent for Postfix and Exim alike) */
     PX_SOFTWARE = 70,
     PX_OSERR = 71,
     PX_CANTCREAT = 73,
