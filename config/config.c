@@ -333,15 +333,9 @@ static int load_authorities(parse_ctx *ctx)
     return 0;
 }
 
-int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
+void pn_config_defaults(const char *path, pn_config *cfg)
 {
-    parse_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     memset(cfg, 0, sizeof *cfg);
-    ctx->cfg = cfg;
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     strcpy(cfg->prefix, PA_DEFAULT_PREFIX);
     strcpy(cfg->state_dir, "/var/lib/postern");
@@ -365,6 +359,18 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
     g->state_save_interval = 60;
     g->max_connections = 10000;
     g->max_line = 65536;
+}
+
+int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
+{
+    parse_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pn_config_defaults(path, cfg);
+    ctx->cfg = cfg;
+    const pn_gateway *g = &cfg->gateway;
 
     int rc = -1;
     int line = ini_parse(path, handler, ctx);
