@@ -463,9 +463,10 @@ uint8_t *pn_load_delivery_secret(const pn_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    long n = pu_read_small_file(cfg->delivery_secret_path, hex, 256);
+    char why[PATH_MAX * 2 + 128];
+    long n = pu_read_secret_file(cfg->delivery_secret_path, hex, 256, why, sizeof why);
     if (n < 0) {
-        snprintf(err, errlen, "delivery_secret %s: %s", cfg->delivery_secret_path, strerror(errno));
+        snprintf(err, errlen, "delivery_secret %s", why);
         goto fail;
     }
     if (sodium_hex2bin(secret, PC_DELIVERY_SECRET_BYTES, hex, (size_t)n, NULL, &bin_len, NULL) != 0 ||
@@ -496,8 +497,9 @@ uint8_t *pn_load_authority_secret(const pn_config *cfg, char *err, size_t errlen
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (pu_read_small_file(cfg->authority_secret_path, line, 256) < 0) {
-        snprintf(err, errlen, "authority_secret %s: %s", cfg->authority_secret_path, strerror(errno));
+    char why[PATH_MAX * 2 + 128];
+    if (pu_read_secret_file(cfg->authority_secret_path, line, 256, why, sizeof why) < 0) {
+        snprintf(err, errlen, "authority_secret %s", why);
         goto fail;
     }
     if (pc_authority_sk_parse(line, sk, NULL) != PC_OK) {
