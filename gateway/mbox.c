@@ -238,13 +238,7 @@ static void scan_done(gw_job *j)
                    net->cfg->sites[x->site].name);
         m->uidvalidity = v;
         m->site = x->site;
-        if (x->site != net->read_site || !net->status_written) {
-            if (x->site != net->read_site)
-                gw_log(GW_WARN, "reading mailboxes from site %s now (site %s did not answer)",
-                       net->cfg->sites[x->site].name, net->cfg->sites[net->read_site].name);
-            net->read_site = x->site;
-            gw_status_write(net);
-        }
+        gw_status_site_answered(net, x->site);
         m->scanned = true;
     } else {
         gw_log(GW_WARN, "%s: mailbox scan failed: %s", a->address, x->err);
