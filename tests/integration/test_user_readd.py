@@ -31,6 +31,17 @@ def deliver(env, user, message):
     return env(["deliver", "--to", user], input=message)
 
 
+def uidvalidity(gw, user, password):
+    c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=60)
+    try:
+        c.login(user, password)
+        typ, data = c.select("INBOX", readonly=True)
+        assert typ == "OK", data
+        return int(c.untagged_responses["UIDVALIDITY"][0])
+    finally:
+        c.logout()
+
+
 def subjects(gw, user, password):
     c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=60)
     try:
@@ -67,6 +78,8 @@ def test_del_then_add_twice(postern_env, inn_site, gateway):
     for subject in ("same", "old-only"):
         assert deliver(env, USER, msg(subject)).returncode == 0
     assert subjects(gateway, USER, "first password 1") == ["old-only", "same"]
+    # the new mailbox's UIDs (from 1 again) must not pass for the old one's
+    validities = [uidvalidity(gateway, USER, "first password 1")]
     for round, password in enumerate(["second password 2", "third password 3"]):
         r = env(["user", "del", USER, "--yes"])
         assert r.returncode == 0, r.stderr
@@ -84,6 +97,13 @@ def test_del_then_add_twice(postern_env, inn_site, gateway):
         assert seen == want, (round, seen)
         r = env(["mailbox", USER, "--password-stdin"], input=password + "\n")
         assert r.returncode == 0 and r.stdout.count(b"\n") >= 2, r.stderr
+        v = uidvalidity(gateway, USER, password)
+        assert v not in validities and v == uidvalidity(gateway, USER, password), (validities, v)
+        validities.append(v)
+    # a password change keeps the key pair: same mailbox, same UIDVALIDITY
+    r = env(["user", "passwd", USER, "--password-stdin"], input="third password 3\nfourth password 4\n")
+    assert r.returncode == 0, r.stderr
+    assert uidvalidity(gateway, USER, "fourth password 4") == validities[-1]
 
 
 def test_add_does_not_say_added_when_the_record_is_not_stored(postern_env, inn_site):
