@@ -361,7 +361,15 @@ static int cmd_del(const pn_config *cfg, const user_opts *o)
     pu_info("deleting %s", canon);
     if (adm_groups_everywhere(cfg, canon, mail_group, key_group, 0) != 0)
         return PX_TEMPFAIL;
-    printf("deleted %s\n", canon);
+    size_t elsewhere = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        elsewhere += !cfg->sites[i].innconf[0];
+    if (elsewhere)
+        printf("deleted %s at the %zu site%s administered here; %zu site%s still to do (above)\n", canon,
+               cfg->n_sites - elsewhere, cfg->n_sites - elsewhere == 1 ? "" : "s", elsewhere,
+               elsewhere == 1 ? "" : "s");
+    else
+        printf("deleted %s\n", canon);
     return PX_OK;
 }
 

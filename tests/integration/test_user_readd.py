@@ -151,6 +151,7 @@ def test_add_refuses_a_site_that_still_holds_the_old_user(postern_env, inn_sites
     r = two("user", "del", user, "--yes")
     assert b"site %s: not administered from here" % b.name.encode() in r.stderr, r.stderr
     assert b"postern user del %s --yes" % user.encode() in r.stderr
+    assert b"1 site still to do" in r.stdout, r.stdout
     r = two("user", "add", user, "--password-stdin", stdin=b"another password\n")
     assert r.returncode == 75 and b"added" not in r.stdout, (r.stdout, r.stderr)
     assert b"site %s: group postern.org.example.remote.encrypt still holds 1 article" % b.name.encode() \
