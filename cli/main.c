@@ -37,6 +37,15 @@ static void usage(FILE *to)
                 "`postern COMMAND --help` explains a command.\n");
 }
 
+/* `postern CMD ... --help` anywhere among the command's arguments (before a "--"). */
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = NULL;
@@ -83,6 +92,14 @@ int main(int argc, char **argv)
     char err[1024];
     if (!config_path)
         config_path = pn_config_default_path();
+    if (wants_help(argc - i, argv + i)) {
+        /* Help never needs a config: an admin reads it before writing one. */
+        char *help_argv[] = {argv[i], "--help", NULL};
+        pn_config_defaults(config_path, cfg);
+        int rc = cmd->run(cfg, 2, help_argv);
+        free(cfg);
+        return rc;
+    }
     if (pn_config_load(config_path, cfg, err, sizeof err) != 0) {
         pu_err("%s", err);
         free(cfg);

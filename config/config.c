@@ -340,15 +340,9 @@ static int load_authorities(parse_ctx *ctx)
     return 0;
 }
 
-int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
+void pn_config_defaults(const char *path, pn_config *cfg)
 {
-    parse_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     memset(cfg, 0, sizeof *cfg);
-    ctx->cfg = cfg;
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     strcpy(cfg->prefix, PA_DEFAULT_PREFIX);
     strcpy(cfg->state_dir, "/var/lib/postern");
@@ -373,6 +367,18 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
     g->state_save_interval = 60;
     g->max_connections = 10000;
     g->max_line = 65536;
+}
+
+int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
+{
+    parse_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pn_config_defaults(path, cfg);
+    ctx->cfg = cfg;
+    const pn_gateway *g = &cfg->gateway;
 
     int rc = -1;
     int line = ini_parse(path, handler, ctx);
@@ -465,9 +471,10 @@ uint8_t *pn_load_delivery_secret(const pn_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    long n = pu_read_small_file(cfg->delivery_secret_path, hex, 256);
+    char why[PATH_MAX * 2 + 128];
+    long n = pu_read_secret_file(cfg->delivery_secret_path, hex, 256, why, sizeof why);
     if (n < 0) {
-        snprintf(err, errlen, "delivery_secret %s: %s", cfg->delivery_secret_path, strerror(errno));
+        snprintf(err, errlen, "delivery_secret %s", why);
         goto fail;
     }
     if (sodium_hex2bin(secret, PC_DELIVERY_SECRET_BYTES, hex, (size_t)n, NULL, &bin_len, NULL) != 0 ||
@@ -498,8 +505,9 @@ uint8_t *pn_load_authority_secret(const pn_config *cfg, char *err, size_t errlen
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (pu_read_small_file(cfg->authority_secret_path, line, 256) < 0) {
-        snprintf(err, errlen, "authority_secret %s: %s", cfg->authority_secret_path, strerror(errno));
+    char why[PATH_MAX * 2 + 128];
+    if (pu_read_secret_file(cfg->authority_secret_path, line, 256, why, sizeof why) < 0) {
+        snprintf(err, errlen, "authority_secret %s", why);
         goto fail;
     }
     if (pc_authority_sk_parse(line, sk, NULL) != PC_OK) {

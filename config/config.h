@@ -129,6 +129,8 @@ typedef struct pn_config {
 
 /* Loads and checks the file; on failure returns -1 with "FILE:LINE: reason" in err. */
 int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen);
+/* The built-in defaults, as if path were an empty file (for help texts, which need no file). */
+void pn_config_defaults(const char *path, pn_config *cfg);
 /* Wipes the NNTP passwords. */
 void pn_config_free(pn_config *cfg);
 /* Config path from -c, else $POSTERN_CONFIG, else /etc/postern/postern.conf. */

@@ -175,7 +175,7 @@ static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyr
         rc = PX_TEMPFAIL;
         goto out;
     }
-    pc_message_tag(secret, rec->address, content_hash, tag);
+    pc_message_tag(secret, rec->address, rec->key_id, content_hash, tag);
     if (pc_seal_prefix(s, tag, out->prefix) != PC_OK) {
         snprintf(msg, msglen, "sealing failed");
         goto out;

@@ -202,6 +202,8 @@ static void load_done(gw_job *j)
     if (j->status == US_OK) {
         a->us = j->us;
         a->ready = true;
+        if (userstate_warning(a->us))
+            gw_log(GW_WARN, "state of %s: %s", a->address, userstate_warning(a->us));
     } else {
         gw_log(GW_ERROR, "state of %s cannot be opened: %s", a->address, j->err);
         /* unlink now so that the next login tries again */

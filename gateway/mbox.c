@@ -209,16 +209,22 @@ static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
     scan_once(x, wc, cfg);
 }
 
-/* UIDVALIDITY: the article numbers are the site's, so it names the site and the group. */
-static uint32_t uidvalidity_of(const pn_config *cfg, size_t site, const char *group)
+/* UIDVALIDITY: the article numbers are the site's, so it names the site and the group; and the
+ * user's key pair (through a hash of the state key, which the vault derives from it), because
+ * after user del + user add the group starts again at article 1: the new mailbox's UIDs must
+ * not pass for the old one's. A password change keeps the key pair, hence the value. */
+static uint32_t uidvalidity_of(const pn_config *cfg, size_t site, const char *group, const uint8_t *state_key)
 {
     const pn_site *s = &cfg->sites[site];
     crypto_generichash_state h;
-    uint8_t out[16];
+    uint8_t out[16], key_tag[16];
+    crypto_generichash(key_tag, sizeof key_tag, (const uint8_t *)"postern uidvalidity key", 23, state_key,
+                       VAULT_STATE_KEY_BYTES);
     crypto_generichash_init(&h, (const uint8_t *)"postern uidvalidity", 19, sizeof out);
     crypto_generichash_update(&h, (const uint8_t *)s->host, strlen(s->host) + 1);
     crypto_generichash_update(&h, (const uint8_t *)s->port, strlen(s->port) + 1);
     crypto_generichash_update(&h, (const uint8_t *)group, strlen(group) + 1);
+    crypto_generichash_update(&h, key_tag, sizeof key_tag);
     crypto_generichash_final(&h, out, sizeof out);
     uint32_t v = ((uint32_t)out[0] << 24 | (uint32_t)out[1] << 16 | (uint32_t)out[2] << 8 | out[3]) & 0x7fffffffu;
     return v ? v : 1; /* some clients keep it in a signed int; 0 is invalid */
@@ -278,19 +284,13 @@ static void scan_done(gw_job *j)
         gw_log(GW_DEBUG, "%s: %s scan: %zu messages (group %llu-%llu, count %llu)%s", a->address,
                x->full ? "full" : "new-article", m->n, (unsigned long long)m->low, (unsigned long long)m->high,
                (unsigned long long)m->count, x->confirmed ? ", read twice" : "");
-        uint32_t v = uidvalidity_of(net->cfg, x->site, m->group);
+        uint32_t v = uidvalidity_of(net->cfg, x->site, m->group, a->state_key);
         if (m->scanned && v != m->uidvalidity)
             gw_log(GW_WARN, "%s: the mailbox now comes from site %s: UIDs renumbered", a->address,
                    net->cfg->sites[x->site].name);
         m->uidvalidity = v;
         m->site = x->site;
-        if (x->site != net->read_site || !net->status_written) {
-            if (x->site != net->read_site)
-                gw_log(GW_WARN, "reading mailboxes from site %s now (site %s did not answer)",
-                       net->cfg->sites[x->site].name, net->cfg->sites[net->read_site].name);
-            net->read_site = x->site;
-            gw_status_write(net);
-        }
+        gw_status_site_answered(net, x->site);
         m->scanned = true;
     } else {
         gw_log(GW_WARN, "%s: mailbox scan failed: %s", a->address, x->err);

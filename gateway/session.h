@@ -145,6 +145,8 @@ struct gw_net {
     bool poll_inflight, poll_no_counts;
     size_t read_site; /* the site scans and polls read from: the first that answers */
     bool status_written;
+    bool sites_down;    /* the last poll or scan found no site answering (gateway.status says so) */
+    unsigned idle_ticks; /* polls skipped since the last health check (nothing watched) */
     bool stopping;
     int exit_code;
 };
@@ -158,8 +160,11 @@ uint32_t gw_vault_open(gw_net *net, uint64_t vault_session, const uint8_t prefix
                        void (*fn)(void *arg, const vault_reply *r), void *arg);
 void gw_vault_forget(gw_net *net, uint32_t id); /* the session of a request is gone */
 
-/* Writes state_dir/gateway.status: which site mailboxes are read from, and since when. */
-void gw_status_write(gw_net *net);
+/* state_dir/gateway.status says which site mailboxes are read from, and since when, or that
+ * none answers: a scan or poll that reached `site` reports it (logged when it changed), one
+ * that reached none reports why (once per outage). */
+void gw_status_site_answered(gw_net *net, size_t site);
+void gw_status_sites_down(gw_net *net, const char *why);
 
 /* ---- session.c ---- */
 enum gw_timer { GW_T_TIMEOUT, GW_T_FAIL_DELAY, GW_T_CLOSE };
