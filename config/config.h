@@ -24,8 +24,8 @@
  *   user = postern                         ; AUTHINFO user
  *   password_file = /etc/postern/nntp.secret
  *   innconf = /etc/news/inn.conf           ; local site: groups are made with ctlinnd
- *   connect_timeout = 5                    ; seconds to connect, greet and log in; a site that
- *                                          ; takes longer is not tried again for a while
+ *   connect_timeout = 5                    ; seconds for the TCP connection; a site whose
+ *                                          ; attempt failed after that long is skipped a while
  *
  *   [gateway]                              ; postern serve (IMAP); every key optional
  *   imap = 127.0.0.1:143, [::1]:143        ; plain + STARTTLS listeners; repeatable; default none
@@ -71,7 +71,7 @@ typedef struct pn_site {
     char user[64];
     char password[256];         /* read from password_file; wiped by pn_config_free */
     char innconf[PATH_MAX];     /* empty: not locally administered */
-    unsigned connect_timeout;   /* seconds for connect, greeting, TLS and AUTHINFO */
+    unsigned connect_timeout;   /* seconds for the TCP connection (greeting etc.: 30 s each) */
 } pn_site;
 
 /* A numeric listening address: addr is an IPv4 or IPv6 literal (brackets removed). */

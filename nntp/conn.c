@@ -72,7 +72,8 @@ static int tcp_connect(nntp_conn *c, const nntp_params *p, char *err, size_t err
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
             int soerr = 0;
             socklen_t sl = sizeof soerr;
-            if (nn_wait(c, POLLOUT, nn_now_ms() + c->timeout_ms) != NNTP_OK)
+            if (nn_wait(c, POLLOUT, nn_now_ms() + (p->connect_timeout_ms ? p->connect_timeout_ms : c->timeout_ms)) !=
+                NNTP_OK)
                 soerr = ETIMEDOUT;
             else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
                 soerr = errno;
@@ -246,9 +247,7 @@ int nntp_connect(const nntp_params *p, nntp_conn **out, char *err, size_t errlen
     if (c == NULL)
         return seterr(err, errlen, NNTP_ETEMP, "out of memory");
     c->fd = -1;
-    int io_timeout_ms = p->timeout_ms ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
-    /* a site that does not answer (packets dropped) must cost the short timeout, not the long one */
-    c->timeout_ms = p->connect_timeout_ms ? p->connect_timeout_ms : io_timeout_ms;
+    c->timeout_ms = p->timeout_ms ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
 
     char what[300];
     snprintf(what, sizeof what, "%s port %s", p->host, p->port);
@@ -279,7 +278,6 @@ int nntp_connect(const nntp_params *p, nntp_conn **out, char *err, size_t errlen
         nntp_close(c);
         return st;
     }
-    c->timeout_ms = io_timeout_ms;
     *out = c;
     return NNTP_OK;
 }

@@ -61,7 +61,8 @@ int ps_connect(const pn_site *site, nntp_conn **out, char *err, size_t errlen)
     char why[256] = "";
     long long t0 = mono_ms();
     int st = nntp_connect(&p, out, why, sizeof why);
-    /* a step that ran into the timeout: the site drops packets or hangs, remember it */
+    /* a failure that took the whole connect timeout or longer: the site drops packets, or
+     * hangs after accepting; remember it. A slow success or a refusal is not held against it. */
     ps_health_result(site, st == NNTP_OK, st != NNTP_OK && mono_ms() - t0 >= connect_ms - 50);
     if (st == NNTP_OK)
         return PS_OK;
