@@ -30,7 +30,6 @@ typedef struct gw_mbox {
     uint64_t low, high, count; /* the group's numbers at the last scan */
     bool scanned, scanning, rescan;
     bool force_full; /* the next scan reads the whole group (an article was found missing) */
-    uint32_t recent_claimed; /* highest UID some session has shown as \Recent */
     uint64_t gone_gen; /* bumped by each scan that may have dropped articles (a full scan) */
 } gw_mbox;
 

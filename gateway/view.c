@@ -98,17 +98,20 @@ static size_t count_recent(const session *s)
     return count_up_to(v, v->recent_hi) - count_up_to(v, v->recent_lo - 1);
 }
 
-/* New UIDs above recent_claimed become \Recent in this session (RFC 3501: in one only). */
+/* New UIDs above the user's \Recent mark become \Recent in this session (RFC 3501: in one
+ * session only, once). The mark lives in the user's state, not in the mailbox, which is
+ * freed when the user's last session ends. */
 static void claim_recent(session *s, uint32_t last)
 {
-    gw_mbox *m = s->account->mbox;
+    gw_account *a = s->account;
     gw_view *v = s->view;
-    if (v->readonly || last <= m->recent_claimed)
+    uint32_t claimed = userstate_recent_uid(a->us, v->uidvalidity);
+    if (v->readonly || last <= claimed)
         return;
-    if (!v->recent_lo || v->recent_hi < m->recent_claimed)
-        v->recent_lo = m->recent_claimed + 1;
+    if (!v->recent_lo || v->recent_hi < claimed)
+        v->recent_lo = claimed + 1;
     v->recent_hi = last;
-    m->recent_claimed = last;
+    userstate_recent_raise(a->us, v->uidvalidity, last);
 }
 
 const char *gw_view_msgid(session *s, size_t i)

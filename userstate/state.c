@@ -552,3 +552,30 @@ int userstate_prune(userstate *st, int (*is_live)(void *arg, const char *msgid),
         *pruned = ndead;
     return US_OK;
 }
+
+uint32_t userstate_recent_uid(const userstate *st, uint32_t uidvalidity)
+{
+    for (unsigned i = 0; st && i < st->nrecent; i++)
+        if (st->recent[i].uidvalidity == uidvalidity)
+            return st->recent[i].uid;
+    return 0;
+}
+
+void userstate_recent_raise(userstate *st, uint32_t uidvalidity, uint32_t uid)
+{
+    if (!st || uidvalidity == 0 || uid == 0)
+        return;
+    unsigned i = 0;
+    while (i < st->nrecent && st->recent[i].uidvalidity != uidvalidity)
+        i++;
+    if (i < st->nrecent && st->recent[i].uid >= uid)
+        return;
+    if (i == st->nrecent && st->nrecent == US_RECENT_MAX)
+        i = 0; /* forget the one raised longest ago */
+    else if (i == st->nrecent)
+        st->nrecent++;
+    /* the raised one moves to the end: the list stays ordered by when each was raised */
+    memmove(&st->recent[i], &st->recent[i + 1], (st->nrecent - 1 - i) * sizeof st->recent[0]);
+    st->recent[st->nrecent - 1] = (us_recent){uidvalidity, uid};
+    st->dirty = 1;
+}
