@@ -1,0 +1,215 @@
+"""RFC 3501 details found by imaptest and real clients (issue 9): \\Recent in exactly one
+session, once (also across logouts and concurrent sessions); BAD for sequence numbers beyond
+EXISTS; SEARCH over every occurrence of a header field and over parsed addresses; an untagged
+FLAGS before a new keyword shows up in another session's FETCH; a login storm queued, not
+refused. Real gateway, real INN site, mail through `postern deliver`."""
+import imaplib
+import threading
+import time
+
+import pytest
+
+PASSWORD = "protocol password 1"
+
+
+def add_user(env, user):
+    r = env(["user", "add", user, "--password-stdin"], input=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+
+
+def deliver(env, user, raw):
+    r = env(["deliver", "--to", user], input=raw)
+    assert r.returncode == 0, r.stderr
+
+
+def msg(n):
+    return b"From: a@example.net\nSubject: message %d\n\nbody %d\n" % (n, n)
+
+
+def login(gw, user):
+    c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=30)
+    c.login(user, PASSWORD)
+    return c
+
+
+def select(c):
+    """SELECT INBOX: (EXISTS, RECENT)."""
+    typ, data = c.select("INBOX")
+    assert typ == "OK", data
+    return int(data[0]), int(c.untagged_responses["RECENT"][-1])
+
+
+def recent_uids(c):
+    typ, data = c.uid("SEARCH", "RECENT")
+    assert typ == "OK", data
+    return data[0].split()
+
+
+def wait_exists(c, want, timeout=20):
+    """NOOP until the session has announced `want` messages (the poller runs each second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        typ, data = c.noop()
+        exists = c.untagged_responses.get("EXISTS")
+        if exists and int(exists[-1]) >= want:
+            return
+        assert time.monotonic() < deadline, "EXISTS %s, wanted %d" % (exists, want)
+        time.sleep(0.1)
+
+
+def test_recent_in_one_session_once(postern_env, gateway):
+    user = "rita.recent@example.org"
+    add_user(postern_env, user)
+    for n in range(3):
+        deliver(postern_env, user, msg(n))
+
+    # back to back: the first session gets all three, the next one none
+    a = login(gateway, user)
+    assert select(a) == (3, 3)
+    assert len(recent_uids(a)) == 3
+    a.logout()
+    b = login(gateway, user)
+    assert select(b) == (3, 0)
+    assert recent_uids(b) == []
+    typ, data = b.status("INBOX", "(RECENT)")
+    assert b"RECENT 0" in data[0], data
+    b.logout()
+
+    # concurrent: a message arriving while two sessions are selected is recent in one
+    a, b = login(gateway, user), login(gateway, user)
+    select(a), select(b)
+    deliver(postern_env, user, msg(3))
+    wait_exists(a, 4)
+    wait_exists(b, 4)
+    got = recent_uids(a) + recent_uids(b)
+    assert len(got) == 1, got
+    a.logout()
+    b.logout()
+
+    # everyone logged out (the account's memory is gone): nothing is recent again
+    c = login(gateway, user)
+    assert select(c) == (4, 0)
+    assert recent_uids(c) == []
+    c.logout()
+
+
+def test_sequence_numbers_beyond_exists_are_bad(postern_env, gateway):
+    user = "seth.sequence@example.org"
+    add_user(postern_env, user)
+    for n in range(2):
+        deliver(postern_env, user, msg(n))
+    c = login(gateway, user)
+    assert select(c)[0] == 2
+    for args in (("FETCH", "99", "(FLAGS)"), ("FETCH", "1:99", "(FLAGS)"), ("FETCH", "2,3", "(FLAGS)"),
+                 ("STORE", "99", "+FLAGS", "(\\Seen)"), ("SEARCH", "99"), ("SEARCH", "OR 1 3"),
+                 ("COPY", "99", "Trash")):
+        typ, data = c._simple_command(*args)
+        assert typ == "BAD", (args, typ, data)
+        assert c.untagged_responses.pop("FETCH", None) is None, args
+    # in range, "*", and the UID forms (silent about missing UIDs, RFC 3501 6.4.8) are fine
+    for args in (("FETCH", "1:*", "(FLAGS)"), ("FETCH", "2", "(FLAGS)"), ("SEARCH", "1:2"),
+                 ("UID", "FETCH", "99", "(FLAGS)"), ("UID", "STORE", "99", "+FLAGS", "(\\Seen)"),
+                 ("UID", "SEARCH", "UID", "99")):
+        typ, data = c._simple_command(*args)
+        assert typ == "OK", (args, typ, data)
+    c.logout()
+
+
+ADDRESSES = (b"From: <user-from (comment)@ (comment) domain.org>\n"
+             b"To: Some One <to-user@example.org>\n"
+             b"Subject: comments in addresses\n"
+             b"X-Extra: first value\n"
+             b"X-Extra: another value\n"
+             b"\n"
+             b"body\n")
+
+
+def test_search_addresses_and_repeated_fields(postern_env, gateway):
+    user = "sara.search@example.org"
+    add_user(postern_env, user)
+    deliver(postern_env, user, msg(0))
+    deliver(postern_env, user, ADDRESSES)
+    c = login(gateway, user)
+    select(c)
+    for crit in (("FROM", "user-from@domain.org"), ("FROM", "user-from"), ("FROM", "comment"),
+                 ("HEADER", "X-Extra", "another"), ("HEADER", "x-extra", "first"),
+                 ("TO", "Some One <to-user@example.org>")):
+        typ, data = c.search(None, *crit)
+        assert typ == "OK" and data[0].split() == [b"2"], (crit, data)
+    typ, data = c.search(None, "FROM", "user-from@domain.org.invalid")
+    assert data[0].split() == [], data
+    c.logout()
+
+
+def read_until_tagged(c, tag):
+    lines = []
+    while True:
+        line = c.readline()
+        assert line, lines
+        lines.append(line)
+        if line.startswith(tag):
+            return lines
+
+
+def test_new_keyword_is_announced_with_flags(postern_env, gateway):
+    user = "kai.keyword@example.org"
+    add_user(postern_env, user)
+    deliver(postern_env, user, msg(0))
+    a, b, idler = (login(gateway, user) for _ in range(3))
+    for c in (a, b, idler):
+        select(c)
+    idler.send(b"I1 IDLE\r\n")
+    assert idler.readline().startswith(b"+")
+
+    typ, data = a.store("1", "+FLAGS", "($Label1)")
+    assert typ == "OK", data
+    # the storing session itself hears FLAGS before its FETCH
+    assert any(b"$Label1" in f for f in a.untagged_responses.get("FLAGS", [])), a.untagged_responses
+
+    b.send(b"N1 NOOP\r\n")
+    lines = read_until_tagged(b, b"N1 ")
+    flags = [i for i, l in enumerate(lines) if l.startswith(b"* FLAGS ") and b"$Label1" in l]
+    fetch = [i for i, l in enumerate(lines) if b" FETCH " in l and b"$Label1" in l]
+    assert flags and fetch and flags[0] < fetch[0], lines
+    assert any(b"PERMANENTFLAGS" in l for l in lines), lines
+
+    idler.sock.settimeout(10)
+    lines = []
+    while not any(b" FETCH " in l for l in lines):
+        lines.append(idler.readline())
+    assert any(l.startswith(b"* FLAGS ") and b"$Label1" in l for l in lines), lines
+    idler.send(b"DONE\r\n")
+    read_until_tagged(idler, b"I1 ")
+    for c in (a, b, idler):
+        c.logout()
+
+
+def test_login_storm_is_queued(postern_env, gateway):
+    """100 logins at once on a freshly started gateway (nothing unlocked yet): all succeed."""
+    users = ["lena.storm%d@example.org" % i for i in range(4)]
+    for u in users:
+        add_user(postern_env, u)
+    gw = gateway.factory.start()
+    results, start = [], threading.Barrier(100)
+
+    def one(i):
+        c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=120)
+        try:
+            start.wait()
+            try:
+                typ, data = c.login(users[i % len(users)], PASSWORD)
+                results.append((typ, data))
+            except imaplib.IMAP4.error as e:
+                results.append(("NO", str(e)))
+            c.logout()
+        except Exception as e:  # a dropped connection counts as a failure
+            results.append(("ERR", repr(e)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    failed = [r for r in results if r[0] != "OK"]
+    assert len(results) == 100 and not failed, (len(results), failed[:5])
+    gw.stop()
