@@ -331,6 +331,10 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
     pi_seqset set = {0};
     if (pi_seqset_parse(arg->str, arg->len, star, &set, err) != 0)
         return -1;
+    if (!uid && (*err = pi_seqset_check(&set, star))) {
+        pi_seqset_free(&set);
+        return -1;
+    }
     /* the ranges are sorted and disjoint, so every view index comes at most once */
     size_t *out = malloc((v->n ? v->n : 1) * sizeof *out);
     if (!out) {

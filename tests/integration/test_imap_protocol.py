@@ -57,11 +57,21 @@ def wait_exists(c, want, timeout=20):
         time.sleep(0.1)
 
 
+def settle(gw, user, n):
+    """Waits until the gateway shows the user n messages, through EXAMINE (which claims no
+    \\Recent): a fresh delivery may take a poll to show (the lead's issue 9 item 0)."""
+    c = login(gw, user)
+    c.select("INBOX", readonly=True)
+    wait_exists(c, n)
+    c.logout()
+
+
 def test_recent_in_one_session_once(postern_env, gateway):
     user = "rita.recent@example.org"
     add_user(postern_env, user)
     for n in range(3):
         deliver(postern_env, user, msg(n))
+    settle(gateway, user, 3)
 
     # back to back: the first session gets all three, the next one none
     a = login(gateway, user)
@@ -87,6 +97,7 @@ def test_recent_in_one_session_once(postern_env, gateway):
     b.logout()
 
     # everyone logged out (the account's memory is gone): nothing is recent again
+    settle(gateway, user, 4)
     c = login(gateway, user)
     assert select(c) == (4, 0)
     assert recent_uids(c) == []
@@ -98,13 +109,14 @@ def test_sequence_numbers_beyond_exists_are_bad(postern_env, gateway):
     add_user(postern_env, user)
     for n in range(2):
         deliver(postern_env, user, msg(n))
+    settle(gateway, user, 2)
     c = login(gateway, user)
     assert select(c)[0] == 2
     for args in (("FETCH", "99", "(FLAGS)"), ("FETCH", "1:99", "(FLAGS)"), ("FETCH", "2,3", "(FLAGS)"),
                  ("STORE", "99", "+FLAGS", "(\\Seen)"), ("SEARCH", "99"), ("SEARCH", "OR 1 3"),
                  ("COPY", "99", "Trash")):
-        typ, data = c._simple_command(*args)
-        assert typ == "BAD", (args, typ, data)
+        with pytest.raises(imaplib.IMAP4.error, match="BAD"):  # imaplib raises on a tagged BAD
+            c._simple_command(*args)
         assert c.untagged_responses.pop("FETCH", None) is None, args
     # in range, "*", and the UID forms (silent about missing UIDs, RFC 3501 6.4.8) are fine
     for args in (("FETCH", "1:*", "(FLAGS)"), ("FETCH", "2", "(FLAGS)"), ("SEARCH", "1:2"),
@@ -129,6 +141,7 @@ def test_search_addresses_and_repeated_fields(postern_env, gateway):
     add_user(postern_env, user)
     deliver(postern_env, user, msg(0))
     deliver(postern_env, user, ADDRESSES)
+    settle(gateway, user, 2)
     c = login(gateway, user)
     select(c)
     for crit in (("FROM", "user-from@domain.org"), ("FROM", "user-from"), ("FROM", "comment"),
@@ -155,6 +168,7 @@ def test_new_keyword_is_announced_with_flags(postern_env, gateway):
     user = "kai.keyword@example.org"
     add_user(postern_env, user)
     deliver(postern_env, user, msg(0))
+    settle(gateway, user, 1)
     a, b, idler = (login(gateway, user) for _ in range(3))
     for c in (a, b, idler):
         select(c)

@@ -652,6 +652,22 @@ static void test_seqset(void **state)
     check_seq("1 2", 1, "ERR Invalid sequence set");
     check_seq("4294967296", 1, "ERR Number in sequence set too big");
 
+    /* sequence numbers beyond EXISTS (RFC 3501 section 9); "*" of an empty mailbox is none */
+    const struct {
+        const char *in;
+        uint32_t exists;
+        bool ok;
+    } within[] = {{"1:5", 5, true}, {"1:6", 5, false}, {"99", 2, false}, {"2,3", 2, false}, {"1,2", 2, true},
+                  {"*", 2, true},   {"1:*", 0, true}, {"1", 0, false}, {"3:*", 2, false}};
+    for (size_t i = 0; i < sizeof within / sizeof within[0]; i++) {
+        pi_seqset ws;
+        const char *werr;
+        assert_int_equal(pi_seqset_parse(within[i].in, strlen(within[i].in), within[i].exists, &ws, &werr), 0);
+        if ((pi_seqset_check(&ws, within[i].exists) == NULL) != within[i].ok)
+            fail_msg("%s with %u messages", within[i].in, within[i].exists);
+        pi_seqset_free(&ws);
+    }
+
     pi_buf big = PI_BUF_INIT;
     for (int i = 0; i < PI_SEQSET_MAX; i++)
         pi_buf_printf(&big, "%s%d", i ? "," : "", 2 * i + 1);
