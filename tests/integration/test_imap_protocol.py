@@ -146,7 +146,7 @@ def test_search_addresses_and_repeated_fields(postern_env, gateway):
     select(c)
     for crit in (("FROM", "user-from@domain.org"), ("FROM", "user-from"), ("FROM", "comment"),
                  ("HEADER", "X-Extra", "another"), ("HEADER", "x-extra", "first"),
-                 ("TO", "Some One <to-user@example.org>")):
+                 ("TO", "\"Some One <to-user@example.org>\""), ("HEADER", "X-Extra", "\"another value\"")):
         typ, data = c.search(None, *crit)
         assert typ == "OK" and data[0].split() == [b"2"], (crit, data)
     typ, data = c.search(None, "FROM", "user-from@domain.org.invalid")

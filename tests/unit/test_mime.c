@@ -468,6 +468,29 @@ static void test_search_text(void **state)
     mime_free(m);
     free(buf);
 
+    /* every field of a name; address fields also as plain addresses (imaptest's cases) */
+    static const char two[] = "From: <user-from (comment)@ (comment) domain.org>\r\n"
+                              "Cc: =?utf-8?q?J=C3=BCrgen?= <j (x) @ example . de>, b@c.d (Bee)\r\n"
+                              "X-Extra: first\r\nx-extra: another\r\n"
+                              "Date: Mon, 2 Nov 2026 10:00:00 +0100\r\nDate: Tue, 3 Nov 2026 10:00:00 +0100\r\n"
+                              "\r\nbody\r\n";
+    m = mime_parse(two, sizeof two - 1, NULL);
+    assert_non_null(m);
+    assert_int_equal(mime_header_decoded(m, "X-EXTRA", &o), 1);
+    assert_string_equal(o.data, "first\nanother");
+    mime_buf_reset(&o);
+    assert_int_equal(mime_header_decoded(m, "From", &o), 1);
+    assert_string_equal(o.data, "<user-from (comment)@ (comment) domain.org>\n<user-from@domain.org>");
+    mime_buf_reset(&o);
+    assert_int_equal(mime_header_decoded(m, "cc", &o), 1);
+    assert_string_equal(o.data, "Jürgen <j (x) @ example . de>, b@c.d (Bee)\nJürgen <j@example.de>, Bee <b@c.d>");
+    mime_buf_free(&o);
+    int64_t t;
+    int tz;
+    assert_int_equal(mime_sent_date(m, &t, &tz), 1); /* the first Date: */
+    assert_int_equal(t, 1793610000);
+    mime_free(m);
+
     /* text inside an attached message is searchable too; attachments are not */
     m = load("rfc822_attach", &buf);
     assert_int_equal(mime_body_text(m, &o), 0);
