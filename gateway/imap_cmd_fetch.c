@@ -233,6 +233,7 @@ static void emit(void *ctx, size_t k, gw_plain *p)
     size_t i = f->idx[k];
     if (!gw_view_msgid(s, i))
         return; /* gone from the server; its EXPUNGE comes when allowed */
+    gw_view_announce_flags(s); /* a keyword another session just made: FLAGS first */
     bool seen_now = f->sets_seen && gw_view_mark_seen(s, i);
     if (seen_now)
         f->flags_changed = true;

@@ -73,6 +73,7 @@ typedef struct gw_view {
                                                the last look for vanished messages */
     bool expunge_retry;                    /* that look ran out of memory */
     uint32_t recent_lo, recent_hi; /* UIDs shown as \Recent in this session */
+    unsigned keywords_announced;   /* keywords in the last FLAGS the session was sent */
 } gw_view;
 
 /* SELECT/EXAMINE once the first scan is there: builds s->view, writes the untagged replies. */
@@ -82,6 +83,9 @@ void gw_view_close(session *s);
  * (FETCH FLAGS) and, when expunges are allowed (not during FETCH, STORE, SEARCH: RFC 3501
  * 7.4.1), messages removed by others or expired (EXPUNGE). */
 void gw_view_sync(session *s, bool expunges);
+/* Sends FLAGS and PERMANENTFLAGS again when the user's keywords changed since the session
+ * last heard them: call before any response that may show a keyword (RFC 3501 7.2.6). */
+void gw_view_announce_flags(session *s);
 /* Called when the account's mailbox or state changed: an idling session hears at once. */
 void gw_view_changed(gw_account *a);
 /* The UID of message i (sequence number i + 1), and the highest UID (0 if empty). */

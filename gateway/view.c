@@ -167,6 +167,39 @@ static void write_buf(session *s, pi_buf *b)
     pi_buf_clear(b);
 }
 
+/* FLAGS and PERMANENTFLAGS: the system flags and the user's keywords (RFC 3501 7.2.6). */
+static void flags_lines(session *s, pi_buf *b)
+{
+    userstate *us = s->account->us;
+    pi_buf kws = PI_BUF_INIT;
+    unsigned nk = userstate_keyword_count(us);
+    for (unsigned k = 0; k < nk; k++) {
+        const char *name = userstate_keyword_name(us, k);
+        if (name)
+            pi_buf_printf(&kws, " %s", name);
+    }
+    const char *names = kws.len ? kws.data : "";
+    pi_buf_printf(b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", names);
+    if (s->view->readonly)
+        pi_buf_addstr(b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    else
+        pi_buf_printf(b, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s \\*)] Flags permitted\r\n",
+                      names);
+    pi_buf_free(&kws);
+    s->view->keywords_announced = nk;
+}
+
+void gw_view_announce_flags(session *s)
+{
+    if (!s->view || s->view->empty_folder || !s->account ||
+        userstate_keyword_count(s->account->us) == s->view->keywords_announced)
+        return;
+    pi_buf b = PI_BUF_INIT;
+    flags_lines(s, &b);
+    write_buf(s, &b);
+    pi_buf_free(&b);
+}
+
 int gw_view_open(session *s, bool readonly)
 {
     gw_account *a = s->account;
@@ -191,19 +224,7 @@ int gw_view_open(session *s, bool readonly)
     v->modseq_seen = userstate_modseq(a->us);
 
     pi_buf b = PI_BUF_INIT;
-    pi_buf_addstr(&b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-    unsigned nk = userstate_keyword_count(a->us);
-    for (unsigned k = 0; k < nk; k++) {
-        const char *name = userstate_keyword_name(a->us, k);
-        if (name)
-            pi_buf_printf(&b, " %s", name);
-    }
-    pi_buf_addstr(&b, ")\r\n");
-    if (readonly)
-        pi_buf_addstr(&b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-    else
-        pi_buf_addstr(&b, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags "
-                          "permitted\r\n");
+    flags_lines(s, &b);
     pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
     for (size_t i = 0; i < v->n; i++) {
         userstate_msg st;
@@ -247,6 +268,7 @@ void gw_view_sync(session *s, bool expunges)
         gw_session_bye(s, "[UNAVAILABLE] Mailbox renumbered after a news server failover; reconnect");
         return;
     }
+    gw_view_announce_flags(s); /* a keyword new to the mailbox, before a FETCH shows it */
     pi_buf b = PI_BUF_INIT;
     uint64_t now = userstate_modseq(a->us);
     /* Looking for vanished messages costs a lookup per message, and every idling session of
