@@ -167,6 +167,11 @@ void pi_parser_reject_literal(pi_parser *p);
 int pi_parser_read_line(pi_parser *p);
 const char *pi_parser_line(const pi_parser *p, size_t *len);
 
+/* Zeroes the bytes of the command or line just returned (its strings read as zeros after):
+ * for one that held a password (LOGIN, AUTHENTICATE), once it was copied. The store is also
+ * wiped before it is reused for the next command, moved or freed. */
+void pi_parser_wipe(pi_parser *p);
+
 /* Appends "tag BAD msg\r\n" (NO [TOOBIG] for a refused synchronising literal, "*" when
  * there is no tag) and, for fatal errors, "* BYE msg\r\n". */
 int pi_error_reply(const pi_error *e, pi_buf *out);

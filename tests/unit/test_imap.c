@@ -454,6 +454,62 @@ static void test_raw_lines(void **state)
     pi_parser_free(p);
 }
 
+static bool all_zero(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i])
+            return false;
+    return true;
+}
+
+/* A LOGIN password (quoted or a literal) and an AUTHENTICATE response are zeroed when the
+ * caller wipes the command, and when the next command reuses the store. */
+static void test_passwords_wiped(void **state)
+{
+    (void)state;
+    static const char *const logins[] = {
+        "a LOGIN user \"secret password\"\r\n",
+        "a LOGIN user {15+}\r\nsecret password\r\n",
+        "a LOGIN user secret-password\r\n",
+    };
+    for (size_t i = 0; i < sizeof logins / sizeof logins[0]; i++) {
+        pi_parser *p = pi_parser_new(NULL);
+        size_t used;
+        assert_int_equal(pi_parse(p, logins[i], strlen(logins[i]), &used), PI_COMMAND);
+        const pi_command *c = pi_parser_command(p);
+        const char *pw = c->args[1].str;
+        size_t n = c->args[1].len;
+        assert_int_equal(n, 15);
+        assert_memory_equal(pw, "secret", 6);
+        pi_parser_wipe(p);
+        assert_true(all_zero(pw, n));
+        pi_parser_free(p);
+    }
+    /* without an explicit wipe: the next command's turn wipes the store it reuses (the
+     * store is not reallocated for a short command, so the old bytes can be looked at) */
+    pi_parser *p = pi_parser_new(NULL);
+    size_t used;
+    const char *in = "a LOGIN user \"secret password\"\r\n";
+    assert_int_equal(pi_parse(p, in, strlen(in), &used), PI_COMMAND);
+    const char *pw = pi_parser_command(p)->args[1].str;
+    assert_int_equal(pi_parse(p, "b", 1, &used), PI_NEED_MORE);
+    assert_true(all_zero(pw, 15));
+    pi_parser_free(p);
+    /* an AUTHENTICATE PLAIN response line */
+    p = pi_parser_new(NULL);
+    in = "a AUTHENTICATE PLAIN\r\n";
+    assert_int_equal(pi_parse(p, in, strlen(in), &used), PI_COMMAND);
+    assert_int_equal(pi_parser_read_line(p), 0);
+    in = "AHVzZXIAc2VjcmV0IHBhc3N3b3Jk\r\n";
+    assert_int_equal(pi_parse(p, in, strlen(in), &used), PI_LINE);
+    size_t n;
+    const char *line = pi_parser_line(p, &n);
+    assert_int_equal(n, 28);
+    pi_parser_wipe(p);
+    assert_true(all_zero(line, n));
+    pi_parser_free(p);
+}
+
 static void test_error_reply(void **state)
 {
     (void)state;
@@ -1004,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_recovery_skips_literals),
         cmocka_unit_test(test_raw_lines),
+        cmocka_unit_test(test_passwords_wiped),
         cmocka_unit_test(test_error_reply),
         cmocka_unit_test(test_big_append),
         cmocka_unit_test(test_many_args),
