@@ -67,12 +67,17 @@ def settle(gw, user, n):
     c.logout()
 
 
+def mailbox_with(env, gw, user, raws):
+    """A new user whose INBOX holds raws, shown by the gateway."""
+    add_user(env, user)
+    for raw in raws:
+        deliver(env, user, raw)
+    settle(gw, user, len(raws))
+
+
 def test_recent_in_one_session_once(postern_env, gateway):
     user = "rita.recent@example.org"
-    add_user(postern_env, user)
-    for n in range(3):
-        deliver(postern_env, user, msg(n))
-    settle(gateway, user, 3)
+    mailbox_with(postern_env, gateway, user, [msg(n) for n in range(3)])
 
     # back to back: the first session gets all three, the next one none
     a = login(gateway, user)
@@ -107,10 +112,7 @@ def test_recent_in_one_session_once(postern_env, gateway):
 
 def test_sequence_numbers_beyond_exists_are_bad(postern_env, gateway):
     user = "seth.sequence@example.org"
-    add_user(postern_env, user)
-    for n in range(2):
-        deliver(postern_env, user, msg(n))
-    settle(gateway, user, 2)
+    mailbox_with(postern_env, gateway, user, [msg(0), msg(1)])
     c = login(gateway, user)
     select(c)
     wait_exists(c, 2)
@@ -140,10 +142,7 @@ ADDRESSES = (b"From: <user-from (comment)@ (comment) domain.org>\n"
 
 def test_search_addresses_and_repeated_fields(postern_env, gateway):
     user = "sara.search@example.org"
-    add_user(postern_env, user)
-    deliver(postern_env, user, msg(0))
-    deliver(postern_env, user, ADDRESSES)
-    settle(gateway, user, 2)
+    mailbox_with(postern_env, gateway, user, [msg(0), ADDRESSES])
     c = login(gateway, user)
     select(c)
     for crit in (("FROM", "user-from@domain.org"), ("FROM", "user-from"), ("FROM", "comment"),
@@ -168,9 +167,7 @@ def read_until_tagged(c, tag):
 
 def test_new_keyword_is_announced_with_flags(postern_env, gateway):
     user = "kai.keyword@example.org"
-    add_user(postern_env, user)
-    deliver(postern_env, user, msg(0))
-    settle(gateway, user, 1)
+    mailbox_with(postern_env, gateway, user, [msg(0)])
     a, b, idler = (login(gateway, user) for _ in range(3))
     for c in (a, b, idler):
         select(c)

@@ -431,6 +431,14 @@ static void test_nstring(void **state)
     mime_buf_free(&o);
 }
 
+static void expect_field(const mime_message *m, const char *name, const char *want)
+{
+    mime_buf o = {0};
+    assert_int_equal(mime_header_decoded(m, name, &o), 1);
+    assert_string_equal(o.data, want);
+    mime_buf_free(&o);
+}
+
 static void test_search_text(void **state)
 {
     (void)state;
@@ -476,15 +484,9 @@ static void test_search_text(void **state)
                               "\r\nbody\r\n";
     m = mime_parse(two, sizeof two - 1, NULL);
     assert_non_null(m);
-    assert_int_equal(mime_header_decoded(m, "X-EXTRA", &o), 1);
-    assert_string_equal(o.data, "first\nanother");
-    mime_buf_reset(&o);
-    assert_int_equal(mime_header_decoded(m, "From", &o), 1);
-    assert_string_equal(o.data, "<user-from (comment)@ (comment) domain.org>\n<user-from@domain.org>");
-    mime_buf_reset(&o);
-    assert_int_equal(mime_header_decoded(m, "cc", &o), 1);
-    assert_string_equal(o.data, "Jürgen <j (x) @ example . de>, b@c.d (Bee)\nJürgen <j@example.de>, Bee <b@c.d>");
-    mime_buf_free(&o);
+    expect_field(m, "X-EXTRA", "first\nanother");
+    expect_field(m, "From", "<user-from (comment)@ (comment) domain.org>\n<user-from@domain.org>");
+    expect_field(m, "cc", "Jürgen <j (x) @ example . de>, b@c.d (Bee)\nJürgen <j@example.de>, Bee <b@c.d>");
     int64_t t;
     int tz;
     assert_int_equal(mime_sent_date(m, &t, &tz), 1); /* the first Date: */
