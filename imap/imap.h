@@ -240,9 +240,9 @@ void pi_seqset_free(pi_seqset *set);
 bool pi_seqset_contains(const pi_seqset *set, uint32_t v);
 uint64_t pi_seqset_count(const pi_seqset *set);
 /* A message sequence set may name only messages that exist (RFC 3501 section 9: a number
- * above EXISTS is a BAD). NULL if every number is at most exists, else the BAD text. A
- * "*" in an empty mailbox selects nothing and passes (pi_seqset_parse drops it). UID sets
- * are never checked: UIDs that do not exist are skipped silently (6.4.8). */
+ * above EXISTS is a BAD, "*" in an empty mailbox too; Dovecot does the same). NULL if every
+ * number is at most exists (never when exists is 0), else the BAD text. UID sets are never
+ * checked: UIDs that do not exist are skipped silently (6.4.8). */
 const char *pi_seqset_check(const pi_seqset *set, uint32_t exists);
 /* Iterate in ascending order: pi_seqset_iter it = {0}; while (pi_seqset_next(set, &it, &v)) */
 typedef struct pi_seqset_iter {

@@ -128,6 +128,12 @@ def test_sequence_numbers_beyond_exists_are_bad(postern_env, gateway):
                  ("UID", "SEARCH", "UID", "99")):
         typ, data = c._simple_command(*args)
         assert typ == "OK", (args, typ, data)
+    # an empty mailbox has no "*" either (RFC 3501 section 9); its UID forms are fine
+    c.select("Trash", readonly=True)
+    with pytest.raises(imaplib.IMAP4.error, match="BAD"):
+        c._simple_command("FETCH", "1:*", "(FLAGS)")
+    typ, data = c._simple_command("UID", "FETCH", "1:*", "(FLAGS)")
+    assert typ == "OK", data
     c.logout()
 
 

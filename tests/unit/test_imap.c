@@ -708,13 +708,14 @@ static void test_seqset(void **state)
     check_seq("1 2", 1, "ERR Invalid sequence set");
     check_seq("4294967296", 1, "ERR Number in sequence set too big");
 
-    /* sequence numbers beyond EXISTS (RFC 3501 section 9); "*" of an empty mailbox is none */
+    /* sequence numbers beyond EXISTS (RFC 3501 section 9), "*" of an empty mailbox too */
     const struct {
         const char *in;
         uint32_t exists;
         bool ok;
     } within[] = {{"1:5", 5, true}, {"1:6", 5, false}, {"99", 2, false}, {"2,3", 2, false}, {"1,2", 2, true},
-                  {"*", 2, true},   {"1:*", 0, true}, {"1", 0, false}, {"3:*", 2, false}};
+                  {"*", 2, true},   {"1:*", 0, false}, {"*", 0, false}, {"1", 0, false}, {"3:*", 2, false},
+                  {"2:*", 2, true}};
     for (size_t i = 0; i < sizeof within / sizeof within[0]; i++) {
         pi_seqset ws;
         const char *werr;
