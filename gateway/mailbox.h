@@ -73,7 +73,7 @@ typedef struct gw_view {
                                                the last look for vanished messages */
     bool expunge_retry;                    /* that look ran out of memory */
     uint32_t recent_lo, recent_hi; /* UIDs shown as \Recent in this session */
-    unsigned keywords_announced;   /* keywords in the last FLAGS the session was sent */
+    uint64_t keywords_gen;         /* the keyword table's generation at the last FLAGS sent */
 } gw_view;
 
 /* SELECT/EXAMINE once the first scan is there: builds s->view, writes the untagged replies. */

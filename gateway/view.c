@@ -186,13 +186,13 @@ static void flags_lines(session *s, pi_buf *b)
         pi_buf_printf(b, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s \\*)] Flags permitted\r\n",
                       names);
     pi_buf_free(&kws);
-    s->view->keywords_announced = nk;
+    s->view->keywords_gen = userstate_keyword_gen(us);
 }
 
 void gw_view_announce_flags(session *s)
 {
     if (!s->view || s->view->empty_folder || !s->account ||
-        userstate_keyword_count(s->account->us) == s->view->keywords_announced)
+        userstate_keyword_gen(s->account->us) == s->view->keywords_gen)
         return;
     pi_buf b = PI_BUF_INIT;
     flags_lines(s, &b);

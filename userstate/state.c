@@ -423,6 +423,7 @@ int us_keyword_add(userstate *st, const char *name, size_t len)
     memcpy(st->kw[st->nkw], name, len);
     st->kw[st->nkw][len] = '\0';
     st->nkw++;
+    st->kw_gen++;
     return US_OK;
 }
 
@@ -455,6 +456,11 @@ int userstate_keyword_find(const userstate *st, const char *name)
 unsigned userstate_keyword_count(const userstate *st)
 {
     return st ? st->nkw : 0;
+}
+
+uint64_t userstate_keyword_gen(const userstate *st)
+{
+    return st ? st->kw_gen : 0;
 }
 
 const char *userstate_keyword_name(const userstate *st, unsigned index)
@@ -501,6 +507,7 @@ static int compact_keywords(userstate *st)
     for (unsigned k = kept; k < st->nkw; k++)
         memset(st->kw[k], 0, sizeof st->kw[k]);
     st->nkw = kept;
+    st->kw_gen++;
     for (uint32_t i = 0; i < st->n; i++) {
         uint8_t old[US_KEYWORD_SET_BYTES];
         memcpy(old, st->ent[i].kw, sizeof old);

@@ -144,6 +144,9 @@ int userstate_keyword(userstate *st, const char *name, unsigned *index);
 int userstate_keyword_find(const userstate *st, const char *name); /* index or -1 */
 unsigned userstate_keyword_count(const userstate *st);
 const char *userstate_keyword_name(const userstate *st, unsigned index); /* NULL if none */
+/* Changes whenever the keyword table does (a name added, or a prune renumbering it), so a
+ * client can be told the table again (IMAP FLAGS). Not stored: counts from the load. */
+uint64_t userstate_keyword_gen(const userstate *st);
 
 /* \Recent (RFC 3501: a message is recent in one session only, and only once): the highest
  * UID some session has been shown as \Recent, per UIDVALIDITY, because UIDs are one site's

@@ -48,6 +48,7 @@ struct userstate {
     uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* random per state: no chosen collisions */
     char kw[US_KEYWORD_MAX][US_KEYWORD_LEN_MAX + 1];
     unsigned nkw;
+    uint64_t kw_gen; /* userstate_keyword_gen; not stored */
     uint64_t modseq;
     us_recent recent[US_RECENT_MAX]; /* oldest raised first */
     unsigned nrecent;

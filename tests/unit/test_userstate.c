@@ -1025,6 +1025,36 @@ static void test_parse_rejects(void **state)
     us_free(st);
 }
 
+static int none_live(void *arg, const char *msgid)
+{
+    (void)arg;
+    (void)msgid;
+    return 0;
+}
+
+/* The keyword table's generation moves with every change to the table, a prune's too. */
+static void test_keyword_gen(void **state)
+{
+    (void)state;
+    userstate *st = us_new();
+    assert_non_null(st);
+    uint64_t g0 = userstate_keyword_gen(st);
+    unsigned k;
+    assert_int_equal(userstate_keyword(st, "$One", &k), US_OK);
+    uint64_t g1 = userstate_keyword_gen(st);
+    assert_true(g1 != g0);
+    assert_int_equal(userstate_keyword(st, "$one", &k), US_OK); /* known already */
+    assert_true(userstate_keyword_gen(st) == g1);
+    uint8_t set[US_KEYWORD_SET_BYTES] = {0};
+    us_kw_put(set, k, 1);
+    assert_int_equal(userstate_store(st, "<a@b>", US_ADD, 0, set), US_OK);
+    size_t pruned;
+    assert_int_equal(userstate_prune(st, none_live, NULL, &pruned), US_OK);
+    assert_int_equal(userstate_keyword_count(st), 0);
+    assert_true(userstate_keyword_gen(st) != g1);
+    us_free(st);
+}
+
 /* \Recent marks: raised only, one per UIDVALIDITY, the oldest forgotten beyond the limit,
  * and kept by a save and a load. */
 static void test_recent_marks(void **state)
@@ -1093,6 +1123,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_recent_marks),
+        cmocka_unit_test(test_keyword_gen),
         cmocka_unit_test_setup_teardown(test_seal_then_write, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
