@@ -72,7 +72,8 @@ typedef struct gw_view {
     uint64_t expunge_modseq, expunge_gone; /* the state's modseq and the mbox's gone_gen at
                                                the last look for vanished messages */
     bool expunge_retry;                    /* that look ran out of memory */
-    uint32_t recent_lo, recent_hi; /* UIDs shown as \Recent in this session */
+    pi_seqset recent;              /* UIDs shown as \Recent in this session (ascending) */
+    size_t recent_cap;
     uint64_t keywords_gen;         /* the keyword table's generation at the last FLAGS sent */
 } gw_view;
 

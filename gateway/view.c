@@ -66,9 +66,7 @@ uint32_t gw_view_last_uid(const gw_view *v)
 
 bool gw_view_recent(const session *s, size_t i)
 {
-    const gw_view *v = s->view;
-    uint32_t uid = gw_view_uid(v, i);
-    return v->recent_lo && uid >= v->recent_lo && uid <= v->recent_hi;
+    return pi_seqset_contains(&s->view->recent, gw_view_uid(s->view, i));
 }
 
 /* How many messages of the view have a UID up to uid (the index of the first one above). */
@@ -88,19 +86,21 @@ static size_t count_up_to(const gw_view *v, uint32_t uid)
     return uid < r->lo ? r->before : r->before + (uid - r->lo) + 1;
 }
 
-/* \Recent UIDs are one range: counted by two binary searches, since every idling session
- * counts them again on new mail. */
+/* Counted by two binary searches per range of \Recent UIDs (nearly always one), since every
+ * idling session counts them again on new mail. */
 static size_t count_recent(const session *s)
 {
     const gw_view *v = s->view;
-    if (!v->recent_lo)
-        return 0;
-    return count_up_to(v, v->recent_hi) - count_up_to(v, v->recent_lo - 1);
+    size_t n = 0;
+    for (size_t k = 0; k < v->recent.n; k++)
+        n += count_up_to(v, v->recent.r[k].hi) - count_up_to(v, v->recent.r[k].lo - 1);
+    return n;
 }
 
 /* New UIDs above the user's \Recent mark become \Recent in this session (RFC 3501: in one
  * session only, once). The mark lives in the user's state, not in the mailbox, which is
- * freed when the user's last session ends. */
+ * freed when the user's last session ends. A session keeps what it was given when another
+ * session takes the next messages, so its \Recent UIDs are ranges. */
 static void claim_recent(session *s, uint32_t last)
 {
     gw_account *a = s->account;
@@ -108,9 +108,20 @@ static void claim_recent(session *s, uint32_t last)
     uint32_t claimed = userstate_recent_uid(a->us, v->uidvalidity);
     if (v->readonly || last <= claimed)
         return;
-    if (!v->recent_lo || v->recent_hi < claimed)
-        v->recent_lo = claimed + 1;
-    v->recent_hi = last;
+    pi_seqset *r = &v->recent;
+    if (r->n && r->r[r->n - 1].hi == claimed) {
+        r->r[r->n - 1].hi = last;
+    } else {
+        if (r->n == v->recent_cap) {
+            size_t cap = v->recent_cap ? v->recent_cap * 2 : 2;
+            pi_range *p = realloc(r->r, cap * sizeof *p);
+            if (!p)
+                return; /* left to the next session that looks, rather than to none */
+            r->r = p;
+            v->recent_cap = cap;
+        }
+        r->r[r->n++] = (pi_range){claimed + 1, last};
+    }
     userstate_recent_raise(a->us, v->uidvalidity, last);
 }
 
@@ -251,6 +262,7 @@ void gw_view_close(session *s)
     if (s->account && s->account->watched)
         s->account->watched--;
     free(s->view->runs);
+    free(s->view->recent.r);
     free(s->view);
     s->view = NULL;
 }

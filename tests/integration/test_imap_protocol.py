@@ -110,6 +110,40 @@ def test_recent_in_one_session_once(postern_env, gateway):
     c.logout()
 
 
+def idle_until_exists(c, tag, want, timeout=20):
+    """IDLE until the session hears "* want EXISTS", then DONE."""
+    c.send(b"%s IDLE\r\n" % tag)
+    assert c.readline().startswith(b"+")
+    c.sock.settimeout(timeout)
+    lines = []
+    while b"* %d EXISTS\r\n" % want not in lines:
+        line = c.readline()
+        assert line, lines
+        lines.append(line)
+    c.send(b"DONE\r\n")
+    read_until_tagged(c, tag + b" ")
+
+
+def test_recent_kept_when_sessions_take_turns(postern_env, gateway):
+    """A session keeps \\Recent on what it was given while another session takes the next
+    message and it then takes a third: its recent messages are not one range any more."""
+    user = "rhea.recent@example.org"
+    mailbox_with(postern_env, gateway, user, [msg(0)])
+    a, b = login(gateway, user), login(gateway, user)
+    assert select(a) == (1, 1)
+    assert select(b) == (1, 0)
+    deliver(postern_env, user, msg(1))
+    idle_until_exists(b, b"B1", 2)  # b hears of it first: message 2 is b's
+    deliver(postern_env, user, msg(2))
+    idle_until_exists(a, b"A1", 3)  # a took message 2 late (not recent) and 3 at once
+    typ, data = a.search(None, "RECENT")
+    assert data[0].split() == [b"1", b"3"], data
+    typ, data = b.search(None, "RECENT")
+    assert data[0].split() == [b"2"], data
+    a.logout()
+    b.logout()
+
+
 def test_sequence_numbers_beyond_exists_are_bad(postern_env, gateway):
     user = "seth.sequence@example.org"
     mailbox_with(postern_env, gateway, user, [msg(0), msg(1)])

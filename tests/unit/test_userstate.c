@@ -556,7 +556,7 @@ static void test_spec_layout(void **state)
         1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xc4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 6,
         0, 0, 0, 3, 'E', 'N', 'V', 0, 0, 0, 0,
         5, '<', 'c', '@', 'd', '>', 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0,
-        1, 1, 2, 3, 4, 0, 0, 0, 9,     /* \\Recent marks: UIDVALIDITY, UID */
+        1, 1, 2, 3, 4, 0, 0, 0, 9,     /* \Recent marks: UIDVALIDITY, UID */
     };
     assert_int_equal(plen, sizeof want);
     assert_memory_equal(plain, want, sizeof want);
