@@ -2,8 +2,9 @@
  * in bulk) that builds a flat node table while input trickles in and lays it out as a tree
  * of arrays once the command is complete. All strings live in one store buffer so a
  * command costs a bounded amount of memory: max_line + literal cap + a node per argument.
- * The store holds LOGIN passwords and AUTHENTICATE responses, so its bytes are wiped before
- * the memory is reused, moved or freed (and on request, pi_parser_wipe). */
+ * The store (and the tail kept to spot literals) holds LOGIN passwords and AUTHENTICATE
+ * responses, so their bytes are wiped before the memory is reused, moved or freed (and on
+ * request, pi_parser_wipe). */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -96,8 +97,7 @@ static bool tag_char(unsigned c)
 static void begin(pi_parser *p)
 {
     p->lim = p->next_lim;
-    if (p->store)
-        sodium_memzero(p->store, p->slen);
+    pi_parser_wipe(p);
     if (p->scap > STORE_KEEP) {
         free(p->store);
         p->store = NULL;
@@ -166,8 +166,7 @@ void pi_parser_free(pi_parser *p)
 {
     if (!p)
         return;
-    if (p->store)
-        sodium_memzero(p->store, p->slen);
+    pi_parser_wipe(p);
     free(p->store);
     free(p->nodes);
     free(p->order);
@@ -204,6 +203,7 @@ void pi_parser_wipe(pi_parser *p)
 {
     if (p->store)
         sodium_memzero(p->store, p->slen);
+    sodium_memzero(p->tail, sizeof p->tail); /* the line's last bytes: a password's end */
 }
 
 void pi_parser_reject_literal(pi_parser *p)

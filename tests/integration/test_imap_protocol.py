@@ -3,7 +3,10 @@ session, once (also across logouts and concurrent sessions); BAD for sequence nu
 EXISTS; SEARCH over every occurrence of a header field and over parsed addresses; an untagged
 FLAGS before a new keyword shows up in another session's FETCH; a login storm queued, not
 refused. Real gateway, real INN site, mail through `postern deliver`."""
+import base64
 import imaplib
+import os
+import pwd
 import subprocess
 import threading
 import time
@@ -274,4 +277,57 @@ def test_login_storm_is_queued(postern_env, gateway):
         t.join(300)
     failed = [r for r in results if r[0] != "OK"]
     assert len(results) == 100 and not failed, (len(results), len(failed), failed[:3])
+    gw.stop()
+
+
+def process_memory(pid):
+    """Every readable, writable mapping of a process (heap, anonymous, stacks), as bytes.
+    Root reads /proc/PID/mem even of a process that made itself undumpable."""
+    out = []
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if not parts[1].startswith("rw") or (len(parts) > 5 and parts[5].startswith("/")):
+                continue  # code, read-only data, and the data of mapped files
+            if hi - lo > 1 << 36:
+                pytest.skip("a sanitizer build: its terabyte reservations cannot be read")
+            try:
+                mem.seek(lo)
+                out.append(mem.read(hi - lo))
+            except OSError:
+                pass  # a guard page
+    return b"".join(out)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading another process's memory needs root")
+def test_passwords_are_not_left_in_gateway_memory(postern_env, gateway):
+    """Right after LOGIN (quoted and as a literal) and AUTHENTICATE PLAIN, with the sessions
+    still open, no piece of any password is in the network process's writable memory. Over
+    plain IMAP (allowed for this gateway), so no TLS library holds a copy the gateway cannot
+    wipe."""
+    user = "wanda.wipe@example.org"
+    secrets_ = [b"Quoted-%s" % os.urandom(8).hex().encode(), b"Literal-%s" % os.urandom(8).hex().encode(),
+                b"Sasl-%s" % os.urandom(8).hex().encode()]
+    gw = gateway.factory.start(allow_plaintext_auth="yes")
+    for i, pw in enumerate(secrets_):
+        r = postern_env(["user", "add", "%d.%s" % (i, user), "--password-stdin"], input=pw + b"\n")
+        assert r.returncode == 0, r.stderr
+    conns = [imaplib.IMAP4(gw.addr, gw.imap_port, timeout=30) for _ in range(3)]
+    assert conns[0]._simple_command("LOGIN", "0." + user, '"%s"' % secrets_[0].decode())[0] == "OK"
+    conns[1].literal = secrets_[1]
+    assert conns[1]._simple_command("LOGIN", "1." + user)[0] == "OK"
+    sasl = b"\0" + b"2." + user.encode() + b"\0" + secrets_[2]
+    assert conns[2].authenticate("PLAIN", lambda _: sasl)[0] == "OK"
+    uid = pwd.getpwnam(gw.user).pw_uid
+    net = [pid for pid in gw.children() if "\nUid:\t%d\t" % uid in open("/proc/%d/status" % pid).read()]
+    assert len(net) == 1, gw.children()
+    memory = process_memory(net[0])
+    assert user.encode() in memory, len(memory)  # the scan sees the process's data
+    for pw in secrets_ + [base64.b64encode(sasl)]:
+        pieces = [pw[i:i + 10] for i in range(len(pw) - 16, len(pw) - 9)]  # the random tail
+        found = [p for p in pieces if p in memory]
+        assert not found, (pw, memory[max(0, memory.find(found[0]) - 100):][:200] if found else None)
+    for c in conns:
+        c.logout()
     gw.stop()
