@@ -6,12 +6,15 @@ refused. Real gateway, real INN site, mail through `postern deliver`."""
 import base64
 import imaplib
 import os
+import poplib
 import pwd
 import subprocess
 import threading
 import time
 
 import pytest
+
+from conftest import _free_port
 
 PASSWORD = "protocol password 1"
 
@@ -302,14 +305,15 @@ def process_memory(pid):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="reading another process's memory needs root")
 def test_passwords_are_not_left_in_gateway_memory(postern_env, gateway):
-    """Right after LOGIN (quoted and as a literal) and AUTHENTICATE PLAIN, with the sessions
+    """Right after LOGIN (quoted and as a literal), AUTHENTICATE PLAIN and POP3 PASS, with the sessions
     still open, no piece of any password is in the network process's writable memory. Over
     plain IMAP (allowed for this gateway), so no TLS library holds a copy the gateway cannot
     wipe."""
     user = "wanda.wipe@example.org"
     secrets_ = [b"Quoted-%s" % os.urandom(8).hex().encode(), b"Literal-%s" % os.urandom(8).hex().encode(),
-                b"Sasl-%s" % os.urandom(8).hex().encode()]
-    gw = gateway.factory.start(allow_plaintext_auth="yes")
+                b"Sasl-%s" % os.urandom(8).hex().encode(), b"Pop-%s" % os.urandom(8).hex().encode()]
+    pop3_port = _free_port(gateway.addr)
+    gw = gateway.factory.start(allow_plaintext_auth="yes", pop3="%s:%d" % (gateway.addr, pop3_port))
     for i, pw in enumerate(secrets_):
         r = postern_env(["user", "add", "%d.%s" % (i, user), "--password-stdin"], input=pw + b"\n")
         assert r.returncode == 0, r.stderr
@@ -319,6 +323,9 @@ def test_passwords_are_not_left_in_gateway_memory(postern_env, gateway):
     assert conns[1]._simple_command("LOGIN", "1." + user)[0] == "OK"
     sasl = b"\0" + b"2." + user.encode() + b"\0" + secrets_[2]
     assert conns[2].authenticate("PLAIN", lambda _: sasl)[0] == "OK"
+    pop = poplib.POP3(gw.addr, pop3_port, timeout=30)
+    pop.user("3." + user)
+    assert pop.pass_(secrets_[3].decode()).startswith(b"+OK")
     uid = pwd.getpwnam(gw.user).pw_uid
     net = [pid for pid in gw.children() if "\nUid:\t%d\t" % uid in open("/proc/%d/status" % pid).read()]
     assert len(net) == 1, gw.children()
@@ -330,4 +337,5 @@ def test_passwords_are_not_left_in_gateway_memory(postern_env, gateway):
         assert not found, (pw, memory[max(0, memory.find(found[0]) - 100):][:200] if found else None)
     for c in conns:
         c.logout()
+    pop.quit()
     gw.stop()
