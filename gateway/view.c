@@ -194,7 +194,9 @@ static void flags_lines(session *s, pi_buf *b)
     if (s->view->readonly)
         pi_buf_addstr(b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
     else
-        pi_buf_printf(b, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s \\*)] Flags permitted\r\n",
+        pi_buf_printf(b,
+                      "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s \\*)] Flags "
+                      "permitted\r\n",
                       names);
     pi_buf_free(&kws);
     s->view->keywords_gen = userstate_keyword_gen(us);

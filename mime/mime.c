@@ -841,14 +841,16 @@ static int append_decoded(mime_buf *o, const char *s);
 static int put_addr(addr_out *ao, const char *name, const char *adl, const char *mbox,
                     const char *host)
 {
-    if (ao->text) { /* group markers (no host) are not addresses */
+    if (ao->text) { /* group markers (no host) are not addresses; no placeholders either */
         if (!host)
             return 0;
-        if ((ao->count++ && buf_puts(ao->o, ", ") < 0) || (name && *name && (append_decoded(ao->o, name) < 0 ||
-                                                                          buf_putc(ao->o, ' ') < 0)))
+        bool has_mbox = strcmp(mbox, "MISSING_MAILBOX") != 0, has_host = strcmp(host, "MISSING_DOMAIN") != 0;
+        if ((ao->count++ && buf_puts(ao->o, ", ") < 0) ||
+            (name && *name && (append_decoded(ao->o, name) < 0 || buf_putc(ao->o, ' ') < 0)))
             return -1;
-        return buf_putc(ao->o, '<') < 0 || buf_puts(ao->o, mbox) < 0 || buf_putc(ao->o, '@') < 0 ||
-                       buf_puts(ao->o, host) < 0 || buf_putc(ao->o, '>') < 0
+        return buf_putc(ao->o, '<') < 0 || (has_mbox && buf_puts(ao->o, mbox) < 0) ||
+                       (has_host && (buf_putc(ao->o, '@') < 0 || buf_puts(ao->o, host) < 0)) ||
+                       buf_putc(ao->o, '>') < 0
                    ? -1
                    : 0;
     }

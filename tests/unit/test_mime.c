@@ -479,12 +479,13 @@ static void test_search_text(void **state)
     /* every field of a name; address fields also as plain addresses (imaptest's cases) */
     static const char two[] = "From: <user-from (comment)@ (comment) domain.org>\r\n"
                               "Cc: =?utf-8?q?J=C3=BCrgen?= <j (x) @ example . de>, b@c.d (Bee)\r\n"
-                              "X-Extra: first\r\nx-extra: another\r\n"
+                              "X-Extra: first\r\nx-extra: another\r\nTo: root, undisclosed:;\r\n"
                               "Date: Mon, 2 Nov 2026 10:00:00 +0100\r\nDate: Tue, 3 Nov 2026 10:00:00 +0100\r\n"
                               "\r\nbody\r\n";
     m = mime_parse(two, sizeof two - 1, NULL);
     assert_non_null(m);
     expect_field(m, "X-EXTRA", "first\nanother");
+    expect_field(m, "To", "root, undisclosed:;\n<root>"); /* no placeholder domain */
     expect_field(m, "From", "<user-from (comment)@ (comment) domain.org>\n<user-from@domain.org>");
     expect_field(m, "cc", "Jürgen <j (x) @ example . de>, b@c.d (Bee)\nJürgen <j@example.de>, Bee <b@c.d>");
     int64_t t;
