@@ -116,6 +116,24 @@ def test_recent_in_one_session_once(postern_env, gateway):
     c.logout()
 
 
+def test_recent_survives_a_restart(postern_env, gateway):
+    """The \\Recent mark is in the user's state file: a restarted gateway does not hand out
+    \\Recent again (a gateway of its own, whose state starts empty)."""
+    user = "rosa.restart@example.org"
+    mailbox_with(postern_env, gateway, user, [msg(0), msg(1)])
+    gw = gateway.factory.start()
+    settle(gw, user, 2)
+    c = login(gw, user)
+    assert select(c) == (2, 2)
+    c.logout()
+    assert gw.stop() == 0
+    gw.start()
+    c = login(gw, user)
+    assert select(c) == (2, 0)
+    c.logout()
+    gw.stop()
+
+
 def idle_until_exists(c, tag, want, timeout=20):
     """IDLE until the session hears "* want EXISTS", then DONE."""
     c.send(b"%s IDLE\r\n" % tag)
