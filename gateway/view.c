@@ -100,16 +100,19 @@ static size_t count_recent(const session *s)
 /* New UIDs above the user's \Recent mark become \Recent in this session (RFC 3501: in one
  * session only, once). The mark lives in the user's state, not in the mailbox, which is
  * freed when the user's last session ends. A session keeps what it was given when another
- * session takes the next messages, so its \Recent UIDs are ranges. */
+ * session takes the next messages, so its \Recent UIDs are ranges. A read-only session
+ * sees them as \Recent but leaves them to the next session (RFC 3501 2.3.2, 6.3.2). */
 static void claim_recent(session *s, uint32_t last)
 {
     gw_account *a = s->account;
     gw_view *v = s->view;
-    uint32_t claimed = userstate_recent_uid(a->us, v->uidvalidity);
-    if (v->readonly || last <= claimed)
-        return;
     pi_seqset *r = &v->recent;
-    if (r->n && r->r[r->n - 1].hi == claimed) {
+    uint32_t from = userstate_recent_uid(a->us, v->uidvalidity);
+    if (r->n && r->r[r->n - 1].hi > from)
+        from = r->r[r->n - 1].hi; /* read-only: shown already, the mark did not move */
+    if (last <= from)
+        return;
+    if (r->n && r->r[r->n - 1].hi == from) {
         r->r[r->n - 1].hi = last;
     } else {
         if (r->n == v->recent_cap) {
@@ -120,9 +123,10 @@ static void claim_recent(session *s, uint32_t last)
             r->r = p;
             v->recent_cap = cap;
         }
-        r->r[r->n++] = (pi_range){claimed + 1, last};
+        r->r[r->n++] = (pi_range){from + 1, last};
     }
-    userstate_recent_raise(a->us, v->uidvalidity, last);
+    if (!v->readonly)
+        userstate_recent_raise(a->us, v->uidvalidity, last);
 }
 
 const char *gw_view_msgid(session *s, size_t i)

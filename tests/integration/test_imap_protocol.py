@@ -116,6 +116,26 @@ def test_recent_in_one_session_once(postern_env, gateway):
     c.logout()
 
 
+def test_examine_shows_recent_and_leaves_it(postern_env, gateway):
+    """A read-only session sees \\Recent but does not take it: the next SELECT still gets
+    it (RFC 3501 2.3.2 and 6.3.2)."""
+    user = "erin.examine@example.org"
+    mailbox_with(postern_env, gateway, user, [msg(0), msg(1)])
+    e = login(gateway, user)
+    e.select("INBOX", readonly=True)
+    assert e.untagged_responses["RECENT"][-1] == b"2"
+    assert len(recent_uids(e)) == 2
+    c = login(gateway, user)
+    assert select(c) == (2, 2)
+    deliver(postern_env, user, msg(2))
+    wait_exists(e, 3)
+    assert len(recent_uids(e)) == 3  # the new one too: c has not looked yet
+    wait_exists(c, 3)
+    assert len(recent_uids(c)) == 3
+    e.logout()
+    c.logout()
+
+
 def test_recent_survives_a_restart(postern_env, gateway):
     """The \\Recent mark is in the user's state file: a restarted gateway does not hand out
     \\Recent again (a gateway of its own, whose state starts empty)."""
