@@ -374,7 +374,7 @@ int gw_session_starttls(session *s)
     size_t junk = evbuffer_get_length(in);
     if (junk) {
         gw_log(GW_INFO, "%s: dropped %zu bytes sent after STARTTLS before the handshake", s->peer, junk);
-        evbuffer_drain(in, junk);
+        gw_session_consumed(s, junk); /* wiped: a careless client may have sent its LOGIN */
     }
     SSL *ssl = SSL_new(s->net->ssl_ctx);
     if (!ssl)
