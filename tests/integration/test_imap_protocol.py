@@ -2,7 +2,8 @@
 session, once (also across logouts and concurrent sessions); BAD for sequence numbers beyond
 EXISTS; SEARCH over every occurrence of a header field and over parsed addresses; an untagged
 FLAGS before a new keyword shows up in another session's FETCH; a login storm queued, not
-refused. Real gateway, real INN site, mail through `postern deliver`."""
+refused; no password left in the gateway's memory after login (issue 9 item 4). Real
+gateway, real INN site, mail through `postern deliver`."""
 import base64
 import imaplib
 import os
