@@ -93,6 +93,10 @@ int adm_cmd_authority(const pn_config *cfg, int argc, char **argv)
         }
         return init(cfg, force);
     }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        puts(usage);
+        return PX_OK;
+    }
     fprintf(stderr, "%s\n", usage);
-    return argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) ? PX_OK : PX_USAGE;
+    return PX_USAGE;
 }

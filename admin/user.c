@@ -8,18 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #include "admin/admin.h"
+#include "admin/admin_int.h"
 #include "article/article.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
 #include "util/util.h"
 
-#define CTLINND "/usr/lib/news/bin/ctlinnd"
 #define PASSWORD_MAX 1024
 
 static const char usage[] =
@@ -29,7 +28,10 @@ static const char usage[] =
     "       postern user list\n"
     "Passwords are asked on the terminal (twice), or read from the first line of FILE or\n"
     "stdin (passwd reads the current password, then the new one, one per line).\n"
-    "--force accepts a password shorter than min_password.";
+    "--force accepts a password shorter than min_password.\n"
+    "del removes the user's articles and groups at every site administered here (innconf);\n"
+    "add says \"added\" only when every configured site serves the new key record. del then\n"
+    "add of one address (a forgotten password) starts an empty mailbox under a new key.";
 
 typedef struct user_opts {
     const char *address;
@@ -109,122 +111,7 @@ static int weak_password(const pn_config *cfg, const char *pw, size_t len, const
     return 0;
 }
 
-/* Runs ctlinnd for a locally administered site; returns 0 on success. */
-static int ctlinnd(const pn_site *site, const char *const args[], char *out, size_t outlen)
-{
-    int pipefd[2];
-    if (pipe(pipefd) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        dup2(pipefd[1], STDOUT_FILENO);
-        dup2(pipefd[1], STDERR_FILENO);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        setenv("INNCONF", site->innconf, 1);
-        char *argv[8];
-        size_t n = 0;
-        argv[n++] = (char *)CTLINND;
-        for (size_t i = 0; args[i] && n < 7; i++)
-            argv[n++] = (char *)args[i];
-        argv[n] = NULL;
-        execv(CTLINND, argv);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    size_t used = 0;
-    for (;;) {
-        ssize_t r = read(pipefd[0], out + used, outlen - 1 - used);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        used += (size_t)r;
-        if (used == outlen - 1)
-            break;
-    }
-    out[used] = '\0';
-    while (used > 0 && (out[used - 1] == '\n' || out[used - 1] == '\r'))
-        out[--used] = '\0';
-    close(pipefd[0]);
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
-/* Makes (or removes) the user's two groups on every site we administer, reporting per
- * site; returns the number of sites where it failed. */
-static int groups_everywhere(const pn_config *cfg, const char *mail_group, const char *key_group, int create)
-{
-    int failed = 0;
-    for (size_t i = 0; i < cfg->n_sites; i++) {
-        const pn_site *site = &cfg->sites[i];
-        if (!site->innconf[0]) {
-            pu_info("  site %s: not administered from here (no innconf): %s the groups there", site->name,
-                    create ? "create" : "remove");
-            continue;
-        }
-        const char *groups[] = {key_group, mail_group};
-        for (size_t g = 0; g < 2; g++) {
-            const char *add[] = {"-s", "newgroup", groups[g], "y", "postern", NULL};
-            const char *del[] = {"-s", "rmgroup", groups[g], NULL};
-            char out[512];
-            if (ctlinnd(site, create ? add : del, out, sizeof out) != 0) {
-                /* Removing a group that is not there is what we wanted anyway. */
-                if (!create && strstr(out, "o such group"))
-                    continue;
-                pu_err("site %s: ctlinnd %s %s failed: %s", site->name, create ? "newgroup" : "rmgroup",
-                       groups[g], out[0] ? out : "no output");
-                failed++;
-                break;
-            }
-        }
-        pu_info("  site %s: groups %s", site->name, create ? "ready" : "removed");
-    }
-    return failed;
-}
-
-/* Asks every configured site, administered here or not, whether it has both groups: a site
- * without them would refuse the user's mail (and remember the refusal). Reports each site;
- * returns the number of sites that lack the groups or cannot be asked. */
-static int verify_groups(const pn_config *cfg, const char *mail_group, const char *key_group)
-{
-    int bad = 0;
-    for (size_t i = 0; i < cfg->n_sites; i++) {
-        const pn_site *site = &cfg->sites[i];
-        char err[512];
-        nntp_conn *c;
-        if (ps_connect(site, &c, err, sizeof err) != PS_OK) {
-            pu_err("site %s: cannot check the groups: %s", site->name, err);
-            bad++;
-            continue;
-        }
-        nntp_group_info info;
-        const char *missing = NULL;
-        if (nntp_group(c, key_group, &info) != NNTP_OK)
-            missing = key_group;
-        else if (nntp_group(c, mail_group, &info) != NNTP_OK)
-            missing = mail_group;
-        nntp_close(c);
-        if (missing) {
-            pu_err("site %s: group %s is missing; create it there (ctlinnd newgroup %s y postern) and run "
-                   "`postern user add` again",
-                   site->name, missing, missing);
-            bad++;
-        } else {
-            pu_info("  site %s: groups verified", site->name);
-        }
-    }
-    return bad;
-}
-
-/* Posts a signed key record to every reachable site; returns how many hold it. */
+/* Posts a signed key record to every site and reads it back; returns how many serve it. */
 static unsigned post_record(const pn_config *cfg, const pc_keyrecord *rec, const uint8_t *auth_sk,
                             const char *supersedes)
 {
@@ -257,11 +144,14 @@ static unsigned post_record(const pn_config *cfg, const pc_keyrecord *rec, const
             st = ps_post_envelope(c, headers, bin, len, -1, 0, err, sizeof err);
             nntp_close(c);
         }
-        if (st == PS_OK || st == PS_DUP) {
-            copies++;
-            pu_info("  site %s: key record %s posted", cfg->sites[i].name, msgid);
-        } else {
+        if (st != PS_OK && st != PS_DUP) {
             pu_err("site %s: posting the key record failed: %s", cfg->sites[i].name, err);
+        } else if (!adm_record_readable(cfg, &cfg->sites[i], rec, err, sizeof err)) {
+            pu_err("site %s: the news server accepted key record %s but does not serve it: %s",
+                   cfg->sites[i].name, msgid, err);
+        } else {
+            copies++;
+            pu_info("  site %s: key record %s posted and read back", cfg->sites[i].name, msgid);
         }
     }
     return copies;
@@ -327,7 +217,7 @@ static int cmd_add(const pn_config *cfg, const user_opts *o)
         goto out;
     }
     pu_info("adding %s (groups %s, %s)", canon, mail_group, key_group);
-    if (groups_everywhere(cfg, mail_group, key_group, 1) != 0 || verify_groups(cfg, mail_group, key_group) != 0) {
+    if (adm_groups_everywhere(cfg, canon, mail_group, key_group, 1) != 0 || adm_verify_groups(cfg, canon, mail_group, key_group) != 0) {
         pu_err("the groups are not on every site; nothing was posted. Fix the site(s) above and run "
                "`postern user add` again");
         rc = PX_TEMPFAIL;
@@ -340,8 +230,12 @@ static int cmd_add(const pn_config *cfg, const user_opts *o)
         pu_err("creating the key record failed: %s", pc_strerror(st));
         goto out;
     }
-    if (post_record(cfg, rec, auth_sk, NULL) == 0) {
-        pu_err("no site accepted the key record; the groups exist, run `postern user add %s` again", canon);
+    unsigned serving = post_record(cfg, rec, auth_sk, NULL);
+    if (serving < cfg->n_sites) {
+        /* a site without the record would bounce the user's mail (deliver: unknown user) */
+        pu_err("%s was NOT added: %u of %zu sites serve its key record. Look at the site(s) above (their "
+               "news server's log), then run `postern user del %s --yes` and `postern user add %s` again",
+               canon, serving, cfg->n_sites, canon, canon);
         rc = PX_TEMPFAIL;
         goto out;
     }
@@ -465,9 +359,17 @@ static int cmd_del(const pn_config *cfg, const user_opts *o)
         }
     }
     pu_info("deleting %s", canon);
-    if (groups_everywhere(cfg, mail_group, key_group, 0) != 0)
+    if (adm_groups_everywhere(cfg, canon, mail_group, key_group, 0) != 0)
         return PX_TEMPFAIL;
-    printf("deleted %s\n", canon);
+    size_t elsewhere = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        elsewhere += !cfg->sites[i].innconf[0];
+    if (elsewhere)
+        printf("deleted %s at the %zu site%s administered here; %zu site%s still to do (above)\n", canon,
+               cfg->n_sites - elsewhere, cfg->n_sites - elsewhere == 1 ? "" : "s", elsewhere,
+               elsewhere == 1 ? "" : "s");
+    else
+        printf("deleted %s\n", canon);
     return PX_OK;
 }
 

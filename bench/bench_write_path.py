@@ -112,6 +112,7 @@ def main():
             f.write(open(os.path.join(site, "postern-site.conf")).read())
         with open(os.path.join(work, "d.secret"), "w") as f:
             f.write(os.urandom(32).hex())
+        os.chmod(os.path.join(work, "d.secret"), 0o600)  # postern refuses secrets others can read
         with open(os.path.join(work, "pw"), "w") as f:
             f.write("benchmark password 1\n")
         env = dict(os.environ, POSTERN_CONFIG=conf)

@@ -9,6 +9,7 @@
 #include "crypto/crypto.h"
 #include "deliver/deliver.h"
 #include "gateway/gateway.h"
+#include "store/store.h"
 #include "util/util.h"
 
 typedef int (*command_fn)(const pn_config *cfg, int argc, char **argv);
@@ -34,6 +35,15 @@ static void usage(FILE *to)
         fprintf(to, "  %-14s %s\n", commands[i].name, commands[i].summary);
     fprintf(to, "\nCONFIG defaults to $POSTERN_CONFIG or /etc/postern/postern.conf.\n"
                 "`postern COMMAND --help` explains a command.\n");
+}
+
+/* `postern CMD ... --help` anywhere among the command's arguments (before a "--"). */
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -82,12 +92,21 @@ int main(int argc, char **argv)
     char err[1024];
     if (!config_path)
         config_path = pn_config_default_path();
+    if (wants_help(argc - i, argv + i)) {
+        /* Help never needs a config: an admin reads it before writing one. */
+        char *help_argv[] = {argv[i], "--help", NULL};
+        pn_config_defaults(config_path, cfg);
+        int rc = cmd->run(cfg, 2, help_argv);
+        free(cfg);
+        return rc;
+    }
     if (pn_config_load(config_path, cfg, err, sizeof err) != 0) {
         pu_err("%s", err);
         free(cfg);
         /* deliver's caller is an MTA: a broken config must keep mail queued, not bounce it. */
         return strcmp(cmd->name, "deliver") == 0 ? PX_TEMPFAIL : PX_CONFIG;
     }
+    ps_health_use(cfg->state_dir); /* sites that time out are skipped by every command of the host */
     int rc = cmd->run(cfg, argc - i, argv + i);
     pn_config_free(cfg);
     free(cfg);

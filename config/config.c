@@ -46,6 +46,8 @@ static int set_u64(uint64_t *dst, const char *value, uint64_t min, uint64_t max,
     return 1;
 }
 
+static int set_uint(unsigned *dst, const char *value, unsigned min, unsigned max, const char *key, parse_ctx *ctx);
+
 static pn_site *site_for(parse_ctx *ctx, const char *name, size_t *index)
 {
     pn_config *cfg = ctx->cfg;
@@ -66,6 +68,7 @@ static pn_site *site_for(parse_ctx *ctx, const char *name, size_t *index)
     memset(s, 0, sizeof *s);
     strcpy(s->name, name);
     strcpy(s->port, "119");
+    s->connect_timeout = 5;
     *index = cfg->n_sites++;
     return s;
 }
@@ -108,6 +111,8 @@ static int handle_site(parse_ctx *ctx, const char *name, const char *key, const 
         return set_string(ctx->password_files[index], sizeof ctx->password_files[index], value, key, ctx);
     if (strcmp(key, "innconf") == 0)
         return set_string(s->innconf, sizeof s->innconf, value, key, ctx);
+    if (strcmp(key, "connect_timeout") == 0)
+        return set_uint(&s->connect_timeout, value, 1, 300, key, ctx);
     snprintf(ctx->err, sizeof ctx->err, "unknown setting '%s' in [site %s]", key, name);
     return 0;
 }
@@ -289,6 +294,8 @@ static int handler(void *user, const char *section, const char *key, const char 
             return set_u64(&cfg->max_message_size, value, 1024, 1ULL << 40, key, ctx);
         if (strcmp(key, "keyrecord_cache") == 0)
             return set_uint(&cfg->keyrecord_cache, value, 0, 3600, key, ctx);
+        if (strcmp(key, "confirm_timeout") == 0)
+            return set_uint(&cfg->confirm_timeout, value, 1, 600, key, ctx);
     } else if (strcmp(section, "gateway") == 0) {
         return handle_gateway(ctx, key, value);
     } else {
@@ -333,15 +340,9 @@ static int load_authorities(parse_ctx *ctx)
     return 0;
 }
 
-int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
+void pn_config_defaults(const char *path, pn_config *cfg)
 {
-    parse_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     memset(cfg, 0, sizeof *cfg);
-    ctx->cfg = cfg;
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     strcpy(cfg->prefix, PA_DEFAULT_PREFIX);
     strcpy(cfg->state_dir, "/var/lib/postern");
@@ -352,6 +353,7 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
     cfg->min_copies = 1;
     cfg->max_message_size = 100ULL << 20;
     cfg->keyrecord_cache = 60;
+    cfg->confirm_timeout = 5;
     pn_gateway *g = &cfg->gateway;
     strcpy(g->user, "postern");
     strcpy(g->vault_user, "postern");
@@ -365,6 +367,18 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
     g->state_save_interval = 60;
     g->max_connections = 10000;
     g->max_line = 65536;
+}
+
+int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
+{
+    parse_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pn_config_defaults(path, cfg);
+    ctx->cfg = cfg;
+    const pn_gateway *g = &cfg->gateway;
 
     int rc = -1;
     int line = ini_parse(path, handler, ctx);
@@ -457,9 +471,10 @@ uint8_t *pn_load_delivery_secret(const pn_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    long n = pu_read_small_file(cfg->delivery_secret_path, hex, 256);
+    char why[PATH_MAX * 2 + 128];
+    long n = pu_read_secret_file(cfg->delivery_secret_path, hex, 256, why, sizeof why);
     if (n < 0) {
-        snprintf(err, errlen, "delivery_secret %s: %s", cfg->delivery_secret_path, strerror(errno));
+        snprintf(err, errlen, "delivery_secret %s", why);
         goto fail;
     }
     if (sodium_hex2bin(secret, PC_DELIVERY_SECRET_BYTES, hex, (size_t)n, NULL, &bin_len, NULL) != 0 ||
@@ -490,8 +505,9 @@ uint8_t *pn_load_authority_secret(const pn_config *cfg, char *err, size_t errlen
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (pu_read_small_file(cfg->authority_secret_path, line, 256) < 0) {
-        snprintf(err, errlen, "authority_secret %s: %s", cfg->authority_secret_path, strerror(errno));
+    char why[PATH_MAX * 2 + 128];
+    if (pu_read_secret_file(cfg->authority_secret_path, line, 256, why, sizeof why) < 0) {
+        snprintf(err, errlen, "authority_secret %s", why);
         goto fail;
     }
     if (pc_authority_sk_parse(line, sk, NULL) != PC_OK) {

@@ -11,7 +11,8 @@
  *   min_password = 10
  *
  *   [deliver]
- *   min_copies = 1                         ; sites that must answer 240 before exit 0
+ *   min_copies = 1                         ; sites that must show the article before exit 0
+ *   confirm_timeout = 5                    ; seconds a site that took the article may take to show it
  *   max_message_size = 104857600
  *   keyrecord_cache = 60                   ; seconds `postern lmtp` trusts a fetched key record
  *
@@ -23,6 +24,8 @@
  *   user = postern                         ; AUTHINFO user
  *   password_file = /etc/postern/nntp.secret
  *   innconf = /etc/news/inn.conf           ; local site: groups are made with ctlinnd
+ *   connect_timeout = 5                    ; seconds to connect, greet and log in; a site that
+ *                                          ; takes longer is not tried again for a while
  *
  *   [gateway]                              ; postern serve (IMAP); every key optional
  *   imap = 127.0.0.1:143, [::1]:143        ; plain + STARTTLS listeners; repeatable; default none
@@ -68,6 +71,7 @@ typedef struct pn_site {
     char user[64];
     char password[256];         /* read from password_file; wiped by pn_config_free */
     char innconf[PATH_MAX];     /* empty: not locally administered */
+    unsigned connect_timeout;   /* seconds for connect, greeting, TLS and AUTHINFO */
 } pn_site;
 
 /* A numeric listening address: addr is an IPv4 or IPv6 literal (brackets removed). */
@@ -117,6 +121,7 @@ typedef struct pn_config {
     unsigned min_copies;
     uint64_t max_message_size;
     unsigned keyrecord_cache;   /* seconds; 0: look the key record up for every message */
+    unsigned confirm_timeout;   /* seconds: a copy counts once STAT finds it, within this */
     size_t n_sites;
     pn_site sites[PN_MAX_SITES];
     pn_gateway gateway;
@@ -124,6 +129,8 @@ typedef struct pn_config {
 
 /* Loads and checks the file; on failure returns -1 with "FILE:LINE: reason" in err. */
 int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen);
+/* The built-in defaults, as if path were an empty file (for help texts, which need no file). */
+void pn_config_defaults(const char *path, pn_config *cfg);
 /* Wipes the NNTP passwords. */
 void pn_config_free(pn_config *cfg);
 /* Config path from -c, else $POSTERN_CONFIG, else /etc/postern/postern.conf. */

@@ -111,9 +111,11 @@ typedef struct pc_msg_meta {
 uint64_t pc_padme(uint64_t len);
 /* Streaming size of the binary envelope for a padded size P (prefix + all chunks). */
 uint64_t pc_envelope_size(uint64_t padded_size);
-/* BLAKE2b-32 content hash is computed by pc_seal; this turns it into the message tag. */
+/* BLAKE2b-32 content hash is computed by pc_seal; this turns it into the message tag. The
+ * recipient's key id is in it: a message sealed to another key pair of the address (after
+ * user del + user add) is another article, never a "duplicate" of one INN remembers. */
 void pc_message_tag(const uint8_t delivery_secret[PC_DELIVERY_SECRET_BYTES], const char *address,
-                    const uint8_t content_hash[32], uint8_t tag[PC_TAG_BYTES]);
+                    const uint8_t key_id[PC_KEYID_BYTES], const uint8_t content_hash[32], uint8_t tag[PC_TAG_BYTES]);
 
 typedef struct pc_seal pc_seal;
 /* Starts sealing to a recipient; the stream's chunks go to sink as they are produced,

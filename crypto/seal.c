@@ -6,7 +6,7 @@
 
 #define CHUNK ((size_t)1 << PC_CHUNK_LOG2)
 #define ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
-#define TAG_CONTEXT "postern msgid v1" /* hashed with its NUL */
+#define TAG_CONTEXT "postern msgid v2" /* hashed with its NUL */
 
 /* Everything secret, in one sodium_malloc'd block (guard pages, wiped by sodium_free). */
 struct seal_secret {
@@ -37,12 +37,13 @@ struct pc_seal {
 };
 
 void pc_message_tag(const uint8_t delivery_secret[PC_DELIVERY_SECRET_BYTES], const char *address,
-                    const uint8_t content_hash[32], uint8_t tag[PC_TAG_BYTES])
+                    const uint8_t key_id[PC_KEYID_BYTES], const uint8_t content_hash[32], uint8_t tag[PC_TAG_BYTES])
 {
     crypto_generichash_state st;
     crypto_generichash_init(&st, delivery_secret, PC_DELIVERY_SECRET_BYTES, PC_TAG_BYTES);
     crypto_generichash_update(&st, (const uint8_t *)TAG_CONTEXT, sizeof TAG_CONTEXT);
     crypto_generichash_update(&st, (const uint8_t *)address, strlen(address) + 1); /* with NUL */
+    crypto_generichash_update(&st, key_id, PC_KEYID_BYTES);
     crypto_generichash_update(&st, content_hash, 32);
     crypto_generichash_final(&st, tag, PC_TAG_BYTES);
     sodium_memzero(&st, sizeof st);

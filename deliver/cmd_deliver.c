@@ -11,9 +11,10 @@
 
 static const char usage[] =
     "usage: postern deliver --to ADDRESS [--verbose] < message\n"
-    "Encrypts one RFC 5322 message to ADDRESS and posts it to the news servers.\n"
-    "Exit codes (sysexits): 0 delivered, 65 malformed message, 67 unknown recipient,\n"
-    "75 temporary failure (the MTA keeps the message and retries).";
+    "Encrypts one message to ADDRESS and posts it to the news servers, byte for byte\n"
+    "(a leading mbox 'From ' line is dropped).\n"
+    "Exit codes (sysexits): 0 delivered, 67 unknown recipient, 69 larger than\n"
+    "max_message_size, 75 temporary failure (the MTA keeps the message and retries).";
 
 int pd_cmd_deliver(const pn_config *cfg, int argc, char **argv)
 {
@@ -54,9 +55,11 @@ int pd_cmd_deliver(const pn_config *cfg, int argc, char **argv)
         return PX_TEMPFAIL;
     }
     char msg[4096];
-    int rc = pd_deliver(cfg, secret, to, STDIN_FILENO, msg, sizeof msg);
+    int rc = pd_deliver(cfg, secret, to, STDIN_FILENO, PD_MBOX_FROM, msg, sizeof msg);
     sodium_free(secret);
-    if (rc != PX_OK)
+    if (rc == PX_UNAVAILABLE) /* Postfix's pipe(8) takes a leading enhanced code for the bounce */
+        fprintf(stderr, "5.3.4 postern: %s\n", msg);
+    else if (rc != PX_OK)
         pu_err("%s", msg);
     else if (verbose)
         fprintf(stderr, "postern: %s\n", msg);

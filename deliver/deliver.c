@@ -18,92 +18,27 @@
 #include "util/util.h"
 
 #define READ_BLOCK 65536
-#define MAX_HEADER_BLOCK (1u << 20)   /* a header section larger than 1 MiB is not mail */
-#define MAX_HEADER_LINE 65536         /* RFC 5322 says 998; real mail is sloppier */
+/* A From_ line longer than this is not an mbox envelope line but the message's own text. */
 #define MAX_FROM_LINE 4096
 
-/* Checks the header section as it streams past: every line up to the empty line must be a
- * field ("name:" with printable name) or a continuation of one. */
-typedef struct header_check {
-    int done;            /* reached the empty line (or the end) */
-    int error;
-    char why[128];
-    size_t block_bytes;
-    size_t line_len;     /* bytes of the current line so far */
-    char start[80];      /* the start of the current line, enough to judge its field name */
-    size_t fields;
-} header_check;
-
-static void check_line(header_check *h)
+void pd_too_big(const pn_config *cfg, char *msg, size_t msglen)
 {
-    size_t n = h->line_len < sizeof h->start ? h->line_len : sizeof h->start;
-    if (n > 0 && h->start[n - 1] == '\r' && h->line_len == n)
-        n--;
-    if (n == 0) {
-        h->done = 1;
-        return;
-    }
-    if (h->start[0] == ' ' || h->start[0] == '\t') {
-        if (h->fields == 0) {
-            h->error = 1;
-            snprintf(h->why, sizeof h->why, "the message starts with a continuation line");
-        }
-        return;
-    }
-    size_t i = 0;
-    while (i < n && h->start[i] != ':') {
-        unsigned char ch = (unsigned char)h->start[i];
-        if (ch < 33 || ch > 126) {
-            h->error = 1;
-            snprintf(h->why, sizeof h->why, "header line %zu is not a 'Name: value' field", h->fields + 1);
-            return;
-        }
-        i++;
-    }
-    if (i == 0 || i == n) {
-        h->error = 1;
-        snprintf(h->why, sizeof h->why, "header line %zu is not a 'Name: value' field", h->fields + 1);
-        return;
-    }
-    h->fields++;
+    snprintf(msg, msglen, "message too big: larger than max_message_size (%llu bytes), so it cannot be stored",
+             (unsigned long long)cfg->max_message_size);
 }
 
-static void header_feed(header_check *h, const uint8_t *p, size_t len)
+size_t pd_mbox_from_len(const uint8_t *p, size_t len, int eof)
 {
-    for (size_t i = 0; i < len && !h->done && !h->error; i++) {
-        if (++h->block_bytes > MAX_HEADER_BLOCK) {
-            h->error = 1;
-            snprintf(h->why, sizeof h->why, "header section larger than %u bytes", MAX_HEADER_BLOCK);
-            return;
-        }
-        if (p[i] == '\n') {
-            check_line(h);
-            h->line_len = 0;
-            continue;
-        }
-        if (p[i] == '\0') {
-            h->error = 1;
-            snprintf(h->why, sizeof h->why, "NUL byte in the header section");
-            return;
-        }
-        if (h->line_len < sizeof h->start)
-            h->start[h->line_len] = (char)p[i];
-        if (++h->line_len > MAX_HEADER_LINE) {
-            h->error = 1;
-            snprintf(h->why, sizeof h->why, "a header line is longer than %u bytes", MAX_HEADER_LINE);
-            return;
-        }
-    }
-}
-
-static void header_end(header_check *h)
-{
-    if (!h->done && !h->error && h->line_len > 0)
-        check_line(h); /* a last header line without a newline */
-    if (!h->error && h->fields == 0) {
-        h->error = 1;
-        snprintf(h->why, sizeof h->why, "no header fields: this is not an RFC 5322 message");
-    }
+    static const char from[] = "From ";
+    size_t k = len < 5 ? len : 5;
+    if (memcmp(p, from, k) != 0)
+        return 0;
+    if (len < 5)
+        return eof ? 0 : PD_FROM_MORE;
+    const uint8_t *nl = memchr(p, '\n', len < MAX_FROM_LINE ? len : MAX_FROM_LINE);
+    if (nl)
+        return (size_t)(nl + 1 - p);
+    return eof || len >= MAX_FROM_LINE ? 0 : PD_FROM_MORE;
 }
 
 static int spool_sink(void *arg, const uint8_t *data, size_t len)
@@ -150,16 +85,33 @@ typedef struct sealed {
     char msgid[PA_MSGID_MAX];
 } sealed;
 
-/* Reads the message from rd into a sealed ciphertext spool file. Returns a sysexits code. */
+/* rd until buf holds at least want bytes or the input ends: 0, or -1 with errno set. */
+static int read_at_least(pd_read_fn rd, void *rd_arg, uint8_t *buf, size_t want, size_t *have, int *eof)
+{
+    while (*have < want && !*eof) {
+        ssize_t got = rd(rd_arg, buf + *have, READ_BLOCK - *have);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            *eof = 1;
+        *have += (size_t)got;
+    }
+    return 0;
+}
+
+/* Reads the message from rd into a sealed ciphertext spool file. Returns a sysexits code.
+ * Every byte sequence is a message that can be stored (no header, bare CR or LF, NUL, 8-bit,
+ * lines of any length): the only refusal is the size limit. */
 static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyrecord *rec, pd_read_fn rd,
-                      void *rd_arg, sealed *out, char *msg, size_t msglen)
+                      void *rd_arg, unsigned flags, sealed *out, char *msg, size_t msglen)
 {
     uint8_t *buf = malloc(READ_BLOCK);
-    header_check *h = calloc(1, sizeof *h);
     pc_seal *s = NULL;
     int rc = PX_SOFTWARE;
     out->fd = pd_open_spool(cfg);
-    if (!buf || !h) {
+    if (!buf) {
         snprintf(msg, msglen, "out of memory");
         rc = PX_TEMPFAIL;
         goto out;
@@ -178,46 +130,36 @@ static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyr
         goto out;
     }
     uint64_t total = 0;
-    int first = 1;
+    size_t have = 0, skip = 0;
+    int eof = 0;
+    if (flags & PD_MBOX_FROM) {
+        /* An mbox "From " envelope line (Postfix pipe flag F, procmail) is not part of the
+         * message: drop it, as Dovecot's LDA does. Short reads must not decide it. */
+        size_t want = 5;
+        for (;;) {
+            if (read_at_least(rd, rd_arg, buf, want, &have, &eof) != 0)
+                goto read_error;
+            skip = pd_mbox_from_len(buf, have, eof);
+            if (skip != PD_FROM_MORE)
+                break;
+            want = have + 1;
+        }
+    }
     for (;;) {
-        ssize_t got = rd(rd_arg, buf, READ_BLOCK);
-        if (got < 0 && errno == EINTR)
+        if (have == 0) {
+            if (eof)
+                break;
+            if (read_at_least(rd, rd_arg, buf, 1, &have, &eof) != 0)
+                goto read_error;
             continue;
-        if (got < 0) {
-            snprintf(msg, msglen, "reading the message: %s", strerror(errno));
-            rc = PX_IOERR;
-            goto out;
         }
-        if (got == 0)
-            break;
-        uint8_t *p = buf;
-        size_t len = (size_t)got;
-        if (first) {
-            first = 0;
-            /* An mbox "From " envelope line (Postfix pipe flag F, procmail) is not part of
-             * the message: drop it. */
-            if (len >= 5 && memcmp(p, "From ", 5) == 0) {
-                uint8_t *nl = memchr(p, '\n', len < MAX_FROM_LINE ? len : MAX_FROM_LINE);
-                if (!nl) {
-                    snprintf(msg, msglen, "malformed input: an over-long mbox 'From ' line");
-                    rc = PX_DATAERR;
-                    goto out;
-                }
-                len -= (size_t)(nl + 1 - p);
-                p = nl + 1;
-            }
-        }
+        const uint8_t *p = buf + skip;
+        size_t len = have - skip;
+        have = skip = 0;
         total += len;
         if (total > cfg->max_message_size) {
-            snprintf(msg, msglen, "message larger than max_message_size (%llu bytes)",
-                     (unsigned long long)cfg->max_message_size);
-            rc = PX_DATAERR;
-            goto out;
-        }
-        header_feed(h, p, len);
-        if (h->error) {
-            snprintf(msg, msglen, "malformed message: %s", h->why);
-            rc = PX_DATAERR;
+            pd_too_big(cfg, msg, msglen);
+            rc = PX_UNAVAILABLE;
             goto out;
         }
         if (pc_seal_update(s, p, len) != PC_OK) {
@@ -226,17 +168,6 @@ static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyr
             goto out;
         }
     }
-    if (total == 0) {
-        snprintf(msg, msglen, "malformed message: empty input");
-        rc = PX_DATAERR;
-        goto out;
-    }
-    header_end(h);
-    if (h->error) {
-        snprintf(msg, msglen, "malformed message: %s", h->why);
-        rc = PX_DATAERR;
-        goto out;
-    }
     uint8_t content_hash[32], tag[PC_TAG_BYTES];
     pc_msg_meta meta;
     if (pc_seal_finish(s, content_hash, &meta) != PC_OK) {
@@ -244,7 +175,7 @@ static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyr
         rc = PX_TEMPFAIL;
         goto out;
     }
-    pc_message_tag(secret, rec->address, content_hash, tag);
+    pc_message_tag(secret, rec->address, rec->key_id, content_hash, tag);
     if (pc_seal_prefix(s, tag, out->prefix) != PC_OK) {
         snprintf(msg, msglen, "sealing failed");
         goto out;
@@ -252,6 +183,10 @@ static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyr
     pa_mail_message_id(tag, out->msgid);
     out->cipher_len = pc_envelope_size(meta.padded_size) - PC_MSG_PREFIX_BYTES;
     rc = PX_OK;
+    goto out;
+read_error:
+    snprintf(msg, msglen, "reading the message: %s", strerror(errno));
+    rc = PX_IOERR;
 out:
     if (s)
         pc_seal_free(s);
@@ -259,23 +194,68 @@ out:
         sodium_memzero(buf, READ_BLOCK);
         free(buf);
     }
-    free(h);
     return rc;
 }
 
 /* Posts to one site; PS_OK also when the site already had it. */
-static int post_to_site(nntp_conn *c, const char *group, const sealed *m, char *err, size_t errlen)
+static long long now_ms(void);
+
+/* Whether the site shows the article: PS_OK (223), PS_NOENT (430), or PS_TEMP with err. */
+static int site_shows(nntp_conn *c, const char *msgid, char *err, size_t errlen)
 {
-    /* A retry after a partial success finds the article already there: skip the upload. */
-    if (nntp_stat(c, m->msgid) == NNTP_OK)
+    int st = nntp_stat(c, msgid);
+    if (st == NNTP_OK)
         return PS_OK;
+    if (st == NNTP_ENOENT)
+        return PS_NOENT;
+    snprintf(err, errlen, "STAT %s: %s", msgid, nntp_last_response(c));
+    return PS_TEMP;
+}
+
+/* Stores the article at one site: PS_OK only once the site shows it (STAT 223). An answer to
+ * the POST proves nothing: nnrpd answers 240 for an article it parked because innd could not
+ * take it (paused, throttled, stopping), and "435"/"441 435" duplicates come also while a
+ * peer's innfeed is still carrying the article, or for one cancelled since. A site that took
+ * the article gets confirm_timeout seconds to show it; then the copy does not count (PS_NOENT,
+ * with err).
+ * nnrpd caches history lookups, the negative ones too: a Message-ID looked up before the
+ * article arrived stays "430" on that connection. So nothing is looked up before the POST
+ * (a retry re-sends the article and hears 435), the first check runs on the posting
+ * connection, and each re-check on a new one. */
+static int store_at_site(nntp_conn *c, const pn_site *site, unsigned confirm_timeout, const char *group,
+                         const sealed *m, char *err, size_t errlen)
+{
     char headers[1024];
     if (!pa_mail_headers(group, m->msgid, headers, sizeof headers)) {
         snprintf(err, errlen, "header block too long");
         return PS_FAIL;
     }
     int st = ps_post_envelope(c, headers, m->prefix, sizeof m->prefix, m->fd, m->cipher_len, err, errlen);
-    return st == PS_DUP ? PS_OK : st;
+    if (st != PS_OK && st != PS_DUP)
+        return st;
+    const char *answer = st == PS_DUP ? "refused it as a duplicate" : "answered 240";
+    st = site_shows(c, m->msgid, err, errlen);
+    if (st != PS_NOENT)
+        return st;
+    long long deadline = now_ms() + (long long)confirm_timeout * 1000;
+    char last[256] = "430 No such article";
+    for (unsigned wait_ms = 20; now_ms() < deadline; wait_ms = wait_ms < 500 ? wait_ms * 2 : 500) {
+        struct timespec ts = {0, (long)wait_ms * 1000000L};
+        nanosleep(&ts, NULL);
+        nntp_conn *q = NULL;
+        if (ps_connect(site, &q, last, sizeof last) != PS_OK)
+            continue; /* innd paused or restarting refuses readers: it may be back in time */
+        st = site_shows(q, m->msgid, last, sizeof last);
+        nntp_close(q);
+        if (st == PS_OK)
+            return PS_OK;
+        if (st == PS_NOENT)
+            snprintf(last, sizeof last, "430 No such article");
+    }
+    snprintf(err, errlen,
+             "%s but did not show %s within %u s (parked by nnrpd, or only in flight; last check: %s): not a copy",
+             answer, m->msgid, confirm_timeout, last);
+    return PS_NOENT;
 }
 
 /* ---- the delivery context ---- */
@@ -486,11 +466,12 @@ void pd_recipient_free(pd_recipient *r)
     }
 }
 
-int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *rd_arg, char *msg, size_t msglen)
+static int deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *rd_arg, unsigned flags, char *msg,
+                      size_t msglen)
 {
     const pn_config *cfg = ctx->cfg;
     sealed m = {.fd = -1};
-    int rc = seal_input(cfg, ctx->secret, &r->rec, rd, rd_arg, &m, msg, msglen);
+    int rc = seal_input(cfg, ctx->secret, &r->rec, rd, rd_arg, flags, &m, msg, msglen);
     if (rc != PX_OK) {
         if (m.fd >= 0)
             close(m.fd);
@@ -498,10 +479,10 @@ int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
     }
 
     /* Post to sites in configured order, starting with the one the key record came from,
-     * until min_copies of them hold the article. */
+     * until min_copies of them show the article. */
     unsigned copies = 0;
-    size_t used = 0;
-    char failures[2048] = "";
+    size_t used = 0, names_used = 0;
+    char failures[2048] = "", names[512] = "";
     for (size_t k = 0; k < cfg->n_sites && copies < cfg->min_copies; k++) {
         size_t i = (ctx->last_site + k) % cfg->n_sites;
         const pn_site *site = &cfg->sites[i];
@@ -513,9 +494,9 @@ int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
             st = site_conn(ctx, i, &c, &fresh, err, sizeof err);
             if (st != PS_OK)
                 break;
-            st = post_to_site(c, r->group, &m, err, sizeof err);
-            if (st == PS_OK)
-                break;
+            st = store_at_site(c, site, cfg->confirm_timeout, r->group, &m, err, sizeof err);
+            if (st == PS_OK || st == PS_NOENT)
+                break; /* PS_NOENT: the site took it and does not show it; asking again won't */
             /* The link may be mid-article or gone: never reuse it after a failure. A kept
              * connection the server dropped while idle gets one retry on a new one; the
              * article's fixed Message-ID makes that retry safe. */
@@ -525,6 +506,10 @@ int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
         }
         if (st == PS_OK) {
             copies++;
+            int n = snprintf(names + names_used, sizeof names - names_used, "%s%s", names_used ? ", " : "",
+                             site->name);
+            if (n > 0 && (size_t)n < sizeof names - names_used)
+                names_used += (size_t)n;
             continue;
         }
         int n = snprintf(failures + used, sizeof failures - used, "%s%s: %s", used ? "; " : "", site->name, err);
@@ -533,13 +518,19 @@ int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
     }
     close(m.fd);
     if (copies >= cfg->min_copies) {
-        snprintf(msg, msglen, "delivered to %s as %s on %u site%s", r->canon, m.msgid, copies,
-                 copies == 1 ? "" : "s");
+        snprintf(msg, msglen, "delivered to %s as %s on %u site%s (%s)", r->canon, m.msgid, copies,
+                 copies == 1 ? "" : "s", names);
         return PX_OK;
     }
-    snprintf(msg, msglen, "only %u of the required %u site%s accepted %s, try again later: %s", copies,
-             cfg->min_copies, cfg->min_copies == 1 ? "" : "s", m.msgid, failures);
+    snprintf(msg, msglen, "only %u of the required %u site%s show %s%s%s%s, try again later: %s", copies,
+             cfg->min_copies, cfg->min_copies == 1 ? "" : "s", m.msgid, copies ? " (" : "", names,
+             copies ? ")" : "", failures);
     return PX_TEMPFAIL;
+}
+
+int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *rd_arg, char *msg, size_t msglen)
+{
+    return deliver_to(ctx, r, rd, rd_arg, 0, msg, msglen);
 }
 
 static ssize_t fd_read(void *arg, uint8_t *buf, size_t cap)
@@ -547,25 +538,26 @@ static ssize_t fd_read(void *arg, uint8_t *buf, size_t cap)
     return read(*(const int *)arg, buf, cap);
 }
 
-int pd_ctx_deliver(pd_ctx *ctx, const char *address, int fd, char *msg, size_t msglen)
+int pd_ctx_deliver(pd_ctx *ctx, const char *address, int fd, unsigned flags, char *msg, size_t msglen)
 {
     pd_recipient *r = NULL;
     int rc = pd_ctx_recipient(ctx, address, &r, msg, msglen);
     if (rc != PX_OK)
         return rc;
-    rc = pd_ctx_deliver_to(ctx, r, fd_read, &fd, msg, msglen);
+    rc = deliver_to(ctx, r, fd_read, &fd, flags, msg, msglen);
     pd_recipient_free(r);
     return rc;
 }
 
-int pd_deliver(const pn_config *cfg, const uint8_t *secret, const char *address, int in, char *msg, size_t msglen)
+int pd_deliver(const pn_config *cfg, const uint8_t *secret, const char *address, int in, unsigned flags, char *msg,
+               size_t msglen)
 {
     pd_ctx *ctx = pd_ctx_new(cfg, secret);
     if (!ctx) {
         snprintf(msg, msglen, "out of memory");
         return PX_TEMPFAIL;
     }
-    int rc = pd_ctx_deliver(ctx, address, in, msg, msglen);
+    int rc = pd_ctx_deliver(ctx, address, in, flags, msg, msglen);
     pd_ctx_free(ctx);
     return rc;
 }

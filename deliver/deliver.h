@@ -10,12 +10,17 @@
 
 #include "config/config.h"
 
-/* Encrypts the RFC 5322 message read from fd to the recipient and posts it to at least
- * cfg->min_copies sites. Returns a sysexits code (PX_OK, PX_NOUSER, PX_DATAERR,
- * PX_TEMPFAIL, ...) and a one-line explanation in msg. Success is reported only after
- * the news servers answered 240 or already held the article. A one-shot pd_ctx. */
-int pd_deliver(const pn_config *cfg, const uint8_t *delivery_secret, const char *address, int fd, char *msg,
-               size_t msglen);
+/* pd_deliver flags: drop a leading mbox "From " envelope line (what an MTA's pipe may add). */
+#define PD_MBOX_FROM 1u
+
+/* Encrypts the message read from fd to the recipient and posts it to at least
+ * cfg->min_copies sites. Any bytes are a message (no header, bare CR/LF, NUL, long lines are
+ * stored as they are); only one over max_message_size is refused (PX_UNAVAILABLE). Returns
+ * a sysexits code (PX_OK, PX_NOUSER, PX_UNAVAILABLE, PX_TEMPFAIL, ...) and a one-line
+ * explanation in msg. Success is reported only after the news servers answered 240 or
+ * already held the article. A one-shot pd_ctx. */
+int pd_deliver(const pn_config *cfg, const uint8_t *delivery_secret, const char *address, int fd, unsigned flags,
+               char *msg, size_t msglen);
 
 /* A reusable delivery context: one NNTP connection per site, opened on first use and kept
  * (a connection found dead is replaced once, transparently), and verified key records cached
@@ -36,10 +41,10 @@ int pd_ctx_recipient(pd_ctx *ctx, const char *address, pd_recipient **out, char 
 const char *pd_recipient_address(const pd_recipient *r); /* canonical */
 void pd_recipient_free(pd_recipient *r);
 
-/* Seals the message from read() to r and posts it; sysexits code as pd_deliver. */
+/* Seals the message from read() to r, exactly as read, and posts it; sysexits code as pd_deliver. */
 int pd_ctx_deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn read, void *arg, char *msg, size_t msglen);
 /* pd_ctx_recipient + pd_ctx_deliver_to reading fd. */
-int pd_ctx_deliver(pd_ctx *ctx, const char *address, int fd, char *msg, size_t msglen);
+int pd_ctx_deliver(pd_ctx *ctx, const char *address, int fd, unsigned flags, char *msg, size_t msglen);
 
 /* Command-line entry points (argv[0] is the command name). */
 int pd_cmd_deliver(const pn_config *cfg, int argc, char **argv);

@@ -30,4 +30,14 @@ int pd_spool_rewind(pd_spool *s);
 ssize_t pd_spool_read(void *arg, uint8_t *buf, size_t cap);
 void pd_spool_free(pd_spool *s);
 
+/* The one refusal of a message's content, worded once for deliver, lmtp and watch-maildir. */
+void pd_too_big(const pn_config *cfg, char *msg, size_t msglen);
+
+/* The mbox "From " envelope line at the start of p[0, len): its length with the LF (to be
+ * dropped), 0 when there is none (also a "From " line with no LF in its first 4096 bytes:
+ * that is the message's own text), or PD_FROM_MORE when more input must decide (eof: none
+ * will come). */
+#define PD_FROM_MORE ((size_t)-1)
+size_t pd_mbox_from_len(const uint8_t *p, size_t len, int eof);
+
 #endif

@@ -15,8 +15,6 @@
 #define LMTP_MAX_COMMAND_LINE 4096
 /* A forward-path is at most 256 octets (RFC 5321 4.5.3.1.3); a little slack. */
 #define LMTP_MAX_PATH 512
-/* A message line longer than this is refused (RFC 5322 says 998; real mail is sloppier). */
-#define LMTP_MAX_DATA_LINE (1u << 20)
 #define LMTP_MAX_RECIPIENTS 100
 
 enum lmtp_verb {
@@ -47,8 +45,6 @@ int lmtp_parse_command(const char *line, size_t len, lmtp_cmd *cmd, const char *
  * "." from ending the message early (SMTP smuggling). */
 typedef struct lmtp_unstuff {
     int state;
-    uint64_t line_len;  /* bytes of the current line so far, CRLF excluded */
-    uint64_t longest;   /* longest line seen */
     uint64_t out_bytes; /* message bytes produced so far */
     int done;           /* the terminator was seen */
 } lmtp_unstuff;

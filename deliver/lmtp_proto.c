@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const SYNTAX_MAIL = "501 5.5.4 Syntax: MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME]";
+static const char *const SYNTAX_MAIL = "501 5.5.4 Syntax: MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8]";
 static const char *const SYNTAX_RCPT = "501 5.5.4 Syntax: RCPT TO:<address>";
 
 static int is_space(char c)
@@ -125,6 +125,9 @@ static int parse_mail_rcpt(const char *p, const char *end, lmtp_cmd *cmd, const 
                    ((value_len == 4 && strncasecmp(value, "7BIT", 4) == 0) ||
                     (value_len == 8 && strncasecmp(value, "8BITMIME", 8) == 0))) {
             /* Stored as received either way. */
+        } else if (cmd->verb == LMTP_MAIL && !eq && n == 8 && strncasecmp(param, "SMTPUTF8", 8) == 0) {
+            /* RFC 6531: UTF-8 in paths and headers, which are stored as received too. Without
+             * it Postfix bounces such mail (5.6.7) rather than deliver it here. */
         } else {
             *reply = "555 5.5.4 unsupported parameter";
             return -1;
@@ -206,10 +209,6 @@ static void emit(lmtp_unstuff *u, uint8_t *out, size_t *n, uint8_t b)
 {
     out[(*n)++] = b;
     u->out_bytes++;
-    if (b != '\r' && b != '\n') {
-        if (++u->line_len > u->longest)
-            u->longest = u->line_len;
-    }
 }
 
 size_t lmtp_unstuff_feed(lmtp_unstuff *u, const uint8_t *in, size_t len, size_t *consumed, uint8_t *out)
@@ -219,7 +218,6 @@ size_t lmtp_unstuff_feed(lmtp_unstuff *u, const uint8_t *in, size_t len, size_t 
         uint8_t b = in[i];
         switch (u->state) {
         case U_LINE_START:
-            u->line_len = 0;
             if (b == '.') {
                 u->state = U_DOT;
                 break;
@@ -232,14 +230,9 @@ size_t lmtp_unstuff_feed(lmtp_unstuff *u, const uint8_t *in, size_t len, size_t 
             const uint8_t *cr = memchr(in + i, '\r', len - i);
             size_t run = cr ? (size_t)(cr - (in + i)) : len - i;
             if (run > 1) {
-                for (size_t k = 0; k < run; k++)
-                    if (in[i + k] != '\n')
-                        u->line_len++;
                 memcpy(out + n, in + i, run);
                 n += run;
                 u->out_bytes += run;
-                if (u->line_len > u->longest)
-                    u->longest = u->line_len;
                 i += run - 1; /* the loop's i++ steps past the run */
                 break;
             }

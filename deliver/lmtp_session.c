@@ -198,8 +198,8 @@ static void data_reply(session *s, size_t i, int rc, const char *msg)
     case PX_OK:
         reply(s, "250 2.0.0 <%s> %s", a, msg);
         break;
-    case PX_DATAERR:
-        reply(s, "554 5.6.0 <%s> %s", a, msg);
+    case PX_UNAVAILABLE: /* over max_message_size: the one permanent refusal of content */
+        reply(s, "552 5.3.4 <%s> %s", a, msg);
         break;
     case PX_NOUSER:
         reply(s, "550 5.1.1 <%s> %s", a, msg);
@@ -262,26 +262,18 @@ static int do_data(session *s)
         if (u.out_bytes > cfg->max_message_size)
             too_big = 1;
         /* Past a limit the rest is read and dropped: the replies come after the terminator. */
-        if (!too_big && !write_errno && u.longest <= LMTP_MAX_DATA_LINE && pd_spool_write(spool, s->unstuffed, n) != 0)
+        if (!too_big && !write_errno && pd_spool_write(spool, s->unstuffed, n) != 0)
             write_errno = errno ? errno : EIO;
     }
     sodium_memzero(s->unstuffed, sizeof s->unstuffed);
-    if (!too_big && !write_errno && u.longest <= LMTP_MAX_DATA_LINE && pd_spool_finish(spool) != 0)
+    if (!too_big && !write_errno && pd_spool_finish(spool) != 0)
         write_errno = errno ? errno : EIO;
     for (size_t i = 0; i < s->n_rcpt; i++) {
         char msg[4096] = "";
         int rc;
         if (too_big) {
-            snprintf(msg, sizeof msg, "message larger than max_message_size (%llu bytes)",
-                     (unsigned long long)cfg->max_message_size);
-            reply(s, "552 5.3.4 <%s> %s", s->rcpt_addr[i], msg);
-            if (s->p->backend->report)
-                s->p->backend->report(s->p->backend->arg, s->rcpt_addr[i], PX_DATAERR, msg);
-            continue;
-        }
-        if (u.longest > LMTP_MAX_DATA_LINE) {
-            snprintf(msg, sizeof msg, "malformed message: a line longer than %u bytes", LMTP_MAX_DATA_LINE);
-            rc = PX_DATAERR;
+            pd_too_big(cfg, msg, sizeof msg);
+            rc = PX_UNAVAILABLE;
         } else if (write_errno) {
             snprintf(msg, sizeof msg, "writing the spool file: %s", strerror(write_errno));
             rc = PX_TEMPFAIL;
@@ -346,6 +338,7 @@ int lmtp_session(const lmtp_params *params)
             reply(s, "250-PIPELINING");
             reply(s, "250-ENHANCEDSTATUSCODES");
             reply(s, "250-8BITMIME");
+            reply(s, "250-SMTPUTF8");
             reply(s, "250 SIZE %llu", (unsigned long long)s->p->cfg->max_message_size);
             break;
         case LMTP_MAIL:

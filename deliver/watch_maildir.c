@@ -37,6 +37,7 @@
 
 #include "article/article.h"
 #include "deliver/deliver.h"
+#include "deliver/deliver_int.h"
 #include "util/util.h"
 
 #define DEFAULT_RESCAN_S 60
@@ -692,8 +693,7 @@ static void post_next(watch *w, maildir *m)
     if ((uint64_t)st.st_size > w->cfg->max_message_size) {
         /* pd_deliver would refuse it only after reading all of it: say so without reading. */
         char why[128];
-        snprintf(why, sizeof why, "message larger than max_message_size (%llu bytes)",
-                 (unsigned long long)w->cfg->max_message_size);
+        pd_too_big(w->cfg, why, sizeof why);
         close(fd);
         reject(w, m, e, why);
         return;
@@ -703,7 +703,7 @@ static void post_next(watch *w, maildir *m)
         (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 
     char msg[4096] = "";
-    int rc = pd_deliver(w->cfg, w->secret, m->address, fd, msg, sizeof msg);
+    int rc = pd_deliver(w->cfg, w->secret, m->address, fd, 0, msg, sizeof msg);
     close(fd);
     if (rc == PX_OK) {
         char msgid[PA_MSGID_MAX + 8], shown[MAX_NAME + 8];
@@ -718,7 +718,7 @@ static void post_next(watch *w, maildir *m)
         m->posted++;
         w->posted++;
         finish(m, e, ST_POSTED);
-    } else if (rc == PX_DATAERR || rc == PX_NOUSER) {
+    } else if (rc == PX_UNAVAILABLE || rc == PX_NOUSER) {
         reject(w, m, e, msg);
     } else {
         temp_failure(w, m, msg[0] ? msg : "temporary failure");

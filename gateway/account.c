@@ -29,13 +29,37 @@ static struct gw_saving *saving_find(gw_net *net, const char *address)
     return w;
 }
 
+/* The last save of a state, when its user's last session has gone. */
+typedef struct final_save {
+    gw_net *net;
+    gw_msg *live; /* the last scan's articles, for the prune; NULL: no prune */
+    size_t n_live;
+    long pruned;
+    char err[256];
+} final_save;
+
+/* Worker, before the write: nobody holds keyword indexes now, so the prune may renumber. */
+static void prune_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+{
+    (void)wc;
+    final_save *x = j->ctx;
+    x->pruned = gw_state_prune(j->us, x->live, x->n_live, cfg, x->err, sizeof x->err);
+}
+
 static void save_done(gw_job *j)
 {
+    final_save *x = j->ctx;
+    if (x->pruned < 0)
+        gw_log(GW_WARN, "state of %s not pruned: %s", j->address, x->err);
+    else if (x->pruned > 0)
+        gw_log(GW_INFO, "state of %s: forgot %ld messages gone from every site", j->address, x->pruned);
     if (j->status != US_OK)
         gw_log(GW_ERROR, "state of %s not saved: %s", j->address, j->err);
     if (j->state_key)
         sodium_free(j->state_key);
-    gw_net *n = j->ctx;
+    gw_net *n = x->net;
+    free(x->live);
+    free(x);
     for (struct gw_saving **p = &n->saving; *p; p = &(*p)->next)
         if (strcmp((*p)->address, j->address) == 0) {
             struct gw_saving *w = *p;
@@ -65,14 +89,26 @@ static void account_release(gw_account *a)
             *p = a->next;
             break;
         }
-    if (a->us && userstate_dirty(a->us)) {
+    gw_mbox *m = a->mbox;
+    /* entries beyond the scan's messages: some may be of messages expired everywhere */
+    bool prune = a->us && m && m->scanned && userstate_count(a->us) > m->n;
+    if (a->us && (userstate_dirty(a->us) || prune)) {
         gw_job *j = calloc(1, sizeof *j);
         struct gw_saving *w = calloc(1, sizeof *w);
-        if (j && w) {
+        final_save *x = calloc(1, sizeof *x);
+        if (j && w && x) {
             j->kind = GW_JOB_STATE_SAVE;
             j->done = save_done;
             j->us = a->us;
-            j->ctx = net;
+            x->net = net;
+            if (prune) { /* the mailbox goes with the account: the job takes its list */
+                j->work = prune_work;
+                x->live = m->msgs;
+                x->n_live = m->n;
+                m->msgs = NULL;
+                m->n = m->cap = 0;
+            }
+            j->ctx = x;
             snprintf(j->address, sizeof j->address, "%s", a->address);
             snprintf(w->address, sizeof w->address, "%s", a->address);
             if (gw_pool_submit(net->pool, j) == 0) {
@@ -81,8 +117,12 @@ static void account_release(gw_account *a)
                 net->saving = w;
                 j = NULL;
                 w = NULL;
+                x = NULL;
             }
         }
+        if (x)
+            free(x->live);
+        free(x);
         free(j);
         free(w);
         if (a->us) { /* no worker to take it (shutting down, queue full): save here */
@@ -162,6 +202,8 @@ static void load_done(gw_job *j)
     if (j->status == US_OK) {
         a->us = j->us;
         a->ready = true;
+        if (userstate_warning(a->us))
+            gw_log(GW_WARN, "state of %s: %s", a->address, userstate_warning(a->us));
     } else {
         gw_log(GW_ERROR, "state of %s cannot be opened: %s", a->address, j->err);
         /* unlink now so that the next login tries again */

@@ -1,6 +1,6 @@
 /* SELECT, EXAMINE (RFC 3501 6.3.1, 6.3.2) and STATUS (6.3.10). INBOX is the user's group;
- * Sent, Drafts and Trash exist (clients insist) and are empty until folders are stored. A
- * mailbox nobody had selected is scanned first, so the counts are fresh. */
+ * Sent, Drafts and Trash exist (clients insist) and are empty until folders are stored. The
+ * group is scanned first, so the counts include mail delivered just before. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,18 +135,14 @@ static void select_empty(session *s, const pi_arg *name, bool readonly)
     gw_tagged(s, "OK [READ-ONLY] %s completed", readonly ? "EXAMINE" : "SELECT");
 }
 
-/* Scans the user's group first (nobody had it selected, so the poller did not keep it
- * fresh); gw_select_scanned answers when the scan is done. */
+/* Scans the user's group first, also when the poller watches it (it looks once a second):
+ * mail delivered just before must be there. gw_select_scanned answers when the scan is done. */
 static gw_result wait_for_scan(session *s)
 {
-    s->scan_wait = true;
-    gw_mbox_scan(s->account);
-    if (!s->account->mbox->scanning) {
-        s->scan_wait = false;
-        gw_tagged(s, "NO [UNAVAILABLE] Server busy; try again later");
-        return GW_DONE;
-    }
-    return GW_PENDING;
+    if (gw_mbox_scan_wait(s))
+        return GW_PENDING;
+    gw_tagged(s, "NO [UNAVAILABLE] Server busy; try again later");
+    return GW_DONE;
 }
 
 static gw_result select_or_examine(session *s, const pi_command *cmd, bool readonly)
@@ -159,11 +155,6 @@ static gw_result select_or_examine(session *s, const pi_command *cmd, bool reado
     }
     if (kind == 2) {
         select_empty(s, &cmd->args[0], readonly);
-        return GW_DONE;
-    }
-    gw_account *a = s->account;
-    if (a->mbox->scanned && a->watched > 0) { /* the poller keeps it fresh */
-        select_reply(s, readonly);
         return GW_DONE;
     }
     s->scan_readonly = readonly;
@@ -217,12 +208,6 @@ gw_result gw_cmd_status(session *s, const pi_command *cmd)
         size_t len;
         pi_arg_astring(&cmd->args[0], &name, &len);
         status_line(s, name, len, 0, 0, 1, 1, 0);
-        gw_tagged(s, "OK STATUS completed");
-        return GW_DONE;
-    }
-    gw_account *a = s->account;
-    if (a->mbox->scanned && a->watched > 0) {
-        status_reply(s);
         gw_tagged(s, "OK STATUS completed");
         return GW_DONE;
     }

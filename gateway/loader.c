@@ -1,7 +1,7 @@
 /* gateway: getting one message into memory as plaintext. Three hops, none on the loop's
  * critical path: a worker reads the article (ciphertext) from the news server; the vault,
  * which alone holds the private key, opens the 196-byte prefix and returns the message's
- * stream key; a worker decrypts the stream (line ends turned into CRLF, as IMAP serves it)
+ * stream key; a worker decrypts the stream (into the served form: bare LF as CRLF, NUL as 0x80)
  * and parses the MIME structure. Decrypted messages stay in a small per-account cache in
  * memory (never on disk), because clients fetch the same message several times in a row
  * (headers, then the preview, then the body). A session that reads message after message in
@@ -289,6 +289,15 @@ static void decrypt_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
             free(b.data);
         }
         return;
+    }
+    /* IMAP forbids NUL in a literal (RFC 3501 CHAR8); Dovecot serves 0x80 in its place, and
+     * so do IMAP and POP3 here: one octet for one, so every size stays as it was. */
+    for (size_t i = 0; b.data && i < b.len;) {
+        char *z = memchr(b.data + i, '\0', b.len - i);
+        if (!z)
+            break;
+        *z = (char)0x80;
+        i = (size_t)(z - b.data) + 1;
     }
     /* A message must end with a line end (RFC 5322); one that does not gets CRLF, so that
      * IMAP's RFC822.SIZE, BODY[] and POP3's RETR and sizes all agree. */
@@ -581,10 +590,18 @@ void gw_read_ahead(session *s, size_t first, size_t last, size_t n, const char *
 
 #define WALK_WINDOW 4 /* messages loading at once per command */
 
+enum slot_state {
+    SLOT_WAITING, /* not issued yet, or loading */
+    SLOT_LOADED,
+    SLOT_FAILED,
+    SLOT_NO_LOAD, /* the command needs no plaintext of it */
+    SLOT_GONE,    /* gone from the server when issued: each() is not called for it */
+};
+
 typedef struct walk_slot {
     gw_walk *w;
     gw_plain *p;
-    int st; /* 0 waiting, 1 loaded, 2 failed, 3 needs nothing (or gone) */
+    enum slot_state st;
 } walk_slot;
 
 struct gw_walk {
@@ -638,9 +655,9 @@ static void walk_loaded(void *arg, gw_plain *p, const char *err)
     w->inflight--;
     if (p) {
         sl->p = p;
-        sl->st = 1;
+        sl->st = SLOT_LOADED;
     } else {
-        sl->st = 2;
+        sl->st = SLOT_FAILED;
         w->failed++;
     }
     gw_walk_step(w);
@@ -650,9 +667,11 @@ void gw_walk_step(gw_walk *w)
 {
     session *s = w->s;
     for (;;) {
-        while (w->next_each < w->n && w->slots[w->next_each].st != 0) {
+        while (w->next_each < w->n && w->slots[w->next_each].st != SLOT_WAITING) {
             walk_slot *sl = &w->slots[w->next_each];
-            if (sl->st != 2)
+            /* A message gone when issued gets no each(), even if it is back by now (a scan
+             * that saw it again): nothing was loaded for it, and each() may need that. */
+            if (sl->st == SLOT_LOADED || sl->st == SLOT_NO_LOAD)
                 w->ops->each(w->ctx, w->next_each, sl->p);
             if (sl->p) {
                 gw_plain_unref(s->account, sl->p);
@@ -670,7 +689,7 @@ void gw_walk_step(gw_walk *w)
         size_t k = w->next_issue++;
         const char *id = w->ops->msgid(w->ctx, k);
         if (!id || !w->ops->need(w->ctx, k)) {
-            w->slots[k].st = 3;
+            w->slots[k].st = id ? SLOT_NO_LOAD : SLOT_GONE;
             continue;
         }
         w->inflight++;

@@ -31,12 +31,18 @@ typedef struct gw_mbox {
     bool scanned, scanning, rescan;
     bool force_full; /* the next scan reads the whole group (an article was found missing) */
     uint64_t gone_gen; /* bumped by each scan that may have dropped articles (a full scan) */
+    uint64_t scans_started; /* scans are numbered 1, 2, ... */
 } gw_mbox;
 
 /* Starts a scan of the account's group in a worker unless one runs (then one more follows).
  * When it ends, every session of the account that waits for it (s->scan_wait) is resumed
  * through gw_view_scanned and every selected session learns the news (gw_view_changed). */
 void gw_mbox_scan(gw_account *a);
+/* s waits (s->scan_wait) for a scan that starts after this call, so that what it shows
+ * includes every message the news server had when it asked: SELECT right after a delivery
+ * sees that delivery. gw_select_scanned resumes it. false (and no wait) when no scan can
+ * start now (server busy). */
+bool gw_mbox_scan_wait(session *s);
 /* An article of the group is gone (430 on reading it): rescan the whole group, so the
  * sessions learn it (EXPUNGE) even when the server's counts did not move. */
 void gw_mbox_article_gone(gw_account *a);
@@ -47,6 +53,13 @@ void gw_mbox_poll_result(gw_account *a, uint64_t high, uint64_t low, uint64_t co
 long gw_mbox_find(const gw_mbox *m, uint32_t uid);
 size_t gw_mbox_count_up_to(const gw_mbox *m, uint32_t uid);
 void gw_mbox_free(gw_mbox *m);
+
+/* ---- prune.c: the state of messages gone from every site (a worker, at logout) ---- */
+/* Drops the entries of us whose Message-ID is neither among live (n_live articles of the
+ * last scan) nor on any configured site (STAT at each). A site that cannot be asked keeps
+ * everything. The number of entries dropped, or -1 with err. */
+long gw_state_prune(userstate *us, const gw_msg *live, size_t n_live, const pn_config *cfg, char *err,
+                    size_t errlen);
 
 /* ---- poller.c: one LIST ACTIVE for every group with a selected session ---- */
 void gw_poller_start(gw_net *net);
@@ -149,8 +162,9 @@ void gw_read_ahead(session *s, size_t first, size_t last, size_t n, const char *
 void gw_cache_free(gw_account *a); /* wipes every cached message */
 
 /* A command's messages 0..n-1, loaded a few at a time and handed to each() strictly in
- * order: with the plaintext when need() said so, else with NULL (also for a message gone
- * from the server: msgid() NULL). A failed load is skipped and counted; done() comes last
+ * order: with the plaintext when need() said so, else with NULL. A message gone from the
+ * server when its turn came (msgid() NULL) is skipped, also if it is back by the time
+ * each() would run; a failed load is skipped and counted; done() comes last
  * and may free the walk. New loads wait while more than output_pause bytes (0: no limit)
  * are queued for the client; gw_walk_step() goes on, also as the output drains. */
 typedef struct gw_walk gw_walk;

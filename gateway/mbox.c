@@ -18,7 +18,7 @@ typedef struct scan_ctx {
     bool first;
     size_t want_site;
     uint64_t old_low, old_high;
-    size_t known;
+    size_t known, known_site; /* the messages the mailbox has, and the site they are from */
     /* results */
     int status; /* PS_* */
     char err[640];
@@ -28,6 +28,9 @@ typedef struct scan_ctx {
     gw_msg *msgs;
     size_t n, cap;
     bool nomem;
+    uint64_t over_lines; /* overview lines read, postern's or not */
+    bool confirmed;      /* a suspicious result was read again on a new connection */
+    uint64_t gen;   /* the mailbox's scan number */
 } scan_ctx;
 
 size_t gw_mbox_count_up_to(const gw_mbox *m, uint32_t uid)
@@ -62,6 +65,7 @@ void gw_mbox_free(gw_mbox *m)
 static int over_line(void *arg, const char *line, size_t len)
 {
     scan_ctx *x = arg;
+    x->over_lines++;
     char *end;
     unsigned long long num = strtoull(line, &end, 10);
     if (end == line || *end != '\t' || num == 0 || num > UINT32_MAX)
@@ -117,9 +121,8 @@ static int over(gw_wconn *wc, scan_ctx *x, uint64_t from, uint64_t to)
     return PS_OK;
 }
 
-static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+static void scan_once(scan_ctx *x, gw_wconn *wc, const pn_config *cfg)
 {
-    scan_ctx *x = j->ctx;
     int st = NNTP_ETEMP;
     for (int attempt = 0; attempt < 2; attempt++) { /* a kept connection may have gone stale */
         x->status = gw_wconn_get_site(wc, cfg, x->want_site, x->err, sizeof x->err);
@@ -168,7 +171,7 @@ static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         /* articles vanished (a cancel, or expiry inside the range): the count does not add up */
         if (x->known + x->n != x->info.count) {
             x->full = true;
-            x->n = 0;
+            x->n = x->over_lines = 0;
         }
     }
     if (x->full && x->info.count > 0 && x->info.high >= x->info.low)
@@ -177,22 +180,71 @@ static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         x->status = PS_OK;
 }
 
-/* UIDVALIDITY: the article numbers are the site's, so it names the site and the group. */
-static uint32_t uidvalidity_of(const pn_config *cfg, size_t site, const char *group)
+/* A full result that may come from a stale nnrpd: one that read the group's overview before
+ * expiry rewrote it, when it was empty, or before a user was deleted and added again, goes
+ * on reporting the group as it was then (empty, or articles missing) for as long as it
+ * lives. Fewer messages than the mailbox had (from the same site), an empty group, or fewer
+ * overview lines than the group's count: expiry and cancels do that too, so only a second
+ * look, on a new connection, decides. */
+static bool suspicious(const scan_ctx *x)
+{
+    if (x->status != PS_OK || !x->full)
+        return false;
+    return (x->site == x->known_site && x->n < x->known) || x->info.count == 0 || x->over_lines < x->info.count;
+}
+
+static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+{
+    scan_ctx *x = j->ctx;
+    bool first = x->first;
+    scan_once(x, wc, cfg);
+    if (!suspicious(x))
+        return;
+    /* confirm on a new connection: a mailbox must never lose messages it did not lose */
+    gw_wconn_drop(wc);
+    x->first = first;
+    x->full = false;
+    x->n = x->over_lines = 0;
+    x->confirmed = true;
+    scan_once(x, wc, cfg);
+}
+
+/* UIDVALIDITY: the article numbers are the site's, so it names the site and the group; and the
+ * user's key pair (through a hash of the state key, which the vault derives from it), because
+ * after user del + user add the group starts again at article 1: the new mailbox's UIDs must
+ * not pass for the old one's. A password change keeps the key pair, hence the value. */
+static uint32_t uidvalidity_of(const pn_config *cfg, size_t site, const char *group, const uint8_t *state_key)
 {
     const pn_site *s = &cfg->sites[site];
     crypto_generichash_state h;
-    uint8_t out[16];
+    uint8_t out[16], key_tag[16];
+    crypto_generichash(key_tag, sizeof key_tag, (const uint8_t *)"postern uidvalidity key", 23, state_key,
+                       VAULT_STATE_KEY_BYTES);
     crypto_generichash_init(&h, (const uint8_t *)"postern uidvalidity", 19, sizeof out);
     crypto_generichash_update(&h, (const uint8_t *)s->host, strlen(s->host) + 1);
     crypto_generichash_update(&h, (const uint8_t *)s->port, strlen(s->port) + 1);
     crypto_generichash_update(&h, (const uint8_t *)group, strlen(group) + 1);
+    crypto_generichash_update(&h, key_tag, sizeof key_tag);
     crypto_generichash_final(&h, out, sizeof out);
     uint32_t v = ((uint32_t)out[0] << 24 | (uint32_t)out[1] << 16 | (uint32_t)out[2] << 8 | out[3]) & 0x7fffffffu;
     return v ? v : 1; /* some clients keep it in a signed int; 0 is invalid */
 }
 
 void gw_select_scanned(session *s, const char *no_text); /* imap_cmd_select.c */
+
+static const char busy_text[] = "[UNAVAILABLE] Server busy; try again later";
+
+/* The sessions of a that wait for a scan numbered up to gen (it has ended) go on. */
+static void resume_waiting(gw_account *a, uint64_t gen, const char *no_text)
+{
+    for (session *s = a->net->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->account == a && s->scan_wait && !s->dead && s->scan_gen <= gen) {
+            s->scan_wait = false;
+            gw_select_scanned(s, no_text);
+        }
+    }
+}
 
 static void scan_done(gw_job *j)
 {
@@ -229,22 +281,16 @@ static void scan_done(gw_job *j)
         m->low = x->info.low;
         m->high = x->info.high;
         m->count = x->info.count;
-        gw_log(GW_DEBUG, "%s: %s scan: %zu messages (group %llu-%llu, count %llu)", a->address,
+        gw_log(GW_DEBUG, "%s: %s scan: %zu messages (group %llu-%llu, count %llu)%s", a->address,
                x->full ? "full" : "new-article", m->n, (unsigned long long)m->low, (unsigned long long)m->high,
-               (unsigned long long)m->count);
-        uint32_t v = uidvalidity_of(net->cfg, x->site, m->group);
+               (unsigned long long)m->count, x->confirmed ? ", read twice" : "");
+        uint32_t v = uidvalidity_of(net->cfg, x->site, m->group, a->state_key);
         if (m->scanned && v != m->uidvalidity)
             gw_log(GW_WARN, "%s: the mailbox now comes from site %s: UIDs renumbered", a->address,
                    net->cfg->sites[x->site].name);
         m->uidvalidity = v;
         m->site = x->site;
-        if (x->site != net->read_site || !net->status_written) {
-            if (x->site != net->read_site)
-                gw_log(GW_WARN, "reading mailboxes from site %s now (site %s did not answer)",
-                       net->cfg->sites[x->site].name, net->cfg->sites[net->read_site].name);
-            net->read_site = x->site;
-            gw_status_write(net);
-        }
+        gw_status_site_answered(net, x->site);
         m->scanned = true;
     } else {
         gw_log(GW_WARN, "%s: mailbox scan failed: %s", a->address, x->err);
@@ -253,16 +299,12 @@ static void scan_done(gw_job *j)
             snprintf(text, sizeof text, "[NONEXISTENT] Your mailbox does not exist on this server");
         no_text = m->scanned ? NULL : text;
     }
-    for (session *s = net->sessions, *next; s; s = next) {
-        next = s->next;
-        if (s->account == a && s->scan_wait && !s->dead) {
-            s->scan_wait = false;
-            gw_select_scanned(s, no_text);
-        }
-    }
+    resume_waiting(a, x->gen, no_text);
     if (m->rescan) {
         m->rescan = false;
         gw_mbox_scan(a);
+        if (!m->scanning) /* could not start: nobody may wait for it forever */
+            resume_waiting(a, UINT64_MAX, m->scanned ? NULL : busy_text);
     }
     gw_view_changed(a);
     free(x->msgs);
@@ -289,12 +331,29 @@ void gw_mbox_scan(gw_account *a)
     x->old_low = m->low;
     x->old_high = m->high;
     x->known = m->n;
+    x->known_site = m->site;
+    x->gen = m->scans_started + 1;
     if (gw_pool_run(a->net->pool, scan_work, scan_done, x) != 0) {
         free(x);
         return;
     }
+    m->scans_started = x->gen;
     a->refs++;
     m->scanning = true;
+}
+
+bool gw_mbox_scan_wait(session *s)
+{
+    gw_mbox *m = s->account->mbox;
+    /* a scan in flight may have read the group before the caller's mail arrived: the one
+     * after it is the first that surely starts later */
+    s->scan_gen = m->scans_started + 1;
+    s->scan_wait = true;
+    gw_mbox_scan(s->account);
+    if (m->scanning)
+        return true;
+    s->scan_wait = false;
+    return false;
 }
 
 void gw_mbox_article_gone(gw_account *a)

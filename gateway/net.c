@@ -301,13 +301,6 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
     net->ls = ls;
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN); /* the parent handles reloads */
-    if (access(cfg->state_dir, R_OK | W_OK | X_OK) != 0) {
-        gw_log(GW_ERROR, "state_dir %s is not usable by the network process (uid %u): %s", cfg->state_dir,
-               (unsigned)getuid(), strerror(errno));
-        gw_pem_free(pem);
-        rc = PX_CONFIG;
-        goto out;
-    }
     net->base = event_base_new();
     if (!net->base)
         goto fail;

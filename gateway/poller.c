@@ -13,6 +13,7 @@
 #include "util/util.h"
 
 #define POLL_INTERVAL_MS 1000
+#define HEALTH_EVERY_TICKS 3 /* polls: a dead site shows in gateway.status within seconds */
 #define WILDMAT_MAX 400 /* NNTP lines stop at 512 octets */
 
 typedef struct poll_line {
@@ -103,6 +104,15 @@ static void poll_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
             return;
         x->site = wc->site;
         x->n = 0;
+        if (!x->wildmat[0]) { /* health check only: does the site still answer? */
+            int code;
+            if (nntp_command(wc->c, "DATE", &code) == NNTP_OK)
+                return;
+            snprintf(x->err, sizeof x->err, "site %s: %s", cfg->sites[wc->site].name, nntp_last_response(wc->c));
+            gw_wconn_drop(wc);
+            x->status = PS_TEMP;
+            continue;
+        }
         int st = nntp_list_active(wc->c, x->wildmat, collect, x);
         if (st == NNTP_OK && x->n)
             qsort(x->lines, x->n, sizeof *x->lines, line_cmp);
@@ -144,7 +154,11 @@ static void poll_done(gw_job *j)
     net->poll_no_counts = x->no_counts;
     if (x->status != PS_OK) {
         gw_log(GW_DEBUG, "poll failed: %s", x->err);
+        gw_status_sites_down(net, x->err);
+    } else if (!x->wildmat[0]) {
+        gw_status_site_answered(net, x->site); /* a health check: nothing is watched */
     } else {
+        gw_status_site_answered(net, x->site);
         gw_log(GW_DEBUG, "poll: %zu groups for %s", x->n, x->wildmat);
         for (gw_account *a = net->accounts; a; a = a->next) {
             const poll_line *l = a->watched && a->mbox ? find_line(x, a->mbox->group) : NULL;
@@ -195,10 +209,12 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
     if (!x)
         return;
     build_wildmat(net, x->wildmat, sizeof x->wildmat);
-    if (!x->wildmat[0]) { /* nothing selected anywhere */
+    /* nothing selected anywhere: a health check every few seconds keeps gateway.status true */
+    if (!x->wildmat[0] && ++net->idle_ticks < HEALTH_EVERY_TICKS) {
         free(x);
         return;
     }
+    net->idle_ticks = 0;
     x->net = net;
     x->no_counts = net->poll_no_counts;
     x->want_site = net->read_site;
@@ -224,7 +240,7 @@ void gw_poller_stop(gw_net *net)
     net->poll_timer = NULL;
 }
 
-void gw_status_write(gw_net *net)
+static void status_write(gw_net *net, const char *why)
 {
     const pn_config *cfg = net->cfg;
     const pn_site *site = &cfg->sites[net->read_site];
@@ -234,12 +250,41 @@ void gw_status_write(gw_net *net)
     char when[64];
     gmtime_r(&now, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    int n = snprintf(text, sizeof text,
-                     "reading mailboxes from site %s (%s port %s) since %s%s\n", site->name, site->host, site->port,
-                     when, net->read_site == 0 ? "" : " -- FALLBACK: the preferred site does not answer");
+    int n;
+    if (why)
+        n = snprintf(text, sizeof text, "DOWN: no news server answers since %s; mailboxes cannot be read (%s)\n",
+                     when, why);
+    else
+        n = snprintf(text, sizeof text, "reading mailboxes from site %s (%s port %s) since %s%s\n", site->name,
+                     site->host, site->port, when,
+                     net->read_site == 0 ? "" : " -- FALLBACK: the preferred site does not answer");
     snprintf(path, sizeof path, "%s/gateway.status", cfg->state_dir);
-    if (n > 0 && pu_write_file_atomic(path, text, (size_t)n, 0644) == 0)
+    if (n > 0 && pu_write_file_atomic(path, text, (size_t)(n < (int)sizeof text ? n : (int)sizeof text - 1),
+                                      0644) == 0)
         net->status_written = true;
     else
         gw_log(GW_WARN, "cannot write %s", path);
+}
+
+void gw_status_site_answered(gw_net *net, size_t site)
+{
+    if (site == net->read_site && net->status_written && !net->sites_down)
+        return;
+    if (net->sites_down)
+        gw_log(GW_INFO, "site %s answers again: reading mailboxes from it", net->cfg->sites[site].name);
+    else if (site != net->read_site)
+        gw_log(GW_WARN, "reading mailboxes from site %s now (site %s did not answer)", net->cfg->sites[site].name,
+               net->cfg->sites[net->read_site].name);
+    net->read_site = site;
+    net->sites_down = false;
+    status_write(net, NULL);
+}
+
+void gw_status_sites_down(gw_net *net, const char *why)
+{
+    if (net->sites_down)
+        return;
+    gw_log(GW_ERROR, "no news server answers: %s", why);
+    net->sites_down = true;
+    status_write(net, why);
 }

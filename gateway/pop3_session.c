@@ -322,12 +322,10 @@ void gw_pop3_login_finish(session *s, bool ok, const char *no_text)
     }
     a->pop3_locked = true;
     p->locked = true;
-    s->scan_wait = true;
     s->scan_status = false;
     s->scan_pop3 = true;
-    gw_mbox_scan(a); /* always fresh: POP3 sessions are short and see one snapshot */
-    if (!a->mbox->scanning) {
-        s->scan_wait = false;
+    if (!gw_mbox_scan_wait(s)) { /* always fresh: POP3 sessions are short and see one snapshot */
+        s->scan_pop3 = false;
         unlock(p);
         send_text(s, PP_TXT_SYS_TEMP);
         gw_session_close_after_flush(s);

@@ -7,6 +7,7 @@
  * and logs to stderr, as systemd expects. */
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -76,6 +77,52 @@ static int drop_privileges(const identity *id, const char *role)
     /* no core dumps, no ptrace by other processes of the same user */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     return 0;
+}
+
+/* The network process needs state_dir (and the users/ and articles/ it keeps there): tried as
+ * that user, in a throwaway child that drops privileges exactly as the network process will,
+ * so that --check and the start refuse the same directories. */
+static int check_state_dir(const pn_config *cfg, const identity *net_id)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        gw_log(GW_ERROR, "fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        if (drop_privileges(net_id, "network") != 0)
+            _exit(1);
+        const char *subs[] = {"", "/users", "/articles"};
+        for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+            char path[PATH_MAX + 16];
+            snprintf(path, sizeof path, "%s%s", cfg->state_dir, subs[i]);
+            struct stat st;
+            if (i > 0 && stat(path, &st) != 0 && errno == ENOENT)
+                continue; /* made when first needed */
+            if (access(path, R_OK | W_OK | X_OK) != 0) {
+                gw_log(GW_ERROR, "%s %s is not usable by the network process (user %s, uid %u): %s",
+                       i ? "directory" : "state_dir", path, net_id->name, (unsigned)getuid(), strerror(errno));
+                _exit(1);
+            }
+        }
+        _exit(0);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* The gateway does not read these, but a copy others can read is worth a loud word. */
+static void warn_loose_secrets(const pn_config *cfg)
+{
+    const char *paths[] = {cfg->delivery_secret_path, cfg->authority_secret_path};
+    const char *keys[] = {"delivery_secret", "authority_secret"};
+    for (size_t i = 0; i < 2; i++) {
+        char why[PATH_MAX * 2 + 128];
+        if (paths[i][0] && pu_secret_path_private(paths[i], why, sizeof why) != 0)
+            gw_log(GW_WARN, "WARNING: UNPROTECTED SECRET: %s %s", keys[i], why);
+    }
 }
 
 static int bind_listener(const pn_listen *a, bool tls, bool pop3, gw_listener *out)
@@ -236,8 +283,9 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
     const pn_gateway *g = &cfg->gateway;
     identity net_id, vault_id;
     if (check_config(cfg) != 0 || lookup_identity(g->user, "user", &net_id) != 0 ||
-        lookup_identity(g->vault_user, "vault_user", &vault_id) != 0)
+        lookup_identity(g->vault_user, "vault_user", &vault_id) != 0 || check_state_dir(cfg, &net_id) != 0)
         return PX_CONFIG;
+    warn_loose_secrets(cfg);
     gw_pem pem;
     if (load_pem(cfg, &pem) != 0)
         return PX_CONFIG;

@@ -31,7 +31,7 @@ struct gw_pop3;
 typedef enum gw_job_kind {
     GW_JOB_KEYRECORD,  /* address -> record bytes (status: a ps_status) */
     GW_JOB_STATE_OPEN, /* address + state_key -> us (status: a us_status) */
-    GW_JOB_STATE_SAVE, /* save and close us, wipe state_key */
+    GW_JOB_STATE_SAVE, /* work() if set, then save and close us, wipe state_key */
     GW_JOB_WORK,       /* runs work(): mailbox scans, article reads, decryption */
 } gw_job_kind;
 
@@ -61,7 +61,8 @@ typedef struct gw_job {
     size_t record_len;
     uint8_t *state_key; /* sodium_malloc'd, VAULT_STATE_KEY_BYTES */
     userstate *us;
-    /* GW_JOB_WORK: runs on a worker thread; ctx is the job's own payload */
+    /* GW_JOB_WORK (and before a GW_JOB_STATE_SAVE): runs on a worker thread; ctx is the
+     * job's own payload */
     void (*work)(struct gw_job *j, gw_wconn *wc, const pn_config *cfg);
     void *ctx;
 } gw_job;
@@ -146,6 +147,8 @@ struct gw_net {
     bool poll_inflight, poll_no_counts;
     size_t read_site; /* the site scans and polls read from: the first that answers */
     bool status_written;
+    bool sites_down;    /* the last poll or scan found no site answering (gateway.status says so) */
+    unsigned idle_ticks; /* polls skipped since the last health check (nothing watched) */
     bool stopping;
     int exit_code;
 };
@@ -159,8 +162,11 @@ uint32_t gw_vault_open(gw_net *net, uint64_t vault_session, const uint8_t prefix
                        void (*fn)(void *arg, const vault_reply *r), void *arg);
 void gw_vault_forget(gw_net *net, uint32_t id); /* the session of a request is gone */
 
-/* Writes state_dir/gateway.status: which site mailboxes are read from, and since when. */
-void gw_status_write(gw_net *net);
+/* state_dir/gateway.status says which site mailboxes are read from, and since when, or that
+ * none answers: a scan or poll that reached `site` reports it (logged when it changed), one
+ * that reached none reports why (once per outage). */
+void gw_status_site_answered(gw_net *net, size_t site);
+void gw_status_sites_down(gw_net *net, const char *why);
 
 /* ---- session.c ---- */
 enum gw_timer { GW_T_TIMEOUT, GW_T_FAIL_DELAY, GW_T_CLOSE };
@@ -198,7 +204,8 @@ struct session {
     gw_account *account;
     /* mailbox */
     struct gw_view *view;   /* selected (mailbox.h) */
-    bool scan_wait;         /* SELECT/EXAMINE/STATUS waits for the first scan */
+    bool scan_wait;         /* SELECT/EXAMINE/STATUS/POP3 login waits for a scan ... */
+    uint64_t scan_gen;      /* ... numbered this or later (gw_mbox_scan_wait) */
     bool scan_readonly;     /* ... as EXAMINE */
     bool scan_status;       /* ... as STATUS */
     bool scan_pop3;         /* ... as a POP3 login building its maildrop */

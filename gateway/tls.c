@@ -3,6 +3,8 @@
  * memory: it can never read the key file itself. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,11 +18,18 @@
 #include "gateway/gw.h"
 #include "util/util.h"
 
-static char *read_pem(const char *path, size_t *len, char *err, size_t errlen)
+/* secret: the private key, which nobody but its owner may read (as sshd demands). */
+static char *read_pem(const char *path, bool secret, size_t *len, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char why[PATH_MAX * 2 + 128];
+    if (secret && pu_secret_fd_private(fd, path, why, sizeof why) != 0) {
+        snprintf(err, errlen, "tls_key %s", why);
+        close(fd);
         return NULL;
     }
     struct stat st;
@@ -57,10 +66,10 @@ static char *read_pem(const char *path, size_t *len, char *err, size_t errlen)
 int gw_pem_read(const char *cert_path, const char *key_path, gw_pem *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    out->cert = read_pem(cert_path, &out->cert_len, err, errlen);
+    out->cert = read_pem(cert_path, false, &out->cert_len, err, errlen);
     if (!out->cert)
         return -1;
-    out->key = read_pem(key_path, &out->key_len, err, errlen);
+    out->key = read_pem(key_path, true, &out->key_len, err, errlen);
     if (!out->key) {
         gw_pem_free(out);
         return -1;

@@ -126,6 +126,8 @@ static void run(gw_pool *p, gw_job *j, gw_wconn *c)
         j->status = userstate_open(p->cfg->state_dir, j->address, j->state_key, &j->us, j->err, sizeof j->err);
         break;
     case GW_JOB_STATE_SAVE:
+        if (j->work) /* the owner's step before the write (account.c prunes) */
+            j->work(j, c, p->cfg);
         j->status = userstate_save(j->us, j->err, sizeof j->err);
         userstate_close(j->us);
         j->us = NULL;

@@ -161,10 +161,12 @@ static void split_header(part *p, const char *b, size_t start, size_t end)
 }
 
 /* Calls fn for each "Name: value" field of a header block (value excludes the final line
- * end, keeps inner folding). Lines without a colon are skipped, as other parsers do. */
+ * end, keeps inner folding). Lines that are no field (no colon, a continuation with nothing
+ * before it) are skipped, as other parsers do, unless all is set: then fn gets them with
+ * name NULL and the whole line as the value. */
 typedef void (*field_fn)(void *arg, const char *name, size_t nlen, size_t voff, size_t vlen);
 
-static void for_each_field(const char *b, size_t off, size_t len, field_fn fn, void *arg)
+static void for_each_field(const char *b, size_t off, size_t len, bool all, field_fn fn, void *arg)
 {
     size_t pos = off, end = off + len;
     while (pos < end && !is_blank_line(b, pos, end)) {
@@ -177,16 +179,15 @@ static void for_each_field(const char *b, size_t off, size_t len, field_fn fn, v
             fend--;
         if (fend > fstart && b[fend - 1] == '\r')
             fend--;
-        if (is_wsp(b[fstart]))
-            continue; /* continuation without a field: garbage */
-        const char *colon = memchr(b + fstart, ':', fend - fstart);
-        if (!colon)
-            continue;
-        size_t nlen = (size_t)(colon - (b + fstart));
+        const char *colon = is_wsp(b[fstart]) ? NULL : memchr(b + fstart, ':', fend - fstart);
+        size_t nlen = colon ? (size_t)(colon - (b + fstart)) : 0;
         while (nlen && is_wsp(b[fstart + nlen - 1]))
             nlen--;
-        if (!nlen)
+        if (!nlen) {
+            if (all)
+                fn(arg, NULL, 0, fstart, fend - fstart);
             continue;
+        }
         size_t voff = (size_t)(colon - b) + 1;
         fn(arg, b + fstart, nlen, voff, fend - voff);
     }
@@ -213,8 +214,10 @@ static void collect_field(void *arg, const char *name, size_t nlen, size_t voff,
             }
 }
 
-/* Unfolded value with surrounding whitespace trimmed and CR, LF, NUL removed. */
-static char *unfold(const char *b, size_t off, size_t len)
+/* Unfolded value with surrounding whitespace trimmed and CR, LF, NUL removed. A bare CR (old
+ * Mac line ends) ends the value, as Dovecot reads it: "To: a@x\rCc: b@x" is To a@x, not
+ * a host "xCc"; for SEARCH (whole) it is a space, so no text after it is out of reach. */
+static char *unfold_as(const char *b, size_t off, size_t len, bool whole)
 {
     char *s = malloc(len + 1);
     if (!s)
@@ -222,6 +225,11 @@ static char *unfold(const char *b, size_t off, size_t len)
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         char c = b[off + i];
+        if (c == '\r' && (i + 1 == len || b[off + i + 1] != '\n')) {
+            if (!whole)
+                break;
+            c = ' ';
+        }
         if (c != '\r' && c != '\n' && c != '\0')
             s[n++] = c;
     }
@@ -234,6 +242,8 @@ static char *unfold(const char *b, size_t off, size_t len)
     s[n - st] = '\0';
     return s;
 }
+
+static char *unfold(const char *b, size_t off, size_t len) { return unfold_as(b, off, len, false); }
 
 /* ---------------------------------------------------------------------------------------- */
 /* RFC 2045 Content-Type / Content-Disposition with RFC 2231 parameters */
@@ -691,7 +701,7 @@ static void parse_entity(ctx *c, part *p, size_t start, size_t end, unsigned dep
     split_header(p, m->buf, start, end);
     size_t hl = p->hdr_len < m->lim.max_header ? p->hdr_len : m->lim.max_header;
     struct collect col = {p};
-    for_each_field(m->buf, p->hdr_off, hl, collect_field, &col);
+    for_each_field(m->buf, p->hdr_off, hl, false, collect_field, &col);
     p->body_lines = count_lf(m->buf, p->body_off, p->body_len);
     if (parse_content_type(c, p) < 0 || parse_disposition(c, p) < 0) {
         c->oom = true;
@@ -1381,13 +1391,18 @@ static int header_fields(const mime_message *m, const part *p, const mime_sectio
         while (pos < end && is_wsp(b[pos]))
             pos = next_line(b, pos, end);
         const char *colon = memchr(b + fstart, ':', pos - fstart);
-        if (!colon || is_wsp(b[fstart]))
-            continue;
-        size_t nlen = (size_t)(colon - (b + fstart));
-        while (nlen && is_wsp(b[fstart + nlen - 1]))
-            nlen--;
-        if (field_listed(sec, b + fstart, nlen) == not)
-            continue;
+        if (!colon || is_wsp(b[fstart])) {
+            /* not a field (no colon, a continuation with nothing to continue): no name
+             * matches it, so .NOT keeps it, as Dovecot does */
+            if (!not)
+                continue;
+        } else {
+            size_t nlen = (size_t)(colon - (b + fstart));
+            while (nlen && is_wsp(b[fstart + nlen - 1]))
+                nlen--;
+            if (field_listed(sec, b + fstart, nlen) == not)
+                continue;
+        }
         if (mime_buf_append(o, b + fstart, pos - fstart) < 0)
             return -1;
         if (b[pos - 1] != '\n' && mime_buf_append(o, "\r\n", 2) < 0)
@@ -1502,21 +1517,29 @@ static int append_address_text(mime_buf *o, const char *raw, size_t value_at)
 static void hdr_walk_field(void *arg, const char *name, size_t nlen, size_t voff, size_t vlen)
 {
     struct hdr_walk *w = arg;
-    if (w->found < 0 || (w->found && w->first) || (w->want && !ci_eq(name, nlen, w->want)))
+    if (w->found < 0 || (w->found && w->first) || (w->want && (!name || !ci_eq(name, nlen, w->want))))
         return;
-    char *s = unfold(w->m->buf, voff, vlen);
+    char *s = unfold_as(w->m->buf, voff, vlen, true);
     /* every field of that name (SEARCH HEADER looks at all of them), one per line */
     size_t at = w->o->len + (w->want && w->found);
     if (!s || (w->want && w->found && buf_putc(w->o, '\n') < 0) ||
-        (!w->want && (mime_buf_append(w->o, name, nlen) < 0 || buf_puts(w->o, ": ") < 0)) ||
-        append_decoded(w->o, s) < 0 || (w->want && !w->first && address_field(name, nlen) &&
-                                        append_address_text(w->o, s, at) < 0) ||
-        (!w->want && buf_putc(w->o, '\n') < 0)) {
+        (!w->want && name && (mime_buf_append(w->o, name, nlen) < 0 || buf_puts(w->o, ": ") < 0)) ||
+        append_decoded(w->o, s) < 0 || (!w->want && buf_putc(w->o, '\n') < 0)) {
         free(s);
         w->found = -1;
         return;
     }
     free(s);
+    if (w->want && !w->first && address_field(name, nlen)) {
+        /* the addresses as ENVELOPE reads them (a bare CR ends the value there) */
+        char *v = unfold(w->m->buf, voff, vlen);
+        int rc = v ? append_address_text(w->o, v, at) : -1;
+        free(v);
+        if (rc < 0) {
+            w->found = -1;
+            return;
+        }
+    }
     if (w->want)
         w->found = 1;
 }
@@ -1524,14 +1547,15 @@ static void hdr_walk_field(void *arg, const char *name, size_t nlen, size_t voff
 int mime_header_decoded(const mime_message *m, const char *name, mime_buf *out)
 {
     struct hdr_walk w = {m, out, name, false, 0};
-    for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, hdr_walk_field, &w);
+    for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, false, hdr_walk_field, &w);
     return w.found;
 }
 
 int mime_headers_decoded(const mime_message *m, mime_buf *out)
 {
     struct hdr_walk w = {m, out, NULL, false, 0};
-    for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, hdr_walk_field, &w);
+    /* every line, fields or not: TEXT means "in the header or body" (RFC 3501 6.4.4) */
+    for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, true, hdr_walk_field, &w);
     return w.found < 0 ? -1 : 0;
 }
 
@@ -1550,7 +1574,7 @@ int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes)
 {
     mime_buf b = {0};
     struct hdr_walk w = {m, &b, "Date", true, 0}; /* the first Date: field is the date */
-    for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, hdr_walk_field, &w);
+    for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, false, hdr_walk_field, &w);
     int found = w.found;
     int rc = 0;
     if (found == 1 && b.len) {

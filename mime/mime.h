@@ -111,8 +111,9 @@ void mime_partial(const char *data, size_t len, uint64_t start, uint64_t count,
  * returns 1 found, 0 absent, -1 out of memory. */
 int mime_header_decoded(const mime_message *m, const char *name, mime_buf *out);
 
-/* Appends every field of the top-level header, each "Name: decoded value\n", for SEARCH
- * HEADER/TEXT matching. 0 ok, -1 out of memory. */
+/* Appends every field of the top-level header, each "Name: decoded value\n", and every line
+ * of it that is no field as it stands, for SEARCH TEXT matching. Values are unfolded, a bare
+ * CR read as a space. 0 ok, -1 out of memory. */
 int mime_headers_decoded(const mime_message *m, mime_buf *out);
 
 /* Appends the decoded text of every text leaf (transfer encoding undone, converted to UTF-8

@@ -239,13 +239,16 @@ int nntp_connect(const nntp_params *p, nntp_conn **out, char *err, size_t errlen
     if (out)
         *out = NULL;
     if (p == NULL || out == NULL || p->host == NULL || p->port == NULL || p->timeout_ms < 0 ||
+        p->connect_timeout_ms < 0 ||
         (p->tls != NNTP_TLS_NONE && p->tls != NNTP_TLS_IMPLICIT && p->tls != NNTP_TLS_STARTTLS))
         return seterr(err, errlen, NNTP_EINVAL, "invalid connection parameters");
     nntp_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return seterr(err, errlen, NNTP_ETEMP, "out of memory");
     c->fd = -1;
-    c->timeout_ms = p->timeout_ms ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
+    int io_timeout_ms = p->timeout_ms ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
+    /* a site that does not answer (packets dropped) must cost the short timeout, not the long one */
+    c->timeout_ms = p->connect_timeout_ms ? p->connect_timeout_ms : io_timeout_ms;
 
     char what[300];
     snprintf(what, sizeof what, "%s port %s", p->host, p->port);
@@ -276,6 +279,7 @@ int nntp_connect(const nntp_params *p, nntp_conn **out, char *err, size_t errlen
         nntp_close(c);
         return st;
     }
+    c->timeout_ms = io_timeout_ms;
     *out = c;
     return NNTP_OK;
 }

@@ -32,6 +32,7 @@ typedef struct nntp_params {
     const char *user;           /* NULL: no AUTHINFO */
     const char *password;
     int timeout_ms;             /* per read/write; 0: 30000 */
+    int connect_timeout_ms;     /* per step of setting up (connect, greeting, TLS, login); 0: timeout_ms */
 } nntp_params;
 
 typedef struct nntp_conn nntp_conn;

@@ -130,15 +130,17 @@ echo "  grep for the sample subject in the whole spool: not found"
 
 step "Starting the gateway on $ADDR:$IMAPS_PORT (IMAPS), $ADDR:$IMAP_PORT (STARTTLS), $ADDR:$POP3S_PORT (POP3S)"
 # A throwaway self-signed certificate for the demo only; a real site uses its own.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=$ADDR" \
-    -addext "subjectAltName=IP:$ADDR" -keyout "$DEMO/tls.key" -out "$DEMO/tls.pem" 2>/dev/null
-chmod 600 "$DEMO/tls.key"
+# It names localhost (DNS) because mbsync and fetchmail check the host name they were given
+# against DNS names only; the gateway listens on localhost too, so clients use that name.
+"$ROOT/scripts/self-signed-cert" "$DEMO/tls" 30 localhost -- 127.0.0.1 "$ADDR"
 cat >> "$DEMO/postern.conf" <<EOF
 
 [gateway]
 imap = $ADDR:$IMAP_PORT
 imaps = $ADDR:$IMAPS_PORT
+imaps = 127.0.0.1:$IMAPS_PORT
 pop3s = $ADDR:$POP3S_PORT
+pop3s = 127.0.0.1:$POP3S_PORT
 tls_cert = $DEMO/tls.pem
 tls_key = $DEMO/tls.key
 user = postern
@@ -150,12 +152,11 @@ for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/$ADDR/$IMAPS_PORT") 2>/dev/null && break
     sleep 0.1
 done
-"$PY" - "$ADDR" "$IMAPS_PORT" "$USER_ADDR" "$DEMO/demo.password" "$DEMO/tls.pem" "$POP3S_PORT" <<'EOF'
+"$PY" - localhost "$IMAPS_PORT" "$USER_ADDR" "$DEMO/demo.password" "$DEMO/tls.pem" "$POP3S_PORT" <<'EOF'
 import imaplib, poplib, ssl, sys
 addr, port, user, pwfile, cert = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 pop3s_port = int(sys.argv[6])
-ctx = ssl.create_default_context(cafile=cert)
-ctx.check_hostname = False
+ctx = ssl.create_default_context(cafile=cert)  # checks the host name, as mail clients do
 m = imaplib.IMAP4_SSL(addr, port, ssl_context=ctx)
 print("  greeting:", m.welcome.decode())
 print("  LOGIN:", m.login(user, open(pwfile).read().strip())[1][0].decode()[:70])
@@ -189,6 +190,9 @@ and $ADDR:$IMAP_PORT (STARTTLS); its log is $DEMO/serve.log.
   password:  $DEMO/demo.password
   read one:  $POSTERN mailbox $USER_ADDR --password-file $DEMO/demo.password --show NUM
   stop:      sudo scripts/demo.sh stop
-Point any IMAP or POP3 client at $ADDR:$IMAPS_PORT or $ADDR:$POP3S_PORT (certificate
-$DEMO/tls.pem) as $USER_ADDR.
+Point any IMAP or POP3 client at localhost:$IMAPS_PORT (IMAPS) or localhost:$POP3S_PORT (POP3S),
+user $USER_ADDR, trusting the certificate $DEMO/tls.pem (it names localhost), e.g.
+  curl --cacert $DEMO/tls.pem -u $USER_ADDR imaps://localhost:$IMAPS_PORT/INBOX
+  fetchmail --check -p IMAP -P $IMAPS_PORT --ssl --sslcertck --sslcertfile $DEMO/tls.pem -u $USER_ADDR localhost
+  mbsync: Host localhost, Port $IMAPS_PORT, SSLType IMAPS, CertificateFile $DEMO/tls.pem
 EOF

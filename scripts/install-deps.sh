@@ -2,8 +2,12 @@
 # install-deps.sh -- install postern's build dependencies and test tools on Debian 12.
 #
 # Idempotent: when every package is already installed it only checks and exits.
-# Run as root (CI runs it on a clean machine).  The system-wide INN (inn2's own innd) is
-# configured but never left running: postern's tests run their own sites (scripts/inn-site).
+# Run as root (CI runs it on a clean machine).  A system-wide INN (inn2's own innd) is never
+# stopped, disabled or reconfigured: on an existing news server that would be destructive.
+# One that is running is left running, and said so; postern's tests run their own sites
+# (scripts/inn-site) on other addresses, ports, directories and control sockets.  A freshly
+# installed inn2 is not started (policy-rc.d below); its inn.conf gets a domain only then,
+# because its postinst fails without one.
 set -euo pipefail
 
 PACKAGES=(
@@ -48,32 +52,31 @@ set_inn_domain() {
     fi
 }
 
-stop_system_innd() {
+report_system_innd() {
     # only the system instance: its pid file is /run/news/innd.pid and it runs without
-    # INNCONF (or with /etc/news/inn.conf).  Sites made by scripts/inn-site are left alone.
+    # INNCONF (or with /etc/news/inn.conf).  Sites made by scripts/inn-site are not it.
     local pid
     pid=$(cat /run/news/innd.pid 2>/dev/null || true)
     if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
         if ! grep -qz '^INNCONF=' "/proc/$pid/environ" 2>/dev/null ||
            grep -qzxF 'INNCONF=/etc/news/inn.conf' "/proc/$pid/environ" 2>/dev/null; then
-            say "stopping the system-wide innd (pid $pid); postern's tests run their own sites"
-            /usr/lib/news/bin/ctlinnd -s -t 20 shutdown "install-deps" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+            say "the system-wide innd is running (pid $pid); it is left running and untouched." \
+                "postern's test sites do not collide with it (127.0.0.20-239, ports 11920-12139," \
+                "their own directories and control sockets)"
         fi
-    fi
-    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
-        systemctl disable --now inn2.service >/dev/null 2>&1 || true
     fi
     return 0
 }
 
 mapfile -t MISSING < <(missing_packages)
-if [ ${#MISSING[@]} -eq 0 ] && inn_domain_set; then
+if [ ${#MISSING[@]} -eq 0 ]; then
     say "all ${#PACKAGES[@]} packages already installed; nothing to do"
-    stop_system_innd
+    report_system_innd
     exit 0
 fi
+# an installed, configured inn2 is someone's news server: its inn.conf is not ours to edit
+INN_NEW=0
+if printf '%s\n' "${MISSING[@]}" | grep -qx inn2; then INN_NEW=1; fi
 
 # keep services (innd, exim4, ...) from being started by maintainer scripts while we install
 POLICY=/usr/sbin/policy-rc.d
@@ -97,7 +100,7 @@ if [ ${#MISSING[@]} -gt 0 ]; then
     fi
 fi
 
-set_inn_domain
+if [ "$INN_NEW" = 1 ]; then set_inn_domain; fi
 if dpkg --audit 2>/dev/null | grep -q .; then
     say "dpkg --configure -a (finishing half-configured packages)"
     dpkg --configure -a
@@ -107,12 +110,12 @@ mapfile -t MISSING < <(missing_packages)
 if [ ${#MISSING[@]} -gt 0 ]; then
     say "retrying: apt-get install ${MISSING[*]}"
     apt-get install -y -q -o Dpkg::Options::=--force-confold "${MISSING[@]}"
-    set_inn_domain
+    if [ "$INN_NEW" = 1 ]; then set_inn_domain; fi
     dpkg --configure -a
 fi
 mapfile -t MISSING < <(missing_packages)
 [ ${#MISSING[@]} -eq 0 ] ||
     die "still not installed: ${MISSING[*]}; run 'apt-get install ${MISSING[*]}' and read its errors"
 
-stop_system_innd
+report_system_innd
 say "done: ${#PACKAGES[@]} packages installed"

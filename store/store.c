@@ -1,9 +1,10 @@
-#include "store/store.h"
+#include "store/store_int.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -33,8 +34,19 @@ static int map_nntp(int st)
     }
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int ps_connect(const pn_site *site, nntp_conn **out, char *err, size_t errlen)
 {
+    *out = NULL;
+    if (ps_health_skip(site, err, errlen))
+        return PS_TEMP;
+    int connect_ms = (int)(site->connect_timeout ? site->connect_timeout : 5) * 1000;
     nntp_params p = {
         .host = site->host,
         .port = site->port,
@@ -44,9 +56,13 @@ int ps_connect(const pn_site *site, nntp_conn **out, char *err, size_t errlen)
         .ca_file = site->ca_file[0] ? site->ca_file : NULL,
         .user = site->user[0] ? site->user : NULL,
         .password = site->user[0] ? site->password : NULL,
+        .connect_timeout_ms = connect_ms,
     };
     char why[256] = "";
+    long long t0 = mono_ms();
     int st = nntp_connect(&p, out, why, sizeof why);
+    /* a step that ran into the timeout: the site drops packets or hangs, remember it */
+    ps_health_result(site, st == NNTP_OK, st != NNTP_OK && mono_ms() - t0 >= connect_ms - 50);
     if (st == NNTP_OK)
         return PS_OK;
     snprintf(err, errlen, "site %s (%s:%s): %s", site->name, site->host, site->port,

@@ -25,7 +25,12 @@ enum ps_status {
     PS_BADMSG,     /* article is not a postern envelope, or does not decrypt */
 };
 
-/* Connects to one site with its TLS and AUTHINFO settings. */
+/* Remembers sites that did not answer within their connect_timeout in state_dir/site-health
+ * too, so other processes of the host skip them as well (health.c); without it, per process. */
+void ps_health_use(const char *state_dir);
+
+/* Connects to one site with its TLS and AUTHINFO settings, within its connect_timeout. A
+ * site that timed out recently is not tried (PS_TEMP at once, err says until when). */
 int ps_connect(const pn_site *site, nntp_conn **out, char *err, size_t errlen);
 /* Connects to the first reachable site, in configured order; *site_index says which. */
 int ps_connect_any(const pn_config *cfg, nntp_conn **out, size_t *site_index, char *err, size_t errlen);

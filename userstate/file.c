@@ -15,7 +15,11 @@
 #include "article/article.h"
 #include "util/util.h"
 
-static const char name_context[] = "postern userstate v1"; /* hashed with its NUL */
+/* v2 names are keyed with the state key, so a new key pair for an address (user del, then
+ * user add) gets a new file and never meets the old key's state; v1 names hashed the address
+ * alone and are only read, to migrate them (docs/formats.md 5.1). */
+static const char name_context[] = "postern userstate v2"; /* hashed with its NUL */
+static const char legacy_context[] = "postern userstate v1";
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -39,8 +43,8 @@ static char *join(const char *a, const char *b, const char *c)
 
 /* File name hash, users/ directory and file path of an address. The name is a hash so
  * that a listing of state_dir does not reveal who has mail there. */
-static int locate(const char *state_dir, const char *address, uint8_t hash[US_NAME_HASH_BYTES], char **dir,
-                  char **path, char *err, size_t errlen)
+static int locate(const char *state_dir, const char *address, const uint8_t *key, uint8_t hash[US_NAME_HASH_BYTES],
+                  char **dir, char **path, char *err, size_t errlen)
 {
     char canon[PA_ADDRESS_MAX + 1], why[160];
     if (!state_dir || !*state_dir || !address) {
@@ -52,8 +56,12 @@ static int locate(const char *state_dir, const char *address, uint8_t hash[US_NA
         return US_EINVAL;
     }
     crypto_generichash_state h;
-    crypto_generichash_init(&h, NULL, 0, US_NAME_HASH_BYTES);
-    crypto_generichash_update(&h, (const unsigned char *)name_context, sizeof name_context);
+    /* key NULL: the legacy v1 name */
+    crypto_generichash_init(&h, key, key ? US_KEY_BYTES : 0, US_NAME_HASH_BYTES);
+    if (key)
+        crypto_generichash_update(&h, (const unsigned char *)name_context, sizeof name_context);
+    else
+        crypto_generichash_update(&h, (const unsigned char *)legacy_context, sizeof legacy_context);
     crypto_generichash_update(&h, (const unsigned char *)canon, strlen(canon));
     crypto_generichash_final(&h, hash, US_NAME_HASH_BYTES);
     char hex[2 * US_NAME_HASH_BYTES + 1];
@@ -73,12 +81,12 @@ static int locate(const char *state_dir, const char *address, uint8_t hash[US_NA
     return US_OK;
 }
 
-int userstate_path(const char *state_dir, const char *address, char *out, size_t cap, char *err,
-                   size_t errlen)
+int userstate_path(const char *state_dir, const char *address, const uint8_t state_key[US_KEY_BYTES], char *out,
+                   size_t cap, char *err, size_t errlen)
 {
     uint8_t hash[US_NAME_HASH_BYTES];
     char *dir, *path;
-    int rc = locate(state_dir, address, hash, &dir, &path, err, errlen);
+    int rc = locate(state_dir, address, state_key, hash, &dir, &path, err, errlen);
     if (rc != US_OK)
         return rc;
     if (!out || strlen(path) >= cap) {
@@ -115,8 +123,10 @@ static int read_all(int fd, uint8_t *buf, size_t n)
     return got == n ? 0 : 1;
 }
 
-static int load(userstate *st, char *err, size_t errlen)
+/* *found: whether the file exists (a missing file is an empty state). */
+static int load(userstate *st, int *found, char *err, size_t errlen)
 {
+    *found = 0;
     int fd = open(st->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         if (errno == ENOENT)
@@ -124,6 +134,7 @@ static int load(userstate *st, char *err, size_t errlen)
         set_err(err, errlen, "userstate: cannot open %s: %s", st->path, strerror(errno));
         return US_EIO;
     }
+    *found = 1;
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         set_err(err, errlen, "userstate: %s is not a regular file", st->path);
@@ -189,6 +200,61 @@ static int load(userstate *st, char *err, size_t errlen)
     return rc;
 }
 
+static int replace_file(const char *dir, const char *path, const uint8_t *data, size_t len, char *err,
+                        size_t errlen);
+
+/* No v2 file: a v1 file of the address is this key's state from before v2 names (loaded,
+ * written under the v2 name, removed), or a previous key's (the address was deleted and
+ * added again): nobody can open that one any more; it is renamed to .stale and the state
+ * starts empty, with a warning for the log. */
+static int migrate_legacy(userstate *st, const char *state_dir, const char *address, char *err, size_t errlen)
+{
+    uint8_t hash[US_NAME_HASH_BYTES], v2_hash[US_NAME_HASH_BYTES];
+    char *dir, *legacy;
+    int rc = locate(state_dir, address, NULL, hash, &dir, &legacy, err, errlen);
+    if (rc != US_OK)
+        return rc;
+    free(dir);
+    char *v2_path = st->path;
+    memcpy(v2_hash, st->name_hash, sizeof v2_hash);
+    memcpy(st->name_hash, hash, sizeof hash); /* the v1 file's associated data */
+    st->path = legacy;
+    int found;
+    char why[512];
+    rc = load(st, &found, why, sizeof why);
+    st->path = v2_path;
+    memcpy(st->name_hash, v2_hash, sizeof v2_hash);
+    if (rc == US_OK && found) {
+        st->dirty = 1;
+        rc = userstate_save(st, err, errlen);
+        if (rc == US_OK)
+            unlink(legacy);
+    } else if (rc == US_EAUTH) { /* nothing was parsed: st is still empty */
+        char *stale = join(legacy, ".stale", "");
+        if (!stale || rename(legacy, stale) != 0) {
+            set_err(err, errlen, "userstate: cannot rename %s out of the way: %s", legacy,
+                    stale ? strerror(errno) : "out of memory");
+            rc = US_EIO;
+        } else {
+            snprintf(st->warning, sizeof st->warning,
+                     "an old state file of this address does not open with its current key (the address was "
+                     "deleted and added again?); kept as %s, starting with an empty state",
+                     stale);
+            rc = US_OK;
+        }
+        free(stale);
+    } else if (rc != US_OK) {
+        set_err(err, errlen, "%s", why);
+    }
+    free(legacy);
+    return rc;
+}
+
+const char *userstate_warning(const userstate *st)
+{
+    return st && st->warning[0] ? st->warning : NULL;
+}
+
 int userstate_open(const char *state_dir, const char *address, const uint8_t state_key[US_KEY_BYTES],
                    userstate **out, char *err, size_t errlen)
 {
@@ -203,7 +269,7 @@ int userstate_open(const char *state_dir, const char *address, const uint8_t sta
         set_err(err, errlen, "userstate: out of memory");
         return US_ENOMEM;
     }
-    int rc = locate(state_dir, address, st->name_hash, &st->dir, &st->path, err, errlen);
+    int rc = locate(state_dir, address, state_key, st->name_hash, &st->dir, &st->path, err, errlen);
     if (rc == US_OK) {
         st->key = sodium_malloc(US_KEY_BYTES);
         if (!st->key) {
@@ -211,10 +277,13 @@ int userstate_open(const char *state_dir, const char *address, const uint8_t sta
             rc = US_ENOMEM;
         }
     }
+    int found = 0;
     if (rc == US_OK) {
         memcpy(st->key, state_key, US_KEY_BYTES);
-        rc = load(st, err, errlen);
+        rc = load(st, &found, err, errlen);
     }
+    if (rc == US_OK && !found)
+        rc = migrate_legacy(st, state_dir, address, err, errlen);
     if (rc != US_OK) {
         us_free(st);
         return rc;
@@ -383,11 +452,12 @@ int userstate_save(userstate *st, char *err, size_t errlen)
     return rc;
 }
 
-int userstate_reset(const char *state_dir, const char *address, char *err, size_t errlen)
+int userstate_reset(const char *state_dir, const char *address, const uint8_t state_key[US_KEY_BYTES], char *err,
+                    size_t errlen)
 {
     uint8_t hash[US_NAME_HASH_BYTES];
     char *dir, *path;
-    int rc = locate(state_dir, address, hash, &dir, &path, err, errlen);
+    int rc = locate(state_dir, address, state_key, hash, &dir, &path, err, errlen);
     if (rc != US_OK)
         return rc;
     char *tmp = join(path, ".tmp", "");

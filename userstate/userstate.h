@@ -84,11 +84,15 @@ typedef struct userstate_msg {
 typedef struct userstate userstate;
 
 /* Loads the state of address (canonicalised as in docs/formats.md section 1) from
- * state_dir/users/<hash>.state; a missing file is an empty state. A file that does not open
- * (wrong key, tampered, truncated, another user's) is an error: nothing is reset silently
- * (see userstate_reset). state_key is copied; the caller keeps and wipes its own copy. */
+ * state_dir/users/<hash>.state, the hash keyed with state_key (a new key pair for the address
+ * has a new file); a missing file is an empty state. A file that does not open (tampered,
+ * truncated, another user's) is an error: nothing is reset silently (see userstate_reset).
+ * A legacy (v1-named) file is migrated, or, when it does not open with this key, renamed to
+ * .stale with a userstate_warning. state_key is copied; the caller keeps and wipes its own. */
 int userstate_open(const char *state_dir, const char *address, const uint8_t state_key[US_KEY_BYTES],
                    userstate **out, char *err, size_t errlen);
+/* What userstate_open had to do that the log should show (a stale file set aside), or NULL. */
+const char *userstate_warning(const userstate *st);
 /* Writes the state if it changed since it was opened or last saved (otherwise does
  * nothing): encrypted with a fresh nonce, temp file + fsync + rename + fsync of the
  * directory, so the file is always either the old or the new state. Creates users/ (0700).
@@ -108,10 +112,11 @@ void userstate_mark_dirty(userstate *st);
 void userstate_close(userstate *st);
 /* Deletes a user's state file (for an administrator who has confirmed that a state which
  * no longer opens may be discarded). A missing file is not an error. */
-int userstate_reset(const char *state_dir, const char *address, char *err, size_t errlen);
+int userstate_reset(const char *state_dir, const char *address, const uint8_t state_key[US_KEY_BYTES], char *err,
+                    size_t errlen);
 /* The state file's path for address. */
-int userstate_path(const char *state_dir, const char *address, char *out, size_t cap, char *err,
-                   size_t errlen);
+int userstate_path(const char *state_dir, const char *address, const uint8_t state_key[US_KEY_BYTES], char *out,
+                   size_t cap, char *err, size_t errlen);
 
 /* Lookups, O(1) on average. Returns 1 if the state has an entry for msgid (out filled),
  * 0 if not (out zeroed as described at userstate_msg). */

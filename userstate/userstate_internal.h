@@ -13,6 +13,8 @@
 
 #define US_MAGIC "PSTU"
 #define US_VERSION 2 /* written; version 1 (no \Recent marks) is still read */
+#include <limits.h>
+
 #define US_NAME_HASH_BYTES 16
 #define US_HEADER_BYTES (4 + 1 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
 #define US_AD_BYTES (4 + 1 + US_NAME_HASH_BYTES)
@@ -58,6 +60,7 @@ struct userstate {
     uint8_t name_hash[US_NAME_HASH_BYTES];
     char *dir;  /* state_dir/users */
     char *path; /* dir/<hex>.state */
+    char warning[PATH_MAX + 256]; /* what opening it had to do, for the caller's log */
 };
 
 /* An empty state with no file behind it. NULL if out of memory. */

@@ -115,36 +115,81 @@ long pu_read_password(const char *prompt, int confirm, int from_fd, char *buf, s
     return n;
 }
 
-long pu_read_small_file(const char *path, char *buf, size_t cap)
+static long read_small_fd(int fd, char *buf, size_t cap)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     size_t n = 0;
     for (;;) {
         if (n + 1 >= cap) {
-            close(fd);
             errno = EFBIG;
             return -1;
         }
         ssize_t r = read(fd, buf + n, cap - 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            errno = e;
+        if (r < 0)
             return -1;
-        }
         if (r == 0)
             break;
         n += (size_t)r;
     }
-    close(fd);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
         n--;
     buf[n] = '\0';
     return (long)n;
+}
+
+long pu_read_small_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    long n = read_small_fd(fd, buf, cap);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n;
+}
+
+int pu_secret_fd_private(int fd, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf(err, errlen, "%s is readable or writable by group or others (mode %04o): chmod 600 %s",
+                 path, (unsigned)(st.st_mode & 07777), path);
+        return -1;
+    }
+    return 0;
+}
+
+int pu_secret_path_private(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    int rc = pu_secret_fd_private(fd, path, err, errlen);
+    close(fd);
+    return rc;
+}
+
+long pu_read_secret_file(const char *path, char *buf, size_t cap, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    long n = -1;
+    if (pu_secret_fd_private(fd, path, err, errlen) == 0) {
+        n = read_small_fd(fd, buf, cap);
+        if (n < 0)
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    }
+    close(fd);
+    return n;
 }
 
 int pu_write_all(int fd, const void *data, size_t len)

@@ -13,6 +13,7 @@ enum {
     PX_DATAERR = 65,
     PX_NOINPUT = 66,
     PX_NOUSER = 67,
+    PX_UNAVAILABLE = 69, /* deliver: too big to store (permanent for Postfix and Exim alike) */
     PX_SOFTWARE = 70,
     PX_OSERR = 71,
     PX_CANTCREAT = 73,
@@ -37,6 +38,15 @@ long pu_read_password(const char *prompt, int confirm, int from_fd, char *buf, s
 /* Reads a whole small file (at most cap-1 bytes, NUL-terminated, trailing whitespace
  * trimmed) into buf. Returns length or -1 with errno set. */
 long pu_read_small_file(const char *path, char *buf, size_t cap);
+
+/* Secrets must be private, as sshd demands of private keys: returns 0 when fd's file gives
+ * group and others no access, else -1 with "PATH is readable or writable by group or others
+ * (mode 0644): chmod 600 PATH" in err. */
+int pu_secret_fd_private(int fd, const char *path, char *err, size_t errlen);
+/* The same for a path; a file that does not exist is not judged here (returns 0). */
+int pu_secret_path_private(const char *path, char *err, size_t errlen);
+/* pu_read_small_file for a secret: refuses (-1, reason in err) one that is not private. */
+long pu_read_secret_file(const char *path, char *buf, size_t cap, char *err, size_t errlen);
 
 /* Writes all len bytes to fd, resuming after EINTR and short writes; 0, or -1 with errno. */
 int pu_write_all(int fd, const void *data, size_t len);

@@ -93,7 +93,7 @@ static void roundtrip(const uint8_t *data, size_t size)
     pc_msg_meta m, mo;
     if (pc_seal_finish(s, hash, &m) != PC_OK)
         abort();
-    pc_message_tag(secret, "fuzz@example.jp", hash, tag);
+    pc_message_tag(secret, "fuzz@example.jp", key_id, hash, tag);
     buf env = {0};
     uint8_t prefix[PC_MSG_PREFIX_BYTES];
     if (pc_seal_prefix(s, tag, prefix) != PC_OK || collect(&env, prefix, sizeof prefix) ||

@@ -180,6 +180,47 @@ def test_stop_start_and_kill9(inn_sites):
     assert "not running" in r.stdout
 
 
+def ctlinnd(site, *args):
+    r = subprocess.run(["/usr/lib/news/bin/ctlinnd", *args], env=dict(os.environ, INNCONF=str(site.innconf)),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def wait_stat(site, m, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        with site.client() as c:
+            if c.stat(m).startswith("223"):
+                return
+        assert time.monotonic() < deadline, "%s never entered the spool" % m
+        time.sleep(0.2)
+
+
+def test_parked_posts_enter_the_spool_by_themselves(inn_sites, monkeypatch):
+    """nnrpd answers 240 while innd is paused and parks the article in spool/incoming; the
+    site's keeper feeds it in with 'rnews -U' without any admin step (issue 10: 18 of 100
+    messages stayed parked until a manual rnews -U)."""
+    monkeypatch.setenv("INN_SITE_RNEWS_INTERVAL", "1")
+    site = inn_sites(name="parking")
+    site.newgroup(MAIL)
+    with site.client() as c:
+        c.cmd("MODE READER")
+        ctlinnd(site, "pause", "test")
+        m = mid("parked")
+        assert c.post(make_article(MAIL, m, b"parked while paused\n")).startswith("240")
+        assert c.stat(m).startswith("430")  # 240, and not stored
+        assert [f for f in (site.dir / "spool" / "incoming").iterdir() if f.is_file()]
+        ctlinnd(site, "go", "test")
+    wait_stat(site, m)
+    # a kill -9 of the site takes its keeper too; the next start runs it at once
+    keeper = int((site.dir / "run" / "keeper.pid").read_text())
+    site.kill9()
+    assert not os.path.exists("/proc/%d" % keeper)
+    site.start()
+    assert "keeper pid" in run_inn_site("status", site.dir).stdout
+    site.stop()
+
+
 def test_two_sites_side_by_side(inn_sites):
     a, b = inn_sites(name="left"), inn_sites(name="right")
     assert (a.addr, a.port) != (b.addr, b.port)

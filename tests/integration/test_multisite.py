@@ -197,6 +197,23 @@ def test_postern_mesh_script(tmp_path):
             assert data == [b"1"], (k, data)
         r = subprocess.run([script, "status", d], capture_output=True, timeout=60)
         assert r.stdout.decode().count("INN up, gateway up") == 3, r.stdout
+        # as the printed client commands say: localhost, with the host name checked (issue 9.6)
+        strict = ssl.create_default_context(cafile=d + "/tls.pem")
+        for k in (1, 2, 3):
+            c = imaplib.IMAP4_SSL("localhost", 20993 + 1000 * k, ssl_context=strict, timeout=20)
+            c.login("m@example.org", "mesh script password")
+            c.logout()
+        # a dead site's gateway does not keep saying it reads from it
+        subprocess.run([str(REPO / "scripts" / "inn-site"), "stop", d + "/site3/inn"], check=True,
+                       capture_output=True, timeout=120)
+        deadline = time.monotonic() + 30
+        while True:
+            out = subprocess.run([script, "status", d], capture_output=True, timeout=60).stdout.decode()
+            site3 = out.split("site3:")[1]
+            if "FALLBACK" in site3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert "INN down" in site3 and "FALLBACK" in site3 and "mesh3 " not in site3, out
     finally:
         subprocess.run([script, "stop", d], capture_output=True, timeout=300)
         shutil.rmtree(d, ignore_errors=True)

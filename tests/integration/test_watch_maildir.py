@@ -151,10 +151,22 @@ def test_message_moved_before_it_is_posted_is_posted_from_cur(postern_env, user,
     assert [f for f, _ in posted(r)] == ["cur/%s:2,S" % name]
 
 
-def test_malformed_and_unknown_recipient_are_rejected_once(postern_env, user, tmp_path):
+def test_any_message_posted_too_big_and_unknown_recipient_rejected_once(postern_env, user, tmp_path):
+    """Every shape an MTA accepted is posted as it is (a header-less message was once rejected
+    as "malformed"); only a message over max_message_size and an unknown recipient are
+    refused for good."""
+    conf = tmp_path / "small.conf"
+    conf.write_text(postern_env.conf.read_text().replace("min_copies = 1\n", "min_copies = 1\nmax_message_size = 4096\n", 1))
+    conf.chmod(0o600)
+
+    def small(args, timeout=600):
+        return subprocess.run([str(postern_env.bin), "-c", str(conf), *map(str, args)], capture_output=True,
+                              timeout=timeout)
+
     addr = user("dave")
     md = Maildir(tmp_path / "Maildir")
-    bad = md.deliver(b"this is not a header line\n\nbody\n")
+    odd = md.deliver(b"this is not a header line\n\nbody\x00with NUL\rbare CR\n")
+    big = md.deliver(message("too big", "y" * 5000 + "\n"))
     good = md.deliver(message("fine"))
     nouser = Maildir(tmp_path / "Nobody")
     lost = nouser.deliver(message("for nobody"))
@@ -162,17 +174,18 @@ def test_malformed_and_unknown_recipient_are_rejected_once(postern_env, user, tm
     before = md.snapshot(), nouser.snapshot()
     pairs = ("%s=%s" % (md.path, addr), "%s=%s" % (nouser.path, nobody))
 
-    r = watch_once(postern_env, *pairs)
+    r = watch_once(small, *pairs)
     assert r.returncode == 0, err(r)
     e = err(r)
-    assert [f for f, _ in posted(r)] == ["new/" + good]
-    assert re.search(r"rejected \S+/new/%s for %s: malformed" % (re.escape(bad), re.escape(addr)), e), e
+    assert sorted(f for f, _ in posted(r)) == sorted(["new/" + odd, "new/" + good])
+    assert re.search(r"rejected \S+/new/%s for %s: message too big: larger than max_message_size \(4096 bytes\)"
+                     % (re.escape(big), re.escape(addr)), e), e
     assert re.search(r"rejected \S+/new/%s for %s: unknown recipient" % (re.escape(lost), re.escape(nobody)), e), e
-    assert journal_lines(postern_env, md, ".rejected") == [bad]
+    assert journal_lines(postern_env, md, ".rejected") == [big]
     assert journal_lines(postern_env, nouser, ".rejected") == [lost]
-    assert journal_lines(postern_env, md, ".journal") == [good]
+    assert sorted(journal_lines(postern_env, md, ".journal")) == sorted([odd, good])
 
-    r = watch_once(postern_env, *pairs)
+    r = watch_once(small, *pairs)
     assert r.returncode == 0, err(r)
     assert not re.search(r"^postern: rejected ", err(r), re.M), err(r)
     assert "2 rejected earlier, 0 pending" in err(r)

@@ -12,6 +12,8 @@
 
 #include <sodium.h>
 
+#include <sys/stat.h>
+
 #include "config/config.h"
 #include "crypto/crypto.h"
 
@@ -27,6 +29,7 @@ static const char *write_file(const char *name, const char *text)
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
+    chmod(p, 0600); /* secrets must be private; every file here may be one */
     return p;
 }
 
@@ -53,6 +56,7 @@ static void test_defaults_and_site(void **state)
     assert_int_equal(cfg.kdf_memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
     assert_int_equal(cfg.min_copies, 1);
     assert_int_equal(cfg.keyrecord_cache, 60);
+    assert_int_equal(cfg.confirm_timeout, 5);
     assert_int_equal(cfg.n_sites, 2);
     assert_string_equal(cfg.sites[0].name, "one");
     assert_string_equal(cfg.sites[0].port, "1119");
@@ -112,6 +116,7 @@ static void test_errors_name_the_line(void **state)
     expect_error("[postern]\nkdf_memlimit = 12\n", "kdf_memlimit must be a whole number");
     expect_error("[site a]\nhost = h\npassword_file = /nonexistent/pw\n", "has a password_file but no user");
     expect_error("[deliver]\nkeyrecord_cache = 3601\n", "keyrecord_cache must be a whole number from 0 to 3600");
+    expect_error("[deliver]\nconfirm_timeout = 0\n", "confirm_timeout must be a whole number from 1 to 600");
 }
 
 static void test_keyrecord_cache(void **state)
@@ -217,6 +222,35 @@ static void test_delivery_secret(void **state)
     assert_non_null(strstr(err, "64 hex digits"));
 }
 
+/* Like sshd with private keys: a secret others may read is refused, with the fix in the
+ * message (issue 9, item 4). */
+static void test_secrets_others_can_read_are_refused(void **state)
+{
+    (void)state;
+    char text[1400], err[512], path[600];
+    pn_config cfg;
+    write_file("d.secret", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
+    snprintf(path, sizeof path, "%s/d.secret", dir);
+    snprintf(text, sizeof text, "[postern]\ndelivery_secret = %s\nauthority_secret = %s\n", path, path);
+    assert_int_equal(load(text, &cfg, err, sizeof err), 0);
+    const mode_t loose[] = {0644, 0640, 0604, 0620, 0602};
+    for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++) {
+        assert_int_equal(chmod(path, loose[i]), 0);
+        err[0] = '\0';
+        assert_null(pn_load_delivery_secret(&cfg, err, sizeof err));
+        assert_non_null(strstr(err, "group or others"));
+        assert_non_null(strstr(err, "chmod 600"));
+        err[0] = '\0';
+        assert_null(pn_load_authority_secret(&cfg, err, sizeof err));
+        assert_non_null(strstr(err, "group or others"));
+    }
+    assert_int_equal(chmod(path, 0400), 0);
+    uint8_t *secret = pn_load_delivery_secret(&cfg, err, sizeof err);
+    assert_non_null(secret);
+    sodium_free(secret);
+    assert_int_equal(chmod(path, 0600), 0);
+}
+
 int main(void)
 {
     if (sodium_init() < 0 || !mkdtemp(dir))
@@ -229,6 +263,7 @@ int main(void)
         cmocka_unit_test(test_gateway),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_delivery_secret),
+        cmocka_unit_test(test_secrets_others_can_read_are_refused),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[600];

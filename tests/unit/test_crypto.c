@@ -105,7 +105,7 @@ static void seal_all(const boxkey *k, const uint8_t *msg, size_t len, size_t sli
         assert_int_equal(pc_seal_update(s, msg + off, len - off < slice ? len - off : slice), PC_OK);
     assert_int_equal(pc_seal_finish(s, hash, meta), PC_OK);
     uint8_t tag[PC_TAG_BYTES], secret[PC_DELIVERY_SECRET_BYTES] = {1, 2, 3};
-    pc_message_tag(secret, "alice@example.jp", hash, tag);
+    pc_message_tag(secret, "alice@example.jp", k->id, hash, tag);
     uint8_t prefix[PC_MSG_PREFIX_BYTES];
     assert_int_equal(pc_seal_prefix(s, tag, prefix), PC_OK);
     pc_seal_free(s);
@@ -620,19 +620,25 @@ static void test_keyrecord_rewrap(void **state)
 static void test_message_tag(void **state)
 {
     (void)state;
-    uint8_t secret[32] = {9}, hash[32] = {7}, tag[32], t2[32];
-    pc_message_tag(secret, ADDR, hash, tag);
-    uint8_t msg[128];
-    size_t n = sizeof "postern msgid v1", a = strlen(ADDR);
-    memcpy(msg, "postern msgid v1", n);
+    uint8_t secret[32] = {9}, hash[32] = {7}, id[16] = {5}, tag[32], t2[32];
+    pc_message_tag(secret, ADDR, id, hash, tag);
+    uint8_t msg[160];
+    size_t n = sizeof "postern msgid v2", a = strlen(ADDR);
+    memcpy(msg, "postern msgid v2", n);
     memcpy(msg + n, ADDR, a + 1);
-    memcpy(msg + n + a + 1, hash, 32);
-    crypto_generichash(t2, 32, msg, n + a + 1 + 32, secret, 32);
+    memcpy(msg + n + a + 1, id, 16);
+    memcpy(msg + n + a + 1 + 16, hash, 32);
+    crypto_generichash(t2, 32, msg, n + a + 1 + 16 + 32, secret, 32);
     assert_memory_equal(tag, t2, 32);
-    pc_message_tag(secret, "bob@example.jp", hash, t2);
+    pc_message_tag(secret, "bob@example.jp", id, hash, t2);
     assert_memory_not_equal(tag, t2, 32);
+    /* the same message to a re-added address (a new key pair) is a new article */
+    id[0] = 6;
+    pc_message_tag(secret, ADDR, id, hash, t2);
+    assert_memory_not_equal(tag, t2, 32);
+    id[0] = 5;
     secret[0] = 8;
-    pc_message_tag(secret, ADDR, hash, t2);
+    pc_message_tag(secret, ADDR, id, hash, t2);
     assert_memory_not_equal(tag, t2, 32);
 }
 

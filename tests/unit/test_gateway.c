@@ -1,5 +1,6 @@
 /* gateway: the pure parts — capability lists per state, the command table's lookups and
- * state/TLS/argument checks, LIST pattern matching, and the parent's certificate frames. */
+ * state/TLS/argument checks, LIST pattern matching, the parent's certificate frames, and the
+ * ordered message walk of FETCH and SEARCH when nothing has to be loaded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "gateway/gw.h"
+#include "gateway/mailbox.h"
 
 static char *caps(enum session_state st, bool tls, bool tls_available, bool allow_plain)
 {
@@ -182,12 +184,68 @@ static void test_tls_ctx_rejects_garbage(void **state)
     assert_non_null(strstr(err, "tls_cert"));
 }
 
+/* A walk whose messages need no load: message 1 is gone from the server when the walk
+ * reaches it and back (a later scan saw it again) before each() would run. each() must not
+ * be called for it: FETCH's emit() then had no plaintext and crashed (issue 9). */
+typedef struct walk_probe {
+    int msgid_calls[3];
+    bool each_called[3];
+    bool done;
+    unsigned failed;
+} walk_probe;
+
+static const char *probe_msgid(void *ctx, size_t k)
+{
+    walk_probe *w = ctx;
+    return k == 1 && w->msgid_calls[k]++ == 0 ? NULL : "<m.x@postern.invalid>";
+}
+
+static bool probe_need(void *ctx, size_t k)
+{
+    (void)ctx;
+    (void)k;
+    return false;
+}
+
+static void probe_each(void *ctx, size_t k, gw_plain *p)
+{
+    walk_probe *w = ctx;
+    assert_null(p);
+    w->each_called[k] = true;
+}
+
+static void probe_done(void *ctx, unsigned failed)
+{
+    walk_probe *w = ctx;
+    w->done = true;
+    w->failed = failed;
+}
+
+static void test_walk_skips_gone_messages(void **state)
+{
+    (void)state;
+    static const gw_walk_ops ops = {probe_msgid, probe_need, probe_each, probe_done};
+    session s;
+    memset(&s, 0, sizeof s);
+    walk_probe probe = {0};
+    gw_walk *w = gw_walk_new(&s, 3, 0, false, &ops, &probe);
+    assert_non_null(w);
+    gw_walk_step(w);
+    assert_true(probe.done);
+    assert_int_equal(probe.failed, 0);
+    assert_true(probe.each_called[0]);
+    assert_false(probe.each_called[1]);
+    assert_true(probe.each_called[2]);
+    gw_walk_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_capabilities),     cmocka_unit_test(test_command_lookup),
         cmocka_unit_test(test_command_checks),   cmocka_unit_test(test_list_match),
         cmocka_unit_test(test_pem_frames),       cmocka_unit_test(test_tls_ctx_rejects_garbage),
+        cmocka_unit_test(test_walk_skips_gone_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

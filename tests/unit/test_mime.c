@@ -49,10 +49,33 @@ static char *slurp(const char *name, const char *ext, size_t *len)
     return buf;
 }
 
+/* What the gateway hands mime_parse (docs/formats.md section 3): bare LF -> CRLF, NUL -> 0x80,
+ * a CRLF added when the message does not end with LF. The CRLF corpus files stay as they are. */
+static char *served(char *raw, size_t *len)
+{
+    size_t n = 0, extra = 2;
+    for (size_t i = 0; i < *len; i++)
+        extra += raw[i] == '\n' && (i == 0 || raw[i - 1] != '\r');
+    char *out = malloc(*len + extra + 1);
+    assert_non_null(out);
+    for (size_t i = 0; i < *len; i++) {
+        if (raw[i] == '\n' && (i == 0 || raw[i - 1] != '\r'))
+            out[n++] = '\r';
+        out[n++] = raw[i] == '\0' ? (char)0x80 : raw[i];
+    }
+    if (n && out[n - 1] != '\n')
+        out[n++] = '\r', out[n++] = '\n';
+    out[n] = '\0';
+    free(raw);
+    *len = n;
+    return out;
+}
+
 static mime_message *load(const char *name, char **buf)
 {
     size_t len;
     *buf = slurp(name, ".eml", &len);
+    *buf = served(*buf, &len);
     mime_message *m = mime_parse(*buf, len, NULL);
     assert_non_null(m);
     assert_int_equal(mime_size(m), len);
@@ -72,6 +95,9 @@ static const char *const corpus[] = {
     "encoded_words", "rfc2231",      "no_ctype",     "no_subtype", "truncated",
     "raw8bit",       "groups",       "empty_body",   "crlf_only",  "digest",
     "header_only",   "no_boundary",  "rfc822_garbage", "edge_headers",
+    /* shapes an MTA accepts: RFC 2045 defaults and Dovecot's reading (DOVECOT.md) */
+    "no_header", "not_a_header", "continuation_first", "bare_lf", "bare_cr", "mixed_eol",
+    "nul_bytes", "eight_bit_header", "long_lines", "empty", "dot_lines", "blank_first",
 };
 
 static void test_corpus(void **state)
@@ -211,6 +237,27 @@ static const sect_case sect_cases[] = {
     {"crlf_only", "TEXT", "", NULL, NULL},
     {"crlf_only", "1", "", NULL, NULL},
     {"empty_body", "TEXT", "", NULL, NULL},
+    /* no header at all: everything up to a blank line is the header, as Dovecot has it */
+    {"no_header", "HEADER", "Just a line of text, no header at all.\r\nA second line.\r\n", NULL, NULL},
+    {"no_header", "TEXT", "", NULL, NULL},
+    {"not_a_header", "TEXT", "body line\r\n", NULL, NULL},
+    {"not_a_header", "1", "body line\r\n", NULL, NULL},
+    /* lines that are no field match no name, so .NOT keeps them (Dovecot does) */
+    {"not_a_header", "HEADER.FIELDS.NOT (Subject)", "this is not a header\r\n\r\n", NULL, NULL},
+    {"not_a_header", "HEADER.FIELDS (Subject)", "\r\n", NULL, NULL},
+    {"continuation_first", "HEADER.FIELDS.NOT (Subject From)", " continuation first: x\r\n\r\n", NULL, NULL},
+    {"continuation_first", "HEADER.FIELDS (Subject)", "Subject: after a continuation\r\n\r\n", NULL, NULL},
+    /* bare CR is no line end: a bare-CR message is one header line */
+    {"bare_cr", "HEADER.FIELDS (From)",
+     "From: cr@example.com\rSubject: old Mac line ends\r\rbody line one\rbody line two\r\r\n\r\n", NULL, NULL},
+    {"bare_cr", "TEXT", "", NULL, NULL},
+    {"mixed_eol", "TEXT", "CRLF line\r\nLF line\r\nCR line\rlast line without end\r\n", NULL, NULL},
+    {"nul_bytes", "TEXT", "body\x80with a NUL\r\n\x80\r\n", NULL, NULL},
+    {"blank_first", "HEADER", "\r\n", NULL, NULL},
+    {"blank_first", "TEXT", "1\r\n\r\n", NULL, NULL},
+    {"empty", "HEADER", "", NULL, NULL},
+    {"empty", "TEXT", "", NULL, NULL},
+    {"empty", "1", "", NULL, NULL},
 };
 
 static void test_sections(void **state)
@@ -460,6 +507,27 @@ static void test_search_text(void **state)
     mime_buf_free(&o);
     mime_free(m);
     free(buf);
+
+    /* TEXT sees a header that holds no field, and text after a bare CR */
+    const struct {
+        const char *file, *field, *want;
+    } text_cases[] = {
+        {"no_header", NULL, "Just a line of text, no header at all.\nA second line.\n"},
+        {"bare_cr", NULL, "From: cr@example.com Subject: old Mac line ends body line one body line two\n"},
+        {"bare_cr", "from", "cr@example.com Subject: old Mac line ends body line one body line two\n"
+                            "<cr@example.com>"}, /* and the address, as ENVELOPE reads it */
+    };
+    for (size_t i = 0; i < sizeof text_cases / sizeof *text_cases; i++) {
+        m = load(text_cases[i].file, &buf);
+        if (text_cases[i].field)
+            assert_int_equal(mime_header_decoded(m, text_cases[i].field, &o), 1);
+        else
+            assert_int_equal(mime_headers_decoded(m, &o), 0);
+        assert_string_equal(o.data, text_cases[i].want);
+        mime_buf_reset(&o);
+        mime_free(m);
+        free(buf);
+    }
 
     m = load("alternative", &buf);
     assert_int_equal(mime_body_text(m, &o), 0);

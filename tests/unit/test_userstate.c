@@ -96,13 +96,15 @@ static void save_ok(userstate *st)
 }
 
 /* The state file's path as the spec names it: BLAKE2b-16("postern userstate v1" 0 address). */
-static void spec_path(const char *address, char out[512], uint8_t hash[16])
+/* The file name of docs/formats.md 5.1: keyed with the state key k (v2), or unkeyed (k NULL,
+ * the legacy v1 name). */
+static void spec_path(const char *address, const uint8_t *k, char out[512], uint8_t hash[16])
 {
-    static const char ctx[] = "postern userstate v1";
-    uint8_t in[sizeof ctx + 256];
-    memcpy(in, ctx, sizeof ctx);
-    memcpy(in + sizeof ctx, address, strlen(address));
-    crypto_generichash(hash, 16, in, sizeof ctx + strlen(address), NULL, 0);
+    const char *ctx = k ? "postern userstate v2" : "postern userstate v1";
+    uint8_t in[32 + 256];
+    memcpy(in, ctx, strlen(ctx) + 1);
+    memcpy(in + strlen(ctx) + 1, address, strlen(address));
+    crypto_generichash(hash, 16, in, strlen(ctx) + 1 + strlen(address), k, k ? US_KEY_BYTES : 0);
     char hex[33];
     for (int k = 0; k < 16; k++)
         snprintf(hex + 2 * k, 3, "%02x", hash[k]);
@@ -137,7 +139,7 @@ static uint8_t *spec_decrypt(const char *address, const uint8_t *k, size_t *plen
 {
     char path[512];
     uint8_t hash[16];
-    spec_path(address, path, hash);
+    spec_path(address, k, path, hash);
     size_t len;
     uint8_t *f = slurp(path, &len);
     assert_true(len >= 5 + 24 + 16);
@@ -517,11 +519,11 @@ static void test_save_reopen(void **state)
     userstate *upper = open_ok("Alice@Example.JP", key);
     assert_same(st, upper);
     char a[600], b[600], err[256];
-    assert_int_equal(userstate_path(dir, "ALICE@example.jp", a, sizeof a, err, sizeof err), US_OK);
+    assert_int_equal(userstate_path(dir, "ALICE@example.jp", key, a, sizeof a, err, sizeof err), US_OK);
     uint8_t hash[16];
-    spec_path(ALICE, b, hash);
+    spec_path(ALICE, key, b, hash);
     assert_string_equal(a, b);
-    assert_int_equal(userstate_path(dir, "ALICE@example.jp", a, 10, err, sizeof err), US_EINVAL);
+    assert_int_equal(userstate_path(dir, "ALICE@example.jp", key, a, 10, err, sizeof err), US_EINVAL);
     assert_int_equal(open_rc("not an address", key), US_EINVAL);
     assert_int_equal(open_rc("a@[10.0.0.1]", key), US_EINVAL);
     userstate_close(upper);
@@ -564,7 +566,7 @@ static void test_spec_layout(void **state)
     /* a fresh nonce on every save */
     char path[512];
     uint8_t hash[16];
-    spec_path(ALICE, path, hash);
+    spec_path(ALICE, key, path, hash);
     size_t l1, l2;
     uint8_t *f1 = slurp(path, &l1);
     assert_int_equal(userstate_store(st, "<a@b>", US_ADD, US_FLAGGED, NULL), US_OK);
@@ -586,7 +588,7 @@ static void test_no_write_when_clean(void **state)
     userstate_close(st);
     char path[512];
     uint8_t hash[16];
-    spec_path(ALICE, path, hash);
+    spec_path(ALICE, key, path, hash);
     struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
     assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
     struct stat before, after;
@@ -608,14 +610,66 @@ static void test_no_write_when_clean(void **state)
     userstate_close(st);
 }
 
-static void test_wrong_key(void **state)
+/* A new key pair for the address (user del, then user add) has its own file: the old key's
+ * state neither locks the user out nor comes back (issue 9, item 2). */
+static void test_new_key_new_state(void **state)
 {
     (void)state;
     userstate *st = populate();
+    uint32_t n = userstate_count(st);
+    assert_true(n > 0);
     save_ok(st);
     userstate_close(st);
-    assert_int_equal(open_rc(ALICE, key2), US_EAUTH);
-    assert_int_equal(open_rc(ALICE, key), US_OK);
+    st = open_ok(ALICE, key2);
+    assert_int_equal(userstate_count(st), 0);
+    assert_null(userstate_warning(st));
+    userstate_close(st);
+    st = open_ok(ALICE, key);
+    assert_int_equal(userstate_count(st), n);
+    userstate_close(st);
+}
+
+/* Writes an empty state (counter 0, no keywords, no entries) under the v1 name with key k. */
+static void write_legacy(const char *address, const uint8_t *k, char path[512])
+{
+    uint8_t hash[16], plain[14] = {0}, file[29 + sizeof plain + 16], ad[21];
+    spec_path(address, NULL, path, hash);
+    memcpy(file, "PSTU", 4);
+    file[4] = 1;
+    randombytes_buf(file + 5, 24);
+    memcpy(ad, file, 5);
+    memcpy(ad + 5, hash, 16);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(file + 29, NULL, plain, sizeof plain, ad, sizeof ad, NULL, file + 5, k);
+    char users[600];
+    snprintf(users, sizeof users, "%s/users", dir);
+    mkdir(users, 0700);
+    spit(path, file, sizeof file);
+}
+
+static void test_legacy_file(void **state)
+{
+    (void)state;
+    char legacy[512], v2[512], stale[600];
+    uint8_t hash[16];
+    /* this key's state from before v2 names: migrated */
+    write_legacy(ALICE, key, legacy);
+    userstate *st = open_ok(ALICE, key);
+    assert_null(userstate_warning(st));
+    userstate_close(st);
+    spec_path(ALICE, key, v2, hash);
+    assert_int_equal(access(v2, F_OK), 0);
+    assert_int_equal(access(legacy, F_OK), -1);
+    /* a previous key's: set aside, with a warning, and the user starts empty */
+    write_legacy(ALICE, key, legacy);
+    st = open_ok(ALICE, key2);
+    assert_int_equal(userstate_count(st), 0);
+    assert_non_null(userstate_warning(st));
+    assert_non_null(strstr(userstate_warning(st), ".stale"));
+    userstate_close(st);
+    snprintf(stale, sizeof stale, "%s.stale", legacy);
+    assert_int_equal(access(stale, F_OK), 0);
+    assert_int_equal(access(legacy, F_OK), -1);
+    unlink(stale);
 }
 
 static void test_tampered(void **state)
@@ -626,7 +680,7 @@ static void test_tampered(void **state)
     userstate_close(st);
     char path[512];
     uint8_t hash[16];
-    spec_path(ALICE, path, hash);
+    spec_path(ALICE, key, path, hash);
     size_t len;
     uint8_t *orig = slurp(path, &len);
     for (size_t i = 0; i < len; i++) {
@@ -657,7 +711,7 @@ static void test_truncated(void **state)
     userstate_close(st);
     char path[512];
     uint8_t hash[16];
-    spec_path(ALICE, path, hash);
+    spec_path(ALICE, key, path, hash);
     size_t len;
     uint8_t *orig = slurp(path, &len);
     for (size_t n = 0; n < len; n++) {
@@ -677,8 +731,8 @@ static void test_other_users_file(void **state)
     userstate_close(st);
     char a[512], b[512];
     uint8_t hash[16];
-    spec_path(ALICE, a, hash);
-    spec_path(BOB, b, hash);
+    spec_path(ALICE, key, a, hash);
+    spec_path(BOB, key, b, hash);
     assert_int_equal(rename(a, b), 0);
     /* even under the same key: the file name's hash is in the associated data */
     assert_int_equal(open_rc(BOB, key), US_EAUTH);
@@ -693,7 +747,7 @@ static void test_bad_header_and_reset(void **state)
     userstate_close(st);
     char path[512];
     uint8_t hash[16];
-    spec_path(ALICE, path, hash);
+    spec_path(ALICE, key, path, hash);
     size_t len;
     uint8_t *f = slurp(path, &len);
     f[4] = 3; /* a later version this build does not know */
@@ -705,8 +759,8 @@ static void test_bad_header_and_reset(void **state)
     assert_null(out);
     assert_non_null(strstr(err, "version"));
     /* the administrator's reset; a second reset of nothing is fine */
-    assert_int_equal(userstate_reset(dir, ALICE, err, sizeof err), US_OK);
-    assert_int_equal(userstate_reset(dir, ALICE, err, sizeof err), US_OK);
+    assert_int_equal(userstate_reset(dir, ALICE, key, err, sizeof err), US_OK);
+    assert_int_equal(userstate_reset(dir, ALICE, key, err, sizeof err), US_OK);
     st = open_ok(ALICE, key);
     assert_int_equal(userstate_count(st), 0);
     userstate_close(st);
@@ -897,7 +951,7 @@ static void test_many_messages(void **state)
     assert_same(st, again);
     char path[512];
     uint8_t hash[16];
-    spec_path(ALICE, path, hash);
+    spec_path(ALICE, key, path, hash);
     struct stat sb;
     assert_int_equal(stat(path, &sb), 0);
     printf("[ userstate ] %d messages (~500 B cached each): build %.3f s, save %.3f s, load %.3f s, "
@@ -919,7 +973,7 @@ static void test_modes(void **state)
     umask(0);
     char path[512], users[600];
     uint8_t hash[16];
-    spec_path(ALICE, path, hash);
+    spec_path(ALICE, key, path, hash);
     snprintf(users, sizeof users, "%s/users", dir);
     struct stat sb;
     assert_int_equal(stat(users, &sb), 0);
@@ -1088,7 +1142,7 @@ static void test_recent_marks(void **state)
     assert_int_equal(userstate_recent_uid(st, 999), 1);
     userstate_close(st);
     char path[600];
-    assert_int_equal(userstate_path(dir, "r@example.org", path, sizeof path, NULL, 0), US_OK);
+    assert_int_equal(userstate_path(dir, "r@example.org", key, path, sizeof path, NULL, 0), US_OK);
     unlink(path);
     char users[600];
     snprintf(users, sizeof users, "%s/users", dir);
@@ -1112,7 +1166,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_save_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spec_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_write_when_clean, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_key_new_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_users_file, setup, teardown),

@@ -300,7 +300,7 @@ static void seal_to(const user *u, const uint8_t *msg, size_t len, buf *env, pc_
     assert_int_equal(pc_seal_update(s, msg, len), PC_OK);
     uint8_t hash[32], tag[PC_TAG_BYTES], secret[PC_DELIVERY_SECRET_BYTES] = {7};
     assert_int_equal(pc_seal_finish(s, hash, meta), PC_OK);
-    pc_message_tag(secret, u->address, hash, tag);
+    pc_message_tag(secret, u->address, u->rec.key_id, hash, tag);
     memcpy(meta->tag, tag, sizeof tag);
     uint8_t prefix[PC_MSG_PREFIX_BYTES];
     assert_int_equal(pc_seal_prefix(s, tag, prefix), PC_OK);

@@ -1,0 +1,20 @@
+/* admin: what user provisioning does at the news sites (sites.c), shared inside the module. */
+#ifndef POSTERN_ADMIN_INT_H
+#define POSTERN_ADMIN_INT_H
+
+#include "config/config.h"
+#include "crypto/crypto.h"
+
+/* Makes (create != 0) or, after purging their articles, removes the user's two groups on every
+ * site administered here (innconf set), reporting each site; returns how many failed. */
+int adm_groups_everywhere(const pn_config *cfg, const char *address, const char *mail_group, const char *key_group,
+                          int create);
+/* Asks every configured site whether both groups exist and are empty; returns how many do not
+ * (or cannot be asked), each reported. */
+int adm_verify_groups(const pn_config *cfg, const char *address, const char *mail_group, const char *key_group);
+/* 1 when site serves rec as the address's current key record (read back and verified), within
+ * a few seconds; else 0 with the reason in err. */
+int adm_record_readable(const pn_config *cfg, const pn_site *site, const pc_keyrecord *rec, char *err,
+                        size_t errlen);
+
+#endif

@@ -1,0 +1,339 @@
+/* admin: the site side of user provisioning: groups made and removed with ctlinnd where a
+ * site is administered from here, a deleted user's articles purged, and what every configured
+ * site holds checked over NNTP. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "admin/admin_int.h"
+#include "store/store.h"
+#include "util/util.h"
+
+#define CTLINND "/usr/lib/news/bin/ctlinnd"
+
+/* Runs ctlinnd for a locally administered site; returns 0 on success. */
+static int ctlinnd(const pn_site *site, const char *const args[], char *out, size_t outlen)
+{
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(pipefd[1], STDOUT_FILENO);
+        dup2(pipefd[1], STDERR_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        setenv("INNCONF", site->innconf, 1);
+        char *argv[8];
+        size_t n = 0;
+        argv[n++] = (char *)CTLINND;
+        for (size_t i = 0; args[i] && n < 7; i++)
+            argv[n++] = (char *)args[i];
+        argv[n] = NULL;
+        execv(CTLINND, argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t used = 0;
+    for (;;) {
+        ssize_t r = read(pipefd[0], out + used, outlen - 1 - used);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        used += (size_t)r;
+        if (used == outlen - 1)
+            break;
+    }
+    out[used] = '\0';
+    while (used > 0 && (out[used - 1] == '\n' || out[used - 1] == '\r'))
+        out[--used] = '\0';
+    close(pipefd[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+typedef struct id_list {
+    pu_buf ids; /* Message-IDs, one per line */
+    size_t n;
+} id_list;
+
+static int collect_msgid(void *arg, const char *line, size_t len)
+{
+    id_list *l = arg;
+    /* OVER: number, subject, from, date, Message-ID, ... (RFC 3977 8.3) */
+    const char *p = line, *end = line + len;
+    for (int field = 0; field < 4 && p < end; field++) {
+        p = memchr(p, '\t', (size_t)(end - p));
+        if (!p)
+            return 0;
+        p++;
+    }
+    const char *tab = memchr(p, '\t', (size_t)(end - p));
+    size_t n = tab ? (size_t)(tab - p) : (size_t)(end - p);
+    if (n < 3 || p[0] != '<' || p[n - 1] != '>' || memchr(p, '\n', n))
+        return 0;
+    if (pu_buf_add(&l->ids, p, n) != 0 || pu_buf_add(&l->ids, "\n", 1) != 0)
+        return -1;
+    l->n++;
+    return 0;
+}
+
+/* Removes every article of group at an administered site (ctlinnd cancel: the spool file and
+ * the overview entry go). `ctlinnd rmgroup` alone leaves tradspool files behind, and a group
+ * made again under the same name then collides with them at article 1: innd cannot store,
+ * nnrpd still answers 240. Returns the number removed, or -1 with the reason reported. */
+static long purge_group(const pn_site *site, const char *group)
+{
+    char err[512];
+    nntp_conn *c;
+    if (ps_connect(site, &c, err, sizeof err) != PS_OK) {
+        pu_err("site %s: cannot list the articles of %s: %s", site->name, group, err);
+        return -1;
+    }
+    nntp_group_info info;
+    id_list l = {0};
+    int st = nntp_group(c, group, &info);
+    if (st == NNTP_OK)
+        st = nntp_over(c, "1-", collect_msgid, &l);
+    nntp_close(c);
+    if (st != NNTP_OK && st != NNTP_ENOENT) { /* ENOENT: no such group, or no articles */
+        pu_err("site %s: cannot list the articles of %s: %s", site->name, group, nntp_strerror(st));
+        pu_buf_free(&l.ids);
+        return -1;
+    }
+    long failed = 0;
+    for (char *id = l.ids.data, *nl; id && *id; id = nl + 1) {
+        nl = strchr(id, '\n');
+        *nl = '\0';
+        const char *cancel[] = {"-s", "cancel", id, NULL};
+        char out[512];
+        if (ctlinnd(site, cancel, out, sizeof out) != 0 && !strstr(out, "o such article")) {
+            pu_err("site %s: ctlinnd cancel %s failed: %s", site->name, id, out[0] ? out : "no output");
+            failed++;
+        }
+    }
+    pu_buf_free(&l.ids);
+    return failed ? -1 : (long)l.n;
+}
+
+/* The value of key in the site's inn.conf ("key: value"), or "" when it is not set there. */
+static void inn_conf_value(const pn_site *site, const char *key, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen(site->innconf, "re");
+    if (!f)
+        return;
+    char line[PATH_MAX + 64];
+    size_t klen = strlen(key);
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, klen) != 0 || line[klen] != ':')
+            continue;
+        char *v = line + klen + 1;
+        v += strspn(v, " \t");
+        v[strcspn(v, " \t\r\n#")] = '\0';
+        snprintf(out, cap, "%s", v);
+    }
+    fclose(f);
+}
+
+/* After rmgroup: article files of group still in its tradspool directory (left by a plain
+ * `ctlinnd rmgroup`, by hand or by an older postern) are removed, since a group of that name
+ * made later would collide with them. Only all-digit names directly in the directory: a
+ * sub-group's directory (.encrypt) is left alone. Returns the number removed. */
+static long sweep_tradspool(const pn_site *site, const char *group)
+{
+    char articles[PATH_MAX + 16], spool[PATH_MAX], dir[PATH_MAX * 2];
+    inn_conf_value(site, "patharticles", articles, sizeof articles);
+    if (!articles[0]) {
+        inn_conf_value(site, "pathspool", spool, sizeof spool);
+        if (!spool[0])
+            return 0; /* not a layout we can tell; the purge by cancel is all there is */
+        snprintf(articles, sizeof articles, "%s/articles", spool);
+    }
+    int n = snprintf(dir, sizeof dir, "%s/%s", articles, group);
+    if (n < 0 || (size_t)n >= sizeof dir)
+        return 0;
+    for (char *p = dir + strlen(articles) + 1; *p; p++)
+        if (*p == '.')
+            *p = '/';
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    long removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!e->d_name[0] || strspn(e->d_name, "0123456789") != strlen(e->d_name))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+/* Makes (or, after purging their articles, removes) the user's two groups on every site we
+ * administer, reporting per site; returns the number of sites where it failed. */
+int adm_groups_everywhere(const pn_config *cfg, const char *address, const char *mail_group,
+                             const char *key_group, int create)
+{
+    int failed = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const pn_site *site = &cfg->sites[i];
+        if (!site->innconf[0]) {
+            if (create)
+                pu_info("  site %s: not administered from here (no innconf): create the groups there", site->name);
+            else
+                pu_err("site %s: not administered from here (no innconf): run `postern user del %s --yes` on "
+                       "that site's host; until then its old mail and key record stay there, and `postern user "
+                       "add %s` refuses to add the address again",
+                       site->name, address, address);
+            continue;
+        }
+        const char *groups[] = {key_group, mail_group};
+        long removed = 0;
+        for (size_t g = 0; g < 2; g++) {
+            long n = create ? 0 : purge_group(site, groups[g]);
+            if (n < 0) {
+                failed++;
+                break;
+            }
+            removed += n;
+            const char *add[] = {"-s", "newgroup", groups[g], "y", "postern", NULL};
+            const char *del[] = {"-s", "rmgroup", groups[g], NULL};
+            char out[512];
+            int ctl = ctlinnd(site, create ? add : del, out, sizeof out);
+            if (!create)
+                removed += sweep_tradspool(site, groups[g]);
+            if (ctl != 0) {
+                /* Removing a group that is not there is what we wanted anyway. */
+                if (!create && strstr(out, "o such group"))
+                    continue;
+                pu_err("site %s: ctlinnd %s %s failed: %s", site->name, create ? "newgroup" : "rmgroup",
+                       groups[g], out[0] ? out : "no output");
+                failed++;
+                break;
+            }
+        }
+        if (create)
+            pu_info("  site %s: groups ready", site->name);
+        else
+            pu_info("  site %s: %ld article%s and the groups removed", site->name, removed, removed == 1 ? "" : "s");
+    }
+    return failed;
+}
+
+static int count_line(void *arg, const char *line, size_t len)
+{
+    (void)line;
+    (void)len;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+/* Asks every configured site, administered here or not, whether it has both groups, and
+ * whether they are empty: a site without them would refuse the user's mail (and remember the
+ * refusal), and articles already there are a deleted user's, which must not come back into
+ * the new mailbox. Reports each site; returns the number of sites that fail or cannot be asked. */
+int adm_verify_groups(const pn_config *cfg, const char *address, const char *mail_group, const char *key_group)
+{
+    int bad = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const pn_site *site = &cfg->sites[i];
+        char err[512];
+        nntp_conn *c;
+        if (ps_connect(site, &c, err, sizeof err) != PS_OK) {
+            pu_err("site %s: cannot check the groups: %s", site->name, err);
+            bad++;
+            continue;
+        }
+        const char *groups[] = {key_group, mail_group};
+        const char *missing = NULL, *full = NULL;
+        size_t articles = 0;
+        int st = NNTP_OK;
+        for (size_t g = 0; g < 2 && st == NNTP_OK && !full; g++) {
+            st = nntp_listgroup(c, groups[g], count_line, &articles);
+            if (st != NNTP_OK)
+                missing = groups[g];
+            else if (articles)
+                full = groups[g];
+        }
+        nntp_close(c);
+        if (missing && st != NNTP_ENOENT) {
+            pu_err("site %s: cannot check group %s: %s", site->name, missing, nntp_strerror(st));
+            bad++;
+        } else if (missing) {
+            pu_err("site %s: group %s is missing; create it there (ctlinnd newgroup %s y postern) and run "
+                   "`postern user add` again",
+                   site->name, missing, missing);
+            bad++;
+        } else if (full) {
+            pu_err("site %s: group %s still holds %zu article%s of a deleted user; run `postern user del %s "
+                   "--yes` where that site is administered, then `postern user add` again",
+                   site->name, full, articles, articles == 1 ? "" : "s", address);
+            bad++;
+        } else {
+            pu_info("  site %s: groups verified", site->name);
+        }
+    }
+    return bad;
+}
+
+/* Whether site serves rec as the address's current key record: read back over NNTP, verified
+ * and compared, because an answer of 240 does not mean stored (nnrpd says it also when innd
+ * could not store the article). Retried for a few seconds: a site may take a moment. */
+#define READBACK_SECONDS 5
+int adm_record_readable(const pn_config *cfg, const pn_site *site, const pc_keyrecord *rec, char *err,
+                           size_t errlen)
+{
+    pc_keyrecord *got = sodium_malloc(sizeof *got);
+    if (!got) {
+        snprintf(err, errlen, "out of memory");
+        return 0;
+    }
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int ok = 0;
+    for (;;) {
+        nntp_conn *c;
+        int st = ps_connect(site, &c, err, errlen);
+        if (st == PS_OK) {
+            st = ps_fetch_keyrecord(c, cfg, rec->address, got, NULL, err, errlen);
+            nntp_close(c);
+        }
+        if (st == PS_OK && sodium_memcmp(got->key_id, rec->key_id, sizeof rec->key_id) == 0 &&
+            got->serial == rec->serial) {
+            ok = 1;
+            break;
+        }
+        if (st == PS_OK)
+            snprintf(err, errlen, "it serves another key record (serial %" PRIu32 ")", got->serial);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= READBACK_SECONDS)
+            break;
+        struct timespec pause = {0, 200 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    sodium_free(got);
+    return ok;
+}
