@@ -235,6 +235,7 @@ static void emit(void *ctx, size_t k, gw_plain *p)
         return; /* gone from the server; its EXPUNGE comes when allowed */
     if (!p && needs_load(ctx, k))
         return; /* nothing was loaded for it (never the case today): answer nothing, not crash */
+    gw_view_announce_flags(s); /* a keyword another session just made: FLAGS first */
     bool seen_now = f->sets_seen && gw_view_mark_seen(s, i);
     if (seen_now)
         f->flags_changed = true;

@@ -1,9 +1,10 @@
 /* Commands for folders other than INBOX: the folder set is fixed (INBOX, Sent, Drafts,
  * Trash) and nothing can be stored in postern's mailboxes by clients, which RFC 3501 lets a
  * server refuse: clients get a clear NO [CANNOT] instead of an error they cannot explain. */
+#include <stdlib.h>
 #include <strings.h>
 
-#include "gateway/session.h"
+#include "gateway/mailbox.h"
 
 gw_result gw_cmd_cannot(session *s, const pi_command *cmd)
 {
@@ -11,7 +12,18 @@ gw_result gw_cmd_cannot(session *s, const pi_command *cmd)
         gw_tagged(s, "BAD Missing arguments");
         return GW_DONE;
     }
-    if (!strcasecmp(cmd->verb, "APPEND") || !strcasecmp(cmd->verb, "COPY") || !strcasecmp(cmd->verb, "MOVE"))
+    bool copy = !strcasecmp(cmd->verb, "COPY") || !strcasecmp(cmd->verb, "MOVE");
+    if (copy && s->view) { /* a bad message set is BAD before it is NO (RFC 3501 section 9) */
+        size_t *idx = NULL, n = 0;
+        const char *err = NULL;
+        int rc = gw_view_resolve(s, &cmd->args[0], cmd->uid, &idx, &n, &err);
+        free(idx);
+        if (rc != 0) {
+            gw_tagged(s, "BAD %s", err);
+            return GW_DONE;
+        }
+    }
+    if (copy || !strcasecmp(cmd->verb, "APPEND"))
         gw_tagged(s, "NO [CANNOT] This failover mail store is read-only: messages cannot be stored here");
     else
         gw_tagged(s, "NO [CANNOT] The folders of this failover mail store are fixed");

@@ -69,6 +69,7 @@ static void status_reply(session *s)
     gw_account *a = s->account;
     gw_mbox *m = a->mbox;
     size_t messages = 0, unseen = 0, recent = 0;
+    uint32_t claimed = userstate_recent_uid(a->us, m->uidvalidity);
     for (size_t i = 0; i < m->n; i++) {
         userstate_msg st;
         userstate_get(a->us, m->msgs[i].msgid, &st);
@@ -76,7 +77,7 @@ static void status_reply(session *s)
             continue;
         messages++;
         unseen += !(st.flags & US_SEEN);
-        recent += m->msgs[i].uid > m->recent_claimed;
+        recent += m->msgs[i].uid > claimed;
     }
     uint64_t next = m->high + 1;
     if (m->n && m->msgs[m->n - 1].uid >= next)

@@ -16,7 +16,7 @@ static const struct {
 
 /* Flags from the argument (a list or a single atom): 0, or -1 with *err. */
 static int parse_flags(session *s, const pi_arg *a, unsigned *flags, uint8_t kw[US_KEYWORD_SET_BYTES],
-                       bool *new_keyword, const char **err)
+                       const char **err)
 {
     const pi_arg *list = a->type == PI_LIST ? a->list : a;
     size_t count = a->type == PI_LIST ? a->count : 1;
@@ -38,7 +38,7 @@ static int parse_flags(session *s, const pi_arg *a, unsigned *flags, uint8_t kw[
             }
             continue;
         }
-        unsigned before = userstate_keyword_count(s->account->us), index;
+        unsigned index;
         int rc = userstate_keyword(s->account->us, f->str, &index);
         if (rc == US_ELIMIT) {
             *err = "[LIMIT] Too many keywords";
@@ -48,8 +48,6 @@ static int parse_flags(session *s, const pi_arg *a, unsigned *flags, uint8_t kw[
             *err = "Invalid keyword";
             return -1;
         }
-        if (userstate_keyword_count(s->account->us) != before)
-            *new_keyword = true;
         us_kw_put(kw, index, 1);
     }
     return 0;
@@ -91,23 +89,15 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
     }
     unsigned flags = 0;
     uint8_t kw[US_KEYWORD_SET_BYTES] = {0};
-    bool new_keyword = false;
-    if (parse_flags(s, &cmd->args[2], &flags, kw, &new_keyword, &err) != 0) {
+    if (parse_flags(s, &cmd->args[2], &flags, kw, &err) != 0) {
         free(idx);
         gw_tagged(s, "%s %s", err[0] == '[' ? "NO" : "BAD", err);
         return GW_DONE;
     }
-    gw_view_sync(s, false); /* others' changes first: then own ones are not echoed twice */
+    /* others' changes first: then own ones are not echoed twice; a new keyword is announced
+     * there (FLAGS) before the FETCH responses below show it */
+    gw_view_sync(s, false);
     gw_account *a = s->account;
-    if (new_keyword) {
-        pi_buf b = PI_BUF_INIT;
-        pi_buf_addstr(&b, "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-        for (unsigned k = 0; k < userstate_keyword_count(a->us); k++)
-            pi_buf_printf(&b, " %s", userstate_keyword_name(a->us, k));
-        pi_buf_addstr(&b, ")");
-        gw_untagged(s, "%s", b.data);
-        pi_buf_free(&b);
-    }
     bool changed = false;
     pi_buf b = PI_BUF_INIT;
     for (size_t k = 0; k < n; k++) {

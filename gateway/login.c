@@ -31,15 +31,78 @@ static void wipe_password(session *s)
     s->pw_len = 0;
 }
 
+/* Sends a login whose key record was fetched to the vault (on failure the reply is written). */
+static void send_to_vault(session *s, gw_job *j)
+{
+    s->vault_req = gw_vault_login(s->net, s, s->address, j->record, j->record_len, s->pw, s->pw_len);
+    wipe_password(s);
+    if (s->vault_req)
+        s->net->vault_logins++;
+    else
+        gw_login_finish(s, false, "[UNAVAILABLE] Login is not possible now; try again later");
+}
+
+/* Logins waiting for a place at the vault, oldest first: the vault refuses more than its
+ * queue holds (busy), so a storm of logins waits here instead, each holding its password in
+ * sodium memory as during the key record fetch. Bounded by the sessions (one login each,
+ * at most max_connections). */
+static void queue_login(gw_net *net, gw_job *j)
+{
+    j->next = NULL;
+    if (net->login_queue_tail)
+        net->login_queue_tail->next = j;
+    else
+        net->login_queue = j;
+    net->login_queue_tail = j;
+}
+
+static gw_job *dequeue_login(gw_net *net)
+{
+    gw_job *j = net->login_queue;
+    if (j && !(net->login_queue = j->next))
+        net->login_queue_tail = NULL;
+    return j;
+}
+
+static void drop_login(gw_job *j)
+{
+    wipe_password(j->s);
+    gw_session_unref(j->s);
+    sodium_memzero(j->record, j->record_len);
+    free(j);
+}
+
+/* A vault login was answered: the next waiting ones go. */
+static void vault_login_done(gw_net *net)
+{
+    if (net->vault_logins)
+        net->vault_logins--;
+    gw_job *j;
+    while (net->vault_logins < GW_VAULT_LOGINS_MAX && (j = dequeue_login(net))) {
+        session *s = j->s;
+        if (!s->dead && s->state != S_LOGOUT)
+            send_to_vault(s, j);
+        drop_login(j);
+    }
+}
+
+void gw_login_queue_free(gw_net *net)
+{
+    gw_job *j;
+    while ((j = dequeue_login(net)))
+        drop_login(j);
+}
+
 static void keyrecord_done(gw_job *j)
 {
     session *s = j->s;
     if (!s->dead && s->state != S_LOGOUT) {
         if (j->status == PS_OK) {
-            s->vault_req = gw_vault_login(s->net, s, s->address, j->record, j->record_len, s->pw, s->pw_len);
-            wipe_password(s);
-            if (!s->vault_req)
-                gw_login_finish(s, false, "[UNAVAILABLE] Login is not possible now; try again later");
+            if (s->net->vault_logins >= GW_VAULT_LOGINS_MAX || s->net->login_queue) {
+                queue_login(s->net, j); /* keeps the session's reference */
+                return;
+            }
+            send_to_vault(s, j);
         } else if (j->status == PS_NOUSER) {
             wipe_password(s);
             gw_log(GW_INFO, "%s: login failed for %s: no key record", s->peer, s->address);
@@ -139,6 +202,7 @@ void gw_login_finish(session *s, bool ok, const char *no_text)
 
 void gw_login_vault_reply(gw_net *net, session *s, const vault_reply *r)
 {
+    vault_login_done(net);
     if (!s) {
         /* the client left while the vault worked: give the session straight back */
         if (r->type == VAULT_REPLY_LOGIN)

@@ -30,7 +30,6 @@ typedef struct gw_mbox {
     uint64_t low, high, count; /* the group's numbers at the last scan */
     bool scanned, scanning, rescan;
     bool force_full; /* the next scan reads the whole group (an article was found missing) */
-    uint32_t recent_claimed; /* highest UID some session has shown as \Recent */
     uint64_t gone_gen; /* bumped by each scan that may have dropped articles (a full scan) */
     uint64_t scans_started; /* scans are numbered 1, 2, ... */
 } gw_mbox;
@@ -86,7 +85,9 @@ typedef struct gw_view {
     uint64_t expunge_modseq, expunge_gone; /* the state's modseq and the mbox's gone_gen at
                                                the last look for vanished messages */
     bool expunge_retry;                    /* that look ran out of memory */
-    uint32_t recent_lo, recent_hi; /* UIDs shown as \Recent in this session */
+    pi_seqset recent;              /* UIDs shown as \Recent in this session (ascending) */
+    size_t recent_cap;
+    uint64_t keywords_gen;         /* the keyword table's generation at the last FLAGS sent */
 } gw_view;
 
 /* SELECT/EXAMINE once the first scan is there: builds s->view, writes the untagged replies. */
@@ -96,6 +97,9 @@ void gw_view_close(session *s);
  * (FETCH FLAGS) and, when expunges are allowed (not during FETCH, STORE, SEARCH: RFC 3501
  * 7.4.1), messages removed by others or expired (EXPUNGE). */
 void gw_view_sync(session *s, bool expunges);
+/* Sends FLAGS and PERMANENTFLAGS again when the user's keywords changed since the session
+ * last heard them: call before any response that may show a keyword (RFC 3501 7.2.6). */
+void gw_view_announce_flags(session *s);
 /* Called when the account's mailbox or state changed: an idling session hears at once. */
 void gw_view_changed(gw_account *a);
 /* The UID of message i (sequence number i + 1), and the highest UID (0 if empty). */

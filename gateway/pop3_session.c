@@ -517,6 +517,7 @@ void gw_pop3_process(session *s)
         p_result r = command(s, line, len);
         if (s->dead)
             return;
+        pp_reader_wipe_line(p->reader); /* PASS, AUTH: the password is copied by now */
         if (r == P_CLOSE) {
             gw_session_close_after_flush(s);
             return;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -221,6 +222,7 @@ void gw_session_close(session *s)
                 flush_plain(bufferevent_get_output(u), s->fd);
         }
         ERR_clear_error();
+        gw_session_consumed(s, evbuffer_get_length(bufferevent_get_input(s->bev))); /* unread input: wiped */
         bufferevent_free(s->bev); /* closes the socket */
         s->bev = NULL;
     }
@@ -372,7 +374,7 @@ int gw_session_starttls(session *s)
     size_t junk = evbuffer_get_length(in);
     if (junk) {
         gw_log(GW_INFO, "%s: dropped %zu bytes sent after STARTTLS before the handshake", s->peer, junk);
-        evbuffer_drain(in, junk);
+        gw_session_consumed(s, junk); /* wiped: a careless client may have sent its LOGIN */
     }
     SSL *ssl = SSL_new(s->net->ssl_ctx);
     if (!ssl)
@@ -413,6 +415,14 @@ static gw_result dispatch(session *s, const pi_command *cmd)
     return c->fn(s, cmd);
 }
 
+/* LOGIN and AUTHENTICATE carry a password (or a response holding one): their bytes are
+ * wiped as soon as the command ran (the handler keeps its own copy in sodium memory),
+ * also when the command was refused before its handler saw it. */
+static bool holds_secret(const pi_command *cmd)
+{
+    return !strcasecmp(cmd->verb, "LOGIN") || !strcasecmp(cmd->verb, "AUTHENTICATE");
+}
+
 const void *gw_session_input(session *s, size_t *len)
 {
     if (s->dead || s->pending || s->state == S_LOGOUT)
@@ -433,7 +443,20 @@ const void *gw_session_input(session *s, size_t *len)
 
 void gw_session_consumed(session *s, size_t used)
 {
-    evbuffer_drain(bufferevent_get_input(s->bev), used);
+    /* The input may hold a password (LOGIN, AUTHENTICATE, POP3 PASS): the parser has its
+     * own copy, so the bytes are wiped before libevent frees or reuses their chain. */
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    while (used) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+            break;
+        size_t w = v.iov_len < used ? v.iov_len : used;
+        sodium_memzero(v.iov_base, w);
+        evbuffer_drain(in, w);
+        used -= w;
+    }
+    if (used)
+        evbuffer_drain(in, used);
 }
 
 void gw_session_wait(session *s)
@@ -479,16 +502,25 @@ static void process(session *s)
         case PI_CONTINUE:
             gw_write(s, "+ Ready for literal data\r\n", 26);
             break;
-        case PI_COMMAND:
+        case PI_COMMAND: {
             evtimer_del(s->timer);
-            if (!after(s, dispatch(s, pi_parser_command(s->parser))))
+            const pi_command *cmd = pi_parser_command(s->parser);
+            bool secret = holds_secret(cmd);
+            gw_result r = dispatch(s, cmd);
+            if (secret && !s->dead)
+                pi_parser_wipe(s->parser);
+            if (!after(s, r))
                 return;
             break;
+        }
         case PI_LINE: {
             size_t len;
             const char *line = pi_parser_line(s->parser, &len);
             evtimer_del(s->timer);
-            if (!after(s, s->state == S_IDLE ? gw_idle_line(s, line, len) : gw_authenticate_line(s, line, len)))
+            gw_result r = s->state == S_IDLE ? gw_idle_line(s, line, len) : gw_authenticate_line(s, line, len);
+            if (!s->dead)
+                pi_parser_wipe(s->parser); /* an AUTHENTICATE response */
+            if (!after(s, r))
                 return;
             break;
         }

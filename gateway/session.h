@@ -142,6 +142,8 @@ struct gw_net {
     struct gw_artcache *artcache; /* NULL: no article cache */
     struct event *sweep_timer;
     struct event *save_timer; /* account.c: gw_accounts_save_changed */
+    unsigned vault_logins;            /* login.c: LOGIN requests the vault has not answered */
+    gw_job *login_queue, *login_queue_tail; /* ... and logins waiting for a place there */
     bool poll_inflight, poll_no_counts;
     size_t read_site; /* the site scans and polls read from: the first that answers */
     bool status_written;
@@ -273,5 +275,10 @@ gw_result gw_login_start(session *s, const char *user, size_t user_len, const ch
 void gw_login_finish(session *s, bool ok, const char *no_text);
 /* A vault reply for a login request of s (s may be NULL: its session is gone). */
 void gw_login_vault_reply(gw_net *net, session *s, const vault_reply *r);
+/* Logins in flight at the vault at most; it queues 64 (vault_config.queue_max) and refuses
+ * beyond, so more wait in the network process in arrival order. */
+#define GW_VAULT_LOGINS_MAX 32
+/* Drops the logins still waiting (the process stops). */
+void gw_login_queue_free(gw_net *net);
 
 #endif

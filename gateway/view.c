@@ -66,9 +66,7 @@ uint32_t gw_view_last_uid(const gw_view *v)
 
 bool gw_view_recent(const session *s, size_t i)
 {
-    const gw_view *v = s->view;
-    uint32_t uid = gw_view_uid(v, i);
-    return v->recent_lo && uid >= v->recent_lo && uid <= v->recent_hi;
+    return pi_seqset_contains(&s->view->recent, gw_view_uid(s->view, i));
 }
 
 /* How many messages of the view have a UID up to uid (the index of the first one above). */
@@ -88,27 +86,47 @@ static size_t count_up_to(const gw_view *v, uint32_t uid)
     return uid < r->lo ? r->before : r->before + (uid - r->lo) + 1;
 }
 
-/* \Recent UIDs are one range: counted by two binary searches, since every idling session
- * counts them again on new mail. */
+/* Counted by two binary searches per range of \Recent UIDs (nearly always one), since every
+ * idling session counts them again on new mail. */
 static size_t count_recent(const session *s)
 {
     const gw_view *v = s->view;
-    if (!v->recent_lo)
-        return 0;
-    return count_up_to(v, v->recent_hi) - count_up_to(v, v->recent_lo - 1);
+    size_t n = 0;
+    for (size_t k = 0; k < v->recent.n; k++)
+        n += count_up_to(v, v->recent.r[k].hi) - count_up_to(v, v->recent.r[k].lo - 1);
+    return n;
 }
 
-/* New UIDs above recent_claimed become \Recent in this session (RFC 3501: in one only). */
+/* New UIDs above the user's \Recent mark become \Recent in this session (RFC 3501: in one
+ * session only, once). The mark lives in the user's state, not in the mailbox, which is
+ * freed when the user's last session ends. A session keeps what it was given when another
+ * session takes the next messages, so its \Recent UIDs are ranges. A read-only session
+ * sees them as \Recent but leaves them to the next session (RFC 3501 2.3.2, 6.3.2). */
 static void claim_recent(session *s, uint32_t last)
 {
-    gw_mbox *m = s->account->mbox;
+    gw_account *a = s->account;
     gw_view *v = s->view;
-    if (v->readonly || last <= m->recent_claimed)
+    pi_seqset *r = &v->recent;
+    uint32_t from = userstate_recent_uid(a->us, v->uidvalidity);
+    if (r->n && r->r[r->n - 1].hi > from)
+        from = r->r[r->n - 1].hi; /* read-only: shown already, the mark did not move */
+    if (last <= from)
         return;
-    if (!v->recent_lo || v->recent_hi < m->recent_claimed)
-        v->recent_lo = m->recent_claimed + 1;
-    v->recent_hi = last;
-    m->recent_claimed = last;
+    if (r->n && r->r[r->n - 1].hi == from) {
+        r->r[r->n - 1].hi = last;
+    } else {
+        if (r->n == v->recent_cap) {
+            size_t cap = v->recent_cap ? v->recent_cap * 2 : 2;
+            pi_range *p = realloc(r->r, cap * sizeof *p);
+            if (!p)
+                return; /* left to the next session that looks, rather than to none */
+            r->r = p;
+            v->recent_cap = cap;
+        }
+        r->r[r->n++] = (pi_range){from + 1, last};
+    }
+    if (!v->readonly)
+        userstate_recent_raise(a->us, v->uidvalidity, last);
 }
 
 const char *gw_view_msgid(session *s, size_t i)
@@ -164,6 +182,41 @@ static void write_buf(session *s, pi_buf *b)
     pi_buf_clear(b);
 }
 
+/* FLAGS and PERMANENTFLAGS: the system flags and the user's keywords (RFC 3501 7.2.6). */
+static void flags_lines(session *s, pi_buf *b)
+{
+    userstate *us = s->account->us;
+    pi_buf kws = PI_BUF_INIT;
+    unsigned nk = userstate_keyword_count(us);
+    for (unsigned k = 0; k < nk; k++) {
+        const char *name = userstate_keyword_name(us, k);
+        if (name)
+            pi_buf_printf(&kws, " %s", name);
+    }
+    const char *names = kws.len ? kws.data : "";
+    pi_buf_printf(b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", names);
+    if (s->view->readonly)
+        pi_buf_addstr(b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    else
+        pi_buf_printf(b,
+                      "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s \\*)] Flags "
+                      "permitted\r\n",
+                      names);
+    pi_buf_free(&kws);
+    s->view->keywords_gen = userstate_keyword_gen(us);
+}
+
+void gw_view_announce_flags(session *s)
+{
+    if (!s->view || s->view->empty_folder || !s->account ||
+        userstate_keyword_gen(s->account->us) == s->view->keywords_gen)
+        return;
+    pi_buf b = PI_BUF_INIT;
+    flags_lines(s, &b);
+    write_buf(s, &b);
+    pi_buf_free(&b);
+}
+
 int gw_view_open(session *s, bool readonly)
 {
     gw_account *a = s->account;
@@ -188,19 +241,7 @@ int gw_view_open(session *s, bool readonly)
     v->modseq_seen = userstate_modseq(a->us);
 
     pi_buf b = PI_BUF_INIT;
-    pi_buf_addstr(&b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-    unsigned nk = userstate_keyword_count(a->us);
-    for (unsigned k = 0; k < nk; k++) {
-        const char *name = userstate_keyword_name(a->us, k);
-        if (name)
-            pi_buf_printf(&b, " %s", name);
-    }
-    pi_buf_addstr(&b, ")\r\n");
-    if (readonly)
-        pi_buf_addstr(&b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-    else
-        pi_buf_addstr(&b, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags "
-                          "permitted\r\n");
+    flags_lines(s, &b);
     pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
     for (size_t i = 0; i < v->n; i++) {
         userstate_msg st;
@@ -227,6 +268,7 @@ void gw_view_close(session *s)
     if (s->account && s->account->watched)
         s->account->watched--;
     free(s->view->runs);
+    free(s->view->recent.r);
     free(s->view);
     s->view = NULL;
 }
@@ -244,6 +286,7 @@ void gw_view_sync(session *s, bool expunges)
         gw_session_bye(s, "[UNAVAILABLE] Mailbox renumbered after a news server failover; reconnect");
         return;
     }
+    gw_view_announce_flags(s); /* a keyword new to the mailbox, before a FETCH shows it */
     pi_buf b = PI_BUF_INIT;
     uint64_t now = userstate_modseq(a->us);
     /* Looking for vanished messages costs a lookup per message, and every idling session of
@@ -328,6 +371,10 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
     pi_seqset set = {0};
     if (pi_seqset_parse(arg->str, arg->len, star, &set, err) != 0)
         return -1;
+    if (!uid && (*err = pi_seqset_check(&set, star))) {
+        pi_seqset_free(&set);
+        return -1;
+    }
     /* the ranges are sorted and disjoint, so every view index comes at most once */
     size_t *out = malloc((v->n ? v->n : 1) * sizeof *out);
     if (!out) {

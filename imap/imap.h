@@ -167,6 +167,11 @@ void pi_parser_reject_literal(pi_parser *p);
 int pi_parser_read_line(pi_parser *p);
 const char *pi_parser_line(const pi_parser *p, size_t *len);
 
+/* Zeroes the bytes of the command or line just returned (its strings read as zeros after):
+ * for one that held a password (LOGIN, AUTHENTICATE), once it was copied. The store is also
+ * wiped before it is reused for the next command, moved or freed. */
+void pi_parser_wipe(pi_parser *p);
+
 /* Appends "tag BAD msg\r\n" (NO [TOOBIG] for a refused synchronising literal, "*" when
  * there is no tag) and, for fatal errors, "* BYE msg\r\n". */
 int pi_error_reply(const pi_error *e, pi_buf *out);
@@ -234,6 +239,11 @@ int pi_seqset_parse(const char *s, size_t len, uint32_t star, pi_seqset *out, co
 void pi_seqset_free(pi_seqset *set);
 bool pi_seqset_contains(const pi_seqset *set, uint32_t v);
 uint64_t pi_seqset_count(const pi_seqset *set);
+/* A message sequence set may name only messages that exist (RFC 3501 section 9: a number
+ * above EXISTS is a BAD, "*" in an empty mailbox too; Dovecot does the same). NULL if every
+ * number is at most exists (never when exists is 0), else the BAD text. UID sets are never
+ * checked: UIDs that do not exist are skipped silently (6.4.8). */
+const char *pi_seqset_check(const pi_seqset *set, uint32_t exists);
 /* Iterate in ascending order: pi_seqset_iter it = {0}; while (pi_seqset_next(set, &it, &v)) */
 typedef struct pi_seqset_iter {
     size_t i;

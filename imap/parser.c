@@ -1,10 +1,15 @@
 /* Incremental IMAP command parser: a byte-at-a-time state machine (literal data is copied
  * in bulk) that builds a flat node table while input trickles in and lays it out as a tree
  * of arrays once the command is complete. All strings live in one store buffer so a
- * command costs a bounded amount of memory: max_line + literal cap + a node per argument. */
+ * command costs a bounded amount of memory: max_line + literal cap + a node per argument.
+ * The store (and the tail kept to spot literals) holds LOGIN passwords and AUTHENTICATE
+ * responses, so their bytes are wiped before the memory is reused, moved or freed (and on
+ * request, pi_parser_wipe). */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <sodium.h>
 
 #include "imap/imap.h"
 
@@ -92,6 +97,7 @@ static bool tag_char(unsigned c)
 static void begin(pi_parser *p)
 {
     p->lim = p->next_lim;
+    pi_parser_wipe(p);
     if (p->scap > STORE_KEEP) {
         free(p->store);
         p->store = NULL;
@@ -160,6 +166,7 @@ void pi_parser_free(pi_parser *p)
 {
     if (!p)
         return;
+    pi_parser_wipe(p);
     free(p->store);
     free(p->nodes);
     free(p->order);
@@ -190,6 +197,13 @@ uint64_t pi_parser_literal_size(const pi_parser *p)
 const char *pi_parser_tag(const pi_parser *p)
 {
     return p->have_tag ? (const char *)p->store : NULL;
+}
+
+void pi_parser_wipe(pi_parser *p)
+{
+    if (p->store)
+        sodium_memzero(p->store, p->slen);
+    sodium_memzero(p->tail, sizeof p->tail); /* the line's last bytes: a password's end */
 }
 
 void pi_parser_reject_literal(pi_parser *p)
@@ -253,9 +267,15 @@ static int reserve(pi_parser *p, size_t extra, size_t clamp)
         cap = p->slen + clamp;
     if (cap < need)
         cap = need;
-    unsigned char *s = realloc(p->store, cap);
+    /* not realloc: the old block may hold a password, and realloc would free it unwiped */
+    unsigned char *s = malloc(cap);
     if (!s)
         return -1;
+    if (p->store) {
+        memcpy(s, p->store, p->slen);
+        sodium_memzero(p->store, p->slen);
+        free(p->store);
+    }
     p->store = s;
     p->scap = cap;
     return 0;

@@ -405,6 +405,10 @@ static int parse_seqset(parser *p, const pi_arg *a, uint8_t kind, uint32_t star)
             return nomem(p);
         return syntax(p, err ? err : "Invalid sequence set");
     }
+    if (kind == K_SEQ && (err = pi_seqset_check(&set, star))) {
+        pi_seqset_free(&set);
+        return syntax(p, err);
+    }
     p->s->n[idx].kind = kind;
     p->s->n[idx].u.set = set;
     return 0;

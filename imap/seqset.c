@@ -113,6 +113,14 @@ fail:
     return -1;
 }
 
+const char *pi_seqset_check(const pi_seqset *set, uint32_t exists)
+{
+    if (exists == 0) /* no number exists, "*" neither (pi_seqset_parse dropped its ranges) */
+        return "No messages: the mailbox is empty";
+    /* sorted and merged: the last range holds the highest number */
+    return set->n && set->r[set->n - 1].hi > exists ? "Message sequence number beyond the last message" : NULL;
+}
+
 void pi_seqset_free(pi_seqset *set)
 {
     free(set->r);

@@ -843,11 +843,27 @@ typedef struct addr_tok {
 typedef struct addr_out {
     mime_buf *o;
     size_t count;
+    bool text; /* "name <mailbox@host>, ..." for SEARCH, instead of the ENVELOPE's lists */
 } addr_out;
+
+static int append_decoded(mime_buf *o, const char *s);
 
 static int put_addr(addr_out *ao, const char *name, const char *adl, const char *mbox,
                     const char *host)
 {
+    if (ao->text) { /* group markers (no host) are not addresses; no placeholders either */
+        if (!host)
+            return 0;
+        bool has_mbox = strcmp(mbox, "MISSING_MAILBOX") != 0, has_host = strcmp(host, "MISSING_DOMAIN") != 0;
+        if ((ao->count++ && buf_puts(ao->o, ", ") < 0) ||
+            (name && *name && (append_decoded(ao->o, name) < 0 || buf_putc(ao->o, ' ') < 0)))
+            return -1;
+        return buf_putc(ao->o, '<') < 0 || (has_mbox && buf_puts(ao->o, mbox) < 0) ||
+                       (has_host && (buf_putc(ao->o, '@') < 0 || buf_puts(ao->o, host) < 0)) ||
+                       buf_putc(ao->o, '>') < 0
+                   ? -1
+                   : 0;
+    }
     if (ao->count++ == 0 && buf_putc(ao->o, '(') < 0)
         return -1;
     if (buf_putc(ao->o, '(') < 0 || put_str(ao->o, name) < 0 || buf_putc(ao->o, ' ') < 0 ||
@@ -1003,6 +1019,46 @@ static int parse_mailbox(const addr_tok *t, size_t n, size_t *pi, addr_out *ao, 
     return rc;
 }
 
+/* Parses the unfolded address list s into ao. */
+static int addr_list(const char *s, addr_out *ao)
+{
+    size_t cap = strlen(s) + 1;
+    addr_tok *t = malloc(cap * sizeof *t);
+    if (!t)
+        return -1;
+    size_t n = tokenize_addrs(s, t, cap), i = 0;
+    int rc = 0;
+    bool in_group = false;
+    while (i < n && rc == 0) {
+        if (t[i].kind == ',' || (t[i].kind == ';' && !in_group) || t[i].kind == '>' || t[i].kind == 'c') {
+            i++;
+            continue;
+        }
+        if (t[i].kind == ';') {
+            rc = put_addr(ao, NULL, NULL, NULL, NULL);
+            in_group = false, i++;
+            continue;
+        }
+        bool gs;
+        size_t ne, before = i;
+        rc = parse_mailbox(t, n, &i, ao, in_group, &gs, &ne);
+        if (rc == 0 && gs) {
+            mime_buf g = {0};
+            rc = join_toks(&g, t, before, ne, true);
+            if (rc == 0)
+                rc = put_addr(ao, NULL, NULL, g.len ? g.data : "", NULL);
+            mime_buf_free(&g);
+            in_group = true;
+        } else if (i == before) {
+            i++; /* a stray ':' inside a group: skip it */
+        }
+    }
+    if (rc == 0 && in_group)
+        rc = put_addr(ao, NULL, NULL, NULL, NULL);
+    free(t);
+    return rc;
+}
+
 /* Writes an address list (or NIL). *count gets the number of address structures. */
 static int put_addresses(const mime_message *m, mime_buf *o, const span *sp, size_t *count)
 {
@@ -1012,43 +1068,8 @@ static int put_addresses(const mime_message *m, mime_buf *o, const span *sp, siz
     char *s = unfold(m->buf, sp->off, sp->len);
     if (!s)
         return -1;
-    size_t cap = strlen(s) + 1;
-    addr_tok *t = malloc(cap * sizeof *t);
-    if (!t) {
-        free(s);
-        return -1;
-    }
-    size_t n = tokenize_addrs(s, t, cap), i = 0;
-    addr_out ao = {o, 0};
-    int rc = 0;
-    bool in_group = false;
-    while (i < n && rc == 0) {
-        if (t[i].kind == ',' || (t[i].kind == ';' && !in_group) || t[i].kind == '>' || t[i].kind == 'c') {
-            i++;
-            continue;
-        }
-        if (t[i].kind == ';') {
-            rc = put_addr(&ao, NULL, NULL, NULL, NULL);
-            in_group = false, i++;
-            continue;
-        }
-        bool gs;
-        size_t ne, before = i;
-        rc = parse_mailbox(t, n, &i, &ao, in_group, &gs, &ne);
-        if (rc == 0 && gs) {
-            mime_buf g = {0};
-            rc = join_toks(&g, t, before, ne, true);
-            if (rc == 0)
-                rc = put_addr(&ao, NULL, NULL, g.len ? g.data : "", NULL);
-            mime_buf_free(&g);
-            in_group = true;
-        } else if (i == before) {
-            i++; /* a stray ':' inside a group: skip it */
-        }
-    }
-    if (rc == 0 && in_group)
-        rc = put_addr(&ao, NULL, NULL, NULL, NULL);
-    free(t);
+    addr_out ao = {o, 0, false};
+    int rc = addr_list(s, &ao);
     free(s);
     if (rc < 0)
         return -1;
@@ -1465,38 +1486,74 @@ struct hdr_walk {
     const mime_message *m;
     mime_buf *o;
     const char *want; /* NULL: every field */
+    bool first;       /* only the first field named want */
     int found;        /* 1 found, -1 out of memory */
 };
+
+static bool address_field(const char *name, size_t nlen)
+{
+    static const char *const names[] = {"From", "Sender", "Reply-To", "To", "Cc", "Bcc"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (ci_eq(name, nlen, names[i]))
+            return true;
+    return false;
+}
+
+/* An address field's value as the addresses it holds ("name <mailbox@host>, ..."), after
+ * the decoded value when it reads differently: comments, quoting and spaces around "@" and
+ * "." are gone from it, so "user@domain.org" finds "<user (c)@ (c) domain.org>". */
+static int append_address_text(mime_buf *o, const char *raw, size_t value_at)
+{
+    mime_buf t = {0};
+    addr_out ao = {&t, 0, true};
+    int rc = addr_list(raw, &ao);
+    if (rc == 0 && t.len &&
+        (t.len != o->len - value_at || memcmp(t.data, o->data + value_at, t.len) != 0))
+        rc = buf_putc(o, '\n') < 0 || mime_buf_append(o, t.data, t.len) < 0 ? -1 : 0;
+    mime_buf_free(&t);
+    return rc;
+}
 
 static void hdr_walk_field(void *arg, const char *name, size_t nlen, size_t voff, size_t vlen)
 {
     struct hdr_walk *w = arg;
-    if (w->found != 0 && w->want)
-        return; /* first occurrence only */
-    if (w->found < 0 || (w->want && (!name || !ci_eq(name, nlen, w->want))))
+    if (w->found < 0 || (w->found && w->first) || (w->want && (!name || !ci_eq(name, nlen, w->want))))
         return;
     char *s = unfold_as(w->m->buf, voff, vlen, true);
-    if (!s || (!w->want && name && (mime_buf_append(w->o, name, nlen) < 0 || buf_puts(w->o, ": ") < 0)) ||
+    /* every field of that name (SEARCH HEADER looks at all of them), one per line */
+    size_t at = w->o->len + (w->want && w->found);
+    if (!s || (w->want && w->found && buf_putc(w->o, '\n') < 0) ||
+        (!w->want && name && (mime_buf_append(w->o, name, nlen) < 0 || buf_puts(w->o, ": ") < 0)) ||
         append_decoded(w->o, s) < 0 || (!w->want && buf_putc(w->o, '\n') < 0)) {
         free(s);
         w->found = -1;
         return;
     }
     free(s);
+    if (w->want && !w->first && address_field(name, nlen)) {
+        /* the addresses as ENVELOPE reads them (a bare CR ends the value there) */
+        char *v = unfold(w->m->buf, voff, vlen);
+        int rc = v ? append_address_text(w->o, v, at) : -1;
+        free(v);
+        if (rc < 0) {
+            w->found = -1;
+            return;
+        }
+    }
     if (w->want)
         w->found = 1;
 }
 
 int mime_header_decoded(const mime_message *m, const char *name, mime_buf *out)
 {
-    struct hdr_walk w = {m, out, name, 0};
+    struct hdr_walk w = {m, out, name, false, 0};
     for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, false, hdr_walk_field, &w);
     return w.found;
 }
 
 int mime_headers_decoded(const mime_message *m, mime_buf *out)
 {
-    struct hdr_walk w = {m, out, NULL, 0};
+    struct hdr_walk w = {m, out, NULL, false, 0};
     /* every line, fields or not: TEXT means "in the header or body" (RFC 3501 6.4.4) */
     for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, true, hdr_walk_field, &w);
     return w.found < 0 ? -1 : 0;
@@ -1516,7 +1573,9 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes)
 {
     mime_buf b = {0};
-    int found = mime_header_decoded(m, "Date", &b);
+    struct hdr_walk w = {m, &b, "Date", true, 0}; /* the first Date: field is the date */
+    for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, false, hdr_walk_field, &w);
+    int found = w.found;
     int rc = 0;
     if (found == 1 && b.len) {
         size_t idx = 0;

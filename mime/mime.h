@@ -103,8 +103,11 @@ void mime_partial(const char *data, size_t len, uint64_t start, uint64_t count,
 
 /* SEARCH helpers. Field names are case-insensitive. */
 
-/* Value of the first header field `name` of the top-level message, unfolded, RFC 2047
- * decoded and converted to UTF-8 (raw bytes kept where a charset is unknown). Appends to out;
+/* Values of every header field `name` of the top-level message, one per line, unfolded,
+ * RFC 2047 decoded and converted to UTF-8 (raw bytes kept where a charset is unknown). An
+ * address field (From, Sender, Reply-To, To, Cc, Bcc) is followed, when it reads
+ * differently, by its addresses as "name <mailbox@host>, ..." on a line of their own
+ * (comments and the spaces RFC 5322 allows around "@" and "." left out). Appends to out;
  * returns 1 found, 0 absent, -1 out of memory. */
 int mime_header_decoded(const mime_message *m, const char *name, mime_buf *out);
 

@@ -115,6 +115,9 @@ int pp_reader_auth_line(pp_reader *r);
 bool pp_reader_pending(const pp_reader *r);
 /* Forgets (and wipes) everything buffered: a fresh reader, as after the STLS handshake. */
 void pp_reader_reset(pp_reader *r);
+/* Wipes the line pp_reader_line returned (a PASS or AUTH line holds a password) now rather
+ * than at the next feed; bytes of the next line already buffered stay. */
+void pp_reader_wipe_line(pp_reader *r);
 
 /* ---------------------------------------------------------------------------------------
  * What a session offers, from which CAPA is built and by which the parser refuses USER,

@@ -51,6 +51,11 @@ static void forget_returned(pp_reader *r)
     r->line_len = 0;
 }
 
+void pp_reader_wipe_line(pp_reader *r)
+{
+    forget_returned(r);
+}
+
 pp_read_status pp_reader_feed(pp_reader *r, const void *data, size_t len, size_t *used)
 {
     const unsigned char *d = data;

@@ -31,7 +31,7 @@ size_t us_serialized_size(const userstate *st)
         if (e->bits & US_BIT_META)
             n += META_FIXED_BYTES + e->env_len + e->bs_len;
     }
-    return n;
+    return n + 1 + 8 * (size_t)st->nrecent;
 }
 
 static uint8_t *put(uint8_t *p, uint64_t v, int bytes)
@@ -80,6 +80,11 @@ void us_serialize(const userstate *st, uint8_t *out)
             p = put(p, e->bs_len, 4);
             p = put_bytes(p, e->bs, e->bs_len);
         }
+    }
+    p = put(p, st->nrecent, 1);
+    for (unsigned k = 0; k < st->nrecent; k++) {
+        p = put(p, st->recent[k].uidvalidity, 4);
+        p = put(p, st->recent[k].uid, 4);
     }
 }
 
@@ -172,8 +177,25 @@ static int parse_entry(userstate *st, reader *r)
     return US_OK;
 }
 
-int us_parse(userstate *st, const uint8_t *in, size_t len)
+/* Version 2's \Recent marks: nonzero, one per UIDVALIDITY. */
+static int parse_recent(userstate *st, reader *r)
 {
+    uint64_t n;
+    if (!get(r, 1, &n) || n > US_RECENT_MAX)
+        return US_EFORMAT;
+    for (uint64_t k = 0; k < n; k++) {
+        uint64_t v, uid;
+        if (!get(r, 4, &v) || !get(r, 4, &uid) || v == 0 || uid == 0 || userstate_recent_uid(st, (uint32_t)v))
+            return US_EFORMAT;
+        st->recent[st->nrecent++] = (us_recent){(uint32_t)v, (uint32_t)uid};
+    }
+    return US_OK;
+}
+
+int us_parse(userstate *st, const uint8_t *in, size_t len, unsigned version)
+{
+    if (version != 1 && version != US_VERSION)
+        return US_EFORMAT;
     reader r = {in, len};
     uint64_t nkw, n;
     if (!get(&r, 8, &st->modseq) || !get(&r, 2, &nkw) || nkw > US_KEYWORD_MAX)
@@ -198,5 +220,7 @@ int us_parse(userstate *st, const uint8_t *in, size_t len)
     for (uint64_t i = 0; i < n; i++)
         if ((rc = parse_entry(st, &r)) != US_OK)
             return rc;
+    if (version >= 2 && (rc = parse_recent(st, &r)) != US_OK)
+        return rc;
     return r.left == 0 ? US_OK : US_EFORMAT;
 }

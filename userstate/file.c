@@ -100,10 +100,10 @@ int userstate_path(const char *state_dir, const char *address, const uint8_t sta
     return rc;
 }
 
-static void make_ad(const userstate *st, uint8_t ad[US_AD_BYTES])
+static void make_ad(const userstate *st, unsigned version, uint8_t ad[US_AD_BYTES])
 {
     memcpy(ad, US_MAGIC, 4);
-    ad[4] = US_VERSION;
+    ad[4] = (uint8_t)version;
     memcpy(ad + 5, st->name_hash, US_NAME_HASH_BYTES);
 }
 
@@ -168,14 +168,14 @@ static int load(userstate *st, int *found, char *err, size_t errlen)
         set_err(err, errlen, "userstate: cannot read %s: %s", st->path, r < 0 ? strerror(e) : "file shrank");
         return r < 0 ? US_EIO : US_EFORMAT;
     }
-    if (memcmp(buf, US_MAGIC, 4) != 0 || buf[4] != US_VERSION) {
+    if (memcmp(buf, US_MAGIC, 4) != 0 || buf[4] < 1 || buf[4] > US_VERSION) {
         set_err(err, errlen, "userstate: %s: %s", st->path,
                 memcmp(buf, US_MAGIC, 4) != 0 ? "not a postern state file" : "unsupported version");
         free(buf);
         return US_EFORMAT;
     }
     uint8_t ad[US_AD_BYTES];
-    make_ad(st, ad);
+    make_ad(st, buf[4], ad);
     size_t plen = size - US_HEADER_BYTES - US_MAC_BYTES;
     uint8_t *plain = sodium_malloc(plen ? plen : 1);
     if (!plain) {
@@ -190,7 +190,7 @@ static int load(userstate *st, int *found, char *err, size_t errlen)
         set_err(err, errlen, "userstate: %s does not open (wrong key, tampered with, truncated, or another user's)",
                 st->path);
         rc = US_EAUTH;
-    } else if ((rc = us_parse(st, plain, plen)) != US_OK) {
+    } else if ((rc = us_parse(st, plain, plen, buf[4])) != US_OK) {
         set_err(err, errlen, "userstate: %s: %s", st->path,
                 rc == US_ENOMEM ? "out of memory" : "contents are malformed");
     }
@@ -418,7 +418,7 @@ int userstate_seal(userstate *st, userstate_sealed **out, char *err, size_t errl
     s->file[4] = US_VERSION;
     randombytes_buf(s->file + 5, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES); /* fresh every save */
     uint8_t ad[US_AD_BYTES];
-    make_ad(st, ad);
+    make_ad(st, US_VERSION, ad);
     unsigned long long clen;
     crypto_aead_xchacha20poly1305_ietf_encrypt(s->file + US_HEADER_BYTES, &clen, plain, plen, ad, sizeof ad, NULL,
                                                s->file + 5, st->key);

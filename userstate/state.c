@@ -423,6 +423,7 @@ int us_keyword_add(userstate *st, const char *name, size_t len)
     memcpy(st->kw[st->nkw], name, len);
     st->kw[st->nkw][len] = '\0';
     st->nkw++;
+    st->kw_gen++;
     return US_OK;
 }
 
@@ -455,6 +456,11 @@ int userstate_keyword_find(const userstate *st, const char *name)
 unsigned userstate_keyword_count(const userstate *st)
 {
     return st ? st->nkw : 0;
+}
+
+uint64_t userstate_keyword_gen(const userstate *st)
+{
+    return st ? st->kw_gen : 0;
 }
 
 const char *userstate_keyword_name(const userstate *st, unsigned index)
@@ -501,6 +507,7 @@ static int compact_keywords(userstate *st)
     for (unsigned k = kept; k < st->nkw; k++)
         memset(st->kw[k], 0, sizeof st->kw[k]);
     st->nkw = kept;
+    st->kw_gen++;
     for (uint32_t i = 0; i < st->n; i++) {
         uint8_t old[US_KEYWORD_SET_BYTES];
         memcpy(old, st->ent[i].kw, sizeof old);
@@ -551,4 +558,31 @@ int userstate_prune(userstate *st, int (*is_live)(void *arg, const char *msgid),
     if (pruned)
         *pruned = ndead;
     return US_OK;
+}
+
+uint32_t userstate_recent_uid(const userstate *st, uint32_t uidvalidity)
+{
+    for (unsigned i = 0; st && i < st->nrecent; i++)
+        if (st->recent[i].uidvalidity == uidvalidity)
+            return st->recent[i].uid;
+    return 0;
+}
+
+void userstate_recent_raise(userstate *st, uint32_t uidvalidity, uint32_t uid)
+{
+    if (!st || uidvalidity == 0 || uid == 0)
+        return;
+    unsigned i = 0;
+    while (i < st->nrecent && st->recent[i].uidvalidity != uidvalidity)
+        i++;
+    if (i < st->nrecent && st->recent[i].uid >= uid)
+        return;
+    if (i == st->nrecent && st->nrecent == US_RECENT_MAX)
+        i = 0; /* forget the one raised longest ago */
+    else if (i == st->nrecent)
+        st->nrecent++;
+    /* the raised one moves to the end: the list stays ordered by when each was raised */
+    memmove(&st->recent[i], &st->recent[i + 1], (st->nrecent - 1 - i) * sizeof st->recent[0]);
+    st->recent[st->nrecent - 1] = (us_recent){uidvalidity, uid};
+    st->dirty = 1;
 }

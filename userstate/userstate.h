@@ -149,6 +149,19 @@ int userstate_keyword(userstate *st, const char *name, unsigned *index);
 int userstate_keyword_find(const userstate *st, const char *name); /* index or -1 */
 unsigned userstate_keyword_count(const userstate *st);
 const char *userstate_keyword_name(const userstate *st, unsigned index); /* NULL if none */
+/* Changes whenever the keyword table does (a name added, or a prune renumbering it), so a
+ * client can be told the table again (IMAP FLAGS). Not stored: counts from the load. */
+uint64_t userstate_keyword_gen(const userstate *st);
+
+/* \Recent (RFC 3501: a message is recent in one session only, and only once): the highest
+ * UID some session has been shown as \Recent, per UIDVALIDITY, because UIDs are one site's
+ * article numbers and a mailbox read from another site has another UIDVALIDITY. 0: none. */
+#define US_RECENT_MAX 8 /* UIDVALIDITYs remembered: the sites a user's mailbox was read from */
+uint32_t userstate_recent_uid(const userstate *st, uint32_t uidvalidity);
+/* Raises the mark to uid (never lowers it; uidvalidity 0 is ignored). Beyond US_RECENT_MAX
+ * UIDVALIDITYs the one raised longest ago is forgotten. Makes the state dirty when it moves;
+ * the change counter does not move (no flag changed). */
+void userstate_recent_raise(userstate *st, uint32_t uidvalidity, uint32_t uid);
 
 /* Calls fn for each entry in a stable order (oldest entry first) until fn returns nonzero,
  * which is then returned. The state must not be changed from fn. */

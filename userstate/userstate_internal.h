@@ -12,7 +12,7 @@
 #include "userstate/userstate.h"
 
 #define US_MAGIC "PSTU"
-#define US_VERSION 1
+#define US_VERSION 2 /* written; version 1 (no \Recent marks) is still read */
 #include <limits.h>
 
 #define US_NAME_HASH_BYTES 16
@@ -22,6 +22,10 @@
 
 #define US_BIT_REMOVED 0x01u
 #define US_BIT_META 0x02u
+
+typedef struct us_recent {
+    uint32_t uidvalidity, uid;
+} us_recent;
 
 typedef struct us_entry {
     char *msgid; /* NUL-terminated copy */
@@ -46,7 +50,10 @@ struct userstate {
     uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* random per state: no chosen collisions */
     char kw[US_KEYWORD_MAX][US_KEYWORD_LEN_MAX + 1];
     unsigned nkw;
+    uint64_t kw_gen; /* userstate_keyword_gen; not stored */
     uint64_t modseq;
+    us_recent recent[US_RECENT_MAX]; /* oldest raised first */
+    unsigned nrecent;
     int dirty;
     /* file side (file.c); unused by a state made with us_new */
     uint8_t *key; /* sodium_malloc'd */
@@ -62,12 +69,13 @@ userstate *us_new(void);
 void us_free(userstate *st);
 /* Exact size of the serialisation of st. */
 size_t us_serialized_size(const userstate *st);
-/* Writes the serialisation (docs/formats.md 5.2) into out, which has us_serialized_size bytes. */
+/* Writes the serialisation (docs/formats.md 5.2, version US_VERSION) into out, which has
+ * us_serialized_size bytes. */
 void us_serialize(const userstate *st, uint8_t *out);
-/* Fills an empty state (from us_new) from a serialisation: US_OK, US_EFORMAT (st is then
- * partly filled; free it) or US_ENOMEM. Every count and length is checked against the
- * bytes that remain before anything is allocated for it. */
-int us_parse(userstate *st, const uint8_t *in, size_t len);
+/* Fills an empty state (from us_new) from a serialisation of the given version (1 or 2):
+ * US_OK, US_EFORMAT (st is then partly filled; free it) or US_ENOMEM. Every count and
+ * length is checked against the bytes that remain before anything is allocated for it. */
+int us_parse(userstate *st, const uint8_t *in, size_t len, unsigned version);
 /* The parser's ways in (state.c): room for want entries; a new entry for a checked
  * Message-ID (US_EFORMAT if already present); a new keyword (US_EFORMAT if not an atom or
  * already present, US_ELIMIT if the table is full). */

@@ -38,7 +38,7 @@ static void round_trip(const userstate *st, const uint8_t *expect, size_t len)
     if (expect && memcmp(out, expect, n) != 0)
         abort();
     userstate *back = us_new();
-    if (!back || us_parse(back, out, n) != US_OK) /* what we write, we read */
+    if (!back || us_parse(back, out, n, US_VERSION) != US_OK) /* what we write, we read */
         abort();
     us_free(back);
     free(out);
@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     userstate *st = us_new();
     if (!st)
         abort();
-    int rc = us_parse(st, data, size);
+    int rc = us_parse(st, data, size, US_VERSION);
     if (rc != US_OK) {
         if (rc != US_EFORMAT && rc != US_ENOMEM)
             abort();

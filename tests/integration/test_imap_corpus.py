@@ -107,7 +107,8 @@ def parse_value(buf, pos):
         if m.end() + n > len(buf):
             raise ParseError("literal of %d runs past the response" % n)
         return Lit(buf[m.end():m.end() + n]), m.end() + n
-    m = re.compile(rb"[^\s()\"{}\[\]%*\\]+").match(buf, pos)
+    # an atom, or a flag (\Seen, \Recent: flag-fetch, RFC 3501 section 9)
+    m = re.compile(rb"\\?[^\s()\"{}\[\]%*\\]+").match(buf, pos)
     if not m:
         raise ParseError("unexpected %r at %d" % (buf[pos:pos + 20], pos))
     atom = m.group(0)

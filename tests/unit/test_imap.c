@@ -454,6 +454,62 @@ static void test_raw_lines(void **state)
     pi_parser_free(p);
 }
 
+static bool all_zero(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i])
+            return false;
+    return true;
+}
+
+/* A LOGIN password (quoted or a literal) and an AUTHENTICATE response are zeroed when the
+ * caller wipes the command, and when the next command reuses the store. */
+static void test_passwords_wiped(void **state)
+{
+    (void)state;
+    static const char *const logins[] = {
+        "a LOGIN user \"secret password\"\r\n",
+        "a LOGIN user {15+}\r\nsecret password\r\n",
+        "a LOGIN user secret-password\r\n",
+    };
+    for (size_t i = 0; i < sizeof logins / sizeof logins[0]; i++) {
+        pi_parser *p = pi_parser_new(NULL);
+        size_t used;
+        assert_int_equal(pi_parse(p, logins[i], strlen(logins[i]), &used), PI_COMMAND);
+        const pi_command *c = pi_parser_command(p);
+        const char *pw = c->args[1].str;
+        size_t n = c->args[1].len;
+        assert_int_equal(n, 15);
+        assert_memory_equal(pw, "secret", 6);
+        pi_parser_wipe(p);
+        assert_true(all_zero(pw, n));
+        pi_parser_free(p);
+    }
+    /* without an explicit wipe: the next command's turn wipes the store it reuses (the
+     * store is not reallocated for a short command, so the old bytes can be looked at) */
+    pi_parser *p = pi_parser_new(NULL);
+    size_t used;
+    const char *in = "a LOGIN user \"secret password\"\r\n";
+    assert_int_equal(pi_parse(p, in, strlen(in), &used), PI_COMMAND);
+    const char *pw = pi_parser_command(p)->args[1].str;
+    assert_int_equal(pi_parse(p, "b", 1, &used), PI_NEED_MORE);
+    assert_true(all_zero(pw, 15));
+    pi_parser_free(p);
+    /* an AUTHENTICATE PLAIN response line */
+    p = pi_parser_new(NULL);
+    in = "a AUTHENTICATE PLAIN\r\n";
+    assert_int_equal(pi_parse(p, in, strlen(in), &used), PI_COMMAND);
+    assert_int_equal(pi_parser_read_line(p), 0);
+    in = "AHVzZXIAc2VjcmV0IHBhc3N3b3Jk\r\n";
+    assert_int_equal(pi_parse(p, in, strlen(in), &used), PI_LINE);
+    size_t n;
+    const char *line = pi_parser_line(p, &n);
+    assert_int_equal(n, 28);
+    pi_parser_wipe(p);
+    assert_true(all_zero(line, n));
+    pi_parser_free(p);
+}
+
 static void test_error_reply(void **state)
 {
     (void)state;
@@ -651,6 +707,23 @@ static void test_seqset(void **state)
     check_seq("a", 1, "ERR Invalid sequence set");
     check_seq("1 2", 1, "ERR Invalid sequence set");
     check_seq("4294967296", 1, "ERR Number in sequence set too big");
+
+    /* sequence numbers beyond EXISTS (RFC 3501 section 9), "*" of an empty mailbox too */
+    const struct {
+        const char *in;
+        uint32_t exists;
+        bool ok;
+    } within[] = {{"1:5", 5, true}, {"1:6", 5, false}, {"99", 2, false}, {"2,3", 2, false}, {"1,2", 2, true},
+                  {"*", 2, true},   {"1:*", 0, false}, {"*", 0, false}, {"1", 0, false}, {"3:*", 2, false},
+                  {"2:*", 2, true}};
+    for (size_t i = 0; i < sizeof within / sizeof within[0]; i++) {
+        pi_seqset ws;
+        const char *werr;
+        assert_int_equal(pi_seqset_parse(within[i].in, strlen(within[i].in), within[i].exists, &ws, &werr), 0);
+        if ((pi_seqset_check(&ws, within[i].exists) == NULL) != within[i].ok)
+            fail_msg("%s with %u messages", within[i].in, within[i].exists);
+        pi_seqset_free(&ws);
+    }
 
     pi_buf big = PI_BUF_INIT;
     for (int i = 0; i < PI_SEQSET_MAX; i++)
@@ -988,6 +1061,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_recovery_skips_literals),
         cmocka_unit_test(test_raw_lines),
+        cmocka_unit_test(test_passwords_wiped),
         cmocka_unit_test(test_error_reply),
         cmocka_unit_test(test_big_append),
         cmocka_unit_test(test_many_args),

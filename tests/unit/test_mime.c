@@ -478,6 +478,14 @@ static void test_nstring(void **state)
     mime_buf_free(&o);
 }
 
+static void expect_field(const mime_message *m, const char *name, const char *want)
+{
+    mime_buf o = {0};
+    assert_int_equal(mime_header_decoded(m, name, &o), 1);
+    assert_string_equal(o.data, want);
+    mime_buf_free(&o);
+}
+
 static void test_search_text(void **state)
 {
     (void)state;
@@ -506,7 +514,8 @@ static void test_search_text(void **state)
     } text_cases[] = {
         {"no_header", NULL, "Just a line of text, no header at all.\nA second line.\n"},
         {"bare_cr", NULL, "From: cr@example.com Subject: old Mac line ends body line one body line two\n"},
-        {"bare_cr", "from", "cr@example.com Subject: old Mac line ends body line one body line two"},
+        {"bare_cr", "from", "cr@example.com Subject: old Mac line ends body line one body line two\n"
+                            "<cr@example.com>"}, /* and the address, as ENVELOPE reads it */
     };
     for (size_t i = 0; i < sizeof text_cases / sizeof *text_cases; i++) {
         m = load(text_cases[i].file, &buf);
@@ -534,6 +543,24 @@ static void test_search_text(void **state)
     mime_buf_free(&o);
     mime_free(m);
     free(buf);
+
+    /* every field of a name; address fields also as plain addresses (imaptest's cases) */
+    static const char two[] = "From: <user-from (comment)@ (comment) domain.org>\r\n"
+                              "Cc: =?utf-8?q?J=C3=BCrgen?= <j (x) @ example . de>, b@c.d (Bee)\r\n"
+                              "X-Extra: first\r\nx-extra: another\r\nTo: root, undisclosed:;\r\n"
+                              "Date: Mon, 2 Nov 2026 10:00:00 +0100\r\nDate: Tue, 3 Nov 2026 10:00:00 +0100\r\n"
+                              "\r\nbody\r\n";
+    m = mime_parse(two, sizeof two - 1, NULL);
+    assert_non_null(m);
+    expect_field(m, "X-EXTRA", "first\nanother");
+    expect_field(m, "To", "root, undisclosed:;\n<root>"); /* no placeholder domain */
+    expect_field(m, "From", "<user-from (comment)@ (comment) domain.org>\n<user-from@domain.org>");
+    expect_field(m, "cc", "Jürgen <j (x) @ example . de>, b@c.d (Bee)\nJürgen <j@example.de>, Bee <b@c.d>");
+    int64_t t;
+    int tz;
+    assert_int_equal(mime_sent_date(m, &t, &tz), 1); /* the first Date: */
+    assert_int_equal(t, 1793610000);
+    mime_free(m);
 
     /* text inside an attached message is searchable too; attachments are not */
     m = load("rfc822_attach", &buf);

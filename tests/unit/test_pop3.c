@@ -121,6 +121,14 @@ static void test_reader_basic(void **state)
     assert_int_equal(used, 0);
     assert_string_equal(pp_reader_line(r, &ll), "");
     assert_int_equal(ll, 0);
+    /* a PASS line is wiped at once on request, not only at the next feed */
+    assert_int_equal(pp_reader_feed(r, "PASS secret-pw\r\n", 16, &used), PP_READ_LINE);
+    const char *line = pp_reader_line(r, &ll);
+    assert_int_equal(ll, 14);
+    pp_reader_wipe_line(r);
+    for (size_t i = 0; i < 14; i++)
+        assert_int_equal(line[i], 0);
+    assert_string_equal(pp_reader_line(r, &ll), "");
     pp_reader_free(r);
     pp_reader_free(NULL);
 }

@@ -337,7 +337,7 @@ static void test_seq_and_uid(void **state)
     MATCH("uid 1:30", &m);
     NOMATCH("UID 31:*", &m);
     NOMATCH("UID 3", &m); /* UID, not sequence number */
-    NOMATCH("30", &m);
+    NOMATCH("UID 30000", &m); /* a UID that does not exist is no error */
     m.seq = 10;
     m.uid = 100;
     MATCH("*", &m);
@@ -352,16 +352,23 @@ static void test_seq_and_uid(void **state)
     m.seq = 8;
     assert_int_equal(pi_search_eval(r.s, &m), 0);
     done(&r);
-    /* Empty mailbox: "*" selects nothing. */
+    /* Empty mailbox: a sequence set is BAD (RFC 3501 section 9), "UID *" selects nothing. */
     r = parse_lim("1:*", 0, 0, NULL);
-    assert_int_equal(r.rc, 0);
-    m.seq = 1;
-    assert_int_equal(pi_search_eval(r.s, &m), 0);
+    assert_int_equal(r.rc, -1);
     done(&r);
+    m.seq = 1;
     r = parse_lim("UID *", 0, 0, NULL);
     assert_int_equal(r.rc, 0);
     assert_int_equal(pi_search_eval(r.s, &m), 0);
     done(&r);
+    /* a sequence number beyond EXISTS is an error (RFC 3501 section 9), wherever it is */
+    const char *beyond[] = {"30", "1:11", "OR 1 11", "NOT 9,11", "(SEEN 11)"};
+    for (size_t i = 0; i < sizeof beyond / sizeof beyond[0]; i++) {
+        r = parse(beyond[i]);
+        if (r.rc != -1 || strcmp(r.err, "Message sequence number beyond the last message") != 0)
+            fail_msg("%s: %d %s", beyond[i], r.rc, r.err);
+        done(&r);
+    }
 }
 
 static void test_sizes(void **state)

@@ -144,7 +144,7 @@ static uint8_t *spec_decrypt(const char *address, const uint8_t *k, size_t *plen
     uint8_t *f = slurp(path, &len);
     assert_true(len >= 5 + 24 + 16);
     assert_memory_equal(f, "PSTU", 4);
-    assert_int_equal(f[4], 1);
+    assert_int_equal(f[4], 2);
     uint8_t ad[21];
     memcpy(ad, f, 5);
     memcpy(ad + 5, hash, 16);
@@ -545,6 +545,7 @@ static void test_spec_layout(void **state)
                         .envelope = env, .envelope_len = 3};
     assert_int_equal(userstate_meta_set(st, "<a@b>", &m), US_OK);
     assert_int_equal(userstate_remove(st, "<c@d>"), US_OK);
+    userstate_recent_raise(st, 0x01020304, 9);
     save_ok(st);
     size_t plen;
     uint8_t *plain = spec_decrypt(ALICE, key, &plen);
@@ -557,6 +558,7 @@ static void test_spec_layout(void **state)
         1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xc4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 6,
         0, 0, 0, 3, 'E', 'N', 'V', 0, 0, 0, 0,
         5, '<', 'c', '@', 'd', '>', 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0,
+        1, 1, 2, 3, 4, 0, 0, 0, 9,     /* \Recent marks: UIDVALIDITY, UID */
     };
     assert_int_equal(plen, sizeof want);
     assert_memory_equal(plain, want, sizeof want);
@@ -748,7 +750,7 @@ static void test_bad_header_and_reset(void **state)
     spec_path(ALICE, key, path, hash);
     size_t len;
     uint8_t *f = slurp(path, &len);
-    f[4] = 2; /* a later version this build does not know */
+    f[4] = 3; /* a later version this build does not know */
     spit(path, f, len);
     free(f);
     userstate *out = (userstate *)1;
@@ -995,19 +997,33 @@ static void test_modes(void **state)
 }
 
 /* The parser refuses what no writer makes (the encrypted file keeps these out anyway). */
+#define V1_BYTES 38 /* ok[] up to the end of its entries: a version 1 serialisation */
 static void test_parse_rejects(void **state)
 {
     (void)state;
     static const uint8_t ok[] = {
         0, 0, 0, 0, 0, 0, 0, 2, 0, 2, 1, 'a', 1, 'b', 0, 0, 0, 1,
         5, '<', 'a', '@', 'b', '>', 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 2, 0, 2, 0, 1,
+        2, 0, 0, 0, 7, 0, 0, 0, 3, 0, 0, 0, 9, 0, 0, 0, 1, /* version 2: two \Recent marks */
     };
     userstate *st = us_new();
-    assert_int_equal(us_parse(st, ok, sizeof ok), US_OK);
+    assert_int_equal(us_parse(st, ok, sizeof ok, US_VERSION), US_OK);
+    assert_int_equal(userstate_recent_uid(st, 7), 3);
+    assert_int_equal(userstate_recent_uid(st, 9), 1);
+    assert_int_equal(userstate_recent_uid(st, 8), 0);
     uint8_t again[sizeof ok];
     assert_int_equal(us_serialized_size(st), sizeof ok);
     us_serialize(st, again);
     assert_memory_equal(again, ok, sizeof ok);
+    us_free(st);
+    /* version 1 has no marks; it reads as none, and is written back as version 2 */
+    st = us_new();
+    assert_int_equal(us_parse(st, ok, V1_BYTES, 1), US_OK);
+    assert_int_equal(userstate_recent_uid(st, 7), 0);
+    assert_int_equal(us_serialized_size(st), V1_BYTES + 1);
+    us_free(st);
+    st = us_new();
+    assert_int_equal(us_parse(st, ok, V1_BYTES, 3), US_EFORMAT);
     us_free(st);
     struct {
         size_t at;
@@ -1028,35 +1044,110 @@ static void test_parse_rejects(void **state)
         {35, 3, "more keywords than the table"},
         {37, 0, "keyword indexes not increasing"},
         {37, 2, "keyword index outside the table"},
+        {38, US_RECENT_MAX + 1, "more \\Recent marks than kept"},
+        {42, 0, "\\Recent mark for UIDVALIDITY 0"},
+        {46, 0, "\\Recent mark of UID 0"},
+        {50, 7, "two \\Recent marks for one UIDVALIDITY"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t b[sizeof ok];
         memcpy(b, ok, sizeof ok);
         b[cases[i].at] = cases[i].value;
         st = us_new();
-        if (us_parse(st, b, sizeof b) != US_EFORMAT)
+        if (us_parse(st, b, sizeof b, US_VERSION) != US_EFORMAT)
             fail_msg("accepted: %s", cases[i].what);
         us_free(st);
     }
     for (size_t n = 0; n < sizeof ok; n++) {
         st = us_new();
-        assert_int_equal(us_parse(st, ok, n), US_EFORMAT);
+        assert_int_equal(us_parse(st, ok, n, US_VERSION), US_EFORMAT);
         us_free(st);
     }
     uint8_t longer[sizeof ok + 1];
     memcpy(longer, ok, sizeof ok);
     longer[sizeof ok] = 0;
     st = us_new();
-    assert_int_equal(us_parse(st, longer, sizeof longer), US_EFORMAT);
+    assert_int_equal(us_parse(st, longer, sizeof longer, US_VERSION), US_EFORMAT);
     us_free(st);
     /* two entries with one Message-ID */
-    uint8_t dup[sizeof ok + 20];
-    memcpy(dup, ok, sizeof ok);
-    memcpy(dup + sizeof ok, ok + 18, 20);
+    uint8_t dup[V1_BYTES + 20];
+    memcpy(dup, ok, V1_BYTES);
+    memcpy(dup + V1_BYTES, ok + 18, 20);
     dup[17] = 2;
     st = us_new();
-    assert_int_equal(us_parse(st, dup, sizeof dup), US_EFORMAT);
+    assert_int_equal(us_parse(st, dup, sizeof dup, 1), US_EFORMAT);
     us_free(st);
+}
+
+static int none_live(void *arg, const char *msgid)
+{
+    (void)arg;
+    (void)msgid;
+    return 0;
+}
+
+/* The keyword table's generation moves with every change to the table, a prune's too. */
+static void test_keyword_gen(void **state)
+{
+    (void)state;
+    userstate *st = us_new();
+    assert_non_null(st);
+    uint64_t g0 = userstate_keyword_gen(st);
+    unsigned k;
+    assert_int_equal(userstate_keyword(st, "$One", &k), US_OK);
+    uint64_t g1 = userstate_keyword_gen(st);
+    assert_true(g1 != g0);
+    assert_int_equal(userstate_keyword(st, "$one", &k), US_OK); /* known already */
+    assert_true(userstate_keyword_gen(st) == g1);
+    uint8_t set[US_KEYWORD_SET_BYTES] = {0};
+    us_kw_put(set, k, 1);
+    assert_int_equal(userstate_store(st, "<a@b>", US_ADD, 0, set), US_OK);
+    size_t pruned;
+    assert_int_equal(userstate_prune(st, none_live, NULL, &pruned), US_OK);
+    assert_int_equal(userstate_keyword_count(st), 0);
+    assert_true(userstate_keyword_gen(st) != g1);
+    us_free(st);
+}
+
+/* \Recent marks: raised only, one per UIDVALIDITY, the oldest forgotten beyond the limit,
+ * and kept by a save and a load. */
+static void test_recent_marks(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/us-recent-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    uint8_t key[US_KEY_BYTES] = {1};
+    userstate *st;
+    assert_int_equal(userstate_open(dir, "r@example.org", key, &st, NULL, 0), US_OK);
+    assert_int_equal(userstate_recent_uid(st, 5), 0);
+    userstate_recent_raise(st, 5, 10);
+    assert_true(userstate_dirty(st));
+    userstate_recent_raise(st, 5, 4); /* never lowered */
+    assert_int_equal(userstate_recent_uid(st, 5), 10);
+    userstate_recent_raise(st, 0, 4); /* no UIDVALIDITY: ignored */
+    assert_int_equal(userstate_recent_uid(st, 0), 0);
+    assert_int_equal(userstate_modseq(st), 0);
+    assert_int_equal(userstate_save(st, NULL, 0), US_OK);
+    userstate_close(st);
+    assert_int_equal(userstate_open(dir, "r@example.org", key, &st, NULL, 0), US_OK);
+    assert_int_equal(userstate_recent_uid(st, 5), 10);
+    assert_false(userstate_dirty(st));
+    for (uint32_t v = 100; v < 100 + US_RECENT_MAX - 1; v++)
+        userstate_recent_raise(st, v, v);
+    userstate_recent_raise(st, 5, 11); /* 5 is now the newest: 100 goes first */
+    userstate_recent_raise(st, 999, 1);
+    assert_int_equal(userstate_recent_uid(st, 100), 0);
+    assert_int_equal(userstate_recent_uid(st, 5), 11);
+    assert_int_equal(userstate_recent_uid(st, 101), 101);
+    assert_int_equal(userstate_recent_uid(st, 999), 1);
+    userstate_close(st);
+    char path[600];
+    assert_int_equal(userstate_path(dir, "r@example.org", key, path, sizeof path, NULL, 0), US_OK);
+    unlink(path);
+    char users[600];
+    snprintf(users, sizeof users, "%s/users", dir);
+    rmdir(users);
+    rmdir(dir);
 }
 
 int main(void)
@@ -1086,6 +1177,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_recent_marks),
+        cmocka_unit_test(test_keyword_gen),
         cmocka_unit_test_setup_teardown(test_seal_then_write, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
