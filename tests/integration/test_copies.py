@@ -86,3 +86,52 @@ def test_a_remembered_message_id_is_not_a_copy(postern_env, inn_site):
     r = postern_env(["deliver", "--verbose", "--to", USER], input=raw)
     assert r.returncode == 75, out(r)
     assert "duplicate but did not show" in out(r), out(r)
+
+
+def test_inn_stopped_in_the_middle_of_an_lmtp_burst(postern_env, inn_site, tmp_path):
+    """The Postfix drill of issue 10: while an LMTP burst flows, innd is throttled for a while
+    (nnrpd parks what it gets and answers 240), then stopped and started again. Every message
+    that got 250 must be in the spool by itself; what got 451 the MTA sends again and it is
+    stored. Before, the parked ones got 250 and stayed parked."""
+    setup_module_env(postern_env)
+    srv = Server(postern_env, tmp_path / "burst.sock")
+    replies, stop_at = {}, 15
+    try:
+        c = srv.connect()
+        n = 0
+        while n < 60:
+            raw = message("burst %02d" % n)
+            _, r = transaction(c, [USER], raw)
+            replies[n] = (raw, r[0])
+            n += 1
+            if n == stop_at:
+                ctlinnd(inn_site, "throttle", "drill")  # as innd does itself on a full disk: nnrpd parks
+            if n == stop_at + 5:
+                ctlinnd(inn_site, "go", "drill")
+            if n == stop_at + 20:
+                inn_site.stop()  # ctlinnd shutdown, then every nnrpd ends
+            if n == stop_at + 25:
+                inn_site.start()  # its keeper feeds in what nnrpd parked
+        # the MTA's retries of everything told 451, until stored
+        deadline = time.monotonic() + 120
+        for k, (raw, (code, text)) in sorted(replies.items()):
+            while code != 250:
+                assert code == 451, (k, code, text)  # never a bounce
+                assert time.monotonic() < deadline, "burst %02d is never stored: %s" % (k, text)
+                time.sleep(0.5)
+                _, r = transaction(c, [USER], raw)
+                code, text = r[0]
+            replies[k] = (raw, (code, text))
+        c.quit()
+    finally:
+        srv.stop()
+        if not inn_site.status():
+            inn_site.start()
+    ids = {k: DELIVERED.search(text.decode()).group(1) for k, (raw, (code, text)) in replies.items()}
+    deadline = time.monotonic() + 60
+    while parked(inn_site):
+        assert time.monotonic() < deadline, "spool/incoming never emptied"
+        time.sleep(0.2)
+    with inn_site.client() as c:
+        missing = [k for k, m in ids.items() if not c.stat(m).startswith("223")]
+    assert not missing, "acknowledged but not stored: %s" % missing
