@@ -1,5 +1,5 @@
-/* admin: the organisation authority, user provisioning, and the mailbox reader (an admin and
- * debug tool that proves the formats end to end). Command-line entry points; argv[0] is the
+/* admin: the organisation authority, user provisioning, the mailbox reader (an admin and
+ * debug tool that proves the formats end to end) and the repair between sites. Command-line entry points; argv[0] is the
  * command name. Each returns a sysexits code. */
 #ifndef POSTERN_ADMIN_H
 #define POSTERN_ADMIN_H
@@ -9,5 +9,6 @@
 int adm_cmd_authority(const pn_config *cfg, int argc, char **argv);  /* authority init */
 int adm_cmd_user(const pn_config *cfg, int argc, char **argv);       /* user add|passwd|del|list */
 int adm_cmd_mailbox(const pn_config *cfg, int argc, char **argv);    /* mailbox ADDRESS [--show N] */
+int adm_cmd_repair(const pn_config *cfg, int argc, char **argv);     /* repair [--dry-run] [--user A] */
 
 #endif

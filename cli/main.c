@@ -25,6 +25,7 @@ static const struct command {
     {"watch-maildir", pd_cmd_watch_maildir, "MAILDIR=ADDRESS...: post messages appearing in Maildirs"},
     {"lmtp", pd_cmd_lmtp, "--listen unix:PATH|inet:ADDR:PORT | --stdio: LMTP delivery service"},
     {"mailbox", adm_cmd_mailbox, "ADDRESS [--show N]: list or print a user's decrypted mail"},
+    {"repair", adm_cmd_repair, "[--dry-run] [--user ADDRESS]: copy messages a site lacks from one that has them"},
     {"serve", gw_cmd_serve, "[--verbose] [--check]: run the IMAP gateway ([gateway] in the config)"},
 };
 

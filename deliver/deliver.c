@@ -198,8 +198,6 @@ out:
 }
 
 /* Posts to one site; PS_OK also when the site already had it. */
-static long long now_ms(void);
-
 /* Whether the site shows the article: PS_OK (223), PS_NOENT (430), or PS_TEMP with err. */
 static int site_shows(nntp_conn *c, const char *msgid, char *err, size_t errlen)
 {
@@ -237,9 +235,9 @@ static int store_at_site(nntp_conn *c, const pn_site *site, unsigned confirm_tim
     st = site_shows(c, m->msgid, err, errlen);
     if (st != PS_NOENT)
         return st;
-    long long deadline = now_ms() + (long long)confirm_timeout * 1000;
+    long long deadline = pu_now_ms() + (long long)confirm_timeout * 1000;
     char last[256] = "430 No such article";
-    for (unsigned wait_ms = 20; now_ms() < deadline; wait_ms = wait_ms < 500 ? wait_ms * 2 : 500) {
+    for (unsigned wait_ms = 20; pu_now_ms() < deadline; wait_ms = wait_ms < 500 ? wait_ms * 2 : 500) {
         struct timespec ts = {0, (long)wait_ms * 1000000L};
         nanosleep(&ts, NULL);
         nntp_conn *q = NULL;
@@ -285,12 +283,6 @@ struct pd_recipient {
     pc_keyrecord rec;
 };
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 pd_ctx *pd_ctx_new(const pn_config *cfg, const uint8_t *secret)
 {
@@ -370,7 +362,7 @@ static cache_entry *cache_find(pd_ctx *ctx, const char *canon)
 {
     if (!ctx->cache)
         return NULL;
-    long long ttl_ms = (long long)ctx->cfg->keyrecord_cache * 1000, now = now_ms();
+    long long ttl_ms = (long long)ctx->cfg->keyrecord_cache * 1000, now = pu_now_ms();
     for (size_t i = 0; i < ctx->n_cache; i++)
         if (strcmp(ctx->cache[i].canon, canon) == 0)
             return now - ctx->cache[i].fetched_ms < ttl_ms ? &ctx->cache[i] : NULL;
@@ -394,7 +386,7 @@ static void cache_put(pd_ctx *ctx, const char *canon, const pc_keyrecord *rec)
                 slot = &ctx->cache[i];
     }
     snprintf(slot->canon, sizeof slot->canon, "%s", canon);
-    slot->fetched_ms = now_ms();
+    slot->fetched_ms = pu_now_ms();
     slot->rec = *rec;
 }
 

@@ -41,13 +41,6 @@ typedef struct session {
 
 enum { GOT_DATA = 0, GOT_EOF = -1, GOT_TIMEOUT = -2, GOT_STOP = -3 };
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int flush(session *s)
 {
     size_t off = 0;
@@ -91,11 +84,11 @@ static int fill(session *s, int timeout_ms, int idle)
 {
     if (flush(s) != 0)
         return GOT_EOF;
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = pu_now_ms() + timeout_ms;
     for (;;) {
         if (idle && s->p->stop && *s->p->stop)
             return GOT_STOP;
-        long long left = deadline - mono_ms();
+        long long left = deadline - pu_now_ms();
         if (left <= 0)
             return GOT_TIMEOUT;
         struct pollfd pfd = {.fd = s->p->in_fd, .events = POLLIN};

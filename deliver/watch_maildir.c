@@ -117,12 +117,6 @@ typedef struct watch {
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A file name fit for a log line: control bytes shown as '?'. */
 static const char *printable(const char *in, char *out, size_t cap)
@@ -627,7 +621,7 @@ static void temp_failure(watch *w, maildir *m, const char *why)
         enqueue(m, dequeue(m));
     unsigned cap = w->retry_s > MAX_RETRY_S ? w->retry_s : MAX_RETRY_S;
     m->backoff_s = m->backoff_s == 0 ? w->retry_s : (m->backoff_s > cap / 2 ? cap : m->backoff_s * 2);
-    m->next_try_ms = now_ms() + (long long)m->backoff_s * 1000;
+    m->next_try_ms = pu_now_ms() + (long long)m->backoff_s * 1000;
     m->tries++;
     if (w->once && m->tries >= ONCE_TRIES) {
         m->given_up = 1;
@@ -912,10 +906,10 @@ static size_t total_pending(const watch *w)
 
 static int run(watch *w)
 {
-    long long next_rescan = now_ms() + (long long)w->rescan_s * 1000;
+    long long next_rescan = pu_now_ms() + (long long)w->rescan_s * 1000;
     size_t rr = 0; /* round robin over Maildirs, so one busy Maildir does not starve another */
     while (!stop_requested) {
-        long long now = now_ms(), wake = w->once ? LLONG_MAX : next_rescan;
+        long long now = pu_now_ms(), wake = w->once ? LLONG_MAX : next_rescan;
         maildir *due = NULL;
         int active = 0;
         for (size_t k = 0; k < w->n_md; k++) {
@@ -939,7 +933,7 @@ static int run(watch *w)
             wake = now; /* look at new events, then go on with the queue */
         }
         struct pollfd pfd[2] = {{.fd = w->stop_r, .events = POLLIN}, {.fd = w->inotify, .events = POLLIN}};
-        long long left = wake - now_ms();
+        long long left = wake - pu_now_ms();
         int timeout = left <= 0 ? 0 : left > 3600000 ? 3600000 : (int)left;
         int r = poll(pfd, w->inotify >= 0 ? 2 : 1, timeout);
         if (r < 0 && errno != EINTR) {
@@ -949,12 +943,12 @@ static int run(watch *w)
         int rescan = 0;
         if (r > 0 && w->inotify >= 0 && (pfd[1].revents & POLLIN))
             rescan = read_events(w);
-        if (!w->once && (rescan || now_ms() >= next_rescan)) {
+        if (!w->once && (rescan || pu_now_ms() >= next_rescan)) {
             for (size_t i = 0; i < w->n_md; i++) {
                 add_watches(w, &w->md[i]);
                 scan_maildir(&w->md[i]);
             }
-            next_rescan = now_ms() + (long long)w->rescan_s * 1000;
+            next_rescan = pu_now_ms() + (long long)w->rescan_s * 1000;
         }
     }
     size_t pending = total_pending(w);

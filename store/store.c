@@ -34,13 +34,6 @@ static int map_nntp(int st)
     }
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int ps_connect(const pn_site *site, nntp_conn **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -59,11 +52,11 @@ int ps_connect(const pn_site *site, nntp_conn **out, char *err, size_t errlen)
         .connect_timeout_ms = connect_ms,
     };
     char why[256] = "";
-    long long t0 = mono_ms();
+    long long t0 = pu_now_ms();
     int st = nntp_connect(&p, out, why, sizeof why);
     /* a failure that took the whole connect timeout or longer: the site drops packets, or
      * hangs after accepting; remember it. A slow success or a refusal is not held against it. */
-    ps_health_result(site, st == NNTP_OK, st != NNTP_OK && mono_ms() - t0 >= connect_ms - 50);
+    ps_health_result(site, st == NNTP_OK, st != NNTP_OK && pu_now_ms() - t0 >= connect_ms - 50);
     if (st == NNTP_OK)
         return PS_OK;
     snprintf(err, errlen, "site %s (%s:%s): %s", site->name, site->host, site->port,

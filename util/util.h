@@ -50,6 +50,8 @@ long pu_read_secret_file(const char *path, char *buf, size_t cap, char *err, siz
 
 /* Writes all len bytes to fd, resuming after EINTR and short writes; 0, or -1 with errno. */
 int pu_write_all(int fd, const void *data, size_t len);
+/* Milliseconds of CLOCK_MONOTONIC: for timeouts and TTLs a clock step neither ends nor extends. */
+long long pu_now_ms(void);
 
 /* Writes data to path atomically (temp file + rename) with the given mode; 0 or -1. */
 int pu_write_file_atomic(const char *path, const void *data, size_t len, int mode);
