@@ -33,6 +33,10 @@ void pa_mail_message_id(const uint8_t tag[32], char out[PA_MSGID_MAX]);
 void pa_key_message_id(const uint8_t key_id[16], uint32_t serial, char out[PA_MSGID_MAX]);
 /* Checks that msgid is the mail Message-ID for tag: 0 yes, -1 no. */
 int pa_mail_message_id_matches(const uint8_t tag[32], const char *msgid);
+/* An overview line (OVER: "number \t subject \t from \t date \t message-id \t ...") of a
+ * postern mail article ("<m....>"): 1 with its number and Message-ID (not NUL-terminated,
+ * shorter than PA_MSGID_MAX), else 0 (another article in the group, or malformed). */
+int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len);
 
 /* Outer headers, each line CRLF-terminated, ending with the empty line, NUL-terminated in
  * out. extra may be NULL or CRLF-terminated header lines (Cancel-Lock, Supersedes, ...).

@@ -31,6 +31,30 @@ void pa_key_message_id(const uint8_t key_id[16], uint32_t serial, char out[PA_MS
     snprintf(out, PA_MSGID_MAX, "<k.%s.%lu" MSGID_DOMAIN, h, (unsigned long)serial);
 }
 
+int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len)
+{
+    const char *end = line + len, *p = line;
+    uint64_t num = 0;
+    while (p < end && *p >= '0' && *p <= '9' && num <= UINT64_MAX / 10 - 1)
+        num = num * 10 + (uint64_t)(*p++ - '0');
+    if (p == line || p == end || *p != '\t' || num == 0)
+        return 0;
+    for (int tabs = 0; tabs < 4; tabs++) {
+        p = memchr(p, '\t', (size_t)(end - p));
+        if (!p)
+            return 0;
+        p++;
+    }
+    const char *id_end = memchr(p, '\t', (size_t)(end - p));
+    size_t n = (size_t)((id_end ? id_end : end) - p);
+    if (n < 4 || n >= PA_MSGID_MAX || strncmp(p, "<m.", 3) != 0 || p[n - 1] != '>')
+        return 0;
+    *number = num;
+    *msgid = p;
+    *msgid_len = n;
+    return 1;
+}
+
 int pa_mail_message_id_matches(const uint8_t tag[32], const char *msgid)
 {
     char want[PA_MSGID_MAX];

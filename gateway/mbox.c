@@ -60,28 +60,16 @@ void gw_mbox_free(gw_mbox *m)
     free(m);
 }
 
-/* One overview line: "number \t subject \t from \t date \t message-id \t ...". Only postern
- * mail articles ("<m.") are messages; anything else in the group is not shown. */
+/* One overview line. Only postern mail articles are messages; anything else in the group is
+ * not shown. */
 static int over_line(void *arg, const char *line, size_t len)
 {
     scan_ctx *x = arg;
     x->over_lines++;
-    char *end;
-    unsigned long long num = strtoull(line, &end, 10);
-    if (end == line || *end != '\t' || num == 0 || num > UINT32_MAX)
-        return 0;
-    const char *id_start = line;
-    for (int tabs = 0; tabs < 4; tabs++) {
-        id_start = strchr(id_start, '\t');
-        if (!id_start)
-            return 0;
-        id_start++;
-    }
-    const char *id_end = strchr(id_start, '\t');
-    if (!id_end)
-        id_end = line + len;
-    size_t idlen = (size_t)(id_end - id_start);
-    if (idlen < 4 || idlen >= PA_MSGID_MAX || strncmp(id_start, "<m.", 3) != 0 || id_start[idlen - 1] != '>')
+    uint64_t num;
+    const char *id_start;
+    size_t idlen;
+    if (!pa_over_mail(line, len, &num, &id_start, &idlen) || num > UINT32_MAX)
         return 0;
     if (x->n && x->msgs[x->n - 1].uid >= num)
         return 0; /* out of order: never from INN */

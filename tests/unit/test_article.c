@@ -700,6 +700,32 @@ static void test_reader_newsgroups_truncation(void **state)
     assert_string_equal(r.newsgroups, "a.b,c.d");
 }
 
+/* OVER lines: the article number and a postern mail Message-ID, nothing else */
+static void test_over_mail(void **state)
+{
+    (void)state;
+    uint64_t num = 0;
+    const char *id = NULL;
+    size_t n = 0;
+    const char ok[] = "42\tsubj\tfrom\tdate\t<m.abc@postern.invalid>\trefs\t7\t1";
+    assert_int_equal(pa_over_mail(ok, strlen(ok), &num, &id, &n), 1);
+    assert_true(num == 42);
+    assert_int_equal(n, strlen("<m.abc@postern.invalid>"));
+    assert_memory_equal(id, "<m.abc@postern.invalid>", n);
+    const char last[] = "7\ts\tf\td\t<m.x@postern.invalid>"; /* the Message-ID as the last field */
+    assert_int_equal(pa_over_mail(last, strlen(last), &num, &id, &n), 1);
+    assert_int_equal(n, strlen("<m.x@postern.invalid>"));
+    static const char *const bad[] = {
+        "42\tsubj\tfrom\tdate\t<k.key@postern.invalid>\t", /* a key record, not mail */
+        "0\tsubj\tfrom\tdate\t<m.abc@postern.invalid>",      /* number 0 */
+        "x\tsubj\tfrom\tdate\t<m.abc@postern.invalid>",      /* no number */
+        "42\tsubj\tfrom\t<m.abc@postern.invalid>",            /* too few fields */
+        "42\tsubj\tfrom\tdate\t<m.abc@postern.invalid",       /* no closing bracket */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(pa_over_mail(bad[i], strlen(bad[i]), &num, &id, &n), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -716,6 +742,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_message_ids),
         cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_over_mail),
         cmocka_unit_test(test_reader),
         cmocka_unit_test(test_reader_malformed),
         cmocka_unit_test(test_reader_limits),
