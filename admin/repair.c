@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "admin/admin.h"
@@ -38,7 +37,7 @@ typedef struct site_conn {
 typedef struct group_line {
     char name[PA_GROUP_MAX + 1];
     size_t site;
-    uint64_t count, low, high;
+    uint64_t count;
 } group_line;
 
 typedef struct line_list {
@@ -54,7 +53,8 @@ static int collect_count(void *arg, const char *line, size_t len)
     (void)len;
     line_list *l = arg;
     group_line g = {.site = l->site};
-    if (sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %" SCNu64, g.name, &g.high, &g.low, &g.count) != 4)
+    uint64_t high, low;
+    if (sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %" SCNu64, g.name, &high, &low, &g.count) != 4)
         return 0;
     size_t nl = strlen(g.name);
     if (nl > 8 && strcmp(g.name + nl - 8, ".encrypt") == 0)
@@ -93,17 +93,10 @@ typedef struct id_set {
 static int collect_id(void *arg, const char *line, size_t len)
 {
     id_set *s = arg;
-    const char *p = line, *end = line + len;
-    for (int tabs = 0; tabs < 4 && p; tabs++) {
-        p = memchr(p, '\t', (size_t)(end - p));
-        if (p)
-            p++;
-    }
-    if (!p)
-        return 0;
-    const char *q = memchr(p, '\t', (size_t)(end - p));
-    size_t n = (size_t)((q ? q : end) - p);
-    if (n < 4 || n >= PA_MSGID_MAX || strncmp(p, "<m.", 3) != 0)
+    uint64_t num;
+    const char *p;
+    size_t n;
+    if (!pa_over_mail(line, len, &num, &p, &n))
         return 0; /* only postern's mail articles */
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 256;
@@ -149,7 +142,7 @@ static int read_ids(site_conn *sc, const char *group, id_set *out)
 }
 
 /* Posts one article read from src to dst: PS_OK (240) or PS_DUP (dst's history has the
- * Message-ID), else a failure. Whether dst shows it is checked afterwards (verify). */
+ * Message-ID), else a failure. Whether dst shows it is checked afterwards (ps_await_shown). */
 static int copy_article(site_conn *src, site_conn *dst, const char *group, const char *msgid, char *err,
                         size_t errlen)
 {
@@ -181,60 +174,22 @@ static int copy_article(site_conn *src, site_conn *dst, const char *group, const
 
 /* The articles posted to one site for one group, until it shows them. */
 typedef struct posted {
-    char (*id)[PA_MSGID_MAX];
-    unsigned char *dup, *shown;
+    ps_copy *v;
     size_t n, cap;
 } posted;
 
-static int posted_add(posted *p, const char *id, int dup)
+static int posted_add(posted *p, const char *id, int duplicate)
 {
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 64;
-        char(*v)[PA_MSGID_MAX] = realloc(p->id, cap * sizeof *v);
-        if (v)
-            p->id = v;
-        unsigned char *d = v ? realloc(p->dup, cap) : NULL;
-        if (d)
-            p->dup = d;
-        unsigned char *w = d ? realloc(p->shown, cap) : NULL;
-        if (!w)
+        ps_copy *v = realloc(p->v, cap * sizeof *v);
+        if (!v)
             return -1;
-        p->shown = w;
+        p->v = v;
         p->cap = cap;
     }
-    snprintf(p->id[p->n], PA_MSGID_MAX, "%s", id);
-    p->dup[p->n] = (unsigned char)dup;
-    p->shown[p->n] = 0;
-    p->n++;
+    p->v[p->n++] = (ps_copy){.msgid = id, .duplicate = duplicate}; /* id lives in the group's id_set */
     return 0;
-}
-
-/* A copy counts only when the site shows it, as for delivery: nnrpd answers 240 also for
- * what it parks, and caches negative lookups per connection, so each round asks on a new
- * connection, for up to confirm_timeout seconds. */
-static void verify(const pn_config *cfg, size_t dst, posted *p)
-{
-    const pn_site *site = &cfg->sites[dst];
-    long long deadline = pu_now_ms() + (long long)cfg->confirm_timeout * 1000;
-    for (unsigned wait_ms = 0;; wait_ms = wait_ms ? (wait_ms < 500 ? wait_ms * 2 : 500) : 50) {
-        if (wait_ms) {
-            struct timespec ts = {0, (long)wait_ms * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        nntp_conn *q = NULL;
-        char err[512];
-        size_t left = 0;
-        if (ps_connect(site, &q, err, sizeof err) == PS_OK) {
-            for (size_t i = 0; i < p->n; i++)
-                if (!p->shown[i] && !(p->shown[i] = nntp_stat(q, p->id[i]) == NNTP_OK))
-                    left++;
-            nntp_close(q);
-        } else {
-            left = 1;
-        }
-        if (!left || pu_now_ms() >= deadline)
-            return;
-    }
 }
 
 typedef struct repair {
@@ -244,7 +199,7 @@ typedef struct repair {
     unsigned long groups, compared, users_short;
 } repair;
 
-/* One group whose counts differ between sites (lines[0..n) are its sites, sorted). */
+/* One group whose counts differ between sites: Message-IDs compared, what is missing copied. */
 static void repair_group(repair *r, const char *group)
 {
     const pn_config *cfg = r->cfg;
@@ -288,24 +243,23 @@ static void repair_group(repair *r, const char *group)
     }
     for (size_t dst = 0; dst < cfg->n_sites; dst++) {
         posted *p = &sent[dst];
+        /* a copy counts only when the site shows it, as for delivery */
         if (p->n)
-            verify(cfg, dst, p);
+            ps_await_shown(&cfg->sites[dst], cfg->confirm_timeout, p->v, p->n, NULL, 0);
         for (size_t i = 0; i < p->n; i++) {
-            if (p->shown[i]) {
+            if (p->v[i].shown) {
                 r->sites[dst].copied++;
                 continue;
             }
-            if (p->dup[i])
+            if (p->v[i].duplicate)
                 r->sites[dst].refused++;
             else
                 r->sites[dst].failed++;
-            pu_err("%s: %s not copied to site %s: %s", address, p->id[i], cfg->sites[dst].name,
-                   p->dup[i] ? "its history remembers the Message-ID (cancelled or expired there)"
-                             : "it answered 240 but does not show the article");
+            pu_err("%s: %s not copied to site %s: %s", address, p->v[i].msgid, cfg->sites[dst].name,
+                   p->v[i].duplicate ? "its history remembers the Message-ID (cancelled or expired there)"
+                                     : "it answered 240 but does not show the article");
         }
-        free(p->id);
-        free(p->dup);
-        free(p->shown);
+        free(p->v);
     }
     if (short_somewhere) {
         r->users_short++;
@@ -404,22 +358,16 @@ int adm_cmd_repair(const pn_config *cfg, int argc, char **argv)
     int say = !pu_quiet || r->users_short || rc != PX_OK; /* -q (from a timer): only news */
     for (size_t i = 0; i < cfg->n_sites; i++) {
         site_conn *sc = &r->sites[i];
-        if (!say) {
-            if (sc->c)
-                nntp_close(sc->c);
-            continue;
-        }
-        if (!sc->c) {
+        left += sc->missing - sc->copied;
+        if (say && !sc->c)
             printf("  site %s: not reachable\n", cfg->sites[i].name);
-            continue;
-        }
-        if (!sc->missing)
+        else if (say && !sc->missing)
             printf("  site %s: nothing missing\n", cfg->sites[i].name);
-        else
+        else if (say)
             printf("  site %s: %lu missing, %lu copied, %lu refused (remembered there), %lu failed\n",
                    cfg->sites[i].name, sc->missing, sc->copied, sc->refused, sc->failed);
-        left += sc->missing - sc->copied;
-        nntp_close(sc->c);
+        if (sc->c)
+            nntp_close(sc->c);
     }
     if (say)
         printf("postern repair: %lu groups, %lu compared by Message-ID, %lu users short somewhere\n", r->groups,

@@ -197,7 +197,6 @@ out:
     return rc;
 }
 
-/* Posts to one site; PS_OK also when the site already had it. */
 /* Whether the site shows the article: PS_OK (223), PS_NOENT (430), or PS_TEMP with err. */
 static int site_shows(nntp_conn *c, const char *msgid, char *err, size_t errlen)
 {
@@ -219,7 +218,7 @@ static int site_shows(nntp_conn *c, const char *msgid, char *err, size_t errlen)
  * nnrpd caches history lookups, the negative ones too: a Message-ID looked up before the
  * article arrived stays "430" on that connection. So nothing is looked up before the POST
  * (a retry re-sends the article and hears 435), the first check runs on the posting
- * connection, and each re-check on a new one. */
+ * connection, and the re-checks are ps_await_shown's, each on a new one. */
 static int store_at_site(nntp_conn *c, const pn_site *site, unsigned confirm_timeout, const char *group,
                          const sealed *m, char *err, size_t errlen)
 {
@@ -231,28 +230,16 @@ static int store_at_site(nntp_conn *c, const pn_site *site, unsigned confirm_tim
     int st = ps_post_envelope(c, headers, m->prefix, sizeof m->prefix, m->fd, m->cipher_len, err, errlen);
     if (st != PS_OK && st != PS_DUP)
         return st;
-    const char *answer = st == PS_DUP ? "refused it as a duplicate" : "answered 240";
+    ps_copy copy = {.msgid = m->msgid, .duplicate = st == PS_DUP};
     st = site_shows(c, m->msgid, err, errlen);
     if (st != PS_NOENT)
         return st;
-    long long deadline = pu_now_ms() + (long long)confirm_timeout * 1000;
-    char last[256] = "430 No such article";
-    for (unsigned wait_ms = 20; pu_now_ms() < deadline; wait_ms = wait_ms < 500 ? wait_ms * 2 : 500) {
-        struct timespec ts = {0, (long)wait_ms * 1000000L};
-        nanosleep(&ts, NULL);
-        nntp_conn *q = NULL;
-        if (ps_connect(site, &q, last, sizeof last) != PS_OK)
-            continue; /* innd paused or restarting refuses readers: it may be back in time */
-        st = site_shows(q, m->msgid, last, sizeof last);
-        nntp_close(q);
-        if (st == PS_OK)
-            return PS_OK;
-        if (st == PS_NOENT)
-            snprintf(last, sizeof last, "430 No such article");
-    }
+    char last[256];
+    if (ps_await_shown(site, confirm_timeout, &copy, 1, last, sizeof last) == 0)
+        return PS_OK;
     snprintf(err, errlen,
              "%s but did not show %s within %u s (parked by nnrpd, or only in flight; last check: %s): not a copy",
-             answer, m->msgid, confirm_timeout, last);
+             copy.duplicate ? "refused it as a duplicate" : "answered 240", m->msgid, confirm_timeout, last);
     return PS_NOENT;
 }
 

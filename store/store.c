@@ -66,6 +66,44 @@ int ps_connect(const pn_site *site, nntp_conn **out, char *err, size_t errlen)
     return st == NNTP_EAUTH ? PS_TEMP : map_nntp(st);
 }
 
+size_t ps_await_shown(const pn_site *site, unsigned timeout_s, ps_copy *copies, size_t n, char *last,
+                      size_t lastlen)
+{
+    char scratch[256];
+    if (!last || !lastlen) {
+        last = scratch;
+        lastlen = sizeof scratch;
+    }
+    snprintf(last, lastlen, "430 No such article");
+    long long deadline = pu_now_ms() + (long long)timeout_s * 1000;
+    size_t left = 0;
+    for (size_t i = 0; i < n; i++)
+        left += !copies[i].shown;
+    for (unsigned wait_ms = 20; left && pu_now_ms() < deadline; wait_ms = wait_ms < 500 ? wait_ms * 2 : 500) {
+        struct timespec ts = {0, (long)wait_ms * 1000000L};
+        nanosleep(&ts, NULL);
+        nntp_conn *q = NULL;
+        if (ps_connect(site, &q, last, lastlen) != PS_OK)
+            continue; /* innd paused or restarting refuses readers: it may be back in time */
+        for (size_t i = 0; i < n; i++) {
+            if (copies[i].shown)
+                continue;
+            int st = nntp_stat(q, copies[i].msgid);
+            if (st == NNTP_OK) {
+                copies[i].shown = 1;
+                left--;
+            } else if (st == NNTP_ENOENT) {
+                snprintf(last, lastlen, "430 No such article");
+            } else {
+                snprintf(last, lastlen, "STAT %s: %s", copies[i].msgid, nntp_last_response(q));
+                break;
+            }
+        }
+        nntp_close(q);
+    }
+    return left;
+}
+
 int ps_connect_any(const pn_config *cfg, nntp_conn **out, size_t *site_index, char *err, size_t errlen)
 {
     int st = PS_TEMP;

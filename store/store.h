@@ -41,6 +41,22 @@ int ps_connect_any(const pn_config *cfg, nntp_conn **out, size_t *site_index, ch
 int ps_fetch_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, pc_keyrecord *rec,
                        char *msgid, char *err, size_t errlen);
 
+/* One article posted to a site, until the site shows it. */
+typedef struct ps_copy {
+    const char *msgid;
+    int duplicate; /* the POST was answered "duplicate" (the site's history has the ID) */
+    int shown;     /* set by ps_await_shown once STAT finds it */
+} ps_copy;
+
+/* Waits until the site shows every copy (STAT 223), for up to timeout_s seconds. A 240 or a
+ * "duplicate" answer proves nothing on INN (nnrpd answers 240 for what it parks; 435 comes
+ * while a peer's feed still carries the article), and nnrpd caches negative history lookups
+ * per connection, so each round asks on a new connection, after a short growing pause.
+ * Returns how many are still not shown; last (may be NULL) gets the last answer or
+ * connection error. */
+size_t ps_await_shown(const pn_site *site, unsigned timeout_s, ps_copy *copies, size_t n, char *last,
+                      size_t lastlen);
+
 /* Posts an article: the header block (CRLF lines, ending with an empty line), then the binary
  * prefix followed by the binary contents of fd from offset 0 to len, in base64 lines.
  * PS_OK on 240, PS_DUP when the server already has the Message-ID, PS_TEMP/PS_FAIL else. */
