@@ -10,5 +10,6 @@ int adm_cmd_authority(const pn_config *cfg, int argc, char **argv);  /* authorit
 int adm_cmd_user(const pn_config *cfg, int argc, char **argv);       /* user add|passwd|del|list */
 int adm_cmd_mailbox(const pn_config *cfg, int argc, char **argv);    /* mailbox ADDRESS [--show N] */
 int adm_cmd_repair(const pn_config *cfg, int argc, char **argv);     /* repair [--dry-run] [--user A] */
+int adm_cmd_status(const pn_config *cfg, int argc, char **argv);     /* status: gateway and replication */
 
 #endif

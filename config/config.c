@@ -298,6 +298,16 @@ static int handler(void *user, const char *section, const char *key, const char 
             return set_uint(&cfg->confirm_timeout, value, 1, 600, key, ctx);
     } else if (strcmp(section, "gateway") == 0) {
         return handle_gateway(ctx, key, value);
+    } else if (strcmp(section, "repair") == 0) {
+        if (strcmp(key, "interval") == 0) {
+            if (!set_uint(&cfg->repair_interval, value, 0, 3600, key, ctx))
+                return 0;
+            if (cfg->repair_interval == 1) {
+                snprintf(ctx->err, sizeof ctx->err, "interval = 1: use 0 (off) or at least 2 seconds");
+                return 0;
+            }
+            return 1;
+        }
     } else {
         snprintf(ctx->err, sizeof ctx->err, "unknown section [%s]", section);
         return 0;
@@ -354,6 +364,7 @@ void pn_config_defaults(const char *path, pn_config *cfg)
     cfg->max_message_size = 100ULL << 20;
     cfg->keyrecord_cache = 60;
     cfg->confirm_timeout = 5;
+    cfg->repair_interval = 30;
     pn_gateway *g = &cfg->gateway;
     strcpy(g->user, "postern");
     strcpy(g->vault_user, "postern");

@@ -27,6 +27,10 @@
  *   connect_timeout = 5                    ; seconds for the TCP connection; a site whose
  *                                          ; attempt failed after that long is skipped a while
  *
+ *   [repair]                               ; the repair pass `postern serve` runs (docs/design.md)
+ *   interval = 30                          ; seconds between passes; 0: off. A gap is closed
+ *                                          ; within about two intervals
+ *
  *   [gateway]                              ; postern serve (IMAP); every key optional
  *   imap = 127.0.0.1:143, [::1]:143        ; plain + STARTTLS listeners; repeatable; default none
  *   imaps = 0.0.0.0:993                    ; implicit TLS listeners; repeatable; default none
@@ -122,6 +126,7 @@ typedef struct pn_config {
     uint64_t max_message_size;
     unsigned keyrecord_cache;   /* seconds; 0: look the key record up for every message */
     unsigned confirm_timeout;   /* seconds: a copy counts once STAT finds it, within this */
+    unsigned repair_interval;   /* seconds between the gateway's repair passes; 0: none */
     size_t n_sites;
     pn_site sites[PN_MAX_SITES];
     pn_gateway gateway;

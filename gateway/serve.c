@@ -27,6 +27,7 @@
 
 #include "gateway/gateway.h"
 #include "gateway/gw.h"
+#include "repair/repair.h"
 #include "util/util.h"
 #include "vault/vault.h"
 
@@ -262,6 +263,39 @@ static void __attribute__((noreturn)) child_exit(int rc)
     exit(rc);
 }
 
+static volatile sig_atomic_t repair_stop;
+
+static void repair_stop_handler(int sig)
+{
+    (void)sig;
+    repair_stop = 1;
+}
+
+/* The repair process (repair/): a pass over every site each [repair] interval, so that a
+ * site that lost articles or comes back after an outage is made whole without an admin.
+ * It holds only the news servers' credentials, as the network process does, and runs as its
+ * user. The parent holds nothing else when it forks this (only its control socket end). */
+static pid_t start_repairer(const pn_config *cfg, const identity *id, int parent_fd, const sigset_t *old)
+{
+    pid_t pid = fork();
+    if (pid != 0) {
+        if (pid < 0)
+            gw_log(GW_ERROR, "fork (repair process): %s", strerror(errno));
+        return pid;
+    }
+    close(parent_fd);
+    if (drop_privileges(id, "repair") != 0)
+        child_exit(PX_OSERR);
+    struct sigaction sa = {.sa_handler = repair_stop_handler}; /* no SA_RESTART: wakes its sleep */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGHUP, SIG_IGN);
+    sigprocmask(SIG_SETMASK, old, NULL);
+    gw_log(GW_INFO, "repair process ready (a pass every %u s over %zu sites)", cfg->repair_interval, cfg->n_sites);
+    pr_run_periodic(cfg, cfg->repair_interval, (volatile const int *)&repair_stop);
+    child_exit(PX_OK);
+}
+
 int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
 {
     bool check = false;
@@ -391,10 +425,14 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
     close(ctl_sp[1]);
     gw_pem_free(&pem);
     gw_log(GW_INFO, "serving: vault pid %ld, network pid %ld", (long)vault_pid, (long)net_pid);
+    /* no repair without two sites to compare, or when the admin runs it elsewhere */
+    bool repairs = cfg->repair_interval > 0 && cfg->n_sites >= 2;
+    pid_t repair_pid = repairs ? start_repairer(cfg, &net_id, ctl_sp[0], &old) : -1;
+    time_t repair_started = time(NULL), repair_due = 0;
 
     bool stopping = false, failed = false;
     time_t kill_at = 0;
-    while (vault_pid > 0 || net_pid > 0) {
+    while (vault_pid > 0 || net_pid > 0 || repair_pid > 0) {
         struct timespec tick = {1, 0};
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT) {
@@ -406,6 +444,8 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
                 kill(net_pid, SIGTERM);
             if (vault_pid > 0)
                 kill(vault_pid, SIGTERM);
+            if (repair_pid > 0)
+                kill(repair_pid, SIGTERM);
             if (!kill_at)
                 kill_at = time(NULL) + KILL_AFTER_S;
         } else if (sig == SIGHUP) {
@@ -415,6 +455,17 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
         int status;
         pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (pid == repair_pid) {
+                /* mail is served without it: restart it, not the gateway (at most every 30 s) */
+                repair_pid = -1;
+                if (!stopping) {
+                    char how[96];
+                    describe_exit(status, how, sizeof how);
+                    gw_log(GW_ERROR, "the repair process (pid %ld) %s; starting it again", (long)pid, how);
+                    repair_due = repair_started + 30;
+                }
+                continue;
+            }
             const char *who = pid == net_pid ? "network" : pid == vault_pid ? "vault" : NULL;
             if (!who)
                 continue;
@@ -428,6 +479,8 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
                 pid_t other = pid == net_pid ? vault_pid : net_pid;
                 if (other > 0)
                     kill(other, SIGTERM);
+                if (repair_pid > 0)
+                    kill(repair_pid, SIGTERM);
             } else if (!clean) {
                 gw_log(GW_WARN, "the %s process (pid %ld) %s", who, (long)pid, how);
             }
@@ -440,12 +493,19 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
                 vault_pid = -1;
             }
         }
+        if (!stopping && repair_due && time(NULL) >= repair_due) {
+            repair_due = 0;
+            repair_started = time(NULL);
+            repair_pid = start_repairer(cfg, &net_id, ctl_sp[0], &old);
+        }
         if (stopping && kill_at && time(NULL) >= kill_at) {
             gw_log(GW_WARN, "children still running after %d s: killing them", KILL_AFTER_S);
             if (net_pid > 0)
                 kill(net_pid, SIGKILL);
             if (vault_pid > 0)
                 kill(vault_pid, SIGKILL);
+            if (repair_pid > 0)
+                kill(repair_pid, SIGKILL);
             kill_at = 0;
         }
     }

@@ -1,0 +1,568 @@
+/* repair: anti-entropy between the sites. Cheap when nothing is missing: one LIST COUNTS per
+ * site, and Message-IDs are compared (one OVER per site) only for groups whose counts differ.
+ * A copy is the envelope read from one site and posted unchanged, with the same headers and
+ * Message-ID, to the other; it counts when the other site shows it (ps_await_shown), as for
+ * delivery. */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "article/article.h"
+#include "crypto/crypto.h"
+#include "repair/repair.h"
+#include "store/store.h"
+#include "util/util.h"
+
+#define LOUD_ERRORS_PER_PASS 5 /* PR_SETTLED passes run every few seconds: a summary, not a flood */
+
+/* One group as one site reports it in LIST COUNTS. */
+typedef struct group_line {
+    char name[PA_GROUP_MAX + 1];
+    size_t site;
+    uint64_t count, high;
+} group_line;
+
+typedef struct line_list {
+    group_line *v;
+    size_t n, cap;
+    size_t site;
+    const char *prefix;
+    int nomem;
+} line_list;
+
+/* A group as the previous pass saw it (sorted by name): for PR_SETTLED. */
+typedef struct memo {
+    char name[PA_GROUP_MAX + 1];
+    uint32_t reported;                   /* bit i: site i listed the group */
+    uint64_t high[PN_MAX_SITES];         /* its high water mark there */
+    int compared_clean;                  /* compared, and nothing was left to copy... */
+    uint64_t compared[PN_MAX_SITES];     /* ...at these counts */
+    uint32_t compared_reported;
+} memo;
+
+struct pr_repairer {
+    const pn_config *cfg;
+    memo *memos;
+    size_t n_memos;
+    int has_memory; /* a pass ran before */
+};
+
+typedef struct pass {
+    pr_repairer *r;
+    unsigned flags;
+    nntp_conn *c[PN_MAX_SITES];
+    pr_tally *t;
+    FILE *out;
+    unsigned long loud; /* errors printed this pass */
+    unsigned long quiet;
+} pass;
+
+static void say_error(pass *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say_error(pass *p, const char *fmt, ...)
+{
+    if ((p->flags & PR_SETTLED) && p->loud >= LOUD_ERRORS_PER_PASS) {
+        p->quiet++;
+        return;
+    }
+    p->loud++;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    pu_err("%s", line);
+}
+
+static int collect_count(void *arg, const char *line, size_t len)
+{
+    (void)len;
+    line_list *l = arg;
+    group_line g = {.site = l->site};
+    uint64_t low;
+    if (sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %" SCNu64, g.name, &g.high, &low, &g.count) != 4)
+        return 0;
+    size_t nl = strlen(g.name);
+    if (nl > 8 && strcmp(g.name + nl - 8, ".encrypt") == 0)
+        return 0; /* key groups: user add reads their record back from every site */
+    char address[PA_ADDRESS_MAX + 1];
+    if (pa_group_to_address(l->prefix, g.name, address, sizeof address) != 0)
+        return 0; /* not a user's group */
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        group_line *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->nomem = 1;
+            return 1;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = g;
+    return 0;
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+    const group_line *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->site > y->site) - (x->site < y->site);
+}
+
+/* The postern Message-IDs of one group at one site, with their numbers there, sorted by ID. */
+typedef struct id_entry {
+    char id[PA_MSGID_MAX];
+    uint64_t number;
+} id_entry;
+
+typedef struct id_set {
+    id_entry *v;
+    size_t n, cap;
+    int nomem;
+} id_set;
+
+static int collect_id(void *arg, const char *line, size_t len)
+{
+    id_set *s = arg;
+    uint64_t num;
+    const char *p;
+    size_t n;
+    if (!pa_over_mail(line, len, &num, &p, &n))
+        return 0; /* only postern's mail articles */
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        id_entry *v = realloc(s->v, cap * sizeof *v);
+        if (!v) {
+            s->nomem = 1;
+            return 1;
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    memcpy(s->v[s->n].id, p, n);
+    s->v[s->n].id[n] = '\0';
+    s->v[s->n].number = num;
+    s->n++;
+    return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(((const id_entry *)a)->id, ((const id_entry *)b)->id);
+}
+
+static int has_id(const id_set *s, const char *id)
+{
+    id_entry key;
+    snprintf(key.id, sizeof key.id, "%s", id);
+    return s->n && bsearch(&key, s->v, s->n, sizeof *s->v, cmp_id) != NULL;
+}
+
+static int read_ids(nntp_conn *c, const char *group, id_set *out)
+{
+    nntp_group_info info;
+    int st = nntp_group(c, group, &info);
+    if (st == NNTP_ENOENT)
+        return 0; /* the group is not there: every message is missing */
+    if (st != NNTP_OK || info.count == 0)
+        return st == NNTP_OK ? 0 : -1;
+    char range[48];
+    snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, info.low, info.high);
+    st = nntp_over(c, range, collect_id, out);
+    if (out->nomem || (st != NNTP_OK && st != NNTP_ENOENT))
+        return -1;
+    qsort(out->v, out->n, sizeof *out->v, cmp_id);
+    return 0;
+}
+
+/* Posts one article read from src to dst: PS_OK (240) or PS_DUP (dst's history has the
+ * Message-ID), else a failure. Whether dst shows it is checked afterwards (ps_await_shown). */
+static int copy_article(nntp_conn *src, nntp_conn *dst, const char *group, const char *msgid, char *err,
+                        size_t errlen)
+{
+    pu_buf env = {0};
+    char got[PA_MSGID_MAX];
+    int st = ps_fetch_envelope(src, msgid, &env, got, err, errlen);
+    if (st == PS_OK && (env.len < PC_MSG_PREFIX_BYTES || strcmp(got, msgid) != 0)) {
+        snprintf(err, errlen, "%s is not a postern envelope", msgid);
+        st = PS_BADMSG;
+    }
+    int fd = st == PS_OK ? memfd_create("postern-repair", MFD_CLOEXEC) : -1;
+    size_t body = st == PS_OK ? env.len - PC_MSG_PREFIX_BYTES : 0;
+    if (st == PS_OK && (fd < 0 || pu_write_all(fd, (const uint8_t *)env.data + PC_MSG_PREFIX_BYTES, body) != 0)) {
+        snprintf(err, errlen, "cannot hold the article in memory");
+        st = PS_TEMP;
+    }
+    char headers[1024];
+    if (st == PS_OK && !pa_mail_headers(group, msgid, headers, sizeof headers)) {
+        snprintf(err, errlen, "header block too long");
+        st = PS_FAIL;
+    }
+    if (st == PS_OK)
+        st = ps_post_envelope(dst, headers, (const uint8_t *)env.data, PC_MSG_PREFIX_BYTES, fd, body, err, errlen);
+    if (fd >= 0)
+        close(fd);
+    pu_buf_free(&env);
+    return st;
+}
+
+/* The articles posted to one site for one group, until it shows them. */
+typedef struct posted {
+    ps_copy *v;
+    size_t n, cap;
+} posted;
+
+static int posted_add(posted *p, const char *id, int duplicate)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        ps_copy *v = realloc(p->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        p->v = v;
+        p->cap = cap;
+    }
+    p->v[p->n++] = (ps_copy){.msgid = id, .duplicate = duplicate}; /* id lives in the group's id_set */
+    return 0;
+}
+
+static const memo *find_memo(const pr_repairer *r, const char *name)
+{
+    size_t lo = 0, hi = r->n_memos;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, r->memos[mid].name);
+        if (c == 0)
+            return &r->memos[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+/* PR_SETTLED: the source held this article at the previous pass. */
+static int settled(const pass *p, const memo *old, size_t src, uint64_t number)
+{
+    if (!(p->flags & PR_SETTLED))
+        return 1;
+    return old && (old->reported >> src & 1) && number <= old->high[src];
+}
+
+/* One group whose counts differ between sites: Message-IDs compared, what is missing copied.
+ * Returns 1 when something is left to copy (a failure, or an article too new to copy). */
+static int repair_group(pass *p, const char *group, const memo *old)
+{
+    const pn_config *cfg = p->r->cfg;
+    pr_tally *t = p->t;
+    id_set ids[PN_MAX_SITES] = {{0}};
+    posted sent[PN_MAX_SITES] = {{0}};
+    int readable[PN_MAX_SITES] = {0};
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        if (p->c[i] && read_ids(p->c[i], group, &ids[i]) == 0)
+            readable[i] = 1;
+    char address[PA_ADDRESS_MAX + 1] = "?";
+    pa_group_to_address(cfg->prefix, group, address, sizeof address);
+    t->compared++;
+    int short_somewhere = 0, left = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        if (p->c[i] && !readable[i])
+            left = 1; /* could not compare there: next pass */
+    for (size_t src = 0; src < cfg->n_sites; src++) {
+        if (!readable[src])
+            continue;
+        for (size_t k = 0; k < ids[src].n; k++) {
+            const char *id = ids[src].v[k].id;
+            int seen_before = 0; /* handled when an earlier site offered it */
+            for (size_t e = 0; e < src && !seen_before; e++)
+                seen_before = readable[e] && has_id(&ids[e], id);
+            if (seen_before)
+                continue;
+            for (size_t dst = 0; dst < cfg->n_sites; dst++) {
+                if (dst == src || !readable[dst] || has_id(&ids[dst], id))
+                    continue;
+                pr_site_tally *d = &t->site[dst];
+                if (!settled(p, old, src, ids[src].v[k].number)) {
+                    d->waiting++;
+                    left = 1;
+                    continue;
+                }
+                d->missing++;
+                short_somewhere = 1;
+                if (p->flags & PR_DRY_RUN)
+                    continue;
+                char err[512] = "";
+                int st = copy_article(p->c[src], p->c[dst], group, id, err, sizeof err);
+                if ((st == PS_OK || st == PS_DUP) && posted_add(&sent[dst], id, st == PS_DUP) == 0)
+                    continue;
+                d->failed++;
+                left = 1;
+                say_error(p, "%s: %s not copied from site %s to %s: %s", address, id, cfg->sites[src].name,
+                          cfg->sites[dst].name, st == PS_OK || st == PS_DUP ? "out of memory" : err);
+            }
+        }
+    }
+    for (size_t dst = 0; dst < cfg->n_sites; dst++) {
+        posted *sp = &sent[dst];
+        /* a copy counts only when the site shows it, as for delivery */
+        if (sp->n)
+            ps_await_shown(&cfg->sites[dst], cfg->confirm_timeout, sp->v, sp->n, NULL, 0);
+        for (size_t i = 0; i < sp->n; i++) {
+            if (sp->v[i].shown) {
+                t->site[dst].copied++;
+                continue;
+            }
+            if (sp->v[i].duplicate) {
+                t->site[dst].refused++;
+            } else {
+                t->site[dst].failed++;
+                left = 1;
+            }
+            say_error(p, "%s: %s not copied to site %s: %s", address, sp->v[i].msgid, cfg->sites[dst].name,
+                      sp->v[i].duplicate ? "its history remembers the Message-ID (cancelled or expired there)"
+                                         : "it answered 240 but does not show the article");
+        }
+        free(sp->v);
+    }
+    if (short_somewhere) {
+        t->users_short++;
+        if (p->out) {
+            fprintf(p->out, "%s:", address);
+            for (size_t i = 0; i < cfg->n_sites; i++)
+                if (readable[i])
+                    fprintf(p->out, " %s %zu", cfg->sites[i].name, ids[i].n);
+            fprintf(p->out, " messages%s\n", p->flags & PR_DRY_RUN ? " (dry run: nothing copied)" : "");
+        }
+    }
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        free(ids[i].v);
+    return left;
+}
+
+pr_repairer *pr_new(const pn_config *cfg)
+{
+    pr_repairer *r = calloc(1, sizeof *r);
+    if (r)
+        r->cfg = cfg;
+    return r;
+}
+
+void pr_free(pr_repairer *r)
+{
+    if (r) {
+        free(r->memos);
+        free(r);
+    }
+}
+
+/* Lists every site's user groups; unreachable sites are left out (their tally says why). */
+static int list_sites(pass *p, line_list *lines)
+{
+    const pn_config *cfg = p->r->cfg;
+    char wildmat[80];
+    snprintf(wildmat, sizeof wildmat, "%s%s*", cfg->prefix, cfg->prefix[0] ? "." : "");
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        pr_site_tally *st = &p->t->site[i];
+        if (ps_connect(&cfg->sites[i], &p->c[i], st->err, sizeof st->err) != PS_OK) {
+            p->c[i] = NULL;
+            continue;
+        }
+        lines->site = i;
+        if (nntp_list_counts(p->c[i], wildmat, collect_count, lines) != NNTP_OK) {
+            snprintf(st->err, sizeof st->err, "LIST COUNTS %s: %s", wildmat, nntp_last_response(p->c[i]));
+            nntp_close(p->c[i]);
+            p->c[i] = NULL;
+            continue;
+        }
+        if (lines->nomem)
+            return -1;
+        st->reachable = 1;
+        p->t->up++;
+    }
+    qsort(lines->v, lines->n, sizeof *lines->v, cmp_line);
+    return 0;
+}
+
+int pr_pass(pr_repairer *r, unsigned flags, const char *only_group, FILE *out, pr_tally *tally)
+{
+    const pn_config *cfg = r->cfg;
+    memset(tally, 0, sizeof *tally);
+    pass p = {.r = r, .flags = flags, .t = tally, .out = out};
+    line_list lines = {.prefix = cfg->prefix};
+    memo *next = NULL;
+    size_t n_next = 0;
+    int rc = 0;
+    if (list_sites(&p, &lines) != 0) {
+        rc = -1;
+        goto done;
+    }
+    next = calloc(lines.n ? lines.n : 1, sizeof *next);
+    if (!next) {
+        rc = -1;
+        goto done;
+    }
+    for (size_t a = 0; a < lines.n;) {
+        size_t b = a;
+        memo *m = &next[n_next++];
+        snprintf(m->name, sizeof m->name, "%s", lines.v[a].name);
+        uint64_t count[PN_MAX_SITES] = {0};
+        for (; b < lines.n && strcmp(lines.v[b].name, lines.v[a].name) == 0; b++) {
+            m->reported |= 1u << lines.v[b].site;
+            m->high[lines.v[b].site] = lines.v[b].high;
+            count[lines.v[b].site] = lines.v[b].count;
+        }
+        /* the same count everywhere it is reachable is taken as the same messages */
+        int differ = b - a != tally->up;
+        for (size_t k = a + 1; k < b && !differ; k++)
+            differ = lines.v[k].count != lines.v[a].count;
+        tally->groups++;
+        const memo *old = r->has_memory ? find_memo(r, m->name) : NULL;
+        if (only_group ? strcmp(only_group, m->name) == 0 : differ && tally->up >= 2) {
+            if (!only_group && (flags & PR_SETTLED) && old && old->compared_clean &&
+                old->compared_reported == m->reported && memcmp(old->compared, count, sizeof count) == 0) {
+                /* as when last compared: nothing copyable then, nothing now */
+                m->compared_clean = 1;
+                m->compared_reported = old->compared_reported;
+                memcpy(m->compared, old->compared, sizeof m->compared);
+            } else {
+                int left = repair_group(&p, m->name, old);
+                m->compared_clean = !left && !(flags & PR_DRY_RUN);
+                m->compared_reported = m->reported;
+                memcpy(m->compared, count, sizeof count);
+            }
+        }
+        a = b;
+    }
+    free(r->memos);
+    r->memos = next;
+    r->n_memos = n_next;
+    r->has_memory = 1;
+    next = NULL;
+    if (p.quiet)
+        pu_err("... and %lu more copy errors in this pass", p.quiet);
+done:
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        if (p.c[i])
+            nntp_close(p.c[i]);
+    free(lines.v);
+    free(next);
+    if (rc == 0) {
+        int whole = tally->up == cfg->n_sites;
+        for (size_t i = 0; i < cfg->n_sites && whole; i++) {
+            const pr_site_tally *s = &tally->site[i];
+            whole = s->missing == s->copied + s->refused && !s->waiting;
+        }
+        rc = whole ? 0 : 1;
+    }
+    return rc;
+}
+
+void pr_print_sites(const pn_config *cfg, const pr_tally *t, FILE *to)
+{
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const pr_site_tally *s = &t->site[i];
+        fprintf(to, "  site %s: ", cfg->sites[i].name);
+        if (!s->reachable)
+            fprintf(to, "not reachable (%s)", s->err[0] ? s->err : "no answer");
+        else if (!s->missing && !s->waiting)
+            fprintf(to, "nothing missing");
+        else if (!s->missing)
+            fprintf(to, "%lu arrived elsewhere moments ago (checked again next pass)", s->waiting);
+        else
+            fprintf(to, "%lu missing, %lu copied, %lu refused (remembered there), %lu failed", s->missing,
+                    s->copied, s->refused, s->failed);
+        if (s->missing && s->waiting)
+            fprintf(to, "; %lu newer ones next pass", s->waiting);
+        fputc('\n', to);
+    }
+}
+
+int pr_write_status(const pn_config *cfg, const pr_tally *t, unsigned interval)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return -1;
+    time_t now = time(NULL);
+    struct tm tm;
+    char when[64];
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    unsigned long still = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        still += t->site[i].missing - t->site[i].copied - t->site[i].refused;
+    fprintf(f, "replication checked %s (a pass every %u s): %zu of %zu sites reachable, %s\n", when, interval, t->up,
+            cfg->n_sites, t->up < cfg->n_sites ? "DEGRADED" : still ? "REPAIRING" : "every site holds every message");
+    pr_print_sites(cfg, t, f);
+    if (fclose(f) != 0) {
+        free(text);
+        return -1;
+    }
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/replication.status", cfg->state_dir);
+    int rc = pu_write_file_atomic(path, text, len, 0644);
+    free(text);
+    return rc;
+}
+
+/* What the log says after a pass: only news (something missing, or a site's reachability
+ * changed), so a healthy mesh logs nothing every interval. */
+static void log_pass(const pn_config *cfg, const pr_tally *t, uint32_t *was_down)
+{
+    uint32_t down = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const pr_site_tally *s = &t->site[i];
+        if (!s->reachable)
+            down |= 1u << i;
+        if (!s->reachable && !(*was_down >> i & 1))
+            pu_err("repair: site %s not reachable: %s", cfg->sites[i].name, s->err);
+        else if (s->reachable && (*was_down >> i & 1))
+            pu_err("repair: site %s reachable again", cfg->sites[i].name);
+        if (s->missing)
+            pu_err("repair: site %s lacked %lu messages: %lu copied, %lu refused (remembered there), %lu failed",
+                   cfg->sites[i].name, s->missing, s->copied, s->refused, s->failed);
+    }
+    *was_down = down;
+}
+
+void pr_run_periodic(const pn_config *cfg, unsigned interval, volatile const int *stop)
+{
+    pr_repairer *r = pr_new(cfg);
+    uint32_t was_down = 0;
+    /* several gateways run this against the same sites: spread their passes */
+    unsigned jitter_ms = interval * 100u; /* up to a tenth of the interval */
+    long long next = pu_now_ms() + 1000 + (long long)randombytes_uniform(jitter_ms + 1);
+    while (!*stop) {
+        long long now = pu_now_ms();
+        if (now < next) {
+            long long wait = next - now;
+            struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
+            nanosleep(&ts, NULL); /* a signal ends it early; *stop says why */
+            continue;
+        }
+        pr_tally t;
+        if (!r) {
+            r = pr_new(cfg);
+        } else if (pr_pass(r, PR_SETTLED, NULL, NULL, &t) < 0) {
+            pu_err("repair: out of memory; next pass in %u s", interval);
+            pr_free(r);
+            r = NULL; /* start over with no memory */
+        } else {
+            log_pass(cfg, &t, &was_down);
+            if (pr_write_status(cfg, &t, interval) != 0)
+                pu_err("repair: cannot write %s/replication.status: %s", cfg->state_dir, strerror(errno));
+        }
+        next = pu_now_ms() + (long long)interval * 1000 + (long long)randombytes_uniform(jitter_ms + 1);
+    }
+    pr_free(r);
+}
