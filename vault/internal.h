@@ -117,6 +117,7 @@ typedef struct vp_job {
     size_t pw_len;
     uint8_t verifier[32];
     uint8_t ip[VAULT_IP_BYTES];
+    int counted;            /* a distinct guess, in flight in the throttle (vt_begin) */
     int status;             /* the run's result (pc_status) */
     uint8_t *sk;            /* sodium_malloc'd, set by a PC_OK run */
     struct vp_job *waiters; /* logins for the same record, answered when this run ends */
@@ -135,12 +136,24 @@ void vp_free(vp_pool *p);
 
 /* ---- failed-login counters (throttle.c) ---- */
 typedef struct vt_table vt_table;
-enum { VT_ADDRESS = 1, VT_IP = 2 };
+/* VT_SOURCE and VT_TRUSTED keys are the address followed by the client's IP (vt_source_key). */
+enum { VT_ADDRESS = 1, VT_IP = 2, VT_SOURCE = 3, VT_TRUSTED = 4 };
+#define VT_KEY_MAX (PC_ADDRESS_MAX + VAULT_IP_BYTES)
 vt_table *vt_new(void);
 void vt_free(vt_table *t);
-/* 1 if logins for this key must wait (in back-off), else 0. */
-int vt_blocked(vt_table *t, const vault_config *cfg, int kind, const void *key, size_t len, int64_t now);
+/* 1 if logins for this key must wait (after `after` failures, in back-off), else 0. */
+int vt_blocked(vt_table *t, const vault_config *cfg, int kind, const void *key, size_t len, unsigned after,
+               int64_t now);
+/* 1 if another guess may start now: failures plus guesses in flight stay below `after`, or
+ * none is in flight. */
+int vt_room(vt_table *t, const vault_config *cfg, int kind, const void *key, size_t len, unsigned after,
+            int64_t now);
+void vt_begin(vt_table *t, const vault_config *cfg, int kind, const void *key, size_t len, int64_t now);
+void vt_end(vt_table *t, int kind, const void *key, size_t len);
 void vt_failed(vt_table *t, const vault_config *cfg, int kind, const void *key, size_t len, int64_t now);
+/* Makes or refreshes an entry (VT_TRUSTED); vt_known says whether it is there. */
+void vt_touch(vt_table *t, const vault_config *cfg, int kind, const void *key, size_t len, int64_t now);
+int vt_known(vt_table *t, const vault_config *cfg, int kind, const void *key, size_t len, int64_t now);
 void vt_reset(vt_table *t, int kind, const void *key, size_t len);
 
 int64_t vk_now_ms(void); /* CLOCK_MONOTONIC */

@@ -164,7 +164,74 @@ static void job_free(vp_job *j)
     free(j);
 }
 
-static void login_ok(server *s, uint32_t id, vk_entry *e, int cached)
+/* Guesses from one source (an address, together with the client's IP: a /64 for IPv6, as
+ * one attacker holds a whole one) are throttled after throttle_after failures; guesses at one
+ * address from everywhere only after ADDRESS_WIDE_FACTOR times that, and never for a source
+ * that logged in before (VT_TRUSTED): someone else's failures do not lock the user out. */
+#define ADDRESS_WIDE_FACTOR 20
+
+static size_t source_key(const char *address, const uint8_t *ip, uint8_t out[VT_KEY_MAX])
+{
+    static const uint8_t v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+    size_t n = strlen(address);
+    memcpy(out, address, n);
+    memcpy(out + n, ip, VAULT_IP_BYTES);
+    if (memcmp(ip, v4_mapped, sizeof v4_mapped) != 0)
+        memset(out + n + 8, 0, 8);
+    return n + VAULT_IP_BYTES;
+}
+
+static int throttled(server *s, const char *address, const uint8_t *ip, int64_t now)
+{
+    const vault_config *c = s->cfg;
+    uint8_t src[VT_KEY_MAX];
+    size_t srclen = source_key(address, ip, src);
+    if (vt_blocked(s->thr, c, VT_SOURCE, src, srclen, c->throttle_after, now))
+        return 1;
+    if (!sodium_is_zero(ip, VAULT_IP_BYTES) && vt_blocked(s->thr, c, VT_IP, ip, VAULT_IP_BYTES, c->throttle_after, now))
+        return 1;
+    return !vt_known(s->thr, c, VT_TRUSTED, src, srclen, now) &&
+           vt_blocked(s->thr, c, VT_ADDRESS, address, strlen(address), c->throttle_after * ADDRESS_WIDE_FACTOR, now);
+}
+
+/* May one more distinct guess start, with those already in flight? Counting at the start is
+ * what keeps a burst of parallel guesses from being checked all at once. */
+static int guess_room(server *s, const char *address, const uint8_t *ip, int64_t now)
+{
+    const vault_config *c = s->cfg;
+    uint8_t src[VT_KEY_MAX];
+    size_t srclen = source_key(address, ip, src);
+    return vt_room(s->thr, c, VT_SOURCE, src, srclen, c->throttle_after, now) &&
+           (sodium_is_zero(ip, VAULT_IP_BYTES) || vt_room(s->thr, c, VT_IP, ip, VAULT_IP_BYTES, c->throttle_after, now)) &&
+           vt_room(s->thr, c, VT_ADDRESS, address, strlen(address), c->throttle_after * ADDRESS_WIDE_FACTOR, now);
+}
+
+static void guess_begin(server *s, vp_job *j, int64_t now)
+{
+    uint8_t src[VT_KEY_MAX];
+    size_t srclen = source_key(j->rec.address, j->ip, src);
+    vt_begin(s->thr, s->cfg, VT_SOURCE, src, srclen, now);
+    if (!sodium_is_zero(j->ip, VAULT_IP_BYTES))
+        vt_begin(s->thr, s->cfg, VT_IP, j->ip, VAULT_IP_BYTES, now);
+    vt_begin(s->thr, s->cfg, VT_ADDRESS, j->rec.address, strlen(j->rec.address), now);
+    j->counted = 1;
+}
+
+/* After the job's answer (which counted a failure, if it was one). */
+static void guess_end(server *s, vp_job *j)
+{
+    if (!j->counted)
+        return;
+    uint8_t src[VT_KEY_MAX];
+    size_t srclen = source_key(j->rec.address, j->ip, src);
+    vt_end(s->thr, VT_SOURCE, src, srclen);
+    if (!sodium_is_zero(j->ip, VAULT_IP_BYTES))
+        vt_end(s->thr, VT_IP, j->ip, VAULT_IP_BYTES);
+    vt_end(s->thr, VT_ADDRESS, j->rec.address, strlen(j->rec.address));
+    j->counted = 0;
+}
+
+static void login_ok(server *s, uint32_t id, vk_entry *e, int cached, const uint8_t *ip)
 {
     int64_t now = vk_now_ms();
     if (s->keys.n_sessions >= s->cfg->max_sessions) {
@@ -179,9 +246,13 @@ static void login_ok(server *s, uint32_t id, vk_entry *e, int cached)
             reply(s, b, vf_encode_login_ok(b, id, h, e->key_id, e->box_pk, e->sec->state_key), 0);
             s->st.logins_ok++;
             s->st.cache_hits += cached != 0;
-            /* Only the user's counter: resetting the IP's would let an attacker with one valid
-             * account clear their IP's record between guesses at other accounts. */
-            vt_reset(s->thr, VT_ADDRESS, e->address, strlen(e->address));
+            /* Only this source's counter: resetting the IP's would let an attacker with one
+             * valid account clear their IP's record between guesses at other accounts, and
+             * the address-wide one counts everyone's guesses. */
+            uint8_t src[VT_KEY_MAX];
+            size_t srclen = source_key(e->address, ip, src);
+            vt_reset(s->thr, VT_SOURCE, src, srclen);
+            vt_touch(s->thr, s->cfg, VT_TRUSTED, src, srclen, now);
         }
     }
     if (e->refs == 0) /* no session came of it: keep the key only for the grace period */
@@ -192,6 +263,9 @@ static void login_wrong(server *s, uint32_t id, const char *address, const uint8
 {
     int64_t now = vk_now_ms();
     s->st.logins_failed++;
+    uint8_t src[VT_KEY_MAX];
+    size_t srclen = source_key(address, ip, src);
+    vt_failed(s->thr, s->cfg, VT_SOURCE, src, srclen, now);
     vt_failed(s->thr, s->cfg, VT_ADDRESS, address, strlen(address), now);
     if (!sodium_is_zero(ip, VAULT_IP_BYTES))
         vt_failed(s->thr, s->cfg, VT_IP, ip, VAULT_IP_BYTES, now);
@@ -248,9 +322,7 @@ static void enqueue(server *s, vp_job *j, int front)
 static void handle_login(server *s, const vf_request *rq)
 {
     int64_t now = vk_now_ms();
-    int has_ip = !sodium_is_zero(rq->ip, VAULT_IP_BYTES);
-    if (vt_blocked(s->thr, s->cfg, VT_ADDRESS, rq->address, strlen(rq->address), now) ||
-        (has_ip && vt_blocked(s->thr, s->cfg, VT_IP, rq->ip, VAULT_IP_BYTES, now))) {
+    if (throttled(s, rq->address, rq->ip, now)) {
         s->st.throttled++;
         reply_fail(s, rq->id, VAULT_FAIL_THROTTLED, 0);
         return;
@@ -281,7 +353,7 @@ static void handle_login(server *s, const vf_request *rq)
         }
         if (rec.serial == e->serial && memcmp(rec.salt, e->salt, sizeof rec.salt) == 0) {
             if (sodium_memcmp(v, e->sec->verifier, sizeof v) == 0)
-                login_ok(s, rq->id, e, 1);
+                login_ok(s, rq->id, e, 1, rq->ip);
             else
                 login_wrong(s, rq->id, rq->address, rq->ip);
             goto out;
@@ -290,6 +362,20 @@ static void handle_login(server *s, const vf_request *rq)
     if (s->n_waiting >= s->cfg->queue_max) {
         s->st.busy++;
         reply_fail(s, rq->id, VAULT_FAIL_BUSY, 0);
+        goto out;
+    }
+    /* the same password as a login in flight (a client opening several connections) is not
+     * another guess: it waits for that one's answer */
+    vp_job *same = NULL;
+    for (vp_job *lists[2] = {s->running, s->pending}, **l = lists; l < lists + 2 && !same; l++)
+        for (vp_job *r = *l; r && !same; r = r->next)
+            if (same_record(&r->rec, &rec))
+                for (vp_job *w = r; w && !same; w = w == r ? r->waiters : w->next)
+                    if (sodium_memcmp(w->verifier, v, sizeof v) == 0)
+                        same = r;
+    if (!same && !guess_room(s, rq->address, rq->ip, now)) {
+        s->st.throttled++;
+        reply_fail(s, rq->id, VAULT_FAIL_THROTTLED, 0);
         goto out;
     }
     vp_job *j = calloc(1, sizeof *j);
@@ -304,6 +390,8 @@ static void handle_login(server *s, const vf_request *rq)
     j->pw_len = rq->password_len;
     memcpy(j->verifier, v, sizeof v);
     memcpy(j->ip, rq->ip, sizeof j->ip);
+    if (!same)
+        guess_begin(s, j, now);
     s->n_waiting++;
     /* A client opening several connections at once (Thunderbird does) costs one run: the
      * others wait for it and are answered with the verifier it leaves. */
@@ -330,7 +418,7 @@ static void finished(server *s, vp_job *j)
     if (j->status == PC_OK) {
         e = vk_add(&s->keys, &j->rec, j->sk, j->verifier);
         if (e)
-            login_ok(s, j->id, e, 0);
+            login_ok(s, j->id, e, 0, j->ip);
         else
             reply_fail(s, j->id, VAULT_FAIL_NOMEM, 0);
     } else if (j->status == PC_EPASS) {
@@ -341,13 +429,14 @@ static void finished(server *s, vp_job *j)
             s->st.bad_records++;
         reply_fail(s, j->id, j->status == PC_EFORMAT ? VAULT_FAIL_RECORD : VAULT_FAIL_NOMEM, 0);
     }
+    guess_end(s, j);
     while (waiters) {
         vp_job *w = waiters;
         waiters = w->next;
         int same_pw = sodium_memcmp(w->verifier, j->verifier, sizeof w->verifier) == 0;
         if (j->status == PC_OK && e) {
             if (same_pw)
-                login_ok(s, w->id, e, 1);
+                login_ok(s, w->id, e, 1, w->ip);
             else
                 login_wrong(s, w->id, w->rec.address, w->ip);
         } else if (j->status == PC_EPASS && !same_pw) {
@@ -360,6 +449,7 @@ static void finished(server *s, vp_job *j)
             reply_fail(s, w->id, j->status == PC_EFORMAT ? VAULT_FAIL_RECORD : VAULT_FAIL_NOMEM, 0);
         }
         s->n_waiting--;
+        guess_end(s, w);
         job_free(w);
     }
     if (retry) {

@@ -31,7 +31,7 @@ typedef struct vault_config {
     unsigned max_sessions;    /* open sessions; beyond it: FAIL busy */
     unsigned grace_ms;        /* an unlocked key outlives its last session by this much */
     unsigned fail_delay_ms;   /* a wrong password is answered this much later */
-    unsigned throttle_after;  /* failures (per address, per IP) before backing off */
+    unsigned throttle_after;  /* failures (per address+IP, per IP; x20 per address) before backing off */
     unsigned throttle_window_s; /* failures older than this are forgotten */
     unsigned throttle_base_ms;  /* first back-off; doubles per further failure */
     unsigned throttle_max_ms;   /* back-off cap */

@@ -164,8 +164,11 @@ static void expect_ok(const vault_reply *r, const user *u)
     assert_memory_equal(r->u.login.state_key, want, sizeof want);
 }
 
-static void expect_fail(const vault_reply *r, enum vault_fail reason)
+#define expect_fail(r, reason) expect_fail_at(r, reason, __LINE__)
+static void expect_fail_at(const vault_reply *r, enum vault_fail reason, int line)
 {
+    if (r->type != VAULT_REPLY_FAIL || r->reason != reason)
+        print_error("expected failure %d at line %d\n", reason, line); /* the caller's line */
     assert_int_equal(r->type, VAULT_REPLY_FAIL);
     assert_int_equal(r->reason, reason);
 }
@@ -638,6 +641,99 @@ static void test_throttling(void **state)
     assert_int_equal(vstop(&f), 0);
 }
 
+/* Issue 14: guesses sent at once must not all be checked. A guess counts from the moment the
+ * vault accepts it, so of 20 different wrong passwords sent together only throttle_after are
+ * checked; the same password on several connections at once (Thunderbird) is one guess. */
+static void test_parallel_guesses_count_at_once(void **state)
+{
+    (void)state;
+    user u;
+    user_new(&u, "kate@example.jp", "pw-kate", OPS, MEM, auth_sk);
+    vfix f;
+    cfg_test(&f.cfg);
+    f.cfg.throttle_after = 3;
+    f.cfg.throttle_base_ms = 60000; /* no back-off ends during the test */
+    f.cfg.fail_delay_ms = 10;
+    vstart(&f);
+    uint32_t ids[20];
+    for (int i = 0; i < 20; i++) {
+        char pw[16];
+        snprintf(pw, sizeof pw, "guess %d", i);
+        ids[i] = send_login(&f, &u, pw, NULL);
+    }
+    int checked = 0, throttled = 0;
+    for (int i = 0; i < 20; i++) {
+        vault_reply r;
+        assert_int_equal(wait_reply(&f, ids[i], &r), 0);
+        assert_int_equal(r.type, VAULT_REPLY_FAIL);
+        checked += r.reason == VAULT_FAIL_PASSWORD;
+        throttled += r.reason == VAULT_FAIL_THROTTLED;
+    }
+    assert_int_equal(checked, 3);
+    assert_int_equal(throttled, 17);
+    assert_true(stats(&f).kdf_runs <= 3);
+
+    /* five connections with the right password at once: one guess, all in */
+    user w;
+    user_new(&w, "lena@example.jp", "pw-lena", OPS, MEM, auth_sk);
+    for (int i = 0; i < 5; i++)
+        ids[i] = send_login(&f, &w, "pw-lena", NULL);
+    for (int i = 0; i < 5; i++) {
+        vault_reply r;
+        assert_int_equal(wait_reply(&f, ids[i], &r), 0);
+        expect_ok(&r, &w);
+    }
+    assert_int_equal(vstop(&f), 0);
+}
+
+/* Someone else's failures do not lock the user out: back-off is per source (address + IP);
+ * the address-wide limit (20 x throttle_after, from many IPs) spares a source that logged in
+ * before. */
+static void test_other_sources_failures(void **state)
+{
+    (void)state;
+    user u;
+    user_new(&u, "mona@example.jp", "pw-mona", OPS, MEM, auth_sk);
+    uint8_t home[VAULT_IP_BYTES] = {[10] = 0xff, [11] = 0xff, [12] = 198, [13] = 51, [14] = 100, [15] = 1};
+    uint8_t cafe[VAULT_IP_BYTES] = {[10] = 0xff, [11] = 0xff, [12] = 198, [13] = 51, [14] = 100, [15] = 2};
+    uint8_t bad[VAULT_IP_BYTES] = {[10] = 0xff, [11] = 0xff, [12] = 203, [13] = 0, [14] = 113};
+    vfix f;
+    cfg_test(&f.cfg);
+    f.cfg.throttle_after = 2;
+    f.cfg.throttle_base_ms = 60000;
+    f.cfg.fail_delay_ms = 1;
+    vstart(&f);
+    vault_reply r = login(&f, &u, "pw-mona", home);
+    expect_ok(&r, &u);
+    /* one attacker: blocked after 2, the user at another IP is not */
+    for (int i = 0; i < 2; i++) {
+        r = login(&f, &u, "guess", bad);
+        expect_fail(&r, VAULT_FAIL_PASSWORD);
+    }
+    r = login(&f, &u, "pw-mona", bad);
+    expect_fail(&r, VAULT_FAIL_THROTTLED);
+    r = login(&f, &u, "pw-mona", cafe);
+    expect_ok(&r, &u);
+    /* many attackers (40 failures = 20 x 2, each IP twice): the address is closed to new
+     * sources, not to the ones that logged in */
+    uint8_t ip[VAULT_IP_BYTES] = {[10] = 0xff, [11] = 0xff, [12] = 10};
+    for (int i = 1; i < 20; i++) {
+        ip[15] = (uint8_t)i;
+        for (int k = 0; k < 2; k++) {
+            r = login(&f, &u, "guess", ip);
+            expect_fail(&r, VAULT_FAIL_PASSWORD);
+        }
+    }
+    uint8_t fresh[VAULT_IP_BYTES] = {[10] = 0xff, [11] = 0xff, [12] = 192, [13] = 0, [14] = 2, [15] = 77};
+    r = login(&f, &u, "pw-mona", fresh);
+    expect_fail(&r, VAULT_FAIL_THROTTLED);
+    r = login(&f, &u, "pw-mona", home);
+    expect_ok(&r, &u);
+    r = login(&f, &u, "pw-mona", cafe);
+    expect_ok(&r, &u);
+    assert_int_equal(vstop(&f), 0);
+}
+
 static void test_logout_unknown(void **state)
 {
     (void)state;
@@ -891,6 +987,8 @@ int main(void)
         cmocka_unit_test(test_grace_and_wipe),
         cmocka_unit_test(test_password_change),
         cmocka_unit_test(test_throttling),
+        cmocka_unit_test(test_parallel_guesses_count_at_once),
+        cmocka_unit_test(test_other_sources_failures),
         cmocka_unit_test(test_logout_unknown),
         cmocka_unit_test(test_frame_decoder),
         cmocka_unit_test(test_malformed_drops_peer),
