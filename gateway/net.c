@@ -25,12 +25,17 @@ typedef struct lctx {
 
 /* ---- vault ---- */
 
+static void begin_stop(gw_net *net, const char *bye);
+
 static void vault_failed(gw_net *net)
 {
     if (net->exit_code == 0)
         gw_log(GW_ERROR, "the vault process closed its connection; stopping");
     net->exit_code = 1;
-    event_base_loopbreak(net->base);
+    event_del(net->vault_read); /* a closed socket stays readable */
+    event_del(net->vault_write);
+    /* the parent starts both processes again: sessions are told, and their state saved */
+    begin_stop(net, "[UNAVAILABLE] Restarting after an internal error; please reconnect");
 }
 
 static void vault_flush(gw_net *net)
@@ -263,6 +268,25 @@ static void stop_timer_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(((gw_net *)arg)->base);
 }
 
+/* Stops accepting, says BYE to every session and ends the loop once they are gone (or after
+ * STOP_GRACE_S); the sessions' state is saved on the way out. */
+static void begin_stop(gw_net *net, const char *bye)
+{
+    if (net->stopping)
+        return;
+    net->stopping = true;
+    for (size_t i = 0; i < net->n_listeners; i++)
+        evconnlistener_disable(net->listeners[i]);
+    for (session *s = net->sessions; s; s = s->next)
+        gw_session_bye(s, bye);
+    if (!net->sessions) {
+        event_base_loopbreak(net->base);
+        return;
+    }
+    struct timeval tv = {STOP_GRACE_S, 0};
+    evtimer_add(net->stop_timer, &tv);
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -270,17 +294,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     if (net->stopping)
         return;
     gw_log(GW_INFO, "network process stopping (signal %d)", (int)sig);
-    net->stopping = true;
-    for (size_t i = 0; i < net->n_listeners; i++)
-        evconnlistener_disable(net->listeners[i]);
-    for (session *s = net->sessions; s; s = s->next)
-        gw_session_bye(s, "Server shutting down");
-    if (!net->sessions) {
-        event_base_loopbreak(net->base);
-        return;
-    }
-    struct timeval tv = {STOP_GRACE_S, 0};
-    evtimer_add(net->stop_timer, &tv);
+    begin_stop(net, "Server shutting down");
 }
 
 int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, int vault_fd, int ctl_fd,

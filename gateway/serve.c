@@ -263,6 +263,102 @@ static void __attribute__((noreturn)) child_exit(int rc)
     exit(rc);
 }
 
+#define QUICK_DEATH_S 10        /* a pair that dies this soon after starting... */
+#define QUICK_DEATHS_MAX 3      /* ...this many times in a row stops the gateway */
+#define RESTART_DELAY_MAX_S 60  /* back-off between restarts: 1 s doubling to this */
+
+/* What the parent keeps to (re)start its children: the listeners stay open in the parent so
+ * that connections wait in the backlog while the network process restarts. */
+typedef struct children {
+    const pn_config *cfg;
+    const identity *vault_id, *net_id;
+    gw_listener *ls;
+    size_t n;
+    const sigset_t *old;
+    pid_t vault, net;
+    int ctl; /* the parent's end of the control socket to the network process */
+    time_t started;
+} children;
+
+static void close_listeners(children *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        close(k->ls[i].fd);
+    free(k->ls);
+    k->ls = NULL;
+    k->n = 0;
+}
+
+/* Forks the vault and the network process, connected by a new socketpair. 0, or -1 (nothing
+ * left running). pem is the network process's certificate; the caller frees its copy. */
+static int start_pair(children *k, gw_pem *pem)
+{
+    const pn_config *cfg = k->cfg;
+    const pn_gateway *g = &cfg->gateway;
+    int vault_sp[2] = {-1, -1}, ctl_sp[2] = {-1, -1};
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, vault_sp) != 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl_sp) != 0) {
+        gw_log(GW_ERROR, "socketpair: %s", strerror(errno));
+        if (vault_sp[0] >= 0) {
+            close(vault_sp[0]);
+            close(vault_sp[1]);
+        }
+        return -1;
+    }
+    pid_t vault_pid = fork();
+    if (vault_pid == 0) {
+        close_listeners(k);
+        close(vault_sp[1]);
+        close(ctl_sp[0]);
+        close(ctl_sp[1]);
+        gw_pem_free(pem);
+        /* the vault never talks NNTP: drop its copy of the news server passwords */
+        pn_config_free((pn_config *)cfg);
+        if (drop_privileges(k->vault_id, "vault") != 0)
+            child_exit(PX_OSERR);
+        /* it stops when the network process closes the socket, after wiping every key */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        sigprocmask(SIG_SETMASK, k->old, NULL);
+        vault_config vc;
+        vault_config_init(&vc);
+        vc.authority_pks = (const uint8_t(*)[PC_AUTH_PK_BYTES])cfg->authority_pk;
+        vc.n_authorities = cfg->n_authorities;
+        vc.kdf_pool_memory = g->kdf_pool_memory;
+        vc.grace_ms = g->login_grace * 1000u;
+        gw_log(GW_INFO, "vault process ready (uid %u)", (unsigned)getuid());
+        child_exit(vault_serve(vault_sp[0], &vc) == 0 ? PX_OK : PX_SOFTWARE);
+    }
+    pid_t net_pid = vault_pid < 0 ? -1 : fork();
+    if (net_pid == 0) {
+        close(vault_sp[0]);
+        close(ctl_sp[0]);
+        if (drop_privileges(k->net_id, "network") != 0)
+            child_exit(PX_OSERR);
+        sigprocmask(SIG_SETMASK, k->old, NULL);
+        child_exit(gw_net_run(cfg, k->ls, k->n, vault_sp[1], ctl_sp[1], pem));
+    }
+    close(vault_sp[0]);
+    close(vault_sp[1]);
+    close(ctl_sp[1]);
+    if (net_pid < 0) {
+        gw_log(GW_ERROR, "fork: %s", strerror(errno));
+        if (vault_pid > 0) {
+            kill(vault_pid, SIGKILL);
+            waitpid(vault_pid, NULL, 0);
+        }
+        close(ctl_sp[0]);
+        return -1;
+    }
+    k->vault = vault_pid;
+    k->net = net_pid;
+    k->ctl = ctl_sp[0];
+    k->started = time(NULL);
+    gw_log(GW_INFO, "serving: vault pid %ld, network pid %ld", (long)vault_pid, (long)net_pid);
+    return 0;
+}
+
 static volatile sig_atomic_t repair_stop;
 
 static void repair_stop_handler(int sig)
@@ -274,23 +370,26 @@ static void repair_stop_handler(int sig)
 /* The repair process (repair/): a pass over every site each [repair] interval, so that a
  * site that lost articles or comes back after an outage is made whole without an admin.
  * It holds only the news servers' credentials, as the network process does, and runs as its
- * user. The parent holds nothing else when it forks this (only its control socket end). */
-static pid_t start_repairer(const pn_config *cfg, const identity *id, int parent_fd, const sigset_t *old)
+ * user. */
+static pid_t start_repairer(children *k)
 {
+    const pn_config *cfg = k->cfg;
     pid_t pid = fork();
     if (pid != 0) {
         if (pid < 0)
             gw_log(GW_ERROR, "fork (repair process): %s", strerror(errno));
         return pid;
     }
-    close(parent_fd);
-    if (drop_privileges(id, "repair") != 0)
+    close_listeners(k);
+    if (k->ctl >= 0)
+        close(k->ctl);
+    if (drop_privileges(k->net_id, "repair") != 0)
         child_exit(PX_OSERR);
     struct sigaction sa = {.sa_handler = repair_stop_handler}; /* no SA_RESTART: wakes its sleep */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGHUP, SIG_IGN);
-    sigprocmask(SIG_SETMASK, old, NULL);
+    sigprocmask(SIG_SETMASK, k->old, NULL);
     gw_log(GW_INFO, "repair process ready (a pass every %u s over %zu sites)", cfg->repair_interval, cfg->n_sites);
     pr_run_periodic(cfg, cfg->repair_interval, (volatile const int *)&repair_stop);
     child_exit(PX_OK);
@@ -349,16 +448,12 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
         bound += bind_listener(&g->pop3[i], false, true, &ls[bound]) == 0;
     for (size_t i = 0; i < g->n_pop3s && bound == want; i++, want++)
         bound += bind_listener(&g->pop3s[i], true, true, &ls[bound]) == 0;
-    int vault_sp[2] = {-1, -1}, ctl_sp[2] = {-1, -1};
-    if (bound < n || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, vault_sp) != 0 ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl_sp) != 0) {
-        if (bound == n)
-            gw_log(GW_ERROR, "socketpair: %s", strerror(errno));
+    if (bound < n) {
         for (size_t i = 0; i < bound; i++)
             close(ls[i].fd);
         free(ls);
         gw_pem_free(&pem);
-        return bound < n ? PX_CONFIG : PX_OSERR;
+        return PX_CONFIG;
     }
 
     /* Signals wait in the mask until sigtimedwait takes them; children restore the old mask. */
@@ -370,69 +465,26 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, &old);
 
-    pid_t vault_pid = fork();
-    if (vault_pid == 0) {
-        for (size_t i = 0; i < n; i++)
-            close(ls[i].fd);
-        free(ls);
-        close(vault_sp[1]);
-        close(ctl_sp[0]);
-        close(ctl_sp[1]);
-        gw_pem_free(&pem);
-        /* the vault never talks NNTP: drop its copy of the news server passwords */
-        pn_config_free((pn_config *)cfg);
-        if (drop_privileges(&vault_id, "vault") != 0)
-            child_exit(PX_OSERR);
-        /* it stops when the network process closes the socket, after wiping every key */
-        signal(SIGTERM, SIG_IGN);
-        signal(SIGINT, SIG_IGN);
-        signal(SIGHUP, SIG_IGN);
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        vault_config vc;
-        vault_config_init(&vc);
-        vc.authority_pks = (const uint8_t(*)[PC_AUTH_PK_BYTES])cfg->authority_pk;
-        vc.n_authorities = cfg->n_authorities;
-        vc.kdf_pool_memory = g->kdf_pool_memory;
-        vc.grace_ms = g->login_grace * 1000u;
-        gw_log(GW_INFO, "vault process ready (uid %u)", (unsigned)getuid());
-        child_exit(vault_serve(vault_sp[0], &vc) == 0 ? PX_OK : PX_SOFTWARE);
-    }
-    if (vault_pid < 0) {
-        gw_log(GW_ERROR, "fork: %s", strerror(errno));
-        return PX_OSERR;
-    }
-    pid_t net_pid = fork();
-    if (net_pid == 0) {
-        close(vault_sp[0]);
-        close(ctl_sp[0]);
-        if (drop_privileges(&net_id, "network") != 0)
-            child_exit(PX_OSERR);
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        child_exit(gw_net_run(cfg, ls, n, vault_sp[1], ctl_sp[1], &pem));
-    }
-    if (net_pid < 0) {
-        gw_log(GW_ERROR, "fork: %s", strerror(errno));
-        kill(vault_pid, SIGKILL);
-        waitpid(vault_pid, NULL, 0);
-        return PX_OSERR;
-    }
-    /* the parent keeps only its end of the control socket */
-    for (size_t i = 0; i < n; i++)
-        close(ls[i].fd);
-    free(ls);
-    close(vault_sp[0]);
-    close(vault_sp[1]);
-    close(ctl_sp[1]);
+    children kids = {.cfg = cfg, .vault_id = &vault_id, .net_id = &net_id, .ls = ls, .n = n, .old = &old,
+                     .vault = -1, .net = -1, .ctl = -1};
+    int rc = start_pair(&kids, &pem);
     gw_pem_free(&pem);
-    gw_log(GW_INFO, "serving: vault pid %ld, network pid %ld", (long)vault_pid, (long)net_pid);
+    if (rc != 0) {
+        close_listeners(&kids);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return PX_OSERR;
+    }
     /* no repair without two sites to compare, or when the admin runs it elsewhere */
     bool repairs = cfg->repair_interval > 0 && cfg->n_sites >= 2;
-    pid_t repair_pid = repairs ? start_repairer(cfg, &net_id, ctl_sp[0], &old) : -1;
+    pid_t repair_pid = repairs ? start_repairer(&kids) : -1;
     time_t repair_started = time(NULL), repair_due = 0;
 
-    bool stopping = false, failed = false;
-    time_t kill_at = 0;
-    while (vault_pid > 0 || net_pid > 0 || repair_pid > 0) {
+    bool stopping = false, failed = false, restarting = false;
+    time_t kill_at = 0, restart_at = 0;
+    unsigned restart_delay = 1, quick_deaths = 0, n_dead = 0;
+    bool cause_unclean = false;
+    char cause[160] = "";
+    while (kids.vault > 0 || kids.net > 0 || repair_pid > 0 || (restart_at && !stopping)) {
         struct timespec tick = {1, 0};
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT) {
@@ -440,76 +492,119 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
                 gw_log(GW_INFO, "stopping (%s)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             stopping = true;
             /* the vault ignores it and ends when the network process closes its socket */
-            if (net_pid > 0)
-                kill(net_pid, SIGTERM);
-            if (vault_pid > 0)
-                kill(vault_pid, SIGTERM);
-            if (repair_pid > 0)
-                kill(repair_pid, SIGTERM);
+            pid_t all[] = {kids.net, kids.vault, repair_pid};
+            for (size_t i = 0; i < 3; i++)
+                if (all[i] > 0)
+                    kill(all[i], SIGTERM);
             if (!kill_at)
                 kill_at = time(NULL) + KILL_AFTER_S;
         } else if (sig == SIGHUP) {
-            if (net_pid > 0)
-                reload_certificate(cfg, ctl_sp[0]);
+            if (kids.net > 0)
+                reload_certificate(cfg, kids.ctl);
         }
         int status;
         pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            char how[96];
+            describe_exit(status, how, sizeof how);
             if (pid == repair_pid) {
                 /* mail is served without it: restart it, not the gateway (at most every 30 s) */
                 repair_pid = -1;
                 if (!stopping) {
-                    char how[96];
-                    describe_exit(status, how, sizeof how);
                     gw_log(GW_ERROR, "the repair process (pid %ld) %s; starting it again", (long)pid, how);
                     repair_due = repair_started + 30;
                 }
                 continue;
             }
-            const char *who = pid == net_pid ? "network" : pid == vault_pid ? "vault" : NULL;
+            const char *who = pid == kids.net ? "network" : pid == kids.vault ? "vault" : NULL;
             if (!who)
                 continue;
-            char how[96];
-            describe_exit(status, how, sizeof how);
             bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-            if (!stopping) {
-                gw_log(GW_ERROR, "the %s process (pid %ld) %s; stopping the gateway", who, (long)pid, how);
+            /* the cause is the first death that was not clean (a vault whose network process
+             * went away ends cleanly, and may be reaped first) */
+            if (!stopping && !restarting && !n_dead++)
+                snprintf(cause, sizeof cause, "the %s process (pid %ld) %s", who, (long)pid, how);
+            else if (!stopping && !restarting && !clean && !cause_unclean)
+                snprintf(cause, sizeof cause, "the %s process (pid %ld) %s", who, (long)pid, how);
+            else if (!clean)
+                gw_log(restarting ? GW_ERROR : GW_WARN, "the %s process (pid %ld) %s", who, (long)pid, how);
+            if (!stopping && !restarting && !clean)
+                cause_unclean = true;
+            if (pid == kids.net) {
+                kids.net = -1;
+                /* the vault follows the network process; make sure it is not waiting on us */
+                if (kids.vault > 0)
+                    kill(kids.vault, SIGTERM);
+            } else {
+                kids.vault = -1;
+            }
+        }
+        if (n_dead && !stopping && !restarting) {
+            /* Sessions die with the network process, keys with the vault; the other one
+             * follows (the network process says BYE to its sessions and saves their state
+             * when the vault goes), then both start again: clients reconnect. */
+            gw_log(GW_ERROR, "%s; restarting the vault and network processes", cause);
+            restarting = true;
+            kill_at = time(NULL) + KILL_AFTER_S;
+            if (kids.net > 0)
+                kill(kids.net, SIGTERM);
+        }
+        n_dead = 0;
+        cause_unclean = false;
+        time_t now = time(NULL);
+        if (restarting && kids.vault <= 0 && kids.net <= 0) {
+            restarting = false;
+            kill_at = 0;
+            close(kids.ctl);
+            kids.ctl = -1;
+            /* a pair that dies soon after it started is not helped by starting it again */
+            if (now - kids.started < QUICK_DEATH_S) {
+                quick_deaths++;
+            } else {
+                quick_deaths = 0;
+                restart_delay = 1;
+            }
+            if (quick_deaths >= QUICK_DEATHS_MAX) {
+                gw_log(GW_ERROR, "the gateway's processes died %u times within %d s of starting; giving up",
+                       quick_deaths, QUICK_DEATH_S);
                 failed = stopping = true;
-                kill_at = time(NULL) + KILL_AFTER_S;
-                pid_t other = pid == net_pid ? vault_pid : net_pid;
-                if (other > 0)
-                    kill(other, SIGTERM);
                 if (repair_pid > 0)
                     kill(repair_pid, SIGTERM);
-            } else if (!clean) {
-                gw_log(GW_WARN, "the %s process (pid %ld) %s", who, (long)pid, how);
-            }
-            if (pid == net_pid) {
-                net_pid = -1;
-                /* the vault follows the network process; make sure it is not waiting on us */
-                if (vault_pid > 0)
-                    kill(vault_pid, SIGTERM);
-            } else {
-                vault_pid = -1;
+                kill_at = now + KILL_AFTER_S;
+            } else if (!stopping) {
+                restart_at = now + restart_delay;
+                restart_delay = restart_delay * 2 > RESTART_DELAY_MAX_S ? RESTART_DELAY_MAX_S : restart_delay * 2;
             }
         }
-        if (!stopping && repair_due && time(NULL) >= repair_due) {
+        if (restart_at && !stopping && now >= restart_at) {
+            restart_at = 0;
+            gw_pem fresh;
+            if (load_pem(cfg, &fresh) != 0 || start_pair(&kids, &fresh) != 0) {
+                gw_log(GW_ERROR, "cannot restart the vault and network processes; stopping");
+                failed = stopping = true;
+                if (repair_pid > 0)
+                    kill(repair_pid, SIGTERM);
+                kill_at = now + KILL_AFTER_S;
+            }
+            gw_pem_free(&fresh);
+        }
+        if (!stopping && repair_due && now >= repair_due) {
             repair_due = 0;
-            repair_started = time(NULL);
-            repair_pid = start_repairer(cfg, &net_id, ctl_sp[0], &old);
+            repair_started = now;
+            repair_pid = start_repairer(&kids);
         }
-        if (stopping && kill_at && time(NULL) >= kill_at) {
+        if ((stopping || restarting) && kill_at && now >= kill_at) {
             gw_log(GW_WARN, "children still running after %d s: killing them", KILL_AFTER_S);
-            if (net_pid > 0)
-                kill(net_pid, SIGKILL);
-            if (vault_pid > 0)
-                kill(vault_pid, SIGKILL);
-            if (repair_pid > 0)
-                kill(repair_pid, SIGKILL);
+            pid_t all[] = {kids.net, kids.vault, stopping ? repair_pid : -1};
+            for (size_t i = 0; i < 3; i++)
+                if (all[i] > 0)
+                    kill(all[i], SIGKILL);
             kill_at = 0;
         }
     }
-    close(ctl_sp[0]);
+    if (kids.ctl >= 0)
+        close(kids.ctl);
+    close_listeners(&kids);
     sigprocmask(SIG_SETMASK, &old, NULL);
     gw_log(failed ? GW_ERROR : GW_INFO, "gateway stopped%s", failed ? " after a failure" : "");
     return failed ? PX_SOFTWARE : PX_OK;

@@ -310,19 +310,62 @@ def test_preauth_timeout_and_connection_limit(gateway):
     assert gw.stop() == 0
 
 
-def test_a_dying_child_stops_the_gateway(gateway):
-    gw = gateway.factory.start()
-    # the parent binds the ports before forking, so they accept before the network process
-    # has logged that it is ready (slow under the sanitizers): wait for that line
-    deadline = time.monotonic() + 20
-    while "network process ready (uid" not in gw.log_text() and time.monotonic() < deadline:
+def _ready_pids(gw, role, count, timeout=30):
+    """pids of the first `count` '<role> process ready' lines in the log, once there are that many."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [int(p) for p in re.findall(r"postern\[(\d+)\]: info: %s process ready" % role, gw.log_text())]
+        if len(pids) >= count:
+            return pids
+        assert time.monotonic() < deadline, "no %d '%s process ready' lines:\n%s" % (count, role, gw.log_text())
         time.sleep(0.05)
-    kids = gw.children()
-    net = [p for p in kids if "postern[%d]: info: network process ready" % p in gw.log_text()]
-    assert len(net) == 1, (kids, gw.log_text())
-    os.kill(net[0], signal.SIGKILL)
-    assert gw.proc.wait(timeout=20) != 0
-    assert "the network process (pid %d) was killed by signal 9" % net[0] in gw.log_text()
+
+
+def _login_works(gw):
+    c = tls(gw, timeout=30)
+    try:
+        return c.login(USER, PASSWORD)[0] == "OK"
+    finally:
+        c.logout()
+
+
+def test_a_dying_child_is_restarted_and_clients_are_told(gateway, user):
+    """Issue 14, item 8: kill -9 of the vault or the network process used to stop the whole
+    gateway. Now the parent starts both again; a session open when the vault died is told
+    (BYE [UNAVAILABLE]) and the next login works."""
+    gw = gateway.factory.start()
+    vault = _ready_pids(gw, "vault", 1)[-1]
+    _ready_pids(gw, "network", 1)
+    open_session = Raw(gw)
+    open_session.line()  # greeting
+    open_session.send("a LOGIN {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(USER), USER, len(PASSWORD), PASSWORD))
+    assert open_session.until_tagged("a")[-1].startswith("a OK")
+    os.kill(vault, signal.SIGKILL)
+    bye = open_session.line()
+    assert bye.startswith("* BYE [UNAVAILABLE]"), bye
+    open_session.close()
+    _ready_pids(gw, "network", 2)
+    _ready_pids(gw, "vault", 2)
+    assert _login_works(gw)
+    assert "the vault process (pid %d) was killed by signal 9" % vault in gw.log_text()
+
+    net = _ready_pids(gw, "network", 2)[-1]
+    os.kill(net, signal.SIGKILL)
+    _ready_pids(gw, "network", 3)
+    assert _login_works(gw)
+    assert gw.proc.poll() is None, gw.log_text()
+    assert re.search(r"the network process \(pid %d\) was killed by signal 9 .*; restarting" % net, gw.log_text())
+    assert gw.stop() == 0
+
+
+def test_a_child_that_keeps_dying_stops_the_gateway(gateway):
+    """Three deaths in a row within 10 s of a start: restarting does not help; exit non-zero."""
+    gw = gateway.factory.start()
+    for n in range(1, 4):
+        net = _ready_pids(gw, "network", n)[-1]
+        os.kill(net, signal.SIGKILL)
+    assert gw.proc.wait(timeout=60) != 0
+    assert "died 3 times within 10 s of starting; giving up" in gw.log_text()
 
 
 def test_check_and_clear_startup_errors(gateway):
