@@ -97,16 +97,19 @@ static void keyrecord_done(gw_job *j)
 {
     session *s = j->s;
     if (!s->dead && s->state != S_LOGOUT) {
-        if (j->status == PS_OK) {
+        if (j->status == PS_NOUSER) {
+            /* to the vault without a record: it counts the guess and answers as for a wrong
+             * password, so throttling and timing look the same for a user who does not exist */
+            gw_log(GW_INFO, "%s: login for %s: no key record", s->peer, s->address);
+            sodium_memzero(j->record, j->record_len);
+            j->record_len = 0;
+        }
+        if (j->status == PS_OK || j->status == PS_NOUSER) {
             if (s->net->vault_logins >= GW_VAULT_LOGINS_MAX || s->net->login_queue) {
                 queue_login(s->net, j); /* keeps the session's reference */
                 return;
             }
             send_to_vault(s, j);
-        } else if (j->status == PS_NOUSER) {
-            wipe_password(s);
-            gw_log(GW_INFO, "%s: login failed for %s: no key record", s->peer, s->address);
-            gw_session_fail_later(s, FAIL_DELAY_MS);
         } else {
             wipe_password(s);
             gw_log(GW_WARN, "%s: key record of %s not fetched: %s", s->peer, s->address, j->err);

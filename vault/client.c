@@ -136,10 +136,10 @@ uint32_t vault_client_send_login(vault_client *c, const char *address, const uin
                                  const uint8_t *record, size_t record_len, const char *password,
                                  size_t password_len)
 {
-    if (!c || !address || !record || (!password && password_len))
+    if (!c || !address || (!record && record_len) || (!password && password_len))
         return 0;
     size_t a = strnlen(address, PC_ADDRESS_MAX + 1);
-    if (a < 1 || a > PC_ADDRESS_MAX || record_len < 1 || record_len > PC_KEYRECORD_MAX ||
+    if (a < 1 || a > PC_ADDRESS_MAX || record_len > PC_KEYRECORD_MAX ||
         password_len > VAULT_PASSWORD_MAX)
         return 0;
     uint8_t *f = sodium_malloc(VF_MAX);

@@ -89,7 +89,7 @@ int vf_decode_request(const uint8_t *buf, size_t len, vf_request *rq)
         off += VAULT_IP_BYTES;
         size_t r = get16(p + off);
         off += 2;
-        if (r < 1 || r > PC_KEYRECORD_MAX || body < off + r + 2)
+        if (r > PC_KEYRECORD_MAX || body < off + r + 2) /* 0: no such user (answered as a wrong password) */
             return -1;
         rq->record = p + off;
         rq->record_len = r;
@@ -199,7 +199,8 @@ size_t vf_encode_login(uint8_t *out, uint32_t id, const char *address, size_t ad
     off += VAULT_IP_BYTES;
     put16(p + off, (uint16_t)record_len);
     off += 2;
-    memcpy(p + off, record, record_len);
+    if (record_len)
+        memcpy(p + off, record, record_len);
     off += record_len;
     put16(p + off, (uint16_t)password_len);
     off += 2;

@@ -118,6 +118,7 @@ typedef struct vp_job {
     uint8_t verifier[32];
     uint8_t ip[VAULT_IP_BYTES];
     int counted;            /* a distinct guess, in flight in the throttle (vt_begin) */
+    int64_t arrival;        /* when the vault accepted it (vk_now_ms) */
     int status;             /* the run's result (pc_status) */
     uint8_t *sk;            /* sodium_malloc'd, set by a PC_OK run */
     struct vp_job *waiters; /* logins for the same record, answered when this run ends */

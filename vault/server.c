@@ -42,6 +42,7 @@ typedef struct server {
     size_t n_out;
     out_frame *delayed; /* sorted by at */
     vault_stats st;
+    int64_t kdf_ms; /* recent time from accepting a login to its KDF's end (moving average) */
     int broken; /* the peer is gone: stop */
 } server;
 
@@ -259,9 +260,14 @@ static void login_ok(server *s, uint32_t id, vk_entry *e, int cached, const uint
         e->expires = now + s->cfg->grace_ms;
 }
 
-static void login_wrong(server *s, uint32_t id, const char *address, const uint8_t *ip)
+/* A failure is answered fail_delay_ms plus what a KDF run takes now after the login arrived
+ * (elapsed ms ago): a wrong password answered from the key cache, an unknown user and a
+ * wrong password that needed Argon2id then take the same time, so timing does not tell
+ * whether the user exists or is logged in. */
+static void login_wrong(server *s, uint32_t id, const char *address, const uint8_t *ip, int64_t elapsed)
 {
     int64_t now = vk_now_ms();
+    int64_t pad = s->kdf_ms > elapsed ? s->kdf_ms - elapsed : 0;
     s->st.logins_failed++;
     uint8_t src[VT_KEY_MAX];
     size_t srclen = source_key(address, ip, src);
@@ -269,7 +275,7 @@ static void login_wrong(server *s, uint32_t id, const char *address, const uint8
     vt_failed(s->thr, s->cfg, VT_ADDRESS, address, strlen(address), now);
     if (!sodium_is_zero(ip, VAULT_IP_BYTES))
         vt_failed(s->thr, s->cfg, VT_IP, ip, VAULT_IP_BYTES, now);
-    reply_fail(s, id, VAULT_FAIL_PASSWORD, s->cfg->fail_delay_ms);
+    reply_fail(s, id, VAULT_FAIL_PASSWORD, s->cfg->fail_delay_ms + (unsigned)pad);
 }
 
 static int same_record(const pc_keyrecord *a, const pc_keyrecord *b)
@@ -327,6 +333,17 @@ static void handle_login(server *s, const vf_request *rq)
         reply_fail(s, rq->id, VAULT_FAIL_THROTTLED, 0);
         return;
     }
+    if (rq->record_len == 0) {
+        /* The gateway found no key record: no such user. Counted and answered exactly as a
+         * wrong password, so neither the throttle nor the timing tells the difference. */
+        if (!guess_room(s, rq->address, rq->ip, now)) {
+            s->st.throttled++;
+            reply_fail(s, rq->id, VAULT_FAIL_THROTTLED, 0);
+        } else {
+            login_wrong(s, rq->id, rq->address, rq->ip, 0);
+        }
+        return;
+    }
     pc_keyrecord rec;
     if (pc_keyrecord_decode(rq->record, rq->record_len, &rec) != PC_OK ||
         pc_keyrecord_verify(&rec, s->cfg->authority_pks, s->cfg->n_authorities, rq->address) != PC_OK) {
@@ -355,7 +372,7 @@ static void handle_login(server *s, const vf_request *rq)
             if (sodium_memcmp(v, e->sec->verifier, sizeof v) == 0)
                 login_ok(s, rq->id, e, 1, rq->ip);
             else
-                login_wrong(s, rq->id, rq->address, rq->ip);
+                login_wrong(s, rq->id, rq->address, rq->ip, 0);
             goto out;
         }
     }
@@ -390,6 +407,7 @@ static void handle_login(server *s, const vf_request *rq)
     j->pw_len = rq->password_len;
     memcpy(j->verifier, v, sizeof v);
     memcpy(j->ip, rq->ip, sizeof j->ip);
+    j->arrival = now;
     if (!same)
         guess_begin(s, j, now);
     s->n_waiting++;
@@ -411,6 +429,9 @@ out:
 /* A run finished: answer it and the logins that waited for it. */
 static void finished(server *s, vp_job *j)
 {
+    int64_t now = vk_now_ms(), elapsed = now - j->arrival;
+    if (j->status == PC_OK || j->status == PC_EPASS)
+        s->kdf_ms = s->kdf_ms ? (7 * s->kdf_ms + elapsed) / 8 : elapsed;
     s->n_waiting--;
     vp_job *waiters = j->waiters, *retry = NULL;
     j->waiters = NULL;
@@ -422,7 +443,7 @@ static void finished(server *s, vp_job *j)
         else
             reply_fail(s, j->id, VAULT_FAIL_NOMEM, 0);
     } else if (j->status == PC_EPASS) {
-        login_wrong(s, j->id, j->rec.address, j->ip);
+        login_wrong(s, j->id, j->rec.address, j->ip, elapsed);
     } else {
         /* PC_EFORMAT: the wrapped key does not match the record's public key */
         if (j->status == PC_EFORMAT)
@@ -438,13 +459,13 @@ static void finished(server *s, vp_job *j)
             if (same_pw)
                 login_ok(s, w->id, e, 1, w->ip);
             else
-                login_wrong(s, w->id, w->rec.address, w->ip);
+                login_wrong(s, w->id, w->rec.address, w->ip, now - w->arrival);
         } else if (j->status == PC_EPASS && !same_pw) {
             w->next = retry; /* another password: it needs its own run */
             retry = w;
             continue;
         } else if (j->status == PC_EPASS) {
-            login_wrong(s, w->id, w->rec.address, w->ip);
+            login_wrong(s, w->id, w->rec.address, w->ip, now - w->arrival);
         } else {
             reply_fail(s, w->id, j->status == PC_EFORMAT ? VAULT_FAIL_RECORD : VAULT_FAIL_NOMEM, 0);
         }

@@ -121,9 +121,10 @@ int vault_client_fd(const vault_client *c);
 int vault_client_wants_write(const vault_client *c);
 
 /* Each send queues one request, writes what the socket takes now, and returns its id (never 0),
- * or 0 if the arguments are out of bounds (address 1..254 octets without NUL, record 1..
+ * or 0 if the arguments are out of bounds (address 1..254 octets without NUL, record 0..
  * PC_KEYRECORD_MAX, password <= VAULT_PASSWORD_MAX), memory ran out, or the connection is
- * broken. ip may be NULL (unknown). The client keeps no pointer to the arguments. */
+ * broken. A login without a record is one for a user that does not exist: the vault throttles
+ * and answers it exactly as a wrong password. ip may be NULL (unknown). The client keeps no pointer to the arguments. */
 uint32_t vault_client_send_login(vault_client *c, const char *address, const uint8_t ip[VAULT_IP_BYTES],
                                  const uint8_t *record, size_t record_len, const char *password,
                                  size_t password_len);

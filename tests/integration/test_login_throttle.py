@@ -67,3 +67,34 @@ def test_parallel_guesses_are_not_all_checked_and_the_user_gets_in(gateway, post
     assert checked <= 1, "%d of 20 parallel guesses were checked in back-off" % checked
     # the user, elsewhere, is not locked out by the attacker's failures
     assert attempt(gateway, home, PASSWORD) == "OK"
+
+
+def test_an_unknown_user_is_throttled_as_a_known_one(gateway, postern_env):
+    """Issue 14, item 5: answers must not tell which names exist. Wrong passwords for a user
+    who exists and for one who does not get the same answers in the same order — including
+    the throttle's, which unknown users never got before."""
+    known = "hugo.known@example.org"
+    r = postern_env(["user", "add", known, "--password-stdin"], input="hugo's password 1\n")
+    assert r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace")
+
+    def answers(address, source):
+        out = []
+        for i in range(7):
+            c = SourceIMAP(gateway, source)
+            try:
+                c.login(address, "wrong guess %d" % i)
+                out.append("OK")
+            except imaplib.IMAP4.error as e:
+                out.append("throttled" if "Too many failed logins" in str(e) else
+                           "failed" if "AUTHENTICATIONFAILED" in str(e) else str(e))
+            finally:
+                try:
+                    c.logout()
+                except (imaplib.IMAP4.abort, OSError):
+                    pass
+        return out
+
+    for_known = answers(known, "127.0.0.81")
+    for_unknown = answers("nobody.at.all@example.org", "127.0.0.82")
+    assert for_known[:5] == ["failed"] * 5 and "throttled" in for_known[5:], for_known
+    assert for_unknown == for_known

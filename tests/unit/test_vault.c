@@ -734,6 +734,43 @@ static void test_other_sources_failures(void **state)
     assert_int_equal(vstop(&f), 0);
 }
 
+/* A user who does not exist (the gateway found no key record) is throttled and answered as a
+ * wrong password is, after the same time: neither tells an attacker which names exist. */
+static void test_unknown_user_looks_like_a_wrong_password(void **state)
+{
+    (void)state;
+    user u;
+    user_new(&u, "nina@example.jp", "pw-nina", OPS, MEM, auth_sk);
+    vfix f;
+    cfg_test(&f.cfg);
+    f.cfg.throttle_after = 3;
+    f.cfg.throttle_base_ms = 60000;
+    f.cfg.fail_delay_ms = 200;
+    vstart(&f);
+    vault_reply known[4], unknown[4];
+    double t_known = 0, t_unknown = 0;
+    for (int i = 0; i < 4; i++) {
+        double t0 = now_s();
+        known[i] = login(&f, &u, "guess", NULL);
+        t_known += i < 3 ? now_s() - t0 : 0;
+        t0 = now_s();
+        uint32_t id = vault_client_send_login(f.c, "ghost@example.jp", NULL, NULL, 0, "guess", 5);
+        assert_int_equal(wait_reply(&f, id, &unknown[i]), 0);
+        t_unknown += i < 3 ? now_s() - t0 : 0;
+    }
+    for (int i = 0; i < 3; i++) {
+        expect_fail(&known[i], VAULT_FAIL_PASSWORD);
+        expect_fail(&unknown[i], VAULT_FAIL_PASSWORD);
+    }
+    expect_fail(&known[3], VAULT_FAIL_THROTTLED);
+    expect_fail(&unknown[3], VAULT_FAIL_THROTTLED);
+    /* both at least the delay plus a KDF run's time (the unknown one is padded to it); no
+     * upper bound: the machine's speed must not decide the test */
+    assert_true(t_unknown / 3 >= 0.2);
+    assert_true(t_known / 3 >= 0.2);
+    assert_int_equal(vstop(&f), 0);
+}
+
 static void test_logout_unknown(void **state)
 {
     (void)state;
@@ -957,7 +994,7 @@ static void test_client_bounds(void **state)
     addr[sizeof addr - 1] = 0;
     assert_int_equal(vault_client_send_login(c, addr, NULL, rec, 10, "pw", 2), 0);
     assert_int_equal(vault_client_send_login(c, "", NULL, rec, 10, "pw", 2), 0);
-    assert_int_equal(vault_client_send_login(c, "a@b", NULL, rec, 0, "pw", 2), 0);
+    assert_int_equal(vault_client_send_login(c, "a@b", NULL, NULL, 10, "pw", 2), 0); /* 0 bytes: no such user */
     assert_int_equal(vault_client_send_login(c, "a@b", NULL, rec, sizeof rec, "pw", 2), 0);
     assert_int_equal(vault_client_send_login(c, "a@b", NULL, rec, 10, "pw", VAULT_PASSWORD_MAX + 1), 0);
     uint32_t id = vault_client_send_login(c, "a@b", NULL, rec, 10, "", 0);
@@ -989,6 +1026,7 @@ int main(void)
         cmocka_unit_test(test_throttling),
         cmocka_unit_test(test_parallel_guesses_count_at_once),
         cmocka_unit_test(test_other_sources_failures),
+        cmocka_unit_test(test_unknown_user_looks_like_a_wrong_password),
         cmocka_unit_test(test_logout_unknown),
         cmocka_unit_test(test_frame_decoder),
         cmocka_unit_test(test_malformed_drops_peer),
