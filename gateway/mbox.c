@@ -113,11 +113,12 @@ static void scan_once(scan_ctx *x, ps_pool *sites)
     /* store asks a new connection when a kept one says the group is missing: nnrpd (INN 2.7)
      * keeps the group list and each group's index as it first saw them; and it closes one
      * that has seen the group empty, which that nnrpd would go on seeing empty */
-    x->status = ps_pool_connect(sites, PS_PREFER(x->want_site), x->err, sizeof x->err);
+    size_t where = PS_PREFER(x->want_site); /* a retry may fall back to another site */
+    x->status = ps_pool_connect(sites, where, x->err, sizeof x->err);
     if (x->status != PS_OK)
         return;
     char why[256];
-    int st = ps_group(sites, ps_pool_site(sites), x->group, &x->info, why, sizeof why);
+    int st = ps_group(sites, where, x->group, &x->info, why, sizeof why);
     if (st == PS_NOENT) {
         x->status = PS_NOUSER;
         snprintf(x->err, sizeof x->err, "the group %s does not exist on the news server", x->group);

@@ -111,12 +111,14 @@ static void poll_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
     (void)cfg;
     poll_ctx *x = j->ctx;
     x->n = 0;
-    x->status = ps_pool_connect(sites, PS_PREFER(x->want_site), x->err, sizeof x->err);
+    size_t where = PS_PREFER(x->want_site); /* a retry may fall back to another site */
+    x->status = ps_pool_connect(sites, where, x->err, sizeof x->err);
     if (x->status != PS_OK)
         return;
-    size_t where = x->site = ps_pool_site(sites);
+    x->site = ps_pool_site(sites);
     if (!x->wildmat[0]) { /* health check only: does the site still answer? */
         x->status = ps_ping(sites, where, x->err, sizeof x->err);
+        x->site = ps_pool_site(sites);
         return;
     }
     /* store retries on a new connection, and closes one that listed an empty group: nnrpd
