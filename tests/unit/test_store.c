@@ -85,7 +85,8 @@ static void *serve(void *arg)
 
 static pn_config cfg;
 
-static void fake_start(fake_site *f)
+/* Serves site number idx of cfg (0 starts a new config). */
+static void fake_start_at(fake_site *f, size_t idx)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t sl = sizeof sa;
@@ -95,13 +96,20 @@ static void fake_start(fake_site *f)
     assert_int_equal(listen(f->lfd, 4), 0);
     assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&sa, &sl), 0);
     snprintf(f->port, sizeof f->port, "%u", ntohs(sa.sin_port));
-    memset(&cfg, 0, sizeof cfg);
-    cfg.n_sites = 1;
-    snprintf(cfg.sites[0].name, sizeof cfg.sites[0].name, "one");
-    snprintf(cfg.sites[0].host, sizeof cfg.sites[0].host, "127.0.0.1");
-    snprintf(cfg.sites[0].port, sizeof cfg.sites[0].port, "%s", f->port);
-    cfg.sites[0].connect_timeout = 2;
+    if (idx == 0)
+        memset(&cfg, 0, sizeof cfg);
+    cfg.n_sites = idx + 1;
+    pn_site *s = &cfg.sites[idx];
+    snprintf(s->name, sizeof s->name, "%s", idx == 0 ? "one" : "two");
+    snprintf(s->host, sizeof s->host, "127.0.0.1");
+    snprintf(s->port, sizeof s->port, "%s", f->port);
+    s->connect_timeout = 2;
     assert_int_equal(pthread_create(&f->th, NULL, serve, f), 0);
+}
+
+static void fake_start(fake_site *f)
+{
+    fake_start_at(f, 0);
 }
 
 static void fake_end(fake_site *f)
@@ -235,6 +243,30 @@ static void test_unreachable(void **state)
     ps_pool_free(p);
 }
 
+/* The preferred site's kept connection fails and the site is down: the retry goes through the
+ * site choice again and lands on the other site (a gateway whose INN stopped). */
+static void test_retry_falls_back_to_another_site(void **state)
+{
+    (void)state;
+    static const char *const first[] = {"200 hi\r\n", "200 reader\r\n", "211 3 1 3 g\r\n", HANG_UP, NULL};
+    static const char *const other[] = {"200 hi\r\n", "200 reader\r\n", "211 5 1 5 g\r\n", NULL};
+    static fake_site a = {.scripts = {first}}, b = {.scripts = {other}};
+    fake_start_at(&a, 0);
+    fake_start_at(&b, 1);
+    ps_pool *p = ps_pool_new(&cfg, 0);
+    ps_group_info info;
+    char err[512];
+    assert_int_equal(ps_group(p, PS_PREFER(0), "g", &info, err, sizeof err), PS_OK);
+    assert_int_equal(ps_pool_site(p), 0);
+    fake_end(&a); /* site one goes away: its connection hangs up, new ones are refused */
+    usleep(50 * 1000);
+    assert_int_equal(ps_group(p, PS_PREFER(0), "g", &info, err, sizeof err), PS_OK);
+    assert_int_equal(info.count, 5);
+    assert_int_equal(ps_pool_site(p), 1);
+    ps_pool_free(p);
+    fake_end(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_empty_group_not_kept),
         cmocka_unit_test(test_over_selects_and_no_retry_after_lines),
         cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_retry_falls_back_to_another_site),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
