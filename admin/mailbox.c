@@ -140,22 +140,24 @@ static void print_listing_line(uint64_t number, const pc_msg_meta *meta, const c
     printf("%6" PRIu64 "  %s  %9" PRIu64 "  %-30.30s  %s\n", number, when, meta->crlf_size, from, subject);
 }
 
-static int list_mailbox(nntp_conn *c, const char *group, const pc_keyrecord *rec, const uint8_t *sk)
+static int list_mailbox(ps_pool *sites, const char *group, const pc_keyrecord *rec, const uint8_t *sk)
 {
-    nntp_group_info info;
-    int st = nntp_group(c, group, &info);
-    if (st != NNTP_OK) {
-        pu_err("GROUP %s: %s", group, nntp_last_response(c));
-        return st == NNTP_ENOENT ? PX_NOUSER : PX_TEMPFAIL;
+    ps_group_info info;
+    char err[512];
+    int st = ps_group(sites, PS_ANY_SITE, group, &info, err, sizeof err);
+    if (st != PS_OK) {
+        pu_err("GROUP %s: %s", group, err);
+        return st == PS_NOENT ? PX_NOUSER : PX_TEMPFAIL;
     }
+    size_t site = ps_pool_site(sites); /* the numbers are this site's */
     numbers nums = {0};
     if (info.count > 0) {
         char range[64];
         snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, info.low, info.high);
-        st = nntp_over(c, range, collect_over, &nums);
-        if (st != NNTP_OK) {
+        st = ps_over(sites, site, group, range, collect_over, &nums, err, sizeof err);
+        if (st != PS_OK) {
             free(nums.items);
-            pu_err("OVER %s: %s", range, nntp_last_response(c));
+            pu_err("OVER %s: %s", range, err);
             return PX_TEMPFAIL;
         }
     }
@@ -168,14 +170,14 @@ static int list_mailbox(nntp_conn *c, const char *group, const pc_keyrecord *rec
     size_t bad = 0;
     printf("%6s  %-20s  %9s  %-30s  %s\n", "NUM", "ARRIVED", "SIZE", "FROM", "SUBJECT");
     for (size_t i = 0; i < nums.n; i++) {
-        char number[24], err[512];
+        char number[24];
         snprintf(number, sizeof number, "%" PRIu64, nums.items[i]);
         if (progress)
             fprintf(stderr, "\rreading %zu/%zu", i + 1, nums.n);
         h->len = 0;
         h->data[0] = '\0';
         pc_msg_meta meta;
-        st = ps_read_message(c, number, rec->box_pk, sk, &meta, header_sink, h, err, sizeof err);
+        st = ps_read_message(sites, site, group, number, rec->box_pk, sk, &meta, header_sink, h, err, sizeof err);
         if (progress)
             fprintf(stderr, "\r\033[K");
         if (st == PS_NOENT)
@@ -236,15 +238,18 @@ int adm_cmd_mailbox(const pn_config *cfg, int argc, char **argv)
         pu_err("%s: %s", argv[optind], why);
         return PX_NOUSER;
     }
-    nntp_conn *c;
-    if (ps_connect_any(cfg, &c, NULL, err, sizeof err) != PS_OK) {
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    if (!sites)
+        return PX_OSERR;
+    if (ps_pool_connect(sites, PS_ANY_SITE, err, sizeof err) != PS_OK) {
+        ps_pool_free(sites);
         pu_err("no news server reachable: %s", err);
         return PX_TEMPFAIL;
     }
     pc_keyrecord rec;
-    int st = ps_fetch_keyrecord(c, cfg, canon, &rec, NULL, err, sizeof err);
+    int st = ps_fetch_keyrecord(sites, PS_ANY_SITE, canon, &rec, NULL, err, sizeof err);
     if (st != PS_OK) {
-        nntp_close(c);
+        ps_pool_free(sites);
         pu_err("%s", err);
         return st == PS_NOUSER ? PX_NOUSER : PX_TEMPFAIL;
     }
@@ -273,13 +278,14 @@ int adm_cmd_mailbox(const pn_config *cfg, int argc, char **argv)
         goto out;
     }
     if (show) {
-        if (nntp_group(c, group, &(nntp_group_info){0}) != NNTP_OK) {
-            pu_err("GROUP %s: %s", group, nntp_last_response(c));
+        if (ps_group(sites, PS_ANY_SITE, group, &(ps_group_info){0}, err, sizeof err) != PS_OK) {
+            pu_err("GROUP %s: %s", group, err);
             rc = PX_TEMPFAIL;
             goto out;
         }
         pc_msg_meta meta;
-        st = ps_read_message(c, show, rec.box_pk, sk, &meta, stdout_sink, NULL, err, sizeof err);
+        st = ps_read_message(sites, ps_pool_site(sites), show[0] == '<' ? NULL : group, show, rec.box_pk, sk, &meta,
+                             stdout_sink, NULL, err, sizeof err);
         if (fflush(stdout) != 0 && st == PS_OK) {
             pu_err("writing the message: %s", strerror(errno));
             rc = PX_IOERR;
@@ -289,10 +295,10 @@ int adm_cmd_mailbox(const pn_config *cfg, int argc, char **argv)
             pu_err("%s", err);
         rc = st == PS_OK ? PX_OK : st == PS_NOENT ? PX_NOINPUT : st == PS_TEMP ? PX_TEMPFAIL : PX_DATAERR;
     } else {
-        rc = list_mailbox(c, group, &rec, sk);
+        rc = list_mailbox(sites, group, &rec, sk);
     }
 out:
-    nntp_close(c);
+    ps_pool_free(sites);
     if (pw)
         sodium_free(pw);
     if (sk)

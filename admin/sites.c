@@ -101,22 +101,23 @@ static int collect_msgid(void *arg, const char *line, size_t len)
  * the overview entry go). `ctlinnd rmgroup` alone leaves tradspool files behind, and a group
  * made again under the same name then collides with them at article 1: innd cannot store,
  * nnrpd still answers 240. Returns the number removed, or -1 with the reason reported. */
-static long purge_group(const pn_site *site, const char *group)
+static long purge_group(const pn_config *cfg, const pn_site *site, const char *group)
 {
     char err[512];
-    nntp_conn *c;
-    if (ps_connect(site, &c, err, sizeof err) != PS_OK) {
-        pu_err("site %s: cannot list the articles of %s: %s", site->name, group, err);
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    if (!sites) {
+        pu_err("site %s: cannot list the articles of %s: out of memory", site->name, group);
         return -1;
     }
-    nntp_group_info info;
+    size_t at = (size_t)(site - cfg->sites);
+    ps_group_info info;
     id_list l = {0};
-    int st = nntp_group(c, group, &info);
-    if (st == NNTP_OK)
-        st = nntp_over(c, "1-", collect_msgid, &l);
-    nntp_close(c);
-    if (st != NNTP_OK && st != NNTP_ENOENT) { /* ENOENT: no such group, or no articles */
-        pu_err("site %s: cannot list the articles of %s: %s", site->name, group, nntp_strerror(st));
+    int st = ps_group(sites, at, group, &info, err, sizeof err);
+    if (st == PS_OK && info.count > 0)
+        st = ps_over(sites, at, group, "1-", collect_msgid, &l, err, sizeof err);
+    ps_pool_free(sites);
+    if (st != PS_OK && st != PS_NOENT) { /* PS_NOENT: no such group, or no articles */
+        pu_err("site %s: cannot list the articles of %s: %s", site->name, group, err);
         pu_buf_free(&l.ids);
         return -1;
     }
@@ -213,7 +214,7 @@ int adm_groups_everywhere(const pn_config *cfg, const char *address, const char 
         const char *groups[] = {key_group, mail_group};
         long removed = 0;
         for (size_t g = 0; g < 2; g++) {
-            long n = create ? 0 : purge_group(site, groups[g]);
+            long n = create ? 0 : purge_group(cfg, site, groups[g]);
             if (n < 0) {
                 failed++;
                 break;
@@ -258,11 +259,15 @@ static int count_line(void *arg, const char *line, size_t len)
 int adm_verify_groups(const pn_config *cfg, const char *address, const char *mail_group, const char *key_group)
 {
     int bad = 0;
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    if (!sites) {
+        pu_err("cannot check the groups: out of memory");
+        return (int)cfg->n_sites;
+    }
     for (size_t i = 0; i < cfg->n_sites; i++) {
         const pn_site *site = &cfg->sites[i];
         char err[512];
-        nntp_conn *c;
-        if (ps_connect(site, &c, err, sizeof err) != PS_OK) {
+        if (ps_pool_connect(sites, i, err, sizeof err) != PS_OK) {
             pu_err("site %s: cannot check the groups: %s", site->name, err);
             bad++;
             continue;
@@ -270,17 +275,17 @@ int adm_verify_groups(const pn_config *cfg, const char *address, const char *mai
         const char *groups[] = {key_group, mail_group};
         const char *missing = NULL, *full = NULL;
         size_t articles = 0;
-        int st = NNTP_OK;
-        for (size_t g = 0; g < 2 && st == NNTP_OK && !full; g++) {
-            st = nntp_listgroup(c, groups[g], count_line, &articles);
-            if (st != NNTP_OK)
+        int st = PS_OK;
+        for (size_t g = 0; g < 2 && st == PS_OK && !full; g++) {
+            st = ps_listgroup(sites, i, groups[g], count_line, &articles, err, sizeof err);
+            if (st != PS_OK)
                 missing = groups[g];
             else if (articles)
                 full = groups[g];
         }
-        nntp_close(c);
-        if (missing && st != NNTP_ENOENT) {
-            pu_err("site %s: cannot check group %s: %s", site->name, missing, nntp_strerror(st));
+        ps_pool_drop(sites, i);
+        if (missing && st != PS_NOENT) {
+            pu_err("site %s: cannot check group %s: %s", site->name, missing, err);
             bad++;
         } else if (missing) {
             pu_err("site %s: group %s is missing; create it there (ctlinnd newgroup %s y postern) and run "
@@ -296,6 +301,7 @@ int adm_verify_groups(const pn_config *cfg, const char *address, const char *mai
             pu_info("  site %s: groups verified", site->name);
         }
     }
+    ps_pool_free(sites);
     return bad;
 }
 
@@ -311,16 +317,20 @@ int adm_record_readable(const pn_config *cfg, const pn_site *site, const pc_keyr
         snprintf(err, errlen, "out of memory");
         return 0;
     }
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    if (!sites) {
+        sodium_free(got);
+        snprintf(err, errlen, "out of memory");
+        return 0;
+    }
+    size_t at = (size_t)(site - cfg->sites);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     int ok = 0;
     for (;;) {
-        nntp_conn *c;
-        int st = ps_connect(site, &c, err, errlen);
-        if (st == PS_OK) {
-            st = ps_fetch_keyrecord(c, cfg, rec->address, got, NULL, err, errlen);
-            nntp_close(c);
-        }
+        /* each try on a new connection: the last one may have cached the record's absence */
+        int st = ps_fetch_keyrecord(sites, at, rec->address, got, NULL, err, errlen);
+        ps_pool_drop(sites, at);
         if (st == PS_OK && sodium_memcmp(got->key_id, rec->key_id, sizeof rec->key_id) == 0 &&
             got->serial == rec->serial) {
             ok = 1;
@@ -334,6 +344,7 @@ int adm_record_readable(const pn_config *cfg, const pn_site *site, const pc_keyr
         struct timespec pause = {0, 200 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
+    ps_pool_free(sites);
     sodium_free(got);
     return ok;
 }

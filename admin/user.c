@@ -136,14 +136,13 @@ static unsigned post_record(const pn_config *cfg, const pc_keyrecord *rec, const
     if (!len || !pa_key_headers(group, msgid, extra, headers, sizeof headers))
         return 0;
     unsigned copies = 0;
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    if (!sites)
+        return 0;
     for (size_t i = 0; i < cfg->n_sites; i++) {
-        nntp_conn *c;
         char err[512];
-        int st = ps_connect(&cfg->sites[i], &c, err, sizeof err);
-        if (st == PS_OK) {
-            st = ps_post_envelope(c, headers, bin, len, -1, 0, err, sizeof err);
-            nntp_close(c);
-        }
+        int st = ps_post(sites, i, headers, bin, len, -1, 0, err, sizeof err);
+        ps_pool_drop(sites, i); /* one post per site, then the read-back on a new connection */
         if (st != PS_OK && st != PS_DUP) {
             pu_err("site %s: posting the key record failed: %s", cfg->sites[i].name, err);
         } else if (!adm_record_readable(cfg, &cfg->sites[i], rec, err, sizeof err)) {
@@ -154,6 +153,7 @@ static unsigned post_record(const pn_config *cfg, const pc_keyrecord *rec, const
             pu_info("  site %s: key record %s posted and read back", cfg->sites[i].name, msgid);
         }
     }
+    ps_pool_free(sites);
     return copies;
 }
 
@@ -167,18 +167,21 @@ static int cmd_add(const pn_config *cfg, const user_opts *o)
         return PX_DATAERR;
     }
     char err[1024];
-    nntp_conn *c;
-    if (ps_connect_any(cfg, &c, NULL, err, sizeof err) != PS_OK) {
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    if (!sites)
+        return PX_OSERR;
+    if (ps_pool_connect(sites, PS_ANY_SITE, err, sizeof err) != PS_OK) {
+        ps_pool_free(sites);
         pu_err("no news server reachable: %s", err);
         return PX_TEMPFAIL;
     }
     pc_keyrecord *rec = sodium_malloc(sizeof *rec);
     if (!rec) {
-        nntp_close(c);
+        ps_pool_free(sites);
         return PX_OSERR;
     }
-    int st = ps_fetch_keyrecord(c, cfg, canon, rec, NULL, err, sizeof err);
-    nntp_close(c);
+    int st = ps_fetch_keyrecord(sites, PS_ANY_SITE, canon, rec, NULL, err, sizeof err);
+    ps_pool_free(sites);
     if (st == PS_OK) {
         pu_err("%s already exists (use `postern user passwd` to change its password)", canon);
         sodium_free(rec);
@@ -257,8 +260,11 @@ static int cmd_passwd(const pn_config *cfg, const user_opts *o)
         pu_err("%s: %s", o->address, why);
         return PX_NOUSER;
     }
-    nntp_conn *c;
-    if (ps_connect_any(cfg, &c, NULL, err, sizeof err) != PS_OK) {
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    if (!sites)
+        return PX_OSERR;
+    if (ps_pool_connect(sites, PS_ANY_SITE, err, sizeof err) != PS_OK) {
+        ps_pool_free(sites);
         pu_err("no news server reachable: %s", err);
         return PX_TEMPFAIL;
     }
@@ -268,11 +274,11 @@ static int cmd_passwd(const pn_config *cfg, const user_opts *o)
     uint8_t *auth_sk = NULL;
     int rc = PX_SOFTWARE;
     if (!rec || !sk || !old_pw || !new_pw) {
-        nntp_close(c);
+        ps_pool_free(sites);
         goto out;
     }
-    int st = ps_fetch_keyrecord(c, cfg, canon, rec, old_msgid, err, sizeof err);
-    nntp_close(c);
+    int st = ps_fetch_keyrecord(sites, PS_ANY_SITE, canon, rec, old_msgid, err, sizeof err);
+    ps_pool_free(sites);
     if (st != PS_OK) {
         pu_err("%s", err);
         rc = st == PS_NOUSER ? PX_NOUSER : PX_TEMPFAIL;
@@ -400,17 +406,20 @@ static int list_line(void *arg, const char *line, size_t len)
 static int cmd_list(const pn_config *cfg)
 {
     char err[1024], wildmat[96];
-    nntp_conn *c;
-    if (ps_connect_any(cfg, &c, NULL, err, sizeof err) != PS_OK) {
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    if (!sites)
+        return PX_OSERR;
+    if (ps_pool_connect(sites, PS_ANY_SITE, err, sizeof err) != PS_OK) {
+        ps_pool_free(sites);
         pu_err("no news server reachable: %s", err);
         return PX_TEMPFAIL;
     }
     snprintf(wildmat, sizeof wildmat, "%s%s*%s", cfg->prefix, cfg->prefix[0] ? "." : "", PA_KEY_SUFFIX);
     list_ctx l = {.cfg = cfg};
-    int st = nntp_list_active(c, wildmat, list_line, &l);
-    nntp_close(c);
-    if (st != NNTP_OK) {
-        pu_err("LIST ACTIVE failed: %s", nntp_strerror(st));
+    int st = ps_list_active(sites, PS_ANY_SITE, wildmat, list_line, NULL, &l, NULL, err, sizeof err);
+    ps_pool_free(sites);
+    if (st != PS_OK) {
+        pu_err("LIST ACTIVE failed: %s", err);
         return PX_TEMPFAIL;
     }
     pu_info("%zu user%s", l.users, l.users == 1 ? "" : "s");

@@ -197,52 +197,6 @@ out:
     return rc;
 }
 
-/* Whether the site shows the article: PS_OK (223), PS_NOENT (430), or PS_TEMP with err. */
-static int site_shows(nntp_conn *c, const char *msgid, char *err, size_t errlen)
-{
-    int st = nntp_stat(c, msgid);
-    if (st == NNTP_OK)
-        return PS_OK;
-    if (st == NNTP_ENOENT)
-        return PS_NOENT;
-    snprintf(err, errlen, "STAT %s: %s", msgid, nntp_last_response(c));
-    return PS_TEMP;
-}
-
-/* Stores the article at one site: PS_OK only once the site shows it (STAT 223). An answer to
- * the POST proves nothing: nnrpd answers 240 for an article it parked because innd could not
- * take it (paused, throttled, stopping), and "435"/"441 435" duplicates come also while a
- * peer's innfeed is still carrying the article, or for one cancelled since. A site that took
- * the article gets confirm_timeout seconds to show it; then the copy does not count (PS_NOENT,
- * with err).
- * nnrpd caches history lookups, the negative ones too: a Message-ID looked up before the
- * article arrived stays "430" on that connection. So nothing is looked up before the POST
- * (a retry re-sends the article and hears 435), the first check runs on the posting
- * connection, and the re-checks are ps_await_shown's, each on a new one. */
-static int store_at_site(nntp_conn *c, const pn_site *site, unsigned confirm_timeout, const char *group,
-                         const sealed *m, char *err, size_t errlen)
-{
-    char headers[1024];
-    if (!pa_mail_headers(group, m->msgid, headers, sizeof headers)) {
-        snprintf(err, errlen, "header block too long");
-        return PS_FAIL;
-    }
-    int st = ps_post_envelope(c, headers, m->prefix, sizeof m->prefix, m->fd, m->cipher_len, err, errlen);
-    if (st != PS_OK && st != PS_DUP)
-        return st;
-    ps_copy copy = {.msgid = m->msgid, .duplicate = st == PS_DUP};
-    st = site_shows(c, m->msgid, err, errlen);
-    if (st != PS_NOENT)
-        return st;
-    char last[256];
-    if (ps_await_shown(site, confirm_timeout, &copy, 1, last, sizeof last) == 0)
-        return PS_OK;
-    snprintf(err, errlen,
-             "%s but did not show %s within %u s (parked by nnrpd, or only in flight; last check: %s): not a copy",
-             copy.duplicate ? "refused it as a duplicate" : "answered 240", m->msgid, confirm_timeout, last);
-    return PS_NOENT;
-}
-
 /* ---- the delivery context ---- */
 
 /* Key records kept per ctx; an LMTP session rarely sees more distinct recipients than this
@@ -258,7 +212,7 @@ typedef struct cache_entry {
 struct pd_ctx {
     const pn_config *cfg;
     const uint8_t *secret;
-    nntp_conn *conns[PN_MAX_SITES];
+    ps_pool *sites; /* kept for the ctx's life: an LMTP session's messages share them */
     size_t last_site; /* where the last key record came from: posting starts there */
     cache_entry *cache;
     size_t n_cache;
@@ -278,71 +232,26 @@ pd_ctx *pd_ctx_new(const pn_config *cfg, const uint8_t *secret)
         return NULL;
     ctx->cfg = cfg;
     ctx->secret = secret;
-    if (cfg->keyrecord_cache > 0) {
+    ctx->sites = ps_pool_new(cfg, 0);
+    if (cfg->keyrecord_cache > 0)
         ctx->cache = calloc(CACHE_SLOTS, sizeof *ctx->cache);
-        if (!ctx->cache) {
-            free(ctx);
-            return NULL;
-        }
+    if (!ctx->sites || (cfg->keyrecord_cache > 0 && !ctx->cache)) {
+        pd_ctx_free(ctx);
+        return NULL;
     }
     return ctx;
-}
-
-static void drop_conn(pd_ctx *ctx, size_t i)
-{
-    if (ctx->conns[i]) {
-        nntp_close(ctx->conns[i]);
-        ctx->conns[i] = NULL;
-    }
 }
 
 void pd_ctx_free(pd_ctx *ctx)
 {
     if (!ctx)
         return;
-    for (size_t i = 0; i < PN_MAX_SITES; i++)
-        drop_conn(ctx, i);
+    ps_pool_free(ctx->sites);
     if (ctx->cache) {
         sodium_memzero(ctx->cache, CACHE_SLOTS * sizeof *ctx->cache);
         free(ctx->cache);
     }
     free(ctx);
-}
-
-/* Site i's connection, opened if none is; *fresh tells whether it was opened just now (a
- * failure on a fresh connection is real, one on an old connection may be a server timeout). */
-static int site_conn(pd_ctx *ctx, size_t i, nntp_conn **c, int *fresh, char *err, size_t errlen)
-{
-    if (ctx->conns[i]) {
-        *c = ctx->conns[i];
-        *fresh = 0;
-        return PS_OK;
-    }
-    int st = ps_connect(&ctx->cfg->sites[i], &ctx->conns[i], err, errlen);
-    *c = ctx->conns[i];
-    *fresh = 1;
-    return st;
-}
-
-/* Any site's connection: an open one first (sticking to a site after a failover), else the
- * first reachable in configured order, like ps_connect_any. */
-static int any_conn(pd_ctx *ctx, size_t *site, nntp_conn **c, int *fresh, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < ctx->cfg->n_sites; i++)
-        if (ctx->conns[i]) {
-            *site = i;
-            *c = ctx->conns[i];
-            *fresh = 0;
-            return PS_OK;
-        }
-    size_t i = 0;
-    int st = ps_connect_any(ctx->cfg, c, &i, err, errlen);
-    if (st == PS_OK) {
-        ctx->conns[i] = *c;
-        *site = i;
-        *fresh = 1;
-    }
-    return st;
 }
 
 static cache_entry *cache_find(pd_ctx *ctx, const char *canon)
@@ -398,26 +307,16 @@ int pd_ctx_recipient(pd_ctx *ctx, const char *address, pd_recipient **out, char 
         *out = r;
         return PX_OK;
     }
-    int st = PS_TEMP;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        size_t site = 0;
-        nntp_conn *c = NULL;
-        int fresh = 0;
-        st = any_conn(ctx, &site, &c, &fresh, why, sizeof why);
-        if (st != PS_OK) {
-            snprintf(msg, msglen, "no news server reachable, try again later: %s", why);
-            free(r);
-            return PX_TEMPFAIL;
-        }
-        st = ps_fetch_keyrecord(c, ctx->cfg, r->canon, &r->rec, NULL, why, sizeof why);
-        if (st == PS_OK)
-            ctx->last_site = site;
-        if (st != PS_TEMP)
-            break;
-        drop_conn(ctx, site);
-        if (fresh)
-            break; /* a new connection failed: that is the answer */
+    /* any site: an open connection first (sticking to a site after a failover), else the
+     * first reachable in configured order */
+    if (ps_pool_connect(ctx->sites, PS_ANY_SITE, why, sizeof why) != PS_OK) {
+        snprintf(msg, msglen, "no news server reachable, try again later: %s", why);
+        free(r);
+        return PX_TEMPFAIL;
     }
+    int st = ps_fetch_keyrecord(ctx->sites, PS_ANY_SITE, r->canon, &r->rec, NULL, why, sizeof why);
+    if (st == PS_OK)
+        ctx->last_site = ps_pool_site(ctx->sites);
     if (st == PS_OK) {
         cache_put(ctx, r->canon, &r->rec);
         *out = r;
@@ -466,23 +365,13 @@ static int deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
         size_t i = (ctx->last_site + k) % cfg->n_sites;
         const pn_site *site = &cfg->sites[i];
         char err[512] = "";
-        int st = PS_TEMP;
-        for (int attempt = 0; attempt < 2; attempt++) {
-            nntp_conn *c = NULL;
-            int fresh = 0;
-            st = site_conn(ctx, i, &c, &fresh, err, sizeof err);
-            if (st != PS_OK)
-                break;
-            st = store_at_site(c, site, cfg->confirm_timeout, r->group, &m, err, sizeof err);
-            if (st == PS_OK || st == PS_NOENT)
-                break; /* PS_NOENT: the site took it and does not show it; asking again won't */
-            /* The link may be mid-article or gone: never reuse it after a failure. A kept
-             * connection the server dropped while idle gets one retry on a new one; the
-             * article's fixed Message-ID makes that retry safe. */
-            drop_conn(ctx, i);
-            if (fresh)
-                break;
-        }
+        char headers[1024];
+        int st = PS_FAIL;
+        if (!pa_mail_headers(r->group, m.msgid, headers, sizeof headers))
+            snprintf(err, sizeof err, "header block too long");
+        else /* counts only once the site shows it */
+            st = ps_store_copy(ctx->sites, i, headers, m.msgid, m.prefix, sizeof m.prefix, m.fd, m.cipher_len,
+                               cfg->confirm_timeout, err, sizeof err);
         if (st == PS_OK) {
             copies++;
             int n = snprintf(names + names_used, sizeof names - names_used, "%s%s", names_used ? ", " : "",

@@ -21,7 +21,7 @@
 
 #include <sodium.h>
 
-#include "nntp/nntp.h"
+#include "store/store.h"
 #include "util/util.h"
 
 static const char usage[] =
@@ -125,7 +125,7 @@ static void *conn_thread(void *arg)
     serve(srv, a->fd, a->fd);
     close(a->fd);
     free(a);
-    nntp_thread_done();
+    ps_thread_done();
     pthread_mutex_lock(&srv->lock);
     srv->running--;
     pthread_cond_broadcast(&srv->changed);

@@ -39,9 +39,9 @@ typedef struct final_save {
 } final_save;
 
 /* Worker, before the write: nobody holds keyword indexes now, so the prune may renumber. */
-static void prune_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+static void prune_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
 {
-    (void)wc;
+    (void)sites;
     final_save *x = j->ctx;
     x->pruned = gw_state_prune(j->us, x->live, x->n_live, cfg, x->err, sizeof x->err);
 }
@@ -147,9 +147,9 @@ typedef struct periodic_save {
     char err[256];
 } periodic_save;
 
-static void periodic_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+static void periodic_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
 {
-    (void)wc;
+    (void)sites;
     (void)cfg;
     periodic_save *x = j->ctx;
     x->status = userstate_sealed_write(x->snap, x->err, sizeof x->err);

@@ -262,9 +262,9 @@ static int to_crlf(void *arg, const uint8_t *data, size_t len)
     return 0;
 }
 
-static void decrypt_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+static void decrypt_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
 {
-    (void)wc;
+    (void)sites;
     (void)cfg;
     load_ctx *x = j->ctx;
     plain_buf b = {0};
@@ -394,8 +394,9 @@ static void open_reply(void *arg, const vault_reply *r)
 
 /* ---- hop 1: the article (worker) ---- */
 
-static void article_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+static void article_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
 {
+    (void)cfg;
     load_ctx *x = j->ctx;
     char got[PA_MSGID_MAX];
     if (x->a->net->artcache && !x->skip_cache && gw_artcache_get(x->a->net->artcache, x->msgid, &x->env)) {
@@ -403,16 +404,9 @@ static void article_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
         x->status = PS_OK;
         return;
     }
-    for (int attempt = 0; attempt < 2; attempt++) {
-        x->status = gw_wconn_get(wc, cfg, x->err, sizeof x->err);
-        if (x->status != PS_OK)
-            return;
-        x->env.len = 0;
-        x->status = ps_fetch_envelope(wc->c, x->msgid, &x->env, got, x->err, sizeof x->err);
-        if (x->status != PS_TEMP)
-            break;
-        gw_wconn_drop(wc);
-    }
+    x->status = ps_pool_connect(sites, PS_ANY_SITE, x->err, sizeof x->err);
+    if (x->status == PS_OK)
+        x->status = ps_read_envelope(sites, PS_ANY_SITE, x->msgid, &x->env, got, x->err, sizeof x->err);
     if (x->status == PS_OK && strcmp(got, x->msgid) != 0) {
         x->status = PS_BADMSG;
         snprintf(x->err, sizeof x->err, "article %s came back as %s", x->msgid, got);

@@ -22,7 +22,7 @@ typedef struct scan_ctx {
     /* results */
     int status; /* PS_* */
     char err[640];
-    nntp_group_info info;
+    ps_group_info info;
     size_t site;
     bool full;
     gw_msg *msgs;
@@ -90,58 +90,47 @@ static int over_line(void *arg, const char *line, size_t len)
     return 0;
 }
 
-static int over(gw_wconn *wc, scan_ctx *x, uint64_t from, uint64_t to)
+static int over(ps_pool *sites, scan_ctx *x, uint64_t from, uint64_t to)
 {
-    char range[48];
+    char range[48], why[256];
     snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, from, to);
-    int st = nntp_over(wc->c, range, over_line, x);
+    int st = ps_over(sites, x->site, x->group, range, over_line, x, why, sizeof why);
     if (x->nomem) {
         snprintf(x->err, sizeof x->err, "out of memory");
         return PS_FAIL;
     }
-    if (st == NNTP_ENOENT) /* 423: no articles in that range */
+    if (st == PS_NOENT) /* 423: no articles in that range */
         return PS_OK;
-    if (st != NNTP_OK) {
-        snprintf(x->err, sizeof x->err, "OVER %s in %s: %s", range, x->group, nntp_last_response(wc->c));
-        gw_wconn_drop(wc);
+    if (st != PS_OK) {
+        snprintf(x->err, sizeof x->err, "OVER %s in %s: %s", range, x->group, why);
         return PS_TEMP;
     }
     return PS_OK;
 }
 
-static void scan_once(scan_ctx *x, gw_wconn *wc, const pn_config *cfg)
+static void scan_once(scan_ctx *x, ps_pool *sites)
 {
-    int st = NNTP_ETEMP;
-    for (int attempt = 0; attempt < 2; attempt++) { /* a kept connection may have gone stale */
-        x->status = gw_wconn_get_site(wc, cfg, x->want_site, x->err, sizeof x->err);
-        if (x->status != PS_OK)
-            return;
-        st = nntp_group(wc->c, x->group, &x->info);
-        /* nnrpd (INN 2.7) keeps the group list and each group's index as it first saw them: a
-         * group missing then stays missing on that connection. Ask a fresh one. */
-        if (attempt == 0 && st == NNTP_ENOENT) {
-            gw_wconn_drop(wc);
-            continue;
-        }
-        if (st == NNTP_OK || st == NNTP_ENOENT)
-            break;
-        snprintf(x->err, sizeof x->err, "GROUP %s: %s", x->group, nntp_last_response(wc->c));
-        gw_wconn_drop(wc);
-    }
-    if (st == NNTP_ENOENT) {
+    /* store asks a new connection when a kept one says the group is missing: nnrpd (INN 2.7)
+     * keeps the group list and each group's index as it first saw them; and it closes one
+     * that has seen the group empty, which that nnrpd would go on seeing empty */
+    size_t where = PS_PREFER(x->want_site); /* a retry may fall back to another site */
+    x->status = ps_pool_connect(sites, where, x->err, sizeof x->err);
+    if (x->status != PS_OK)
+        return;
+    char why[256];
+    int st = ps_group(sites, where, x->group, &x->info, why, sizeof why);
+    if (st == PS_NOENT) {
         x->status = PS_NOUSER;
         snprintf(x->err, sizeof x->err, "the group %s does not exist on the news server", x->group);
         return;
     }
-    if (st != NNTP_OK) {
+    if (st != PS_OK) {
         x->status = PS_TEMP;
+        snprintf(x->err, sizeof x->err, "GROUP %s: %s", x->group, why);
         return;
     }
-    x->site = wc->site;
-    /* ... and a group that was empty when this nnrpd first looked stays empty for it, even
-     * after articles arrive: never keep a connection that has seen an empty group */
+    x->site = ps_pool_site(sites);
     if (x->info.count == 0 || x->info.high < x->info.low) {
-        gw_wconn_drop(wc);
         x->full = true; /* nothing there (any more) */
         x->n = 0;
         x->status = PS_OK;
@@ -152,7 +141,7 @@ static void scan_once(scan_ctx *x, gw_wconn *wc, const pn_config *cfg)
     x->full = x->first || x->info.low != x->old_low || x->info.high < x->old_high;
     if (!x->full) {
         if (x->info.high > x->old_high) {
-            x->status = over(wc, x, x->old_high + 1, x->info.high);
+            x->status = over(sites, x, x->old_high + 1, x->info.high);
             if (x->status != PS_OK)
                 return;
         }
@@ -163,7 +152,7 @@ static void scan_once(scan_ctx *x, gw_wconn *wc, const pn_config *cfg)
         }
     }
     if (x->full && x->info.count > 0 && x->info.high >= x->info.low)
-        x->status = over(wc, x, x->info.low, x->info.high);
+        x->status = over(sites, x, x->info.low, x->info.high);
     else
         x->status = PS_OK;
 }
@@ -181,20 +170,21 @@ static bool suspicious(const scan_ctx *x)
     return (x->site == x->known_site && x->n < x->known) || x->info.count == 0 || x->over_lines < x->info.count;
 }
 
-static void scan_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+static void scan_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
 {
+    (void)cfg;
     scan_ctx *x = j->ctx;
     bool first = x->first;
-    scan_once(x, wc, cfg);
+    scan_once(x, sites);
     if (!suspicious(x))
         return;
     /* confirm on a new connection: a mailbox must never lose messages it did not lose */
-    gw_wconn_drop(wc);
+    ps_pool_drop(sites, x->site);
     x->first = first;
     x->full = false;
     x->n = x->over_lines = 0;
     x->confirmed = true;
-    scan_once(x, wc, cfg);
+    scan_once(x, sites);
 }
 
 /* UIDVALIDITY: the article numbers are the site's, so it names the site and the group; and the

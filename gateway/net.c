@@ -229,9 +229,9 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 #define SWEEP_INTERVAL 3600 /* seconds between article cache sweeps */
 
-static void sweep_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+static void sweep_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
 {
-    (void)wc;
+    (void)sites;
     (void)cfg;
     gw_artcache_sweep(j->ctx);
 }

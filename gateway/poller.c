@@ -30,6 +30,7 @@ typedef struct poll_ctx {
     gw_net *net;
     char wildmat[WILDMAT_MAX + 1];
     bool no_counts;
+    bool sorted; /* lines, by group name */
     size_t want_site, site;
     poll_line *lines;
     size_t n, cap;
@@ -51,6 +52,15 @@ static int key_cmp(const void *key, const void *elem)
     return strcmp(key, ((const poll_line *)elem)->group);
 }
 
+/* LIST COUNTS follows LIST ACTIVE on the same connection: the lines are sorted when the first
+ * count comes. */
+static void sort_lines(poll_ctx *x)
+{
+    if (!x->sorted && x->n)
+        qsort(x->lines, x->n, sizeof *x->lines, line_cmp);
+    x->sorted = true;
+}
+
 static poll_line *find_line(const poll_ctx *x, const char *group)
 {
     return x->n ? bsearch(group, x->lines, x->n, sizeof *x->lines, key_cmp) : NULL;
@@ -62,6 +72,7 @@ static int collect_counts(void *arg, const char *line, size_t len)
     poll_ctx *x = arg;
     char group[PA_GROUP_MAX + 1];
     uint64_t high, low, count;
+    sort_lines(x);
     if (sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %" SCNu64, group, &high, &low, &count) != 4)
         return 0;
     poll_line *l = find_line(x, group);
@@ -95,53 +106,41 @@ static int collect(void *arg, const char *line, size_t len)
     return 0;
 }
 
-static void poll_work(gw_job *j, gw_wconn *wc, const pn_config *cfg)
+static void poll_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
 {
+    (void)cfg;
     poll_ctx *x = j->ctx;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        x->status = gw_wconn_get_site(wc, cfg, x->want_site, x->err, sizeof x->err);
-        if (x->status != PS_OK)
-            return;
-        x->site = wc->site;
-        x->n = 0;
-        if (!x->wildmat[0]) { /* health check only: does the site still answer? */
-            int code;
-            if (nntp_command(wc->c, "DATE", &code) == NNTP_OK)
-                return;
-            snprintf(x->err, sizeof x->err, "site %s: %s", cfg->sites[wc->site].name, nntp_last_response(wc->c));
-            gw_wconn_drop(wc);
-            x->status = PS_TEMP;
-            continue;
-        }
-        int st = nntp_list_active(wc->c, x->wildmat, collect, x);
-        if (st == NNTP_OK && x->n)
-            qsort(x->lines, x->n, sizeof *x->lines, line_cmp);
-        if (st == NNTP_OK && !x->no_counts) {
-            int cs = nntp_list_counts(wc->c, x->wildmat, collect_counts, x);
-            if (cs == NNTP_EPERM) {
-                snprintf(x->err, sizeof x->err, "LIST COUNTS refused (%s): cancels show at the next scan",
-                         nntp_last_response(wc->c));
-                x->no_counts = true; /* not INN: high and low only */
-            } else {
-                st = cs;
-            }
-        }
-        if (st == NNTP_OK) {
-            x->status = x->nomem ? PS_FAIL : PS_OK;
-            x->site = wc->site;
-            /* nnrpd (INN 2.7) never notices the first article of a group that was empty when
-             * it first looked: while a watched group is empty, each poll uses a new connection */
-            for (size_t i = 0; i < x->n; i++)
-                if (x->lines[i].high < x->lines[i].low || x->lines[i].high == 0) {
-                    gw_wconn_drop(wc);
-                    break;
-                }
-            return;
-        }
-        snprintf(x->err, sizeof x->err, "LIST: %s", nntp_last_response(wc->c));
-        gw_wconn_drop(wc);
-        x->status = PS_TEMP;
+    x->n = 0;
+    size_t where = PS_PREFER(x->want_site); /* a retry may fall back to another site */
+    x->status = ps_pool_connect(sites, where, x->err, sizeof x->err);
+    if (x->status != PS_OK)
+        return;
+    x->site = ps_pool_site(sites);
+    if (!x->wildmat[0]) { /* health check only: does the site still answer? */
+        x->status = ps_ping(sites, where, x->err, sizeof x->err);
+        x->site = ps_pool_site(sites);
+        return;
     }
+    /* store retries on a new connection, and closes one that listed an empty group: nnrpd
+     * (INN 2.7) never notices the first article of a group that was empty when it first
+     * looked, so while a watched group is empty each poll uses a new connection */
+    char why[512];
+    int refused = 0;
+    x->sorted = false;
+    int st = ps_list_active(sites, where, x->wildmat, collect, x->no_counts ? NULL : collect_counts, x, &refused,
+                            why, sizeof why);
+    x->site = ps_pool_site(sites);
+    sort_lines(x);
+    if (st == PS_OK && refused) {
+        snprintf(x->err, sizeof x->err, "LIST COUNTS refused (%.190s): cancels show at the next scan", why);
+        x->no_counts = true; /* not INN: high and low only */
+    }
+    if (st == PS_OK) {
+        x->status = x->nomem ? PS_FAIL : PS_OK;
+        return;
+    }
+    snprintf(x->err, sizeof x->err, "LIST: %.240s", why);
+    x->status = PS_TEMP;
 }
 
 static void poll_done(gw_job *j)

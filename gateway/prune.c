@@ -14,7 +14,8 @@ typedef struct prune_ctx {
     const char **live; /* the last scan's Message-IDs, sorted */
     size_t n_live;
     const pn_config *cfg;
-    nntp_conn *conn[PN_MAX_SITES]; /* opened when the first entry needs asking */
+    ps_pool *sites; /* its own: connections opened when the first entry needs asking, new for
+                     * this prune (a kept one may have cached a Message-ID's absence) */
     char *err;
     size_t errlen;
 } prune_ctx;
@@ -31,15 +32,14 @@ static int is_live(void *arg, const char *msgid)
     if (x->n_live && bsearch(&msgid, x->live, x->n_live, sizeof *x->live, cmp_str))
         return 1;
     for (size_t i = 0; i < x->cfg->n_sites; i++) {
-        if (!x->conn[i] && ps_connect(&x->cfg->sites[i], &x->conn[i], x->err, x->errlen) != PS_OK) {
-            x->conn[i] = NULL;
+        if (ps_pool_connect(x->sites, i, x->err, x->errlen) != PS_OK)
             return -1;
-        }
-        int st = nntp_stat(x->conn[i], msgid);
-        if (st == NNTP_OK)
+        char why[512];
+        int st = ps_stat(x->sites, i, msgid, why, sizeof why);
+        if (st == PS_OK)
             return 1;
-        if (st != NNTP_ENOENT) {
-            snprintf(x->err, x->errlen, "STAT at site %s: %s", x->cfg->sites[i].name, nntp_last_response(x->conn[i]));
+        if (st != PS_NOENT) {
+            snprintf(x->err, x->errlen, "at site %s: %s", x->cfg->sites[i].name, why);
             return -1;
         }
     }
@@ -53,7 +53,10 @@ long gw_state_prune(userstate *us, const gw_msg *live, size_t n_live, const pn_c
     if (userstate_count(us) <= n_live)
         return 0; /* every entry may be a message of the scan: nothing to ask */
     x.live = malloc((n_live ? n_live : 1) * sizeof *x.live);
-    if (!x.live) {
+    x.sites = ps_pool_new(cfg, 0);
+    if (!x.live || !x.sites) {
+        free(x.live);
+        ps_pool_free(x.sites);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -62,9 +65,7 @@ long gw_state_prune(userstate *us, const gw_msg *live, size_t n_live, const pn_c
     qsort(x.live, n_live, sizeof *x.live, cmp_str);
     size_t pruned = 0;
     int st = userstate_prune(us, is_live, &x, &pruned);
-    for (size_t i = 0; i < cfg->n_sites; i++)
-        if (x.conn[i])
-            nntp_close(x.conn[i]);
+    ps_pool_free(x.sites);
     free(x.live);
     if (st != US_OK) {
         if (st != US_EIO)

@@ -481,9 +481,8 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
 
     bool stopping = false, failed = false, restarting = false;
     time_t kill_at = 0, restart_at = 0;
-    unsigned restart_delay = 1, quick_deaths = 0, n_dead = 0;
-    bool cause_unclean = false;
-    char cause[160] = "";
+    unsigned restart_delay = 1, quick_deaths = 0;
+    bool cause_logged = false; /* this restart's cause is in the log */
     while (kids.vault > 0 || kids.net > 0 || repair_pid > 0 || (restart_at && !stopping)) {
         struct timespec tick = {1, 0};
         int sig = sigtimedwait(&set, NULL, &tick);
@@ -520,16 +519,28 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
             if (!who)
                 continue;
             bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-            /* the cause is the first death that was not clean (a vault whose network process
-             * went away ends cleanly, and may be reaped first) */
-            if (!stopping && !restarting && !n_dead++)
-                snprintf(cause, sizeof cause, "the %s process (pid %ld) %s", who, (long)pid, how);
-            else if (!stopping && !restarting && !clean && !cause_unclean)
-                snprintf(cause, sizeof cause, "the %s process (pid %ld) %s", who, (long)pid, how);
-            else if (!clean)
-                gw_log(restarting ? GW_ERROR : GW_WARN, "the %s process (pid %ld) %s", who, (long)pid, how);
-            if (!stopping && !restarting && !clean)
-                cause_unclean = true;
+            if (stopping) {
+                if (!clean)
+                    gw_log(GW_WARN, "the %s process (pid %ld) %s", who, (long)pid, how);
+            } else {
+                if (!restarting) {
+                    /* Sessions die with the network process, keys with the vault; the other
+                     * one follows (the network process says BYE to its sessions and saves
+                     * their state when the vault goes), then both start again. */
+                    restarting = true;
+                    kill_at = time(NULL) + KILL_AFTER_S;
+                    if (pid == kids.vault && kids.net > 0)
+                        kill(kids.net, SIGTERM);
+                }
+                /* the cause is the first death that was not clean: a vault whose network
+                 * process went away ends cleanly, and may be reaped before it */
+                if (!clean)
+                    gw_log(GW_ERROR, "the %s process (pid %ld) %s%s", who, (long)pid, how,
+                           cause_logged ? "" : "; restarting the vault and network processes");
+                else
+                    gw_log(GW_INFO, "the %s process (pid %ld) %s", who, (long)pid, how);
+                cause_logged |= !clean;
+            }
             if (pid == kids.net) {
                 kids.net = -1;
                 /* the vault follows the network process; make sure it is not waiting on us */
@@ -539,20 +550,11 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
                 kids.vault = -1;
             }
         }
-        if (n_dead && !stopping && !restarting) {
-            /* Sessions die with the network process, keys with the vault; the other one
-             * follows (the network process says BYE to its sessions and saves their state
-             * when the vault goes), then both start again: clients reconnect. */
-            gw_log(GW_ERROR, "%s; restarting the vault and network processes", cause);
-            restarting = true;
-            kill_at = time(NULL) + KILL_AFTER_S;
-            if (kids.net > 0)
-                kill(kids.net, SIGTERM);
-        }
-        n_dead = 0;
-        cause_unclean = false;
         time_t now = time(NULL);
         if (restarting && kids.vault <= 0 && kids.net <= 0) {
+            if (!cause_logged && !stopping)
+                gw_log(GW_ERROR, "the vault and network processes ended; restarting them");
+            cause_logged = false;
             restarting = false;
             kill_at = 0;
             close(kids.ctl);

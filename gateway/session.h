@@ -12,7 +12,7 @@
 #include <event2/event.h>
 
 #include "gateway/gw.h"
-#include "nntp/nntp.h"
+#include "store/store.h"
 #include "userstate/userstate.h"
 #include "vault/vault.h"
 
@@ -27,7 +27,7 @@ struct gw_search;
 struct gw_saving;
 struct gw_pop3;
 
-/* ---- workers.c: a bounded pool of threads, each with its own NNTP connection ---- */
+/* ---- workers.c: a bounded pool of threads, each with its own connections (a ps_pool) ---- */
 typedef enum gw_job_kind {
     GW_JOB_KEYRECORD,  /* address -> record bytes (status: a ps_status) */
     GW_JOB_STATE_OPEN, /* address + state_key -> us (status: a us_status) */
@@ -35,19 +35,9 @@ typedef enum gw_job_kind {
     GW_JOB_WORK,       /* runs work(): mailbox scans, article reads, decryption */
 } gw_job_kind;
 
-/* A worker's news-server connection and which configured site it reaches. */
-typedef struct gw_wconn {
-    nntp_conn *c;
-    size_t site;
-    time_t since; /* connected at */
-} gw_wconn;
-/* Connects wc if it has no connection: PS_OK or a ps_status with err. */
-int gw_wconn_get(gw_wconn *wc, const pn_config *cfg, char *err, size_t errlen);
-/* The same, on site want if it answers (else any site, as gw_wconn_get): scans and polls
- * stay on one site, because article numbers (UIDs) are per site. */
-int gw_wconn_get_site(gw_wconn *wc, const pn_config *cfg, size_t want, char *err, size_t errlen);
-void gw_wconn_drop(gw_wconn *wc); /* after a failure: the next use reconnects */
-
+/* Each worker thread has its own ps_pool (store/: a pool is used by one thread at a time),
+ * with connections renewed after 120 s so nnrpd's view of the group list never gets older
+ * than that. Work functions ask it for store's verbs. */
 typedef struct gw_job {
     struct gw_job *next;
     gw_job_kind kind;
@@ -63,7 +53,7 @@ typedef struct gw_job {
     userstate *us;
     /* GW_JOB_WORK (and before a GW_JOB_STATE_SAVE): runs on a worker thread; ctx is the
      * job's own payload */
-    void (*work)(struct gw_job *j, gw_wconn *wc, const pn_config *cfg);
+    void (*work)(struct gw_job *j, ps_pool *sites, const pn_config *cfg);
     void *ctx;
 } gw_job;
 
@@ -72,7 +62,7 @@ gw_pool *gw_pool_new(const pn_config *cfg, struct event_base *base, unsigned thr
 int gw_pool_submit(gw_pool *p, gw_job *j);
 /* Queues a GW_JOB_WORK job: work(ctx) on a worker, then done on the loop (which frees the
  * job). 0, or -1 when out of memory or the queue is full: then nothing is queued. */
-int gw_pool_run(gw_pool *p, void (*work)(gw_job *j, gw_wconn *wc, const pn_config *cfg), void (*done)(gw_job *j),
+int gw_pool_run(gw_pool *p, void (*work)(gw_job *j, ps_pool *sites, const pn_config *cfg), void (*done)(gw_job *j),
                 void *ctx);
 /* Runs the queued jobs to the end, joins the threads, calls the remaining done callbacks. */
 void gw_pool_free(gw_pool *p);

@@ -1,5 +1,5 @@
 /* gateway: the worker pool. Blocking work — NNTP to INN, state files — runs on a few threads,
- * each with its own NNTP connection (nntp/ is one connection per thread), so the event loop
+ * each with its own connections (a store ps_pool is used by one thread at a time), so the event loop
  * never waits. Finished jobs are queued back and the loop is woken through a pipe; their done
  * callbacks run on the loop thread, which owns every session and account. */
 #include <errno.h>
@@ -17,6 +17,11 @@
 
 #define QUEUE_MAX 1024 /* waiting jobs; beyond it logins are refused as busy */
 
+typedef struct gw_worker {
+    struct gw_pool *pool;
+    ps_pool *sites; /* this thread's connections */
+} gw_worker;
+
 struct gw_pool {
     const pn_config *cfg;
     pthread_mutex_t mu;
@@ -26,7 +31,8 @@ struct gw_pool {
     gw_job *done_head, *done_tail;
     bool stop;
     pthread_t *threads;
-    unsigned n_threads;
+    gw_worker *workers;
+    unsigned n_workers, n_threads;
     int wake[2];
     struct event *ev;
 };
@@ -35,89 +41,35 @@ struct gw_pool {
  * started) never gets older than that. */
 #define WCONN_MAX_AGE_S 120
 
-int gw_wconn_get(gw_wconn *wc, const pn_config *cfg, char *err, size_t errlen)
+/* A worker connected in configured order (its preferred site did not answer, or it had none). */
+static void connected_any(void *arg, int status, size_t site, const char *err)
 {
-    if (wc->c && time(NULL) - wc->since > WCONN_MAX_AGE_S)
-        gw_wconn_drop(wc);
-    if (wc->c)
-        return PS_OK;
-    wc->since = time(NULL);
-    int st = ps_connect_any(cfg, &wc->c, &wc->site, err, errlen);
-    if (st != PS_OK) {
-        wc->c = NULL;
+    const pn_config *cfg = arg;
+    if (status != PS_OK)
         gw_log(GW_WARN, "no news server reachable: %s", err);
-    } else if (wc->site > 0) {
-        /* the preferred (first, usually local) site is down: say where mail comes from now */
+    else if (site > 0) /* the preferred (first, usually local) site is down: say where mail comes from now */
         gw_log(GW_WARN, "news server %s unreachable: reading from site %s", cfg->sites[0].name,
-               cfg->sites[wc->site].name);
-    }
-    return st;
+               cfg->sites[site].name);
 }
 
-int gw_wconn_get_site(gw_wconn *wc, const pn_config *cfg, size_t want, char *err, size_t errlen)
+static void fetch_keyrecord(gw_job *j, ps_pool *sites)
 {
-    if (wc->c && wc->site == want && time(NULL) - wc->since <= WCONN_MAX_AGE_S)
-        return PS_OK;
-    if (want < cfg->n_sites) {
-        gw_wconn_drop(wc);
-        if (ps_connect(&cfg->sites[want], &wc->c, err, errlen) == PS_OK) {
-            wc->since = time(NULL);
-            wc->site = want;
-            return PS_OK;
+    pc_keyrecord rec;
+    j->status = ps_fetch_keyrecord(sites, PS_ANY_SITE, j->address, &rec, NULL, j->err, sizeof j->err);
+    if (j->status == PS_OK) {
+        j->record_len = pc_keyrecord_encode(&rec, j->record, sizeof j->record);
+        if (!j->record_len) {
+            j->status = PS_FAIL;
+            strcpy(j->err, "key record does not encode");
         }
-        wc->c = NULL;
-    }
-    return gw_wconn_get(wc, cfg, err, errlen);
-}
-
-void gw_wconn_drop(gw_wconn *wc)
-{
-    if (wc->c)
-        nntp_close(wc->c);
-    wc->c = NULL;
-}
-
-static void fetch_keyrecord(gw_pool *p, gw_job *j, gw_wconn *wc)
-{
-    nntp_conn **c = &wc->c;
-    /* A kept connection may have been closed by the server while idle: on failure try once
-     * more on a fresh one. */
-    for (int attempt = 0; attempt < 2; attempt++) {
-        bool fresh = false;
-        if (!*c) {
-            j->status = gw_wconn_get(wc, p->cfg, j->err, sizeof j->err);
-            if (j->status != PS_OK) {
-                *c = NULL;
-                return;
-            }
-            fresh = true;
-        }
-        pc_keyrecord rec;
-        j->status = ps_fetch_keyrecord(*c, p->cfg, j->address, &rec, NULL, j->err, sizeof j->err);
-        if (j->status == PS_OK) {
-            j->record_len = pc_keyrecord_encode(&rec, j->record, sizeof j->record);
-            if (!j->record_len) {
-                j->status = PS_FAIL;
-                strcpy(j->err, "key record does not encode");
-            }
-            return;
-        }
-        /* nnrpd may not see a group created after the connection opened (INN 2.7 keeps the
-         * group list it started with): a new user's key group needs a fresh connection */
-        if (j->status == PS_NOUSER && fresh)
-            return;
-        nntp_close(*c);
-        *c = NULL;
-        if (fresh)
-            return;
     }
 }
 
-static void run(gw_pool *p, gw_job *j, gw_wconn *c)
+static void run(gw_pool *p, gw_job *j, ps_pool *c)
 {
     switch (j->kind) {
     case GW_JOB_KEYRECORD:
-        fetch_keyrecord(p, j, c);
+        fetch_keyrecord(j, c);
         break;
     case GW_JOB_WORK:
         j->work(j, c, p->cfg);
@@ -137,8 +89,9 @@ static void run(gw_pool *p, gw_job *j, gw_wconn *c)
 
 static void *worker(void *arg)
 {
-    gw_pool *p = arg;
-    gw_wconn c = {0};
+    gw_worker *w = arg;
+    gw_pool *p = w->pool;
+    ps_pool *c = w->sites;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->stop)
@@ -153,7 +106,7 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&p->mu);
 
         j->next = NULL;
-        run(p, j, &c);
+        run(p, j, c);
 
         pthread_mutex_lock(&p->mu);
         if (p->done_tail)
@@ -166,8 +119,8 @@ static void *worker(void *arg)
         (void)w;
     }
     pthread_mutex_unlock(&p->mu);
-    gw_wconn_drop(&c);
-    nntp_thread_done();
+    ps_pool_drop(c, PS_ANY_SITE);
+    ps_thread_done();
     return NULL;
 }
 
@@ -203,13 +156,22 @@ gw_pool *gw_pool_new(const pn_config *cfg, struct event_base *base, unsigned thr
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->threads = calloc(threads, sizeof *p->threads);
-    if (!p->threads || pipe2(p->wake, O_NONBLOCK | O_CLOEXEC) != 0)
+    p->workers = calloc(threads, sizeof *p->workers);
+    if (!p->threads || !p->workers || pipe2(p->wake, O_NONBLOCK | O_CLOEXEC) != 0)
         goto fail;
+    p->n_workers = threads;
+    for (unsigned i = 0; i < threads; i++) {
+        p->workers[i].pool = p;
+        p->workers[i].sites = ps_pool_new(cfg, WCONN_MAX_AGE_S);
+        if (!p->workers[i].sites)
+            goto fail;
+        ps_pool_on_connect_any(p->workers[i].sites, connected_any, (void *)cfg);
+    }
     p->ev = event_new(base, p->wake[0], EV_READ | EV_PERSIST, wake_cb, p);
     if (!p->ev || event_add(p->ev, NULL) != 0)
         goto fail;
     for (; p->n_threads < threads; p->n_threads++)
-        if (pthread_create(&p->threads[p->n_threads], NULL, worker, p) != 0)
+        if (pthread_create(&p->threads[p->n_threads], NULL, worker, &p->workers[p->n_threads]) != 0)
             goto fail;
     return p;
 fail:
@@ -236,7 +198,7 @@ int gw_pool_submit(gw_pool *p, gw_job *j)
     return 0;
 }
 
-int gw_pool_run(gw_pool *p, void (*work)(gw_job *j, gw_wconn *wc, const pn_config *cfg), void (*done)(gw_job *j),
+int gw_pool_run(gw_pool *p, void (*work)(gw_job *j, ps_pool *sites, const pn_config *cfg), void (*done)(gw_job *j),
                 void *ctx)
 {
     gw_job *j = calloc(1, sizeof *j);
@@ -272,6 +234,9 @@ void gw_pool_free(gw_pool *p)
         close(p->wake[1]);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    for (unsigned i = 0; p->workers && i < p->n_workers; i++)
+        ps_pool_free(p->workers[i].sites);
+    free(p->workers);
     free(p->threads);
     free(p);
 }

@@ -59,7 +59,8 @@ struct pr_repairer {
 typedef struct pass {
     pr_repairer *r;
     unsigned flags;
-    nntp_conn *c[PN_MAX_SITES];
+    ps_pool *pool; /* one per pass: each pass sees the sites afresh */
+    int up[PN_MAX_SITES];
     pr_tally *t;
     FILE *out;
     unsigned long loud; /* errors printed this pass */
@@ -166,18 +167,19 @@ static int has_id(const id_set *s, const char *id)
     return s->n && bsearch(&key, s->v, s->n, sizeof *s->v, cmp_id) != NULL;
 }
 
-static int read_ids(nntp_conn *c, const char *group, id_set *out)
+static int read_ids(ps_pool *pool, size_t site, const char *group, id_set *out)
 {
-    nntp_group_info info;
-    int st = nntp_group(c, group, &info);
-    if (st == NNTP_ENOENT)
+    ps_group_info info;
+    char err[512];
+    int st = ps_group(pool, site, group, &info, err, sizeof err);
+    if (st == PS_NOENT)
         return 0; /* the group is not there: every message is missing */
-    if (st != NNTP_OK || info.count == 0)
-        return st == NNTP_OK ? 0 : -1;
+    if (st != PS_OK || info.count == 0)
+        return st == PS_OK ? 0 : -1;
     char range[48];
     snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, info.low, info.high);
-    st = nntp_over(c, range, collect_id, out);
-    if (out->nomem || (st != NNTP_OK && st != NNTP_ENOENT))
+    st = ps_over(pool, site, group, range, collect_id, out, err, sizeof err);
+    if (out->nomem || (st != PS_OK && st != PS_NOENT))
         return -1;
     qsort(out->v, out->n, sizeof *out->v, cmp_id);
     return 0;
@@ -185,12 +187,12 @@ static int read_ids(nntp_conn *c, const char *group, id_set *out)
 
 /* Posts one article read from src to dst: PS_OK (240) or PS_DUP (dst's history has the
  * Message-ID), else a failure. Whether dst shows it is checked afterwards (ps_await_shown). */
-static int copy_article(nntp_conn *src, nntp_conn *dst, const char *group, const char *msgid, char *err,
+static int copy_article(ps_pool *pool, size_t src, size_t dst, const char *group, const char *msgid, char *err,
                         size_t errlen)
 {
     pu_buf env = {0};
     char got[PA_MSGID_MAX];
-    int st = ps_fetch_envelope(src, msgid, &env, got, err, errlen);
+    int st = ps_read_envelope(pool, src, msgid, &env, got, err, errlen);
     if (st == PS_OK && (env.len < PC_MSG_PREFIX_BYTES || strcmp(got, msgid) != 0)) {
         snprintf(err, errlen, "%s is not a postern envelope", msgid);
         st = PS_BADMSG;
@@ -207,7 +209,7 @@ static int copy_article(nntp_conn *src, nntp_conn *dst, const char *group, const
         st = PS_FAIL;
     }
     if (st == PS_OK)
-        st = ps_post_envelope(dst, headers, (const uint8_t *)env.data, PC_MSG_PREFIX_BYTES, fd, body, err, errlen);
+        st = ps_post(pool, dst, headers, (const uint8_t *)env.data, PC_MSG_PREFIX_BYTES, fd, body, err, errlen);
     if (fd >= 0)
         close(fd);
     pu_buf_free(&env);
@@ -268,14 +270,14 @@ static int repair_group(pass *p, const char *group, const memo *old)
     posted sent[PN_MAX_SITES] = {{0}};
     int readable[PN_MAX_SITES] = {0};
     for (size_t i = 0; i < cfg->n_sites; i++)
-        if (p->c[i] && read_ids(p->c[i], group, &ids[i]) == 0)
+        if (p->up[i] && read_ids(p->pool, i, group, &ids[i]) == 0)
             readable[i] = 1;
     char address[PA_ADDRESS_MAX + 1] = "?";
     pa_group_to_address(cfg->prefix, group, address, sizeof address);
     t->compared++;
     int short_somewhere = 0, left = 0;
     for (size_t i = 0; i < cfg->n_sites; i++)
-        if (p->c[i] && !readable[i])
+        if (p->up[i] && !readable[i])
             left = 1; /* could not compare there: next pass */
     for (size_t src = 0; src < cfg->n_sites; src++) {
         if (!readable[src])
@@ -301,7 +303,7 @@ static int repair_group(pass *p, const char *group, const memo *old)
                 if (p->flags & PR_DRY_RUN)
                     continue;
                 char err[512] = "";
-                int st = copy_article(p->c[src], p->c[dst], group, id, err, sizeof err);
+                int st = copy_article(p->pool, src, dst, group, id, err, sizeof err);
                 if ((st == PS_OK || st == PS_DUP) && posted_add(&sent[dst], id, st == PS_DUP) == 0)
                     continue;
                 d->failed++;
@@ -372,19 +374,12 @@ static int list_sites(pass *p, line_list *lines)
     snprintf(wildmat, sizeof wildmat, "%s%s*", cfg->prefix, cfg->prefix[0] ? "." : "");
     for (size_t i = 0; i < cfg->n_sites; i++) {
         pr_site_tally *st = &p->t->site[i];
-        if (ps_connect(&cfg->sites[i], &p->c[i], st->err, sizeof st->err) != PS_OK) {
-            p->c[i] = NULL;
-            continue;
-        }
         lines->site = i;
-        if (nntp_list_counts(p->c[i], wildmat, collect_count, lines) != NNTP_OK) {
-            snprintf(st->err, sizeof st->err, "LIST COUNTS %s: %s", wildmat, nntp_last_response(p->c[i]));
-            nntp_close(p->c[i]);
-            p->c[i] = NULL;
+        if (ps_list_counts(p->pool, i, wildmat, collect_count, lines, st->err, sizeof st->err) != PS_OK)
             continue;
-        }
         if (lines->nomem)
             return -1;
+        p->up[i] = 1;
         st->reachable = 1;
         p->t->up++;
     }
@@ -396,12 +391,12 @@ int pr_pass(pr_repairer *r, unsigned flags, const char *only_group, FILE *out, p
 {
     const pn_config *cfg = r->cfg;
     memset(tally, 0, sizeof *tally);
-    pass p = {.r = r, .flags = flags, .t = tally, .out = out};
+    pass p = {.r = r, .flags = flags, .t = tally, .out = out, .pool = ps_pool_new(cfg, 0)};
     line_list lines = {.prefix = cfg->prefix};
     memo *next = NULL;
     size_t n_next = 0;
     int rc = 0;
-    if (list_sites(&p, &lines) != 0) {
+    if (!p.pool || list_sites(&p, &lines) != 0) {
         rc = -1;
         goto done;
     }
@@ -450,9 +445,7 @@ int pr_pass(pr_repairer *r, unsigned flags, const char *only_group, FILE *out, p
     if (p.quiet)
         pu_err("... and %lu more copy errors in this pass", p.quiet);
 done:
-    for (size_t i = 0; i < cfg->n_sites; i++)
-        if (p.c[i])
-            nntp_close(p.c[i]);
+    ps_pool_free(p.pool);
     free(lines.v);
     free(next);
     if (rc == 0) {

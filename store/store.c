@@ -17,7 +17,7 @@
 #define KEY_ARMOR_MAX 2048
 #define POST_BLOCK (57 * 1024) /* a multiple of 57 bytes = whole 76-character lines */
 
-static int map_nntp(int st)
+int ps_map_nntp(int st)
 {
     switch (st) {
     case NNTP_OK:
@@ -63,7 +63,7 @@ int ps_connect(const pn_site *site, nntp_conn **out, char *err, size_t errlen)
              why[0] ? why : nntp_strerror(st));
     /* A rejected login is a configuration problem that retrying will not fix, but the MTA
      * must keep the mail until the admin fixes it: report it as temporary. */
-    return st == NNTP_EAUTH ? PS_TEMP : map_nntp(st);
+    return st == NNTP_EAUTH ? PS_TEMP : ps_map_nntp(st);
 }
 
 size_t ps_await_shown(const pn_site *site, unsigned timeout_s, ps_copy *copies, size_t n, char *last,
@@ -102,30 +102,6 @@ size_t ps_await_shown(const pn_site *site, unsigned timeout_s, ps_copy *copies, 
         nntp_close(q);
     }
     return left;
-}
-
-int ps_connect_any(const pn_config *cfg, nntp_conn **out, size_t *site_index, char *err, size_t errlen)
-{
-    int st = PS_TEMP;
-    size_t used = 0;
-    if (cfg->n_sites == 0) {
-        snprintf(err, errlen, "%s: no [site] sections: postern needs at least one news server", cfg->path);
-        return PS_FAIL;
-    }
-    for (size_t i = 0; i < cfg->n_sites; i++) {
-        char why[512];
-        st = ps_connect(&cfg->sites[i], out, why, sizeof why);
-        if (st == PS_OK) {
-            if (site_index)
-                *site_index = i;
-            return PS_OK;
-        }
-        /* Keep every site's reason: the admin needs to see all of them. */
-        int n = snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", why);
-        if (n > 0 && (size_t)n < errlen - used)
-            used += (size_t)n;
-    }
-    return st == PS_OK ? PS_TEMP : st;
 }
 
 /* ---- key records ---- */
@@ -193,7 +169,7 @@ static int read_one_record(nntp_conn *c, const pn_config *cfg, const char *numbe
     pa_reader_init(&r, collect_body, text);
     int st = nntp_fetch(c, "ARTICLE", number, pa_reader_line, &r);
     if (st != NNTP_OK) {
-        *why = map_nntp(st);
+        *why = ps_map_nntp(st);
         goto out;
     }
     if (r.error || text->overflow || strcmp(r.format, "keyrecord 1") != 0)
@@ -217,8 +193,8 @@ out:
     return rc;
 }
 
-int ps_fetch_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, pc_keyrecord *best, char *msgid,
-                       char *err, size_t errlen)
+int ps_conn_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, pc_keyrecord *best, char *msgid,
+                      char *err, size_t errlen)
 {
     char group[PA_GROUP_MAX + 1], why[256];
     if (cfg->n_authorities == 0) {
@@ -242,7 +218,7 @@ int ps_fetch_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, 
             return PS_NOUSER;
         }
         snprintf(err, errlen, "%s: reading %s: %s", address, group, nntp_last_response(c));
-        return map_nntp(st);
+        return ps_map_nntp(st);
     }
     int found = 0, temp = 0;
     size_t rejected = 0;
@@ -295,7 +271,7 @@ int ps_post_envelope(nntp_conn *c, const char *headers, const uint8_t *prefix, s
     int st = nntp_post_begin(c);
     if (st != NNTP_OK) {
         snprintf(err, errlen, "POST refused: %s", nntp_last_response(c));
-        return map_nntp(st);
+        return ps_map_nntp(st);
     }
     uint8_t *block = malloc(POST_BLOCK);
     pc_armor *enc = pc_armor_encoder(post_sink, c);
@@ -330,7 +306,7 @@ int ps_post_envelope(nntp_conn *c, const char *headers, const uint8_t *prefix, s
     st = nntp_post_end(c);
     if (st != NNTP_OK)
         snprintf(err, errlen, "%s", nntp_last_response(c));
-    return map_nntp(st);
+    return ps_map_nntp(st);
 }
 
 /* ---- reading ---- */
@@ -366,7 +342,7 @@ static int read_armored(nntp_conn *c, const char *id_or_number, armored *a, pc_s
     int st = nntp_fetch(c, "ARTICLE", id_or_number, pa_reader_line, &a->reader);
     if (st != NNTP_OK) {
         snprintf(err, errlen, "article %s: %s", id_or_number, nntp_last_response(c));
-        return map_nntp(st);
+        return ps_map_nntp(st);
     }
     return PS_OK;
 }
@@ -424,9 +400,9 @@ static int envelope_sink(void *arg, const uint8_t *data, size_t len)
     return 0;
 }
 
-int ps_read_message(nntp_conn *c, const char *id_or_number, const uint8_t box_pk[PC_BOX_PK_BYTES],
-                    const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta, pc_sink_fn sink, void *arg, char *err,
-                    size_t errlen)
+int ps_conn_read_message(nntp_conn *c, const char *id_or_number, const uint8_t box_pk[PC_BOX_PK_BYTES],
+                         const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta, pc_sink_fn sink, void *arg,
+                         char *err, size_t errlen)
 {
     read_ctx *x = calloc(1, sizeof *x);
     if (!x) {
