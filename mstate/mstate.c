@@ -534,28 +534,32 @@ static int uid_ref_cmp(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* Two different messages holding one UID: the UID is dead for both (both get re-homed). */
-static int burn_shared_uids(mstate *st)
+static int u32_cmp(const void *a, const void *b)
 {
-    uid_ref *refs = malloc((st->n ? st->n : 1) * sizeof *refs);
-    if (!refs)
-        return MSTATE_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < st->n; i++)
-        if (st->ent[i].claimed && st->ent[i].uid)
-            refs[k++] = (uid_ref){st->ent[i].uid, (uint32_t)i};
-    qsort(refs, k, sizeof *refs, uid_ref_cmp);
-    size_t burnt = 0;
-    for (size_t i = 1; i < k; i++)
-        if (refs[i].uid == refs[i - 1].uid && (i < 2 || refs[i - 2].uid != refs[i].uid))
-            burnt++;
-    int rc = reserve_dead(st, burnt);
-    if (rc == MSTATE_OK)
-        for (size_t i = 1; i < k; i++)
-            if (refs[i].uid == refs[i - 1].uid && (i < 2 || refs[i - 2].uid != refs[i].uid))
-                dead_add(st, refs[i].uid, refs[i].uid);
-    free(refs);
-    return rc;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Two different messages holding one UID: the UID is dead for both (both get re-homed). Only
+ * a claim that appeared or moved can start such a share, so only the k moved UIDs are looked
+ * for, in one pass over the entries. Needs room for k more dead ranges; reorders moved. */
+static void burn_moved(mstate *st, uint32_t *moved, size_t k, uint8_t *holders)
+{
+    if (!k)
+        return;
+    qsort(moved, k, sizeof *moved, u32_cmp);
+    memset(holders, 0, k);
+    for (size_t i = 0; i < st->n; i++) {
+        const entry *e = &st->ent[i];
+        if (!e->claimed || !e->uid)
+            continue;
+        uint32_t *hit = bsearch(&e->uid, moved, k, sizeof *moved, u32_cmp);
+        if (hit && holders[hit - moved] < 2)
+            holders[hit - moved]++; /* duplicates in moved: bsearch finds one of them, fine */
+    }
+    for (size_t j = 0; j < k; j++)
+        if (holders[j] >= 2)
+            dead_add(st, moved[j], moved[j]);
 }
 
 /* Joins the entries idx[0..n) of src (all when idx is NULL) and src's UID bookkeeping and
@@ -643,8 +647,14 @@ static int join(mstate *dst, const mstate *src, const size_t *idx, size_t n)
             rc = MSTATE_ENOMEM;
             goto fail;
         }
-    /* each joined entry may retire two UIDs; src's own dead ranges come on top */
-    if ((rc = reserve_dead(dst, src->ndead + 2 * n)) != MSTATE_OK) {
+    /* each joined entry may retire two UIDs and burn one; src's own dead ranges come on top */
+    uint32_t *moved = malloc((n ? n : 1) * sizeof *moved);
+    uint8_t *holders = malloc(n ? n : 1);
+    if (!moved || !holders || (rc = reserve_dead(dst, src->ndead + 3 * n)) != MSTATE_OK) {
+        if (rc == MSTATE_OK)
+            rc = MSTATE_ENOMEM;
+        free(moved);
+        free(holders);
         for (unsigned j = 0; j < src->nkw; j++)
             free(respelled[j]);
         for (size_t j = 0; j < a; j++)
@@ -668,6 +678,7 @@ static int join(mstate *dst, const mstate *src, const size_t *idx, size_t n)
             }
         }
     a = 0;
+    size_t nmoved = 0;
     for (size_t i = 0; i < n; i++) {
         const entry *s = &src->ent[idx ? idx[i] : i];
         long at = find_entry(dst, s->key);
@@ -681,7 +692,11 @@ static int join(mstate *dst, const mstate *src, const size_t *idx, size_t n)
         } else {
             d = &dst->ent[at];
         }
+        uint32_t had_gen = d->gen, had_uid = d->uid;
+        uint8_t had_claim = d->claimed;
         entry_join(dst, d, s, kwmap);
+        if ((d->claimed != had_claim || d->gen != had_gen || d->uid != had_uid) && d->uid)
+            moved[nmoved++] = d->uid;
         if (s->tomb)
             clock_see(dst, s->tomb_t);
         for (unsigned r = 0; r < s->nreg; r++)
@@ -698,9 +713,9 @@ static int join(mstate *dst, const mstate *src, const size_t *idx, size_t n)
         if (d) /* beyond MSTATE_SITES_MAX coverage is not recorded: deltas are kept, not lost */
             cover_join(d, &src->cov[c]);
     }
-    /* a burn needs room the reservation above may not hold; failing it leaves two holders of
-     * one UID, which mstate_assign and every view treat as dead anyway (see effective_uid) */
-    (void)burn_shared_uids(dst);
+    burn_moved(dst, moved, nmoved, holders);
+    free(moved);
+    free(holders);
     return MSTATE_OK;
 
 fail:
@@ -780,10 +795,7 @@ int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t
     size_t *homeless = malloc((st->n ? st->n : 1) * sizeof *homeless);
     if (!homeless)
         return MSTATE_ENOMEM;
-    /* a UID shared by two messages after a merge that could not record the burn: dead now */
-    int rc = burn_shared_uids(st);
-    if (rc != MSTATE_OK)
-        goto out;
+    int rc = MSTATE_OK;
     size_t nh = 0;
     for (size_t i = 0; i < st->n; i++) {
         const entry *e = &st->ent[i];
