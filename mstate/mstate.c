@@ -50,6 +50,7 @@ struct mstate {
     uint32_t uidvalidity;
     mstate_hlc clock;
     uint32_t hw; /* highest UID any claim ever named: all of 1..hw are used up */
+    uint32_t horizon; /* every UID in 1..horizon is known here (held or dead); only these show */
     entry *ent;
     size_t n, cap;
     uint32_t *slot; /* open addressing, entry index + 1, 0 = empty */
@@ -562,6 +563,89 @@ static void burn_moved(mstate *st, uint32_t *moved, size_t k, uint8_t *holders)
             dead_add(st, moved[j], moved[j]);
 }
 
+/* The claimed UIDs above the horizon, ascending (*out malloc'd; NULL when there are none). */
+static int uids_above_horizon(const mstate *st, uint32_t **out, size_t *k)
+{
+    *out = NULL;
+    *k = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < st->n; i++)
+        n += st->ent[i].claimed && st->ent[i].uid > st->horizon;
+    if (!n)
+        return MSTATE_OK;
+    uint32_t *u = malloc(n * sizeof *u);
+    if (!u)
+        return MSTATE_ENOMEM;
+    for (size_t i = 0; i < st->n; i++)
+        if (st->ent[i].claimed && st->ent[i].uid > st->horizon)
+            u[(*k)++] = st->ent[i].uid;
+    qsort(u, *k, sizeof *u, u32_cmp);
+    *out = u;
+    return MSTATE_OK;
+}
+
+/* The first dead range that ends at or after uid, or NULL. */
+static const range *dead_from(const mstate *st, uint32_t uid)
+{
+    size_t a = 0, b = st->ndead;
+    while (a < b) {
+        size_t mid = (a + b) / 2;
+        if (st->dead[mid].hi < uid)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    return a < st->ndead ? &st->dead[a] : NULL;
+}
+
+/* Walks the UIDs above the horizon. With kill set, every UID nobody is known to hold is made
+ * dead (needs room for k + 1 more ranges) and the horizon reaches hw; without, the horizon
+ * stops before the first such gap. A gap is a claim this site has not read yet (deltas
+ * arrive in any order): until it is read or killed, what lies above stays hidden, so a
+ * message never appears below a UIDNEXT the site already announced. */
+static void walk_horizon(mstate *st, const uint32_t *u, size_t k, int kill)
+{
+    uint32_t h = st->horizon;
+    size_t j = 0;
+    while (h < st->hw) {
+        uint32_t next = h + 1;
+        while (j < k && u[j] < next)
+            j++;
+        if (j < k && u[j] == next) {
+            h = next;
+            continue;
+        }
+        const range *r = dead_from(st, next);
+        if (r && r->lo <= next) {
+            h = r->hi < st->hw ? r->hi : st->hw;
+            continue;
+        }
+        if (!kill)
+            break;
+        /* the gap runs up to the next held or dead UID */
+        uint32_t end = st->hw;
+        if (j < k && u[j] - 1 < end)
+            end = u[j] - 1;
+        if (r && r->lo - 1 < end)
+            end = r->lo - 1;
+        dead_add(st, next, end);
+        h = end;
+    }
+    st->horizon = h;
+}
+
+/* Moves the horizon up as far as what is known allows. Out of memory it stays (hiding more
+ * is safe). */
+static void raise_horizon(mstate *st)
+{
+    uint32_t *u;
+    size_t k;
+    if (st->horizon == st->hw || uids_above_horizon(st, &u, &k) != MSTATE_OK)
+        return;
+    walk_horizon(st, u, k, 0);
+    free(u);
+}
+
 /* Joins the entries idx[0..n) of src (all when idx is NULL) and src's UID bookkeeping and
  * coverage into dst. Everything that can fail is done before dst changes. */
 static int join(mstate *dst, const mstate *src, const size_t *idx, size_t n)
@@ -579,8 +663,21 @@ static int join(mstate *dst, const mstate *src, const size_t *idx, size_t n)
     for (unsigned f = 0; f < SYSTEM_FLAGS; f++)
         kwmap[f] = (uint16_t)f;
     int rc = MSTATE_OK;
+    /* a join of some entries (a local change into the pending delta) takes along only the
+     * names those entries use, so a delta does not carry the whole keyword table */
+    uint8_t used[MSTATE_KEYWORD_MAX];
+    memset(used, idx ? 0 : 1, sizeof used);
+    for (size_t i = 0; idx && i < n; i++) {
+        const entry *s = &src->ent[idx[i]];
+        for (unsigned r = 0; r < s->nreg; r++)
+            if (s->regs[r].id >= SYSTEM_FLAGS)
+                used[s->regs[r].id - SYSTEM_FLAGS] = 1;
+    }
     for (unsigned k = 0; k < src->nkw; k++) {
         int at = -1;
+        respell[k] = 0;
+        if (!used[k])
+            continue;
         for (unsigned j = 0; j < nkw; j++) {
             const char *have = j < dst->nkw ? dst->kw[j] : fresh[j];
             if (ascii_casecmp(have, src->kw[k]) == 0) {
@@ -588,7 +685,6 @@ static int join(mstate *dst, const mstate *src, const size_t *idx, size_t n)
                 break;
             }
         }
-        respell[k] = 0;
         if (at < 0) {
             if (nkw == MSTATE_KEYWORD_MAX) {
                 rc = MSTATE_ELIMIT;
@@ -716,6 +812,7 @@ static int join(mstate *dst, const mstate *src, const size_t *idx, size_t n)
     burn_moved(dst, moved, nmoved, holders);
     free(moved);
     free(holders);
+    raise_horizon(dst);
     return MSTATE_OK;
 
 fail:
@@ -766,14 +863,16 @@ static void note_pending(mstate *st, size_t i)
         st->pending_all = 1; /* the next delta then carries the whole state instead */
 }
 
-static int is_dead_or_shared(const mstate *st, const entry *e)
+/* Live, and no valid claim: mstate_assign gives it a new UID. */
+static int is_homeless(const mstate *st, const entry *e)
 {
-    return !e->uid || dead_has(st, e->uid);
+    return !e->tomb && (!e->claimed || !e->uid || dead_has(st, e->uid));
 }
 
+/* The UID a client is shown: a valid claim at or below the horizon. */
 static uint32_t effective_uid(const mstate *st, const entry *e)
 {
-    if (e->tomb || !e->claimed || is_dead_or_shared(st, e))
+    if (e->tomb || is_homeless(st, e) || e->uid > st->horizon)
         return 0;
     return e->uid;
 }
@@ -797,11 +896,9 @@ int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t
         return MSTATE_ENOMEM;
     int rc = MSTATE_OK;
     size_t nh = 0;
-    for (size_t i = 0; i < st->n; i++) {
-        const entry *e = &st->ent[i];
-        if (!e->tomb && !effective_uid(st, e))
+    for (size_t i = 0; i < st->n; i++)
+        if (is_homeless(st, &st->ent[i]))
             homeless[nh++] = i;
-    }
     /* canonical order, so two sites that know the same re-home the same way */
     qsort_r(homeless, nh, sizeof *homeless, key_cmp_idx, st);
     size_t fresh = 0;
@@ -812,8 +909,22 @@ int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t
         rc = MSTATE_ELIMIT;
         goto out;
     }
-    if ((rc = reserve_entries(st, fresh)) != MSTATE_OK || (rc = reserve_dead(st, nh)) != MSTATE_OK)
+    if (!nh && !fresh)
+        goto out; /* nothing to claim: gaps may still fill by themselves */
+    /* a new claim must show here at once, so the gaps below it (claims not read yet) are
+     * killed: whoever holds such a UID elsewhere is re-homed, which is always safe */
+    uint32_t *above;
+    size_t nabove;
+    if ((rc = uids_above_horizon(st, &above, &nabove)) != MSTATE_OK)
         goto out;
+    if ((rc = reserve_entries(st, fresh)) != MSTATE_OK ||
+        (rc = reserve_dead(st, nh + nabove + st->ndead + 1)) != MSTATE_OK) {
+        free(above);
+        goto out;
+    }
+    walk_horizon(st, above, nabove, 1);
+    free(above);
+    size_t given = nh;
     for (size_t h = 0; h < nh; h++) {
         entry *e = &st->ent[homeless[h]];
         if (e->claimed && e->uid)
@@ -830,9 +941,11 @@ int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t
         e->claimed = 1;
         e->uid = ++st->hw;
         note_pending(st, st->n - 1);
+        given++;
     }
+    st->horizon = st->hw;
     if (assigned)
-        *assigned = nh + fresh;
+        *assigned = given;
 out:
     free(homeless);
     return rc;
@@ -897,10 +1010,11 @@ int mstate_set_keyword(mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], const
         return MSTATE_EINVAL;
     if (st->ent[i].tomb)
         return MSTATE_OK;
-    int k = kw_find(st, name);
+    int k = kw_find(st, name), added = 0;
     if (k < 0) {
         if (!on)
             return MSTATE_OK;
+        added = 1;
         if (st->nkw == MSTATE_KEYWORD_MAX)
             return MSTATE_ELIMIT;
         if (!(st->kw[st->nkw] = strdup(name)))
@@ -912,8 +1026,12 @@ int mstate_set_keyword(mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], const
     if (r ? r->val == want : !want)
         return MSTATE_OK;
     int rc = set_reg(st, (size_t)i, (uint16_t)(SYSTEM_FLAGS + k), want, now_ms);
-    if (rc == MSTATE_OK)
+    if (rc == MSTATE_OK) {
         note_pending(st, (size_t)i);
+    } else if ((unsigned)k == st->nkw - 1 && added) {
+        free(st->kw[--st->nkw]); /* a name no register uses would never reach a delta */
+        st->kw[st->nkw] = NULL;
+    }
     return rc;
 }
 
@@ -1019,7 +1137,7 @@ int mstate_foreach_expunged(const mstate *st,
 }
 
 uint32_t mstate_uidvalidity(const mstate *st) { return st->uidvalidity; }
-uint32_t mstate_uid_next(const mstate *st) { return st->hw + 1; }
+uint32_t mstate_uid_next(const mstate *st) { return st->horizon + 1; }
 size_t mstate_count(const mstate *st) { return st->n; }
 uint16_t mstate_site(const mstate *st) { return st->site; }
 mstate_hlc mstate_clock(const mstate *st) { return st->clock; }
@@ -1029,8 +1147,15 @@ size_t mstate_homeless(const mstate *st)
 {
     size_t n = 0;
     for (size_t i = 0; i < st->n; i++)
-        if (!st->ent[i].tomb && !effective_uid(st, &st->ent[i]))
-            n++;
+        n += is_homeless(st, &st->ent[i]);
+    return n;
+}
+
+size_t mstate_waiting(const mstate *st)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < st->n; i++)
+        n += !is_homeless(st, &st->ent[i]) && !st->ent[i].tomb && st->ent[i].uid > st->horizon;
     return n;
 }
 
@@ -1427,6 +1552,7 @@ static int decode(const uint8_t *in, size_t in_len, mstate **out, mstate_info *i
             goto bad;
         }
     free(refs);
+    raise_horizon(st);
     if (info) {
         memset(info, 0, sizeof *info);
         info->kind = (enum mstate_kind)kind;

@@ -84,9 +84,19 @@ void mstate_msgkey(const char *msgid, size_t len, uint8_t out[MSTATE_MSGKEY_BYTE
 /* UID assignment. keys are messages this gateway has just seen in the user's group, in
  * arrival order; those the state already knows (claimed or expunged) are skipped. Before
  * them, every live message that has no valid UID after a merge ("homeless", below) is given
- * a new one, in ascending key order. New UIDs are uid_next, uid_next + 1, ... so the
- * numbering stays dense and ascending in arrival order. *assigned (may be NULL) gets the
- * number of UIDs given out. Call it after every merge (with n = 0 if nothing is new).
+ * a new one, in ascending key order. New UIDs follow the highest UID the state has seen, so
+ * the numbering stays ascending in arrival order. *assigned (may be NULL) gets the number of
+ * UIDs given out. Call it after a merge that left messages homeless, and for new mail.
+ *
+ * The horizon. Deltas arrive in any order, so a site may know a claim for UID 7 before the
+ * one for UID 5. Only UIDs up to the horizon — the end of the run 1..h of UIDs all known
+ * (held by a message or dead) — are shown and announced (mstate_uid_next), so a message never
+ * appears below a UIDNEXT the site announced. Messages above a gap wait (mstate_waiting) for
+ * the missing claim. An assignment that gives out UIDs first kills every gap below (makes
+ * those UIDs dead: whoever holds one at another site is re-homed there, which is safe), so
+ * what it assigns shows at once; a gateway should therefore not claim mail another site is
+ * expected to claim before that site's delta had time to arrive (docs/design.md).
+ *
  *
  * The rule. A claim is (gen, uid); gen 0 for a first assignment, gen + 1 for a re-home.
  * Merging two claims of one message: the higher gen wins; at equal gen the same uid stays,
@@ -134,8 +144,9 @@ typedef struct mstate_view {
 int mstate_get(const mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], mstate_view *out);
 /* 1 if the message has the keyword set, 0 if not. */
 int mstate_keyword_test(const mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], const char *name);
-/* Calls fn for every message that has a UID and is not expunged, ascending by UID, until fn
- * returns nonzero (returned). MSTATE_ENOMEM is returned if the index cannot be built. */
+/* Calls fn for every message that has a UID at or below the horizon and is not expunged,
+ * ascending by UID, until fn returns nonzero (returned). MSTATE_ENOMEM if the index cannot
+ * be built. */
 int mstate_foreach_uid(const mstate *st,
                        int (*fn)(void *arg, uint32_t uid, const uint8_t key[MSTATE_MSGKEY_BYTES],
                                  const mstate_view *v),
@@ -144,9 +155,10 @@ int mstate_foreach_uid(const mstate *st,
 int mstate_foreach_expunged(const mstate *st,
                             int (*fn)(void *arg, const uint8_t key[MSTATE_MSGKEY_BYTES], uint32_t uid), void *arg);
 uint32_t mstate_uidvalidity(const mstate *st);
-uint32_t mstate_uid_next(const mstate *st); /* the UIDNEXT to announce */
+uint32_t mstate_uid_next(const mstate *st); /* the UIDNEXT to announce: horizon + 1 */
 size_t mstate_count(const mstate *st);      /* messages known, expunged ones included */
 size_t mstate_homeless(const mstate *st);   /* live messages waiting for mstate_assign */
+size_t mstate_waiting(const mstate *st);    /* live messages with a UID above the horizon */
 uint16_t mstate_site(const mstate *st);
 mstate_hlc mstate_clock(const mstate *st);  /* the last stamp issued or seen */
 /* The merged contents (messages, flags, keywords, UIDs, dead UIDs; not the coverage) as a
