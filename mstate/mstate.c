@@ -809,10 +809,14 @@ static int join(mstate *dst, const mstate *src, const size_t *idx, size_t n)
         if (d) /* beyond MSTATE_SITES_MAX coverage is not recorded: deltas are kept, not lost */
             cover_join(d, &src->cov[c]);
     }
-    burn_moved(dst, moved, nmoved, holders);
+    /* a pending delta (idx given) is never shown and gets the state's dead set when sealed:
+     * skipping the scans keeps a local change O(1) however big the pending delta grows */
+    if (!idx) {
+        burn_moved(dst, moved, nmoved, holders);
+        raise_horizon(dst);
+    }
     free(moved);
     free(holders);
-    raise_horizon(dst);
     return MSTATE_OK;
 
 fail:

@@ -394,6 +394,60 @@ static void test_uid_conflict_one_message(void **unused)
     mstate_free(b);
 }
 
+/* Deltas out of order: what lies above an unread claim waits, so nothing appears below an
+ * announced UIDNEXT; an assignment kills the gap, and the late claim's message is re-homed. */
+static void test_horizon(void **unused)
+{
+    (void)unused;
+    mstate *a = mstate_new(1, UV), *b = mstate_new(2, UV), *c = mstate_new(3, UV);
+    uint8_t *d1, *d2;
+    size_t l1, l2;
+    assign_one(a, 1, T0);
+    assert_int_equal(mstate_seal_delta(a, key, &d1, &l1, NULL), MSTATE_OK);
+    assign_one(a, 2, T0 + 1);
+    assert_int_equal(mstate_seal_delta(a, key, &d2, &l2, NULL), MSTATE_OK);
+    mstate *x = open_ok(d2, l2);
+    assert_int_equal(mstate_merge(b, x), MSTATE_OK);
+    assert_int_equal(mstate_merge(c, x), MSTATE_OK);
+    mstate_free(x);
+    assert_int_equal(uid_of(b, 2), 0); /* UID 2 is known, UID 1 is not yet */
+    assert_int_equal(mstate_waiting(b), 1);
+    assert_int_equal(mstate_homeless(b), 0);
+    assert_int_equal(mstate_uid_next(b), 1);
+    assert_int_equal(mstate_assign(b, NULL, 0, T0 + 2, NULL), MSTATE_OK); /* nothing to claim: */
+    assert_int_equal(mstate_uid_next(b), 1);                              /* the gap stays */
+    x = open_ok(d1, l1);
+    assert_int_equal(mstate_merge(b, x), MSTATE_OK);
+    mstate_free(x);
+    assert_int_equal(uid_of(b, 1), 1);
+    assert_int_equal(uid_of(b, 2), 2);
+    assert_int_equal(mstate_uid_next(b), 3);
+    assert_int_equal(mstate_waiting(b), 0);
+    /* c claims new mail while UID 1 is still unread: UID 1 dies, and m1 moves above */
+    assign_one(c, 3, T0 + 3);
+    assert_int_equal(uid_of(c, 3), 3);
+    assert_int_equal(uid_of(c, 2), 2);
+    assert_int_equal(mstate_uid_next(c), 4);
+    x = open_ok(d1, l1);
+    assert_int_equal(mstate_merge(c, x), MSTATE_OK);
+    mstate_free(x);
+    assert_int_equal(uid_of(c, 1), 0);
+    assert_int_equal(mstate_homeless(c), 1);
+    assert_int_equal(mstate_assign(c, NULL, 0, T0 + 4, NULL), MSTATE_OK);
+    assert_int_equal(uid_of(c, 1), 4);
+    mstate *to[2] = {a, b};
+    ship(c, to, 2);
+    assert_int_equal(uid_of(a, 1), 4); /* a and b follow: UID 1 is dead everywhere */
+    assert_int_equal(uid_of(b, 1), 4);
+    digest_eq(a, c);
+    digest_eq(b, c);
+    free(d1);
+    free(d2);
+    mstate_free(a);
+    mstate_free(b);
+    mstate_free(c);
+}
+
 /* ---- the simulation: three sites, partitions, random traffic ---- */
 
 #define SITES 3
@@ -1116,6 +1170,7 @@ int main(void)
         cmocka_unit_test(test_uid_conflict_two_messages),
         cmocka_unit_test(test_uid_conflict_one_message),
         cmocka_unit_test(test_partition_scenario),
+        cmocka_unit_test(test_horizon),
         cmocka_unit_test(test_merge_laws),
         cmocka_unit_test(test_sim_connected),
         cmocka_unit_test(test_sim_partition),
