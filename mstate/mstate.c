@@ -211,9 +211,11 @@ static entry *add_entry(mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES])
 
 static int reserve_regs(entry *e, size_t more)
 {
+    /* registers have distinct ids, so there are never more than the ids (a join that
+     * overlaps asks for more than it needs) */
     size_t need = (size_t)e->nreg + more;
     if (need > SYSTEM_FLAGS + MSTATE_KEYWORD_MAX)
-        return MSTATE_ELIMIT;
+        need = SYSTEM_FLAGS + MSTATE_KEYWORD_MAX;
     if (need <= e->capreg)
         return MSTATE_OK;
     size_t cap = e->capreg ? e->capreg : 2;

@@ -215,6 +215,41 @@ static void test_uidvalidity_derive(void **unused)
     mstate_free(y);
 }
 
+static void test_keyword_limits(void **unused)
+{
+    (void)unused;
+    mstate *a = mstate_new(1, UV), *b = mstate_new(2, UV);
+    uint8_t k[MSTATE_MSGKEY_BYTES];
+    msgkey(1, k);
+    assign_one(a, 1, T0);
+    ship(a, &b, 1);
+    char name[16];
+    /* the same 250 keywords on one message at two sites: the join overlaps completely */
+    for (unsigned i = 0; i < 250; i++) {
+        snprintf(name, sizeof name, "kw%u", i);
+        assert_int_equal(mstate_set_keyword(a, k, name, 1, T0 + i), MSTATE_OK);
+        assert_int_equal(mstate_set_keyword(b, k, name, (int)(i % 2), T0 + 2 * i), MSTATE_OK);
+    }
+    ship(a, &b, 1);
+    ship(b, &a, 1);
+    digest_eq(a, b);
+    assert_true(mstate_keyword_test(a, k, "KW7"));
+    for (unsigned i = 250; i < MSTATE_KEYWORD_MAX; i++) {
+        snprintf(name, sizeof name, "kw%u", i);
+        assert_int_equal(mstate_set_keyword(a, k, name, 1, T0 + 1000), MSTATE_OK);
+    }
+    assert_int_equal(mstate_set_keyword(a, k, "one-too-many", 1, T0 + 1001), MSTATE_ELIMIT);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(mstate_seal_snapshot(a, key, &buf, &len), MSTATE_OK);
+    mstate *x = open_ok(buf, len);
+    digest_eq(a, x);
+    mstate_free(x);
+    free(buf);
+    mstate_free(a);
+    mstate_free(b);
+}
+
 /* ---- flags: last writer wins by HLC; tombstones ---- */
 
 static void test_lww_flags(void **unused)
@@ -1165,6 +1200,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basics),
         cmocka_unit_test(test_uidvalidity_derive),
+        cmocka_unit_test(test_keyword_limits),
         cmocka_unit_test(test_lww_flags),
         cmocka_unit_test(test_tombstone_wins),
         cmocka_unit_test(test_uid_conflict_two_messages),
