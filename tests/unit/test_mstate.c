@@ -1115,6 +1115,35 @@ static void test_codec_roundtrip(void **unused)
     /* a huge claimed count with few bytes behind it is refused before any allocation */
     static const uint8_t huge[] = {'P', 'S', 'T', 'M', 1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0x80, 0x80, 0x80, 0x02};
     assert_int_equal(mstate_decode(huge, sizeof huge, &x, NULL), MSTATE_EFORMAT);
+    /* more than the size limit is refused before a byte is read (huge is far shorter) */
+    assert_int_equal(mstate_decode(huge, (size_t)MSTATE_ENCODED_MAX + 1, &x, NULL), MSTATE_EFORMAT);
+    /* the empty state, and the same with an overlong varint (0x80 0x00 for 0) */
+    static const uint8_t empty[] = {'P', 'S', 'T', 'M', 1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0};
+    static const uint8_t overlong[] = {'P', 'S', 'T', 'M', 1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0x80, 0};
+    assert_int_equal(mstate_decode(empty, sizeof empty, &x, NULL), MSTATE_OK);
+    mstate_free(x);
+    assert_int_equal(mstate_decode(overlong, sizeof overlong, &x, NULL), MSTATE_EFORMAT);
+    /* two messages holding UID 1, which is not dead: no writer produces that */
+    uint8_t two[19 + 2 * 21];
+    memcpy(two, empty, sizeof empty);
+    two[14] = 1;  /* H = 1 */
+    two[18] = 2;  /* N = 2 */
+    size_t at = sizeof empty;
+    for (unsigned m = 0; m < 2; m++) {
+        memset(two + at, 0, 16);
+        two[at + 15] = (uint8_t)m; /* keys ascending */
+        at += 16;
+        two[at++] = 0;             /* folder */
+        two[at++] = 2;             /* claimed */
+        two[at++] = 0;             /* gen */
+        two[at++] = 1;             /* uid 1 */
+        two[at++] = 0;             /* no registers */
+    }
+    assert_int_equal(mstate_decode(two, at, &x, NULL), MSTATE_EFORMAT);
+    two[at - 2] = 0; /* the second one's claim in conflict (UID 0) instead: fine */
+    assert_int_equal(mstate_decode(two, at, &x, NULL), MSTATE_OK);
+    assert_int_equal(mstate_homeless(x), 1);
+    mstate_free(x);
     free(enc);
     free(enc2);
     mstate_free(st);
