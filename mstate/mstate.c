@@ -273,7 +273,7 @@ static int reserve_dead(mstate *st, size_t more)
 /* Needs room for one more range. Keeps the set canonical (coalesced). */
 static void dead_add(mstate *st, uint32_t lo, uint32_t hi)
 {
-    size_t i = 0, n = st->ndead;
+    size_t n = st->ndead;
     /* first range that ends at or after lo - 1 (could touch or overlap) */
     size_t a = 0, b = n;
     while (a < b) {
@@ -283,8 +283,7 @@ static void dead_add(mstate *st, uint32_t lo, uint32_t hi)
         else
             b = mid;
     }
-    i = a;
-    size_t j = i;
+    size_t i = a, j = a;
     while (j < n && st->dead[j].lo <= (uint64_t)hi + 1) {
         if (st->dead[j].lo < lo)
             lo = st->dead[j].lo;
@@ -1252,6 +1251,8 @@ static int reg_sort_cmp(const void *a, const void *b)
 /* digest: the same bytes without what differs between sites holding the same contents */
 static int encode(const mstate *st, enum mstate_kind kind, int digest, uint8_t **out, size_t *out_len)
 {
+    if (st->ndead > MSTATE_DEAD_RANGES_MAX)
+        return MSTATE_ELIMIT; /* never write what no reader accepts */
     wbuf w = {0};
     unsigned order[MSTATE_KEYWORD_MAX], rank[MSTATE_KEYWORD_MAX];
     size_t *idx = malloc((st->n ? st->n : 1) * sizeof *idx);
