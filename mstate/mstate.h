@@ -133,7 +133,7 @@ int mstate_merge(mstate *dst, const mstate *src);
 /* ---- queries ---- */
 
 typedef struct mstate_view {
-    uint32_t uid;     /* 0: none (homeless, expunged, or never assigned) */
+    uint32_t uid;     /* 0: none (homeless, expunged, never assigned, or waiting above the horizon) */
     unsigned flags;   /* MSTATE_SEEN ... */
     int expunged;
     uint32_t folder;  /* always 0 until folders (issue 13) */
