@@ -1119,7 +1119,8 @@ static void test_codec_roundtrip(void **unused)
     assert_int_equal(mstate_decode(huge, (size_t)MSTATE_ENCODED_MAX + 1, &x, NULL), MSTATE_EFORMAT);
     /* the empty state, and the same with an overlong varint (0x80 0x00 for 0) */
     static const uint8_t empty[] = {'P', 'S', 'T', 'M', 1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0};
-    static const uint8_t overlong[] = {'P', 'S', 'T', 'M', 1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0x80, 0};
+    static const uint8_t overlong[] = {'P', 'S', 'T', 'M', 1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0,
+                                       0x80, 0};
     assert_int_equal(mstate_decode(empty, sizeof empty, &x, NULL), MSTATE_OK);
     mstate_free(x);
     assert_int_equal(mstate_decode(overlong, sizeof overlong, &x, NULL), MSTATE_EFORMAT);
