@@ -1113,7 +1113,8 @@ static void test_codec_roundtrip(void **unused)
         enc[i] ^= (uint8_t)(1u << (i % 8));
     }
     /* a huge claimed count with few bytes behind it is refused before any allocation */
-    static const uint8_t huge[] = {'P', 'S', 'T', 'M', 1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0x80, 0x80, 0x80, 0x02};
+    static const uint8_t huge[] = {'P', 'S', 'T', 'M', 1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0,
+                                   0x80, 0x80, 0x80, 0x02};
     assert_int_equal(mstate_decode(huge, sizeof huge, &x, NULL), MSTATE_EFORMAT);
     /* more than the size limit is refused before a byte is read (huge is far shorter) */
     assert_int_equal(mstate_decode(huge, (size_t)MSTATE_ENCODED_MAX + 1, &x, NULL), MSTATE_EFORMAT);
