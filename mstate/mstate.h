@@ -1,0 +1,210 @@
+/* mstate: one user's replicated mailbox state as a state-based CRDT (docs/design.md
+ * "Replicated mailbox state", docs/formats.md section 6). Every gateway holds one, applies
+ * its users' actions to it, writes what changed as sealed delta articles and now and then a
+ * sealed snapshot, and merges what the other sites wrote. The merge is a join: commutative,
+ * associative and idempotent, so any set of deltas and snapshots, in any order and with any
+ * duplication, gives the same state — the same flags, the same expunges and the same UIDs.
+ *
+ *  - flags and keywords: one last-writer-wins register per (message, flag), stamped with a
+ *    hybrid logical clock; a register exists only once the flag was ever set or cleared;
+ *  - expunge (and POP3 DELE+QUIT): a tombstone that beats every flag change and never goes;
+ *  - UIDs: a claim (generation, uid) per message; see mstate_assign for the rule.
+ *
+ * Pure library: no I/O, no clock (every change takes now_ms from the caller), no threads.
+ * One mstate belongs to one thread. Messages are named by a 16-byte key (mstate_msgkey of
+ * the Message-ID), so the state never holds a Message-ID in the clear even in memory dumps
+ * of the encoded form. Folder id 0 is the INBOX; other folders are reserved (issue 13). */
+#ifndef POSTERN_MSTATE_H
+#define POSTERN_MSTATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum mstate_status {
+    MSTATE_OK = 0,
+    MSTATE_EINVAL,    /* bad argument: keyword name, flag bits, unknown message, key size */
+    MSTATE_ENOMEM,    /* out of memory (the state is unchanged) */
+    MSTATE_ELIMIT,    /* too many messages, keywords, sites or UIDs (the state is unchanged) */
+    MSTATE_EFORMAT,   /* not an encoded state: bad magic, version, limits, or contents */
+    MSTATE_EAUTH,     /* does not open with this key: wrong key, tampered or truncated */
+    MSTATE_EMISMATCH, /* the two states belong to different mailboxes (UIDVALIDITY) */
+};
+const char *mstate_strerror(int status);
+
+/* IMAP system flags (RFC 9051 2.3.2), the same bits as userstate's US_SEEN ... */
+#define MSTATE_SEEN 0x01u
+#define MSTATE_ANSWERED 0x02u
+#define MSTATE_FLAGGED 0x04u
+#define MSTATE_DELETED 0x08u
+#define MSTATE_DRAFT 0x10u
+#define MSTATE_FLAGS_ALL 0x1fu
+
+#define MSTATE_KEY_BYTES 32
+#define MSTATE_MSGKEY_BYTES 16
+#define MSTATE_KEYWORD_MAX 256     /* keyword names per user */
+#define MSTATE_KEYWORD_LEN_MAX 64  /* bytes per keyword name */
+#define MSTATE_MESSAGES_MAX (1u << 22)
+#define MSTATE_SITES_MAX 64        /* gateways that ever wrote to one user's state */
+#define MSTATE_DEAD_RANGES_MAX (1u << 20)
+#define MSTATE_UID_MAX 0xfffffff0u /* a few UIDs kept back so uid_next never wraps */
+#define MSTATE_ENCODED_MAX (64u << 20)
+
+/* Hybrid logical clock: wall milliseconds, a counter for events within one millisecond (or
+ * while the wall clock is behind what was already seen), and the site as the last tiebreak,
+ * so two stamps are never equal unless they are the same event. */
+typedef struct mstate_hlc {
+    uint64_t ms;
+    uint32_t count;
+    uint16_t site;
+} mstate_hlc;
+int mstate_hlc_cmp(mstate_hlc a, mstate_hlc b);
+
+typedef struct mstate mstate;
+
+/* A new, empty state for the gateway whose site id is site (1..65535, unique among the
+ * sites that serve the user) and the mailbox whose UIDVALIDITY is uidvalidity (nonzero;
+ * see mstate_uidvalidity_derive). NULL when memory runs out or an argument is bad. */
+mstate *mstate_new(uint16_t site, uint32_t uidvalidity);
+/* Frees the state and wipes it. NULL is fine. */
+void mstate_free(mstate *st);
+/* A deep copy (with its pending delta), or NULL. */
+mstate *mstate_clone(const mstate *st);
+
+/* The same UIDVALIDITY at every site without coordination: derived from the user's state
+ * key and an epoch (0 for the first state; an administrator's reset of a lost state picks a
+ * new one, so a rebuilt numbering never reuses the old UIDVALIDITY). Never 0. */
+uint32_t mstate_uidvalidity_derive(const uint8_t state_key[MSTATE_KEY_BYTES], uint32_t epoch);
+
+/* The key that names a message in the state: BLAKE2b-128 of its Message-ID (as in the
+ * article, angle brackets included), personalised so it is no hash used elsewhere. */
+void mstate_msgkey(const char *msgid, size_t len, uint8_t out[MSTATE_MSGKEY_BYTES]);
+
+/* ---- local changes (each is also added to the pending delta, see mstate_seal_delta) ---- */
+
+/* UID assignment. keys are messages this gateway has just seen in the user's group, in
+ * arrival order; those the state already knows (claimed or expunged) are skipped. Before
+ * them, every live message that has no valid UID after a merge ("homeless", below) is given
+ * a new one, in ascending key order. New UIDs follow the highest UID the state has seen, so
+ * the numbering stays ascending in arrival order. *assigned (may be NULL) gets the number of
+ * UIDs given out. Call it after a merge that left messages homeless, and for new mail.
+ *
+ * The horizon. Deltas arrive in any order, so a site may know a claim for UID 7 before the
+ * one for UID 5. Only UIDs up to the horizon — the end of the run 1..h of UIDs all known
+ * (held by a message or dead) — are shown and announced (mstate_uid_next), so a message never
+ * appears below a UIDNEXT the site announced. Messages above a gap wait (mstate_waiting) for
+ * the missing claim. An assignment that gives out UIDs first kills every gap below (makes
+ * those UIDs dead: whoever holds one at another site is re-homed there, which is safe), so
+ * what it assigns shows at once; a gateway should therefore not claim mail another site is
+ * expected to claim before that site's delta had time to arrive (docs/design.md).
+ *
+ *
+ * The rule. A claim is (gen, uid); gen 0 for a first assignment, gen + 1 for a re-home.
+ * Merging two claims of one message: the higher gen wins; at equal gen the same uid stays,
+ * two different uids leave the message with no uid (conflict). Every uid a message held and
+ * lost joins the set of dead UIDs, as does every uid that two different messages hold. A
+ * message's UID is its claim's uid unless that is dead or it has none: then it is homeless
+ * and the next mstate_assign re-homes it above every UID the state has seen. Dead UIDs are
+ * never given to anyone again, so a UID never names two different messages, at any site,
+ * at any time; the loser of a conflict reappears under a new, higher UID. */
+int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t n, uint64_t now_ms,
+                  size_t *assigned);
+/* STORE: sets the system flags in set_mask and clears those in clear_mask (a flag in both is
+ * set). Each changed flag gets a new register value; a flag already so is left alone (no new
+ * stamp, so a repeated STORE does not win against a concurrent one it did not see). A message
+ * unknown to the state is MSTATE_EINVAL; an expunged one is silently unchanged. */
+int mstate_set_flags(mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], unsigned set_mask, unsigned clear_mask,
+                     uint64_t now_ms);
+/* STORE of one keyword (1..MSTATE_KEYWORD_LEN_MAX IMAP atom characters, no '\'); names
+ * compare ASCII-case-insensitively. */
+int mstate_set_keyword(mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], const char *name, int on,
+                       uint64_t now_ms);
+/* EXPUNGE or POP3 DELE+QUIT: the tombstone. A message the state has never seen may be
+ * expunged too (it then never gets a UID). Expunging twice does nothing. */
+int mstate_expunge(mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], uint64_t now_ms);
+
+/* ---- merge ---- */
+
+/* dst := dst joined with src (a delta or a snapshot, from mstate_open, or another state).
+ * Also advances dst's clock past everything in src (HLC receive). On error dst is unchanged.
+ * src's pending delta is ignored; dst's pending delta does not grow (a merge is no change of
+ * this site's). Call mstate_assign afterwards to re-home messages that lost their UID. */
+int mstate_merge(mstate *dst, const mstate *src);
+
+/* ---- queries ---- */
+
+typedef struct mstate_view {
+    uint32_t uid;     /* 0: none (homeless, expunged, never assigned, or waiting above the horizon) */
+    unsigned flags;   /* MSTATE_SEEN ... */
+    int expunged;
+    uint32_t folder;  /* always 0 until folders (issue 13) */
+    uint64_t modseq;  /* packed stamp of the last flag change or the expunge: ms << 20 | count */
+} mstate_view;
+
+/* 1 and *out filled if the state knows the message, 0 (out zeroed) if not. */
+int mstate_get(const mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], mstate_view *out);
+/* 1 if the message has the keyword set, 0 if not. */
+int mstate_keyword_test(const mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], const char *name);
+/* Calls fn for every message that has a UID at or below the horizon and is not expunged,
+ * ascending by UID, until fn returns nonzero (returned). MSTATE_ENOMEM if the index cannot
+ * be built. */
+int mstate_foreach_uid(const mstate *st,
+                       int (*fn)(void *arg, uint32_t uid, const uint8_t key[MSTATE_MSGKEY_BYTES],
+                                 const mstate_view *v),
+                       void *arg);
+/* Calls fn for every expunged message (to cancel its article, or tell a session). */
+int mstate_foreach_expunged(const mstate *st,
+                            int (*fn)(void *arg, const uint8_t key[MSTATE_MSGKEY_BYTES], uint32_t uid), void *arg);
+uint32_t mstate_uidvalidity(const mstate *st);
+uint32_t mstate_uid_next(const mstate *st); /* the UIDNEXT to announce: horizon + 1 */
+size_t mstate_count(const mstate *st);      /* messages known, expunged ones included */
+size_t mstate_homeless(const mstate *st);   /* live messages waiting for mstate_assign */
+size_t mstate_waiting(const mstate *st);    /* live messages with a UID above the horizon */
+uint16_t mstate_site(const mstate *st);
+mstate_hlc mstate_clock(const mstate *st);  /* the last stamp issued or seen */
+/* The merged contents (messages, flags, keywords, UIDs, dead UIDs; not the coverage) as a
+ * BLAKE2b-256 digest, independent of which site holds the state and of its clock: two
+ * states with equal digests present the same mailbox. */
+int mstate_digest(const mstate *st, uint8_t out[32]);
+
+/* ---- deltas and snapshots ----
+ * Every site numbers its deltas 1, 2, 3, ...; a state records which deltas of which site it
+ * contains (a contiguous prefix per site plus up to MSTATE_EXTRA_MAX out-of-order ones), so a
+ * reader of a snapshot knows that a delta (site, seq) it covers may be dropped. */
+#define MSTATE_EXTRA_MAX 32
+enum mstate_kind { MSTATE_SNAPSHOT = 1, MSTATE_DELTA = 2 };
+typedef struct mstate_info {
+    enum mstate_kind kind;
+    uint16_t origin; /* the site that wrote it */
+    uint64_t seq;    /* a delta's number at its site; 0 for a snapshot */
+    uint32_t uidvalidity;
+    size_t padded_len; /* what the spool sees */
+} mstate_info;
+
+/* 1 if st contains delta number seq of site (it may be dropped when st is a snapshot). */
+int mstate_covers(const mstate *st, uint16_t site, uint64_t seq);
+/* 1 if the state has local changes not yet sealed into a delta. */
+int mstate_has_pending(const mstate *st);
+
+/* Seals the full state (kind MSTATE_SNAPSHOT). *out is malloc'd (free it with free). */
+int mstate_seal_snapshot(const mstate *st, const uint8_t state_key[MSTATE_KEY_BYTES], uint8_t **out,
+                         size_t *out_len);
+/* Seals the pending local changes as the site's next delta and empties the pending set;
+ * *out NULL (MSTATE_OK) when there is nothing pending. The caller must post the bytes (and
+ * keep them until posted): the state already counts the delta as its own. *seq may be NULL. */
+int mstate_seal_delta(mstate *st, const uint8_t state_key[MSTATE_KEY_BYTES], uint8_t **out, size_t *out_len,
+                      uint64_t *seq);
+/* Opens a sealed delta or snapshot into a new state (to be merged). The sealed form has
+ * only a fixed header outside the AEAD; everything else is checked after it opened.
+ * info (may be NULL) describes it. */
+int mstate_open(const uint8_t *in, size_t in_len, const uint8_t state_key[MSTATE_KEY_BYTES], mstate **out,
+                mstate_info *info);
+/* The size bucket a plaintext of len bytes is padded to (for the threat model and bench). */
+size_t mstate_padded_size(size_t len);
+
+/* The plaintext codec inside the seal, exposed for the fuzz target and the tests. The
+ * decoder accepts exactly what the encoder writes (canonical form), with every count and
+ * length checked against limits and against the bytes that remain. encode: *out malloc'd. */
+int mstate_encode(const mstate *st, enum mstate_kind kind, uint8_t **out, size_t *out_len);
+int mstate_decode(const uint8_t *in, size_t in_len, mstate **out, mstate_info *info);
+
+#endif

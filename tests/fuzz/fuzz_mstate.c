@@ -1,0 +1,109 @@
+/* libFuzzer: the decoder of a replicated mailbox state (docs/formats.md 6.2), fed arbitrary
+ * bytes. What it accepts must encode back to exactly the same bytes (the format is
+ * canonical), and the decoded state must then survive what a gateway does with it: merge it
+ * into states of its own, assign UIDs, change flags, seal and open it again. The sealed
+ * opener gets the raw bytes too (it must refuse them without reading past the end). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "mstate/mstate.h"
+
+static const uint8_t key[MSTATE_KEY_BYTES] = {1, 2, 3, 4, 5, 6, 7, 8};
+
+static int check_one(void *arg, uint32_t uid, const uint8_t k[MSTATE_MSGKEY_BYTES], const mstate_view *v)
+{
+    const mstate *st = arg;
+    mstate_view again;
+    if (!uid || v->expunged || mstate_get(st, k, &again) != 1 || again.uid != uid || again.flags != v->flags)
+        abort();
+    return 0;
+}
+
+static void same_digest(const mstate *a, const mstate *b)
+{
+    uint8_t da[32], db[32];
+    if (mstate_digest(a, da) != MSTATE_OK || mstate_digest(b, db) != MSTATE_OK || memcmp(da, db, 32) != 0)
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int ready;
+    if (!ready) {
+        if (sodium_init() < 0)
+            abort();
+        ready = 1;
+    }
+    mstate *opened = NULL;
+    int rc = mstate_open(data, size, key, &opened, NULL);
+    if (rc != MSTATE_EFORMAT && rc != MSTATE_EAUTH)
+        abort();
+
+    mstate *st = NULL;
+    mstate_info info;
+    rc = mstate_decode(data, size, &st, &info);
+    if (rc != MSTATE_OK) {
+        if ((rc != MSTATE_EFORMAT && rc != MSTATE_ENOMEM) || st)
+            abort();
+        return 0;
+    }
+    uint8_t *enc;
+    size_t len;
+    if (mstate_encode(st, info.kind, &enc, &len) != MSTATE_OK || len != size || memcmp(enc, data, size) != 0)
+        abort();
+    free(enc);
+    if (mstate_foreach_uid(st, check_one, st) != 0)
+        abort();
+
+    /* a merge is idempotent and gives the same as the other way round */
+    mstate *mine = mstate_new(info.origin == 1 ? 2 : 1, info.uidvalidity);
+    if (!mine)
+        abort();
+    uint8_t k[2][MSTATE_MSGKEY_BYTES];
+    mstate_msgkey("<a@fuzz>", 8, k[0]);
+    mstate_msgkey("<b@fuzz>", 8, k[1]);
+    if (mstate_assign(mine, (const uint8_t(*)[MSTATE_MSGKEY_BYTES])k, 2, 1000, NULL) != MSTATE_OK ||
+        mstate_set_flags(mine, k[0], MSTATE_SEEN, 0, 1001) != MSTATE_OK ||
+        mstate_set_keyword(mine, k[1], "$Fuzz", 1, 1002) != MSTATE_OK || mstate_expunge(mine, k[1], 1003) != MSTATE_OK)
+        abort();
+    mstate *ab = mstate_clone(mine), *ba = mstate_clone(st);
+    if (!ab || !ba)
+        abort();
+    int r1 = mstate_merge(ab, st), r2 = mstate_merge(ba, mine);
+    if (r1 != r2)
+        abort();
+    if (r1 == MSTATE_OK) {
+        same_digest(ab, ba);
+        if (mstate_merge(ab, st) != MSTATE_OK)
+            abort();
+        same_digest(ab, ba);
+        rc = mstate_assign(ab, NULL, 0, 2000, NULL);
+        if (rc != MSTATE_OK && rc != MSTATE_ELIMIT)
+            abort();
+        if (rc == MSTATE_OK && mstate_homeless(ab) != 0)
+            abort();
+        if (mstate_foreach_uid(ab, check_one, ab) != 0)
+            abort();
+    } else if (r1 != MSTATE_ELIMIT && r1 != MSTATE_ENOMEM) {
+        abort();
+    }
+
+    /* seal and open: the same contents */
+    uint8_t *sealed;
+    if (mstate_seal_snapshot(st, key, &sealed, &len) == MSTATE_OK) {
+        mstate *back = NULL;
+        if (mstate_open(sealed, len, key, &back, NULL) != MSTATE_OK)
+            abort();
+        same_digest(st, back);
+        mstate_free(back);
+        free(sealed);
+    }
+    mstate_free(ab);
+    mstate_free(ba);
+    mstate_free(mine);
+    mstate_free(st);
+    return 0;
+}
