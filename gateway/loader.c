@@ -43,6 +43,7 @@ struct gw_loading {
     uint8_t stream_key[PC_STREAM_KEY_BYTES]; /* wiped when done */
     int status;
     char err[256];
+    bool junk; /* the article can never open for this user (gw_load_junk) */
     gw_plain *plain;
     pu_buf envelope_str, bodystructure_str; /* for the state's cache */
 };
@@ -174,10 +175,26 @@ static bool ensure_mime(gw_plain *p)
     return p->mime != NULL;
 }
 
+const char gw_load_junk[] = "not this user's mail";
+
+/* An article that does not open is an attacker's (a forged or re-posted article in the
+ * user's group), never a reason to fail a login, a FETCH 1:* or a SEARCH: it leaves the
+ * mailbox as an expunged message does, once, with a line for the admin. */
+static void drop_junk(load_ctx *x)
+{
+    gw_account *a = x->a;
+    gw_log(GW_WARN, "%s: article %s is not this user's mail (%s): removed from the mailbox", a->address, x->msgid,
+           x->err[0] ? x->err : "does not open");
+    if (a->us && userstate_remove(a->us, x->msgid) == US_OK)
+        gw_view_changed(a);
+}
+
 static void finish(load_ctx *x)
 {
     session *s = x->s;
     unlink_loading(x); /* callbacks may load again: that starts afresh or hits the cache */
+    if (x->junk && !s->dead)
+        drop_junk(x);
     if (x->prefetch)
         s->prefetching--;
     for (load_waiter *w = x->waiters, *next; w; w = next) {
@@ -189,7 +206,7 @@ static void finish(load_ctx *x)
                 x->plain->refs++;
                 w->cb(w->arg, x->plain, NULL);
             } else {
-                w->cb(w->arg, NULL, x->err[0] ? x->err : "cannot read the message");
+                w->cb(w->arg, NULL, x->junk ? gw_load_junk : x->err[0] ? x->err : "cannot read the message");
             }
         }
         free(w);
@@ -360,6 +377,8 @@ static void decrypt_done(gw_job *j)
         cache_insert(a, p);
     } else if (refetch(x)) {
         return;
+    } else if (x->status == PS_BADMSG) {
+        x->junk = true; /* the news server's own copy: tampered with, or a replayed copy */
     } else {
         gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
     }
@@ -379,7 +398,9 @@ static void open_reply(void *arg, const vault_reply *r)
         }
         snprintf(x->err, sizeof x->err, "the vault cannot open %s: %s", x->msgid,
                  r->type == VAULT_REPLY_FAIL ? vault_fail_str(r->reason) : "unexpected reply");
-        if (!x->s->dead)
+        if (r->type == VAULT_REPLY_FAIL && r->reason == VAULT_FAIL_ENVELOPE && !x->from_cache)
+            x->junk = true; /* sealed to another key, or not an envelope at all */
+        else if (!x->s->dead)
             gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
         finish(x);
         return;
@@ -408,7 +429,7 @@ static void article_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
     if (x->status == PS_OK)
         x->status = ps_read_envelope(sites, PS_ANY_SITE, x->msgid, &x->env, got, x->err, sizeof x->err);
     if (x->status == PS_OK && strcmp(got, x->msgid) != 0) {
-        x->status = PS_BADMSG;
+        x->status = PS_TEMP; /* the server's mistake, not the article's */
         snprintf(x->err, sizeof x->err, "article %s came back as %s", x->msgid, got);
     }
 }
@@ -418,7 +439,8 @@ static void article_done(gw_job *j)
     load_ctx *x = j->ctx;
     free(j);
     if (x->status != PS_OK || x->s->dead || !x->s->vault_session) {
-        if (x->status != PS_OK && !x->s->dead)
+        x->junk = x->status == PS_BADMSG; /* not a postern envelope */
+        if (x->status != PS_OK && !x->junk && !x->s->dead)
             gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
         if (x->status == PS_NOENT) /* cancelled or expired since the last scan */
             gw_mbox_article_gone(x->a);
@@ -643,13 +665,14 @@ void gw_walk_free(gw_walk *w)
 
 static void walk_loaded(void *arg, gw_plain *p, const char *err)
 {
-    (void)err;
     walk_slot *sl = arg;
     gw_walk *w = sl->w;
     w->inflight--;
     if (p) {
         sl->p = p;
         sl->st = SLOT_LOADED;
+    } else if (err == gw_load_junk) {
+        sl->st = SLOT_GONE; /* removed from the mailbox: as if expunged before the command */
     } else {
         sl->st = SLOT_FAILED;
         w->failed++;

@@ -150,6 +150,10 @@ typedef struct gw_plain {
  * gw_load; p is NULL with err on failure. The callback owns one reference (gw_plain_unref).
  * s must stay referenced: gw_load takes its own reference and the callback is not made if s
  * died meanwhile (the reference is simply dropped). */
+/* err is gw_load_junk when the article is not this user's mail at all (not a postern envelope,
+ * sealed to another key, a copy re-posted under another Message-ID, tampered with): it is then
+ * removed from the user's mailbox, logged, and to be skipped, not reported as a failure. */
+extern const char gw_load_junk[];
 typedef void (*gw_load_fn)(void *arg, gw_plain *p, const char *err);
 void gw_load(session *s, const char *msgid, bool mime, gw_load_fn cb, void *arg);
 void gw_plain_unref(gw_account *a, gw_plain *p);

@@ -138,6 +138,23 @@ static int by_arrival(const void *a, const void *b)
     return i < j ? -1 : i > j; /* msgids[] is in article-number order */
 }
 
+/* Leaves out what the loads found not to be the user's mail (gw_load_junk). */
+static void leave_out_junk(struct gw_pop3 *p)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (!p->msgids[i][0])
+            continue;
+        if (kept != i) {
+            memcpy(p->msgids[kept], p->msgids[i], PA_MSGID_MAX);
+            p->sizes[kept] = p->sizes[i];
+            p->arrival[kept] = p->arrival[i];
+        }
+        kept++;
+    }
+    p->n = kept;
+}
+
 static int sort_maildrop(struct gw_pop3 *p)
 {
     size_t *order = malloc((p->n ? p->n : 1) * sizeof *order);
@@ -177,6 +194,7 @@ static void finish_build(struct gw_pop3 *p)
         gw_session_close_after_flush(s);
         return;
     }
+    leave_out_junk(p);
     pp_msg *msgs = sort_maildrop(p) == 0 ? calloc(p->n ? p->n : 1, sizeof *msgs) : NULL;
     char (*uidls)[PA_MSGID_MAX] = calloc(p->n ? p->n : 1, sizeof *uidls);
     if (msgs && uidls) {
@@ -212,7 +230,6 @@ static void finish_build(struct gw_pop3 *p)
 
 static void size_loaded(void *arg, gw_plain *pl, const char *err)
 {
-    (void)err;
     size_slot *sl = arg;
     struct gw_pop3 *p = sl->p;
     p->inflight--;
@@ -221,6 +238,8 @@ static void size_loaded(void *arg, gw_plain *pl, const char *err)
         p->sizes[sl->i] = pp_message_size(pl->data, pl->len);
         p->arrival[sl->i] = pl->meta.arrival;
         gw_plain_unref(p->s->account, pl);
+    } else if (err == gw_load_junk) {
+        p->msgids[sl->i][0] = '\0'; /* removed from the mailbox: left out of the maildrop */
     } else {
         p->failed++;
     }

@@ -514,7 +514,8 @@ int ps_open_envelope(const uint8_t *envelope, size_t len, const char *msgid,
     }
     if (st != PC_OK) {
         snprintf(err, errlen, "article %s: %s", msgid, pc_strerror(st));
-        return PS_BADMSG;
+        /* memory, or the sink's own failure, says nothing about the article */
+        return st == PC_ENOMEM || st == PC_ESINK ? PS_FAIL : PS_BADMSG;
     }
     return PS_OK;
 }
