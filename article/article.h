@@ -38,6 +38,13 @@ int pa_mail_message_id_matches(const uint8_t tag[32], const char *msgid);
  * shorter than PA_MSGID_MAX), else 0 (another article in the group, or malformed). */
 int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len);
 
+/* An overview line of a key record article ("<k.KEYID.SERIAL@postern.invalid>"): 1 with its
+ * number, the serial its Message-ID claims, its size in octets (0 if the line has none) and
+ * the Message-ID (NUL-terminated); else 0. The claim is only a claim: the record must still
+ * verify, and its key id and serial must give this Message-ID. */
+int pa_over_key(const char *line, size_t len, uint64_t *number, uint32_t *serial, uint64_t *bytes,
+                char msgid[PA_MSGID_MAX]);
+
 /* Outer headers, each line CRLF-terminated, ending with the empty line, NUL-terminated in
  * out. extra may be NULL or CRLF-terminated header lines (Cancel-Lock, Supersedes, ...).
  * Returns length, 0 if cap is too small or an argument could break the header block (group

@@ -55,6 +55,57 @@ int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **ms
     return 1;
 }
 
+int pa_over_key(const char *line, size_t len, uint64_t *number, uint32_t *serial, uint64_t *bytes,
+                char msgid[PA_MSGID_MAX])
+{
+    const char *end = line + len, *p = line;
+    uint64_t num = 0;
+    while (p < end && *p >= '0' && *p <= '9' && num <= UINT64_MAX / 10 - 1)
+        num = num * 10 + (uint64_t)(*p++ - '0');
+    if (p == line || p == end || *p != '\t' || num == 0)
+        return 0;
+    const char *field[8] = {0};
+    size_t flen[8] = {0};
+    for (int f = 1; f < 8; f++) { /* subject, from, date, message-id, references, bytes, lines */
+        p = memchr(p, '\t', (size_t)(end - p));
+        if (!p)
+            break;
+        p++;
+        const char *e = memchr(p, '\t', (size_t)(end - p));
+        field[f] = p;
+        flen[f] = (size_t)((e ? e : end) - p);
+    }
+    const char *id = field[4];
+    size_t n = flen[4];
+    static const char domain[] = MSGID_DOMAIN;
+    size_t dl = sizeof domain - 1;
+    /* "<k." 32 hex "." serial "@postern.invalid>" */
+    if (!id || n >= PA_MSGID_MAX || n < 3 + 32 + 2 + dl || strncmp(id, "<k.", 3) != 0 || id[35] != '.' ||
+        memcmp(id + n - dl, domain, dl) != 0)
+        return 0;
+    for (size_t i = 3; i < 35; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    uint64_t sv = 0;
+    size_t digits = 0;
+    for (const char *q = id + 36; q < id + n - dl; q++, digits++) {
+        if (*q < '0' || *q > '9' || digits >= 10)
+            return 0;
+        sv = sv * 10 + (uint64_t)(*q - '0');
+    }
+    if (digits == 0 || sv > UINT32_MAX)
+        return 0;
+    uint64_t b = 0;
+    for (size_t i = 0; field[6] && i < flen[6] && field[6][i] >= '0' && field[6][i] <= '9' && b < UINT64_MAX / 10; i++)
+        b = b * 10 + (uint64_t)(field[6][i] - '0');
+    *number = num;
+    *serial = (uint32_t)sv;
+    *bytes = b; /* 0 when the server gives none */
+    memcpy(msgid, id, n);
+    msgid[n] = '\0';
+    return 1;
+}
+
 int pa_mail_message_id_matches(const uint8_t tag[32], const char *msgid)
 {
     char want[PA_MSGID_MAX];

@@ -1,6 +1,7 @@
 #include "store/store_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,6 @@
 #include "article/article.h"
 
 /* A key group normally holds one or two records; more than this is someone flooding it. */
-#define MAX_KEY_ARTICLES 256
 /* base64 of the largest record plus line breaks and slack */
 #define KEY_ARMOR_MAX 2048
 #define POST_BLOCK (57 * 1024) /* a multiple of 57 bytes = whole 76-character lines */
@@ -106,20 +106,58 @@ size_t ps_await_shown(const pn_site *site, unsigned timeout_s, ps_copy *copies, 
 
 /* ---- key records ---- */
 
-typedef struct number_list {
-    char (*items)[24];
-    size_t n;
-} number_list;
+/* A key group may hold anything anyone with the posting account put there. Candidates are
+ * the articles whose overview shows a key record's Message-ID shape and size; they are tried
+ * in the order of the serial their Message-ID claims, highest first, and the first that
+ * verifies and whose key id and serial give its Message-ID is the current record: a genuine
+ * record with a higher serial would have come earlier. A flood of junk costs a lookup one
+ * overview line per article, and a fetch only for junk that claims a higher serial. */
+#define KEY_ARTICLE_BYTES_MAX 16384     /* a key record article is about 1.5 KB */
+#define KEY_CANDIDATES_MAX (1u << 18)   /* beyond this the group is flooded: fail loudly */
 
-static int collect_number(void *arg, const char *line, size_t len)
+typedef struct key_candidate {
+    uint64_t number;
+    uint32_t serial;
+} key_candidate;
+
+typedef struct key_candidates {
+    key_candidate *v;
+    size_t n, cap;
+    int nomem, flooded;
+} key_candidates;
+
+static int collect_candidate(void *arg, const char *line, size_t len)
 {
-    number_list *l = arg;
-    if (l->n == MAX_KEY_ARTICLES || len == 0 || len >= sizeof l->items[0])
-        return 0; /* extra numbers are ignored: a legitimate group never has that many */
-    memcpy(l->items[l->n], line, len);
-    l->items[l->n][len] = '\0';
-    l->n++;
+    key_candidates *l = arg;
+    key_candidate k;
+    uint64_t bytes;
+    char id[PA_MSGID_MAX];
+    if (!pa_over_key(line, len, &k.number, &k.serial, &bytes, id) || bytes > KEY_ARTICLE_BYTES_MAX)
+        return 0;
+    if (l->n == l->cap) {
+        if (l->cap >= KEY_CANDIDATES_MAX) {
+            l->flooded = 1;
+            return 1;
+        }
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        key_candidate *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->nomem = 1;
+            return 1;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = k;
     return 0;
+}
+
+static int by_claimed_serial(const void *a, const void *b)
+{
+    const key_candidate *x = a, *y = b;
+    if (x->serial != y->serial)
+        return x->serial < y->serial ? 1 : -1;
+    return (x->number < y->number) - (x->number > y->number); /* newest first */
 }
 
 typedef struct text_buf {
@@ -157,7 +195,7 @@ static int collect_bin(void *arg, const uint8_t *data, size_t len)
 }
 
 /* Reads one article of a key group and turns it into a verified record: 0 on success. */
-static int read_one_record(nntp_conn *c, const pn_config *cfg, const char *number, const char *address,
+static int read_one_record(nntp_conn *c, const pn_config *cfg, uint64_t number, const char *address,
                            pc_keyrecord *rec, char *msgid, int *why)
 {
     text_buf *text = calloc(1, sizeof *text);
@@ -167,7 +205,9 @@ static int read_one_record(nntp_conn *c, const pn_config *cfg, const char *numbe
         goto out;
     pa_reader r;
     pa_reader_init(&r, collect_body, text);
-    int st = nntp_fetch(c, "ARTICLE", number, pa_reader_line, &r);
+    char num[24];
+    snprintf(num, sizeof num, "%" PRIu64, number);
+    int st = nntp_fetch(c, "ARTICLE", num, pa_reader_line, &r);
     if (st != NNTP_OK) {
         *why = ps_map_nntp(st);
         goto out;
@@ -184,6 +224,10 @@ static int read_one_record(nntp_conn *c, const pn_config *cfg, const char *numbe
     if (pc_keyrecord_verify(rec, (const uint8_t(*)[PC_AUTH_PK_BYTES])cfg->authority_pk, cfg->n_authorities,
                             address) != PC_OK)
         goto out;
+    char want[PA_MSGID_MAX];
+    pa_key_message_id(rec->key_id, rec->serial, want);
+    if (strcmp(want, r.message_id) != 0)
+        goto out; /* a genuine record re-posted under another Message-ID: its claim is false */
     if (msgid)
         snprintf(msgid, PA_MSGID_MAX, "%s", r.message_id);
     rc = 0;
@@ -205,33 +249,48 @@ int ps_conn_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, p
         snprintf(err, errlen, "%s: %s", address, why);
         return PS_NOUSER;
     }
-    number_list list = {.items = calloc(MAX_KEY_ARTICLES, sizeof list.items[0])};
-    if (!list.items) {
-        snprintf(err, errlen, "out of memory");
-        return PS_FAIL;
+    nntp_group_info info;
+    int st = nntp_group(c, group, &info);
+    if (st == NNTP_ENOENT) {
+        snprintf(err, errlen, "%s: no such user (newsgroup %s does not exist)", address, group);
+        return PS_NOUSER;
     }
-    int st = nntp_listgroup(c, group, collect_number, &list);
     if (st != NNTP_OK) {
-        free(list.items);
-        if (st == NNTP_ENOENT) {
-            snprintf(err, errlen, "%s: no such user (newsgroup %s does not exist)", address, group);
-            return PS_NOUSER;
-        }
         snprintf(err, errlen, "%s: reading %s: %s", address, group, nntp_last_response(c));
         return ps_map_nntp(st);
     }
+    key_candidates list = {0};
+    if (info.count > 0) {
+        char range[48];
+        snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, info.low, info.high);
+        st = nntp_over(c, range, collect_candidate, &list);
+        if (list.nomem || list.flooded || (st != NNTP_OK && st != NNTP_ENOENT)) {
+            free(list.v);
+            if (list.flooded)
+                snprintf(err, errlen, "%s: %s holds more than %u key-record-like articles: flooded", address, group,
+                         KEY_CANDIDATES_MAX);
+            else if (list.nomem)
+                snprintf(err, errlen, "out of memory");
+            else
+                snprintf(err, errlen, "%s: reading %s: %s", address, group, nntp_last_response(c));
+            return list.nomem ? PS_FAIL : PS_TEMP;
+        }
+    }
+    qsort(list.v, list.n, sizeof *list.v, by_claimed_serial);
     int found = 0, temp = 0;
     size_t rejected = 0;
     pc_keyrecord *rec = malloc(sizeof *rec);
     if (!rec) {
-        free(list.items);
+        free(list.v);
         snprintf(err, errlen, "out of memory");
         return PS_FAIL;
     }
     for (size_t i = 0; i < list.n; i++) {
+        if (found && list.v[i].serial < best->serial)
+            break; /* nothing genuine below can beat it */
         char id[PA_MSGID_MAX];
         int fetch_status = PS_OK;
-        if (read_one_record(c, cfg, list.items[i], address, rec, id, &fetch_status) != 0) {
+        if (read_one_record(c, cfg, list.v[i].number, address, rec, id, &fetch_status) != 0) {
             if (fetch_status == PS_TEMP)
                 temp = 1;
             else if (fetch_status == PS_OK)
@@ -246,7 +305,7 @@ int ps_conn_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, p
         }
     }
     free(rec);
-    free(list.items);
+    free(list.v);
     if (found)
         return PS_OK;
     if (temp) {

@@ -450,6 +450,37 @@ static void test_message_ids(void **state)
     assert_string_equal(m, "<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.0@postern.invalid>");
 }
 
+/* Key record overview lines: the claimed serial, the size and the Message-ID, or nothing. */
+static void test_over_key(void **state)
+{
+    (void)state;
+    uint64_t num, bytes;
+    uint32_t serial;
+    char id[PA_MSGID_MAX];
+    const char *good = "42\tpostern key record\tpostern <p@postern.invalid>\tWed, 02 Dec 2026 01:00:00 -0000\t"
+                       "<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.7@postern.invalid>\t\t1534\t24";
+    assert_int_equal(pa_over_key(good, strlen(good), &num, &serial, &bytes, id), 1);
+    assert_int_equal(num, 42);
+    assert_int_equal(serial, 7);
+    assert_int_equal(bytes, 1534);
+    assert_string_equal(id, "<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.7@postern.invalid>");
+    const char *bad[] = {
+        "42\ts\tf\td\t<m.f0efeeedecebeae9e8e7e6e5e4e3e2e1f0efeeed@postern.invalid>\t\t10\t1", /* mail */
+        "42\ts\tf\td\t<k.F0efeeedecebeae9e8e7e6e5e4e3e2e1.7@postern.invalid>\t\t10\t1",    /* upper case */
+        "42\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.@postern.invalid>\t\t10\t1",     /* no serial */
+        "42\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.4294967296@postern.invalid>\t\t10\t1", /* > 32 bits */
+        "42\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.7x@postern.invalid>\t\t10\t1",
+        "42\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.7@example.org>\t\t10\t1",
+        "0\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.7@postern.invalid>\t\t10\t1", /* number 0 */
+        "42\ts\tf\td",                                                                   /* cut short */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(pa_over_key(bad[i], strlen(bad[i]), &num, &serial, &bytes, id), 0);
+    const char *nosize = "9\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.1@postern.invalid>";
+    assert_int_equal(pa_over_key(nosize, strlen(nosize), &num, &serial, &bytes, id), 1);
+    assert_int_equal(bytes, 0);
+}
+
 static void test_headers(void **state)
 {
     (void)state;
@@ -741,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_group_to_address_rejects),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_message_ids),
+        cmocka_unit_test(test_over_key),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_over_mail),
         cmocka_unit_test(test_reader),
