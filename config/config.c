@@ -237,6 +237,10 @@ static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
         return set_uint(&g->login_grace, value, 0, 3600, key, ctx);
     if (strcmp(key, "preauth_timeout") == 0)
         return set_uint(&g->preauth_timeout, value, 1, 3600, key, ctx);
+    if (strcmp(key, "preauth_deadline") == 0)
+        return set_uint(&g->preauth_deadline, value, 1, 3600, key, ctx);
+    if (strcmp(key, "max_connections_per_ip") == 0)
+        return set_uint(&g->max_connections_per_ip, value, 0, 1000000, key, ctx);
     if (strcmp(key, "idle_timeout") == 0) /* RFC 3501 5.4: the autologout timer is at least 30 minutes */
         return set_uint(&g->idle_timeout, value, 1800, 86400, key, ctx);
     if (strcmp(key, "max_connections") == 0)
@@ -371,6 +375,8 @@ void pn_config_defaults(const char *path, pn_config *cfg)
     g->kdf_pool_memory = 256ULL << 20;
     g->login_grace = 30;
     g->preauth_timeout = 60;
+    g->preauth_deadline = 180;
+    g->max_connections_per_ip = 100;
     g->idle_timeout = 1800;
     g->pop3_timeout = 600;
     g->retention_days = 30;

@@ -48,8 +48,10 @@
  *   kdf_pool_memory = 268435456            ; bytes Argon2id may use at once in the vault
  *   login_grace = 30                       ; seconds an unlocked key outlives its last session
  *   preauth_timeout = 60                   ; seconds without a command before login
+ *   preauth_deadline = 180                 ; seconds from connect to login (no command extends it)
  *   idle_timeout = 1800                    ; seconds without a command after login (>= 1800)
  *   max_connections = 10000
+ *   max_connections_per_ip = 100           ; per client address (IPv6: per /64); 0: no limit
  *   max_line = 65536                       ; bytes in one IMAP command line
  * The gateway checks the files and users when it starts, not here: other commands load the
  * same file on hosts that have no certificate. */
@@ -104,7 +106,9 @@ typedef struct pn_gateway {
     char vault_user[64];
     uint64_t kdf_pool_memory;
     unsigned login_grace, preauth_timeout, idle_timeout; /* seconds */
+    unsigned preauth_deadline;        /* seconds from connect to login, whatever is sent */
     unsigned max_connections;
+    unsigned max_connections_per_ip;  /* per address (IPv6: per /64); 0: no limit */
     size_t max_line;
 } pn_gateway;
 

@@ -384,6 +384,7 @@ out:
     while (net->sessions)
         gw_session_close(net->sessions);
     gw_login_queue_free(net);
+    gw_peers_free(net);
     gw_poller_stop(net);
     gw_pool_free(net->pool); /* runs the last saves */
     if (net->sweep_timer)

@@ -75,7 +75,15 @@ static void arm_timeout(session *s)
 {
     const pn_gateway *g = &s->net->cfg->gateway;
     bool authed = s->state == S_AUTH || s->state == S_SELECTED || s->state == S_IDLE;
-    struct timeval tv = {authed ? (s->pop ? g->pop3_timeout : g->idle_timeout) : g->preauth_timeout, 0};
+    long long ms = 1000LL * (authed ? (s->pop ? g->pop3_timeout : g->idle_timeout) : g->preauth_timeout);
+    if (!authed) {
+        /* before login, commands (NOOP, CAPABILITY) reset the idle timer but never the
+         * deadline: a connection cannot hold a slot for ever without logging in */
+        long long left = s->login_by_ms - pu_now_ms();
+        if (left < ms)
+            ms = left > 0 ? left : 0;
+    }
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     s->timer_kind = GW_T_TIMEOUT;
     evtimer_add(s->timer, &tv);
 }
@@ -240,6 +248,8 @@ void gw_session_close(session *s)
         net->n_rejecting--;
     else
         net->n_sessions--;
+    if (s->counted_peer)
+        gw_peer_release(net, s->ip);
     gw_log(GW_DEBUG, "%s: closed", s->peer);
     if (net->stopping && !net->sessions)
         event_base_loopbreak(net->base);
@@ -286,10 +296,23 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
     s->net = net;
     s->refs = 1;
     s->fd = fd;
-    s->rejecting = reject;
     s->state = S_GREETING;
     peer_name(s, sa);
+    bool crowded = false; /* this address holds its share of the slots already */
+    if (!reject) {
+        s->counted_peer = gw_peer_admit(net, s->ip);
+        crowded = reject = !s->counted_peer;
+    }
+    if (reject && net->n_rejecting >= MAX_REJECTING) {
+        free(s);
+        close(fd);
+        return;
+    }
+    s->rejecting = reject;
+    s->login_by_ms = pu_now_ms() + 1000LL * g->preauth_deadline;
     if (pop3 && gw_pop3_new(s) != 0) {
+        if (s->counted_peer)
+            gw_peer_release(net, s->ip);
         free(s);
         close(fd);
         return;
@@ -326,6 +349,8 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
             event_free(s->resume);
         pi_parser_free(s->parser);
         gw_pop3_free(s);
+        if (s->counted_peer)
+            gw_peer_release(net, s->ip);
         free(s);
         close(fd);
         return;
@@ -346,6 +371,12 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
     bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
     bufferevent_enable(s->bev, EV_READ);
     gw_log(GW_DEBUG, "%s: connected%s", s->peer, implicit_tls ? " (TLS)" : "");
+    if (crowded) {
+        gw_log(GW_WARN, "%s: refused: %u connections from this address already", s->peer,
+               g->max_connections_per_ip);
+        gw_session_bye(s, "Too many connections from your address");
+        return;
+    }
     if (reject) {
         gw_log(GW_WARN, "%s: refused: %u connections already", s->peer, net->n_sessions);
         gw_session_bye(s, "Too many connections");

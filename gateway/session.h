@@ -125,6 +125,8 @@ struct gw_net {
     gw_pool *pool;
     session *sessions;
     unsigned n_sessions, n_rejecting;
+    struct gw_peer **peers; /* peers.c: sessions per client address */
+    uint8_t peer_hash_key[16];
     gw_vreq *vreqs[GW_VREQ_BUCKETS];
     gw_account *accounts;
     struct gw_saving *saving; /* account.c: states being written; their next load waits */
@@ -161,6 +163,13 @@ void gw_status_sites_down(gw_net *net, const char *why);
 /* ---- session.c ---- */
 enum gw_timer { GW_T_TIMEOUT, GW_T_FAIL_DELAY, GW_T_CLOSE };
 
+/* peers.c: at most [gateway] max_connections_per_ip sessions per address (a /64 for IPv6).
+ * gw_peer_admit counts a session in (false: that address is full); gw_peer_release counts it
+ * out. */
+bool gw_peer_admit(gw_net *net, const uint8_t ip[VAULT_IP_BYTES]);
+void gw_peer_release(gw_net *net, const uint8_t ip[VAULT_IP_BYTES]);
+void gw_peers_free(gw_net *net);
+
 struct session {
     enum session_state state;
     gw_net *net;
@@ -182,6 +191,8 @@ struct session {
     enum gw_timer timer_kind;
     struct event *resume;
     uint8_t ip[VAULT_IP_BYTES];
+    bool counted_peer;     /* counted in by gw_peer_admit */
+    long long login_by_ms; /* pre-auth deadline (pu_now_ms): no command extends it */
     char peer[64];
     unsigned errors;    /* consecutive BAD commands */
     /* login in progress */

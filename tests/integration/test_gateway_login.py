@@ -38,9 +38,10 @@ def tls(gw, timeout=10):
 class Raw:
     """A line-oriented raw IMAP connection (plain or TLS)."""
 
-    def __init__(self, gw, implicit_tls=True, timeout=10):
+    def __init__(self, gw, implicit_tls=True, timeout=10, source=None):
         self.gw = gw
-        sock = socket.create_connection((gw.addr, gw.imaps_port if implicit_tls else gw.imap_port), timeout=timeout)
+        sock = socket.create_connection((gw.addr, gw.imaps_port if implicit_tls else gw.imap_port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
         if implicit_tls:
             sock = gw.ssl_context().wrap_socket(sock)
         self.sock, self.buf = sock, b""
@@ -307,6 +308,47 @@ def test_preauth_timeout_and_connection_limit(gateway):
     with pytest.raises((EOFError, ConnectionError, ssl.SSLError)):
         a.line()
     b.close()
+    assert gw.stop() == 0
+
+
+def test_one_address_cannot_take_every_slot(gateway):
+    """Issue 14, item 9: 300 connections from one address locked everybody else out. Now an
+    address holds at most max_connections_per_ip; others still get in."""
+    gw = gateway.factory.start(max_connections=10, max_connections_per_ip=3)
+    time.sleep(0.5)  # the fixture's probe connections are gone by then
+    mine = [Raw(gw, source="127.0.0.91") for _ in range(3)]
+    assert all(c.line().startswith("* OK") for c in mine)
+    extra = Raw(gw, source="127.0.0.91")
+    assert extra.line() == "* BYE Too many connections from your address"
+    extra.close()
+    other = Raw(gw, source="127.0.0.92")
+    assert other.line().startswith("* OK")
+    mine[0].close()  # a slot freed is a slot the address gets again
+    time.sleep(0.5)
+    again = Raw(gw, source="127.0.0.91")
+    assert again.line().startswith("* OK")
+    for c in mine[1:] + [other, again]:
+        c.close()
+    assert gw.stop() == 0
+
+
+def test_noop_does_not_extend_the_login_deadline(gateway):
+    """Before login, NOOP used to reset the timer, so a connection could hold its slot for ever.
+    preauth_deadline bounds the time from connect to login whatever is sent."""
+    gw = gateway.factory.start(preauth_deadline=3)
+    c = Raw(gw)
+    assert c.line().startswith("* OK")
+    t0 = time.monotonic()
+    lines = []
+    with pytest.raises((EOFError, ConnectionError, ssl.SSLError, socket.timeout)):
+        for i in range(200):  # a NOOP every 0.25 s: far more often than preauth_timeout
+            c.send("n%d NOOP\r\n" % i)
+            lines += c.until_tagged("n%d" % i)
+            time.sleep(0.25)
+    took = time.monotonic() - t0
+    assert any(l.startswith("* BYE") for l in lines) or took >= 2.5, lines[-3:]
+    assert 2.5 <= took < 30, took
+    c.close()
     assert gw.stop() == 0
 
 
