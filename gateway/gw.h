@@ -18,6 +18,10 @@ enum gw_level { GW_ERROR, GW_WARN, GW_INFO, GW_DEBUG };
 extern int gw_verbose; /* 1: GW_DEBUG lines too */
 void gw_log(enum gw_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* wipe.c: libevent and OpenSSL wipe every block they free. Before their first use; -1 if
+ * OpenSSL had allocated already. */
+int gw_wipe_library_memory(void);
+
 /* ---- tls.c ---- */
 #define GW_PEM_MAX (512u << 10) /* per file; a long chain is a few KiB */
 

@@ -413,6 +413,8 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
             return PX_USAGE;
         }
     }
+    if (gw_wipe_library_memory() != 0) /* before anything touches OpenSSL or libevent */
+        gw_log(GW_WARN, "OpenSSL was in use already: its freed buffers are not wiped");
     const pn_gateway *g = &cfg->gateway;
     identity net_id, vault_id;
     if (check_config(cfg) != 0 || lookup_identity(g->user, "user", &net_id) != 0 ||

@@ -381,3 +381,42 @@ def test_passwords_are_not_left_in_gateway_memory(postern_env, gateway):
         c.logout()
     pop.quit()
     gw.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading another process's memory needs root")
+def test_plaintext_is_not_left_in_gateway_memory_after_logout(postern_env, gateway):
+    """Issue 14, item 10: a message's body and subject stayed in the network process's heap
+    long after logout, in freed output buffers (libevent's and OpenSSL's). Now every buffer
+    those libraries free is wiped first, and so is the gateway's own. Fetched over IMAPS and
+    POP3S, so the TLS library's buffers are part of it."""
+    user = "wally.wipe@example.org"
+    password = "wipe the plaintext 1"
+    r = postern_env(["user", "add", user, "--password-stdin"], input=password + "\n")
+    assert r.returncode == 0, r.stderr
+    subject = b"Subject-%s" % os.urandom(8).hex().encode()
+    body_mark = b"Body-%s" % os.urandom(8).hex().encode()
+    message = b"From: a@example.net\nSubject: " + subject + b"\n\n" + (body_mark + b" " + b"x" * 60 + b"\n") * 3000
+    r = postern_env(["deliver", "--to", user], input=message)
+    assert r.returncode == 0, r.stderr
+    pop3s_port = _free_port(gateway.addr)
+    gw = gateway.factory.start(login_grace="1", pop3s="%s:%d" % (gateway.addr, pop3s_port))
+    c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=60)
+    c.login(user, password)
+    c.select("INBOX")
+    typ, data = c.fetch("1", "(BODY[] BODY[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK" and body_mark in data[0][1], data[0][0]
+    c.logout()
+    p = poplib.POP3_SSL(gw.addr, pop3s_port, context=gw.ssl_context(), timeout=60)
+    p.user(user)
+    p.pass_(password)
+    assert body_mark in b"\n".join(p.retr(1)[1])
+    p.quit()
+    time.sleep(4)  # past login_grace: the account and its caches are gone
+    uid = pwd.getpwnam(gw.user).pw_uid
+    net = [pid for pid in gw.children() if "\nUid:\t%d\t" % uid in open("/proc/%d/status" % pid).read()]
+    assert len(net) == 1, gw.children()
+    memory = process_memory(net[0])
+    assert user.encode() in memory or b"wally" in memory or len(memory) > 0
+    found = [m for m in (subject, body_mark) if m in memory]
+    assert not found, [(m, memory.count(m), memory[max(0, memory.find(m) - 80):][:160]) for m in found]
+    gw.stop()
