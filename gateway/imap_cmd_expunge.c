@@ -44,6 +44,7 @@ gw_result gw_cmd_expunge(session *s, const pi_command *cmd)
         gw_view_changed(s->account);
     free(idx);
     gw_view_sync(s, true); /* the EXPUNGE responses */
+    gw_account_warn_unsaved(s);
     gw_tagged(s, "OK EXPUNGE completed");
     return GW_DONE;
 }

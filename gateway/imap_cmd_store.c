@@ -130,6 +130,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
     s->view->modseq_seen = userstate_modseq(a->us);
     if (changed)
         gw_view_changed(a);
+    gw_account_warn_unsaved(s);
     gw_tagged(s, "OK STORE completed");
     return GW_DONE;
 }

@@ -387,6 +387,7 @@ out:
     gw_peers_free(net);
     gw_poller_stop(net);
     gw_pool_free(net->pool); /* runs the last saves */
+    gw_accounts_unsaved_free(net);
     if (net->sweep_timer)
         event_free(net->sweep_timer);
     if (net->save_timer)

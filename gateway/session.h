@@ -31,7 +31,7 @@ struct gw_pop3;
 typedef enum gw_job_kind {
     GW_JOB_KEYRECORD,  /* address -> record bytes (status: a ps_status) */
     GW_JOB_STATE_OPEN, /* address + state_key -> us (status: a us_status) */
-    GW_JOB_STATE_SAVE, /* work() if set, then save and close us, wipe state_key */
+    GW_JOB_STATE_SAVE, /* work() if set, then save us and close it; a failed save keeps us */
     GW_JOB_WORK,       /* runs work(): mailbox scans, article reads, decryption */
 } gw_job_kind;
 
@@ -84,6 +84,7 @@ struct gw_account {
     unsigned watched;           /* sessions with the mailbox selected: polled while > 0 */
     bool pop3_locked;           /* a POP3 session holds the maildrop (RFC 1939: one at a time) */
     bool writing;               /* a periodic save of the state is in flight */
+    bool save_failed;           /* the last write of the state failed: sessions are told */
     struct gw_loading *loading; /* loader.c: messages being loaded for its sessions */
 };
 
@@ -96,6 +97,11 @@ void gw_account_unref(gw_account *a); /* for jobs holding an account: refs++ whe
 /* Writes the states changed since their last save, while their users stay logged in: a
  * snapshot is sealed on the loop and written by a worker. Called every state_save_interval. */
 void gw_accounts_save_changed(gw_net *net);
+/* At shutdown: the states that could never be written, one last try, then logged as lost. */
+void gw_accounts_unsaved_free(gw_net *net);
+/* Before a command's tagged answer: when the user's state could not be written, an untagged
+ * NO says so (the changes are kept in memory and written once the disk takes them). */
+void gw_account_warn_unsaved(session *s);
 
 /* ---- the network process ---- */
 #define GW_VREQ_BUCKETS 256
@@ -130,6 +136,7 @@ struct gw_net {
     gw_vreq *vreqs[GW_VREQ_BUCKETS];
     gw_account *accounts;
     struct gw_saving *saving; /* account.c: states being written; their next load waits */
+    struct gw_unsaved *unsaved; /* account.c: states of gone accounts whose write failed, retried */
     struct event *poll_timer; /* poller.c */
     struct gw_artcache *artcache; /* NULL: no article cache */
     struct event *sweep_timer;

@@ -81,8 +81,10 @@ static void run(gw_pool *p, gw_job *j, ps_pool *c)
         if (j->work) /* the owner's step before the write (account.c prunes) */
             j->work(j, c, p->cfg);
         j->status = userstate_save(j->us, j->err, sizeof j->err);
-        userstate_close(j->us);
-        j->us = NULL;
+        if (j->status == US_OK) { /* a state not written stays the owner's (account.c keeps it) */
+            userstate_close(j->us);
+            j->us = NULL;
+        }
         break;
     }
 }
