@@ -65,7 +65,16 @@ typedef struct pass {
     FILE *out;
     unsigned long loud; /* errors printed this pass */
     unsigned long quiet;
+    unsigned long posted; /* copies posted this pass: progress for a person waiting */
 } pass;
+
+#define PROGRESS_EVERY 250 /* copies between progress lines of an on-demand pass */
+
+static void progress(pass *p, const char *address, const char *site)
+{
+    if (++p->posted % PROGRESS_EVERY == 0 && p->out && !pu_quiet)
+        fprintf(stderr, "postern repair: %lu copies posted so far (now %s, to site %s)\n", p->posted, address, site);
+}
 
 static void say_error(pass *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say_error(pass *p, const char *fmt, ...)
@@ -304,8 +313,10 @@ static int repair_group(pass *p, const char *group, const memo *old)
                     continue;
                 char err[512] = "";
                 int st = copy_article(p->pool, src, dst, group, id, err, sizeof err);
-                if ((st == PS_OK || st == PS_DUP) && posted_add(&sent[dst], id, st == PS_DUP) == 0)
+                if ((st == PS_OK || st == PS_DUP) && posted_add(&sent[dst], id, st == PS_DUP) == 0) {
+                    progress(p, address, cfg->sites[dst].name);
                     continue;
+                }
                 d->failed++;
                 left = 1;
                 say_error(p, "%s: %s not copied from site %s to %s: %s", address, id, cfg->sites[src].name,
@@ -316,6 +327,9 @@ static int repair_group(pass *p, const char *group, const memo *old)
     for (size_t dst = 0; dst < cfg->n_sites; dst++) {
         posted *sp = &sent[dst];
         /* a copy counts only when the site shows it, as for delivery */
+        if (sp->n >= PROGRESS_EVERY && p->out && !pu_quiet)
+            fprintf(stderr, "postern repair: %s: checking that site %s shows the %zu copies\n", address,
+                    cfg->sites[dst].name, sp->n);
         if (sp->n)
             ps_await_shown(&cfg->sites[dst], cfg->confirm_timeout, sp->v, sp->n, NULL, 0);
         for (size_t i = 0; i < sp->n; i++) {
