@@ -31,25 +31,47 @@ void pa_key_message_id(const uint8_t key_id[16], uint32_t serial, char out[PA_MS
     snprintf(out, PA_MSGID_MAX, "<k.%s.%lu" MSGID_DOMAIN, h, (unsigned long)serial);
 }
 
-int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len)
+/* An overview line's fields (RFC 3977 8.3: number, subject, from, date, message-id,
+ * references, bytes, lines), as pointers into the line: 0, or -1 when it does not start with
+ * a non-zero article number and a tab. Missing fields are NULL. */
+typedef struct over_fields {
+    uint64_t number;
+    const char *at[8];
+    size_t len[8];
+} over_fields;
+
+static int over_split(const char *line, size_t len, over_fields *f)
 {
     const char *end = line + len, *p = line;
     uint64_t num = 0;
     while (p < end && *p >= '0' && *p <= '9' && num <= UINT64_MAX / 10 - 1)
         num = num * 10 + (uint64_t)(*p++ - '0');
     if (p == line || p == end || *p != '\t' || num == 0)
-        return 0;
-    for (int tabs = 0; tabs < 4; tabs++) {
+        return -1;
+    memset(f, 0, sizeof *f);
+    f->number = num;
+    for (int i = 1; i < 8; i++) {
         p = memchr(p, '\t', (size_t)(end - p));
         if (!p)
-            return 0;
+            break;
         p++;
+        const char *e = memchr(p, '\t', (size_t)(end - p));
+        f->at[i] = p;
+        f->len[i] = (size_t)((e ? e : end) - p);
     }
-    const char *id_end = memchr(p, '\t', (size_t)(end - p));
-    size_t n = (size_t)((id_end ? id_end : end) - p);
+    return 0;
+}
+
+int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len)
+{
+    over_fields f;
+    if (over_split(line, len, &f) != 0 || !f.at[4])
+        return 0;
+    const char *p = f.at[4];
+    size_t n = f.len[4];
     if (n < 4 || n >= PA_MSGID_MAX || strncmp(p, "<m.", 3) != 0 || p[n - 1] != '>')
         return 0;
-    *number = num;
+    *number = f.number;
     *msgid = p;
     *msgid_len = n;
     return 1;
@@ -58,25 +80,11 @@ int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **ms
 int pa_over_key(const char *line, size_t len, uint64_t *number, uint32_t *serial, uint64_t *bytes,
                 char msgid[PA_MSGID_MAX])
 {
-    const char *end = line + len, *p = line;
-    uint64_t num = 0;
-    while (p < end && *p >= '0' && *p <= '9' && num <= UINT64_MAX / 10 - 1)
-        num = num * 10 + (uint64_t)(*p++ - '0');
-    if (p == line || p == end || *p != '\t' || num == 0)
+    over_fields f;
+    if (over_split(line, len, &f) != 0)
         return 0;
-    const char *field[8] = {0};
-    size_t flen[8] = {0};
-    for (int f = 1; f < 8; f++) { /* subject, from, date, message-id, references, bytes, lines */
-        p = memchr(p, '\t', (size_t)(end - p));
-        if (!p)
-            break;
-        p++;
-        const char *e = memchr(p, '\t', (size_t)(end - p));
-        field[f] = p;
-        flen[f] = (size_t)((e ? e : end) - p);
-    }
-    const char *id = field[4];
-    size_t n = flen[4];
+    const char *id = f.at[4];
+    size_t n = f.len[4];
     static const char domain[] = MSGID_DOMAIN;
     size_t dl = sizeof domain - 1;
     /* "<k." 32 hex "." serial "@postern.invalid>" */
@@ -96,9 +104,9 @@ int pa_over_key(const char *line, size_t len, uint64_t *number, uint32_t *serial
     if (digits == 0 || sv > UINT32_MAX)
         return 0;
     uint64_t b = 0;
-    for (size_t i = 0; field[6] && i < flen[6] && field[6][i] >= '0' && field[6][i] <= '9' && b < UINT64_MAX / 10; i++)
-        b = b * 10 + (uint64_t)(field[6][i] - '0');
-    *number = num;
+    for (size_t i = 0; f.at[6] && i < f.len[6] && f.at[6][i] >= '0' && f.at[6][i] <= '9' && b < UINT64_MAX / 10; i++)
+        b = b * 10 + (uint64_t)(f.at[6][i] - '0');
+    *number = f.number;
     *serial = (uint32_t)sv;
     *bytes = b; /* 0 when the server gives none */
     memcpy(msgid, id, n);
