@@ -190,7 +190,8 @@ static int read_ids(ps_pool *pool, size_t site, const char *group, id_set *out)
     st = ps_over(pool, site, group, range, collect_id, out, err, sizeof err);
     if (out->nomem || (st != PS_OK && st != PS_NOENT))
         return -1;
-    qsort(out->v, out->n, sizeof *out->v, cmp_id);
+    if (out->n)
+        qsort(out->v, out->n, sizeof *out->v, cmp_id);
     return 0;
 }
 
@@ -397,7 +398,8 @@ static int list_sites(pass *p, line_list *lines)
         st->reachable = 1;
         p->t->up++;
     }
-    qsort(lines->v, lines->n, sizeof *lines->v, cmp_line);
+    if (lines->n)
+        qsort(lines->v, lines->n, sizeof *lines->v, cmp_line);
     return 0;
 }
 

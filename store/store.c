@@ -276,7 +276,8 @@ int ps_conn_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, p
             return list.nomem ? PS_FAIL : PS_TEMP;
         }
     }
-    qsort(list.v, list.n, sizeof *list.v, by_claimed_serial);
+    if (list.n) /* qsort must not see NULL, even for nothing */
+        qsort(list.v, list.n, sizeof *list.v, by_claimed_serial);
     int found = 0, temp = 0;
     size_t rejected = 0;
     pc_keyrecord *rec = malloc(sizeof *rec);
