@@ -17,14 +17,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import conftest  # noqa: E402
-from conftest import multi_site_env, postern_bin, stop_all  # noqa: E402,F401
+from conftest import PosternEnv, multi_site_env, postern_bin, stop_all  # noqa: E402,F401
 from test_dead_site import BlackHole  # noqa: E402,F401
 from test_lmtp import DELIVERED, Server, stuff, transaction  # noqa: E402,F401
 
-# group names postern uses for an address (as postern's pa_address_to_group)
-def group_of(address, prefix="postern"):
-    local, domain = address.lower().split("@")
-    return prefix + "." + ".".join(reversed(domain.split("."))) + "." + local.replace(".", "_2e")
+__all__ = ["Bench", "BlackHole", "CountingProxy", "PosternEnv", "Server", "add_users", "check", "deliver", "describe",
+           "header", "lmtp_message", "multi_site_env", "pct", "set_min_copies", "sites_line"]
 
 
 def _sigterm(signum, frame):
@@ -154,3 +152,88 @@ def pct(values, q):
     if not values:
         return float("nan")
     return values[min(len(values) - 1, max(0, int(round(q * len(values) + 0.5)) - 1))]
+
+
+class CountingProxy:
+    """A TCP relay in front of one NNTP site that counts the client's commands by verb (and
+    connections): what a postern command costs that site. Lines of an article after POST,
+    IHAVE or TAKETHIS (up to the terminating ".") are data, not commands. Point a [site] entry's
+    port at `port` to use it."""
+
+    def __init__(self, addr, target_port):
+        import socket
+        import threading
+        self.addr, self.target = addr, (addr, target_port)
+        self.lock, self.counts, self.connections = threading.Lock(), {}, 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((addr, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset(self):
+        with self.lock:
+            self.counts, self.connections = {}, 0
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.counts), self.connections
+
+    def _accept(self):
+        import socket
+        import threading
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                s = socket.create_connection(self.target, timeout=30)
+                s.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.connections += 1
+            for sk in (c, s):
+                sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._pump, args=(s, c, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(c, s, True), daemon=True).start()
+
+    def _pump(self, src, dst, count):
+        import socket
+        buf, data = b"", False
+        try:
+            while True:
+                chunk = src.recv(1 << 16)
+                if not chunk:
+                    break
+                dst.sendall(chunk)
+                if not count:
+                    continue
+                buf += chunk
+                *lines, buf = buf.split(b"\r\n")
+                for line in lines:
+                    if data:
+                        data = line != b"."
+                        continue
+                    verb = line.split(b" ", 1)[0].upper().decode(errors="replace")
+                    if verb == "LIST" and b" " in line:  # LIST COUNTS, LIST ACTIVE, ...
+                        verb = "LIST " + line.split()[1].upper().decode(errors="replace")
+                    with self.lock:
+                        self.counts[verb] = self.counts.get(verb, 0) + 1
+                    data = verb in ("POST", "IHAVE", "TAKETHIS")
+        except OSError:
+            pass
+        finally:
+            for sk in (src, dst):
+                try:
+                    sk.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
