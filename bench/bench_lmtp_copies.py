@@ -28,6 +28,7 @@ The old binary: git worktree add --detach /tmp/postern-old 0753001 &&
 import argparse
 import os
 import re
+import statistics
 import time
 
 from benchlib import BlackHole, Bench, Server, add_users, deliver, describe, header, lmtp_message, sites_line
@@ -45,9 +46,9 @@ def hole_timeouts(state_dir, hole):
                if line.split()[:2] == [hole.addr, str(hole.port)])
 
 
-def run_row(b, env, bin, label, copies, n, size, conf_text):
+def run_row(b, env, bin, label, copies, n, size, conf_text, rnd=0):
     """A fresh lmtp server with this conf text and its own state_dir; returns a result dict."""
-    d = os.path.join(b.root, "%s-%d" % (label.replace(" ", "-"), copies))
+    d = os.path.join(b.root, "%s-%d-%d" % (label.replace(" ", "-"), copies, rnd))
     state = os.path.join(d, "state")
     os.makedirs(state, mode=0o700)
     conf = os.path.join(d, "postern.conf")
@@ -79,6 +80,30 @@ def run_row(b, env, bin, label, copies, n, size, conf_text):
     return r
 
 
+def combine(runs):
+    """One row per (setting, min_copies) over the rounds: median rates, first-message latency
+    and p50; the worst max; answers and timeouts summed."""
+    rows = {}
+    for r in runs:
+        rows.setdefault((r["label"], r["copies"]), []).append(r)
+    out = []
+    for (label, copies), rs in rows.items():
+        c = dict(rs[0])
+        for k in ("rate", "rate_rest", "first", "p50"):
+            c[k] = statistics.median(x[k] for x in rs)
+        c["max"] = max(x["max"] for x in rs)
+        c["total"] = statistics.median(x["total"] for x in rs)
+        c["codes"] = {}
+        for x in rs:
+            for code, v in x["codes"].items():
+                c["codes"][code] = c["codes"].get(code, 0) + v
+        if "timeouts" in c:
+            c["timeouts"] = sum(x["timeouts"] for x in rs)
+        c["rounds"] = len(rs)
+        out.append(c)
+    return out
+
+
 def fmt_codes(codes):
     return ", ".join("%d x %d" % (v, k) for k, v in sorted(codes.items()))
 
@@ -87,6 +112,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=300)
     ap.add_argument("--size-kb", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=1, help="run every row this many times, interleaved; medians")
     ap.add_argument("--warmup", type=int, default=30, help="messages delivered before the rows, not counted")
     ap.add_argument("--old-bin", help="postern built from 0753001 (before delivery confirmed copies)")
     ap.add_argument("--keep", action="store_true")
@@ -111,20 +137,25 @@ def main():
             assert holed != healthy
             # not counted: the first articles of a new group and innfeed's first connections
             run_row(b, env, b.bin, "warm-up", 1, a.warmup, a.size_kb * 1000, healthy)
-            rows = []
-            for copies in (1, 2, 3):
-                rows.append(run_row(b, env, b.bin, "healthy", copies, a.messages, a.size_kb * 1000, healthy))
-                if a.old_bin:
-                    rows.append(run_row(b, env, a.old_bin, "healthy old", copies, a.messages, a.size_kb * 1000,
-                                        healthy))
-                r = run_row(b, env, b.bin, "black hole", copies, a.messages, a.size_kb * 1000, holed)
-                r["timeouts"] = hole_timeouts(r["state"], hole)
-                rows.append(r)
+            runs = []
+            for rnd in range(a.rounds):
+                if a.rounds > 1:
+                    print("  round %d/%d" % (rnd + 1, a.rounds), flush=True)
+                for copies in (1, 2, 3):
+                    runs.append(run_row(b, env, b.bin, "healthy", copies, a.messages, a.size_kb * 1000, healthy,
+                                        rnd))
+                    if a.old_bin:
+                        runs.append(run_row(b, env, a.old_bin, "healthy old", copies, a.messages, a.size_kb * 1000,
+                                            healthy, rnd))
+                    r = run_row(b, env, b.bin, "black hole", copies, a.messages, a.size_kb * 1000, holed, rnd)
+                    r["timeouts"] = hole_timeouts(r["state"], hole)
+                    runs.append(r)
         finally:
             hole.close()
+        rows = combine(runs)
         by = {(r["label"], r["copies"]): r for r in rows}
-        print("\nRESULTS (%d x %d KB per row; msg/s over the whole row, and without its first message)"
-              % (a.messages, a.size_kb))
+        print("\nRESULTS (%d x %d KB per row; msg/s over the whole row, and without its first message; medians of"
+              " %d round(s), answers and timeouts summed)" % (a.messages, a.size_kb, a.rounds))
         print("  %-12s %-10s %-9s %-10s %-9s %-9s %-8s %-9s %s" % (
             "setting", "min_copies", "msg/s", "msg/s 2..N", "p50 (ms)", "1st (s)", "max (s)", "timeouts", "answers"))
         for r in rows:
@@ -151,9 +182,9 @@ def main():
                     fmt_codes(bh["codes"]), bh["rate_rest"]))
                 continue
             print("  black hole / healthy, min_copies %d, after the first timeout: %.2f (cost %.1f %%, target < 5 %%);"
-                  " first message %.2f s, %d timeout(s) in %.0f s" % (
+                  " first message %.2f s; %d timeout(s) in %d row(s) of about %.0f s" % (
                       copies, bh["rate_rest"] / h["rate_rest"], 100 * (1 - bh["rate_rest"] / h["rate_rest"]),
-                      bh["first"], bh["timeouts"], bh["total"]))
+                      bh["first"], bh["timeouts"], bh["rounds"], bh["total"]))
 
 
 if __name__ == "__main__":
