@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--min-copies", type=int, default=2)
     ap.add_argument("--interval", type=float, default=0.0)
     ap.add_argument("--poll", type=float, default=1.0, help="ms between polling rounds at site 3")
+    ap.add_argument("--fresh", action="store_true", help="a new reader connection to site 3 for every polling round")
     ap.add_argument("--timeout", type=float, default=120.0, help="s to wait for the last article at site 3")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -42,7 +43,8 @@ def main():
                postern=describe(b.bin), sites=sites_line([s1, s2, s3]) + " (full innfeed mesh)",
                messages="%d x %d KB through one postern lmtp connection, interval %.3f s" % (
                    a.messages, a.size_kb, a.interval),
-               min_copies=a.min_copies, poll="every %.1f ms, STAT at %s" % (a.poll, s3.name))
+               min_copies=a.min_copies, poll="every %.1f ms, STAT at %s over %s" % (
+                   a.poll, s3.name, "a new connection per round" if a.fresh else "one reader connection"))
         add_users(env, [USER])
         srv = Server(env, b.root + "/lmtp.sock")
         b.own(srv.proc)
@@ -57,6 +59,9 @@ def main():
                     todo = list(pending)
                 if not todo and done.is_set():
                     break
+                if a.fresh and todo:
+                    c.quit()
+                    c = s3.client()
                 for mid in todo:
                     if c.stat(mid).startswith("223"):
                         t = time.monotonic()

@@ -46,8 +46,9 @@ def hole_timeouts(state_dir, hole):
                if line.split()[:2] == [hole.addr, str(hole.port)])
 
 
-def run_row(b, env, bin, label, copies, n, size, conf_text, rnd=0):
-    """A fresh lmtp server with this conf text and its own state_dir; returns a result dict."""
+def run_row(b, env, bin, label, copies, n, size, conf_text, rnd=0, duration=None):
+    """A fresh lmtp server with this conf text and its own state_dir: n messages (or as many
+    as fit in duration seconds when n is None); returns a result dict."""
     d = os.path.join(b.root, "%s-%d-%d" % (label.replace(" ", "-"), copies, rnd))
     state = os.path.join(d, "state")
     os.makedirs(state, mode=0o700)
@@ -57,17 +58,22 @@ def run_row(b, env, bin, label, copies, n, size, conf_text, rnd=0):
         f.write(re.sub(r"(?m)^min_copies = \d+$", "min_copies = %d" % copies,
                        re.sub(r"(?m)^state_dir = .*$", "state_dir = " + state, conf_text)))
     env.bin = bin
-    msgs = [lmtp_message(i, size, "copies") for i in range(n)]
+    pool = [lmtp_message(i, size, "copies") for i in range(min(n or 200, 200))]
     srv = Server(env, os.path.join(d, "lmtp.sock"), conf=conf)
     b.own(srv.proc)
     lm = srv.connect()
     codes, lat = {}, []
     t0 = time.monotonic()
-    for m in msgs:
+    i = 0
+    while (i < n) if n else (time.monotonic() - t0 < duration):
+        # a distinct message (and so a distinct postern Message-ID) from a pre-made body
+        m = b"X-Bench: %d %d\r\n" % (i, time.time_ns()) + pool[i % len(pool)]
         t = time.monotonic()
         code, text, _ = deliver(lm, USER, m)
         lat.append(time.monotonic() - t)
         codes[code] = codes.get(code, 0) + 1
+        i += 1
+    n = i
     total = time.monotonic() - t0
     lm.quit()
     srv.stop()
@@ -75,7 +81,7 @@ def run_row(b, env, bin, label, copies, n, size, conf_text, rnd=0):
     r = {"label": label, "copies": copies, "n": n, "total": total, "first": lat[0], "max": max(lat),
          "p50": sorted(lat)[len(lat) // 2],
          "rate": n / total, "rate_rest": (n - 1) / rest if n > 1 and rest > 0 else float("nan"),
-         "codes": codes, "state": state}
+         "codes": codes, "state": state, "slow": sum(x for x in lat if x > 1)}
     print("  %-22s min_copies %d: %s" % (label, copies, fmt_codes(codes)), flush=True)
     return r
 
@@ -113,6 +119,8 @@ def main():
     ap.add_argument("--messages", type=int, default=300)
     ap.add_argument("--size-kb", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=1, help="run every row this many times, interleaved; medians")
+    ap.add_argument("--long", type=float, default=0, help="also a black-hole row (min_copies 2) this many seconds"
+                    " long: store/health.c tries the site again after 30 s, 60 s, 120 s, ...")
     ap.add_argument("--warmup", type=int, default=30, help="messages delivered before the rows, not counted")
     ap.add_argument("--old-bin", help="postern built from 0753001 (before delivery confirmed copies)")
     ap.add_argument("--keep", action="store_true")
@@ -150,6 +158,11 @@ def main():
                     r = run_row(b, env, b.bin, "black hole", copies, a.messages, a.size_kb * 1000, holed, rnd)
                     r["timeouts"] = hole_timeouts(r["state"], hole)
                     runs.append(r)
+            if a.long:
+                print("  long black-hole row: min_copies 2 for %.0f s" % a.long, flush=True)
+                long_row = run_row(b, env, b.bin, "black hole long", 2, None, a.size_kb * 1000, holed,
+                                   duration=a.long)
+                long_row["timeouts"] = hole_timeouts(long_row["state"], hole)
         finally:
             hole.close()
         rows = combine(runs)
@@ -165,6 +178,11 @@ def main():
         if not a.old_bin:
             for copies in (1, 2, 3):
                 print("  %-12s %-10d n/a (run with --old-bin)" % ("healthy old", copies))
+        if a.long:
+            r = long_row
+            print("  %-12s %-10d %-9.1f %-10.1f %-9.1f %-9.2f %-8.2f %-9s %s   (%d messages in %.0f s)" % (
+                "bh long", 2, r["rate"], r["rate_rest"], r["p50"] * 1000, r["first"], r["max"], r["timeouts"],
+                fmt_codes(r["codes"]), r["n"], r["total"]))
         print("\nRATIOS")
         new2 = by[("healthy", 2)]
         if a.old_bin:
@@ -185,6 +203,13 @@ def main():
                   " first message %.2f s; %d timeout(s) in %d row(s) of about %.0f s" % (
                       copies, bh["rate_rest"] / h["rate_rest"], 100 * (1 - bh["rate_rest"] / h["rate_rest"]),
                       bh["first"], bh["timeouts"], bh["rounds"], bh["total"]))
+
+        if a.long:
+            h = by[("healthy", 2)]
+            print("  long black-hole row / healthy, min_copies 2, after the first timeout: %.2f (cost %.1f %%); %d timeouts"
+                  " of the hole in %.0f s, %.0f s spent in messages slower than 1 s" % (
+                      long_row["rate_rest"] / h["rate_rest"], 100 * (1 - long_row["rate_rest"] / h["rate_rest"]),
+                      long_row["timeouts"], long_row["total"], long_row["slow"]))
 
 
 if __name__ == "__main__":
