@@ -20,7 +20,7 @@ import argparse
 import threading
 import time
 
-from benchlib import Bench, Server, add_users, deliver, describe, header, lmtp_message, pct, sites_line
+from benchlib import Bench, add_users, deliver, describe, header, lmtp_message, lmtp_server, pct, sites_line
 
 USER = "lag.bench@example.org"
 
@@ -46,8 +46,7 @@ def main():
                min_copies=a.min_copies, poll="every %.1f ms, STAT at %s over %s" % (
                    a.poll, s3.name, "a new connection per round" if a.fresh else "one reader connection"))
         add_users(env, [USER])
-        srv = Server(env, b.root + "/lmtp.sock")
-        b.own(srv.proc)
+        srv = lmtp_server(b, env, b.root + "/lmtp.sock")
 
         confirmed, seen, pending, lock = {}, {}, [], threading.Lock()
         done = threading.Event()

@@ -31,7 +31,8 @@ import re
 import statistics
 import time
 
-from benchlib import BlackHole, Bench, Server, add_users, deliver, describe, header, lmtp_message, sites_line
+from benchlib import (BlackHole, Bench, add_users, deliver, describe, header, lmtp_message, lmtp_server,
+                      sites_line)
 
 USER = "copies.bench@example.org"
 
@@ -59,8 +60,7 @@ def run_row(b, env, bin, label, copies, n, size, conf_text, rnd=0, duration=None
                        re.sub(r"(?m)^state_dir = .*$", "state_dir = " + state, conf_text)))
     env.bin = bin
     pool = [lmtp_message(i, size, "copies") for i in range(min(n or 200, 200))]
-    srv = Server(env, os.path.join(d, "lmtp.sock"), conf=conf)
-    b.own(srv.proc)
+    srv = lmtp_server(b, env, os.path.join(d, "lmtp.sock"), conf=conf)
     lm = srv.connect()
     codes, lat = {}, []
     t0 = time.monotonic()

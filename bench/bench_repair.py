@@ -27,8 +27,8 @@ import re
 import statistics
 import time
 
-from benchlib import (Bench, CountingProxy, PosternEnv, Server, add_users, check, deliver, describe, header, lmtp_message,
-                      sites_line)
+from benchlib import (Bench, CountingProxy, PosternEnv, add_users, check, deliver, describe, header, lmtp_message,
+                      lmtp_server, sites_line)
 
 
 def env_with(env, conf):
@@ -66,8 +66,7 @@ def main():
         add_users(env, users)
         print("  %d users added in %.0f s" % (a.users, time.monotonic() - t0), flush=True)
 
-        srv = Server(env, os.path.join(b.root, "lmtp.sock"))
-        b.own(srv.proc)
+        srv = lmtp_server(b, env, os.path.join(b.root, "lmtp.sock"))
         lm = srv.connect()
         t0 = time.monotonic()
         bad = 0

@@ -22,7 +22,7 @@ from test_dead_site import BlackHole  # noqa: E402,F401
 from test_lmtp import DELIVERED, Server, stuff, transaction  # noqa: E402,F401
 
 __all__ = ["Bench", "BlackHole", "CountingProxy", "PosternEnv", "Server", "add_users", "check", "deliver", "describe",
-           "header", "lmtp_message", "multi_site_env", "pct", "set_min_copies", "sites_line"]
+           "header", "lmtp_message", "lmtp_server", "multi_site_env", "pct", "set_min_copies", "sites_line"]
 
 
 def _sigterm(signum, frame):
@@ -104,6 +104,32 @@ def add_users(env, users, password="bench password 1", progress=200):
         check(env(["user", "add", u, "--password-stdin"], input=password + "\n"), "user add " + u)
         if progress and (i + 1) % progress == 0:
             print("  %d/%d users added (%.0f s)" % (i + 1, len(users), time.monotonic() - t0), flush=True)
+
+
+def lmtp_server(b, env, path, conf=None):
+    """test_lmtp's Server, owned by Bench b, with its stderr drained by a thread: postern lmtp
+    logs every failed delivery there, and a pipe nobody reads stops it after 64 KB. The last
+    lines are kept in server.log_tail."""
+    import collections
+    import threading
+    srv = Server(env, path, conf=conf)
+    b.own(srv.proc)
+    srv.log_tail = collections.deque(maxlen=20)
+
+    def drain(f=srv.proc.stderr):
+        for line in f:
+            srv.log_tail.append(line.decode(errors="replace").rstrip("\n"))
+
+    def stop():  # Server.stop would read stderr too, racing the drain
+        srv.proc.terminate()
+        rc = srv.proc.wait(timeout=30)
+        srv.drain.join(timeout=10)
+        return rc
+
+    srv.drain = threading.Thread(target=drain, daemon=True)
+    srv.drain.start()
+    srv.stop = stop
+    return srv
 
 
 def lmtp_message(i, size, tag="bench"):
