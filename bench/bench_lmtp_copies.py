@@ -31,7 +31,7 @@ import re
 import statistics
 import time
 
-from benchlib import (BlackHole, Bench, add_users, deliver, describe, header, lmtp_message, lmtp_server,
+from benchlib import (BlackHole, Bench, CountingProxy, add_users, deliver, describe, header, lmtp_message, lmtp_server,
                       sites_line)
 
 USER = "copies.bench@example.org"
@@ -81,8 +81,12 @@ def run_row(b, env, bin, label, copies, n, size, conf_text, rnd=0, duration=None
     r = {"label": label, "copies": copies, "n": n, "total": total, "first": lat[0], "max": max(lat),
          "p50": sorted(lat)[len(lat) // 2],
          "rate": n / total, "rate_rest": (n - 1) / rest if n > 1 and rest > 0 else float("nan"),
-         "codes": codes, "state": state, "slow": sum(x for x in lat if x > 1)}
+         "codes": codes, "state": state, "slow": sum(x for x in lat if x > 1),
+         "slow_at": ["%.0f s: %.1f s" % (sum(lat[:k]), x) for k, x in enumerate(lat) if x > 1]}
     print("  %-22s min_copies %d: %s" % (label, copies, fmt_codes(codes)), flush=True)
+    if set(codes) - {250} and not (copies == 3 and "hole" in label):
+        for line in list(srv.log_tail)[-3:]:
+            print("    lmtp: %s" % line[:400], flush=True)
     return r
 
 
@@ -121,6 +125,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=1, help="run every row this many times, interleaved; medians")
     ap.add_argument("--long", type=float, default=0, help="also a black-hole row (min_copies 2) this many seconds"
                     " long: store/health.c tries the site again after 30 s, 60 s, 120 s, ...")
+    ap.add_argument("--count", action="store_true", help="also the healthy rows once through a relay that counts"
+                    " the NNTP commands per site")
     ap.add_argument("--warmup", type=int, default=30, help="messages delivered before the rows, not counted")
     ap.add_argument("--old-bin", help="postern built from 0753001 (before delivery confirmed copies)")
     ap.add_argument("--keep", action="store_true")
@@ -158,6 +164,27 @@ def main():
                     r = run_row(b, env, b.bin, "black hole", copies, a.messages, a.size_kb * 1000, holed, rnd)
                     r["timeouts"] = hole_timeouts(r["state"], hole)
                     runs.append(r)
+            counted = []
+            if a.count:
+                # the same rows once more through a counting relay per site: what confirmation costs
+                # each site in NNTP (STAT after POST; a fresh connection per re-check round)
+                proxies = [CountingProxy(s.addr, s.port) for s in (s1, s2, s3)]
+                relayed = healthy
+                for s, p in zip((s1, s2, s3), proxies):
+                    relayed = relayed.replace("host = %s\nport = %d\n" % (s.addr, s.port),
+                                              "host = %s\nport = %d\n" % (s.addr, p.port))
+                try:
+                    for bin, label in ((b.bin, "counted"), (a.old_bin, "counted old")):
+                        for copies in (1, 2, 3) if bin else ():
+                            for p in proxies:
+                                p.reset()
+                            r = run_row(b, env, bin, label, copies, a.messages, a.size_kb * 1000, relayed)
+                            time.sleep(0.2)
+                            r["cost"] = [p.snapshot() for p in proxies]
+                            counted.append(r)
+                finally:
+                    for p in proxies:
+                        p.close()
             if a.long:
                 print("  long black-hole row: min_copies 2 for %.0f s" % a.long, flush=True)
                 long_row = run_row(b, env, b.bin, "black hole long", 2, None, a.size_kb * 1000, holed,
@@ -183,6 +210,15 @@ def main():
             print("  %-12s %-10d %-9.1f %-10.1f %-9.1f %-9.2f %-8.2f %-9s %s   (%d messages in %.0f s)" % (
                 "bh long", 2, r["rate"], r["rate_rest"], r["p50"] * 1000, r["first"], r["max"], r["timeouts"],
                 fmt_codes(r["codes"]), r["n"], r["total"]))
+        if counted:
+            print("\nNNTP COMMANDS PER MESSAGE at site 1 / 2 / 3 (rows through a counting relay; connections"
+                  " beyond the first are re-check rounds)")
+            for r in counted:
+                cells = []
+                for counts, conns in r["cost"]:
+                    cells.append("POST %.2f STAT %.2f conn %d" % (counts.get("POST", 0) / r["n"],
+                                                                  counts.get("STAT", 0) / r["n"], conns))
+                print("  %-12s min_copies %d: %s" % (r["label"], r["copies"], " | ".join(cells)))
         print("\nRATIOS")
         new2 = by[("healthy", 2)]
         if a.old_bin:
@@ -210,6 +246,7 @@ def main():
                   " of the hole in %.0f s, %.0f s spent in messages slower than 1 s" % (
                       long_row["rate_rest"] / h["rate_rest"], 100 * (1 - long_row["rate_rest"] / h["rate_rest"]),
                       long_row["timeouts"], long_row["total"], long_row["slow"]))
+            print("    slow messages (at: took): %s" % ", ".join(long_row["slow_at"]))
 
 
 if __name__ == "__main__":
