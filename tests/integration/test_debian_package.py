@@ -420,6 +420,35 @@ def test_lmtp_socket_unit_session(root, configured):
     assert rc == 0, p.stderr.read()
 
 
+def test_lmtp_service_unit_listens(root, configured):
+    """postern-lmtp.service, the long-running alternative to the socket: it makes the socket
+    in /run/postern itself, as user postern, under ProtectSystem=strict."""
+    sock = root / "run/postern/lmtp"
+    p = sandbox_popen(root, "postern-lmtp.service", stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read() if p.poll() is not None else ""
+            time.sleep(0.1)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(20)
+            s.connect(str(sock))
+            f = s.makefile("rwb")
+            assert f.readline().startswith(b"220 ")
+            f.write(b"QUIT\r\n")
+            f.flush()
+            assert f.readline().startswith(b"221")
+            f.close()
+        users, groups = passwd(root)
+        st = os.stat(sock)
+        assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o660, users["postern"][0], groups["postern"])
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(timeout=30)
+    assert rc == 0, p.stderr.read()
+    assert not sock.exists()
+
+
 def test_repair_unit_reads_its_config_as_postern(root, configured):
     p = sandbox_popen(root, "postern-repair.service", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = p.communicate(timeout=120)
@@ -430,7 +459,7 @@ def test_repair_unit_reads_its_config_as_postern(root, configured):
 
 REPORT_UNIT = """[Unit]
 Description=postern package test: report what systemd did with postern's units
-After=postern-serve.service postern-lmtp.socket
+After=postern-serve.service postern-lmtp.socket postern-watch-maildir@main.service
 
 [Service]
 Type=oneshot
@@ -444,7 +473,7 @@ REPORT_SCRIPT = """#!/bin/sh
 # runs inside the booted root: tells the test the units are up, waits for it, then reports
 R=/root/postern-test
 mkdir -p $R
-systemctl is-active postern-serve.service postern-lmtp.socket > $R/active 2>&1
+systemctl is-active postern-serve.service postern-lmtp.socket postern-watch-maildir@main.service > $R/active 2>&1
 touch $R/ready
 n=0
 while [ ! -e $R/stop ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done
@@ -479,12 +508,21 @@ def test_units_under_systemd(root, configured, work):
     script.chmod(0o755)
     for target, unit, where in [("multi-user", "postern-test-report.service", "/etc/systemd/system"),
                                 ("multi-user", "postern-serve.service", "/lib/systemd/system"),
-                                ("sockets", "postern-lmtp.socket", "/lib/systemd/system")]:
+                                ("sockets", "postern-lmtp.socket", "/lib/systemd/system"),
+                                ("multi-user", "postern-watch-maildir@main.service",
+                                 "/lib/systemd/system/postern-watch-maildir@.service")]:
         wants = root / "etc/systemd/system" / (target + ".target.wants")
         wants.mkdir(exist_ok=True)
         link = wants / unit
         if not link.is_symlink():
-            link.symlink_to(where + "/" + unit)
+            link.symlink_to(where if where.endswith(".service") else where + "/" + unit)
+    # a Maildir for postern-watch-maildir@main (its file lists MAILDIRS, as the unit says)
+    maildir = root / "srv/maildir"
+    for sub in ["new", "cur", "tmp"]:
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+        os.chown(maildir / sub, users["postern"][0], groups["postern"])
+    (root / "etc/postern/watch-maildir").mkdir(exist_ok=True)
+    (root / "etc/postern/watch-maildir/main.conf").write_text('MAILDIRS="/srv/maildir=alice@example.org"\n')
     rep = root / "root/postern-test"
     shutil.rmtree(rep, ignore_errors=True)
     subprocess.run(["umount", str(root / "proc")], capture_output=True)  # nspawn mounts its own
@@ -498,7 +536,7 @@ def test_units_under_systemd(root, configured, work):
             assert boot.poll() is None and time.monotonic() < deadline, \
                 "the root did not boot:\n" + (work / "nspawn.log").read_text()[-4000:]
             time.sleep(0.2)
-        assert (rep / "active").read_text().split() == ["active", "active"], (rep / "active").read_text()
+        assert (rep / "active").read_text().split() == ["active"] * 3, (rep / "active").read_text()
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         greeting = b""
