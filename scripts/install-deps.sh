@@ -14,6 +14,9 @@ PACKAGES=(
     # build
     build-essential cmake pkg-config clang libclang-rt-14-dev
     libsodium-dev libssl-dev libetpan-dev libcmocka-dev libinih-dev libevent-dev
+    # the Debian package (debian/) and its test: build, lint, a Debian 12 root to install into
+    # (systemd-container: systemd-nspawn boots that root with its own systemd)
+    debhelper lintian debootstrap systemd-container
     # tests
     valgrind python3 python3-pytest openssl inn2
     # mail clients for the gateway tests

@@ -107,11 +107,12 @@ integration() {
 # run only in the plain pass: they take minutes and add no code path the other tests do not
 # already run here; run them under ASan with
 #   POSTERN_BIN=build-asan/cli/postern python3 -m pytest -m mesh tests/integration
+# The Debian package test (marker "package") builds its own binary, so it too runs only once.
 sanitizer_integration() {
     local bin=$ROOT/build-asan/cli/postern
-    echo "+ POSTERN_BIN=$bin $PYTHON -m pytest -v -m 'not mesh' tests/integration"
+    echo "+ POSTERN_BIN=$bin $PYTHON -m pytest -v -m 'not mesh and not package' tests/integration"
     POSTERN_BIN=$bin PYTHONDONTWRITEBYTECODE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 timeout 1500 \
-        "$PYTHON" -m pytest -v -p no:cacheprovider -m "not mesh" tests/integration
+        "$PYTHON" -m pytest -v -p no:cacheprovider -m "not mesh and not package" tests/integration
 }
 
 fuzz_targets() {  # names of built fuzz_* executables

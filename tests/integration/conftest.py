@@ -431,3 +431,5 @@ def gateway(postern_env, inn_site, tmp_path_factory):
 def pytest_configure(config):
     config.addinivalue_line("markers", "mesh: several meshed INN sites, minutes of wall time (scripts/test.sh "
                                        "runs these once, with the plain build)")
+    config.addinivalue_line("markers", "package: builds and installs the Debian package (scripts/test.sh runs "
+                                       "these once: they do not use POSTERN_BIN)")
