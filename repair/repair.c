@@ -66,6 +66,8 @@ typedef struct pass {
     unsigned long loud; /* errors printed this pass */
     unsigned long quiet;
     unsigned long posted; /* copies posted this pass: progress for a person waiting */
+    struct pending *sent[PN_MAX_SITES]; /* posted, to be confirmed: all at once, not per group */
+    size_t n_sent[PN_MAX_SITES], cap_sent[PN_MAX_SITES];
 } pass;
 
 #define PROGRESS_EVERY 250 /* copies between progress lines of an on-demand pass */
@@ -226,24 +228,76 @@ static int copy_article(ps_pool *pool, size_t src, size_t dst, const char *group
     return st;
 }
 
-/* The articles posted to one site for one group, until it shows them. */
-typedef struct posted {
-    ps_copy *v;
-    size_t n, cap;
-} posted;
+/* A copy posted to a site, until the site shows it. Confirmed for the whole pass at once
+ * (ps_await_shown: one new connection per round for all of them), not per group: a site
+ * back from an outage lacks a few messages of every user, and a connection per group each
+ * costs its AUTHINFO. */
+#define PENDING_MAX 4096 /* confirmed early when this many wait for one site */
 
-static int posted_add(posted *p, const char *id, int duplicate)
+typedef struct pending {
+    char msgid[PA_MSGID_MAX];
+    memo *group; /* its group's entry for the next pass: not clean if the copy fails */
+    int duplicate;
+} pending;
+
+static void confirm(pass *p, size_t dst);
+
+static int pending_add(pass *p, size_t dst, const char *id, memo *group, int duplicate)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        ps_copy *v = realloc(p->v, cap * sizeof *v);
+    if (p->n_sent[dst] == PENDING_MAX)
+        confirm(p, dst);
+    if (p->n_sent[dst] == p->cap_sent[dst]) {
+        size_t cap = p->cap_sent[dst] ? p->cap_sent[dst] * 2 : 64;
+        pending *v = realloc(p->sent[dst], cap * sizeof *v);
         if (!v)
             return -1;
-        p->v = v;
-        p->cap = cap;
+        p->sent[dst] = v;
+        p->cap_sent[dst] = cap;
     }
-    p->v[p->n++] = (ps_copy){.msgid = id, .duplicate = duplicate}; /* id lives in the group's id_set */
+    pending *e = &p->sent[dst][p->n_sent[dst]++];
+    snprintf(e->msgid, sizeof e->msgid, "%s", id);
+    e->group = group;
+    e->duplicate = duplicate;
     return 0;
+}
+
+/* A copy counts only when the site shows it, as for delivery. */
+static void confirm(pass *p, size_t dst)
+{
+    const pn_config *cfg = p->r->cfg;
+    size_t n = p->n_sent[dst];
+    pending *v = p->sent[dst];
+    if (!n)
+        return;
+    ps_copy *copies = calloc(n, sizeof *copies);
+    if (n >= PROGRESS_EVERY && p->out && !pu_quiet)
+        fprintf(stderr, "postern repair: checking that site %s shows the %zu copies\n", cfg->sites[dst].name, n);
+    if (copies) {
+        for (size_t i = 0; i < n; i++)
+            copies[i] = (ps_copy){.msgid = v[i].msgid, .duplicate = v[i].duplicate};
+        ps_await_shown(&cfg->sites[dst], cfg->confirm_timeout, copies, n, NULL, 0);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (copies && copies[i].shown) {
+            p->t->site[dst].copied++;
+            continue;
+        }
+        if (v[i].duplicate) {
+            p->t->site[dst].refused++;
+        } else {
+            p->t->site[dst].failed++;
+            if (v[i].group)
+                v[i].group->compared_clean = 0;
+        }
+        char address[PA_ADDRESS_MAX + 1] = "?";
+        if (v[i].group)
+            pa_group_to_address(cfg->prefix, v[i].group->name, address, sizeof address);
+        say_error(p, "%s: %s not copied to site %s: %s", address, v[i].msgid, cfg->sites[dst].name,
+                  !copies ? "out of memory" : v[i].duplicate ? "its history remembers the Message-ID (cancelled or expired there)"
+                                                           : "it answered 240 but does not show the article");
+    }
+    free(copies);
+    p->n_sent[dst] = 0;
 }
 
 static const memo *find_memo(const pr_repairer *r, const char *name)
@@ -272,15 +326,18 @@ static int settled(const pass *p, const memo *old, size_t src, uint64_t number)
 
 /* One group whose counts differ between sites: Message-IDs compared, what is missing copied.
  * Returns 1 when something is left to copy (a failure, or an article too new to copy). */
-static int repair_group(pass *p, const char *group, const memo *old)
+static int repair_group(pass *p, memo *m, const memo *old, const uint64_t count[PN_MAX_SITES])
 {
     const pn_config *cfg = p->r->cfg;
+    const char *group = m->name;
     pr_tally *t = p->t;
     id_set ids[PN_MAX_SITES] = {{0}};
-    posted sent[PN_MAX_SITES] = {{0}};
     int readable[PN_MAX_SITES] = {0};
     for (size_t i = 0; i < cfg->n_sites; i++)
-        if (p->up[i] && read_ids(p->pool, i, group, &ids[i]) == 0)
+        /* a site whose LIST COUNTS says the group is empty or absent has none of its articles:
+         * no GROUP there (store closes a connection that saw an empty group, so a site
+         * that lacks a few users' mail would cost a connection per group) */
+        if (p->up[i] && (count[i] == 0 || read_ids(p->pool, i, group, &ids[i]) == 0))
             readable[i] = 1;
     char address[PA_ADDRESS_MAX + 1] = "?";
     pa_group_to_address(cfg->prefix, group, address, sizeof address);
@@ -314,7 +371,7 @@ static int repair_group(pass *p, const char *group, const memo *old)
                     continue;
                 char err[512] = "";
                 int st = copy_article(p->pool, src, dst, group, id, err, sizeof err);
-                if ((st == PS_OK || st == PS_DUP) && posted_add(&sent[dst], id, st == PS_DUP) == 0) {
+                if ((st == PS_OK || st == PS_DUP) && pending_add(p, dst, id, m, st == PS_DUP) == 0) {
                     progress(p, address, cfg->sites[dst].name);
                     continue;
                 }
@@ -324,31 +381,6 @@ static int repair_group(pass *p, const char *group, const memo *old)
                           cfg->sites[dst].name, st == PS_OK || st == PS_DUP ? "out of memory" : err);
             }
         }
-    }
-    for (size_t dst = 0; dst < cfg->n_sites; dst++) {
-        posted *sp = &sent[dst];
-        /* a copy counts only when the site shows it, as for delivery */
-        if (sp->n >= PROGRESS_EVERY && p->out && !pu_quiet)
-            fprintf(stderr, "postern repair: %s: checking that site %s shows the %zu copies\n", address,
-                    cfg->sites[dst].name, sp->n);
-        if (sp->n)
-            ps_await_shown(&cfg->sites[dst], cfg->confirm_timeout, sp->v, sp->n, NULL, 0);
-        for (size_t i = 0; i < sp->n; i++) {
-            if (sp->v[i].shown) {
-                t->site[dst].copied++;
-                continue;
-            }
-            if (sp->v[i].duplicate) {
-                t->site[dst].refused++;
-            } else {
-                t->site[dst].failed++;
-                left = 1;
-            }
-            say_error(p, "%s: %s not copied to site %s: %s", address, sp->v[i].msgid, cfg->sites[dst].name,
-                      sp->v[i].duplicate ? "its history remembers the Message-ID (cancelled or expired there)"
-                                         : "it answered 240 but does not show the article");
-        }
-        free(sp->v);
     }
     if (short_somewhere) {
         t->users_short++;
@@ -445,8 +477,9 @@ int pr_pass(pr_repairer *r, unsigned flags, const char *only_group, FILE *out, p
                 m->compared_reported = old->compared_reported;
                 memcpy(m->compared, old->compared, sizeof m->compared);
             } else {
-                int left = repair_group(&p, m->name, old);
-                m->compared_clean = !left && !(flags & PR_DRY_RUN);
+                m->compared_clean = !(flags & PR_DRY_RUN); /* confirm() clears it for a failed copy */
+                if (repair_group(&p, m, old, count))
+                    m->compared_clean = 0;
                 m->compared_reported = m->reported;
                 memcpy(m->compared, count, sizeof count);
             }
@@ -458,9 +491,13 @@ int pr_pass(pr_repairer *r, unsigned flags, const char *only_group, FILE *out, p
     r->n_memos = n_next;
     r->has_memory = 1;
     next = NULL;
+done:
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        confirm(&p, i); /* the memos they name are alive until next is freed below */
+        free(p.sent[i]);
+    }
     if (p.quiet)
         pu_err("... and %lu more copy errors in this pass", p.quiet);
-done:
     ps_pool_free(p.pool);
     free(lines.v);
     free(next);
