@@ -154,7 +154,7 @@ fuzz_smoke() {
 
 main() {
     if [ "$(id -u)" -ne 0 ]; then
-        echo "test.sh: must run as root (installs packages, starts INN sites): sudo scripts/test.sh" >&2
+        echo "test.sh: must run as root (installs packages, starts INN sites): run it from a root shell" >&2
         exit 2
     fi
     note "repository $ROOT, $(nproc) cores, CI=${CI:-}"
