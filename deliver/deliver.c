@@ -371,7 +371,7 @@ static int deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
             snprintf(err, sizeof err, "header block too long");
         else /* counts only once the site shows it */
             st = ps_store_copy(ctx->sites, i, headers, m.msgid, m.prefix, sizeof m.prefix, m.fd, m.cipher_len,
-                               cfg->confirm_timeout, err, sizeof err);
+                               cfg->confirm_timeout, copies > 0, err, sizeof err);
         if (st == PS_OK) {
             copies++;
             int n = snprintf(names + names_used, sizeof names - names_used, "%s%s", names_used ? ", " : "",

@@ -23,6 +23,9 @@ struct ps_pool {
     const pn_config *cfg;
     unsigned max_age_s;
     slot s[PN_MAX_SITES];
+    /* a second connection per site, only for asking whether a site shows an article before
+     * posting it there: its nnrpd then remembers that miss, not the posting connection's */
+    slot check[PN_MAX_SITES];
     size_t last;          /* the site of the last verb */
     unsigned long lines;  /* lines the running attempt passed to the caller */
     void (*on_any)(void *arg, int status, size_t site, const char *err);
@@ -54,8 +57,10 @@ static void close_slot(slot *s)
 void ps_pool_drop(ps_pool *p, size_t site)
 {
     for (size_t i = 0; i < PN_MAX_SITES; i++)
-        if (site == PS_ANY_SITE || site == i)
+        if (site == PS_ANY_SITE || site == i) {
             close_slot(&p->s[i]);
+            close_slot(&p->check[i]);
+        }
 }
 
 void ps_pool_free(ps_pool *p)
@@ -469,12 +474,41 @@ static int copy_conv(ps_pool *p, slot *s, size_t site, void *arg, char *err, siz
  * innd could not take it (paused, throttled, stopping), and "435"/"441 435" duplicates come
  * also while a peer's innfeed is still carrying the article, or for one cancelled since.
  * nnrpd caches history lookups, the negative ones too: a Message-ID looked up before the
- * article arrived stays "430" on that connection. So nothing is looked up before the POST
- * (a retry re-sends the article and hears 435), the first check runs on the posting
- * connection, and the re-checks are ps_await_shown's, each on a new one. */
-int ps_store_copy(ps_pool *p, size_t site, const char *headers, const char *msgid, const uint8_t *prefix,
-                  size_t prefix_len, int fd, uint64_t len, unsigned confirm_timeout, char *err, size_t errlen)
+ * article arrived stays "430" on that connection. So nothing is looked up on the posting
+ * connection before the POST (a retry re-sends the article and hears 435; a site that may
+ * have it from a peer is asked on its check connection instead), the first check runs on the
+ * posting connection, and the re-checks are ps_await_shown's, each on a new one. */
+/* Does the site show msgid already? Asked on the site's check connection (made when first
+ * needed, renewed after max_age_s like the others); any failure is a "no": the caller posts. */
+static int shown_already(ps_pool *p, size_t site, const char *msgid)
 {
+    slot *c = &p->check[site];
+    if (c->c && p->max_age_s && time(NULL) - c->since > (time_t)p->max_age_s)
+        close_slot(c);
+    char err[256];
+    if (!c->c) {
+        c->since = time(NULL);
+        if (ps_connect(&p->cfg->sites[site], &c->c, err, sizeof err) != PS_OK) {
+            c->c = NULL;
+            return 0;
+        }
+    }
+    int st = nntp_stat(c->c, msgid);
+    if (st != NNTP_OK && st != NNTP_ENOENT)
+        close_slot(c);
+    return st == NNTP_OK;
+}
+
+int ps_store_copy(ps_pool *p, size_t site, const char *headers, const char *msgid, const uint8_t *prefix,
+                  size_t prefix_len, int fd, uint64_t len, unsigned confirm_timeout, bool fed, char *err,
+                  size_t errlen)
+{
+    /* Another site holds it, and its innfeed is often faster than this upload: a site that
+     * shows it already has its copy (a 223 is proof), and is not sent a second one. */
+    if (fed && site < p->cfg->n_sites && shown_already(p, site, msgid)) {
+        p->last = site;
+        return PS_OK;
+    }
     post_args a = {.headers = headers,
                    .msgid = msgid,
                    .prefix = prefix,

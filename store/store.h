@@ -7,6 +7,7 @@
 #ifndef POSTERN_STORE_H
 #define POSTERN_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -140,9 +141,11 @@ int ps_post(ps_pool *p, size_t site, const char *headers, const uint8_t *prefix,
             uint64_t len, char *err, size_t errlen);
 /* Posts as ps_post and counts it only once the site shows msgid (STAT 223), waiting up to
  * confirm_timeout seconds (ps_await_shown): PS_OK shown; PS_NOENT the site took it and does
- * not show it (err says so: not a copy); else the failure. */
+ * not show it (err says so: not a copy); else the failure. fed: another site holds it
+ * already, so a peer's feed may have brought it: asked first, and not posted if shown. */
 int ps_store_copy(ps_pool *p, size_t site, const char *headers, const char *msgid, const uint8_t *prefix,
-                  size_t prefix_len, int fd, uint64_t len, unsigned confirm_timeout, char *err, size_t errlen);
+                  size_t prefix_len, int fd, uint64_t len, unsigned confirm_timeout, bool fed, char *err,
+                  size_t errlen);
 
 /* Reads one mail article and decrypts it: the raw message goes to sink. By <message-id>, or
  * by number in group (NULL for a message-id) at one site. Stops early without error when
