@@ -13,6 +13,7 @@ import smtplib
 import socket
 import stat
 import subprocess
+import threading
 import time
 
 import pytest
@@ -53,18 +54,28 @@ def group_count(site, address):
 
 
 class Server:
-    """postern lmtp --listen unix:PATH in the background."""
+    """postern lmtp --listen unix:PATH in the background. Its stderr is read by a thread as it
+    comes (lmtp logs every failed delivery there, and a pipe nobody reads stops it after
+    64 KB); the lines are in self.lines, all of them in self.stderr after stop()."""
 
     def __init__(self, env, path, conf=None, extra=()):
         self.path = str(path)
         conf = conf or env.conf
         self.proc = subprocess.Popen([str(env.bin), "-c", str(conf), "lmtp", "--listen", "unix:" + self.path,
                                       *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.lines = []
+        self.drain = threading.Thread(target=self._drain, daemon=True)
+        self.drain.start()
         deadline = time.time() + 10
         while not os.path.exists(self.path):
             if self.proc.poll() is not None or time.time() > deadline:
-                raise AssertionError("postern lmtp did not start: %s" % self.proc.stderr.read().decode())
+                self.drain.join(timeout=5)
+                raise AssertionError("postern lmtp did not start: %s" % "".join(self.lines))
             time.sleep(0.02)
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.decode(errors="replace"))
 
     def connect(self):
         c = smtplib.LMTP(self.path, timeout=120)
@@ -75,7 +86,8 @@ class Server:
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(timeout=30)
-        self.stderr = self.proc.stderr.read().decode(errors="replace")
+        self.drain.join(timeout=10)
+        self.stderr = "".join(self.lines)
         return rc
 
 
@@ -394,5 +406,6 @@ def test_sigterm_finishes_and_exits(postern_env, users, tmp_path):
     assert c.getreply()[0] == 250
     assert c.getreply()[0] == 421
     rc = s.proc.wait(timeout=30)
-    assert rc == 0, s.proc.stderr.read().decode(errors="replace")
+    s.drain.join(timeout=10)
+    assert rc == 0, "".join(s.lines)
     assert not os.path.exists(s.path)
