@@ -166,22 +166,34 @@ static void slot_put(uint32_t *slot, size_t nslot, const entry *ent, uint32_t id
     slot[i] = idx + 1;
 }
 
+/* Grows *arr (elem bytes each, *cap of them) to hold need, doubling from first; nothing
+ * changes on failure. */
+static int grow(void **arr, size_t *cap, size_t need, size_t elem, size_t first)
+{
+    if (need <= *cap)
+        return MSTATE_OK;
+    size_t n = *cap ? *cap : first;
+    while (n < need)
+        n *= 2;
+    void *v = realloc(*arr, n * elem);
+    if (!v)
+        return MSTATE_ENOMEM;
+    *arr = v;
+    *cap = n;
+    return MSTATE_OK;
+}
+
 /* Makes room for `more` entries (array and index) without changing anything on failure. */
 static int reserve_entries(mstate *st, size_t more)
 {
     if (more > MSTATE_MESSAGES_MAX || st->n + more > MSTATE_MESSAGES_MAX)
         return MSTATE_ELIMIT;
     size_t need = st->n + more;
-    if (need > st->cap) {
-        size_t cap = st->cap ? st->cap : 16;
-        while (cap < need)
-            cap *= 2;
-        entry *e = realloc(st->ent, cap * sizeof *e);
-        if (!e)
-            return MSTATE_ENOMEM;
-        st->ent = e;
-        st->cap = cap;
-    }
+    void *ent = st->ent;
+    int rc = grow(&ent, &st->cap, need, sizeof *st->ent, 16);
+    st->ent = ent;
+    if (rc != MSTATE_OK)
+        return rc;
     if (need * 2 > st->nslot) {
         size_t nslot = st->nslot ? st->nslot : 32;
         while (nslot < need * 2)
@@ -216,17 +228,12 @@ static int reserve_regs(entry *e, size_t more)
     size_t need = (size_t)e->nreg + more;
     if (need > SYSTEM_FLAGS + MSTATE_KEYWORD_MAX)
         need = SYSTEM_FLAGS + MSTATE_KEYWORD_MAX;
-    if (need <= e->capreg)
-        return MSTATE_OK;
-    size_t cap = e->capreg ? e->capreg : 2;
-    while (cap < need)
-        cap *= 2;
-    reg *r = realloc(e->regs, cap * sizeof *r);
-    if (!r)
-        return MSTATE_ENOMEM;
-    e->regs = r;
-    e->capreg = (uint16_t)cap;
-    return MSTATE_OK;
+    size_t cap = e->capreg;
+    void *regs = e->regs;
+    int rc = grow(&regs, &cap, need, sizeof *e->regs, 2);
+    e->regs = regs;
+    e->capreg = (uint16_t)cap; /* at most SYSTEM_FLAGS + MSTATE_KEYWORD_MAX rounded up: fits */
+    return rc;
 }
 
 static reg *find_reg(const entry *e, uint16_t id)
@@ -256,18 +263,10 @@ static int dead_has(const mstate *st, uint32_t uid)
 
 static int reserve_dead(mstate *st, size_t more)
 {
-    size_t need = st->ndead + more;
-    if (need <= st->capdead)
-        return MSTATE_OK;
-    size_t cap = st->capdead ? st->capdead : 8;
-    while (cap < need)
-        cap *= 2;
-    range *r = realloc(st->dead, cap * sizeof *r);
-    if (!r)
-        return MSTATE_ENOMEM;
-    st->dead = r;
-    st->capdead = cap;
-    return MSTATE_OK;
+    void *dead = st->dead;
+    int rc = grow(&dead, &st->capdead, st->ndead + more, sizeof *st->dead, 8);
+    st->dead = dead;
+    return rc;
 }
 
 /* Needs room for one more range. Keeps the set canonical (coalesced). */
