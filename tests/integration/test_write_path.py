@@ -199,6 +199,8 @@ def test_unknown_recipient(postern_env):
     r = deliver(postern_env, b"From: a@b\nSubject: x\n\nx\n", to="nobody@example.org")
     assert r.returncode == 67, out(r)
     assert "unknown recipient" in out(r)
+    # the bounce carries this text to the sender: nothing internal in it
+    assert "postern." not in out(r) and "newsgroup" not in out(r) and "encrypt" not in out(r), out(r)
 
 
 # What an MTA accepted and its primary store would keep (these were once refused with 65,
