@@ -11,5 +11,6 @@ int adm_cmd_user(const pn_config *cfg, int argc, char **argv);       /* user add
 int adm_cmd_mailbox(const pn_config *cfg, int argc, char **argv);    /* mailbox ADDRESS [--show N] */
 int adm_cmd_repair(const pn_config *cfg, int argc, char **argv);     /* repair [--dry-run] [--user A] */
 int adm_cmd_status(const pn_config *cfg, int argc, char **argv);     /* status: gateway and replication */
+int adm_cmd_config(const pn_config *cfg, int argc, char **argv);     /* config [-a]: the effective settings */
 
 #endif

@@ -26,6 +26,7 @@ static const struct command {
     {"lmtp", pd_cmd_lmtp, "--listen unix:PATH|inet:ADDR:PORT | --stdio: LMTP delivery service"},
     {"mailbox", adm_cmd_mailbox, "ADDRESS [--show N]: list or print a user's decrypted mail"},
     {"repair", adm_cmd_repair, "[--dry-run] [--user ADDRESS]: copy messages a site lacks from one that has them"},
+    {"config", adm_cmd_config, "[-a]: the settings that differ from the defaults (postconf -n)"},
     {"status", adm_cmd_status, "which site the gateway reads, and what each site is missing"},
     {"serve", gw_cmd_serve, "[--verbose] [--check]: run the IMAP gateway ([gateway] in the config)"},
 };

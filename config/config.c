@@ -108,7 +108,8 @@ static int handle_site(parse_ctx *ctx, const char *name, const char *key, const 
     if (strcmp(key, "user") == 0)
         return set_string(s->user, sizeof s->user, value, key, ctx);
     if (strcmp(key, "password_file") == 0)
-        return set_string(ctx->password_files[index], sizeof ctx->password_files[index], value, key, ctx);
+        return set_string(ctx->password_files[index], sizeof ctx->password_files[index], value, key, ctx) &&
+               set_string(s->password_file, sizeof s->password_file, value, key, ctx);
     if (strcmp(key, "innconf") == 0)
         return set_string(s->innconf, sizeof s->innconf, value, key, ctx);
     if (strcmp(key, "connect_timeout") == 0)
@@ -540,4 +541,116 @@ fail:
     if (sk)
         sodium_free(sk);
     return NULL;
+}
+
+/* ---- writing it back (postern config) ---- */
+
+typedef struct writer {
+    FILE *to;
+    int all;
+    const char *section; /* printed before the first setting under it */
+    int printed, any;
+} writer;
+
+static void w_section(writer *w, const char *name)
+{
+    w->section = name;
+    w->printed = 0;
+}
+
+static void w_head(writer *w)
+{
+    if (!w->printed) {
+        fprintf(w->to, "%s[%s]\n", w->any ? "\n" : "", w->section);
+        w->printed = w->any = 1;
+    }
+}
+
+static void w_str(writer *w, const char *key, const char *v, const char *def)
+{
+    if (w->all || strcmp(v, def) != 0) {
+        w_head(w);
+        fprintf(w->to, "%s = %s\n", key, v);
+    }
+}
+
+static void w_u64(writer *w, const char *key, uint64_t v, uint64_t def)
+{
+    if (w->all || v != def) {
+        w_head(w);
+        fprintf(w->to, "%s = %llu\n", key, (unsigned long long)v);
+    }
+}
+
+static void w_listen(writer *w, const char *key, const pn_listen *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        w_head(w);
+        fprintf(w->to, strchr(l[i].addr, ':') ? "%s = [%s]:%s\n" : "%s = %s:%s\n", key, l[i].addr, l[i].port);
+    }
+}
+
+void pn_config_write(const pn_config *cfg, int all, FILE *to)
+{
+    pn_config *d = calloc(1, sizeof *d);
+    if (!d)
+        return;
+    pn_config_defaults(cfg->path, d);
+    writer w = {.to = to, .all = all};
+    w_section(&w, "postern");
+    w_str(&w, "prefix", cfg->prefix, d->prefix);
+    w_str(&w, "authority_public", cfg->authority_public_paths, d->authority_public_paths);
+    w_str(&w, "authority_secret", cfg->authority_secret_path, d->authority_secret_path);
+    w_str(&w, "delivery_secret", cfg->delivery_secret_path, d->delivery_secret_path);
+    w_str(&w, "state_dir", cfg->state_dir, d->state_dir);
+    w_u64(&w, "kdf_opslimit", cfg->kdf_opslimit, d->kdf_opslimit);
+    w_u64(&w, "kdf_memlimit", cfg->kdf_memlimit, d->kdf_memlimit);
+    w_u64(&w, "min_password", cfg->min_password, d->min_password);
+    w_section(&w, "deliver");
+    w_u64(&w, "min_copies", cfg->min_copies, d->min_copies);
+    w_u64(&w, "confirm_timeout", cfg->confirm_timeout, d->confirm_timeout);
+    w_u64(&w, "max_message_size", cfg->max_message_size, d->max_message_size);
+    w_u64(&w, "keyrecord_cache", cfg->keyrecord_cache, d->keyrecord_cache);
+    w_section(&w, "repair");
+    w_u64(&w, "interval", cfg->repair_interval, d->repair_interval);
+    static const char *const tls[] = {"none", "implicit", "starttls"};
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const pn_site *s = &cfg->sites[i];
+        char name[80];
+        snprintf(name, sizeof name, "site %s", s->name);
+        w_section(&w, name);
+        w_head(&w); /* a site is there even with every default */
+        w_str(&w, "host", s->host, "");
+        w_str(&w, "port", s->port, "119");
+        w_str(&w, "tls", tls[s->tls], "none");
+        w_str(&w, "ca_file", s->ca_file, "");
+        w_str(&w, "user", s->user, "");
+        w_str(&w, "password_file", s->password_file, "");
+        w_str(&w, "innconf", s->innconf, "");
+        w_u64(&w, "connect_timeout", s->connect_timeout, 5);
+    }
+    const pn_gateway *g = &cfg->gateway, *dg = &d->gateway;
+    w_section(&w, "gateway");
+    w_listen(&w, "imap", g->imap, g->n_imap);
+    w_listen(&w, "imaps", g->imaps, g->n_imaps);
+    w_listen(&w, "pop3", g->pop3, g->n_pop3);
+    w_listen(&w, "pop3s", g->pop3s, g->n_pop3s);
+    w_u64(&w, "pop3_timeout", g->pop3_timeout, dg->pop3_timeout);
+    w_u64(&w, "retention_days", g->retention_days, dg->retention_days);
+    w_u64(&w, "article_cache", g->article_cache_mb, dg->article_cache_mb);
+    w_u64(&w, "state_save_interval", g->state_save_interval, dg->state_save_interval);
+    w_str(&w, "tls_cert", g->tls_cert, dg->tls_cert);
+    w_str(&w, "tls_key", g->tls_key, dg->tls_key);
+    w_str(&w, "allow_plaintext_auth", g->allow_plaintext_auth ? "yes" : "no", dg->allow_plaintext_auth ? "yes" : "no");
+    w_str(&w, "user", g->user, dg->user);
+    w_str(&w, "vault_user", g->vault_user, dg->vault_user);
+    w_u64(&w, "kdf_pool_memory", g->kdf_pool_memory, dg->kdf_pool_memory);
+    w_u64(&w, "login_grace", g->login_grace, dg->login_grace);
+    w_u64(&w, "preauth_timeout", g->preauth_timeout, dg->preauth_timeout);
+    w_u64(&w, "preauth_deadline", g->preauth_deadline, dg->preauth_deadline);
+    w_u64(&w, "idle_timeout", g->idle_timeout, dg->idle_timeout);
+    w_u64(&w, "max_connections", g->max_connections, dg->max_connections);
+    w_u64(&w, "max_connections_per_ip", g->max_connections_per_ip, dg->max_connections_per_ip);
+    w_u64(&w, "max_line", g->max_line, dg->max_line);
+    free(d);
 }

@@ -61,6 +61,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define PN_MAX_SITES 16
 #define PN_MAX_AUTHORITIES 4
@@ -76,6 +77,7 @@ typedef struct pn_site {
     char ca_file[PATH_MAX];
     char user[64];
     char password[256];         /* read from password_file; wiped by pn_config_free */
+    char password_file[PATH_MAX]; /* where it came from, as configured ("": none) */
     char innconf[PATH_MAX];     /* empty: not locally administered */
     unsigned connect_timeout;   /* seconds for the TCP connection (greeting etc.: 30 s each) */
 } pn_site;
@@ -142,6 +144,10 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen);
 void pn_config_defaults(const char *path, pn_config *cfg);
 /* Wipes the NNTP passwords. */
 void pn_config_free(pn_config *cfg);
+/* Writes the configuration as postern.conf text that loads back to the same settings: every
+ * setting that differs from its default (all != 0: every setting), sections in the usual
+ * order, [site] sections always. Never a secret, only the files that hold them. */
+void pn_config_write(const pn_config *cfg, int all, FILE *to);
 /* Config path from -c, else $POSTERN_CONFIG, else /etc/postern/postern.conf. */
 const char *pn_config_default_path(void);
 
