@@ -327,7 +327,6 @@ int pd_ctx_recipient(pd_ctx *ctx, const char *address, pd_recipient **out, char 
         /* This text reaches the sender in the MTA's bounce: the news group and the state of
          * the key group are internal (issue 15); `postern user list` tells the admin. */
         snprintf(msg, msglen, "unknown recipient %s: no such user here", address);
-        sodium_memzero(why, sizeof why);
         return PX_NOUSER;
     }
     snprintf(msg, msglen, "cannot read the recipient's key record, try again later: %s", why);

@@ -171,11 +171,16 @@ static int cmp_id(const void *a, const void *b)
     return strcmp(((const id_entry *)a)->id, ((const id_entry *)b)->id);
 }
 
+/* bsearch's key is the Message-ID itself: no copy into an id_entry for every look-up (one per
+ * article and site in a compared group). */
+static int cmp_key_id(const void *key, const void *entry)
+{
+    return strcmp(key, ((const id_entry *)entry)->id);
+}
+
 static int has_id(const id_set *s, const char *id)
 {
-    id_entry key;
-    snprintf(key.id, sizeof key.id, "%s", id);
-    return s->n && bsearch(&key, s->v, s->n, sizeof *s->v, cmp_id) != NULL;
+    return s->n && bsearch(id, s->v, s->n, sizeof *s->v, cmp_key_id) != NULL;
 }
 
 static int read_ids(ps_pool *pool, size_t site, const char *group, id_set *out)
