@@ -17,14 +17,6 @@ typedef struct gw_peer {
     unsigned sessions;
 } gw_peer;
 
-static void peer_key(const uint8_t ip[VAULT_IP_BYTES], uint8_t key[VAULT_IP_BYTES])
-{
-    static const uint8_t v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
-    memcpy(key, ip, VAULT_IP_BYTES);
-    if (memcmp(ip, v4_mapped, sizeof v4_mapped) != 0)
-        memset(key + 8, 0, 8);
-}
-
 static gw_peer **slot(gw_net *net, const uint8_t key[VAULT_IP_BYTES])
 {
     uint64_t h = 0;
@@ -46,7 +38,7 @@ bool gw_peer_admit(gw_net *net, const uint8_t ip[VAULT_IP_BYTES])
         crypto_shorthash_keygen(net->peer_hash_key);
     }
     uint8_t key[VAULT_IP_BYTES];
-    peer_key(ip, key);
+    vault_ip_block(ip, key);
     gw_peer **pp = slot(net, key);
     if (!*pp) {
         gw_peer *p = calloc(1, sizeof *p);
@@ -66,7 +58,7 @@ void gw_peer_release(gw_net *net, const uint8_t ip[VAULT_IP_BYTES])
     if (!net->peers)
         return;
     uint8_t key[VAULT_IP_BYTES];
-    peer_key(ip, key);
+    vault_ip_block(ip, key);
     gw_peer **pp = slot(net, key), *p = *pp;
     if (!p)
         return;

@@ -173,12 +173,9 @@ static void job_free(vp_job *j)
 
 static size_t source_key(const char *address, const uint8_t *ip, uint8_t out[VT_KEY_MAX])
 {
-    static const uint8_t v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
     size_t n = strlen(address);
     memcpy(out, address, n);
-    memcpy(out + n, ip, VAULT_IP_BYTES);
-    if (memcmp(ip, v4_mapped, sizeof v4_mapped) != 0)
-        memset(out + n + 8, 0, 8);
+    vault_ip_block(ip, out + n);
     return n + VAULT_IP_BYTES;
 }
 

@@ -30,6 +30,14 @@ struct vt_table {
     size_t n;
 };
 
+void vault_ip_block(const uint8_t ip[VAULT_IP_BYTES], uint8_t out[VAULT_IP_BYTES])
+{
+    static const uint8_t v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+    memcpy(out, ip, VAULT_IP_BYTES);
+    if (memcmp(ip, v4_mapped, sizeof v4_mapped) != 0)
+        memset(out + 8, 0, 8);
+}
+
 vt_table *vt_new(void)
 {
     return calloc(1, sizeof(vt_table));

@@ -18,6 +18,10 @@
 
 #define VAULT_PASSWORD_MAX 1024
 #define VAULT_IP_BYTES 16 /* IPv6, or IPv4-mapped (::ffff:a.b.c.d); all zeros = unknown */
+
+/* The block of addresses one client holds, as throttles and slot limits count it: an IPv4
+ * address whole, an IPv6 address as its /64 (one host gets a whole one). */
+void vault_ip_block(const uint8_t ip[VAULT_IP_BYTES], uint8_t out[VAULT_IP_BYTES]);
 #define VAULT_STATE_KEY_BYTES 32
 
 /* ---- the vault process ---- */
