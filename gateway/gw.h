@@ -12,11 +12,8 @@
 #include "config/config.h"
 #include "crypto/crypto.h"
 #include "imap/imap.h"
+#include "util/util.h"
 
-/* ---- log.c: "postern[pid]: level: message" on stderr, one write per line ---- */
-enum gw_level { GW_ERROR, GW_WARN, GW_INFO, GW_DEBUG };
-extern int gw_verbose; /* 1: GW_DEBUG lines too */
-void gw_log(enum gw_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* wipe.c: libevent and OpenSSL wipe every block they free. Before their first use; -1 if
  * OpenSSL had allocated already. */
@@ -113,6 +110,11 @@ const char *gw_command_check(const gw_command *c, enum session_state st, bool tl
 /* LIST pattern matching (imap_cmd_list.c): '*' matches anything, '%' anything but the
  * hierarchy separator '/'. INBOX matches in any case. */
 bool gw_list_match(const char *pattern, const char *name);
+
+/* Before a command's tagged answer: when the user's state could not be written, an untagged
+ * NO says so; the changes are kept in memory and written once the disk takes them
+ * (imap_cmd_store.c). */
+void gw_account_warn_unsaved(session *s);
 
 /* ---- the command handlers, one file each ---- */
 gw_result gw_cmd_capability(session *s, const pi_command *cmd);

@@ -16,8 +16,8 @@ static size_t remove_deleted(session *s, const size_t *idx, size_t n, bool all)
         if (!id)
             continue;
         userstate_msg st;
-        userstate_get(s->account->us, id, &st);
-        if ((st.flags & US_DELETED) && userstate_remove(s->account->us, id) == US_OK)
+        userstate_get(mb_account_state(s->account), id, &st);
+        if ((st.flags & US_DELETED) && userstate_remove(mb_account_state(s->account), id) == US_OK)
             removed++;
     }
     return removed;
@@ -41,7 +41,7 @@ gw_result gw_cmd_expunge(session *s, const pi_command *cmd)
         return GW_DONE;
     }
     if (remove_deleted(s, idx, n, !cmd->uid))
-        gw_view_changed(s->account);
+        mb_account_changed(s->account);
     free(idx);
     gw_view_sync(s, true); /* the EXPUNGE responses */
     gw_account_warn_unsaved(s);
@@ -52,12 +52,12 @@ gw_result gw_cmd_expunge(session *s, const pi_command *cmd)
 gw_result gw_cmd_close(session *s, const pi_command *cmd)
 {
     (void)cmd;
-    gw_account *a = s->account;
+    mb_account *a = s->account;
     bool changed = !s->view->readonly && !s->view->empty_folder && remove_deleted(s, NULL, 0, true);
     gw_view_close(s);
     s->state = S_AUTH;
     if (changed)
-        gw_view_changed(a);
+        mb_account_changed(a);
     gw_tagged(s, "OK CLOSE completed");
     return GW_DONE;
 }

@@ -44,7 +44,7 @@ struct gw_fetch {
     bool sets_seen;
     size_t *idx;
     size_t n;
-    gw_walk *walk;
+    mb_walk *walk;
     bool flags_changed;
 };
 
@@ -60,7 +60,7 @@ static void fetch_free(struct gw_fetch *f)
 {
     for (size_t i = 0; i < f->nitems; i++)
         item_free(&f->items[i]);
-    gw_walk_free(f->walk);
+    mb_walk_free(f->walk);
     free(f->idx);
     free(f);
 }
@@ -226,7 +226,7 @@ static const char *fetch_msgid(void *ctx, size_t k)
     return gw_view_msgid(f->s, f->idx[k]);
 }
 
-static void emit(void *ctx, size_t k, gw_plain *p)
+static void emit(void *ctx, size_t k, mb_plain *p)
 {
     struct gw_fetch *f = ctx;
     session *s = f->s;
@@ -351,8 +351,8 @@ static void finish(void *ctx, unsigned failed)
     s->fetch = NULL;
     fetch_free(f);
     if (changed) {
-        s->view->modseq_seen = userstate_modseq(s->account->us);
-        gw_view_changed(s->account);
+        s->view->modseq_seen = userstate_modseq(mb_account_state(s->account));
+        mb_account_changed(s->account);
     }
     gw_view_sync(s, false);
     if (failed)
@@ -363,17 +363,24 @@ static void finish(void *ctx, unsigned failed)
     gw_session_done(s);
 }
 
-static const gw_walk_ops fetch_ops = {fetch_msgid, needs_load, emit, finish};
+/* New loads wait while the client is slow to read what was sent. */
+static bool output_paused(void *ctx)
+{
+    struct gw_fetch *f = ctx;
+    return gw_session_output_len(f->s) > OUTPUT_PAUSE;
+}
+
+static const mb_walk_ops fetch_ops = {fetch_msgid, needs_load, emit, finish, output_paused};
 
 void gw_fetch_kick(session *s)
 {
     if (s->fetch)
-        gw_walk_step(s->fetch->walk);
+        mb_walk_step(s->fetch->walk);
 }
 
 void gw_fetch_abort(session *s)
 {
-    /* loads in flight see a dead session and drop their results without calling back */
+    /* freeing the walk cancels its loads in flight: they call nobody back */
     if (s->fetch) {
         struct gw_fetch *f = s->fetch;
         s->fetch = NULL;
@@ -419,7 +426,7 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
     f->idx = idx;
     f->n = n;
     classify(f);
-    f->walk = gw_walk_new(s, n, OUTPUT_PAUSE, f->need_mime, &fetch_ops, f);
+    f->walk = mb_walk_new(&s->reader, n, f->need_mime, &fetch_ops, f);
     if (!f->walk) {
         fetch_free(f);
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
@@ -429,8 +436,8 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
         f->sets_seen = false;
     gw_view_sync(s, false); /* others' flag changes first */
     s->fetch = f;
-    gw_walk_step(f->walk); /* finishes right away when nothing needs loading: the reply is written */
+    mb_walk_step(f->walk); /* finishes right away when nothing needs loading: the reply is written */
     if (s->fetch && f->need_content && f->n) /* after the command's own loads: those come first */
-        gw_read_ahead(s, f->idx[0], f->idx[f->n - 1], s->view->n, view_msgid, s);
+        mb_read_ahead(&s->reader, f->idx[0], f->idx[f->n - 1], s->view->n, view_msgid, s);
     return s->fetch ? GW_PENDING : GW_DONE;
 }

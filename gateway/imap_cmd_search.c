@@ -15,14 +15,14 @@ struct gw_search {
     pi_search *prog;
     unsigned needs;
     bool uid;
-    gw_walk *walk;    /* over the view's messages at the start */
+    mb_walk *walk;    /* over the view's messages at the start */
     unsigned failed;  /* evaluations that ran out of memory */
     pi_buf result;
 };
 
 static void search_free(struct gw_search *q)
 {
-    gw_walk_free(q->walk);
+    mb_walk_free(q->walk);
     pi_search_free(q->prog);
     pi_buf_free(&q->result);
     free(q);
@@ -31,7 +31,7 @@ static void search_free(struct gw_search *q)
 typedef struct msg_ctx {
     session *s;
     userstate_msg *st;
-    gw_plain *p;
+    mb_plain *p;
 } msg_ctx;
 
 static bool has_keyword(void *arg, const char *kw, size_t len)
@@ -42,7 +42,7 @@ static bool has_keyword(void *arg, const char *kw, size_t len)
         return false;
     memcpy(name, kw, len);
     name[len] = '\0';
-    int k = userstate_keyword_find(c->s->account->us, name);
+    int k = userstate_keyword_find(mb_account_state(c->s->account), name);
     return k >= 0 && us_kw_test(c->st->keywords, (unsigned)k);
 }
 
@@ -88,7 +88,7 @@ static bool needs_load(void *ctx, size_t i)
     return !st.has_meta;
 }
 
-static int evaluate(struct gw_search *q, size_t i, gw_plain *p)
+static int evaluate(struct gw_search *q, size_t i, mb_plain *p)
 {
     session *s = q->s;
     if (!gw_view_msgid(s, i))
@@ -114,7 +114,7 @@ static int evaluate(struct gw_search *q, size_t i, gw_plain *p)
     return pi_search_eval(q->prog, &m);
 }
 
-static void each(void *ctx, size_t i, gw_plain *p)
+static void each(void *ctx, size_t i, mb_plain *p)
 {
     struct gw_search *q = ctx;
     int r = evaluate(q, i, p);
@@ -144,7 +144,7 @@ static void finish(void *ctx, unsigned load_failed)
     gw_session_done(s);
 }
 
-static const gw_walk_ops search_ops = {search_msgid, needs_load, each, finish};
+static const mb_walk_ops search_ops = {search_msgid, needs_load, each, finish, NULL};
 
 void gw_search_abort(session *s)
 {
@@ -178,13 +178,13 @@ gw_result gw_cmd_search(session *s, const pi_command *cmd)
         return GW_DONE;
     }
     q->needs = pi_search_needs(q->prog);
-    q->walk = gw_walk_new(s, v->n, 0, true, &search_ops, q);
+    q->walk = mb_walk_new(&s->reader, v->n, true, &search_ops, q);
     if (!q->walk) {
         search_free(q);
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;
     }
     s->search = q;
-    gw_walk_step(q->walk);
+    mb_walk_step(q->walk);
     return s->search ? GW_PENDING : GW_DONE;
 }

@@ -66,13 +66,13 @@ static void status_line(session *s, const char *name, size_t name_len, size_t me
 
 static void status_reply(session *s)
 {
-    gw_account *a = s->account;
-    gw_mbox *m = a->mbox;
+    mb_account *a = s->account;
+    const mb_mbox *m = mb_account_mbox(a);
     size_t messages = 0, unseen = 0, recent = 0;
-    uint32_t claimed = userstate_recent_uid(a->us, m->uidvalidity);
+    uint32_t claimed = userstate_recent_uid(mb_account_state(a), m->uidvalidity);
     for (size_t i = 0; i < m->n; i++) {
         userstate_msg st;
-        userstate_get(a->us, m->msgs[i].msgid, &st);
+        userstate_get(mb_account_state(a), m->msgs[i].msgid, &st);
         if (st.removed)
             continue;
         messages++;
@@ -97,11 +97,8 @@ static void select_reply(session *s, bool readonly)
 
 void gw_select_scanned(session *s, const char *no_text)
 {
-    if (s->scan_pop3) {
-        s->scan_pop3 = false;
-        gw_pop3_scanned(s, no_text);
+    if (s->dead)
         return;
-    }
     if (no_text)
         gw_tagged(s, "NO %s", no_text);
     else if (s->scan_status)
@@ -123,7 +120,7 @@ static void select_empty(session *s, const pi_arg *name, bool readonly)
     v->empty_folder = true;
     v->uidvalidity = 1;
     s->view = v;
-    s->account->watched++;
+    gw_view_watch(s);
     s->state = S_SELECTED;
     gw_untagged(s, "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
     gw_untagged(s, "OK [PERMANENTFLAGS ()] Nothing can be stored here yet");
@@ -137,9 +134,15 @@ static void select_empty(session *s, const pi_arg *name, bool readonly)
 
 /* Scans the user's group first, also when the poller watches it (it looks once a second):
  * mail delivered just before must be there. gw_select_scanned answers when the scan is done. */
+static void scanned(void *arg, mb_account *a, const char *no_text)
+{
+    (void)a;
+    gw_select_scanned(arg, no_text);
+}
+
 static gw_result wait_for_scan(session *s)
 {
-    if (gw_mbox_scan_wait(s))
+    if (mb_scan_wait(s->account, &s->scan_wait, scanned, s))
         return GW_PENDING;
     gw_tagged(s, "NO [UNAVAILABLE] Server busy; try again later");
     return GW_DONE;

@@ -16,7 +16,7 @@ gw_result gw_cmd_starttls(session *s, const pi_command *cmd)
     }
     gw_tagged(s, "OK Begin TLS negotiation now");
     if (gw_session_starttls(s) != 0) {
-        gw_log(GW_ERROR, "%s: cannot start TLS", s->peer);
+        pu_log(PU_ERROR, "%s: cannot start TLS", s->peer);
         return GW_CLOSE;
     }
     return GW_DONE;

@@ -39,7 +39,7 @@ static int parse_flags(session *s, const pi_arg *a, unsigned *flags, uint8_t kw[
             continue;
         }
         unsigned index;
-        int rc = userstate_keyword(s->account->us, f->str, &index);
+        int rc = userstate_keyword(mb_account_state(s->account), f->str, &index);
         if (rc == US_ELIMIT) {
             *err = "[LIMIT] Too many keywords";
             return -1;
@@ -51,6 +51,13 @@ static int parse_flags(session *s, const pi_arg *a, unsigned *flags, uint8_t kw[
         us_kw_put(kw, index, 1);
     }
     return 0;
+}
+
+void gw_account_warn_unsaved(session *s)
+{
+    if (s->account && mb_account_save_failed(s->account))
+        gw_untagged(s, "NO [UNAVAILABLE] Your flag changes cannot be written to disk now; they are kept and "
+                       "written when the server can");
 }
 
 gw_result gw_cmd_store(session *s, const pi_command *cmd)
@@ -97,21 +104,21 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
     /* others' changes first: then own ones are not echoed twice; a new keyword is announced
      * there (FLAGS) before the FETCH responses below show it */
     gw_view_sync(s, false);
-    gw_account *a = s->account;
+    mb_account *a = s->account;
     bool changed = false;
     pi_buf b = PI_BUF_INIT;
     for (size_t k = 0; k < n; k++) {
         const char *id = gw_view_msgid(s, idx[k]);
         if (!id)
             continue;
-        uint64_t before = userstate_modseq(a->us);
-        if (userstate_store(a->us, id, op, flags, kw) != US_OK)
+        uint64_t before = userstate_modseq(mb_account_state(a));
+        if (userstate_store(mb_account_state(a), id, op, flags, kw) != US_OK)
             continue;
-        changed |= userstate_modseq(a->us) != before;
+        changed |= userstate_modseq(mb_account_state(a)) != before;
         if (silent)
             continue;
         userstate_msg st;
-        userstate_get(a->us, id, &st);
+        userstate_get(mb_account_state(a), id, &st);
         pi_buf_printf(&b, "* %zu FETCH (", idx[k] + 1);
         if (cmd->uid)
             pi_buf_printf(&b, "UID %u ", gw_view_uid(s->view, idx[k]));
@@ -127,9 +134,9 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
         gw_write(s, b.data, b.len);
     pi_buf_free(&b);
     free(idx);
-    s->view->modseq_seen = userstate_modseq(a->us);
+    s->view->modseq_seen = userstate_modseq(mb_account_state(a));
     if (changed)
-        gw_view_changed(a);
+        mb_account_changed(a);
     gw_account_warn_unsaved(s);
     gw_tagged(s, "OK STORE completed");
     return GW_DONE;

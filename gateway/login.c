@@ -32,7 +32,7 @@ static void wipe_password(session *s)
 }
 
 /* Sends a login whose key record was fetched to the vault (on failure the reply is written). */
-static void send_to_vault(session *s, gw_job *j)
+static void send_to_vault(session *s, mb_job *j)
 {
     s->vault_req = gw_vault_login(s->net, s, s->address, j->record, j->record_len, s->pw, s->pw_len);
     wipe_password(s);
@@ -46,7 +46,7 @@ static void send_to_vault(session *s, gw_job *j)
  * queue holds (busy), so a storm of logins waits here instead, each holding its password in
  * sodium memory as during the key record fetch. Bounded by the sessions (one login each,
  * at most max_connections). */
-static void queue_login(gw_net *net, gw_job *j)
+static void queue_login(gw_net *net, mb_job *j)
 {
     j->next = NULL;
     if (net->login_queue_tail)
@@ -56,18 +56,19 @@ static void queue_login(gw_net *net, gw_job *j)
     net->login_queue_tail = j;
 }
 
-static gw_job *dequeue_login(gw_net *net)
+static mb_job *dequeue_login(gw_net *net)
 {
-    gw_job *j = net->login_queue;
+    mb_job *j = net->login_queue;
     if (j && !(net->login_queue = j->next))
         net->login_queue_tail = NULL;
     return j;
 }
 
-static void drop_login(gw_job *j)
+static void drop_login(mb_job *j)
 {
-    wipe_password(j->s);
-    gw_session_unref(j->s);
+    session *s = j->owner;
+    wipe_password(s);
+    gw_session_unref(s);
     sodium_memzero(j->record, j->record_len);
     free(j);
 }
@@ -77,9 +78,9 @@ static void vault_login_done(gw_net *net)
 {
     if (net->vault_logins)
         net->vault_logins--;
-    gw_job *j;
+    mb_job *j;
     while (net->vault_logins < GW_VAULT_LOGINS_MAX && (j = dequeue_login(net))) {
-        session *s = j->s;
+        session *s = j->owner;
         if (!s->dead && s->state != S_LOGOUT)
             send_to_vault(s, j);
         drop_login(j);
@@ -88,19 +89,19 @@ static void vault_login_done(gw_net *net)
 
 void gw_login_queue_free(gw_net *net)
 {
-    gw_job *j;
+    mb_job *j;
     while ((j = dequeue_login(net)))
         drop_login(j);
 }
 
-static void keyrecord_done(gw_job *j)
+static void keyrecord_done(mb_job *j)
 {
-    session *s = j->s;
+    session *s = j->owner;
     if (!s->dead && s->state != S_LOGOUT) {
         if (j->status == PS_NOUSER) {
             /* to the vault without a record: it counts the guess and answers as for a wrong
              * password, so throttling and timing look the same for a user who does not exist */
-            gw_log(GW_INFO, "%s: login for %s: no key record", s->peer, s->address);
+            pu_log(PU_INFO, "%s: login for %s: no key record", s->peer, s->address);
             sodium_memzero(j->record, j->record_len);
             j->record_len = 0;
         }
@@ -112,7 +113,7 @@ static void keyrecord_done(gw_job *j)
             send_to_vault(s, j);
         } else {
             wipe_password(s);
-            gw_log(GW_WARN, "%s: key record of %s not fetched: %s", s->peer, s->address, j->err);
+            pu_log(PU_WARN, "%s: key record of %s not fetched: %s", s->peer, s->address, j->err);
             gw_login_finish(s, false, "[UNAVAILABLE] The mail store cannot be reached; try again later");
         }
     }
@@ -126,12 +127,12 @@ gw_result gw_login_start(session *s, const char *user, size_t user_len, const ch
     char why[160];
     if (user_len == 0 || user_len > PC_ADDRESS_MAX || strlen(user) != user_len || pw_len > VAULT_PASSWORD_MAX ||
         pa_address_canonical(user, s->address, sizeof s->address, why, sizeof why) != 0) {
-        gw_log(GW_INFO, "%s: login failed: the user name is not an address postern serves", s->peer);
+        pu_log(PU_INFO, "%s: login failed: the user name is not an address postern serves", s->peer);
         s->address[0] = '\0';
         gw_session_fail_later(s, FAIL_DELAY_MS);
         return GW_PENDING;
     }
-    gw_job *j = calloc(1, sizeof *j);
+    mb_job *j = calloc(1, sizeof *j);
     s->pw = sodium_malloc(pw_len + 1);
     if (!j || !s->pw) {
         free(j);
@@ -146,12 +147,12 @@ gw_result gw_login_start(session *s, const char *user, size_t user_len, const ch
     memcpy(s->pw, pw, pw_len);
     s->pw[pw_len] = '\0';
     s->pw_len = pw_len;
-    j->kind = GW_JOB_KEYRECORD;
+    j->kind = MB_JOB_KEYRECORD;
     j->done = keyrecord_done;
-    j->s = s;
+    j->owner = s;
     snprintf(j->address, sizeof j->address, "%s", s->address);
     s->refs++;
-    if (gw_pool_submit(s->net->pool, j) != 0) {
+    if (mb_pool_submit(mb_store_pool(s->net->store), j) != 0) {
         s->refs--;
         free(j);
         wipe_password(s);
@@ -172,8 +173,7 @@ void gw_login_finish(session *s, bool ok, const char *no_text)
     wipe_password(s);
     if (s->pop) {
         if (!ok) {
-            if (s->account)
-                gw_account_detach(s);
+            gw_session_detach_account(s);
             if (s->vault_session)
                 gw_vault_logout(s->net, s->vault_session);
             s->vault_session = 0;
@@ -190,10 +190,9 @@ void gw_login_finish(session *s, bool ok, const char *no_text)
         else
             gw_tagged(s, "OK Logged in");
         pi_buf_free(&caps);
-        gw_log(GW_INFO, "%s: %s logged in", s->peer, s->address);
+        pu_log(PU_INFO, "%s: %s logged in", s->peer, s->address);
     } else {
-        if (s->account)
-            gw_account_detach(s);
+        gw_session_detach_account(s);
         if (s->vault_session)
             gw_vault_logout(s->net, s->vault_session);
         s->vault_session = 0;
@@ -201,6 +200,29 @@ void gw_login_finish(session *s, bool ok, const char *no_text)
         gw_tagged(s, "NO %s", no_text);
     }
     gw_session_done(s);
+}
+
+void gw_session_detach_account(session *s)
+{
+    mb_account_open_cancel(&s->open_wait);
+    mb_waiter_cancel(&s->scan_wait);
+    if (s->account) {
+        mb_unwatch(s->account, &s->watcher);
+        mb_reader_detach(&s->reader);
+        mb_account_release(s->account);
+        s->account = NULL;
+    }
+}
+
+/* Step 4: the user's account is there (or cannot be). */
+static void account_opened(void *arg, mb_account *a, const char *no_text)
+{
+    session *s = arg;
+    if (a) {
+        s->account = a;
+        mb_reader_attach(&s->reader, a, s->vault_session);
+    }
+    gw_login_finish(s, a != NULL, no_text);
 }
 
 void gw_login_vault_reply(gw_net *net, session *s, const vault_reply *r)
@@ -217,34 +239,34 @@ void gw_login_vault_reply(gw_net *net, session *s, const vault_reply *r)
         s->vault_session = r->u.login.session; /* closing sessions log it out */
         if (s->state == S_LOGOUT)
             return;
-        gw_account_attach(s, s->address, r->u.login.state_key);
+        mb_account_open(net->store, s->address, r->u.login.state_key, &s->open_wait, account_opened, s);
         return;
     }
     if (r->type != VAULT_REPLY_FAIL) {
-        gw_log(GW_ERROR, "vault answered a login with reply type %d", (int)r->type);
+        pu_log(PU_ERROR, "vault answered a login with reply type %d", (int)r->type);
         gw_login_finish(s, false, "[SERVERBUG] Internal error");
         return;
     }
     switch (r->reason) {
     case VAULT_FAIL_PASSWORD:
-        gw_log(GW_INFO, "%s: login failed for %s: wrong password", s->peer, s->address);
+        pu_log(PU_INFO, "%s: login failed for %s: wrong password", s->peer, s->address);
         gw_login_finish(s, false, AUTH_FAILED);
         break;
     case VAULT_FAIL_RECORD:
-        gw_log(GW_WARN, "%s: login failed for %s: the vault refused the key record", s->peer, s->address);
+        pu_log(PU_WARN, "%s: login failed for %s: the vault refused the key record", s->peer, s->address);
         gw_login_finish(s, false, AUTH_FAILED);
         break;
     case VAULT_FAIL_THROTTLED:
-        gw_log(GW_INFO, "%s: login for %s throttled after repeated failures", s->peer, s->address);
+        pu_log(PU_INFO, "%s: login for %s throttled after repeated failures", s->peer, s->address);
         gw_login_finish(s, false, "[UNAVAILABLE] Too many failed logins; try again later");
         break;
     case VAULT_FAIL_NOMEM:
     case VAULT_FAIL_BUSY:
-        gw_log(GW_WARN, "%s: login for %s: vault busy (%s)", s->peer, s->address, vault_fail_str(r->reason));
+        pu_log(PU_WARN, "%s: login for %s: vault busy (%s)", s->peer, s->address, vault_fail_str(r->reason));
         gw_login_finish(s, false, "[UNAVAILABLE] Server busy; try again later");
         break;
     default:
-        gw_log(GW_ERROR, "%s: login for %s: vault: %s", s->peer, s->address, vault_fail_str(r->reason));
+        pu_log(PU_ERROR, "%s: login for %s: vault: %s", s->peer, s->address, vault_fail_str(r->reason));
         gw_login_finish(s, false, "[SERVERBUG] Internal error");
         break;
     }

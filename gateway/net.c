@@ -30,7 +30,7 @@ static void begin_stop(gw_net *net, const char *bye);
 static void vault_failed(gw_net *net)
 {
     if (net->exit_code == 0)
-        gw_log(GW_ERROR, "the vault process closed its connection; stopping");
+        pu_log(PU_ERROR, "the vault process closed its connection; stopping");
     net->exit_code = 1;
     event_del(net->vault_read); /* a closed socket stays readable */
     event_del(net->vault_write);
@@ -72,9 +72,10 @@ uint32_t gw_vault_login(gw_net *net, session *s, const char *address, const uint
     return id;
 }
 
-uint32_t gw_vault_open(gw_net *net, uint64_t vault_session, const uint8_t prefix[PC_MSG_PREFIX_BYTES],
+uint32_t gw_vault_open(void *ctx, uint64_t vault_session, const uint8_t prefix[PC_MSG_PREFIX_BYTES],
                        void (*fn)(void *arg, const vault_reply *r), void *arg)
 {
+    gw_net *net = ctx;
     gw_vreq *q = calloc(1, sizeof *q);
     if (!q)
         return 0;
@@ -96,7 +97,7 @@ uint32_t gw_vault_open(gw_net *net, uint64_t vault_session, const uint8_t prefix
 void gw_vault_logout(gw_net *net, uint64_t vault_session)
 {
     if (!vault_client_send_logout(net->vc, vault_session))
-        gw_log(GW_WARN, "vault logout not sent");
+        pu_log(PU_WARN, "vault logout not sent");
     vault_flush(net);
 }
 
@@ -157,7 +158,7 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return;
     if (n <= 0) {
-        gw_log(GW_ERROR, "the parent process is gone; stopping");
+        pu_log(PU_ERROR, "the parent process is gone; stopping");
         net->exit_code = 1;
         event_base_loopbreak(net->base);
         return;
@@ -170,7 +171,7 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
         if (rc == 0 && net->ctl_len < CTL_MAX)
             return;
         if (rc <= 0) {
-            gw_log(GW_ERROR, "malformed certificate message from the parent; dropped");
+            pu_log(PU_ERROR, "malformed certificate message from the parent; dropped");
             sodium_memzero(net->ctl_buf, net->ctl_len);
             net->ctl_len = 0;
             return;
@@ -181,9 +182,9 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
             /* sessions hold their own reference: open ones keep the old certificate */
             SSL_CTX_free(net->ssl_ctx);
             net->ssl_ctx = ctx;
-            gw_log(GW_INFO, "certificate reloaded: new connections use it");
+            pu_log(PU_INFO, "certificate reloaded: new connections use it");
         } else {
-            gw_log(GW_ERROR, "certificate reload failed: %s", err);
+            pu_log(PU_ERROR, "certificate reload failed: %s", err);
         }
         memmove(net->ctl_buf, net->ctl_buf + flen, net->ctl_len - flen);
         sodium_memzero(net->ctl_buf + net->ctl_len - flen, flen);
@@ -217,7 +218,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     lctx *c = arg;
     gw_net *net = c->net;
     int e = EVUTIL_SOCKET_ERROR();
-    gw_log(GW_WARN, "accept on %s: %s; pausing for a second", c->l->name, strerror(e));
+    pu_log(PU_WARN, "accept on %s: %s; pausing for a second", c->l->name, strerror(e));
     /* out of descriptors: accepting again at once would spin */
     for (size_t i = 0; i < net->n_listeners; i++)
         evconnlistener_disable(net->listeners[i]);
@@ -226,40 +227,6 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 /* ---- stopping ---- */
-
-#define SWEEP_INTERVAL 3600 /* seconds between article cache sweeps */
-
-static void sweep_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
-{
-    (void)sites;
-    (void)cfg;
-    gw_artcache_sweep(j->ctx);
-}
-
-static void sweep_done(gw_job *j)
-{
-    free(j);
-}
-
-static void save_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    gw_accounts_save_changed(arg);
-}
-
-/* The article cache's age limit is kept by a sweep each hour (and at start). */
-static void sweep_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    gw_net *net = arg;
-    if (!net->artcache)
-        return;
-    (void)gw_pool_run(net->pool, sweep_work, sweep_done, net->artcache); /* busy: the next hour */
-    struct timeval tv = {SWEEP_INTERVAL, 0};
-    evtimer_add(net->sweep_timer, &tv);
-}
 
 static void stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -275,6 +242,7 @@ static void begin_stop(gw_net *net, const char *bye)
     if (net->stopping)
         return;
     net->stopping = true;
+    mb_store_stopping(net->store);
     for (size_t i = 0; i < net->n_listeners; i++)
         evconnlistener_disable(net->listeners[i]);
     for (session *s = net->sessions; s; s = s->next)
@@ -293,7 +261,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     gw_net *net = arg;
     if (net->stopping)
         return;
-    gw_log(GW_INFO, "network process stopping (signal %d)", (int)sig);
+    pu_log(PU_INFO, "network process stopping (signal %d)", (int)sig);
     begin_stop(net, "Server shutting down");
 }
 
@@ -322,7 +290,7 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
         net->ssl_ctx = gw_tls_ctx_new(pem, err, sizeof err);
         gw_pem_free(pem);
         if (!net->ssl_ctx) {
-            gw_log(GW_ERROR, "%s", err);
+            pu_log(PU_ERROR, "%s", err);
             rc = PX_CONFIG;
             goto out;
         }
@@ -336,24 +304,13 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
     net->stop_timer = evtimer_new(net->base, stop_timer_cb, net);
     net->sig_term = evsignal_new(net->base, SIGTERM, signal_cb, net);
     net->sig_int = evsignal_new(net->base, SIGINT, signal_cb, net);
-    net->pool = gw_pool_new(cfg, net->base, WORKERS);
-    if (cfg->gateway.article_cache_mb) {
-        net->artcache = gw_artcache_open(cfg->state_dir, (uint64_t)cfg->gateway.article_cache_mb << 20,
-                                         cfg->gateway.retention_days, err, sizeof err);
-        if (!net->artcache) /* serving on without it is better than not serving */
-            gw_log(GW_WARN, "article cache off: %s", err);
-    }
-    net->sweep_timer = evtimer_new(net->base, sweep_cb, net);
-    net->save_timer = event_new(net->base, -1, EV_PERSIST, save_cb, net);
-    struct timeval save_every = {cfg->gateway.state_save_interval, 0};
-    if (net->save_timer)
-        evtimer_add(net->save_timer, &save_every);
-    if (net->sweep_timer)
-        sweep_cb(-1, 0, net); /* the first sweep at start: expiry may have passed while we were down */
-    gw_poller_start(net);
+    const mb_hooks hooks = {.vault_open = gw_vault_open, .ctx = net};
+    net->store = mb_store_new(cfg, net->base, WORKERS, &hooks, err, sizeof err);
+    if (!net->store)
+        pu_log(PU_ERROR, "%s", err);
     net->listeners = calloc(n_listeners, sizeof *net->listeners);
     if (!net->vc || !net->vault_read || !net->vault_write || !net->ctl_buf || !net->ctl_ev || !net->relisten ||
-        !net->stop_timer || !net->sig_term || !net->sig_int || !net->pool || !net->listeners ||
+        !net->stop_timer || !net->sig_term || !net->sig_int || !net->store || !net->listeners ||
         event_add(net->vault_read, NULL) || event_add(net->ctl_ev, NULL) || event_add(net->sig_term, NULL) ||
         event_add(net->sig_int, NULL))
         goto fail;
@@ -369,13 +326,13 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
         evconnlistener_set_error_cb(net->listeners[i], accept_error_cb);
         net->n_listeners++;
     }
-    gw_log(GW_INFO, "network process ready (uid %u): %zu listeners, %u workers", (unsigned)getuid(), n_listeners,
+    pu_log(PU_INFO, "network process ready (uid %u): %zu listeners, %u workers", (unsigned)getuid(), n_listeners,
            WORKERS);
     event_base_dispatch(net->base);
     rc = net->exit_code;
     goto out;
 fail:
-    gw_log(GW_ERROR, "network process cannot start: out of memory or descriptors");
+    pu_log(PU_ERROR, "network process cannot start: out of memory or descriptors");
     rc = PX_OSERR;
 out:
     for (size_t i = 0; i < net->n_listeners; i++)
@@ -385,18 +342,8 @@ out:
         gw_session_close(net->sessions);
     gw_login_queue_free(net);
     gw_peers_free(net);
-    gw_poller_stop(net);
-    gw_pool_free(net->pool); /* runs the last saves */
-    gw_accounts_unsaved_free(net);
-    if (net->sweep_timer)
-        event_free(net->sweep_timer);
-    if (net->save_timer)
-        event_free(net->save_timer);
-    gw_artcache_close(net->artcache);
-    while (net->accounts) {
-        gw_log(GW_ERROR, "account of %s still referenced at exit", net->accounts->address);
-        net->accounts = net->accounts->next;
-    }
+    /* the requests of loads in flight fail: the loads end, their accounts go, and the
+     * last saves are queued before the pool runs them */
     for (size_t b = 0; b < GW_VREQ_BUCKETS; b++)
         while (net->vreqs[b]) {
             gw_vreq *q = net->vreqs[b];
@@ -407,6 +354,7 @@ out:
             }
             free(q);
         }
+    mb_store_free(net->store); /* runs the last saves */
     if (net->vc) {
         vault_client_on_writable(net->vc); /* the last logouts, best effort */
         vault_client_free(net->vc);

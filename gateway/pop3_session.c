@@ -14,13 +14,6 @@
 #include "gateway/mailbox.h"
 #include "pop3/pop3.h"
 
-#define WINDOW 4 /* messages loading at once while the maildrop is built */
-
-typedef struct size_slot {
-    struct gw_pop3 *p;
-    size_t i;
-} size_slot;
-
 struct gw_pop3 {
     session *s;
     pp_reader *reader;
@@ -34,18 +27,15 @@ struct gw_pop3 {
     char (*msgids)[PA_MSGID_MAX];
     uint64_t *sizes;
     int64_t *arrival;
-    size_slot *slots; /* one per message: the loads' callback arguments */
     size_t n;
-    size_t next_issue, done;
-    unsigned inflight, failed;
-    bool building;
+    mb_walk *walk; /* the sizes the state does not have yet, loaded */
     /* RETR/TOP in progress */
     bool body_wait;
+    mb_load_waiter body;
     pp_command cmd;
 };
 
 
-void gw_pop3_scanned(session *s, const char *no_text);
 
 static void send_buf(session *s, pu_buf *b)
 {
@@ -100,7 +90,7 @@ void gw_pop3_greet(session *s)
 static void unlock(struct gw_pop3 *p)
 {
     if (p->locked && p->s->account)
-        p->s->account->pop3_locked = false;
+        mb_account_unlock(p->s->account);
     p->locked = false;
 }
 
@@ -116,14 +106,15 @@ void gw_pop3_free(session *s)
     free(p->msgids);
     free(p->sizes);
     free(p->arrival);
-    free(p->slots); /* loads still running see the dead session and never call back */
+    mb_walk_free(p->walk); /* loads in flight are cancelled */
+    mb_load_cancel(&p->body);
     s->pop = NULL;
     free(p);
 }
 
 /* ---- the maildrop: every message of the view, with its exact size ---- */
 
-static void build_step(struct gw_pop3 *p);
+
 
 /* Maildrop order: arrival time (seconds), then this site's article number. Article numbers
  * alone differ between sites when replication reordered articles; arrival time does not, so
@@ -138,7 +129,7 @@ static int by_arrival(const void *a, const void *b)
     return i < j ? -1 : i > j; /* msgids[] is in article-number order */
 }
 
-/* Leaves out what the loads found not to be the user's mail (gw_load_junk). */
+/* Leaves out what the loads found not to be the user's mail (mb_load_junk). */
 static void leave_out_junk(struct gw_pop3 *p)
 {
     size_t kept = 0;
@@ -183,12 +174,19 @@ static int sort_maildrop(struct gw_pop3 *p)
     return 0;
 }
 
-static void finish_build(struct gw_pop3 *p)
+#define SIZE_UNKNOWN UINT64_MAX /* each() never came: the article was not the user's mail */
+
+static void finish_build(void *ctx, unsigned failed)
 {
+    struct gw_pop3 *p = ctx;
     session *s = p->s;
-    p->building = false;
-    if (p->failed) {
-        gw_log(GW_WARN, "%s: %s: %u messages could not be read for POP3", s->peer, s->address, p->failed);
+    mb_walk_free(p->walk);
+    p->walk = NULL;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->sizes[i] == SIZE_UNKNOWN)
+            p->msgids[i][0] = '\0'; /* removed from the mailbox: left out of the maildrop */
+    if (failed) {
+        pu_log(PU_WARN, "%s: %s: %u messages could not be read for POP3", s->peer, s->address, failed);
         unlock(p);
         send_text(s, PP_TXT_SYS_TEMP);
         gw_session_close_after_flush(s);
@@ -224,26 +222,8 @@ static void finish_build(struct gw_pop3 *p)
                  pp_maildrop_count(p->md) == 1 ? "" : "s", (unsigned long long)pp_maildrop_octets(p->md));
     send_buf(s, &b);
     pu_buf_free(&b);
-    gw_log(GW_INFO, "%s: %s logged in (POP3)", s->peer, s->address);
+    pu_log(PU_INFO, "%s: %s logged in (POP3)", s->peer, s->address);
     gw_session_done(s);
-}
-
-static void size_loaded(void *arg, gw_plain *pl, const char *err)
-{
-    size_slot *sl = arg;
-    struct gw_pop3 *p = sl->p;
-    p->inflight--;
-    p->done++;
-    if (pl) {
-        p->sizes[sl->i] = pp_message_size(pl->data, pl->len);
-        p->arrival[sl->i] = pl->meta.arrival;
-        gw_plain_unref(p->s->account, pl);
-    } else if (err == gw_load_junk) {
-        p->msgids[sl->i][0] = '\0'; /* removed from the mailbox: left out of the maildrop */
-    } else {
-        p->failed++;
-    }
-    build_step(p);
 }
 
 static const char *maildrop_msgid(void *ctx, size_t i)
@@ -252,39 +232,41 @@ static const char *maildrop_msgid(void *ctx, size_t i)
     return p->msgids[i];
 }
 
-static void build_step(struct gw_pop3 *p)
+/* The maildrop's sizes and arrival times: from the state, else from the message itself. */
+static bool size_needs_load(void *ctx, size_t i)
 {
-    session *s = p->s;
-    while (p->next_issue < p->n && p->inflight < WINDOW) {
-        size_t i = p->next_issue++;
-        userstate_msg st;
-        userstate_get(s->account->us, p->msgids[i], &st);
-        if (st.has_meta) {
-            /* the CRLF size; a message not ending in a line end gets one more CRLF in RETR */
-            p->sizes[i] = st.meta.crlf_size;
-            p->arrival[i] = st.meta.arrival;
-            p->done++;
-            continue;
-        }
-        size_slot *sl = &p->slots[i];
-        *sl = (size_slot){p, i};
-        p->inflight++;
-        gw_load(s, p->msgids[i], false, size_loaded, sl);
-    }
-    if (p->done == p->n && p->inflight == 0 && p->building)
-        finish_build(p);
+    struct gw_pop3 *p = ctx;
+    userstate_msg st;
+    userstate_get(mb_account_state(p->s->account), p->msgids[i], &st);
+    return !st.has_meta;
 }
+
+static void size_known(void *ctx, size_t i, mb_plain *pl)
+{
+    struct gw_pop3 *p = ctx;
+    if (pl) {
+        p->sizes[i] = pp_message_size(pl->data, pl->len);
+        p->arrival[i] = pl->meta.arrival;
+        return;
+    }
+    userstate_msg st;
+    userstate_get(mb_account_state(p->s->account), p->msgids[i], &st);
+    /* the CRLF size; a message not ending in a line end gets one more CRLF in RETR */
+    p->sizes[i] = st.meta.crlf_size;
+    p->arrival[i] = st.meta.arrival;
+}
+
+static const mb_walk_ops size_ops = {maildrop_msgid, size_needs_load, size_known, finish_build, NULL};
 
 /* After the scan: the messages not removed, in UID order. */
 static void build(session *s)
 {
     struct gw_pop3 *p = s->pop;
-    gw_mbox *m = s->account->mbox;
+    const mb_mbox *m = mb_account_mbox(s->account);
     p->msgids = calloc(m->n ? m->n : 1, sizeof *p->msgids);
     p->sizes = calloc(m->n ? m->n : 1, sizeof *p->sizes);
     p->arrival = calloc(m->n ? m->n : 1, sizeof *p->arrival);
-    p->slots = calloc(m->n ? m->n : 1, sizeof *p->slots);
-    if (!p->msgids || !p->sizes || !p->arrival || !p->slots) {
+    if (!p->msgids || !p->sizes || !p->arrival) {
         unlock(p);
         send_text(s, PP_TXT_NOMEM);
         gw_session_close_after_flush(s);
@@ -292,21 +274,31 @@ static void build(session *s)
     }
     for (size_t i = 0; i < m->n; i++) {
         userstate_msg st;
-        userstate_get(s->account->us, m->msgs[i].msgid, &st);
+        userstate_get(mb_account_state(s->account), m->msgs[i].msgid, &st);
         if (!st.removed)
             memcpy(p->msgids[p->n++], m->msgs[i].msgid, PA_MSGID_MAX);
     }
-    p->building = true;
-    build_step(p);
+    for (size_t i = 0; i < p->n; i++)
+        p->sizes[i] = SIZE_UNKNOWN;
+    p->walk = mb_walk_new(&s->reader, p->n, false, &size_ops, p);
+    if (!p->walk) {
+        unlock(p);
+        send_text(s, PP_TXT_NOMEM);
+        gw_session_close_after_flush(s);
+        return;
+    }
+    mb_walk_step(p->walk); /* may finish at once: every size in the state */
 }
 
-void gw_pop3_scanned(session *s, const char *no_text)
+static void scanned(void *arg, mb_account *a, const char *no_text)
 {
+    (void)a;
+    session *s = arg;
     if (s->dead || !s->pop)
         return;
     if (no_text) {
         unlock(s->pop);
-        gw_log(GW_WARN, "%s: %s: POP3 maildrop cannot be scanned", s->peer, s->address);
+        pu_log(PU_WARN, "%s: %s: POP3 maildrop cannot be scanned", s->peer, s->address);
         send_text(s, PP_TXT_SYS_TEMP);
         gw_session_close_after_flush(s);
         return;
@@ -332,19 +324,15 @@ void gw_pop3_login_finish(session *s, bool ok, const char *no_text)
         gw_session_done(s);
         return;
     }
-    gw_account *a = s->account;
-    if (a->pop3_locked) {
+    mb_account *a = s->account;
+    if (!mb_account_lock(a)) {
         send_text(s, PP_TXT_IN_USE);
-        gw_log(GW_INFO, "%s: %s: POP3 maildrop in use by another session", s->peer, s->address);
+        pu_log(PU_INFO, "%s: %s: POP3 maildrop in use by another session", s->peer, s->address);
         gw_session_close_after_flush(s);
         return;
     }
-    a->pop3_locked = true;
     p->locked = true;
-    s->scan_status = false;
-    s->scan_pop3 = true;
-    if (!gw_mbox_scan_wait(s)) { /* always fresh: POP3 sessions are short and see one snapshot */
-        s->scan_pop3 = false;
+    if (!mb_scan_wait(a, &s->scan_wait, scanned, s)) { /* always fresh: POP3 sessions are short and see one snapshot */
         unlock(p);
         send_text(s, PP_TXT_SYS_TEMP);
         gw_session_close_after_flush(s);
@@ -361,7 +349,7 @@ static p_result login(session *s, const char *user, size_t user_len, const char 
     return r == GW_PENDING ? P_PENDING : P_DONE;
 }
 
-static void body_loaded(void *arg, gw_plain *pl, const char *err)
+static void body_loaded(void *arg, mb_plain *pl, const char *err)
 {
     (void)err;
     session *s = arg;
@@ -376,13 +364,13 @@ static void body_loaded(void *arg, gw_plain *pl, const char *err)
             b.len = 0;
             pp_write_err(&b, PP_RC_SYS_TEMP, "Out of memory");
         }
-        gw_plain_unref(s->account, pl);
+        mb_plain_unref(pl);
     }
     if (pl && p->cmd.cmd == PP_CMD_RETR) {
         /* a downloaded message counts as read, as in other servers */
         const char *id = p->msgids[p->cmd.msg - 1];
-        if (userstate_store(s->account->us, id, US_ADD, US_SEEN, NULL) == US_OK)
-            gw_view_changed(s->account);
+        if (userstate_store(mb_account_state(s->account), id, US_ADD, US_SEEN, NULL) == US_OK)
+            mb_account_changed(s->account);
     }
     send_buf(s, &b);
     pu_buf_free(&b);
@@ -403,15 +391,15 @@ static p_result quit(session *s)
     if (nums) {
         pp_maildrop_deleted(p->md, nums, n);
         for (size_t k = 0; k < n; k++)
-            if (userstate_remove(s->account->us, p->msgids[nums[k] - 1]) != US_OK)
+            if (userstate_remove(mb_account_state(s->account), p->msgids[nums[k] - 1]) != US_OK)
                 ok = false;
     }
     free(nums);
     if (n)
-        gw_view_changed(s->account); /* IMAP sessions see the EXPUNGEs */
+        mb_account_changed(s->account); /* IMAP sessions see the EXPUNGEs */
     unlock(p);
     send_text(s, ok ? PP_TXT_BYE : PP_TXT_QUIT_FAILED);
-    gw_log(GW_INFO, "%s: %s: POP3 QUIT, %zu message%s removed", s->peer, s->address, n, n == 1 ? "" : "s");
+    pu_log(PU_INFO, "%s: %s: POP3 QUIT, %zu message%s removed", s->peer, s->address, n, n == 1 ? "" : "s");
     return P_CLOSE;
 }
 
@@ -469,7 +457,7 @@ static p_result command(session *s, const char *line, size_t len)
     case PP_CMD_STLS:
         if (pp_reader_pending(p->reader) ||
             evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
-            gw_log(GW_INFO, "%s: bytes after STLS before the handshake: dropped", s->peer);
+            pu_log(PU_INFO, "%s: bytes after STLS before the handshake: dropped", s->peer);
             r = P_CLOSE;
             break;
         }
@@ -495,8 +483,8 @@ static p_result command(session *s, const char *line, size_t len)
             b.len = 0;
             p->body_wait = true;
             size_t i = c->msg - 1;
-            gw_load(s, p->msgids[i], false, body_loaded, s);
-            gw_read_ahead(s, i, i, p->n, maildrop_msgid, p);
+            mb_load(&s->reader, p->msgids[i], false, &p->body, body_loaded, s);
+            mb_read_ahead(&s->reader, i, i, p->n, maildrop_msgid, p);
             pu_buf_free(&b);
             return P_PENDING; /* cmd is wiped when the body went out */
         }

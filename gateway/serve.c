@@ -49,12 +49,12 @@ static int lookup_identity(const char *name, const char *key, identity *id)
     errno = 0;
     struct passwd *pw = getpwnam(name);
     if (!pw) {
-        gw_log(GW_ERROR, "[gateway] %s: no such user '%s'%s%s", key, name, errno ? ": " : " (create it, e.g. useradd --system)",
+        pu_log(PU_ERROR, "[gateway] %s: no such user '%s'%s%s", key, name, errno ? ": " : " (create it, e.g. useradd --system)",
                errno ? strerror(errno) : "");
         return -1;
     }
     if (pw->pw_uid == 0) {
-        gw_log(GW_ERROR, "[gateway] %s: '%s' is root; the gateway's processes must not run as root", key, name);
+        pu_log(PU_ERROR, "[gateway] %s: '%s' is root; the gateway's processes must not run as root", key, name);
         return -1;
     }
     id->uid = pw->pw_uid;
@@ -68,11 +68,11 @@ static int drop_privileges(const identity *id, const char *role)
         return 0;
     if (setgroups(1, &id->gid) != 0 || setresgid(id->gid, id->gid, id->gid) != 0 ||
         setresuid(id->uid, id->uid, id->uid) != 0) {
-        gw_log(GW_ERROR, "%s process: cannot become user %s: %s", role, id->name, strerror(errno));
+        pu_log(PU_ERROR, "%s process: cannot become user %s: %s", role, id->name, strerror(errno));
         return -1;
     }
     if (setuid(0) == 0 || geteuid() != id->uid || getegid() != id->gid) {
-        gw_log(GW_ERROR, "%s process: privileges were not dropped", role);
+        pu_log(PU_ERROR, "%s process: privileges were not dropped", role);
         return -1;
     }
     /* no core dumps, no ptrace by other processes of the same user */
@@ -87,7 +87,7 @@ static int check_state_dir(const pn_config *cfg, const identity *net_id)
 {
     pid_t pid = fork();
     if (pid < 0) {
-        gw_log(GW_ERROR, "fork: %s", strerror(errno));
+        pu_log(PU_ERROR, "fork: %s", strerror(errno));
         return -1;
     }
     if (pid == 0) {
@@ -101,7 +101,7 @@ static int check_state_dir(const pn_config *cfg, const identity *net_id)
             if (i > 0 && stat(path, &st) != 0 && errno == ENOENT)
                 continue; /* made when first needed */
             if (access(path, R_OK | W_OK | X_OK) != 0) {
-                gw_log(GW_ERROR, "%s %s is not usable by the network process (user %s, uid %u): %s",
+                pu_log(PU_ERROR, "%s %s is not usable by the network process (user %s, uid %u): %s",
                        i ? "directory" : "state_dir", path, net_id->name, (unsigned)getuid(), strerror(errno));
                 _exit(1);
             }
@@ -122,7 +122,7 @@ static void warn_loose_secrets(const pn_config *cfg)
     for (size_t i = 0; i < 2; i++) {
         char why[PATH_MAX * 2 + 128];
         if (paths[i][0] && pu_secret_path_private(paths[i], why, sizeof why) != 0)
-            gw_log(GW_WARN, "WARNING: UNPROTECTED SECRET: %s %s", keys[i], why);
+            pu_log(PU_WARN, "WARNING: UNPROTECTED SECRET: %s %s", keys[i], why);
     }
 }
 
@@ -135,7 +135,7 @@ static int bind_listener(const pn_listen *a, bool tls, bool pop3, gw_listener *o
     struct addrinfo *ai = NULL;
     int rc = getaddrinfo(a->addr, a->port, &hints, &ai);
     if (rc != 0) {
-        gw_log(GW_ERROR, "cannot listen on %s: %s", out->name, gai_strerror(rc));
+        pu_log(PU_ERROR, "cannot listen on %s: %s", out->name, gai_strerror(rc));
         return -1;
     }
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -143,7 +143,7 @@ static int bind_listener(const pn_listen *a, bool tls, bool pop3, gw_listener *o
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         (ai->ai_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 511) != 0) {
-        gw_log(GW_ERROR, "cannot listen on %s: %s", out->name, strerror(errno));
+        pu_log(PU_ERROR, "cannot listen on %s: %s", out->name, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(ai);
@@ -166,7 +166,7 @@ static void raise_fd_limit(unsigned max_connections)
         nrl.rlim_cur = nrl.rlim_max = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &nrl);
         getrlimit(RLIMIT_NOFILE, &rl);
-        gw_log(GW_WARN, "only %llu file descriptors: fewer than max_connections = %u sessions fit",
+        pu_log(PU_WARN, "only %llu file descriptors: fewer than max_connections = %u sessions fit",
                (unsigned long long)rl.rlim_cur, max_connections);
     }
 }
@@ -175,26 +175,26 @@ static int check_config(const pn_config *cfg)
 {
     const pn_gateway *g = &cfg->gateway;
     if (g->n_imap + g->n_imaps + g->n_pop3 + g->n_pop3s == 0) {
-        gw_log(GW_ERROR, "%s: [gateway] has no imap, imaps, pop3 or pop3s address to listen on", cfg->path);
+        pu_log(PU_ERROR, "%s: [gateway] has no imap, imaps, pop3 or pop3s address to listen on", cfg->path);
         return -1;
     }
     if (cfg->n_sites == 0) {
-        gw_log(GW_ERROR, "%s: no [site] section: the gateway reads mail from the news servers", cfg->path);
+        pu_log(PU_ERROR, "%s: no [site] section: the gateway reads mail from the news servers", cfg->path);
         return -1;
     }
     if (cfg->n_authorities == 0) {
-        gw_log(GW_ERROR, "%s", cfg->authority_error);
+        pu_log(PU_ERROR, "%s", cfg->authority_error);
         return -1;
     }
     if ((g->n_imap || g->n_pop3) && !g->tls_cert[0] && !g->allow_plaintext_auth) {
-        gw_log(GW_ERROR, "%s: [gateway] imap or pop3 without tls_cert and allow_plaintext_auth = no: nobody "
+        pu_log(PU_ERROR, "%s: [gateway] imap or pop3 without tls_cert and allow_plaintext_auth = no: nobody "
                          "could log in",
                cfg->path);
         return -1;
     }
     struct stat st;
     if (stat(cfg->state_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        gw_log(GW_ERROR, "state_dir %s: %s", cfg->state_dir, errno ? strerror(errno) : "not a directory");
+        pu_log(PU_ERROR, "state_dir %s: %s", cfg->state_dir, errno ? strerror(errno) : "not a directory");
         return -1;
     }
     return 0;
@@ -207,12 +207,12 @@ static int load_pem(const pn_config *cfg, gw_pem *pem)
         return 0;
     char err[512];
     if (gw_pem_read(cfg->gateway.tls_cert, cfg->gateway.tls_key, pem, err, sizeof err) != 0) {
-        gw_log(GW_ERROR, "%s", err);
+        pu_log(PU_ERROR, "%s", err);
         return -1;
     }
     SSL_CTX *ctx = gw_tls_ctx_new(pem, err, sizeof err);
     if (!ctx) {
-        gw_log(GW_ERROR, "%s", err);
+        pu_log(PU_ERROR, "%s", err);
         gw_pem_free(pem);
         return -1;
     }
@@ -223,18 +223,18 @@ static int load_pem(const pn_config *cfg, gw_pem *pem)
 static void reload_certificate(const pn_config *cfg, int ctl_fd)
 {
     if (!cfg->gateway.tls_cert[0]) {
-        gw_log(GW_INFO, "SIGHUP: no tls_cert configured, nothing to reload");
+        pu_log(PU_INFO, "SIGHUP: no tls_cert configured, nothing to reload");
         return;
     }
     gw_pem pem;
     if (load_pem(cfg, &pem) != 0) {
-        gw_log(GW_ERROR, "SIGHUP: keeping the old certificate");
+        pu_log(PU_ERROR, "SIGHUP: keeping the old certificate");
         return;
     }
     if (gw_pem_send(ctl_fd, &pem) != 0)
-        gw_log(GW_ERROR, "SIGHUP: cannot pass the certificate to the network process: %s", strerror(errno));
+        pu_log(PU_ERROR, "SIGHUP: cannot pass the certificate to the network process: %s", strerror(errno));
     else
-        gw_log(GW_INFO, "SIGHUP: certificate re-read from %s", cfg->gateway.tls_cert);
+        pu_log(PU_INFO, "SIGHUP: certificate re-read from %s", cfg->gateway.tls_cert);
     gw_pem_free(&pem);
 }
 
@@ -298,7 +298,7 @@ static int start_pair(children *k, gw_pem *pem)
     int vault_sp[2] = {-1, -1}, ctl_sp[2] = {-1, -1};
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, vault_sp) != 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl_sp) != 0) {
-        gw_log(GW_ERROR, "socketpair: %s", strerror(errno));
+        pu_log(PU_ERROR, "socketpair: %s", strerror(errno));
         if (vault_sp[0] >= 0) {
             close(vault_sp[0]);
             close(vault_sp[1]);
@@ -327,7 +327,7 @@ static int start_pair(children *k, gw_pem *pem)
         vc.n_authorities = cfg->n_authorities;
         vc.kdf_pool_memory = g->kdf_pool_memory;
         vc.grace_ms = g->login_grace * 1000u;
-        gw_log(GW_INFO, "vault process ready (uid %u)", (unsigned)getuid());
+        pu_log(PU_INFO, "vault process ready (uid %u)", (unsigned)getuid());
         child_exit(vault_serve(vault_sp[0], &vc) == 0 ? PX_OK : PX_SOFTWARE);
     }
     pid_t net_pid = vault_pid < 0 ? -1 : fork();
@@ -343,7 +343,7 @@ static int start_pair(children *k, gw_pem *pem)
     close(vault_sp[1]);
     close(ctl_sp[1]);
     if (net_pid < 0) {
-        gw_log(GW_ERROR, "fork: %s", strerror(errno));
+        pu_log(PU_ERROR, "fork: %s", strerror(errno));
         if (vault_pid > 0) {
             kill(vault_pid, SIGKILL);
             waitpid(vault_pid, NULL, 0);
@@ -355,7 +355,7 @@ static int start_pair(children *k, gw_pem *pem)
     k->net = net_pid;
     k->ctl = ctl_sp[0];
     k->started = time(NULL);
-    gw_log(GW_INFO, "serving: vault pid %ld, network pid %ld", (long)vault_pid, (long)net_pid);
+    pu_log(PU_INFO, "serving: vault pid %ld, network pid %ld", (long)vault_pid, (long)net_pid);
     return 0;
 }
 
@@ -377,7 +377,7 @@ static pid_t start_repairer(children *k)
     pid_t pid = fork();
     if (pid != 0) {
         if (pid < 0)
-            gw_log(GW_ERROR, "fork (repair process): %s", strerror(errno));
+            pu_log(PU_ERROR, "fork (repair process): %s", strerror(errno));
         return pid;
     }
     close_listeners(k);
@@ -390,7 +390,7 @@ static pid_t start_repairer(children *k)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGHUP, SIG_IGN);
     sigprocmask(SIG_SETMASK, k->old, NULL);
-    gw_log(GW_INFO, "repair process ready (a pass every %u s over %zu sites)", cfg->repair_interval, cfg->n_sites);
+    pu_log(PU_INFO, "repair process ready (a pass every %u s over %zu sites)", cfg->repair_interval, cfg->n_sites);
     pr_run_periodic(cfg, cfg->repair_interval, (volatile const int *)&repair_stop);
     child_exit(PX_OK);
 }
@@ -402,7 +402,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
         if (strcmp(argv[i], "--foreground") == 0)
             continue; /* the only mode: systemd and supervisors want it */
         if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0)
-            gw_verbose = 1;
+            pu_log_verbose = 1;
         else if (strcmp(argv[i], "--check") == 0)
             check = true;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -414,7 +414,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
         }
     }
     if (gw_wipe_library_memory() != 0) /* before anything touches OpenSSL or libevent */
-        gw_log(GW_WARN, "OpenSSL was in use already: its freed buffers are not wiped");
+        pu_log(PU_WARN, "OpenSSL was in use already: its freed buffers are not wiped");
     const pn_gateway *g = &cfg->gateway;
     identity net_id, vault_id;
     if (check_config(cfg) != 0 || lookup_identity(g->user, "user", &net_id) != 0 ||
@@ -430,7 +430,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
         return PX_OK;
     }
     if (!net_id.drop)
-        gw_log(GW_WARN, "not started as root: the gateway's processes keep uid %u (no privilege separation)",
+        pu_log(PU_WARN, "not started as root: the gateway's processes keep uid %u (no privilege separation)",
                (unsigned)getuid());
     raise_fd_limit(g->max_connections);
 
@@ -490,7 +490,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT) {
             if (!stopping)
-                gw_log(GW_INFO, "stopping (%s)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                pu_log(PU_INFO, "stopping (%s)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             stopping = true;
             /* the vault ignores it and ends when the network process closes its socket */
             pid_t all[] = {kids.net, kids.vault, repair_pid};
@@ -512,7 +512,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
                 /* mail is served without it: restart it, not the gateway (at most every 30 s) */
                 repair_pid = -1;
                 if (!stopping) {
-                    gw_log(GW_ERROR, "the repair process (pid %ld) %s; starting it again", (long)pid, how);
+                    pu_log(PU_ERROR, "the repair process (pid %ld) %s; starting it again", (long)pid, how);
                     repair_due = repair_started + 30;
                 }
                 continue;
@@ -523,7 +523,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
             bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
             if (stopping) {
                 if (!clean)
-                    gw_log(GW_WARN, "the %s process (pid %ld) %s", who, (long)pid, how);
+                    pu_log(PU_WARN, "the %s process (pid %ld) %s", who, (long)pid, how);
             } else {
                 if (!restarting) {
                     /* Sessions die with the network process, keys with the vault; the other
@@ -537,10 +537,10 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
                 /* the cause is the first death that was not clean: a vault whose network
                  * process went away ends cleanly, and may be reaped before it */
                 if (!clean)
-                    gw_log(GW_ERROR, "the %s process (pid %ld) %s%s", who, (long)pid, how,
+                    pu_log(PU_ERROR, "the %s process (pid %ld) %s%s", who, (long)pid, how,
                            cause_logged ? "" : "; restarting the vault and network processes");
                 else
-                    gw_log(GW_INFO, "the %s process (pid %ld) %s", who, (long)pid, how);
+                    pu_log(PU_INFO, "the %s process (pid %ld) %s", who, (long)pid, how);
                 cause_logged |= !clean;
             }
             if (pid == kids.net) {
@@ -555,7 +555,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
         time_t now = time(NULL);
         if (restarting && kids.vault <= 0 && kids.net <= 0) {
             if (!cause_logged && !stopping)
-                gw_log(GW_ERROR, "the vault and network processes ended; restarting them");
+                pu_log(PU_ERROR, "the vault and network processes ended; restarting them");
             cause_logged = false;
             restarting = false;
             kill_at = 0;
@@ -569,7 +569,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
                 restart_delay = 1;
             }
             if (quick_deaths >= QUICK_DEATHS_MAX) {
-                gw_log(GW_ERROR, "the gateway's processes died %u times within %d s of starting; giving up",
+                pu_log(PU_ERROR, "the gateway's processes died %u times within %d s of starting; giving up",
                        quick_deaths, QUICK_DEATH_S);
                 failed = stopping = true;
                 if (repair_pid > 0)
@@ -584,7 +584,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
             restart_at = 0;
             gw_pem fresh;
             if (load_pem(cfg, &fresh) != 0 || start_pair(&kids, &fresh) != 0) {
-                gw_log(GW_ERROR, "cannot restart the vault and network processes; stopping");
+                pu_log(PU_ERROR, "cannot restart the vault and network processes; stopping");
                 failed = stopping = true;
                 if (repair_pid > 0)
                     kill(repair_pid, SIGTERM);
@@ -598,7 +598,7 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
             repair_pid = start_repairer(&kids);
         }
         if ((stopping || restarting) && kill_at && now >= kill_at) {
-            gw_log(GW_WARN, "children still running after %d s: killing them", KILL_AFTER_S);
+            pu_log(PU_WARN, "children still running after %d s: killing them", KILL_AFTER_S);
             pid_t all[] = {kids.net, kids.vault, stopping ? repair_pid : -1};
             for (size_t i = 0; i < 3; i++)
                 if (all[i] > 0)
@@ -610,6 +610,6 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
         close(kids.ctl);
     close_listeners(&kids);
     sigprocmask(SIG_SETMASK, &old, NULL);
-    gw_log(failed ? GW_ERROR : GW_INFO, "gateway stopped%s", failed ? " after a failure" : "");
+    pu_log(failed ? PU_ERROR : PU_INFO, "gateway stopped%s", failed ? " after a failure" : "");
     return failed ? PX_SOFTWARE : PX_OK;
 }

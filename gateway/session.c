@@ -132,10 +132,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     switch (s->timer_kind) {
     case GW_T_TIMEOUT:
         if (s->state == S_AUTH || s->state == S_SELECTED || s->state == S_IDLE) {
-            gw_log(GW_INFO, "%s: %s idle for too long", s->peer, s->address);
+            pu_log(PU_INFO, "%s: %s idle for too long", s->peer, s->address);
             gw_session_bye(s, "Autologout; idle for too long");
         } else {
-            gw_log(GW_INFO, "%s: no login in time", s->peer);
+            pu_log(PU_INFO, "%s: no login in time", s->peer);
             gw_session_bye(s, "Disconnected for inactivity");
         }
         break;
@@ -206,15 +206,14 @@ void gw_session_close(session *s)
     s->dead = true;
     if (s->vault_req)
         gw_vault_forget(net, s->vault_req);
-    if (s->vault_session)
-        gw_vault_logout(net, s->vault_session);
-    s->vault_session = 0;
     gw_fetch_abort(s);
     gw_search_abort(s);
     gw_pop3_free(s);
     gw_view_close(s);
-    if (s->account)
-        gw_account_detach(s);
+    gw_session_detach_account(s); /* before the logout: no load takes its vault session now */
+    if (s->vault_session)
+        gw_vault_logout(net, s->vault_session);
+    s->vault_session = 0;
     if (s->pw) {
         sodium_free(s->pw);
         s->pw = NULL;
@@ -250,7 +249,7 @@ void gw_session_close(session *s)
         net->n_sessions--;
     if (s->counted_peer)
         gw_peer_release(net, s->ip);
-    gw_log(GW_DEBUG, "%s: closed", s->peer);
+    pu_log(PU_DEBUG, "%s: closed", s->peer);
     if (net->stopping && !net->sessions)
         event_base_loopbreak(net->base);
     gw_session_unref(s);
@@ -340,7 +339,7 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
         }
     }
     if (!s->bev) {
-        gw_log(GW_ERROR, "%s: out of memory for a new connection", s->peer);
+        pu_log(PU_ERROR, "%s: out of memory for a new connection", s->peer);
         if (ssl)
             SSL_free(ssl);
         if (s->timer)
@@ -370,15 +369,15 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
         net->n_sessions++;
     bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
     bufferevent_enable(s->bev, EV_READ);
-    gw_log(GW_DEBUG, "%s: connected%s", s->peer, implicit_tls ? " (TLS)" : "");
+    pu_log(PU_DEBUG, "%s: connected%s", s->peer, implicit_tls ? " (TLS)" : "");
     if (crowded) {
-        gw_log(GW_WARN, "%s: refused: %u connections from this address already", s->peer,
+        pu_log(PU_WARN, "%s: refused: %u connections from this address already", s->peer,
                g->max_connections_per_ip);
         gw_session_bye(s, "Too many connections from your address");
         return;
     }
     if (reject) {
-        gw_log(GW_WARN, "%s: refused: %u connections already", s->peer, net->n_sessions);
+        pu_log(PU_WARN, "%s: refused: %u connections already", s->peer, net->n_sessions);
         gw_session_bye(s, "Too many connections");
         return;
     }
@@ -404,7 +403,7 @@ int gw_session_starttls(session *s)
     struct evbuffer *in = bufferevent_get_input(s->bev);
     size_t junk = evbuffer_get_length(in);
     if (junk) {
-        gw_log(GW_INFO, "%s: dropped %zu bytes sent after STARTTLS before the handshake", s->peer, junk);
+        pu_log(PU_INFO, "%s: dropped %zu bytes sent after STARTTLS before the handshake", s->peer, junk);
         gw_session_consumed(s, junk); /* wiped: a careless client may have sent its LOGIN */
     }
     SSL *ssl = SSL_new(s->net->ssl_ctx);
@@ -442,7 +441,7 @@ static gw_result dispatch(session *s, const pi_command *cmd)
         return GW_DONE;
     }
     s->errors = 0;
-    gw_log(GW_DEBUG, "%s: %s", s->peer, cmd->name); /* never the arguments: passwords */
+    pu_log(PU_DEBUG, "%s: %s", s->peer, cmd->name); /* never the arguments: passwords */
     return c->fn(s, cmd);
 }
 
@@ -619,7 +618,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         SSL *ssl = bufferevent_openssl_get_ssl(bev);
         if (ssl)
-            gw_log(GW_DEBUG, "%s: %s %s", s->peer, SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+            pu_log(PU_DEBUG, "%s: %s %s", s->peer, SSL_get_version(ssl), SSL_get_cipher_name(ssl));
         return;
     }
     if (what & BEV_EVENT_ERROR) {
@@ -627,7 +626,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         while ((e = bufferevent_get_openssl_error(bev)) != 0) {
             char buf[256];
             ERR_error_string_n(e, buf, sizeof buf);
-            gw_log(GW_DEBUG, "%s: TLS: %s", s->peer, buf);
+            pu_log(PU_DEBUG, "%s: TLS: %s", s->peer, buf);
         }
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))

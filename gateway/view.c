@@ -11,10 +11,10 @@
 
 #include "gateway/mailbox.h"
 
-static bool hidden(gw_account *a, const char *msgid)
+static bool hidden(mb_account *a, const char *msgid)
 {
     userstate_msg st;
-    userstate_get(a->us, msgid, &st);
+    userstate_get(mb_account_state(a), msgid, &st);
     return st.removed;
 }
 
@@ -104,10 +104,10 @@ static size_t count_recent(const session *s)
  * sees them as \Recent but leaves them to the next session (RFC 3501 2.3.2, 6.3.2). */
 static void claim_recent(session *s, uint32_t last)
 {
-    gw_account *a = s->account;
+    mb_account *a = s->account;
     gw_view *v = s->view;
     pi_seqset *r = &v->recent;
-    uint32_t from = userstate_recent_uid(a->us, v->uidvalidity);
+    uint32_t from = userstate_recent_uid(mb_account_state(a), v->uidvalidity);
     if (r->n && r->r[r->n - 1].hi > from)
         from = r->r[r->n - 1].hi; /* read-only: shown already, the mark did not move */
     if (last <= from)
@@ -126,15 +126,15 @@ static void claim_recent(session *s, uint32_t last)
         r->r[r->n++] = (pi_range){from + 1, last};
     }
     if (!v->readonly)
-        userstate_recent_raise(a->us, v->uidvalidity, last);
+        userstate_recent_raise(mb_account_state(a), v->uidvalidity, last);
 }
 
 const char *gw_view_msgid(session *s, size_t i)
 {
     if (i >= s->view->n)
         return NULL;
-    gw_mbox *m = s->account->mbox;
-    long k = gw_mbox_find(m, gw_view_uid(s->view, i));
+    const mb_mbox *m = mb_account_mbox(s->account);
+    long k = mb_mbox_find(m, gw_view_uid(s->view, i));
     return k < 0 ? NULL : m->msgs[k].msgid;
 }
 
@@ -145,7 +145,7 @@ void gw_view_state(session *s, size_t i, userstate_msg *out)
         memset(out, 0, sizeof *out);
         return;
     }
-    userstate_get(s->account->us, id, out);
+    userstate_get(mb_account_state(s->account), id, out);
 }
 
 static const char *const system_flags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
@@ -159,7 +159,7 @@ int gw_write_flags(pi_buf *b, session *s, const userstate_msg *m, bool recent)
             rc |= pi_buf_printf(b, "%s%s", first ? "" : " ", system_flags[f]);
             first = false;
         }
-    userstate *us = s->account->us;
+    userstate *us = mb_account_state(s->account);
     unsigned nk = userstate_keyword_count(us);
     for (unsigned k = 0; k < nk; k++)
         if (us_kw_test(m->keywords, k)) {
@@ -185,7 +185,7 @@ static void write_buf(session *s, pi_buf *b)
 /* FLAGS and PERMANENTFLAGS: the system flags and the user's keywords (RFC 3501 7.2.6). */
 static void flags_lines(session *s, pi_buf *b)
 {
-    userstate *us = s->account->us;
+    userstate *us = mb_account_state(s->account);
     pi_buf kws = PI_BUF_INIT;
     unsigned nk = userstate_keyword_count(us);
     for (unsigned k = 0; k < nk; k++) {
@@ -209,7 +209,7 @@ static void flags_lines(session *s, pi_buf *b)
 void gw_view_announce_flags(session *s)
 {
     if (!s->view || s->view->empty_folder || !s->account ||
-        userstate_keyword_gen(s->account->us) == s->view->keywords_gen)
+        userstate_keyword_gen(mb_account_state(s->account)) == s->view->keywords_gen)
         return;
     pi_buf b = PI_BUF_INIT;
     flags_lines(s, &b);
@@ -219,8 +219,8 @@ void gw_view_announce_flags(session *s)
 
 int gw_view_open(session *s, bool readonly)
 {
-    gw_account *a = s->account;
-    gw_mbox *m = a->mbox;
+    mb_account *a = s->account;
+    const mb_mbox *m = mb_account_mbox(a);
     gw_view *v = calloc(1, sizeof *v);
     if (!v)
         return -1;
@@ -233,12 +233,12 @@ int gw_view_open(session *s, bool readonly)
             return -1;
         }
     s->view = v;
-    a->watched++;
-    v->expunge_modseq = userstate_modseq(a->us);
+    gw_view_watch(s);
+    v->expunge_modseq = userstate_modseq(mb_account_state(a));
     v->expunge_gone = m->gone_gen;
     if (v->n)
         claim_recent(s, gw_view_last_uid(v));
-    v->modseq_seen = userstate_modseq(a->us);
+    v->modseq_seen = userstate_modseq(mb_account_state(a));
 
     pi_buf b = PI_BUF_INIT;
     flags_lines(s, &b);
@@ -265,8 +265,8 @@ void gw_view_close(session *s)
 {
     if (!s->view)
         return;
-    if (s->account && s->account->watched)
-        s->account->watched--;
+    if (s->account)
+        mb_unwatch(s->account, &s->watcher);
     free(s->view->runs);
     free(s->view->recent.r);
     free(s->view);
@@ -278,8 +278,8 @@ void gw_view_sync(session *s, bool expunges)
     gw_view *v = s->view;
     if (!v || v->empty_folder || s->dead || !s->account)
         return;
-    gw_account *a = s->account;
-    gw_mbox *m = a->mbox;
+    mb_account *a = s->account;
+    const mb_mbox *m = mb_account_mbox(a);
     if (v->uidvalidity != m->uidvalidity) {
         /* the numbers changed under the client (the mailbox now comes from another site):
          * it must start over, and says so best after a reconnect */
@@ -288,7 +288,7 @@ void gw_view_sync(session *s, bool expunges)
     }
     gw_view_announce_flags(s); /* a keyword new to the mailbox, before a FETCH shows it */
     pi_buf b = PI_BUF_INIT;
-    uint64_t now = userstate_modseq(a->us);
+    uint64_t now = userstate_modseq(mb_account_state(a));
     /* Looking for vanished messages costs a lookup per message, and every idling session of
      * the account does it when the mailbox changes: only when something may have vanished
      * (a full scan, or a removal in the state, which moves its modseq). */
@@ -314,7 +314,7 @@ void gw_view_sync(session *s, bool expunges)
         if (nomem) {
             free(kept.runs);
             v->expunge_retry = true; /* at the next sync */
-            gw_log(GW_ERROR, "out of memory: expunges not reported yet");
+            pu_log(PU_ERROR, "out of memory: expunges not reported yet");
             pi_buf_clear(&b);
         } else {
             free(v->runs);
@@ -327,7 +327,7 @@ void gw_view_sync(session *s, bool expunges)
     /* new messages: everything above the last UID the view knows */
     uint32_t last = gw_view_last_uid(v);
     size_t before = v->n;
-    for (size_t i = gw_mbox_count_up_to(m, last); i < m->n; i++)
+    for (size_t i = mb_mbox_count_up_to(m, last); i < m->n; i++)
         if (!hidden(a, m->msgs[i].msgid) && push(v, m->msgs[i].uid) != 0)
             break;
     if (v->n != before) {
@@ -351,11 +351,18 @@ void gw_view_sync(session *s, bool expunges)
     pi_buf_free(&b);
 }
 
-void gw_view_changed(gw_account *a)
+/* The account's mailbox or state changed: an idling session hears at once; the others at
+ * their next command (gw_view_sync). */
+static void view_changed(void *arg)
 {
-    for (session *s = a->net->sessions; s; s = s->next)
-        if (s->account == a && s->view && s->state == S_IDLE && !s->dead)
-            gw_view_sync(s, true);
+    session *s = arg;
+    if (s->view && s->state == S_IDLE && !s->dead)
+        gw_view_sync(s, true);
+}
+
+void gw_view_watch(session *s)
+{
+    mb_watch(s->account, &s->watcher, view_changed, s);
 }
 
 int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_t *n, const char **err)
@@ -406,8 +413,8 @@ bool gw_view_mark_seen(session *s, size_t i)
     if (!id)
         return false;
     userstate_msg st;
-    userstate_get(s->account->us, id, &st);
+    userstate_get(mb_account_state(s->account), id, &st);
     if (st.flags & US_SEEN)
         return false;
-    return userstate_store(s->account->us, id, US_ADD, US_SEEN, NULL) == US_OK;
+    return userstate_store(mb_account_state(s->account), id, US_ADD, US_SEEN, NULL) == US_OK;
 }

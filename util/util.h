@@ -29,6 +29,12 @@ void pu_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int pu_quiet;
 void pu_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The daemon's log (log.c): "postern[pid]: level: message" on stderr, one write per line, so
+ * processes and threads never interleave mid-line; journald takes it from there. */
+enum pu_level { PU_ERROR, PU_WARN, PU_INFO, PU_DEBUG };
+extern int pu_log_verbose; /* 1: PU_DEBUG lines too */
+void pu_log(enum pu_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Reads a password: from the terminal without echo (prompt, and a second prompt to confirm
  * when confirm != 0), or, when from_fd >= 0, the first line of that descriptor (no prompt).
  * buf should be sodium_malloc'd; the trailing newline is removed. Returns the length or -1

@@ -207,7 +207,7 @@ static bool probe_need(void *ctx, size_t k)
     return false;
 }
 
-static void probe_each(void *ctx, size_t k, gw_plain *p)
+static void probe_each(void *ctx, size_t k, mb_plain *p)
 {
     walk_probe *w = ctx;
     assert_null(p);
@@ -224,19 +224,19 @@ static void probe_done(void *ctx, unsigned failed)
 static void test_walk_skips_gone_messages(void **state)
 {
     (void)state;
-    static const gw_walk_ops ops = {probe_msgid, probe_need, probe_each, probe_done};
-    session s;
-    memset(&s, 0, sizeof s);
+    static const mb_walk_ops ops = {probe_msgid, probe_need, probe_each, probe_done, NULL};
+    mb_reader r;
+    memset(&r, 0, sizeof r);
     walk_probe probe = {0};
-    gw_walk *w = gw_walk_new(&s, 3, 0, false, &ops, &probe);
+    mb_walk *w = mb_walk_new(&r, 3, false, &ops, &probe);
     assert_non_null(w);
-    gw_walk_step(w);
+    mb_walk_step(w);
     assert_true(probe.done);
     assert_int_equal(probe.failed, 0);
     assert_true(probe.each_called[0]);
     assert_false(probe.each_called[1]);
     assert_true(probe.each_called[2]);
-    gw_walk_free(w);
+    mb_walk_free(w);
 }
 
 int main(void)

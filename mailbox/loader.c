@@ -1,12 +1,14 @@
-/* gateway: getting one message into memory as plaintext. Three hops, none on the loop's
+/* mailbox: getting one message into memory as plaintext. Three hops, none on the loop's
  * critical path: a worker reads the article (ciphertext) from the news server; the vault,
  * which alone holds the private key, opens the 196-byte prefix and returns the message's
  * stream key; a worker decrypts the stream (into the served form: bare LF as CRLF, NUL as 0x80)
  * and parses the MIME structure. Decrypted messages stay in a small per-account cache in
  * memory (never on disk), because clients fetch the same message several times in a row
  * (headers, then the preview, then the body). A session that reads message after message in
- * order (mbsync, fetchmail, POP3 RETR) has the next few loaded ahead (gw_read_ahead): the
- * three hops overlap instead of adding up. */
+ * order (mbsync, fetchmail, POP3 RETR) has the next few loaded ahead (mb_read_ahead): the
+ * three hops overlap instead of adding up. A load belongs to the account, not to a session:
+ * two sessions of one user asking for one message share it, and it goes on when the session
+ * that started it leaves (another reader lends its vault session). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,27 +16,20 @@
 #include <event2/event.h>
 #include <sodium.h>
 
-#include "gateway/mailbox.h"
+#include "mailbox/mb.h"
 
 #define CACHE_BYTES_MAX (48u << 20) /* per account: several big attachments */
 #define CACHE_N_MAX 256
 #define READ_AHEAD 8 /* messages loaded ahead of a client that reads in order */
 
-typedef struct load_waiter {
-    struct load_waiter *next;
-    gw_load_fn cb;
-    void *arg;
-    bool mime; /* wants the MIME structure */
-} load_waiter;
-
-/* One message loading for one session; later gw_load calls of that session join it. */
-struct gw_loading {
-    struct gw_loading *next; /* the account's loads in flight */
-    session *s;   /* referenced */
-    gw_account *a; /* referenced */
+/* One message loading for the account; later mb_load calls for it join it. */
+struct mb_loading {
+    struct mb_loading *next; /* the account's loads in flight, or its finished ones */
+    mb_account *a; /* referenced */
+    mb_reader *reader;       /* whose vault session opens the prefix (NULL: any reader's) */
+    mb_reader *prefetch_for; /* counted in its prefetching */
     char msgid[PA_MSGID_MAX];
-    load_waiter *waiters, **waiters_tail; /* none for a prefetch nobody asked for yet */
-    bool prefetch; /* counted in s->prefetching */
+    mb_load_waiter *waiters, **waiters_tail; /* none for a prefetch nobody asked for yet */
     bool from_cache; /* env came from the article cache, not the news server */
     bool skip_cache; /* the cached copy failed: ask the news server */
     bool parse;      /* parse the MIME structure in the worker (decided on the loop) */
@@ -43,13 +38,13 @@ struct gw_loading {
     uint8_t stream_key[PC_STREAM_KEY_BYTES]; /* wiped when done */
     int status;
     char err[256];
-    bool junk; /* the article can never open for this user (gw_load_junk) */
-    gw_plain *plain;
+    bool junk; /* the article can never open for this user (mb_load_junk) */
+    mb_plain *plain;
     pu_buf envelope_str, bodystructure_str; /* for the state's cache */
 };
-typedef struct gw_loading load_ctx;
+typedef struct mb_loading load_ctx;
 
-static void plain_free(gw_plain *p)
+static void plain_free(mb_plain *p)
 {
     if (p->data) {
         sodium_memzero(p->data, p->len);
@@ -60,9 +55,8 @@ static void plain_free(gw_plain *p)
     free(p);
 }
 
-void gw_plain_unref(gw_account *a, gw_plain *p)
+void mb_plain_unref(mb_plain *p)
 {
-    (void)a;
     if (p && --p->refs == 0)
         plain_free(p);
 }
@@ -79,7 +73,7 @@ static size_t bucket_of(const char *msgid)
     return h & (CACHE_BUCKETS - 1);
 }
 
-static void cache_unlink(gw_account *a, gw_plain *p)
+static void cache_unlink(mb_account *a, mb_plain *p)
 {
     if (p->prev)
         p->prev->next = p->next;
@@ -94,27 +88,20 @@ static void cache_unlink(gw_account *a, gw_plain *p)
     a->cache_n--;
 }
 
-static void cache_remove(gw_account *a, gw_plain *p)
+static void cache_remove(mb_account *a, mb_plain *p)
 {
     cache_unlink(a, p);
-    for (gw_plain **pp = &a->cache_index[bucket_of(p->msgid)]; *pp; pp = &(*pp)->hnext)
+    for (mb_plain **pp = &a->cache_index[bucket_of(p->msgid)]; *pp; pp = &(*pp)->hnext)
         if (*pp == p) {
             *pp = p->hnext;
             break;
         }
     p->hnext = NULL;
-    gw_plain_unref(a, p);
+    mb_plain_unref(p);
 }
 
-void gw_cache_free(gw_account *a)
-{
-    while (a->cache)
-        cache_remove(a, a->cache);
-    free(a->cache_index);
-    a->cache_index = NULL;
-}
 
-static void cache_push_front(gw_account *a, gw_plain *p)
+static void cache_push_front(mb_account *a, mb_plain *p)
 {
     p->prev = NULL;
     p->next = a->cache;
@@ -127,7 +114,7 @@ static void cache_push_front(gw_account *a, gw_plain *p)
     a->cache_n++;
 }
 
-static void cache_insert(gw_account *a, gw_plain *p)
+static void cache_insert(mb_account *a, mb_plain *p)
 {
     if (!a->cache_index && !(a->cache_index = calloc(CACHE_BUCKETS, sizeof *a->cache_index)))
         return; /* out of memory: not cached, still served */
@@ -141,11 +128,16 @@ static void cache_insert(gw_account *a, gw_plain *p)
         cache_remove(a, a->cache_tail);
 }
 
-static gw_plain *cache_find(gw_account *a, const char *msgid)
+void mb_cache_insert(mb_account *a, mb_plain *p)
+{
+    cache_insert(a, p);
+}
+
+static mb_plain *cache_find(mb_account *a, const char *msgid)
 {
     if (!a->cache_index)
         return NULL;
-    for (gw_plain *p = a->cache_index[bucket_of(msgid)]; p; p = p->hnext)
+    for (mb_plain *p = a->cache_index[bucket_of(msgid)]; p; p = p->hnext)
         if (strcmp(p->msgid, msgid) == 0) {
             if (p != a->cache) { /* most recently used: to the front */
                 cache_unlink(a, p);
@@ -166,63 +158,75 @@ static void unlink_loading(load_ctx *x)
     x->next = NULL;
 }
 
+/* The vault session that opens x's prefix: its own reader's, or, when that one left, any
+ * other reader's of the account; 0 when nobody is logged in any more. */
+static uint64_t vault_session_of(load_ctx *x)
+{
+    if (!x->reader)
+        x->reader = x->a->readers;
+    return x->reader ? x->reader->vault_session : 0;
+}
+
 /* A message loaded without its MIME structure (a body read, a read-ahead) and now asked for
  * a part: parsed here, on the loop — the rare case; loads that need it parse in the worker. */
-static bool ensure_mime(gw_plain *p)
+static bool ensure_mime(mb_plain *p)
 {
     if (!p->mime)
         p->mime = mime_parse(p->data, p->len, NULL);
     return p->mime != NULL;
 }
 
-const char gw_load_junk[] = "not this user's mail";
+const char mb_load_junk[] = "not this user's mail";
 
 /* An article that does not open is an attacker's (a forged or re-posted article in the
  * user's group), never a reason to fail a login, a FETCH 1:* or a SEARCH: it leaves the
  * mailbox as an expunged message does, once, with a line for the admin. */
 static void drop_junk(load_ctx *x)
 {
-    gw_account *a = x->a;
-    gw_log(GW_WARN, "%s: article %s is not this user's mail (%s): removed from the mailbox", a->address, x->msgid,
+    mb_account *a = x->a;
+    pu_log(PU_WARN, "%s: article %s is not this user's mail (%s): removed from the mailbox", a->address, x->msgid,
            x->err[0] ? x->err : "does not open");
     if (a->us && userstate_remove(a->us, x->msgid) == US_OK)
-        gw_view_changed(a);
+        mb_account_changed(a);
 }
 
+/* Every waiter hears exactly once. A callback may cancel a waiter further down the list
+ * (a FETCH that ends frees its walk): each is taken off before its callback runs. */
 static void finish(load_ctx *x)
 {
-    session *s = x->s;
+    mb_account *a = x->a;
     unlink_loading(x); /* callbacks may load again: that starts afresh or hits the cache */
-    if (x->junk && !s->dead)
+    if (x->junk)
         drop_junk(x);
-    if (x->prefetch)
-        s->prefetching--;
-    for (load_waiter *w = x->waiters, *next; w; w = next) {
-        next = w->next;
-        if (!s->dead) {
-            if (x->plain && w->mime && !ensure_mime(x->plain)) {
-                w->cb(w->arg, NULL, "out of memory");
-            } else if (x->plain) {
-                x->plain->refs++;
-                w->cb(w->arg, x->plain, NULL);
-            } else {
-                w->cb(w->arg, NULL, x->junk ? gw_load_junk : x->err[0] ? x->err : "cannot read the message");
-            }
+    if (x->prefetch_for)
+        x->prefetch_for->prefetching--;
+    for (mb_load_waiter *w; (w = x->waiters);) {
+        x->waiters = w->next;
+        if (!x->waiters)
+            x->waiters_tail = &x->waiters;
+        w->next = NULL;
+        w->load = NULL;
+        if (x->plain && w->mime && !ensure_mime(x->plain)) {
+            w->cb(w->arg, NULL, "out of memory");
+        } else if (x->plain) {
+            x->plain->refs++;
+            w->cb(w->arg, x->plain, NULL);
+        } else {
+            w->cb(w->arg, NULL, x->junk ? mb_load_junk : x->err[0] ? x->err : "cannot read the message");
         }
-        free(w);
     }
     if (x->plain)
-        gw_plain_unref(x->a, x->plain);
+        mb_plain_unref(x->plain);
     sodium_memzero(x->stream_key, sizeof x->stream_key);
     pu_buf_free(&x->env);
     pu_buf_free(&x->envelope_str);
     pu_buf_free(&x->bodystructure_str);
-    gw_account_unref(x->a);
-    gw_session_unref(s);
     free(x);
+    mb_account_release(a);
 }
 
 static bool refetch(load_ctx *x);
+static bool send_open(load_ctx *x);
 
 /* ---- hop 3: decrypt and parse (worker) ---- */
 
@@ -279,7 +283,7 @@ static int to_crlf(void *arg, const uint8_t *data, size_t len)
     return 0;
 }
 
-static void decrypt_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
+static void decrypt_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
 {
     (void)sites;
     (void)cfg;
@@ -294,11 +298,11 @@ static void decrypt_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
     x->status = ps_open_envelope((const uint8_t *)x->env.data, x->env.len, x->msgid, x->stream_key, &x->meta, to_crlf, &b, x->err,
                                  sizeof x->err);
     sodium_memzero(x->stream_key, sizeof x->stream_key);
-    gw_artcache *cache = x->a->net->artcache;
+    mb_artcache *cache = x->a->st->artcache;
     if (cache && x->status == PS_OK && !x->from_cache) /* authentic: worth keeping */
-        gw_artcache_put(cache, x->msgid, &x->env, x->meta.arrival);
+        mb_artcache_put(cache, x->msgid, &x->env, x->meta.arrival);
     else if (cache && x->status != PS_OK && x->from_cache)
-        gw_artcache_drop(cache, x->msgid); /* damaged on disk: the next read asks the news server */
+        mb_artcache_drop(cache, x->msgid); /* damaged on disk: the next read asks the news server */
     pu_buf_free(&x->env);
     if (x->status != PS_OK) {
         if (b.data) {
@@ -323,7 +327,7 @@ static void decrypt_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
         free(b.data);
         b.data = NULL;
     }
-    gw_plain *p = calloc(1, sizeof *p);
+    mb_plain *p = calloc(1, sizeof *p);
     if (!p || !b.data) {
         free(p);
         if (b.data) {
@@ -354,13 +358,13 @@ static void decrypt_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
     x->plain = p;
 }
 
-static void decrypt_done(gw_job *j)
+static void decrypt_done(mb_job *j)
 {
     load_ctx *x = j->ctx;
     free(j);
     if (x->plain) {
-        gw_account *a = x->a;
-        gw_plain *p = x->plain;
+        mb_account *a = x->a;
+        mb_plain *p = x->plain;
         if (a->us && x->parse) {
             userstate_meta m = {
                 .arrival = p->meta.arrival,
@@ -380,7 +384,7 @@ static void decrypt_done(gw_job *j)
     } else if (x->status == PS_BADMSG) {
         x->junk = true; /* the news server's own copy: tampered with, or a replayed copy */
     } else {
-        gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
+        pu_log(PU_WARN, "%s: %s", x->a->address, x->err);
     }
     finish(x);
 }
@@ -392,22 +396,30 @@ static void open_reply(void *arg, const vault_reply *r)
     load_ctx *x = arg;
     if (r->type != VAULT_REPLY_OPEN) {
         if (x->from_cache && r->type == VAULT_REPLY_FAIL && r->reason == VAULT_FAIL_ENVELOPE) {
-            gw_artcache_drop(x->a->net->artcache, x->msgid); /* rare: one unlink on the loop */
+            mb_artcache_drop(x->a->st->artcache, x->msgid); /* rare: one unlink on the loop */
             if (refetch(x))
+                return;
+        }
+        if (r->type == VAULT_REPLY_FAIL && r->reason == VAULT_FAIL_SESSION && x->reader) {
+            /* the session that lent its vault session left meanwhile: another one of the
+             * user's may still be logged in */
+            mb_reader *gone = x->reader;
+            x->reader = NULL;
+            if (vault_session_of(x) && x->reader != gone && send_open(x))
                 return;
         }
         snprintf(x->err, sizeof x->err, "the vault cannot open %s: %s", x->msgid,
                  r->type == VAULT_REPLY_FAIL ? vault_fail_str(r->reason) : "unexpected reply");
         if (r->type == VAULT_REPLY_FAIL && r->reason == VAULT_FAIL_ENVELOPE && !x->from_cache)
             x->junk = true; /* sealed to another key, or not an envelope at all */
-        else if (!x->s->dead)
-            gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
+        else
+            pu_log(PU_WARN, "%s: %s", x->a->address, x->err);
         finish(x);
         return;
     }
     x->meta = r->u.open.meta;
     memcpy(x->stream_key, r->u.open.stream_key, PC_STREAM_KEY_BYTES);
-    if (gw_pool_run(x->a->net->pool, decrypt_work, decrypt_done, x) != 0) {
+    if (mb_pool_run(x->a->st->pool, decrypt_work, decrypt_done, x) != 0) {
         snprintf(x->err, sizeof x->err, "server busy");
         finish(x);
     }
@@ -415,12 +427,13 @@ static void open_reply(void *arg, const vault_reply *r)
 
 /* ---- hop 1: the article (worker) ---- */
 
-static void article_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
+static void article_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
 {
     (void)cfg;
     load_ctx *x = j->ctx;
     char got[PA_MSGID_MAX];
-    if (x->a->net->artcache && !x->skip_cache && gw_artcache_get(x->a->net->artcache, x->msgid, &x->env)) {
+    mb_artcache *cache = x->a->st->artcache;
+    if (cache && !x->skip_cache && mb_artcache_get(cache, x->msgid, &x->env)) {
         x->from_cache = true;
         x->status = PS_OK;
         return;
@@ -434,82 +447,122 @@ static void article_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
     }
 }
 
-static void article_done(gw_job *j)
+static bool send_open(load_ctx *x)
+{
+    mb_store *st = x->a->st;
+    return st->hooks.vault_open(st->hooks.ctx, vault_session_of(x), (const uint8_t *)x->env.data, open_reply, x) != 0;
+}
+
+static void article_done(mb_job *j)
 {
     load_ctx *x = j->ctx;
     free(j);
-    if (x->status != PS_OK || x->s->dead || !x->s->vault_session) {
+    if (x->status != PS_OK || !vault_session_of(x)) {
         x->junk = x->status == PS_BADMSG; /* not a postern envelope */
-        if (x->status != PS_OK && !x->junk && !x->s->dead)
-            gw_log(GW_WARN, "%s: %s", x->a->address, x->err);
+        if (x->status != PS_OK && !x->junk)
+            pu_log(PU_WARN, "%s: %s", x->a->address, x->err);
+        else if (x->status == PS_OK)
+            snprintf(x->err, sizeof x->err, "logged out");
         if (x->status == PS_NOENT) /* cancelled or expired since the last scan */
-            gw_mbox_article_gone(x->a);
+            mb_mbox_article_gone(x->a);
         finish(x);
         return;
     }
-    if (!gw_vault_open(x->a->net, x->s->vault_session, (const uint8_t *)x->env.data, open_reply, x)) {
+    if (!send_open(x)) {
         snprintf(x->err, sizeof x->err, "the vault is unreachable");
         finish(x);
     }
 }
 
-static void hit_cb(evutil_socket_t fd, short what, void *arg)
+/* Finished loads (cache hits, loads that could not start) and waiters whose load could not
+ * even be made are answered from the loop, not from inside mb_load: callers need not expect
+ * re-entry. The event is the account's own, made with it, so this needs no memory. */
+static void deliver_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    finish(arg);
+    mb_account *a = arg;
+    mb_account_ref(a); /* the last load's release must not free the account under us */
+    while (a->finished) {
+        load_ctx *x = a->finished;
+        a->finished = x->next;
+        x->next = NULL;
+        finish(x);
+    }
+    while (a->failed) {
+        mb_load_waiter *w = a->failed;
+        a->failed = w->next;
+        w->next = NULL;
+        w->failed = false;
+        w->cb(w->arg, NULL, "out of memory");
+    }
+    mb_account_release(a);
 }
 
-static load_ctx *ctx_new(session *s, const char *msgid)
+static void finish_later(load_ctx *x, const char *err)
+{
+    if (err)
+        snprintf(x->err, sizeof x->err, "%s", err);
+    unlink_loading(x);
+    x->next = x->a->finished;
+    x->a->finished = x;
+    event_active(x->a->deliver, EV_TIMEOUT, 0);
+}
+
+static load_ctx *ctx_new(mb_reader *r, const char *msgid)
 {
     load_ctx *x = calloc(1, sizeof *x);
     if (!x)
         return NULL;
-    x->s = s;
-    s->refs++;
-    x->a = s->account;
+    x->reader = r;
+    x->a = r->a;
     x->a->refs++;
     x->waiters_tail = &x->waiters;
     snprintf(x->msgid, sizeof x->msgid, "%s", msgid);
     return x;
 }
 
-static int add_waiter(load_ctx *x, gw_load_fn cb, void *arg, bool mime)
+static void add_waiter(load_ctx *x, mb_load_waiter *w, mb_load_fn cb, void *arg, bool mime)
 {
-    load_waiter *w = calloc(1, sizeof *w);
-    if (!w)
-        return -1;
     w->cb = cb;
     w->arg = arg;
     w->mime = mime;
+    w->load = x;
+    w->next = NULL;
     *x->waiters_tail = w;
     x->waiters_tail = &w->next;
-    return 0;
 }
 
-/* Answers from the loop, not from inside gw_load: callers need not expect re-entry. */
-static void finish_later(load_ctx *x, const char *err)
+void mb_load_cancel(mb_load_waiter *w)
 {
-    if (err)
-        snprintf(x->err, sizeof x->err, "%s", err);
-    struct timeval zero = {0, 0};
-    if (event_base_once(x->s->net->base, -1, EV_TIMEOUT, hit_cb, x, &zero) != 0) {
-        gw_log(GW_ERROR, "out of memory: a FETCH may hang");
-        for (load_waiter *w = x->waiters, *next; w; w = next) {
-            next = w->next;
-            free(w);
-        }
-        if (x->plain)
-            gw_plain_unref(x->a, x->plain);
-        gw_account_unref(x->a);
-        gw_session_unref(x->s);
-        free(x);
+    if (w->failed) {
+        for (mb_load_waiter **p = &w->a->failed; *p; p = &(*p)->next)
+            if (*p == w) {
+                *p = w->next;
+                break;
+            }
+        w->failed = false;
+        w->next = NULL;
+        return;
     }
+    load_ctx *x = w->load;
+    if (!x)
+        return;
+    mb_load_waiter **p = &x->waiters;
+    while (*p && *p != w)
+        p = &(*p)->next;
+    if (*p) {
+        *p = w->next;
+        if (x->waiters_tail == &w->next)
+            x->waiters_tail = p;
+    }
+    w->next = NULL;
+    w->load = NULL; /* the load goes on: its result fills the cache */
 }
 
 static int submit_article(load_ctx *x)
 {
-    return gw_pool_run(x->s->net->pool, article_work, article_done, x);
+    return mb_pool_run(x->a->st->pool, article_work, article_done, x);
 }
 
 /* Hop 1 for a new load, which joins the account's loads in flight. The MIME structure is
@@ -521,20 +574,18 @@ static void start(load_ctx *x, bool mime)
     if (x->a->us)
         userstate_get(x->a->us, x->msgid, &st);
     x->parse = mime || !x->a->us || !st.has_meta || !st.meta.envelope_len || !st.meta.bodystructure_len;
-    if (submit_article(x) != 0) {
-        finish_later(x, "server busy");
-        return;
-    }
     x->next = x->a->loading;
     x->a->loading = x;
+    if (submit_article(x) != 0)
+        finish_later(x, "server busy");
 }
 
 /* The cached copy of the article failed (damaged on disk): once more from the news server. */
 static bool refetch(load_ctx *x)
 {
-    if (!x->from_cache || x->s->dead)
+    if (!x->from_cache)
         return false;
-    gw_log(GW_WARN, "%s: cached article %s is damaged; reading it from the news server", x->a->address, x->msgid);
+    pu_log(PU_WARN, "%s: cached article %s is damaged; reading it from the news server", x->a->address, x->msgid);
     x->from_cache = false;
     x->skip_cache = true;
     x->status = PS_OK;
@@ -543,33 +594,42 @@ static bool refetch(load_ctx *x)
     return submit_article(x) == 0;
 }
 
-static load_ctx *find_loading(session *s, const char *msgid)
+static load_ctx *find_loading(mb_account *a, const char *msgid)
 {
-    for (load_ctx *x = s->account->loading; x; x = x->next)
-        if (x->s == s && strcmp(x->msgid, msgid) == 0)
+    for (load_ctx *x = a->loading; x; x = x->next)
+        if (strcmp(x->msgid, msgid) == 0)
             return x;
     return NULL;
 }
 
-void gw_load(session *s, const char *msgid, bool mime, gw_load_fn cb, void *arg)
+void mb_load(mb_reader *r, const char *msgid, bool mime, mb_load_waiter *w, mb_load_fn cb, void *arg)
 {
-    load_ctx *x = find_loading(s, msgid);
-    if (x && add_waiter(x, cb, arg, mime) == 0)
-        return; /* loading already, maybe ahead of time: wait for that */
-    x = ctx_new(s, msgid);
-    if (!x) {
-        gw_log(GW_ERROR, "out of memory: a FETCH may hang");
+    mb_account *a = r->a;
+    w->a = a;
+    load_ctx *x = find_loading(a, msgid);
+    if (x) { /* loading already, maybe ahead of time or for another session: wait for that */
+        add_waiter(x, w, cb, arg, mime);
         return;
     }
-    if (add_waiter(x, cb, arg, mime) != 0) {
-        finish_later(x, "out of memory"); /* no waiter: nobody hears, nothing hangs on it */
-        gw_log(GW_ERROR, "out of memory: a FETCH may hang");
+    x = ctx_new(r, msgid);
+    if (!x) { /* answered from the loop all the same: nothing hangs on it */
+        pu_log(PU_ERROR, "%s: out of memory loading %s", a->address, msgid);
+        w->cb = cb;
+        w->arg = arg;
+        w->load = NULL;
+        w->failed = true;
+        w->next = a->failed;
+        a->failed = w;
+        event_active(a->deliver, EV_TIMEOUT, 0);
         return;
     }
-    gw_plain *p = cache_find(x->a, msgid);
+    add_waiter(x, w, cb, arg, mime);
+    mb_plain *p = cache_find(a, msgid);
     if (p) {
         p->refs++;
         x->plain = p;
+        x->next = a->loading; /* finish_later takes it off again */
+        a->loading = x;
         finish_later(x, NULL);
         return;
     }
@@ -578,138 +638,91 @@ void gw_load(session *s, const char *msgid, bool mime, gw_load_fn cb, void *arg)
 
 /* Loads a message nobody asked for yet, unless it is cached, loading, or READ_AHEAD such
  * loads are in flight already. */
-static void prefetch(session *s, const char *msgid)
+static void prefetch(mb_reader *r, const char *msgid)
 {
-    if (s->prefetching >= READ_AHEAD || find_loading(s, msgid) || cache_find(s->account, msgid))
+    if (r->prefetching >= READ_AHEAD || find_loading(r->a, msgid) || cache_find(r->a, msgid))
         return;
-    load_ctx *x = ctx_new(s, msgid);
+    load_ctx *x = ctx_new(r, msgid);
     if (!x)
         return;
-    x->prefetch = true;
-    s->prefetching++;
+    x->prefetch_for = r;
+    r->prefetching++;
     start(x, false);
 }
 
-void gw_read_ahead(session *s, size_t first, size_t last, size_t n, const char *(*msgid_at)(void *ctx, size_t i),
+void mb_read_ahead(mb_reader *r, size_t first, size_t last, size_t n, const char *(*msgid_at)(void *ctx, size_t i),
                    void *ctx)
 {
-    bool in_order = first == s->read_next;
-    s->read_next = last + 1;
+    bool in_order = first == r->read_next;
+    r->read_next = last + 1;
     for (size_t i = last + 1; in_order && i < n && i <= last + READ_AHEAD; i++) {
         const char *id = msgid_at(ctx, i);
         if (id)
-            prefetch(s, id);
+            prefetch(r, id);
     }
 }
 
-/* ---- a command's messages in order (FETCH, SEARCH) ---- */
+/* ---- readers, and the account's side of the loader ---- */
 
-#define WALK_WINDOW 4 /* messages loading at once per command */
-
-enum slot_state {
-    SLOT_WAITING, /* not issued yet, or loading */
-    SLOT_LOADED,
-    SLOT_FAILED,
-    SLOT_NO_LOAD, /* the command needs no plaintext of it */
-    SLOT_GONE,    /* gone from the server when issued: each() is not called for it */
-};
-
-typedef struct walk_slot {
-    gw_walk *w;
-    gw_plain *p;
-    enum slot_state st;
-} walk_slot;
-
-struct gw_walk {
-    session *s;
-    size_t n, output_pause;
-    bool mime;
-    const gw_walk_ops *ops;
-    void *ctx;
-    walk_slot *slots;
-    size_t next_issue, next_each;
-    unsigned inflight, failed;
-};
-
-gw_walk *gw_walk_new(session *s, size_t n, size_t output_pause, bool mime, const gw_walk_ops *ops, void *ctx)
+void mb_reader_attach(mb_reader *r, mb_account *a, uint64_t vault_session)
 {
-    gw_walk *w = calloc(1, sizeof *w);
-    if (!w)
-        return NULL;
-    w->slots = calloc(n ? n : 1, sizeof *w->slots);
-    if (!w->slots) {
-        free(w);
-        return NULL;
-    }
-    for (size_t k = 0; k < n; k++)
-        w->slots[k].w = w;
-    w->s = s;
-    w->n = n;
-    w->output_pause = output_pause;
-    w->mime = mime;
-    w->ops = ops;
-    w->ctx = ctx;
-    return w;
+    r->a = a;
+    r->vault_session = vault_session;
+    r->read_next = 0;
+    r->prefetching = 0;
+    r->prev = NULL;
+    r->next = a->readers;
+    if (a->readers)
+        a->readers->prev = r;
+    a->readers = r;
 }
 
-void gw_walk_free(gw_walk *w)
+static void forget_reader(load_ctx *list, const mb_reader *r)
 {
-    if (!w)
+    for (load_ctx *x = list; x; x = x->next) {
+        if (x->reader == r)
+            x->reader = NULL; /* the next hop takes another reader's vault session */
+        if (x->prefetch_for == r)
+            x->prefetch_for = NULL;
+    }
+}
+
+void mb_reader_detach(mb_reader *r)
+{
+    mb_account *a = r->a;
+    if (!a)
         return;
-    for (size_t k = 0; k < w->n; k++)
-        if (w->slots[k].p)
-            gw_plain_unref(w->s->account, w->slots[k].p);
-    free(w->slots);
-    free(w);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        a->readers = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    forget_reader(a->loading, r);
+    forget_reader(a->finished, r);
+    r->prefetching = 0;
+    r->prev = r->next = NULL;
+    r->a = NULL;
 }
 
-static void walk_loaded(void *arg, gw_plain *p, const char *err)
+int mb_loader_init(mb_account *a)
 {
-    walk_slot *sl = arg;
-    gw_walk *w = sl->w;
-    w->inflight--;
-    if (p) {
-        sl->p = p;
-        sl->st = SLOT_LOADED;
-    } else if (err == gw_load_junk) {
-        sl->st = SLOT_GONE; /* removed from the mailbox: as if expunged before the command */
-    } else {
-        sl->st = SLOT_FAILED;
-        w->failed++;
-    }
-    gw_walk_step(w);
+    a->deliver = event_new(a->st->base, -1, 0, deliver_cb, a);
+    return a->deliver ? 0 : -1;
 }
 
-void gw_walk_step(gw_walk *w)
+mb_plain *mb_cache_lookup(mb_account *a, const char *msgid)
 {
-    session *s = w->s;
-    for (;;) {
-        while (w->next_each < w->n && w->slots[w->next_each].st != SLOT_WAITING) {
-            walk_slot *sl = &w->slots[w->next_each];
-            /* A message gone when issued gets no each(), even if it is back by now (a scan
-             * that saw it again): nothing was loaded for it, and each() may need that. */
-            if (sl->st == SLOT_LOADED || sl->st == SLOT_NO_LOAD)
-                w->ops->each(w->ctx, w->next_each, sl->p);
-            if (sl->p) {
-                gw_plain_unref(s->account, sl->p);
-                sl->p = NULL;
-            }
-            w->next_each++;
-        }
-        if (w->next_each == w->n && w->inflight == 0) {
-            w->ops->done(w->ctx, w->failed); /* may free w */
-            return;
-        }
-        if (w->next_issue >= w->n || w->inflight >= WALK_WINDOW ||
-            (w->output_pause && gw_session_output_len(s) > w->output_pause))
-            return; /* walk_loaded() or the owner's kick goes on */
-        size_t k = w->next_issue++;
-        const char *id = w->ops->msgid(w->ctx, k);
-        if (!id || !w->ops->need(w->ctx, k)) {
-            w->slots[k].st = id ? SLOT_NO_LOAD : SLOT_GONE;
-            continue;
-        }
-        w->inflight++;
-        gw_load(s, id, w->mime, walk_loaded, &w->slots[k]);
-    }
+    return cache_find(a, msgid);
+}
+
+void mb_loader_free(mb_account *a)
+{
+    while (a->cache)
+        cache_remove(a, a->cache);
+    free(a->cache_index);
+    a->cache_index = NULL;
+    if (a->deliver)
+        event_free(a->deliver);
+    a->deliver = NULL;
 }

@@ -1,4 +1,4 @@
-/* gateway: the worker pool. Blocking work — NNTP to INN, state files — runs on a few threads,
+/* mailbox: the worker pool. Blocking work — NNTP to INN, state files — runs on a few threads,
  * each with its own connections (a store ps_pool is used by one thread at a time), so the event loop
  * never waits. Finished jobs are queued back and the loop is woken through a pipe; their done
  * callbacks run on the loop thread, which owns every session and account. */
@@ -12,26 +12,28 @@
 
 #include <sodium.h>
 
-#include "gateway/session.h"
+#include <event2/event.h>
+
+#include "mailbox/mb.h"
 #include "store/store.h"
 
 #define QUEUE_MAX 1024 /* waiting jobs; beyond it logins are refused as busy */
 
-typedef struct gw_worker {
-    struct gw_pool *pool;
+typedef struct mb_worker {
+    struct mb_pool *pool;
     ps_pool *sites; /* this thread's connections */
-} gw_worker;
+} mb_worker;
 
-struct gw_pool {
+struct mb_pool {
     const pn_config *cfg;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    gw_job *head, *tail;
+    mb_job *head, *tail;
     size_t queued;
-    gw_job *done_head, *done_tail;
+    mb_job *done_head, *done_tail;
     bool stop;
     pthread_t *threads;
-    gw_worker *workers;
+    mb_worker *workers;
     unsigned n_workers, n_threads;
     int wake[2];
     struct event *ev;
@@ -46,13 +48,13 @@ static void connected_any(void *arg, int status, size_t site, const char *err)
 {
     const pn_config *cfg = arg;
     if (status != PS_OK)
-        gw_log(GW_WARN, "no news server reachable: %s", err);
+        pu_log(PU_WARN, "no news server reachable: %s", err);
     else if (site > 0) /* the preferred (first, usually local) site is down: say where mail comes from now */
-        gw_log(GW_WARN, "news server %s unreachable: reading from site %s", cfg->sites[0].name,
+        pu_log(PU_WARN, "news server %s unreachable: reading from site %s", cfg->sites[0].name,
                cfg->sites[site].name);
 }
 
-static void fetch_keyrecord(gw_job *j, ps_pool *sites)
+static void fetch_keyrecord(mb_job *j, ps_pool *sites)
 {
     pc_keyrecord rec;
     j->status = ps_fetch_keyrecord(sites, PS_ANY_SITE, j->address, &rec, NULL, j->err, sizeof j->err);
@@ -65,19 +67,19 @@ static void fetch_keyrecord(gw_job *j, ps_pool *sites)
     }
 }
 
-static void run(gw_pool *p, gw_job *j, ps_pool *c)
+static void run(mb_pool *p, mb_job *j, ps_pool *c)
 {
     switch (j->kind) {
-    case GW_JOB_KEYRECORD:
+    case MB_JOB_KEYRECORD:
         fetch_keyrecord(j, c);
         break;
-    case GW_JOB_WORK:
+    case MB_JOB_WORK:
         j->work(j, c, p->cfg);
         break;
-    case GW_JOB_STATE_OPEN:
+    case MB_JOB_STATE_OPEN:
         j->status = userstate_open(p->cfg->state_dir, j->address, j->state_key, &j->us, j->err, sizeof j->err);
         break;
-    case GW_JOB_STATE_SAVE:
+    case MB_JOB_STATE_SAVE:
         if (j->work) /* the owner's step before the write (account.c prunes) */
             j->work(j, c, p->cfg);
         j->status = userstate_save(j->us, j->err, sizeof j->err);
@@ -91,8 +93,8 @@ static void run(gw_pool *p, gw_job *j, ps_pool *c)
 
 static void *worker(void *arg)
 {
-    gw_worker *w = arg;
-    gw_pool *p = w->pool;
+    mb_worker *w = arg;
+    mb_pool *p = w->pool;
     ps_pool *c = w->sites;
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -100,7 +102,7 @@ static void *worker(void *arg)
             pthread_cond_wait(&p->cv, &p->mu);
         if (!p->head) /* stopping, and the queue is empty */
             break;
-        gw_job *j = p->head;
+        mb_job *j = p->head;
         p->head = j->next;
         if (!p->head)
             p->tail = NULL;
@@ -126,14 +128,14 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static void run_done(gw_pool *p)
+static void run_done(mb_pool *p)
 {
     pthread_mutex_lock(&p->mu);
-    gw_job *j = p->done_head;
+    mb_job *j = p->done_head;
     p->done_head = p->done_tail = NULL;
     pthread_mutex_unlock(&p->mu);
     while (j) {
-        gw_job *next = j->next;
+        mb_job *next = j->next;
         j->done(j);
         j = next;
     }
@@ -148,9 +150,9 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
     run_done(arg);
 }
 
-gw_pool *gw_pool_new(const pn_config *cfg, struct event_base *base, unsigned threads)
+mb_pool *mb_pool_new(const pn_config *cfg, struct event_base *base, unsigned threads)
 {
-    gw_pool *p = calloc(1, sizeof *p);
+    mb_pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->cfg = cfg;
@@ -177,11 +179,11 @@ gw_pool *gw_pool_new(const pn_config *cfg, struct event_base *base, unsigned thr
             goto fail;
     return p;
 fail:
-    gw_pool_free(p);
+    mb_pool_free(p);
     return NULL;
 }
 
-int gw_pool_submit(gw_pool *p, gw_job *j)
+int mb_pool_submit(mb_pool *p, mb_job *j)
 {
     pthread_mutex_lock(&p->mu);
     if (p->stop || p->queued >= QUEUE_MAX) {
@@ -200,24 +202,24 @@ int gw_pool_submit(gw_pool *p, gw_job *j)
     return 0;
 }
 
-int gw_pool_run(gw_pool *p, void (*work)(gw_job *j, ps_pool *sites, const pn_config *cfg), void (*done)(gw_job *j),
+int mb_pool_run(mb_pool *p, void (*work)(mb_job *j, ps_pool *sites, const pn_config *cfg), void (*done)(mb_job *j),
                 void *ctx)
 {
-    gw_job *j = calloc(1, sizeof *j);
+    mb_job *j = calloc(1, sizeof *j);
     if (!j)
         return -1;
-    j->kind = GW_JOB_WORK;
+    j->kind = MB_JOB_WORK;
     j->work = work;
     j->done = done;
     j->ctx = ctx;
-    if (gw_pool_submit(p, j) != 0) {
+    if (mb_pool_submit(p, j) != 0) {
         free(j);
         return -1;
     }
     return 0;
 }
 
-void gw_pool_free(gw_pool *p)
+void mb_pool_free(mb_pool *p)
 {
     if (!p)
         return;

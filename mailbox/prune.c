@@ -1,4 +1,4 @@
-/* gateway: forgetting the state of messages that are gone from every site. A user's state
+/* mailbox: forgetting the state of messages that are gone from every site. A user's state
  * keeps an entry (flags, the \Deleted tombstone of an expunge, cached ENVELOPE) for each
  * message it has seen; INN expires the articles after 30 days, and without pruning the
  * file would grow with every message ever received. An entry is dropped only when its
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/mailbox.h"
+#include "mailbox/mb.h"
 
 typedef struct prune_ctx {
     const char **live; /* the last scan's Message-IDs, sorted */
@@ -46,7 +46,7 @@ static int is_live(void *arg, const char *msgid)
     return 0;
 }
 
-long gw_state_prune(userstate *us, const gw_msg *live, size_t n_live, const pn_config *cfg, char *err,
+long mb_state_prune(userstate *us, const mb_msg *live, size_t n_live, const pn_config *cfg, char *err,
                     size_t errlen)
 {
     prune_ctx x = {.n_live = n_live, .cfg = cfg, .err = err, .errlen = errlen};

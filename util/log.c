@@ -1,18 +1,18 @@
-/* gateway: log lines on stderr (systemd's journal takes them from there). One write(2) per
+/* util: the daemon's log lines on stderr (systemd's journal takes them from there). One write(2) per
  * line so the three processes and the worker threads do not interleave mid-line. Callers
  * never pass passwords, keys or mail contents. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
 
-#include "gateway/gw.h"
+#include "util/util.h"
 
-int gw_verbose;
+int pu_log_verbose;
 
-void gw_log(enum gw_level level, const char *fmt, ...)
+void pu_log(enum pu_level level, const char *fmt, ...)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};
-    if (level == GW_DEBUG && !gw_verbose)
+    if (level == PU_DEBUG && !pu_log_verbose)
         return;
     char line[1024];
     int n = snprintf(line, sizeof line, "postern[%ld]: %s: ", (long)getpid(), names[level]);

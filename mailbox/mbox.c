@@ -1,4 +1,4 @@
-/* gateway: what the news server holds in a user's group — article numbers (the UIDs) and
+/* mailbox: what the news server holds in a user's group — article numbers (the UIDs) and
  * Message-IDs (the key of the user's state) — kept per account and refreshed by scans in a
  * worker: GROUP, then OVER of the new numbers, or of the whole group when articles vanished
  * (expired, cancelled), which the group's low mark or count tells. */
@@ -9,11 +9,11 @@
 
 #include <sodium.h>
 
-#include "gateway/mailbox.h"
+#include "mailbox/mb.h"
 #include "store/store.h"
 
 typedef struct scan_ctx {
-    gw_account *a; /* referenced */
+    mb_account *a; /* referenced */
     char group[PA_GROUP_MAX + 1];
     bool first;
     size_t want_site;
@@ -25,7 +25,7 @@ typedef struct scan_ctx {
     ps_group_info info;
     size_t site;
     bool full;
-    gw_msg *msgs;
+    mb_msg *msgs;
     size_t n, cap;
     bool nomem;
     uint64_t over_lines; /* overview lines read, postern's or not */
@@ -33,7 +33,7 @@ typedef struct scan_ctx {
     uint64_t gen;   /* the mailbox's scan number */
 } scan_ctx;
 
-size_t gw_mbox_count_up_to(const gw_mbox *m, uint32_t uid)
+size_t mb_mbox_count_up_to(const mb_mbox *m, uint32_t uid)
 {
     size_t lo = 0, hi = m->n;
     while (lo < hi) {
@@ -46,13 +46,13 @@ size_t gw_mbox_count_up_to(const gw_mbox *m, uint32_t uid)
     return lo;
 }
 
-long gw_mbox_find(const gw_mbox *m, uint32_t uid)
+long mb_mbox_find(const mb_mbox *m, uint32_t uid)
 {
-    size_t k = gw_mbox_count_up_to(m, uid);
+    size_t k = mb_mbox_count_up_to(m, uid);
     return k > 0 && m->msgs[k - 1].uid == uid ? (long)(k - 1) : -1;
 }
 
-void gw_mbox_free(gw_mbox *m)
+void mb_mbox_free(mb_mbox *m)
 {
     if (!m)
         return;
@@ -75,7 +75,7 @@ static int over_line(void *arg, const char *line, size_t len)
         return 0; /* out of order: never from INN */
     if (x->n == x->cap) {
         size_t cap = x->cap ? x->cap * 2 : 256;
-        gw_msg *m = realloc(x->msgs, cap * sizeof *m);
+        mb_msg *m = realloc(x->msgs, cap * sizeof *m);
         if (!m) {
             x->nomem = true;
             return 1;
@@ -83,7 +83,7 @@ static int over_line(void *arg, const char *line, size_t len)
         x->msgs = m;
         x->cap = cap;
     }
-    gw_msg *m = &x->msgs[x->n++];
+    mb_msg *m = &x->msgs[x->n++];
     m->uid = (uint32_t)num;
     memcpy(m->msgid, id_start, idlen);
     m->msgid[idlen] = '\0';
@@ -170,7 +170,7 @@ static bool suspicious(const scan_ctx *x)
     return (x->site == x->known_site && x->n < x->known) || x->info.count == 0 || x->over_lines < x->info.count;
 }
 
-static void scan_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
+static void scan_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
 {
     (void)cfg;
     scan_ctx *x = j->ctx;
@@ -208,34 +208,20 @@ static uint32_t uidvalidity_of(const pn_config *cfg, size_t site, const char *gr
     return v ? v : 1; /* some clients keep it in a signed int; 0 is invalid */
 }
 
-void gw_select_scanned(session *s, const char *no_text); /* imap_cmd_select.c */
-
 static const char busy_text[] = "[UNAVAILABLE] Server busy; try again later";
 
-/* The sessions of a that wait for a scan numbered up to gen (it has ended) go on. */
-static void resume_waiting(gw_account *a, uint64_t gen, const char *no_text)
-{
-    for (session *s = a->net->sessions, *next; s; s = next) {
-        next = s->next;
-        if (s->account == a && s->scan_wait && !s->dead && s->scan_gen <= gen) {
-            s->scan_wait = false;
-            gw_select_scanned(s, no_text);
-        }
-    }
-}
-
-static void scan_done(gw_job *j)
+static void scan_done(mb_job *j)
 {
     scan_ctx *x = j->ctx;
-    gw_account *a = x->a;
-    gw_mbox *m = a->mbox;
-    gw_net *net = a->net;
+    mb_account *a = x->a;
+    mb_mbox *m = a->mbox;
+    mb_store *st = a->st;
     m->scanning = false;
     const char *no_text = NULL;
     char text[300];
     if (x->status == PS_OK) {
         if (x->full) {
-            m->gone_gen++; /* articles may have gone: sessions look (gw_view_sync) */
+            m->gone_gen++; /* articles may have gone: clients look */
             free(m->msgs);
             m->msgs = x->msgs;
             m->n = x->n;
@@ -247,7 +233,7 @@ static void scan_done(gw_job *j)
                     continue;
                 if (m->n == m->cap) {
                     size_t cap = m->cap ? m->cap * 2 : 256;
-                    gw_msg *p = realloc(m->msgs, cap * sizeof *p);
+                    mb_msg *p = realloc(m->msgs, cap * sizeof *p);
                     if (!p)
                         break; /* the rest comes with the next scan */
                     m->msgs = p;
@@ -259,41 +245,43 @@ static void scan_done(gw_job *j)
         m->low = x->info.low;
         m->high = x->info.high;
         m->count = x->info.count;
-        gw_log(GW_DEBUG, "%s: %s scan: %zu messages (group %llu-%llu, count %llu)%s", a->address,
+        pu_log(PU_DEBUG, "%s: %s scan: %zu messages (group %llu-%llu, count %llu)%s", a->address,
                x->full ? "full" : "new-article", m->n, (unsigned long long)m->low, (unsigned long long)m->high,
                (unsigned long long)m->count, x->confirmed ? ", read twice" : "");
-        uint32_t v = uidvalidity_of(net->cfg, x->site, m->group, a->state_key);
+        uint32_t v = uidvalidity_of(st->cfg, x->site, m->group, a->state_key);
         if (m->scanned && v != m->uidvalidity)
-            gw_log(GW_WARN, "%s: the mailbox now comes from site %s: UIDs renumbered", a->address,
-                   net->cfg->sites[x->site].name);
+            pu_log(PU_WARN, "%s: the mailbox now comes from site %s: UIDs renumbered", a->address,
+                   st->cfg->sites[x->site].name);
         m->uidvalidity = v;
         m->site = x->site;
-        gw_status_site_answered(net, x->site);
+        mb_status_site_answered(st, x->site);
         m->scanned = true;
     } else {
-        gw_log(GW_WARN, "%s: mailbox scan failed: %s", a->address, x->err);
+        pu_log(PU_WARN, "%s: mailbox scan failed: %s", a->address, x->err);
         snprintf(text, sizeof text, "[UNAVAILABLE] The mail store cannot be reached; try again later");
         if (x->status == PS_NOUSER)
             snprintf(text, sizeof text, "[NONEXISTENT] Your mailbox does not exist on this server");
         no_text = m->scanned ? NULL : text;
     }
-    resume_waiting(a, x->gen, no_text);
+    mb_account_ref(a); /* the waiters' callbacks may release their references */
+    mb_waitlist_wake(&a->scanning, x->gen, a, no_text);
     if (m->rescan) {
         m->rescan = false;
-        gw_mbox_scan(a);
+        mb_scan(a);
         if (!m->scanning) /* could not start: nobody may wait for it forever */
-            resume_waiting(a, UINT64_MAX, m->scanned ? NULL : busy_text);
+            mb_waitlist_wake(&a->scanning, UINT64_MAX, a, m->scanned ? NULL : busy_text);
     }
-    gw_view_changed(a);
+    mb_account_changed(a);
     free(x->msgs);
     free(x);
     free(j);
-    gw_account_unref(a); /* the job's reference */
+    mb_account_release(a); /* the callbacks' guard */
+    mb_account_release(a); /* the job's reference */
 }
 
-void gw_mbox_scan(gw_account *a)
+void mb_scan(mb_account *a)
 {
-    gw_mbox *m = a->mbox;
+    mb_mbox *m = a->mbox;
     if (m->scanning) {
         m->rescan = true;
         return;
@@ -304,14 +292,14 @@ void gw_mbox_scan(gw_account *a)
     x->a = a;
     snprintf(x->group, sizeof x->group, "%s", m->group);
     x->first = !m->scanned || m->force_full;
-    x->want_site = a->net->read_site;
+    x->want_site = a->st->read_site;
     m->force_full = false;
     x->old_low = m->low;
     x->old_high = m->high;
     x->known = m->n;
     x->known_site = m->site;
     x->gen = m->scans_started + 1;
-    if (gw_pool_run(a->net->pool, scan_work, scan_done, x) != 0) {
+    if (mb_pool_run(a->st->pool, scan_work, scan_done, x) != 0) {
         free(x);
         return;
     }
@@ -320,31 +308,34 @@ void gw_mbox_scan(gw_account *a)
     m->scanning = true;
 }
 
-bool gw_mbox_scan_wait(session *s)
+bool mb_scan_wait(mb_account *a, mb_waiter *w, void (*fn)(void *arg, mb_account *a, const char *no_text),
+                  void *arg)
 {
-    gw_mbox *m = s->account->mbox;
+    mb_mbox *m = a->mbox;
     /* a scan in flight may have read the group before the caller's mail arrived: the one
      * after it is the first that surely starts later */
-    s->scan_gen = m->scans_started + 1;
-    s->scan_wait = true;
-    gw_mbox_scan(s->account);
-    if (m->scanning)
-        return true;
-    s->scan_wait = false;
-    return false;
+    w->gen = m->scans_started + 1;
+    w->a = a;
+    w->fn = fn;
+    w->arg = arg;
+    mb_scan(a);
+    if (!m->scanning)
+        return false;
+    mb_waitlist_add(&a->scanning, w);
+    return true;
 }
 
-void gw_mbox_article_gone(gw_account *a)
+void mb_mbox_article_gone(mb_account *a)
 {
     a->mbox->force_full = true;
-    gw_mbox_scan(a);
+    mb_scan(a);
 }
 
-void gw_mbox_poll_result(gw_account *a, uint64_t high, uint64_t low, uint64_t count)
+void mb_mbox_poll_result(mb_account *a, uint64_t high, uint64_t low, uint64_t count)
 {
-    gw_mbox *m = a->mbox;
+    mb_mbox *m = a->mbox;
     if (!m->scanned || m->scanning)
         return;
     if (high != m->high || low != m->low || count != m->count)
-        gw_mbox_scan(a);
+        mb_scan(a);
 }

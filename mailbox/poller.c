@@ -1,7 +1,7 @@
-/* gateway: new mail and vanished mail for every selected mailbox, from one poll of the news
+/* mailbox: new mail and vanished mail for every selected mailbox, from one poll of the news
  * server each second — LIST COUNTS (LIST ACTIVE where the server lacks it) with a wildmat of
  * the watched groups — never one poll per session. A group whose numbers moved is scanned
- * (mbox.c), and idling sessions hear of it at once. */
+ * (mbox.c), and its watchers hear of it at once. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "gateway/mailbox.h"
+#include <event2/event.h>
+
+#include "mailbox/mb.h"
 #include "util/util.h"
 
 #define POLL_INTERVAL_MS 1000
@@ -27,7 +29,7 @@ typedef struct poll_line {
  * a group that was empty when first seen; the active file's are always current. */
 
 typedef struct poll_ctx {
-    gw_net *net;
+    mb_store *net;
     char wildmat[WILDMAT_MAX + 1];
     bool no_counts;
     bool sorted; /* lines, by group name */
@@ -106,7 +108,7 @@ static int collect(void *arg, const char *line, size_t len)
     return 0;
 }
 
-static void poll_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
+static void poll_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
 {
     (void)cfg;
     poll_ctx *x = j->ctx;
@@ -143,30 +145,30 @@ static void poll_work(gw_job *j, ps_pool *sites, const pn_config *cfg)
     x->status = PS_TEMP;
 }
 
-static void poll_done(gw_job *j)
+static void poll_done(mb_job *j)
 {
     poll_ctx *x = j->ctx;
-    gw_net *net = x->net;
+    mb_store *net = x->net;
     net->poll_inflight = false;
     if (x->no_counts && !net->poll_no_counts)
-        gw_log(GW_WARN, "%s", x->err);
+        pu_log(PU_WARN, "%s", x->err);
     net->poll_no_counts = x->no_counts;
     if (x->status != PS_OK) {
-        gw_log(GW_DEBUG, "poll failed: %s", x->err);
-        gw_status_sites_down(net, x->err);
+        pu_log(PU_DEBUG, "poll failed: %s", x->err);
+        mb_status_sites_down(net, x->err);
     } else if (!x->wildmat[0]) {
-        gw_status_site_answered(net, x->site); /* a health check: nothing is watched */
+        mb_status_site_answered(net, x->site); /* a health check: nothing is watched */
     } else {
-        gw_status_site_answered(net, x->site);
-        gw_log(GW_DEBUG, "poll: %zu groups for %s", x->n, x->wildmat);
-        for (gw_account *a = net->accounts; a; a = a->next) {
-            const poll_line *l = a->watched && a->mbox ? find_line(x, a->mbox->group) : NULL;
+        mb_status_site_answered(net, x->site);
+        pu_log(PU_DEBUG, "poll: %zu groups for %s", x->n, x->wildmat);
+        for (mb_account *a = net->accounts; a; a = a->next) {
+            const poll_line *l = a->n_watchers && a->mbox ? find_line(x, a->mbox->group) : NULL;
             if (!l)
                 continue;
             if (a->mbox->site != x->site) /* other numbers: rescan from the poll's site */
-                gw_mbox_scan(a);
+                mb_scan(a);
             else /* without counts, a cancel shows only when the numbers move */
-                gw_mbox_poll_result(a, l->high, l->low, l->has_count ? l->count : a->mbox->count);
+                mb_mbox_poll_result(a, l->high, l->low, l->has_count ? l->count : a->mbox->count);
         }
     }
     free(x->lines);
@@ -174,13 +176,13 @@ static void poll_done(gw_job *j)
     free(j);
 }
 
-static void build_wildmat(gw_net *net, char *out, size_t cap)
+static void build_wildmat(mb_store *net, char *out, size_t cap)
 {
     size_t len = 0;
     bool first = true;
     out[0] = '\0';
-    for (gw_account *a = net->accounts; a; a = a->next) {
-        if (!a->watched || !a->mbox)
+    for (mb_account *a = net->accounts; a; a = a->next) {
+        if (!a->n_watchers || !a->mbox)
             continue;
         size_t g = strlen(a->mbox->group);
         if (len + g + 2 > cap || strpbrk(a->mbox->group, "*?[\\,")) {
@@ -201,7 +203,7 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    gw_net *net = arg;
+    mb_store *net = arg;
     if (net->poll_inflight || net->stopping)
         return;
     poll_ctx *x = calloc(1, sizeof *x);
@@ -217,14 +219,14 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
     x->net = net;
     x->no_counts = net->poll_no_counts;
     x->want_site = net->read_site;
-    if (gw_pool_run(net->pool, poll_work, poll_done, x) != 0) {
+    if (mb_pool_run(net->pool, poll_work, poll_done, x) != 0) {
         free(x);
         return;
     }
     net->poll_inflight = true;
 }
 
-void gw_poller_start(gw_net *net)
+void mb_poller_start(mb_store *net)
 {
     net->poll_timer = event_new(net->base, -1, EV_PERSIST, poll_cb, net);
     struct timeval tv = {POLL_INTERVAL_MS / 1000, (POLL_INTERVAL_MS % 1000) * 1000};
@@ -232,14 +234,14 @@ void gw_poller_start(gw_net *net)
         event_add(net->poll_timer, &tv);
 }
 
-void gw_poller_stop(gw_net *net)
+void mb_poller_stop(mb_store *net)
 {
     if (net->poll_timer)
         event_free(net->poll_timer);
     net->poll_timer = NULL;
 }
 
-static void status_write(gw_net *net, const char *why)
+static void status_write(mb_store *net, const char *why)
 {
     const pn_config *cfg = net->cfg;
     const pn_site *site = &cfg->sites[net->read_site];
@@ -262,28 +264,28 @@ static void status_write(gw_net *net, const char *why)
                                       0644) == 0)
         net->status_written = true;
     else
-        gw_log(GW_WARN, "cannot write %s", path);
+        pu_log(PU_WARN, "cannot write %s", path);
 }
 
-void gw_status_site_answered(gw_net *net, size_t site)
+void mb_status_site_answered(mb_store *net, size_t site)
 {
     if (site == net->read_site && net->status_written && !net->sites_down)
         return;
     if (net->sites_down)
-        gw_log(GW_INFO, "site %s answers again: reading mailboxes from it", net->cfg->sites[site].name);
+        pu_log(PU_INFO, "site %s answers again: reading mailboxes from it", net->cfg->sites[site].name);
     else if (site != net->read_site)
-        gw_log(GW_WARN, "reading mailboxes from site %s now (site %s did not answer)", net->cfg->sites[site].name,
+        pu_log(PU_WARN, "reading mailboxes from site %s now (site %s did not answer)", net->cfg->sites[site].name,
                net->cfg->sites[net->read_site].name);
     net->read_site = site;
     net->sites_down = false;
     status_write(net, NULL);
 }
 
-void gw_status_sites_down(gw_net *net, const char *why)
+void mb_status_sites_down(mb_store *net, const char *why)
 {
     if (net->sites_down)
         return;
-    gw_log(GW_ERROR, "no news server answers: %s", why);
+    pu_log(PU_ERROR, "no news server answers: %s", why);
     net->sites_down = true;
     status_write(net, why);
 }

@@ -1,4 +1,4 @@
-/* gateway: ciphertext articles on local disk, so a message read again (another device, a
+/* mailbox: ciphertext articles on local disk, so a message read again (another device, a
  * second pull, a client that re-downloads) costs a file read instead of the news server's
  * ARTICLE, its base64 and our parsing of it. Only what the news spool holds anyway goes
  * here: the sealed envelope, never plaintext. Files are named by a hash of the Message-ID
@@ -23,7 +23,7 @@
 
 #include <sodium.h>
 
-#include "gateway/mailbox.h"
+#include "mailbox/mb.h"
 #include "util/util.h"
 
 #define NAME_HEX 64              /* BLAKE2b-256 of the Message-ID */
@@ -39,7 +39,7 @@ typedef struct pending {
     int64_t arrival;
 } pending;
 
-struct gw_artcache {
+struct mb_artcache {
     char dir[PATH_MAX - 128]; /* room for "/" and a file name in a PATH_MAX buffer */
     uint64_t max_bytes;
     unsigned max_age_days;
@@ -53,11 +53,11 @@ struct gw_artcache {
     bool stop;
 };
 
-static void write_file(gw_artcache *c, const char *msgid, const void *data, size_t len, int64_t arrival);
+static void write_file(mb_artcache *c, const char *msgid, const void *data, size_t len, int64_t arrival);
 
 static void *writer_main(void *arg)
 {
-    gw_artcache *c = arg;
+    mb_artcache *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (!c->head && !c->stop)
@@ -79,7 +79,7 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-static void path_of(const gw_artcache *c, const char *msgid, char *out, size_t cap)
+static void path_of(const mb_artcache *c, const char *msgid, char *out, size_t cap)
 {
     uint8_t h[NAME_HEX / 2];
     char hex[NAME_HEX + 1];
@@ -88,10 +88,10 @@ static void path_of(const gw_artcache *c, const char *msgid, char *out, size_t c
     snprintf(out, cap, "%s/%s", c->dir, hex);
 }
 
-gw_artcache *gw_artcache_open(const char *state_dir, uint64_t max_bytes, unsigned max_age_days, char *err,
+mb_artcache *mb_artcache_open(const char *state_dir, uint64_t max_bytes, unsigned max_age_days, char *err,
                               size_t errlen)
 {
-    gw_artcache *c = calloc(1, sizeof *c);
+    mb_artcache *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -122,7 +122,7 @@ gw_artcache *gw_artcache_open(const char *state_dir, uint64_t max_bytes, unsigne
     return c;
 }
 
-void gw_artcache_close(gw_artcache *c)
+void mb_artcache_close(mb_artcache *c)
 {
     if (!c)
         return;
@@ -142,7 +142,7 @@ void gw_artcache_close(gw_artcache *c)
     free(c);
 }
 
-void gw_artcache_put(gw_artcache *c, const char *msgid, pu_buf *env, int64_t arrival)
+void mb_artcache_put(mb_artcache *c, const char *msgid, pu_buf *env, int64_t arrival)
 {
     pending *p = calloc(1, sizeof *p);
     if (!p)
@@ -170,7 +170,7 @@ void gw_artcache_put(gw_artcache *c, const char *msgid, pu_buf *env, int64_t arr
     }
 }
 
-bool gw_artcache_get(gw_artcache *c, const char *msgid, pu_buf *out)
+bool mb_artcache_get(mb_artcache *c, const char *msgid, pu_buf *out)
 {
     char path[PATH_MAX];
     path_of(c, msgid, path, sizeof path);
@@ -196,7 +196,7 @@ bool gw_artcache_get(gw_artcache *c, const char *msgid, pu_buf *out)
     return ok;
 }
 
-static void write_file(gw_artcache *c, const char *msgid, const void *data, size_t len, int64_t arrival)
+static void write_file(mb_artcache *c, const char *msgid, const void *data, size_t len, int64_t arrival)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
     uint8_t r[8];
@@ -219,10 +219,10 @@ static void write_file(gw_artcache *c, const char *msgid, const void *data, size
         return;
     }
     if (atomic_fetch_add(&c->bytes, len) + len > c->max_bytes)
-        gw_artcache_sweep(c);
+        mb_artcache_sweep(c);
 }
 
-void gw_artcache_drop(gw_artcache *c, const char *msgid)
+void mb_artcache_drop(mb_artcache *c, const char *msgid)
 {
     char path[PATH_MAX];
     path_of(c, msgid, path, sizeof path);
@@ -241,14 +241,14 @@ static int older_first(const void *a, const void *b)
     return (x->mtime > y->mtime) - (x->mtime < y->mtime);
 }
 
-static void remove_entry(const gw_artcache *c, const char *name)
+static void remove_entry(const mb_artcache *c, const char *name)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", c->dir, name);
     unlink(path);
 }
 
-void gw_artcache_sweep(gw_artcache *c)
+void mb_artcache_sweep(mb_artcache *c)
 {
     if (atomic_flag_test_and_set(&c->sweeping))
         return; /* another worker sweeps already */
@@ -301,7 +301,7 @@ void gw_artcache_sweep(gw_artcache *c)
     free(es);
     atomic_store(&c->bytes, total);
     if (expired || evicted)
-        gw_log(GW_INFO, "article cache: %zu expired, %zu evicted for space, %llu MiB kept", expired, evicted,
+        pu_log(PU_INFO, "article cache: %zu expired, %zu evicted for space, %llu MiB kept", expired, evicted,
                (unsigned long long)(total >> 20));
     atomic_flag_clear(&c->sweeping);
 }

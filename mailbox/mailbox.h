@@ -1,0 +1,262 @@
+/* mailbox: a user's mail as the news server holds it, for the network process — accounts
+ * (the user's state, shared by all their sessions), scans of the user's group, the one
+ * poller that watches every open group, decrypted messages (loaded through the worker pool
+ * and the vault, kept in a per-account cache) and the article cache on disk.
+ *
+ * It knows no session and no protocol: IMAP and POP3 are its clients. Everything it reports
+ * goes upward through callbacks its clients register — the model is Dovecot's lib-storage
+ * (mailbox_notify_changes) and Redis's per-key lists of blocked clients:
+ *   - an account's watchers (mb_watch) hear of every change to its mailbox or state;
+ *   - a client waiting for the account's state (mb_account_open) or for a scan
+ *     (mb_scan_wait) is on that account's list of waiters, never found by walking every
+ *     connection;
+ *   - a load (mb_load) is keyed per account, shared by every session of the user, and calls
+ *     each of its waiters exactly once, failures included, unless the waiter was cancelled.
+ * Waiter structs belong to the caller (embedded in its session or command), so reporting a
+ * failure never needs memory. docs/design.md, "Mailbox", says why it is shaped this way. */
+#ifndef POSTERN_MAILBOX_H
+#define POSTERN_MAILBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "article/article.h"
+#include "config/config.h"
+#include "crypto/crypto.h"
+#include "mime/mime.h"
+#include "store/store.h"
+#include "userstate/userstate.h"
+#include "util/util.h"
+#include "vault/vault.h"
+
+struct event_base;
+typedef struct mb_store mb_store;
+typedef struct mb_account mb_account;
+
+/* ---- workers.c: the worker pool ---- */
+/* Blocking work (NNTP to INN, state files) runs on a few threads, each with its own site
+ * connections (a store ps_pool is used by one thread at a time), renewed after 120 s so
+ * nnrpd's view of the group list never gets older than that. done runs on the loop. */
+typedef struct mb_pool mb_pool;
+
+typedef enum mb_job_kind {
+    MB_JOB_KEYRECORD,   /* address -> record bytes (status: a ps_status) */
+    MB_JOB_STATE_OPEN,  /* address + state_key -> us (status: a us_status) */
+    MB_JOB_STATE_SAVE,  /* work() if set, then save us and close it; a failed save keeps us */
+    MB_JOB_WORK,        /* runs work(): mailbox scans, article reads, decryption */
+} mb_job_kind;
+
+typedef struct mb_job {
+    struct mb_job *next;
+    mb_job_kind kind;
+    void (*done)(struct mb_job *j); /* on the loop, after the job ran; frees the job */
+    void *owner;                    /* the submitter's (a login keeps its session here) */
+    mb_account *a;                  /* holds a reference */
+    char address[PC_ADDRESS_MAX + 1];
+    int status;
+    char err[256];
+    uint8_t record[PC_KEYRECORD_MAX];
+    size_t record_len;
+    uint8_t *state_key; /* sodium_malloc'd, VAULT_STATE_KEY_BYTES */
+    userstate *us;
+    /* MB_JOB_WORK (and before an MB_JOB_STATE_SAVE): runs on a worker thread */
+    void (*work)(struct mb_job *j, ps_pool *sites, const pn_config *cfg);
+    void *ctx;
+} mb_job;
+
+/* Queues j: 0, or -1 when the queue is full. */
+int mb_pool_submit(mb_pool *p, mb_job *j);
+/* Queues an MB_JOB_WORK job: work(ctx) on a worker, then done on the loop (which frees the
+ * job). 0, or -1 when out of memory or the queue is full: then nothing is queued. */
+int mb_pool_run(mb_pool *p, void (*work)(mb_job *j, ps_pool *sites, const pn_config *cfg), void (*done)(mb_job *j),
+                void *ctx);
+
+/* ---- store.c: the process-wide side ---- */
+/* What the store needs of the process that hosts it: the vault, which alone opens a
+ * message's prefix. vault_open sends OPEN for a logged-in vault session; fn gets the reply
+ * (a FAIL reply when the vault connection is lost); it returns 0 if nothing could be sent. */
+typedef struct mb_hooks {
+    uint32_t (*vault_open)(void *ctx, uint64_t vault_session, const uint8_t prefix[PC_MSG_PREFIX_BYTES],
+                           void (*fn)(void *arg, const vault_reply *r), void *arg);
+    void *ctx;
+} mb_hooks;
+
+/* The worker pool (threads), the article cache (when configured), the periodic state
+ * saves, the cache sweep and the poller, all on base. NULL with a reason. */
+mb_store *mb_store_new(const pn_config *cfg, struct event_base *base, unsigned threads, const mb_hooks *hooks,
+                       char *err, size_t errlen);
+mb_pool *mb_store_pool(mb_store *st);
+/* The process stops: no more polls. Accounts still open are saved as their users leave. */
+void mb_store_stopping(mb_store *st);
+/* Runs the queued jobs and the last saves; the states that could never be written get one
+ * last try, then are logged as lost. Every account must have been released. */
+void mb_store_free(mb_store *st);
+
+/* ---- the articles of the user's group on the news server (mbox.c) ---- */
+typedef struct mb_msg {
+    uint32_t uid; /* the site's article number */
+    char msgid[PA_MSGID_MAX];
+} mb_msg;
+
+typedef struct mb_mbox {
+    char group[PA_GROUP_MAX + 1];
+    uint32_t uidvalidity;  /* 0 until the first scan */
+    size_t site;           /* the site the article numbers belong to */
+    mb_msg *msgs;          /* sorted by uid */
+    size_t n, cap;
+    uint64_t low, high, count; /* the group's numbers at the last scan */
+    bool scanned, scanning, rescan;
+    bool force_full; /* the next scan reads the whole group (an article was found missing) */
+    uint64_t gone_gen; /* bumped by each scan that may have dropped articles (a full scan) */
+    uint64_t scans_started; /* scans are numbered 1, 2, ... */
+} mb_mbox;
+
+/* Index of uid in m->msgs, or -1; and how many articles have a UID up to uid (the index of
+ * the first one above it). */
+long mb_mbox_find(const mb_mbox *m, uint32_t uid);
+size_t mb_mbox_count_up_to(const mb_mbox *m, uint32_t uid);
+
+/* ---- waiting ---- */
+/* A client's place on one of an account's waiter lists: embedded in the client's own
+ * struct, zeroed (or never used) before the first wait. */
+typedef struct mb_waiter {
+    struct mb_waiter *prev, *next;
+    struct mb_waitlist *list;
+    mb_account *a; /* what it waits for */
+    bool queued;
+    uint64_t gen; /* scans: the first scan number that satisfies it */
+    void (*fn)(void *arg, mb_account *a, const char *no_text);
+    void *arg;
+} mb_waiter;
+
+/* Takes w off the list it is on, if any: its callback will not be called. */
+void mb_waiter_cancel(mb_waiter *w);
+/* The same for a waiter of mb_account_open: the reference it was to get is dropped. */
+void mb_account_open_cancel(mb_waiter *w);
+
+/* ---- account.c: a user's state and mailbox, shared by all their sessions ---- */
+/* The state of the logged-in user address (state_key from the vault): fn(arg, a, NULL) once
+ * it is loaded, or fn(arg, NULL, text) with the text of a NO ("[UNAVAILABLE] ..."). fn runs
+ * now when the account is at hand (another session has it) or the open fails at once, else
+ * from the loop; exactly once, unless mb_account_open_cancel(w) comes first. On success the
+ * caller holds one reference, given back with mb_account_release. */
+void mb_account_open(mb_store *st, const char *address, const uint8_t state_key[VAULT_STATE_KEY_BYTES],
+                     mb_waiter *w, void (*fn)(void *arg, mb_account *a, const char *no_text), void *arg);
+/* Drops a reference; the last one saves the state (in a worker) and frees the account. */
+void mb_account_release(mb_account *a);
+void mb_account_ref(mb_account *a);
+
+const char *mb_account_address(const mb_account *a);
+/* The user's flags, keywords and message metadata: read and changed by the clients, who
+ * then call mb_account_changed. */
+userstate *mb_account_state(mb_account *a);
+const mb_mbox *mb_account_mbox(const mb_account *a);
+/* The last write of the state failed: clients say so to the user (the changes are kept in
+ * memory and written once the disk takes them). */
+bool mb_account_save_failed(const mb_account *a);
+/* One holder at a time (RFC 1939's maildrop lock): true if the caller got it. */
+bool mb_account_lock(mb_account *a);
+void mb_account_unlock(mb_account *a);
+
+/* The account's mailbox or state changed (a client stored flags, expunged, a scan found mail
+ * or an article gone): every watcher hears, now. */
+void mb_account_changed(mb_account *a);
+
+/* A watcher: a client that wants to hear of changes while a mailbox is open (an IMAP session
+ * with it selected). A watched account's group is polled; unwatched ones are not. */
+typedef struct mb_watcher {
+    struct mb_watcher *prev, *next;
+    bool on;
+    void (*fn)(void *arg);
+    void *arg;
+} mb_watcher;
+void mb_watch(mb_account *a, mb_watcher *w, void (*fn)(void *arg), void *arg);
+void mb_unwatch(mb_account *a, mb_watcher *w);
+
+/* ---- mbox.c: scans ---- */
+/* Starts a scan of the account's group in a worker unless one runs (then one more follows);
+ * its end tells the watchers. */
+void mb_scan(mb_account *a);
+/* w waits for a scan that starts after this call, so that what the caller shows includes
+ * every message the news server had when it asked (SELECT right after a delivery sees that
+ * delivery): fn(arg, a, NULL) when it ended, fn(arg, a, text) when the mailbox could not be
+ * read at all (text for a NO). false (and no wait, no callback) when no scan can start now
+ * (server busy). */
+bool mb_scan_wait(mb_account *a, mb_waiter *w, void (*fn)(void *arg, mb_account *a, const char *no_text),
+                  void *arg);
+
+/* ---- loader.c: decrypted messages ---- */
+typedef struct mb_plain {
+    struct mb_plain *prev, *next; /* the account's cache, most recent first */
+    struct mb_plain *hnext;       /* the cache's hash bucket */
+    unsigned refs;
+    char msgid[PA_MSGID_MAX];
+    char *data; /* the message with CRLF line ends, as IMAP serves it */
+    size_t len;
+    mime_message *mime; /* NULL unless a loader asked for it (mb_load's mime) */
+    pc_msg_meta meta;
+} mb_plain;
+
+void mb_plain_unref(mb_plain *p);
+
+/* A client that reads messages: one per session, attached to the session's account. It
+ * lends the loads its vault session (which opens message prefixes) and is counted for
+ * read-ahead: a client that reads message after message in order has the next few loaded
+ * ahead, so the three hops of a load overlap instead of adding up. */
+typedef struct mb_reader {
+    struct mb_reader *prev, *next; /* the account's readers */
+    mb_account *a;
+    uint64_t vault_session;
+    size_t read_next;     /* where a client reading in order asks next */
+    unsigned prefetching; /* loads ahead of its requests in flight */
+} mb_reader;
+/* r (zeroed) reads a's messages with vault_session. */
+void mb_reader_attach(mb_reader *r, mb_account *a, uint64_t vault_session);
+/* r is done: the loads it started go on with another reader's vault session, or fail. */
+void mb_reader_detach(mb_reader *r);
+
+/* A load's callback: p (one reference, mb_plain_unref) or NULL with err. err is mb_load_junk
+ * when the article can never open for this user: it has been removed from the mailbox. */
+typedef void (*mb_load_fn)(void *arg, mb_plain *p, const char *err);
+extern const char mb_load_junk[];
+typedef struct mb_load_waiter {
+    struct mb_load_waiter *next;
+    struct mb_loading *load; /* NULL when not waiting */
+    mb_account *a;
+    bool failed; /* on the account's list of waiters answered "out of memory" */
+    mb_load_fn cb;
+    void *arg;
+    bool mime; /* wants the MIME structure */
+} mb_load_waiter;
+
+/* Loads a message: from the cache, or the article from the news server in a worker, the
+ * vault opens its prefix, a worker decrypts and parses. A load of the same message already
+ * in flight for the account is joined. cb runs from the loop, never from inside mb_load,
+ * exactly once unless mb_load_cancel(w) comes first. mime: p->mime is set. */
+void mb_load(mb_reader *r, const char *msgid, bool mime, mb_load_waiter *w, mb_load_fn cb, void *arg);
+void mb_load_cancel(mb_load_waiter *w);
+/* A client read messages first..last (indexes into its own numbering of n messages) in this
+ * order: if it reads in order, the next few are loaded ahead. msgid_at(ctx, i): the
+ * Message-ID of message i, or NULL. */
+void mb_read_ahead(mb_reader *r, size_t first, size_t last, size_t n, const char *(*msgid_at)(void *ctx, size_t i),
+                   void *ctx);
+
+/* ---- walk.c: a command's messages in order (FETCH, SEARCH, a POP3 maildrop) ---- */
+/* A few loads at a time; each() gets the messages strictly in order. */
+typedef struct mb_walk mb_walk;
+typedef struct mb_walk_ops {
+    const char *(*msgid)(void *ctx, size_t k); /* NULL: gone from the server, skipped */
+    bool (*need)(void *ctx, size_t k);         /* needs the plaintext (false: each(k, NULL)) */
+    void (*each)(void *ctx, size_t k, mb_plain *p);
+    void (*done)(void *ctx, unsigned failed); /* loads that failed (each() was not called) */
+    /* true: stop issuing loads until mb_walk_step (a client that does not read its output) */
+    bool (*paused)(void *ctx);
+} mb_walk_ops;
+mb_walk *mb_walk_new(mb_reader *r, size_t n, bool mime, const mb_walk_ops *ops, void *ctx);
+void mb_walk_step(mb_walk *w);
+void mb_walk_free(mb_walk *w); /* loads in flight are cancelled: no callback */
+
+/* ---- the article cache (artcache.c) and the state's pruning (prune.c) are internal ---- */
+
+#endif

@@ -1,0 +1,119 @@
+/* mailbox: what the files of the module share; not part of its public face (mailbox.h). */
+#ifndef POSTERN_MAILBOX_MB_H
+#define POSTERN_MAILBOX_MB_H
+
+#include "mailbox/mailbox.h"
+
+struct event;
+
+/* ---- workers.c ---- */
+mb_pool *mb_pool_new(const pn_config *cfg, struct event_base *base, unsigned threads);
+/* Runs the queued jobs to the end, joins the threads, calls the remaining done callbacks. */
+void mb_pool_free(mb_pool *p);
+
+/* ---- artcache.c: ciphertext articles on local disk (state_dir/articles) ---- */
+typedef struct mb_artcache mb_artcache;
+/* Creates the directory if needed. NULL with a reason. */
+mb_artcache *mb_artcache_open(const char *state_dir, uint64_t max_bytes, unsigned max_age_days, char *err,
+                              size_t errlen);
+void mb_artcache_close(mb_artcache *c);
+/* Worker threads. get: the envelope stored for msgid, if any (it still has to pass the
+ * vault and the stream's authentication). put: takes an envelope that did (arrival: the
+ * message's, for the age limit) for the cache's writer thread, leaving env empty; the writer
+ * sweeps when over the size limit. drop: forgets one that did not. sweep: removes what is
+ * past max_age_days, then the oldest over max_bytes. */
+bool mb_artcache_get(mb_artcache *c, const char *msgid, pu_buf *out);
+void mb_artcache_put(mb_artcache *c, const char *msgid, pu_buf *env, int64_t arrival);
+void mb_artcache_drop(mb_artcache *c, const char *msgid);
+void mb_artcache_sweep(mb_artcache *c);
+
+/* ---- prune.c: the state of messages gone from every site (a worker, at logout) ---- */
+/* Drops the entries of us whose Message-ID is neither among live (n_live articles of the
+ * last scan) nor on any configured site (STAT at each). A site that cannot be asked keeps
+ * everything. The number of entries dropped, or -1 with err. */
+long mb_state_prune(userstate *us, const mb_msg *live, size_t n_live, const pn_config *cfg, char *err,
+                    size_t errlen);
+
+/* ---- store.c ---- */
+struct mb_store {
+    const pn_config *cfg;
+    struct event_base *base;
+    mb_hooks hooks;
+    mb_pool *pool;
+    mb_artcache *artcache; /* NULL: no article cache */
+    mb_account *accounts;
+    struct mb_saving *saving;   /* account.c: states being written; their next load waits */
+    struct mb_unsaved *unsaved; /* account.c: states of gone accounts whose write failed, retried */
+    struct event *sweep_timer, *save_timer;
+    /* poller.c */
+    struct event *poll_timer;
+    bool poll_inflight, poll_no_counts;
+    unsigned idle_ticks; /* polls skipped since the last health check (nothing watched) */
+    size_t read_site;    /* the site scans and polls read from: the first that answers */
+    bool status_written;
+    bool sites_down; /* the last poll or scan found no site answering (gateway.status says so) */
+    bool stopping;
+};
+
+/* A doubly linked list of waiters (account.c). */
+typedef struct mb_waitlist {
+    mb_waiter *head, *tail;
+} mb_waitlist;
+void mb_waitlist_add(mb_waitlist *l, mb_waiter *w);
+/* Calls and takes off every waiter (with gen <= up_to): fn(arg, a, no_text). Waiters added
+ * by the callbacks are left for the next call. */
+void mb_waitlist_wake(mb_waitlist *l, uint64_t up_to, mb_account *a, const char *no_text);
+
+struct mb_account {
+    mb_account *next;
+    mb_store *st;
+    char address[PC_ADDRESS_MAX + 1];
+    unsigned refs;      /* clients holding it, plus a job in flight */
+    bool ready;         /* state loaded */
+    uint8_t *state_key; /* sodium_malloc'd */
+    userstate *us;
+    mb_mbox *mbox;
+    mb_waitlist opening;  /* mb_account_open callers waiting for the state */
+    mb_waitlist scanning; /* mb_scan_wait callers */
+    mb_watcher *watchers; /* clients with the mailbox open: polled while any */
+    unsigned n_watchers;
+    mb_reader *readers;
+    struct mb_plain *cache;        /* decrypted messages, most recently used first */
+    struct mb_plain *cache_tail;   /* ... and the least recently used */
+    struct mb_plain **cache_index; /* ... by Message-ID (loader.c) */
+    size_t cache_bytes, cache_n;
+    bool locked;                   /* mb_account_lock */
+    bool writing;                  /* a periodic save of the state is in flight */
+    bool save_failed;              /* the last write of the state failed: sessions are told */
+    struct mb_loading *loading;    /* loader.c: messages being loaded */
+    struct event *deliver;         /* loader.c: finished loads are answered from the loop */
+    struct mb_loading *finished;   /* ... these */
+    mb_load_waiter *failed;        /* ... and waiters whose load could not even start */
+};
+
+void mb_accounts_save_changed(mb_store *st);
+void mb_accounts_unsaved_free(mb_store *st);
+void mb_mbox_free(mb_mbox *m);
+/* An article of the group is gone (430 on reading it): rescan the whole group, so the
+ * sessions learn it (EXPUNGE) even when the server's counts did not move. */
+void mb_mbox_article_gone(mb_account *a);
+/* The poller saw the group's numbers: scans when they differ from the last scan's. */
+void mb_mbox_poll_result(mb_account *a, uint64_t high, uint64_t low, uint64_t count);
+/* loader.c: at account creation and release */
+int mb_loader_init(mb_account *a);
+void mb_loader_free(mb_account *a);
+/* The account's cache of decrypted messages: an LRU list (at most 256 messages, 48 MiB) with
+ * a hash index. insert takes a reference of its own; lookup makes p the most recent. */
+void mb_cache_insert(mb_account *a, mb_plain *p);
+mb_plain *mb_cache_lookup(mb_account *a, const char *msgid);
+
+/* ---- poller.c: one LIST ACTIVE for every watched group, and gateway.status ---- */
+void mb_poller_start(mb_store *st);
+void mb_poller_stop(mb_store *st);
+/* state_dir/gateway.status says which site mailboxes are read from, and since when, or that
+ * none answers: a scan or poll that reached `site` reports it (logged when it changed), one
+ * that reached none reports why (once per outage). */
+void mb_status_site_answered(mb_store *st, size_t site);
+void mb_status_sites_down(mb_store *st, const char *why);
+
+#endif

@@ -1,0 +1,443 @@
+/* mailbox: the layer's promises, against a real event loop and worker pool but no news
+ * server (its one site is a closed port): waiter lists wake in order and only who is due;
+ * watchers hear each change once; an account is shared, saved at its last release and
+ * loaded again; a cancelled open costs nothing; every load calls each of its waiters exactly
+ * once, failures included, and a cancelled waiter never; the walk hands messages over in
+ * order; the cache evicts the least recently used. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "mailbox/mb.h"
+
+/* ---- waiter lists ---- */
+
+typedef struct wake_log {
+    int order[8];
+    size_t n;
+    mb_waiter *cancel_on_first; /* the first callback cancels this one */
+} wake_log;
+
+typedef struct probe {
+    wake_log *log;
+    int id;
+    mb_waiter w;
+} probe;
+
+static void woken(void *arg, mb_account *a, const char *no_text)
+{
+    (void)a;
+    (void)no_text;
+    probe *p = arg;
+    wake_log *l = p->log;
+    l->order[l->n++] = p->id;
+    if (l->cancel_on_first) {
+        mb_waiter_cancel(l->cancel_on_first);
+        l->cancel_on_first = NULL;
+    }
+}
+
+static void test_waitlist_wakes_due_in_order(void **state)
+{
+    (void)state;
+    mb_waitlist list = {0};
+    wake_log log = {0};
+    probe p[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = (probe){.log = &log, .id = i};
+        p[i].w.fn = woken;
+        p[i].w.arg = &p[i];
+        p[i].w.gen = i == 2 ? 9 : 1; /* waits for a later scan */
+        mb_waitlist_add(&list, &p[i].w);
+    }
+    log.cancel_on_first = &p[3].w; /* cancelled while the list is being woken */
+    mb_waitlist_wake(&list, 5, NULL, NULL);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.order[0], 0);
+    assert_int_equal(log.order[1], 1);
+    assert_false(p[3].w.queued);
+    assert_true(p[2].w.queued); /* still waiting, still on the list */
+    assert_ptr_equal(list.head, &p[2].w);
+    assert_ptr_equal(list.tail, &p[2].w);
+    mb_waitlist_wake(&list, 9, NULL, NULL);
+    assert_int_equal(log.n, 3);
+    assert_int_equal(log.order[2], 2);
+    assert_null(list.head);
+    mb_waiter_cancel(&p[2].w); /* not queued: nothing happens */
+}
+
+/* ---- a store with one unreachable site and a state directory of its own ---- */
+
+static pn_config cfg;
+static char state_dir[] = "/tmp/postern-test-mailbox-XXXXXX";
+static struct event_base *base;
+
+static uint32_t no_vault(void *ctx, uint64_t vault_session, const uint8_t prefix[PC_MSG_PREFIX_BYTES],
+                         void (*fn)(void *arg, const vault_reply *r), void *arg)
+{
+    (void)ctx;
+    (void)vault_session;
+    (void)prefix;
+    (void)fn;
+    (void)arg;
+    return 0;
+}
+
+static mb_store *store_new(void)
+{
+    pn_config_defaults(NULL, &cfg);
+    snprintf(cfg.state_dir, sizeof cfg.state_dir, "%s", state_dir);
+    snprintf(cfg.prefix, sizeof cfg.prefix, "postern");
+    cfg.n_sites = 1;
+    snprintf(cfg.sites[0].name, sizeof cfg.sites[0].name, "closed");
+    snprintf(cfg.sites[0].host, sizeof cfg.sites[0].host, "127.0.0.1");
+    snprintf(cfg.sites[0].port, sizeof cfg.sites[0].port, "1"); /* nothing listens: refused at once */
+    cfg.sites[0].connect_timeout = 2;
+    cfg.gateway.article_cache_mb = 0;
+    cfg.gateway.state_save_interval = 3600;
+    base = event_base_new();
+    assert_non_null(base);
+    const mb_hooks hooks = {.vault_open = no_vault};
+    char err[256];
+    mb_store *st = mb_store_new(&cfg, base, 1, &hooks, err, sizeof err);
+    assert_non_null(st);
+    return st;
+}
+
+static void store_free(mb_store *st)
+{
+    mb_store_free(st);
+    event_base_free(base);
+    base = NULL;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    assert_non_null(mkdtemp(state_dir));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", state_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Runs the loop until *done or 10 s pass (a worker or a refused connection answers in
+ * milliseconds; the limit only keeps a broken test from hanging). */
+static void run_until(const int *done)
+{
+    struct timeval tick = {0, 10000};
+    for (int i = 0; i < 1000 && !*done; i++) {
+        event_base_loopexit(base, &tick);
+        event_base_dispatch(base);
+    }
+}
+
+typedef struct opened {
+    int calls;
+    mb_account *a;
+    char text[128];
+} opened;
+
+static void on_open(void *arg, mb_account *a, const char *no_text)
+{
+    opened *o = arg;
+    o->calls++;
+    o->a = a;
+    snprintf(o->text, sizeof o->text, "%s", no_text ? no_text : "");
+}
+
+static uint8_t key1[VAULT_STATE_KEY_BYTES], key2[VAULT_STATE_KEY_BYTES];
+
+static void test_account_shared_saved_and_loaded_again(void **state)
+{
+    (void)state;
+    memset(key1, 1, sizeof key1);
+    mb_store *st = store_new();
+    opened o1 = {0}, o2 = {0}, o3 = {0};
+    mb_waiter w1 = {0}, w2 = {0}, w3 = {0};
+    mb_account_open(st, "alice@example.org", key1, &w1, on_open, &o1);
+    assert_int_equal(o1.calls, 0); /* the state is read by a worker */
+    run_until(&o1.calls);
+    assert_int_equal(o1.calls, 1);
+    assert_non_null(o1.a);
+    assert_string_equal(mb_account_mbox(o1.a)->group, "postern.org.example.alice");
+    /* a second session of the user gets the same account, at once */
+    mb_account_open(st, "alice@example.org", key1, &w2, on_open, &o2);
+    assert_int_equal(o2.calls, 1);
+    assert_ptr_equal(o2.a, o1.a);
+    /* another key for the address while the account is open: refused, nothing held */
+    memset(key2, 2, sizeof key2);
+    mb_account_open(st, "alice@example.org", key2, &w3, on_open, &o3);
+    assert_int_equal(o3.calls, 1);
+    assert_null(o3.a);
+    assert_non_null(strstr(o3.text, "key changed"));
+    assert_int_equal(userstate_store(mb_account_state(o1.a), "<m.1@postern.invalid>", US_ADD, US_FLAGGED, NULL),
+                     US_OK);
+    mb_account_release(o2.a);
+    mb_account_release(o1.a); /* the last one: saved by a worker */
+    store_free(st);           /* runs it */
+
+    st = store_new();
+    opened o4 = {0};
+    mb_waiter w4 = {0};
+    mb_account_open(st, "alice@example.org", key1, &w4, on_open, &o4);
+    run_until(&o4.calls);
+    assert_non_null(o4.a);
+    userstate_msg m;
+    userstate_get(mb_account_state(o4.a), "<m.1@postern.invalid>", &m);
+    assert_true(m.flags & US_FLAGGED);
+    mb_account_release(o4.a);
+    store_free(st);
+}
+
+static void test_account_open_cancelled(void **state)
+{
+    (void)state;
+    memset(key1, 1, sizeof key1);
+    mb_store *st = store_new();
+    opened o = {0};
+    mb_waiter w = {0};
+    mb_account_open(st, "bob@example.org", key1, &w, on_open, &o);
+    assert_true(w.queued);
+    mb_account_open_cancel(&w); /* the client left before its state was read */
+    int never = 0;
+    struct timeval t = {0, 200000};
+    event_base_loopexit(base, &t);
+    event_base_dispatch(base);
+    assert_int_equal(o.calls, 0);
+    (void)never;
+    store_free(st); /* ASan: the account went with the load job's reference */
+}
+
+/* ---- loads, the walk and the cache: an account with a reader and some cached messages ---- */
+
+static mb_plain *plain_new(const char *msgid, const char *text)
+{
+    mb_plain *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->refs = 1;
+    snprintf(p->msgid, sizeof p->msgid, "%s", msgid);
+    p->len = strlen(text);
+    p->data = malloc(p->len + 1);
+    memcpy(p->data, text, p->len + 1);
+    return p;
+}
+
+static mb_account *open_account(mb_store *st, const char *address)
+{
+    memset(key1, 1, sizeof key1);
+    opened o = {0};
+    mb_waiter w = {0};
+    mb_account_open(st, address, key1, &w, on_open, &o);
+    run_until(&o.calls);
+    assert_non_null(o.a);
+    return o.a;
+}
+
+typedef struct load_probe {
+    int calls;
+    bool got;
+    char err[128];
+} load_probe;
+
+static void loaded(void *arg, mb_plain *p, const char *err)
+{
+    load_probe *l = arg;
+    l->calls++;
+    l->got = p != NULL;
+    snprintf(l->err, sizeof l->err, "%s", err ? err : "");
+    mb_plain_unref(p);
+}
+
+static void test_load_calls_each_waiter_once(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    mb_account *a = open_account(st, "carol@example.org");
+    mb_reader r1 = {0}, r2 = {0};
+    mb_reader_attach(&r1, a, 7);
+    mb_reader_attach(&r2, a, 8);
+    mb_cache_insert(a, plain_new("<m.cached@postern.invalid>", "Subject: x\r\n\r\nbody\r\n"));
+    mb_plain_unref(mb_cache_lookup(a, "<m.nothing@postern.invalid>")); /* NULL: a no-op */
+
+    load_probe hit = {0}, miss1 = {0}, miss2 = {0}, gone = {0};
+    mb_load_waiter wh = {0}, w1 = {0}, w2 = {0}, w3 = {0};
+    mb_load(&r1, "<m.cached@postern.invalid>", false, &wh, loaded, &hit);
+    assert_int_equal(hit.calls, 0); /* never from inside mb_load */
+    /* two sessions of the user ask for one message: one load, both hear */
+    mb_load(&r1, "<m.elsewhere@postern.invalid>", false, &w1, loaded, &miss1);
+    mb_load(&r2, "<m.elsewhere@postern.invalid>", false, &w2, loaded, &miss2);
+    mb_load(&r2, "<m.elsewhere@postern.invalid>", false, &w3, loaded, &gone);
+    mb_load_cancel(&w3);      /* its command ended: no callback */
+    mb_reader_detach(&r1);    /* the session that started it leaves: the load goes on */
+    run_until(&miss2.calls);
+    int both = 0;
+    for (int i = 0; i < 100 && !both; i++) {
+        both = hit.calls && miss1.calls;
+        if (!both)
+            run_until(&both);
+    }
+    assert_int_equal(hit.calls, 1);
+    assert_true(hit.got);
+    assert_int_equal(miss1.calls, 1);
+    assert_int_equal(miss2.calls, 1);
+    assert_false(miss1.got); /* the only site refuses: a failure, reported */
+    assert_true(miss1.err[0]);
+    assert_int_equal(gone.calls, 0);
+    mb_reader_detach(&r2);
+    mb_account_release(a);
+    store_free(st);
+}
+
+typedef struct walk_probe {
+    size_t seen[40];
+    size_t n;
+    int done;
+    unsigned failed;
+} walk_probe;
+
+static char ids[40][PA_MSGID_MAX];
+
+static const char *walk_msgid(void *ctx, size_t k)
+{
+    (void)ctx;
+    return ids[k];
+}
+
+static bool walk_need(void *ctx, size_t k)
+{
+    (void)ctx;
+    return k % 3 != 2; /* every third one needs no plaintext */
+}
+
+static void walk_each(void *ctx, size_t k, mb_plain *p)
+{
+    walk_probe *w = ctx;
+    assert_true((p != NULL) == walk_need(ctx, k));
+    if (p)
+        assert_string_equal(p->msgid, ids[k]);
+    w->seen[w->n++] = k;
+}
+
+static void walk_done(void *ctx, unsigned failed)
+{
+    walk_probe *w = ctx;
+    w->done++;
+    w->failed = failed;
+}
+
+static void test_walk_in_order_through_the_ring(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    mb_account *a = open_account(st, "dave@example.org");
+    mb_reader r = {0};
+    mb_reader_attach(&r, a, 9);
+    for (size_t k = 0; k < 40; k++) { /* more than the walk's ring holds */
+        snprintf(ids[k], sizeof ids[k], "<m.%zu@postern.invalid>", k);
+        mb_plain *p = plain_new(ids[k], "x\r\n");
+        mb_cache_insert(a, p);
+        mb_plain_unref(p);
+    }
+    static const mb_walk_ops ops = {walk_msgid, walk_need, walk_each, walk_done, NULL};
+    walk_probe probe = {0};
+    mb_walk *w = mb_walk_new(&r, 40, false, &ops, &probe);
+    assert_non_null(w);
+    mb_walk_step(w);
+    run_until(&probe.done);
+    assert_int_equal(probe.done, 1);
+    assert_int_equal(probe.failed, 0);
+    assert_int_equal(probe.n, 40);
+    for (size_t k = 0; k < 40; k++)
+        assert_int_equal(probe.seen[k], k);
+    mb_walk_free(w);
+    mb_reader_detach(&r);
+    mb_account_release(a);
+    store_free(st);
+}
+
+static void test_cache_evicts_least_recently_used(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    mb_account *a = open_account(st, "erin@example.org");
+    char id[PA_MSGID_MAX];
+    for (int k = 0; k < 256; k++) { /* the cache holds 256 */
+        snprintf(id, sizeof id, "<m.%d@postern.invalid>", k);
+        mb_plain *p = plain_new(id, "x\r\n");
+        mb_cache_insert(a, p);
+        mb_plain_unref(p);
+    }
+    assert_non_null(mb_cache_lookup(a, "<m.0@postern.invalid>")); /* used: now the most recent */
+    mb_plain *p = plain_new("<m.new@postern.invalid>", "x\r\n");
+    mb_cache_insert(a, p);
+    mb_plain_unref(p);
+    assert_non_null(mb_cache_lookup(a, "<m.0@postern.invalid>"));
+    assert_null(mb_cache_lookup(a, "<m.1@postern.invalid>")); /* the least recently used went */
+    assert_non_null(mb_cache_lookup(a, "<m.2@postern.invalid>"));
+    assert_non_null(mb_cache_lookup(a, "<m.new@postern.invalid>"));
+    mb_account_release(a);
+    store_free(st);
+}
+
+/* ---- watchers ---- */
+
+static void counted(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void test_watchers_hear_each_change_once(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    mb_account *a = open_account(st, "frank@example.org");
+    int n1 = 0, n2 = 0;
+    mb_watcher w1 = {0}, w2 = {0};
+    mb_watch(a, &w1, counted, &n1);
+    mb_watch(a, &w2, counted, &n2);
+    mb_watch(a, &w2, counted, &n2); /* twice: still once */
+    mb_account_changed(a);
+    assert_int_equal(n1, 1);
+    assert_int_equal(n2, 1);
+    mb_unwatch(a, &w1);
+    mb_account_changed(a);
+    assert_int_equal(n1, 1);
+    assert_int_equal(n2, 2);
+    mb_unwatch(a, &w2);
+    mb_unwatch(a, &w2);
+    mb_account_release(a);
+    store_free(st);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 1;
+    pu_log_verbose = 0;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_waitlist_wakes_due_in_order),
+        cmocka_unit_test(test_account_shared_saved_and_loaded_again),
+        cmocka_unit_test(test_account_open_cancelled),
+        cmocka_unit_test(test_load_calls_each_waiter_once),
+        cmocka_unit_test(test_walk_in_order_through_the_ring),
+        cmocka_unit_test(test_cache_evicts_least_recently_used),
+        cmocka_unit_test(test_watchers_hear_each_change_once),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
