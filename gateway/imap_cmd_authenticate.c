@@ -4,7 +4,7 @@
 
 #include <sodium.h>
 
-#include "gateway/session.h"
+#include "gateway/imap_session.h"
 
 /* base64 of "authzid NUL authcid NUL password". */
 static gw_result plain_response(session *s, const char *b64, size_t len)
@@ -59,20 +59,20 @@ gw_result gw_cmd_authenticate(session *s, const pi_command *cmd)
         }
         return plain_response(s, cmd->args[1].str, cmd->args[1].len);
     }
-    if (pi_parser_read_line(s->parser) != 0) {
+    if (pi_parser_read_line(s->imap->parser) != 0) {
         gw_tagged(s, "NO [SERVERBUG] Cannot read the response");
         return GW_DONE;
     }
-    s->sasl_wait = true;
-    s->state = S_AUTHENTICATING;
+    s->imap->sasl_wait = true;
+    gw_session_enter(s, S_AUTHENTICATING);
     gw_write(s, "+ \r\n", 4);
     return GW_DONE;
 }
 
 gw_result gw_authenticate_line(session *s, const char *line, size_t len)
 {
-    s->sasl_wait = false;
-    s->state = S_NOT_AUTH;
+    s->imap->sasl_wait = false;
+    gw_session_enter(s, S_NOT_AUTH);
     if (len == 1 && line[0] == '*') {
         gw_tagged(s, "BAD Authentication cancelled");
         return GW_DONE;

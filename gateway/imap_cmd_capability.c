@@ -1,5 +1,5 @@
 /* CAPABILITY (RFC 3501 6.1.1): what this connection can do in its state. */
-#include "gateway/session.h"
+#include "gateway/imap_session.h"
 
 gw_result gw_cmd_capability(session *s, const pi_command *cmd)
 {

@@ -1,6 +1,6 @@
 /* ENABLE (RFC 5161): no extension that needs enabling exists yet, so nothing is enabled;
  * RFC 5161 3.1 has the server ignore what it does not support. */
-#include "gateway/session.h"
+#include "gateway/imap_session.h"
 
 gw_result gw_cmd_enable(session *s, const pi_command *cmd)
 {

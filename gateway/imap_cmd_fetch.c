@@ -251,7 +251,7 @@ static void emit(void *ctx, size_t k, mb_plain *p)
         SEP();
         switch (it->kind) {
         case IT_UID:
-            pi_buf_printf(&b, "UID %u", gw_view_uid(s->view, i));
+            pi_buf_printf(&b, "UID %u", gw_view_uid(s->imap->view, i));
             break;
         case IT_FLAGS:
             pi_buf_addstr(&b, "FLAGS ");
@@ -348,10 +348,10 @@ static void finish(void *ctx, unsigned failed)
     struct gw_fetch *f = ctx;
     session *s = f->s;
     bool changed = f->flags_changed;
-    s->fetch = NULL;
+    s->imap->fetch = NULL;
     fetch_free(f);
     if (changed) {
-        s->view->modseq_seen = userstate_modseq(mb_account_state(s->account));
+        s->imap->view->modseq_seen = userstate_modseq(mb_account_state(s->account));
         mb_account_changed(s->account);
     }
     gw_view_sync(s, false);
@@ -372,20 +372,20 @@ static bool output_paused(void *ctx)
 
 static const mb_walk_ops fetch_ops = {fetch_msgid, needs_load, emit, finish, output_paused};
 
-void gw_fetch_kick(session *s)
+/* The client read what was queued: loads paused for it go on. */
+static void fetch_resume(void *ctx)
 {
-    if (s->fetch)
-        mb_walk_step(s->fetch->walk);
+    struct gw_fetch *f = ctx;
+    mb_walk_step(f->walk);
 }
 
-void gw_fetch_abort(session *s)
+/* The connection closes while the FETCH runs: freeing the walk cancels its loads in flight,
+ * which call nobody back. */
+static void fetch_cancel(void *ctx)
 {
-    /* freeing the walk cancels its loads in flight: they call nobody back */
-    if (s->fetch) {
-        struct gw_fetch *f = s->fetch;
-        s->fetch = NULL;
-        fetch_free(f);
-    }
+    struct gw_fetch *f = ctx;
+    f->s->imap->fetch = NULL;
+    fetch_free(f);
 }
 
 static const char *view_msgid(void *ctx, size_t i)
@@ -432,12 +432,13 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;
     }
-    if (s->view->readonly)
+    if (s->imap->view->readonly)
         f->sets_seen = false;
     gw_view_sync(s, false); /* others' flag changes first */
-    s->fetch = f;
+    s->imap->fetch = f;
+    gw_session_pending(s, fetch_resume, fetch_cancel, f);
     mb_walk_step(f->walk); /* finishes right away when nothing needs loading: the reply is written */
-    if (s->fetch && f->need_content && f->n) /* after the command's own loads: those come first */
-        mb_read_ahead(&s->reader, f->idx[0], f->idx[f->n - 1], s->view->n, view_msgid, s);
-    return s->fetch ? GW_PENDING : GW_DONE;
+    if (s->imap->fetch && f->need_content && f->n) /* after the command's own loads: those come first */
+        mb_read_ahead(&s->reader, f->idx[0], f->idx[f->n - 1], s->imap->view->n, view_msgid, s);
+    return s->imap->fetch ? GW_PENDING : GW_DONE;
 }

@@ -1,5 +1,5 @@
 /* ID (RFC 2971): the client's list is checked for shape and otherwise ignored. */
-#include "gateway/session.h"
+#include "gateway/imap_session.h"
 
 gw_result gw_cmd_id(session *s, const pi_command *cmd)
 {

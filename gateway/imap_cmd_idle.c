@@ -7,12 +7,12 @@
 gw_result gw_cmd_idle(session *s, const pi_command *cmd)
 {
     (void)cmd;
-    if (pi_parser_read_line(s->parser) != 0) {
+    if (pi_parser_read_line(s->imap->parser) != 0) {
         gw_tagged(s, "BAD IDLE cannot start now");
         return GW_DONE;
     }
-    s->idle_prev = s->state;
-    s->state = S_IDLE;
+    s->imap->idle_prev = s->state;
+    gw_session_enter(s, S_IDLE);
     gw_write(s, "+ idling\r\n", 10);
     gw_view_sync(s, true);
     return GW_DONE;
@@ -20,7 +20,7 @@ gw_result gw_cmd_idle(session *s, const pi_command *cmd)
 
 gw_result gw_idle_line(session *s, const char *line, size_t len)
 {
-    s->state = s->idle_prev;
+    gw_session_enter(s, s->imap->idle_prev);
     if (len == 4 && strncasecmp(line, "DONE", 4) == 0) {
         gw_view_sync(s, true);
         gw_tagged(s, "OK IDLE terminated");

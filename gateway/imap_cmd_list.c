@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "gateway/session.h"
+#include "gateway/imap_session.h"
 
 #define PATTERN_MAX 1024
 

@@ -1,5 +1,5 @@
 /* LOGIN (RFC 3501 6.2.3). The state and TLS checks ran before (gw_command_check). */
-#include "gateway/session.h"
+#include "gateway/imap_session.h"
 
 gw_result gw_cmd_login(session *s, const pi_command *cmd)
 {

@@ -1,5 +1,5 @@
 /* LOGOUT (RFC 3501 6.1.3). The BYE carries text: Outlook cannot parse a bare "* BYE". */
-#include "gateway/session.h"
+#include "gateway/imap_session.h"
 
 gw_result gw_cmd_logout(session *s, const pi_command *cmd)
 {

@@ -1,5 +1,5 @@
 /* NAMESPACE (RFC 2342): one personal namespace, no prefix, "/" as hierarchy separator. */
-#include "gateway/session.h"
+#include "gateway/imap_session.h"
 
 gw_result gw_cmd_namespace(session *s, const pi_command *cmd)
 {

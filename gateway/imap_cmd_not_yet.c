@@ -13,7 +13,7 @@ gw_result gw_cmd_cannot(session *s, const pi_command *cmd)
         return GW_DONE;
     }
     bool copy = !strcasecmp(cmd->verb, "COPY") || !strcasecmp(cmd->verb, "MOVE");
-    if (copy && s->view) { /* a bad message set is BAD before it is NO (RFC 3501 section 9) */
+    if (copy && s->imap->view) { /* a bad message set is BAD before it is NO (RFC 3501 section 9) */
         size_t *idx = NULL, n = 0;
         const char *err = NULL;
         int rc = gw_view_resolve(s, &cmd->args[0], cmd->uid, &idx, &n, &err);

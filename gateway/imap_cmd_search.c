@@ -98,7 +98,7 @@ static int evaluate(struct gw_search *q, size_t i, mb_plain *p)
     msg_ctx c = {s, &st, p};
     pi_search_msg m = {
         .seq = (uint32_t)(i + 1),
-        .uid = gw_view_uid(s->view, i),
+        .uid = gw_view_uid(s->imap->view, i),
         .flags = st.flags,
         .recent = gw_view_recent(s, i),
         .internaldate = p ? p->meta.arrival : st.meta.arrival,
@@ -119,7 +119,7 @@ static void each(void *ctx, size_t i, mb_plain *p)
     struct gw_search *q = ctx;
     int r = evaluate(q, i, p);
     if (r == 1)
-        pi_buf_printf(&q->result, " %u", q->uid ? gw_view_uid(q->s->view, i) : (uint32_t)(i + 1));
+        pi_buf_printf(&q->result, " %u", q->uid ? gw_view_uid(q->s->imap->view, i) : (uint32_t)(i + 1));
     else if (r < 0)
         q->failed++;
 }
@@ -129,7 +129,7 @@ static void finish(void *ctx, unsigned load_failed)
     struct gw_search *q = ctx;
     session *s = q->s;
     unsigned failed = load_failed + q->failed;
-    s->search = NULL;
+    s->imap->search = NULL;
     if (q->result.len)
         gw_untagged(s, "SEARCH%s", q->result.data);
     else
@@ -146,18 +146,17 @@ static void finish(void *ctx, unsigned load_failed)
 
 static const mb_walk_ops search_ops = {search_msgid, needs_load, each, finish, NULL};
 
-void gw_search_abort(session *s)
+/* The connection closes while the SEARCH runs: freeing the walk cancels its loads. */
+static void search_cancel(void *ctx)
 {
-    if (s->search) {
-        struct gw_search *q = s->search;
-        s->search = NULL;
-        search_free(q);
-    }
+    struct gw_search *q = ctx;
+    q->s->imap->search = NULL;
+    search_free(q);
 }
 
 gw_result gw_cmd_search(session *s, const pi_command *cmd)
 {
-    gw_view *v = s->view;
+    gw_view *v = s->imap->view;
     struct gw_search *q = calloc(1, sizeof *q);
     if (!q) {
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
@@ -184,7 +183,8 @@ gw_result gw_cmd_search(session *s, const pi_command *cmd)
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;
     }
-    s->search = q;
+    s->imap->search = q;
+    gw_session_pending(s, NULL, search_cancel, q);
     mb_walk_step(q->walk);
-    return s->search ? GW_PENDING : GW_DONE;
+    return s->imap->search ? GW_PENDING : GW_DONE;
 }

@@ -30,7 +30,7 @@ static void deselect(session *s)
 {
     gw_view_close(s);
     if (s->state == S_SELECTED)
-        s->state = S_AUTH;
+        gw_session_enter(s, S_AUTH);
 }
 
 static void status_line(session *s, const char *name, size_t name_len, size_t messages, size_t recent,
@@ -41,23 +41,23 @@ static void status_line(session *s, const char *name, size_t name_len, size_t me
     pi_write_astring(&b, name, name_len, 0);
     pi_buf_addstr(&b, " (");
     const char *sep = "";
-    if (s->status_items & ST_MESSAGES) {
+    if (s->imap->status_items & ST_MESSAGES) {
         pi_buf_printf(&b, "%sMESSAGES %zu", sep, messages);
         sep = " ";
     }
-    if (s->status_items & ST_RECENT) {
+    if (s->imap->status_items & ST_RECENT) {
         pi_buf_printf(&b, "%sRECENT %zu", sep, recent);
         sep = " ";
     }
-    if (s->status_items & ST_UIDNEXT) {
+    if (s->imap->status_items & ST_UIDNEXT) {
         pi_buf_printf(&b, "%sUIDNEXT %llu", sep, (unsigned long long)uidnext);
         sep = " ";
     }
-    if (s->status_items & ST_UIDVALIDITY) {
+    if (s->imap->status_items & ST_UIDVALIDITY) {
         pi_buf_printf(&b, "%sUIDVALIDITY %u", sep, uidvalidity);
         sep = " ";
     }
-    if (s->status_items & ST_UNSEEN)
+    if (s->imap->status_items & ST_UNSEEN)
         pi_buf_printf(&b, "%sUNSEEN %zu", sep, unseen);
     pi_buf_addstr(&b, ")");
     gw_untagged(s, "%s", b.data);
@@ -91,7 +91,7 @@ static void select_reply(session *s, bool readonly)
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return;
     }
-    s->state = S_SELECTED;
+    gw_session_enter(s, S_SELECTED);
     gw_tagged(s, "OK [%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE", readonly ? "EXAMINE" : "SELECT");
 }
 
@@ -101,10 +101,10 @@ void gw_select_scanned(session *s, const char *no_text)
         return;
     if (no_text)
         gw_tagged(s, "NO %s", no_text);
-    else if (s->scan_status)
+    else if (s->imap->scan_status)
         status_reply(s), gw_tagged(s, "OK STATUS completed");
     else
-        select_reply(s, s->scan_readonly);
+        select_reply(s, s->imap->scan_readonly);
     gw_session_done(s);
 }
 
@@ -119,9 +119,9 @@ static void select_empty(session *s, const pi_arg *name, bool readonly)
     v->readonly = readonly;
     v->empty_folder = true;
     v->uidvalidity = 1;
-    s->view = v;
+    s->imap->view = v;
     gw_view_watch(s);
-    s->state = S_SELECTED;
+    gw_session_enter(s, S_SELECTED);
     gw_untagged(s, "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
     gw_untagged(s, "OK [PERMANENTFLAGS ()] Nothing can be stored here yet");
     gw_untagged(s, "0 EXISTS");
@@ -160,8 +160,8 @@ static gw_result select_or_examine(session *s, const pi_command *cmd, bool reado
         select_empty(s, &cmd->args[0], readonly);
         return GW_DONE;
     }
-    s->scan_readonly = readonly;
-    s->scan_status = false;
+    s->imap->scan_readonly = readonly;
+    s->imap->scan_status = false;
     return wait_for_scan(s);
 }
 
@@ -205,7 +205,7 @@ gw_result gw_cmd_status(session *s, const pi_command *cmd)
         gw_tagged(s, "NO [NONEXISTENT] No such mailbox");
         return GW_DONE;
     }
-    s->status_items = want;
+    s->imap->status_items = want;
     if (kind == 2) {
         const char *name;
         size_t len;
@@ -214,7 +214,7 @@ gw_result gw_cmd_status(session *s, const pi_command *cmd)
         gw_tagged(s, "OK STATUS completed");
         return GW_DONE;
     }
-    s->scan_status = true;
+    s->imap->scan_status = true;
     return wait_for_scan(s);
 }
 

@@ -1,7 +1,7 @@
 /* STARTTLS (RFC 3501 6.2.1). The tagged OK goes out in plaintext, then TLS starts over the
  * same connection. Anything the client pipelined after the command is dropped unread
  * (RFC 3501 11.1; the CVE-2011-0411 class of command injection). */
-#include "gateway/session.h"
+#include "gateway/imap_session.h"
 
 gw_result gw_cmd_starttls(session *s, const pi_command *cmd)
 {

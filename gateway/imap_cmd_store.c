@@ -89,7 +89,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
         gw_tagged(s, "BAD %s", err);
         return GW_DONE;
     }
-    if (s->view->readonly) {
+    if (s->imap->view->readonly) {
         free(idx);
         gw_tagged(s, "NO [READ-ONLY] The mailbox is read-only");
         return GW_DONE;
@@ -121,7 +121,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
         userstate_get(mb_account_state(a), id, &st);
         pi_buf_printf(&b, "* %zu FETCH (", idx[k] + 1);
         if (cmd->uid)
-            pi_buf_printf(&b, "UID %u ", gw_view_uid(s->view, idx[k]));
+            pi_buf_printf(&b, "UID %u ", gw_view_uid(s->imap->view, idx[k]));
         pi_buf_addstr(&b, "FLAGS ");
         gw_write_flags(&b, s, &st, gw_view_recent(s, idx[k]));
         pi_buf_addstr(&b, ")\r\n");
@@ -134,7 +134,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
         gw_write(s, b.data, b.len);
     pi_buf_free(&b);
     free(idx);
-    s->view->modseq_seen = userstate_modseq(mb_account_state(a));
+    s->imap->view->modseq_seen = userstate_modseq(mb_account_state(a));
     if (changed)
         mb_account_changed(a);
     gw_account_warn_unsaved(s);

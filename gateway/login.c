@@ -123,7 +123,7 @@ static void keyrecord_done(mb_job *j)
 
 gw_result gw_login_start(session *s, const char *user, size_t user_len, const char *pw, size_t pw_len)
 {
-    s->state = S_AUTHENTICATING;
+    gw_session_enter(s, S_AUTHENTICATING);
     char why[160];
     if (user_len == 0 || user_len > PC_ADDRESS_MAX || strlen(user) != user_len || pw_len > VAULT_PASSWORD_MAX ||
         pa_address_canonical(user, s->address, sizeof s->address, why, sizeof why) != 0) {
@@ -137,11 +137,8 @@ gw_result gw_login_start(session *s, const char *user, size_t user_len, const ch
     if (!j || !s->pw) {
         free(j);
         wipe_password(s);
-        s->state = S_NOT_AUTH;
-        if (s->pop)
-            gw_pop3_reply_err(s, "Out of memory");
-        else
-            gw_tagged(s, "NO [SERVERBUG] Out of memory");
+        gw_session_enter(s, S_NOT_AUTH);
+        s->proto->refuse(s, "[SERVERBUG] Out of memory");
         return GW_DONE;
     }
     memcpy(s->pw, pw, pw_len);
@@ -156,11 +153,8 @@ gw_result gw_login_start(session *s, const char *user, size_t user_len, const ch
         s->refs--;
         free(j);
         wipe_password(s);
-        s->state = S_NOT_AUTH;
-        if (s->pop)
-            gw_pop3_reply_err(s, "Too many logins at once; try again later");
-        else
-            gw_tagged(s, "NO [UNAVAILABLE] Too many logins at once; try again later");
+        gw_session_enter(s, S_NOT_AUTH);
+        s->proto->refuse(s, "[UNAVAILABLE] Too many logins at once; try again later");
         return GW_DONE;
     }
     return GW_PENDING;
@@ -171,35 +165,14 @@ void gw_login_finish(session *s, bool ok, const char *no_text)
     if (s->dead || s->state == S_LOGOUT) /* closing (server shutdown): no reply any more */
         return;
     wipe_password(s);
-    if (s->pop) {
-        if (!ok) {
-            gw_session_detach_account(s);
-            if (s->vault_session)
-                gw_vault_logout(s->net, s->vault_session);
-            s->vault_session = 0;
-            s->state = S_NOT_AUTH;
-        }
-        gw_pop3_login_finish(s, ok, no_text);
-        return;
-    }
-    if (ok) {
-        s->state = S_AUTH;
-        pi_buf caps = PI_BUF_INIT;
-        if (gw_caps_write(&caps, gw_session_caps(s)) == 0)
-            gw_tagged(s, "OK [CAPABILITY %s] Logged in", caps.data);
-        else
-            gw_tagged(s, "OK Logged in");
-        pi_buf_free(&caps);
-        pu_log(PU_INFO, "%s: %s logged in", s->peer, s->address);
-    } else {
+    if (!ok) {
         gw_session_detach_account(s);
         if (s->vault_session)
             gw_vault_logout(s->net, s->vault_session);
         s->vault_session = 0;
-        s->state = S_NOT_AUTH;
-        gw_tagged(s, "NO %s", no_text);
+        gw_session_enter(s, S_NOT_AUTH);
     }
-    gw_session_done(s);
+    s->proto->login_done(s, ok, no_text);
 }
 
 void gw_session_detach_account(session *s)
@@ -207,7 +180,6 @@ void gw_session_detach_account(session *s)
     mb_account_open_cancel(&s->open_wait);
     mb_waiter_cancel(&s->scan_wait);
     if (s->account) {
-        mb_unwatch(s->account, &s->watcher);
         mb_reader_detach(&s->reader);
         mb_account_release(s->account);
         s->account = NULL;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/session.h"
+#include "gateway/imap_session.h"
 #include "mailbox/mailbox.h"
 
 /* ---- view.c: one session's numbering of the mailbox ---- */
@@ -62,10 +62,5 @@ int gw_write_flags(pi_buf *b, session *s, const userstate_msg *m, bool recent);
 /* Marks a message \Seen (a non-PEEK body fetch) unless read-only; true if it changed. */
 bool gw_view_mark_seen(session *s, size_t i);
 
-/* ---- command state shared by FETCH and SEARCH: one asynchronous job per session ---- */
-void gw_fetch_kick(session *s); /* output drained: a waiting FETCH goes on */
-void gw_fetch_abort(session *s); /* the session closes */
-
-void gw_search_abort(session *s);
 
 #endif

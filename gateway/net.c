@@ -198,7 +198,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
     (void)l;
     lctx *c = arg;
-    gw_session_accept(c->net, fd, sa, salen, c->l->implicit_tls, c->l->pop3);
+    gw_session_accept(c->net, fd, sa, salen, c->l->implicit_tls, c->l->pop3 ? &gw_pop3_proto : &gw_imap_proto);
 }
 
 static void relisten_cb(evutil_socket_t fd, short what, void *arg)

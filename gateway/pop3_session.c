@@ -49,7 +49,14 @@ static void send_text(session *s, const char *text)
     gw_write(s, text, strlen(text));
 }
 
-void gw_pop3_reply_err(session *s, const char *text)
+/* The login's texts are IMAP's: "[UNAVAILABLE] Server busy" is "Server busy" here. */
+static const char *without_code(const char *no_text)
+{
+    const char *end = no_text[0] == '[' ? strchr(no_text, ']') : NULL;
+    return end ? end[1] == ' ' ? end + 2 : end + 1 : no_text;
+}
+
+static void gw_pop3_reply_err(session *s, const char *text)
 {
     pu_buf b = {0};
     pp_write_err(&b, PP_RC_SYS_TEMP, text);
@@ -57,7 +64,7 @@ void gw_pop3_reply_err(session *s, const char *text)
     pu_buf_free(&b);
 }
 
-int gw_pop3_new(session *s)
+static int gw_pop3_new(session *s)
 {
     struct gw_pop3 *p = calloc(1, sizeof *p);
     if (!p)
@@ -81,7 +88,7 @@ static void set_offer(session *s)
     p->offer.implementation = "postern";
 }
 
-void gw_pop3_greet(session *s)
+static void gw_pop3_greet(session *s)
 {
     set_offer(s);
     send_text(s, PP_TXT_GREETING);
@@ -94,7 +101,7 @@ static void unlock(struct gw_pop3 *p)
     p->locked = false;
 }
 
-void gw_pop3_free(session *s)
+static void gw_pop3_free(session *s)
 {
     struct gw_pop3 *p = s->pop;
     if (!p)
@@ -216,7 +223,7 @@ static void finish_build(void *ctx, unsigned failed)
         return;
     }
     p->state = PP_STATE_TRANSACTION;
-    s->state = S_AUTH;
+    gw_session_enter(s, S_AUTH);
     pu_buf b = {0};
     pp_write_okf(&b, "Logged in; maildrop has %zu message%s (%llu octets)", pp_maildrop_count(p->md),
                  pp_maildrop_count(p->md) == 1 ? "" : "s", (unsigned long long)pp_maildrop_octets(p->md));
@@ -306,7 +313,7 @@ static void scanned(void *arg, mb_account *a, const char *no_text)
     build(s);
 }
 
-void gw_pop3_login_finish(session *s, bool ok, const char *no_text)
+static void gw_pop3_login_finish(session *s, bool ok, const char *no_text)
 {
     struct gw_pop3 *p = s->pop;
     if (!ok) {
@@ -314,12 +321,7 @@ void gw_pop3_login_finish(session *s, bool ok, const char *no_text)
         if (!no_text || strstr(no_text, "AUTHENTICATIONFAILED")) {
             send_text(s, PP_TXT_AUTH_FAILED);
         } else {
-            /* the IMAP text without its response code: "[UNAVAILABLE] Server busy" */
-            const char *text = no_text;
-            const char *end = no_text[0] == '[' ? strchr(no_text, ']') : NULL;
-            if (end)
-                text = end[1] == ' ' ? end + 2 : end + 1;
-            gw_pop3_reply_err(s, text);
+            gw_pop3_reply_err(s, without_code(no_text));
         }
         gw_session_done(s);
         return;
@@ -499,7 +501,7 @@ static p_result command(session *s, const char *line, size_t len)
     return r;
 }
 
-void gw_pop3_process(session *s)
+static void gw_pop3_process(session *s)
 {
     struct gw_pop3 *p = s->pop;
     const void *data;
@@ -536,7 +538,27 @@ void gw_pop3_process(session *s)
     }
 }
 
-void gw_pop3_kick(session *s)
+
+/* ---- the protocol ---- */
+
+static void pop3_refuse(session *s, const char *text)
 {
-    (void)s; /* RETR writes a whole message at once; nothing waits for the drain */
+    gw_pop3_reply_err(s, without_code(text));
 }
+
+static unsigned pop3_idle_timeout(const pn_gateway *g)
+{
+    return g->pop3_timeout;
+}
+
+const gw_proto gw_pop3_proto = {
+    .name = "POP3",
+    .init = gw_pop3_new,
+    .greet = gw_pop3_greet,
+    .input = gw_pop3_process,
+    .bye = gw_pop3_reply_err,
+    .refuse = pop3_refuse,
+    .login_done = gw_pop3_login_finish,
+    .free = gw_pop3_free,
+    .idle_timeout = pop3_idle_timeout,
+};

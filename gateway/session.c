@@ -1,7 +1,8 @@
-/* gateway: one IMAP connection. Bytes go from the bufferevent into the incremental parser
- * (imap/), whole commands through the command table's checks to their handler. A handler
- * that must wait (login) returns GW_PENDING: the session stops reading until it is done, so
- * pipelined commands keep their order. Reading also pauses while too much output is queued. */
+/* gateway: the connection core, for IMAP and POP3 alike — the transport (bufferevent, TLS,
+ * STARTTLS), the timers, output and its back-pressure, and the session's life. The protocol
+ * is reached only through s->proto (imap_session.c, pop3_session.c). A command that must
+ * wait returns GW_PENDING: the session stops reading until it is done, so pipelined
+ * commands keep their order; reading also pauses while too much output is queued. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -28,7 +29,25 @@
 static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
-static void process(session *s);
+
+/* ---- state ---- */
+
+static const char *const state_names[] = {"greeting", "not-authenticated", "authenticating", "authenticated",
+                                          "selected", "idle", "logout"};
+
+void gw_session_enter(session *s, enum session_state st)
+{
+    if (s->state == st)
+        return;
+    pu_log(PU_DEBUG, "%s: %s %s -> %s", s->peer, s->proto ? s->proto->name : "", state_names[s->state],
+           state_names[st]);
+    s->state = st;
+}
+
+void gw_session_pending(session *s, void (*resume)(void *ctx), void (*cancel)(void *ctx), void *ctx)
+{
+    s->cmd = (gw_pending_cmd){resume, cancel, ctx};
+}
 
 /* ---- output ---- */
 
@@ -38,35 +57,21 @@ void gw_write(session *s, const void *data, size_t len)
         bufferevent_write(s->bev, data, len);
 }
 
-static void vreply(session *s, const char *prefix, const char *fmt, va_list ap)
+void gw_vwritef(session *s, const char *fmt, va_list ap)
 {
     if (s->dead)
         return;
     struct evbuffer *out = bufferevent_get_output(s->bev);
-    evbuffer_add_printf(out, "%s ", prefix);
     evbuffer_add_vprintf(out, fmt, ap);
     evbuffer_add(out, "\r\n", 2);
 }
 
-void gw_untagged(session *s, const char *fmt, ...)
+void gw_writef(session *s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreply(s, "*", fmt, ap);
+    gw_vwritef(s, fmt, ap);
     va_end(ap);
-}
-
-void gw_tagged(session *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vreply(s, s->tag, fmt, ap);
-    va_end(ap);
-}
-
-unsigned gw_session_caps(const session *s)
-{
-    return gw_caps_for(s->state, s->tls, s->tls_available, s->net->cfg->gateway.allow_plaintext_auth);
 }
 
 /* ---- timers ---- */
@@ -75,7 +80,7 @@ static void arm_timeout(session *s)
 {
     const pn_gateway *g = &s->net->cfg->gateway;
     bool authed = s->state == S_AUTH || s->state == S_SELECTED || s->state == S_IDLE;
-    long long ms = 1000LL * (authed ? (s->pop ? g->pop3_timeout : g->idle_timeout) : g->preauth_timeout);
+    long long ms = 1000LL * (authed ? s->proto->idle_timeout(g) : g->preauth_timeout);
     if (!authed) {
         /* before login, commands (NOOP, CAPABILITY) reset the idle timer but never the
          * deadline: a connection cannot hold a slot for ever without logging in */
@@ -97,7 +102,7 @@ void gw_session_fail_later(session *s, unsigned ms)
 
 static void close_after_flush(session *s)
 {
-    s->state = S_LOGOUT;
+    gw_session_enter(s, S_LOGOUT);
     s->pending = false;
     bufferevent_disable(s->bev, EV_READ);
     struct timeval tv = {CLOSE_TIMEOUT_S, 0};
@@ -117,10 +122,7 @@ void gw_session_bye(session *s, const char *text)
 {
     if (s->dead || s->state == S_LOGOUT)
         return;
-    if (s->pop)
-        gw_pop3_reply_err(s, text);
-    else
-        gw_untagged(s, "BYE %s", text);
+    s->proto->bye(s, text);
     close_after_flush(s);
 }
 
@@ -166,12 +168,13 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
         return;
     arm_timeout(s);
     bufferevent_enable(s->bev, EV_READ);
-    process(s);
+    s->proto->input(s);
 }
 
 void gw_session_done(session *s)
 {
     s->pending = false;
+    s->cmd = (gw_pending_cmd){0};
     if (!s->dead)
         event_active(s->resume, EV_TIMEOUT, 1);
 }
@@ -206,10 +209,12 @@ void gw_session_close(session *s)
     s->dead = true;
     if (s->vault_req)
         gw_vault_forget(net, s->vault_req);
-    gw_fetch_abort(s);
-    gw_search_abort(s);
-    gw_pop3_free(s);
-    gw_view_close(s);
+    gw_pending_cmd cmd = s->cmd;
+    s->cmd = (gw_pending_cmd){0};
+    if (cmd.cancel)
+        cmd.cancel(cmd.ctx);
+    if (s->proto)
+        s->proto->free(s);
     gw_session_detach_account(s); /* before the logout: no load takes its vault session now */
     if (s->vault_session)
         gw_vault_logout(net, s->vault_session);
@@ -235,8 +240,6 @@ void gw_session_close(session *s)
     }
     event_free(s->timer);
     event_free(s->resume);
-    pi_parser_free(s->parser);
-    s->parser = NULL;
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -278,7 +281,8 @@ static void peer_name(session *s, const struct sockaddr *sa)
     }
 }
 
-void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls, bool pop3)
+void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls,
+                       const gw_proto *proto)
 {
     (void)salen;
     const pn_gateway *g = &net->cfg->gateway;
@@ -295,7 +299,6 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
     s->net = net;
     s->refs = 1;
     s->fd = fd;
-    s->state = S_GREETING;
     peer_name(s, sa);
     bool crowded = false; /* this address holds its share of the slots already */
     if (!reject) {
@@ -309,7 +312,9 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
     }
     s->rejecting = reject;
     s->login_by_ms = pu_now_ms() + 1000LL * g->preauth_deadline;
-    if (pop3 && gw_pop3_new(s) != 0) {
+    s->proto = proto;
+    if (proto->init(s) != 0) {
+        proto->free(s);
         if (s->counted_peer)
             gw_peer_release(net, s->ip);
         free(s);
@@ -320,15 +325,10 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* replies are small and awaited */
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
 
-    pi_limits lim;
-    pi_limits_default(&lim);
-    lim.max_line = g->max_line;
-    lim.max_append_literal = lim.max_literal; /* until APPEND exists, nothing needs more */
-    s->parser = pi_parser_new(&lim);
     s->timer = evtimer_new(net->base, timer_cb, s);
     s->resume = event_new(net->base, -1, 0, resume_cb, s);
     SSL *ssl = NULL;
-    if (s->parser && s->timer && s->resume) {
+    if (s->timer && s->resume) {
         if (implicit_tls) {
             ssl = SSL_new(net->ssl_ctx);
             if (ssl)
@@ -346,8 +346,7 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
             event_free(s->timer);
         if (s->resume)
             event_free(s->resume);
-        pi_parser_free(s->parser);
-        gw_pop3_free(s);
+        proto->free(s);
         if (s->counted_peer)
             gw_peer_release(net, s->ip);
         free(s);
@@ -381,21 +380,10 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
         gw_session_bye(s, "Too many connections");
         return;
     }
-    s->state = S_NOT_AUTH;
-    if (s->pop) {
-        gw_pop3_greet(s);
+    gw_session_enter(s, S_NOT_AUTH);
+    s->proto->greet(s);
+    if (!s->dead && s->state != S_LOGOUT)
         arm_timeout(s);
-        return;
-    }
-    pi_buf caps = PI_BUF_INIT;
-    if (gw_caps_write(&caps, gw_session_caps(s)) != 0) {
-        pi_buf_free(&caps);
-        gw_session_bye(s, "Out of memory");
-        return;
-    }
-    gw_untagged(s, "OK [CAPABILITY %s] postern ready", caps.data);
-    pi_buf_free(&caps);
-    arm_timeout(s);
 }
 
 int gw_session_starttls(session *s)
@@ -426,32 +414,6 @@ int gw_session_starttls(session *s)
 }
 
 /* ---- input ---- */
-
-static gw_result dispatch(session *s, const pi_command *cmd)
-{
-    snprintf(s->tag, sizeof s->tag, "%s", cmd->tag);
-    const gw_command *c = gw_command_find(cmd->verb, cmd->uid);
-    const char *why = c ? gw_command_check(c, s->state, s->tls, s->net->cfg->gateway.allow_plaintext_auth,
-                                           cmd->nargs)
-                        : "BAD Unknown command";
-    if (why) {
-        gw_tagged(s, "%s", why);
-        if (why[0] == 'B' && ++s->errors >= GW_MAX_ERRORS)
-            return GW_CLOSE;
-        return GW_DONE;
-    }
-    s->errors = 0;
-    pu_log(PU_DEBUG, "%s: %s", s->peer, cmd->name); /* never the arguments: passwords */
-    return c->fn(s, cmd);
-}
-
-/* LOGIN and AUTHENTICATE carry a password (or a response holding one): their bytes are
- * wiped as soon as the command ran (the handler keeps its own copy in sodium memory),
- * also when the command was refused before its handler saw it. */
-static bool holds_secret(const pi_command *cmd)
-{
-    return !strcasecmp(cmd->verb, "LOGIN") || !strcasecmp(cmd->verb, "AUTHENTICATE");
-}
 
 const void *gw_session_input(session *s, size_t *len)
 {
@@ -495,7 +457,7 @@ void gw_session_wait(session *s)
     bufferevent_disable(s->bev, EV_READ);
 }
 
-static bool after(session *s, gw_result r)
+bool gw_session_after(session *s, gw_result r)
 {
     if (s->dead)
         return false;
@@ -514,77 +476,11 @@ static bool after(session *s, gw_result r)
     return true;
 }
 
-static void process(session *s)
-{
-    if (s->pop) {
-        gw_pop3_process(s);
-        return;
-    }
-    const void *data;
-    size_t len;
-    while ((data = gw_session_input(s, &len)) != NULL) {
-        size_t used = 0;
-        pi_status st = pi_parse(s->parser, data, len, &used);
-        gw_session_consumed(s, used);
-        switch (st) {
-        case PI_NEED_MORE:
-            break;
-        case PI_CONTINUE:
-            gw_write(s, "+ Ready for literal data\r\n", 26);
-            break;
-        case PI_COMMAND: {
-            evtimer_del(s->timer);
-            const pi_command *cmd = pi_parser_command(s->parser);
-            bool secret = holds_secret(cmd);
-            gw_result r = dispatch(s, cmd);
-            if (secret && !s->dead)
-                pi_parser_wipe(s->parser);
-            if (!after(s, r))
-                return;
-            break;
-        }
-        case PI_LINE: {
-            size_t len;
-            const char *line = pi_parser_line(s->parser, &len);
-            evtimer_del(s->timer);
-            gw_result r = s->state == S_IDLE ? gw_idle_line(s, line, len) : gw_authenticate_line(s, line, len);
-            if (!s->dead)
-                pi_parser_wipe(s->parser); /* an AUTHENTICATE response */
-            if (!after(s, r))
-                return;
-            break;
-        }
-        case PI_ERROR: {
-            const pi_error *e = pi_parser_error(s->parser);
-            pi_buf b = PI_BUF_INIT;
-            pi_error_reply(e, &b);
-            if (b.len)
-                gw_write(s, b.data, b.len);
-            pi_buf_free(&b);
-            if (s->state == S_IDLE) /* the line after IDLE was refused: IDLE is over */
-                s->state = s->idle_prev;
-            if (s->sasl_wait) { /* the response line was refused: the exchange is over */
-                s->sasl_wait = false;
-                s->state = S_NOT_AUTH;
-            }
-            if (e->fatal) {
-                close_after_flush(s); /* pi_error_reply wrote the BYE */
-                return;
-            }
-            if (++s->errors >= GW_MAX_ERRORS) {
-                gw_session_bye(s, "Too many invalid commands");
-                return;
-            }
-            break;
-        }
-        }
-    }
-}
-
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
-    process(arg);
+    session *s = arg;
+    s->proto->input(s);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
@@ -599,12 +495,11 @@ static void write_cb(struct bufferevent *bev, void *arg)
         s->output_full = false;
         if (!s->pending) {
             bufferevent_enable(s->bev, EV_READ);
-            process(s);
+            s->proto->input(s);
         }
     }
-    gw_fetch_kick(s); /* a FETCH that paused for the client to catch up */
-    if (s->pop)
-        gw_pop3_kick(s);
+    if (!s->dead && s->cmd.resume) /* a command that paused for the client to catch up */
+        s->cmd.resume(s->cmd.ctx);
 }
 
 size_t gw_session_output_len(session *s)

@@ -4,6 +4,7 @@
 #ifndef POSTERN_GATEWAY_SESSION_H
 #define POSTERN_GATEWAY_SESSION_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,9 +19,7 @@
 #include "vault/vault.h"
 
 typedef struct gw_net gw_net;
-struct gw_view;
-struct gw_fetch;
-struct gw_search;
+struct gw_imap;
 struct gw_pop3;
 
 /* ---- the network process ---- */
@@ -80,8 +79,40 @@ bool gw_peer_admit(gw_net *net, const uint8_t ip[VAULT_IP_BYTES]);
 void gw_peer_release(gw_net *net, const uint8_t ip[VAULT_IP_BYTES]);
 void gw_peers_free(gw_net *net);
 
+/* What a protocol does with a connection (Dovecot's client_vfuncs): the core (session.c)
+ * keeps the transport — bufferevent, TLS, timers, output — and the login, and calls these. */
+typedef struct gw_proto {
+    const char *name; /* "IMAP", "POP3": for log lines */
+    /* at accept: the protocol's own state; 0, or -1 when out of memory */
+    int (*init)(session *s);
+    void (*greet)(session *s);
+    /* input arrived, or the session may read on (gw_session_input gives it) */
+    void (*input)(session *s);
+    /* the last words before the connection closes (server shutdown, timeout, too busy) */
+    void (*bye)(session *s, const char *text);
+    /* a command could not even start (out of memory, too many logins): text without code */
+    void (*refuse)(session *s, const char *text);
+    /* a login ended: ok, or no_text as for an IMAP NO ("[UNAVAILABLE] Server busy") */
+    void (*login_done)(session *s, bool ok, const char *no_text);
+    /* at close: frees the protocol's state (a pending command was cancelled already) */
+    void (*free)(session *s);
+    /* seconds a logged-in client may stay silent */
+    unsigned (*idle_timeout)(const pn_gateway *g);
+} gw_proto;
+extern const gw_proto gw_imap_proto, gw_pop3_proto;
+
+/* A command that finishes later keeps its own continuation (Dovecot's cmd->func and
+ * cmd->context): resume when the client has read what was queued, cancel when the
+ * connection closes first. */
+typedef struct gw_pending_cmd {
+    void (*resume)(void *ctx);
+    void (*cancel)(void *ctx);
+    void *ctx;
+} gw_pending_cmd;
+
 struct session {
-    enum session_state state;
+    enum session_state state; /* changed only by gw_session_enter */
+    const gw_proto *proto;
     gw_net *net;
     session *prev, *next;
     unsigned refs;  /* 1 for the connection, 1 per job in flight */
@@ -91,12 +122,9 @@ struct session {
     bool tls;           /* TLS is up (or being negotiated) */
     bool tls_available; /* STARTTLS possible: a plain port and a certificate */
     bool pending;       /* a command finishes asynchronously: input waits */
-    bool sasl_wait;     /* AUTHENTICATE waits for the client's response line */
+    gw_pending_cmd cmd; /* ... and how it goes on (may be empty) */
     bool rejecting;     /* over max_connections: greeted with BYE */
     bool output_full;   /* reading paused until the output drains */
-    pi_parser *parser;
-    char tag[72];       /* the command in progress (pi_limits.max_tag is 64) */
-    char cmd_name[PI_NAME_MAX + 1];
     struct event *timer;
     enum gw_timer timer_kind;
     struct event *resume;
@@ -115,27 +143,28 @@ struct session {
     mb_waiter open_wait;    /* waits for the account (mb_account_open) */
     mb_account *account;
     mb_reader reader;       /* reads the account's messages (attached while logged in) */
-    /* mailbox */
-    struct gw_view *view;   /* selected (mailbox.h) */
-    mb_watcher watcher;     /* the account's changes, while a mailbox is selected */
-    mb_waiter scan_wait;    /* SELECT/EXAMINE/STATUS/POP3 login waits for a scan ... */
-    bool scan_readonly;     /* ... as EXAMINE */
-    bool scan_status;       /* ... as STATUS */
-    unsigned status_items;  /* STATUS: which items (imap_cmd_select.c) */
-    enum session_state idle_prev; /* IDLE: the state to return to */
-    struct gw_fetch *fetch; /* FETCH in progress */
-    struct gw_search *search; /* SEARCH in progress */
-    bool idle_done_wait;    /* IDLE: waiting for DONE */
-    struct gw_pop3 *pop;    /* a POP3 session (pop3_session.c); NULL for IMAP */
+    mb_waiter scan_wait;    /* SELECT/EXAMINE/STATUS/POP3 login waits for a scan */
+    /* the protocol's own state: one of them is set (imap_session.h, pop3_session.c) */
+    struct gw_imap *imap;
+    struct gw_pop3 *pop;
 };
 
-void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls, bool pop3);
-/* Output helpers: the tagged one uses s->tag. Text without CRLF. */
-void gw_untagged(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void gw_tagged(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The one place a session's state changes: logged at debug level, so a session's life can
+ * be followed in the log (OpenSMTPD's smtp_enter_state). */
+void gw_session_enter(session *s, enum session_state st);
+/* A command finishes later (return GW_PENDING too): resume and cancel are its continuation;
+ * gw_session_done forgets them. */
+void gw_session_pending(session *s, void (*resume)(void *ctx), void (*cancel)(void *ctx), void *ctx);
+/* What a handler's result means for the session: false when it must stop reading now
+ * (closing, or a command pending). */
+bool gw_session_after(session *s, gw_result r);
+
+void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls,
+                       const gw_proto *proto);
 void gw_write(session *s, const void *data, size_t len);
-/* The capability flags of s now. */
-unsigned gw_session_caps(const session *s);
+/* Text and CRLF. */
+void gw_writef(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_vwritef(session *s, const char *fmt, va_list ap);
 /* An asynchronous command has written its reply: read on (from the loop, not right now). */
 void gw_session_done(session *s);
 #define GW_MAX_ERRORS 20 /* consecutive bad commands before the connection is dropped */
@@ -148,7 +177,7 @@ void gw_session_consumed(session *s, size_t used);
 void gw_session_wait(session *s);
 /* Close once the queued output is flushed (after a final reply). */
 void gw_session_close_after_flush(session *s);
-/* "* BYE text" (POP3: "-ERR text") and close once flushed. */
+/* The protocol's last words (IMAP "* BYE text", POP3 "-ERR text") and close once flushed. */
 void gw_session_bye(session *s, const char *text);
 /* Closes at once (connection lost); the memory goes when the last reference does. */
 void gw_session_close(session *s);
@@ -161,26 +190,12 @@ int gw_session_starttls(session *s);
 /* Output queued and not yet sent, in bytes. */
 size_t gw_session_output_len(session *s);
 
-/* ---- pop3_session.c ---- */
-int gw_pop3_new(session *s);  /* at accept: 0, or -1 out of memory */
-void gw_pop3_greet(session *s);
-void gw_pop3_process(session *s); /* input arrived or the session may read on */
-void gw_pop3_login_finish(session *s, bool ok, const char *no_text);
-void gw_pop3_reply_err(session *s, const char *text); /* "-ERR [SYS/TEMP] text" */
-void gw_pop3_free(session *s);  /* at close: unlocks the maildrop, deletes nothing */
-void gw_pop3_kick(session *s);  /* output drained */
-
-/* ---- imap_cmd_idle.c: the line that ends IDLE ---- */
-gw_result gw_idle_line(session *s, const char *line, size_t len);
-
-/* ---- imap_cmd_authenticate.c: the client's response line after "+ " ---- */
-gw_result gw_authenticate_line(session *s, const char *line, size_t len);
-
 /* ---- login.c ---- */
 /* Starts a login (LOGIN, AUTHENTICATE). Takes a copy of the password; the caller wipes its
  * own. Returns GW_PENDING, or GW_DONE when the reply is already written. */
 gw_result gw_login_start(session *s, const char *user, size_t user_len, const char *pw, size_t pw_len);
-/* The end of a login: ok, or a tagged NO with text. Resumes the session. */
+/* The end of a login: ok, or no_text (an IMAP NO's text); the protocol answers
+ * (gw_proto.login_done). */
 void gw_login_finish(session *s, bool ok, const char *no_text);
 /* A vault reply for a login request of s (s may be NULL: its session is gone). */
 void gw_login_vault_reply(gw_net *net, session *s, const vault_reply *r);

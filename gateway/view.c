@@ -66,7 +66,7 @@ uint32_t gw_view_last_uid(const gw_view *v)
 
 bool gw_view_recent(const session *s, size_t i)
 {
-    return pi_seqset_contains(&s->view->recent, gw_view_uid(s->view, i));
+    return pi_seqset_contains(&s->imap->view->recent, gw_view_uid(s->imap->view, i));
 }
 
 /* How many messages of the view have a UID up to uid (the index of the first one above). */
@@ -90,7 +90,7 @@ static size_t count_up_to(const gw_view *v, uint32_t uid)
  * idling session counts them again on new mail. */
 static size_t count_recent(const session *s)
 {
-    const gw_view *v = s->view;
+    const gw_view *v = s->imap->view;
     size_t n = 0;
     for (size_t k = 0; k < v->recent.n; k++)
         n += count_up_to(v, v->recent.r[k].hi) - count_up_to(v, v->recent.r[k].lo - 1);
@@ -105,7 +105,7 @@ static size_t count_recent(const session *s)
 static void claim_recent(session *s, uint32_t last)
 {
     mb_account *a = s->account;
-    gw_view *v = s->view;
+    gw_view *v = s->imap->view;
     pi_seqset *r = &v->recent;
     uint32_t from = userstate_recent_uid(mb_account_state(a), v->uidvalidity);
     if (r->n && r->r[r->n - 1].hi > from)
@@ -131,10 +131,10 @@ static void claim_recent(session *s, uint32_t last)
 
 const char *gw_view_msgid(session *s, size_t i)
 {
-    if (i >= s->view->n)
+    if (i >= s->imap->view->n)
         return NULL;
     const mb_mbox *m = mb_account_mbox(s->account);
-    long k = mb_mbox_find(m, gw_view_uid(s->view, i));
+    long k = mb_mbox_find(m, gw_view_uid(s->imap->view, i));
     return k < 0 ? NULL : m->msgs[k].msgid;
 }
 
@@ -195,7 +195,7 @@ static void flags_lines(session *s, pi_buf *b)
     }
     const char *names = kws.len ? kws.data : "";
     pi_buf_printf(b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", names);
-    if (s->view->readonly)
+    if (s->imap->view->readonly)
         pi_buf_addstr(b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
     else
         pi_buf_printf(b,
@@ -203,13 +203,13 @@ static void flags_lines(session *s, pi_buf *b)
                       "permitted\r\n",
                       names);
     pi_buf_free(&kws);
-    s->view->keywords_gen = userstate_keyword_gen(us);
+    s->imap->view->keywords_gen = userstate_keyword_gen(us);
 }
 
 void gw_view_announce_flags(session *s)
 {
-    if (!s->view || s->view->empty_folder || !s->account ||
-        userstate_keyword_gen(mb_account_state(s->account)) == s->view->keywords_gen)
+    if (!s->imap->view || s->imap->view->empty_folder || !s->account ||
+        userstate_keyword_gen(mb_account_state(s->account)) == s->imap->view->keywords_gen)
         return;
     pi_buf b = PI_BUF_INIT;
     flags_lines(s, &b);
@@ -232,7 +232,7 @@ int gw_view_open(session *s, bool readonly)
             free(v);
             return -1;
         }
-    s->view = v;
+    s->imap->view = v;
     gw_view_watch(s);
     v->expunge_modseq = userstate_modseq(mb_account_state(a));
     v->expunge_gone = m->gone_gen;
@@ -263,19 +263,19 @@ int gw_view_open(session *s, bool readonly)
 
 void gw_view_close(session *s)
 {
-    if (!s->view)
+    if (!s->imap->view)
         return;
     if (s->account)
-        mb_unwatch(s->account, &s->watcher);
-    free(s->view->runs);
-    free(s->view->recent.r);
-    free(s->view);
-    s->view = NULL;
+        mb_unwatch(s->account, &s->imap->watcher);
+    free(s->imap->view->runs);
+    free(s->imap->view->recent.r);
+    free(s->imap->view);
+    s->imap->view = NULL;
 }
 
 void gw_view_sync(session *s, bool expunges)
 {
-    gw_view *v = s->view;
+    gw_view *v = s->imap->view;
     if (!v || v->empty_folder || s->dead || !s->account)
         return;
     mb_account *a = s->account;
@@ -356,18 +356,18 @@ void gw_view_sync(session *s, bool expunges)
 static void view_changed(void *arg)
 {
     session *s = arg;
-    if (s->view && s->state == S_IDLE && !s->dead)
+    if (s->imap->view && s->state == S_IDLE && !s->dead)
         gw_view_sync(s, true);
 }
 
 void gw_view_watch(session *s)
 {
-    mb_watch(s->account, &s->watcher, view_changed, s);
+    mb_watch(s->account, &s->imap->watcher, view_changed, s);
 }
 
 int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_t *n, const char **err)
 {
-    gw_view *v = s->view;
+    gw_view *v = s->imap->view;
     *idx = NULL;
     *n = 0;
     if (arg->type != PI_ATOM) {
@@ -407,7 +407,7 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
 
 bool gw_view_mark_seen(session *s, size_t i)
 {
-    if (s->view->readonly)
+    if (s->imap->view->readonly)
         return false;
     const char *id = gw_view_msgid(s, i);
     if (!id)
