@@ -9,7 +9,7 @@
 static size_t remove_deleted(session *s, const size_t *idx, size_t n, bool all)
 {
     size_t removed = 0;
-    size_t count = all ? s->imap->view->n : n;
+    size_t count = all ? s->imap->view->mv.n : n;
     for (size_t k = 0; k < count; k++) {
         size_t i = all ? k : idx[k];
         const char *id = gw_view_msgid(s, i);
@@ -25,7 +25,7 @@ static size_t remove_deleted(session *s, const size_t *idx, size_t n, bool all)
 
 gw_result gw_cmd_expunge(session *s, const pi_command *cmd)
 {
-    if (s->imap->view->readonly) {
+    if (s->imap->view->mv.readonly) {
         gw_tagged(s, "NO [READ-ONLY] The mailbox is read-only");
         return GW_DONE;
     }
@@ -53,7 +53,7 @@ gw_result gw_cmd_close(session *s, const pi_command *cmd)
 {
     (void)cmd;
     mb_account *a = s->account;
-    bool changed = !s->imap->view->readonly && !s->imap->view->empty_folder && remove_deleted(s, NULL, 0, true);
+    bool changed = !s->imap->view->mv.readonly && !s->imap->view->empty_folder && remove_deleted(s, NULL, 0, true);
     gw_view_close(s);
     gw_session_enter(s, S_AUTH);
     if (changed)

@@ -351,7 +351,7 @@ static void finish(void *ctx, unsigned failed)
     s->imap->fetch = NULL;
     fetch_free(f);
     if (changed) {
-        s->imap->view->modseq_seen = userstate_modseq(mb_account_state(s->account));
+        s->imap->view->mv.modseq_seen = userstate_modseq(mb_account_state(s->account));
         mb_account_changed(s->account);
     }
     gw_view_sync(s, false);
@@ -432,13 +432,13 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;
     }
-    if (s->imap->view->readonly)
+    if (s->imap->view->mv.readonly)
         f->sets_seen = false;
     gw_view_sync(s, false); /* others' flag changes first */
     s->imap->fetch = f;
     gw_session_pending(s, fetch_resume, fetch_cancel, f);
     mb_walk_step(f->walk); /* finishes right away when nothing needs loading: the reply is written */
     if (s->imap->fetch && f->need_content && f->n) /* after the command's own loads: those come first */
-        mb_read_ahead(&s->reader, f->idx[0], f->idx[f->n - 1], s->imap->view->n, view_msgid, s);
+        mb_read_ahead(&s->reader, f->idx[0], f->idx[f->n - 1], s->imap->view->mv.n, view_msgid, s);
     return s->imap->fetch ? GW_PENDING : GW_DONE;
 }

@@ -165,7 +165,7 @@ gw_result gw_cmd_search(session *s, const pi_command *cmd)
     q->s = s;
     q->uid = cmd->uid;
     const char *err = NULL;
-    int rc = pi_search_parse(cmd->args, cmd->nargs, (uint32_t)v->n, gw_view_last_uid(v), &q->prog, &err);
+    int rc = pi_search_parse(cmd->args, cmd->nargs, (uint32_t)v->mv.n, gw_view_last_uid(v), &q->prog, &err);
     if (rc != 0) {
         search_free(q);
         if (rc == PI_SEARCH_BADCHARSET)
@@ -177,7 +177,7 @@ gw_result gw_cmd_search(session *s, const pi_command *cmd)
         return GW_DONE;
     }
     q->needs = pi_search_needs(q->prog);
-    q->walk = mb_walk_new(&s->reader, v->n, true, &search_ops, q);
+    q->walk = mb_walk_new(&s->reader, v->mv.n, true, &search_ops, q);
     if (!q->walk) {
         search_free(q);
         gw_tagged(s, "NO [SERVERBUG] Out of memory");

@@ -116,9 +116,9 @@ static void select_empty(session *s, const pi_arg *name, bool readonly)
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return;
     }
-    v->readonly = readonly;
+    v->mv.readonly = readonly;
     v->empty_folder = true;
-    v->uidvalidity = 1;
+    v->mv.uidvalidity = 1;
     s->imap->view = v;
     gw_view_watch(s);
     gw_session_enter(s, S_SELECTED);

@@ -89,7 +89,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
         gw_tagged(s, "BAD %s", err);
         return GW_DONE;
     }
-    if (s->imap->view->readonly) {
+    if (s->imap->view->mv.readonly) {
         free(idx);
         gw_tagged(s, "NO [READ-ONLY] The mailbox is read-only");
         return GW_DONE;
@@ -134,7 +134,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
         gw_write(s, b.data, b.len);
     pi_buf_free(&b);
     free(idx);
-    s->imap->view->modseq_seen = userstate_modseq(mb_account_state(a));
+    s->imap->view->mv.modseq_seen = userstate_modseq(mb_account_state(a));
     if (changed)
         mb_account_changed(a);
     gw_account_warn_unsaved(s);

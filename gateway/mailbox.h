@@ -1,5 +1,5 @@
 /* gateway: what one IMAP session sees of its user's mailbox (gw_view: its own sequence
- * numbers) on top of the mailbox layer (mailbox/mailbox.h), which knows no session. */
+ * numbers, mailbox/'s mb_view, rendered as IMAP responses). */
 #ifndef POSTERN_GATEWAY_MAILBOX_H
 #define POSTERN_GATEWAY_MAILBOX_H
 
@@ -10,29 +10,11 @@
 #include "gateway/imap_session.h"
 #include "mailbox/mailbox.h"
 
-/* ---- view.c: one session's numbering of the mailbox ---- */
-/* A run of consecutive UIDs: INN numbers a group's articles one after another, so a view of
- * thousands of messages is a few runs (gaps come from expunges, cancels and expiry), and ten
- * thousand idling sessions do not hold ten thousand copies of the numbers. */
-typedef struct gw_uid_run {
-    uint32_t lo, hi;
-    size_t before; /* messages in the runs before this one: lo is sequence number before + 1 */
-} gw_uid_run;
-
+/* ---- view.c: one session's numbering of the mailbox, rendered as IMAP ---- */
 typedef struct gw_view {
-    bool readonly;
-    bool empty_folder; /* Sent, Drafts, Trash: nothing stored there yet */
-    uint32_t uidvalidity;
-    gw_uid_run *runs; /* ascending */
-    size_t nruns, runs_cap;
-    size_t n; /* messages */
-    uint64_t modseq_seen;       /* flag changes up to here were reported */
-    uint64_t expunge_modseq, expunge_gone; /* the state's modseq and the mbox's gone_gen at
-                                               the last look for vanished messages */
-    bool expunge_retry;                    /* that look ran out of memory */
-    pi_seqset recent;              /* UIDs shown as \Recent in this session (ascending) */
-    size_t recent_cap;
-    uint64_t keywords_gen;         /* the keyword table's generation at the last FLAGS sent */
+    mb_view mv;            /* the numbering (mailbox/view.c) */
+    bool empty_folder;     /* Sent, Drafts, Trash: nothing stored there yet */
+    uint64_t keywords_gen; /* the keyword table's generation at the last FLAGS sent */
 } gw_view;
 
 /* SELECT/EXAMINE once the first scan is there: builds s->view, writes the untagged replies. */
@@ -48,8 +30,14 @@ void gw_view_sync(session *s, bool expunges);
  * last heard them: call before any response that may show a keyword (RFC 3501 7.2.6). */
 void gw_view_announce_flags(session *s);
 /* The UID of message i (sequence number i + 1), and the highest UID (0 if empty). */
-uint32_t gw_view_uid(const gw_view *v, size_t i);
-uint32_t gw_view_last_uid(const gw_view *v);
+static inline uint32_t gw_view_uid(const gw_view *v, size_t i)
+{
+    return mb_view_uid(&v->mv, i);
+}
+static inline uint32_t gw_view_last_uid(const gw_view *v)
+{
+    return mb_view_last_uid(&v->mv);
+}
 /* The state of message i of the view (zeroed if the state has no entry). */
 void gw_view_state(session *s, size_t i, userstate_msg *out);
 const char *gw_view_msgid(session *s, size_t i); /* NULL if the message is gone from the server */

@@ -1,141 +1,20 @@
-/* gateway: one session's view of the mailbox. IMAP sequence numbers belong to the session:
- * a message that vanished (expunged elsewhere, expired or cancelled by INN) keeps its number
- * until the session may be told (EXPUNGE is not allowed during FETCH, STORE or SEARCH), and
- * new messages are numbered only once announced with EXISTS. */
+/* gateway: one IMAP session's view of the mailbox — mailbox/'s numbering (mb_view) rendered
+ * as IMAP: FLAGS and PERMANENTFLAGS, EXISTS, RECENT, EXPUNGE and FETCH FLAGS, and sequence
+ * and UID sets resolved against it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-
 #include "gateway/mailbox.h"
-
-static bool hidden(mb_account *a, const char *msgid)
-{
-    userstate_msg st;
-    userstate_get(mb_account_state(a), msgid, &st);
-    return st.removed;
-}
-
-/* Appends uid, which is above every UID of the view. */
-static int push(gw_view *v, uint32_t uid)
-{
-    if (v->nruns && v->runs[v->nruns - 1].hi + 1 == uid) {
-        v->runs[v->nruns - 1].hi = uid;
-        v->n++;
-        return 0;
-    }
-    if (v->nruns == v->runs_cap) {
-        size_t cap = v->runs_cap ? v->runs_cap * 2 : 4;
-        gw_uid_run *p = realloc(v->runs, cap * sizeof *p);
-        if (!p)
-            return -1;
-        v->runs = p;
-        v->runs_cap = cap;
-    }
-    v->runs[v->nruns++] = (gw_uid_run){uid, uid, v->n};
-    v->n++;
-    return 0;
-}
-
-/* The run holding message i (i < v->n). */
-static const gw_uid_run *run_of(const gw_view *v, size_t i)
-{
-    size_t lo = 0, hi = v->nruns;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (v->runs[mid].before <= i)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return &v->runs[lo];
-}
-
-uint32_t gw_view_uid(const gw_view *v, size_t i)
-{
-    const gw_uid_run *r = run_of(v, i);
-    return r->lo + (uint32_t)(i - r->before);
-}
-
-uint32_t gw_view_last_uid(const gw_view *v)
-{
-    return v->nruns ? v->runs[v->nruns - 1].hi : 0;
-}
 
 bool gw_view_recent(const session *s, size_t i)
 {
-    return pi_seqset_contains(&s->imap->view->recent, gw_view_uid(s->imap->view, i));
-}
-
-/* How many messages of the view have a UID up to uid (the index of the first one above). */
-static size_t count_up_to(const gw_view *v, uint32_t uid)
-{
-    size_t lo = 0, hi = v->nruns; /* the first run that ends above uid */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (v->runs[mid].hi <= uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == v->nruns)
-        return v->n;
-    const gw_uid_run *r = &v->runs[lo];
-    return uid < r->lo ? r->before : r->before + (uid - r->lo) + 1;
-}
-
-/* Counted by two binary searches per range of \Recent UIDs (nearly always one), since every
- * idling session counts them again on new mail. */
-static size_t count_recent(const session *s)
-{
-    const gw_view *v = s->imap->view;
-    size_t n = 0;
-    for (size_t k = 0; k < v->recent.n; k++)
-        n += count_up_to(v, v->recent.r[k].hi) - count_up_to(v, v->recent.r[k].lo - 1);
-    return n;
-}
-
-/* New UIDs above the user's \Recent mark become \Recent in this session (RFC 3501: in one
- * session only, once). The mark lives in the user's state, not in the mailbox, which is
- * freed when the user's last session ends. A session keeps what it was given when another
- * session takes the next messages, so its \Recent UIDs are ranges. A read-only session
- * sees them as \Recent but leaves them to the next session (RFC 3501 2.3.2, 6.3.2). */
-static void claim_recent(session *s, uint32_t last)
-{
-    mb_account *a = s->account;
-    gw_view *v = s->imap->view;
-    pi_seqset *r = &v->recent;
-    uint32_t from = userstate_recent_uid(mb_account_state(a), v->uidvalidity);
-    if (r->n && r->r[r->n - 1].hi > from)
-        from = r->r[r->n - 1].hi; /* read-only: shown already, the mark did not move */
-    if (last <= from)
-        return;
-    if (r->n && r->r[r->n - 1].hi == from) {
-        r->r[r->n - 1].hi = last;
-    } else {
-        if (r->n == v->recent_cap) {
-            size_t cap = v->recent_cap ? v->recent_cap * 2 : 2;
-            pi_range *p = realloc(r->r, cap * sizeof *p);
-            if (!p)
-                return; /* left to the next session that looks, rather than to none */
-            r->r = p;
-            v->recent_cap = cap;
-        }
-        r->r[r->n++] = (pi_range){from + 1, last};
-    }
-    if (!v->readonly)
-        userstate_recent_raise(mb_account_state(a), v->uidvalidity, last);
+    return mb_view_recent(&s->imap->view->mv, i);
 }
 
 const char *gw_view_msgid(session *s, size_t i)
 {
-    if (i >= s->imap->view->n)
-        return NULL;
-    const mb_mbox *m = mb_account_mbox(s->account);
-    long k = mb_mbox_find(m, gw_view_uid(s->imap->view, i));
-    return k < 0 ? NULL : m->msgs[k].msgid;
+    return mb_view_msgid(&s->imap->view->mv, s->account, i);
 }
 
 void gw_view_state(session *s, size_t i, userstate_msg *out)
@@ -195,7 +74,7 @@ static void flags_lines(session *s, pi_buf *b)
     }
     const char *names = kws.len ? kws.data : "";
     pi_buf_printf(b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", names);
-    if (s->imap->view->readonly)
+    if (s->imap->view->mv.readonly)
         pi_buf_addstr(b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
     else
         pi_buf_printf(b,
@@ -220,30 +99,18 @@ void gw_view_announce_flags(session *s)
 int gw_view_open(session *s, bool readonly)
 {
     mb_account *a = s->account;
-    const mb_mbox *m = mb_account_mbox(a);
     gw_view *v = calloc(1, sizeof *v);
-    if (!v)
+    if (!v || mb_view_open(&v->mv, a, readonly) != 0) {
+        free(v);
         return -1;
-    v->readonly = readonly;
-    v->uidvalidity = m->uidvalidity;
-    for (size_t i = 0; i < m->n; i++)
-        if (!hidden(a, m->msgs[i].msgid) && push(v, m->msgs[i].uid) != 0) {
-            free(v->runs);
-            free(v);
-            return -1;
-        }
+    }
     s->imap->view = v;
     gw_view_watch(s);
-    v->expunge_modseq = userstate_modseq(mb_account_state(a));
-    v->expunge_gone = m->gone_gen;
-    if (v->n)
-        claim_recent(s, gw_view_last_uid(v));
-    v->modseq_seen = userstate_modseq(mb_account_state(a));
-
+    const mb_view *mv = &v->mv;
     pi_buf b = PI_BUF_INIT;
     flags_lines(s, &b);
-    pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
-    for (size_t i = 0; i < v->n; i++) {
+    pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", mv->n, mb_view_count_recent(mv));
+    for (size_t i = 0; i < mv->n; i++) {
         userstate_msg st;
         gw_view_state(s, i, &st);
         if (!(st.flags & US_SEEN)) {
@@ -251,11 +118,8 @@ int gw_view_open(session *s, bool readonly)
             break;
         }
     }
-    pi_buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n", v->uidvalidity);
-    uint64_t next = m->high + 1;
-    if (v->n && gw_view_last_uid(v) >= next)
-        next = (uint64_t)gw_view_last_uid(v) + 1;
-    pi_buf_printf(&b, "* OK [UIDNEXT %llu] Predicted next UID\r\n", (unsigned long long)next);
+    pi_buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n", mv->uidvalidity);
+    pi_buf_printf(&b, "* OK [UIDNEXT %llu] Predicted next UID\r\n", (unsigned long long)mb_view_uidnext(mv, a));
     write_buf(s, &b);
     pi_buf_free(&b);
     return 0;
@@ -263,89 +127,56 @@ int gw_view_open(session *s, bool readonly)
 
 void gw_view_close(session *s)
 {
-    if (!s->imap->view)
+    if (!s->imap || !s->imap->view)
         return;
     if (s->account)
         mb_unwatch(s->account, &s->imap->watcher);
-    free(s->imap->view->runs);
-    free(s->imap->view->recent.r);
+    mb_view_free(&s->imap->view->mv);
     free(s->imap->view);
     s->imap->view = NULL;
 }
 
+typedef struct sync_out {
+    session *s;
+    pi_buf *b;
+} sync_out;
+
+static void out_expunge(void *ctx, size_t seq)
+{
+    sync_out *o = ctx;
+    pi_buf_printf(o->b, "* %zu EXPUNGE\r\n", seq);
+}
+
+static void out_exists(void *ctx, size_t n, size_t recent)
+{
+    sync_out *o = ctx;
+    pi_buf_printf(o->b, "* %zu EXISTS\r\n* %zu RECENT\r\n", n, recent);
+}
+
+static void out_flags(void *ctx, size_t i, const userstate_msg *m)
+{
+    sync_out *o = ctx;
+    pi_buf_printf(o->b, "* %zu FETCH (UID %u FLAGS ", i + 1, gw_view_uid(o->s->imap->view, i));
+    gw_write_flags(o->b, o->s, m, gw_view_recent(o->s, i));
+    pi_buf_addstr(o->b, ")\r\n");
+}
+
+static const mb_view_sink imap_sink = {out_expunge, out_exists, out_flags};
+
 void gw_view_sync(session *s, bool expunges)
 {
-    gw_view *v = s->imap->view;
+    gw_view *v = s->imap ? s->imap->view : NULL;
     if (!v || v->empty_folder || s->dead || !s->account)
         return;
-    mb_account *a = s->account;
-    const mb_mbox *m = mb_account_mbox(a);
-    if (v->uidvalidity != m->uidvalidity) {
-        /* the numbers changed under the client (the mailbox now comes from another site):
-         * it must start over, and says so best after a reconnect */
-        gw_session_bye(s, "[UNAVAILABLE] Mailbox renumbered after a news server failover; reconnect");
-        return;
-    }
     gw_view_announce_flags(s); /* a keyword new to the mailbox, before a FETCH shows it */
     pi_buf b = PI_BUF_INIT;
-    uint64_t now = userstate_modseq(mb_account_state(a));
-    /* Looking for vanished messages costs a lookup per message, and every idling session of
-     * the account does it when the mailbox changes: only when something may have vanished
-     * (a full scan, or a removal in the state, which moves its modseq). */
-    if (expunges && (v->expunge_retry || now != v->expunge_modseq || m->gone_gen != v->expunge_gone)) {
-        v->expunge_retry = false;
-        v->expunge_modseq = now;
-        v->expunge_gone = m->gone_gen;
-        gw_view kept = {0};
-        size_t removed = 0, i = 0, k = 0; /* both sorted by UID: walked side by side */
-        bool nomem = false;
-        for (size_t r = 0; r < v->nruns; r++)
-            for (uint64_t uid = v->runs[r].lo; uid <= v->runs[r].hi; uid++, i++) {
-                while (k < m->n && m->msgs[k].uid < uid)
-                    k++;
-                bool gone = k == m->n || m->msgs[k].uid != uid || hidden(a, m->msgs[k].msgid);
-                if (!nomem && gone) {
-                    pi_buf_printf(&b, "* %zu EXPUNGE\r\n", i + 1 - removed);
-                    removed++;
-                } else if (push(&kept, (uint32_t)uid) != 0) {
-                    nomem = true; /* keeps the rest numbered as they were: looked at again later */
-                }
-            }
-        if (nomem) {
-            free(kept.runs);
-            v->expunge_retry = true; /* at the next sync */
-            pu_log(PU_ERROR, "out of memory: expunges not reported yet");
-            pi_buf_clear(&b);
-        } else {
-            free(v->runs);
-            v->runs = kept.runs;
-            v->nruns = kept.nruns;
-            v->runs_cap = kept.runs_cap;
-            v->n = kept.n;
-        }
-    }
-    /* new messages: everything above the last UID the view knows */
-    uint32_t last = gw_view_last_uid(v);
-    size_t before = v->n;
-    for (size_t i = mb_mbox_count_up_to(m, last); i < m->n; i++)
-        if (!hidden(a, m->msgs[i].msgid) && push(v, m->msgs[i].uid) != 0)
-            break;
-    if (v->n != before) {
-        claim_recent(s, gw_view_last_uid(v));
-        pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
-    }
-    /* flags changed by other sessions */
-    if (now > v->modseq_seen) {
-        for (size_t i = 0; i < before && i < v->n; i++) {
-            userstate_msg st;
-            gw_view_state(s, i, &st);
-            if (st.modseq > v->modseq_seen && !st.removed) {
-                pi_buf_printf(&b, "* %zu FETCH (UID %u FLAGS ", i + 1, gw_view_uid(v, i));
-                gw_write_flags(&b, s, &st, gw_view_recent(s, i));
-                pi_buf_addstr(&b, ")\r\n");
-            }
-        }
-        v->modseq_seen = now;
+    sync_out o = {s, &b};
+    if (mb_view_sync(&v->mv, s->account, expunges, &imap_sink, &o) != 0) {
+        /* the numbers changed under the client (the mailbox now comes from another site):
+         * it must start over, and says so best after a reconnect */
+        pi_buf_free(&b);
+        gw_session_bye(s, "[UNAVAILABLE] Mailbox renumbered after a news server failover; reconnect");
+        return;
     }
     write_buf(s, &b);
     pi_buf_free(&b);
@@ -367,14 +198,14 @@ void gw_view_watch(session *s)
 
 int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_t *n, const char **err)
 {
-    gw_view *v = s->imap->view;
+    const mb_view *v = &s->imap->view->mv;
     *idx = NULL;
     *n = 0;
     if (arg->type != PI_ATOM) {
         *err = "Invalid sequence set";
         return -1;
     }
-    uint32_t star = uid ? gw_view_last_uid(v) : (uint32_t)v->n;
+    uint32_t star = uid ? mb_view_last_uid(v) : (uint32_t)v->n;
     pi_seqset set = {0};
     if (pi_seqset_parse(arg->str, arg->len, star, &set, err) != 0)
         return -1;
@@ -391,8 +222,8 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
     }
     for (size_t r = 0; r < set.n; r++) {
         if (uid) { /* UIDs ascend in the view: find the range's start, walk to its end */
-            size_t end = count_up_to(v, set.r[r].hi);
-            for (size_t i = set.r[r].lo ? count_up_to(v, set.r[r].lo - 1) : 0; i < end; i++)
+            size_t end = mb_view_count_up_to(v, set.r[r].hi);
+            for (size_t i = set.r[r].lo ? mb_view_count_up_to(v, set.r[r].lo - 1) : 0; i < end; i++)
                 out[(*n)++] = i;
         } else {
             uint64_t hi = set.r[r].hi < v->n ? set.r[r].hi : v->n;
@@ -407,7 +238,7 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
 
 bool gw_view_mark_seen(session *s, size_t i)
 {
-    if (s->imap->view->readonly)
+    if (s->imap->view->mv.readonly)
         return false;
     const char *id = gw_view_msgid(s, i);
     if (!id)

@@ -257,6 +257,55 @@ mb_walk *mb_walk_new(mb_reader *r, size_t n, bool mime, const mb_walk_ops *ops, 
 void mb_walk_step(mb_walk *w);
 void mb_walk_free(mb_walk *w); /* loads in flight are cancelled: no callback */
 
+/* ---- view.c: one client's numbering of the mailbox ---- */
+/* A run of consecutive UIDs: lo is sequence number before + 1. */
+typedef struct mb_uid_run {
+    uint32_t lo, hi;
+    size_t before; /* messages in the runs before this one */
+} mb_uid_run;
+typedef struct mb_uid_range {
+    uint32_t lo, hi;
+} mb_uid_range;
+
+/* Sequence numbers are the client's: a message that vanished keeps its number until the
+ * client may be told (mb_view_sync with expunges), new ones are numbered once announced. */
+typedef struct mb_view {
+    bool readonly;         /* claims no \Recent for later views */
+    uint32_t uidvalidity;
+    mb_uid_run *runs;      /* ascending */
+    size_t nruns, runs_cap;
+    size_t n;              /* messages */
+    uint64_t modseq_seen;  /* flag changes up to here were reported */
+    uint64_t expunge_modseq, expunge_gone; /* the state's modseq and the mailbox's gone_gen at the
+                                              last look for vanished messages */
+    bool expunge_retry;    /* that look ran out of memory */
+    mb_uid_range *recent;  /* UIDs that are \Recent in this view (ascending) */
+    size_t nrecent, recent_cap;
+} mb_view;
+
+/* v: the account's mailbox as scanned, without what the state removed; the new UIDs above
+ * the user's \Recent mark become this view's \Recent (and, read-write, the mark moves). 0, or
+ * -1 when out of memory. */
+int mb_view_open(mb_view *v, mb_account *a, bool readonly);
+void mb_view_free(mb_view *v);
+uint32_t mb_view_uid(const mb_view *v, size_t i); /* of message i (sequence number i + 1) */
+uint32_t mb_view_last_uid(const mb_view *v);      /* 0 if empty */
+size_t mb_view_count_up_to(const mb_view *v, uint32_t uid); /* messages with a UID up to uid */
+bool mb_view_recent(const mb_view *v, size_t i);
+size_t mb_view_count_recent(const mb_view *v);
+const char *mb_view_msgid(const mb_view *v, const mb_account *a, size_t i); /* NULL: gone from the server */
+uint64_t mb_view_uidnext(const mb_view *v, const mb_account *a);
+/* What a sync found, in the order a client must be told. */
+typedef struct mb_view_sink {
+    void (*expunge)(void *ctx, size_t seq);       /* seq: numbered as it is at that moment */
+    void (*exists)(void *ctx, size_t n, size_t recent);
+    void (*flags)(void *ctx, size_t i, const userstate_msg *m); /* changed since the last sync */
+} mb_view_sink;
+/* Brings v up to the mailbox: vanished messages (only when expunges: not during FETCH, STORE
+ * or SEARCH, RFC 3501 7.4.1), then new ones, then flag changes. -1 when the mailbox was
+ * renumbered (its UIDVALIDITY changed: the client must start over); else 0. */
+int mb_view_sync(mb_view *v, mb_account *a, bool expunges, const mb_view_sink *sink, void *ctx);
+
 /* ---- the article cache (artcache.c) and the state's pruning (prune.c) are internal ---- */
 
 #endif

@@ -3,7 +3,9 @@
  * watchers hear each change once; an account is shared, saved at its last release and
  * loaded again; a cancelled open costs nothing; every load calls each of its waiters exactly
  * once, failures included, and a cancelled waiter never; the walk hands messages over in
- * order; the cache evicts the least recently used. */
+ * order; the cache evicts the least recently used; a view numbers the mailbox in runs, merges
+ * what scans and other sessions changed in the order a client must hear it, and gives
+ * \Recent to one session. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -309,6 +311,8 @@ typedef struct walk_probe {
     size_t n;
     int done;
     unsigned failed;
+    size_t issued, most_ahead; /* messages issued; the most issued and not yet handed over */
+    bool pause;
 } walk_probe;
 
 static char ids[40][PA_MSGID_MAX];
@@ -321,8 +325,16 @@ static const char *walk_msgid(void *ctx, size_t k)
 
 static bool walk_need(void *ctx, size_t k)
 {
-    (void)ctx;
+    walk_probe *w = ctx;
+    w->issued = k + 1;
+    if (w->issued - w->n > w->most_ahead)
+        w->most_ahead = w->issued - w->n;
     return k % 3 != 2; /* every third one needs no plaintext */
+}
+
+static bool walk_paused(void *ctx)
+{
+    return ((walk_probe *)ctx)->pause;
 }
 
 static void walk_each(void *ctx, size_t k, mb_plain *p)
@@ -354,12 +366,23 @@ static void test_walk_in_order_through_the_ring(void **state)
         mb_cache_insert(a, p);
         mb_plain_unref(p);
     }
-    static const mb_walk_ops ops = {walk_msgid, walk_need, walk_each, walk_done, NULL};
+    static const mb_walk_ops ops = {walk_msgid, walk_need, walk_each, walk_done, walk_paused};
     walk_probe probe = {0};
     mb_walk *w = mb_walk_new(&r, 40, false, &ops, &probe);
     assert_non_null(w);
+    probe.pause = true; /* the client does not read its output: nothing is loaded */
+    mb_walk_step(w);
+    int never = 0;
+    struct timeval t = {0, 50000};
+    event_base_loopexit(base, &t);
+    event_base_dispatch(base);
+    assert_int_equal(probe.issued, 0);
+    (void)never;
+    probe.pause = false; /* it reads again: the owner steps the walk on */
     mb_walk_step(w);
     run_until(&probe.done);
+    assert_true(probe.most_ahead <= 16); /* the ring: at most 16 issued ahead of each() */
+    assert_true(probe.most_ahead > 4);   /* ... and more than the 4 loads in flight */
     assert_int_equal(probe.done, 1);
     assert_int_equal(probe.failed, 0);
     assert_int_equal(probe.n, 40);
@@ -391,6 +414,162 @@ static void test_cache_evicts_least_recently_used(void **state)
     assert_null(mb_cache_lookup(a, "<m.1@postern.invalid>")); /* the least recently used went */
     assert_non_null(mb_cache_lookup(a, "<m.2@postern.invalid>"));
     assert_non_null(mb_cache_lookup(a, "<m.new@postern.invalid>"));
+    mb_account_release(a);
+    store_free(st);
+}
+
+
+/* ---- views: one client's numbering, against a mailbox filled by hand (a fake scan) ---- */
+
+static void fake_scan(mb_account *a, const uint32_t *uids, size_t n, bool full)
+{
+    mb_mbox *m = a->mbox;
+    free(m->msgs);
+    m->msgs = calloc(n ? n : 1, sizeof *m->msgs);
+    assert_non_null(m->msgs);
+    for (size_t i = 0; i < n; i++) {
+        m->msgs[i].uid = uids[i];
+        snprintf(m->msgs[i].msgid, sizeof m->msgs[i].msgid, "<m.%u@postern.invalid>", uids[i]);
+    }
+    m->n = m->cap = n;
+    m->high = n ? uids[n - 1] : 0;
+    m->uidvalidity = 4242;
+    m->scanned = true;
+    if (full)
+        m->gone_gen++; /* what a full scan does: views look for vanished messages */
+}
+
+static const char *id_of(uint32_t uid)
+{
+    static char id[PA_MSGID_MAX];
+    snprintf(id, sizeof id, "<m.%u@postern.invalid>", uid);
+    return id;
+}
+
+typedef struct sink_log {
+    char text[512];
+} sink_log;
+
+static void log_expunge(void *ctx, size_t seq)
+{
+    sink_log *l = ctx;
+    snprintf(l->text + strlen(l->text), sizeof l->text - strlen(l->text), "X%zu ", seq);
+}
+
+static void log_exists(void *ctx, size_t n, size_t recent)
+{
+    sink_log *l = ctx;
+    snprintf(l->text + strlen(l->text), sizeof l->text - strlen(l->text), "E%zu/R%zu ", n, recent);
+}
+
+static void log_flags(void *ctx, size_t i, const userstate_msg *m)
+{
+    sink_log *l = ctx;
+    snprintf(l->text + strlen(l->text), sizeof l->text - strlen(l->text), "F%zu:%u ", i + 1, m->flags);
+}
+
+static const mb_view_sink log_sink = {log_expunge, log_exists, log_flags};
+
+static void test_view_numbers_in_runs(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    mb_account *a = open_account(st, "gina@example.org");
+    static const uint32_t uids[] = {1, 2, 3, 7, 8, 10};
+    fake_scan(a, uids, 6, true);
+    assert_int_equal(userstate_remove(a->us, id_of(7)), US_OK); /* expunged before: not shown */
+    mb_view v;
+    assert_int_equal(mb_view_open(&v, a, false), 0);
+    assert_int_equal(v.n, 5);
+    assert_int_equal(v.nruns, 3); /* 1-3, 8, 10 */
+    assert_int_equal(mb_view_uid(&v, 0), 1);
+    assert_int_equal(mb_view_uid(&v, 2), 3);
+    assert_int_equal(mb_view_uid(&v, 3), 8);
+    assert_int_equal(mb_view_uid(&v, 4), 10);
+    assert_int_equal(mb_view_last_uid(&v), 10);
+    assert_int_equal(mb_view_count_up_to(&v, 0), 0);
+    assert_int_equal(mb_view_count_up_to(&v, 7), 3);
+    assert_int_equal(mb_view_count_up_to(&v, 9), 4);
+    assert_int_equal(mb_view_count_up_to(&v, 99), 5);
+    assert_string_equal(mb_view_msgid(&v, a, 3), id_of(8));
+    assert_null(mb_view_msgid(&v, a, 5));
+    assert_int_equal(mb_view_uidnext(&v, a), 11);
+    mb_view_free(&v);
+    mb_account_release(a);
+    store_free(st);
+}
+
+static void test_view_sync_merges_scans_in_order(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    mb_account *a = open_account(st, "hank@example.org");
+    static const uint32_t first[] = {1, 2, 3, 4, 5};
+    fake_scan(a, first, 5, true);
+    mb_view v;
+    assert_int_equal(mb_view_open(&v, a, false), 0);
+    assert_int_equal(mb_view_count_recent(&v), 5); /* the first view of new mail */
+
+    /* a full scan lost 2 and 4 (cancelled, expired), found 6 and 7; another session flagged 3 */
+    static const uint32_t second[] = {1, 3, 5, 6, 7};
+    fake_scan(a, second, 5, true);
+    assert_int_equal(userstate_store(a->us, id_of(3), US_ADD, US_FLAGGED, NULL), US_OK);
+    sink_log l = {""};
+    /* during a FETCH: no EXPUNGE; the vanished keep their numbers, the new are numbered after */
+    assert_int_equal(mb_view_sync(&v, a, false, &log_sink, &l), 0);
+    assert_string_equal(l.text, "E7/R7 F3:4 ");
+    assert_int_equal(v.n, 7);
+    assert_null(mb_view_msgid(&v, a, 1)); /* uid 2: gone, still numbered */
+    /* then, when the client may be told: in order, each number as it is at that moment */
+    l.text[0] = '\0';
+    assert_int_equal(mb_view_sync(&v, a, true, &log_sink, &l), 0);
+    assert_string_equal(l.text, "X2 X3 ");
+    assert_int_equal(v.n, 5);
+    assert_int_equal(mb_view_uid(&v, 1), 3);
+    assert_int_equal(mb_view_uid(&v, 4), 7);
+    /* nothing new: nothing said */
+    l.text[0] = '\0';
+    assert_int_equal(mb_view_sync(&v, a, true, &log_sink, &l), 0);
+    assert_string_equal(l.text, "");
+    /* an expunge in the state (another session) is found without a full scan */
+    assert_int_equal(userstate_remove(a->us, id_of(5)), US_OK);
+    assert_int_equal(mb_view_sync(&v, a, true, &log_sink, &l), 0);
+    assert_string_equal(l.text, "X3 ");
+    /* renumbered under the client (the mailbox came from another site): it must start over */
+    a->mbox->uidvalidity = 4343;
+    assert_int_equal(mb_view_sync(&v, a, true, &log_sink, &l), -1);
+    mb_view_free(&v);
+    mb_account_release(a);
+    store_free(st);
+}
+
+static void test_view_recent_goes_to_one_session(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    mb_account *a = open_account(st, "ivy@example.org");
+    static const uint32_t first[] = {1, 2};
+    fake_scan(a, first, 2, true);
+    mb_view ro, rw, later;
+    assert_int_equal(mb_view_open(&ro, a, true), 0); /* EXAMINE sees \Recent, leaves it */
+    assert_int_equal(mb_view_count_recent(&ro), 2);
+    assert_int_equal(mb_view_open(&rw, a, false), 0);
+    assert_int_equal(mb_view_count_recent(&rw), 2);
+    assert_int_equal(mb_view_open(&later, a, false), 0);
+    assert_int_equal(mb_view_count_recent(&later), 0); /* rw took them */
+    static const uint32_t second[] = {1, 2, 3};
+    fake_scan(a, second, 3, false);
+    sink_log l = {""};
+    assert_int_equal(mb_view_sync(&later, a, true, &log_sink, &l), 0); /* later looks first */
+    assert_string_equal(l.text, "E3/R1 ");
+    l.text[0] = '\0';
+    assert_int_equal(mb_view_sync(&rw, a, true, &log_sink, &l), 0);
+    assert_string_equal(l.text, "E3/R2 "); /* keeps what it was given, gets nothing more */
+    assert_true(mb_view_recent(&rw, 0));
+    assert_false(mb_view_recent(&rw, 2));
+    mb_view_free(&ro);
+    mb_view_free(&rw);
+    mb_view_free(&later);
     mb_account_release(a);
     store_free(st);
 }
@@ -438,6 +617,9 @@ int main(void)
         cmocka_unit_test(test_walk_in_order_through_the_ring),
         cmocka_unit_test(test_cache_evicts_least_recently_used),
         cmocka_unit_test(test_watchers_hear_each_change_once),
+        cmocka_unit_test(test_view_numbers_in_runs),
+        cmocka_unit_test(test_view_sync_merges_scans_in_order),
+        cmocka_unit_test(test_view_recent_goes_to_one_session),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
