@@ -37,6 +37,8 @@ int pa_mail_message_id_matches(const uint8_t tag[32], const char *msgid);
  * postern mail article ("<m....>"): 1 with its number and Message-ID (not NUL-terminated,
  * shorter than PA_MSGID_MAX), else 0 (another article in the group, or malformed). */
 int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len);
+/* The article's size in octets from an overview line (its Bytes field), 0 if it has none. */
+uint64_t pa_over_bytes(const char *line, size_t len);
 
 /* An overview line of a key record article ("<k.KEYID.SERIAL@postern.invalid>"): 1 with its
  * number, the serial its Message-ID claims, its size in octets (0 if the line has none) and

@@ -77,6 +77,21 @@ int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **ms
     return 1;
 }
 
+static uint64_t field_number(const over_fields *f, int i)
+{
+    uint64_t b = 0;
+    for (size_t k = 0; f->at[i] && k < f->len[i] && f->at[i][k] >= '0' && f->at[i][k] <= '9' && b < UINT64_MAX / 10;
+         k++)
+        b = b * 10 + (uint64_t)(f->at[i][k] - '0');
+    return b;
+}
+
+uint64_t pa_over_bytes(const char *line, size_t len)
+{
+    over_fields f;
+    return over_split(line, len, &f) == 0 ? field_number(&f, 6) : 0;
+}
+
 int pa_over_key(const char *line, size_t len, uint64_t *number, uint32_t *serial, uint64_t *bytes,
                 char msgid[PA_MSGID_MAX])
 {
@@ -103,12 +118,9 @@ int pa_over_key(const char *line, size_t len, uint64_t *number, uint32_t *serial
     }
     if (digits == 0 || sv > UINT32_MAX)
         return 0;
-    uint64_t b = 0;
-    for (size_t i = 0; f.at[6] && i < f.len[6] && f.at[6][i] >= '0' && f.at[6][i] <= '9' && b < UINT64_MAX / 10; i++)
-        b = b * 10 + (uint64_t)(f.at[6][i] - '0');
     *number = f.number;
     *serial = (uint32_t)sv;
-    *bytes = b; /* 0 when the server gives none */
+    *bytes = field_number(&f, 6); /* 0 when the server gives none */
     memcpy(msgid, id, n);
     msgid[n] = '\0';
     return 1;

@@ -220,6 +220,8 @@ static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
         return set_uint(&g->retention_days, value, 1, 36500, key, ctx);
     if (strcmp(key, "article_cache") == 0) /* MiB */
         return set_uint(&g->article_cache_mb, value, 0, 1u << 24, key, ctx);
+    if (strcmp(key, "plaintext_budget") == 0) /* MiB */
+        return set_uint(&g->plaintext_budget_mb, value, 0, 1u << 20, key, ctx);
     if (strcmp(key, "state_save_interval") == 0) /* what a crash of the network process may lose */
         return set_uint(&g->state_save_interval, value, 1, 86400, key, ctx);
     if (strcmp(key, "tls_cert") == 0)
@@ -382,6 +384,7 @@ void pn_config_defaults(const char *path, pn_config *cfg)
     g->pop3_timeout = 600;
     g->retention_days = 30;
     g->article_cache_mb = 1024;
+    g->plaintext_budget_mb = 256;
     g->state_save_interval = 60;
     g->max_connections = 10000;
     g->max_line = 65536;
@@ -638,6 +641,7 @@ void pn_config_write(const pn_config *cfg, int all, FILE *to)
     w_u64(&w, "pop3_timeout", g->pop3_timeout, dg->pop3_timeout);
     w_u64(&w, "retention_days", g->retention_days, dg->retention_days);
     w_u64(&w, "article_cache", g->article_cache_mb, dg->article_cache_mb);
+    w_u64(&w, "plaintext_budget", g->plaintext_budget_mb, dg->plaintext_budget_mb);
     w_u64(&w, "state_save_interval", g->state_save_interval, dg->state_save_interval);
     w_str(&w, "tls_cert", g->tls_cert, dg->tls_cert);
     w_str(&w, "tls_key", g->tls_key, dg->tls_key);

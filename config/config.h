@@ -100,6 +100,7 @@ typedef struct pn_gateway {
     unsigned pop3_timeout;          /* seconds without a command (RFC 1939: >= 600) */
     unsigned retention_days;        /* CAPA EXPIRE; INN expires mail after this many days */
     unsigned article_cache_mb;      /* ciphertext articles kept in state_dir/articles; 0: none */
+    unsigned plaintext_budget_mb;   /* decrypted messages in memory, all sessions together; 0: no limit */
     unsigned state_save_interval;   /* seconds between saves of changed user states */
     char tls_cert[PATH_MAX];
     char tls_key[PATH_MAX];

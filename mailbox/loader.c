@@ -41,11 +41,27 @@ struct mb_loading {
     bool junk; /* the article can never open for this user (mb_load_junk) */
     mb_plain *plain;
     pu_buf envelope_str, bodystructure_str; /* for the state's cache */
+    uint64_t charge;         /* bytes of the store's plaintext budget it holds */
+    struct mb_loading *budget_next; /* the store's loads waiting for budget */
 };
 typedef struct mb_loading load_ctx;
 
+/* ---- the plaintext budget: decrypted messages in memory, shared by every session ----
+ * A load reserves what it will hold (the article's ciphertext, then the plaintext) before
+ * it reads the article, from the size the state or the overview gives; a decrypted message
+ * holds its own size for as long as it lives (in the cache, in a command, in a session's
+ * output). A load that does not fit waits in arrival order, after the least recently used
+ * cached messages nobody else holds were given up; one load always runs, whatever its size,
+ * so a message larger than the budget is still served. */
+
+#define UNKNOWN_SIZE_CHARGE (1u << 20) /* a message whose size neither state nor overview knows */
+
+static void budget_release(mb_store *st, uint64_t bytes);
+
 static void plain_free(mb_plain *p)
 {
+    if (p->st)
+        budget_release(p->st, p->charge);
     if (p->data) {
         sodium_memzero(p->data, p->len);
         free(p->data);
@@ -57,8 +73,12 @@ static void plain_free(mb_plain *p)
 
 void mb_plain_unref(mb_plain *p)
 {
-    if (p && --p->refs == 0)
+    if (!p)
+        return;
+    if (--p->refs == 0)
         plain_free(p);
+    else if (p->refs == 1 && p->st && p->st->budget_head)
+        budget_release(p->st, 0); /* perhaps only the cache holds it now: a waiting load may evict it */
 }
 
 /* The cache is an LRU list plus a hash index by Message-ID: read-ahead looks a message up
@@ -148,6 +168,69 @@ static mb_plain *cache_find(mb_account *a, const char *msgid)
     return NULL;
 }
 
+/* Gives up cached messages that only the cache holds, least recently used first, until
+ * bytes more fit in the budget; true if they do. */
+static bool evict_for(mb_store *st, uint64_t bytes)
+{
+    for (mb_account *a = st->accounts; a && st->plain_used + bytes > st->plain_budget; a = a->next) {
+        mb_plain *p = a->cache_tail;
+        while (p && st->plain_used + bytes > st->plain_budget) {
+            mb_plain *prev = p->prev;
+            if (p->refs == 1)
+                cache_remove(a, p);
+            p = prev;
+        }
+    }
+    return st->plain_used + bytes <= st->plain_budget;
+}
+
+static bool budget_take(mb_store *st, uint64_t bytes)
+{
+    if (st->plain_budget && st->plain_used && st->plain_used + bytes > st->plain_budget && !evict_for(st, bytes) &&
+        st->plain_used)
+        return false;
+    st->plain_used += bytes;
+    return true;
+}
+
+static void start_article(load_ctx *x);
+
+static void budget_release(mb_store *st, uint64_t bytes)
+{
+    st->plain_used -= bytes < st->plain_used ? bytes : st->plain_used;
+    if (st->budget_busy) /* evicting for the loop below frees messages: it goes on there */
+        return;
+    st->budget_busy = true;
+    /* the waiting loads in arrival order, as many as now fit */
+    while (st->budget_head && budget_take(st, st->budget_head->charge)) {
+        load_ctx *x = st->budget_head;
+        if (!(st->budget_head = x->budget_next))
+            st->budget_tail = NULL;
+        x->budget_next = NULL;
+        st->budget_waiting--;
+        start_article(x);
+    }
+    st->budget_busy = false;
+}
+
+/* What a load will hold at most: the article (base64 in the news server's copy, about 4/3 of
+ * the envelope, decoded as it arrives) and the plaintext. */
+static uint64_t charge_of(load_ctx *x)
+{
+    userstate_msg st;
+    if (x->a->us && userstate_get(x->a->us, x->msgid, &st) == US_OK && st.has_meta && st.meta.crlf_size)
+        return st.meta.crlf_size * 2 + (64u << 10);
+    long k = mb_mbox_find_msgid(x->a->mbox, x->msgid);
+    if (k >= 0 && x->a->mbox->msgs[k].bytes)
+        return x->a->mbox->msgs[k].bytes * 7 / 4 + (64u << 10);
+    return UNKNOWN_SIZE_CHARGE;
+}
+
+uint64_t mb_store_plaintext_used(const mb_store *st)
+{
+    return st->plain_used;
+}
+
 static void unlink_loading(load_ctx *x)
 {
     for (load_ctx **pp = &x->a->loading; *pp; pp = &(*pp)->next)
@@ -221,7 +304,9 @@ static void finish(load_ctx *x)
     pu_buf_free(&x->env);
     pu_buf_free(&x->envelope_str);
     pu_buf_free(&x->bodystructure_str);
+    uint64_t charge = x->charge;
     free(x);
+    budget_release(a->st, charge); /* may start waiting loads */
     mb_account_release(a);
 }
 
@@ -378,6 +463,10 @@ static void decrypt_done(mb_job *j)
             };
             userstate_meta_set(a->us, p->msgid, &m);
         }
+        /* the message holds its own share now, for as long as it lives */
+        p->st = a->st;
+        p->charge = p->len;
+        a->st->plain_used += p->charge;
         cache_insert(a, p);
     } else if (refetch(x)) {
         return;
@@ -576,8 +665,57 @@ static void start(load_ctx *x, bool mime)
     x->parse = mime || !x->a->us || !st.has_meta || !st.meta.envelope_len || !st.meta.bodystructure_len;
     x->next = x->a->loading;
     x->a->loading = x;
+    mb_store *s = x->a->st;
+    x->charge = charge_of(x);
+    if (!s->budget_head && budget_take(s, x->charge)) {
+        start_article(x);
+        return;
+    }
+    if (s->budget_tail) /* waits for budget: budget_release starts it */
+        s->budget_tail->budget_next = x;
+    else
+        s->budget_head = x;
+    s->budget_tail = x;
+    s->budget_waiting++;
+}
+
+static void start_article(load_ctx *x)
+{
     if (submit_article(x) != 0)
         finish_later(x, "server busy");
+}
+
+void mb_budget_drain(mb_store *st, bool now)
+{
+    while (st->budget_head) {
+        load_ctx *x = st->budget_head;
+        if (!(st->budget_head = x->budget_next))
+            st->budget_tail = NULL;
+        x->budget_next = NULL;
+        x->charge = 0;
+        st->budget_waiting--;
+        snprintf(x->err, sizeof x->err, "the server is stopping");
+        if (now) {
+            finish(x);
+        } else {
+            finish_later(x, NULL);
+        }
+    }
+}
+
+void mb_loader_flush(mb_store *st)
+{
+    /* the loop has ended: what it would have answered is answered here; a finish may
+     * release its account, so the list is walked again from its head each time */
+    for (bool again = true; again;) {
+        again = false;
+        for (mb_account *a = st->accounts; a; a = a->next)
+            if (a->finished || a->failed) {
+                deliver_cb(-1, 0, a);
+                again = true;
+                break;
+            }
+    }
 }
 
 /* The cached copy of the article failed (damaged on disk): once more from the news server. */

@@ -87,6 +87,8 @@ typedef struct mb_hooks {
 mb_store *mb_store_new(const pn_config *cfg, struct event_base *base, unsigned threads, const mb_hooks *hooks,
                        char *err, size_t errlen);
 mb_pool *mb_store_pool(mb_store *st);
+/* Bytes of decrypted messages held now, and of the [gateway] plaintext_budget (0: none). */
+uint64_t mb_store_plaintext_used(const mb_store *st);
 /* The process stops: no more polls. Accounts still open are saved as their users leave. */
 void mb_store_stopping(mb_store *st);
 /* Runs the queued jobs and the last saves; the states that could never be written get one
@@ -95,7 +97,8 @@ void mb_store_free(mb_store *st);
 
 /* ---- the articles of the user's group on the news server (mbox.c) ---- */
 typedef struct mb_msg {
-    uint32_t uid; /* the site's article number */
+    uint32_t uid;   /* the site's article number */
+    uint64_t bytes; /* the article's size from the overview (0: unknown) */
     char msgid[PA_MSGID_MAX];
 } mb_msg;
 
@@ -110,12 +113,17 @@ typedef struct mb_mbox {
     bool force_full; /* the next scan reads the whole group (an article was found missing) */
     uint64_t gone_gen; /* bumped by each scan that may have dropped articles (a full scan) */
     uint64_t scans_started; /* scans are numbered 1, 2, ... */
+    uint32_t *by_msgid;     /* mb_mbox_find_msgid's hash index (index + 1; 0: empty), or NULL */
+    size_t by_msgid_cap;    /* its slots, a power of two */
 } mb_mbox;
 
 /* Index of uid in m->msgs, or -1; and how many articles have a UID up to uid (the index of
  * the first one above it). */
 long mb_mbox_find(const mb_mbox *m, uint32_t uid);
 size_t mb_mbox_count_up_to(const mb_mbox *m, uint32_t uid);
+/* Index of the article with that Message-ID, or -1 (a hash index, built at the first lookup
+ * after each scan). */
+long mb_mbox_find_msgid(mb_mbox *m, const char *msgid);
 
 /* ---- waiting ---- */
 /* A client's place on one of an account's waiter lists: embedded in the client's own
@@ -196,6 +204,8 @@ typedef struct mb_plain {
     size_t len;
     mime_message *mime; /* NULL unless a loader asked for it (mb_load's mime) */
     pc_msg_meta meta;
+    mb_store *st;    /* whose plaintext budget it is charged to (NULL: none) */
+    uint64_t charge; /* ... this much */
 } mb_plain;
 
 void mb_plain_unref(mb_plain *p);

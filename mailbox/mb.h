@@ -53,6 +53,11 @@ struct mb_store {
     bool status_written;
     bool sites_down; /* the last poll or scan found no site answering (gateway.status says so) */
     bool stopping;
+    /* loader.c: the plaintext budget */
+    uint64_t plain_budget, plain_used;
+    struct mb_loading *budget_head, *budget_tail; /* loads waiting for budget, oldest first */
+    size_t budget_waiting;
+    bool budget_busy; /* budget_release is starting waiting loads */
 };
 
 /* A doubly linked list of waiters (account.c). */
@@ -99,6 +104,10 @@ void mb_mbox_free(mb_mbox *m);
 void mb_mbox_article_gone(mb_account *a);
 /* The poller saw the group's numbers: scans when they differ from the last scan's. */
 void mb_mbox_poll_result(mb_account *a, uint64_t high, uint64_t low, uint64_t count);
+/* loader.c: the loads still waiting for budget end with an error (the process stops): now,
+ * or from the loop. flush: answers the finished loads the loop did not (it has ended). */
+void mb_budget_drain(mb_store *st, bool now);
+void mb_loader_flush(mb_store *st);
 /* loader.c: at account creation and release */
 int mb_loader_init(mb_account *a);
 void mb_loader_free(mb_account *a);

@@ -52,10 +52,56 @@ long mb_mbox_find(const mb_mbox *m, uint32_t uid)
     return k > 0 && m->msgs[k - 1].uid == uid ? (long)(k - 1) : -1;
 }
 
+static size_t msgid_hash(const char *msgid)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: Message-IDs are postern's, of a hash already */
+    for (const unsigned char *c = (const unsigned char *)msgid; *c; c++)
+        h = (h ^ *c) * 16777619u;
+    return h;
+}
+
+/* The scan changed the list: the index is built again when next asked. */
+static void index_drop(mb_mbox *m)
+{
+    free(m->by_msgid);
+    m->by_msgid = NULL;
+    m->by_msgid_cap = 0;
+}
+
+long mb_mbox_find_msgid(mb_mbox *m, const char *msgid)
+{
+    if (!m->by_msgid && m->n) {
+        size_t cap = 16;
+        while (cap < 2 * m->n)
+            cap *= 2;
+        m->by_msgid = calloc(cap, sizeof *m->by_msgid);
+        if (!m->by_msgid) { /* out of memory: the slow way */
+            for (size_t i = 0; i < m->n; i++)
+                if (strcmp(m->msgs[i].msgid, msgid) == 0)
+                    return (long)i;
+            return -1;
+        }
+        m->by_msgid_cap = cap;
+        for (size_t i = 0; i < m->n; i++) {
+            size_t h = msgid_hash(m->msgs[i].msgid) & (cap - 1);
+            while (m->by_msgid[h])
+                h = (h + 1) & (cap - 1);
+            m->by_msgid[h] = (uint32_t)i + 1;
+        }
+    }
+    if (!m->by_msgid)
+        return -1;
+    for (size_t h = msgid_hash(msgid) & (m->by_msgid_cap - 1); m->by_msgid[h]; h = (h + 1) & (m->by_msgid_cap - 1))
+        if (strcmp(m->msgs[m->by_msgid[h] - 1].msgid, msgid) == 0)
+            return (long)m->by_msgid[h] - 1;
+    return -1;
+}
+
 void mb_mbox_free(mb_mbox *m)
 {
     if (!m)
         return;
+    index_drop(m);
     free(m->msgs);
     free(m);
 }
@@ -85,6 +131,7 @@ static int over_line(void *arg, const char *line, size_t len)
     }
     mb_msg *m = &x->msgs[x->n++];
     m->uid = (uint32_t)num;
+    m->bytes = pa_over_bytes(line, len);
     memcpy(m->msgid, id_start, idlen);
     m->msgid[idlen] = '\0';
     return 0;
@@ -220,6 +267,7 @@ static void scan_done(mb_job *j)
     const char *no_text = NULL;
     char text[300];
     if (x->status == PS_OK) {
+        index_drop(m);
         if (x->full) {
             m->gone_gen++; /* articles may have gone: clients look */
             free(m->msgs);

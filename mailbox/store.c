@@ -53,6 +53,7 @@ mb_store *mb_store_new(const pn_config *cfg, struct event_base *base, unsigned t
     st->cfg = cfg;
     st->base = base;
     st->hooks = *hooks;
+    st->plain_budget = (uint64_t)cfg->gateway.plaintext_budget_mb << 20;
     st->pool = mb_pool_new(cfg, base, threads);
     if (cfg->gateway.article_cache_mb) {
         char why[512];
@@ -82,6 +83,7 @@ mb_pool *mb_store_pool(mb_store *st)
 void mb_store_stopping(mb_store *st)
 {
     st->stopping = true;
+    mb_budget_drain(st, false);
 }
 
 void mb_store_free(mb_store *st)
@@ -89,8 +91,12 @@ void mb_store_free(mb_store *st)
     if (!st)
         return;
     st->stopping = true;
+    mb_budget_drain(st, true);
+    mb_loader_flush(st);
     mb_poller_stop(st);
-    mb_pool_free(st->pool); /* runs the last saves */
+    mb_pool_free(st->pool); /* runs the queued jobs and their callbacks, the last saves among them */
+    st->pool = NULL;        /* saves from now on are made here (account.c) */
+    mb_loader_flush(st);
     mb_accounts_unsaved_free(st);
     if (st->sweep_timer)
         event_free(st->sweep_timer);

@@ -185,6 +185,8 @@ fail:
 
 int mb_pool_submit(mb_pool *p, mb_job *j)
 {
+    if (!p)
+        return -1;
     pthread_mutex_lock(&p->mu);
     if (p->stop || p->queued >= QUEUE_MAX) {
         pthread_mutex_unlock(&p->mu);

@@ -746,6 +746,9 @@ static void test_over_mail(void **state)
     const char last[] = "7\ts\tf\td\t<m.x@postern.invalid>"; /* the Message-ID as the last field */
     assert_int_equal(pa_over_mail(last, strlen(last), &num, &id, &n), 1);
     assert_int_equal(n, strlen("<m.x@postern.invalid>"));
+    assert_int_equal(pa_over_bytes(ok, strlen(ok)), 7); /* the Bytes field */
+    assert_int_equal(pa_over_bytes(last, strlen(last)), 0); /* none */
+    assert_int_equal(pa_over_bytes("x\ty", 3), 0);
     static const char *const bad[] = {
         "42\tsubj\tfrom\tdate\t<k.key@postern.invalid>\t", /* a key record, not mail */
         "0\tsubj\tfrom\tdate\t<m.abc@postern.invalid>",      /* number 0 */

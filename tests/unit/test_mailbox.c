@@ -424,6 +424,9 @@ static void test_cache_evicts_least_recently_used(void **state)
 static void fake_scan(mb_account *a, const uint32_t *uids, size_t n, bool full)
 {
     mb_mbox *m = a->mbox;
+    free(m->by_msgid); /* what a scan's end does: the Message-ID index is built again */
+    m->by_msgid = NULL;
+    m->by_msgid_cap = 0;
     free(m->msgs);
     m->msgs = calloc(n ? n : 1, sizeof *m->msgs);
     assert_non_null(m->msgs);
@@ -574,6 +577,73 @@ static void test_view_recent_goes_to_one_session(void **state)
     store_free(st);
 }
 
+/* ---- the plaintext budget ---- */
+
+static void test_budget_queues_loads_and_evicts_the_cache(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    st->plain_budget = 5u << 19; /* 2.5 MiB: two and a half messages of unknown size (1 MiB each) */
+    mb_account *a = open_account(st, "jack@example.org");
+    mb_reader r = {0};
+    mb_reader_attach(&r, a, 7);
+    /* a cached message of 1.5 MiB that only the cache holds: charged while it lives */
+    mb_plain *big = plain_new("<m.big@postern.invalid>", "x\r\n");
+    big->st = st;
+    big->charge = 3u << 19;
+    st->plain_used += big->charge;
+    mb_cache_insert(a, big);
+    mb_plain_unref(big);
+    assert_int_equal(mb_store_plaintext_used(st), 3u << 19);
+
+    load_probe l[3] = {{0}};
+    mb_load_waiter w[3] = {{0}};
+    char id[3][PA_MSGID_MAX];
+    for (int i = 0; i < 3; i++)
+        snprintf(id[i], sizeof id[i], "<m.q%d@postern.invalid>", i);
+    mb_load(&r, id[0], false, &w[0], loaded, &l[0]); /* fits beside the cached one */
+    assert_int_equal(st->budget_waiting, 0);
+    mb_load(&r, id[1], false, &w[1], loaded, &l[1]); /* does not: the cached one is given up */
+    assert_int_equal(st->budget_waiting, 0);
+    assert_null(mb_cache_lookup(a, "<m.big@postern.invalid>"));
+    assert_int_equal(mb_store_plaintext_used(st), 2u << 20);
+    mb_load(&r, id[2], false, &w[2], loaded, &l[2]); /* nothing left to give up: it waits */
+    assert_int_equal(st->budget_waiting, 1);
+    /* the first two end (the only site refuses): the third starts, and ends too */
+    run_until(&l[2].calls);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(l[i].calls, 1);
+    assert_int_equal(st->budget_waiting, 0);
+    assert_int_equal(mb_store_plaintext_used(st), 0);
+    mb_reader_detach(&r);
+    mb_account_release(a);
+    store_free(st);
+}
+
+static void test_budget_drained_when_stopping(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    st->plain_budget = 1u << 20;
+    mb_account *a = open_account(st, "kate@example.org");
+    mb_reader r = {0};
+    mb_reader_attach(&r, a, 7);
+    load_probe l[2] = {{0}};
+    mb_load_waiter w[2] = {{0}};
+    mb_load(&r, "<m.s0@postern.invalid>", false, &w[0], loaded, &l[0]);
+    mb_load(&r, "<m.s1@postern.invalid>", false, &w[1], loaded, &l[1]);
+    assert_int_equal(st->budget_waiting, 1);
+    mb_store_stopping(st); /* the waiting one ends with an error, from the loop */
+    assert_int_equal(st->budget_waiting, 0);
+    run_until(&l[1].calls);
+    assert_int_equal(l[1].calls, 1);
+    assert_false(l[1].got);
+    run_until(&l[0].calls);
+    mb_reader_detach(&r);
+    mb_account_release(a);
+    store_free(st);
+}
+
 /* ---- watchers ---- */
 
 static void counted(void *arg)
@@ -620,6 +690,8 @@ int main(void)
         cmocka_unit_test(test_view_numbers_in_runs),
         cmocka_unit_test(test_view_sync_merges_scans_in_order),
         cmocka_unit_test(test_view_recent_goes_to_one_session),
+        cmocka_unit_test(test_budget_queues_loads_and_evicts_the_cache),
+        cmocka_unit_test(test_budget_drained_when_stopping),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
