@@ -184,12 +184,12 @@ void gw_login_finish(session *s, bool ok, const char *no_text)
     }
     if (ok) {
         s->state = S_AUTH;
-        pi_buf caps = PI_BUF_INIT;
+        pu_buf caps = PU_BUF_INIT;
         if (gw_caps_write(&caps, gw_session_caps(s)) == 0)
             gw_tagged(s, "OK [CAPABILITY %s] Logged in", caps.data);
         else
             gw_tagged(s, "OK Logged in");
-        pi_buf_free(&caps);
+        pu_buf_free(&caps);
         gw_log(GW_INFO, "%s: %s logged in", s->peer, s->address);
     } else {
         if (s->account)

@@ -388,14 +388,14 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
         arm_timeout(s);
         return;
     }
-    pi_buf caps = PI_BUF_INIT;
+    pu_buf caps = PU_BUF_INIT;
     if (gw_caps_write(&caps, gw_session_caps(s)) != 0) {
-        pi_buf_free(&caps);
+        pu_buf_free(&caps);
         gw_session_bye(s, "Out of memory");
         return;
     }
     gw_untagged(s, "OK [CAPABILITY %s] postern ready", caps.data);
-    pi_buf_free(&caps);
+    pu_buf_free(&caps);
     arm_timeout(s);
 }
 
@@ -557,11 +557,11 @@ static void process(session *s)
         }
         case PI_ERROR: {
             const pi_error *e = pi_parser_error(s->parser);
-            pi_buf b = PI_BUF_INIT;
+            pu_buf b = PU_BUF_INIT;
             pi_error_reply(e, &b);
             if (b.len)
                 gw_write(s, b.data, b.len);
-            pi_buf_free(&b);
+            pu_buf_free(&b);
             if (s->state == S_IDLE) /* the line after IDLE was refused: IDLE is over */
                 s->state = s->idle_prev;
             if (s->sasl_wait) { /* the response line was refused: the exchange is over */

@@ -150,13 +150,13 @@ void gw_view_state(session *s, size_t i, userstate_msg *out)
 
 static const char *const system_flags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
 
-int gw_write_flags(pi_buf *b, session *s, const userstate_msg *m, bool recent)
+int gw_write_flags(pu_buf *b, session *s, const userstate_msg *m, bool recent)
 {
-    int rc = pi_buf_addstr(b, "(");
+    int rc = pu_buf_addstr(b, "(");
     bool first = true;
     for (unsigned f = 0; f < 5; f++)
         if (m->flags & (1u << f)) {
-            rc |= pi_buf_printf(b, "%s%s", first ? "" : " ", system_flags[f]);
+            rc |= pu_buf_printf(b, "%s%s", first ? "" : " ", system_flags[f]);
             first = false;
         }
     userstate *us = s->account->us;
@@ -165,44 +165,44 @@ int gw_write_flags(pi_buf *b, session *s, const userstate_msg *m, bool recent)
         if (us_kw_test(m->keywords, k)) {
             const char *name = userstate_keyword_name(us, k);
             if (name) {
-                rc |= pi_buf_printf(b, "%s%s", first ? "" : " ", name);
+                rc |= pu_buf_printf(b, "%s%s", first ? "" : " ", name);
                 first = false;
             }
         }
     if (recent)
-        rc |= pi_buf_printf(b, "%s\\Recent", first ? "" : " ");
-    rc |= pi_buf_addstr(b, ")");
+        rc |= pu_buf_printf(b, "%s\\Recent", first ? "" : " ");
+    rc |= pu_buf_addstr(b, ")");
     return rc ? -1 : 0;
 }
 
-static void write_buf(session *s, pi_buf *b)
+static void write_buf(session *s, pu_buf *b)
 {
     if (b->len)
         gw_write(s, b->data, b->len);
-    pi_buf_clear(b);
+    pu_buf_clear(b);
 }
 
 /* FLAGS and PERMANENTFLAGS: the system flags and the user's keywords (RFC 3501 7.2.6). */
-static void flags_lines(session *s, pi_buf *b)
+static void flags_lines(session *s, pu_buf *b)
 {
     userstate *us = s->account->us;
-    pi_buf kws = PI_BUF_INIT;
+    pu_buf kws = PU_BUF_INIT;
     unsigned nk = userstate_keyword_count(us);
     for (unsigned k = 0; k < nk; k++) {
         const char *name = userstate_keyword_name(us, k);
         if (name)
-            pi_buf_printf(&kws, " %s", name);
+            pu_buf_printf(&kws, " %s", name);
     }
     const char *names = kws.len ? kws.data : "";
-    pi_buf_printf(b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", names);
+    pu_buf_printf(b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", names);
     if (s->view->readonly)
-        pi_buf_addstr(b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        pu_buf_addstr(b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
     else
-        pi_buf_printf(b,
+        pu_buf_printf(b,
                       "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s \\*)] Flags "
                       "permitted\r\n",
                       names);
-    pi_buf_free(&kws);
+    pu_buf_free(&kws);
     s->view->keywords_gen = userstate_keyword_gen(us);
 }
 
@@ -211,10 +211,10 @@ void gw_view_announce_flags(session *s)
     if (!s->view || s->view->empty_folder || !s->account ||
         userstate_keyword_gen(s->account->us) == s->view->keywords_gen)
         return;
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
     flags_lines(s, &b);
     write_buf(s, &b);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
 }
 
 int gw_view_open(session *s, bool readonly)
@@ -240,24 +240,24 @@ int gw_view_open(session *s, bool readonly)
         claim_recent(s, gw_view_last_uid(v));
     v->modseq_seen = userstate_modseq(a->us);
 
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
     flags_lines(s, &b);
-    pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
+    pu_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
     for (size_t i = 0; i < v->n; i++) {
         userstate_msg st;
         gw_view_state(s, i, &st);
         if (!(st.flags & US_SEEN)) {
-            pi_buf_printf(&b, "* OK [UNSEEN %zu] First unseen\r\n", i + 1);
+            pu_buf_printf(&b, "* OK [UNSEEN %zu] First unseen\r\n", i + 1);
             break;
         }
     }
-    pi_buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n", v->uidvalidity);
+    pu_buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n", v->uidvalidity);
     uint64_t next = m->high + 1;
     if (v->n && gw_view_last_uid(v) >= next)
         next = (uint64_t)gw_view_last_uid(v) + 1;
-    pi_buf_printf(&b, "* OK [UIDNEXT %llu] Predicted next UID\r\n", (unsigned long long)next);
+    pu_buf_printf(&b, "* OK [UIDNEXT %llu] Predicted next UID\r\n", (unsigned long long)next);
     write_buf(s, &b);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
     return 0;
 }
 
@@ -287,7 +287,7 @@ void gw_view_sync(session *s, bool expunges)
         return;
     }
     gw_view_announce_flags(s); /* a keyword new to the mailbox, before a FETCH shows it */
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
     uint64_t now = userstate_modseq(a->us);
     /* Looking for vanished messages costs a lookup per message, and every idling session of
      * the account does it when the mailbox changes: only when something may have vanished
@@ -305,7 +305,7 @@ void gw_view_sync(session *s, bool expunges)
                     k++;
                 bool gone = k == m->n || m->msgs[k].uid != uid || hidden(a, m->msgs[k].msgid);
                 if (!nomem && gone) {
-                    pi_buf_printf(&b, "* %zu EXPUNGE\r\n", i + 1 - removed);
+                    pu_buf_printf(&b, "* %zu EXPUNGE\r\n", i + 1 - removed);
                     removed++;
                 } else if (push(&kept, (uint32_t)uid) != 0) {
                     nomem = true; /* keeps the rest numbered as they were: looked at again later */
@@ -315,7 +315,7 @@ void gw_view_sync(session *s, bool expunges)
             free(kept.runs);
             v->expunge_retry = true; /* at the next sync */
             gw_log(GW_ERROR, "out of memory: expunges not reported yet");
-            pi_buf_clear(&b);
+            pu_buf_clear(&b);
         } else {
             free(v->runs);
             v->runs = kept.runs;
@@ -332,7 +332,7 @@ void gw_view_sync(session *s, bool expunges)
             break;
     if (v->n != before) {
         claim_recent(s, gw_view_last_uid(v));
-        pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
+        pu_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, count_recent(s));
     }
     /* flags changed by other sessions */
     if (now > v->modseq_seen) {
@@ -340,15 +340,15 @@ void gw_view_sync(session *s, bool expunges)
             userstate_msg st;
             gw_view_state(s, i, &st);
             if (st.modseq > v->modseq_seen && !st.removed) {
-                pi_buf_printf(&b, "* %zu FETCH (UID %u FLAGS ", i + 1, gw_view_uid(v, i));
+                pu_buf_printf(&b, "* %zu FETCH (UID %u FLAGS ", i + 1, gw_view_uid(v, i));
                 gw_write_flags(&b, s, &st, gw_view_recent(s, i));
-                pi_buf_addstr(&b, ")\r\n");
+                pu_buf_addstr(&b, ")\r\n");
             }
         }
         v->modseq_seen = now;
     }
     write_buf(s, &b);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
 }
 
 void gw_view_changed(gw_account *a)

@@ -73,14 +73,14 @@ static bool field_char(char c)
 }
 
 /* A header field name in a header-list: an atom, or a quoted string (unescaped). */
-static int field(const char *s, size_t len, size_t *i, pi_buf *fields)
+static int field(const char *s, size_t len, size_t *i, pu_buf *fields)
 {
     size_t start = *i;
     if (s[*i] == '"') {
         for ((*i)++; *i < len && s[*i] != '"'; (*i)++) {
             if (s[*i] == '\\' && ++*i >= len)
                 return -1;
-            if (!field_char(s[*i]) || pi_buf_add(fields, s + *i, 1) < 0)
+            if (!field_char(s[*i]) || pu_buf_add(fields, s + *i, 1) < 0)
                 return -1;
         }
         if (*i == start + 1)
@@ -88,18 +88,18 @@ static int field(const char *s, size_t len, size_t *i, pi_buf *fields)
         if (*i >= len)
             return -1;
         (*i)++;
-        return pi_buf_add(fields, "", 1);
+        return pu_buf_add(fields, "", 1);
     }
     while (*i < len && field_char(s[*i]) && s[*i] != ')' && s[*i] != '(' && s[*i] != '"')
         (*i)++;
     if (*i == start)
         return -1;
-    if (pi_buf_add(fields, s + start, *i - start) < 0 || pi_buf_add(fields, "", 1) < 0)
+    if (pu_buf_add(fields, s + start, *i - start) < 0 || pu_buf_add(fields, "", 1) < 0)
         return -1;
     return 0;
 }
 
-int pi_section_parse(const char *s, size_t len, pi_section *sec, pi_buf *fields)
+int pi_section_parse(const char *s, size_t len, pi_section *sec, pu_buf *fields)
 {
     memset(sec, 0, sizeof *sec);
     size_t i = 0;

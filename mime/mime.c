@@ -15,28 +15,20 @@
 #include <string.h>
 
 /* ---------------------------------------------------------------------------------------- */
-/* mime_buf */
+/* Output helpers */
 
-void mime_buf_init(mime_buf *b) { b->data = NULL, b->len = 0, b->cap = 0; }
+static int buf_puts(pu_buf *b, const char *s) { return pu_buf_add(b, s, strlen(s)); }
 
-void mime_buf_free(mime_buf *b) { pu_buf_free(b); }
+static int buf_putc(pu_buf *b, char c) { return pu_buf_add(b, &c, 1); }
 
-void mime_buf_reset(mime_buf *b) { pu_buf_clear(b); }
-
-int mime_buf_append(mime_buf *b, const void *p, size_t n) { return pu_buf_add(b, p, n); }
-
-static int buf_puts(mime_buf *b, const char *s) { return mime_buf_append(b, s, strlen(s)); }
-
-static int buf_putc(mime_buf *b, char c) { return mime_buf_append(b, &c, 1); }
-
-static int buf_putu(mime_buf *b, size_t v)
+static int buf_putu(pu_buf *b, size_t v)
 {
     char tmp[24];
     size_t i = sizeof tmp;
     do
         tmp[--i] = (char)('0' + v % 10);
     while (v /= 10);
-    return mime_buf_append(b, tmp + i, sizeof tmp - i);
+    return pu_buf_add(b, tmp + i, sizeof tmp - i);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -401,7 +393,7 @@ static bool is_ascii(const char *s, size_t n)
 /* Appends bytes as RFC 2047 B-encoded words. UTF-8 is split into words of at most 75
  * characters at character boundaries; other charsets have no safe split point, so they get
  * one word (decoders accept long words). */
-static int append_encoded_words(mime_buf *o, const char *cs, const unsigned char *s, size_t n)
+static int append_encoded_words(pu_buf *o, const char *cs, const unsigned char *s, size_t n)
 {
     static const char b64[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -424,7 +416,7 @@ static int append_encoded_words(mime_buf *o, const char *cs, const unsigned char
                 v |= s[i + k + 2];
             char q[4] = {b64[v >> 18], b64[(v >> 12) & 63], k + 1 < take ? b64[(v >> 6) & 63] : '=',
                          k + 2 < take ? b64[v & 63] : '='};
-            if (mime_buf_append(o, q, 4) < 0)
+            if (pu_buf_add(o, q, 4) < 0)
                 return -1;
         }
         if (buf_puts(o, "?=") < 0)
@@ -451,7 +443,7 @@ static int rfc2231_decode(params *ps)
         if (seen || !base)
             continue;
         /* Gather this base name's segments: index -1 = plain, 0.. = continuation. */
-        mime_buf raw = {0};
+        pu_buf raw = {0};
         char *charset = NULL;
         const char *plain = NULL;
         for (unsigned seg = 0;; seg++) {
@@ -486,7 +478,7 @@ static int rfc2231_decode(params *ps)
                     free(charset);
                     charset = dup_n(v, (size_t)(q1 - v));
                     if (!charset) {
-                        mime_buf_free(&raw);
+                        pu_buf_free(&raw);
                         params_free(&out);
                         return -1;
                     }
@@ -503,7 +495,7 @@ static int rfc2231_decode(params *ps)
                 }
                 if (buf_putc(&raw, c) < 0) {
                     free(charset);
-                    mime_buf_free(&raw);
+                    pu_buf_free(&raw);
                     params_free(&out);
                     return -1;
                 }
@@ -531,11 +523,11 @@ static int rfc2231_decode(params *ps)
             continue;
         }
         /* Decoded bytes -> final value. */
-        mime_buf val = {0};
+        pu_buf val = {0};
         int rc = 0;
         const char *bytes = raw.data ? raw.data : "";
         if (is_ascii(bytes, raw.len)) {
-            rc = mime_buf_append(&val, bytes, raw.len);
+            rc = pu_buf_add(&val, bytes, raw.len);
         } else {
             const char *cs = charset && *charset ? charset : "UTF-8";
             bool safe = token_len(cs) == strlen(cs) && !strchr(cs, '?');
@@ -551,10 +543,10 @@ static int rfc2231_decode(params *ps)
             }
         }
         free(charset);
-        mime_buf_free(&raw);
+        pu_buf_free(&raw);
         if (rc < 0 || params_add(&out, dup_n(ps->v[i].name, base), val.data ? val.data : strdup("")) < 0) {
             if (rc < 0)
-                mime_buf_free(&val);
+                pu_buf_free(&val);
             params_free(&out);
             return -1;
         }
@@ -788,7 +780,7 @@ size_t mime_size(const mime_message *m) { return m->len; }
 /* ---------------------------------------------------------------------------------------- */
 /* IMAP strings */
 
-int mime_write_nstring(mime_buf *out, const char *s, size_t n)
+int mime_write_nstring(pu_buf *out, const char *s, size_t n)
 {
     if (!s)
         return buf_puts(out, "NIL");
@@ -816,9 +808,9 @@ int mime_write_nstring(mime_buf *out, const char *s, size_t n)
     return literal ? 0 : buf_putc(out, '"');
 }
 
-static int put_str(mime_buf *o, const char *s) { return mime_write_nstring(o, s, s ? strlen(s) : 0); }
+static int put_str(pu_buf *o, const char *s) { return mime_write_nstring(o, s, s ? strlen(s) : 0); }
 
-static int put_span(const mime_message *m, mime_buf *o, const span *sp)
+static int put_span(const mime_message *m, pu_buf *o, const span *sp)
 {
     if (!sp->present)
         return buf_puts(o, "NIL");
@@ -841,12 +833,12 @@ typedef struct addr_tok {
 } addr_tok;
 
 typedef struct addr_out {
-    mime_buf *o;
+    pu_buf *o;
     size_t count;
     bool text; /* "name <mailbox@host>, ..." for SEARCH, instead of the ENVELOPE's lists */
 } addr_out;
 
-static int append_decoded(mime_buf *o, const char *s);
+static int append_decoded(pu_buf *o, const char *s);
 
 static int put_addr(addr_out *ao, const char *name, const char *adl, const char *mbox,
                     const char *host)
@@ -874,10 +866,10 @@ static int put_addr(addr_out *ao, const char *name, const char *adl, const char 
 }
 
 /* Quoted/comment content with quoted-pairs undone, into a fresh buffer segment. */
-static int tok_text(mime_buf *b, const addr_tok *t)
+static int tok_text(pu_buf *b, const addr_tok *t)
 {
     if (t->kind != 'q' && t->kind != 'c')
-        return mime_buf_append(b, t->s, t->n);
+        return pu_buf_add(b, t->s, t->n);
     for (size_t i = 0; i < t->n; i++) {
         if (t->s[i] == '\\' && i + 1 < t->n)
             i++;
@@ -934,7 +926,7 @@ static size_t tokenize_addrs(const char *s, addr_tok *t, size_t max)
 
 /* Joins tokens [i,j) of kinds atom/quoted/'.' into b: phrase mode puts single spaces where
  * the source had whitespace; local-part/domain mode concatenates. Comments are skipped. */
-static int join_toks(mime_buf *b, const addr_tok *t, size_t i, size_t j, bool phrase)
+static int join_toks(pu_buf *b, const addr_tok *t, size_t i, size_t j, bool phrase)
 {
     bool first = true;
     for (; i < j; i++) {
@@ -958,7 +950,7 @@ static int parse_mailbox(const addr_tok *t, size_t n, size_t *pi, addr_out *ao, 
     size_t i = *pi, ps = i;
     while (i < n && !stop_tok(t[i].kind, "<:@,;>"))
         i++;
-    mime_buf name = {0}, adl = {0}, mbox = {0}, host = {0};
+    pu_buf name = {0}, adl = {0}, mbox = {0}, host = {0};
     int rc = 0;
     bool angle = false;
     *group_start = false;
@@ -1009,13 +1001,13 @@ static int parse_mailbox(const addr_tok *t, size_t n, size_t *pi, addr_out *ao, 
     }
     *pi = i;
     if (rc < 0 || (!angle && name.len == 0 && mbox.len == 0 && host.len == 0 && adl.len == 0)) {
-        mime_buf_free(&name), mime_buf_free(&adl), mime_buf_free(&mbox), mime_buf_free(&host);
+        pu_buf_free(&name), pu_buf_free(&adl), pu_buf_free(&mbox), pu_buf_free(&host);
         return rc < 0 ? -1 : 0;
     }
     /* RFC 3501 has no way to say "no host" outside groups: mark it like Dovecot does. */
     rc = put_addr(ao, name.len ? name.data : NULL, adl.len ? adl.data : NULL,
                   mbox.len ? mbox.data : "MISSING_MAILBOX", host.len ? host.data : "MISSING_DOMAIN");
-    mime_buf_free(&name), mime_buf_free(&adl), mime_buf_free(&mbox), mime_buf_free(&host);
+    pu_buf_free(&name), pu_buf_free(&adl), pu_buf_free(&mbox), pu_buf_free(&host);
     return rc;
 }
 
@@ -1043,11 +1035,11 @@ static int addr_list(const char *s, addr_out *ao)
         size_t ne, before = i;
         rc = parse_mailbox(t, n, &i, ao, in_group, &gs, &ne);
         if (rc == 0 && gs) {
-            mime_buf g = {0};
+            pu_buf g = {0};
             rc = join_toks(&g, t, before, ne, true);
             if (rc == 0)
                 rc = put_addr(ao, NULL, NULL, g.len ? g.data : "", NULL);
-            mime_buf_free(&g);
+            pu_buf_free(&g);
             in_group = true;
         } else if (i == before) {
             i++; /* a stray ':' inside a group: skip it */
@@ -1060,7 +1052,7 @@ static int addr_list(const char *s, addr_out *ao)
 }
 
 /* Writes an address list (or NIL). *count gets the number of address structures. */
-static int put_addresses(const mime_message *m, mime_buf *o, const span *sp, size_t *count)
+static int put_addresses(const mime_message *m, pu_buf *o, const span *sp, size_t *count)
 {
     *count = 0;
     if (!sp->present)
@@ -1080,7 +1072,7 @@ static int put_addresses(const mime_message *m, mime_buf *o, const span *sp, siz
 /* ---------------------------------------------------------------------------------------- */
 /* ENVELOPE, BODY, BODYSTRUCTURE */
 
-static int write_envelope(const mime_message *m, const part *p, mime_buf *o)
+static int write_envelope(const mime_message *m, const part *p, pu_buf *o)
 {
     size_t mark, cnt;
     if (buf_putc(o, '(') < 0 || put_span(m, o, &p->env[ENV_DATE]) < 0 || buf_putc(o, ' ') < 0 ||
@@ -1112,12 +1104,12 @@ static int write_envelope(const mime_message *m, const part *p, mime_buf *o)
     return buf_putc(o, ')');
 }
 
-int mime_write_envelope(const mime_message *m, mime_buf *out)
+int mime_write_envelope(const mime_message *m, pu_buf *out)
 {
     return write_envelope(m, m->root, out);
 }
 
-static int put_params(mime_buf *o, const params *ps, bool add_charset)
+static int put_params(pu_buf *o, const params *ps, bool add_charset)
 {
     if (!ps->n && !add_charset)
         return buf_puts(o, "NIL");
@@ -1133,7 +1125,7 @@ static int put_params(mime_buf *o, const params *ps, bool add_charset)
 }
 
 /* body-fld-dsp SP body-fld-lang SP body-fld-loc */
-static int put_ext_tail(const mime_message *m, mime_buf *o, const part *p)
+static int put_ext_tail(const mime_message *m, pu_buf *o, const part *p)
 {
     if (p->disp) {
         if (buf_putc(o, '(') < 0 || put_str(o, p->disp) < 0 || buf_putc(o, ' ') < 0 ||
@@ -1170,11 +1162,11 @@ static int put_ext_tail(const mime_message *m, mime_buf *o, const part *p)
     return put_span(m, o, &p->cf[CF_LOC]);
 }
 
-static int write_part(const mime_message *m, const part *p, mime_buf *o, bool ext);
+static int write_part(const mime_message *m, const part *p, pu_buf *o, bool ext);
 
 #define EMPTY_PART "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0"
 
-static int write_part(const mime_message *m, const part *p, mime_buf *o, bool ext)
+static int write_part(const mime_message *m, const part *p, pu_buf *o, bool ext)
 {
     if (p->kind == PART_MULTIPART) {
         if (buf_putc(o, '(') < 0)
@@ -1232,9 +1224,9 @@ static int write_part(const mime_message *m, const part *p, mime_buf *o, bool ex
     return buf_putc(o, ')');
 }
 
-int mime_write_body(const mime_message *m, mime_buf *out) { return write_part(m, m->root, out, false); }
+int mime_write_body(const mime_message *m, pu_buf *out) { return write_part(m, m->root, out, false); }
 
-int mime_write_bodystructure(const mime_message *m, mime_buf *out)
+int mime_write_bodystructure(const mime_message *m, pu_buf *out)
 {
     return write_part(m, m->root, out, true);
 }
@@ -1380,7 +1372,7 @@ static bool field_listed(const mime_section *sec, const char *name, size_t nlen)
 /* HEADER.FIELDS[.NOT]: the chosen fields as they appear (folding kept), then the blank line
  * that IMAP servers always end this section with. */
 static int header_fields(const mime_message *m, const part *p, const mime_section *sec,
-                         mime_buf *o)
+                         pu_buf *o)
 {
     const char *b = m->buf;
     size_t pos = p->hdr_off, end = p->hdr_off + p->hdr_len;
@@ -1403,16 +1395,16 @@ static int header_fields(const mime_message *m, const part *p, const mime_sectio
             if (field_listed(sec, b + fstart, nlen) == not)
                 continue;
         }
-        if (mime_buf_append(o, b + fstart, pos - fstart) < 0)
+        if (pu_buf_add(o, b + fstart, pos - fstart) < 0)
             return -1;
-        if (b[pos - 1] != '\n' && mime_buf_append(o, "\r\n", 2) < 0)
+        if (b[pos - 1] != '\n' && pu_buf_add(o, "\r\n", 2) < 0)
             return -1;
     }
-    return mime_buf_append(o, "\r\n", 2);
+    return pu_buf_add(o, "\r\n", 2);
 }
 
 mime_section_result mime_section_get(const mime_message *m, const mime_section *sec,
-                                     mime_buf *scratch, const char **data, size_t *len)
+                                     pu_buf *scratch, const char **data, size_t *len)
 {
     *data = m->buf, *len = 0;
     const part *p = resolve(m, sec);
@@ -1444,7 +1436,7 @@ mime_section_result mime_section_get(const mime_message *m, const mime_section *
         *data = m->buf + p->body_off, *len = p->body_len;
         return MIME_SECTION_OK;
     default:
-        mime_buf_reset(scratch);
+        pu_buf_clear(scratch);
         if (header_fields(m, p, sec, scratch) < 0)
             return MIME_SECTION_NOMEM;
         *data = scratch->data, *len = scratch->len;
@@ -1469,7 +1461,7 @@ void mime_partial(const char *data, size_t len, uint64_t start, uint64_t count,
 
 /* RFC 2047 words -> UTF-8; raw 8-bit text is taken as UTF-8. Falls back to the raw value
  * when libetpan rejects it. */
-static int append_decoded(mime_buf *o, const char *s)
+static int append_decoded(pu_buf *o, const char *s)
 {
     size_t idx = 0;
     char *res = NULL;
@@ -1484,7 +1476,7 @@ static int append_decoded(mime_buf *o, const char *s)
 
 struct hdr_walk {
     const mime_message *m;
-    mime_buf *o;
+    pu_buf *o;
     const char *want; /* NULL: every field */
     bool first;       /* only the first field named want */
     int found;        /* 1 found, -1 out of memory */
@@ -1502,15 +1494,15 @@ static bool address_field(const char *name, size_t nlen)
 /* An address field's value as the addresses it holds ("name <mailbox@host>, ..."), after
  * the decoded value when it reads differently: comments, quoting and spaces around "@" and
  * "." are gone from it, so "user@domain.org" finds "<user (c)@ (c) domain.org>". */
-static int append_address_text(mime_buf *o, const char *raw, size_t value_at)
+static int append_address_text(pu_buf *o, const char *raw, size_t value_at)
 {
-    mime_buf t = {0};
+    pu_buf t = {0};
     addr_out ao = {&t, 0, true};
     int rc = addr_list(raw, &ao);
     if (rc == 0 && t.len &&
         (t.len != o->len - value_at || memcmp(t.data, o->data + value_at, t.len) != 0))
-        rc = buf_putc(o, '\n') < 0 || mime_buf_append(o, t.data, t.len) < 0 ? -1 : 0;
-    mime_buf_free(&t);
+        rc = buf_putc(o, '\n') < 0 || pu_buf_add(o, t.data, t.len) < 0 ? -1 : 0;
+    pu_buf_free(&t);
     return rc;
 }
 
@@ -1523,7 +1515,7 @@ static void hdr_walk_field(void *arg, const char *name, size_t nlen, size_t voff
     /* every field of that name (SEARCH HEADER looks at all of them), one per line */
     size_t at = w->o->len + (w->want && w->found);
     if (!s || (w->want && w->found && buf_putc(w->o, '\n') < 0) ||
-        (!w->want && name && (mime_buf_append(w->o, name, nlen) < 0 || buf_puts(w->o, ": ") < 0)) ||
+        (!w->want && name && (pu_buf_add(w->o, name, nlen) < 0 || buf_puts(w->o, ": ") < 0)) ||
         append_decoded(w->o, s) < 0 || (!w->want && buf_putc(w->o, '\n') < 0)) {
         free(s);
         w->found = -1;
@@ -1544,14 +1536,14 @@ static void hdr_walk_field(void *arg, const char *name, size_t nlen, size_t voff
         w->found = 1;
 }
 
-int mime_header_decoded(const mime_message *m, const char *name, mime_buf *out)
+int mime_header_decoded(const mime_message *m, const char *name, pu_buf *out)
 {
     struct hdr_walk w = {m, out, name, false, 0};
     for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, false, hdr_walk_field, &w);
     return w.found;
 }
 
-int mime_headers_decoded(const mime_message *m, mime_buf *out)
+int mime_headers_decoded(const mime_message *m, pu_buf *out)
 {
     struct hdr_walk w = {m, out, NULL, false, 0};
     /* every line, fields or not: TEXT means "in the header or body" (RFC 3501 6.4.4) */
@@ -1572,7 +1564,7 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 
 int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes)
 {
-    mime_buf b = {0};
+    pu_buf b = {0};
     struct hdr_walk w = {m, &b, "Date", true, 0}; /* the first Date: field is the date */
     for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, false, hdr_walk_field, &w);
     int found = w.found;
@@ -1593,11 +1585,11 @@ int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes)
             mailimf_date_time_free(dt);
         }
     }
-    mime_buf_free(&b);
+    pu_buf_free(&b);
     return rc;
 }
 
-static int leaf_text(const mime_message *m, const part *p, mime_buf *o)
+static int leaf_text(const mime_message *m, const part *p, pu_buf *o)
 {
     int enc = MAILMIME_MECHANISM_8BIT;
     if (p->cf[CF_CTE].present) {
@@ -1633,7 +1625,7 @@ static int leaf_text(const mime_message *m, const part *p, mime_buf *o)
     if (cs && *cs && !ci_str(cs, "utf-8") && !ci_str(cs, "us-ascii") && tlen &&
         charconv("utf-8", cs, text, tlen, &conv) == MAIL_CHARCONV_NO_ERROR && conv)
         text = conv, tlen = strlen(conv);
-    int rc = mime_buf_append(o, text, tlen);
+    int rc = pu_buf_add(o, text, tlen);
     if (rc == 0)
         rc = buf_putc(o, '\n');
     free(conv);
@@ -1642,7 +1634,7 @@ static int leaf_text(const mime_message *m, const part *p, mime_buf *o)
     return rc;
 }
 
-static int walk_text(const mime_message *m, const part *p, mime_buf *o)
+static int walk_text(const mime_message *m, const part *p, pu_buf *o)
 {
     if (p->kind == PART_LEAF)
         return !p->opaque && (!p->type || type_is(p, "text")) ? leaf_text(m, p, o) : 0;
@@ -1652,4 +1644,4 @@ static int walk_text(const mime_message *m, const part *p, mime_buf *o)
     return 0;
 }
 
-int mime_body_text(const mime_message *m, mime_buf *out) { return walk_text(m, m->root, out); }
+int mime_body_text(const mime_message *m, pu_buf *out) { return walk_text(m, m->root, out); }

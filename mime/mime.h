@@ -5,7 +5,7 @@
  * input (only on out-of-memory): anything unparsable falls back to RFC 2045 defaults
  * (text/plain; charset=us-ascii; 7bit), and work is bounded by mime_limits.
  *
- * Writers append exact RFC 3501 syntax to a mime_buf. Section lookups return a pointer into
+ * Writers append exact RFC 3501 syntax to a pu_buf. Section lookups return a pointer into
  * the message buffer when the bytes are contiguous there, or into the caller's scratch buffer
  * when they have to be assembled (HEADER.FIELDS). Nothing here is thread-hostile: a parsed
  * message is read-only after mime_parse.
@@ -17,15 +17,6 @@
 #include <stdint.h>
 
 #include "util/util.h"
-
-/* Growable byte buffer. Zero-initialise ({0}) or mime_buf_init; always NUL-terminated after
- * a successful append (the NUL is not counted in len). */
-typedef pu_buf mime_buf; /* util's growable buffer */
-
-void mime_buf_init(mime_buf *b);
-void mime_buf_free(mime_buf *b);
-void mime_buf_reset(mime_buf *b); /* len = 0, keeps the allocation */
-int mime_buf_append(mime_buf *b, const void *p, size_t n); /* 0 ok, -1 out of memory */
 
 /* Bounds on parsing work. Zero fields take the defaults below. */
 typedef struct mime_limits {
@@ -49,13 +40,13 @@ size_t mime_size(const mime_message *m);
 
 /* FETCH items; each appends just the parenthesised value (no "ENVELOPE " prefix).
  * 0 ok, -1 out of memory. */
-int mime_write_envelope(const mime_message *m, mime_buf *out);
-int mime_write_body(const mime_message *m, mime_buf *out);          /* BODY */
-int mime_write_bodystructure(const mime_message *m, mime_buf *out); /* BODYSTRUCTURE */
+int mime_write_envelope(const mime_message *m, pu_buf *out);
+int mime_write_body(const mime_message *m, pu_buf *out);          /* BODY */
+int mime_write_bodystructure(const mime_message *m, pu_buf *out); /* BODYSTRUCTURE */
 
 /* Append an RFC 3501 string (quoted, or a literal when it holds 8-bit, '"', '\\'; CR, LF and
  * NUL are dropped), or NIL when s is NULL. */
-int mime_write_nstring(mime_buf *out, const char *s, size_t n);
+int mime_write_nstring(pu_buf *out, const char *s, size_t n);
 
 /* BODY[section] specification. */
 typedef enum mime_section_kind {
@@ -94,7 +85,7 @@ typedef enum mime_section_result {
 /* Locate a section. data and len point into the message buffer or into scratch (which is reset
  * first and may be reallocated: use the result before touching scratch again). */
 mime_section_result mime_section_get(const mime_message *m, const mime_section *sec,
-                                     mime_buf *scratch, const char **data, size_t *len);
+                                     pu_buf *scratch, const char **data, size_t *len);
 
 /* BODY[...]<start.count>: the slice of (data, len) that IMAP serves; start past the end gives
  * an empty slice. count = SIZE_MAX means "to the end". */
@@ -109,16 +100,16 @@ void mime_partial(const char *data, size_t len, uint64_t start, uint64_t count,
  * differently, by its addresses as "name <mailbox@host>, ..." on a line of their own
  * (comments and the spaces RFC 5322 allows around "@" and "." left out). Appends to out;
  * returns 1 found, 0 absent, -1 out of memory. */
-int mime_header_decoded(const mime_message *m, const char *name, mime_buf *out);
+int mime_header_decoded(const mime_message *m, const char *name, pu_buf *out);
 
 /* Appends every field of the top-level header, each "Name: decoded value\n", and every line
  * of it that is no field as it stands, for SEARCH TEXT matching. Values are unfolded, a bare
  * CR read as a space. 0 ok, -1 out of memory. */
-int mime_headers_decoded(const mime_message *m, mime_buf *out);
+int mime_headers_decoded(const mime_message *m, pu_buf *out);
 
 /* Appends the decoded text of every text leaf (transfer encoding undone, converted to UTF-8
  * where the charset is known, else raw), parts separated by "\n". 0 ok, -1 out of memory. */
-int mime_body_text(const mime_message *m, mime_buf *out);
+int mime_body_text(const mime_message *m, pu_buf *out);
 /* The top-level Date: field (RFC 5322, parsed by libetpan) as Unix seconds and its zone in
  * minutes east of UTC: 1, or 0 when it is absent or unparseable. */
 int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes);

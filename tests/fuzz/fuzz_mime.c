@@ -9,7 +9,7 @@
 #include "mime/mime.h"
 
 /* Parentheses balance outside strings; quoted strings close; literals {n}CRLF are skipped. */
-static void check_syntax(const mime_buf *o)
+static void check_syntax(const pu_buf *o)
 {
     long depth = 0;
     size_t i = 0;
@@ -46,7 +46,7 @@ static void check_syntax(const mime_buf *o)
 static const mime_message *g_m;
 static const uint8_t *g_buf;
 static size_t g_len, g_visited;
-static mime_buf g_scratch;
+static pu_buf g_scratch;
 
 static int get(const char *spec, const char **d, size_t *n)
 {
@@ -120,28 +120,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mime_message *m = mime_parse(buf, size, size & 1 ? &lim : NULL);
     if (!m)
         abort();
-    mime_buf o = {0};
+    pu_buf o = {0};
     if (mime_write_envelope(m, &o) < 0)
         abort();
     check_syntax(&o);
-    mime_buf_reset(&o);
+    pu_buf_clear(&o);
     if (mime_write_body(m, &o) < 0)
         abort();
     check_syntax(&o);
-    mime_buf_reset(&o);
+    pu_buf_clear(&o);
     if (mime_write_bodystructure(m, &o) < 0)
         abort();
     check_syntax(&o);
-    mime_buf_reset(&o);
+    pu_buf_clear(&o);
     if (mime_header_decoded(m, "Subject", &o) < 0 || mime_headers_decoded(m, &o) < 0 ||
         mime_body_text(m, &o) < 0)
         abort();
-    mime_buf_free(&o);
+    pu_buf_free(&o);
 
     g_m = m, g_buf = (const uint8_t *)buf, g_len = size, g_visited = 0;
     char path[256] = "";
     visit(path, 0, 0);
-    mime_buf_free(&g_scratch);
+    pu_buf_free(&g_scratch);
     mime_free(m);
     free(buf);
     return 0;
