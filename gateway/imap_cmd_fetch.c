@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gateway/mailbox.h"
+#include "imap/fetch.h"
 
 #define OUTPUT_PAUSE (1u << 20) /* queued output above which no new load starts */
 
@@ -29,7 +30,7 @@ typedef struct fetch_item {
     enum item_kind kind;
     bool peek;
     char *spec; /* IT_SECTION: the text between the brackets, owned */
-    mime_section sec;
+    pi_section sec;
     bool partial;
     uint32_t off, cnt;
 } fetch_item;
@@ -51,7 +52,7 @@ struct gw_fetch {
 static void item_free(fetch_item *it)
 {
     if (it->kind == IT_SECTION) {
-        mime_section_free(&it->sec);
+        pi_section_free(&it->sec);
         free(it->spec);
     }
 }
@@ -135,7 +136,7 @@ static const char *parse_att(struct gw_fetch *f, const pi_arg *a)
         return "Out of memory";
     memcpy(it->spec, fa.section, fa.section_len);
     it->spec[fa.section_len] = '\0';
-    if (mime_section_parse(it->spec, fa.section_len, &it->sec) != 0) {
+    if (pi_section_parse(it->spec, fa.section_len, &it->sec) != 0) {
         free(it->spec);
         return "Invalid section";
     }
@@ -147,9 +148,9 @@ static const char *parse_att(struct gw_fetch *f, const pi_arg *a)
 }
 
 /* BODY[] (and BODY[]<partial>): the message's bytes, no structure needed */
-static bool whole_message(const mime_section *sec)
+static bool whole_message(const pi_section *sec)
 {
-    return sec->kind == MIME_SECTION_BODY && sec->npath == 0;
+    return sec->kind == PI_SECTION_BODY && sec->npath == 0;
 }
 
 static void classify(struct gw_fetch *f)
@@ -273,20 +274,20 @@ static void emit(void *ctx, size_t k, gw_plain *p)
         case IT_ENVELOPE:
             pu_buf_addstr(&b, "ENVELOPE ");
             if (p)
-                mime_write_envelope(p->mime, &b);
+                pi_write_envelope(&b, p->mime);
             else
                 pu_buf_add(&b, st.meta.envelope, st.meta.envelope_len);
             break;
         case IT_BODYSTRUCTURE:
             pu_buf_addstr(&b, "BODYSTRUCTURE ");
             if (p)
-                mime_write_bodystructure(p->mime, &b);
+                pi_write_bodystructure(&b, p->mime);
             else
                 pu_buf_add(&b, st.meta.bodystructure, st.meta.bodystructure_len);
             break;
         case IT_BODY:
             pu_buf_addstr(&b, "BODY ");
-            mime_write_body(p->mime, &b);
+            pi_write_body(&b, p->mime);
             break;
         case IT_RFC822:
             pu_buf_addstr(&b, "RFC822 ");
@@ -294,11 +295,11 @@ static void emit(void *ctx, size_t k, gw_plain *p)
             break;
         case IT_RFC822_HEADER:
         case IT_RFC822_TEXT: {
-            mime_section sec = {.kind = it->kind == IT_RFC822_HEADER ? MIME_SECTION_HEADER : MIME_SECTION_TEXT};
+            pi_section sec = {.kind = it->kind == IT_RFC822_HEADER ? PI_SECTION_HEADER : PI_SECTION_TEXT};
             pu_buf scratch = {0};
             const char *data = "";
             size_t len = 0;
-            if (mime_section_get(p->mime, &sec, &scratch, &data, &len) != MIME_SECTION_OK) {
+            if (pi_section_get(p->mime, &sec, &scratch, &data, &len) != PI_SECTION_OK) {
                 data = "";
                 len = 0;
             }
@@ -314,14 +315,14 @@ static void emit(void *ctx, size_t k, gw_plain *p)
             if (whole_message(&it->sec)) {
                 data = p->data;
                 len = p->len;
-            } else if (mime_section_get(p->mime, &it->sec, &scratch, &data, &len) != MIME_SECTION_OK) {
+            } else if (pi_section_get(p->mime, &it->sec, &scratch, &data, &len) != PI_SECTION_OK) {
                 data = "";
                 len = 0;
             }
             const char *slice = data;
             size_t slen = len;
             if (it->partial)
-                mime_partial(data, len, it->off, it->cnt, &slice, &slen);
+                pi_partial(data, len, it->off, it->cnt, &slice, &slen);
             pu_buf_printf(&b, "BODY[%s]", it->spec);
             if (it->partial)
                 pu_buf_printf(&b, "<%u>", it->off);

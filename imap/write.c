@@ -61,9 +61,35 @@ static bool quotable(const unsigned char *s, size_t len, unsigned flags)
     return true;
 }
 
+/* PI_W_HEADER: CR, LF and NUL dropped; quoted unless 8-bit, '"' or '\\' remain. */
+static int write_header_string(pu_buf *b, const unsigned char *s, size_t len)
+{
+    size_t kept = 0;
+    bool literal = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = s[i];
+        if (ch == '\r' || ch == '\n' || ch == '\0')
+            continue;
+        kept++;
+        if (ch >= 0x80 || ch == '"' || ch == '\\')
+            literal = true;
+    }
+    if (literal ? pu_buf_printf(b, "{%zu}\r\n", kept) < 0 : pu_buf_add(b, "\"", 1) < 0)
+        return -1;
+    if (pu_buf_reserve(b, kept + 1) < 0)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != '\r' && s[i] != '\n' && s[i] != '\0')
+            b->data[b->len++] = (char)s[i];
+    b->data[b->len] = '\0';
+    return literal ? 0 : pu_buf_add(b, "\"", 1);
+}
+
 int pi_write_string(pu_buf *b, const void *sv, size_t len, unsigned flags)
 {
     const unsigned char *s = sv;
+    if (flags & PI_W_HEADER)
+        return write_header_string(b, s, len);
     if (!quotable(s, len, flags)) {
         if (pu_buf_printf(b, "{%zu}\r\n", len) < 0)
             return -1;

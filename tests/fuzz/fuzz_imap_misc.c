@@ -164,15 +164,15 @@ static void fuzz_fetch(const uint8_t *d, size_t n)
             abort();
         if (f.has_section) {
             pi_section sec;
-            pu_buf fields = PU_BUF_INIT;
-            if (pi_section_parse(f.section, f.section_len, &sec, &fields) == 0) {
-                size_t count = 0;
-                for (size_t i = 0; i < fields.len; i++)
-                    count += fields.data[i] == '\0';
-                if (count != sec.nfields || sec.nparts > PI_SECTION_MAX_PARTS)
-                    abort();
-            }
-            pu_buf_free(&fields);
+            int rc = pi_section_parse(f.section, f.section_len, &sec);
+            if (rc < -1 || rc > 1 || (rc == 0 && sec.npath > PI_SECTION_MAX_PATH))
+                abort();
+            for (size_t i = 0; rc == 0 && i < sec.nfields; i++)
+                if (sec.field_lens[i] == 0 || sec.fields[i] < f.section ||
+                    sec.fields[i] + sec.field_lens[i] > f.section + f.section_len)
+                    abort(); /* names point into the spec */
+            if (rc == 0)
+                pi_section_free(&sec);
         }
     }
 }

@@ -618,40 +618,90 @@ static void test_fetch_att(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(pi_fetch_att_split(bad[i], strlen(bad[i]), &f), -1);
 
+}
+
+/* The one BODY[section] grammar (the FETCH handler's): what it accepts is what production
+ * serves, so these cases pin it. */
+static void test_section_parse(void **state)
+{
+    (void)state;
     pi_section sec;
-    pu_buf fields = PU_BUF_INIT;
-    s = "1.2.MIME";
-    assert_int_equal(pi_section_parse(s, strlen(s), &sec, &fields), 0);
-    assert_int_equal(sec.nparts, 2);
-    assert_int_equal(sec.part[0], 1);
-    assert_int_equal(sec.part[1], 2);
-    assert_int_equal(sec.kind, PI_SEC_MIME);
-    s = "2";
-    assert_int_equal(pi_section_parse(s, 1, &sec, &fields), 0);
-    assert_int_equal(sec.kind, PI_SEC_ALL);
-    assert_int_equal(pi_section_parse("", 0, &sec, &fields), 0);
-    assert_int_equal(sec.nparts, 0);
-    s = "header.fields.not (Received \"X-\\\"Q\")";
-    assert_int_equal(pi_section_parse(s, strlen(s), &sec, &fields), 0);
-    assert_int_equal(sec.kind, PI_SEC_HEADER_FIELDS_NOT);
-    assert_int_equal(sec.nfields, 2);
-    assert_int_equal(fields.len, 9 + 5);
-    assert_memory_equal(fields.data, "Received\0X-\"Q\0", 14);
-    pu_buf_clear(&fields);
-    s = "1.HEADER.FIELDS (From To Cc)";
-    assert_int_equal(pi_section_parse(s, strlen(s), &sec, &fields), 0);
-    assert_int_equal(sec.kind, PI_SEC_HEADER_FIELDS);
+    const char *s = "1.2.MIME";
+    assert_int_equal(pi_section_parse(s, strlen(s), &sec), 0);
+    assert_int_equal(sec.npath, 2);
+    assert_int_equal(sec.path[0], 1);
+    assert_int_equal(sec.path[1], 2);
+    assert_int_equal(sec.kind, PI_SECTION_MIME);
+    pi_section_free(&sec);
+    assert_int_equal(pi_section_parse("2", 1, &sec), 0);
+    assert_int_equal(sec.kind, PI_SECTION_BODY);
+    assert_int_equal(pi_section_parse("", 0, &sec), 0);
+    assert_int_equal(sec.npath, 0);
+    assert_int_equal(sec.kind, PI_SECTION_BODY);
+    const char *ok = "1.22.3.HEADER.FIELDS.NOT (From \"X-A\" to)";
+    assert_int_equal(pi_section_parse(ok, strlen(ok), &sec), 0);
+    assert_int_equal(sec.npath, 3);
+    assert_int_equal(sec.path[1], 22);
+    assert_int_equal(sec.kind, PI_SECTION_HEADER_FIELDS_NOT);
     assert_int_equal(sec.nfields, 3);
-    assert_int_equal(pi_section_parse("TEXT", 4, &sec, &fields), 0);
-    assert_int_equal(sec.kind, PI_SEC_TEXT);
-    assert_int_equal(pi_section_parse("HEADER", 6, &sec, &fields), 0);
-    assert_int_equal(sec.kind, PI_SEC_HEADER);
-    const char *bads[] = {"MIME", "0", "1.", "1..2", "HEADER.FIELDS", "HEADER.FIELDS ()", "HEADER.FIELDS (a",
-                          "TEXTX", "1.TEXT.", "HEADER.FIELDS (a) x", "HEADER.FIELDS (a  b)",
-                          "HEADER.FIELDS (\"\")", "HEADER.FIELDS (a:b)", "HEADER.FIELDS (\"a b\")"};
-    for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++)
-        assert_int_equal(pi_section_parse(bads[i], strlen(bads[i]), &sec, &fields), -1);
-    pu_buf_free(&fields);
+    assert_int_equal(sec.field_lens[1], 3);
+    assert_memory_equal(sec.fields[1], "X-A", 3);
+    assert_ptr_equal(sec.fields[0], ok + 26); /* names point into the spec */
+    pi_section_free(&sec);
+    s = "1.HEADER.FIELDS (From To Cc)";
+    assert_int_equal(pi_section_parse(s, strlen(s), &sec), 0);
+    assert_int_equal(sec.kind, PI_SECTION_HEADER_FIELDS);
+    assert_int_equal(sec.nfields, 3);
+    pi_section_free(&sec);
+    assert_int_equal(pi_section_parse("TEXT", 4, &sec), 0);
+    assert_int_equal(sec.kind, PI_SECTION_TEXT);
+    assert_int_equal(pi_section_parse("HEADER", 6, &sec), 0);
+    assert_int_equal(sec.kind, PI_SECTION_HEADER);
+    /* Names no field can have are accepted and then match nothing. */
+    static const char *const good[] = {"", "TEXT", "header", "3", "3.MIME", "1.TEXT", "HEADER.FIELDS (A)",
+                                       "HEADER.FIELDS (a:b)", "HEADER.FIELDS (\"a b\")", "4294967295"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        if (pi_section_parse(good[i], strlen(good[i]), &sec) != 0)
+            fail_msg("'%s' refused", good[i]);
+        pi_section_free(&sec);
+    }
+    static const char *const bad[] = {"0", "1.", ".1", "1..2", "MIME", "1.MIMEX", "TEXTX", "1.TEXT.",
+                                      "HEADER.FIELDS", "HEADER.FIELDS ()", "HEADER.FIELDS (A",
+                                      "HEADER.FIELDS (A  B)", "HEADER.FIELDS (\"\")", "01", "99999999999",
+                                      "4294967296", "1.X", "HEADER.FIELDS (A )", "HEADER.FIELDS (a) x",
+                                      "HEADER.FIELDS (\"X-\\\"Q\")" /* no escapes in names */};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (pi_section_parse(bad[i], strlen(bad[i]), &sec) != 1)
+            fail_msg("'%s' accepted", bad[i]);
+    /* A path deeper than any parse produces is BAD, not truncated. */
+    char deep[2 * PI_SECTION_MAX_PATH + 2];
+    size_t n = 0;
+    for (size_t i = 0; i <= PI_SECTION_MAX_PATH; i++)
+        deep[n++] = '1', deep[n++] = '.';
+    assert_int_equal(pi_section_parse(deep, n - 3, &sec), 0); /* MAX_PATH numbers */
+    assert_int_equal(sec.npath, PI_SECTION_MAX_PATH);
+    assert_int_equal(pi_section_parse(deep, n - 1, &sec), 1);
+}
+
+static void test_partial(void **state)
+{
+    (void)state;
+    const char *d = "0123456789", *o;
+    size_t n;
+    pi_partial(d, 10, 0, 4, &o, &n);
+    assert_ptr_equal(o, d);
+    assert_int_equal(n, 4);
+    pi_partial(d, 10, 8, 100, &o, &n);
+    assert_ptr_equal(o, d + 8);
+    assert_int_equal(n, 2);
+    pi_partial(d, 10, 10, 5, &o, &n);
+    assert_int_equal(n, 0);
+    pi_partial(d, 10, UINT64_MAX, 5, &o, &n);
+    assert_int_equal(n, 0);
+    pi_partial(d, 10, 3, SIZE_MAX, &o, &n);
+    assert_int_equal(n, 7);
+    pi_partial(d, 10, 3, 0, &o, &n);
+    assert_int_equal(n, 0);
 }
 
 /* ---- sequence sets ---- */
@@ -864,6 +914,23 @@ static void test_write_strings(void **state)
     assert_int_equal(strlen(got), 1008);
     free(got);
 
+    /* PI_W_HEADER, the form of ENVELOPE and BODYSTRUCTURE strings: CR, LF, NUL dropped,
+     * a literal only for 8-bit, '"' and '\\', never for length. */
+    pu_buf h = PU_BUF_INIT;
+    assert_int_equal(pi_write_nstring(&h, NULL, 0, PI_W_HEADER), 0);
+    assert_int_equal(pi_write_nstring(&h, "", 0, PI_W_HEADER), 0);
+    assert_int_equal(pi_write_nstring(&h, "a b", 3, PI_W_HEADER), 0);
+    assert_int_equal(pi_write_nstring(&h, "say \"hi\"", 8, PI_W_HEADER), 0);
+    assert_int_equal(pi_write_nstring(&h, "x\r\n y\0", 6, PI_W_HEADER), 0);
+    assert_int_equal(pi_write_nstring(&h, "\xc3\xa9", 2, PI_W_HEADER), 0);
+    assert_int_equal(pi_write_string(&h, "\xc3\xa9", 2, PI_W_HEADER | PI_W_UTF8), 0);
+    assert_string_equal(h.data, "NIL\"\"\"a b\"{8}\r\nsay \"hi\"\"x y\"{2}\r\n\xc3\xa9{2}\r\n\xc3\xa9");
+    pu_buf_clear(&h);
+    assert_int_equal(pi_write_string(&h, big, 1000, PI_W_HEADER), 0);
+    assert_int_equal(h.data[0], '"');
+    assert_int_equal(h.len, 1002);
+    pu_buf_free(&h);
+
     pu_buf b = PU_BUF_INIT;
     const char *flags[] = {"\\Seen", "\\Answered", "$Forwarded"};
     assert_int_equal(pi_write_atom_list(&b, flags, 3), 0);
@@ -1068,6 +1135,8 @@ int main(void)
         cmocka_unit_test(test_fetch_att),
         cmocka_unit_test(test_seqset),
         cmocka_unit_test(test_write_strings),
+        cmocka_unit_test(test_section_parse),
+        cmocka_unit_test(test_partial),
         cmocka_unit_test(test_mutf7),
         cmocka_unit_test(test_dates),
     };
