@@ -50,10 +50,18 @@ struct env_addrs {
     size_t count;
 };
 
-static int put_addr(void *arg, const char *name, const char *adl, const char *mbox, const char *host)
+static int put_addr(void *arg, mime_addr_kind kind, const char *name, const char *adl, const char *mbox,
+                    const char *host)
 {
     struct env_addrs *ea = arg;
     pu_buf *o = ea->o;
+    if (kind == MIME_ADDR_GROUP_START) /* (NIL NIL "group name" NIL) */
+        mbox = name, name = NULL;
+    else if (kind == MIME_ADDR_MAILBOX) {
+        /* RFC 3501 has no way to say "no host" outside groups: mark it like Dovecot does. */
+        mbox = mbox ? mbox : "MISSING_MAILBOX";
+        host = host ? host : "MISSING_DOMAIN";
+    }
     if (ea->count++ == 0 && putc_(o, '(') < 0)
         return -1;
     if (putc_(o, '(') < 0 || put_str(o, name) < 0 || putc_(o, ' ') < 0 || put_str(o, adl) < 0 ||

@@ -156,9 +156,8 @@ static int parse_mailbox(const addr_tok *t, size_t n, size_t *pi, addr_out *ao, 
         pu_buf_free(&name), pu_buf_free(&adl), pu_buf_free(&mbox), pu_buf_free(&host);
         return rc < 0 ? -1 : 0;
     }
-    /* RFC 3501 has no way to say "no host" outside groups: mark it like Dovecot does. */
-    rc = ao->fn(ao->arg, name.len ? name.data : NULL, adl.len ? adl.data : NULL,
-                  mbox.len ? mbox.data : "MISSING_MAILBOX", host.len ? host.data : "MISSING_DOMAIN");
+    rc = ao->fn(ao->arg, MIME_ADDR_MAILBOX, name.len ? name.data : NULL, adl.len ? adl.data : NULL,
+                mbox.len ? mbox.data : NULL, host.len ? host.data : NULL);
     pu_buf_free(&name), pu_buf_free(&adl), pu_buf_free(&mbox), pu_buf_free(&host);
     return rc;
 }
@@ -179,7 +178,7 @@ int mime_addresses(const char *s, mime_addr_fn fn, void *arg)
             continue;
         }
         if (t[i].kind == ';') {
-            rc = ao->fn(ao->arg, NULL, NULL, NULL, NULL);
+            rc = ao->fn(ao->arg, MIME_ADDR_GROUP_END, NULL, NULL, NULL, NULL);
             in_group = false, i++;
             continue;
         }
@@ -190,7 +189,7 @@ int mime_addresses(const char *s, mime_addr_fn fn, void *arg)
             pu_buf g = {0};
             rc = join_toks(&g, t, before, ne, true);
             if (rc == 0)
-                rc = ao->fn(ao->arg, NULL, NULL, g.len ? g.data : "", NULL);
+                rc = ao->fn(ao->arg, MIME_ADDR_GROUP_START, g.len ? g.data : "", NULL, NULL, NULL);
             pu_buf_free(&g);
             in_group = true;
         } else if (i == before) {
@@ -198,7 +197,7 @@ int mime_addresses(const char *s, mime_addr_fn fn, void *arg)
         }
     }
     if (rc == 0 && in_group)
-        rc = ao->fn(ao->arg, NULL, NULL, NULL, NULL);
+        rc = ao->fn(ao->arg, MIME_ADDR_GROUP_END, NULL, NULL, NULL, NULL);
     free(t);
     return rc;
 }

@@ -47,14 +47,15 @@ struct addr_text {
     size_t count;
 };
 
-/* "name <mailbox@host>": group markers (no host) are not addresses; no placeholders either. */
-static int put_addr_text(void *arg, const char *name, const char *adl, const char *mbox, const char *host)
+/* "name <mailbox@host>": group markers are not addresses. */
+static int put_addr_text(void *arg, mime_addr_kind kind, const char *name, const char *adl, const char *mbox,
+                         const char *host)
 {
     struct addr_text *at = arg;
     (void)adl;
-    if (!host)
+    if (kind != MIME_ADDR_MAILBOX)
         return 0;
-    bool has_mbox = strcmp(mbox, "MISSING_MAILBOX") != 0, has_host = strcmp(host, "MISSING_DOMAIN") != 0;
+    bool has_mbox = mbox != NULL, has_host = host != NULL;
     if ((at->count++ && mi_puts(at->o, ", ") < 0) ||
         (name && *name && (mi_append_decoded(at->o, name) < 0 || mi_putc(at->o, ' ') < 0)))
         return -1;

@@ -99,13 +99,14 @@ char *mime_span_text(const mime_message *m, const mime_span *sp);
 void mime_skip_cfws(const char *s, size_t *i);
 size_t mime_token_len(const char *s);
 
-/* RFC 5322 3.4 address lists, leniently. fn gets each element in order: a mailbox (host
- * non-NULL; mailbox and host "MISSING_MAILBOX" / "MISSING_DOMAIN" when absent, as Dovecot
- * marks them), a group start (host NULL, mailbox the group's display name) or a group end
- * (everything NULL). name and adl (obs-route) are NULL when absent. s is an unfolded value
- * (mime_span_text). fn returns 0, or -1 to stop; returns 0, or -1 (out of memory or fn). */
-typedef int (*mime_addr_fn)(void *arg, const char *name, const char *adl, const char *mailbox,
-                            const char *host);
+/* RFC 5322 3.4 address lists, leniently. fn gets each element in order: a mailbox (name,
+ * adl (obs-route), mailbox (local part) and host, each NULL when absent; "<>" is a mailbox
+ * with all four NULL), a group start (name: the display name, "" when empty; the rest NULL)
+ * or a group end (all NULL). s is an unfolded value (mime_span_text). fn returns 0, or -1
+ * to stop; returns 0, or -1 (out of memory or fn). */
+typedef enum mime_addr_kind { MIME_ADDR_MAILBOX, MIME_ADDR_GROUP_START, MIME_ADDR_GROUP_END } mime_addr_kind;
+typedef int (*mime_addr_fn)(void *arg, mime_addr_kind kind, const char *name, const char *adl,
+                            const char *mailbox, const char *host);
 int mime_addresses(const char *s, mime_addr_fn fn, void *arg);
 
 /* Appends the fields of p's header whose names are (exclude: are not) among names[0..n)
