@@ -1,5 +1,6 @@
-/* Response formatting: IMAP strings in the right form for their bytes,
- * lists, sequence sets, and the modified UTF-7 mailbox name codec. */
+/* Response formatting: IMAP strings in the right form for their bytes (the one string
+ * writer, for responses and for message header values alike), lists, sequence sets, and the
+ * modified UTF-7 mailbox name codec. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>

@@ -3,9 +3,9 @@
  * and pure per-session logic: a bounded incremental line reader, a command parser driven by
  * one command table, the maildrop view (STAT, LIST, UIDL, DELE, RSET semantics), response
  * writers (dot-stuffing, the CRLF form RETR and TOP send and its exact size, CAPA) and the
- * SASL PLAIN replies (util/sasl.h decodes, as for IMAP). No sockets, no crypto beyond memzero, no news
- * server: the gateway feeds bytes in and sends what lands in a pu_buf. Everything is in the
- * pp_ namespace.
+ * SASL PLAIN replies (util/sasl.h decodes, as for IMAP). No sockets, no crypto beyond
+ * memzero, no news server: the gateway feeds bytes in and sends what lands in a pu_buf.
+ * Everything is in the pp_ namespace.
  *
  * A session on top of this library, as the event-driven gateway runs it:
  *   greeting PP_TXT_GREETING; state PP_STATE_AUTHORIZATION; pp_offer_init() from the
