@@ -76,7 +76,7 @@ enum session_state {
 /* The capability flags for a connection in a state. */
 unsigned gw_caps_for(enum session_state st, bool tls, bool tls_available, bool allow_plaintext_auth);
 /* Appends the capability list ("IMAP4rev1 SASL-IR ...", no prefix, no CRLF). */
-int gw_caps_write(pi_buf *b, unsigned caps);
+int gw_caps_write(pu_buf *b, unsigned caps);
 
 typedef struct session session;
 typedef enum gw_result {

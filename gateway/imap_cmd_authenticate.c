@@ -5,38 +5,34 @@
 #include <sodium.h>
 
 #include "gateway/imap_session.h"
+#include "util/sasl.h"
 
-/* base64 of "authzid NUL authcid NUL password". */
+/* base64 of "authzid NUL authcid NUL password", decoded by util's shared reader. */
 static gw_result plain_response(session *s, const char *b64, size_t len)
 {
-    if (len == 1 && b64[0] == '=') /* RFC 4959: "=" is an empty initial response */
-        len = 0;
     char *bin = sodium_malloc(len + 1);
     if (!bin) {
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;
     }
-    size_t n = 0;
+    pu_plain p;
     gw_result r = GW_DONE;
-    if (sodium_base642bin((unsigned char *)bin, len + 1, b64, len, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) !=
-        0) {
+    switch (pu_sasl_plain(b64, len, bin, len + 1, 0, &p)) {
+    case PU_PLAIN_OK:
+        r = gw_login_start(s, p.authcid, p.authcid_len, p.password, p.password_len);
+        break;
+    case PU_PLAIN_BASE64:
         gw_tagged(s, "BAD Invalid base64 in the authentication response");
-        goto out;
-    }
-    char *nul1 = memchr(bin, '\0', n);
-    char *nul2 = nul1 ? memchr(nul1 + 1, '\0', n - (size_t)(nul1 + 1 - bin)) : NULL;
-    if (!nul2 || memchr(nul2 + 1, '\0', n - (size_t)(nul2 + 1 - bin))) {
-        gw_tagged(s, "BAD Malformed PLAIN response");
-        goto out;
-    }
-    const char *authzid = bin, *authcid = nul1 + 1, *pw = nul2 + 1;
-    size_t pw_len = n - (size_t)(pw - bin);
-    if (*authzid && strcmp(authzid, authcid) != 0) {
+        break;
+    case PU_PLAIN_AUTHZID:
         gw_tagged(s, "NO [AUTHORIZATIONFAILED] Acting as another user is not supported");
-        goto out;
+        break;
+    case PU_PLAIN_MALFORMED:
+    default:
+        gw_tagged(s, "BAD Malformed PLAIN response");
+        break;
     }
-    r = gw_login_start(s, authcid, strlen(authcid), pw, pw_len);
-out:
+    sodium_memzero(&p, sizeof p);
     sodium_free(bin); /* wipes the password */
     return r;
 }

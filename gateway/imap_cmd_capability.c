@@ -4,14 +4,14 @@
 gw_result gw_cmd_capability(session *s, const pi_command *cmd)
 {
     (void)cmd;
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
     if (gw_caps_write(&b, gw_session_caps(s)) != 0) {
-        pi_buf_free(&b);
+        pu_buf_free(&b);
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;
     }
     gw_untagged(s, "CAPABILITY %s", b.data);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
     gw_tagged(s, "OK Capability completed");
     return GW_DONE;
 }

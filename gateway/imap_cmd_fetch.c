@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gateway/mailbox.h"
+#include "imap/fetch.h"
 
 #define OUTPUT_PAUSE (1u << 20) /* queued output above which no new load starts */
 
@@ -29,7 +30,7 @@ typedef struct fetch_item {
     enum item_kind kind;
     bool peek;
     char *spec; /* IT_SECTION: the text between the brackets, owned */
-    mime_section sec;
+    pi_section sec;
     bool partial;
     uint32_t off, cnt;
 } fetch_item;
@@ -51,7 +52,7 @@ struct gw_fetch {
 static void item_free(fetch_item *it)
 {
     if (it->kind == IT_SECTION) {
-        mime_section_free(&it->sec);
+        pi_section_free(&it->sec);
         free(it->spec);
     }
 }
@@ -135,7 +136,7 @@ static const char *parse_att(struct gw_fetch *f, const pi_arg *a)
         return "Out of memory";
     memcpy(it->spec, fa.section, fa.section_len);
     it->spec[fa.section_len] = '\0';
-    if (mime_section_parse(it->spec, fa.section_len, &it->sec) != 0) {
+    if (pi_section_parse(it->spec, fa.section_len, &it->sec) != 0) {
         free(it->spec);
         return "Invalid section";
     }
@@ -147,9 +148,9 @@ static const char *parse_att(struct gw_fetch *f, const pi_arg *a)
 }
 
 /* BODY[] (and BODY[]<partial>): the message's bytes, no structure needed */
-static bool whole_message(const mime_section *sec)
+static bool whole_message(const pi_section *sec)
 {
-    return sec->kind == MIME_SECTION_BODY && sec->npath == 0;
+    return sec->kind == PI_SECTION_BODY && sec->npath == 0;
 }
 
 static void classify(struct gw_fetch *f)
@@ -211,11 +212,11 @@ static bool needs_load(void *ctx, size_t k)
     return false;
 }
 
-static void add_literal(session *s, pi_buf *b, const char *data, size_t len)
+static void add_literal(session *s, pu_buf *b, const char *data, size_t len)
 {
-    pi_buf_printf(b, "{%zu}\r\n", len);
+    pu_buf_printf(b, "{%zu}\r\n", len);
     gw_write(s, b->data, b->len);
-    pi_buf_clear(b);
+    pu_buf_clear(b);
     if (len)
         gw_write(s, data, len);
 }
@@ -241,20 +242,20 @@ static void emit(void *ctx, size_t k, mb_plain *p)
         f->flags_changed = true;
     userstate_msg st;
     gw_view_state(s, i, &st);
-    pi_buf b = PI_BUF_INIT;
-    pi_buf_printf(&b, "* %zu FETCH (", i + 1);
+    pu_buf b = PU_BUF_INIT;
+    pu_buf_printf(&b, "* %zu FETCH (", i + 1);
     bool first = true;
     bool flags_written = false;
-#define SEP() (first ? (void)(first = false) : (void)pi_buf_addstr(&b, " "))
+#define SEP() (first ? (void)(first = false) : (void)pu_buf_addstr(&b, " "))
     for (size_t n = 0; n < f->nitems; n++) {
         fetch_item *it = &f->items[n];
         SEP();
         switch (it->kind) {
         case IT_UID:
-            pi_buf_printf(&b, "UID %u", gw_view_uid(s->imap->view, i));
+            pu_buf_printf(&b, "UID %u", gw_view_uid(s->imap->view, i));
             break;
         case IT_FLAGS:
-            pi_buf_addstr(&b, "FLAGS ");
+            pu_buf_addstr(&b, "FLAGS ");
             gw_write_flags(&b, s, &st, gw_view_recent(s, i));
             flags_written = true;
             break;
@@ -264,83 +265,83 @@ static void emit(void *ctx, size_t k, mb_plain *p)
             int tz = p ? p->meta.tz_minutes : st.meta.tz_minutes;
             if (pi_date_time_format(t, tz, date) != 0)
                 pi_date_time_format(t, 0, date);
-            pi_buf_printf(&b, "INTERNALDATE %s", date);
+            pu_buf_printf(&b, "INTERNALDATE %s", date);
             break;
         }
         case IT_SIZE:
-            pi_buf_printf(&b, "RFC822.SIZE %llu", (unsigned long long)(p ? p->len : st.meta.crlf_size));
+            pu_buf_printf(&b, "RFC822.SIZE %llu", (unsigned long long)(p ? p->len : st.meta.crlf_size));
             break;
         case IT_ENVELOPE:
-            pi_buf_addstr(&b, "ENVELOPE ");
+            pu_buf_addstr(&b, "ENVELOPE ");
             if (p)
-                mime_write_envelope(p->mime, &b);
+                pi_write_envelope(&b, p->mime);
             else
-                pi_buf_add(&b, st.meta.envelope, st.meta.envelope_len);
+                pu_buf_add(&b, st.meta.envelope, st.meta.envelope_len);
             break;
         case IT_BODYSTRUCTURE:
-            pi_buf_addstr(&b, "BODYSTRUCTURE ");
+            pu_buf_addstr(&b, "BODYSTRUCTURE ");
             if (p)
-                mime_write_bodystructure(p->mime, &b);
+                pi_write_bodystructure(&b, p->mime);
             else
-                pi_buf_add(&b, st.meta.bodystructure, st.meta.bodystructure_len);
+                pu_buf_add(&b, st.meta.bodystructure, st.meta.bodystructure_len);
             break;
         case IT_BODY:
-            pi_buf_addstr(&b, "BODY ");
-            mime_write_body(p->mime, &b);
+            pu_buf_addstr(&b, "BODY ");
+            pi_write_body(&b, p->mime);
             break;
         case IT_RFC822:
-            pi_buf_addstr(&b, "RFC822 ");
+            pu_buf_addstr(&b, "RFC822 ");
             add_literal(s, &b, p->data, p->len);
             break;
         case IT_RFC822_HEADER:
         case IT_RFC822_TEXT: {
-            mime_section sec = {.kind = it->kind == IT_RFC822_HEADER ? MIME_SECTION_HEADER : MIME_SECTION_TEXT};
-            mime_buf scratch = {0};
+            pi_section sec = {.kind = it->kind == IT_RFC822_HEADER ? PI_SECTION_HEADER : PI_SECTION_TEXT};
+            pu_buf scratch = {0};
             const char *data = "";
             size_t len = 0;
-            if (mime_section_get(p->mime, &sec, &scratch, &data, &len) != MIME_SECTION_OK) {
+            if (pi_section_get(p->mime, &sec, &scratch, &data, &len) != PI_SECTION_OK) {
                 data = "";
                 len = 0;
             }
-            pi_buf_addstr(&b, it->kind == IT_RFC822_HEADER ? "RFC822.HEADER " : "RFC822.TEXT ");
+            pu_buf_addstr(&b, it->kind == IT_RFC822_HEADER ? "RFC822.HEADER " : "RFC822.TEXT ");
             add_literal(s, &b, data, len);
-            mime_buf_free(&scratch);
+            pu_buf_free(&scratch);
             break;
         }
         case IT_SECTION: {
-            mime_buf scratch = {0};
+            pu_buf scratch = {0};
             const char *data = "";
             size_t len = 0;
             if (whole_message(&it->sec)) {
                 data = p->data;
                 len = p->len;
-            } else if (mime_section_get(p->mime, &it->sec, &scratch, &data, &len) != MIME_SECTION_OK) {
+            } else if (pi_section_get(p->mime, &it->sec, &scratch, &data, &len) != PI_SECTION_OK) {
                 data = "";
                 len = 0;
             }
             const char *slice = data;
             size_t slen = len;
             if (it->partial)
-                mime_partial(data, len, it->off, it->cnt, &slice, &slen);
-            pi_buf_printf(&b, "BODY[%s]", it->spec);
+                pi_partial(data, len, it->off, it->cnt, &slice, &slen);
+            pu_buf_printf(&b, "BODY[%s]", it->spec);
             if (it->partial)
-                pi_buf_printf(&b, "<%u>", it->off);
-            pi_buf_addstr(&b, " ");
+                pu_buf_printf(&b, "<%u>", it->off);
+            pu_buf_addstr(&b, " ");
             add_literal(s, &b, slice, slen);
-            mime_buf_free(&scratch);
+            pu_buf_free(&scratch);
             break;
         }
         }
     }
     if (seen_now && !flags_written) {
         SEP();
-        pi_buf_addstr(&b, "FLAGS ");
+        pu_buf_addstr(&b, "FLAGS ");
         gw_write_flags(&b, s, &st, gw_view_recent(s, i));
     }
 #undef SEP
-    pi_buf_addstr(&b, ")\r\n");
+    pu_buf_addstr(&b, ")\r\n");
     gw_write(s, b.data, b.len);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
 }
 
 static void finish(void *ctx, unsigned failed)

@@ -98,20 +98,20 @@ gw_result gw_cmd_list(session *s, const pi_command *cmd)
     memcpy(full, ref, ref_len);
     memcpy(full + ref_len, pat, pat_len);
     full[ref_len + pat_len] = '\0';
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
     int rc = 0;
     for (size_t i = 0; i < sizeof folders / sizeof folders[0]; i++) {
         if (!gw_list_match(full, folders[i].name))
             continue;
-        pi_buf_clear(&b);
-        rc |= pi_buf_printf(&b, "* %s (%s) \"/\" ", cmd->verb, folders[i].attrs);
+        pu_buf_clear(&b);
+        rc |= pu_buf_printf(&b, "* %s (%s) \"/\" ", cmd->verb, folders[i].attrs);
         rc |= pi_write_astring(&b, folders[i].name, strlen(folders[i].name), 0);
-        rc |= pi_buf_addstr(&b, "\r\n");
+        rc |= pu_buf_addstr(&b, "\r\n");
         if (rc)
             break;
         gw_write(s, b.data, b.len);
     }
-    pi_buf_free(&b);
+    pu_buf_free(&b);
     if (rc)
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
     else

@@ -17,14 +17,14 @@ struct gw_search {
     bool uid;
     mb_walk *walk;    /* over the view's messages at the start */
     unsigned failed;  /* evaluations that ran out of memory */
-    pi_buf result;
+    pu_buf result;
 };
 
 static void search_free(struct gw_search *q)
 {
     mb_walk_free(q->walk);
     pi_search_free(q->prog);
-    pi_buf_free(&q->result);
+    pu_buf_free(&q->result);
     free(q);
 }
 
@@ -46,19 +46,19 @@ static bool has_keyword(void *arg, const char *kw, size_t len)
     return k >= 0 && us_kw_test(c->st->keywords, (unsigned)k);
 }
 
-static int header(void *arg, const char *name, pi_buf *out)
+static int header(void *arg, const char *name, pu_buf *out)
 {
     msg_ctx *c = arg;
     return c->p ? mime_header_decoded(c->p->mime, name, out) : 0;
 }
 
-static int headers(void *arg, pi_buf *out)
+static int headers(void *arg, pu_buf *out)
 {
     msg_ctx *c = arg;
     return c->p ? mime_headers_decoded(c->p->mime, out) : 0;
 }
 
-static int body_text(void *arg, pi_buf *out)
+static int body_text(void *arg, pu_buf *out)
 {
     msg_ctx *c = arg;
     return c->p ? mime_body_text(c->p->mime, out) : 0;
@@ -119,7 +119,7 @@ static void each(void *ctx, size_t i, mb_plain *p)
     struct gw_search *q = ctx;
     int r = evaluate(q, i, p);
     if (r == 1)
-        pi_buf_printf(&q->result, " %u", q->uid ? gw_view_uid(q->s->imap->view, i) : (uint32_t)(i + 1));
+        pu_buf_printf(&q->result, " %u", q->uid ? gw_view_uid(q->s->imap->view, i) : (uint32_t)(i + 1));
     else if (r < 0)
         q->failed++;
 }

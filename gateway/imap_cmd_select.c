@@ -36,32 +36,32 @@ static void deselect(session *s)
 static void status_line(session *s, const char *name, size_t name_len, size_t messages, size_t recent,
                         uint64_t uidnext, uint32_t uidvalidity, size_t unseen)
 {
-    pi_buf b = PI_BUF_INIT;
-    pi_buf_addstr(&b, "STATUS ");
+    pu_buf b = PU_BUF_INIT;
+    pu_buf_addstr(&b, "STATUS ");
     pi_write_astring(&b, name, name_len, 0);
-    pi_buf_addstr(&b, " (");
+    pu_buf_addstr(&b, " (");
     const char *sep = "";
     if (s->imap->status_items & ST_MESSAGES) {
-        pi_buf_printf(&b, "%sMESSAGES %zu", sep, messages);
+        pu_buf_printf(&b, "%sMESSAGES %zu", sep, messages);
         sep = " ";
     }
     if (s->imap->status_items & ST_RECENT) {
-        pi_buf_printf(&b, "%sRECENT %zu", sep, recent);
+        pu_buf_printf(&b, "%sRECENT %zu", sep, recent);
         sep = " ";
     }
     if (s->imap->status_items & ST_UIDNEXT) {
-        pi_buf_printf(&b, "%sUIDNEXT %llu", sep, (unsigned long long)uidnext);
+        pu_buf_printf(&b, "%sUIDNEXT %llu", sep, (unsigned long long)uidnext);
         sep = " ";
     }
     if (s->imap->status_items & ST_UIDVALIDITY) {
-        pi_buf_printf(&b, "%sUIDVALIDITY %u", sep, uidvalidity);
+        pu_buf_printf(&b, "%sUIDVALIDITY %u", sep, uidvalidity);
         sep = " ";
     }
     if (s->imap->status_items & ST_UNSEEN)
-        pi_buf_printf(&b, "%sUNSEEN %zu", sep, unseen);
-    pi_buf_addstr(&b, ")");
+        pu_buf_printf(&b, "%sUNSEEN %zu", sep, unseen);
+    pu_buf_addstr(&b, ")");
     gw_untagged(s, "%s", b.data);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
 }
 
 static void status_reply(session *s)

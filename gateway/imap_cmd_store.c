@@ -106,7 +106,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
     gw_view_sync(s, false);
     mb_account *a = s->account;
     bool changed = false;
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
     for (size_t k = 0; k < n; k++) {
         const char *id = gw_view_msgid(s, idx[k]);
         if (!id)
@@ -119,20 +119,20 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
             continue;
         userstate_msg st;
         userstate_get(mb_account_state(a), id, &st);
-        pi_buf_printf(&b, "* %zu FETCH (", idx[k] + 1);
+        pu_buf_printf(&b, "* %zu FETCH (", idx[k] + 1);
         if (cmd->uid)
-            pi_buf_printf(&b, "UID %u ", gw_view_uid(s->imap->view, idx[k]));
-        pi_buf_addstr(&b, "FLAGS ");
+            pu_buf_printf(&b, "UID %u ", gw_view_uid(s->imap->view, idx[k]));
+        pu_buf_addstr(&b, "FLAGS ");
         gw_write_flags(&b, s, &st, gw_view_recent(s, idx[k]));
-        pi_buf_addstr(&b, ")\r\n");
+        pu_buf_addstr(&b, ")\r\n");
         if (b.len > (64u << 10)) {
             gw_write(s, b.data, b.len);
-            pi_buf_clear(&b);
+            pu_buf_clear(&b);
         }
     }
     if (b.len)
         gw_write(s, b.data, b.len);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
     free(idx);
     s->imap->view->mv.modseq_seen = userstate_modseq(mb_account_state(a));
     if (changed)

@@ -23,15 +23,15 @@ unsigned gw_caps_for(enum session_state st, bool tls, bool tls_available, bool a
     return caps;
 }
 
-int gw_caps_write(pi_buf *b, unsigned caps)
+int gw_caps_write(pu_buf *b, unsigned caps)
 {
-    int rc = pi_buf_addstr(b, BASE_CAPS);
+    int rc = pu_buf_addstr(b, BASE_CAPS);
     if (caps & GW_CAP_STARTTLS)
-        rc |= pi_buf_addstr(b, " STARTTLS");
+        rc |= pu_buf_addstr(b, " STARTTLS");
     if (caps & GW_CAP_LOGINDISABLED)
-        rc |= pi_buf_addstr(b, " LOGINDISABLED");
+        rc |= pu_buf_addstr(b, " LOGINDISABLED");
     if (caps & GW_CAP_AUTH_PLAIN)
-        rc |= pi_buf_addstr(b, " AUTH=PLAIN");
+        rc |= pu_buf_addstr(b, " AUTH=PLAIN");
     return rc ? -1 : 0;
 }
 

@@ -110,11 +110,11 @@ static void imap_input(session *s)
         }
         case PI_ERROR: {
             const pi_error *e = pi_parser_error(s->imap->parser);
-            pi_buf b = PI_BUF_INIT;
+            pu_buf b = PU_BUF_INIT;
             pi_error_reply(e, &b);
             if (b.len)
                 gw_write(s, b.data, b.len);
-            pi_buf_free(&b);
+            pu_buf_free(&b);
             if (s->state == S_IDLE) /* the line after IDLE was refused: IDLE is over */
                 gw_session_enter(s, s->imap->idle_prev);
             if (s->imap->sasl_wait) { /* the response line was refused: the exchange is over */
@@ -153,14 +153,14 @@ static int imap_init(session *s)
 
 static void imap_greet(session *s)
 {
-    pi_buf caps = PI_BUF_INIT;
+    pu_buf caps = PU_BUF_INIT;
     if (gw_caps_write(&caps, gw_session_caps(s)) != 0) {
-        pi_buf_free(&caps);
+        pu_buf_free(&caps);
         gw_session_bye(s, "Out of memory");
         return;
     }
     gw_untagged(s, "OK [CAPABILITY %s] postern ready", caps.data);
-    pi_buf_free(&caps);
+    pu_buf_free(&caps);
 }
 
 static void imap_bye(session *s, const char *text)
@@ -177,12 +177,12 @@ static void imap_login_done(session *s, bool ok, const char *no_text)
 {
     if (ok) {
         gw_session_enter(s, S_AUTH);
-        pi_buf caps = PI_BUF_INIT;
+        pu_buf caps = PU_BUF_INIT;
         if (gw_caps_write(&caps, gw_session_caps(s)) == 0)
             gw_tagged(s, "OK [CAPABILITY %s] Logged in", caps.data);
         else
             gw_tagged(s, "OK Logged in");
-        pi_buf_free(&caps);
+        pu_buf_free(&caps);
         pu_log(PU_INFO, "%s: %s logged in", s->peer, s->address);
     } else {
         gw_tagged(s, "NO %s", no_text);

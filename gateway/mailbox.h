@@ -46,7 +46,7 @@ bool gw_view_recent(const session *s, size_t i);
  * with *err (static text for a BAD). UIDs not in the view are skipped silently. */
 int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_t *n, const char **err);
 /* "(\Seen \Flagged kw)" of a message. */
-int gw_write_flags(pi_buf *b, session *s, const userstate_msg *m, bool recent);
+int gw_write_flags(pu_buf *b, session *s, const userstate_msg *m, bool recent);
 /* Marks a message \Seen (a non-PEEK body fetch) unless read-only; true if it changed. */
 bool gw_view_mark_seen(session *s, size_t i);
 

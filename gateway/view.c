@@ -29,13 +29,13 @@ void gw_view_state(session *s, size_t i, userstate_msg *out)
 
 static const char *const system_flags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
 
-int gw_write_flags(pi_buf *b, session *s, const userstate_msg *m, bool recent)
+int gw_write_flags(pu_buf *b, session *s, const userstate_msg *m, bool recent)
 {
-    int rc = pi_buf_addstr(b, "(");
+    int rc = pu_buf_addstr(b, "(");
     bool first = true;
     for (unsigned f = 0; f < 5; f++)
         if (m->flags & (1u << f)) {
-            rc |= pi_buf_printf(b, "%s%s", first ? "" : " ", system_flags[f]);
+            rc |= pu_buf_printf(b, "%s%s", first ? "" : " ", system_flags[f]);
             first = false;
         }
     userstate *us = mb_account_state(s->account);
@@ -44,44 +44,44 @@ int gw_write_flags(pi_buf *b, session *s, const userstate_msg *m, bool recent)
         if (us_kw_test(m->keywords, k)) {
             const char *name = userstate_keyword_name(us, k);
             if (name) {
-                rc |= pi_buf_printf(b, "%s%s", first ? "" : " ", name);
+                rc |= pu_buf_printf(b, "%s%s", first ? "" : " ", name);
                 first = false;
             }
         }
     if (recent)
-        rc |= pi_buf_printf(b, "%s\\Recent", first ? "" : " ");
-    rc |= pi_buf_addstr(b, ")");
+        rc |= pu_buf_printf(b, "%s\\Recent", first ? "" : " ");
+    rc |= pu_buf_addstr(b, ")");
     return rc ? -1 : 0;
 }
 
-static void write_buf(session *s, pi_buf *b)
+static void write_buf(session *s, pu_buf *b)
 {
     if (b->len)
         gw_write(s, b->data, b->len);
-    pi_buf_clear(b);
+    pu_buf_clear(b);
 }
 
 /* FLAGS and PERMANENTFLAGS: the system flags and the user's keywords (RFC 3501 7.2.6). */
-static void flags_lines(session *s, pi_buf *b)
+static void flags_lines(session *s, pu_buf *b)
 {
     userstate *us = mb_account_state(s->account);
-    pi_buf kws = PI_BUF_INIT;
+    pu_buf kws = PU_BUF_INIT;
     unsigned nk = userstate_keyword_count(us);
     for (unsigned k = 0; k < nk; k++) {
         const char *name = userstate_keyword_name(us, k);
         if (name)
-            pi_buf_printf(&kws, " %s", name);
+            pu_buf_printf(&kws, " %s", name);
     }
     const char *names = kws.len ? kws.data : "";
-    pi_buf_printf(b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", names);
+    pu_buf_printf(b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)\r\n", names);
     if (s->imap->view->mv.readonly)
-        pi_buf_addstr(b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        pu_buf_addstr(b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
     else
-        pi_buf_printf(b,
+        pu_buf_printf(b,
                       "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s \\*)] Flags "
                       "permitted\r\n",
                       names);
-    pi_buf_free(&kws);
+    pu_buf_free(&kws);
     s->imap->view->keywords_gen = userstate_keyword_gen(us);
 }
 
@@ -90,10 +90,10 @@ void gw_view_announce_flags(session *s)
     if (!s->imap->view || s->imap->view->empty_folder || !s->account ||
         userstate_keyword_gen(mb_account_state(s->account)) == s->imap->view->keywords_gen)
         return;
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
     flags_lines(s, &b);
     write_buf(s, &b);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
 }
 
 int gw_view_open(session *s, bool readonly)
@@ -107,21 +107,21 @@ int gw_view_open(session *s, bool readonly)
     s->imap->view = v;
     gw_view_watch(s);
     const mb_view *mv = &v->mv;
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
     flags_lines(s, &b);
-    pi_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", mv->n, mb_view_count_recent(mv));
+    pu_buf_printf(&b, "* %zu EXISTS\r\n* %zu RECENT\r\n", mv->n, mb_view_count_recent(mv));
     for (size_t i = 0; i < mv->n; i++) {
         userstate_msg st;
         gw_view_state(s, i, &st);
         if (!(st.flags & US_SEEN)) {
-            pi_buf_printf(&b, "* OK [UNSEEN %zu] First unseen\r\n", i + 1);
+            pu_buf_printf(&b, "* OK [UNSEEN %zu] First unseen\r\n", i + 1);
             break;
         }
     }
-    pi_buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n", mv->uidvalidity);
-    pi_buf_printf(&b, "* OK [UIDNEXT %llu] Predicted next UID\r\n", (unsigned long long)mb_view_uidnext(mv, a));
+    pu_buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n", mv->uidvalidity);
+    pu_buf_printf(&b, "* OK [UIDNEXT %llu] Predicted next UID\r\n", (unsigned long long)mb_view_uidnext(mv, a));
     write_buf(s, &b);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
     return 0;
 }
 
@@ -138,27 +138,27 @@ void gw_view_close(session *s)
 
 typedef struct sync_out {
     session *s;
-    pi_buf *b;
+    pu_buf *b;
 } sync_out;
 
 static void out_expunge(void *ctx, size_t seq)
 {
     sync_out *o = ctx;
-    pi_buf_printf(o->b, "* %zu EXPUNGE\r\n", seq);
+    pu_buf_printf(o->b, "* %zu EXPUNGE\r\n", seq);
 }
 
 static void out_exists(void *ctx, size_t n, size_t recent)
 {
     sync_out *o = ctx;
-    pi_buf_printf(o->b, "* %zu EXISTS\r\n* %zu RECENT\r\n", n, recent);
+    pu_buf_printf(o->b, "* %zu EXISTS\r\n* %zu RECENT\r\n", n, recent);
 }
 
 static void out_flags(void *ctx, size_t i, const userstate_msg *m)
 {
     sync_out *o = ctx;
-    pi_buf_printf(o->b, "* %zu FETCH (UID %u FLAGS ", i + 1, gw_view_uid(o->s->imap->view, i));
+    pu_buf_printf(o->b, "* %zu FETCH (UID %u FLAGS ", i + 1, gw_view_uid(o->s->imap->view, i));
     gw_write_flags(o->b, o->s, m, gw_view_recent(o->s, i));
-    pi_buf_addstr(o->b, ")\r\n");
+    pu_buf_addstr(o->b, ")\r\n");
 }
 
 static const mb_view_sink imap_sink = {out_expunge, out_exists, out_flags};
@@ -169,17 +169,17 @@ void gw_view_sync(session *s, bool expunges)
     if (!v || v->empty_folder || s->dead || !s->account)
         return;
     gw_view_announce_flags(s); /* a keyword new to the mailbox, before a FETCH shows it */
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
     sync_out o = {s, &b};
     if (mb_view_sync(&v->mv, s->account, expunges, &imap_sink, &o) != 0) {
         /* the numbers changed under the client (the mailbox now comes from another site):
          * it must start over, and says so best after a reconnect */
-        pi_buf_free(&b);
+        pu_buf_free(&b);
         gw_session_bye(s, "[UNAVAILABLE] Mailbox renumbered after a news server failover; reconnect");
         return;
     }
     write_buf(s, &b);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
 }
 
 /* The account's mailbox or state changed: an idling session hears at once; the others at

@@ -1,5 +1,7 @@
 /* imap: the IMAP4rev1 protocol library of the gateway. Syntax only: an incremental, bounded
- * command parser, sequence sets, response formatting, modified UTF-7 and IMAP dates. No
+ * command parser, sequence sets, FETCH attributes and the BODY[section] grammar, response
+ * formatting (the one IMAP string writer), modified UTF-7 and IMAP dates; imap/fetch.h adds
+ * the renderings of a message parsed by mime/ (ENVELOPE, BODYSTRUCTURE, sections). No
  * sockets and no command semantics live here; handlers built on top decide what a parsed
  * command means. Everything is in the pi_ namespace. */
 #ifndef POSTERN_IMAP_H
@@ -11,18 +13,7 @@
 
 #include "util/util.h"
 
-/* ---------------------------------------------------------------------------------------
- * Growable output buffer. Always NUL-terminated once anything was added. Every append
- * returns 0, or -1 when memory runs out (the buffer then keeps its earlier contents).
- * ------------------------------------------------------------------------------------- */
-typedef pu_buf pi_buf; /* util's growable buffer */
-
-#define PI_BUF_INIT {NULL, 0, 0}
-void pi_buf_free(pi_buf *b);
-void pi_buf_clear(pi_buf *b); /* len = 0, memory kept */
-int pi_buf_add(pi_buf *b, const void *p, size_t n);
-int pi_buf_addstr(pi_buf *b, const char *s);
-int pi_buf_printf(pi_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Output goes to util's pu_buf (util/util.h). */
 
 /* ---------------------------------------------------------------------------------------
  * Command parser.
@@ -174,7 +165,7 @@ void pi_parser_wipe(pi_parser *p);
 
 /* Appends "tag BAD msg\r\n" (NO [TOOBIG] for a refused synchronising literal, "*" when
  * there is no tag) and, for fatal errors, "* BYE msg\r\n". */
-int pi_error_reply(const pi_error *e, pi_buf *out);
+int pi_error_reply(const pi_error *e, pu_buf *out);
 
 /* Argument accessors: true when a has the wanted shape. */
 bool pi_arg_atom_is(const pi_arg *a, const char *word); /* atom, case-insensitive */
@@ -196,26 +187,41 @@ typedef struct pi_fetch_att {
 } pi_fetch_att;
 int pi_fetch_att_split(const char *s, size_t len, pi_fetch_att *out);
 
-/* A section specifier (the text between the brackets, RFC 3501 section-spec).
- * Header field names (atoms or quoted strings of printable ASCII but ":", unescaped) go to
- * fields, each NUL-terminated, one after the other. Returns 0, or -1 on bad syntax or
- * memory. */
-#define PI_SECTION_MAX_PARTS 32
-typedef enum {
-    PI_SEC_ALL,                 /* BODY[] or BODY[1.2] */
-    PI_SEC_HEADER,
-    PI_SEC_HEADER_FIELDS,
-    PI_SEC_HEADER_FIELDS_NOT,
-    PI_SEC_TEXT,
-    PI_SEC_MIME                 /* only after a part number */
+/* A section specifier: the text between the brackets of BODY[...] (RFC 3501 section-spec,
+ * e.g. "1.2.HEADER.FIELDS (From To)"). Part numbers are nz-numbers below 2^32, at most
+ * PI_SECTION_MAX_PATH of them (deeper than any parse can produce); MIME only after a part
+ * number. Header field names are atoms (no atom-specials) or quoted strings without escapes,
+ * one space apart, at least one. Keywords are case-insensitive.
+ * Field names point into spec, which must stay alive while sec is used; free with
+ * pi_section_free. Returns 0 ok, -1 out of memory, 1 syntax error (IMAP BAD). The message's
+ * bytes for a section: pi_section_get (imap/fetch.h). */
+typedef enum pi_section_kind {
+    PI_SECTION_BODY,        /* "" or a bare part path: the whole message / part body */
+    PI_SECTION_HEADER,
+    PI_SECTION_HEADER_FIELDS,
+    PI_SECTION_HEADER_FIELDS_NOT,
+    PI_SECTION_TEXT,
+    PI_SECTION_MIME,        /* only after a part path */
 } pi_section_kind;
+
+#define PI_SECTION_MAX_PATH 64
+
 typedef struct pi_section {
-    uint32_t part[PI_SECTION_MAX_PARTS];
-    size_t nparts;
+    unsigned path[PI_SECTION_MAX_PATH]; /* 1-based part numbers */
+    size_t npath;
     pi_section_kind kind;
+    const char **fields; /* HEADER.FIELDS[.NOT] names, not NUL-terminated: see field_lens */
+    size_t *field_lens;
     size_t nfields;
 } pi_section;
-int pi_section_parse(const char *s, size_t len, pi_section *sec, pi_buf *fields);
+
+int pi_section_parse(const char *spec, size_t len, pi_section *sec);
+void pi_section_free(pi_section *sec);
+
+/* BODY[...]<start.count>: the slice of (data, len) that IMAP serves; start past the end gives
+ * an empty slice. count = SIZE_MAX means "to the end". */
+void pi_partial(const char *data, size_t len, uint64_t start, uint64_t count, const char **out,
+                size_t *out_len);
 
 /* ---------------------------------------------------------------------------------------
  * Sequence sets ("1:5,7,9:*"). star is what "*" means (the highest sequence number or UID;
@@ -258,29 +264,35 @@ bool pi_seqset_next(const pi_seqset *set, pi_seqset_iter *it, uint32_t *v);
 /* Allow valid UTF-8 in quoted strings (after ENABLE UTF8=ACCEPT); otherwise 8-bit bytes
  * force a literal. */
 #define PI_W_UTF8 1u
+/* A value taken from a message's header, for ENVELOPE and BODYSTRUCTURE: CR, LF and NUL are
+ * dropped (what unfolding leaves of them) and the form follows the bytes alone, whatever the
+ * length: quoted, or a literal when 8-bit, '"' or '\\' remain. PI_W_UTF8 has no effect. These
+ * are the bytes the Dovecot-checked corpus (tests/data/mime) fixes. */
+#define PI_W_HEADER 2u
 
 /* A string: quoted when shorter than 1000 bytes and free of CR, LF, NUL and (unless
- * PI_W_UTF8) 8-bit bytes, else a literal {n}CRLF. Literals carry the bytes verbatim. */
-int pi_write_string(pi_buf *b, const void *s, size_t len, unsigned flags);
+ * PI_W_UTF8) 8-bit bytes, else a literal {n}CRLF. Literals carry the bytes verbatim.
+ * PI_W_HEADER chooses the other rule above. */
+int pi_write_string(pu_buf *b, const void *s, size_t len, unsigned flags);
 /* An astring: a bare atom when that is unambiguous (not "NIL", no specials), else string. */
-int pi_write_astring(pi_buf *b, const void *s, size_t len, unsigned flags);
+int pi_write_astring(pu_buf *b, const void *s, size_t len, unsigned flags);
 /* An nstring: NIL for s == NULL, else string. */
-int pi_write_nstring(pi_buf *b, const void *s, size_t len, unsigned flags);
+int pi_write_nstring(pu_buf *b, const void *s, size_t len, unsigned flags);
 /* Lists: begin writes "(", sep writes " " unless right after "(", end writes ")". */
-int pi_write_list_begin(pi_buf *b);
-int pi_write_list_sep(pi_buf *b);
-int pi_write_list_end(pi_buf *b);
+int pi_write_list_begin(pu_buf *b);
+int pi_write_list_sep(pu_buf *b);
+int pi_write_list_end(pu_buf *b);
 /* "(\Seen \Answered)" from n atoms written as given. */
-int pi_write_atom_list(pi_buf *b, const char *const *atoms, size_t n);
+int pi_write_atom_list(pu_buf *b, const char *const *atoms, size_t n);
 /* "1:5,7" */
-int pi_write_seqset(pi_buf *b, const pi_seqset *set);
+int pi_write_seqset(pu_buf *b, const pi_seqset *set);
 
 /* Modified UTF-7 mailbox names (RFC 3501 5.1.3). Encode takes UTF-8 and fails (-1) on
  * invalid UTF-8; decode gives UTF-8 and fails on anything a correct encoder would not
  * produce (bad base64, non-zero padding bits, lone surrogates, shifted printable ASCII,
  * unterminated shifts, adjacent shifts, bytes outside 0x20..0x7e). Output is appended. */
-int pi_mutf7_encode(const char *utf8, size_t len, pi_buf *out);
-int pi_mutf7_decode(const char *mutf7, size_t len, pi_buf *out);
+int pi_mutf7_encode(const char *utf8, size_t len, pu_buf *out);
+int pi_mutf7_decode(const char *mutf7, size_t len, pu_buf *out);
 
 /* ---------------------------------------------------------------------------------------
  * Dates.
@@ -384,11 +396,11 @@ typedef struct pi_search_msg {
     bool (*has_keyword)(void *arg, const char *kw, size_t len);
     /* Appends the decoded (RFC 2047, UTF-8) values of every header field named name
      * (case-insensitive), joined by "\n". 1 found, 0 absent, -1 out of memory. */
-    int (*header)(void *arg, const char *name, pi_buf *out);
+    int (*header)(void *arg, const char *name, pu_buf *out);
     /* Appends all header fields, decoded, "Name: value\n" each. 0, or -1 out of memory. */
-    int (*headers)(void *arg, pi_buf *out);
+    int (*headers)(void *arg, pu_buf *out);
     /* Appends the decoded text of the body (all text parts). 0, or -1 out of memory. */
-    int (*body_text)(void *arg, pi_buf *out);
+    int (*body_text)(void *arg, pu_buf *out);
     /* The Date: header field as Unix seconds and its zone (minutes east of UTC): 1 found and
      * parsed, 0 absent or unparseable. */
     int (*sent_date)(void *arg, int64_t *t, int *tz_minutes);

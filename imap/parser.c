@@ -810,16 +810,16 @@ pi_status pi_parse(pi_parser *p, const void *data, size_t len, size_t *used)
     return PI_NEED_MORE;
 }
 
-int pi_error_reply(const pi_error *e, pi_buf *out)
+int pi_error_reply(const pi_error *e, pu_buf *out)
 {
     const char *tag = e->tag ? e->tag : "*";
     int r;
     if (e->kind == PI_ERR_LITERAL_TOO_BIG)
-        r = pi_buf_printf(out, "%s %s [TOOBIG] %s\r\n", tag, e->fatal ? "BAD" : "NO", e->msg);
+        r = pu_buf_printf(out, "%s %s [TOOBIG] %s\r\n", tag, e->fatal ? "BAD" : "NO", e->msg);
     else
-        r = pi_buf_printf(out, "%s BAD %s\r\n", tag, e->msg);
+        r = pu_buf_printf(out, "%s BAD %s\r\n", tag, e->msg);
     if (r == 0 && e->fatal)
-        r = pi_buf_printf(out, "* BYE %s\r\n", e->msg);
+        r = pu_buf_printf(out, "* BYE %s\r\n", e->msg);
     return r;
 }
 

@@ -189,7 +189,7 @@ static size_t fold_utf8(char *s, size_t len)
     return w;
 }
 
-static void fold_buf(pi_buf *b)
+static void fold_buf(pu_buf *b)
 {
     if (b->len) {
         b->len = fold_utf8(b->data, b->len);
@@ -654,7 +654,7 @@ enum { T_UNKNOWN, T_PRESENT, T_ABSENT };
 
 typedef struct text {
     int state;
-    pi_buf b; /* folded */
+    pu_buf b; /* folded */
 } text;
 
 typedef struct eval_ctx {
@@ -702,7 +702,7 @@ static int get_field(eval_ctx *e, uint32_t f, const text **out)
 }
 
 /* headers() or body_text() into t, once. */
-static int get_text(eval_ctx *e, text *t, int (*cb)(void *, pi_buf *))
+static int get_text(eval_ctx *e, text *t, int (*cb)(void *, pu_buf *))
 {
     if (t->state == T_UNKNOWN) {
         if (cb && cb(e->m->arg, &t->b) < 0)
@@ -813,14 +813,14 @@ static int eval(eval_ctx *e, size_t i)
 
 int pi_search_eval(const pi_search *s, const pi_search_msg *m)
 {
-    eval_ctx e = {.s = s, .m = m, .all = {T_UNKNOWN, PI_BUF_INIT}, .body = {T_UNKNOWN, PI_BUF_INIT}};
+    eval_ctx e = {.s = s, .m = m, .all = {T_UNKNOWN, PU_BUF_INIT}, .body = {T_UNKNOWN, PU_BUF_INIT}};
     if (s->nfields && !(e.field = calloc(s->nfields, sizeof *e.field)))
         return -1;
     int r = eval(&e, 0);
     for (size_t i = 0; i < s->nfields; i++)
-        pi_buf_free(&e.field[i].b);
+        pu_buf_free(&e.field[i].b);
     free(e.field);
-    pi_buf_free(&e.all.b);
-    pi_buf_free(&e.body.b);
+    pu_buf_free(&e.all.b);
+    pu_buf_free(&e.body.b);
     return r;
 }

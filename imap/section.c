@@ -1,9 +1,12 @@
 /* FETCH attribute syntax: the parser hands "BODY.PEEK[...]<...>" over as one atom, and
- * these helpers take it apart for the FETCH handler. */
+ * these helpers take it apart for the FETCH handler: the attribute, its section-spec (the
+ * one BODY[section] grammar), the partial, and the bytes a section names in a message
+ * parsed by mime/. */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "imap/imap.h"
+#include "imap/fetch.h"
 
 /* Unsigned 32-bit decimal; nz requires a non-zero first digit. Advances *i. */
 static int num32(const char *s, size_t len, size_t *i, bool nz, uint32_t *v)
@@ -60,95 +63,193 @@ int pi_fetch_att_split(const char *s, size_t len, pi_fetch_att *out)
     return i == len ? 0 : -1;
 }
 
-static bool word_at(const char *s, size_t len, size_t i, const char *w)
+static bool ci_prefix(const char *s, size_t n, const char *word, size_t *used)
 {
-    size_t n = strlen(w);
-    return len - i >= n && strncasecmp(s + i, w, n) == 0;
+    size_t wl = strlen(word);
+    if (n < wl || strncasecmp(s, word, wl) != 0)
+        return false;
+    *used = wl;
+    return true;
 }
 
-/* RFC 5322 field-name characters: printable ASCII but ':'. */
-static bool field_char(char c)
+void pi_section_free(pi_section *sec)
 {
-    return c > 0x20 && c < 0x7f && c != ':';
+    free(sec->fields);
+    free(sec->field_lens);
+    sec->fields = NULL, sec->field_lens = NULL, sec->nfields = 0;
 }
 
-/* A header field name in a header-list: an atom, or a quoted string (unescaped). */
-static int field(const char *s, size_t len, size_t *i, pi_buf *fields)
-{
-    size_t start = *i;
-    if (s[*i] == '"') {
-        for ((*i)++; *i < len && s[*i] != '"'; (*i)++) {
-            if (s[*i] == '\\' && ++*i >= len)
-                return -1;
-            if (!field_char(s[*i]) || pi_buf_add(fields, s + *i, 1) < 0)
-                return -1;
-        }
-        if (*i == start + 1)
-            return -1; /* "" names no field */
-        if (*i >= len)
-            return -1;
-        (*i)++;
-        return pi_buf_add(fields, "", 1);
-    }
-    while (*i < len && field_char(s[*i]) && s[*i] != ')' && s[*i] != '(' && s[*i] != '"')
-        (*i)++;
-    if (*i == start)
-        return -1;
-    if (pi_buf_add(fields, s + start, *i - start) < 0 || pi_buf_add(fields, "", 1) < 0)
-        return -1;
-    return 0;
-}
-
-int pi_section_parse(const char *s, size_t len, pi_section *sec, pi_buf *fields)
+int pi_section_parse(const char *spec, size_t len, pi_section *sec)
 {
     memset(sec, 0, sizeof *sec);
-    size_t i = 0;
-    sec->kind = PI_SEC_ALL;
-    if (len == 0)
-        return 0;
-    /* section-part: nz-number *("." nz-number) */
-    while (i < len && s[i] >= '0' && s[i] <= '9') {
-        if (sec->nparts == PI_SECTION_MAX_PARTS || num32(s, len, &i, true, &sec->part[sec->nparts]) < 0)
-            return -1;
-        sec->nparts++;
+    size_t i = 0, used;
+    sec->kind = PI_SECTION_BODY;
+    while (i < len && spec[i] >= '0' && spec[i] <= '9') {
+        if (spec[i] == '0' || sec->npath == PI_SECTION_MAX_PATH)
+            return 1; /* nz-number; deeper paths than any parse could produce are BAD */
+        unsigned long v = 0;
+        while (i < len && spec[i] >= '0' && spec[i] <= '9') {
+            v = v * 10 + (unsigned long)(spec[i++] - '0');
+            if (v > 0xffffffffUL)
+                return 1;
+        }
+        sec->path[sec->npath++] = (unsigned)v;
         if (i == len)
             return 0;
-        if (s[i++] != '.')
-            return -1;
+        if (spec[i++] != '.')
+            return 1;
+        if (i == len)
+            return 1;
     }
     if (i == len)
-        return -1; /* trailing "." */
-    if (word_at(s, len, i, "HEADER.FIELDS.NOT ")) {
-        sec->kind = PI_SEC_HEADER_FIELDS_NOT;
-        i += 18;
-    } else if (word_at(s, len, i, "HEADER.FIELDS ")) {
-        sec->kind = PI_SEC_HEADER_FIELDS;
-        i += 14;
-    } else if (len - i == 6 && word_at(s, len, i, "HEADER")) {
-        sec->kind = PI_SEC_HEADER;
+        return 0; /* "" */
+    const char *s = spec + i;
+    size_t n = len - i;
+    if (sec->npath && n == 4 && ci_prefix(s, n, "MIME", &used)) {
+        sec->kind = PI_SECTION_MIME;
         return 0;
-    } else if (len - i == 4 && word_at(s, len, i, "TEXT")) {
-        sec->kind = PI_SEC_TEXT;
+    }
+    if (n == 4 && ci_prefix(s, n, "TEXT", &used)) {
+        sec->kind = PI_SECTION_TEXT;
         return 0;
-    } else if (len - i == 4 && word_at(s, len, i, "MIME") && sec->nparts) {
-        sec->kind = PI_SEC_MIME;
+    }
+    if (n == 6 && ci_prefix(s, n, "HEADER", &used)) {
+        sec->kind = PI_SECTION_HEADER;
         return 0;
-    } else {
+    }
+    if (ci_prefix(s, n, "HEADER.FIELDS.NOT ", &used))
+        sec->kind = PI_SECTION_HEADER_FIELDS_NOT;
+    else if (ci_prefix(s, n, "HEADER.FIELDS ", &used))
+        sec->kind = PI_SECTION_HEADER_FIELDS;
+    else
+        return 1;
+    s += used, n -= used;
+    if (n < 2 || s[0] != '(' || s[n - 1] != ')')
+        return 1;
+    s++, n -= 2;
+    size_t cap = n / 2 + 1;
+    sec->fields = malloc(cap * sizeof *sec->fields);
+    sec->field_lens = malloc(cap * sizeof *sec->field_lens);
+    if (!sec->fields || !sec->field_lens) {
+        pi_section_free(sec);
         return -1;
     }
-    if (i >= len || s[i++] != '(')
-        return -1;
-    for (;;) {
-        if (i >= len || field(s, len, &i, fields) < 0)
-            return -1;
-        sec->nfields++;
-        if (i < len && s[i] == ' ') {
-            i++;
-            continue;
+    size_t k = 0;
+    while (k < n) {
+        const char *f;
+        size_t fl;
+        if (s[k] == '"') {
+            size_t j = k + 1;
+            while (j < n && s[j] != '"' && s[j] != '\\')
+                j++;
+            if (j == n || s[j] != '"' || j == k + 1)
+                goto bad;
+            f = s + k + 1, fl = j - k - 1;
+            k = j + 1;
+        } else {
+            size_t j = k;
+            while (j < n && s[j] != ' ' && (unsigned char)s[j] > ' ' && (unsigned char)s[j] < 0x7f &&
+                   !strchr("(){%*\"\\]", s[j]))
+                j++;
+            if (j == k)
+                goto bad;
+            f = s + k, fl = j - k;
+            k = j;
         }
-        break;
+        sec->fields[sec->nfields] = f;
+        sec->field_lens[sec->nfields++] = fl;
+        if (k < n && (s[k++] != ' ' || k == n))
+            goto bad;
     }
-    if (i >= len || s[i++] != ')' || i != len)
-        return -1;
+    if (!sec->nfields)
+        goto bad;
     return 0;
+bad:
+    pi_section_free(sec);
+    return 1;
+}
+
+/* Walks a part path per RFC 3501 6.4.5: numbers index multipart children; a non-multipart
+ * part has only part 1, itself; a message/rfc822 part followed by more numbers continues in
+ * the message it encloses. */
+static const mime_part *resolve(const mime_message *m, const pi_section *sec)
+{
+    const mime_part *cur = mime_root(m);
+    for (size_t k = 0; k < sec->npath; k++) {
+        unsigned n = sec->path[k];
+        if (cur->kind == MIME_PART_MULTIPART) {
+            if (n < 1 || n > cur->nchildren)
+                return NULL;
+            cur = cur->children[n - 1];
+        } else if (n != 1) {
+            return NULL;
+        }
+        if (k + 1 < sec->npath && cur->kind == MIME_PART_MESSAGE)
+            cur = cur->children[0];
+    }
+    return cur;
+}
+
+/* HEADER.FIELDS[.NOT]: the chosen fields as they appear (folding kept), then the blank line
+ * that IMAP servers always end this section with. */
+static int header_fields(const mime_message *m, const mime_part *p, const pi_section *sec, pu_buf *o)
+{
+    if (mime_header_select(m, p, sec->fields, sec->field_lens, sec->nfields,
+                           sec->kind == PI_SECTION_HEADER_FIELDS_NOT, o) < 0)
+        return -1;
+    return pu_buf_add(o, "\r\n", 2);
+}
+
+pi_section_result pi_section_get(const mime_message *m, const pi_section *sec, pu_buf *scratch,
+                                 const char **data, size_t *len)
+{
+    const char *buf = mime_data(m);
+    *data = buf, *len = 0;
+    const mime_part *p = resolve(m, sec);
+    if (!p)
+        return PI_SECTION_NONE;
+    if (sec->kind == PI_SECTION_BODY) {
+        if (!sec->npath)
+            *len = mime_size(m);
+        else
+            *data = buf + p->body_off, *len = p->body_len;
+        return PI_SECTION_OK;
+    }
+    if (sec->kind == PI_SECTION_MIME) {
+        if (!sec->npath)
+            return PI_SECTION_NONE;
+        *data = buf + p->hdr_off, *len = p->hdr_len;
+        return PI_SECTION_OK;
+    }
+    if (sec->npath) {
+        if (p->kind != MIME_PART_MESSAGE)
+            return PI_SECTION_NONE;
+        p = p->children[0];
+    }
+    switch (sec->kind) {
+    case PI_SECTION_HEADER:
+        *data = buf + p->hdr_off, *len = p->hdr_len;
+        return PI_SECTION_OK;
+    case PI_SECTION_TEXT:
+        *data = buf + p->body_off, *len = p->body_len;
+        return PI_SECTION_OK;
+    default:
+        pu_buf_clear(scratch);
+        if (header_fields(m, p, sec, scratch) < 0)
+            return PI_SECTION_NOMEM;
+        *data = scratch->data, *len = scratch->len;
+        return PI_SECTION_OK;
+    }
+}
+
+void pi_partial(const char *data, size_t len, uint64_t start, uint64_t count, const char **out,
+                size_t *out_len)
+{
+    if (start >= len) {
+        *out = data + len, *out_len = 0;
+        return;
+    }
+    size_t rest = len - (size_t)start;
+    *out = data + start;
+    *out_len = count < rest ? (size_t)count : rest;
 }

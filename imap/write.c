@@ -1,47 +1,11 @@
-/* Response formatting: the growable buffer, IMAP strings in the right form for their bytes,
- * lists, sequence sets, and the modified UTF-7 mailbox name codec. */
-#include <stdarg.h>
-#include <stdio.h>
+/* Response formatting: IMAP strings in the right form for their bytes (the one string
+ * writer, for responses and for message header values alike), lists, sequence sets, and the
+ * modified UTF-7 mailbox name codec. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "imap/imap.h"
-
-void pi_buf_free(pi_buf *b)
-{
-    pu_buf_free(b);
-}
-
-void pi_buf_clear(pi_buf *b)
-{
-    pu_buf_clear(b);
-}
-
-int pi_buf_add(pi_buf *b, const void *p, size_t n)
-{
-    return pu_buf_add(b, p, n);
-}
-
-int pi_buf_addstr(pi_buf *b, const char *s)
-{
-    return pi_buf_add(b, s, strlen(s));
-}
-
-int pi_buf_printf(pi_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || pu_buf_reserve(b, (size_t)n) < 0)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
 
 /* ---- strings ---- */
 
@@ -98,13 +62,39 @@ static bool quotable(const unsigned char *s, size_t len, unsigned flags)
     return true;
 }
 
-int pi_write_string(pi_buf *b, const void *sv, size_t len, unsigned flags)
+/* PI_W_HEADER: CR, LF and NUL dropped; quoted unless 8-bit, '"' or '\\' remain. */
+static int write_header_string(pu_buf *b, const unsigned char *s, size_t len)
+{
+    size_t kept = 0;
+    bool literal = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = s[i];
+        if (ch == '\r' || ch == '\n' || ch == '\0')
+            continue;
+        kept++;
+        if (ch >= 0x80 || ch == '"' || ch == '\\')
+            literal = true;
+    }
+    if (literal ? pu_buf_printf(b, "{%zu}\r\n", kept) < 0 : pu_buf_add(b, "\"", 1) < 0)
+        return -1;
+    if (pu_buf_reserve(b, kept + 1) < 0)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != '\r' && s[i] != '\n' && s[i] != '\0')
+            b->data[b->len++] = (char)s[i];
+    b->data[b->len] = '\0';
+    return literal ? 0 : pu_buf_add(b, "\"", 1);
+}
+
+int pi_write_string(pu_buf *b, const void *sv, size_t len, unsigned flags)
 {
     const unsigned char *s = sv;
+    if (flags & PI_W_HEADER)
+        return write_header_string(b, s, len);
     if (!quotable(s, len, flags)) {
-        if (pi_buf_printf(b, "{%zu}\r\n", len) < 0)
+        if (pu_buf_printf(b, "{%zu}\r\n", len) < 0)
             return -1;
-        return pi_buf_add(b, s, len);
+        return pu_buf_add(b, s, len);
     }
     size_t esc = 0;
     for (size_t i = 0; i < len; i++)
@@ -130,57 +120,57 @@ static bool strict_atom_char(unsigned c)
     return c > 0x20 && c < 0x7f && !strchr("(){%*\"\\]", (int)c);
 }
 
-int pi_write_astring(pi_buf *b, const void *sv, size_t len, unsigned flags)
+int pi_write_astring(pu_buf *b, const void *sv, size_t len, unsigned flags)
 {
     const unsigned char *s = sv;
     bool atom = len > 0 && len < 1000 && !(len == 3 && strncasecmp((const char *)s, "NIL", 3) == 0);
     for (size_t i = 0; atom && i < len; i++)
         atom = strict_atom_char(s[i]);
     if (atom)
-        return pi_buf_add(b, s, len);
+        return pu_buf_add(b, s, len);
     return pi_write_string(b, s, len, flags);
 }
 
-int pi_write_nstring(pi_buf *b, const void *s, size_t len, unsigned flags)
+int pi_write_nstring(pu_buf *b, const void *s, size_t len, unsigned flags)
 {
     if (!s)
-        return pi_buf_add(b, "NIL", 3);
+        return pu_buf_add(b, "NIL", 3);
     return pi_write_string(b, s, len, flags);
 }
 
-int pi_write_list_begin(pi_buf *b)
+int pi_write_list_begin(pu_buf *b)
 {
-    return pi_buf_add(b, "(", 1);
+    return pu_buf_add(b, "(", 1);
 }
 
-int pi_write_list_sep(pi_buf *b)
+int pi_write_list_sep(pu_buf *b)
 {
     if (b->len && b->data[b->len - 1] == '(')
         return 0;
-    return pi_buf_add(b, " ", 1);
+    return pu_buf_add(b, " ", 1);
 }
 
-int pi_write_list_end(pi_buf *b)
+int pi_write_list_end(pu_buf *b)
 {
-    return pi_buf_add(b, ")", 1);
+    return pu_buf_add(b, ")", 1);
 }
 
-int pi_write_atom_list(pi_buf *b, const char *const *atoms, size_t n)
+int pi_write_atom_list(pu_buf *b, const char *const *atoms, size_t n)
 {
     if (pi_write_list_begin(b) < 0)
         return -1;
     for (size_t i = 0; i < n; i++)
-        if ((i && pi_buf_add(b, " ", 1) < 0) || pi_buf_addstr(b, atoms[i]) < 0)
+        if ((i && pu_buf_add(b, " ", 1) < 0) || pu_buf_addstr(b, atoms[i]) < 0)
             return -1;
     return pi_write_list_end(b);
 }
 
-int pi_write_seqset(pi_buf *b, const pi_seqset *set)
+int pi_write_seqset(pu_buf *b, const pi_seqset *set)
 {
     for (size_t i = 0; i < set->n; i++) {
         const pi_range *r = &set->r[i];
-        int e = r->lo == r->hi ? pi_buf_printf(b, "%s%u", i ? "," : "", (unsigned)r->lo)
-                               : pi_buf_printf(b, "%s%u:%u", i ? "," : "", (unsigned)r->lo, (unsigned)r->hi);
+        int e = r->lo == r->hi ? pu_buf_printf(b, "%s%u", i ? "," : "", (unsigned)r->lo)
+                               : pu_buf_printf(b, "%s%u:%u", i ? "," : "", (unsigned)r->lo, (unsigned)r->hi);
         if (e < 0)
             return -1;
     }
@@ -206,19 +196,19 @@ static int b64val(unsigned c)
     return -1;
 }
 
-int pi_mutf7_encode(const char *utf8, size_t len, pi_buf *out)
+int pi_mutf7_encode(const char *utf8, size_t len, pu_buf *out)
 {
     const unsigned char *s = (const unsigned char *)utf8;
     size_t start = out->len;
     for (size_t i = 0; i < len;) {
         if (s[i] >= 0x20 && s[i] < 0x7f) {
-            if (pi_buf_add(out, s[i] == '&' ? "&-" : (const char *)s + i, s[i] == '&' ? 2 : 1) < 0)
+            if (pu_buf_add(out, s[i] == '&' ? "&-" : (const char *)s + i, s[i] == '&' ? 2 : 1) < 0)
                 goto fail;
             i++;
             continue;
         }
         /* A run of non-printable characters goes into one shifted base64 block of UTF-16. */
-        if (pi_buf_add(out, "&", 1) < 0)
+        if (pu_buf_add(out, "&", 1) < 0)
             goto fail;
         uint32_t bits = 0;
         int nbits = 0;
@@ -243,18 +233,18 @@ int pi_mutf7_encode(const char *utf8, size_t len, pi_buf *out)
                 nbits += 16;
                 while (nbits >= 6) {
                     nbits -= 6;
-                    if (pi_buf_add(out, &b64[(bits >> nbits) & 0x3f], 1) < 0)
+                    if (pu_buf_add(out, &b64[(bits >> nbits) & 0x3f], 1) < 0)
                         goto fail;
                 }
                 bits &= (1u << nbits) - 1;
             }
         }
-        if (nbits && pi_buf_add(out, &b64[(bits << (6 - nbits)) & 0x3f], 1) < 0)
+        if (nbits && pu_buf_add(out, &b64[(bits << (6 - nbits)) & 0x3f], 1) < 0)
             goto fail;
-        if (pi_buf_add(out, "-", 1) < 0)
+        if (pu_buf_add(out, "-", 1) < 0)
             goto fail;
     }
-    return pi_buf_add(out, "", 0);
+    return pu_buf_add(out, "", 0);
 fail:
     out->len = start;
     if (out->data)
@@ -262,7 +252,7 @@ fail:
     return -1;
 }
 
-static int put_utf8(pi_buf *out, uint32_t cp)
+static int put_utf8(pu_buf *out, uint32_t cp)
 {
     unsigned char u[4];
     size_t n;
@@ -277,10 +267,10 @@ static int put_utf8(pi_buf *out, uint32_t cp)
         u[0] = (unsigned char)(0xf0 | (cp >> 18)), u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
         u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f)), u[3] = (unsigned char)(0x80 | (cp & 0x3f)), n = 4;
     }
-    return pi_buf_add(out, u, n);
+    return pu_buf_add(out, u, n);
 }
 
-int pi_mutf7_decode(const char *mutf7, size_t len, pi_buf *out)
+int pi_mutf7_decode(const char *mutf7, size_t len, pu_buf *out)
 {
     const unsigned char *s = (const unsigned char *)mutf7;
     size_t start = out->len;
@@ -290,7 +280,7 @@ int pi_mutf7_decode(const char *mutf7, size_t len, pi_buf *out)
         if (c < 0x20 || c >= 0x7f)
             goto fail;
         if (c != '&') {
-            if (pi_buf_add(out, s + i, 1) < 0)
+            if (pu_buf_add(out, s + i, 1) < 0)
                 goto fail;
             i++;
             prev_shift = false;
@@ -298,7 +288,7 @@ int pi_mutf7_decode(const char *mutf7, size_t len, pi_buf *out)
         }
         i++;
         if (i < len && s[i] == '-') {
-            if (pi_buf_add(out, "&", 1) < 0)
+            if (pu_buf_add(out, "&", 1) < 0)
                 goto fail;
             i++;
             prev_shift = false;
@@ -345,7 +335,7 @@ int pi_mutf7_decode(const char *mutf7, size_t len, pi_buf *out)
         i++; /* the '-' */
         prev_shift = true;
     }
-    return pi_buf_add(out, "", 0);
+    return pu_buf_add(out, "", 0);
 fail:
     out->len = start;
     if (out->data)

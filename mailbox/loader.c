@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <sodium.h>
 
+#include "imap/fetch.h"
 #include "mailbox/mb.h"
 
 #define CACHE_BYTES_MAX (48u << 20) /* per account: several big attachments */
@@ -433,8 +434,8 @@ static void decrypt_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
         return;
     }
     p->mime = mime_parse(p->data, p->len, NULL);
-    if (!p->mime || mime_write_envelope(p->mime, &x->envelope_str) != 0 ||
-        mime_write_bodystructure(p->mime, &x->bodystructure_str) != 0) {
+    if (!p->mime || pi_write_envelope(&x->envelope_str, p->mime) != 0 ||
+        pi_write_bodystructure(&x->bodystructure_str, p->mime) != 0) {
         plain_free(p);
         x->status = PS_FAIL;
         snprintf(x->err, sizeof x->err, "out of memory");

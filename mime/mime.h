@@ -1,31 +1,27 @@
-/* mime: one RFC 5322 message in memory -> what IMAP FETCH and SEARCH need.
+/* mime: one RFC 5322 message in memory, parsed into its MIME tree (RFC 2045/2046), with the
+ * header decoding SEARCH needs. It knows nothing of IMAP: imap/ renders the tree as
+ * ENVELOPE, BODYSTRUCTURE and BODY[section] (imap/fetch.h).
  *
  * A message is parsed once (mime_parse) into a tree of parts whose offsets point into the
  * caller's buffer; the buffer must outlive the mime_message. Parsing never fails on malformed
  * input (only on out-of-memory): anything unparsable falls back to RFC 2045 defaults
- * (text/plain; charset=us-ascii; 7bit), and work is bounded by mime_limits.
+ * (text/plain; charset=us-ascii; 7bit), and work is bounded by mime_limits. Output goes to
+ * a pu_buf (util/util.h). Nothing here is thread-hostile: a parsed message is read-only after
+ * mime_parse.
  *
- * Writers append exact RFC 3501 syntax to a mime_buf. Section lookups return a pointer into
- * the message buffer when the bytes are contiguous there, or into the caller's scratch buffer
- * when they have to be assembled (HEADER.FIELDS). Nothing here is thread-hostile: a parsed
- * message is read-only after mime_parse.
+ * Files by job: parse.c (the tree), params.c (Content-Type parameters, RFC 2231),
+ * header.c (header fields: walking, selecting), address.c (RFC 5322 address lists),
+ * decode.c (decoded text for SEARCH: RFC 2047, transfer encodings, charsets, Date:),
+ * lex.c (lines, tokens, unfolding).
  */
 #ifndef POSTERN_MIME_H
 #define POSTERN_MIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "util/util.h"
-
-/* Growable byte buffer. Zero-initialise ({0}) or mime_buf_init; always NUL-terminated after
- * a successful append (the NUL is not counted in len). */
-typedef pu_buf mime_buf; /* util's growable buffer */
-
-void mime_buf_init(mime_buf *b);
-void mime_buf_free(mime_buf *b);
-void mime_buf_reset(mime_buf *b); /* len = 0, keeps the allocation */
-int mime_buf_append(mime_buf *b, const void *p, size_t n); /* 0 ok, -1 out of memory */
 
 /* Bounds on parsing work. Zero fields take the defaults below. */
 typedef struct mime_limits {
@@ -44,64 +40,85 @@ typedef struct mime_message mime_message;
 mime_message *mime_parse(const char *buf, size_t len, const mime_limits *limits);
 void mime_free(mime_message *m);
 
-/* RFC822.SIZE: the whole message in octets, as served. */
+/* The whole message in octets, as served (RFC822.SIZE), and its bytes. */
 size_t mime_size(const mime_message *m);
+const char *mime_data(const mime_message *m);
 
-/* FETCH items; each appends just the parenthesised value (no "ENVELOPE " prefix).
- * 0 ok, -1 out of memory. */
-int mime_write_envelope(const mime_message *m, mime_buf *out);
-int mime_write_body(const mime_message *m, mime_buf *out);          /* BODY */
-int mime_write_bodystructure(const mime_message *m, mime_buf *out); /* BODYSTRUCTURE */
+/* ---------------------------------------------------------------------------------------
+ * The parsed tree, read-only. Offsets are into mime_data().
+ * ------------------------------------------------------------------------------------- */
+typedef struct mime_span { /* a header field's value: after the colon, folding kept */
+    size_t off, len;
+    bool present;
+} mime_span;
 
-/* Append an RFC 3501 string (quoted, or a literal when it holds 8-bit, '"', '\\'; CR, LF and
- * NUL are dropped), or NIL when s is NULL. */
-int mime_write_nstring(mime_buf *out, const char *s, size_t n);
+typedef struct mime_param {
+    char *name, *value; /* NUL-terminated, NUL bytes of the input dropped */
+} mime_param;
 
-/* BODY[section] specification. */
-typedef enum mime_section_kind {
-    MIME_SECTION_BODY,        /* "" or a bare part path: the whole message / part body */
-    MIME_SECTION_HEADER,
-    MIME_SECTION_HEADER_FIELDS,
-    MIME_SECTION_HEADER_FIELDS_NOT,
-    MIME_SECTION_TEXT,
-    MIME_SECTION_MIME,        /* only after a part path */
-} mime_section_kind;
+typedef struct mime_params {
+    mime_param *v;
+    size_t n;
+} mime_params;
 
-#define MIME_SECTION_MAX_PATH 64
+/* The fields an envelope is made of, in RFC 3501 ENVELOPE order. */
+enum { MIME_ENV_DATE, MIME_ENV_SUBJECT, MIME_ENV_FROM, MIME_ENV_SENDER, MIME_ENV_REPLY_TO, MIME_ENV_TO,
+       MIME_ENV_CC, MIME_ENV_BCC, MIME_ENV_IN_REPLY_TO, MIME_ENV_MESSAGE_ID, MIME_ENV_COUNT };
 
-typedef struct mime_section {
-    unsigned path[MIME_SECTION_MAX_PATH]; /* 1-based part numbers */
-    size_t npath;
-    mime_section_kind kind;
-    const char **fields; /* HEADER.FIELDS[.NOT] names, not NUL-terminated: see field_lens */
-    size_t *field_lens;
-    size_t nfields;
-} mime_section;
+/* Content-* fields. */
+enum { MIME_CF_TYPE, MIME_CF_CTE, MIME_CF_ID, MIME_CF_DESC, MIME_CF_DISP, MIME_CF_LANG, MIME_CF_LOC,
+       MIME_CF_MD5, MIME_CF_COUNT };
 
-/* Parse the text between '[' and ']' of BODY[...] (e.g. "1.2.HEADER.FIELDS (From To)").
- * Field names point into spec, which must stay alive while sec is used; free with
- * mime_section_free. Returns 0 ok, -1 out of memory, 1 syntax error (IMAP BAD). */
-int mime_section_parse(const char *spec, size_t len, mime_section *sec);
-void mime_section_free(mime_section *sec);
+typedef enum mime_part_kind { MIME_PART_LEAF, MIME_PART_MULTIPART, MIME_PART_MESSAGE } mime_part_kind;
 
-typedef enum mime_section_result {
-    MIME_SECTION_OK = 0,
-    MIME_SECTION_NOMEM = -1,
-    MIME_SECTION_NONE = 1, /* no such part, or HEADER/TEXT of a part that isn't a message:
-                              serve an empty string, as other servers do */
-} mime_section_result;
+typedef struct mime_part mime_part;
+struct mime_part {
+    mime_part_kind kind;
+    bool opaque;   /* composite type cut off by a limit: to be shown as application/octet-stream */
+    bool is_msg;   /* this node is a message (root or embedded): env is filled */
+    size_t hdr_off, hdr_len, body_off, body_len, body_lines; /* body_lines: LFs in the body */
+    char *type, *subtype; /* NULL: RFC 2045 default text/plain */
+    mime_params ctparams; /* RFC 2231 decoded: see params.c */
+    char *disp;           /* Content-Disposition's type, NULL when absent */
+    mime_params dparams;
+    mime_span cf[MIME_CF_COUNT];   /* first occurrence of each */
+    mime_span env[MIME_ENV_COUNT]; /* is_msg only; first occurrence of each */
+    mime_part **children; /* MIME_PART_MULTIPART: nchildren parts; MIME_PART_MESSAGE: one, the message */
+    size_t nchildren;
+};
 
-/* Locate a section. data and len point into the message buffer or into scratch (which is reset
- * first and may be reallocated: use the result before touching scratch again). */
-mime_section_result mime_section_get(const mime_message *m, const mime_section *sec,
-                                     mime_buf *scratch, const char **data, size_t *len);
+const mime_part *mime_root(const mime_message *m);
 
-/* BODY[...]<start.count>: the slice of (data, len) that IMAP serves; start past the end gives
- * an empty slice. count = SIZE_MAX means "to the end". */
-void mime_partial(const char *data, size_t len, uint64_t start, uint64_t count,
-                  const char **out, size_t *out_len);
+/* A field's value unfolded, surrounding whitespace trimmed and CR, LF, NUL removed; a bare CR
+ * (old Mac line ends) ends it, as Dovecot reads it. malloc'd; NULL when out of memory.
+ * sp must be present. */
+char *mime_span_text(const mime_message *m, const mime_span *sp);
 
-/* SEARCH helpers. Field names are case-insensitive. */
+/* RFC 2045 lexing over a NUL-terminated (unfolded) value: skips whitespace and comments from
+ * *i on; the length of the token at s (0 if none; 8-bit bytes count as token characters). */
+void mime_skip_cfws(const char *s, size_t *i);
+size_t mime_token_len(const char *s);
+
+/* RFC 5322 3.4 address lists, leniently. fn gets each element in order: a mailbox (name,
+ * adl (obs-route), mailbox (local part) and host, each NULL when absent; "<>" is a mailbox
+ * with all four NULL), a group start (name: the display name, "" when empty; the rest NULL)
+ * or a group end (all NULL). s is an unfolded value (mime_span_text). fn returns 0, or -1
+ * to stop; returns 0, or -1 (out of memory or fn). */
+typedef enum mime_addr_kind { MIME_ADDR_MAILBOX, MIME_ADDR_GROUP_START, MIME_ADDR_GROUP_END } mime_addr_kind;
+typedef int (*mime_addr_fn)(void *arg, mime_addr_kind kind, const char *name, const char *adl,
+                            const char *mailbox, const char *host);
+int mime_addresses(const char *s, mime_addr_fn fn, void *arg);
+
+/* Appends the fields of p's header whose names are (exclude: are not) among names[0..n)
+ * (lens bytes each, case-insensitive), as they appear (folding kept), each ending in a line
+ * end (CRLF added to a last one without). A line that is no field (no colon, a continuation
+ * with nothing to continue) matches no name. 0, or -1 out of memory. */
+int mime_header_select(const mime_message *m, const mime_part *p, const char *const *names,
+                       const size_t *lens, size_t n, bool exclude, pu_buf *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Decoded text, for SEARCH. Field names are case-insensitive.
+ * ------------------------------------------------------------------------------------- */
 
 /* Values of every header field `name` of the top-level message, one per line, unfolded,
  * RFC 2047 decoded and converted to UTF-8 (raw bytes kept where a charset is unknown). An
@@ -109,16 +126,16 @@ void mime_partial(const char *data, size_t len, uint64_t start, uint64_t count,
  * differently, by its addresses as "name <mailbox@host>, ..." on a line of their own
  * (comments and the spaces RFC 5322 allows around "@" and "." left out). Appends to out;
  * returns 1 found, 0 absent, -1 out of memory. */
-int mime_header_decoded(const mime_message *m, const char *name, mime_buf *out);
+int mime_header_decoded(const mime_message *m, const char *name, pu_buf *out);
 
 /* Appends every field of the top-level header, each "Name: decoded value\n", and every line
  * of it that is no field as it stands, for SEARCH TEXT matching. Values are unfolded, a bare
  * CR read as a space. 0 ok, -1 out of memory. */
-int mime_headers_decoded(const mime_message *m, mime_buf *out);
+int mime_headers_decoded(const mime_message *m, pu_buf *out);
 
 /* Appends the decoded text of every text leaf (transfer encoding undone, converted to UTF-8
  * where the charset is known, else raw), parts separated by "\n". 0 ok, -1 out of memory. */
-int mime_body_text(const mime_message *m, mime_buf *out);
+int mime_body_text(const mime_message *m, pu_buf *out);
 /* The top-level Date: field (RFC 5322, parsed by libetpan) as Unix seconds and its zone in
  * minutes east of UTC: 1, or 0 when it is absent or unparseable. */
 int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes);

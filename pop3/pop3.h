@@ -3,9 +3,9 @@
  * and pure per-session logic: a bounded incremental line reader, a command parser driven by
  * one command table, the maildrop view (STAT, LIST, UIDL, DELE, RSET semantics), response
  * writers (dot-stuffing, the CRLF form RETR and TOP send and its exact size, CAPA) and the
- * SASL PLAIN decoder. No sockets, no crypto beyond libsodium's base64 and memzero, no news
- * server: the gateway feeds bytes in and sends what lands in a pu_buf. Everything is in the
- * pp_ namespace.
+ * SASL PLAIN replies (util/sasl.h decodes, as for IMAP). No sockets, no crypto beyond
+ * memzero, no news server: the gateway feeds bytes in and sends what lands in a pu_buf.
+ * Everything is in the pp_ namespace.
  *
  * A session on top of this library, as the event-driven gateway runs it:
  *   greeting PP_TXT_GREETING; state PP_STATE_AUTHORIZATION; pp_offer_init() from the
@@ -396,7 +396,8 @@ size_t pp_maildrop_deleted(const pp_maildrop *md, uint32_t *nums, size_t cap);
  * authcid and password, and an authzid that is empty or equal to authcid.
  * Returns 0 with out filled, 1 for "*" (out->err = PP_ERR_TXT_SASL_CANCELLED), or -1 with
  * out->err: PP_ERR_TXT_SASL_BASE64, PP_ERR_TXT_SASL_MALFORMED or PP_ERR_TXT_SASL_AUTHZID.
- * Anything decoded is wiped on failure; on success wipe with pp_plain_wipe() after use.
+ * Decoded by util/sasl.h (shared with IMAP AUTHENTICATE). Anything decoded is wiped on
+ * failure; on success wipe with pp_plain_wipe() after use.
  * ------------------------------------------------------------------------------------- */
 #define PP_PLAIN_MAX 1536 /* decoded bytes: 3/4 of the longest AUTH line */
 

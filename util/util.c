@@ -286,6 +286,26 @@ int pu_buf_add(pu_buf *b, const void *p, size_t n)
     return 0;
 }
 
+int pu_buf_addstr(pu_buf *b, const char *s)
+{
+    return pu_buf_add(b, s, strlen(s));
+}
+
+int pu_buf_printf(pu_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || pu_buf_reserve(b, (size_t)n) < 0)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
 void pu_hex(const unsigned char *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";

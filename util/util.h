@@ -64,16 +64,20 @@ int pu_write_file_atomic(const char *path, const void *data, size_t len, int mod
 
 /* Growable byte buffer, always NUL-terminated after a successful append (the NUL is not
  * counted in len). Zero-initialise it. Appends return 0, or -1 when memory runs out (the
- * buffer then keeps its earlier contents). The IMAP and MIME writers build on it. */
+ * buffer then keeps its earlier contents). The one buffer type of every writer (IMAP, MIME,
+ * POP3). */
 typedef struct pu_buf {
     char *data;
     size_t len, cap;
 } pu_buf;
+#define PU_BUF_INIT {NULL, 0, 0}
 void pu_buf_free(pu_buf *b);
 void pu_buf_clear(pu_buf *b); /* len = 0, memory kept */
 /* Room for n more bytes plus the NUL. */
 int pu_buf_reserve(pu_buf *b, size_t n);
 int pu_buf_add(pu_buf *b, const void *p, size_t n);
+int pu_buf_addstr(pu_buf *b, const char *s);
+int pu_buf_printf(pu_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void pu_hex(const unsigned char *in, size_t n, char *out);

@@ -54,13 +54,13 @@ static void fuzz_seqset(const uint8_t *d, size_t n)
             abort();
     }
     if (set.n) {
-        pi_buf b = PI_BUF_INIT;
+        pu_buf b = PU_BUF_INIT;
         pi_seqset again;
         if (pi_write_seqset(&b, &set) < 0 || pi_seqset_parse(b.data, b.len, star, &again, &err) < 0 ||
             again.n != set.n || memcmp(again.r, set.r, set.n * sizeof *set.r) != 0)
             abort();
         pi_seqset_free(&again);
-        pi_buf_free(&b);
+        pu_buf_free(&b);
     }
     pi_seqset_free(&set);
 }
@@ -68,7 +68,7 @@ static void fuzz_seqset(const uint8_t *d, size_t n)
 static void fuzz_mutf7(const uint8_t *d, size_t n)
 {
     const char *s = (const char *)d;
-    pi_buf a = PI_BUF_INIT, b = PI_BUF_INIT;
+    pu_buf a = PU_BUF_INIT, b = PU_BUF_INIT;
     if (pi_mutf7_decode(s, n, &a) == 0) {
         if (strlen(a.data) != a.len || pi_mutf7_encode(a.data, a.len, &b) < 0 || b.len != n ||
             memcmp(b.data, s, n) != 0)
@@ -76,8 +76,8 @@ static void fuzz_mutf7(const uint8_t *d, size_t n)
     } else if (a.len != 0) {
         abort();
     }
-    pi_buf_clear(&a);
-    pi_buf_clear(&b);
+    pu_buf_clear(&a);
+    pu_buf_clear(&b);
     if (pi_mutf7_encode(s, n, &a) == 0) {
         for (size_t i = 0; i < a.len; i++)
             if (a.data[i] < 0x20 || a.data[i] > 0x7e)
@@ -85,8 +85,8 @@ static void fuzz_mutf7(const uint8_t *d, size_t n)
         if (pi_mutf7_decode(a.data, a.len, &b) < 0 || b.len != n || memcmp(b.data, s, n) != 0)
             abort();
     }
-    pi_buf_free(&a);
-    pi_buf_free(&b);
+    pu_buf_free(&a);
+    pu_buf_free(&b);
 }
 
 static void fuzz_string(const uint8_t *d, size_t n)
@@ -96,12 +96,12 @@ static void fuzz_string(const uint8_t *d, size_t n)
     unsigned how = d[0] % 3, flags = (d[0] >> 2) & PI_W_UTF8;
     const char *s = (const char *)d + 1;
     n--;
-    pi_buf b = PI_BUF_INIT;
-    pi_buf_addstr(&b, "t X ");
+    pu_buf b = PU_BUF_INIT;
+    pu_buf_addstr(&b, "t X ");
     int r = how == 0 ? pi_write_string(&b, s, n, flags)
             : how == 1 ? pi_write_astring(&b, s, n, flags)
                        : pi_write_nstring(&b, s, n, flags);
-    if (r < 0 || pi_buf_addstr(&b, "\r\n") < 0)
+    if (r < 0 || pu_buf_addstr(&b, "\r\n") < 0)
         abort();
     pi_parser *p = pi_parser_new(NULL);
     if (!p)
@@ -119,7 +119,7 @@ static void fuzz_string(const uint8_t *d, size_t n)
     if (how != 1 && !pi_arg_string(&c->args[0], &got, &gl))
         abort();
     pi_parser_free(p);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
 }
 
 static void fuzz_dates(const uint8_t *d, size_t n)
@@ -164,15 +164,15 @@ static void fuzz_fetch(const uint8_t *d, size_t n)
             abort();
         if (f.has_section) {
             pi_section sec;
-            pi_buf fields = PI_BUF_INIT;
-            if (pi_section_parse(f.section, f.section_len, &sec, &fields) == 0) {
-                size_t count = 0;
-                for (size_t i = 0; i < fields.len; i++)
-                    count += fields.data[i] == '\0';
-                if (count != sec.nfields || sec.nparts > PI_SECTION_MAX_PARTS)
-                    abort();
-            }
-            pi_buf_free(&fields);
+            int rc = pi_section_parse(f.section, f.section_len, &sec);
+            if (rc < -1 || rc > 1 || (rc == 0 && sec.npath > PI_SECTION_MAX_PATH))
+                abort();
+            for (size_t i = 0; rc == 0 && i < sec.nfields; i++)
+                if (sec.field_lens[i] == 0 || sec.fields[i] < f.section ||
+                    sec.fields[i] + sec.field_lens[i] > f.section + f.section_len)
+                    abort(); /* names point into the spec */
+            if (rc == 0)
+                pi_section_free(&sec);
         }
     }
 }

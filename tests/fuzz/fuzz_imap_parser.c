@@ -125,10 +125,10 @@ static run_state run(const pi_limits *lim, const uint8_t *d, size_t n, const uin
             const pi_error *e = pi_parser_error(p);
             if (!e || !e->msg[0] || strchr(e->msg, '\n'))
                 abort();
-            pi_buf b = PI_BUF_INIT;
+            pu_buf b = PU_BUF_INIT;
             if (pi_error_reply(e, &b) < 0 || b.len < 2 || memcmp(b.data + b.len - 2, "\r\n", 2) != 0)
                 abort();
-            pi_buf_free(&b);
+            pu_buf_free(&b);
             mix(&s, e->msg, strlen(e->msg));
             mix(&s, &e->fatal, sizeof e->fatal);
             if (e->fatal) {

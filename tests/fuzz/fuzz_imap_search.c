@@ -39,7 +39,7 @@ static bool cb_keyword(void *arg, const char *kw, size_t len)
     return (len == 4 && strncasecmp(kw, "Work", 4) == 0) || (len == 5 && strncmp(kw, "$Junk", 5) == 0);
 }
 
-static int cb_header(void *arg, const char *name, pi_buf *out)
+static int cb_header(void *arg, const char *name, pu_buf *out)
 {
     fake *f = arg;
     if (!(f->needs & PI_SEARCH_NEEDS_HEADERS) || out->len != 0)
@@ -56,13 +56,13 @@ static int cb_header(void *arg, const char *name, pi_buf *out)
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         if (strcasecmp(fields[i][0], name) != 0)
             continue;
-        if ((found++ && pi_buf_addstr(out, "\n") < 0) || pi_buf_addstr(out, fields[i][1]) < 0)
+        if ((found++ && pu_buf_addstr(out, "\n") < 0) || pu_buf_addstr(out, fields[i][1]) < 0)
             return -1;
     }
     return found > 0;
 }
 
-static int cb_headers(void *arg, pi_buf *out)
+static int cb_headers(void *arg, pu_buf *out)
 {
     fake *f = arg;
     if (!(f->needs & PI_SEARCH_NEEDS_HEADERS) || out->len != 0 || f->n_headers++)
@@ -70,19 +70,19 @@ static int cb_headers(void *arg, pi_buf *out)
     if (f->failing)
         return -1;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (pi_buf_printf(out, "%s: %s\n", fields[i][0], fields[i][1]) < 0)
+        if (pu_buf_printf(out, "%s: %s\n", fields[i][0], fields[i][1]) < 0)
             return -1;
     return 0;
 }
 
-static int cb_body(void *arg, pi_buf *out)
+static int cb_body(void *arg, pu_buf *out)
 {
     fake *f = arg;
     if (!(f->needs & PI_SEARCH_NEEDS_BODY) || out->len != 0 || f->n_body++)
         abort();
     if (f->failing)
         return -1;
-    return pi_buf_addstr(out, "Hello ПРИВЕТ, straße ſt µ ΣΟΦΊΑ.\nLine two \xC3\x28 \xE2\x82\xAC end\n");
+    return pu_buf_addstr(out, "Hello ПРИВЕТ, straße ſt µ ΣΟΦΊΑ.\nLine two \xC3\x28 \xE2\x82\xAC end\n");
 }
 
 static int cb_sent(void *arg, int64_t *t, int *tz)

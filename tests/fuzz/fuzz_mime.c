@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imap/fetch.h"
 #include "mime/mime.h"
 
 /* Parentheses balance outside strings; quoted strings close; literals {n}CRLF are skipped. */
-static void check_syntax(const mime_buf *o)
+static void check_syntax(const pu_buf *o)
 {
     long depth = 0;
     size_t i = 0;
@@ -46,19 +47,19 @@ static void check_syntax(const mime_buf *o)
 static const mime_message *g_m;
 static const uint8_t *g_buf;
 static size_t g_len, g_visited;
-static mime_buf g_scratch;
+static pu_buf g_scratch;
 
 static int get(const char *spec, const char **d, size_t *n)
 {
-    mime_section sec;
-    int rc = mime_section_parse(spec, strlen(spec), &sec);
+    pi_section sec;
+    int rc = pi_section_parse(spec, strlen(spec), &sec);
     if (rc != 0)
         abort(); /* our own specs are valid; -1 (OOM) does not happen under libFuzzer's cap */
-    mime_section_result r = mime_section_get(g_m, &sec, &g_scratch, d, n);
-    mime_section_free(&sec);
-    if (r == MIME_SECTION_NOMEM)
+    pi_section_result r = pi_section_get(g_m, &sec, &g_scratch, d, n);
+    pi_section_free(&sec);
+    if (r == PI_SECTION_NOMEM)
         abort();
-    if (r == MIME_SECTION_OK) {
+    if (r == PI_SECTION_OK) {
         const uint8_t *p = (const uint8_t *)*d;
         bool in_msg = p >= g_buf && p + *n <= g_buf + g_len;
         bool in_scratch = *d == g_scratch.data && *n == g_scratch.len;
@@ -66,11 +67,11 @@ static int get(const char *spec, const char **d, size_t *n)
             abort();
         const char *o;
         size_t on;
-        mime_partial(*d, *n, *n / 3, *n / 2 + 1, &o, &on);
+        pi_partial(*d, *n, *n / 3, *n / 2 + 1, &o, &on);
         if (o < *d || o + on > *d + *n)
             abort();
     }
-    return r == MIME_SECTION_OK;
+    return r == PI_SECTION_OK;
 }
 
 static void visit(char *path, size_t plen, unsigned depth)
@@ -92,7 +93,7 @@ static void visit(char *path, size_t plen, unsigned depth)
         if (plen || i != 0)
             get(spec, &d, &n);
     }
-    if (depth >= MIME_SECTION_MAX_PATH - 1 || plen > 80)
+    if (depth >= PI_SECTION_MAX_PATH - 1 || plen > 80)
         return;
     for (unsigned k = 1; k < 100000 && g_visited < 3000; k++) {
         g_visited++;
@@ -120,28 +121,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mime_message *m = mime_parse(buf, size, size & 1 ? &lim : NULL);
     if (!m)
         abort();
-    mime_buf o = {0};
-    if (mime_write_envelope(m, &o) < 0)
+    pu_buf o = {0};
+    if (pi_write_envelope(&o, m) < 0)
         abort();
     check_syntax(&o);
-    mime_buf_reset(&o);
-    if (mime_write_body(m, &o) < 0)
+    pu_buf_clear(&o);
+    if (pi_write_body(&o, m) < 0)
         abort();
     check_syntax(&o);
-    mime_buf_reset(&o);
-    if (mime_write_bodystructure(m, &o) < 0)
+    pu_buf_clear(&o);
+    if (pi_write_bodystructure(&o, m) < 0)
         abort();
     check_syntax(&o);
-    mime_buf_reset(&o);
+    pu_buf_clear(&o);
     if (mime_header_decoded(m, "Subject", &o) < 0 || mime_headers_decoded(m, &o) < 0 ||
         mime_body_text(m, &o) < 0)
         abort();
-    mime_buf_free(&o);
+    pu_buf_free(&o);
 
     g_m = m, g_buf = (const uint8_t *)buf, g_len = size, g_visited = 0;
     char path[256] = "";
     visit(path, 0, 0);
-    mime_buf_free(&g_scratch);
+    pu_buf_free(&g_scratch);
     mime_free(m);
     free(buf);
     return 0;

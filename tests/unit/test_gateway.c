@@ -17,10 +17,10 @@
 static char *caps(enum session_state st, bool tls, bool tls_available, bool allow_plain)
 {
     static char out[256];
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
     assert_int_equal(gw_caps_write(&b, gw_caps_for(st, tls, tls_available, allow_plain)), 0);
     snprintf(out, sizeof out, "%s", b.data);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
     return out;
 }
 

@@ -48,7 +48,7 @@ static bool cb_keyword(void *arg, const char *kw, size_t len)
     return false;
 }
 
-static int cb_header(void *arg, const char *name, pi_buf *out)
+static int cb_header(void *arg, const char *name, pu_buf *out)
 {
     fake *f = arg;
     assert_false(f->forbid_text);
@@ -67,13 +67,13 @@ static int cb_header(void *arg, const char *name, pi_buf *out)
         if (strcasecmp(f->fields[i][0], name) != 0)
             continue;
         if (found++)
-            assert_int_equal(pi_buf_addstr(out, "\n"), 0);
-        assert_int_equal(pi_buf_addstr(out, f->fields[i][1]), 0);
+            assert_int_equal(pu_buf_addstr(out, "\n"), 0);
+        assert_int_equal(pu_buf_addstr(out, f->fields[i][1]), 0);
     }
     return found > 0;
 }
 
-static int cb_headers(void *arg, pi_buf *out)
+static int cb_headers(void *arg, pu_buf *out)
 {
     fake *f = arg;
     assert_false(f->forbid_text);
@@ -82,11 +82,11 @@ static int cb_headers(void *arg, pi_buf *out)
     if (f->fail == 2)
         return -1;
     for (size_t i = 0; i < 10 && f->fields[i][0]; i++)
-        assert_int_equal(pi_buf_printf(out, "%s: %s\n", f->fields[i][0], f->fields[i][1]), 0);
+        assert_int_equal(pu_buf_printf(out, "%s: %s\n", f->fields[i][0], f->fields[i][1]), 0);
     return 0;
 }
 
-static int cb_body(void *arg, pi_buf *out)
+static int cb_body(void *arg, pu_buf *out)
 {
     fake *f = arg;
     assert_false(f->forbid_text);
@@ -95,7 +95,7 @@ static int cb_body(void *arg, pi_buf *out)
     if (f->fail == 3)
         return -1;
     if (f->body)
-        assert_int_equal(pi_buf_addstr(out, f->body), 0);
+        assert_int_equal(pu_buf_addstr(out, f->body), 0);
     return 0;
 }
 
@@ -173,10 +173,10 @@ static parsed parse_n(const char *text, size_t len, uint32_t star_seq, uint32_t 
 {
     parsed r = {.parser = pi_parser_new(lim)};
     assert_non_null(r.parser);
-    pi_buf in = PI_BUF_INIT;
-    assert_int_equal(pi_buf_addstr(&in, "a SEARCH "), 0);
-    assert_int_equal(pi_buf_add(&in, text, len), 0);
-    assert_int_equal(pi_buf_addstr(&in, "\r\n"), 0);
+    pu_buf in = PU_BUF_INIT;
+    assert_int_equal(pu_buf_addstr(&in, "a SEARCH "), 0);
+    assert_int_equal(pu_buf_add(&in, text, len), 0);
+    assert_int_equal(pu_buf_addstr(&in, "\r\n"), 0);
     size_t off = 0;
     for (;;) {
         size_t used;
@@ -190,7 +190,7 @@ static parsed parse_n(const char *text, size_t len, uint32_t star_seq, uint32_t 
         }
         break;
     }
-    pi_buf_free(&in);
+    pu_buf_free(&in);
     const pi_command *c = pi_parser_command(r.parser);
     r.err = "unset";
     r.rc = pi_search_parse(c->args, c->nargs, star_seq, star_uid, &r.s, &r.err);
@@ -705,52 +705,52 @@ static void test_limits(void **state)
     (void)state;
     fake f = base_fake();
     pi_search_msg m = base_msg(&f);
-    pi_buf b = PI_BUF_INIT;
+    pu_buf b = PU_BUF_INIT;
 
     /* Nodes: the implicit top-level list counts as one. */
     for (int i = 0; i < PI_SEARCH_MAX_NODES - 1; i++)
-        assert_int_equal(pi_buf_addstr(&b, i ? " SEEN" : "SEEN"), 0);
+        assert_int_equal(pu_buf_addstr(&b, i ? " SEEN" : "SEEN"), 0);
     parsed r = parse(b.data);
     assert_int_equal(r.rc, 0);
     assert_int_equal(pi_search_eval(r.s, &m), 1);
     done(&r);
-    assert_int_equal(pi_buf_addstr(&b, " SEEN"), 0);
+    assert_int_equal(pu_buf_addstr(&b, " SEEN"), 0);
     r = parse(b.data);
     assert_int_equal(r.rc, -1);
     assert_string_equal(r.err, "Search program too long");
     done(&r);
 
     /* Depth: PI_SEARCH_MAX_DEPTH nested NOTs are fine, one more is not. */
-    pi_buf_clear(&b);
+    pu_buf_clear(&b);
     for (int i = 0; i < PI_SEARCH_MAX_DEPTH; i++)
-        pi_buf_addstr(&b, "NOT ");
-    pi_buf_addstr(&b, "SEEN");
+        pu_buf_addstr(&b, "NOT ");
+    pu_buf_addstr(&b, "SEEN");
     r = parse(b.data);
     assert_int_equal(r.rc, 0);
     assert_int_equal(pi_search_eval(r.s, &m), 1); /* an even number of NOTs */
     done(&r);
-    pi_buf_clear(&b);
+    pu_buf_clear(&b);
     for (int i = 0; i <= PI_SEARCH_MAX_DEPTH; i++)
-        pi_buf_addstr(&b, "NOT ");
-    pi_buf_addstr(&b, "DELETED");
+        pu_buf_addstr(&b, "NOT ");
+    pu_buf_addstr(&b, "DELETED");
     r = parse(b.data);
     assert_int_equal(r.rc, -1);
     assert_string_equal(r.err, "Search program nested too deeply");
     done(&r);
 
     /* OR chains nest in the second key. */
-    pi_buf_clear(&b);
+    pu_buf_clear(&b);
     for (int i = 0; i < PI_SEARCH_MAX_DEPTH; i++)
-        pi_buf_addstr(&b, "OR DELETED ");
-    pi_buf_addstr(&b, "SEEN");
+        pu_buf_addstr(&b, "OR DELETED ");
+    pu_buf_addstr(&b, "SEEN");
     r = parse(b.data);
     assert_int_equal(r.rc, 0);
     assert_int_equal(pi_search_eval(r.s, &m), 1);
     done(&r);
-    pi_buf_clear(&b);
+    pu_buf_clear(&b);
     for (int i = 0; i <= PI_SEARCH_MAX_DEPTH; i++)
-        pi_buf_addstr(&b, "OR DELETED ");
-    pi_buf_addstr(&b, "SEEN");
+        pu_buf_addstr(&b, "OR DELETED ");
+    pu_buf_addstr(&b, "SEEN");
     r = parse(b.data);
     assert_int_equal(r.rc, -1);
     assert_string_equal(r.err, "Search program nested too deeply");
@@ -760,37 +760,37 @@ static void test_limits(void **state)
     pi_limits lim;
     pi_limits_default(&lim);
     lim.max_depth = 1000;
-    pi_buf_clear(&b);
+    pu_buf_clear(&b);
     for (int i = 0; i < PI_SEARCH_MAX_DEPTH / 2; i++)
-        pi_buf_addstr(&b, "(NOT ");
-    pi_buf_addstr(&b, "SEEN");
+        pu_buf_addstr(&b, "(NOT ");
+    pu_buf_addstr(&b, "SEEN");
     for (int i = 0; i < PI_SEARCH_MAX_DEPTH / 2; i++)
-        pi_buf_addstr(&b, ")");
+        pu_buf_addstr(&b, ")");
     r = parse_lim(b.data, 10, 100, &lim);
     assert_int_equal(r.rc, 0);
     assert_int_equal(pi_search_eval(r.s, &m), 1);
     done(&r);
-    pi_buf_clear(&b);
+    pu_buf_clear(&b);
     for (int i = 0; i < 500; i++)
-        pi_buf_addstr(&b, "(");
-    pi_buf_addstr(&b, "SEEN");
+        pu_buf_addstr(&b, "(");
+    pu_buf_addstr(&b, "SEEN");
     for (int i = 0; i < 500; i++)
-        pi_buf_addstr(&b, ")");
+        pu_buf_addstr(&b, ")");
     r = parse_lim(b.data, 10, 100, &lim);
     assert_int_equal(r.rc, -1);
     assert_string_equal(r.err, "Search program nested too deeply");
     done(&r);
 
     /* A long but flat program evaluates fine. */
-    pi_buf_clear(&b);
+    pu_buf_clear(&b);
     for (int i = 0; i < 300; i++)
-        pi_buf_printf(&b, "NOT %d ", 1000 + i);
-    pi_buf_addstr(&b, "(OR 1 3)");
+        pu_buf_printf(&b, "NOT %d ", 1000 + i);
+    pu_buf_addstr(&b, "(OR 1 3)");
     r = parse_lim(b.data, 2000, 2000, NULL);
     assert_int_equal(r.rc, 0);
     assert_int_equal(pi_search_eval(r.s, &m), 1);
     done(&r);
-    pi_buf_free(&b);
+    pu_buf_free(&b);
 }
 
 /* ---- callbacks ---- */
