@@ -212,12 +212,18 @@ static bool needs_load(void *ctx, size_t k)
     return false;
 }
 
-static void add_literal(session *s, pu_buf *b, const char *data, size_t len)
+/* A literal. Bytes of the decrypted message itself are not copied into the output: the
+ * output holds the message (and its share of the plaintext budget) until they are sent. */
+static void add_literal(session *s, pu_buf *b, const char *data, size_t len, mb_plain *p)
 {
     pu_buf_printf(b, "{%zu}\r\n", len);
     gw_write(s, b->data, b->len);
     pu_buf_clear(b);
-    if (len)
+    if (!len)
+        return;
+    if (p && data >= p->data && data + len <= p->data + p->len)
+        gw_write_plain(s, data, len, p);
+    else
         gw_write(s, data, len);
 }
 
@@ -291,7 +297,7 @@ static void emit(void *ctx, size_t k, mb_plain *p)
             break;
         case IT_RFC822:
             pu_buf_addstr(&b, "RFC822 ");
-            add_literal(s, &b, p->data, p->len);
+            add_literal(s, &b, p->data, p->len, p);
             break;
         case IT_RFC822_HEADER:
         case IT_RFC822_TEXT: {
@@ -304,7 +310,7 @@ static void emit(void *ctx, size_t k, mb_plain *p)
                 len = 0;
             }
             pu_buf_addstr(&b, it->kind == IT_RFC822_HEADER ? "RFC822.HEADER " : "RFC822.TEXT ");
-            add_literal(s, &b, data, len);
+            add_literal(s, &b, data, len, p);
             pu_buf_free(&scratch);
             break;
         }
@@ -327,7 +333,7 @@ static void emit(void *ctx, size_t k, mb_plain *p)
             if (it->partial)
                 pu_buf_printf(&b, "<%u>", it->off);
             pu_buf_addstr(&b, " ");
-            add_literal(s, &b, slice, slen);
+            add_literal(s, &b, slice, slen, p);
             pu_buf_free(&scratch);
             break;
         }

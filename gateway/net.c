@@ -2,6 +2,7 @@
  * vault connection and the control socket from the parent (certificate reloads); blocking
  * work goes to the worker pool. It runs unprivileged and never holds a user's private key. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,6 +279,10 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
         free(lc);
         return PX_OSERR;
     }
+    /* Big buffers (articles, decrypted messages) are mapped and unmapped whole: freed, they go
+     * back to the system instead of staying in a worker thread's arena, so the plaintext
+     * budget bounds what is resident, not only what is in use. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     net->cfg = cfg;
     net->ctl_fd = ctl_fd;
     net->ls = ls;

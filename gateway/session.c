@@ -57,6 +57,24 @@ void gw_write(session *s, const void *data, size_t len)
         bufferevent_write(s->bev, data, len);
 }
 
+static void plain_sent(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    mb_plain_unref(arg);
+}
+
+void gw_write_plain(session *s, const char *data, size_t len, mb_plain *p)
+{
+    if (s->dead)
+        return;
+    p->refs++; /* the output's, given back once the bytes are sent (or the connection gone) */
+    if (evbuffer_add_reference(bufferevent_get_output(s->bev), data, len, plain_sent, p) != 0) {
+        p->refs--;
+        bufferevent_write(s->bev, data, len);
+    }
+}
+
 void gw_vwritef(session *s, const char *fmt, va_list ap)
 {
     if (s->dead)

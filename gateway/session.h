@@ -162,6 +162,9 @@ bool gw_session_after(session *s, gw_result r);
 void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen, bool implicit_tls,
                        const gw_proto *proto);
 void gw_write(session *s, const void *data, size_t len);
+/* Bytes inside a decrypted message, queued without a copy: the output holds p until they are
+ * sent (or the connection closes). */
+void gw_write_plain(session *s, const char *data, size_t len, mb_plain *p);
 /* Text and CRLF. */
 void gw_writef(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void gw_vwritef(session *s, const char *fmt, va_list ap);
