@@ -29,6 +29,7 @@ struct mb_loading {
     mb_account *a; /* referenced */
     mb_reader *reader;       /* whose vault session opens the prefix (NULL: any reader's) */
     mb_reader *prefetch_for; /* counted in its prefetching */
+    uint64_t opened_with;    /* the vault session its OPEN went to */
     char msgid[PA_MSGID_MAX];
     mb_load_waiter *waiters, **waiters_tail; /* none for a prefetch nobody asked for yet */
     bool from_cache; /* env came from the article cache, not the news server */
@@ -490,12 +491,14 @@ static void open_reply(void *arg, const vault_reply *r)
             if (refetch(x))
                 return;
         }
-        if (r->type == VAULT_REPLY_FAIL && r->reason == VAULT_FAIL_SESSION && x->reader) {
-            /* the session that lent its vault session left meanwhile: another one of the
-             * user's may still be logged in */
-            mb_reader *gone = x->reader;
+        if (r->type == VAULT_REPLY_FAIL && r->reason == VAULT_FAIL_SESSION) {
+            /* the session that lent its vault session left meanwhile (and was detached, or
+             * not yet): another one of the user's, still logged in, opens it */
             x->reader = NULL;
-            if (vault_session_of(x) && x->reader != gone && send_open(x))
+            for (mb_reader *o = x->a->readers; o && !x->reader; o = o->next)
+                if (o->vault_session && o->vault_session != x->opened_with)
+                    x->reader = o;
+            if (x->reader && send_open(x))
                 return;
         }
         snprintf(x->err, sizeof x->err, "the vault cannot open %s: %s", x->msgid,
@@ -540,7 +543,8 @@ static void article_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
 static bool send_open(load_ctx *x)
 {
     mb_store *st = x->a->st;
-    return st->hooks.vault_open(st->hooks.ctx, vault_session_of(x), (const uint8_t *)x->env.data, open_reply, x) != 0;
+    x->opened_with = vault_session_of(x);
+    return st->hooks.vault_open(st->hooks.ctx, x->opened_with, (const uint8_t *)x->env.data, open_reply, x) != 0;
 }
 
 static void article_done(mb_job *j)

@@ -245,6 +245,8 @@ fail:;
 
 void pu_buf_free(pu_buf *b)
 {
+    if (b->data)
+        sodium_memzero(b->data, b->cap);
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
@@ -267,9 +269,16 @@ int pu_buf_reserve(pu_buf *b, size_t n)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *d = realloc(b->data, cap);
+    /* not realloc: the old block may hold plaintext (a message, a header), wiped before it
+     * goes back to the allocator */
+    char *d = malloc(cap);
     if (!d)
         return -1;
+    if (b->data) {
+        memcpy(d, b->data, b->len + 1 <= b->cap ? b->len + 1 : b->len);
+        sodium_memzero(b->data, b->cap);
+        free(b->data);
+    }
     b->data = d;
     b->cap = cap;
     return 0;

@@ -65,7 +65,8 @@ int pu_write_file_atomic(const char *path, const void *data, size_t len, int mod
 /* Growable byte buffer, always NUL-terminated after a successful append (the NUL is not
  * counted in len). Zero-initialise it. Appends return 0, or -1 when memory runs out (the
  * buffer then keeps its earlier contents). The one buffer type of every writer (IMAP, MIME,
- * POP3). */
+ * POP3), so it often holds plaintext: a block is wiped before it goes back to the allocator,
+ * when the buffer grows (no realloc) and when it is freed. */
 typedef struct pu_buf {
     char *data;
     size_t len, cap;

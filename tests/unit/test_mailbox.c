@@ -274,7 +274,9 @@ static void test_load_calls_each_waiter_once(void **state)
     mb_reader r1 = {0}, r2 = {0};
     mb_reader_attach(&r1, a, 7);
     mb_reader_attach(&r2, a, 8);
-    mb_cache_insert(a, plain_new("<m.cached@postern.invalid>", "Subject: x\r\n\r\nbody\r\n"));
+    mb_plain *cached = plain_new("<m.cached@postern.invalid>", "Subject: x\r\n\r\nbody\r\n");
+    mb_cache_insert(a, cached);
+    mb_plain_unref(cached); /* the cache holds its own */
     mb_plain_unref(mb_cache_lookup(a, "<m.nothing@postern.invalid>")); /* NULL: a no-op */
 
     load_probe hit = {0}, miss1 = {0}, miss2 = {0}, gone = {0};
