@@ -51,7 +51,7 @@ int pa_over_key(const char *line, size_t len, uint64_t *number, uint32_t *serial
  * out. extra may be NULL or CRLF-terminated header lines (Cancel-Lock, Supersedes, ...).
  * Returns length, 0 if cap is too small or an argument could break the header block (group
  * or msgid not one visible token, extra not "Name: value" CRLF lines). */
-size_t pa_mail_headers(const char *group, const char *msgid, char *out, size_t cap);
+size_t pa_mail_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap);
 size_t pa_key_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap);
 
 /* Incremental reader for an article arriving line by line (nntp_fetch's callback): keeps
@@ -60,11 +60,16 @@ size_t pa_key_headers(const char *group, const char *msgid, const char *extra, c
  * not counted); a longer one is an error. Field names are case-insensitive, folded lines
  * are unfolded, runs of white space in a value become one space (none in Newsgroups). A
  * header line without a colon, a continuation line first, a control byte or a repeat in a
- * kept field, or a Message-ID / Postern-Format too long for its buffer is an error. A
+ * kept field, or a Message-ID / Postern-Format too long for its buffer is an error (a Cancel-Lock
+ * too long keeps its first whole locks). A
  * Newsgroups value too long for its buffer keeps only the group names that fit whole.
  * pa_reader_line returns 0 to go on, -1 on error (and for every line after one), or the
  * body callback's non-zero value. */
 typedef int (*pa_body_fn)(void *arg, const char *line, size_t len);
+/* A Cancel-Lock value: postern writes two locks (owner's, admin's: 103 octets), and each
+ * INN site that takes a post appends its own admin's two (86 more). Longer values keep their
+ * first whole locks only. */
+#define PA_CANCEL_LOCK_MAX 1024
 typedef struct pa_reader {
     int in_body;
     int error;                       /* set on a malformed header block */
@@ -72,12 +77,14 @@ typedef struct pa_reader {
     char message_id[PA_MSGID_MAX];
     char format[32];                 /* Postern-Format value, e.g. "message 1" */
     char newsgroups[PA_GROUP_MAX + 1];
+    char cancel_lock[PA_CANCEL_LOCK_MAX]; /* Cancel-Lock value ("sha256:... sha256:..."), or "" */
     pa_body_fn body;
     void *arg;
     /* internal state, for unfolding */
     int field;                       /* kept field being read, or 0 */
     int ws_pending;                  /* white space seen after the value's last octet */
     int ng_full;                     /* Newsgroups buffer full: the rest is dropped */
+    int cl_full;                     /* Cancel-Lock buffer full: the rest is dropped */
     unsigned seen;                   /* one bit per kept field, to spot repeats */
 } pa_reader;
 void pa_reader_init(pa_reader *r, pa_body_fn body, void *arg);

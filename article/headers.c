@@ -186,9 +186,9 @@ static size_t emit(char *out, size_t cap, const char *subject, const char *forma
     return (size_t)n;
 }
 
-size_t pa_mail_headers(const char *group, const char *msgid, char *out, size_t cap)
+size_t pa_mail_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap)
 {
-    return emit(out, cap, "postern mail", "message 1", group, msgid, NULL);
+    return emit(out, cap, "postern mail", "message 1", group, msgid, extra);
 }
 
 size_t pa_key_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap)

@@ -7,7 +7,7 @@
 #define HEADER_BYTES_MAX 65536
 #define HEADER_LINES_MAX 1000
 
-enum { F_NONE = 0, F_MSGID, F_FORMAT, F_NEWSGROUPS };
+enum { F_NONE = 0, F_MSGID, F_FORMAT, F_NEWSGROUPS, F_CANCEL_LOCK };
 
 void pa_reader_init(pa_reader *r, pa_body_fn body, void *arg)
 {
@@ -55,13 +55,25 @@ static int value(pa_reader *r, const char *s, size_t len)
             newsgroups_put(r, c);
             continue;
         }
-        char *d = r->field == F_MSGID ? r->message_id : r->format;
-        size_t cap = r->field == F_MSGID ? sizeof r->message_id : sizeof r->format;
+        if (r->field == F_CANCEL_LOCK && r->cl_full)
+            continue;
+        char *d = r->field == F_MSGID ? r->message_id : r->field == F_FORMAT ? r->format : r->cancel_lock;
+        size_t cap = r->field == F_MSGID    ? sizeof r->message_id
+                     : r->field == F_FORMAT ? sizeof r->format
+                                            : sizeof r->cancel_lock;
         if (c == ' ' || c == '\t') {
             r->ws_pending = d[0] != '\0'; /* leading white space is dropped */
             continue;
         }
         size_t n = strlen(d), need = (size_t)r->ws_pending + 1;
+        if (n + need >= cap && r->field == F_CANCEL_LOCK) {
+            /* the locks INN sites appended: the first whole ones are postern's */
+            char *sp = strrchr(d, ' ');
+            if (!r->ws_pending)
+                *(sp ? sp : d) = '\0';
+            r->cl_full = 1;
+            continue;
+        }
         if (n + need >= cap)
             return bad(r); /* longer than anything postern writes */
         if (r->ws_pending)
@@ -76,7 +88,10 @@ static int value(pa_reader *r, const char *s, size_t len)
 static int field_of(const char *name, size_t n)
 {
     static const struct { const char *name; int field; } kept[] = {
-        {"Message-ID", F_MSGID}, {"Postern-Format", F_FORMAT}, {"Newsgroups", F_NEWSGROUPS}};
+        {"Message-ID", F_MSGID},
+        {"Postern-Format", F_FORMAT},
+        {"Newsgroups", F_NEWSGROUPS},
+        {"Cancel-Lock", F_CANCEL_LOCK}};
     for (size_t i = 0; i < sizeof kept / sizeof *kept; i++)
         if (strlen(kept[i].name) == n && strncasecmp(kept[i].name, name, n) == 0)
             return kept[i].field;

@@ -106,15 +106,11 @@ int pc_cancel_key(const uint8_t sk[PC_AUTH_SK_BYTES], const char *message_id, ch
     crypto_generichash_final(&st, ck, sizeof ck);
     sodium_memzero(&st, sizeof st);
     sodium_bin2base64(key, keycap, ck, sizeof ck, sodium_base64_VARIANT_ORIGINAL);
-    sodium_memzero(ck, sizeof ck);
-
-    if (lock) {
-        /* RFC 8315: the lock is the hash of the c-key-string, i.e. of the base64 text. */
-        uint8_t h[crypto_hash_sha256_BYTES];
-        crypto_hash_sha256(h, (const uint8_t *)key, strlen(key));
-        memcpy(lock, LOCK_PREFIX, sizeof LOCK_PREFIX - 1);
-        sodium_bin2base64(lock + sizeof LOCK_PREFIX - 1, lockcap - (sizeof LOCK_PREFIX - 1), h, sizeof h,
-                          sodium_base64_VARIANT_ORIGINAL);
+    if (lock) { /* RFC 8315, as for mail articles (cancel.c) */
+        char text[PC_CANCEL_TEXT_MAX];
+        pc_cancel_lock_text(ck, text);
+        memcpy(lock, text, strlen(text) + 1);
     }
+    sodium_memzero(ck, sizeof ck);
     return PC_OK;
 }

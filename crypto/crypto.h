@@ -157,6 +157,23 @@ pc_open *pc_open_begin_key(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint
 /* Reads only the key id from a prefix (no key needed): PC_OK or PC_EFORMAT. */
 int pc_envelope_key_id(const uint8_t *prefix, size_t len, uint8_t key_id[PC_KEYID_BYTES]);
 
+/* ---- RFC 8315 Cancel-Lock of a mail article (cancel.c, docs/formats.md section 3) ---- */
+#define PC_CANCEL_KEY_BYTES 32
+#define PC_CANCEL_TEXT_MAX 64 /* "sha256:" and 44 base64 characters, with NUL */
+/* The owner's key: from the message's stream key, which only the recipient's vault unseals.
+ * The admin's: from the delivery secret. */
+void pc_cancel_owner_key(const uint8_t stream_key[PC_STREAM_KEY_BYTES], const char *msgid,
+                         uint8_t out[PC_CANCEL_KEY_BYTES]);
+void pc_cancel_admin_key(const uint8_t delivery_secret[PC_DELIVERY_SECRET_BYTES], const char *msgid,
+                         uint8_t out[PC_CANCEL_KEY_BYTES]);
+/* "sha256:<c-key>" for a cancel's Cancel-Key header (a secret until it is posted), and
+ * "sha256:<c-lock>" for the article's Cancel-Lock: c-key = base64(K), c-lock =
+ * base64(SHA-256(c-key)) (RFC 8315 section 4). */
+void pc_cancel_key_text(const uint8_t key[PC_CANCEL_KEY_BYTES], char out[PC_CANCEL_TEXT_MAX]);
+void pc_cancel_lock_text(const uint8_t key[PC_CANCEL_KEY_BYTES], char out[PC_CANCEL_TEXT_MAX]);
+/* After pc_seal_finish: the owner's cancel key of the sealed message, named msgid. */
+int pc_seal_cancel_key(const pc_seal *s, const char *msgid, uint8_t out[PC_CANCEL_KEY_BYTES]);
+
 /* ---- base64 article bodies: 76-character lines (docs/formats.md) ---- */
 typedef struct pc_armor pc_armor;
 /* Encoder: binary in, text lines ending in CRLF out. */

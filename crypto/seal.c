@@ -209,6 +209,14 @@ int pc_seal_prefix(pc_seal *s, const uint8_t tag[PC_TAG_BYTES], uint8_t prefix[P
     return rc;
 }
 
+int pc_seal_cancel_key(const pc_seal *s, const char *msgid, uint8_t out[PC_CANCEL_KEY_BYTES])
+{
+    if (!s || !msgid || !out || !s->finished || s->err)
+        return PC_EINVAL;
+    pc_cancel_owner_key(s->sec->stream_key, msgid, out);
+    return PC_OK;
+}
+
 void pc_seal_free(pc_seal *s)
 {
     if (!s)

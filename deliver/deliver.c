@@ -83,6 +83,7 @@ typedef struct sealed {
     uint64_t cipher_len;
     uint8_t prefix[PC_MSG_PREFIX_BYTES];
     char msgid[PA_MSGID_MAX];
+    char cancel_lock[2 * PC_CANCEL_TEXT_MAX + 32]; /* the article's Cancel-Lock header line */
 } sealed;
 
 /* rd until buf holds at least want bytes or the input ends: 0, or -1 with errno set. */
@@ -182,6 +183,20 @@ static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyr
     }
     pa_mail_message_id(tag, out->msgid);
     out->cipher_len = pc_envelope_size(meta.padded_size) - PC_MSG_PREFIX_BYTES;
+    /* RFC 8315: the recipient's gateway (from the stream key) and the admin (from the
+     * delivery secret) can cancel the article; a cancel from anyone else removes nothing */
+    uint8_t owner[PC_CANCEL_KEY_BYTES], admin[PC_CANCEL_KEY_BYTES];
+    char lock_o[PC_CANCEL_TEXT_MAX], lock_a[PC_CANCEL_TEXT_MAX];
+    if (pc_seal_cancel_key(s, out->msgid, owner) != PC_OK) {
+        snprintf(msg, msglen, "sealing failed");
+        goto out;
+    }
+    pc_cancel_admin_key(secret, out->msgid, admin);
+    pc_cancel_lock_text(owner, lock_o);
+    pc_cancel_lock_text(admin, lock_a);
+    sodium_memzero(owner, sizeof owner);
+    sodium_memzero(admin, sizeof admin);
+    snprintf(out->cancel_lock, sizeof out->cancel_lock, "Cancel-Lock: %s %s\r\n", lock_o, lock_a);
     rc = PX_OK;
     goto out;
 read_error:
@@ -369,7 +384,7 @@ static int deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
         char err[512] = "";
         char headers[1024];
         int st = PS_FAIL;
-        if (!pa_mail_headers(r->group, m.msgid, headers, sizeof headers))
+        if (!pa_mail_headers(r->group, m.msgid, m.cancel_lock, headers, sizeof headers))
             snprintf(err, sizeof err, "header block too long");
         else /* counts only once the site shows it */
             st = ps_store_copy(ctx->sites, i, headers, m.msgid, m.prefix, sizeof m.prefix, m.fd, m.cipher_len,

@@ -533,7 +533,7 @@ static void article_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
     }
     x->status = ps_pool_connect(sites, PS_ANY_SITE, x->err, sizeof x->err);
     if (x->status == PS_OK)
-        x->status = ps_read_envelope(sites, PS_ANY_SITE, x->msgid, &x->env, got, x->err, sizeof x->err);
+        x->status = ps_read_envelope(sites, PS_ANY_SITE, x->msgid, &x->env, got, NULL, x->err, sizeof x->err);
     if (x->status == PS_OK && strcmp(got, x->msgid) != 0) {
         x->status = PS_TEMP; /* the server's mistake, not the article's */
         snprintf(x->err, sizeof x->err, "article %s came back as %s", x->msgid, got);

@@ -208,8 +208,8 @@ static int copy_article(ps_pool *pool, size_t src, size_t dst, const char *group
                         size_t errlen)
 {
     pu_buf env = {0};
-    char got[PA_MSGID_MAX];
-    int st = ps_read_envelope(pool, src, msgid, &env, got, err, errlen);
+    char got[PA_MSGID_MAX], lock[PA_CANCEL_LOCK_MAX] = "";
+    int st = ps_read_envelope(pool, src, msgid, &env, got, lock, err, errlen);
     if (st == PS_OK && (env.len < PC_MSG_PREFIX_BYTES || strcmp(got, msgid) != 0)) {
         snprintf(err, errlen, "%s is not a postern envelope", msgid);
         st = PS_BADMSG;
@@ -220,8 +220,16 @@ static int copy_article(ps_pool *pool, size_t src, size_t dst, const char *group
         snprintf(err, errlen, "cannot hold the article in memory");
         st = PS_TEMP;
     }
-    char headers[1024];
-    if (st == PS_OK && !pa_mail_headers(group, msgid, headers, sizeof headers)) {
+    /* the copy keeps postern's two locks (owner's, admin's: the first two, docs/formats.md
+     * section 3), without which its owner could not cancel it there; the locks the source
+     * site's INN appended for its own admin mean nothing elsewhere */
+    char headers[1024], extra[PC_CANCEL_TEXT_MAX * 2 + 32] = "";
+    size_t keep = 0;
+    for (int spaces = 0; lock[keep] && !(lock[keep] == ' ' && ++spaces == 2); keep++)
+        ;
+    if (keep && keep < 2 * PC_CANCEL_TEXT_MAX)
+        snprintf(extra, sizeof extra, "Cancel-Lock: %.*s\r\n", (int)keep, lock);
+    if (st == PS_OK && !pa_mail_headers(group, msgid, extra, headers, sizeof headers)) {
         snprintf(err, errlen, "header block too long");
         st = PS_FAIL;
     }

@@ -539,6 +539,7 @@ typedef struct read_args {
     void *arg;
     pu_buf *out;
     char *got;
+    char *cancel_lock;
 } read_args;
 
 static int read_conv(ps_pool *p, slot *s, size_t site, void *arg, char *err, size_t errlen)
@@ -566,12 +567,12 @@ static int envelope_conv(ps_pool *p, slot *s, size_t site, void *arg, char *err,
     (void)p, (void)site;
     read_args *a = arg;
     a->out->len = 0;
-    return ps_fetch_envelope(s->c, a->id, a->out, a->got, err, errlen);
+    return ps_fetch_envelope(s->c, a->id, a->out, a->got, a->cancel_lock, err, errlen);
 }
 
-int ps_read_envelope(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char got[PA_MSGID_MAX], char *err,
-                     size_t errlen)
+int ps_read_envelope(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char got[PA_MSGID_MAX],
+                     char cancel_lock[PA_CANCEL_LOCK_MAX], char *err, size_t errlen)
 {
-    read_args a = {.id = msgid, .out = out, .got = got};
+    read_args a = {.id = msgid, .out = out, .got = got, .cancel_lock = cancel_lock};
     return run(p, where, envelope_conv, &a, M(PS_TEMP), M(PS_TEMP), err, errlen);
 }

@@ -530,7 +530,8 @@ static int buf_sink(void *arg, const uint8_t *data, size_t len)
     return pu_buf_add(arg, data, len) == 0 ? 0 : 1;
 }
 
-int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char msgid[PA_MSGID_MAX], char *err,
+int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char msgid[PA_MSGID_MAX],
+                      char cancel_lock[PA_CANCEL_LOCK_MAX], char *err,
                       size_t errlen)
 {
     armored *x = calloc(1, sizeof *x);
@@ -548,6 +549,8 @@ int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char 
         goto out;
     }
     snprintf(msgid, PA_MSGID_MAX, "%s", x->reader.message_id);
+    if (cancel_lock)
+        snprintf(cancel_lock, PA_CANCEL_LOCK_MAX, "%s", x->reader.cancel_lock);
     rc = PS_OK;
 out:
     if (x->armor)

@@ -157,9 +157,11 @@ int ps_read_message(ps_pool *p, size_t where, const char *group, const char *id_
 
 /* The gateway's split read (its vault holds the private key, docs/design.md "Vault protocol"):
  * ps_read_envelope reads one mail article by <message-id> and appends its binary envelope
- * (prefix, then chunks) to out (emptied first); got gets the article's Message-ID. PS_NOENT,
- * PS_TEMP, PS_BADMSG (not a postern message). */
-int ps_read_envelope(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char got[PA_MSGID_MAX], char *err,
+ * (prefix, then chunks) to out (emptied first); got gets the article's Message-ID, and
+ * cancel_lock (may be NULL) its Cancel-Lock value ("" if none). PS_NOENT, PS_TEMP, PS_BADMSG
+ * (not a postern message). */
+int ps_read_envelope(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char got[PA_MSGID_MAX],
+                     char cancel_lock[PA_CANCEL_LOCK_MAX], char *err,
                      size_t errlen);
 /* Decrypts an envelope with the stream key the vault returned for its prefix (meta as the vault
  * returned it); the raw message goes to sink. Checks that the sealed tag matches msgid (a

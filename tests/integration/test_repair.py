@@ -22,6 +22,28 @@ def out(r):
     return (r.stdout + r.stderr).decode(errors="replace")
 
 
+def header_lines(lines):
+    """The header block's fields, folded lines unfolded (INN folds a long Cancel-Lock)."""
+    out = []
+    for line in lines:
+        if not line:
+            break
+        line = line.decode(errors="replace")
+        if line[:1] in (" ", "\t") and out:
+            out[-1] += " " + line.strip()
+        else:
+            out.append(line)
+    return out
+
+
+def cancel_lock(c, msgid):
+    _, lines = c.article(msgid)
+    for line in header_lines(lines):
+        if line.lower().startswith("cancel-lock:"):
+            return " ".join(line.split(":", 1)[1].split())
+    return None
+
+
 @pytest.fixture(scope="module")
 def pair(inn_sites, tmp_path_factory):
     a, b = inn_sites(name="repair-a"), inn_sites(name="repair-b")  # no peering between them
@@ -61,6 +83,12 @@ def test_a_site_that_never_got_the_articles_is_made_whole(pair):
     assert "site repair-b: 7 missing, 7 copied" in text and "site repair-a: nothing missing" in text, text
     with b.client() as c:
         assert all(c.stat(m).startswith("223") for m in ids)
+    # the copy keeps postern's two locks (the first two; each site's nnrpd appends two of its
+    # own admin's): its owner can cancel it at B too
+    with a.client() as ca, b.client() as cb:
+        for m in ids:
+            lock_a, lock_b = cancel_lock(ca, m), cancel_lock(cb, m)
+            assert lock_a and lock_b and lock_b.split()[:2] == lock_a.split()[:2], (m, lock_a, lock_b)
     # the copy is the same envelope: the user reads it at B
     (env.dir / "b-only").mkdir()
     b_only = multi_site_env(env.dir / "b-only", [b], shared=env)

@@ -492,12 +492,16 @@ static void test_headers(void **state)
         "Message-ID: <m.00@postern.invalid>\r\n"
         "Postern-Format: message 1\r\n"
         "\r\n";
-    size_t n = pa_mail_headers("postern.jp.example.sub.user", "<m.00@postern.invalid>", out, sizeof out);
+    size_t n = pa_mail_headers("postern.jp.example.sub.user", "<m.00@postern.invalid>", NULL, out, sizeof out);
     assert_int_equal(n, strlen(mail));
     assert_memory_equal(out, mail, n + 1);
     /* cap must hold the terminating NUL too. */
-    assert_int_equal(pa_mail_headers("postern.jp.example.sub.user", "<m.00@postern.invalid>", out, n), 0);
-    assert_int_equal(pa_mail_headers("postern.jp.example.sub.user", "<m.00@postern.invalid>", out, n + 1), n);
+    assert_int_equal(pa_mail_headers("postern.jp.example.sub.user", "<m.00@postern.invalid>", NULL, out, n), 0);
+    assert_int_equal(pa_mail_headers("postern.jp.example.sub.user", "<m.00@postern.invalid>", NULL, out, n + 1), n);
+    size_t m = pa_mail_headers("g.x", "<m.00@postern.invalid>", "Cancel-Lock: sha256:AAAA sha256:BBBB\r\n", out,
+                               sizeof out);
+    assert_true(m > 0);
+    assert_non_null(strstr(out, "\r\nCancel-Lock: sha256:AAAA sha256:BBBB\r\n\r\n"));
 
     const char *key =
         "From: postern <postern@postern.invalid>\r\n"
@@ -520,10 +524,10 @@ static void test_headers(void **state)
     assert_int_equal(pa_key_headers("g.x", "<k@x>", "", out, sizeof out), n - 19);
 
     /* Nothing that could break or extend the header block. */
-    assert_int_equal(pa_mail_headers("g.x\r\nControl: cancel <x@y>", "<m@x>", out, sizeof out), 0);
-    assert_int_equal(pa_mail_headers("g.x", "<m@x> y", out, sizeof out), 0);
-    assert_int_equal(pa_mail_headers("", "<m@x>", out, sizeof out), 0);
-    assert_int_equal(pa_mail_headers("g.x", NULL, out, sizeof out), 0);
+    assert_int_equal(pa_mail_headers("g.x\r\nControl: cancel <x@y>", "<m@x>", NULL, out, sizeof out), 0);
+    assert_int_equal(pa_mail_headers("g.x", "<m@x> y", NULL, out, sizeof out), 0);
+    assert_int_equal(pa_mail_headers("", "<m@x>", NULL, out, sizeof out), 0);
+    assert_int_equal(pa_mail_headers("g.x", NULL, NULL, out, sizeof out), 0);
     assert_int_equal(pa_key_headers("g.x", "<k@x>", "Cancel-Lock: x", out, sizeof out), 0);
     assert_int_equal(pa_key_headers("g.x", "<k@x>", "Cancel-Lock: x\n", out, sizeof out), 0);
     assert_int_equal(pa_key_headers("g.x", "<k@x>", "\r\nbody", out, sizeof out), 0);
@@ -608,6 +612,29 @@ static void test_reader(void **state)
     /* No body callback: body lines are skipped. */
     pa_reader_init(&r, NULL, NULL);
     assert_int_equal(feed(&r, "Message-ID: <x@y>\n\nl1\n"), 0);
+    assert_string_equal(r.message_id, "<x@y>");
+    assert_string_equal(r.cancel_lock, "");
+
+    /* the Cancel-Lock is kept (repair copies it), unfolded like the others; twice is an error */
+    pa_reader_init(&r, NULL, NULL);
+    assert_int_equal(feed(&r, "Cancel-Lock: sha256:AAAA\n sha256:BBBB\nMessage-ID: <x@y>\n\n"), 0);
+    assert_string_equal(r.cancel_lock, "sha256:AAAA sha256:BBBB");
+    pa_reader_init(&r, NULL, NULL);
+    assert_int_equal(feed(&r, "Cancel-Lock: sha256:AAAA\nCancel-Lock: sha256:BBBB\n\n"), -1);
+    /* every INN site a copy passed appends its admin's locks: a long value keeps its first
+     * whole locks and the article stays readable */
+    char big[4096] = "Cancel-Lock: sha256:FIRST sha256:SECOND";
+    while (strlen(big) < 1500)
+        strcat(big, "\n sha1:0123456789012345678901234567= sha256:0123456789012345678901234567890123456789012=");
+    strcat(big, "\nMessage-ID: <x@y>\n\n");
+    pa_reader_init(&r, NULL, NULL);
+    assert_int_equal(feed(&r, big), 0);
+    assert_int_equal(r.error, 0);
+    assert_true(strlen(r.cancel_lock) < PA_CANCEL_LOCK_MAX && strlen(r.cancel_lock) > 900);
+    assert_int_equal(strncmp(r.cancel_lock, "sha256:FIRST sha256:SECOND sha1:", 32), 0);
+    const char *end = strrchr(r.cancel_lock, ' ');
+    assert_true(strcmp(end, " sha1:0123456789012345678901234567=") == 0 ||
+                strcmp(end, " sha256:0123456789012345678901234567890123456789012=") == 0); /* whole */
     assert_string_equal(r.message_id, "<x@y>");
 }
 

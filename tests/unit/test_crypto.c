@@ -894,6 +894,55 @@ static void test_open_wrong_recipient(void **state)
 
 /* The vault opens the metadata with the private key; the network process decrypts the stream
  * from the stream key alone. Both halves must agree with pc_open_begin. */
+/* RFC 8315 texts: c-key = base64(K), c-lock = base64(SHA-256(c-key)) (values from Python's
+ * base64 and hashlib); the owner's key of a sealed message is the one its stream key gives
+ * the recipient, so the gateway that opens it can cancel it; the admin's comes from the
+ * delivery secret; both name one Message-ID only. */
+static void test_mail_cancel_lock(void **state)
+{
+    (void)state;
+    uint8_t k[PC_CANCEL_KEY_BYTES];
+    memset(k, 1, sizeof k);
+    char text[PC_CANCEL_TEXT_MAX];
+    pc_cancel_key_text(k, text);
+    assert_string_equal(text, "sha256:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=");
+    pc_cancel_lock_text(k, text);
+    assert_string_equal(text, "sha256:xXzDtV05+ab3cvUI44IeCigIIjUsDQ8NJZ+6Y7dNqaA=");
+
+    boxkey bk;
+    boxkey_new(&bk);
+    buf chunks = {0};
+    pc_seal *s = pc_seal_begin(bk.pk, bk.id, 1700000000, 0, buf_sink, &chunks);
+    assert_non_null(s);
+    const char *mid = "<m.0123@postern.invalid>";
+    uint8_t owner[PC_CANCEL_KEY_BYTES], again[PC_CANCEL_KEY_BYTES], other[PC_CANCEL_KEY_BYTES];
+    assert_int_equal(pc_seal_cancel_key(s, mid, owner), PC_EINVAL); /* not finished yet */
+    assert_int_equal(pc_seal_update(s, (const uint8_t *)"hello\n", 6), PC_OK);
+    uint8_t hash[32], tag[PC_TAG_BYTES] = {7}, prefix[PC_MSG_PREFIX_BYTES], sk[PC_STREAM_KEY_BYTES];
+    pc_msg_meta meta;
+    assert_int_equal(pc_seal_finish(s, hash, &meta), PC_OK);
+    assert_int_equal(pc_seal_prefix(s, tag, prefix), PC_OK);
+    assert_int_equal(pc_seal_cancel_key(s, mid, owner), PC_OK);
+    pc_seal_free(s);
+    buf_free(&chunks);
+    assert_int_equal(pc_envelope_open_meta(prefix, bk.pk, bk.sk, &meta, sk), PC_OK);
+    pc_cancel_owner_key(sk, mid, again);
+    assert_memory_equal(owner, again, sizeof owner);
+    pc_cancel_owner_key(sk, "<m.0124@postern.invalid>", other);
+    assert_memory_not_equal(owner, other, sizeof owner);
+
+    uint8_t secret[PC_DELIVERY_SECRET_BYTES] = {1, 2, 3}, admin[PC_CANCEL_KEY_BYTES], want[PC_CANCEL_KEY_BYTES];
+    pc_cancel_admin_key(secret, mid, admin);
+    /* spec: BLAKE2b-32(key = delivery secret; "postern cancel-lock admin v1" || 0 || Message-ID) */
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, secret, sizeof secret, sizeof want);
+    crypto_generichash_update(&st, (const uint8_t *)"postern cancel-lock admin v1", 29);
+    crypto_generichash_update(&st, (const uint8_t *)mid, strlen(mid));
+    crypto_generichash_final(&st, want, sizeof want);
+    assert_memory_equal(admin, want, sizeof want);
+    assert_memory_not_equal(admin, owner, sizeof owner);
+}
+
 static void test_open_split(void **state)
 {
     (void)state;
@@ -1358,6 +1407,7 @@ int main(void)
         cmocka_unit_test(test_open_truncated_and_extra),
         cmocka_unit_test(test_open_wrong_recipient),
         cmocka_unit_test(test_open_split),
+        cmocka_unit_test(test_mail_cancel_lock),
         cmocka_unit_test(test_sink_failures),
         cmocka_unit_test(test_seal_misuse),
         cmocka_unit_test(test_open_crafted),
