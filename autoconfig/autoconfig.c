@@ -4,8 +4,12 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "util/util.h"
 
@@ -76,6 +80,31 @@ size_t ac_servers(const pn_gateway *g, ac_server *out, size_t cap)
     if (tls)
         n = add_kind("pop3", 0, g->pop3, g->n_pop3, out, n, cap);
     return n;
+}
+
+int ac_cert_names(const char *cert, const char *host, char *err, size_t errlen)
+{
+    FILE *f = fopen(cert, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", cert, strerror(errno));
+        return -1;
+    }
+    X509 *leaf = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!leaf) {
+        snprintf(err, errlen, "%s: no PEM certificate", cert);
+        return -1;
+    }
+    char name[256];
+    size_t n = strlen(host);
+    if (n && host[n - 1] == '.') /* a certificate names hosts without the root's dot */
+        n--;
+    snprintf(name, sizeof name, "%.*s", (int)n, host);
+    /* as mail clients check: subjectAltName DNS names (wildcards in the leftmost label), no CN
+     * fallback when there are any */
+    int rc = X509_check_host(leaf, name, 0, 0, NULL) == 1;
+    X509_free(leaf);
+    return rc;
 }
 
 /* Text as XML character data or an attribute value. */
@@ -351,6 +380,19 @@ int ac_cmd_autoconfig(const pn_config *cfg, int argc, char **argv)
                "with tls_cert)",
                cfg->path);
         return PX_CONFIG;
+    }
+    /* The files are useless if clients refuse the certificate for that name: say so (but
+     * write them: the certificate may be renewed before they are published, and the
+     * admin host need not hold it). */
+    if (cfg->gateway.tls_cert[0]) {
+        char why[PATH_MAX + 64];
+        int named = ac_cert_names(cfg->gateway.tls_cert, host, why, sizeof why);
+        if (named == 0)
+            pu_err("autoconfig: warning: %s is not a name in the certificate %s: clients checking the host "
+                   "name will refuse it",
+                   host, cfg->gateway.tls_cert);
+        else if (named < 0)
+            pu_info("autoconfig: not checked against the certificate (%s)", why);
     }
     if (smtp_host[0]) {
         s[n] = (ac_server){.type = "smtp", .host = smtp_host, .implicit_tls = strcmp(smtp_port, "465") == 0};

@@ -44,6 +44,10 @@ size_t ac_servers(const pn_gateway *g, ac_server *out, size_t cap);
  * digits, so no IPv4 literal), as [gateway] public_name must be. A trailing dot is allowed. */
 int ac_dns_name(const char *s);
 
+/* Whether the certificate in PEM file cert (its first one, the leaf) names host. Returns 1
+ * yes, 0 no, -1 when the file cannot be read or holds no certificate (why in err). */
+int ac_cert_names(const char *cert, const char *host, char *err, size_t errlen);
+
 /* Writes the configuration in format f for servers s[0..n). Returns 0, or -1 on a write error. */
 int ac_write(enum ac_format f, const ac_request *r, const ac_server *s, size_t n, FILE *to);
 

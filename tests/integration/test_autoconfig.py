@@ -172,3 +172,24 @@ def test_public_name_must_be_a_name(tmp_path):
     r = run(conf(tmp_path, extra="public_name = 0.0.0.0"), "--domain", "example.org")
     assert r.returncode == EX_CONFIG, r.stdout + r.stderr
     assert "public_name must be a DNS host name" in r.stderr
+
+
+def test_host_is_checked_against_the_certificate(tmp_path):
+    """Clients refuse a certificate that does not name the host they were given: autoconfig
+    warns (and still writes the file) when tls_cert does not name it."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "2", "-subj", "/CN=mail.example.org", "-keyout", str(tmp_path / "c.key"),
+                    "-out", str(tmp_path / "c.pem"),
+                    "-addext", "subjectAltName=DNS:mail.example.org,DNS:*.example.net"],
+                   check=True, capture_output=True)
+    path = conf(tmp_path)
+    for host in (None, "mail.example.org.", "imap.example.net"):
+        r = run(path, "--domain", "example.org", *(["--host", host] if host else []))
+        assert r.returncode == 0 and "warning" not in r.stderr, (host, r.stderr)
+    for host in ("imap.example.org", "a.b.example.net"):  # a wildcard covers one label
+        r = run(path, "--domain", "example.org", "--host", host)
+        assert r.returncode == 0 and ET.fromstring(r.stdout) is not None
+        assert "warning: %s is not a name in the certificate" % host in r.stderr, r.stderr
+    (tmp_path / "c.pem").unlink()  # the admin host need not hold the certificate
+    r = run(path, "--domain", "example.org")
+    assert r.returncode == 0 and "not checked against the certificate" in r.stderr, r.stderr
