@@ -141,12 +141,14 @@ cat >> "$DEMO/postern.conf" <<EOF
 
 [gateway]
 imap = $ADDR:$IMAP_PORT
+imap = 127.0.0.1:$IMAP_PORT
 imaps = $ADDR:$IMAPS_PORT
 imaps = 127.0.0.1:$IMAPS_PORT
 pop3s = $ADDR:$POP3S_PORT
 pop3s = 127.0.0.1:$POP3S_PORT
 tls_cert = $DEMO/tls.pem
 tls_key = $DEMO/tls.key
+public_name = localhost
 user = postern
 vault_user = postern-vault
 EOF
@@ -184,6 +186,12 @@ print("  POP3S STAT: %d messages, %d octets" % p.stat())
 print("  POP3S UIDL:", " ".join(l.decode().split()[1] for l in p.uidl()[1]))
 p.quit()
 EOF
+
+step "Client configurations (postern autoconfig, docs/clients.md)"
+"$POSTERN" autoconfig --domain example.org > "$DEMO/config-v1.1.xml"
+"$POSTERN" autoconfig --format autodiscover > "$DEMO/autodiscover.xml"
+"$POSTERN" autoconfig --format srv --domain example.org | tee "$DEMO/srv.zone" | sed 's/^/  /'
+echo "  $DEMO/config-v1.1.xml (Thunderbird) and $DEMO/autodiscover.xml (Outlook): for localhost"
 
 cat <<EOF
 
