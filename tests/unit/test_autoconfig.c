@@ -8,8 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "autoconfig/autoconfig.h"
 
@@ -198,6 +202,62 @@ static void test_srv(void **state)
     free(zone);
 }
 
+/* A throwaway self-signed certificate with these subjectAltNames, as a PEM file. */
+static void write_cert(const char *path, const char *san)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    assert_non_null(key);
+    X509 *x = X509_new();
+    assert_non_null(x);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    X509_NAME *name = X509_get_subject_name(x);
+    /* a CN that names a host the SANs do not: clients ignore it, and so must the check */
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"cn.example.org", -1, -1, 0);
+    X509_set_issuer_name(x, name);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
+    assert_non_null(ext);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, x), 1);
+    fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(key);
+}
+
+static void test_cert_names(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_autoconfig.XXXXXX", path[64], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/c.pem", dir);
+    write_cert(path, "DNS:mail.example.org,DNS:*.example.net,IP:192.0.2.1");
+    assert_int_equal(ac_cert_names(path, "mail.example.org", err, sizeof err), 1);
+    assert_int_equal(ac_cert_names(path, "MAIL.Example.org.", err, sizeof err), 1); /* case, root dot */
+    assert_int_equal(ac_cert_names(path, "imap.example.net", err, sizeof err), 1);
+    assert_int_equal(ac_cert_names(path, "a.b.example.net", err, sizeof err), 0); /* one label only */
+    assert_int_equal(ac_cert_names(path, "imap.example.org", err, sizeof err), 0);
+    assert_int_equal(ac_cert_names(path, "cn.example.org", err, sizeof err), 0);   /* not the CN */
+    remove(path);
+    assert_int_equal(ac_cert_names(path, "mail.example.org", err, sizeof err), -1);
+    assert_non_null(strstr(err, path));
+    FILE *f = fopen(path, "w");
+    fputs("not a certificate\n", f);
+    fclose(f);
+    assert_int_equal(ac_cert_names(path, "mail.example.org", err, sizeof err), -1);
+    assert_non_null(strstr(err, "no PEM certificate"));
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_mozilla),
         cmocka_unit_test(test_autodiscover),
         cmocka_unit_test(test_srv),
+        cmocka_unit_test(test_cert_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
