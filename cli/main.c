@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include "admin/admin.h"
+#include "autoconfig/autoconfig.h"
 #include "config/config.h"
 #include "crypto/crypto.h"
 #include "deliver/deliver.h"
@@ -28,6 +29,7 @@ static const struct command {
     {"repair", adm_cmd_repair, "[--dry-run] [--user ADDRESS]: copy messages a site lacks from one that has them"},
     {"config", adm_cmd_config, "[-a]: the settings that differ from the defaults (postconf -n)"},
     {"status", adm_cmd_status, "which site the gateway reads, and what each site is missing"},
+    {"autoconfig", ac_cmd_autoconfig, "--domain D [--format mozilla|autodiscover|srv]: client setup files"},
     {"serve", gw_cmd_serve, "[--verbose] [--check]: run the IMAP gateway ([gateway] in the config)"},
 };
 

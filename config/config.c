@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <arpa/inet.h>
 #include <ini.h>
@@ -203,6 +204,44 @@ static int set_uint(unsigned *dst, const char *value, unsigned min, unsigned max
     return 1;
 }
 
+/* A DNS host name: letters, digits, '-' and '.', labels of 1..63 octets, as clients and
+ * certificates name hosts (RFC 1123 2.1); a trailing dot is dropped. Not an address: an
+ * IP literal is not what the autoconfig formats expect, nor what a certificate usually names. */
+static int set_public_name(char *dst, size_t size, const char *value, const char *key, parse_ctx *ctx)
+{
+    size_t n = strlen(value);
+    if (n == 0) { /* as `postern config --all` writes an unset one */
+        dst[0] = '\0';
+        return 1;
+    }
+    if (value[n - 1] == '.')
+        n--;
+    size_t label = 0;
+    int alpha = 0;
+    for (size_t i = 0; i <= n; i++) {
+        char c = i < n ? value[i] : '.';
+        if (c == '.') {
+            if (label == 0 || label > 63 || value[i - 1] == '-')
+                goto bad;
+            label = 0;
+            continue;
+        }
+        if (!(isalnum((unsigned char)c) || c == '-') || (label == 0 && c == '-'))
+            goto bad;
+        if (isalpha((unsigned char)c))
+            alpha = 1;
+        label++;
+    }
+    if (n == 0 || n >= size || n > 253 || !alpha)
+        goto bad;
+    memcpy(dst, value, n);
+    dst[n] = '\0';
+    return 1;
+bad:
+    snprintf(ctx->err, sizeof ctx->err, "%s must be a DNS host name (mail.example.org), not '%s'", key, value);
+    return 0;
+}
+
 static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
 {
     pn_gateway *g = &ctx->cfg->gateway;
@@ -228,6 +267,8 @@ static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
         return set_string(g->tls_cert, sizeof g->tls_cert, value, key, ctx);
     if (strcmp(key, "tls_key") == 0)
         return set_string(g->tls_key, sizeof g->tls_key, value, key, ctx);
+    if (strcmp(key, "public_name") == 0)
+        return set_public_name(g->public_name, sizeof g->public_name, value, key, ctx);
     if (strcmp(key, "allow_plaintext_auth") == 0)
         return set_bool(&g->allow_plaintext_auth, value, key, ctx);
     if (strcmp(key, "user") == 0)
@@ -645,6 +686,7 @@ void pn_config_write(const pn_config *cfg, int all, FILE *to)
     w_u64(&w, "state_save_interval", g->state_save_interval, dg->state_save_interval);
     w_str(&w, "tls_cert", g->tls_cert, dg->tls_cert);
     w_str(&w, "tls_key", g->tls_key, dg->tls_key);
+    w_str(&w, "public_name", g->public_name, dg->public_name);
     w_str(&w, "allow_plaintext_auth", g->allow_plaintext_auth ? "yes" : "no", dg->allow_plaintext_auth ? "yes" : "no");
     w_str(&w, "user", g->user, dg->user);
     w_str(&w, "vault_user", g->vault_user, dg->vault_user);

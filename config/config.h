@@ -41,6 +41,7 @@
  *   article_cache = 1024                   ; MiB of ciphertext articles cached on disk; 0: off
  *   state_save_interval = 60               ; seconds: changed user states are written this often
  *   tls_cert = /etc/postern/tls.pem        ; PEM chain, leaf first (needed for imaps/STARTTLS)
+ *   public_name = mail.example.org         ; the name clients connect to (postern autoconfig)
  *   tls_key = /etc/postern/tls.key         ; PEM private key
  *   allow_plaintext_auth = no              ; yes: LOGIN/AUTHENTICATE without TLS
  *   user = postern                         ; the network process runs as this user
@@ -104,6 +105,10 @@ typedef struct pn_gateway {
     unsigned state_save_interval;   /* seconds between saves of changed user states */
     char tls_cert[PATH_MAX];
     char tls_key[PATH_MAX];
+    /* The host name clients use to reach the gateway (a name in tls_cert), for the client
+     * configurations `postern autoconfig` writes; "": not set (listen addresses are numeric
+     * and often 0.0.0.0, no name a client can use). */
+    char public_name[256];
     int allow_plaintext_auth;
     char user[64];
     char vault_user[64];

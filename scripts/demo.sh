@@ -9,6 +9,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEMO=${DEMO_DIR:-$ROOT/run/demo}
+# The demo's CA (scripts/self-signed-cert) lives beside $DEMO, not in it: re-running starts
+# $DEMO over, and a client told to trust the CA once should keep trusting the new leaf.
+CA=${DEMO_CA:-$(dirname "$DEMO")/demo-ca}
 SITE=$DEMO/site
 ADDR=${DEMO_ADDR:-127.0.0.2}
 PORT=${DEMO_PORT:-11119}
@@ -129,20 +132,23 @@ fi
 echo "  grep for the sample subject in the whole spool: not found"
 
 step "Starting the gateway on $ADDR:$IMAPS_PORT (IMAPS), $ADDR:$IMAP_PORT (STARTTLS), $ADDR:$POP3S_PORT (POP3S)"
-# A throwaway self-signed certificate for the demo only; a real site uses its own.
-# It names localhost (DNS) because mbsync and fetchmail check the host name they were given
-# against DNS names only; the gateway listens on localhost too, so clients use that name.
-"$ROOT/scripts/self-signed-cert" "$DEMO/tls" 30 localhost -- 127.0.0.1 "$ADDR"
+# A throwaway certificate for the demo only, signed by the demo's CA ($CA.pem, kept across
+# runs and able to sign for these names only); a real site uses its own. It names localhost
+# (DNS) because mbsync and fetchmail check the host name they were given against DNS names
+# only; the gateway listens on localhost too, so clients use that name.
+"$ROOT/scripts/self-signed-cert" --ca "$CA" "$DEMO/tls" 30 localhost -- 127.0.0.1 "$ADDR"
 cat >> "$DEMO/postern.conf" <<EOF
 
 [gateway]
 imap = $ADDR:$IMAP_PORT
+imap = 127.0.0.1:$IMAP_PORT
 imaps = $ADDR:$IMAPS_PORT
 imaps = 127.0.0.1:$IMAPS_PORT
 pop3s = $ADDR:$POP3S_PORT
 pop3s = 127.0.0.1:$POP3S_PORT
 tls_cert = $DEMO/tls.pem
 tls_key = $DEMO/tls.key
+public_name = localhost
 user = postern
 vault_user = postern-vault
 EOF
@@ -152,11 +158,11 @@ for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/$ADDR/$IMAPS_PORT") 2>/dev/null && break
     sleep 0.1
 done
-"$PY" - localhost "$IMAPS_PORT" "$USER_ADDR" "$DEMO/demo.password" "$DEMO/tls.pem" "$POP3S_PORT" <<'EOF'
+"$PY" - localhost "$IMAPS_PORT" "$USER_ADDR" "$DEMO/demo.password" "$CA.pem" "$POP3S_PORT" <<'EOF'
 import imaplib, poplib, ssl, sys
 addr, port, user, pwfile, cert = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 pop3s_port = int(sys.argv[6])
-ctx = ssl.create_default_context(cafile=cert)  # checks the host name, as mail clients do
+ctx = ssl.create_default_context(cafile=cert)  # the CA only; checks the host name, as mail clients do
 m = imaplib.IMAP4_SSL(addr, port, ssl_context=ctx)
 print("  greeting:", m.welcome.decode())
 print("  LOGIN:", m.login(user, open(pwfile).read().strip())[1][0].decode()[:70])
@@ -181,6 +187,12 @@ print("  POP3S UIDL:", " ".join(l.decode().split()[1] for l in p.uidl()[1]))
 p.quit()
 EOF
 
+step "Client configurations (postern autoconfig, docs/clients.md)"
+"$POSTERN" autoconfig --domain example.org > "$DEMO/config-v1.1.xml"
+"$POSTERN" autoconfig --format autodiscover > "$DEMO/autodiscover.xml"
+"$POSTERN" autoconfig --format srv --domain example.org | tee "$DEMO/srv.zone" | sed 's/^/  /'
+echo "  $DEMO/config-v1.1.xml (Thunderbird) and $DEMO/autodiscover.xml (Outlook): for localhost"
+
 cat <<EOF
 
 Done. The INN site keeps running on $ADDR:$PORT and the gateway on $ADDR:$IMAPS_PORT (IMAPS),
@@ -191,8 +203,10 @@ and $ADDR:$IMAP_PORT (STARTTLS); its log is $DEMO/serve.log.
   read one:  $POSTERN mailbox $USER_ADDR --password-file $DEMO/demo.password --show NUM
   stop:      sudo scripts/demo.sh stop
 Point any IMAP or POP3 client at localhost:$IMAPS_PORT (IMAPS) or localhost:$POP3S_PORT (POP3S),
-user $USER_ADDR, trusting the certificate $DEMO/tls.pem (it names localhost), e.g.
-  curl --cacert $DEMO/tls.pem -u $USER_ADDR imaps://localhost:$IMAPS_PORT/INBOX
-  fetchmail --check -p IMAP -P $IMAPS_PORT --ssl --sslcertck --sslcertfile $DEMO/tls.pem -u $USER_ADDR localhost
-  mbsync: Host localhost, Port $IMAPS_PORT, SSLType IMAPS, CertificateFile $DEMO/tls.pem
+user $USER_ADDR, trusting the demo CA $CA.pem (its certificate names localhost; trusting
+the CA once survives re-runs: Thunderbird, Settings > Certificates > Import; Debian,
+/usr/local/share/ca-certificates + update-ca-certificates; docs/clients.md), e.g.
+  curl --cacert $CA.pem -u $USER_ADDR imaps://localhost:$IMAPS_PORT/INBOX
+  fetchmail --check -p IMAP -P $IMAPS_PORT --ssl --sslcertck --sslcertfile $CA.pem -u $USER_ADDR localhost
+  mbsync: Host localhost, Port $IMAPS_PORT, SSLType IMAPS, CertificateFile $CA.pem
 EOF

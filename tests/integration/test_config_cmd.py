@@ -30,6 +30,7 @@ tls_cert = {d}/c.pem
 tls_key = {d}/c.key
 allow_plaintext_auth = yes
 max_connections_per_ip = 7
+public_name = mail.example.org.
 """
 SECRET = "the-nntp-password-of-site-a"
 
@@ -56,7 +57,7 @@ def test_prints_what_differs_and_loads_back(tmp_path):
     for line in ("prefix = test", "min_copies = 2", "[repair]\ninterval = 0", "[site a]\nhost = 127.0.0.1\nport = 1190",
                  "password_file = %s/a.secret" % tmp_path, "tls = implicit", "connect_timeout = 3",
                  "imaps = 127.0.0.1:9993\nimaps = [::1]:9993", "allow_plaintext_auth = yes",
-                 "max_connections_per_ip = 7"):
+                 "max_connections_per_ip = 7", "public_name = mail.example.org\n"):
         assert line in out, (line, out)
     for default in ("max_connections = 10000", "confirm_timeout", "idle_timeout", "kdf_opslimit"):
         assert default not in out, (default, out)

@@ -195,6 +195,29 @@ static void test_gateway(void **state)
     expect_error(many, "more than 16 imap addresses");
 }
 
+/* [gateway] public_name: the name postern autoconfig hands to clients; a DNS name only. */
+static void test_public_name(void **state)
+{
+    (void)state;
+    pn_config cfg;
+    char err[512];
+    assert_int_equal(load("[postern]\n", &cfg, err, sizeof err), 0);
+    assert_string_equal(cfg.gateway.public_name, "");
+    assert_int_equal(load("[gateway]\npublic_name = Mail-1.Example.org.\n", &cfg, err, sizeof err), 0);
+    assert_string_equal(cfg.gateway.public_name, "Mail-1.Example.org");
+    assert_int_equal(load("[gateway]\npublic_name =\n", &cfg, err, sizeof err), 0);
+    assert_string_equal(cfg.gateway.public_name, "");
+    static const char *const bad[] = {"0.0.0.0", "127.0.0.1", "::1", "mail..example.org", "-mail.example.org",
+                                      "mail-.example.org", "mail example.org", "mail.example.org/x", "<a>",
+                                      "a.b&c", ".example.org"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[gateway]\npublic_name = %s\n", bad[i]);
+        assert_int_equal(load(text, &cfg, err, sizeof err), -1);
+        assert_non_null(strstr(err, "public_name must be a DNS host name"));
+    }
+}
+
 static void test_missing_file(void **state)
 {
     (void)state;
@@ -261,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_errors_name_the_line),
         cmocka_unit_test(test_keyrecord_cache),
         cmocka_unit_test(test_gateway),
+        cmocka_unit_test(test_public_name),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_delivery_secret),
         cmocka_unit_test(test_secrets_others_can_read_are_refused),
