@@ -64,7 +64,8 @@ import sys
 import threading
 import time
 
-from benchlib import ROOT, Bench, PosternEnv, add_users, deliver, describe, header, lmtp_message, lmtp_server, pct
+from benchlib import (ROOT, Bench, PosternEnv, add_users, deliver, describe, ensure_dovecot, header, lmtp_message,
+                      lmtp_server, pct)
 import conftest  # noqa: E402  (benchlib put tests/integration on sys.path)
 import bench_gateway as bg  # noqa: E402  (its fast IMAP client, /proc CPU helpers and Dovecot instance)
 
@@ -463,15 +464,7 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    dovecot = not a.no_dovecot
-    if dovecot and not (shutil.which("dovecot") and os.path.exists("/usr/lib/dovecot/imap")
-                        and os.path.exists("/usr/lib/dovecot/pop3")):
-        print("installing dovecot-imapd dovecot-pop3d (the system service is not configured by this bench)", flush=True)
-        r = subprocess.run(["apt-get", "install", "-y", "dovecot-imapd", "dovecot-pop3d"], stdout=subprocess.DEVNULL,
-                           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-        if r.returncode != 0:
-            print("  apt-get failed: no Dovecot anchor", flush=True)
-            dovecot = False
+    dovecot = not a.no_dovecot and ensure_dovecot()
 
     with Bench("bench-fanout", a.keep) as b:
         site = b.sites(name="fanout")

@@ -66,7 +66,7 @@ import sys
 import threading
 import time
 
-from benchlib import ROOT, Bench, PosternEnv, add_users, check, describe, header
+from benchlib import ROOT, Bench, PosternEnv, add_users, check, describe, ensure_dovecot, header
 import conftest  # noqa: E402  (benchlib put tests/integration on sys.path)
 import bench_gateway as bg  # noqa: E402  (its IMAP client, /proc helpers and Dovecot instance)
 
@@ -335,15 +335,7 @@ def main():
             sys.exit("bench_fetch_memory: %s binary %s not built (cmake -S TREE -B TREE/build-rel "
                      "-DCMAKE_BUILD_TYPE=Release && cmake --build TREE/build-rel -j2 --target postern)" % (label, path))
     os.environ["POSTERN_BIN"] = a.new_bin  # Bench and conftest's helpers take it from there
-    dovecot = not a.no_dovecot
-    if dovecot and not (shutil.which("dovecot") and os.path.exists("/usr/lib/dovecot/imap")
-                        and os.path.exists("/usr/lib/dovecot/pop3")):
-        print("installing dovecot-imapd dovecot-pop3d (the system service is not configured by this bench)", flush=True)
-        r = subprocess.run(["apt-get", "install", "-y", "dovecot-imapd", "dovecot-pop3d"], stdout=subprocess.DEVNULL,
-                           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-        if r.returncode != 0:
-            print("  apt-get failed: no Dovecot anchor", flush=True)
-            dovecot = False
+    dovecot = not a.no_dovecot and ensure_dovecot()
 
     with Bench("bench-fetch-memory", a.keep) as b:
         site = b.sites(name="fetchmem")
