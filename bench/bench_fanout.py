@@ -56,10 +56,8 @@ import asyncio
 import os
 import re
 import resource
-import shutil
 import ssl
 import statistics
-import subprocess
 import sys
 import threading
 import time

@@ -59,9 +59,7 @@ import base64
 import hashlib
 import os
 import re
-import shutil
 import ssl
-import subprocess
 import sys
 import threading
 import time
