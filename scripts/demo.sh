@@ -3,8 +3,8 @@
 # start a local INN site, create the organisation authority and a demo user, deliver sample
 # mail, and show the demo user's decrypted mailbox. Re-running starts over cleanly.
 #
-#   sudo scripts/demo.sh            # state in ./run/demo (DEMO_DIR=... to change)
-#   sudo scripts/demo.sh stop       # stop the demo's gateway and INN site
+#   scripts/demo.sh                 # state in ./run/demo (DEMO_DIR=... to change)
+#   scripts/demo.sh stop            # stop the demo's gateway and INN site
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +36,7 @@ if [ "${1:-}" = stop ]; then
     "$ROOT/scripts/inn-site" stop "$SITE"
     exit 0
 fi
-[ "$(id -u)" -eq 0 ] || { echo "demo.sh: run as root (it installs packages and starts INN): sudo $0" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "demo.sh: run as root (it installs packages and starts INN): in a root shell" >&2; exit 1; }
 
 step "Installing dependencies"
 "$ROOT/scripts/install-deps.sh"
@@ -201,7 +201,7 @@ and $ADDR:$IMAP_PORT (STARTTLS); its log is $DEMO/serve.log.
   config:    export POSTERN_CONFIG=$DEMO/postern.conf
   password:  $DEMO/demo.password
   read one:  $POSTERN mailbox $USER_ADDR --password-file $DEMO/demo.password --show NUM
-  stop:      sudo scripts/demo.sh stop
+  stop:      scripts/demo.sh stop
 Point any IMAP or POP3 client at localhost:$IMAPS_PORT (IMAPS) or localhost:$POP3S_PORT (POP3S),
 user $USER_ADDR, trusting the demo CA $CA.pem (its certificate names localhost; trusting
 the CA once survives re-runs: Thunderbird, Settings > Certificates > Import; Debian,
