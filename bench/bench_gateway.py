@@ -600,8 +600,10 @@ class Postern:
             f.write(open(os.path.join(site_dir, "postern-site.conf")).read())
             f.write("\n[gateway]\nimaps = %s:%d\npop3s = %s:%d\ntls_cert = %s\ntls_key = %s\n"
                     "user = nobody\nvault_user = daemon\nkdf_pool_memory = 67108864\n"
-                    "max_connections = %d\n" % (addr, self.imaps, addr, self.pop3s, cert, key,
-                                                max(10000, idle + 100)))
+                    "max_connections = %d\n"
+                    # every benchmark connection comes from one address: no per-address cap
+                    "max_connections_per_ip = 0\n" % (addr, self.imaps, addr, self.pop3s, cert, key,
+                                                      max(10000, idle + 100)))
         os.chmod(self.conf, 0o600)
         self.lmtp_sock = os.path.join(work, "lmtp.sock")
         self.lmtp = self.serve = None
