@@ -612,6 +612,7 @@ static load_ctx *ctx_new(mb_reader *r, const char *msgid)
     x->a = r->a;
     x->a->refs++;
     x->waiters_tail = &x->waiters;
+    x->env.public_data = 1; /* the sealed envelope: what the news spool holds anyway */
     snprintf(x->msgid, sizeof x->msgid, "%s", msgid);
     return x;
 }

@@ -207,7 +207,7 @@ static int read_ids(ps_pool *pool, size_t site, const char *group, id_set *out)
 static int copy_article(ps_pool *pool, size_t src, size_t dst, const char *group, const char *msgid, char *err,
                         size_t errlen)
 {
-    pu_buf env = {0};
+    pu_buf env = {.public_data = 1}; /* ciphertext, as on the spool */
     char got[PA_MSGID_MAX], lock[PA_CANCEL_LOCK_MAX] = "";
     int st = ps_read_envelope(pool, src, msgid, &env, got, lock, err, errlen);
     if (st == PS_OK && (env.len < PC_MSG_PREFIX_BYTES || strcmp(got, msgid) != 0)) {

@@ -245,7 +245,7 @@ fail:;
 
 void pu_buf_free(pu_buf *b)
 {
-    if (b->data)
+    if (b->data && !b->public_data)
         sodium_memzero(b->data, b->cap);
     free(b->data);
     b->data = NULL;
@@ -269,6 +269,14 @@ int pu_buf_reserve(pu_buf *b, size_t n)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (b->public_data) {
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return -1;
+        b->data = d;
+        b->cap = cap;
+        return 0;
+    }
     /* not realloc: the old block may hold plaintext (a message, a header), wiped before it
      * goes back to the allocator */
     char *d = malloc(cap);

@@ -70,8 +70,9 @@ int pu_write_file_atomic(const char *path, const void *data, size_t len, int mod
 typedef struct pu_buf {
     char *data;
     size_t len, cap;
+    int public_data; /* set by its owner: ciphertext only, grown by realloc and never wiped */
 } pu_buf;
-#define PU_BUF_INIT {NULL, 0, 0}
+#define PU_BUF_INIT {NULL, 0, 0, 0}
 void pu_buf_free(pu_buf *b);
 void pu_buf_clear(pu_buf *b); /* len = 0, memory kept */
 /* Room for n more bytes plus the NUL. */
