@@ -62,7 +62,7 @@ import sys
 import threading
 import time
 
-from benchlib import (ROOT, Bench, PosternEnv, add_users, deliver, describe, ensure_dovecot, header, lmtp_message,
+from benchlib import (Bench, PosternEnv, add_bin_args, add_users, deliver, describe, ensure_dovecot, header, lmtp_message,
                       lmtp_server, pct)
 import conftest  # noqa: E402  (benchlib put tests/integration on sys.path)
 import bench_gateway as bg  # noqa: E402  (its fast IMAP client, /proc CPU helpers and Dovecot instance)
@@ -434,9 +434,7 @@ def measure(srv, k, a, lm, base):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--old-bin", default=os.environ.get("POSTERN_OLD_BIN", "/work/wt-old/build-rel/cli/postern"))
-    ap.add_argument("--new-bin", default=os.environ.get("POSTERN_NEW_BIN") or os.environ.get("POSTERN_BIN")
-                    or os.path.join(ROOT, "build-rel", "cli", "postern"))
+    add_bin_args(ap)
     ap.add_argument("--idle", type=csv_ints, default=[0, 1000, 10000], help="K values, comma-separated")
     ap.add_argument("--events", type=int, default=2000, help="STOREs per run")
     ap.add_argument("--messages", type=int, default=5, help="messages for A")

@@ -64,7 +64,7 @@ import sys
 import threading
 import time
 
-from benchlib import ROOT, Bench, PosternEnv, add_users, check, describe, ensure_dovecot, header
+from benchlib import Bench, PosternEnv, add_bin_args, add_users, check, describe, ensure_dovecot, header
 import conftest  # noqa: E402  (benchlib put tests/integration on sys.path)
 import bench_gateway as bg  # noqa: E402  (its IMAP client, /proc helpers and Dovecot instance)
 
@@ -314,9 +314,7 @@ def measure_dovecot(work, addr, messages, digests, rounds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--old-bin", default=os.environ.get("POSTERN_OLD_BIN", "/work/wt-old/build-rel/cli/postern"))
-    ap.add_argument("--new-bin", default=os.environ.get("POSTERN_NEW_BIN") or os.environ.get("POSTERN_BIN")
-                    or os.path.join(ROOT, "build-rel", "cli", "postern"))
+    add_bin_args(ap)
     ap.add_argument("--only", choices=["old", "new"], help="one binary only")
     ap.add_argument("--messages", type=int, default=4, help="messages, sessions and concurrent FETCHes")
     ap.add_argument("--size-mb", type=int, default=100, help="size of each message, MB (MiB of body)")

@@ -22,7 +22,7 @@ from test_dead_site import BlackHole  # noqa: E402,F401
 from test_lmtp import DELIVERED, Server, stuff, transaction  # noqa: E402,F401
 
 __all__ = ["Bench", "BlackHole", "CountingProxy", "PosternEnv", "Server", "add_users", "check", "deliver", "describe",
-           "ensure_dovecot",
+           "add_bin_args", "ensure_dovecot",
            "header", "lmtp_message", "lmtp_server", "multi_site_env", "pct", "set_min_copies", "sites_line"]
 
 
@@ -85,6 +85,14 @@ class Bench:
         if extra:
             e.conf.write_text(e.conf.read_text() + extra)
         return e
+
+
+def add_bin_args(ap):
+    """--old-bin and --new-bin for the benchmarks that run the build before a change beside
+    this one (the old one from a worktree at the commit before it, bench/README.md)."""
+    ap.add_argument("--old-bin", default=os.environ.get("POSTERN_OLD_BIN", "/work/wt-old/build-rel/cli/postern"))
+    ap.add_argument("--new-bin", default=os.environ.get("POSTERN_NEW_BIN") or os.environ.get("POSTERN_BIN")
+                    or os.path.join(ROOT, "build-rel", "cli", "postern"))
 
 
 def ensure_dovecot():
