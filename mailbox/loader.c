@@ -136,7 +136,7 @@ static void cache_push_front(mb_account *a, mb_plain *p)
     a->cache_n++;
 }
 
-static void cache_insert(mb_account *a, mb_plain *p)
+void mb_cache_insert(mb_account *a, mb_plain *p)
 {
     if (!a->cache_index && !(a->cache_index = calloc(CACHE_BUCKETS, sizeof *a->cache_index)))
         return; /* out of memory: not cached, still served */
@@ -150,12 +150,7 @@ static void cache_insert(mb_account *a, mb_plain *p)
         cache_remove(a, a->cache_tail);
 }
 
-void mb_cache_insert(mb_account *a, mb_plain *p)
-{
-    cache_insert(a, p);
-}
-
-static mb_plain *cache_find(mb_account *a, const char *msgid)
+mb_plain *mb_cache_lookup(mb_account *a, const char *msgid)
 {
     if (!a->cache_index)
         return NULL;
@@ -317,33 +312,11 @@ static bool send_open(load_ctx *x);
 
 /* ---- hop 3: decrypt and parse (worker) ---- */
 
+/* The plaintext as it is decrypted: pu_buf wipes every block it outgrows. */
 typedef struct plain_buf {
-    char *data;
-    size_t len, cap;
+    pu_buf b;
     bool prev_cr;
 } plain_buf;
-
-static int plain_put(plain_buf *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *d = malloc(cap);
-        if (!d)
-            return -1;
-        if (b->data) { /* plaintext: never left behind by realloc */
-            memcpy(d, b->data, b->len);
-            sodium_memzero(b->data, b->len);
-            free(b->data);
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
 
 /* Bare LF becomes CRLF; lines that end in CRLF already are copied in one run with what
  * follows them, so a message stored with CRLF costs one copy per decrypted chunk. */
@@ -357,13 +330,13 @@ static int to_crlf(void *arg, const uint8_t *data, size_t len)
             break;
         bool after_cr = lf == data ? b->prev_cr : lf[-1] == '\r';
         if (!after_cr) {
-            if (plain_put(b, run, (size_t)(lf - run)) != 0 || plain_put(b, "\r\n", 2) != 0)
+            if (pu_buf_add(&b->b, run, (size_t)(lf - run)) != 0 || pu_buf_add(&b->b, "\r\n", 2) != 0)
                 return 1;
             run = lf + 1;
         }
         p = lf + 1;
     }
-    if (run < end && plain_put(b, run, (size_t)(end - run)) != 0)
+    if (run < end && pu_buf_add(&b->b, run, (size_t)(end - run)) != 0)
         return 1;
     if (len)
         b->prev_cr = end[-1] == '\r';
@@ -375,15 +348,12 @@ static void decrypt_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
     (void)sites;
     (void)cfg;
     load_ctx *x = j->ctx;
-    plain_buf b = {0};
-    if (x->meta.crlf_size < (64u << 20)) {
-        b.cap = x->meta.crlf_size + 1; /* one allocation for the usual message */
-        b.data = malloc(b.cap);
-        if (!b.data)
-            b.cap = 0;
-    }
-    x->status = ps_open_envelope((const uint8_t *)x->env.data, x->env.len, x->msgid, x->stream_key, &x->meta, to_crlf, &b, x->err,
-                                 sizeof x->err);
+    plain_buf pb = {0};
+    if (x->meta.crlf_size < (64u << 20))
+        (void)pu_buf_reserve(&pb.b, x->meta.crlf_size); /* one allocation for the usual message */
+    x->status = ps_open_envelope((const uint8_t *)x->env.data, x->env.len, x->msgid, x->stream_key, &x->meta, to_crlf, &pb,
+                                 x->err, sizeof x->err);
+    pu_buf b = pb.b;
     sodium_memzero(x->stream_key, sizeof x->stream_key);
     mb_artcache *cache = x->a->st->artcache;
     if (cache && x->status == PS_OK && !x->from_cache) /* authentic: worth keeping */
@@ -392,10 +362,7 @@ static void decrypt_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
         mb_artcache_drop(cache, x->msgid); /* damaged on disk: the next read asks the news server */
     pu_buf_free(&x->env);
     if (x->status != PS_OK) {
-        if (b.data) {
-            sodium_memzero(b.data, b.len);
-            free(b.data);
-        }
+        pu_buf_free(&b);
         return;
     }
     /* IMAP forbids NUL in a literal (RFC 3501 CHAR8); Dovecot serves 0x80 in its place, and
@@ -409,18 +376,12 @@ static void decrypt_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
     }
     /* A message must end with a line end (RFC 5322); one that does not gets CRLF, so that
      * IMAP's RFC822.SIZE, BODY[] and POP3's RETR and sizes all agree. */
-    if (b.len && b.data[b.len - 1] != '\n' && plain_put(&b, "\r\n", 2) != 0) {
-        sodium_memzero(b.data, b.len);
-        free(b.data);
-        b.data = NULL;
-    }
+    if (b.len && b.data[b.len - 1] != '\n' && pu_buf_add(&b, "\r\n", 2) != 0)
+        pu_buf_free(&b);
     mb_plain *p = calloc(1, sizeof *p);
     if (!p || !b.data) {
         free(p);
-        if (b.data) {
-            sodium_memzero(b.data, b.len);
-            free(b.data);
-        }
+        pu_buf_free(&b);
         x->status = PS_FAIL;
         snprintf(x->err, sizeof x->err, "out of memory");
         return;
@@ -469,7 +430,7 @@ static void decrypt_done(mb_job *j)
         p->st = a->st;
         p->charge = p->len;
         a->st->plain_used += p->charge;
-        cache_insert(a, p);
+        mb_cache_insert(a, p);
     } else if (refetch(x)) {
         return;
     } else if (x->status == PS_BADMSG) {
@@ -768,7 +729,7 @@ void mb_load(mb_reader *r, const char *msgid, bool mime, mb_load_waiter *w, mb_l
         return;
     }
     add_waiter(x, w, cb, arg, mime);
-    mb_plain *p = cache_find(a, msgid);
+    mb_plain *p = mb_cache_lookup(a, msgid);
     if (p) {
         p->refs++;
         x->plain = p;
@@ -784,7 +745,7 @@ void mb_load(mb_reader *r, const char *msgid, bool mime, mb_load_waiter *w, mb_l
  * loads are in flight already. */
 static void prefetch(mb_reader *r, const char *msgid)
 {
-    if (r->prefetching >= READ_AHEAD || find_loading(r->a, msgid) || cache_find(r->a, msgid))
+    if (r->prefetching >= READ_AHEAD || find_loading(r->a, msgid) || mb_cache_lookup(r->a, msgid))
         return;
     load_ctx *x = ctx_new(r, msgid);
     if (!x)
@@ -853,11 +814,6 @@ int mb_loader_init(mb_account *a)
 {
     a->deliver = event_new(a->st->base, -1, 0, deliver_cb, a);
     return a->deliver ? 0 : -1;
-}
-
-mb_plain *mb_cache_lookup(mb_account *a, const char *msgid)
-{
-    return cache_find(a, msgid);
 }
 
 void mb_loader_free(mb_account *a)
