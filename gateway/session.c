@@ -84,14 +84,6 @@ void gw_vwritef(session *s, const char *fmt, va_list ap)
     evbuffer_add(out, "\r\n", 2);
 }
 
-void gw_writef(session *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    gw_vwritef(s, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- timers ---- */
 
 static void arm_timeout(session *s)

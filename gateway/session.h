@@ -165,8 +165,7 @@ void gw_write(session *s, const void *data, size_t len);
 /* Bytes inside a decrypted message, queued without a copy: the output holds p until they are
  * sent (or the connection closes). */
 void gw_write_plain(session *s, const char *data, size_t len, mb_plain *p);
-/* Text and CRLF. */
-void gw_writef(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Text and CRLF (the protocols' formatted replies). */
 void gw_vwritef(session *s, const char *fmt, va_list ap);
 /* An asynchronous command has written its reply: read on (from the loop, not right now). */
 void gw_session_done(session *s);
