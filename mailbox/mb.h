@@ -86,6 +86,7 @@ typedef struct mb_state_fetch {
     uint8_t *key;                /* sodium_malloc'd copy of the state key */
     struct mstate **opened;      /* ... read and opened */
     size_t nopened;
+    uint64_t snapshot_ms;        /* the newest snapshot's writer clock among them */
     bool *done;                  /* want[i] needs no second read (opened, or never will) */
     bool nomem;
 } mb_state_fetch;

@@ -35,6 +35,8 @@ typedef struct rep_wait {
 } rep_wait;
 
 #define SNAPSHOT_AFTER 64 /* deltas read or written since the last snapshot */
+/* ... or the newest snapshot is this old: INN expires state articles with the mail (30 days) */
+#define SNAPSHOT_MAX_AGE_MS (7ull * 24 * 3600 * 1000)
 
 /* The owner's cancel key of a message this account opened (the loader's hop 2 saw its
  * stream key): an expunge cancels the article with it, at every site. */
@@ -66,6 +68,10 @@ struct mb_replica {
     bool projected; /* the user's state was brought up to the mstate once */
     unsigned deltas_since_snapshot;
     bool post_failed_logged;
+    char (*live)[PA_MSGID_MAX]; /* state articles merged or posted since the last snapshot: it
+                                   covers them, so it cancels them */
+    size_t nlive, caplive;
+    uint64_t newest_snapshot_ms; /* the writer's clock of the newest snapshot read or written */
     rep_ckey *ckeys; /* sorted by Message-ID */
     size_t nckeys, capckeys;
 };
@@ -114,6 +120,15 @@ static void seen_add(struct mb_replica *r, const char *msgid)
     memmove(&r->seen[lo + 1], &r->seen[lo], (r->nseen - lo) * sizeof *r->seen);
     snprintf(r->seen[lo], PA_MSGID_MAX, "%s", msgid);
     r->nseen++;
+    if (r->nlive == r->caplive) {
+        size_t cap = r->caplive ? r->caplive * 2 : 16;
+        void *p = realloc(r->live, cap * sizeof *r->live);
+        if (!p)
+            return; /* left on the spool until INN expires it */
+        r->live = p;
+        r->caplive = cap;
+    }
+    snprintf(r->live[r->nlive++], PA_MSGID_MAX, "%s", msgid);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
@@ -189,8 +204,21 @@ static void post_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
             post_free(p);
             continue;
         }
+        if (st != PS_TEMP) { /* refused: trying again changes nothing (a snapshot carries a delta) */
+            pu_log(PU_WARN, "%s: %s refused by the news server: %s", x->address, p->msgid, x->err);
+            post_free(p);
+            continue;
+        }
+        /* in order: a snapshot goes before the cancels of what it covers */
         *x->failed_tail = p;
         x->failed_tail = &p->next;
+        while (x->posts) {
+            p = x->posts;
+            x->posts = p->next;
+            p->next = NULL;
+            *x->failed_tail = p;
+            x->failed_tail = &p->next;
+        }
     }
 }
 
@@ -318,6 +346,34 @@ static void delta_msgid(struct mb_replica *r, uint64_t seq, char out[PA_MSGID_MA
     pa_state_message_id(id, out);
 }
 
+static void queue_cancel(mb_account *a, const char *target, const uint8_t key[PC_CANCEL_KEY_BYTES])
+{
+    struct mb_replica *r = a->rep;
+    rep_post *p = calloc(1, sizeof *p);
+    uint8_t id[20];
+    char key_text[PC_CANCEL_TEXT_MAX];
+    static const char body[] = "cancel";
+    if (!p || !(p->bytes = malloc(sizeof body))) {
+        free(p);
+        pu_log(PU_ERROR, "%s: %s not cancelled: out of memory", a->address, target);
+        return;
+    }
+    randombytes_buf(id, sizeof id);
+    pa_cancel_message_id(id, p->msgid);
+    pc_cancel_key_text(key, key_text);
+    size_t ok = pa_cancel_headers(a->mbox->group, target, p->msgid, key_text, p->headers, sizeof p->headers);
+    sodium_memzero(key_text, sizeof key_text);
+    if (!ok) {
+        free(p->bytes);
+        free(p);
+        return;
+    }
+    memcpy(p->bytes, body, sizeof body - 1);
+    p->len = sizeof body - 1;
+    *r->posts_tail = p;
+    r->posts_tail = &p->next;
+}
+
 static void post_snapshot(mb_account *a)
 {
     struct mb_replica *r = a->rep;
@@ -331,8 +387,21 @@ static void post_snapshot(mb_account *a)
     char msgid[PA_MSGID_MAX];
     randombytes_buf(id, sizeof id);
     pa_state_message_id(id, msgid);
-    queue_post(a, msgid, bytes, len);
+    /* the snapshot holds everything merged or written so far: what it covers goes */
+    char(*covered)[PA_MSGID_MAX] = r->live;
+    size_t ncovered = r->nlive;
+    r->live = NULL;
+    r->nlive = r->caplive = 0;
+    queue_post(a, msgid, bytes, len); /* the first of the next round's list */
+    for (size_t i = 0; i < ncovered; i++) {
+        uint8_t ck[PC_CANCEL_KEY_BYTES];
+        pc_cancel_owner_key(CANCEL_KEY(r), covered[i], ck);
+        queue_cancel(a, covered[i], ck);
+        sodium_memzero(ck, sizeof ck);
+    }
+    free(covered);
     r->deltas_since_snapshot = 0;
+    r->newest_snapshot_ms = now_ms();
     pu_log(PU_DEBUG, "%s: state snapshot %s (%zu bytes)", a->address, msgid, len);
 }
 
@@ -355,7 +424,8 @@ static void seal(mb_account *a)
             r->deltas_since_snapshot++;
         }
     }
-    if (r->deltas_since_snapshot >= SNAPSHOT_AFTER)
+    if (r->deltas_since_snapshot >= SNAPSHOT_AFTER ||
+        (mstate_count(r->ms) && now_ms() - r->newest_snapshot_ms > SNAPSHOT_MAX_AGE_MS))
         post_snapshot(a);
 }
 
@@ -409,6 +479,7 @@ void mb_replica_free(mb_account *a)
         sodium_memzero(r->ckeys, r->capckeys * sizeof *r->ckeys);
     free(r->ckeys);
     free(r->seen);
+    free(r->live);
     free(r->retry);
     free(r->wait);
     free(r);
@@ -473,28 +544,7 @@ static bool post_cancel(mb_account *a, const char *msgid)
     long at = ckey_find(r, msgid, &found);
     if (!found)
         return false;
-    rep_post *p = calloc(1, sizeof *p);
-    uint8_t id[20];
-    char key_text[PC_CANCEL_TEXT_MAX];
-    static const char body[] = "cancel";
-    if (!p || !(p->bytes = malloc(sizeof body))) {
-        free(p);
-        pu_log(PU_ERROR, "%s: %s not cancelled: out of memory", a->address, msgid);
-        return true;
-    }
-    randombytes_buf(id, sizeof id);
-    pa_cancel_message_id(id, p->msgid);
-    pc_cancel_key_text(r->ckeys[at].key, key_text);
-    if (pa_cancel_headers(a->mbox->group, msgid, p->msgid, key_text, p->headers, sizeof p->headers) == 0) {
-        free(p->bytes);
-        free(p);
-        return true;
-    }
-    sodium_memzero(key_text, sizeof key_text);
-    memcpy(p->bytes, body, sizeof body - 1);
-    p->len = sizeof body - 1;
-    *r->posts_tail = p;
-    r->posts_tail = &p->next;
+    queue_cancel(a, msgid, r->ckeys[at].key);
     /* the key is spent: it is in the cancel's headers now */
     sodium_memzero(&r->ckeys[at], sizeof r->ckeys[at]);
     memmove(&r->ckeys[at], &r->ckeys[at + 1], (r->nckeys - (size_t)at - 1) * sizeof *r->ckeys);
@@ -648,7 +698,14 @@ void mb_replica_fetch_run(mb_state_fetch *f, ps_pool *sites, size_t site)
         if (st != PS_OK)
             continue; /* the next scan tries again */
         mstate *o = NULL;
-        int rc = mstate_open((const uint8_t *)b.data, b.len, f->key, &o, NULL);
+        mstate_info info;
+        int rc = mstate_open((const uint8_t *)b.data, b.len, f->key, &o, &info);
+        if (rc == MSTATE_OK && info.kind == MSTATE_SNAPSHOT) {
+            /* a state that only ever numbered mail has no clock yet: taken as new */
+            uint64_t ms = mstate_clock(o).ms ? mstate_clock(o).ms : now_ms();
+            if (ms > f->snapshot_ms)
+                f->snapshot_ms = ms;
+        }
         f->done[i] = true;
         if (rc != MSTATE_OK) {
             pu_log(PU_WARN, "state article %s does not open: %s (forged, or another user's)", f->want[i],
@@ -868,10 +925,15 @@ void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok)
             if (!(f->done && f->done[i]))
                 memcpy(r->retry[r->nretry++], f->want[i], PA_MSGID_MAX);
     r->deltas_since_snapshot += (unsigned)merged;
+    if (f->snapshot_ms > r->newest_snapshot_ms)
+        r->newest_snapshot_ms = f->snapshot_ms;
     if (merged)
         pu_log(PU_DEBUG, "%s: merged %zu state articles", a->address, merged);
-    if (ok)
+    if (ok) {
         settle(a, merged > 0);
+        if (merged)
+            touch(a); /* a snapshot may be due */
+    }
     free(f->want);
     free(f->opened);
     free(f->done);
