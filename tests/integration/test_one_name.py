@@ -36,7 +36,7 @@ HOSTS = Path("/etc/hosts")
 CONVERGE = 120
 
 
-def wait_for(cond, timeout, step=0.5):
+def wait_for(cond, timeout, step=1.0):
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
@@ -344,6 +344,9 @@ def test_one_name_failover_and_back(sites, hosts_name, tmp_path):
 
     rc, out = fm.fetch(sites)
     assert rc == 0 and fm.count() == len(SUBJECTS), out
+    # fetchmail remembers UIDLs per user@host-as-configured: the one name, whichever site answered
+    ids = (fm.home / "fetchids").read_text().splitlines()
+    assert len(ids) == len(SUBJECTS) and all(l.startswith("%s@%s " % (USER, name)) for l in ids), ids
     if gm:
         out = gm.fetch(sites)
         assert gm.count() == len(SUBJECTS), out
