@@ -31,12 +31,18 @@ int pa_prefix_check(const char *prefix, char *err, size_t errlen);
 /* Message-IDs (with angle brackets). */
 void pa_mail_message_id(const uint8_t tag[32], char out[PA_MSGID_MAX]);
 void pa_key_message_id(const uint8_t key_id[16], uint32_t serial, char out[PA_MSGID_MAX]);
+/* A replicated-state article's Message-ID "<s.HEX40@postern.invalid>" (docs/formats.md 6.5). */
+void pa_state_message_id(const uint8_t id[20], char out[PA_MSGID_MAX]);
+/* A cancel's own Message-ID "<c.HEX40@postern.invalid>". */
+void pa_cancel_message_id(const uint8_t id[20], char out[PA_MSGID_MAX]);
 /* Checks that msgid is the mail Message-ID for tag: 0 yes, -1 no. */
 int pa_mail_message_id_matches(const uint8_t tag[32], const char *msgid);
 /* An overview line (OVER: "number \t subject \t from \t date \t message-id \t ...") of a
  * postern mail article ("<m....>"): 1 with its number and Message-ID (not NUL-terminated,
  * shorter than PA_MSGID_MAX), else 0 (another article in the group, or malformed). */
 int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len);
+/* The same for a state article ("<s....>"). */
+int pa_over_state(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len);
 /* The article's size in octets from an overview line (its Bytes field), 0 if it has none. */
 uint64_t pa_over_bytes(const char *line, size_t len);
 
@@ -52,6 +58,11 @@ int pa_over_key(const char *line, size_t len, uint64_t *number, uint32_t *serial
  * Returns length, 0 if cap is too small or an argument could break the header block (group
  * or msgid not one visible token, extra not "Name: value" CRLF lines). */
 size_t pa_mail_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap);
+size_t pa_state_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap);
+/* A cancel control message (RFC 5537 5.3) for target, with RFC 8315's Cancel-Key (key_text:
+ * "sha256:..."); its own Message-ID is cancel_id. */
+size_t pa_cancel_headers(const char *group, const char *target, const char *cancel_id, const char *key_text,
+                         char *out, size_t cap);
 size_t pa_key_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap);
 
 /* Incremental reader for an article arriving line by line (nntp_fetch's callback): keeps

@@ -24,6 +24,20 @@ void pa_mail_message_id(const uint8_t tag[32], char out[PA_MSGID_MAX])
     snprintf(out, PA_MSGID_MAX, "<m.%s" MSGID_DOMAIN, h);
 }
 
+void pa_state_message_id(const uint8_t id[20], char out[PA_MSGID_MAX])
+{
+    char h[41];
+    hex(h, id, 20);
+    snprintf(out, PA_MSGID_MAX, "<s.%s" MSGID_DOMAIN, h);
+}
+
+void pa_cancel_message_id(const uint8_t id[20], char out[PA_MSGID_MAX])
+{
+    char h[41];
+    hex(h, id, 20);
+    snprintf(out, PA_MSGID_MAX, "<c.%s" MSGID_DOMAIN, h);
+}
+
 void pa_key_message_id(const uint8_t key_id[16], uint32_t serial, char out[PA_MSGID_MAX])
 {
     char h[33];
@@ -62,19 +76,30 @@ static int over_split(const char *line, size_t len, over_fields *f)
     return 0;
 }
 
-int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len)
+static int over_prefixed(const char *line, size_t len, const char *prefix, uint64_t *number, const char **msgid,
+                         size_t *msgid_len)
 {
     over_fields f;
     if (over_split(line, len, &f) != 0 || !f.at[4])
         return 0;
     const char *p = f.at[4];
     size_t n = f.len[4];
-    if (n < 4 || n >= PA_MSGID_MAX || strncmp(p, "<m.", 3) != 0 || p[n - 1] != '>')
+    if (n < 4 || n >= PA_MSGID_MAX || strncmp(p, prefix, 3) != 0 || p[n - 1] != '>')
         return 0;
     *number = f.number;
     *msgid = p;
     *msgid_len = n;
     return 1;
+}
+
+int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len)
+{
+    return over_prefixed(line, len, "<m.", number, msgid, msgid_len);
+}
+
+int pa_over_state(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len)
+{
+    return over_prefixed(line, len, "<s.", number, msgid, msgid_len);
 }
 
 static uint64_t field_number(const over_fields *f, int i)
@@ -189,6 +214,31 @@ static size_t emit(char *out, size_t cap, const char *subject, const char *forma
 size_t pa_mail_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap)
 {
     return emit(out, cap, "postern mail", "message 1", group, msgid, extra);
+}
+
+size_t pa_state_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap)
+{
+    return emit(out, cap, "postern state", "state 1", group, msgid, extra);
+}
+
+size_t pa_cancel_headers(const char *group, const char *target, const char *cancel_id, const char *key_text,
+                         char *out, size_t cap)
+{
+    if (!out || !token_ok(group, PA_GROUP_MAX) || !token_ok(target, PA_MSGID_MAX - 1) ||
+        !token_ok(cancel_id, PA_MSGID_MAX - 1) || !token_ok(key_text, 128))
+        return 0;
+    int n = snprintf(out, cap,
+                     FROM_LINE
+                     "Newsgroups: %s\r\n"
+                     "Subject: cmsg cancel %s\r\n"
+                     "Control: cancel %s\r\n"
+                     "Message-ID: %s\r\n"
+                     "Cancel-Key: %s\r\n"
+                     "\r\n",
+                     group, target, target, cancel_id, key_text);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    return (size_t)n;
 }
 
 size_t pa_key_headers(const char *group, const char *msgid, const char *extra, char *out, size_t cap)

@@ -261,6 +261,10 @@ static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
         return set_uint(&g->article_cache_mb, value, 0, 1u << 24, key, ctx);
     if (strcmp(key, "plaintext_budget") == 0) /* MiB */
         return set_uint(&g->plaintext_budget_mb, value, 0, 1u << 20, key, ctx);
+    if (strcmp(key, "site_id") == 0) /* names this gateway in users' replicated state */
+        return set_uint(&g->site_id, value, 1, 65535, key, ctx);
+    if (strcmp(key, "uid_claim_delay") == 0)
+        return set_uint(&g->uid_claim_delay, value, 0, 3600, key, ctx);
     if (strcmp(key, "state_save_interval") == 0) /* what a crash of the network process may lose */
         return set_uint(&g->state_save_interval, value, 1, 86400, key, ctx);
     if (strcmp(key, "tls_cert") == 0)
@@ -427,6 +431,8 @@ void pn_config_defaults(const char *path, pn_config *cfg)
     g->article_cache_mb = 1024;
     g->plaintext_budget_mb = 256;
     g->state_save_interval = 60;
+    g->site_id = 1;
+    g->uid_claim_delay = 10;
     g->max_connections = 10000;
     g->max_line = 65536;
 }
@@ -684,6 +690,8 @@ void pn_config_write(const pn_config *cfg, int all, FILE *to)
     w_u64(&w, "article_cache", g->article_cache_mb, dg->article_cache_mb);
     w_u64(&w, "plaintext_budget", g->plaintext_budget_mb, dg->plaintext_budget_mb);
     w_u64(&w, "state_save_interval", g->state_save_interval, dg->state_save_interval);
+    w_u64(&w, "site_id", g->site_id, dg->site_id);
+    w_u64(&w, "uid_claim_delay", g->uid_claim_delay, dg->uid_claim_delay);
     w_str(&w, "tls_cert", g->tls_cert, dg->tls_cert);
     w_str(&w, "tls_key", g->tls_key, dg->tls_key);
     w_str(&w, "public_name", g->public_name, dg->public_name);

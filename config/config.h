@@ -40,6 +40,8 @@
  *   retention_days = 30                    ; announced in POP3 CAPA EXPIRE (INN's expire.ctl)
  *   article_cache = 1024                   ; MiB of ciphertext articles cached on disk; 0: off
  *   state_save_interval = 60               ; seconds: changed user states are written this often
+ *   site_id = 1                            ; this gateway in the users' replicated state (1..65535)
+ *   uid_claim_delay = 10                   ; seconds gateway k waits (times k - 1) to number new mail
  *   tls_cert = /etc/postern/tls.pem        ; PEM chain, leaf first (needed for imaps/STARTTLS)
  *   public_name = mail.example.org         ; the name clients connect to (postern autoconfig)
  *   tls_key = /etc/postern/tls.key         ; PEM private key
@@ -103,6 +105,11 @@ typedef struct pn_gateway {
     unsigned article_cache_mb;      /* ciphertext articles kept in state_dir/articles; 0: none */
     unsigned plaintext_budget_mb;   /* decrypted messages in memory, all sessions together; 0: no limit */
     unsigned state_save_interval;   /* seconds between saves of changed user states */
+    /* This gateway in its users' replicated state (1..65535, unique among the gateways that
+     * serve the same users); the lowest gives UIDs to new mail at once, gateway k waits
+     * (k - 1) * uid_claim_delay seconds for another's claim first (docs/design.md). */
+    unsigned site_id;
+    unsigned uid_claim_delay;       /* seconds */
     char tls_cert[PATH_MAX];
     char tls_key[PATH_MAX];
     /* The host name clients use to reach the gateway (a name in tls_cert), for the client

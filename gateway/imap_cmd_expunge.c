@@ -17,7 +17,7 @@ static size_t remove_deleted(session *s, const size_t *idx, size_t n, bool all)
             continue;
         userstate_msg st;
         userstate_get(mb_account_state(s->account), id, &st);
-        if ((st.flags & US_DELETED) && userstate_remove(mb_account_state(s->account), id) == US_OK)
+        if ((st.flags & US_DELETED) && mb_state_remove(s->account, id) == US_OK)
             removed++;
     }
     return removed;

@@ -79,7 +79,7 @@ static void status_reply(session *s)
         unseen += !(st.flags & US_SEEN);
         recent += m->msgs[i].uid > claimed;
     }
-    uint64_t next = m->high + 1;
+    uint64_t next = m->uidnext ? m->uidnext : 1;
     if (m->n && m->msgs[m->n - 1].uid >= next)
         next = (uint64_t)m->msgs[m->n - 1].uid + 1;
     status_line(s, "INBOX", 5, messages, recent, next, m->uidvalidity, unseen);

@@ -112,7 +112,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
         if (!id)
             continue;
         uint64_t before = userstate_modseq(mb_account_state(a));
-        if (userstate_store(mb_account_state(a), id, op, flags, kw) != US_OK)
+        if (mb_state_store(a, id, op, flags, kw) != US_OK)
             continue;
         changed |= userstate_modseq(mb_account_state(a)) != before;
         if (silent)

@@ -371,7 +371,7 @@ static void body_loaded(void *arg, mb_plain *pl, const char *err)
     if (pl && p->cmd.cmd == PP_CMD_RETR) {
         /* a downloaded message counts as read, as in other servers */
         const char *id = p->msgids[p->cmd.msg - 1];
-        if (userstate_store(mb_account_state(s->account), id, US_ADD, US_SEEN, NULL) == US_OK)
+        if (mb_state_store(s->account, id, US_ADD, US_SEEN, NULL) == US_OK)
             mb_account_changed(s->account);
     }
     send_buf(s, &b);
@@ -393,7 +393,7 @@ static p_result quit(session *s)
     if (nums) {
         pp_maildrop_deleted(p->md, nums, n);
         for (size_t k = 0; k < n; k++)
-            if (userstate_remove(mb_account_state(s->account), p->msgids[nums[k] - 1]) != US_OK)
+            if (mb_state_remove(s->account, p->msgids[nums[k] - 1]) != US_OK)
                 ok = false;
     }
     free(nums);

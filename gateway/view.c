@@ -247,5 +247,5 @@ bool gw_view_mark_seen(session *s, size_t i)
     userstate_get(mb_account_state(s->account), id, &st);
     if (st.flags & US_SEEN)
         return false;
-    return userstate_store(mb_account_state(s->account), id, US_ADD, US_SEEN, NULL) == US_OK;
+    return mb_state_store(s->account, id, US_ADD, US_SEEN, NULL) == US_OK;
 }

@@ -218,7 +218,7 @@ static void account_release(mb_account *a)
         }
     mb_mbox *m = a->mbox;
     /* entries beyond the scan's messages: some may be of messages expired everywhere */
-    bool prune = a->us && m && m->scanned && userstate_count(a->us) > m->n;
+    bool prune = a->us && m && m->scanned && userstate_count(a->us) > m->narts;
     if (a->us && (userstate_dirty(a->us) || prune)) {
         mb_job *j = calloc(1, sizeof *j);
         struct mb_saving *w = calloc(1, sizeof *w);
@@ -233,10 +233,10 @@ static void account_release(mb_account *a)
                 memcpy(x->state_key, a->state_key, VAULT_STATE_KEY_BYTES);
             if (prune) { /* the mailbox goes with the account: the job takes its list */
                 j->work = prune_work;
-                x->live = m->msgs;
-                x->n_live = m->n;
-                m->msgs = NULL;
-                m->n = m->cap = 0;
+                x->live = m->arts;
+                x->n_live = m->narts;
+                m->arts = NULL;
+                m->narts = m->capa = 0;
             }
             j->ctx = x;
             snprintf(j->address, sizeof j->address, "%s", a->address);
@@ -270,6 +270,7 @@ static void account_release(mb_account *a)
             }
         }
     }
+    mb_replica_free(a);
     userstate_close(a->us);
     sodium_free(a->state_key);
     mb_loader_free(a);
@@ -316,6 +317,7 @@ void mb_accounts_save_changed(mb_store *net)
 {
     unsaved_retry(net);
     for (mb_account *a = net->accounts; a; a = a->next) {
+        mb_replica_tick(a);
         if (!a->ready || !a->us || a->writing || !userstate_dirty(a->us))
             continue;
         periodic_save *x = calloc(1, sizeof *x);
@@ -388,13 +390,14 @@ static mb_account *account_new(mb_store *st, const char *address, const uint8_t 
     a->state_key = key;
     memcpy(key, state_key, VAULT_STATE_KEY_BYTES);
     snprintf(a->address, sizeof a->address, "%s", address);
-    if (mb_loader_init(a) != 0) {
+    if (mb_loader_init(a) != 0 || mb_replica_init(a) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     return a;
 fail:
     if (a) {
+        mb_replica_free(a);
         mb_loader_free(a);
         mb_mbox_free(a->mbox);
     }
@@ -406,6 +409,7 @@ fail:
 
 static void account_drop_new(mb_account *a)
 {
+    mb_replica_free(a);
     sodium_free(a->state_key);
     mb_loader_free(a);
     mb_mbox_free(a->mbox);

@@ -473,6 +473,7 @@ static void open_reply(void *arg, const vault_reply *r)
     }
     x->meta = r->u.open.meta;
     memcpy(x->stream_key, r->u.open.stream_key, PC_STREAM_KEY_BYTES);
+    mb_replica_cancel_key(x->a, x->msgid, x->stream_key);
     if (mb_pool_run(x->a->st->pool, decrypt_work, decrypt_done, x) != 0) {
         snprintf(x->err, sizeof x->err, "server busy");
         finish(x);

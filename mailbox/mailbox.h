@@ -97,17 +97,22 @@ void mb_store_free(mb_store *st);
 
 /* ---- the articles of the user's group on the news server (mbox.c) ---- */
 typedef struct mb_msg {
-    uint32_t uid;   /* the site's article number */
+    uint32_t uid;   /* msgs: the message's UID in the replicated state; arts: the article number */
     uint64_t bytes; /* the article's size from the overview (0: unknown) */
     char msgid[PA_MSGID_MAX];
+    uint8_t key[16]; /* the message's name in the replicated state (mstate_msgkey) */
 } mb_msg;
 
 typedef struct mb_mbox {
     char group[PA_GROUP_MAX + 1];
-    uint32_t uidvalidity;  /* 0 until the first scan */
+    uint32_t uidvalidity;  /* the replicated state's (the same at every site); 0 until the first scan */
+    uint32_t uidnext;      /* the UIDNEXT to announce */
     size_t site;           /* the site the article numbers belong to */
-    mb_msg *msgs;          /* sorted by uid */
+    mb_msg *msgs;          /* what clients see: the messages with a UID, sorted by UID */
     size_t n, cap;
+    mb_msg *arts;          /* the group's mail articles at the last scan, by article number */
+    size_t narts, capa;
+    uint64_t lines;        /* overview lines of the group read (mail, state and other articles) */
     uint64_t low, high, count; /* the group's numbers at the last scan */
     bool scanned, scanning, rescan;
     bool force_full; /* the next scan reads the whole group (an article was found missing) */
@@ -181,6 +186,13 @@ typedef struct mb_watcher {
 } mb_watcher;
 void mb_watch(mb_account *a, mb_watcher *w, void (*fn)(void *arg), void *arg);
 void mb_unwatch(mb_account *a, mb_watcher *w);
+
+/* ---- replica.c: the user's flags, deletions and UIDs, the same at every site ---- */
+/* A client's STORE or EXPUNGE / POP3 DELE+QUIT: applied to the user's state (as
+ * userstate_store / userstate_remove, same results) and to the replicated state, whose
+ * change is posted to the news server for every other site to merge. */
+int mb_state_store(mb_account *a, const char *msgid, enum userstate_op op, unsigned flags, const uint8_t *keywords);
+int mb_state_remove(mb_account *a, const char *msgid);
 
 /* ---- mbox.c: scans ---- */
 /* Starts a scan of the account's group in a worker unless one runs (then one more follows);

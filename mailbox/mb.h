@@ -69,6 +69,44 @@ void mb_waitlist_add(mb_waitlist *l, mb_waiter *w);
  * by the callbacks are left for the next call. */
 void mb_waitlist_wake(mb_waitlist *l, uint64_t up_to, mb_account *a, const char *no_text);
 
+/* ---- replica.c: the account's replicated state ---- */
+struct mstate;
+struct mb_replica;
+/* At account creation (the state key is set) and release (a change not yet posted is posted
+ * by a last job of its own). */
+int mb_replica_init(mb_account *a);
+void mb_replica_free(mb_account *a);
+/* What a scan hands over (scan_ctx): the state articles to read, the key to open them, and
+ * what it read. */
+typedef struct mb_state_fetch {
+    char (*want)[PA_MSGID_MAX]; /* state articles not merged yet */
+    size_t nwant, capwant;
+    char (*seen)[PA_MSGID_MAX];  /* a copy of those merged already, sorted */
+    size_t nseen;
+    uint8_t *key;                /* sodium_malloc'd copy of the state key */
+    struct mstate **opened;      /* ... read and opened */
+    size_t nopened;
+    uint64_t snapshot_ms;        /* the newest snapshot's writer clock among them */
+    bool *done;                  /* want[i] needs no second read (opened, or never will) */
+    bool nomem;
+} mb_state_fetch;
+/* Loop: a scan starts: which state articles it must read besides those its overview shows. */
+int mb_replica_fetch_begin(mb_account *a, mb_state_fetch *f);
+/* Worker: an overview line of a state article. */
+void mb_replica_fetch_note(mb_state_fetch *f, const char *msgid, size_t len);
+/* Worker: reads and opens f's articles at site. */
+void mb_replica_fetch_run(mb_state_fetch *f, ps_pool *sites, size_t site);
+/* Loop, after a scan (ok: it read the group): merges what f read, numbers new mail (or waits
+ * for another site to), rebuilds the mailbox's list of messages by UID and brings the user's
+ * state up to the merge. Frees f's contents. */
+void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok);
+/* Periodic: posts what could not be posted before. */
+void mb_replica_tick(mb_account *a);
+/* loader.c, hop 2: the vault opened msgid's prefix; its owner cancel key is kept for an
+ * expunge. */
+void mb_replica_cancel_key(mb_account *a, const char *msgid, const uint8_t stream_key[PC_STREAM_KEY_BYTES]);
+void mb_mbox_index_drop(mb_mbox *m);
+
 struct mb_account {
     mb_account *next;
     mb_store *st;
@@ -77,6 +115,7 @@ struct mb_account {
     bool ready;         /* state loaded */
     uint8_t *state_key; /* sodium_malloc'd */
     userstate *us;
+    struct mb_replica *rep; /* replica.c */
     mb_mbox *mbox;
     mb_waitlist opening;  /* mb_account_open callers waiting for the state */
     mb_waitlist scanning; /* mb_scan_wait callers */

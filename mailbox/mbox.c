@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "mailbox/mb.h"
+#include "mstate/mstate.h"
 #include "store/store.h"
 
 typedef struct scan_ctx {
@@ -19,6 +20,7 @@ typedef struct scan_ctx {
     size_t want_site;
     uint64_t old_low, old_high;
     size_t known, known_site; /* the messages the mailbox has, and the site they are from */
+    uint64_t known_lines;     /* the overview lines of the group the mailbox has read (state articles too) */
     /* results */
     int status; /* PS_* */
     char err[640];
@@ -31,6 +33,7 @@ typedef struct scan_ctx {
     uint64_t over_lines; /* overview lines read, postern's or not */
     bool confirmed;      /* a suspicious result was read again on a new connection */
     uint64_t gen;   /* the mailbox's scan number */
+    mb_state_fetch states; /* the replicated state's articles */
 } scan_ctx;
 
 size_t mb_mbox_count_up_to(const mb_mbox *m, uint32_t uid)
@@ -60,8 +63,8 @@ static size_t msgid_hash(const char *msgid)
     return h;
 }
 
-/* The scan changed the list: the index is built again when next asked. */
-static void index_drop(mb_mbox *m)
+/* The list changed: the index is built again when next asked. */
+void mb_mbox_index_drop(mb_mbox *m)
 {
     free(m->by_msgid);
     m->by_msgid = NULL;
@@ -101,8 +104,9 @@ void mb_mbox_free(mb_mbox *m)
 {
     if (!m)
         return;
-    index_drop(m);
+    mb_mbox_index_drop(m);
     free(m->msgs);
+    free(m->arts);
     free(m);
 }
 
@@ -115,6 +119,10 @@ static int over_line(void *arg, const char *line, size_t len)
     uint64_t num;
     const char *id_start;
     size_t idlen;
+    if (pa_over_state(line, len, &num, &id_start, &idlen)) {
+        mb_replica_fetch_note(&x->states, id_start, idlen);
+        return 0;
+    }
     if (!pa_over_mail(line, len, &num, &id_start, &idlen) || num > UINT32_MAX)
         return 0;
     if (x->n && x->msgs[x->n - 1].uid >= num)
@@ -134,6 +142,7 @@ static int over_line(void *arg, const char *line, size_t len)
     m->bytes = pa_over_bytes(line, len);
     memcpy(m->msgid, id_start, idlen);
     m->msgid[idlen] = '\0';
+    mstate_msgkey(m->msgid, idlen, m->key);
     return 0;
 }
 
@@ -193,7 +202,7 @@ static void scan_once(scan_ctx *x, ps_pool *sites)
                 return;
         }
         /* articles vanished (a cancel, or expiry inside the range): the count does not add up */
-        if (x->known + x->n != x->info.count) {
+        if (x->known_lines + x->over_lines != x->info.count) {
             x->full = true;
             x->n = x->over_lines = 0;
         }
@@ -224,7 +233,7 @@ static void scan_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
     bool first = x->first;
     scan_once(x, sites);
     if (!suspicious(x))
-        return;
+        goto states;
     /* confirm on a new connection: a mailbox must never lose messages it did not lose */
     ps_pool_drop(sites, x->site);
     x->first = first;
@@ -232,27 +241,9 @@ static void scan_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
     x->n = x->over_lines = 0;
     x->confirmed = true;
     scan_once(x, sites);
-}
-
-/* UIDVALIDITY: the article numbers are the site's, so it names the site and the group; and the
- * user's key pair (through a hash of the state key, which the vault derives from it), because
- * after user del + user add the group starts again at article 1: the new mailbox's UIDs must
- * not pass for the old one's. A password change keeps the key pair, hence the value. */
-static uint32_t uidvalidity_of(const pn_config *cfg, size_t site, const char *group, const uint8_t *state_key)
-{
-    const pn_site *s = &cfg->sites[site];
-    crypto_generichash_state h;
-    uint8_t out[16], key_tag[16];
-    crypto_generichash(key_tag, sizeof key_tag, (const uint8_t *)"postern uidvalidity key", 23, state_key,
-                       VAULT_STATE_KEY_BYTES);
-    crypto_generichash_init(&h, (const uint8_t *)"postern uidvalidity", 19, sizeof out);
-    crypto_generichash_update(&h, (const uint8_t *)s->host, strlen(s->host) + 1);
-    crypto_generichash_update(&h, (const uint8_t *)s->port, strlen(s->port) + 1);
-    crypto_generichash_update(&h, (const uint8_t *)group, strlen(group) + 1);
-    crypto_generichash_update(&h, key_tag, sizeof key_tag);
-    crypto_generichash_final(&h, out, sizeof out);
-    uint32_t v = ((uint32_t)out[0] << 24 | (uint32_t)out[1] << 16 | (uint32_t)out[2] << 8 | out[3]) & 0x7fffffffu;
-    return v ? v : 1; /* some clients keep it in a signed int; 0 is invalid */
+states:
+    if (x->status == PS_OK)
+        mb_replica_fetch_run(&x->states, sites, x->site);
 }
 
 static const char busy_text[] = "[UNAVAILABLE] Server busy; try again later";
@@ -267,42 +258,37 @@ static void scan_done(mb_job *j)
     const char *no_text = NULL;
     char text[300];
     if (x->status == PS_OK) {
-        index_drop(m);
+        m->lines = x->full ? x->over_lines : m->lines + x->over_lines;
         if (x->full) {
-            m->gone_gen++; /* articles may have gone: clients look */
-            free(m->msgs);
-            m->msgs = x->msgs;
-            m->n = x->n;
-            m->cap = x->cap;
+            free(m->arts);
+            m->arts = x->msgs;
+            m->narts = x->n;
+            m->capa = x->cap;
             x->msgs = NULL;
         } else {
             for (size_t i = 0; i < x->n; i++) {
-                if (m->n && m->msgs[m->n - 1].uid >= x->msgs[i].uid)
+                if (m->narts && m->arts[m->narts - 1].uid >= x->msgs[i].uid)
                     continue;
-                if (m->n == m->cap) {
-                    size_t cap = m->cap ? m->cap * 2 : 256;
-                    mb_msg *p = realloc(m->msgs, cap * sizeof *p);
+                if (m->narts == m->capa) {
+                    size_t cap = m->capa ? m->capa * 2 : 256;
+                    mb_msg *p = realloc(m->arts, cap * sizeof *p);
                     if (!p)
                         break; /* the rest comes with the next scan */
-                    m->msgs = p;
-                    m->cap = cap;
+                    m->arts = p;
+                    m->capa = cap;
                 }
-                m->msgs[m->n++] = x->msgs[i];
+                m->arts[m->narts++] = x->msgs[i];
             }
         }
         m->low = x->info.low;
         m->high = x->info.high;
         m->count = x->info.count;
-        pu_log(PU_DEBUG, "%s: %s scan: %zu messages (group %llu-%llu, count %llu)%s", a->address,
-               x->full ? "full" : "new-article", m->n, (unsigned long long)m->low, (unsigned long long)m->high,
+        pu_log(PU_DEBUG, "%s: %s scan: %zu articles (group %llu-%llu, count %llu)%s", a->address,
+               x->full ? "full" : "new-article", m->narts, (unsigned long long)m->low, (unsigned long long)m->high,
                (unsigned long long)m->count, x->confirmed ? ", read twice" : "");
-        uint32_t v = uidvalidity_of(st->cfg, x->site, m->group, a->state_key);
-        if (m->scanned && v != m->uidvalidity)
-            pu_log(PU_WARN, "%s: the mailbox now comes from site %s: UIDs renumbered", a->address,
-                   st->cfg->sites[x->site].name);
-        m->uidvalidity = v;
         m->site = x->site;
         mb_status_site_answered(st, x->site);
+        mb_replica_scanned(a, &x->states, true);
         m->scanned = true;
     } else {
         pu_log(PU_WARN, "%s: mailbox scan failed: %s", a->address, x->err);
@@ -310,6 +296,7 @@ static void scan_done(mb_job *j)
         if (x->status == PS_NOUSER)
             snprintf(text, sizeof text, "[NONEXISTENT] Your mailbox does not exist on this server");
         no_text = m->scanned ? NULL : text;
+        mb_replica_scanned(a, &x->states, false);
     }
     mb_account_ref(a); /* the waiters' callbacks may release their references */
     mb_waitlist_wake(&a->scanning, x->gen, a, no_text);
@@ -344,10 +331,12 @@ void mb_scan(mb_account *a)
     m->force_full = false;
     x->old_low = m->low;
     x->old_high = m->high;
-    x->known = m->n;
+    x->known = m->narts;
+    x->known_lines = m->lines;
     x->known_site = m->site;
     x->gen = m->scans_started + 1;
-    if (mb_pool_run(a->st->pool, scan_work, scan_done, x) != 0) {
+    if (mb_replica_fetch_begin(a, &x->states) != 0 || mb_pool_run(a->st->pool, scan_work, scan_done, x) != 0) {
+        mb_replica_scanned(a, &x->states, false);
         free(x);
         return;
     }

@@ -137,7 +137,7 @@ const char *mb_view_msgid(const mb_view *v, const mb_account *a, size_t i)
 
 uint64_t mb_view_uidnext(const mb_view *v, const mb_account *a)
 {
-    uint64_t next = a->mbox->high + 1;
+    uint64_t next = a->mbox->uidnext ? a->mbox->uidnext : 1;
     if (v->n && mb_view_last_uid(v) >= next)
         next = (uint64_t)mb_view_last_uid(v) + 1;
     return next;

@@ -446,7 +446,7 @@ uint32_t mstate_uidvalidity_derive(const uint8_t state_key[MSTATE_KEY_BYTES], ui
     crypto_generichash_update(&h, in, sizeof in);
     crypto_generichash_final(&h, out, sizeof out);
     sodium_memzero(&h, sizeof h);
-    uint32_t v = (uint32_t)out[0] << 24 | (uint32_t)out[1] << 16 | (uint32_t)out[2] << 8 | out[3];
+    uint32_t v = ((uint32_t)out[0] << 24 | (uint32_t)out[1] << 16 | (uint32_t)out[2] << 8 | out[3]) & 0x7fffffffu;
     return v ? v : 1;
 }
 
@@ -1141,6 +1141,8 @@ int mstate_foreach_expunged(const mstate *st,
 }
 
 uint32_t mstate_uidvalidity(const mstate *st) { return st->uidvalidity; }
+unsigned mstate_keyword_count(const mstate *st) { return st->nkw; }
+const char *mstate_keyword_name(const mstate *st, unsigned k) { return k < st->nkw ? st->kw[k] : NULL; }
 uint32_t mstate_uid_next(const mstate *st) { return st->horizon + 1; }
 size_t mstate_count(const mstate *st) { return st->n; }
 uint16_t mstate_site(const mstate *st) { return st->site; }

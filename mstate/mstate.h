@@ -72,7 +72,8 @@ mstate *mstate_clone(const mstate *st);
 
 /* The same UIDVALIDITY at every site without coordination: derived from the user's state
  * key and an epoch (0 for the first state; an administrator's reset of a lost state picks a
- * new one, so a rebuilt numbering never reuses the old UIDVALIDITY). Never 0. */
+ * new one, so a rebuilt numbering never reuses the old UIDVALIDITY). Never 0, and below 2^31
+ * (some clients keep it in a signed int). */
 uint32_t mstate_uidvalidity_derive(const uint8_t state_key[MSTATE_KEY_BYTES], uint32_t epoch);
 
 /* The key that names a message in the state: BLAKE2b-128 of its Message-ID (as in the
@@ -154,6 +155,9 @@ int mstate_foreach_uid(const mstate *st,
 /* Calls fn for every expunged message (to cancel its article, or tell a session). */
 int mstate_foreach_expunged(const mstate *st,
                             int (*fn)(void *arg, const uint8_t key[MSTATE_MSGKEY_BYTES], uint32_t uid), void *arg);
+/* The keyword names the state knows, k < mstate_keyword_count (for a client's FLAGS list). */
+unsigned mstate_keyword_count(const mstate *st);
+const char *mstate_keyword_name(const mstate *st, unsigned k);
 uint32_t mstate_uidvalidity(const mstate *st);
 uint32_t mstate_uid_next(const mstate *st); /* the UIDNEXT to announce: horizon + 1 */
 size_t mstate_count(const mstate *st);      /* messages known, expunged ones included */

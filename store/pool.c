@@ -570,6 +570,20 @@ static int envelope_conv(ps_pool *p, slot *s, size_t site, void *arg, char *err,
     return ps_fetch_envelope(s->c, a->id, a->out, a->got, a->cancel_lock, err, errlen);
 }
 
+static int state_conv(ps_pool *p, slot *s, size_t site, void *arg, char *err, size_t errlen)
+{
+    (void)p, (void)site;
+    read_args *a = arg;
+    a->out->len = 0;
+    return ps_fetch_state(s->c, a->id, a->out, err, errlen);
+}
+
+int ps_read_state(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char *err, size_t errlen)
+{
+    read_args a = {.id = msgid, .out = out};
+    return run(p, where, state_conv, &a, M(PS_TEMP), M(PS_TEMP), err, errlen);
+}
+
 int ps_read_envelope(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char got[PA_MSGID_MAX],
                      char cancel_lock[PA_CANCEL_LOCK_MAX], char *err, size_t errlen)
 {

@@ -530,9 +530,9 @@ static int buf_sink(void *arg, const uint8_t *data, size_t len)
     return pu_buf_add(arg, data, len) == 0 ? 0 : 1;
 }
 
-int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char msgid[PA_MSGID_MAX],
-                      char cancel_lock[PA_CANCEL_LOCK_MAX], char *err,
-                      size_t errlen)
+/* An armored article of one Postern-Format, decoded into out. */
+static int fetch_armored(nntp_conn *c, const char *id_or_number, const char *format, size_t min_len, pu_buf *out,
+                         char msgid[PA_MSGID_MAX], char cancel_lock[PA_CANCEL_LOCK_MAX], char *err, size_t errlen)
 {
     armored *x = calloc(1, sizeof *x);
     if (!x) {
@@ -542,10 +542,10 @@ int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char 
     int rc = read_armored(c, id_or_number, x, buf_sink, out, err, errlen);
     if (rc != PS_OK)
         goto out;
-    if (x->bad || x->reader.error || strcmp(x->reader.format, "message 1") != 0 ||
-        pc_armor_finish(x->armor) != PC_OK || out->len < PC_MSG_PREFIX_BYTES) {
+    if (x->bad || x->reader.error || strcmp(x->reader.format, format) != 0 ||
+        pc_armor_finish(x->armor) != PC_OK || out->len < min_len) {
         rc = PS_BADMSG;
-        snprintf(err, errlen, "article %s is not a postern message", id_or_number);
+        snprintf(err, errlen, "article %s is not a postern %s", id_or_number, format);
         goto out;
     }
     snprintf(msgid, PA_MSGID_MAX, "%s", x->reader.message_id);
@@ -556,6 +556,23 @@ out:
     if (x->armor)
         pc_armor_free(x->armor);
     free(x);
+    return rc;
+}
+
+int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char msgid[PA_MSGID_MAX],
+                      char cancel_lock[PA_CANCEL_LOCK_MAX], char *err, size_t errlen)
+{
+    return fetch_armored(c, id_or_number, "message 1", PC_MSG_PREFIX_BYTES, out, msgid, cancel_lock, err, errlen);
+}
+
+int ps_fetch_state(nntp_conn *c, const char *msgid, pu_buf *out, char *err, size_t errlen)
+{
+    char got[PA_MSGID_MAX];
+    int rc = fetch_armored(c, msgid, "state 1", 1, out, got, NULL, err, errlen);
+    if (rc == PS_OK && strcmp(got, msgid) != 0) {
+        snprintf(err, errlen, "article %s came back as %s", msgid, got);
+        return PS_BADMSG;
+    }
     return rc;
 }
 

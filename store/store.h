@@ -163,6 +163,10 @@ int ps_read_message(ps_pool *p, size_t where, const char *group, const char *id_
 int ps_read_envelope(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char got[PA_MSGID_MAX],
                      char cancel_lock[PA_CANCEL_LOCK_MAX], char *err,
                      size_t errlen);
+/* Reads one replicated-state article (Postern-Format "state 1") by <message-id>: its sealed
+ * bytes go to out (emptied first), still to be opened with the user's state key (mstate).
+ * PS_NOENT, PS_TEMP, PS_BADMSG. */
+int ps_read_state(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char *err, size_t errlen);
 /* Decrypts an envelope with the stream key the vault returned for its prefix (meta as the vault
  * returned it); the raw message goes to sink. Checks that the sealed tag matches msgid (a
  * re-posted copy is refused). PS_OK or PS_BADMSG. */

@@ -1,5 +1,5 @@
 /* libFuzzer target for the overview lines postern reads from a news server (OVER): mail
- * articles (pa_over_mail) and key records (pa_over_key). Anyone with the posting account
+ * articles (pa_over_mail), state articles (pa_over_state) and key records (pa_over_key). Anyone with the posting account
  * chooses what they say. Each accepted line must give a Message-ID inside the line's bounds
  * with the shape the parser promises. */
 #include <stdint.h>
@@ -22,6 +22,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (pa_over_mail(line, size, &num, &id, &id_len)) {
         if (num == 0 || id < line || id + id_len > line + size || id_len >= PA_MSGID_MAX ||
             strncmp(id, "<m.", 3) != 0 || id[id_len - 1] != '>')
+            abort();
+    }
+    if (pa_over_state(line, size, &num, &id, &id_len)) {
+        if (num == 0 || id < line || id + id_len > line + size || id_len >= PA_MSGID_MAX ||
+            strncmp(id, "<s.", 3) != 0 || id[id_len - 1] != '>')
             abort();
     }
     uint32_t serial;

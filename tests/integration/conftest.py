@@ -314,14 +314,26 @@ def make_cert(dir, addr, name="cert"):
     return cert, key
 
 
+def make_ca_cert(dir, ca, *names, name="cert"):
+    """A leaf for the DNS `names` signed by the test CA `ca` (CA.pem/CA.key, made on first
+    use; scripts/self-signed-cert), so that clients verify the name against CA.pem; the leaf
+    file holds the chain. Returns (cert, key)."""
+    out = Path(dir) / name
+    subprocess.run([str(REPO / "scripts" / "self-signed-cert"), "--ca", str(ca), str(out), "2", *names],
+                   check=True, capture_output=True)
+    return Path(str(out) + ".pem"), Path(str(out) + ".key")
+
+
 class Gateway:
     """One running ``postern serve``: plain/STARTTLS port ``imap_port`` and IMAPS ``imaps_port``
-    on ``addr``; its stderr goes to ``log``."""
+    on ``addr`` (free ones unless given); ``tls`` = (cert, key), else a throwaway self-signed
+    one; its stderr goes to ``log``."""
 
-    def __init__(self, env, dir, addr, settings):
+    def __init__(self, env, dir, addr, settings, imap_port=None, imaps_port=None, tls=None):
         self.env, self.dir, self.addr = env, Path(dir), addr
-        self.imap_port, self.imaps_port = _free_port(addr), _free_port(addr)
-        self.cert, self.key = make_cert(self.dir, addr)
+        self.imap_port = imap_port or _free_port(addr)
+        self.imaps_port = imaps_port or _free_port(addr)
+        self.cert, self.key = tls or make_cert(self.dir, addr)
         self.state_dir = self.dir / "state"
         self.state_dir.mkdir(mode=0o700)
         self.user = self.vault_user = None
@@ -400,9 +412,13 @@ class _GatewayFactory:
         self.root.chmod(0o755)
 
     def start(self, **settings):
+        return self.start_at(**settings)
+
+    def start_at(self, addr=None, imap_port=None, imaps_port=None, tls=None, **settings):
+        """start() on an explicit address, ports and (cert, key)."""
         d = self.root / ("gw%d" % len(self.made))
         d.mkdir(mode=0o755)
-        gw = Gateway(self.env, d, self.addr, settings)
+        gw = Gateway(self.env, d, addr or self.addr, settings, imap_port, imaps_port, tls)
         self.made.append(gw)
         return gw.start()
 

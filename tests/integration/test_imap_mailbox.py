@@ -317,7 +317,8 @@ def test_cancelled_article_is_expunged(mailbox, postern_env, inn_site):
         group = [g for g, *_ in nn.list_active("postern.org.example.*")
                  if "dana" in g and not g.endswith(".encrypt")]
         nn.group(group[0])
-        msgid = nn.over("1-")[-1][4]
+        # the newest mail article (the group also holds the mailbox's state articles, <s.…>)
+        msgid = [o[4] for o in nn.over("1-") if o[4].startswith("<m.")][-1]
     subprocess.run(["/usr/lib/news/bin/ctlinnd", "-s", "cancel", msgid], check=True,
                    env=dict(os.environ, INNCONF=str(inn_site.innconf)), timeout=30)
     typ, data = c.fetch(str(seq), "(BODY.PEEK[TEXT])")

@@ -1,0 +1,944 @@
+/* mailbox: the account's replicated state (docs/design.md "Replicated mailbox state",
+ * docs/formats.md section 6). Flags, keywords, expunges and UIDs live in an mstate, a CRDT
+ * every gateway holds for the user while they are logged in: local changes go into it and
+ * out as sealed delta articles in the user's own group; every scan reads the state articles
+ * it has not merged yet. The user's userstate stays what sessions read (flags, keywords,
+ * modseq, removed): after a merge it is brought up to the mstate, which moves its modseq, so
+ * idling sessions hear of another site's change as of a local one. The list of messages
+ * clients see (mb_mbox.msgs) is the group's mail articles that have a UID in the state,
+ * sorted by UID: the same numbers at every site. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include <event2/event.h>
+
+#include "mailbox/mb.h"
+#include "mstate/mstate.h"
+
+/* A sealed state article waiting to be posted (or posted again). */
+typedef struct rep_post {
+    struct rep_post *next;
+    char msgid[PA_MSGID_MAX];
+    char headers[1024];
+    uint8_t *bytes;
+    size_t len;
+} rep_post;
+
+/* A new message this gateway leaves to another site to number, for a while. */
+typedef struct rep_wait {
+    uint8_t key[MSTATE_MSGKEY_BYTES];
+    uint64_t since_ms;
+} rep_wait;
+
+#define SNAPSHOT_AFTER 64 /* deltas read or written since the last snapshot */
+/* ... or the newest snapshot is this old: INN expires state articles with the mail (30 days) */
+#define SNAPSHOT_MAX_AGE_MS (7ull * 24 * 3600 * 1000)
+
+/* The owner's cancel key of a message this account opened (the loader's hop 2 saw its
+ * stream key): an expunge cancels the article with it, at every site. */
+typedef struct rep_ckey {
+    char msgid[PA_MSGID_MAX];
+    uint8_t key[PC_CANCEL_KEY_BYTES];
+} rep_ckey;
+#define CKEYS_MAX 65536
+
+/* An expunged message whose cancel key is not known yet: loaded to learn it. */
+typedef struct rep_cancel_load {
+    mb_load_waiter w;
+    mb_account *a;
+    char msgid[PA_MSGID_MAX];
+} rep_cancel_load;
+
+struct mb_replica {
+    mstate *ms;
+    uint8_t *key; /* sodium_malloc'd: the state key, then the cancel-lock key */
+    char (*seen)[PA_MSGID_MAX]; /* state articles merged (or never to be), sorted */
+    size_t nseen, capseen;
+    char (*retry)[PA_MSGID_MAX]; /* state articles a scan could not read: the next one tries again */
+    size_t nretry;
+    rep_wait *wait; /* sorted by key */
+    size_t nwait;
+    struct event *flush_ev, *claim_timer;
+    rep_post *posts, **posts_tail;
+    bool posting;
+    bool projected; /* the user's state was brought up to the mstate once */
+    unsigned deltas_since_snapshot;
+    bool post_failed_logged;
+    char (*live)[PA_MSGID_MAX]; /* state articles merged or posted since the last snapshot: it
+                                   covers them, so it cancels them */
+    size_t nlive, caplive;
+    uint64_t newest_snapshot_ms; /* the writer's clock of the newest snapshot read or written */
+    rep_ckey *ckeys; /* sorted by Message-ID */
+    size_t nckeys, capckeys;
+};
+
+#define KEY(r) ((r)->key)
+#define CANCEL_KEY(r) ((r)->key + MSTATE_KEY_BYTES)
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int seen_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static bool seen_has(char (*seen)[PA_MSGID_MAX], size_t n, const char *msgid)
+{
+    return n && bsearch(msgid, seen, n, sizeof *seen, seen_cmp) != NULL;
+}
+
+static void seen_add(struct mb_replica *r, const char *msgid)
+{
+    size_t lo = 0, hi = r->nseen;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->seen[mid], msgid);
+        if (c == 0)
+            return;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (r->nseen == r->capseen) {
+        size_t cap = r->capseen ? r->capseen * 2 : 16;
+        void *p = realloc(r->seen, cap * sizeof *r->seen);
+        if (!p)
+            return; /* read and merged again next time: a merge is idempotent */
+        r->seen = p;
+        r->capseen = cap;
+    }
+    memmove(&r->seen[lo + 1], &r->seen[lo], (r->nseen - lo) * sizeof *r->seen);
+    snprintf(r->seen[lo], PA_MSGID_MAX, "%s", msgid);
+    r->nseen++;
+    if (r->nlive == r->caplive) {
+        size_t cap = r->caplive ? r->caplive * 2 : 16;
+        void *p = realloc(r->live, cap * sizeof *r->live);
+        if (!p)
+            return; /* left on the spool until INN expires it */
+        r->live = p;
+        r->caplive = cap;
+    }
+    snprintf(r->live[r->nlive++], PA_MSGID_MAX, "%s", msgid);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
+static void claim_cb(evutil_socket_t fd, short what, void *arg);
+
+int mb_replica_init(mb_account *a)
+{
+    struct mb_replica *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    r->key = sodium_malloc(2 * MSTATE_KEY_BYTES);
+    if (!r->key) {
+        free(r);
+        return -1;
+    }
+    /* every site derives the same keys from the user's state key (itself from their key pair) */
+    crypto_generichash(KEY(r), MSTATE_KEY_BYTES, (const uint8_t *)"postern replicated state v1", 27, a->state_key,
+                       VAULT_STATE_KEY_BYTES);
+    crypto_generichash(CANCEL_KEY(r), MSTATE_KEY_BYTES, (const uint8_t *)"postern state cancel-lock v1", 28,
+                       a->state_key, VAULT_STATE_KEY_BYTES);
+    r->ms = mstate_new((uint16_t)a->st->cfg->gateway.site_id, mstate_uidvalidity_derive(KEY(r), 0));
+    r->flush_ev = event_new(a->st->base, -1, 0, flush_cb, a);
+    r->claim_timer = evtimer_new(a->st->base, claim_cb, a);
+    r->posts_tail = &r->posts;
+    a->rep = r;
+    if (!r->ms || !r->flush_ev || !r->claim_timer) {
+        mb_replica_free(a);
+        return -1;
+    }
+    a->mbox->uidvalidity = mstate_uidvalidity(r->ms);
+    a->mbox->uidnext = 1;
+    return 0;
+}
+
+/* ---- posting ---- */
+
+typedef struct post_job {
+    mb_account *a; /* referenced; NULL for the last job of a released account */
+    char address[PC_ADDRESS_MAX + 1];
+    rep_post *posts; /* in order */
+    rep_post *failed, **failed_tail;
+    size_t site;
+    char err[256];
+} post_job;
+
+static void post_free(rep_post *p)
+{
+    if (!p)
+        return;
+    if (p->bytes) {
+        sodium_memzero(p->bytes, p->len);
+        free(p->bytes);
+    }
+    free(p);
+}
+
+static void post_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
+{
+    post_job *x = j->ctx;
+    x->failed_tail = &x->failed;
+    while (x->posts) {
+        rep_post *p = x->posts;
+        x->posts = p->next;
+        p->next = NULL;
+        int st = PS_TEMP;
+        /* the site scans read from first: the article is read there at once; INN's feeds
+         * take it to the others */
+        for (size_t k = 0; k < cfg->n_sites && st != PS_OK && st != PS_DUP; k++) {
+            size_t site = (x->site + k) % cfg->n_sites;
+            st = ps_post(sites, site, p->headers, p->bytes, p->len, -1, 0, x->err, sizeof x->err);
+        }
+        if (st == PS_OK || st == PS_DUP) { /* a duplicate: an earlier try got through */
+            post_free(p);
+            continue;
+        }
+        if (st != PS_TEMP) { /* refused: trying again changes nothing (a snapshot carries a delta) */
+            pu_log(PU_WARN, "%s: %s refused by the news server: %s", x->address, p->msgid, x->err);
+            post_free(p);
+            continue;
+        }
+        /* in order: a snapshot goes before the cancels of what it covers */
+        *x->failed_tail = p;
+        x->failed_tail = &p->next;
+        while (x->posts) {
+            p = x->posts;
+            x->posts = p->next;
+            p->next = NULL;
+            *x->failed_tail = p;
+            x->failed_tail = &p->next;
+        }
+    }
+}
+
+static void start_posting(mb_account *a);
+
+static void post_done(mb_job *j)
+{
+    post_job *x = j->ctx;
+    mb_account *a = x->a;
+    if (!a) {
+        size_t lost = 0;
+        for (rep_post *p = x->failed, *next; p; p = next, lost++) {
+            next = p->next;
+            post_free(p);
+        }
+        if (lost)
+            pu_log(PU_WARN, "%s: %zu state changes could not be posted (%s); the other sites get them with "
+                   "this site's next snapshot", x->address, lost, x->err);
+        free(x);
+        free(j);
+        return;
+    }
+    struct mb_replica *r = a->rep;
+    r->posting = false;
+    if (x->failed) { /* back in front, in order */
+        rep_post *last = x->failed;
+        while (last->next)
+            last = last->next;
+        last->next = r->posts;
+        if (!r->posts)
+            r->posts_tail = &last->next;
+        r->posts = x->failed;
+        if (!r->post_failed_logged)
+            pu_log(PU_WARN, "%s: state change not posted yet: %s; tried again every %u s", a->address, x->err,
+                   a->st->cfg->gateway.state_save_interval);
+        r->post_failed_logged = true;
+    } else {
+        if (r->post_failed_logged)
+            pu_log(PU_INFO, "%s: state changes posted again", a->address);
+        r->post_failed_logged = false;
+        if (r->posts)
+            start_posting(a);
+    }
+    free(x);
+    free(j);
+    mb_account_release(a);
+}
+
+static post_job *post_job_take(mb_account *a)
+{
+    struct mb_replica *r = a->rep;
+    post_job *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    snprintf(x->address, sizeof x->address, "%s", a->address);
+    x->posts = r->posts;
+    x->site = a->st->read_site;
+    r->posts = NULL;
+    r->posts_tail = &r->posts;
+    return x;
+}
+
+static void start_posting(mb_account *a)
+{
+    struct mb_replica *r = a->rep;
+    if (r->posting || !r->posts || a->st->stopping)
+        return;
+    post_job *x = post_job_take(a);
+    if (!x)
+        return;
+    x->a = a;
+    if (mb_pool_run(a->st->pool, post_work, post_done, x) != 0) { /* busy: the next tick */
+        r->posts = x->posts;
+        for (r->posts_tail = &r->posts; *r->posts_tail; r->posts_tail = &(*r->posts_tail)->next)
+            ;
+        free(x);
+        return;
+    }
+    a->refs++;
+    r->posting = true;
+}
+
+static void queue_post(mb_account *a, const char *msgid, uint8_t *bytes, size_t len)
+{
+    struct mb_replica *r = a->rep;
+    rep_post *p = calloc(1, sizeof *p);
+    uint8_t ck[PC_CANCEL_KEY_BYTES];
+    char lock[PC_CANCEL_TEXT_MAX], extra[PC_CANCEL_TEXT_MAX + 32];
+    if (p) {
+        /* only the user's gateways can cancel it once a snapshot covers it */
+        pc_cancel_owner_key(CANCEL_KEY(r), msgid, ck);
+        pc_cancel_lock_text(ck, lock);
+        sodium_memzero(ck, sizeof ck);
+        snprintf(extra, sizeof extra, "Cancel-Lock: %s\r\n", lock);
+        if (pa_state_headers(a->mbox->group, msgid, extra, p->headers, sizeof p->headers) == 0) {
+            free(p);
+            p = NULL;
+        }
+    }
+    if (!p) {
+        pu_log(PU_ERROR, "%s: state change not posted: out of memory", a->address);
+        sodium_memzero(bytes, len);
+        free(bytes);
+        return;
+    }
+    snprintf(p->msgid, sizeof p->msgid, "%s", msgid);
+    p->bytes = bytes;
+    p->len = len;
+    *r->posts_tail = p;
+    r->posts_tail = &p->next;
+    seen_add(r, msgid); /* our own: nothing to merge when the scan finds it */
+}
+
+/* A delta's Message-ID names its origin and number, so a gateway that would post a second,
+ * different delta under a number already used hears "duplicate" from the server. */
+static void delta_msgid(struct mb_replica *r, uint64_t seq, char out[PA_MSGID_MAX])
+{
+    uint8_t in[10], id[20];
+    uint16_t site = mstate_site(r->ms);
+    in[0] = (uint8_t)(site >> 8);
+    in[1] = (uint8_t)site;
+    for (int i = 0; i < 8; i++)
+        in[2 + i] = (uint8_t)(seq >> (56 - 8 * i));
+    crypto_generichash(id, sizeof id, in, sizeof in, KEY(r), MSTATE_KEY_BYTES);
+    pa_state_message_id(id, out);
+}
+
+static void queue_cancel(mb_account *a, const char *target, const uint8_t key[PC_CANCEL_KEY_BYTES])
+{
+    struct mb_replica *r = a->rep;
+    rep_post *p = calloc(1, sizeof *p);
+    uint8_t id[20];
+    char key_text[PC_CANCEL_TEXT_MAX];
+    static const char body[] = "cancel";
+    if (!p || !(p->bytes = malloc(sizeof body))) {
+        free(p);
+        pu_log(PU_ERROR, "%s: %s not cancelled: out of memory", a->address, target);
+        return;
+    }
+    randombytes_buf(id, sizeof id);
+    pa_cancel_message_id(id, p->msgid);
+    pc_cancel_key_text(key, key_text);
+    size_t ok = pa_cancel_headers(a->mbox->group, target, p->msgid, key_text, p->headers, sizeof p->headers);
+    sodium_memzero(key_text, sizeof key_text);
+    if (!ok) {
+        free(p->bytes);
+        free(p);
+        return;
+    }
+    memcpy(p->bytes, body, sizeof body - 1);
+    p->len = sizeof body - 1;
+    *r->posts_tail = p;
+    r->posts_tail = &p->next;
+}
+
+static void post_snapshot(mb_account *a)
+{
+    struct mb_replica *r = a->rep;
+    uint8_t *bytes, id[20];
+    size_t len;
+    int rc = mstate_seal_snapshot(r->ms, KEY(r), &bytes, &len);
+    if (rc != MSTATE_OK) {
+        pu_log(PU_ERROR, "%s: state snapshot not written: %s", a->address, mstate_strerror(rc));
+        return;
+    }
+    char msgid[PA_MSGID_MAX];
+    randombytes_buf(id, sizeof id);
+    pa_state_message_id(id, msgid);
+    /* the snapshot holds everything merged or written so far: what it covers goes */
+    char(*covered)[PA_MSGID_MAX] = r->live;
+    size_t ncovered = r->nlive;
+    r->live = NULL;
+    r->nlive = r->caplive = 0;
+    queue_post(a, msgid, bytes, len); /* the first of the next round's list */
+    for (size_t i = 0; i < ncovered; i++) {
+        uint8_t ck[PC_CANCEL_KEY_BYTES];
+        pc_cancel_owner_key(CANCEL_KEY(r), covered[i], ck);
+        queue_cancel(a, covered[i], ck);
+        sodium_memzero(ck, sizeof ck);
+    }
+    free(covered);
+    r->deltas_since_snapshot = 0;
+    r->newest_snapshot_ms = now_ms();
+    pu_log(PU_DEBUG, "%s: state snapshot %s (%zu bytes)", a->address, msgid, len);
+}
+
+/* Seals what changed into the site's next delta and posts it: once per turn of the loop, so
+ * a command's changes travel together. */
+static void seal(mb_account *a)
+{
+    struct mb_replica *r = a->rep;
+    if (mstate_has_pending(r->ms)) {
+        uint8_t *bytes;
+        size_t len;
+        uint64_t seq;
+        int rc = mstate_seal_delta(r->ms, KEY(r), &bytes, &len, &seq);
+        if (rc != MSTATE_OK) {
+            pu_log(PU_ERROR, "%s: state change not sealed: %s", a->address, mstate_strerror(rc));
+        } else if (bytes) {
+            char msgid[PA_MSGID_MAX];
+            delta_msgid(r, seq, msgid);
+            queue_post(a, msgid, bytes, len);
+            r->deltas_since_snapshot++;
+        }
+    }
+    if (r->deltas_since_snapshot >= SNAPSHOT_AFTER ||
+        (mstate_count(r->ms) && now_ms() - r->newest_snapshot_ms > SNAPSHOT_MAX_AGE_MS))
+        post_snapshot(a);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    seal(arg);
+    start_posting(arg);
+}
+
+static void touch(mb_account *a)
+{
+    event_active(a->rep->flush_ev, 0, 0);
+}
+
+void mb_replica_tick(mb_account *a)
+{
+    if (a->rep)
+        start_posting(a);
+}
+
+void mb_replica_free(mb_account *a)
+{
+    struct mb_replica *r = a->rep;
+    if (!r)
+        return;
+    if (r->ms && mstate_has_pending(r->ms))
+        seal(a);
+    if (r->posts) {
+        post_job *x = post_job_take(a);
+        if (x && mb_pool_run(a->st->pool, post_work, post_done, x) != 0) {
+            pu_log(PU_WARN, "%s: state changes not posted: server busy", a->address);
+            for (rep_post *p = x->posts, *next; p; p = next) {
+                next = p->next;
+                post_free(p);
+            }
+            free(x);
+        }
+    }
+    for (rep_post *p = r->posts, *next; p; p = next) {
+        next = p->next;
+        post_free(p);
+    }
+    if (r->flush_ev)
+        event_free(r->flush_ev);
+    if (r->claim_timer)
+        event_free(r->claim_timer);
+    mstate_free(r->ms);
+    sodium_free(r->key);
+    if (r->ckeys)
+        sodium_memzero(r->ckeys, r->capckeys * sizeof *r->ckeys);
+    free(r->ckeys);
+    free(r->seen);
+    free(r->live);
+    free(r->retry);
+    free(r->wait);
+    free(r);
+    a->rep = NULL;
+}
+
+/* ---- cancelling expunged messages' articles (RFC 8315) ---- */
+
+static long ckey_find(const struct mb_replica *r, const char *msgid, bool *found)
+{
+    size_t lo = 0, hi = r->nckeys;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->ckeys[mid].msgid, msgid);
+        if (c == 0) {
+            *found = true;
+            return (long)mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return (long)lo;
+}
+
+void mb_replica_cancel_key(mb_account *a, const char *msgid, const uint8_t stream_key[PC_STREAM_KEY_BYTES])
+{
+    struct mb_replica *r = a->rep;
+    bool found;
+    if (!r)
+        return;
+    size_t at = (size_t)ckey_find(r, msgid, &found);
+    if (found)
+        return;
+    if (r->nckeys == r->capckeys) {
+        if (r->capckeys >= CKEYS_MAX)
+            return; /* an expunge of one of the rest loads it again */
+        size_t cap = r->capckeys ? r->capckeys * 2 : 64;
+        rep_ckey *p = malloc(cap * sizeof *p); /* not realloc: the old block is wiped */
+        if (!p)
+            return;
+        memcpy(p, r->ckeys, r->nckeys * sizeof *p);
+        if (r->ckeys)
+            sodium_memzero(r->ckeys, r->capckeys * sizeof *r->ckeys);
+        free(r->ckeys);
+        r->ckeys = p;
+        r->capckeys = cap;
+    }
+    memmove(&r->ckeys[at + 1], &r->ckeys[at], (r->nckeys - at) * sizeof *r->ckeys);
+    snprintf(r->ckeys[at].msgid, sizeof r->ckeys[at].msgid, "%s", msgid);
+    pc_cancel_owner_key(stream_key, msgid, r->ckeys[at].key);
+    r->nckeys++;
+}
+
+/* Posts the cancel of msgid's article; false when its key is not known. */
+static bool post_cancel(mb_account *a, const char *msgid)
+{
+    struct mb_replica *r = a->rep;
+    bool found;
+    long at = ckey_find(r, msgid, &found);
+    if (!found)
+        return false;
+    queue_cancel(a, msgid, r->ckeys[at].key);
+    /* the key is spent: it is in the cancel's headers now */
+    sodium_memzero(&r->ckeys[at], sizeof r->ckeys[at]);
+    memmove(&r->ckeys[at], &r->ckeys[at + 1], (r->nckeys - (size_t)at - 1) * sizeof *r->ckeys);
+    r->nckeys--;
+    pu_log(PU_DEBUG, "%s: cancelling %s (expunged)", a->address, msgid);
+    touch(a);
+    return true;
+}
+
+static void cancel_loaded(void *arg, mb_plain *p, const char *err)
+{
+    rep_cancel_load *c = arg;
+    if (p)
+        mb_plain_unref(p);
+    if (!post_cancel(c->a, c->msgid))
+        pu_log(PU_WARN, "%s: %s expunged but not cancelled: %s", c->a->address, c->msgid,
+               err ? err : "its key is unknown");
+    free(c);
+}
+
+/* The user expunged msgid here: its article goes from every spool. */
+static void cancel_expunged(mb_account *a, const char *msgid)
+{
+    if (post_cancel(a, msgid))
+        return;
+    /* never opened by this account: a load learns the key (the vault opens its prefix) */
+    rep_cancel_load *c = a->readers ? calloc(1, sizeof *c) : NULL;
+    if (!c) {
+        pu_log(PU_WARN, "%s: %s expunged but not cancelled: no session to open it", a->address, msgid);
+        return;
+    }
+    c->a = a;
+    snprintf(c->msgid, sizeof c->msgid, "%s", msgid);
+    mb_load(a->readers, msgid, false, &c->w, cancel_loaded, c);
+}
+
+/* ---- local changes ---- */
+
+/* The mstate follows what the user's state now says of msgid. */
+static void mirror(mb_account *a, const char *msgid)
+{
+    struct mb_replica *r = a->rep;
+    uint8_t key[MSTATE_MSGKEY_BYTES];
+    mstate_msgkey(msgid, strlen(msgid), key);
+    mstate_view v;
+    userstate_msg u;
+    userstate_get(a->us, msgid, &u);
+    uint64_t now = now_ms();
+    if (u.removed) {
+        mstate_view before;
+        bool was = mstate_get(r->ms, key, &before) && before.expunged;
+        if (mstate_expunge(r->ms, key, now) == MSTATE_OK)
+            touch(a);
+        if (!was)
+            cancel_expunged(a, msgid);
+        return;
+    }
+    if (!mstate_get(r->ms, key, &v) || v.expunged)
+        return;
+    unsigned set = u.flags & ~v.flags & MSTATE_FLAGS_ALL, clear = v.flags & ~u.flags & MSTATE_FLAGS_ALL;
+    if (set | clear)
+        mstate_set_flags(r->ms, key, set, clear, now);
+    unsigned nk = userstate_keyword_count(a->us);
+    for (unsigned k = 0; k < nk; k++) {
+        const char *name = userstate_keyword_name(a->us, k);
+        int want = us_kw_test(u.keywords, k);
+        if (name && want != mstate_keyword_test(r->ms, key, name))
+            mstate_set_keyword(r->ms, key, name, want, now);
+    }
+    if (mstate_has_pending(r->ms))
+        touch(a);
+}
+
+int mb_state_store(mb_account *a, const char *msgid, enum userstate_op op, unsigned flags, const uint8_t *keywords)
+{
+    int rc = userstate_store(a->us, msgid, op, flags, keywords);
+    if (rc == US_OK && a->rep)
+        mirror(a, msgid);
+    return rc;
+}
+
+int mb_state_remove(mb_account *a, const char *msgid)
+{
+    int rc = userstate_remove(a->us, msgid);
+    if (rc == US_OK && a->rep)
+        mirror(a, msgid);
+    return rc;
+}
+
+/* ---- reading the other sites' changes ---- */
+
+int mb_replica_fetch_begin(mb_account *a, mb_state_fetch *f)
+{
+    struct mb_replica *r = a->rep;
+    memset(f, 0, sizeof *f);
+    f->key = sodium_malloc(MSTATE_KEY_BYTES);
+    f->seen = malloc((r->nseen ? r->nseen : 1) * sizeof *f->seen);
+    if (!f->key || !f->seen)
+        return -1;
+    memcpy(f->key, KEY(r), MSTATE_KEY_BYTES);
+    memcpy(f->seen, r->seen, r->nseen * sizeof *f->seen);
+    f->nseen = r->nseen;
+    for (size_t i = 0; i < r->nretry; i++)
+        mb_replica_fetch_note(f, r->retry[i], strlen(r->retry[i]));
+    return f->nomem ? -1 : 0;
+}
+
+void mb_replica_fetch_note(mb_state_fetch *f, const char *msgid, size_t len)
+{
+    char id[PA_MSGID_MAX];
+    if (len >= sizeof id)
+        return;
+    memcpy(id, msgid, len);
+    id[len] = '\0';
+    if (seen_has(f->seen, f->nseen, id))
+        return;
+    for (size_t i = 0; i < f->nwant; i++) /* a full scan after a new-article one lists it again */
+        if (strcmp(f->want[i], id) == 0)
+            return;
+    if (f->nwant == f->capwant) {
+        size_t cap = f->capwant ? f->capwant * 2 : 8;
+        void *p = realloc(f->want, cap * sizeof *f->want);
+        if (!p) {
+            f->nomem = true;
+            return;
+        }
+        f->want = p;
+        f->capwant = cap;
+    }
+    memcpy(f->want[f->nwant++], id, len + 1);
+}
+
+void mb_replica_fetch_run(mb_state_fetch *f, ps_pool *sites, size_t site)
+{
+    if (!f->nwant)
+        return;
+    f->opened = calloc(f->nwant, sizeof *f->opened);
+    f->done = calloc(f->nwant, sizeof *f->done);
+    if (!f->opened || !f->done) {
+        f->nomem = true;
+        return;
+    }
+    pu_buf b = {0};
+    for (size_t i = 0; i < f->nwant; i++) {
+        char err[256];
+        int st = ps_read_state(sites, PS_PREFER(site), f->want[i], &b, err, sizeof err);
+        if (st == PS_NOENT || st == PS_BADMSG) { /* cancelled since, or not ours: never mind */
+            f->done[i] = true;
+            continue;
+        }
+        if (st != PS_OK)
+            continue; /* the next scan tries again */
+        mstate *o = NULL;
+        mstate_info info;
+        int rc = mstate_open((const uint8_t *)b.data, b.len, f->key, &o, &info);
+        if (rc == MSTATE_OK && info.kind == MSTATE_SNAPSHOT) {
+            /* a state that only ever numbered mail has no clock yet: taken as new */
+            uint64_t ms = mstate_clock(o).ms ? mstate_clock(o).ms : now_ms();
+            if (ms > f->snapshot_ms)
+                f->snapshot_ms = ms;
+        }
+        f->done[i] = true;
+        if (rc != MSTATE_OK) {
+            pu_log(PU_WARN, "state article %s does not open: %s (forged, or another user's)", f->want[i],
+                   mstate_strerror(rc));
+            continue;
+        }
+        f->opened[f->nopened++] = o;
+    }
+    pu_buf_free(&b);
+}
+
+static int wait_cmp(const void *a, const void *b)
+{
+    return memcmp(((const rep_wait *)a)->key, ((const rep_wait *)b)->key, MSTATE_MSGKEY_BYTES);
+}
+
+static int uid_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const mb_msg *)a)->uid, y = ((const mb_msg *)b)->uid;
+    return x < y ? -1 : x > y;
+}
+
+/* New mail: numbered here at once (site 1, or no delay), or after the other sites had
+ * (site_id - 1) * uid_claim_delay seconds to number it (docs/design.md "Who assigns"). */
+static void assign(mb_account *a, uint64_t now)
+{
+    struct mb_replica *r = a->rep;
+    const mb_mbox *m = a->mbox;
+    const pn_gateway *g = &a->st->cfg->gateway;
+    uint64_t delay = g->site_id <= 1 ? 0 : (uint64_t)(g->site_id - 1) * g->uid_claim_delay * 1000u;
+    uint8_t(*keys)[MSTATE_MSGKEY_BYTES] = malloc((m->narts ? m->narts : 1) * sizeof *keys);
+    rep_wait *wait = malloc((m->narts ? m->narts : 1) * sizeof *wait);
+    size_t *seed = malloc((m->narts ? m->narts : 1) * sizeof *seed);
+    if (!keys || !wait || !seed) {
+        free(keys), free(wait), free(seed);
+        return; /* the next scan */
+    }
+    size_t nkeys = 0, nwait = 0, nseed = 0;
+    uint64_t next_due = 0;
+    for (size_t i = 0; i < m->narts; i++) {
+        const mb_msg *art = &m->arts[i];
+        mstate_view v;
+        if (mstate_get(r->ms, art->key, &v))
+            continue;
+        userstate_msg u;
+        /* a message the user's state knows but the replicated one does not: flags from before
+         * the state was replicated, or changes of this site's never posted */
+        if (userstate_get(a->us, art->msgid, &u) && (u.removed || u.flags || u.modseq)) {
+            if (u.removed) {
+                mstate_expunge(r->ms, art->key, now);
+                continue;
+            }
+            seed[nseed++] = i;
+        }
+        if (delay) {
+            rep_wait k;
+            memcpy(k.key, art->key, sizeof k.key);
+            rep_wait *old = r->nwait ? bsearch(&k, r->wait, r->nwait, sizeof *r->wait, wait_cmp) : NULL;
+            k.since_ms = old ? old->since_ms : now;
+            if (now - k.since_ms < delay) {
+                wait[nwait++] = k;
+                uint64_t due = k.since_ms + delay;
+                if (!next_due || due < next_due)
+                    next_due = due;
+                continue;
+            }
+        }
+        memcpy(keys[nkeys++], art->key, MSTATE_MSGKEY_BYTES);
+    }
+    if (nkeys || mstate_homeless(r->ms)) {
+        size_t assigned = 0;
+        int rc = mstate_assign(r->ms, (const uint8_t(*)[MSTATE_MSGKEY_BYTES])keys, nkeys, now, &assigned);
+        if (rc != MSTATE_OK)
+            pu_log(PU_ERROR, "%s: new mail not numbered: %s", a->address, mstate_strerror(rc));
+        else if (assigned)
+            pu_log(PU_DEBUG, "%s: %zu UIDs given out", a->address, assigned);
+    }
+    for (size_t k = 0; k < nseed; k++) {
+        const mb_msg *art = &m->arts[seed[k]];
+        mstate_view v;
+        if (mstate_get(r->ms, art->key, &v))
+            mirror(a, art->msgid);
+    }
+    qsort(wait, nwait, sizeof *wait, wait_cmp);
+    free(r->wait);
+    r->wait = wait;
+    r->nwait = nwait;
+    evtimer_del(r->claim_timer);
+    if (next_due) {
+        uint64_t in = next_due > now ? next_due - now : 0;
+        struct timeval tv = {(time_t)(in / 1000), (suseconds_t)(in % 1000) * 1000};
+        evtimer_add(r->claim_timer, &tv);
+    }
+    free(keys);
+    free(seed);
+    if (mstate_has_pending(r->ms))
+        touch(a);
+}
+
+/* The messages clients see: the articles with a UID, by UID. A message that lost its UID
+ * (a conflict) or was expunged elsewhere is gone from the list: views look (gone_gen). */
+static void relist(mb_account *a)
+{
+    struct mb_replica *r = a->rep;
+    mb_mbox *m = a->mbox;
+    mb_msg *list = malloc((m->narts ? m->narts : 1) * sizeof *list);
+    if (!list)
+        return; /* the old list stays until the next scan */
+    size_t n = 0;
+    for (size_t i = 0; i < m->narts; i++) {
+        mstate_view v;
+        if (mstate_get(r->ms, m->arts[i].key, &v) && v.uid && !v.expunged) {
+            list[n] = m->arts[i];
+            list[n++].uid = v.uid;
+        }
+    }
+    qsort(list, n, sizeof *list, uid_cmp);
+    bool gone = false;
+    for (size_t i = 0, k = 0; i < m->n && !gone; i++) {
+        while (k < n && list[k].uid < m->msgs[i].uid)
+            k++;
+        gone = k == n || list[k].uid != m->msgs[i].uid || strcmp(list[k].msgid, m->msgs[i].msgid) != 0;
+    }
+    if (gone)
+        m->gone_gen++;
+    free(m->msgs);
+    m->msgs = list;
+    m->n = n;
+    m->cap = m->narts ? m->narts : 1;
+    mb_mbox_index_drop(m);
+    m->uidvalidity = mstate_uidvalidity(r->ms);
+    m->uidnext = mstate_uid_next(r->ms);
+    if (n && list[n - 1].uid >= m->uidnext)
+        m->uidnext = list[n - 1].uid + 1;
+}
+
+/* The user's state (what sessions read) is brought up to the mstate. */
+static void project(mb_account *a)
+{
+    struct mb_replica *r = a->rep;
+    const mb_mbox *m = a->mbox;
+    unsigned nkm = mstate_keyword_count(r->ms);
+    for (unsigned k = 0; k < nkm; k++) {
+        unsigned idx;
+        userstate_keyword(a->us, mstate_keyword_name(r->ms, k), &idx); /* a full table: left out */
+    }
+    unsigned nku = userstate_keyword_count(a->us);
+    for (size_t i = 0; i < m->narts; i++) {
+        const mb_msg *art = &m->arts[i];
+        mstate_view v;
+        if (!mstate_get(r->ms, art->key, &v))
+            continue;
+        userstate_msg u;
+        userstate_get(a->us, art->msgid, &u);
+        if (v.expunged) {
+            if (!u.removed)
+                userstate_remove(a->us, art->msgid);
+            continue;
+        }
+        if (u.removed) { /* removed here, never posted: it is now */
+            mstate_expunge(r->ms, art->key, now_ms());
+            touch(a);
+            continue;
+        }
+        uint8_t kw[US_KEYWORD_SET_BYTES] = {0};
+        for (unsigned k = 0; nkm && k < nku; k++)
+            if (mstate_keyword_test(r->ms, art->key, userstate_keyword_name(a->us, k)))
+                us_kw_put(kw, k, 1);
+        if (u.flags == v.flags && memcmp(u.keywords, kw, sizeof kw) == 0)
+            continue;
+        userstate_store(a->us, art->msgid, US_REPLACE, v.flags, kw);
+    }
+}
+
+static void settle(mb_account *a, bool merged)
+{
+    struct mb_replica *r = a->rep;
+    assign(a, now_ms());
+    if (merged || !r->projected) {
+        project(a);
+        r->projected = true;
+    }
+    relist(a);
+}
+
+static void claim_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    mb_account *a = arg;
+    settle(a, false);
+    mb_account_changed(a);
+}
+
+void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok)
+{
+    struct mb_replica *r = a->rep;
+    size_t merged = 0;
+    free(r->retry);
+    r->retry = NULL;
+    r->nretry = 0;
+    for (size_t i = 0; i < f->nopened; i++) {
+        int rc = mstate_merge(r->ms, f->opened[i]);
+        if (rc == MSTATE_OK)
+            merged++;
+        else
+            pu_log(PU_WARN, "%s: a state article does not merge: %s", a->address, mstate_strerror(rc));
+        mstate_free(f->opened[i]);
+    }
+    size_t nretry = 0;
+    for (size_t i = 0; i < f->nwant; i++)
+        if (f->done && f->done[i])
+            seen_add(r, f->want[i]);
+        else
+            nretry++;
+    if (nretry && (r->retry = malloc(nretry * sizeof *r->retry)))
+        for (size_t i = 0; i < f->nwant; i++)
+            if (!(f->done && f->done[i]))
+                memcpy(r->retry[r->nretry++], f->want[i], PA_MSGID_MAX);
+    r->deltas_since_snapshot += (unsigned)merged;
+    if (f->snapshot_ms > r->newest_snapshot_ms)
+        r->newest_snapshot_ms = f->snapshot_ms;
+    if (merged)
+        pu_log(PU_DEBUG, "%s: merged %zu state articles", a->address, merged);
+    if (ok) {
+        settle(a, merged > 0);
+        if (merged)
+            touch(a); /* a snapshot may be due */
+    }
+    free(f->want);
+    free(f->opened);
+    free(f->done);
+    free(f->seen);
+    if (f->key)
+        sodium_free(f->key);
+    memset(f, 0, sizeof *f);
+}
