@@ -670,6 +670,10 @@ def test_partition_and_heal_converge(mesh):
         return ok, views
     final = until("the three sites converge after the heal", converged, timeout=HEAL_WAIT)
     assert final[0].validity == before.validity, (before, final[0])
+    for k in range(3):  # POP3 serves the same maildrop, under the same UIDLs everywhere
+        until("POP3 at site %d shows the converged mailbox" % (k + 1),
+              lambda k=k: ((lambda p: (set(p) == expected, p))(pop3_subjects(m.gws[k]))))
+    assert len({frozenset(v for _, v in pop3_subjects(gw).values()) for gw in m.gws}) == 1
 
     # no UID named two messages: not at any one site in all this module's views, nor between
     # what any site ever showed and the converged mailbox (during the partition the two sides
