@@ -514,12 +514,15 @@ def test_expunge_at_one_site_removes_the_message_everywhere(mesh):
     deliver(mesh.envs[0], kept)
     uids = everywhere(mesh, [gone, kept])
     until("%r in POP3 at site 1" % gone, lambda: ((lambda p: (gone in p, p))(pop3_subjects(mesh.gws[0]))))
+    article = "<%s@postern.invalid>" % pop3_subjects(mesh.gws[0])[gone][1]  # UIDL "m.HEX"
 
     idle1 = Idle(mesh.gws[0])
     seq1 = idle1.seq_of(uids[0][gone])
     idle1.start()
     c2 = imap(mesh.gws[1])
     c2.select("INBOX")
+    typ, data = c2.uid("FETCH", str(uids[1][gone]), "(BODY.PEEK[])")  # read, then deleted
+    assert typ == "OK", data
     typ, data = c2.uid("STORE", str(uids[1][gone]), "+FLAGS", r"(\Deleted)")
     assert typ == "OK", data
     typ, data = c2.expunge()
@@ -534,6 +537,13 @@ def test_expunge_at_one_site_removes_the_message_everywhere(mesh):
         until("%r gone at site %d, %r kept" % (gone, k + 1, kept), check)
     until("%r gone from POP3 UIDL at site 1" % gone,
           lambda: ((lambda p: (gone not in p and kept in p, p))(pop3_subjects(mesh.gws[0]))))
+    # the owner's expunge cancels the article itself, with its Cancel-Key, at every site
+    for site in mesh.sites:
+        def cancelled(site=site):
+            with site.client() as c:
+                r = c.stat(article)
+            return r.startswith("430"), r
+        until("%s cancelled at %s" % (article, site.name), cancelled)
 
 
 def test_pop3_dele_quit_at_one_site_removes_the_message_everywhere(mesh):
