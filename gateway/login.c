@@ -180,7 +180,8 @@ void gw_session_detach_account(session *s)
     mb_account_open_cancel(&s->open_wait);
     mb_waiter_cancel(&s->scan_wait);
     if (s->account) {
-        mb_reader_detach(&s->reader);
+        if (mb_reader_detach(&s->reader))
+            s->vault_session = 0; /* the account logs it out once it is done with it */
         mb_account_release(s->account);
         s->account = NULL;
     }

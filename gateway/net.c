@@ -102,6 +102,11 @@ void gw_vault_logout(gw_net *net, uint64_t vault_session)
     vault_flush(net);
 }
 
+static void vault_logout_hook(void *ctx, uint64_t vault_session)
+{
+    gw_vault_logout(ctx, vault_session);
+}
+
 void gw_vault_forget(gw_net *net, uint32_t id)
 {
     gw_vreq *q = *vreq_slot(net, id);
@@ -312,7 +317,7 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
     net->stop_timer = evtimer_new(net->base, stop_timer_cb, net);
     net->sig_term = evsignal_new(net->base, SIGTERM, signal_cb, net);
     net->sig_int = evsignal_new(net->base, SIGINT, signal_cb, net);
-    const mb_hooks hooks = {.vault_open = gw_vault_open, .ctx = net};
+    const mb_hooks hooks = {.vault_open = gw_vault_open, .vault_logout = vault_logout_hook, .ctx = net};
     net->store = mb_store_new(cfg, net->base, WORKERS, &hooks, err, sizeof err);
     if (!net->store)
         pu_log(PU_ERROR, "%s", err);

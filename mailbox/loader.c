@@ -244,7 +244,7 @@ static uint64_t vault_session_of(load_ctx *x)
 {
     if (!x->reader)
         x->reader = x->a->readers;
-    return x->reader ? x->reader->vault_session : 0;
+    return x->reader ? x->reader->vault_session : mb_replica_held_vault(x->a);
 }
 
 /* A message loaded without its MIME structure (a body read, a read-ahead) and now asked for
@@ -793,11 +793,11 @@ static void forget_reader(load_ctx *list, const mb_reader *r)
     }
 }
 
-void mb_reader_detach(mb_reader *r)
+bool mb_reader_detach(mb_reader *r)
 {
     mb_account *a = r->a;
     if (!a)
-        return;
+        return false;
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -809,6 +809,7 @@ void mb_reader_detach(mb_reader *r)
     r->prefetching = 0;
     r->prev = r->next = NULL;
     r->a = NULL;
+    return mb_replica_hold_vault(a, r->vault_session);
 }
 
 int mb_loader_init(mb_account *a)

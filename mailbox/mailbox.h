@@ -79,6 +79,8 @@ int mb_pool_run(mb_pool *p, void (*work)(mb_job *j, ps_pool *sites, const pn_con
 typedef struct mb_hooks {
     uint32_t (*vault_open)(void *ctx, uint64_t vault_session, const uint8_t prefix[PC_MSG_PREFIX_BYTES],
                            void (*fn)(void *arg, const vault_reply *r), void *arg);
+    /* Ends a vault session the mailbox kept after its client left (mb_reader_detach). */
+    void (*vault_logout)(void *ctx, uint64_t vault_session);
     void *ctx;
 } mb_hooks;
 
@@ -235,8 +237,10 @@ typedef struct mb_reader {
 } mb_reader;
 /* r (zeroed) reads a's messages with vault_session. */
 void mb_reader_attach(mb_reader *r, mb_account *a, uint64_t vault_session);
-/* r is done: the loads it started go on with another reader's vault session, or fail. */
-void mb_reader_detach(mb_reader *r);
+/* r is done: the loads it started go on with another reader's vault session, or fail. True
+ * when the account keeps r's vault session (an expunged message still needs the vault to be
+ * cancelled): the caller must not log it out; the mailbox does, through the hooks. */
+bool mb_reader_detach(mb_reader *r);
 
 /* A load's callback: p (one reference, mb_plain_unref) or NULL with err. err is mb_load_junk
  * when the article can never open for this user: it has been removed from the mailbox. */

@@ -102,6 +102,11 @@ void mb_replica_fetch_run(mb_state_fetch *f, ps_pool *sites, size_t site);
 void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok);
 /* Periodic: posts what could not be posted before. */
 void mb_replica_tick(mb_account *a);
+/* A reader with vault_session leaves: true if the account keeps that session, because
+ * expunged messages still wait for their cancel keys; the account logs it out when they
+ * are done. held_vault: that session, or 0. */
+bool mb_replica_hold_vault(mb_account *a, uint64_t vault_session);
+uint64_t mb_replica_held_vault(const mb_account *a);
 /* loader.c, hop 2: the vault opened msgid's prefix; its owner cancel key is kept for an
  * expunge. */
 void mb_replica_cancel_key(mb_account *a, const char *msgid, const uint8_t stream_key[PC_STREAM_KEY_BYTES]);

@@ -72,6 +72,8 @@ struct mb_replica {
                                    covers them, so it cancels them */
     size_t nlive, caplive;
     uint64_t newest_snapshot_ms; /* the writer's clock of the newest snapshot read or written */
+    unsigned cancels_loading; /* rep_cancel_loads in flight */
+    uint64_t held_vault;      /* a left client's vault session they still need (0: none) */
     rep_ckey *ckeys; /* sorted by Message-ID */
     size_t nckeys, capckeys;
 };
@@ -132,6 +134,7 @@ static void seen_add(struct mb_replica *r, const char *msgid)
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
+static void release_vault(mb_account *a);
 static void claim_cb(evutil_socket_t fd, short what, void *arg);
 
 int mb_replica_init(mb_account *a)
@@ -469,6 +472,7 @@ void mb_replica_free(mb_account *a)
         next = p->next;
         post_free(p);
     }
+    release_vault(a);
     if (r->flush_ev)
         event_free(r->flush_ev);
     if (r->claim_timer)
@@ -554,15 +558,40 @@ static bool post_cancel(mb_account *a, const char *msgid)
     return true;
 }
 
+static void release_vault(mb_account *a)
+{
+    struct mb_replica *r = a->rep;
+    if (r->held_vault && a->st->hooks.vault_logout)
+        a->st->hooks.vault_logout(a->st->hooks.ctx, r->held_vault);
+    r->held_vault = 0;
+}
+
+bool mb_replica_hold_vault(mb_account *a, uint64_t vault_session)
+{
+    struct mb_replica *r = a->rep;
+    if (!r || !r->cancels_loading || r->held_vault || !vault_session || a->readers)
+        return false;
+    r->held_vault = vault_session;
+    return true;
+}
+
+uint64_t mb_replica_held_vault(const mb_account *a)
+{
+    return a->rep ? a->rep->held_vault : 0;
+}
+
 static void cancel_loaded(void *arg, mb_plain *p, const char *err)
 {
     rep_cancel_load *c = arg;
+    mb_account *a = c->a;
     if (p)
         mb_plain_unref(p);
-    if (!post_cancel(c->a, c->msgid))
-        pu_log(PU_WARN, "%s: %s expunged but not cancelled: %s", c->a->address, c->msgid,
+    if (!post_cancel(a, c->msgid))
+        pu_log(PU_WARN, "%s: %s expunged but not cancelled: %s", a->address, c->msgid,
                err ? err : "its key is unknown");
     free(c);
+    if (--a->rep->cancels_loading == 0)
+        release_vault(a);
 }
 
 /* The user expunged msgid here: its article goes from every spool. */
@@ -578,6 +607,7 @@ static void cancel_expunged(mb_account *a, const char *msgid)
     }
     c->a = a;
     snprintf(c->msgid, sizeof c->msgid, "%s", msgid);
+    a->rep->cancels_loading++;
     mb_load(a->readers, msgid, false, &c->w, cancel_loaded, c);
 }
 

@@ -248,6 +248,31 @@ def test_expunge_and_persistence_across_restart(mailbox, postern_env):
     c.logout()
 
 
+def test_expunge_right_before_logout_cancels_the_article(mailbox, postern_env, inn_site):
+    """What mbsync does: EXPUNGE of a message this gateway never opened, then LOGOUT at once.
+    The article's cancel key needs the vault to open the message's prefix, after the session
+    (whose vault session that was) has gone: the article must still be cancelled."""
+    deliver(postern_env, b"From: x@example.net\nSubject: expunged unread\n\nnever opened\n")
+    with inn_site.client() as nn:
+        group = [g for g, *_ in nn.list_active("postern.org.example.*")
+                 if "dana" in g and not g.endswith(".encrypt")]
+        nn.group(group[0])
+        msgid = [o[4] for o in nn.over("1-") if o[4].startswith("<m.")][-1]
+    c = login(mailbox)
+    c.select("INBOX")
+    victim = uids(c)[-1]
+    typ, data = c.uid("STORE", str(victim), "+FLAGS.SILENT", "(\\Deleted)")
+    assert typ == "OK", data
+    typ, data = c.expunge()
+    assert typ == "OK", data
+    c.logout()
+    deadline = time.monotonic() + 30
+    with inn_site.client() as nn:
+        while not nn.stat(msgid).startswith("430"):
+            assert time.monotonic() < deadline, "%s not cancelled" % msgid
+            time.sleep(0.2)
+
+
 def test_close_unselect_and_refusals(mailbox):
     c = login(mailbox)
     c.select("INBOX")
