@@ -104,7 +104,11 @@ typedef struct numbers {
 static int collect_over(void *arg, const char *line, size_t len)
 {
     numbers *nums = arg;
-    (void)len;
+    uint64_t number;
+    const char *id;
+    size_t idlen;
+    if (pa_over_state(line, len, &number, &id, &idlen))
+        return 0; /* the user's replicated flags and UIDs, not mail */
     char *end;
     errno = 0;
     unsigned long long v = strtoull(line, &end, 10);

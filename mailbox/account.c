@@ -118,6 +118,7 @@ static void save_done(mb_job *j)
     }
     free(x->live);
     free(x);
+    free(j->replica);
     if (w) {
         if (w->load && mb_pool_submit(n->pool, w->load) != 0) {
             w->load->status = US_EIO;
@@ -227,6 +228,9 @@ static void account_release(mb_account *a)
             j->kind = MB_JOB_STATE_SAVE;
             j->done = save_done;
             j->us = a->us;
+            if (mb_replica_seal_local(a, &j->replica, &j->replica_len) == 0 && j->replica &&
+                (j->state_key = sodium_malloc(VAULT_STATE_KEY_BYTES)))
+                memcpy(j->state_key, a->state_key, VAULT_STATE_KEY_BYTES);
             x->st = net;
             x->state_key = sodium_malloc(VAULT_STATE_KEY_BYTES);
             if (x->state_key)
@@ -256,6 +260,11 @@ static void account_release(mb_account *a)
                 sodium_free(x->state_key);
         }
         free(x);
+        if (j) {
+            free(j->replica);
+            if (j->state_key)
+                sodium_free(j->state_key);
+        }
         free(j);
         free(w);
         if (a->us) { /* no worker to take it (shutting down, queue full): save here */
@@ -283,6 +292,8 @@ static void account_release(mb_account *a)
 typedef struct periodic_save {
     mb_account *a; /* referenced: the final save at release waits for this write */
     userstate_sealed *snap;
+    uint8_t *replica; /* the replicated state's local copy, sealed */
+    size_t replica_len;
     int status;
     char err[256];
 } periodic_save;
@@ -290,9 +301,12 @@ typedef struct periodic_save {
 static void periodic_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
 {
     (void)sites;
-    (void)cfg;
     periodic_save *x = j->ctx;
     x->status = userstate_sealed_write(x->snap, x->err, sizeof x->err);
+    char err[256];
+    if (x->status == US_OK && x->replica &&
+        mb_replica_file_write(cfg, x->a->address, x->a->state_key, x->replica, x->replica_len, err, sizeof err) != 0)
+        pu_log(PU_WARN, "%s: %s", x->a->address, err);
 }
 
 static void periodic_done(mb_job *j)
@@ -308,6 +322,7 @@ static void periodic_done(mb_job *j)
     a->save_failed = x->status != US_OK;
     a->writing = false;
     userstate_sealed_free(x->snap);
+    free(x->replica);
     free(x);
     free(j);
     mb_account_release(a);
@@ -329,9 +344,11 @@ void mb_accounts_save_changed(mb_store *net)
             continue;
         }
         x->a = a;
+        mb_replica_seal_local(a, &x->replica, &x->replica_len);
         if (mb_pool_run(net->pool, periodic_work, periodic_done, x) != 0) {
             userstate_mark_dirty(a->us); /* busy: the next round tries again */
             userstate_sealed_free(x->snap);
+            free(x->replica);
             free(x);
             continue;
         }
@@ -347,6 +364,7 @@ static void load_done(mb_job *j)
     if (j->status == US_OK) {
         a->us = j->us;
         a->ready = true;
+        mb_replica_restore(a, j->replica, j->replica_len);
         if (userstate_warning(a->us))
             pu_log(PU_WARN, "state of %s: %s", a->address, userstate_warning(a->us));
     } else {
@@ -371,6 +389,7 @@ static void load_done(mb_job *j)
         }
     }
     sodium_free(j->state_key);
+    free(j->replica);
     free(j);
     mb_account_release(a); /* the job's reference */
 }

@@ -60,6 +60,8 @@ typedef struct mb_job {
     size_t record_len;
     uint8_t *state_key; /* sodium_malloc'd, VAULT_STATE_KEY_BYTES */
     userstate *us;
+    uint8_t *replica;   /* the replicated state, sealed, as kept on disk (malloc'd; NULL: none) */
+    size_t replica_len;
     /* MB_JOB_WORK (and before an MB_JOB_STATE_SAVE): runs on a worker thread */
     void (*work)(struct mb_job *j, ps_pool *sites, const pn_config *cfg);
     void *ctx;

@@ -102,6 +102,17 @@ void mb_replica_fetch_run(mb_state_fetch *f, ps_pool *sites, size_t site);
 void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok);
 /* Periodic: posts what could not be posted before. */
 void mb_replica_tick(mb_account *a);
+/* The local copy of the replicated state (state_dir/users/<hash>.state.mstate, sealed like a
+ * snapshot): written with every save of the user's state, read at login, so changes not
+ * posted yet (the last ones before a logout, or while no site takes posts) survive. seal:
+ * loop, *out malloc'd (NULL: no state). write / read: workers (read: *out NULL when there is
+ * no file). restore: loop, at login, before the first scan. */
+int mb_replica_seal_local(mb_account *a, uint8_t **out, size_t *len);
+int mb_replica_file_write(const pn_config *cfg, const char *address, const uint8_t *state_key,
+                          const uint8_t *bytes, size_t len, char *err, size_t errlen);
+int mb_replica_file_read(const pn_config *cfg, const char *address, const uint8_t *state_key, uint8_t **out,
+                         size_t *len, char *err, size_t errlen);
+void mb_replica_restore(mb_account *a, const uint8_t *bytes, size_t len);
 /* A reader with vault_session leaves: true if the account keeps that session, because
  * expunged messages still wait for their cancel keys; the account logs it out when they
  * are done. held_vault: that session, or 0. */

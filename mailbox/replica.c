@@ -7,10 +7,15 @@
  * idling sessions hear of another site's change as of a local one. The list of messages
  * clients see (mb_mbox.msgs) is the group's mail articles that have a UID in the state,
  * sorted by UID: the same numbers at every site. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -246,6 +251,7 @@ static void post_done(mb_job *j)
     }
     struct mb_replica *r = a->rep;
     r->posting = false;
+    pu_log(PU_DEBUG, "%s: state articles posted (%s)", a->address, x->failed ? "some not yet" : "all");
     if (x->failed) { /* back in front, in order */
         rep_post *last = x->failed;
         while (last->next)
@@ -527,9 +533,10 @@ void mb_replica_cancel_key(mb_account *a, const char *msgid, const uint8_t strea
         rep_ckey *p = malloc(cap * sizeof *p); /* not realloc: the old block is wiped */
         if (!p)
             return;
-        memcpy(p, r->ckeys, r->nckeys * sizeof *p);
-        if (r->ckeys)
+        if (r->ckeys) {
+            memcpy(p, r->ckeys, r->nckeys * sizeof *p);
             sodium_memzero(r->ckeys, r->capckeys * sizeof *r->ckeys);
+        }
         free(r->ckeys);
         r->ckeys = p;
         r->capckeys = cap;
@@ -675,7 +682,8 @@ int mb_replica_fetch_begin(mb_account *a, mb_state_fetch *f)
     if (!f->key || !f->seen)
         return -1;
     memcpy(f->key, KEY(r), MSTATE_KEY_BYTES);
-    memcpy(f->seen, r->seen, r->nseen * sizeof *f->seen);
+    if (r->nseen)
+        memcpy(f->seen, r->seen, r->nseen * sizeof *f->seen);
     f->nseen = r->nseen;
     for (size_t i = 0; i < r->nretry; i++)
         mb_replica_fetch_note(f, r->retry[i], strlen(r->retry[i]));
@@ -877,12 +885,9 @@ static void project(mb_account *a)
 {
     struct mb_replica *r = a->rep;
     const mb_mbox *m = a->mbox;
+    /* keywords enter the user's table only when a message has them: the mstate's table only
+     * grows, the user's forgets names no message uses (userstate_prune) */
     unsigned nkm = mstate_keyword_count(r->ms);
-    for (unsigned k = 0; k < nkm; k++) {
-        unsigned idx;
-        userstate_keyword(a->us, mstate_keyword_name(r->ms, k), &idx); /* a full table: left out */
-    }
-    unsigned nku = userstate_keyword_count(a->us);
     for (size_t i = 0; i < m->narts; i++) {
         const mb_msg *art = &m->arts[i];
         mstate_view v;
@@ -901,9 +906,12 @@ static void project(mb_account *a)
             continue;
         }
         uint8_t kw[US_KEYWORD_SET_BYTES] = {0};
-        for (unsigned k = 0; nkm && k < nku; k++)
-            if (mstate_keyword_test(r->ms, art->key, userstate_keyword_name(a->us, k)))
-                us_kw_put(kw, k, 1);
+        for (unsigned k = 0; k < nkm; k++) {
+            const char *name = mstate_keyword_name(r->ms, k);
+            unsigned idx;
+            if (mstate_keyword_test(r->ms, art->key, name) && userstate_keyword(a->us, name, &idx) == US_OK)
+                us_kw_put(kw, idx, 1); /* a full table: left out */
+        }
         if (u.flags == v.flags && memcmp(u.keywords, kw, sizeof kw) == 0)
             continue;
         userstate_store(a->us, art->msgid, US_REPLACE, v.flags, kw);
@@ -971,4 +979,120 @@ void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok)
     if (f->key)
         sodium_free(f->key);
     memset(f, 0, sizeof *f);
+}
+
+/* ---- the local copy ---- */
+
+int mb_replica_seal_local(mb_account *a, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (!a->rep || !mstate_count(a->rep->ms))
+        return 0;
+    return mstate_seal_snapshot(a->rep->ms, KEY(a->rep), out, len) == MSTATE_OK ? 0 : -1;
+}
+
+static int local_path(const pn_config *cfg, const char *address, const uint8_t *state_key, char *out, size_t cap,
+                      char *err, size_t errlen)
+{
+    char base[PATH_MAX];
+    if (userstate_path(cfg->state_dir, address, state_key, base, sizeof base, err, errlen) != US_OK)
+        return -1;
+    if ((size_t)snprintf(out, cap, "%s.mstate", base) >= cap) {
+        snprintf(err, errlen, "state path too long");
+        return -1;
+    }
+    return 0;
+}
+
+int mb_replica_file_write(const pn_config *cfg, const char *address, const uint8_t *state_key, const uint8_t *bytes,
+                          size_t len, char *err, size_t errlen)
+{
+    char path[PATH_MAX + 16], tmp[PATH_MAX + 32];
+    if (local_path(cfg, address, state_key, path, sizeof path, err, errlen) != 0)
+        return -1;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "replicated state not kept locally: %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, bytes + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    /* the old copy or the new one, never half of one */
+    if (off != len || fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        snprintf(err, errlen, "replicated state not kept locally: %s: %s", path, strerror(errno));
+        if (off != len)
+            close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int mb_replica_file_read(const pn_config *cfg, const char *address, const uint8_t *state_key, uint8_t **out,
+                         size_t *len, char *err, size_t errlen)
+{
+    char path[PATH_MAX + 16];
+    *out = NULL;
+    *len = 0;
+    if (local_path(cfg, address, state_key, path, sizeof path, err, errlen) != 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    uint8_t *b = NULL;
+    if (fstat(fd, &sb) != 0 || sb.st_size <= 0 || (uint64_t)sb.st_size > MSTATE_ENCODED_MAX + 4096 ||
+        !(b = malloc((size_t)sb.st_size))) {
+        snprintf(err, errlen, "%s: cannot be read", path);
+        close(fd);
+        return -1;
+    }
+    size_t off = 0, want = (size_t)sb.st_size;
+    while (off < want) {
+        ssize_t n = read(fd, b + off, want - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    close(fd);
+    if (off != want) {
+        free(b);
+        snprintf(err, errlen, "%s: short read", path);
+        return -1;
+    }
+    *out = b;
+    *len = want;
+    return 0;
+}
+
+void mb_replica_restore(mb_account *a, const uint8_t *bytes, size_t len)
+{
+    struct mb_replica *r = a->rep;
+    mstate *o = NULL;
+    if (!r || !bytes)
+        return;
+    int rc = mstate_open(bytes, len, KEY(r), &o, NULL);
+    if (rc == MSTATE_OK)
+        rc = mstate_merge(r->ms, o);
+    mstate_free(o);
+    if (rc != MSTATE_OK)
+        pu_log(PU_WARN, "%s: the local copy of the replicated state is not used: %s", a->address,
+               mstate_strerror(rc));
+    /* what it holds and no site may have seen yet goes out with the next snapshot */
+    r->deltas_since_snapshot = SNAPSHOT_AFTER;
 }

@@ -78,11 +78,19 @@ static void run(mb_pool *p, mb_job *j, ps_pool *c)
         break;
     case MB_JOB_STATE_OPEN:
         j->status = userstate_open(p->cfg->state_dir, j->address, j->state_key, &j->us, j->err, sizeof j->err);
+        if (j->status == US_OK &&
+            mb_replica_file_read(p->cfg, j->address, j->state_key, &j->replica, &j->replica_len, j->err,
+                                 sizeof j->err) != 0)
+            pu_log(PU_WARN, "%s: %s (the state is read from the news server)", j->address, j->err);
         break;
     case MB_JOB_STATE_SAVE:
         if (j->work) /* the owner's step before the write (account.c prunes) */
             j->work(j, c, p->cfg);
         j->status = userstate_save(j->us, j->err, sizeof j->err);
+        if (j->status == US_OK && j->replica && j->state_key &&
+            mb_replica_file_write(p->cfg, j->address, j->state_key, j->replica, j->replica_len, j->err,
+                                  sizeof j->err) != 0)
+            pu_log(PU_WARN, "%s: %s", j->address, j->err);
         if (j->status == US_OK) { /* a state not written stays the owner's (account.c keeps it) */
             userstate_close(j->us);
             j->us = NULL;

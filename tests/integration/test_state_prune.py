@@ -20,7 +20,7 @@ def deliver(env, subject):
 
 
 def state_file(gw):
-    files = list((gw.state_dir / "users").glob("*"))
+    files = list((gw.state_dir / "users").glob("*.state"))
     assert len(files) == 1, files
     return files[0]
 
