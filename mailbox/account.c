@@ -182,6 +182,23 @@ static void unsaved_retry(mb_store *net)
     }
 }
 
+void mb_account_save_now(mb_account *a)
+{
+    char err[256];
+    uint8_t *replica = NULL;
+    size_t len = 0;
+    if (!a->us || !a->ready)
+        return;
+    if (userstate_save(a->us, err, sizeof err) != US_OK) {
+        pu_log(PU_ERROR, "state of %s lost at shutdown: %s", a->address, err);
+        return;
+    }
+    if (mb_replica_seal_local(a, &replica, &len) == 0 && replica &&
+        mb_replica_file_write(a->st->cfg, a->address, a->state_key, replica, len, err, sizeof err) != 0)
+        pu_log(PU_WARN, "%s: %s", a->address, err);
+    free(replica);
+}
+
 void mb_accounts_unsaved_free(mb_store *net)
 {
     while (net->unsaved) {

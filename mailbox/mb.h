@@ -152,6 +152,9 @@ struct mb_account {
 };
 
 void mb_accounts_save_changed(mb_store *st);
+/* Writes the account's state and the replicated state's local copy now, on this thread (at
+ * exit, for an account still referenced). */
+void mb_account_save_now(mb_account *a);
 void mb_accounts_unsaved_free(mb_store *st);
 void mb_mbox_free(mb_mbox *m);
 /* An article of the group is gone (430 on reading it): rescan the whole group, so the

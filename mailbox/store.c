@@ -104,6 +104,9 @@ void mb_store_free(mb_store *st)
         event_free(st->save_timer);
     mb_artcache_close(st->artcache);
     while (st->accounts) {
+        /* a load that waited for the vault when it stopped (a cancel's, whose session has
+         * gone) holds it: its state is written here, or the last changes would be lost */
+        mb_account_save_now(st->accounts);
         pu_log(PU_ERROR, "account of %s still referenced at exit", st->accounts->address);
         st->accounts = st->accounts->next;
     }
