@@ -48,6 +48,9 @@ def imap_subjects(gw, user):
     subjects = set()
     if int(data[0]):
         typ, data = c.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        if typ == "NO" and b"[UNAVAILABLE]" in data[0]:
+            c.logout()  # a site still catching up (RFC 5530: try again): the caller's wait goes on
+            return set()
         assert typ == "OK", data
         subjects = {item[1].decode().strip()[len("Subject: "):] for item in data if isinstance(item, tuple)}
     c.logout()
