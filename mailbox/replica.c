@@ -40,6 +40,7 @@ typedef struct rep_wait {
 } rep_wait;
 
 #define SNAPSHOT_AFTER 64 /* deltas read or written since the last snapshot */
+#define FLUSH_DELAY_MS 250 /* changes within this long go out as one delta */
 /* ... or the newest snapshot is this old: INN expires state articles with the mail (30 days) */
 #define SNAPSHOT_MAX_AGE_MS (7ull * 24 * 3600 * 1000)
 
@@ -72,6 +73,7 @@ struct mb_replica {
     bool posting;
     bool projected; /* the user's state was brought up to the mstate once */
     unsigned deltas_since_snapshot;
+    bool snapshot_due; /* the local copy may hold changes no site has seen */
     bool post_failed_logged;
     char (*live)[PA_MSGID_MAX]; /* state articles merged or posted since the last snapshot: it
                                    covers them, so it cancels them */
@@ -158,7 +160,7 @@ int mb_replica_init(mb_account *a)
     crypto_generichash(CANCEL_KEY(r), MSTATE_KEY_BYTES, (const uint8_t *)"postern state cancel-lock v1", 28,
                        a->state_key, VAULT_STATE_KEY_BYTES);
     r->ms = mstate_new((uint16_t)a->st->cfg->gateway.site_id, mstate_uidvalidity_derive(KEY(r), 0));
-    r->flush_ev = event_new(a->st->base, -1, 0, flush_cb, a);
+    r->flush_ev = evtimer_new(a->st->base, flush_cb, a);
     r->claim_timer = evtimer_new(a->st->base, claim_cb, a);
     r->posts_tail = &r->posts;
     a->rep = r;
@@ -245,6 +247,8 @@ static void post_done(mb_job *j)
         if (lost)
             pu_log(PU_WARN, "%s: %zu state changes could not be posted (%s); the other sites get them with "
                    "this site's next snapshot", x->address, lost, x->err);
+        else
+            pu_log(PU_DEBUG, "%s: state articles posted (all)", x->address);
         free(x);
         free(j);
         return;
@@ -410,6 +414,7 @@ static void post_snapshot(mb_account *a)
     }
     free(covered);
     r->deltas_since_snapshot = 0;
+    r->snapshot_due = false;
     r->newest_snapshot_ms = now_ms();
     pu_log(PU_DEBUG, "%s: state snapshot %s (%zu bytes)", a->address, msgid, len);
 }
@@ -433,7 +438,7 @@ static void seal(mb_account *a)
             r->deltas_since_snapshot++;
         }
     }
-    if (r->deltas_since_snapshot >= SNAPSHOT_AFTER ||
+    if (r->deltas_since_snapshot >= SNAPSHOT_AFTER || r->snapshot_due ||
         (mstate_count(r->ms) && now_ms() - r->newest_snapshot_ms > SNAPSHOT_MAX_AGE_MS))
         post_snapshot(a);
 }
@@ -447,7 +452,12 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 static void touch(mb_account *a)
 {
-    event_active(a->rep->flush_ev, 0, 0);
+    /* changes close together travel in one delta: a POP3 download marks every message
+     * \Seen, one RETR after another; the other sites poll once a second anyway */
+    if (!evtimer_pending(a->rep->flush_ev, NULL)) {
+        struct timeval tv = {0, FLUSH_DELAY_MS * 1000};
+        evtimer_add(a->rep->flush_ev, &tv);
+    }
 }
 
 void mb_replica_tick(mb_account *a)
@@ -965,6 +975,8 @@ void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok)
     r->deltas_since_snapshot += (unsigned)merged;
     if (f->snapshot_ms > r->newest_snapshot_ms)
         r->newest_snapshot_ms = f->snapshot_ms;
+    if (f->snapshot_ms)
+        r->deltas_since_snapshot = 0; /* another site compacted: one snapshot a round, not one per site */
     if (merged)
         pu_log(PU_DEBUG, "%s: merged %zu state articles", a->address, merged);
     if (ok) {
@@ -1094,5 +1106,5 @@ void mb_replica_restore(mb_account *a, const uint8_t *bytes, size_t len)
         pu_log(PU_WARN, "%s: the local copy of the replicated state is not used: %s", a->address,
                mstate_strerror(rc));
     /* what it holds and no site may have seen yet goes out with the next snapshot */
-    r->deltas_since_snapshot = SNAPSHOT_AFTER;
+    r->snapshot_due = rc == MSTATE_OK;
 }
