@@ -19,7 +19,11 @@ nothing about timing.
      that site's IDLE session shows `* seq FETCH (... FLAGS (...))` for the message with the new
      \\Flagged state. The next STORE goes only after both sites showed the previous one (or
      --timeout passed), after a random pause of 0 to --gap s (default 1, the poll interval), so
-     that the STOREs fall on every phase of the receiving gateways' 1 s poll.
+     that the STOREs fall on every phase of the receiving gateways' 1 s poll. Meanwhile a
+     reader connection per site sends GROUP every --watch-ms (default 5; 0: off) ms: the time
+     the group's high-water mark moved at site 1 (the gateway posted the delta to its own INN)
+     and at sites 2 and 3 (innfeed brought it) splits the latency into INN's part and the
+     receiving gateway's (its poll, the scan, the merge, the untagged FETCH).
   4. State articles in the user's group at each site (OVER of the group, Message-IDs "<s.",
      STAT of each so that cancelled ones do not count), before the STOREs and --settle s
      (default 5) after the last: count and total bytes; and how many snapshots each gateway
@@ -155,6 +159,59 @@ class Idler:
             pass
 
 
+class GroupWatch:
+    """GROUP of the user's group at one site every `every` s over one reader connection: when
+    its high-water mark moved (the state article a STORE posted arrived at that site's INN)."""
+
+    def __init__(self, site, group, every):
+        self.site, self.group, self.every = site, group, every
+        self.c = site.client()
+        self.high = self.c.group(group)[2]
+        self.moves = []  # (monotonic, high)
+        self.cv = threading.Condition()
+        self.stop = False
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.th.start()
+
+    def _run(self):
+        while not self.stop:
+            try:
+                h = self.c.group(self.group)[2]
+            except Exception:
+                return
+            t = time.monotonic()
+            if h > self.high:
+                with self.cv:
+                    self.high = h
+                    self.moves.append((t, h))
+                    self.cv.notify_all()
+            time.sleep(self.every)
+
+    def now(self):
+        with self.cv:
+            return self.high
+
+    def wait(self, above, since, deadline):
+        """Time of the first move past `above` seen after `since`."""
+        with self.cv:
+            while True:
+                for t, h in self.moves:
+                    if t >= since and h > above:
+                        return t
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cv.wait(left)
+
+    def close(self):
+        self.stop = True
+        self.th.join(timeout=5)
+        try:
+            self.c.quit()
+        except Exception:
+            pass
+
+
 def user_group(site):
     with site.client() as c:
         groups = [g for g, *_ in c.list_active("%s.*" % site.prefix) if "convbench" in g and not g.endswith(".encrypt")]
@@ -205,6 +262,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=30.0, help="s to wait for one change at a site")
     ap.add_argument("--claim-delay", type=int, default=3, help="[gateway] uid_claim_delay")
     ap.add_argument("--settle", type=float, default=5.0, help="s after the last STORE before counting")
+    ap.add_argument("--watch-ms", type=float, default=5.0,
+                    help="GROUP at each site every W ms to time the state article's arrival (0: off)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -269,6 +328,8 @@ def main():
         rows = uid_flags(c1)
         uids = [u for _, u, _ in rows]
         flagged = {u: "\\Flagged" in f for _, u, f in rows}
+        watches = [GroupWatch(s, group, a.watch_ms / 1e3) for s in sites] if a.watch_ms > 0 else []
+        arrive = [[], [], []]  # STORE sent -> the group's high-water mark moved at site k
         lat = {"site 2": [], "site 3": []}
         rtt, missed = [], {"site 2": 0, "site 3": 0}
         t_run = time.monotonic()
@@ -276,6 +337,7 @@ def main():
             time.sleep(rnd.uniform(0, a.gap))
             uid = uids[i % len(uids)]
             want = not flagged[uid]
+            highs = [w.now() for w in watches]
             t = time.monotonic()
             c1.cmd("UID STORE %d %sFLAGS.SILENT (\\Flagged)" % (uid, "+" if want else "-"))
             rtt.append(time.monotonic() - t)
@@ -289,9 +351,15 @@ def main():
                         i, uid, idl.label, a.timeout, " (%r)" % idl.error if idl.error else ""), flush=True)
                 else:
                     lat[idl.label].append(got - t)
+            for k, w in enumerate(watches):
+                got = w.wait(highs[k], t, time.monotonic() + (0.5 if k == 0 else 0.1))
+                if got is not None:
+                    arrive[k].append(got - t)
             if (i + 1) % 10 == 0:
                 print("    %d/%d STOREs (%.0f s)" % (i + 1, a.n, time.monotonic() - t_run), flush=True)
         bg.logout(c1)
+        for w in watches:
+            w.close()
         time.sleep(a.settle)
         after = [state_articles(s, group) for s in sites]
         snaps = [snapshots_written(gw) - n0 for gw, n0 in zip(gws, snaps_before)]
@@ -317,6 +385,11 @@ def main():
         print(summary("site 1 -> site 2", lat["site 2"], a.n))
         print(summary("site 1 -> site 3", lat["site 3"], a.n))
         print(summary("site 1 STORE round trip", rtt, a.n))
+        if watches:
+            print("  from the STORE sent until the group's high-water mark moved at each site's INN (GROUP every %.0f ms), "
+                  "ms:" % a.watch_ms)
+            for k in range(3):
+                print(summary("state article at site %d" % (k + 1), arrive[k], a.n))
         if any(missed.values()):
             print("  not seen within %.0f s: site 2 %d, site 3 %d" % (a.timeout, missed["site 2"], missed["site 3"]))
         print("  state articles in %s (OVER, \"<s.\" Message-IDs STAT still finds; count / bytes):" % group)
