@@ -249,8 +249,8 @@ def summary(label, xs, want):
     xs = sorted(xs)
     if not xs:
         return "  %-26s none arrived (of %d)" % (label, want)
-    return "  %-26s %4d/%-4d p50 %6s  p90 %6s  p99 %6s  max %6s  mean %6s" % (
-        label, len(xs), want, ms(pct(xs, 0.5)), ms(pct(xs, 0.9)), ms(pct(xs, 0.99)), ms(xs[-1]),
+    return "  %-26s %4d/%-4d min %5s  p50 %6s  p90 %6s  p99 %6s  max %6s  mean %6s" % (
+        label, len(xs), want, ms(xs[0]), ms(pct(xs, 0.5)), ms(pct(xs, 0.9)), ms(pct(xs, 0.99)), ms(xs[-1]),
         ms(sum(xs) / len(xs)))
 
 
