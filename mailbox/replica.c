@@ -1020,30 +1020,12 @@ static int local_path(const pn_config *cfg, const char *address, const uint8_t *
 int mb_replica_file_write(const pn_config *cfg, const char *address, const uint8_t *state_key, const uint8_t *bytes,
                           size_t len, char *err, size_t errlen)
 {
-    char path[PATH_MAX + 16], tmp[PATH_MAX + 32];
+    char path[PATH_MAX + 16];
     if (local_path(cfg, address, state_key, path, sizeof path, err, errlen) != 0)
         return -1;
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "replicated state not kept locally: %s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, bytes + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        off += (size_t)n;
-    }
     /* the old copy or the new one, never half of one */
-    if (off != len || fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+    if (pu_write_file_atomic(path, bytes, len, 0600) != 0) {
         snprintf(err, errlen, "replicated state not kept locally: %s: %s", path, strerror(errno));
-        if (off != len)
-            close(fd);
-        unlink(tmp);
         return -1;
     }
     return 0;
