@@ -42,6 +42,9 @@ typedef struct rep_wait {
 #define SNAPSHOT_AFTER 64 /* deltas read or written since the last snapshot */
 #define FLUSH_DELAY_MS 250 /* changes within this long go out as one delta */
 /* ... or the newest snapshot is this old: INN expires state articles with the mail (30 days) */
+/* INN expires mail 30 days after it arrives at a site; twice that leaves room for a site
+ * that got an article late (a long partition) */
+#define FORGET_AFTER_DAYS 60u
 #define SNAPSHOT_MAX_AGE_MS (7ull * 24 * 3600 * 1000)
 
 /* The owner's cancel key of a message this account opened (the loader's hop 2 saw its
@@ -73,7 +76,8 @@ struct mb_replica {
     bool posting;
     bool projected; /* the user's state was brought up to the mstate once */
     unsigned deltas_since_snapshot;
-    bool snapshot_due; /* the local copy may hold changes no site has seen */
+    bool snapshot_due; /* the local copy held changes no site had seen */
+    mstate *restored;  /* the local copy, until the first scan tells whether the group has it all */
     bool post_failed_logged;
     char (*live)[PA_MSGID_MAX]; /* state articles merged or posted since the last snapshot: it
                                    covers them, so it cancels them */
@@ -494,6 +498,7 @@ void mb_replica_free(mb_account *a)
     if (r->claim_timer)
         event_free(r->claim_timer);
     mstate_free(r->ms);
+    mstate_free(r->restored);
     sodium_free(r->key);
     if (r->ckeys)
         sodium_memzero(r->ckeys, r->capckeys * sizeof *r->ckeys);
@@ -778,6 +783,18 @@ static int uid_cmp(const void *a, const void *b)
 
 /* New mail: numbered here at once (site 1, or no delay), or after the other sites had
  * (site_id - 1) * uid_claim_delay seconds to number it (docs/design.md "Who assigns"). */
+/* The first UID of a numbering begun afresh: the seconds since 2020-01-01 UTC. A user who
+ * does not log in for 30 days leaves no state article on the spool (INN expired them with the
+ * mail they numbered), and the state then begins anew under the same UIDVALIDITY; starting
+ * at the clock keeps its UIDs above every UID an earlier state gave, as long as that one gave
+ * fewer than one a second on average. */
+static uint32_t uid_floor(uint64_t now)
+{
+    const uint64_t since = 1577836800; /* 2020-01-01T00:00:00Z */
+    uint64_t s = now / 1000;
+    return s > since ? (uint32_t)(s - since < MSTATE_UID_FLOOR_MAX ? s - since : MSTATE_UID_FLOOR_MAX) : 1;
+}
+
 static void assign(mb_account *a, uint64_t now)
 {
     struct mb_replica *r = a->rep;
@@ -825,6 +842,7 @@ static void assign(mb_account *a, uint64_t now)
     }
     if (nkeys || mstate_homeless(r->ms)) {
         size_t assigned = 0;
+        mstate_set_uid_floor(r->ms, uid_floor(now));
         int rc = mstate_assign(r->ms, (const uint8_t(*)[MSTATE_MSGKEY_BYTES])keys, nkeys, now, &assigned);
         if (rc != MSTATE_OK)
             pu_log(PU_ERROR, "%s: new mail not numbered: %s", a->address, mstate_strerror(rc));
@@ -928,10 +946,56 @@ static void project(mb_account *a)
     }
 }
 
+typedef struct spool_keys {
+    const mb_mbox *m;
+    uint8_t (*keys)[MSTATE_MSGKEY_BYTES]; /* the scan's, sorted: built at the first question */
+    bool built;
+} spool_keys;
+
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, MSTATE_MSGKEY_BYTES);
+}
+
+static int on_spool(void *arg, const uint8_t key[MSTATE_MSGKEY_BYTES])
+{
+    spool_keys *k = arg;
+    if (!k->built) {
+        k->built = true;
+        if (!(k->keys = malloc((k->m->narts ? k->m->narts : 1) * MSTATE_MSGKEY_BYTES)))
+            return 1; /* out of memory: keep everything */
+        for (size_t i = 0; i < k->m->narts; i++)
+            memcpy(k->keys[i], k->m->arts[i].key, MSTATE_MSGKEY_BYTES);
+        qsort(k->keys, k->m->narts, MSTATE_MSGKEY_BYTES, key_cmp);
+    }
+    return !k->keys || (k->m->narts && bsearch(key, k->keys, k->m->narts, MSTATE_MSGKEY_BYTES, key_cmp));
+}
+
+/* Entries of messages this site's group no longer holds leave the mstate once INN has surely
+ * expired them everywhere (FORGET_AFTER_DAYS), or the state would grow with every message
+ * ever received. Before the numbering, so a forgotten message another site's older snapshot
+ * brings back is dropped again rather than given a UID. */
+static void forget_expired(mb_account *a, uint64_t now)
+{
+    if (!a->mbox->scanned)
+        return; /* no listing to go by */
+    spool_keys k = {.m = a->mbox};
+    size_t n = 0;
+    int rc = mstate_forget(a->rep->ms, on_spool, &k, now, FORGET_AFTER_DAYS, &n);
+    free(k.keys);
+    if (rc != MSTATE_OK)
+        pu_log(PU_WARN, "%s: expired messages not forgotten: %s", a->address, mstate_strerror(rc));
+    else if (n)
+        pu_log(PU_INFO, "replicated state of %s: forgot %zu messages gone for %u days", a->address, n,
+               FORGET_AFTER_DAYS);
+}
+
 static void settle(mb_account *a, bool merged)
 {
     struct mb_replica *r = a->rep;
-    assign(a, now_ms());
+    uint64_t now = now_ms();
+    forget_expired(a, now);
+    assign(a, now);
     if (merged || !r->projected) {
         project(a);
         r->projected = true;
@@ -947,6 +1011,8 @@ static void claim_cb(evutil_socket_t fd, short what, void *arg)
     mb_account_changed(a);
 }
 
+static void check_restored(mb_account *a, const mb_state_fetch *f);
+
 void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok)
 {
     struct mb_replica *r = a->rep;
@@ -954,6 +1020,8 @@ void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok)
     free(r->retry);
     r->retry = NULL;
     r->nretry = 0;
+    if (r->restored && ok)
+        check_restored(a, f);
     for (size_t i = 0; i < f->nopened; i++) {
         int rc = mstate_merge(r->ms, f->opened[i]);
         if (rc == MSTATE_OK)
@@ -1083,10 +1151,45 @@ void mb_replica_restore(mb_account *a, const uint8_t *bytes, size_t len)
     int rc = mstate_open(bytes, len, KEY(r), &o, NULL);
     if (rc == MSTATE_OK)
         rc = mstate_merge(r->ms, o);
-    mstate_free(o);
     if (rc != MSTATE_OK)
         pu_log(PU_WARN, "%s: the local copy of the replicated state is not used: %s", a->address,
                mstate_strerror(rc));
-    /* what it holds and no site may have seen yet goes out with the next snapshot */
-    r->snapshot_due = rc == MSTATE_OK;
+    /* whether it holds what no site has seen (changes not posted before the last exit) the
+     * first scan tells: a snapshot at every cold login would be a full copy each time */
+    if (rc == MSTATE_OK) {
+        mstate_free(r->restored);
+        r->restored = o;
+    } else {
+        mstate_free(o);
+    }
+}
+
+/* After the first scan since the local copy was restored: a snapshot is due when the copy
+ * holds something the group's state articles do not (all of them were read: the scan reads
+ * every state article the account has not merged, and a new account has merged none). */
+static void check_restored(mb_account *a, const mb_state_fetch *f)
+{
+    struct mb_replica *r = a->rep;
+    size_t nretry = 0;
+    for (size_t i = 0; i < f->nwant; i++)
+        nretry += !(f->done && f->done[i]);
+    mstate *spool = mstate_new(mstate_site(r->ms), mstate_uidvalidity(r->ms)), *both = NULL;
+    bool due = true;
+    if (spool && !nretry) {
+        int rc = MSTATE_OK;
+        for (size_t i = 0; i < f->nopened && rc == MSTATE_OK; i++)
+            rc = mstate_merge(spool, f->opened[i]);
+        uint8_t d1[32], d2[32];
+        if (rc == MSTATE_OK && (both = mstate_clone(spool)) && mstate_merge(both, r->restored) == MSTATE_OK &&
+            mstate_digest(spool, d1) == MSTATE_OK && mstate_digest(both, d2) == MSTATE_OK)
+            due = memcmp(d1, d2, sizeof d1) != 0;
+    }
+    if (due) {
+        r->snapshot_due = true;
+        pu_log(PU_DEBUG, "%s: the local copy holds changes the group does not: a snapshot is due", a->address);
+    }
+    mstate_free(both);
+    mstate_free(spool);
+    mstate_free(r->restored);
+    r->restored = NULL;
 }
