@@ -42,9 +42,6 @@ typedef struct rep_wait {
 #define SNAPSHOT_AFTER 64 /* deltas read or written since the last snapshot */
 #define FLUSH_DELAY_MS 250 /* changes within this long go out as one delta */
 /* ... or the newest snapshot is this old: INN expires state articles with the mail (30 days) */
-/* INN expires mail 30 days after it arrives at a site; twice that leaves room for a site
- * that got an article late (a long partition) */
-#define FORGET_AFTER_DAYS 60u
 #define SNAPSHOT_MAX_AGE_MS (7ull * 24 * 3600 * 1000)
 
 /* The owner's cancel key of a message this account opened (the loader's hop 2 saw its
@@ -972,22 +969,24 @@ static int on_spool(void *arg, const uint8_t key[MSTATE_MSGKEY_BYTES])
 }
 
 /* Entries of messages this site's group no longer holds leave the mstate once INN has surely
- * expired them everywhere (FORGET_AFTER_DAYS), or the state would grow with every message
+ * expired them everywhere, or the state would grow with every message
  * ever received. Before the numbering, so a forgotten message another site's older snapshot
  * brings back is dropped again rather than given a UID. */
 static void forget_expired(mb_account *a, uint64_t now)
 {
     if (!a->mbox->scanned)
         return; /* no listing to go by */
+    /* INN expires mail retention_days after it arrived at a site; twice that leaves room for
+     * a site that got an article late (a long partition) */
+    unsigned days = 2 * a->st->cfg->gateway.retention_days;
     spool_keys k = {.m = a->mbox};
     size_t n = 0;
-    int rc = mstate_forget(a->rep->ms, on_spool, &k, now, FORGET_AFTER_DAYS, &n);
+    int rc = mstate_forget(a->rep->ms, on_spool, &k, now, days, &n);
     free(k.keys);
     if (rc != MSTATE_OK)
         pu_log(PU_WARN, "%s: expired messages not forgotten: %s", a->address, mstate_strerror(rc));
     else if (n)
-        pu_log(PU_INFO, "replicated state of %s: forgot %zu messages gone for %u days", a->address, n,
-               FORGET_AFTER_DAYS);
+        pu_log(PU_INFO, "replicated state of %s: forgot %zu messages gone for %u days", a->address, n, days);
 }
 
 static void settle(mb_account *a, bool merged)
