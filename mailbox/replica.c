@@ -31,6 +31,7 @@ typedef struct rep_post {
     char headers[1024];
     uint8_t *bytes;
     size_t len;
+    bool delta; /* its Message-ID comes from this site's delta number */
 } rep_post;
 
 /* A new message this gateway leaves to another site to number, for a while. */
@@ -182,6 +183,7 @@ typedef struct post_job {
     rep_post *posts; /* in order */
     rep_post *failed, **failed_tail;
     size_t site;
+    bool reused_number; /* a delta's number was used before: the server remembers its ID */
     char err[256];
 } post_job;
 
@@ -205,13 +207,21 @@ static void post_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
         x->posts = p->next;
         p->next = NULL;
         int st = PS_TEMP;
+        size_t site = x->site;
         /* the site scans read from first: the article is read there at once; INN's feeds
          * take it to the others */
         for (size_t k = 0; k < cfg->n_sites && st != PS_OK && st != PS_DUP; k++) {
-            size_t site = (x->site + k) % cfg->n_sites;
+            site = (x->site + k) % cfg->n_sites;
             st = ps_post(sites, site, p->headers, p->bytes, p->len, -1, 0, x->err, sizeof x->err);
         }
-        if (st == PS_OK || st == PS_DUP) { /* a duplicate: an earlier try got through */
+        /* a duplicate: an earlier try got through, or (the site does not show it) a delta number
+         * this site used before its state was lost, which INN remembers after the article went */
+        if (st == PS_DUP && p->delta && ps_stat(sites, site, p->msgid, x->err, sizeof x->err) == PS_NOENT) {
+            pu_log(PU_WARN, "%s: %s: this site's delta number was used before (its state_dir lost?); "
+                   "a snapshot carries the change instead", x->address, p->msgid);
+            x->reused_number = true;
+        }
+        if (st == PS_OK || st == PS_DUP) {
             post_free(p);
             continue;
         }
@@ -234,6 +244,7 @@ static void post_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
 }
 
 static void start_posting(mb_account *a);
+static void touch(mb_account *a);
 
 static void post_done(mb_job *j)
 {
@@ -256,6 +267,12 @@ static void post_done(mb_job *j)
     }
     struct mb_replica *r = a->rep;
     r->posting = false;
+    if (x->reused_number) {
+        /* numbers from the clock lie above any this site gave before (fewer than one a ms) */
+        mstate_skip_deltas(r->ms, now_ms());
+        r->snapshot_due = true;
+        touch(a);
+    }
     pu_log(PU_DEBUG, "%s: state articles posted (%s)", a->address, x->failed ? "some not yet" : "all");
     if (x->failed) { /* back in front, in order */
         rep_post *last = x->failed;
@@ -315,7 +332,7 @@ static void start_posting(mb_account *a)
     r->posting = true;
 }
 
-static void queue_post(mb_account *a, const char *msgid, uint8_t *bytes, size_t len)
+static void queue_post(mb_account *a, const char *msgid, uint8_t *bytes, size_t len, bool delta)
 {
     struct mb_replica *r = a->rep;
     rep_post *p = calloc(1, sizeof *p);
@@ -341,13 +358,15 @@ static void queue_post(mb_account *a, const char *msgid, uint8_t *bytes, size_t 
     snprintf(p->msgid, sizeof p->msgid, "%s", msgid);
     p->bytes = bytes;
     p->len = len;
+    p->delta = delta;
     *r->posts_tail = p;
     r->posts_tail = &p->next;
     seen_add(r, msgid); /* our own: nothing to merge when the scan finds it */
 }
 
 /* A delta's Message-ID names its origin and number, so a gateway that would post a second,
- * different delta under a number already used hears "duplicate" from the server. */
+ * different delta under a number already used hears "duplicate" from the server (and then
+ * numbers its deltas from the clock, post_done). */
 static void delta_msgid(struct mb_replica *r, uint64_t seq, char out[PA_MSGID_MAX])
 {
     uint8_t in[10], id[20];
@@ -406,7 +425,7 @@ static void post_snapshot(mb_account *a)
     size_t ncovered = r->nlive;
     r->live = NULL;
     r->nlive = r->caplive = 0;
-    queue_post(a, msgid, bytes, len); /* the first of the next round's list */
+    queue_post(a, msgid, bytes, len, false); /* the first of the next round's list */
     for (size_t i = 0; i < ncovered; i++) {
         uint8_t ck[PC_CANCEL_KEY_BYTES];
         pc_cancel_owner_key(CANCEL_KEY(r), covered[i], ck);
@@ -435,7 +454,7 @@ static void seal(mb_account *a)
         } else if (bytes) {
             char msgid[PA_MSGID_MAX];
             delta_msgid(r, seq, msgid);
-            queue_post(a, msgid, bytes, len);
+            queue_post(a, msgid, bytes, len, true);
             r->deltas_since_snapshot++;
         }
     }

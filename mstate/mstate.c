@@ -1027,6 +1027,21 @@ int mstate_forget(mstate *st, int (*present)(void *arg, const uint8_t key[MSTATE
     return rc;
 }
 
+int mstate_skip_deltas(mstate *st, uint64_t next)
+{
+    if (!st || !next)
+        return MSTATE_EINVAL;
+    cover *own = get_cover(st, st->site);
+    if (!own)
+        return MSTATE_ELIMIT;
+    /* as if 1..next-1 were in: out-of-order extras would overflow and repeat a number */
+    if (next - 1 > cover_max(own)) {
+        own->upto = next - 1;
+        own->nextra = 0;
+    }
+    return MSTATE_OK;
+}
+
 void mstate_set_uid_floor(mstate *st, uint32_t floor)
 {
     if (st)

@@ -211,6 +211,11 @@ int mstate_covers(const mstate *st, uint16_t site, uint64_t seq);
 /* 1 if the state has local changes not yet sealed into a delta. */
 int mstate_has_pending(const mstate *st);
 
+/* The next delta this site seals gets number next or above (nothing changes if it would
+ * anyway). For a site that lost its state (state_dir) after every state article expired: its
+ * numbers restart at 1, and the news server refuses those it still remembers. */
+int mstate_skip_deltas(mstate *st, uint64_t next);
+
 /* Seals the full state (kind MSTATE_SNAPSHOT). *out is malloc'd (free it with free). */
 int mstate_seal_snapshot(const mstate *st, const uint8_t state_key[MSTATE_KEY_BYTES], uint8_t **out,
                          size_t *out_len);

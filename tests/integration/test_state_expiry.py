@@ -113,3 +113,70 @@ def test_a_cold_login_that_changes_nothing_posts_no_snapshot(postern_env, gatewa
     assert snapshots() == first, gateway.log_text()[-3000:]
     session("(\\Seen)")  # a change goes out as a delta, not a snapshot
     assert snapshots() == first
+
+
+def test_a_site_that_lost_its_state_numbers_its_deltas_anew(postern_env, gateway, inn_site):
+    """A gateway whose state_dir is gone numbers its deltas from 1 again; INN still remembers
+    the Message-IDs of the ones it posted before (after they expired), refuses the new ones as
+    duplicates, and before the fix their changes never reached another site."""
+    user, pw = "dora.delta@example.org", "delta password 1"
+    r = postern_env(["user", "add", user, "--password-stdin"], input=pw + "\n")
+    assert r.returncode == 0, r.stderr
+
+    def login(gw):
+        c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=20)
+        c.login(user, pw)
+        return c
+
+    def closed(gw, before):
+        deadline = time.monotonic() + 30
+        while gw.log_text().count("%s: account closed" % user) == before:
+            assert time.monotonic() < deadline, gw.log_text()[-3000:]
+            time.sleep(0.1)
+
+    def changes(gw, n):
+        """n separate deltas: the gateway batches what comes within 250 ms"""
+        before = gw.log_text().count("%s: account closed" % user)
+        c = login(gw)
+        c.select("INBOX")
+        for i in range(n):
+            time.sleep(0.4)
+            assert c.store("1", "+FLAGS" if i % 2 == 0 else "-FLAGS", "(\\Answered)")[0] == "OK"
+        c.logout()
+        closed(gw, before)
+
+    for i in range(2):
+        r = postern_env(["deliver", "--to", user], input=b"Subject: lost %d\n\nbody\n" % i)
+        assert r.returncode == 0, r.stderr
+    first = gateway.factory.start()
+    changes(first, 4)  # deltas 1..5 of site 1 (the numbering, then four STOREs)
+    inn_site.expire(warp=31)  # gone, but INN's history remembers their Message-IDs
+    for i in range(2):
+        r = postern_env(["deliver", "--to", user], input=b"Subject: new %d\n\nbody\n" % i)
+        assert r.returncode == 0, r.stderr
+
+    again = gateway.factory.start()  # site 1 with a new state_dir
+    before = again.log_text().count("%s: account closed" % user)
+    c = login(again)
+    typ, data = c.select("INBOX")
+    assert typ == "OK" and data == [b"2"], data
+    time.sleep(0.4)
+    assert c.store("1", "+FLAGS", "(\\Flagged)")[0] == "OK"
+    typ, data = c.fetch("1:*", "(UID FLAGS)")
+    want = sorted(data)
+    c.logout()
+    closed(again, before)
+    assert "delta number was used before" in again.log_text()
+
+    other = gateway.factory.start(site_id=2, uid_claim_delay=30)  # numbers nothing itself here
+    c = login(other)
+    c.select("INBOX")
+    deadline = time.monotonic() + 20
+    while True:
+        typ, data = c.fetch("1:*", "(UID FLAGS)")
+        if typ == "OK" and sorted(d for d in data if d) == want:
+            break
+        assert time.monotonic() < deadline, (data, want)
+        time.sleep(0.5)
+        c.noop()
+    c.logout()

@@ -563,6 +563,38 @@ static void test_forget(void **unused)
     mstate_free(a);
 }
 
+/* A site that lost its state numbers its deltas from 1 again; told that a number was used
+ * before, it jumps ahead and keeps counting up from there, never repeating one (the
+ * out-of-order coverage list would overflow after 32 and hand out a number twice). */
+static void test_skip_deltas(void **unused)
+{
+    (void)unused;
+    mstate *st = mstate_new(1, UV);
+    uint8_t *buf;
+    size_t len;
+    uint64_t seq;
+    assign_one(st, 1, T0);
+    assert_int_equal(mstate_seal_delta(st, key, &buf, &len, &seq), MSTATE_OK);
+    free(buf);
+    assert_int_equal(seq, 1);
+    assert_int_equal(mstate_skip_deltas(st, 1000000), MSTATE_OK);
+    uint64_t last = 999999;
+    for (unsigned i = 0; i < 40; i++) {
+        set_flags(st, 1, i % 2 ? 0 : MSTATE_SEEN, i % 2 ? MSTATE_SEEN : 0, T0 + 1 + i);
+        assert_int_equal(mstate_seal_delta(st, key, &buf, &len, &seq), MSTATE_OK);
+        free(buf);
+        assert_int_equal(seq, last + 1);
+        last = seq;
+    }
+    assert_int_equal(mstate_skip_deltas(st, 5), MSTATE_OK); /* below: nothing changes */
+    set_flags(st, 1, MSTATE_FLAGGED, 0, T0 + 100);
+    assert_int_equal(mstate_seal_delta(st, key, &buf, &len, &seq), MSTATE_OK);
+    free(buf);
+    assert_int_equal(seq, last + 1);
+    assert_int_equal(mstate_skip_deltas(st, 0), MSTATE_EINVAL);
+    mstate_free(st);
+}
+
 static void test_horizon(void **unused)
 {
     (void)unused;
@@ -1372,6 +1404,7 @@ int main(void)
         cmocka_unit_test(test_horizon),
         cmocka_unit_test(test_uid_floor),
         cmocka_unit_test(test_forget),
+        cmocka_unit_test(test_skip_deltas),
         cmocka_unit_test(test_merge_laws),
         cmocka_unit_test(test_sim_connected),
         cmocka_unit_test(test_sim_partition),
