@@ -524,6 +524,13 @@ static void article_done(mb_job *j)
         finish(x);
         return;
     }
+    /* the store is being freed (mb_pool_free runs the finished jobs' callbacks): no vault
+     * reply would ever come, and the request would be left behind */
+    if (x->a->st->freeing) {
+        snprintf(x->err, sizeof x->err, "the server is stopping");
+        finish(x);
+        return;
+    }
     if (!send_open(x)) {
         snprintf(x->err, sizeof x->err, "the vault is unreachable");
         finish(x);

@@ -53,6 +53,7 @@ struct mb_store {
     bool status_written;
     bool sites_down; /* the last poll or scan found no site answering (gateway.status says so) */
     bool stopping;
+    bool freeing; /* mb_store_free: the vault's replies are gone for good */
     /* loader.c: the plaintext budget */
     uint64_t plain_budget, plain_used;
     struct mb_loading *budget_head, *budget_tail; /* loads waiting for budget, oldest first */

@@ -91,6 +91,7 @@ void mb_store_free(mb_store *st)
     if (!st)
         return;
     st->stopping = true;
+    st->freeing = true;
     mb_budget_drain(st, true);
     mb_loader_flush(st);
     mb_poller_stop(st);

@@ -15,6 +15,7 @@ import hashlib
 import imaplib
 import os
 import re
+import time
 import subprocess
 import threading
 
@@ -33,8 +34,12 @@ def big_message(i):
 
 
 def network_pid(gw):
-    m = re.findall(r"postern\[(\d+)\]: info: network process ready", gw.log_text())
-    assert m, gw.log_text()
+    # the parent binds the ports before the network process starts: a connection can
+    # succeed before that process has logged (seen under the sanitizer build on a busy host)
+    deadline = time.monotonic() + 30
+    while not (m := re.findall(r"postern\[(\d+)\]: info: network process ready", gw.log_text())):
+        assert time.monotonic() < deadline, gw.log_text()
+        time.sleep(0.1)
     return int(m[-1])
 
 
