@@ -12,5 +12,8 @@ int adm_cmd_mailbox(const pn_config *cfg, int argc, char **argv);    /* mailbox 
 int adm_cmd_repair(const pn_config *cfg, int argc, char **argv);     /* repair [--dry-run] [--user A] */
 int adm_cmd_status(const pn_config *cfg, int argc, char **argv);     /* status: gateway and replication */
 int adm_cmd_config(const pn_config *cfg, int argc, char **argv);     /* config [-a]: the effective settings */
+int adm_cmd_check(const pn_config *cfg, int argc, char **argv);      /* check: a verdict per item */
+/* `postern check` when the configuration does not load: the verdict for that (returns 1). */
+int adm_check_unloadable(const char *path, const char *err);
 
 #endif

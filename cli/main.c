@@ -29,6 +29,7 @@ static const struct command {
     {"repair", adm_cmd_repair, "[--dry-run] [--user ADDRESS]: copy messages a site lacks from one that has them"},
     {"config", adm_cmd_config, "[-a]: the settings that differ from the defaults (postconf -n)"},
     {"status", adm_cmd_status, "which site the gateway reads, and what each site is missing"},
+    {"check", adm_cmd_check, "config, secrets, authority key, sites, certificate: a verdict per item"},
     {"autoconfig", ac_cmd_autoconfig, "--domain D [--format mozilla|autodiscover|srv]: client setup files"},
     {"serve", gw_cmd_serve, "[--verbose] [--check]: run the IMAP gateway ([gateway] in the config)"},
 };
@@ -106,6 +107,11 @@ int main(int argc, char **argv)
         return rc;
     }
     if (pn_config_load(config_path, cfg, err, sizeof err) != 0) {
+        if (cmd->run == adm_cmd_check) {
+            int rc = adm_check_unloadable(cfg->path[0] ? cfg->path : config_path ? config_path : "", err);
+            free(cfg);
+            return rc;
+        }
         pu_err("%s", err);
         free(cfg);
         /* deliver's caller is an MTA: a broken config must keep mail queued, not bounce it. */

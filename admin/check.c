@@ -1,0 +1,256 @@
+/* postern check: everything an admin should know before starting (or while running) a
+ * site, one verdict per item, as `nginx -t` or `postfix check` do: the configuration, the
+ * modes of every secret, the authority key, each news site (reachable, logged in, its postern
+ * groups open for posting) and the gateway's certificate (the key matches, the public name
+ * is in it, how long it is valid). Exit 0 when nothing failed, 1 otherwise. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "admin/admin.h"
+#include "autoconfig/autoconfig.h"
+#include "store/store.h"
+#include "util/util.h"
+
+static const char usage[] =
+    "usage: postern check\n"
+    "Checks the configuration, the modes of the secrets it names, the authority key, every\n"
+    "[site] (reachable, logged in, the postern groups open for posting) and the gateway's\n"
+    "certificate (key, public_name, expiry). One line per item: ok, warn or FAIL.\n"
+    "Exit 0 when nothing failed, 1 otherwise.";
+
+#define CERT_WARN_DAYS 14
+
+typedef struct verdicts {
+    unsigned failed, warned;
+} verdicts;
+
+static void say(verdicts *v, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void say(verdicts *v, const char *level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%-5s ", level);
+    vprintf(fmt, ap);
+    putchar('\n');
+    va_end(ap);
+    if (strcmp(level, "FAIL") == 0)
+        v->failed++;
+    else if (strcmp(level, "warn") == 0)
+        v->warned++;
+}
+
+static void check_secret(verdicts *v, const char *key, const char *path)
+{
+    if (!path[0])
+        return;
+    char why[PATH_MAX * 2 + 128];
+    if (pu_secret_path_private(path, why, sizeof why) != 0)
+        say(v, "FAIL", "secret %s: %s", key, why);
+    else
+        say(v, "ok", "secret %s: %s (mode 0600 or stricter)", key, path);
+}
+
+static void check_secrets(verdicts *v, const pn_config *cfg)
+{
+    check_secret(v, "authority_secret", cfg->authority_secret_path);
+    check_secret(v, "delivery_secret", cfg->delivery_secret_path);
+    check_secret(v, "[gateway] tls_key", cfg->gateway.tls_key);
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        char key[64 + 32];
+        snprintf(key, sizeof key, "[site %s] password_file", cfg->sites[i].name);
+        check_secret(v, key, cfg->sites[i].password_file);
+    }
+}
+
+static void check_authority(verdicts *v, const pn_config *cfg)
+{
+    if (!cfg->n_authorities) {
+        say(v, "FAIL", "authority: %s", cfg->authority_error);
+        return;
+    }
+    say(v, "ok", "authority: %zu public key%s (%s)", cfg->n_authorities, cfg->n_authorities == 1 ? "" : "s",
+        cfg->authority_public_paths);
+    if (!cfg->authority_secret_path[0])
+        return; /* not the admin host: nothing signs here */
+    char err[512];
+    uint8_t *sk = pn_load_authority_secret(cfg, err, sizeof err);
+    if (!sk) {
+        say(v, "FAIL", "authority_secret: %s", err);
+        return;
+    }
+    /* an Ed25519 secret key holds its public key in its second half */
+    size_t match = cfg->n_authorities;
+    for (size_t i = 0; i < cfg->n_authorities; i++)
+        if (sodium_memcmp(sk + 32, cfg->authority_pk[i], 32) == 0)
+            match = i;
+    sodium_free(sk);
+    if (match == cfg->n_authorities)
+        say(v, "FAIL", "authority_secret %s is not the secret of any authority_public key: users added here "
+            "would get key records no site accepts", cfg->authority_secret_path);
+    else
+        say(v, "ok", "authority_secret matches authority_public key %zu", match + 1);
+}
+
+typedef struct group_count {
+    const char *prefix;
+    size_t groups, closed;
+    char closed_name[256];
+} group_count;
+
+/* "group high low flag" */
+static int count_group(void *arg, const char *line, size_t len)
+{
+    group_count *g = arg;
+    const char *sp = memchr(line, ' ', len);
+    if (!sp)
+        return 0;
+    g->groups++;
+    char flag = line[len - 1];
+    if (flag != 'y') { /* 'y': local posting allowed; n, m, x, j, = refuse a gateway's post */
+        if (!g->closed++)
+            snprintf(g->closed_name, sizeof g->closed_name, "%.*s (flag %c)", (int)(sp - line), line, flag);
+    }
+    return 0;
+}
+
+static void check_sites(verdicts *v, const pn_config *cfg)
+{
+    if (!cfg->n_sites) {
+        say(v, "FAIL", "sites: no [site] section: postern keeps mail on news servers");
+        return;
+    }
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    if (!sites) {
+        say(v, "FAIL", "sites: out of memory");
+        return;
+    }
+    char wildmat[sizeof cfg->prefix + 8];
+    snprintf(wildmat, sizeof wildmat, "%s.*", cfg->prefix);
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const pn_site *s = &cfg->sites[i];
+        char err[512];
+        if (ps_pool_connect(sites, i, err, sizeof err) != PS_OK) {
+            say(v, "FAIL", "site %s (%s:%s): %s", s->name, s->host, s->port, err);
+            continue;
+        }
+        group_count g = {.prefix = cfg->prefix};
+        int no_counts = 0;
+        if (ps_list_active(sites, i, wildmat, count_group, NULL, &g, &no_counts, err, sizeof err) != PS_OK) {
+            say(v, "FAIL", "site %s (%s:%s): LIST ACTIVE %s: %s", s->name, s->host, s->port, wildmat, err);
+            continue;
+        }
+        if (g.closed)
+            say(v, "FAIL", "site %s (%s:%s): %zu of %zu %s groups refuse local posts, e.g. %s: set them to 'y' "
+                "(ctlinnd changegroup GROUP y)", s->name, s->host, s->port, g.closed, g.groups, cfg->prefix,
+                g.closed_name);
+        else
+            say(v, "ok", "site %s (%s:%s): reachable and logged in, %zu %s groups", s->name, s->host, s->port,
+                g.groups, cfg->prefix);
+    }
+    ps_pool_free(sites);
+}
+
+static void check_certificate(verdicts *v, const pn_config *cfg)
+{
+    const pn_gateway *g = &cfg->gateway;
+    if (!g->tls_cert[0]) {
+        if (g->n_imaps || g->n_pop3s || ((g->n_imap || g->n_pop3) && !g->allow_plaintext_auth))
+            say(v, "FAIL", "[gateway] tls_cert is not set, but the listeners need TLS");
+        return;
+    }
+    FILE *f = fopen(g->tls_cert, "re");
+    X509 *leaf = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!leaf) {
+        say(v, "FAIL", "certificate %s: %s", g->tls_cert, f ? "no PEM certificate in it" : strerror(errno));
+        return;
+    }
+    f = g->tls_key[0] ? fopen(g->tls_key, "re") : NULL;
+    EVP_PKEY *key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!key)
+        say(v, "FAIL", "tls_key %s: no PEM private key readable in it", g->tls_key[0] ? g->tls_key : "(not set)");
+    else if (X509_check_private_key(leaf, key) != 1)
+        say(v, "FAIL", "tls_key %s does not belong to the certificate in %s", g->tls_key, g->tls_cert);
+    EVP_PKEY_free(key);
+
+    int days = 0, secs = 0;
+    const ASN1_TIME *not_after = X509_get0_notAfter(leaf), *not_before = X509_get0_notBefore(leaf);
+    char until[64] = "?";
+    struct tm tm;
+    if (ASN1_TIME_to_tm(not_after, &tm) == 1)
+        strftime(until, sizeof until, "%Y-%m-%d %H:%M UTC", &tm);
+    if (X509_cmp_current_time(not_before) > 0)
+        say(v, "FAIL", "certificate %s: not valid yet", g->tls_cert);
+    else if (!ASN1_TIME_diff(&days, &secs, NULL, not_after) || days < 0 || secs < 0)
+        say(v, "FAIL", "certificate %s: expired on %s", g->tls_cert, until);
+    else if (days < CERT_WARN_DAYS)
+        say(v, "warn", "certificate %s: expires in %d days (%s)", g->tls_cert, days, until);
+    else
+        say(v, "ok", "certificate %s: valid until %s (%d days)", g->tls_cert, until, days);
+    X509_free(leaf);
+
+    if (g->public_name[0]) {
+        char err[512];
+        int named = ac_cert_names(g->tls_cert, g->public_name, err, sizeof err);
+        if (named == 1)
+            say(v, "ok", "certificate names public_name %s", g->public_name);
+        else
+            say(v, "FAIL", "certificate %s does not name public_name %s: clients would refuse it%s%s", g->tls_cert,
+                g->public_name, named < 0 ? ": " : "", named < 0 ? err : "");
+    }
+}
+
+static void check_state_dir(verdicts *v, const pn_config *cfg)
+{
+    struct stat st;
+    if (stat(cfg->state_dir, &st) != 0)
+        say(v, "FAIL", "state_dir %s: %s", cfg->state_dir, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        say(v, "FAIL", "state_dir %s: not a directory", cfg->state_dir);
+    else if (st.st_mode & S_IWOTH)
+        say(v, "FAIL", "state_dir %s: writable by others (mode %04o)", cfg->state_dir, (unsigned)(st.st_mode & 07777));
+    else
+        say(v, "ok", "state_dir %s", cfg->state_dir);
+}
+
+int adm_check_unloadable(const char *path, const char *err)
+{
+    printf("FAIL  config %s: %s\n1 problem: the other checks need a configuration that loads.\n", path, err);
+    fflush(stdout);
+    return 1;
+}
+
+int adm_cmd_check(const pn_config *cfg, int argc, char **argv)
+{
+    if (argc > 1) {
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr, "%s\n", usage);
+        return help ? PX_OK : PX_USAGE;
+    }
+    verdicts v = {0};
+    say(&v, "ok", "config %s: loads (%zu site%s)", cfg->path, cfg->n_sites, cfg->n_sites == 1 ? "" : "s");
+    check_secrets(&v, cfg);
+    check_state_dir(&v, cfg);
+    check_authority(&v, cfg);
+    check_sites(&v, cfg);
+    check_certificate(&v, cfg);
+    if (v.failed)
+        printf("%u problem%s, %u warning%s.\n", v.failed, v.failed == 1 ? "" : "s", v.warned, v.warned == 1 ? "" : "s");
+    else
+        printf("all good%s.\n", v.warned ? " but for the warnings" : "");
+    return fflush(stdout) == 0 && !v.failed ? PX_OK : 1;
+}
