@@ -21,6 +21,7 @@ static int parse_charset(const pi_arg *a, const char **err)
     }
     if ((len == 5 && strncasecmp(cs, "UTF-8", 5) == 0) || (len == 8 && strncasecmp(cs, "US-ASCII", 8) == 0))
         return 0;
+    *err = "Unsupported charset";
     return PI_SEARCH_BADCHARSET;
 }
 

@@ -142,10 +142,12 @@ int mime_date_parse(const char *s, size_t len, int64_t *t, int *tz_minutes)
     if (len && mailimf_date_time_parse(s, len, &idx, &dt) == MAILIMF_NO_ERROR && dt) {
         int zone = dt->dt_zone; /* +0130 comes as 130 */
         int zmin = (zone / 100) * 60 + zone % 100;
+        /* libetpan takes any digits for the time: out of range is unparseable, not an overflow */
         if (dt->dt_month >= 1 && dt->dt_month <= 12 && dt->dt_day >= 1 && dt->dt_day <= 31 &&
-            zmin > -24 * 60 && zmin < 24 * 60) {
+            dt->dt_hour >= 0 && dt->dt_hour <= 23 && dt->dt_min >= 0 && dt->dt_min <= 59 && dt->dt_sec >= 0 &&
+            dt->dt_sec <= 60 && zmin > -24 * 60 && zmin < 24 * 60) {
             int64_t days = days_from_civil(dt->dt_year, (unsigned)dt->dt_month, (unsigned)dt->dt_day);
-            *t = days * 86400 + dt->dt_hour * 3600 + dt->dt_min * 60 + dt->dt_sec - (int64_t)zmin * 60;
+            *t = days * 86400 + (int64_t)dt->dt_hour * 3600 + dt->dt_min * 60 + dt->dt_sec - (int64_t)zmin * 60;
             *tz_minutes = zmin;
             rc = 1;
         }

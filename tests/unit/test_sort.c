@@ -95,7 +95,10 @@ static void test_envelope_keys(void **state)
     pu_buf_free(&refs);
 
     /* no date, broken text: the arrival is the date, strings are empty */
-    const char *bad[] = {"", "(NIL NIL", "(\"x\" \"unterminated", "({99}\r\nshort)", "garbage"};
+    const char *bad[] = {"", "(NIL NIL", "(\"x\" \"unterminated", "({99}\r\nshort)", "garbage",
+                         /* a time out of range is no date (it overflowed once: found by fuzzing) */
+                         "(\"Mon, 2 Nov 2026 2072745096:00:00 +0000\" NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+                         "(\"Mon, 2 Nov 2026 24:00:00 +0000\" NIL NIL NIL NIL NIL NIL NIL NIL NIL)"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         m = (pi_sort_msg){.arrival = 42};
         assert_int_equal(pi_sort_msg_fill(&m, bad[i], strlen(bad[i]), NULL), 0);
