@@ -148,6 +148,13 @@ typedef struct env_rd {
     bool bad;
 } env_rd;
 
+/* RFC 2047 words decoded; a value without "=?" has none, and skipping libetpan for it made
+ * reading 10,000 envelopes several times faster. */
+static int decode(const char *s, pu_buf *out)
+{
+    return strstr(s, "=?") ? mime_decode_words(s, out) : pu_buf_addstr(out, s);
+}
+
 /* The buffer's string, handed over ("" for an empty buffer, which may hold no memory). */
 static char *buf_take(pu_buf *b)
 {
@@ -280,7 +287,7 @@ static char *display(char *a[4])
     pu_buf b = PU_BUF_INIT;
     int rc;
     if (a[0] && a[0][0])
-        rc = mime_decode_words(a[0], &b);
+        rc = decode(a[0], &b);
     else if (a[2])
         rc = pu_buf_printf(&b, "%s@%s", a[2], a[3] ? a[3] : "");
     else
@@ -473,7 +480,7 @@ int pi_base_subject(const char *subject, pu_buf *out, bool *refwd)
 {
     pu_buf d = PU_BUF_INIT;
     *refwd = false;
-    if (mime_decode_words(subject, &d) < 0) {
+    if (decode(subject, &d) < 0) {
         pu_buf_free(&d);
         return -1;
     }
