@@ -1,6 +1,7 @@
 /* imap: the IMAP4rev1 protocol library of the gateway. Syntax only: an incremental, bounded
  * command parser, sequence sets, FETCH attributes and the BODY[section] grammar, response
- * formatting (the one IMAP string writer), modified UTF-7 and IMAP dates; imap/fetch.h adds
+ * formatting (the one IMAP string writer), modified UTF-7 and IMAP dates, SEARCH programs,
+ * SORT and THREAD orderings and ESEARCH replies; imap/fetch.h adds
  * the renderings of a message parsed by mime/ (ENVELOPE, BODYSTRUCTURE, sections). No
  * sockets and no command semantics live here; handlers built on top decide what a parsed
  * command means. Everything is in the pi_ namespace. */

@@ -93,6 +93,8 @@ SORTS = [
     (("(SUBJECT REVERSE DATE)", "UTF-8", "ALL"), [7, 5, 3, 6, 4, 2, 1]),
     # the first From's mailbox: amy (2 6), bob (3 7), carl, dora, zed
     (("(FROM)", "UTF-8", "ALL"), [2, 6, 3, 7, 4, 5, 1]),
+    # RFC 5957: the display name, else the address: AMY, AMY@EXAMPLE.NET, BOB, BOB@EXAMPLE.NET, ...
+    (("(DISPLAYFROM)", "UTF-8", "ALL"), [2, 6, 7, 3, 4, 5, 1]),
     # arrival ties or ascends with the sequence numbers
     (("(ARRIVAL)", "UTF-8", "ALL"), [1, 2, 3, 4, 5, 6, 7]),
     (("(REVERSE SUBJECT)", "US-ASCII", "NOT", "SUBJECT", "plan"), [6, 3, 5, 7]),
