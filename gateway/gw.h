@@ -135,6 +135,8 @@ gw_result gw_cmd_idle(session *s, const pi_command *cmd);
 gw_result gw_cmd_close(session *s, const pi_command *cmd);
 gw_result gw_cmd_expunge(session *s, const pi_command *cmd);
 gw_result gw_cmd_search(session *s, const pi_command *cmd);
+gw_result gw_cmd_sort(session *s, const pi_command *cmd);
+gw_result gw_cmd_thread(session *s, const pi_command *cmd);
 gw_result gw_cmd_fetch(session *s, const pi_command *cmd);
 gw_result gw_cmd_store(session *s, const pi_command *cmd);
 gw_result gw_cmd_cannot(session *s, const pi_command *cmd);

@@ -2,7 +2,7 @@
  * (pi_search); this file feeds it messages. Keys on flags, UIDs and sequence numbers cost
  * nothing; size and date keys use the state's cached metadata; header and body keys decrypt
  * the messages (a few at a time, as FETCH does), so the server can search what the news
- * server only holds encrypted. */
+ * server only holds encrypted. SEARCH RETURN (...) answers as ESEARCH (RFC 4731). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +18,9 @@ struct gw_search {
     mb_walk *walk;    /* over the view's messages at the start */
     unsigned failed;  /* evaluations that ran out of memory */
     pu_buf result;
+    unsigned esearch; /* RETURN options (PI_ESEARCH_*); 0: a plain SEARCH reply */
+    uint32_t *ids;    /* ESEARCH: the matches, ascending */
+    size_t n, cap;
 };
 
 static void search_free(struct gw_search *q)
@@ -25,6 +28,7 @@ static void search_free(struct gw_search *q)
     mb_walk_free(q->walk);
     pi_search_free(q->prog);
     pu_buf_free(&q->result);
+    free(q->ids);
     free(q);
 }
 
@@ -118,10 +122,24 @@ static void each(void *ctx, size_t i, mb_plain *p)
 {
     struct gw_search *q = ctx;
     int r = evaluate(q, i, p);
-    if (r == 1)
-        pu_buf_printf(&q->result, " %u", q->uid ? gw_view_uid(q->s->imap->view, i) : (uint32_t)(i + 1));
-    else if (r < 0)
+    uint32_t id = q->uid ? gw_view_uid(q->s->imap->view, i) : (uint32_t)(i + 1);
+    if (r == 1 && q->esearch) {
+        if (q->n == q->cap) {
+            size_t cap = q->cap ? 2 * q->cap : 256;
+            uint32_t *v = realloc(q->ids, cap * sizeof *v);
+            if (!v) {
+                q->failed++;
+                return;
+            }
+            q->ids = v;
+            q->cap = cap;
+        }
+        q->ids[q->n++] = id; /* the walk goes in sequence order, and UIDs ascend with it */
+    } else if (r == 1) {
+        pu_buf_printf(&q->result, " %u", id);
+    } else if (r < 0) {
         q->failed++;
+    }
 }
 
 static void finish(void *ctx, unsigned load_failed)
@@ -130,7 +148,14 @@ static void finish(void *ctx, unsigned load_failed)
     session *s = q->s;
     unsigned failed = load_failed + q->failed;
     s->imap->search = NULL;
-    if (q->result.len)
+    if (q->esearch) {
+        pu_buf b = PU_BUF_INIT;
+        if (pi_esearch_write(&b, s->imap->tag, q->uid, q->esearch, q->ids, q->n) == 0)
+            gw_untagged(s, "ESEARCH %s", b.data);
+        else
+            failed++;
+        pu_buf_free(&b);
+    } else if (q->result.len)
         gw_untagged(s, "SEARCH%s", q->result.data);
     else
         gw_untagged(s, "SEARCH");
@@ -165,7 +190,15 @@ gw_result gw_cmd_search(session *s, const pi_command *cmd)
     q->s = s;
     q->uid = cmd->uid;
     const char *err = NULL;
-    int rc = pi_search_parse(cmd->args, cmd->nargs, (uint32_t)v->mv.n, gw_view_last_uid(v), &q->prog, &err);
+    size_t skip = 0;
+    int rc = pi_esearch_parse(cmd->args, cmd->nargs, &q->esearch, &skip, &err);
+    if (rc == 0 && skip == cmd->nargs) {
+        rc = -1;
+        err = "Missing search criteria";
+    }
+    if (rc == 0)
+        rc = pi_search_parse(cmd->args + skip, cmd->nargs - skip, (uint32_t)v->mv.n, gw_view_last_uid(v), &q->prog,
+                             &err);
     if (rc != 0) {
         search_free(q);
         if (rc == PI_SEARCH_BADCHARSET)

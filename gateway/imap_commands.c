@@ -6,7 +6,9 @@
 #include "gateway/gw.h"
 
 /* Only what works today: nothing is advertised before it is implemented. */
-#define BASE_CAPS "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE"
+#define BASE_CAPS                                                                                              \
+    "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE SORT "           \
+    "SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH"
 
 unsigned gw_caps_for(enum session_state st, bool tls, bool tls_available, bool allow_plaintext_auth)
 {
@@ -65,6 +67,8 @@ static const gw_command commands[] = {
     {"UNSELECT", gw_cmd_unselect, GW_CMD_SELECTED, 0, 0},
     {"EXPUNGE", gw_cmd_expunge, GW_CMD_SELECTED | GW_CMD_UID, 0, 1},
     {"SEARCH", gw_cmd_search, GW_CMD_SELECTED | GW_CMD_UID, 1, GW_ARGS_ANY},
+    {"SORT", gw_cmd_sort, GW_CMD_SELECTED | GW_CMD_UID, 3, GW_ARGS_ANY},
+    {"THREAD", gw_cmd_thread, GW_CMD_SELECTED | GW_CMD_UID, 3, GW_ARGS_ANY},
     {"FETCH", gw_cmd_fetch, GW_CMD_SELECTED | GW_CMD_UID, 2, 3},
     {"STORE", gw_cmd_store, GW_CMD_SELECTED | GW_CMD_UID, 3, 4},
     {"COPY", gw_cmd_cannot, GW_CMD_SELECTED | GW_CMD_UID, 2, 2},

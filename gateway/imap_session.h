@@ -9,6 +9,7 @@
 struct gw_view;
 struct gw_fetch;
 struct gw_search;
+struct gw_sort;
 
 struct gw_imap {
     pi_parser *parser;
@@ -25,6 +26,7 @@ struct gw_imap {
     bool idle_done_wait;   /* IDLE: waiting for DONE */
     struct gw_fetch *fetch;   /* FETCH in progress */
     struct gw_search *search; /* SEARCH in progress */
+    struct gw_sort *sort;     /* SORT or THREAD in progress */
 };
 
 /* Output: the tagged one uses the command's tag. Text without CRLF. */

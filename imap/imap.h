@@ -1,6 +1,7 @@
 /* imap: the IMAP4rev1 protocol library of the gateway. Syntax only: an incremental, bounded
  * command parser, sequence sets, FETCH attributes and the BODY[section] grammar, response
- * formatting (the one IMAP string writer), modified UTF-7 and IMAP dates; imap/fetch.h adds
+ * formatting (the one IMAP string writer), modified UTF-7 and IMAP dates, SEARCH programs,
+ * SORT and THREAD orderings and ESEARCH replies; imap/fetch.h adds
  * the renderings of a message parsed by mime/ (ENVELOPE, BODYSTRUCTURE, sections). No
  * sockets and no command semantics live here; handlers built on top decide what a parsed
  * command means. Everything is in the pi_ namespace. */
@@ -411,5 +412,90 @@ typedef struct pi_search_msg {
  * and only when needed: cheap keys of a list or OR are tried before ones that need headers,
  * and those before ones that need the body. Nothing is kept between calls. */
 int pi_search_eval(const pi_search *s, const pi_search_msg *m);
+
+/* ---------------------------------------------------------------------------------------
+ * SORT and THREAD (RFC 5256), ESEARCH (RFC 4731). Syntax and the orderings only: the caller
+ * evaluates the embedded SEARCH program per message and hands the matches over as
+ * pi_sort_msg, filled from the message's ENVELOPE (the cached FETCH ENVELOPE text) by
+ * pi_sort_msg_fill.
+ *
+ * SORT: "(" criteria ")" charset program. Criteria: ARRIVAL CC DATE FROM SIZE SUBJECT TO
+ * DISPLAYFROM DISPLAYTO (RFC 5957), each optionally after REVERSE, at most PI_SORT_MAX_KEYS.
+ * THREAD: algorithm (ORDEREDSUBJECT or REFERENCES) charset program. The charset is required,
+ * as for SEARCH only UTF-8 and US-ASCII (else PI_SEARCH_BADCHARSET). Ties of every key are
+ * broken by sequence number, as RFC 5256 asks.
+ * ------------------------------------------------------------------------------------- */
+#define PI_SORT_MAX_KEYS 16
+#define PI_THREAD_MAX_REFS 64 /* References kept per message: the last ones (the parent's) */
+
+typedef enum pi_sort_key {
+    PI_SORT_ARRIVAL, PI_SORT_CC, PI_SORT_DATE, PI_SORT_FROM, PI_SORT_SIZE, PI_SORT_SUBJECT,
+    PI_SORT_TO, PI_SORT_DISPLAYFROM, PI_SORT_DISPLAYTO
+} pi_sort_key;
+
+typedef struct pi_sort_crit {
+    pi_sort_key keys[PI_SORT_MAX_KEYS];
+    bool reverse[PI_SORT_MAX_KEYS];
+    size_t n;
+} pi_sort_crit;
+
+typedef enum pi_thread_alg { PI_THREAD_ORDEREDSUBJECT, PI_THREAD_REFERENCES } pi_thread_alg;
+
+/* Parse the arguments of SORT (crit set, alg NULL) or THREAD (alg set, crit NULL) and the
+ * program after the charset; returns as pi_search_parse does (0, -1 with *err, -2, or
+ * PI_SEARCH_BADCHARSET), *prog NULL on failure. */
+int pi_sort_parse(const pi_arg *args, size_t nargs, uint32_t star_seq, uint32_t star_uid, pi_sort_crit *crit,
+                  pi_search **prog, const char **err);
+int pi_thread_parse(const pi_arg *args, size_t nargs, uint32_t star_seq, uint32_t star_uid, pi_thread_alg *alg,
+                    pi_search **prog, const char **err);
+/* Whether the keys need the envelope (all but ARRIVAL and SIZE do). */
+bool pi_sort_needs_envelope(const pi_sort_crit *crit);
+
+/* One message as SORT and THREAD see it. Strings are malloc'd, NUL-terminated, and already
+ * in comparison form (i;ascii-casemap: ASCII upper-cased), "" when absent. */
+typedef struct pi_sort_msg {
+    uint32_t seq, id;     /* id: what is written (sequence number or UID) */
+    uint64_t size;
+    int64_t arrival;
+    int64_t date;         /* the Date: field in UTC, else the arrival (RFC 5256 2.2) */
+    char *subject;        /* base subject (RFC 5256 2.1) */
+    bool refwd;           /* the subject was a reply or forward */
+    char *from, *to, *cc; /* addr-mailbox of the first address */
+    char *dfrom, *dto;    /* RFC 5957 display name (decoded), else addr-spec */
+    char *msgid;          /* Message-ID without <>, NULL when none */
+    char **refs;          /* References (or else In-Reply-To) msg-ids, oldest first */
+    size_t nrefs;
+} pi_sort_msg;
+
+/* Fills m's text fields from an ENVELOPE's text (as FETCH ENVELOPE writes it) and the raw
+ * References values (NULL when none; up to PI_THREAD_MAX_REFS of them are kept). seq, id,
+ * size and arrival must be set first: date falls back to arrival. A malformed envelope
+ * leaves the fields empty. 0, or -1 out of memory (m is then cleared). */
+int pi_sort_msg_fill(pi_sort_msg *m, const char *env, size_t env_len, const char *refs);
+void pi_sort_msg_clear(pi_sort_msg *m);
+
+/* The base subject of a subject as written (RFC 2047 words are decoded first), upper-cased
+ * ASCII, appended to out; *refwd whether it was a reply or forward. 0 or -1. */
+int pi_base_subject(const char *subject, pu_buf *out, bool *refwd);
+
+/* Orders msgs[0..n) (pointers) by crit, ties by sequence number. 0, or -1 out of memory. */
+int pi_sort_order(const pi_sort_crit *crit, pi_sort_msg **msgs, size_t n);
+
+/* Appends the THREAD response's threads ("(1 2)(3 (4)(5))", no "* THREAD ") of msgs[0..n)
+ * (any order). Works iteratively: a chain of replies of any length costs no stack.
+ * 0, or -1 out of memory. */
+int pi_thread_write(pi_thread_alg alg, pi_sort_msg *msgs, size_t n, pu_buf *out);
+
+/* ESEARCH: SEARCH [RETURN (opts)] ...; opts among MIN MAX COUNT ALL; "RETURN ()" is ALL.
+ * Returns 0 with *opts (0: no RETURN, plain SEARCH) and *skip (arguments used), or -1 with
+ * *err for a BAD. */
+#define PI_ESEARCH_MIN 0x1u
+#define PI_ESEARCH_MAX 0x2u
+#define PI_ESEARCH_COUNT 0x4u
+#define PI_ESEARCH_ALL 0x8u
+int pi_esearch_parse(const pi_arg *args, size_t nargs, unsigned *opts, size_t *skip, const char **err);
+/* "(TAG "t")[ UID][ MIN n][ MAX n][ COUNT n][ ALL set]" for the ascending ids[0..n), no
+ * "* ESEARCH " and no CRLF. MIN, MAX and ALL are left out when nothing matched. */
+int pi_esearch_write(pu_buf *out, const char *tag, bool uid, unsigned opts, const uint32_t *ids, size_t n);
 
 #endif

@@ -134,31 +134,41 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
     return era * 146097 + (int64_t)doe - 719468;
 }
 
+int mime_date_parse(const char *s, size_t len, int64_t *t, int *tz_minutes)
+{
+    size_t idx = 0;
+    struct mailimf_date_time *dt = NULL;
+    int rc = 0;
+    if (len && mailimf_date_time_parse(s, len, &idx, &dt) == MAILIMF_NO_ERROR && dt) {
+        int zone = dt->dt_zone; /* +0130 comes as 130 */
+        int zmin = (zone / 100) * 60 + zone % 100;
+        /* libetpan takes any digits for the time: out of range is unparseable, not an overflow */
+        if (dt->dt_month >= 1 && dt->dt_month <= 12 && dt->dt_day >= 1 && dt->dt_day <= 31 &&
+            dt->dt_hour >= 0 && dt->dt_hour <= 23 && dt->dt_min >= 0 && dt->dt_min <= 59 && dt->dt_sec >= 0 &&
+            dt->dt_sec <= 60 && zmin > -24 * 60 && zmin < 24 * 60) {
+            int64_t days = days_from_civil(dt->dt_year, (unsigned)dt->dt_month, (unsigned)dt->dt_day);
+            *t = days * 86400 + (int64_t)dt->dt_hour * 3600 + dt->dt_min * 60 + dt->dt_sec - (int64_t)zmin * 60;
+            *tz_minutes = zmin;
+            rc = 1;
+        }
+        mailimf_date_time_free(dt);
+    }
+    return rc;
+}
+
 int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes)
 {
     pu_buf b = {0};
     struct hdr_walk w = {m, &b, "Date", true, 0}; /* the first Date: field is the date */
     mi_for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, false, hdr_walk_field, &w);
-    int found = w.found;
-    int rc = 0;
-    if (found == 1 && b.len) {
-        size_t idx = 0;
-        struct mailimf_date_time *dt = NULL;
-        if (mailimf_date_time_parse(b.data, b.len, &idx, &dt) == MAILIMF_NO_ERROR && dt) {
-            int zone = dt->dt_zone; /* +0130 comes as 130 */
-            int zmin = (zone / 100) * 60 + zone % 100;
-            if (dt->dt_month >= 1 && dt->dt_month <= 12 && dt->dt_day >= 1 && dt->dt_day <= 31 &&
-                zmin > -24 * 60 && zmin < 24 * 60) {
-                int64_t days = days_from_civil(dt->dt_year, (unsigned)dt->dt_month, (unsigned)dt->dt_day);
-                *t = days * 86400 + dt->dt_hour * 3600 + dt->dt_min * 60 + dt->dt_sec - (int64_t)zmin * 60;
-                *tz_minutes = zmin;
-                rc = 1;
-            }
-            mailimf_date_time_free(dt);
-        }
-    }
+    int rc = w.found == 1 && b.len ? mime_date_parse(b.data, b.len, t, tz_minutes) : 0;
     pu_buf_free(&b);
     return rc;
+}
+
+int mime_decode_words(const char *s, pu_buf *out)
+{
+    return mi_append_decoded(out, s);
 }
 
 static int leaf_text(const mime_message *m, const mime_part *p, pu_buf *o)

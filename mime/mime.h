@@ -140,4 +140,11 @@ int mime_body_text(const mime_message *m, pu_buf *out);
  * minutes east of UTC: 1, or 0 when it is absent or unparseable. */
 int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes);
 
+/* The same two decodings for a value held apart from its message (an ENVELOPE string, for
+ * SORT): RFC 2047 words of the NUL-terminated s appended as UTF-8 (s itself when they do
+ * not decode); and an RFC 5322 date-time as Unix seconds and zone (1, or 0 when it does
+ * not parse). */
+int mime_decode_words(const char *s, pu_buf *out);
+int mime_date_parse(const char *s, size_t len, int64_t *t, int *tz_minutes);
+
 #endif

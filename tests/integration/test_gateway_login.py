@@ -17,7 +17,8 @@ USER = "Carol.Gateway@Example.ORG"
 CANON = "carol.gateway@example.org"
 PASSWORD = "correct horse battery"
 BASE_CAPS = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "NAMESPACE", "IDLE", "UIDPLUS", "UNSELECT",
-             "CHILDREN", "SPECIAL-USE"]
+             "CHILDREN", "SPECIAL-USE", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
+             "ESEARCH"]
 
 
 @pytest.fixture(scope="module")

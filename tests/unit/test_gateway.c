@@ -24,7 +24,9 @@ static char *caps(enum session_state st, bool tls, bool tls_available, bool allo
     return out;
 }
 
-#define BASE "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE"
+#define BASE                                                                                                   \
+    "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE SORT SORT=DISPLAY " \
+    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH"
 
 static void test_capabilities(void **state)
 {
