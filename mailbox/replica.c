@@ -81,8 +81,9 @@ struct mb_replica {
     uint64_t newest_snapshot_ms; /* the writer's clock of the newest snapshot read or written */
     unsigned cancels_loading; /* rep_cancel_loads in flight */
     uint64_t held_vault;      /* a left client's vault session they still need (0: none) */
-    rep_ckey *ckeys; /* sorted by Message-ID */
+    rep_ckey *ckeys; /* in no order; ckslot finds them */
     size_t nckeys, capckeys;
+    uint32_t *ckslot; /* open addressing by Message-ID: index + 1, 0 empty; 2 * capckeys slots */
 };
 
 #define KEY(r) ((r)->key)
@@ -498,6 +499,7 @@ void mb_replica_free(mb_account *a)
     if (r->ckeys)
         sodium_memzero(r->ckeys, r->capckeys * sizeof *r->ckeys);
     free(r->ckeys);
+    free(r->ckslot);
     free(r->seen);
     free(r->live);
     free(r->retry);
@@ -508,52 +510,83 @@ void mb_replica_free(mb_account *a)
 
 /* ---- cancelling expunged messages' articles (RFC 8315) ---- */
 
-static long ckey_find(const struct mb_replica *r, const char *msgid, bool *found)
+/* A hash, not a sorted array: a session that opens every message of a large mailbox (a POP3
+ * download, a full pull) adds one key per message, and a sorted insert moved half the array
+ * each time. */
+static size_t ckey_hash(const char *msgid)
 {
-    size_t lo = 0, hi = r->nckeys;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(r->ckeys[mid].msgid, msgid);
-        if (c == 0) {
-            *found = true;
-            return (long)mid;
+    size_t h = 1469598103934665603u;
+    for (const unsigned char *p = (const unsigned char *)msgid; *p; p++)
+        h = (h ^ *p) * 1099511628211u;
+    return h;
+}
+
+/* The slot holding msgid, or the empty slot where it would go. */
+static size_t ckey_slot(const struct mb_replica *r, const char *msgid)
+{
+    size_t mask = 2 * r->capckeys - 1;
+    size_t i = ckey_hash(msgid) & mask;
+    while (r->ckslot[i] && strcmp(r->ckeys[r->ckslot[i] - 1].msgid, msgid) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static long ckey_find(const struct mb_replica *r, const char *msgid)
+{
+    if (!r->nckeys)
+        return -1;
+    uint32_t v = r->ckslot[ckey_slot(r, msgid)];
+    return v ? (long)v - 1 : -1;
+}
+
+/* Empties slot hole; later entries of its probe run move up (no tombstones). */
+static void ckey_slot_clear(struct mb_replica *r, size_t hole)
+{
+    size_t mask = 2 * r->capckeys - 1;
+    for (size_t j = (hole + 1) & mask; r->ckslot[j]; j = (j + 1) & mask) {
+        size_t home = ckey_hash(r->ckeys[r->ckslot[j] - 1].msgid) & mask;
+        /* it stays when its home lies cyclically in (hole, j] */
+        bool stays = hole < j ? home > hole && home <= j : home > hole || home <= j;
+        if (!stays) {
+            r->ckslot[hole] = r->ckslot[j];
+            hole = j;
         }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
     }
-    *found = false;
-    return (long)lo;
+    r->ckslot[hole] = 0;
 }
 
 void mb_replica_cancel_key(mb_account *a, const char *msgid, const uint8_t stream_key[PC_STREAM_KEY_BYTES])
 {
     struct mb_replica *r = a->rep;
-    bool found;
-    if (!r)
-        return;
-    size_t at = (size_t)ckey_find(r, msgid, &found);
-    if (found)
+    if (!r || ckey_find(r, msgid) >= 0)
         return;
     if (r->nckeys == r->capckeys) {
         if (r->capckeys >= CKEYS_MAX)
             return; /* an expunge of one of the rest loads it again */
         size_t cap = r->capckeys ? r->capckeys * 2 : 64;
         rep_ckey *p = malloc(cap * sizeof *p); /* not realloc: the old block is wiped */
-        if (!p)
+        uint32_t *slot = calloc(2 * cap, sizeof *slot);
+        if (!p || !slot) {
+            free(p);
+            free(slot);
             return;
+        }
         if (r->ckeys) {
             memcpy(p, r->ckeys, r->nckeys * sizeof *p);
             sodium_memzero(r->ckeys, r->capckeys * sizeof *r->ckeys);
         }
         free(r->ckeys);
+        free(r->ckslot);
         r->ckeys = p;
+        r->ckslot = slot;
         r->capckeys = cap;
+        for (size_t i = 0; i < r->nckeys; i++)
+            r->ckslot[ckey_slot(r, r->ckeys[i].msgid)] = (uint32_t)i + 1;
     }
-    memmove(&r->ckeys[at + 1], &r->ckeys[at], (r->nckeys - at) * sizeof *r->ckeys);
+    size_t at = r->nckeys;
     snprintf(r->ckeys[at].msgid, sizeof r->ckeys[at].msgid, "%s", msgid);
     pc_cancel_owner_key(stream_key, msgid, r->ckeys[at].key);
+    r->ckslot[ckey_slot(r, msgid)] = (uint32_t)at + 1;
     r->nckeys++;
 }
 
@@ -561,14 +594,20 @@ void mb_replica_cancel_key(mb_account *a, const char *msgid, const uint8_t strea
 static bool post_cancel(mb_account *a, const char *msgid)
 {
     struct mb_replica *r = a->rep;
-    bool found;
-    long at = ckey_find(r, msgid, &found);
-    if (!found)
+    long at = ckey_find(r, msgid);
+    if (at < 0)
         return false;
     queue_cancel(a, msgid, r->ckeys[at].key);
+    ckey_slot_clear(r, ckey_slot(r, msgid));
+    /* the last entry fills the gap */
+    size_t last = r->nckeys - 1;
+    if ((size_t)at != last) {
+        size_t s = ckey_slot(r, r->ckeys[last].msgid);
+        r->ckeys[at] = r->ckeys[last];
+        r->ckslot[s] = (uint32_t)at + 1;
+    }
     /* the key is spent: it is in the cancel's headers now */
-    sodium_memzero(&r->ckeys[at], sizeof r->ckeys[at]);
-    memmove(&r->ckeys[at], &r->ckeys[at + 1], (r->nckeys - (size_t)at - 1) * sizeof *r->ckeys);
+    sodium_memzero(&r->ckeys[last], sizeof r->ckeys[last]);
     r->nckeys--;
     pu_log(PU_DEBUG, "%s: cancelling %s (expunged)", a->address, msgid);
     touch(a);
