@@ -72,6 +72,11 @@ struct mb_replica {
     rep_post *posts, **posts_tail;
     bool posting;
     bool projected; /* the user's state was brought up to the mstate once */
+    /* the list clients see is rebuilt only when what it is made of changed: the mstate's
+     * UIDs and expunges (list_stale), or the group's articles (their fingerprint) */
+    bool list_stale;
+    uint64_t listed_fp[2];
+    size_t listed_narts;
     unsigned deltas_since_snapshot;
     bool snapshot_due; /* the local copy may hold changes no site has seen */
     bool post_failed_logged;
@@ -164,6 +169,7 @@ int mb_replica_init(mb_account *a)
     r->flush_ev = evtimer_new(a->st->base, flush_cb, a);
     r->claim_timer = evtimer_new(a->st->base, claim_cb, a);
     r->posts_tail = &r->posts;
+    r->list_stale = true;
     a->rep = r;
     if (!r->ms || !r->flush_ev || !r->claim_timer) {
         mb_replica_free(a);
@@ -682,8 +688,10 @@ static void mirror(mb_account *a, const char *msgid)
     if (u.removed) {
         mstate_view before;
         bool was = mstate_get(r->ms, key, &before) && before.expunged;
-        if (mstate_expunge(r->ms, key, now) == MSTATE_OK)
+        if (mstate_expunge(r->ms, key, now) == MSTATE_OK) {
+            r->list_stale = true;
             touch(a);
+        }
         if (!was)
             cancel_expunged(a, msgid);
         return;
@@ -843,6 +851,7 @@ static void assign(mb_account *a, uint64_t now)
         if (userstate_get(a->us, art->msgid, &u) && (u.removed || u.flags || u.modseq)) {
             if (u.removed) {
                 mstate_expunge(r->ms, art->key, now);
+                r->list_stale = true;
                 continue;
             }
             seed[nseed++] = i;
@@ -865,6 +874,7 @@ static void assign(mb_account *a, uint64_t now)
     if (nkeys || mstate_homeless(r->ms)) {
         size_t assigned = 0;
         int rc = mstate_assign(r->ms, (const uint8_t(*)[MSTATE_MSGKEY_BYTES])keys, nkeys, now, &assigned);
+        r->list_stale = true;
         if (rc != MSTATE_OK)
             pu_log(PU_ERROR, "%s: new mail not numbered: %s", a->address, mstate_strerror(rc));
         else if (assigned)
@@ -951,6 +961,7 @@ static void project(mb_account *a)
         }
         if (u.removed) { /* removed here, never posted: it is now */
             mstate_expunge(r->ms, art->key, now_ms());
+            r->list_stale = true;
             touch(a);
             continue;
         }
@@ -967,6 +978,19 @@ static void project(mb_account *a)
     }
 }
 
+/* Order-free, so a full scan that read the same articles again matches. */
+static void arts_fingerprint(const mb_mbox *m, uint64_t fp[2])
+{
+    fp[0] = fp[1] = 0;
+    for (size_t i = 0; i < m->narts; i++) {
+        uint64_t x, y;
+        memcpy(&x, m->arts[i].key, 8);
+        memcpy(&y, m->arts[i].key + 8, 8);
+        fp[0] += x ^ m->arts[i].bytes; /* the sizes are copied into the list too */
+        fp[1] ^= y;
+    }
+}
+
 static void settle(mb_account *a, bool merged)
 {
     struct mb_replica *r = a->rep;
@@ -975,7 +999,17 @@ static void settle(mb_account *a, bool merged)
         project(a);
         r->projected = true;
     }
+    /* most scans (every session's SELECT, our own deltas coming back) change nothing:
+     * rebuilding and sorting the list each time allocated and freed the whole list, which
+     * showed as memory during a login storm */
+    uint64_t fp[2];
+    arts_fingerprint(a->mbox, fp);
+    if (!r->list_stale && a->mbox->narts == r->listed_narts && fp[0] == r->listed_fp[0] && fp[1] == r->listed_fp[1])
+        return;
     relist(a);
+    r->list_stale = false;
+    r->listed_narts = a->mbox->narts;
+    memcpy(r->listed_fp, fp, sizeof fp);
 }
 
 static void claim_cb(evutil_socket_t fd, short what, void *arg)
@@ -995,6 +1029,7 @@ void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok)
     r->nretry = 0;
     for (size_t i = 0; i < f->nopened; i++) {
         int rc = mstate_merge(r->ms, f->opened[i]);
+        r->list_stale = true; /* a failed merge may have joined part of it */
         if (rc == MSTATE_OK)
             merged++;
         else
@@ -1122,6 +1157,7 @@ void mb_replica_restore(mb_account *a, const uint8_t *bytes, size_t len)
     int rc = mstate_open(bytes, len, KEY(r), &o, NULL);
     if (rc == MSTATE_OK)
         rc = mstate_merge(r->ms, o);
+    r->list_stale = true;
     mstate_free(o);
     if (rc != MSTATE_OK)
         pu_log(PU_WARN, "%s: the local copy of the replicated state is not used: %s", a->address,
