@@ -30,7 +30,10 @@ What it does
        pipelined W deep as mbsync sends them (new session, then the same session again) and
        one at a time (new session, with latency percentiles); real mbsync into an empty
        Maildir; POP3 LIST + UIDL + RETR of every message; IDLE: K connections logged in with
-       INBOX selected and idling, one message delivered, time until every one saw `* n EXISTS`.
+       INBOX selected and idling, one message delivered, time until every one saw `* n EXISTS`;
+       memory per idle connection from the first connection on (the first opens the account:
+       postern then holds the user's state for every message, once per account; it is
+       printed apart).
      New sessions matter: postern keeps decrypted messages per account while the user has a
      session, so a pull in a new session starts cold.
 The gateway's stderr (--verbose) is kept with a timestamp per line and phase markers in
@@ -850,9 +853,15 @@ async def idle_test(addr, port, ctx, k, deliver, timeout):
             await until(r, lambda l: l.startswith(b"+"))
             return r, w, exists[0]
 
-    out = {"mem_before": await asyncio.get_running_loop().run_in_executor(None, deliver.mem)}
+    loop = asyncio.get_running_loop()
+    out = {"mem_before": await loop.run_in_executor(None, deliver.mem)}
     t0 = time.monotonic()
-    res = await asyncio.gather(*[open_one() for _ in range(k)], return_exceptions=True)
+    # One connection first: it opens the account (postern: the user's state and the
+    # replicated state of every message, once per account, not per connection), so the
+    # memory per connection is taken from there on.
+    res = await asyncio.gather(*[open_one() for _ in range(min(k, 1))], return_exceptions=True)
+    out["mem_open"] = await loop.run_in_executor(None, deliver.mem)
+    res += await asyncio.gather(*[open_one() for _ in range(k - 1)], return_exceptions=True)
     setup = time.monotonic() - t0
     conns = [x for x in res if not isinstance(x, BaseException)]
     errors = [x for x in res if isinstance(x, BaseException)]
@@ -1268,9 +1277,14 @@ def run(a, work, mbsync):
           "rename); times above count from the start of delivery" % (idle["postern"]["deliver"], idle["dovecot"]["deliver"]))
     for name in ("postern", "dovecot"):
         o = idle[name]
-        grow = (o["mem_idle"][0][0] - o["mem_before"][0][0], o["mem_idle"][0][1] - o["mem_before"][0][1])
-        print("IDLE %s: memory per idle connection: RSS %.1f KB, PSS %.1f KB"
-              % (name, grow[0] / max(o["open"], 1), grow[1] / max(o["open"], 1)))
+        grow = (o["mem_idle"][0][0] - o["mem_open"][0][0], o["mem_idle"][0][1] - o["mem_open"][0][1])
+        first = (o["mem_open"][0][0] - o["mem_before"][0][0], o["mem_open"][0][1] - o["mem_before"][0][1])
+        n = max(o["open"] - 1, 1)
+        print("IDLE %s: memory per idle connection: RSS %.1f KB, PSS %.1f KB (connections 2..%d; the first, "
+              "which opened the account: RSS %.1f KB, PSS %.1f KB; all %d from before the first: RSS %.1f KB, "
+              "PSS %.1f KB each)"
+              % (name, grow[0] / n, grow[1] / n, o["open"], first[0], first[1], o["open"],
+                 (grow[0] + first[0]) / max(o["open"], 1), (grow[1] + first[1]) / max(o["open"], 1)))
         if o["seen"] != o["open"] or o["errors"]:
             print("IDLE %s: %d of %d connections opened, %d saw the new mail within 120 s%s"
                   % (name, o["open"], a.idle if name == "postern" else a.idle_dovecot, o["seen"], "; first failure: " + o["first_error"] if o["errors"] else ""))
@@ -1302,11 +1316,12 @@ def run(a, work, mbsync):
         print("%-*s %12.1f %12.1f %12.1f %12.1f" % (w, op, mm["postern"][0] / 1024, mm["postern"][1] / 1024,
                                                    mm["dovecot"][0] / 1024, mm["dovecot"][1] / 1024))
     for name in ("postern", "dovecot"):
-        for when in ("mem_before", "mem_idle", "mem_after"):
+        for when in ("mem_before", "mem_open", "mem_idle", "mem_after"):
             (rss, pss, nproc), roles = idle[name][when]
             k = a.idle if name == "postern" else a.idle_dovecot
             print("%-*s %-8s RSS %8.1f MB  PSS %8.1f MB  %5d processes%s"
-                  % (w, {"mem_before": "before the IDLE connections", "mem_idle": "with %d IDLE connections" % k,
+                  % (w, {"mem_before": "before the IDLE connections", "mem_open": "with the first IDLE connection",
+                         "mem_idle": "with %d IDLE connections" % k,
                          "mem_after": "with %d IDLE connections, after new mail" % k}[when],
                      name, rss / 1024, pss / 1024, nproc,
                      ("  [" + ", ".join("%s %.1f" % (r, v[0] / 1024) for r, v in sorted(roles.items())) + "]")

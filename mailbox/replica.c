@@ -73,6 +73,11 @@ struct mb_replica {
     rep_post *posts, **posts_tail;
     bool posting;
     bool projected; /* the user's state was brought up to the mstate once */
+    /* the list clients see is rebuilt only when what it is made of changed: the mstate's
+     * UIDs and expunges (list_stale), or the group's articles (their fingerprint) */
+    bool list_stale;
+    uint64_t listed_fp[2];
+    size_t listed_narts;
     unsigned deltas_since_snapshot;
     bool snapshot_due; /* the local copy held changes no site had seen */
     mstate *restored;  /* the local copy, until the first scan tells whether the group has it all */
@@ -83,8 +88,9 @@ struct mb_replica {
     uint64_t newest_snapshot_ms; /* the writer's clock of the newest snapshot read or written */
     unsigned cancels_loading; /* rep_cancel_loads in flight */
     uint64_t held_vault;      /* a left client's vault session they still need (0: none) */
-    rep_ckey *ckeys; /* sorted by Message-ID */
+    rep_ckey *ckeys; /* in no order; ckslot finds them */
     size_t nckeys, capckeys;
+    uint32_t *ckslot; /* open addressing by Message-ID: index + 1, 0 empty; 2 * capckeys slots */
 };
 
 #define KEY(r) ((r)->key)
@@ -165,6 +171,7 @@ int mb_replica_init(mb_account *a)
     r->flush_ev = evtimer_new(a->st->base, flush_cb, a);
     r->claim_timer = evtimer_new(a->st->base, claim_cb, a);
     r->posts_tail = &r->posts;
+    r->list_stale = true;
     a->rep = r;
     if (!r->ms || !r->flush_ev || !r->claim_timer) {
         mb_replica_free(a);
@@ -519,6 +526,7 @@ void mb_replica_free(mb_account *a)
     if (r->ckeys)
         sodium_memzero(r->ckeys, r->capckeys * sizeof *r->ckeys);
     free(r->ckeys);
+    free(r->ckslot);
     free(r->seen);
     free(r->live);
     free(r->retry);
@@ -529,52 +537,83 @@ void mb_replica_free(mb_account *a)
 
 /* ---- cancelling expunged messages' articles (RFC 8315) ---- */
 
-static long ckey_find(const struct mb_replica *r, const char *msgid, bool *found)
+/* A hash, not a sorted array: a session that opens every message of a large mailbox (a POP3
+ * download, a full pull) adds one key per message, and a sorted insert moved half the array
+ * each time. */
+static size_t ckey_hash(const char *msgid)
 {
-    size_t lo = 0, hi = r->nckeys;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(r->ckeys[mid].msgid, msgid);
-        if (c == 0) {
-            *found = true;
-            return (long)mid;
+    size_t h = 1469598103934665603u;
+    for (const unsigned char *p = (const unsigned char *)msgid; *p; p++)
+        h = (h ^ *p) * 1099511628211u;
+    return h;
+}
+
+/* The slot holding msgid, or the empty slot where it would go. */
+static size_t ckey_slot(const struct mb_replica *r, const char *msgid)
+{
+    size_t mask = 2 * r->capckeys - 1;
+    size_t i = ckey_hash(msgid) & mask;
+    while (r->ckslot[i] && strcmp(r->ckeys[r->ckslot[i] - 1].msgid, msgid) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static long ckey_find(const struct mb_replica *r, const char *msgid)
+{
+    if (!r->nckeys)
+        return -1;
+    uint32_t v = r->ckslot[ckey_slot(r, msgid)];
+    return v ? (long)v - 1 : -1;
+}
+
+/* Empties slot hole; later entries of its probe run move up (no tombstones). */
+static void ckey_slot_clear(struct mb_replica *r, size_t hole)
+{
+    size_t mask = 2 * r->capckeys - 1;
+    for (size_t j = (hole + 1) & mask; r->ckslot[j]; j = (j + 1) & mask) {
+        size_t home = ckey_hash(r->ckeys[r->ckslot[j] - 1].msgid) & mask;
+        /* it stays when its home lies cyclically in (hole, j] */
+        bool stays = hole < j ? home > hole && home <= j : home > hole || home <= j;
+        if (!stays) {
+            r->ckslot[hole] = r->ckslot[j];
+            hole = j;
         }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
     }
-    *found = false;
-    return (long)lo;
+    r->ckslot[hole] = 0;
 }
 
 void mb_replica_cancel_key(mb_account *a, const char *msgid, const uint8_t stream_key[PC_STREAM_KEY_BYTES])
 {
     struct mb_replica *r = a->rep;
-    bool found;
-    if (!r)
-        return;
-    size_t at = (size_t)ckey_find(r, msgid, &found);
-    if (found)
+    if (!r || ckey_find(r, msgid) >= 0)
         return;
     if (r->nckeys == r->capckeys) {
         if (r->capckeys >= CKEYS_MAX)
             return; /* an expunge of one of the rest loads it again */
         size_t cap = r->capckeys ? r->capckeys * 2 : 64;
         rep_ckey *p = malloc(cap * sizeof *p); /* not realloc: the old block is wiped */
-        if (!p)
+        uint32_t *slot = calloc(2 * cap, sizeof *slot);
+        if (!p || !slot) {
+            free(p);
+            free(slot);
             return;
+        }
         if (r->ckeys) {
             memcpy(p, r->ckeys, r->nckeys * sizeof *p);
             sodium_memzero(r->ckeys, r->capckeys * sizeof *r->ckeys);
         }
         free(r->ckeys);
+        free(r->ckslot);
         r->ckeys = p;
+        r->ckslot = slot;
         r->capckeys = cap;
+        for (size_t i = 0; i < r->nckeys; i++)
+            r->ckslot[ckey_slot(r, r->ckeys[i].msgid)] = (uint32_t)i + 1;
     }
-    memmove(&r->ckeys[at + 1], &r->ckeys[at], (r->nckeys - at) * sizeof *r->ckeys);
+    size_t at = r->nckeys;
     snprintf(r->ckeys[at].msgid, sizeof r->ckeys[at].msgid, "%s", msgid);
     pc_cancel_owner_key(stream_key, msgid, r->ckeys[at].key);
+    r->ckslot[ckey_slot(r, msgid)] = (uint32_t)at + 1;
     r->nckeys++;
 }
 
@@ -582,14 +621,20 @@ void mb_replica_cancel_key(mb_account *a, const char *msgid, const uint8_t strea
 static bool post_cancel(mb_account *a, const char *msgid)
 {
     struct mb_replica *r = a->rep;
-    bool found;
-    long at = ckey_find(r, msgid, &found);
-    if (!found)
+    long at = ckey_find(r, msgid);
+    if (at < 0)
         return false;
     queue_cancel(a, msgid, r->ckeys[at].key);
+    ckey_slot_clear(r, ckey_slot(r, msgid));
+    /* the last entry fills the gap */
+    size_t last = r->nckeys - 1;
+    if ((size_t)at != last) {
+        size_t s = ckey_slot(r, r->ckeys[last].msgid);
+        r->ckeys[at] = r->ckeys[last];
+        r->ckslot[s] = (uint32_t)at + 1;
+    }
     /* the key is spent: it is in the cancel's headers now */
-    sodium_memzero(&r->ckeys[at], sizeof r->ckeys[at]);
-    memmove(&r->ckeys[at], &r->ckeys[at + 1], (r->nckeys - (size_t)at - 1) * sizeof *r->ckeys);
+    sodium_memzero(&r->ckeys[last], sizeof r->ckeys[last]);
     r->nckeys--;
     pu_log(PU_DEBUG, "%s: cancelling %s (expunged)", a->address, msgid);
     touch(a);
@@ -664,8 +709,10 @@ static void mirror(mb_account *a, const char *msgid)
     if (u.removed) {
         mstate_view before;
         bool was = mstate_get(r->ms, key, &before) && before.expunged;
-        if (mstate_expunge(r->ms, key, now) == MSTATE_OK)
+        if (mstate_expunge(r->ms, key, now) == MSTATE_OK) {
+            r->list_stale = true;
             touch(a);
+        }
         if (!was)
             cancel_expunged(a, msgid);
         return;
@@ -837,6 +884,7 @@ static void assign(mb_account *a, uint64_t now)
         if (userstate_get(a->us, art->msgid, &u) && (u.removed || u.flags || u.modseq)) {
             if (u.removed) {
                 mstate_expunge(r->ms, art->key, now);
+                r->list_stale = true;
                 continue;
             }
             seed[nseed++] = i;
@@ -860,6 +908,7 @@ static void assign(mb_account *a, uint64_t now)
         size_t assigned = 0;
         mstate_set_uid_floor(r->ms, uid_floor(now));
         int rc = mstate_assign(r->ms, (const uint8_t(*)[MSTATE_MSGKEY_BYTES])keys, nkeys, now, &assigned);
+        r->list_stale = true;
         if (rc != MSTATE_OK)
             pu_log(PU_ERROR, "%s: new mail not numbered: %s", a->address, mstate_strerror(rc));
         else if (assigned)
@@ -946,6 +995,7 @@ static void project(mb_account *a)
         }
         if (u.removed) { /* removed here, never posted: it is now */
             mstate_expunge(r->ms, art->key, now_ms());
+            r->list_stale = true;
             touch(a);
             continue;
         }
@@ -1008,6 +1058,19 @@ static void forget_expired(mb_account *a, uint64_t now)
         pu_log(PU_INFO, "replicated state of %s: forgot %zu messages gone for %u days", a->address, n, days);
 }
 
+/* Order-free, so a full scan that read the same articles again matches. */
+static void arts_fingerprint(const mb_mbox *m, uint64_t fp[2])
+{
+    fp[0] = fp[1] = 0;
+    for (size_t i = 0; i < m->narts; i++) {
+        uint64_t x, y;
+        memcpy(&x, m->arts[i].key, 8);
+        memcpy(&y, m->arts[i].key + 8, 8);
+        fp[0] += x ^ m->arts[i].bytes; /* the sizes are copied into the list too */
+        fp[1] ^= y;
+    }
+}
+
 static void settle(mb_account *a, bool merged)
 {
     struct mb_replica *r = a->rep;
@@ -1018,7 +1081,17 @@ static void settle(mb_account *a, bool merged)
         project(a);
         r->projected = true;
     }
+    /* most scans (every session's SELECT, our own deltas coming back) change nothing:
+     * rebuilding and sorting the list each time allocated and freed the whole list, which
+     * showed as memory during a login storm */
+    uint64_t fp[2];
+    arts_fingerprint(a->mbox, fp);
+    if (!r->list_stale && a->mbox->narts == r->listed_narts && fp[0] == r->listed_fp[0] && fp[1] == r->listed_fp[1])
+        return;
     relist(a);
+    r->list_stale = false;
+    r->listed_narts = a->mbox->narts;
+    memcpy(r->listed_fp, fp, sizeof fp);
 }
 
 static void claim_cb(evutil_socket_t fd, short what, void *arg)
@@ -1042,6 +1115,7 @@ void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok)
         check_restored(a, f);
     for (size_t i = 0; i < f->nopened; i++) {
         int rc = mstate_merge(r->ms, f->opened[i]);
+        r->list_stale = true; /* a failed merge may have joined part of it */
         if (rc == MSTATE_OK)
             merged++;
         else
@@ -1169,6 +1243,7 @@ void mb_replica_restore(mb_account *a, const uint8_t *bytes, size_t len)
     int rc = mstate_open(bytes, len, KEY(r), &o, NULL);
     if (rc == MSTATE_OK)
         rc = mstate_merge(r->ms, o);
+    r->list_stale = true;
     if (rc != MSTATE_OK)
         pu_log(PU_WARN, "%s: the local copy of the replicated state is not used: %s", a->address,
                mstate_strerror(rc));

@@ -310,6 +310,7 @@ int pp_write_auth_mechs(pu_buf *out, const pp_offer *o);
 typedef struct pp_crlf {
     uint64_t octets;
     /* private */
+    uint64_t stuffed; /* dots added in front of lines (not in octets) */
     unsigned flags;
     uint32_t top_left;
     size_t line_len;     /* bytes of the current line so far, saturating */

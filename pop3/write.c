@@ -200,13 +200,14 @@ static void line_done(pp_crlf *c, bool empty)
         c->cut = true;
 }
 
-int pp_crlf_add(pp_crlf *c, const void *data, size_t len, pu_buf *out)
+/* reserved: out already has room for everything this call writes (convert counted it). */
+static int crlf_add(pp_crlf *c, const void *data, size_t len, pu_buf *out, bool reserved)
 {
     if (c->cut)
         return 1;
     if (len == 0)
         return 0;
-    if (out) {
+    if (out && !reserved) {
         /* Worst case: every byte is a LF (2 octets) or a '.' starting a line (2 octets). */
         if (len > (SIZE_MAX - 1) / 2 || pu_buf_reserve(out, 2 * len) < 0)
             return PP_NOMEM;
@@ -220,8 +221,11 @@ int pp_crlf_add(pp_crlf *c, const void *data, size_t len, pu_buf *out)
         const char *seg_end = lf ? lf : end;
         size_t seg = (size_t)(seg_end - p);
         if (seg) {
-            if (c->bol && stuff && p[0] == '.' && w)
-                *w++ = '.';
+            if (c->bol && stuff && p[0] == '.') {
+                c->stuffed++;
+                if (w)
+                    *w++ = '.';
+            }
             if (w) {
                 memcpy(w, p, seg);
                 w += seg;
@@ -256,6 +260,11 @@ int pp_crlf_add(pp_crlf *c, const void *data, size_t len, pu_buf *out)
     return c->cut ? 1 : 0;
 }
 
+int pp_crlf_add(pp_crlf *c, const void *data, size_t len, pu_buf *out)
+{
+    return crlf_add(c, data, len, out, false);
+}
+
 int pp_crlf_end(pp_crlf *c, pu_buf *out)
 {
     bool close_line = c->any && !c->bol && !c->cut;
@@ -287,8 +296,17 @@ static int convert(pu_buf *out, const void *msg, size_t len, unsigned flags, uin
 {
     size_t mark = out->len;
     pp_crlf c;
+    /* the size first, then a buffer of that size: pp_crlf_add's worst case (twice the
+     * message) rounded up to a power of two is 2-4 times it, all of which the wipe at free
+     * touched, page faults included, for every RETR */
     pp_crlf_init(&c, flags, top);
-    if (pp_crlf_add(&c, msg, len, out) < 0 || pp_crlf_end(&c, out) < 0)
+    crlf_add(&c, msg, len, NULL, false);
+    pp_crlf_end(&c, NULL);
+    uint64_t need = c.octets + c.stuffed + 3; /* + ".\r\n" */
+    if (need > SIZE_MAX - 1 || pu_buf_reserve_exact(out, (size_t)need) < 0)
+        return PP_NOMEM;
+    pp_crlf_init(&c, flags, top);
+    if (crlf_add(&c, msg, len, out, true) < 0 || pp_crlf_end(&c, out) < 0)
         return undo(out, mark);
     return PP_OK;
 }

@@ -259,6 +259,8 @@ void pu_buf_clear(pu_buf *b)
         b->data[0] = '\0';
 }
 
+static int buf_grow(pu_buf *b, size_t cap);
+
 int pu_buf_reserve(pu_buf *b, size_t n)
 {
     if (n > SIZE_MAX - b->len - 1)
@@ -269,6 +271,19 @@ int pu_buf_reserve(pu_buf *b, size_t n)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    return buf_grow(b, cap);
+}
+
+int pu_buf_reserve_exact(pu_buf *b, size_t n)
+{
+    if (n > SIZE_MAX - b->len - 1)
+        return -1;
+    size_t need = b->len + n + 1;
+    return need <= b->cap ? 0 : buf_grow(b, need);
+}
+
+static int buf_grow(pu_buf *b, size_t cap)
+{
     if (b->public_data) {
         char *d = realloc(b->data, cap);
         if (!d)

@@ -77,6 +77,9 @@ void pu_buf_free(pu_buf *b);
 void pu_buf_clear(pu_buf *b); /* len = 0, memory kept */
 /* Room for n more bytes plus the NUL. */
 int pu_buf_reserve(pu_buf *b, size_t n);
+/* The same, growing to exactly that when it grows (no doubling): for a writer that knows
+ * the final size, so the wipe at free touches no page the writer did not. */
+int pu_buf_reserve_exact(pu_buf *b, size_t n);
 int pu_buf_add(pu_buf *b, const void *p, size_t n);
 int pu_buf_addstr(pu_buf *b, const char *s);
 int pu_buf_printf(pu_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
