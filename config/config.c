@@ -20,7 +20,12 @@
 typedef struct parse_ctx {
     pn_config *cfg;
     char password_files[PN_MAX_SITES][PATH_MAX];
-    char err[256];            /* reason for the first error; ini_parse supplies the line */
+    char err[256];            /* the reason of the setting being handled */
+    FILE *f;
+    int line, next_line;      /* the line being handled (the reader counts) */
+    char errs[1024];          /* every setting's error, "path:line: reason; ..." */
+    size_t errs_len;
+    unsigned nerrs, errs_left_out;
 } parse_ctx;
 
 static int set_string(char *dst, size_t cap, const char *value, const char *key, parse_ctx *ctx)
@@ -304,7 +309,7 @@ static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
     return 0;
 }
 
-static int handler(void *user, const char *section, const char *key, const char *value)
+static int handle_line(void *user, const char *section, const char *key, const char *value)
 {
     parse_ctx *ctx = user;
     pn_config *cfg = ctx->cfg;
@@ -366,6 +371,36 @@ static int handler(void *user, const char *section, const char *key, const char 
     }
     snprintf(ctx->err, sizeof ctx->err, "unknown setting '%s' in [%s]", key, section);
     return 0;
+}
+
+/* inih stops at nothing and gives only the first error's line: every bad setting is listed,
+ * with its own line, so an admin fixes them in one round */
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+    parse_ctx *ctx = user;
+    ctx->err[0] = '\0';
+    if (handle_line(user, section, key, value))
+        return 1;
+    int n = snprintf(ctx->errs + ctx->errs_len, sizeof ctx->errs - ctx->errs_len, "%s%s:%d: %s",
+                     ctx->nerrs ? "; " : "", ctx->cfg->path, ctx->line, ctx->err[0] ? ctx->err : "invalid");
+    if (n > 0 && (size_t)n < sizeof ctx->errs - ctx->errs_len - 32) /* room for "(and N more)" */
+        ctx->errs_len += (size_t)n;
+    else
+        ctx->errs_left_out++;
+    ctx->errs[ctx->errs_len] = '\0';
+    ctx->nerrs++;
+    return 1;
+}
+
+/* fgets for inih, counting lines (a line longer than the buffer arrives in pieces) */
+static char *read_line(char *str, int num, void *stream)
+{
+    parse_ctx *ctx = stream;
+    char *p = fgets(str, num, ctx->f);
+    ctx->line = ctx->next_line;
+    if (p && strchr(p, '\n'))
+        ctx->next_line++;
+    return p;
 }
 
 static int load_authorities(parse_ctx *ctx)
@@ -449,17 +484,30 @@ int pn_config_load(const char *path, pn_config *cfg, char *err, size_t errlen)
     const pn_gateway *g = &cfg->gateway;
 
     int rc = -1;
-    int line = ini_parse(path, handler, ctx);
-    if (line == -1) {
+    if (!(ctx->f = fopen(path, "re"))) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         goto out;
     }
+    ctx->next_line = 1;
+    int line = ini_parse_stream(read_line, ctx, handler, ctx);
+    fclose(ctx->f);
     if (line == -2) {
         snprintf(err, errlen, "%s: out of memory", path);
         goto out;
     }
-    if (line > 0) {
-        snprintf(err, errlen, "%s:%d: %s", path, line, ctx->err[0] ? ctx->err : "syntax error");
+    if (line > 0) { /* the handler never fails: a line inih could not parse */
+        snprintf(ctx->err, sizeof ctx->err, "syntax error (not [section], name = value or a ; comment)");
+        int n = snprintf(ctx->errs + ctx->errs_len, sizeof ctx->errs - ctx->errs_len, "%s%s:%d: %s",
+                         ctx->nerrs ? "; " : "", path, line, ctx->err);
+        if (n > 0 && (size_t)n < sizeof ctx->errs - ctx->errs_len)
+            ctx->errs_len += (size_t)n;
+        ctx->nerrs++;
+    }
+    if (ctx->nerrs) {
+        if (ctx->errs_left_out)
+            snprintf(err, errlen, "%s (and %u more)", ctx->errs, ctx->errs_left_out);
+        else
+            snprintf(err, errlen, "%s", ctx->errs);
         goto out;
     }
     char why[160];

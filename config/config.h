@@ -101,7 +101,7 @@ typedef struct pn_gateway {
     pn_listen pop3s[PN_MAX_LISTEN]; /* implicit TLS */
     size_t n_pop3s;
     unsigned pop3_timeout;          /* seconds without a command (RFC 1939: >= 600) */
-    unsigned retention_days;        /* CAPA EXPIRE; INN expires mail after this many days */
+    unsigned retention_days;        /* CAPA EXPIRE; INN expires mail after this many days (mstate forgets at 2x) */
     unsigned article_cache_mb;      /* ciphertext articles kept in state_dir/articles; 0: none */
     unsigned plaintext_budget_mb;   /* decrypted messages in memory, all sessions together; 0: no limit */
     unsigned state_save_interval;   /* seconds between saves of changed user states */

@@ -51,12 +51,12 @@
  *                           limit. "Command line too long"; recoverable.
  *   max_literal [64 KiB]    literal bytes of one non-APPEND command, all literals together.
  *   max_append_literal [64 MiB]  the same for APPEND (MULTIAPPEND: all messages together).
- *                           Over the cap: a {n} literal gets "Literal too big", recoverable
- *                           (reply NO [TOOBIG]; the client waits for "+" and drops the
- *                           command); a {n+} literal gets "Non-synchronizing literal too
- *                           big", fatal, as RFC 7888 lets the server close rather than
- *                           swallow data it refused. A size of 2^32 or more is "Literal size
- *                           out of range", with the same split.
+ *                           Over the cap: "Literal too big", recoverable (reply NO
+ *                           [TOOBIG]): a {n} literal's client waits for "+" and drops the
+ *                           command; a {n+} literal's bytes are read and dropped with the
+ *                           rest of the command (RFC 7888 4: NO, the session goes on). A
+ *                           size of 2^32 or more is "Literal size out of range": a syntax
+ *                           error for {n}, fatal for {n+} (its end cannot be counted).
  *   max_depth [16]          list nesting. "Lists nested too deeply"; recoverable.
  *   max_args [10000]        arguments in one command, list elements and lists counted.
  *                           "Too many arguments"; recoverable.

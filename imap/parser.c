@@ -408,11 +408,11 @@ static int literal_close(pi_parser *p)
         return p->lit_nonsync ? die(p, PI_ERR_LITERAL_TOO_BIG, "Literal size out of range")
                               : fail(p, PI_ERR_SYNTAX, "Literal size out of range");
     uint64_t cap = p->append ? p->lim.max_append_literal : p->lim.max_literal;
-    if (p->lit_n > cap || p->lit_total + p->lit_n > cap) {
-        if (p->lit_nonsync)
-            return die(p, PI_ERR_LITERAL_TOO_BIG, "Non-synchronizing literal too big");
+    /* a non-synchronising one is on its way already: the skipping of the failed line reads
+     * its bytes (the '}' is read again there) and drops them, and the session goes on
+     * (RFC 7888: NO, not BAD and a closed connection) */
+    if (p->lit_n > cap || p->lit_total + p->lit_n > cap)
         return fail(p, PI_ERR_LITERAL_TOO_BIG, "Literal too big");
-    }
     p->state = S_LIT_CR;
     return R_OK;
 }
@@ -712,9 +712,8 @@ static int dispatch(pi_parser *p, unsigned c)
         if (c == '\n') {
             uint64_t n = 0;
             if (!p->raw && tail_nonsync(p, &n)) {
-                uint64_t cap = p->lim.max_append_literal > p->lim.max_literal ? p->lim.max_append_literal
-                                                                               : p->lim.max_literal;
-                if (n > cap)
+                /* skipping costs no memory: any size that can be counted is read and dropped */
+                if (n > UINT32_MAX)
                     return die(p, PI_ERR_LITERAL_TOO_BIG, "Non-synchronizing literal too big");
                 p->skip_left = n;
                 p->state = n ? S_SKIP_LIT : S_SKIP;

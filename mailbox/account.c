@@ -301,6 +301,7 @@ static void account_release(mb_account *a)
     sodium_free(a->state_key);
     mb_loader_free(a);
     mb_mbox_free(a->mbox);
+    pu_log(PU_DEBUG, "%s: account closed", a->address);
     free(a);
 }
 

@@ -31,6 +31,7 @@ typedef struct rep_post {
     char headers[1024];
     uint8_t *bytes;
     size_t len;
+    bool delta; /* its Message-ID comes from this site's delta number */
 } rep_post;
 
 /* A new message this gateway leaves to another site to number, for a while. */
@@ -78,7 +79,8 @@ struct mb_replica {
     uint64_t listed_fp[2];
     size_t listed_narts;
     unsigned deltas_since_snapshot;
-    bool snapshot_due; /* the local copy may hold changes no site has seen */
+    bool snapshot_due; /* the local copy held changes no site had seen */
+    mstate *restored;  /* the local copy, until the first scan tells whether the group has it all */
     bool post_failed_logged;
     char (*live)[PA_MSGID_MAX]; /* state articles merged or posted since the last snapshot: it
                                    covers them, so it cancels them */
@@ -188,6 +190,7 @@ typedef struct post_job {
     rep_post *posts; /* in order */
     rep_post *failed, **failed_tail;
     size_t site;
+    bool reused_number; /* a delta's number was used before: the server remembers its ID */
     char err[256];
 } post_job;
 
@@ -211,13 +214,21 @@ static void post_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
         x->posts = p->next;
         p->next = NULL;
         int st = PS_TEMP;
+        size_t site = x->site;
         /* the site scans read from first: the article is read there at once; INN's feeds
          * take it to the others */
         for (size_t k = 0; k < cfg->n_sites && st != PS_OK && st != PS_DUP; k++) {
-            size_t site = (x->site + k) % cfg->n_sites;
+            site = (x->site + k) % cfg->n_sites;
             st = ps_post(sites, site, p->headers, p->bytes, p->len, -1, 0, x->err, sizeof x->err);
         }
-        if (st == PS_OK || st == PS_DUP) { /* a duplicate: an earlier try got through */
+        /* a duplicate: an earlier try got through, or (the site does not show it) a delta number
+         * this site used before its state was lost, which INN remembers after the article went */
+        if (st == PS_DUP && p->delta && ps_stat(sites, site, p->msgid, x->err, sizeof x->err) == PS_NOENT) {
+            pu_log(PU_WARN, "%s: %s: this site's delta number was used before (its state_dir lost?); "
+                   "a snapshot carries the change instead", x->address, p->msgid);
+            x->reused_number = true;
+        }
+        if (st == PS_OK || st == PS_DUP) {
             post_free(p);
             continue;
         }
@@ -240,6 +251,7 @@ static void post_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
 }
 
 static void start_posting(mb_account *a);
+static void touch(mb_account *a);
 
 static void post_done(mb_job *j)
 {
@@ -262,6 +274,12 @@ static void post_done(mb_job *j)
     }
     struct mb_replica *r = a->rep;
     r->posting = false;
+    if (x->reused_number) {
+        /* numbers from the clock lie above any this site gave before (fewer than one a ms) */
+        mstate_skip_deltas(r->ms, now_ms());
+        r->snapshot_due = true;
+        touch(a);
+    }
     pu_log(PU_DEBUG, "%s: state articles posted (%s)", a->address, x->failed ? "some not yet" : "all");
     if (x->failed) { /* back in front, in order */
         rep_post *last = x->failed;
@@ -321,7 +339,7 @@ static void start_posting(mb_account *a)
     r->posting = true;
 }
 
-static void queue_post(mb_account *a, const char *msgid, uint8_t *bytes, size_t len)
+static void queue_post(mb_account *a, const char *msgid, uint8_t *bytes, size_t len, bool delta)
 {
     struct mb_replica *r = a->rep;
     rep_post *p = calloc(1, sizeof *p);
@@ -347,13 +365,15 @@ static void queue_post(mb_account *a, const char *msgid, uint8_t *bytes, size_t 
     snprintf(p->msgid, sizeof p->msgid, "%s", msgid);
     p->bytes = bytes;
     p->len = len;
+    p->delta = delta;
     *r->posts_tail = p;
     r->posts_tail = &p->next;
     seen_add(r, msgid); /* our own: nothing to merge when the scan finds it */
 }
 
 /* A delta's Message-ID names its origin and number, so a gateway that would post a second,
- * different delta under a number already used hears "duplicate" from the server. */
+ * different delta under a number already used hears "duplicate" from the server (and then
+ * numbers its deltas from the clock, post_done). */
 static void delta_msgid(struct mb_replica *r, uint64_t seq, char out[PA_MSGID_MAX])
 {
     uint8_t in[10], id[20];
@@ -412,7 +432,7 @@ static void post_snapshot(mb_account *a)
     size_t ncovered = r->nlive;
     r->live = NULL;
     r->nlive = r->caplive = 0;
-    queue_post(a, msgid, bytes, len); /* the first of the next round's list */
+    queue_post(a, msgid, bytes, len, false); /* the first of the next round's list */
     for (size_t i = 0; i < ncovered; i++) {
         uint8_t ck[PC_CANCEL_KEY_BYTES];
         pc_cancel_owner_key(CANCEL_KEY(r), covered[i], ck);
@@ -441,7 +461,7 @@ static void seal(mb_account *a)
         } else if (bytes) {
             char msgid[PA_MSGID_MAX];
             delta_msgid(r, seq, msgid);
-            queue_post(a, msgid, bytes, len);
+            queue_post(a, msgid, bytes, len, true);
             r->deltas_since_snapshot++;
         }
     }
@@ -501,6 +521,7 @@ void mb_replica_free(mb_account *a)
     if (r->claim_timer)
         event_free(r->claim_timer);
     mstate_free(r->ms);
+    mstate_free(r->restored);
     sodium_free(r->key);
     if (r->ckeys)
         sodium_memzero(r->ckeys, r->capckeys * sizeof *r->ckeys);
@@ -825,6 +846,18 @@ static int uid_cmp(const void *a, const void *b)
 
 /* New mail: numbered here at once (site 1, or no delay), or after the other sites had
  * (site_id - 1) * uid_claim_delay seconds to number it (docs/design.md "Who assigns"). */
+/* The first UID of a numbering begun afresh: the seconds since 2020-01-01 UTC. A user who
+ * does not log in for 30 days leaves no state article on the spool (INN expired them with the
+ * mail they numbered), and the state then begins anew under the same UIDVALIDITY; starting
+ * at the clock keeps its UIDs above every UID an earlier state gave, as long as that one gave
+ * fewer than one a second on average. */
+static uint32_t uid_floor(uint64_t now)
+{
+    const uint64_t since = 1577836800; /* 2020-01-01T00:00:00Z */
+    uint64_t s = now / 1000;
+    return s > since ? (uint32_t)(s - since < MSTATE_UID_FLOOR_MAX ? s - since : MSTATE_UID_FLOOR_MAX) : 1;
+}
+
 static void assign(mb_account *a, uint64_t now)
 {
     struct mb_replica *r = a->rep;
@@ -873,6 +906,7 @@ static void assign(mb_account *a, uint64_t now)
     }
     if (nkeys || mstate_homeless(r->ms)) {
         size_t assigned = 0;
+        mstate_set_uid_floor(r->ms, uid_floor(now));
         int rc = mstate_assign(r->ms, (const uint8_t(*)[MSTATE_MSGKEY_BYTES])keys, nkeys, now, &assigned);
         r->list_stale = true;
         if (rc != MSTATE_OK)
@@ -991,10 +1025,60 @@ static void arts_fingerprint(const mb_mbox *m, uint64_t fp[2])
     }
 }
 
+typedef struct spool_keys {
+    const mb_mbox *m;
+    uint8_t (*keys)[MSTATE_MSGKEY_BYTES]; /* the scan's, sorted: built at the first question */
+    bool built;
+} spool_keys;
+
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, MSTATE_MSGKEY_BYTES);
+}
+
+static int on_spool(void *arg, const uint8_t key[MSTATE_MSGKEY_BYTES])
+{
+    spool_keys *k = arg;
+    if (!k->built) {
+        k->built = true;
+        if (!(k->keys = malloc((k->m->narts ? k->m->narts : 1) * MSTATE_MSGKEY_BYTES)))
+            return 1; /* out of memory: keep everything */
+        for (size_t i = 0; i < k->m->narts; i++)
+            memcpy(k->keys[i], k->m->arts[i].key, MSTATE_MSGKEY_BYTES);
+        qsort(k->keys, k->m->narts, MSTATE_MSGKEY_BYTES, key_cmp);
+    }
+    return !k->keys || (k->m->narts && bsearch(key, k->keys, k->m->narts, MSTATE_MSGKEY_BYTES, key_cmp));
+}
+
+/* Entries of messages this site's group no longer holds leave the mstate once INN has surely
+ * expired them everywhere, or the state would grow with every message
+ * ever received. Before the numbering, so a forgotten message another site's older snapshot
+ * brings back is dropped again rather than given a UID. */
+static void forget_expired(mb_account *a, uint64_t now)
+{
+    if (!a->mbox->scanned)
+        return; /* no listing to go by */
+    /* INN expires mail retention_days after it arrived at a site; twice that leaves room for
+     * a site that got an article late (a long partition) */
+    unsigned days = 2 * a->st->cfg->gateway.retention_days;
+    spool_keys k = {.m = a->mbox};
+    size_t n = 0;
+    int rc = mstate_forget(a->rep->ms, on_spool, &k, now, days, &n);
+    free(k.keys);
+    if (rc != MSTATE_OK)
+        pu_log(PU_WARN, "%s: expired messages not forgotten: %s", a->address, mstate_strerror(rc));
+    else if (n)
+        pu_log(PU_INFO, "replicated state of %s: forgot %zu messages gone for %u days", a->address, n, days);
+    if (n)
+        a->rep->list_stale = true;
+}
+
 static void settle(mb_account *a, bool merged)
 {
     struct mb_replica *r = a->rep;
-    assign(a, now_ms());
+    uint64_t now = now_ms();
+    forget_expired(a, now);
+    assign(a, now);
     if (merged || !r->projected) {
         project(a);
         r->projected = true;
@@ -1020,6 +1104,8 @@ static void claim_cb(evutil_socket_t fd, short what, void *arg)
     mb_account_changed(a);
 }
 
+static void check_restored(mb_account *a, const mb_state_fetch *f);
+
 void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok)
 {
     struct mb_replica *r = a->rep;
@@ -1027,6 +1113,8 @@ void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok)
     free(r->retry);
     r->retry = NULL;
     r->nretry = 0;
+    if (r->restored && ok)
+        check_restored(a, f);
     for (size_t i = 0; i < f->nopened; i++) {
         int rc = mstate_merge(r->ms, f->opened[i]);
         r->list_stale = true; /* a failed merge may have joined part of it */
@@ -1158,10 +1246,45 @@ void mb_replica_restore(mb_account *a, const uint8_t *bytes, size_t len)
     if (rc == MSTATE_OK)
         rc = mstate_merge(r->ms, o);
     r->list_stale = true;
-    mstate_free(o);
     if (rc != MSTATE_OK)
         pu_log(PU_WARN, "%s: the local copy of the replicated state is not used: %s", a->address,
                mstate_strerror(rc));
-    /* what it holds and no site may have seen yet goes out with the next snapshot */
-    r->snapshot_due = rc == MSTATE_OK;
+    /* whether it holds what no site has seen (changes not posted before the last exit) the
+     * first scan tells: a snapshot at every cold login would be a full copy each time */
+    if (rc == MSTATE_OK) {
+        mstate_free(r->restored);
+        r->restored = o;
+    } else {
+        mstate_free(o);
+    }
+}
+
+/* After the first scan since the local copy was restored: a snapshot is due when the copy
+ * holds something the group's state articles do not (all of them were read: the scan reads
+ * every state article the account has not merged, and a new account has merged none). */
+static void check_restored(mb_account *a, const mb_state_fetch *f)
+{
+    struct mb_replica *r = a->rep;
+    size_t nretry = 0;
+    for (size_t i = 0; i < f->nwant; i++)
+        nretry += !(f->done && f->done[i]);
+    mstate *spool = mstate_new(mstate_site(r->ms), mstate_uidvalidity(r->ms)), *both = NULL;
+    bool due = true;
+    if (spool && !nretry) {
+        int rc = MSTATE_OK;
+        for (size_t i = 0; i < f->nopened && rc == MSTATE_OK; i++)
+            rc = mstate_merge(spool, f->opened[i]);
+        uint8_t d1[32], d2[32];
+        if (rc == MSTATE_OK && (both = mstate_clone(spool)) && mstate_merge(both, r->restored) == MSTATE_OK &&
+            mstate_digest(spool, d1) == MSTATE_OK && mstate_digest(both, d2) == MSTATE_OK)
+            due = memcmp(d1, d2, sizeof d1) != 0;
+    }
+    if (due) {
+        r->snapshot_due = true;
+        pu_log(PU_DEBUG, "%s: the local copy holds changes the group does not: a snapshot is due", a->address);
+    }
+    mstate_free(both);
+    mstate_free(spool);
+    mstate_free(r->restored);
+    r->restored = NULL;
 }

@@ -30,6 +30,7 @@ typedef struct entry {
     mstate_hlc tomb_t;
     uint32_t gen;
     uint32_t uid;
+    uint32_t born;   /* day (since 2020-01-01) a site first knew it; 0 unknown (never forgotten) */
     uint16_t nreg, capreg;
     reg *regs;
 } entry;
@@ -51,6 +52,7 @@ struct mstate {
     mstate_hlc clock;
     uint32_t hw; /* highest UID any claim ever named: all of 1..hw are used up */
     uint32_t horizon; /* every UID in 1..horizon is known here (held or dead); only these show */
+    uint32_t floor;   /* a numbering begun here starts at this UID (local policy, not encoded) */
     entry *ent;
     size_t n, cap;
     uint32_t *slot; /* open addressing, entry index + 1, 0 = empty */
@@ -208,6 +210,14 @@ static int reserve_entries(mstate *st, size_t more)
         st->nslot = nslot;
     }
     return MSTATE_OK;
+}
+
+/* now_ms as a day count since 2020-01-01 UTC (0 before it: unknown) */
+static uint32_t day_of(uint64_t now_ms)
+{
+    const uint64_t epoch_day = 18262; /* 2020-01-01 in days since 1970 */
+    uint64_t d = now_ms / 86400000u;
+    return d > epoch_day && d - epoch_day < UINT32_MAX ? (uint32_t)(d - epoch_day) : 0;
 }
 
 /* Needs reserve_entries(st, 1) first. */
@@ -464,6 +474,8 @@ void mstate_msgkey(const char *msgid, size_t len, uint8_t out[MSTATE_MSGKEY_BYTE
  * s->nreg more registers in d and for two more dead ranges in dst. Cannot fail. */
 static void entry_join(mstate *dst, entry *d, const entry *s, const uint16_t *kwmap)
 {
+    if (s->born && (!d->born || s->born < d->born))
+        d->born = s->born; /* the earliest sighting, whatever the order */
     if (s->tomb) {
         if (!d->tomb || mstate_hlc_cmp(s->tomb_t, d->tomb_t) < 0)
             d->tomb_t = s->tomb_t; /* the first expunge, so the join does not depend on order */
@@ -894,7 +906,7 @@ int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t
         *assigned = 0;
     if (!st || (n && !keys))
         return MSTATE_EINVAL;
-    (void)now_ms; /* claims carry no stamp: the rule needs none (see mstate.h) */
+    /* claims carry no stamp: the rule needs none (see mstate.h); now_ms dates new entries */
     size_t *homeless = malloc((st->n ? st->n : 1) * sizeof *homeless);
     if (!homeless)
         return MSTATE_ENOMEM;
@@ -909,7 +921,9 @@ int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t
     for (size_t i = 0; i < n; i++)
         if (find_entry(st, keys[i]) < 0)
             fresh++;
-    if ((uint64_t)st->hw + nh + fresh > MSTATE_UID_MAX) {
+    /* a numbering that begins here starts at the floor: 1..floor-1 are killed with the gaps */
+    uint32_t base = !st->hw && st->floor > 1 ? st->floor - 1 : st->hw;
+    if ((uint64_t)base + nh + fresh > MSTATE_UID_MAX) {
         rc = MSTATE_ELIMIT;
         goto out;
     }
@@ -926,6 +940,7 @@ int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t
         free(above);
         goto out;
     }
+    st->hw = base;
     walk_horizon(st, above, nabove, 1);
     free(above);
     size_t given = nh;
@@ -942,6 +957,7 @@ int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t
         if (find_entry(st, keys[i]) >= 0)
             continue; /* known, or listed twice */
         entry *e = add_entry(st, keys[i]);
+        e->born = day_of(now_ms);
         e->claimed = 1;
         e->uid = ++st->hw;
         note_pending(st, st->n - 1);
@@ -953,6 +969,83 @@ int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t
 out:
     free(homeless);
     return rc;
+}
+
+/* Drops the entries the rule names from st (and its pending delta): their UIDs go dead, so a
+ * reader of what st writes next still finds 1..horizon known. */
+static int forget_in(mstate *st, int (*present)(void *arg, const uint8_t key[MSTATE_MSGKEY_BYTES]), void *arg,
+                     uint32_t today, unsigned min_age_days, size_t *forgotten)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        const entry *e = &st->ent[i];
+        n += e->born && today >= e->born && today - e->born >= min_age_days && !present(arg, e->key);
+    }
+    if (!n)
+        return MSTATE_OK;
+    uint32_t *slot = calloc(st->nslot, sizeof *slot);
+    int rc = slot ? reserve_dead(st, n) : MSTATE_ENOMEM;
+    if (rc != MSTATE_OK) {
+        free(slot);
+        return rc;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        entry *e = &st->ent[i];
+        if (e->born && today >= e->born && today - e->born >= min_age_days && !present(arg, e->key)) {
+            if (e->claimed && e->uid)
+                dead_add(st, e->uid, e->uid);
+            free(e->regs);
+            continue;
+        }
+        st->ent[kept] = *e;
+        slot_put(slot, st->nslot, st->ent, (uint32_t)kept);
+        kept++;
+    }
+    free(st->slot);
+    st->slot = slot;
+    st->n = kept;
+    raise_horizon(st);
+    *forgotten += n;
+    return MSTATE_OK;
+}
+
+int mstate_forget(mstate *st, int (*present)(void *arg, const uint8_t key[MSTATE_MSGKEY_BYTES]), void *arg,
+                  uint64_t now_ms, unsigned min_age_days, size_t *forgotten)
+{
+    if (forgotten)
+        *forgotten = 0;
+    if (!st || !present || !min_age_days)
+        return MSTATE_EINVAL;
+    uint32_t today = day_of(now_ms);
+    size_t n = 0, in_pending = 0;
+    int rc = forget_in(st, present, arg, today, min_age_days, &n);
+    if (rc == MSTATE_OK && st->pending)
+        rc = forget_in(st->pending, present, arg, today, min_age_days, &in_pending);
+    if (forgotten)
+        *forgotten = n;
+    return rc;
+}
+
+int mstate_skip_deltas(mstate *st, uint64_t next)
+{
+    if (!st || !next)
+        return MSTATE_EINVAL;
+    cover *own = get_cover(st, st->site);
+    if (!own)
+        return MSTATE_ELIMIT;
+    /* as if 1..next-1 were in: out-of-order extras would overflow and repeat a number */
+    if (next - 1 > cover_max(own)) {
+        own->upto = next - 1;
+        own->nextra = 0;
+    }
+    return MSTATE_OK;
+}
+
+void mstate_set_uid_floor(mstate *st, uint32_t floor)
+{
+    if (st)
+        st->floor = floor < MSTATE_UID_FLOOR_MAX ? floor : MSTATE_UID_FLOOR_MAX;
 }
 
 static int set_reg(mstate *st, size_t i, uint16_t id, uint8_t val, uint64_t now_ms)
@@ -1050,7 +1143,7 @@ int mstate_expunge(mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], uint64_t 
         int rc = reserve_entries(st, 1);
         if (rc != MSTATE_OK)
             return rc;
-        add_entry(st, key);
+        add_entry(st, key)->born = day_of(now_ms);
         i = (long)st->n - 1;
     }
     entry *e = &st->ent[i];
@@ -1175,6 +1268,7 @@ mstate *mstate_clone(const mstate *st)
         return NULL;
     }
     c->clock = st->clock;
+    c->floor = st->floor;
     c->pending_all = st->pending_all;
     c->origin = st->origin;
     c->seq = st->seq;
@@ -1312,7 +1406,9 @@ static int encode(const mstate *st, enum mstate_kind kind, int digest, uint8_t *
         const entry *e = &st->ent[idx[i]];
         w_bytes(&w, e->key, MSTATE_MSGKEY_BYTES);
         w_var(&w, e->folder);
-        w_u8(&w, (uint8_t)(e->tomb | e->claimed << 1));
+        w_u8(&w, (uint8_t)(e->tomb | e->claimed << 1 | (e->born != 0) << 2));
+        if (e->born)
+            w_var(&w, e->born);
         if (e->tomb)
             w_hlc(&w, e->tomb_t);
         if (e->claimed) {
@@ -1515,10 +1611,13 @@ static int decode(const uint8_t *in, size_t in_len, mstate **out, mstate_info *i
         entry *e = add_entry(st, key);
         e->folder = (uint32_t)r_var(&r, 0); /* folders are issue 13: only the INBOX for now */
         uint8_t bits = r_u8(&r);
-        if (bits & ~3u)
+        if (bits & ~7u)
             goto bad;
         e->tomb = bits & 1;
         e->claimed = bits >> 1 & 1;
+        if (bits & 4 && !(e->born = (uint32_t)r_var(&r, UINT32_MAX)))
+            goto bad; /* written only when known */
+        bits &= 3;
         if (e->tomb)
             e->tomb_t = r_hlc(&r);
         if (e->claimed) {

@@ -109,6 +109,14 @@ void mstate_msgkey(const char *msgid, size_t len, uint8_t out[MSTATE_MSGKEY_BYTE
  * at any time; the loser of a conflict reappears under a new, higher UID. */
 int mstate_assign(mstate *st, const uint8_t (*keys)[MSTATE_MSGKEY_BYTES], size_t n, uint64_t now_ms,
                   size_t *assigned);
+/* Where a numbering begun here starts: a state that has never named a UID gives its first
+ * at floor instead of 1 (clamped to MSTATE_UID_FLOOR_MAX; 0 or 1: from 1). Claims read from
+ * other sites are not affected. Local policy, not part of the state: the mailbox layer sets
+ * the seconds since 2020, so that a state built afresh after INN expired every state article
+ * (nobody logged in for 30 days) never hands out a UID an earlier state gave to another
+ * message (docs/formats.md 6.5). */
+#define MSTATE_UID_FLOOR_MAX 0x80000000u
+void mstate_set_uid_floor(mstate *st, uint32_t floor);
 /* STORE: sets the system flags in set_mask and clears those in clear_mask (a flag in both is
  * set). Each changed flag gets a new register value; a flag already so is left alone (no new
  * stamp, so a repeated STORE does not win against a concurrent one it did not see). A message
@@ -122,6 +130,20 @@ int mstate_set_keyword(mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], const
 /* EXPUNGE or POP3 DELE+QUIT: the tombstone. A message the state has never seen may be
  * expunged too (it then never gets a UID). Expunging twice does nothing. */
 int mstate_expunge(mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES], uint64_t now_ms);
+
+/* ---- forgetting ---- */
+
+/* INN expires mail after 30 days, but a join never removes an entry: without this the state
+ * would keep every message ever received. Drops each entry first known min_age_days or more
+ * before now_ms (each entry keeps the earliest day any site knew it) for which present()
+ * returns 0 — the caller's test "this site's group holds the article". Its UID goes dead, so
+ * it is never given again. Not a merge law: every site applies it to its own state, and an
+ * entry another site's older snapshot brings back is dropped again by the same rule. A
+ * message still on some site's spool after min_age_days (a partition longer than the
+ * expiry) may lose its flags and come back under a new UID there; pick min_age_days well
+ * above the expiry (the gateway: 60). *forgotten (may be NULL): entries dropped. */
+int mstate_forget(mstate *st, int (*present)(void *arg, const uint8_t key[MSTATE_MSGKEY_BYTES]), void *arg,
+                  uint64_t now_ms, unsigned min_age_days, size_t *forgotten);
 
 /* ---- merge ---- */
 
@@ -188,6 +210,11 @@ typedef struct mstate_info {
 int mstate_covers(const mstate *st, uint16_t site, uint64_t seq);
 /* 1 if the state has local changes not yet sealed into a delta. */
 int mstate_has_pending(const mstate *st);
+
+/* The next delta this site seals gets number next or above (nothing changes if it would
+ * anyway). For a site that lost its state (state_dir) after every state article expired: its
+ * numbers restart at 1, and the news server refuses those it still remembers. */
+int mstate_skip_deltas(mstate *st, uint64_t next);
 
 /* Seals the full state (kind MSTATE_SNAPSHOT). *out is malloc'd (free it with free). */
 int mstate_seal_snapshot(const mstate *st, const uint8_t state_key[MSTATE_KEY_BYTES], uint8_t **out,

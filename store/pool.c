@@ -35,6 +35,10 @@ struct ps_pool {
 /* which ps_status values a verb retries or drops the connection on */
 #define M(st) (1u << (st))
 #define TEMP_OR_FAIL (M(PS_TEMP) | M(PS_FAIL))
+/* A read by Message-ID of an article the caller saw listed: once expire has rewritten the
+ * history file, a kept nnrpd (INN 2.7) still looks in the old one and answers 430 for every
+ * article that arrived since, until the connection ends (measured: test_state_expiry). */
+#define NOENT_AGAIN M(PS_NOENT)
 
 ps_pool *ps_pool_new(const pn_config *cfg, unsigned max_age_s)
 {
@@ -558,8 +562,9 @@ int ps_read_message(ps_pool *p, size_t where, const char *group, const char *id_
 {
     read_args a = {.group = group, .id = id_or_number, .pk = box_pk, .sk = box_sk, .meta = meta, .sink = sink,
                    .arg = arg};
-    /* the sink has seen part of the message after a failure mid-article: no retry then */
-    return run(p, where, read_conv, &a, 0, TEMP_OR_FAIL, err, errlen);
+    /* the sink has seen part of the message after a failure mid-article: no retry then; a 430
+     * comes before any of it (NOENT_AGAIN) */
+    return run(p, where, read_conv, &a, NOENT_AGAIN, TEMP_OR_FAIL, err, errlen);
 }
 
 static int envelope_conv(ps_pool *p, slot *s, size_t site, void *arg, char *err, size_t errlen)
@@ -581,12 +586,12 @@ static int state_conv(ps_pool *p, slot *s, size_t site, void *arg, char *err, si
 int ps_read_state(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char *err, size_t errlen)
 {
     read_args a = {.id = msgid, .out = out};
-    return run(p, where, state_conv, &a, M(PS_TEMP), M(PS_TEMP), err, errlen);
+    return run(p, where, state_conv, &a, M(PS_TEMP) | NOENT_AGAIN, M(PS_TEMP), err, errlen);
 }
 
 int ps_read_envelope(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char got[PA_MSGID_MAX],
                      char cancel_lock[PA_CANCEL_LOCK_MAX], char *err, size_t errlen)
 {
     read_args a = {.id = msgid, .out = out, .got = got, .cancel_lock = cancel_lock};
-    return run(p, where, envelope_conv, &a, M(PS_TEMP), M(PS_TEMP), err, errlen);
+    return run(p, where, envelope_conv, &a, M(PS_TEMP) | NOENT_AGAIN, M(PS_TEMP), err, errlen);
 }

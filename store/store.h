@@ -159,7 +159,8 @@ int ps_read_message(ps_pool *p, size_t where, const char *group, const char *id_
  * ps_read_envelope reads one mail article by <message-id> and appends its binary envelope
  * (prefix, then chunks) to out (emptied first); got gets the article's Message-ID, and
  * cancel_lock (may be NULL) its Cancel-Lock value ("" if none). PS_NOENT, PS_TEMP, PS_BADMSG
- * (not a postern message). */
+ * (not a postern message). These reads take a 430 from a kept connection as stale and ask a
+ * new one (nnrpd keeps the history file it opened, expire replaces it). */
 int ps_read_envelope(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char got[PA_MSGID_MAX],
                      char cancel_lock[PA_CANCEL_LOCK_MAX], char *err,
                      size_t errlen);

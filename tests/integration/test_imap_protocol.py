@@ -420,3 +420,29 @@ def test_plaintext_is_not_left_in_gateway_memory_after_logout(postern_env, gatew
     found = [m for m in (subject, body_mark) if m in memory]
     assert not found, [(m, memory.count(m), memory[max(0, memory.find(m) - 80):][:160]) for m in found]
     gw.stop()
+
+
+def test_a_too_big_nonsynchronizing_literal_is_refused_and_the_session_goes_on(postern_env, gateway):
+    """LITERAL+ (RFC 7888 4): an APPEND whose {n+} literal exceeds what the server takes is
+    answered NO [TOOBIG] once its bytes are read and dropped, and the session goes on — mbsync
+    got 'BAD [TOOBIG] Non-synchronizing literal too big' and a closed connection (issue 13)."""
+    user = "lena.literal@example.org"
+    add_user(postern_env, user)
+    c = login(gateway, user)
+    c.select("INBOX")
+    big = 3 * 1024 * 1024  # above the gateway's literal cap (64 KiB while APPEND stores nothing)
+    c.send(b"A1 APPEND INBOX (\\Seen) {%d+}\r\n" % big)
+    chunk = (b"x" * 1023 + b"\n") * 64
+    sent = 0
+    while sent < big:
+        n = min(len(chunk), big - sent)
+        c.send(chunk[:n])
+        sent += n
+    c.send(b"\r\nA2 NOOP\r\n")
+    lines = read_until_tagged(c, b"A2")
+    assert any(line.startswith(b"A1 NO [TOOBIG]") for line in lines), lines
+    assert lines[-1].startswith(b"A2 OK"), lines
+    assert not any(b"BAD" in line or b"BYE" in line for line in lines), lines
+    typ, data = c.noop()
+    assert typ == "OK"
+    c.logout()

@@ -117,6 +117,13 @@ static void test_errors_name_the_line(void **state)
     expect_error("[site a]\nhost = h\npassword_file = /nonexistent/pw\n", "has a password_file but no user");
     expect_error("[deliver]\nkeyrecord_cache = 3601\n", "keyrecord_cache must be a whole number from 0 to 3600");
     expect_error("[deliver]\nconfirm_timeout = 0\n", "confirm_timeout must be a whole number from 1 to 600");
+    /* every bad setting, each with its own line (inih only gives the first error's line, and
+     * the reason used to be the last one's) */
+    const char *many = "[gateway]\nbogus_one = 1\nsite_id = 0\n; fine\nbogus_two = 2\n";
+    expect_error(many, "postern.conf:2: unknown setting 'bogus_one' in [gateway]; ");
+    expect_error(many, "postern.conf:3: site_id must be a whole number from 1 to 65535, not '0'; ");
+    expect_error(many, "postern.conf:5: unknown setting 'bogus_two' in [gateway]");
+    expect_error("[postern]\nprefix = postern\nno equals sign\n", "postern.conf:3: syntax error");
 }
 
 static void test_keyrecord_cache(void **state)

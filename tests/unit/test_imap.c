@@ -406,13 +406,19 @@ static void test_limits(void **state)
     check_small("a APPEND I {50}\r\n01234567890123456789012345678901234567890123456789\r\n",
                 "+\na APPEND: I|{50}01234567890123456789012345678901234567890123456789\n");
     check_small("a APPEND I {101}\r\nz NOOP\r\n", "ERR a Literal too big\nz NOOP:\n");
-    /* A refused non-synchronising literal is fatal: its bytes are already on the way. */
-    check_small("a X {11+}\r\n01234567890\r\nz NOOP\r\n", "ERR a Non-synchronizing literal too big FATAL\n");
+    /* A refused non-synchronising literal: its bytes are on the way, read and dropped with
+     * the rest of the command (and any further literal of it), then the session goes on. */
+    check_small("a X {11+}\r\n01234567890\r\nz NOOP\r\n", "ERR a Literal too big\nz NOOP:\n");
+    check_small("a APPEND I {101+}\r\n"
+                "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789X"
+                " {3+}\r\nabc\r\nz NOOP\r\n",
+                "ERR a Literal too big\nz NOOP:\n");
+    check_small("a X {5}\r\n01234 {6+}\r\nz NOOP\r\nz NOOP\r\n", "+\nERR a Literal too big\nz NOOP:\n");
     check("a X {99999999999+}\r\nz NOOP\r\n", "ERR a Literal size out of range FATAL\n");
 }
 
 /* After a bad line, a non-synchronising literal that line announced must be skipped, never
- * read as commands; one too big to skip ends the connection. */
+ * read as commands, whatever its size; one whose size cannot be known ends the connection. */
 static void test_recovery_skips_literals(void **state)
 {
     (void)state;
@@ -420,7 +426,10 @@ static void test_recovery_skips_literals(void **state)
     check("a X ) {10}\r\nz NOOP\r\n", "ERR a Unexpected ')'\nz NOOP:\n");
     check_small("a X 0123456789012345678901234567890123456789 {10+}\r\nb LOGOUT\r\n\r\nz NOOP\r\n",
                 "ERR a Command line too long\nz NOOP:\n");
-    check_small("a X ) {101+}\r\nz NOOP\r\n", "ERR a Unexpected ')'\nERR a Non-synchronizing literal too big FATAL\n");
+    check_small("a X ) {101+}\r\n"
+                "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789X"
+                "\r\nz NOOP\r\n",
+                "ERR a Unexpected ')'\nz NOOP:\n");
     check("a X ) {0000000000000000000000000000001+}\r\nz NOOP\r\n",
           "ERR a Unexpected ')'\nERR a Non-synchronizing literal too big FATAL\n");
     /* Digits past what the tail keeps: the size cannot be known, so it cannot be skipped. */

@@ -431,6 +431,170 @@ static void test_uid_conflict_one_message(void **unused)
 
 /* Deltas out of order: what lies above an unread claim waits, so nothing appears below an
  * announced UIDNEXT; an assignment kills the gap, and the late claim's message is re-homed. */
+/* A numbering begun afresh (INN expired every state article) starts at the floor, above every
+ * UID an earlier state gave; other sites see the jump as one dead range, not as a gap that
+ * hides the mail; a state that has numbered anything ignores the floor. */
+static void test_uid_floor(void **unused)
+{
+    (void)unused;
+    const uint32_t F1 = 100000000u, F2 = F1 + 30u * 86400u; /* 30 days later, in seconds */
+    mstate *old = mstate_new(1, UV);
+    mstate_set_uid_floor(old, F1);
+    for (unsigned m = 0; m < 5; m++)
+        assign_one(old, m, T0 + m);
+    assert_int_equal(uid_of(old, 0), F1);
+    assert_int_equal(uid_of(old, 4), F1 + 4);
+    assert_int_equal(mstate_uid_next(old), F1 + 5);
+    mstate_set_uid_floor(old, F2); /* numbered already: the floor changes nothing */
+    assign_one(old, 5, T0 + 5);
+    assert_int_equal(uid_of(old, 5), F1 + 5);
+
+    /* another site reads only the second delta: the jump is dead, nothing waits behind it */
+    mstate *b = mstate_new(2, UV);
+    mstate_set_uid_floor(b, F2);
+    ship(old, &b, 1);
+    assert_int_equal(mstate_waiting(b), 0);
+    assert_int_equal(uid_of(b, 5), F1 + 5);
+    assert_int_equal(mstate_uid_next(b), F1 + 6);
+    assign_one(b, 6, T0 + 6); /* b has numbered nothing, but knows UIDs: no new floor */
+    assert_int_equal(uid_of(b, 6), F1 + 6);
+
+    /* every state article expired: a fresh state, the same UIDVALIDITY, UIDs above the old */
+    mstate *fresh = mstate_new(1, UV);
+    assert_int_equal(mstate_uid_next(fresh), 1);
+    mstate_set_uid_floor(fresh, F2);
+    assign_one(fresh, 100, T0 + 1000);
+    assert_int_equal(uid_of(fresh, 100), F2);
+    assert_true(uid_of(fresh, 100) > uid_of(old, 5));
+    assert_int_equal(mstate_uidvalidity(fresh), mstate_uidvalidity(old));
+    mstate_set_uid_floor(fresh, UINT32_MAX); /* a clock gone wild is clamped */
+    mstate *wild = mstate_new(1, UV);
+    mstate_set_uid_floor(wild, UINT32_MAX);
+    assign_one(wild, 1, T0);
+    assert_int_equal(uid_of(wild, 1), MSTATE_UID_FLOOR_MAX);
+    /* the round trip through a snapshot keeps the numbering; the floor is not encoded */
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(mstate_seal_snapshot(fresh, key, &buf, &len), MSTATE_OK);
+    mstate *copy = open_ok(buf, len);
+    free(buf);
+    assert_int_equal(uid_of(copy, 100), F2);
+    assert_int_equal(mstate_uid_next(copy), F2 + 1);
+    digest_eq(copy, fresh);
+    mstate_free(copy);
+    mstate_free(wild);
+    mstate_free(fresh);
+    mstate_free(b);
+    mstate_free(old);
+}
+
+static int present_below(void *arg, const uint8_t k[MSTATE_MSGKEY_BYTES])
+{
+    /* "on the spool": the messages numbered below *arg (keys recomputed: test sizes only) */
+    unsigned limit = *(const unsigned *)arg;
+    for (unsigned m = 0; m < limit; m++) {
+        uint8_t km[MSTATE_MSGKEY_BYTES];
+        msgkey(m, km);
+        if (memcmp(km, k, MSTATE_MSGKEY_BYTES) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Entries of messages gone from the spool leave the state once they are old enough; what is
+ * still on the spool, or too young, stays; the UIDs of the forgotten ones are never given
+ * again, and a reader of the smaller state still sees everything. */
+static void test_forget(void **unused)
+{
+    (void)unused;
+    const uint64_t DAY = 86400000ull;
+    mstate *a = mstate_new(1, UV), *b = mstate_new(2, UV);
+    for (unsigned m = 0; m < 4; m++)
+        assign_one(a, m, T0); /* m0..m3 on day 0 */
+    set_flags(a, 1, MSTATE_FLAGGED, 0, T0 + 1);
+    expunge(a, 2, T0 + 2);
+    assign_one(a, 4, T0 + 40 * DAY); /* m4 on day 40 */
+    ship(a, &b, 1);
+    unsigned on_spool = 1; /* only m0 is still there (m4 too young to matter) */
+    size_t n;
+    assert_int_equal(mstate_forget(a, present_below, &on_spool, T0 + 59 * DAY, 60, &n), MSTATE_OK);
+    assert_int_equal(n, 0); /* not old enough */
+    assert_int_equal(mstate_forget(a, present_below, &on_spool, T0 + 60 * DAY, 60, &n), MSTATE_OK);
+    assert_int_equal(n, 3); /* m1 (flagged), m2 (expunged), m3 */
+    assert_int_equal(mstate_count(a), 2);
+    assert_int_equal(uid_of(a, 0), 1);
+    assert_int_equal(uid_of(a, 1), 0);
+    assert_int_equal(uid_of(a, 4), 5);
+    assign_one(a, 5, T0 + 60 * DAY);
+    assert_int_equal(uid_of(a, 5), 6); /* nothing reused */
+    assert_int_equal(mstate_uid_next(a), 7);
+
+    /* a fresh reader of a's snapshot sees m0, m4, m5 at once: no hole where m1..m3 were */
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(mstate_seal_snapshot(a, key, &buf, &len), MSTATE_OK);
+    mstate *c = open_ok(buf, len);
+    assert_int_equal(mstate_waiting(c), 0);
+    assert_int_equal(mstate_uid_next(c), 7);
+    assert_int_equal(uid_of(c, 4), 5);
+    /* b still has m1..m3 and brings them back to a; the same rule drops them again, and the
+     * earliest day of each entry wins whatever order the sites merge in */
+    mstate *d = open_ok(buf, len);
+    assert_int_equal(mstate_merge(b, d), MSTATE_OK);
+    mstate_free(d);
+    free(buf);
+    assert_int_equal(mstate_seal_snapshot(b, key, &buf, &len), MSTATE_OK);
+    d = open_ok(buf, len);
+    free(buf);
+    assert_int_equal(mstate_merge(a, d), MSTATE_OK);
+    mstate_free(d);
+    assert_int_equal(mstate_count(a), 6);
+    assert_int_equal(uid_of(a, 1), 0); /* its UID is dead: it shows nowhere */
+    assert_int_equal(mstate_forget(a, present_below, &on_spool, T0 + 61 * DAY, 60, &n), MSTATE_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(mstate_forget(b, present_below, &on_spool, T0 + 61 * DAY, 60, &n), MSTATE_OK);
+    assert_int_equal(n, 3);
+    digest_eq(a, b);
+    /* the homeless rule does not re-number a forgotten message that comes back via a merge */
+    assert_int_equal(mstate_homeless(a), 0);
+    assert_int_equal(mstate_forget(a, NULL, NULL, T0, 60, NULL), MSTATE_EINVAL);
+    mstate_free(c);
+    mstate_free(b);
+    mstate_free(a);
+}
+
+/* A site that lost its state numbers its deltas from 1 again; told that a number was used
+ * before, it jumps ahead and keeps counting up from there, never repeating one (the
+ * out-of-order coverage list would overflow after 32 and hand out a number twice). */
+static void test_skip_deltas(void **unused)
+{
+    (void)unused;
+    mstate *st = mstate_new(1, UV);
+    uint8_t *buf;
+    size_t len;
+    uint64_t seq;
+    assign_one(st, 1, T0);
+    assert_int_equal(mstate_seal_delta(st, key, &buf, &len, &seq), MSTATE_OK);
+    free(buf);
+    assert_int_equal(seq, 1);
+    assert_int_equal(mstate_skip_deltas(st, 1000000), MSTATE_OK);
+    uint64_t last = 999999;
+    for (unsigned i = 0; i < 40; i++) {
+        set_flags(st, 1, i % 2 ? 0 : MSTATE_SEEN, i % 2 ? MSTATE_SEEN : 0, T0 + 1 + i);
+        assert_int_equal(mstate_seal_delta(st, key, &buf, &len, &seq), MSTATE_OK);
+        free(buf);
+        assert_int_equal(seq, last + 1);
+        last = seq;
+    }
+    assert_int_equal(mstate_skip_deltas(st, 5), MSTATE_OK); /* below: nothing changes */
+    set_flags(st, 1, MSTATE_FLAGGED, 0, T0 + 100);
+    assert_int_equal(mstate_seal_delta(st, key, &buf, &len, &seq), MSTATE_OK);
+    free(buf);
+    assert_int_equal(seq, last + 1);
+    assert_int_equal(mstate_skip_deltas(st, 0), MSTATE_EINVAL);
+    mstate_free(st);
+}
+
 static void test_horizon(void **unused)
 {
     (void)unused;
@@ -1238,6 +1402,9 @@ int main(void)
         cmocka_unit_test(test_uid_conflict_one_message),
         cmocka_unit_test(test_partition_scenario),
         cmocka_unit_test(test_horizon),
+        cmocka_unit_test(test_uid_floor),
+        cmocka_unit_test(test_forget),
+        cmocka_unit_test(test_skip_deltas),
         cmocka_unit_test(test_merge_laws),
         cmocka_unit_test(test_sim_connected),
         cmocka_unit_test(test_sim_partition),
