@@ -1056,6 +1056,8 @@ static void forget_expired(mb_account *a, uint64_t now)
         pu_log(PU_WARN, "%s: expired messages not forgotten: %s", a->address, mstate_strerror(rc));
     else if (n)
         pu_log(PU_INFO, "replicated state of %s: forgot %zu messages gone for %u days", a->address, n, days);
+    if (n)
+        a->rep->list_stale = true;
 }
 
 /* Order-free, so a full scan that read the same articles again matches. */
