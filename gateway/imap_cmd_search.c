@@ -92,13 +92,14 @@ static bool needs_load(void *ctx, size_t i)
     return !st.has_meta;
 }
 
-static int evaluate(struct gw_search *q, size_t i, mb_plain *p)
+int gw_search_eval(session *s, const pi_search *prog, size_t i, mb_plain *p, userstate_msg *out)
 {
-    session *s = q->s;
     if (!gw_view_msgid(s, i))
         return 0;
     userstate_msg st;
     gw_view_state(s, i, &st);
+    if (out)
+        *out = st;
     msg_ctx c = {s, &st, p};
     pi_search_msg m = {
         .seq = (uint32_t)(i + 1),
@@ -115,13 +116,13 @@ static int evaluate(struct gw_search *q, size_t i, mb_plain *p)
         .body_text = body_text,
         .sent_date = sent_date,
     };
-    return pi_search_eval(q->prog, &m);
+    return pi_search_eval(prog, &m);
 }
 
 static void each(void *ctx, size_t i, mb_plain *p)
 {
     struct gw_search *q = ctx;
-    int r = evaluate(q, i, p);
+    int r = gw_search_eval(q->s, q->prog, i, p, NULL);
     uint32_t id = q->uid ? gw_view_uid(q->s->imap->view, i) : (uint32_t)(i + 1);
     if (r == 1 && q->esearch) {
         if (q->n == q->cap) {

@@ -35,48 +35,6 @@ static void sort_free(struct gw_sort *q)
     free(q);
 }
 
-typedef struct msg_ctx {
-    session *s;
-    userstate_msg *st;
-    mb_plain *p;
-} msg_ctx;
-
-static bool has_keyword(void *arg, const char *kw, size_t len)
-{
-    msg_ctx *c = arg;
-    char name[US_KEYWORD_LEN_MAX + 1];
-    if (len == 0 || len > US_KEYWORD_LEN_MAX)
-        return false;
-    memcpy(name, kw, len);
-    name[len] = '\0';
-    int k = userstate_keyword_find(mb_account_state(c->s->account), name);
-    return k >= 0 && us_kw_test(c->st->keywords, (unsigned)k);
-}
-
-static int header(void *arg, const char *name, pu_buf *out)
-{
-    msg_ctx *c = arg;
-    return c->p ? mime_header_decoded(c->p->mime, name, out) : 0;
-}
-
-static int headers(void *arg, pu_buf *out)
-{
-    msg_ctx *c = arg;
-    return c->p ? mime_headers_decoded(c->p->mime, out) : 0;
-}
-
-static int body_text(void *arg, pu_buf *out)
-{
-    msg_ctx *c = arg;
-    return c->p ? mime_body_text(c->p->mime, out) : 0;
-}
-
-static int sent_date(void *arg, int64_t *t, int *tz)
-{
-    msg_ctx *c = arg;
-    return c->p ? mime_sent_date(c->p->mime, t, tz) : 0;
-}
-
 static const char *sort_msgid(void *ctx, size_t i)
 {
     struct gw_sort *q = ctx;
@@ -140,28 +98,8 @@ static int add_match(struct gw_sort *q, size_t i, const userstate_msg *st, mb_pl
 static void each(void *ctx, size_t i, mb_plain *p)
 {
     struct gw_sort *q = ctx;
-    session *s = q->s;
-    if (!gw_view_msgid(s, i))
-        return;
     userstate_msg st;
-    gw_view_state(s, i, &st);
-    msg_ctx c = {s, &st, p};
-    pi_search_msg m = {
-        .seq = (uint32_t)(i + 1),
-        .uid = gw_view_uid(s->imap->view, i),
-        .flags = st.flags,
-        .recent = gw_view_recent(s, i),
-        .internaldate = p ? p->meta.arrival : st.meta.arrival,
-        .tz_minutes = p ? p->meta.tz_minutes : st.meta.tz_minutes,
-        .size = p ? p->len : st.meta.crlf_size,
-        .arg = &c,
-        .has_keyword = has_keyword,
-        .header = header,
-        .headers = headers,
-        .body_text = body_text,
-        .sent_date = sent_date,
-    };
-    int r = pi_search_eval(q->prog, &m);
+    int r = gw_search_eval(q->s, q->prog, i, p, &st);
     if (r == 1 && add_match(q, i, &st, p) < 0)
         r = -1;
     if (r < 0)

@@ -49,6 +49,10 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
 int gw_write_flags(pu_buf *b, session *s, const userstate_msg *m, bool recent);
 /* Marks a message \Seen (a non-PEEK body fetch) unless read-only; true if it changed. */
 bool gw_view_mark_seen(session *s, size_t i);
+/* A search program over message i of the view (imap_cmd_search.c): p is the loaded message
+ * or NULL (keys from the state's metadata). 1 match, 0 not (or gone from the server), -1
+ * out of memory. *st (may be NULL) gets the message's state. SORT and THREAD use it too. */
+int gw_search_eval(session *s, const pi_search *prog, size_t i, mb_plain *p, userstate_msg *st);
 
 
 #endif
