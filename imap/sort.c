@@ -41,6 +41,20 @@ static int parse_program(const pi_arg *args, size_t nargs, uint32_t star_seq, ui
     return pi_search_parse(args, nargs, star_seq, star_uid, prog, err);
 }
 
+/* args[1] the charset, args[2..] the search program: the tail SORT and THREAD share */
+static int parse_charset_and_program(const pi_arg *args, size_t nargs, uint32_t star_seq, uint32_t star_uid,
+                                     pi_search **prog, const char **err)
+{
+    if (nargs < 2) {
+        *err = "Missing charset";
+        return -1;
+    }
+    int rc = parse_charset(&args[1], err);
+    if (rc != 0)
+        return rc;
+    return parse_program(args + 2, nargs - 2, star_seq, star_uid, prog, err);
+}
+
 int pi_sort_parse(const pi_arg *args, size_t nargs, uint32_t star_seq, uint32_t star_uid, pi_sort_crit *crit,
                   pi_search **prog, const char **err)
 {
@@ -91,14 +105,7 @@ int pi_sort_parse(const pi_arg *args, size_t nargs, uint32_t star_seq, uint32_t 
         *err = "REVERSE must be followed by a sort criterion";
         return -1;
     }
-    if (nargs < 2) {
-        *err = "Missing charset";
-        return -1;
-    }
-    int rc = parse_charset(&args[1], err);
-    if (rc != 0)
-        return rc;
-    return parse_program(args + 2, nargs - 2, star_seq, star_uid, prog, err);
+    return parse_charset_and_program(args, nargs, star_seq, star_uid, prog, err);
 }
 
 int pi_thread_parse(const pi_arg *args, size_t nargs, uint32_t star_seq, uint32_t star_uid, pi_thread_alg *alg,
@@ -120,14 +127,7 @@ int pi_thread_parse(const pi_arg *args, size_t nargs, uint32_t star_seq, uint32_
         *err = "Unknown threading algorithm";
         return -1;
     }
-    if (nargs < 2) {
-        *err = "Missing charset";
-        return -1;
-    }
-    int rc = parse_charset(&args[1], err);
-    if (rc != 0)
-        return rc;
-    return parse_program(args + 2, nargs - 2, star_seq, star_uid, prog, err);
+    return parse_charset_and_program(args, nargs, star_seq, star_uid, prog, err);
 }
 
 bool pi_sort_needs_envelope(const pi_sort_crit *crit)

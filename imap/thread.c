@@ -101,12 +101,18 @@ typedef struct skey {
     size_t x;
 } skey;
 
+/* RFC 5256's order inside a thread and between threads: sent date, then sequence number */
+static int by_date_then_seq(int64_t da, uint32_t sa, int64_t db, uint32_t sb)
+{
+    if (da != db)
+        return da < db ? -1 : 1;
+    return sa < sb ? -1 : sa > sb;
+}
+
 static int cmp_skey(const void *pa, const void *pb)
 {
     const skey *a = pa, *b = pb;
-    if (a->date != b->date)
-        return a->date < b->date ? -1 : 1;
-    return a->seq < b->seq ? -1 : a->seq > b->seq;
+    return by_date_then_seq(a->date, a->seq, b->date, b->seq);
 }
 
 /* Sorts x's children by sent date, then sequence number. scratch holds n entries. */
@@ -438,9 +444,7 @@ static int cmp_ordered(const void *pa, const void *pb)
     int r = strcmp(a->subject, b->subject);
     if (r)
         return r;
-    if (a->date != b->date)
-        return a->date < b->date ? -1 : 1;
-    return a->seq < b->seq ? -1 : a->seq > b->seq;
+    return by_date_then_seq(a->date, a->seq, b->date, b->seq);
 }
 
 typedef struct group {
@@ -452,9 +456,7 @@ typedef struct group {
 static int cmp_group(const void *pa, const void *pb)
 {
     const group *a = pa, *b = pb;
-    if (a->date != b->date)
-        return a->date < b->date ? -1 : 1;
-    return a->seq < b->seq ? -1 : a->seq > b->seq;
+    return by_date_then_seq(a->date, a->seq, b->date, b->seq);
 }
 
 /* ORDEREDSUBJECT: one thread per base subject, its messages by date under the first; the
