@@ -131,7 +131,7 @@ static int pick_live(mstate *st, unsigned live, int recent, uint8_t out[MSTATE_M
     /* most actions are on recent mail */
     unsigned n = recent && live > 200 ? live - 1 - rnd(200) : rnd(live);
     pick p = {.want = n};
-    mstate_foreach_uid(st, pick_nth, &p);
+    mstate_foreach_uid(st, MSTATE_INBOX, pick_nth, &p);
     if (p.found)
         memcpy(out, p.key, MSTATE_MSGKEY_BYTES);
     return p.found;
@@ -166,11 +166,11 @@ int main(void)
     must(mstate_assign(st[0], (const uint8_t(*)[MSTATE_MSGKEY_BYTES])keys, START_MESSAGES, t, NULL), "assign");
     for (unsigned m = 0; m < START_MESSAGES; m++) {
         if (rnd(100) < 85)
-            must(mstate_set_flags(st[0], keys[m], MSTATE_SEEN, 0, t), "seen");
+            must(mstate_set_flags(st[0], MSTATE_INBOX, keys[m], MSTATE_SEEN, 0, t), "seen");
         if (rnd(100) < 4)
-            must(mstate_set_flags(st[0], keys[m], MSTATE_FLAGGED, 0, t), "flag");
+            must(mstate_set_flags(st[0], MSTATE_INBOX, keys[m], MSTATE_FLAGGED, 0, t), "flag");
         if (rnd(100) < 10)
-            must(mstate_set_flags(st[0], keys[m], MSTATE_ANSWERED, 0, t), "answered");
+            must(mstate_set_flags(st[0], MSTATE_INBOX, keys[m], MSTATE_ANSWERED, 0, t), "answered");
     }
     free(keys);
     double import_s = now_s() - import_start;
@@ -199,22 +199,22 @@ int main(void)
                     others[j++] = st[i];
             must(mstate_assign(me, (const uint8_t(*)[MSTATE_MSGKEY_BYTES])nk, nnew, now, NULL), "assign new");
             unsigned live = 0;
-            mstate_foreach_uid(me, count_live, &live);
+            mstate_foreach_uid(me, MSTATE_INBOX, count_live, &live);
             uint8_t k[MSTATE_MSGKEY_BYTES];
             /* a session: read the new mail and a few old ones, flag, answer, tag, delete */
             for (unsigned i = 0; i < 3; i++)
                 if (pick_live(me, live, 1, k))
-                    must(mstate_set_flags(me, k, MSTATE_SEEN, 0, now + i), "read");
+                    must(mstate_set_flags(me, MSTATE_INBOX, k, MSTATE_SEEN, 0, now + i), "read");
             if (rnd(2) && pick_live(me, live, 1, k))
-                must(mstate_set_flags(me, k, MSTATE_ANSWERED, 0, now + 10), "answer");
+                must(mstate_set_flags(me, MSTATE_INBOX, k, MSTATE_ANSWERED, 0, now + 10), "answer");
             if (rnd(3) == 0 && pick_live(me, live, 0, k))
-                must(mstate_set_flags(me, k, MSTATE_FLAGGED, 0, now + 11), "flag");
+                must(mstate_set_flags(me, MSTATE_INBOX, k, MSTATE_FLAGGED, 0, now + 11), "flag");
             if (rnd(5) == 0 && pick_live(me, live, 1, k))
-                must(mstate_set_keyword(me, k, rnd(2) ? "$Junk" : "$label1", 1, now + 12), "keyword");
+                must(mstate_set_keyword(me, MSTATE_INBOX, k, rnd(2) ? "$Junk" : "$label1", 1, now + 12), "keyword");
             for (unsigned i = 0; i < 3; i++) /* delete: \Deleted then EXPUNGE */
                 if (pick_live(me, live, 0, k)) {
-                    must(mstate_set_flags(me, k, MSTATE_DELETED, 0, now + 20), "deleted");
-                    must(mstate_expunge(me, k, now + 21), "expunge");
+                    must(mstate_set_flags(me, MSTATE_INBOX, k, MSTATE_DELETED, 0, now + 20), "deleted");
+                    must(mstate_expunge(me, MSTATE_INBOX, k, now + 21), "expunge");
                     expunged++;
                 }
             size_t before = nspool;
@@ -273,7 +273,7 @@ int main(void)
         }
     }
     unsigned live = 0;
-    mstate_foreach_uid(st[0], count_live, &live);
+    mstate_foreach_uid(st[0], MSTATE_INBOX, count_live, &live);
 
     /* cold start: open and merge the last snapshot (and nothing else is on the spool) */
     article *last = &spool[nspool - 1];
@@ -308,7 +308,7 @@ int main(void)
     free(plain);
 
     printf("mailbox: %u messages live, %zu known (%u expunged in 30 days), UIDNEXT %u\n", live, mstate_count(st[0]),
-           expunged, mstate_uid_next(st[0]));
+           expunged, mstate_uid_next(st[0], MSTATE_INBOX));
     printf("snapshot: %zu bytes encoded, %zu bytes sealed and padded (%.1f bytes per message)\n", plain_len,
            snapshot_last, (double)plain_len / (double)mstate_count(st[0]));
     printf("first delta (10,000 messages imported with flags): %zu bytes sealed; the import took %.1f ms\n",

@@ -487,6 +487,25 @@ static void touch(mb_account *a)
     }
 }
 
+uint64_t mb_replica_now_ms(void)
+{
+    return now_ms();
+}
+
+struct mstate *mb_replica_state(mb_account *a)
+{
+    return a->rep ? a->rep->ms : NULL;
+}
+
+void mb_replica_changed(mb_account *a)
+{
+    if (!a->rep)
+        return;
+    a->rep->list_stale = true;
+    touch(a);
+    mb_account_changed(a);
+}
+
 void mb_replica_tick(mb_account *a)
 {
     if (a->rep)
@@ -708,26 +727,26 @@ static void mirror(mb_account *a, const char *msgid)
     uint64_t now = now_ms();
     if (u.removed) {
         mstate_view before;
-        bool was = mstate_get(r->ms, key, &before) && before.expunged;
-        if (mstate_expunge(r->ms, key, now) == MSTATE_OK) {
+        bool was = mstate_get(r->ms, MSTATE_INBOX, key, &before) && before.expunged;
+        if (mstate_expunge(r->ms, MSTATE_INBOX, key, now) == MSTATE_OK) {
             r->list_stale = true;
             touch(a);
         }
-        if (!was)
+        if (!was && !mstate_held(r->ms, key)) /* a copy in another folder keeps the article */
             cancel_expunged(a, msgid);
         return;
     }
-    if (!mstate_get(r->ms, key, &v) || v.expunged)
+    if (!mstate_get(r->ms, MSTATE_INBOX, key, &v) || v.expunged)
         return;
     unsigned set = u.flags & ~v.flags & MSTATE_FLAGS_ALL, clear = v.flags & ~u.flags & MSTATE_FLAGS_ALL;
     if (set | clear)
-        mstate_set_flags(r->ms, key, set, clear, now);
+        mstate_set_flags(r->ms, MSTATE_INBOX, key, set, clear, now);
     unsigned nk = userstate_keyword_count(a->us);
     for (unsigned k = 0; k < nk; k++) {
         const char *name = userstate_keyword_name(a->us, k);
         int want = us_kw_test(u.keywords, k);
-        if (name && want != mstate_keyword_test(r->ms, key, name))
-            mstate_set_keyword(r->ms, key, name, want, now);
+        if (name && want != mstate_keyword_test(r->ms, MSTATE_INBOX, key, name))
+            mstate_set_keyword(r->ms, MSTATE_INBOX, key, name, want, now);
     }
     if (mstate_has_pending(r->ms))
         touch(a);
@@ -876,14 +895,14 @@ static void assign(mb_account *a, uint64_t now)
     for (size_t i = 0; i < m->narts; i++) {
         const mb_msg *art = &m->arts[i];
         mstate_view v;
-        if (mstate_get(r->ms, art->key, &v))
+        if (mstate_get(r->ms, MSTATE_INBOX, art->key, &v))
             continue;
         userstate_msg u;
         /* a message the user's state knows but the replicated one does not: flags from before
          * the state was replicated, or changes of this site's never posted */
         if (userstate_get(a->us, art->msgid, &u) && (u.removed || u.flags || u.modseq)) {
             if (u.removed) {
-                mstate_expunge(r->ms, art->key, now);
+                mstate_expunge(r->ms, MSTATE_INBOX, art->key, now);
                 r->list_stale = true;
                 continue;
             }
@@ -917,7 +936,7 @@ static void assign(mb_account *a, uint64_t now)
     for (size_t k = 0; k < nseed; k++) {
         const mb_msg *art = &m->arts[seed[k]];
         mstate_view v;
-        if (mstate_get(r->ms, art->key, &v))
+        if (mstate_get(r->ms, MSTATE_INBOX, art->key, &v))
             mirror(a, art->msgid);
     }
     qsort(wait, nwait, sizeof *wait, wait_cmp);
@@ -948,7 +967,7 @@ static void relist(mb_account *a)
     size_t n = 0;
     for (size_t i = 0; i < m->narts; i++) {
         mstate_view v;
-        if (mstate_get(r->ms, m->arts[i].key, &v) && v.uid && !v.expunged) {
+        if (mstate_get(r->ms, MSTATE_INBOX, m->arts[i].key, &v) && v.uid && !v.expunged) {
             list[n] = m->arts[i];
             list[n++].uid = v.uid;
         }
@@ -968,7 +987,7 @@ static void relist(mb_account *a)
     m->cap = m->narts ? m->narts : 1;
     mb_mbox_index_drop(m);
     m->uidvalidity = mstate_uidvalidity(r->ms);
-    m->uidnext = mstate_uid_next(r->ms);
+    m->uidnext = mstate_uid_next(r->ms, MSTATE_INBOX);
     if (n && list[n - 1].uid >= m->uidnext)
         m->uidnext = list[n - 1].uid + 1;
 }
@@ -984,7 +1003,7 @@ static void project(mb_account *a)
     for (size_t i = 0; i < m->narts; i++) {
         const mb_msg *art = &m->arts[i];
         mstate_view v;
-        if (!mstate_get(r->ms, art->key, &v))
+        if (!mstate_get(r->ms, MSTATE_INBOX, art->key, &v))
             continue;
         userstate_msg u;
         userstate_get(a->us, art->msgid, &u);
@@ -994,7 +1013,7 @@ static void project(mb_account *a)
             continue;
         }
         if (u.removed) { /* removed here, never posted: it is now */
-            mstate_expunge(r->ms, art->key, now_ms());
+            mstate_expunge(r->ms, MSTATE_INBOX, art->key, now_ms());
             r->list_stale = true;
             touch(a);
             continue;
@@ -1003,7 +1022,7 @@ static void project(mb_account *a)
         for (unsigned k = 0; k < nkm; k++) {
             const char *name = mstate_keyword_name(r->ms, k);
             unsigned idx;
-            if (mstate_keyword_test(r->ms, art->key, name) && userstate_keyword(a->us, name, &idx) == US_OK)
+            if (mstate_keyword_test(r->ms, MSTATE_INBOX, art->key, name) && userstate_keyword(a->us, name, &idx) == US_OK)
                 us_kw_put(kw, idx, 1); /* a full table: left out */
         }
         if (u.flags == v.flags && memcmp(u.keywords, kw, sizeof kw) == 0)

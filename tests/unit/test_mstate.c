@@ -53,7 +53,7 @@ static uint32_t uid_of(const mstate *st, unsigned n)
     uint8_t k[MSTATE_MSGKEY_BYTES];
     mstate_view v;
     msgkey(n, k);
-    mstate_get(st, k, &v);
+    mstate_get(st, MSTATE_INBOX, k, &v);
     return v.uid;
 }
 
@@ -62,7 +62,7 @@ static unsigned flags_of(const mstate *st, unsigned n)
     uint8_t k[MSTATE_MSGKEY_BYTES];
     mstate_view v;
     msgkey(n, k);
-    mstate_get(st, k, &v);
+    mstate_get(st, MSTATE_INBOX, k, &v);
     return v.flags;
 }
 
@@ -70,14 +70,14 @@ static void set_flags(mstate *st, unsigned n, unsigned set, unsigned clear, uint
 {
     uint8_t k[MSTATE_MSGKEY_BYTES];
     msgkey(n, k);
-    assert_int_equal(mstate_set_flags(st, k, set, clear, now), MSTATE_OK);
+    assert_int_equal(mstate_set_flags(st, MSTATE_INBOX, k, set, clear, now), MSTATE_OK);
 }
 
 static void expunge(mstate *st, unsigned n, uint64_t now)
 {
     uint8_t k[MSTATE_MSGKEY_BYTES];
     msgkey(n, k);
-    assert_int_equal(mstate_expunge(st, k, now), MSTATE_OK);
+    assert_int_equal(mstate_expunge(st, MSTATE_INBOX, k, now), MSTATE_OK);
 }
 
 static void dump(const mstate *st)
@@ -151,7 +151,7 @@ static void test_basics(void **unused)
     assert_non_null(st);
     assert_null(mstate_new(0, UV));
     assert_null(mstate_new(1, 0));
-    assert_int_equal(mstate_uid_next(st), 1);
+    assert_int_equal(mstate_uid_next(st, MSTATE_INBOX), 1);
     uint8_t k[3][MSTATE_MSGKEY_BYTES];
     for (unsigned i = 0; i < 3; i++)
         msgkey(i, k[i]);
@@ -162,30 +162,30 @@ static void test_basics(void **unused)
     assert_int_equal(uid_of(st, 2), 3);
     assert_int_equal(mstate_assign(st, (const uint8_t(*)[MSTATE_MSGKEY_BYTES])k, 3, T0, &got), MSTATE_OK);
     assert_int_equal(got, 0); /* known messages keep their UID */
-    assert_int_equal(mstate_uid_next(st), 4);
+    assert_int_equal(mstate_uid_next(st, MSTATE_INBOX), 4);
 
     set_flags(st, 1, MSTATE_SEEN | MSTATE_FLAGGED, 0, T0 + 1);
     assert_int_equal(flags_of(st, 1), MSTATE_SEEN | MSTATE_FLAGGED);
     set_flags(st, 1, 0, MSTATE_FLAGGED, T0 + 2);
     assert_int_equal(flags_of(st, 1), MSTATE_SEEN);
-    assert_int_equal(mstate_set_flags(st, k[1], 0x20, 0, T0), MSTATE_EINVAL);
+    assert_int_equal(mstate_set_flags(st, MSTATE_INBOX, k[1], 0x20, 0, T0), MSTATE_EINVAL);
     uint8_t unknown[MSTATE_MSGKEY_BYTES];
     msgkey(99, unknown);
-    assert_int_equal(mstate_set_flags(st, unknown, MSTATE_SEEN, 0, T0), MSTATE_EINVAL);
+    assert_int_equal(mstate_set_flags(st, MSTATE_INBOX, unknown, MSTATE_SEEN, 0, T0), MSTATE_EINVAL);
 
-    assert_int_equal(mstate_set_keyword(st, k[0], "$Junk", 1, T0 + 3), MSTATE_OK);
-    assert_true(mstate_keyword_test(st, k[0], "$junk"));
-    assert_false(mstate_keyword_test(st, k[1], "$Junk"));
-    assert_int_equal(mstate_set_keyword(st, k[0], "bad\\name", 1, T0), MSTATE_EINVAL);
-    assert_int_equal(mstate_set_keyword(st, k[0], "", 1, T0), MSTATE_EINVAL);
-    assert_int_equal(mstate_set_keyword(st, k[0], "$JUNK", 0, T0 + 4), MSTATE_OK);
-    assert_false(mstate_keyword_test(st, k[0], "$Junk"));
+    assert_int_equal(mstate_set_keyword(st, MSTATE_INBOX, k[0], "$Junk", 1, T0 + 3), MSTATE_OK);
+    assert_true(mstate_keyword_test(st, MSTATE_INBOX, k[0], "$junk"));
+    assert_false(mstate_keyword_test(st, MSTATE_INBOX, k[1], "$Junk"));
+    assert_int_equal(mstate_set_keyword(st, MSTATE_INBOX, k[0], "bad\\name", 1, T0), MSTATE_EINVAL);
+    assert_int_equal(mstate_set_keyword(st, MSTATE_INBOX, k[0], "", 1, T0), MSTATE_EINVAL);
+    assert_int_equal(mstate_set_keyword(st, MSTATE_INBOX, k[0], "$JUNK", 0, T0 + 4), MSTATE_OK);
+    assert_false(mstate_keyword_test(st, MSTATE_INBOX, k[0], "$Junk"));
 
     mstate_view v;
-    assert_int_equal(mstate_get(st, k[1], &v), 1);
+    assert_int_equal(mstate_get(st, MSTATE_INBOX, k[1], &v), 1);
     assert_true(v.modseq > 0);
     expunge(st, 1, T0 + 5);
-    assert_int_equal(mstate_get(st, k[1], &v), 1);
+    assert_int_equal(mstate_get(st, MSTATE_INBOX, k[1], &v), 1);
     assert_true(v.expunged);
     assert_int_equal(v.uid, 0);
     assert_int_equal(v.flags, 0);
@@ -227,18 +227,18 @@ static void test_keyword_limits(void **unused)
     /* the same 250 keywords on one message at two sites: the join overlaps completely */
     for (unsigned i = 0; i < 250; i++) {
         snprintf(name, sizeof name, "kw%u", i);
-        assert_int_equal(mstate_set_keyword(a, k, name, 1, T0 + i), MSTATE_OK);
-        assert_int_equal(mstate_set_keyword(b, k, name, (int)(i % 2), T0 + 2 * i), MSTATE_OK);
+        assert_int_equal(mstate_set_keyword(a, MSTATE_INBOX, k, name, 1, T0 + i), MSTATE_OK);
+        assert_int_equal(mstate_set_keyword(b, MSTATE_INBOX, k, name, (int)(i % 2), T0 + 2 * i), MSTATE_OK);
     }
     ship(a, &b, 1);
     ship(b, &a, 1);
     digest_eq(a, b);
-    assert_true(mstate_keyword_test(a, k, "KW7"));
+    assert_true(mstate_keyword_test(a, MSTATE_INBOX, k, "KW7"));
     for (unsigned i = 250; i < MSTATE_KEYWORD_MAX; i++) {
         snprintf(name, sizeof name, "kw%u", i);
-        assert_int_equal(mstate_set_keyword(a, k, name, 1, T0 + 1000), MSTATE_OK);
+        assert_int_equal(mstate_set_keyword(a, MSTATE_INBOX, k, name, 1, T0 + 1000), MSTATE_OK);
     }
-    assert_int_equal(mstate_set_keyword(a, k, "one-too-many", 1, T0 + 1001), MSTATE_ELIMIT);
+    assert_int_equal(mstate_set_keyword(a, MSTATE_INBOX, k, "one-too-many", 1, T0 + 1001), MSTATE_ELIMIT);
     uint8_t *buf;
     size_t len;
     assert_int_equal(mstate_seal_snapshot(a, key, &buf, &len), MSTATE_OK);
@@ -310,7 +310,7 @@ static void test_tombstone_wins(void **unused)
         mstate_view v;
         uint8_t k[MSTATE_MSGKEY_BYTES];
         msgkey(1, k);
-        mstate_get(s, k, &v);
+        mstate_get(s, MSTATE_INBOX, k, &v);
         assert_true(v.expunged);
         assert_int_equal(v.uid, 0);
     }
@@ -386,8 +386,8 @@ static void test_uid_conflict_two_messages(void **unused)
     assert_int_equal(mstate_homeless(a), 0);
     digest_eq(a, b);
     uint32_t last = 0;
-    assert_int_equal(mstate_foreach_uid(a, collect_uids, &last), 0);
-    assert_int_equal(mstate_uid_next(a), 8);
+    assert_int_equal(mstate_foreach_uid(a, MSTATE_INBOX, collect_uids, &last), 0);
+    assert_int_equal(mstate_uid_next(a, MSTATE_INBOX), 8);
     mstate_free(a);
     mstate_free(b);
 }
@@ -444,7 +444,7 @@ static void test_uid_floor(void **unused)
         assign_one(old, m, T0 + m);
     assert_int_equal(uid_of(old, 0), F1);
     assert_int_equal(uid_of(old, 4), F1 + 4);
-    assert_int_equal(mstate_uid_next(old), F1 + 5);
+    assert_int_equal(mstate_uid_next(old, MSTATE_INBOX), F1 + 5);
     mstate_set_uid_floor(old, F2); /* numbered already: the floor changes nothing */
     assign_one(old, 5, T0 + 5);
     assert_int_equal(uid_of(old, 5), F1 + 5);
@@ -455,13 +455,13 @@ static void test_uid_floor(void **unused)
     ship(old, &b, 1);
     assert_int_equal(mstate_waiting(b), 0);
     assert_int_equal(uid_of(b, 5), F1 + 5);
-    assert_int_equal(mstate_uid_next(b), F1 + 6);
+    assert_int_equal(mstate_uid_next(b, MSTATE_INBOX), F1 + 6);
     assign_one(b, 6, T0 + 6); /* b has numbered nothing, but knows UIDs: no new floor */
     assert_int_equal(uid_of(b, 6), F1 + 6);
 
     /* every state article expired: a fresh state, the same UIDVALIDITY, UIDs above the old */
     mstate *fresh = mstate_new(1, UV);
-    assert_int_equal(mstate_uid_next(fresh), 1);
+    assert_int_equal(mstate_uid_next(fresh, MSTATE_INBOX), 1);
     mstate_set_uid_floor(fresh, F2);
     assign_one(fresh, 100, T0 + 1000);
     assert_int_equal(uid_of(fresh, 100), F2);
@@ -479,7 +479,7 @@ static void test_uid_floor(void **unused)
     mstate *copy = open_ok(buf, len);
     free(buf);
     assert_int_equal(uid_of(copy, 100), F2);
-    assert_int_equal(mstate_uid_next(copy), F2 + 1);
+    assert_int_equal(mstate_uid_next(copy, MSTATE_INBOX), F2 + 1);
     digest_eq(copy, fresh);
     mstate_free(copy);
     mstate_free(wild);
@@ -527,7 +527,7 @@ static void test_forget(void **unused)
     assert_int_equal(uid_of(a, 4), 5);
     assign_one(a, 5, T0 + 60 * DAY);
     assert_int_equal(uid_of(a, 5), 6); /* nothing reused */
-    assert_int_equal(mstate_uid_next(a), 7);
+    assert_int_equal(mstate_uid_next(a, MSTATE_INBOX), 7);
 
     /* a fresh reader of a's snapshot sees m0, m4, m5 at once: no hole where m1..m3 were */
     uint8_t *buf;
@@ -535,7 +535,7 @@ static void test_forget(void **unused)
     assert_int_equal(mstate_seal_snapshot(a, key, &buf, &len), MSTATE_OK);
     mstate *c = open_ok(buf, len);
     assert_int_equal(mstate_waiting(c), 0);
-    assert_int_equal(mstate_uid_next(c), 7);
+    assert_int_equal(mstate_uid_next(c, MSTATE_INBOX), 7);
     assert_int_equal(uid_of(c, 4), 5);
     /* b still has m1..m3 and brings them back to a; the same rule drops them again, and the
      * earliest day of each entry wins whatever order the sites merge in */
@@ -612,21 +612,21 @@ static void test_horizon(void **unused)
     assert_int_equal(uid_of(b, 2), 0); /* UID 2 is known, UID 1 is not yet */
     assert_int_equal(mstate_waiting(b), 1);
     assert_int_equal(mstate_homeless(b), 0);
-    assert_int_equal(mstate_uid_next(b), 1);
+    assert_int_equal(mstate_uid_next(b, MSTATE_INBOX), 1);
     assert_int_equal(mstate_assign(b, NULL, 0, T0 + 2, NULL), MSTATE_OK); /* nothing to claim: */
-    assert_int_equal(mstate_uid_next(b), 1);                              /* the gap stays */
+    assert_int_equal(mstate_uid_next(b, MSTATE_INBOX), 1);                              /* the gap stays */
     x = open_ok(d1, l1);
     assert_int_equal(mstate_merge(b, x), MSTATE_OK);
     mstate_free(x);
     assert_int_equal(uid_of(b, 1), 1);
     assert_int_equal(uid_of(b, 2), 2);
-    assert_int_equal(mstate_uid_next(b), 3);
+    assert_int_equal(mstate_uid_next(b, MSTATE_INBOX), 3);
     assert_int_equal(mstate_waiting(b), 0);
     /* c claims new mail while UID 1 is still unread: UID 1 dies, and m1 moves above */
     assign_one(c, 3, T0 + 3);
     assert_int_equal(uid_of(c, 3), 3);
     assert_int_equal(uid_of(c, 2), 2);
-    assert_int_equal(mstate_uid_next(c), 4);
+    assert_int_equal(mstate_uid_next(c, MSTATE_INBOX), 4);
     x = open_ok(d1, l1);
     assert_int_equal(mstate_merge(c, x), MSTATE_OK);
     mstate_free(x);
@@ -735,9 +735,9 @@ static int note_expunged(void *arg, const uint8_t k[MSTATE_MSGKEY_BYTES], uint32
 static void sim_check(sim *s, unsigned i)
 {
     view_check c = {.s = s, .site = i};
-    assert_int_equal(mstate_foreach_uid(s->st[i], check_visible, &c), 0);
-    assert_int_equal(mstate_foreach_expunged(s->st[i], note_expunged, &c), 0);
-    s->view[i].shown_next = mstate_uid_next(s->st[i]);
+    assert_int_equal(mstate_foreach_uid(s->st[i], MSTATE_INBOX, check_visible, &c), 0);
+    assert_int_equal(mstate_foreach_expunged(s->st[i], MSTATE_INBOX, note_expunged, &c), 0);
+    s->view[i].shown_next = mstate_uid_next(s->st[i], MSTATE_INBOX);
 }
 
 static void sim_post(sim *s, uint8_t *buf, size_t len)
@@ -822,16 +822,16 @@ static void sim_step(sim *s)
             }
     } else if (action < 60) {
         uint8_t k[MSTATE_MSGKEY_BYTES];
-        if (mstate_foreach_uid(s->st[i], pick_visible, k) == 1) {
+        if (mstate_foreach_uid(s->st[i], MSTATE_INBOX, pick_visible, k) == 1) {
             unsigned what = rndn(10);
             if (what < 6)
-                assert_int_equal(mstate_set_flags(s->st[i], k, 1u << rndn(5), 1u << rndn(5), s->now[i]),
+                assert_int_equal(mstate_set_flags(s->st[i], MSTATE_INBOX, k, 1u << rndn(5), 1u << rndn(5), s->now[i]),
                                  MSTATE_OK);
             else if (what < 9)
-                assert_int_equal(mstate_set_keyword(s->st[i], k, kwnames[rndn(6)], (int)rndn(2), s->now[i]),
+                assert_int_equal(mstate_set_keyword(s->st[i], MSTATE_INBOX, k, kwnames[rndn(6)], (int)rndn(2), s->now[i]),
                                  MSTATE_OK);
             else
-                assert_int_equal(mstate_expunge(s->st[i], k, s->now[i]), MSTATE_OK);
+                assert_int_equal(mstate_expunge(s->st[i], MSTATE_INBOX, k, s->now[i]), MSTATE_OK);
         }
     } else if (action < 80) {
         sim_seal(s, i, rndn(10) == 0);
@@ -874,7 +874,7 @@ static void sim_heal_and_settle(sim *s, unsigned *articles_missing)
             uint8_t k[MSTATE_MSGKEY_BYTES];
             mstate_view v;
             msgkey(m, k);
-            if (!have[m] && !mstate_get(s->st[j], k, &v)) {
+            if (!have[m] && !mstate_get(s->st[j], MSTATE_INBOX, k, &v)) {
                 s->inbox[j][s->ninbox[j]++] = m;
                 (*articles_missing)++;
             }
@@ -925,7 +925,7 @@ static int same_map(void *arg, uint32_t uid, const uint8_t k[MSTATE_MSGKEY_BYTES
 {
     const mstate *other = arg;
     mstate_view w;
-    assert_int_equal(mstate_get(other, k, &w), 1);
+    assert_int_equal(mstate_get(other, MSTATE_INBOX, k, &w), 1);
     assert_int_equal(w.uid, uid);
     assert_int_equal(w.flags, v->flags);
     return 0;
@@ -939,7 +939,7 @@ static void check_nothing_lost(const sim *s)
         msgkey(m, k);
         for (unsigned j = 0; j < SITES; j++) {
             mstate_view v;
-            assert_int_equal(mstate_get(s->st[j], k, &v), 1);
+            assert_int_equal(mstate_get(s->st[j], MSTATE_INBOX, k, &v), 1);
             assert_true(v.expunged || v.uid != 0);
         }
     }
@@ -993,8 +993,8 @@ static void run_sim(uint64_t seed, unsigned steps, int partitioned, int one_assi
     for (unsigned j = 1; j < SITES; j++)
         digest_eq(s->st[0], s->st[j]);
     for (unsigned j = 1; j < SITES; j++) {
-        assert_int_equal(mstate_uid_next(s->st[0]), mstate_uid_next(s->st[j]));
-        assert_int_equal(mstate_foreach_uid(s->st[0], same_map, s->st[j]), 0);
+        assert_int_equal(mstate_uid_next(s->st[0], MSTATE_INBOX), mstate_uid_next(s->st[j], MSTATE_INBOX));
+        assert_int_equal(mstate_foreach_uid(s->st[0], MSTATE_INBOX, same_map, s->st[j]), 0);
     }
     check_nothing_lost(s);
     check_order_independent(s);
@@ -1089,8 +1089,8 @@ static void test_partition_scenario(void **unused)
         if (m != 4 && m != 6)
             assert_int_equal(uid_of(s3, m), m + 1);
     uint32_t last = 0;
-    assert_int_equal(mstate_foreach_uid(s3, collect_uids, &last), 0);
-    assert_int_equal(mstate_uid_next(s1), 18);
+    assert_int_equal(mstate_foreach_uid(s3, MSTATE_INBOX, collect_uids, &last), 0);
+    assert_int_equal(mstate_uid_next(s1, MSTATE_INBOX), 18);
     mstate_free(s1);
     mstate_free(s2);
     mstate_free(s3);
@@ -1108,11 +1108,11 @@ static mstate *random_state(uint16_t site, unsigned nmsg, uint64_t now)
         msgkey(m, k);
         now += rndn(3);
         if (rndn(8) == 0)
-            assert_int_equal(mstate_expunge(st, k, now), MSTATE_OK);
+            assert_int_equal(mstate_expunge(st, MSTATE_INBOX, k, now), MSTATE_OK);
         else if (rndn(2))
-            assert_int_equal(mstate_set_flags(st, k, 1u << rndn(5), 1u << rndn(5), now), MSTATE_OK);
+            assert_int_equal(mstate_set_flags(st, MSTATE_INBOX, k, 1u << rndn(5), 1u << rndn(5), now), MSTATE_OK);
         else
-            assert_int_equal(mstate_set_keyword(st, k, kwnames[rndn(6)], (int)rndn(2), now), MSTATE_OK);
+            assert_int_equal(mstate_set_keyword(st, MSTATE_INBOX, k, kwnames[rndn(6)], (int)rndn(2), now), MSTATE_OK);
     }
     return st;
 }
@@ -1144,7 +1144,7 @@ static void test_merge_laws(void **unused)
         /* the keyword spelling chosen ($label1 / $LABEL1) is the same from every side */
         uint8_t k[MSTATE_MSGKEY_BYTES];
         msgkey(1, k);
-        assert_int_equal(mstate_keyword_test(ab_c, k, "$label1"), mstate_keyword_test(ca_b, k, "$LABEL1"));
+        assert_int_equal(mstate_keyword_test(ab_c, MSTATE_INBOX, k, "$label1"), mstate_keyword_test(ca_b, MSTATE_INBOX, k, "$LABEL1"));
         mstate *all[] = {a, b, c, ab_c, bc, a_bc, ca_b, aa};
         for (unsigned i = 0; i < 8; i++)
             mstate_free(all[i]);
@@ -1168,7 +1168,7 @@ static void test_snapshot_supersedes(void **unused)
         uint8_t k[MSTATE_MSGKEY_BYTES];
         msgkey(i - 3, k);
         if (i > 3) /* unknown at w when i - 3 is the other site's: then refused, which is fine */
-            (void)mstate_set_flags(w, k, 0, MSTATE_SEEN, T0 + i);
+            (void)mstate_set_flags(w, MSTATE_INBOX, k, 0, MSTATE_SEEN, T0 + i);
         post *p = i < 12 ? &early[ne++] : &late[nl++];
         assert_int_equal(mstate_seal_delta(w, key, &p->buf, &p->len, &seqs[i]), MSTATE_OK);
         assert_int_equal(seqs[i], i / 2 + 1);
