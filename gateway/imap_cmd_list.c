@@ -1,21 +1,18 @@
-/* LIST and LSUB (RFC 3501 6.3.8, 6.3.9) over the fixed folder set: INBOX (the user's mail
- * group) and Sent, Drafts, Trash with their RFC 6154 special-use attributes, so clients find
- * them instead of creating their own. None has children; all count as subscribed. */
+/* LIST and LSUB (RFC 3501 6.3.8, 6.3.9) over the user's folders (mailbox/folders.c): INBOX,
+ * the RFC 6154 special-use folders Sent, Drafts, Trash, Junk, Archive (always there, so clients
+ * find them instead of creating their own) and the user's own, with "/" between levels. A level
+ * that is not a folder itself but has folders below shows as \Noselect. */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "gateway/imap_session.h"
+#include "gateway/mailbox.h"
 
 #define PATTERN_MAX 1024
 
-static const struct {
-    const char *name;
-    const char *attrs;
-} folders[] = {
-    {"INBOX", "\\HasNoChildren"},
-    {"Sent", "\\HasNoChildren \\Sent"},
-    {"Drafts", "\\HasNoChildren \\Drafts"},
-    {"Trash", "\\HasNoChildren \\Trash"},
+static const char *const special_attr[] = {
+    [MB_USER] = "", [MB_INBOX] = "", [MB_SENT] = " \\Sent", [MB_DRAFTS] = " \\Drafts",
+    [MB_TRASH] = " \\Trash", [MB_JUNK] = " \\Junk", [MB_ARCHIVE] = " \\Archive",
 };
 
 static bool eq(char a, char b, bool ci)
@@ -69,6 +66,18 @@ bool gw_list_match(const char *pattern, const char *name)
     return match(p, name, strcmp(name, "INBOX") == 0);
 }
 
+static int list_line(pu_buf *b, session *s, const char *verb, const char *attrs, const char *special,
+                     const char *name)
+{
+    pu_buf_clear(b);
+    int rc = pu_buf_printf(b, "* %s (%s%s) \"/\" ", verb, attrs, special);
+    rc |= pi_write_astring(b, name, strlen(name), 0);
+    rc |= pu_buf_addstr(b, "\r\n");
+    if (!rc)
+        gw_write(s, b->data, b->len);
+    return rc;
+}
+
 gw_result gw_cmd_list(session *s, const pi_command *cmd)
 {
     bool lsub = strcmp(cmd->verb, "LSUB") == 0;
@@ -98,19 +107,45 @@ gw_result gw_cmd_list(session *s, const pi_command *cmd)
     memcpy(full, ref, ref_len);
     memcpy(full + ref_len, pat, pat_len);
     full[ref_len + pat_len] = '\0';
+    mb_folder *f;
+    size_t n;
+    mb_folder_rc frc = mb_folders(s->account, &f, &n);
+    if (frc != MB_FOLDER_OK) {
+        gw_folder_answer(s, cmd->verb, frc);
+        return GW_DONE;
+    }
     pu_buf b = PU_BUF_INIT;
     int rc = 0;
-    for (size_t i = 0; i < sizeof folders / sizeof folders[0]; i++) {
-        if (!gw_list_match(full, folders[i].name))
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (lsub && !f[i].subscribed)
             continue;
-        pu_buf_clear(&b);
-        rc |= pu_buf_printf(&b, "* %s (%s) \"/\" ", cmd->verb, folders[i].attrs);
-        rc |= pi_write_astring(&b, folders[i].name, strlen(folders[i].name), 0);
-        rc |= pu_buf_addstr(&b, "\r\n");
-        if (rc)
-            break;
-        gw_write(s, b.data, b.len);
+        size_t len = strlen(f[i].name);
+        bool children = false;
+        for (size_t j = 0; j < n && !children; j++)
+            children = strncmp(f[j].name, f[i].name, len) == 0 && f[j].name[len] == '/';
+        /* levels above it that are no folder: once each, before the first folder below */
+        for (size_t k = 1; k < len && !rc; k++) {
+            if (f[i].name[k] != '/')
+                continue;
+            bool exists = false, earlier = false;
+            for (size_t j = 0; j < n; j++) {
+                bool under = strncmp(f[j].name, f[i].name, k) == 0;
+                exists |= under && f[j].name[k] == '\0';
+                earlier |= under && j < i && f[j].name[k] == '/';
+            }
+            if (exists || earlier)
+                continue;
+            char level[MB_FOLDER_NAME_MAX + 1];
+            memcpy(level, f[i].name, k);
+            level[k] = '\0';
+            if (gw_list_match(full, level))
+                rc |= list_line(&b, s, cmd->verb, "\\Noselect \\HasChildren", "", level);
+        }
+        if (gw_list_match(full, f[i].name))
+            rc |= list_line(&b, s, cmd->verb, children ? "\\HasChildren" : "\\HasNoChildren",
+                            special_attr[f[i].special], f[i].name);
     }
+    free(f);
     pu_buf_free(&b);
     if (rc)
         gw_tagged(s, "NO [SERVERBUG] Out of memory");

@@ -1,6 +1,6 @@
-/* Commands for folders other than INBOX: the folder set is fixed (INBOX, Sent, Drafts,
- * Trash) and nothing can be stored in postern's mailboxes by clients, which RFC 3501 lets a
- * server refuse: clients get a clear NO [CANNOT] instead of an error they cannot explain. */
+/* APPEND, COPY and MOVE until they are built on the folders (issue 13): nothing can be stored
+ * in postern's mailboxes by clients yet, which RFC 3501 lets a server refuse: clients get a
+ * clear NO [CANNOT] instead of an error they cannot explain. */
 #include <stdlib.h>
 #include <strings.h>
 
@@ -23,16 +23,6 @@ gw_result gw_cmd_cannot(session *s, const pi_command *cmd)
             return GW_DONE;
         }
     }
-    if (copy || !strcasecmp(cmd->verb, "APPEND"))
-        gw_tagged(s, "NO [CANNOT] This failover mail store is read-only: messages cannot be stored here");
-    else
-        gw_tagged(s, "NO [CANNOT] The folders of this failover mail store are fixed");
-    return GW_DONE;
-}
-
-gw_result gw_cmd_subscribe(session *s, const pi_command *cmd)
-{
-    (void)cmd;
-    gw_tagged(s, "OK %s completed (all folders are always subscribed)", cmd->verb);
+    gw_tagged(s, "NO [CANNOT] This failover mail store is read-only: messages cannot be stored here");
     return GW_DONE;
 }

@@ -1,6 +1,8 @@
-/* SELECT, EXAMINE (RFC 3501 6.3.1, 6.3.2) and STATUS (6.3.10). INBOX is the user's group;
- * Sent, Drafts and Trash exist (clients insist) and are empty until folders are stored. The
- * group is scanned first, so the counts include mail delivered just before. */
+/* SELECT, EXAMINE (RFC 3501 6.3.1, 6.3.2) and STATUS (6.3.10). INBOX is the user's group; the
+ * other folders (mailbox/folders.c) have their UIDVALIDITY and UIDNEXT from the replicated
+ * state and select read-only and empty until messages can be filed in them (COPY, APPEND:
+ * issue 13). For the INBOX the group is scanned first, so the counts include mail delivered
+ * just before. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,20 +12,23 @@
 
 enum { ST_MESSAGES = 1, ST_RECENT = 2, ST_UIDNEXT = 4, ST_UIDVALIDITY = 8, ST_UNSEEN = 16 };
 
-/* 1 INBOX, 2 one of the empty special folders, 0 unknown. */
-static int which_mailbox(const pi_arg *a)
+/* 1 INBOX, 2 another folder (*f filled), 0 unknown (NO answered), -1 BAD answered. */
+static int which_mailbox(session *s, const pi_arg *a, mb_folder *f)
 {
     const char *name;
     size_t len;
-    if (!pi_arg_astring(a, &name, &len) || len > 64)
-        return 0;
+    if (!pi_arg_astring(a, &name, &len) || strlen(name) != len) {
+        gw_tagged(s, "BAD Missing or invalid mailbox name");
+        return -1;
+    }
     if (len == 5 && strncasecmp(name, "INBOX", 5) == 0)
         return 1;
-    static const char *const special[] = {"Sent", "Drafts", "Trash"};
-    for (size_t i = 0; i < 3; i++)
-        if (strlen(special[i]) == len && memcmp(special[i], name, len) == 0)
-            return 2;
-    return 0;
+    mb_folder_rc rc = mb_folder_find(s->account, name, f);
+    if (rc != MB_FOLDER_OK) {
+        gw_folder_answer(s, "SELECT", rc);
+        return 0;
+    }
+    return 2;
 }
 
 static void deselect(session *s)
@@ -108,8 +113,9 @@ void gw_select_scanned(session *s, const char *no_text)
     gw_session_done(s);
 }
 
-/* An empty special folder: a view with no messages that never changes. */
-static void select_empty(session *s, const pi_arg *name, bool readonly)
+/* A folder other than the INBOX: a view with no messages that never changes, until messages
+ * can be filed there. */
+static void select_empty(session *s, const mb_folder *f, bool readonly)
 {
     gw_view *v = calloc(1, sizeof *v);
     if (!v) {
@@ -118,7 +124,7 @@ static void select_empty(session *s, const pi_arg *name, bool readonly)
     }
     v->mv.readonly = readonly;
     v->empty_folder = true;
-    v->mv.uidvalidity = 1;
+    v->mv.uidvalidity = f->uidvalidity;
     s->imap->view = v;
     gw_view_watch(s);
     gw_session_enter(s, S_SELECTED);
@@ -126,9 +132,8 @@ static void select_empty(session *s, const pi_arg *name, bool readonly)
     gw_untagged(s, "OK [PERMANENTFLAGS ()] Nothing can be stored here yet");
     gw_untagged(s, "0 EXISTS");
     gw_untagged(s, "0 RECENT");
-    gw_untagged(s, "OK [UIDVALIDITY 1] UIDs valid");
-    gw_untagged(s, "OK [UIDNEXT 1] Predicted next UID");
-    (void)name;
+    gw_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", f->uidvalidity);
+    gw_untagged(s, "OK [UIDNEXT %u] Predicted next UID", f->uidnext);
     gw_tagged(s, "OK [READ-ONLY] %s completed", readonly ? "EXAMINE" : "SELECT");
 }
 
@@ -151,13 +156,12 @@ static gw_result wait_for_scan(session *s)
 static gw_result select_or_examine(session *s, const pi_command *cmd, bool readonly)
 {
     deselect(s);
-    int kind = which_mailbox(&cmd->args[0]);
-    if (kind == 0) {
-        gw_tagged(s, "NO [NONEXISTENT] No such mailbox");
+    mb_folder f;
+    int kind = which_mailbox(s, &cmd->args[0], &f);
+    if (kind <= 0)
         return GW_DONE;
-    }
     if (kind == 2) {
-        select_empty(s, &cmd->args[0], readonly);
+        select_empty(s, &f, readonly);
         return GW_DONE;
     }
     s->imap->scan_readonly = readonly;
@@ -177,7 +181,6 @@ gw_result gw_cmd_examine(session *s, const pi_command *cmd)
 
 gw_result gw_cmd_status(session *s, const pi_command *cmd)
 {
-    int kind = which_mailbox(&cmd->args[0]);
     const pi_arg *items = &cmd->args[1];
     if (items->type != PI_LIST || items->count == 0) {
         gw_tagged(s, "BAD STATUS needs a list of items");
@@ -201,16 +204,13 @@ gw_result gw_cmd_status(session *s, const pi_command *cmd)
             return GW_DONE;
         }
     }
-    if (kind == 0) {
-        gw_tagged(s, "NO [NONEXISTENT] No such mailbox");
+    mb_folder f;
+    int kind = which_mailbox(s, &cmd->args[0], &f);
+    if (kind <= 0)
         return GW_DONE;
-    }
     s->imap->status_items = want;
     if (kind == 2) {
-        const char *name;
-        size_t len;
-        pi_arg_astring(&cmd->args[0], &name, &len);
-        status_line(s, name, len, 0, 0, 1, 1, 0);
+        status_line(s, f.name, strlen(f.name), f.messages, 0, f.uidnext, f.uidvalidity, f.unseen);
         gw_tagged(s, "OK STATUS completed");
         return GW_DONE;
     }

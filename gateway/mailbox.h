@@ -53,6 +53,7 @@ bool gw_view_mark_seen(session *s, size_t i);
  * or NULL (keys from the state's metadata). 1 match, 0 not (or gone from the server), -1
  * out of memory. *st (may be NULL) gets the message's state. SORT and THREAD use it too. */
 int gw_search_eval(session *s, const pi_search *prog, size_t i, mb_plain *p, userstate_msg *st);
-
+/* The tagged answer of a folder command (imap_cmd_folders.c): OK, or NO with RFC 5530's code. */
+void gw_folder_answer(session *s, const char *verb, mb_folder_rc rc);
 
 #endif

@@ -198,6 +198,44 @@ void mb_unwatch(mb_account *a, mb_watcher *w);
 int mb_state_store(mb_account *a, const char *msgid, enum userstate_op op, unsigned flags, const uint8_t *keywords);
 int mb_state_remove(mb_account *a, const char *msgid);
 
+/* ---- folders.c: the user's folders (issue 13), in the replicated state ---- */
+/* The INBOX and Sent, Drafts, Trash, Junk, Archive always exist; user folders are created,
+ * renamed and deleted here, the same at every site (docs/formats.md 6.4a). Names are as the
+ * client sends them (modified UTF-7), '/' between levels. */
+#define MB_FOLDER_NAME_MAX 215
+typedef enum mb_special { MB_USER = 0, MB_INBOX, MB_SENT, MB_DRAFTS, MB_TRASH, MB_JUNK, MB_ARCHIVE } mb_special;
+typedef struct mb_folder {
+    uint32_t id;
+    char name[MB_FOLDER_NAME_MAX + 1];
+    mb_special special;
+    bool subscribed;
+    uint32_t uidvalidity, uidnext;
+    size_t messages, unseen; /* not for the INBOX: its figures come from the mailbox (mb_mbox) */
+} mb_folder;
+typedef enum mb_folder_rc {
+    MB_FOLDER_OK = 0,
+    MB_FOLDER_EXISTS,      /* CREATE / RENAME to a name in use */
+    MB_FOLDER_NONEXISTENT, /* no folder of that name */
+    MB_FOLDER_FIXED,       /* the INBOX and special-use folders cannot be renamed or deleted */
+    MB_FOLDER_BADNAME,     /* empty level, '*' or '%', control characters, too long */
+    MB_FOLDER_LIMIT,       /* too many folders */
+    MB_FOLDER_NOMEM,
+    MB_FOLDER_UNAVAILABLE, /* the account has no replicated state (it could not be set up) */
+} mb_folder_rc;
+/* Every folder, INBOX and special-use ones first, then user folders sorted by name; *out
+ * malloc'd (free it). */
+mb_folder_rc mb_folders(mb_account *a, mb_folder **out, size_t *n);
+/* The folder shown under name ("INBOX" in any case). */
+mb_folder_rc mb_folder_find(mb_account *a, const char *name, mb_folder *out);
+/* CREATE (a trailing '/' is dropped; missing superior levels are created too, RFC 9051 6.3.4). */
+mb_folder_rc mb_folder_create(mb_account *a, const char *name);
+/* DELETE of a user folder: its messages leave it (those in no other folder are cancelled);
+ * folders below it stay. */
+mb_folder_rc mb_folder_delete(mb_account *a, const char *name);
+/* RENAME of a user folder and every folder below it. */
+mb_folder_rc mb_folder_rename(mb_account *a, const char *from, const char *to);
+mb_folder_rc mb_folder_subscribe(mb_account *a, const char *name, bool on);
+
 /* ---- mbox.c: scans ---- */
 /* Starts a scan of the account's group in a worker unless one runs (then one more follows);
  * its end tells the watchers. */

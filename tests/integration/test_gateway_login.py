@@ -246,9 +246,11 @@ def test_commands_and_states(gateway, user):
     assert r.until_tagged("l") == ['* LIST (\\HasNoChildren) "/" INBOX', '* LIST (\\HasNoChildren \\Sent) "/" Sent',
                                    '* LIST (\\HasNoChildren \\Drafts) "/" Drafts',
                                    '* LIST (\\HasNoChildren \\Trash) "/" Trash',
+                                   '* LIST (\\HasNoChildren \\Junk) "/" Junk',
+                                   '* LIST (\\HasNoChildren \\Archive) "/" Archive',
                                    "l OK LIST completed"]
     assert r.until_tagged("m") == ['* LIST (\\Noselect) "/" ""', "m OK LIST completed"]
-    assert len(r.until_tagged("n")) == 5
+    assert len(r.until_tagged("n")) == 7
     assert r.until_tagged("o") == ['* LIST (\\HasNoChildren) "/" INBOX', "o OK LIST completed"]
     assert r.until_tagged("p") == ['* LIST (\\HasNoChildren \\Trash) "/" Trash', "p OK LIST completed"]
     r.close()

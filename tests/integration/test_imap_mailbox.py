@@ -279,7 +279,14 @@ def test_close_unselect_and_refusals(mailbox):
     typ, _ = c.append("Sent", None, None, b"From: me\r\n\r\nx\r\n")
     assert typ == "NO"
     typ, data = c.create("Archive")
-    assert typ == "NO" and b"CANNOT" in data[0]
+    assert typ == "NO" and b"[ALREADYEXISTS]" in data[0]
+    for bad in ("a//b", "/lead", "x*y"):
+        typ, data = c.create(bad)
+        assert typ == "NO" and b"[CANNOT] Invalid mailbox name" in data[0], (bad, data)
+    typ, data = c.delete("INBOX")
+    assert typ == "NO" and b"[CANNOT]" in data[0]
+    typ, data = c.rename("Nowhere", "Elsewhere")
+    assert typ == "NO" and b"[NONEXISTENT]" in data[0]
     typ, data = c.copy("1", "Trash")
     assert typ == "NO"
     typ, _ = c._simple_command("UNSELECT")

@@ -588,6 +588,58 @@ def test_pop3_dele_quit_at_one_site_removes_the_message_everywhere(mesh):
     assert gone not in pop3_subjects(mesh.gws[2])
 
 
+def folder_list(c, cmd="LIST"):
+    typ, data = c.list('""', "*") if cmd == "LIST" else c.lsub('""', "*")
+    assert typ == "OK", data
+    got = {}
+    for line in data:
+        m = re.match(rb'\(([^)]*)\) "/" (.+)$', line)
+        assert m, line
+        got[m.group(2).strip(b'"').decode()] = m.group(1).decode()
+    return got
+
+
+def test_folders_are_the_same_at_every_site(mesh):
+    """CREATE (with its missing superior level), SUBSCRIBE, RENAME and DELETE made at one site
+    show at the others, with the same UIDVALIDITY per folder (issue 13)."""
+    c1, c3, c2 = imap(mesh.gws[0]), imap(mesh.gws[2]), imap(mesh.gws[1])
+    name = "Projects%s" % TOKEN
+    assert c1.create(name + "/2026")[0] == "OK"  # creates the level above as well
+    assert c1.create("Lists%s" % TOKEN)[0] == "OK"
+    assert c1.subscribe("Lists%s" % TOKEN)[0] == "OK"
+    assert c1.rename("Lists%s" % TOKEN, "News%s" % TOKEN)[0] == "OK"
+    mine = folder_list(c1)
+    assert mine[name] == "\\HasChildren" and mine[name + "/2026"] == "\\HasNoChildren", mine
+    assert "Lists%s" % TOKEN not in mine and mine["Archive"] == "\\HasNoChildren \\Archive", mine
+
+    def listed():
+        there = folder_list(c3)
+        return all(k in there and there[k] == v for k, v in mine.items()) and len(there) == len(mine), there
+    until("the folders made at site 1 listed at site 3", listed)
+    assert "News%s" % TOKEN in folder_list(c3, "LSUB")
+
+    def validity(c, folder):
+        typ, data = c.status(folder, "(UIDVALIDITY UIDNEXT MESSAGES)")
+        assert typ == "OK", data
+        return re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1)
+    assert validity(c1, name) == validity(c3, name) != validity(c1, name + "/2026")
+    # an empty folder selects at every site with that UIDVALIDITY
+    typ, _ = c3.select(name + "/2026", readonly=True)
+    assert typ == "OK" and c3.untagged_responses["UIDVALIDITY"][0] == validity(c1, name + "/2026")
+
+    # a DELETE at site 2 reaches site 1; the name made again is a new folder
+    until("site 2 knows the folder", lambda: (name + "/2026" in folder_list(c2), None))
+    old = validity(c2, name + "/2026")
+    assert c2.delete(name + "/2026")[0] == "OK"
+    until("the folder deleted at site 2 gone at site 1", lambda: (name + "/2026" not in folder_list(c1),
+                                                                    folder_list(c1)))
+    assert folder_list(c1)[name] == "\\HasNoChildren"
+    assert c1.create(name + "/2026")[0] == "OK"
+    assert validity(c1, name + "/2026") != old
+    for c in (c1, c2, c3):
+        c.logout()
+
+
 def test_partition_and_heal_converge(mesh):
     m = mesh
     pre = ["%s before the partition %d" % (TOKEN, i) for i in range(4)]
