@@ -288,6 +288,8 @@ static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
         return set_u64(&g->kdf_pool_memory, value, 1ULL << 20, 1ULL << 40, key, ctx);
     if (strcmp(key, "login_grace") == 0)
         return set_uint(&g->login_grace, value, 0, 3600, key, ctx);
+    if (strcmp(key, "keyrecord_cache") == 0)
+        return set_uint(&g->keyrecord_cache, value, 0, 3600, key, ctx);
     if (strcmp(key, "preauth_timeout") == 0)
         return set_uint(&g->preauth_timeout, value, 1, 3600, key, ctx);
     if (strcmp(key, "preauth_deadline") == 0)
@@ -457,6 +459,7 @@ void pn_config_defaults(const char *path, pn_config *cfg)
     strcpy(g->vault_user, "postern");
     g->kdf_pool_memory = 256ULL << 20;
     g->login_grace = 30;
+    g->keyrecord_cache = 60;
     g->preauth_timeout = 60;
     g->preauth_deadline = 180;
     g->max_connections_per_ip = 100;
@@ -748,6 +751,7 @@ void pn_config_write(const pn_config *cfg, int all, FILE *to)
     w_str(&w, "vault_user", g->vault_user, dg->vault_user);
     w_u64(&w, "kdf_pool_memory", g->kdf_pool_memory, dg->kdf_pool_memory);
     w_u64(&w, "login_grace", g->login_grace, dg->login_grace);
+    w_u64(&w, "keyrecord_cache", g->keyrecord_cache, dg->keyrecord_cache);
     w_u64(&w, "preauth_timeout", g->preauth_timeout, dg->preauth_timeout);
     w_u64(&w, "preauth_deadline", g->preauth_deadline, dg->preauth_deadline);
     w_u64(&w, "idle_timeout", g->idle_timeout, dg->idle_timeout);

@@ -50,6 +50,7 @@
  *   vault_user = postern                   ; the key-holder process (may be the same)
  *   kdf_pool_memory = 268435456            ; bytes Argon2id may use at once in the vault
  *   login_grace = 30                       ; seconds an unlocked key outlives its last session
+ *   keyrecord_cache = 60                   ; seconds a login trusts a fetched key record; 0: off
  *   preauth_timeout = 60                   ; seconds without a command before login
  *   preauth_deadline = 180                 ; seconds from connect to login (no command extends it)
  *   idle_timeout = 1800                    ; seconds without a command after login (>= 1800)
@@ -121,6 +122,7 @@ typedef struct pn_gateway {
     char vault_user[64];
     uint64_t kdf_pool_memory;
     unsigned login_grace, preauth_timeout, idle_timeout; /* seconds */
+    unsigned keyrecord_cache; /* seconds a verified key record serves logins (0: fetch every time) */
     unsigned preauth_deadline;        /* seconds from connect to login, whatever is sent */
     unsigned max_connections;
     unsigned max_connections_per_ip;  /* per address (IPv6: per /64); 0: no limit */

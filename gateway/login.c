@@ -1,7 +1,7 @@
 /* gateway: a login, step by step (docs/design.md, "Login and the key cache").
  *   1. the address is canonicalised; the password is kept in sodium memory;
  *   2. a worker fetches the user's key record from the news server (blocking NNTP, so never
- *      on the loop);
+ *      on the loop), unless keycache.c holds it from a login less than keyrecord_cache ago;
  *   3. record and password go to the vault, which answers from its key cache or runs
  *      Argon2id, and delays wrong passwords;
  *   4. the session attaches to the user's account (state loaded by a worker if it is the
@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include <sodium.h>
+
+#include <event2/event.h>
 
 #include "article/article.h"
 #include "gateway/session.h"
@@ -35,7 +37,8 @@ static void wipe_password(session *s)
 static void send_to_vault(session *s, mb_job *j)
 {
     s->vault_req = gw_vault_login(s->net, s, s->address, j->record, j->record_len, s->pw, s->pw_len);
-    wipe_password(s);
+    if (!s->record_cached || !s->vault_req)
+        wipe_password(s); /* a cached record's login keeps it for one recheck (gw_login_vault_reply) */
     if (s->vault_req)
         s->net->vault_logins++;
     else
@@ -94,10 +97,35 @@ void gw_login_queue_free(gw_net *net)
         drop_login(j);
 }
 
+static void record_digest(const mb_job *j, uint8_t out[16])
+{
+    crypto_generichash(out, 16, j->record, j->record_len, NULL, 0);
+}
+
+/* The fresh record of a recheck (a wrong password against a cached one): the same record
+ * means the password is wrong, answered without asking the vault again, so the guess counts
+ * once, as for a user who does not exist; a new one (the password changed) goes to the vault. */
+static bool recheck_decides(session *s, mb_job *j)
+{
+    s->rechecking = false;
+    uint8_t now[16];
+    if (j->status == PS_OK) {
+        gw_keycache_put(s->net->keycache, s->address, j->record, j->record_len);
+        record_digest(j, now);
+        if (sodium_memcmp(now, s->record_digest, sizeof now) != 0)
+            return false; /* a new record: to the vault */
+    } else {
+        gw_keycache_drop(s->net->keycache, s->address);
+    }
+    pu_log(PU_INFO, "%s: login failed for %s: wrong password", s->peer, s->address);
+    gw_login_finish(s, false, AUTH_FAILED);
+    return true;
+}
+
 static void keyrecord_done(mb_job *j)
 {
     session *s = j->owner;
-    if (!s->dead && s->state != S_LOGOUT) {
+    if (!s->dead && s->state != S_LOGOUT && !(s->rechecking && recheck_decides(s, j))) {
         if (j->status == PS_NOUSER) {
             /* to the vault without a record: it counts the guess and answers as for a wrong
              * password, so throttling and timing look the same for a user who does not exist */
@@ -105,6 +133,8 @@ static void keyrecord_done(mb_job *j)
             sodium_memzero(j->record, j->record_len);
             j->record_len = 0;
         }
+        if (j->status == PS_OK && !s->record_cached)
+            gw_keycache_put(s->net->keycache, s->address, j->record, j->record_len);
         if (j->status == PS_OK || j->status == PS_NOUSER) {
             if (s->net->vault_logins >= GW_VAULT_LOGINS_MAX || s->net->login_queue) {
                 queue_login(s->net, j); /* keeps the session's reference */
@@ -119,6 +149,28 @@ static void keyrecord_done(mb_job *j)
     }
     gw_session_unref(s);
     free(j);
+}
+
+static void cached_record(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    keyrecord_done(arg);
+}
+
+/* Queues the key record lookup of s's login in a worker (j: zeroed or a spent job); 0, or -1
+ * when the pool is full. */
+static int fetch_record(session *s, mb_job *j)
+{
+    j->kind = MB_JOB_KEYRECORD;
+    j->done = keyrecord_done;
+    j->owner = s;
+    snprintf(j->address, sizeof j->address, "%s", s->address);
+    s->refs++;
+    if (mb_pool_submit(mb_store_pool(s->net->store), j) != 0) {
+        s->refs--;
+        return -1;
+    }
+    return 0;
 }
 
 gw_result gw_login_start(session *s, const char *user, size_t user_len, const char *pw, size_t pw_len)
@@ -144,13 +196,22 @@ gw_result gw_login_start(session *s, const char *user, size_t user_len, const ch
     memcpy(s->pw, pw, pw_len);
     s->pw[pw_len] = '\0';
     s->pw_len = pw_len;
-    j->kind = MB_JOB_KEYRECORD;
-    j->done = keyrecord_done;
-    j->owner = s;
-    snprintf(j->address, sizeof j->address, "%s", s->address);
-    s->refs++;
-    if (mb_pool_submit(mb_store_pool(s->net->store), j) != 0) {
+    s->rechecking = false;
+    s->record_cached = gw_keycache_get(s->net->keycache, s->address, j->record, &j->record_len);
+    if (s->record_cached) {
+        record_digest(j, s->record_digest);
+        /* on the next turn of the loop, as a worker's answer would come: the reply must not be
+         * written from inside the command's handler */
+        static const struct timeval now = {0, 0};
+        j->status = PS_OK;
+        j->owner = s;
+        s->refs++;
+        if (event_base_once(s->net->base, -1, EV_TIMEOUT, cached_record, j, &now) == 0)
+            return GW_PENDING;
         s->refs--;
+        s->record_cached = false;
+    }
+    if (fetch_record(s, j) != 0) {
         free(j);
         wipe_password(s);
         gw_session_enter(s, S_NOT_AUTH);
@@ -222,10 +283,22 @@ void gw_login_vault_reply(gw_net *net, session *s, const vault_reply *r)
     }
     switch (r->reason) {
     case VAULT_FAIL_PASSWORD:
+        if (s->record_cached && s->pw) {
+            /* the password may have changed since the record was fetched (user passwd at
+             * another site): once more if the news server has another record now */
+            s->record_cached = false;
+            s->rechecking = true;
+            mb_job *j = calloc(1, sizeof *j);
+            if (j && fetch_record(s, j) == 0)
+                return;
+            free(j);
+            s->rechecking = false;
+        }
         pu_log(PU_INFO, "%s: login failed for %s: wrong password", s->peer, s->address);
         gw_login_finish(s, false, AUTH_FAILED);
         break;
     case VAULT_FAIL_RECORD:
+        gw_keycache_drop(net->keycache, s->address);
         pu_log(PU_WARN, "%s: login failed for %s: the vault refused the key record", s->peer, s->address);
         gw_login_finish(s, false, AUTH_FAILED);
         break;

@@ -321,6 +321,7 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
     net->store = mb_store_new(cfg, net->base, WORKERS, &hooks, err, sizeof err);
     if (!net->store)
         pu_log(PU_ERROR, "%s", err);
+    net->keycache = gw_keycache_new(cfg->gateway.keyrecord_cache, 1024);
     net->listeners = calloc(n_listeners, sizeof *net->listeners);
     if (!net->vc || !net->vault_read || !net->vault_write || !net->ctl_buf || !net->ctl_ev || !net->relisten ||
         !net->stop_timer || !net->sig_term || !net->sig_int || !net->store || !net->listeners ||
@@ -354,6 +355,8 @@ out:
     while (net->sessions)
         gw_session_close(net->sessions);
     gw_login_queue_free(net);
+    gw_keycache_free(net->keycache);
+    net->keycache = NULL;
     gw_peers_free(net);
     /* the requests of loads in flight fail: the loads end, their accounts go, and the
      * last saves are queued before the pool runs them */

@@ -19,6 +19,7 @@
 #include "vault/vault.h"
 
 typedef struct gw_net gw_net;
+typedef struct gw_keycache gw_keycache;
 struct gw_imap;
 struct gw_pop3;
 
@@ -53,6 +54,7 @@ struct gw_net {
     struct gw_peer **peers; /* peers.c: sessions per client address */
     uint8_t peer_hash_key[16];
     gw_vreq *vreqs[GW_VREQ_BUCKETS];
+    gw_keycache *keycache;            /* keycache.c: verified key records (NULL: off) */
     unsigned vault_logins;            /* login.c: LOGIN requests the vault has not answered */
     mb_job *login_queue, *login_queue_tail; /* ... and logins waiting for a place there */
     bool stopping;
@@ -138,6 +140,9 @@ struct session {
     size_t pw_len;
     char address[PC_ADDRESS_MAX + 1];
     uint32_t vault_req;
+    bool record_cached;      /* the key record came from the cache: pw is kept for a recheck */
+    bool rechecking;         /* ... the vault said wrong password: is there a newer record? */
+    uint8_t record_digest[16]; /* BLAKE2b of the cached record */
     /* logged in */
     uint64_t vault_session; /* 0: none */
     mb_waiter open_wait;    /* waits for the account (mb_account_open) */
@@ -209,5 +214,13 @@ void gw_login_vault_reply(gw_net *net, session *s, const vault_reply *r);
 void gw_session_detach_account(session *s);
 /* Drops the logins still waiting (the process stops). */
 void gw_login_queue_free(gw_net *net);
+
+/* ---- keycache.c: verified key records by address, for [gateway] keyrecord_cache seconds ---- */
+/* A wrong password against a cached record is checked once more against a fresh one. */
+gw_keycache *gw_keycache_new(unsigned ttl_s, size_t max); /* NULL: off (ttl 0) or no memory */
+void gw_keycache_free(gw_keycache *c);
+bool gw_keycache_get(gw_keycache *c, const char *address, uint8_t *record, size_t *len);
+void gw_keycache_put(gw_keycache *c, const char *address, const uint8_t *record, size_t len);
+void gw_keycache_drop(gw_keycache *c, const char *address);
 
 #endif
