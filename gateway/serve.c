@@ -28,6 +28,7 @@
 #include "gateway/gateway.h"
 #include "gateway/gw.h"
 #include "repair/repair.h"
+#include "sandbox/sandbox.h"
 #include "util/util.h"
 #include "vault/vault.h"
 
@@ -77,6 +78,17 @@ static int drop_privileges(const identity *id, const char *role)
     }
     /* no core dumps, no ptrace by other processes of the same user */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return 0;
+}
+
+/* After the drop: no_new_privs and the role's seccomp deny list (sandbox.h). */
+static int confine(enum ps_sandbox_role role, const char *name)
+{
+    char err[160];
+    if (ps_sandbox_enter(role, err, sizeof err) != 0) {
+        pu_log(PU_ERROR, "%s process: cannot confine it: %s", name, err);
+        return -1;
+    }
     return 0;
 }
 
@@ -314,7 +326,7 @@ static int start_pair(children *k, gw_pem *pem)
         gw_pem_free(pem);
         /* the vault never talks NNTP: drop its copy of the news server passwords */
         pn_config_free((pn_config *)cfg);
-        if (drop_privileges(k->vault_id, "vault") != 0)
+        if (drop_privileges(k->vault_id, "vault") != 0 || confine(PS_SANDBOX_VAULT, "vault") != 0)
             child_exit(PX_OSERR);
         /* it stops when the network process closes the socket, after wiping every key */
         signal(SIGTERM, SIG_IGN);
@@ -334,7 +346,7 @@ static int start_pair(children *k, gw_pem *pem)
     if (net_pid == 0) {
         close(vault_sp[0]);
         close(ctl_sp[0]);
-        if (drop_privileges(k->net_id, "network") != 0)
+        if (drop_privileges(k->net_id, "network") != 0 || confine(PS_SANDBOX_NETWORK, "network") != 0)
             child_exit(PX_OSERR);
         sigprocmask(SIG_SETMASK, k->old, NULL);
         child_exit(gw_net_run(cfg, k->ls, k->n, vault_sp[1], ctl_sp[1], pem));
@@ -383,7 +395,7 @@ static pid_t start_repairer(children *k)
     close_listeners(k);
     if (k->ctl >= 0)
         close(k->ctl);
-    if (drop_privileges(k->net_id, "repair") != 0)
+    if (drop_privileges(k->net_id, "repair") != 0 || confine(PS_SANDBOX_NETWORK, "repair") != 0)
         child_exit(PX_OSERR);
     struct sigaction sa = {.sa_handler = repair_stop_handler}; /* no SA_RESTART: wakes its sleep */
     sigaction(SIGTERM, &sa, NULL);

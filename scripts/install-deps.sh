@@ -13,7 +13,7 @@ set -euo pipefail
 PACKAGES=(
     # build
     build-essential cmake pkg-config clang libclang-rt-14-dev
-    libsodium-dev libssl-dev libetpan-dev libcmocka-dev libinih-dev libevent-dev
+    libsodium-dev libssl-dev libetpan-dev libcmocka-dev libinih-dev libevent-dev libseccomp-dev
     # the Debian package (debian/) and its test: build, lint, a Debian 12 root to install into
     # (systemd-container: systemd-nspawn boots that root with its own systemd)
     debhelper lintian debootstrap systemd-container

@@ -273,6 +273,10 @@ def test_processes_drop_privileges(gateway):
         assert users == {"nobody", "daemon"}, users
         assert subprocess.run(["ps", "-o", "user=", "-p", str(gateway.proc.pid)], capture_output=True,
                               text=True).stdout.strip() == "root"
+    # confined too (issue 14, item 12): no_new_privs and a seccomp filter in both
+    for pid in kids:
+        status = open("/proc/%d/status" % pid).read()
+        assert re.search(r"^NoNewPrivs:\s+1$", status, re.M) and re.search(r"^Seccomp:\s+2$", status, re.M), status
     log = gateway.log_text()
     assert "vault process ready" in log and "network process ready" in log
     assert PASSWORD not in log
