@@ -90,6 +90,45 @@ static void status_reply(session *s)
     status_line(s, "INBOX", 5, messages, recent, next, m->uidvalidity, unseen);
 }
 
+void gw_status_untagged(session *s, const mb_folder *f, unsigned items)
+{
+    unsigned saved = s->imap->status_items;
+    s->imap->status_items = items;
+    if (f->special == MB_INBOX)
+        status_reply(s); /* as the last scan left it: LIST-STATUS does not wait for a scan */
+    else
+        status_line(s, f->name, strlen(f->name), f->messages, 0, f->uidnext, f->uidvalidity, f->unseen);
+    s->imap->status_items = saved;
+}
+
+/* STATUS items (RFC 3501 6.3.10) of a list, as GW_STATUS_* bits; 0 with BAD answered. */
+unsigned gw_status_items(session *s, const pi_arg *items)
+{
+    if (items->type != PI_LIST || items->count == 0) {
+        gw_tagged(s, "BAD STATUS needs a list of items");
+        return 0;
+    }
+    unsigned want = 0;
+    for (size_t i = 0; i < items->count; i++) {
+        const pi_arg *it = &items->list[i];
+        if (pi_arg_atom_is(it, "MESSAGES"))
+            want |= ST_MESSAGES;
+        else if (pi_arg_atom_is(it, "RECENT"))
+            want |= ST_RECENT;
+        else if (pi_arg_atom_is(it, "UIDNEXT"))
+            want |= ST_UIDNEXT;
+        else if (pi_arg_atom_is(it, "UIDVALIDITY"))
+            want |= ST_UIDVALIDITY;
+        else if (pi_arg_atom_is(it, "UNSEEN"))
+            want |= ST_UNSEEN;
+        else {
+            gw_tagged(s, "BAD Unknown STATUS item");
+            return 0;
+        }
+    }
+    return want;
+}
+
 static void select_reply(session *s, bool readonly)
 {
     if (gw_view_open(s, readonly) != 0) {
@@ -181,29 +220,9 @@ gw_result gw_cmd_examine(session *s, const pi_command *cmd)
 
 gw_result gw_cmd_status(session *s, const pi_command *cmd)
 {
-    const pi_arg *items = &cmd->args[1];
-    if (items->type != PI_LIST || items->count == 0) {
-        gw_tagged(s, "BAD STATUS needs a list of items");
+    unsigned want = gw_status_items(s, &cmd->args[1]);
+    if (!want)
         return GW_DONE;
-    }
-    unsigned want = 0;
-    for (size_t i = 0; i < items->count; i++) {
-        const pi_arg *it = &items->list[i];
-        if (pi_arg_atom_is(it, "MESSAGES"))
-            want |= ST_MESSAGES;
-        else if (pi_arg_atom_is(it, "RECENT"))
-            want |= ST_RECENT;
-        else if (pi_arg_atom_is(it, "UIDNEXT"))
-            want |= ST_UIDNEXT;
-        else if (pi_arg_atom_is(it, "UIDVALIDITY"))
-            want |= ST_UIDVALIDITY;
-        else if (pi_arg_atom_is(it, "UNSEEN"))
-            want |= ST_UNSEEN;
-        else {
-            gw_tagged(s, "BAD Unknown STATUS item");
-            return GW_DONE;
-        }
-    }
     mb_folder f;
     int kind = which_mailbox(s, &cmd->args[0], &f);
     if (kind <= 0)

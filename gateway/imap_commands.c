@@ -8,7 +8,7 @@
 /* Only what works today: nothing is advertised before it is implemented. */
 #define BASE_CAPS                                                                                              \
     "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE SORT "           \
-    "SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH"
+    "SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS"
 
 unsigned gw_caps_for(enum session_state st, bool tls, bool tls_available, bool allow_plaintext_auth)
 {
@@ -50,7 +50,7 @@ static const gw_command commands[] = {
     {"AUTHENTICATE", gw_cmd_authenticate, GW_CMD_NOT_AUTH | GW_CMD_NEEDS_TLS, 1, 2},
     {"NAMESPACE", gw_cmd_namespace, AUTHED, 0, 0},
     {"ENABLE", gw_cmd_enable, GW_CMD_AUTH, 1, GW_ARGS_ANY}, /* RFC 5161: before SELECT only */
-    {"LIST", gw_cmd_list, AUTHED, 2, 2},
+    {"LIST", gw_cmd_list, AUTHED, 2, 5},
     {"LSUB", gw_cmd_list, AUTHED, 2, 2},
     {"SELECT", gw_cmd_select, AUTHED, 1, 2},
     {"EXAMINE", gw_cmd_examine, AUTHED, 1, 2},

@@ -55,5 +55,9 @@ bool gw_view_mark_seen(session *s, size_t i);
 int gw_search_eval(session *s, const pi_search *prog, size_t i, mb_plain *p, userstate_msg *st);
 /* The tagged answer of a folder command (imap_cmd_folders.c): OK, or NO with RFC 5530's code. */
 void gw_folder_answer(session *s, const char *verb, mb_folder_rc rc);
+/* STATUS (imap_cmd_select.c): the items of a list as bits (0: BAD answered), and the untagged
+ * STATUS line of a folder (LIST-STATUS uses both). */
+unsigned gw_status_items(session *s, const pi_arg *items);
+void gw_status_untagged(session *s, const mb_folder *f, unsigned items);
 
 #endif

@@ -18,7 +18,7 @@ CANON = "carol.gateway@example.org"
 PASSWORD = "correct horse battery"
 BASE_CAPS = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "NAMESPACE", "IDLE", "UIDPLUS", "UNSELECT",
              "CHILDREN", "SPECIAL-USE", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
-             "ESEARCH"]
+             "ESEARCH", "LIST-EXTENDED", "LIST-STATUS"]
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +253,42 @@ def test_commands_and_states(gateway, user):
     assert len(r.until_tagged("n")) == 7
     assert r.until_tagged("o") == ['* LIST (\\HasNoChildren) "/" INBOX', "o OK LIST completed"]
     assert r.until_tagged("p") == ['* LIST (\\HasNoChildren \\Trash) "/" Trash', "p OK LIST completed"]
+    r.close()
+
+
+def test_list_extended_and_list_status(gateway, user):
+    """RFC 5258 selection and return options, several patterns, RFC 5819 STATUS in LIST."""
+    r = Raw(gateway)
+    r.line()
+    r.send("a LOGIN %s \"%s\"\r\n" % (USER, PASSWORD))
+    assert r.until_tagged("a")[-1].startswith("a OK")
+    r.send("b CREATE Lists/Work\r\nc SUBSCRIBE Lists/Work\r\nd UNSUBSCRIBE Junk\r\n")
+    for t in "bcd":
+        assert r.until_tagged(t)[-1] == "%s OK %s completed" % (t, {"b": "CREATE", "c": "SUBSCRIBE",
+                                                                    "d": "UNSUBSCRIBE"}[t])
+    r.send('e LIST (SUBSCRIBED) "" "*"\r\n')
+    got = r.until_tagged("e")
+    assert '* LIST (\\HasNoChildren \\Subscribed) "/" Lists/Work' in got, got
+    assert not any("Junk" in line for line in got) and not any('"/" Lists\r' in line for line in got), got
+    assert '* LIST (\\HasNoChildren \\Trash \\Subscribed) "/" Trash' in got, got
+    r.send('f LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"\r\n')
+    got = r.until_tagged("f")
+    assert '* LIST (\\HasChildren) "/" Lists ("CHILDINFO" ("SUBSCRIBED"))' in got, got
+    r.send('g LIST (SPECIAL-USE) "" "*" RETURN (SUBSCRIBED)\r\n')
+    got = r.until_tagged("g")
+    assert len(got) == 6 and '* LIST (\\HasNoChildren \\Junk) "/" Junk' in got, got
+    r.send('h LIST "" ("INBOX" "Lists/*") RETURN (CHILDREN STATUS (MESSAGES UIDVALIDITY))\r\n')
+    got = r.until_tagged("h")
+    assert got[0] == '* LIST (\\HasNoChildren) "/" INBOX' and got[1].startswith("* STATUS INBOX (MESSAGES "), got
+    assert got[2] == '* LIST (\\HasNoChildren) "/" Lists/Work', got
+    assert re.match(r"\* STATUS Lists/Work \(MESSAGES 0 UIDVALIDITY \d+\)$", got[3]) and got[4] == "h OK LIST completed", got
+    r.send('i LIST (RECURSIVEMATCH) "" "*"\r\nj LIST "" "*" RETURN (FROB)\r\nk LIST "" "*" RETURN (STATUS (FROB))\r\n')
+    assert r.until_tagged("i")[-1].startswith("i BAD")
+    assert r.until_tagged("j")[-1].startswith("j BAD")
+    assert r.until_tagged("k")[-1].startswith("k BAD")
+    r.send("l DELETE Lists/Work\r\nm DELETE Lists\r\nn SUBSCRIBE Junk\r\n")
+    for t in "lmn":
+        assert " OK " in r.until_tagged(t)[-1]
     r.close()
 
 
