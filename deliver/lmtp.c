@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -262,18 +263,21 @@ static void remove_own_socket(const char *path, const struct stat *made)
 static int supervise(pid_t child, const char *path, const struct stat *made)
 {
     int status = 0;
+    /* Polls: a blocking waitpid would miss a SIGTERM that came just before it. */
     for (;;) {
-        pid_t w = waitpid(child, &status, 0);
+        if (stop_requested) {
+            kill(child, SIGTERM);
+            stop_requested = 0;
+        }
+        pid_t w = waitpid(child, &status, WNOHANG);
         if (w == child)
             break;
         if (w < 0 && errno != EINTR) {
             status = PX_SOFTWARE << 8;
             break;
         }
-        if (stop_requested) {
-            kill(child, SIGTERM);
-            stop_requested = 0;
-        }
+        struct timespec nap = {.tv_nsec = 200 * 1000 * 1000};
+        nanosleep(&nap, NULL); /* a signal cuts it short */
     }
     remove_own_socket(path, made);
     if (WIFEXITED(status))
