@@ -314,6 +314,20 @@ def root():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_verify_recipient_exit_codes(postern_env, users):
+    """0 a user here, 67 unknown (also an address that cannot be a user); quiet unless
+    --verbose, whose reason names no newsgroup. 75 (no news server) is checked through Exim."""
+    r = postern_env(["verify-recipient", ALICE.upper()])
+    assert r.returncode == 0 and r.stdout == b"" and r.stderr == b"", out(r)
+    for bad in (UNKNOWN, "no-at-sign", "a@b@example.org"):
+        r = postern_env(["verify-recipient", "--verbose", bad])
+        assert r.returncode == 67, (bad, out(r))
+        assert "no such user" in out(r) or "unknown recipient" in out(r), out(r)
+    r = postern_env(["verify-recipient", "--verbose", UNKNOWN])
+    assert "postern." not in out(r).replace("postern: ", ""), out(r)
+    assert postern_env(["verify-recipient"]).returncode == 64
+
+
 # --- Postfix over LMTP -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
