@@ -25,6 +25,7 @@ static const struct command {
     {"deliver", pd_cmd_deliver, "--to ADDRESS < message: encrypt and post one message (MTA hook)"},
     {"watch-maildir", pd_cmd_watch_maildir, "MAILDIR=ADDRESS...: post messages appearing in Maildirs"},
     {"lmtp", pd_cmd_lmtp, "--listen unix:PATH|inet:ADDR:PORT | --stdio: LMTP delivery service"},
+    {"verify-recipient", pd_cmd_verify_recipient, "ADDRESS: exit 0 known, 67 unknown, 75 try later (MTA recipient check)"},
     {"mailbox", adm_cmd_mailbox, "ADDRESS [--show N]: list or print a user's decrypted mail"},
     {"repair", adm_cmd_repair, "[--dry-run] [--user ADDRESS]: copy messages a site lacks from one that has them"},
     {"config", adm_cmd_config, "[-a]: the settings that differ from the defaults (postconf -n)"},
@@ -114,8 +115,10 @@ int main(int argc, char **argv)
         }
         pu_err("%s", err);
         free(cfg);
-        /* deliver's caller is an MTA: a broken config must keep mail queued, not bounce it. */
-        return strcmp(cmd->name, "deliver") == 0 ? PX_TEMPFAIL : PX_CONFIG;
+        /* deliver's and verify-recipient's caller is an MTA: a broken config must keep mail
+         * queued (or the SMTP client retrying), not bounce or reject it. */
+        return strcmp(cmd->name, "deliver") == 0 || strcmp(cmd->name, "verify-recipient") == 0 ? PX_TEMPFAIL
+                                                                                                : PX_CONFIG;
     }
     ps_health_use(cfg->state_dir); /* sites that time out are skipped by every command of the host */
     int rc = cmd->run(cfg, argc - i, argv + i);

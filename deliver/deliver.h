@@ -50,5 +50,6 @@ int pd_ctx_deliver(pd_ctx *ctx, const char *address, int fd, unsigned flags, cha
 int pd_cmd_deliver(const pn_config *cfg, int argc, char **argv);
 int pd_cmd_watch_maildir(const pn_config *cfg, int argc, char **argv);
 int pd_cmd_lmtp(const pn_config *cfg, int argc, char **argv);
+int pd_cmd_verify_recipient(const pn_config *cfg, int argc, char **argv);
 
 #endif

@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -33,7 +35,7 @@ static const char usage[] =
     "  --stdio                           one session on stdin/stdout (inetd, socket activation)\n"
     "  --user USER                       when started as root: run as USER after binding\n"
     "  --max-sessions N                  concurrent sessions (default 20); more wait in the backlog\n"
-    "SIGTERM: stop accepting, finish open transactions, exit 0.";
+    "SIGTERM: stop accepting, finish open transactions, remove the socket, exit 0.";
 
 static volatile sig_atomic_t stop_requested;
 
@@ -245,6 +247,45 @@ static int drop_privileges(const char *user, char *err, size_t errlen)
     return 0;
 }
 
+/* Removes the socket at path if it is still the one we made: a newer server may have
+ * replaced it (listen_on renames over a stale one) and keeps its own. */
+static void remove_own_socket(const char *path, const struct stat *made)
+{
+    struct stat now;
+    if (lstat(path, &now) == 0 && now.st_dev == made->st_dev && now.st_ino == made->st_ino)
+        unlink(path);
+}
+
+/* The root parent of a server that dropped privileges: once unprivileged the server cannot
+ * remove a socket in a directory only root or Postfix may write (Postfix's private/ is
+ * postfix's, mode 0700), so this process waits for it, passes SIGTERM/SIGINT on, and
+ * removes the socket when it has exited. Returns the server's exit status. */
+static int supervise(pid_t child, const char *path, const struct stat *made)
+{
+    int status = 0;
+    /* Polls: a blocking waitpid would miss a SIGTERM that came just before it. */
+    for (;;) {
+        if (stop_requested) {
+            kill(child, SIGTERM);
+            stop_requested = 0;
+        }
+        pid_t w = waitpid(child, &status, WNOHANG);
+        if (w == child)
+            break;
+        if (w < 0 && errno != EINTR) {
+            status = PX_SOFTWARE << 8;
+            break;
+        }
+        struct timespec nap = {.tv_nsec = 200 * 1000 * 1000};
+        nanosleep(&nap, NULL); /* a signal cuts it short */
+    }
+    remove_own_socket(path, made);
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    pu_err("lmtp: the server process ended by signal %d", WTERMSIG(status));
+    return PX_SOFTWARE;
+}
+
 static int accept_loop(server *srv, int lfd)
 {
     pthread_attr_t attr;
@@ -382,6 +423,9 @@ int pd_cmd_lmtp(const pn_config *cfg, int argc, char **argv)
         goto out;
     }
     srv->secret = secret;
+    const char *sock_path = listen_spec && strncmp(listen_spec, "unix:", 5) == 0 ? listen_spec + 5 : NULL;
+    struct stat made = {0};
+    int supervised = 0; /* a root parent removes the socket */
     if (listen_spec) {
         lfd = listen_on(listen_spec, group, err, sizeof err);
         if (lfd < 0) {
@@ -389,6 +433,28 @@ int pd_cmd_lmtp(const pn_config *cfg, int argc, char **argv)
             rc = PX_OSERR;
             goto out;
         }
+        if (sock_path && lstat(sock_path, &made) != 0) {
+            pu_err("%s: %s", sock_path, strerror(errno));
+            rc = PX_OSERR;
+            goto out;
+        }
+    }
+    if (sock_path && user && geteuid() == 0) {
+        pid_t child = fork();
+        if (child < 0) {
+            pu_err("fork: %s", strerror(errno));
+            rc = PX_OSERR;
+            goto out;
+        }
+        if (child > 0) {
+            close(lfd);
+            lfd = -1;
+            sodium_free(secret);
+            secret = NULL;
+            rc = supervise(child, sock_path, &made);
+            goto out;
+        }
+        supervised = 1;
     }
     if (user && geteuid() == 0 && drop_privileges(user, err, sizeof err) != 0) {
         pu_err("%s", err);
@@ -402,8 +468,8 @@ int pd_cmd_lmtp(const pn_config *cfg, int argc, char **argv)
     pu_info("lmtp: listening on %s (at most %u sessions)", listen_spec, srv->max);
     rc = accept_loop(srv, lfd);
     lfd = -1;
-    if (strncmp(listen_spec, "unix:", 5) == 0)
-        unlink(listen_spec + 5); /* may fail after dropping root; a restart replaces it */
+    if (sock_path && !supervised)
+        remove_own_socket(sock_path, &made);
 out:
     if (lfd >= 0)
         close(lfd);

@@ -148,6 +148,25 @@ static void reset_transaction(session *s)
     s->mail = 0;
 }
 
+/* A refused or deferred recipient. The reply reaches the sender (in the MTA's bounce, or in
+ * its SMTP answer when the MTA verifies recipients through us), so it says only what class of
+ * failure it is: the details (group names, news servers' answers) go to the log through
+ * report (issue 15). */
+static void refusal(session *s, const char *address, int rc)
+{
+    switch (rc) {
+    case PX_NOUSER:
+        reply(s, "550 5.1.1 <%s> no such user here", address);
+        break;
+    case PX_TEMPFAIL:
+        reply(s, "451 4.4.1 <%s> mail store temporarily unavailable, try again later", address);
+        break;
+    default:
+        reply(s, "451 4.3.0 <%s> temporary failure, try again later", address);
+        break;
+    }
+}
+
 static void do_rcpt(session *s)
 {
     const lmtp_backend *b = s->p->backend;
@@ -169,14 +188,8 @@ static void do_rcpt(session *s)
         s->n_rcpt++;
         reply(s, "250 2.1.5 <%s> OK", s->cmd.path);
         break;
-    case PX_NOUSER:
-        reply(s, "550 5.1.1 <%s> %s", s->cmd.path, msg);
-        break;
-    case PX_TEMPFAIL:
-        reply(s, "451 4.4.1 <%s> %s", s->cmd.path, msg);
-        break;
     default:
-        reply(s, "451 4.3.0 <%s> %s", s->cmd.path, msg);
+        refusal(s, s->cmd.path, rc);
         break;
     }
     if (rc != PX_OK && b->report)
@@ -194,14 +207,8 @@ static void data_reply(session *s, size_t i, int rc, const char *msg)
     case PX_UNAVAILABLE: /* over max_message_size: the one permanent refusal of content */
         reply(s, "552 5.3.4 <%s> %s", a, msg);
         break;
-    case PX_NOUSER:
-        reply(s, "550 5.1.1 <%s> %s", a, msg);
-        break;
-    case PX_TEMPFAIL:
-        reply(s, "451 4.4.1 <%s> %s", a, msg);
-        break;
     default:
-        reply(s, "451 4.3.0 <%s> %s", a, msg);
+        refusal(s, a, rc);
         break;
     }
     if (s->p->backend->report)

@@ -21,7 +21,16 @@ PACKAGES=(
     valgrind python3 python3-pytest openssl inn2
     # mail clients for the gateway tests
     isync curl fetchmail getmail6
+    # the MTA recipes' tests (docs/deliver.md): Postfix installed normally (a private instance
+    # runs from its own config directory), Exim unpacked beside it (see EXIM_DIR below) with
+    # the libraries its binary needs
+    postfix libdb5.3 libgnutls30 libgnutls-dane0 libidn12 libidn2-0 libnsl2 libpcre2-8-0
 )
+# Postfix and exim4 conflict (both provide mail-transport-agent), so Exim is not installed:
+# exim4-base and exim4-daemon-light are fetched with 'apt-get download' and unpacked here,
+# and the tests run that binary with -C and their own configuration.
+EXIM_DIR=${POSTERN_EXIM_DIR:-/usr/local/lib/postern-test/exim4}
+EXIM_PACKAGES=(exim4-base exim4-daemon-light)
 INN_DOMAIN=${INN_DOMAIN:-postern.invalid}
 
 say() { echo "install-deps: $*"; }
@@ -71,8 +80,33 @@ report_system_innd() {
     return 0
 }
 
+exim_unpacked() { [ -x "$EXIM_DIR/usr/sbin/exim4" ] && getent passwd Debian-exim >/dev/null; }
+
+unpack_exim() {
+    if [ ! -x "$EXIM_DIR/usr/sbin/exim4" ]; then
+        local tmp deb
+        tmp=$(mktemp -d)
+        chmod 755 "$tmp"   # apt-get download fetches as user _apt
+        say "unpacking ${EXIM_PACKAGES[*]} into $EXIM_DIR (not installed: postfix conflicts with them)"
+        if ! (cd "$tmp" && apt-get download -q "${EXIM_PACKAGES[@]}"); then
+            apt-get update -q   # stale package lists name versions the mirror no longer has
+            (cd "$tmp" && apt-get download -q "${EXIM_PACKAGES[@]}") ||
+                { rm -rf "$tmp"; die "apt-get download ${EXIM_PACKAGES[*]} failed"; }
+        fi
+        rm -rf "$EXIM_DIR.new"
+        mkdir -p "$EXIM_DIR.new"
+        for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$EXIM_DIR.new"; done
+        rm -rf "$tmp" "$EXIM_DIR"
+        mv "$EXIM_DIR.new" "$EXIM_DIR"
+    fi
+    # the user exim4-base's postinst would make; the tests' Exim runs as it
+    getent passwd Debian-exim >/dev/null ||
+        adduser --system --group --quiet --home /var/spool/exim4 --no-create-home Debian-exim
+    exim_unpacked || die "no usr/sbin/exim4 in the unpacked ${EXIM_PACKAGES[*]}"
+}
+
 mapfile -t MISSING < <(missing_packages)
-if [ ${#MISSING[@]} -eq 0 ]; then
+if [ ${#MISSING[@]} -eq 0 ] && exim_unpacked; then
     say "all ${#PACKAGES[@]} packages already installed; nothing to do"
     report_system_innd
     exit 0
@@ -96,6 +130,9 @@ if [ ${#MISSING[@]} -gt 0 ]; then
     say "missing: ${MISSING[*]}"
     say "apt-get update"
     apt-get update -q
+    # the host's own Postfix stays unconfigured (no /etc/postfix/main.cf, nothing listens):
+    # the tests run private instances with their own config directories
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     say "apt-get install ${MISSING[*]}"
     # inn2's postinst may fail here (no domain yet); it is finished below
     if ! apt-get install -y -q -o Dpkg::Options::=--force-confold "${MISSING[@]}"; then
@@ -120,5 +157,6 @@ mapfile -t MISSING < <(missing_packages)
 [ ${#MISSING[@]} -eq 0 ] ||
     die "still not installed: ${MISSING[*]}; run 'apt-get install ${MISSING[*]}' and read its errors"
 
+unpack_exim
 report_system_innd
-say "done: ${#PACKAGES[@]} packages installed"
+say "done: ${#PACKAGES[@]} packages installed, exim in $EXIM_DIR"

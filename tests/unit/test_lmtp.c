@@ -342,16 +342,16 @@ static void test_session_pipelined_multi_recipient(void **state)
     char *got = session(&f, in, strlen(in), &rc);
     const char *want = GREETING LHLO_REPLY "250 2.1.0 OK\r\n"
                        "250 2.1.5 <a@x> OK\r\n"
-                       "550 5.1.1 <unknown@x> unknown recipient unknown@x\r\n"
+                       "550 5.1.1 <unknown@x> no such user here\r\n"
                        "250 2.1.5 <big@x> OK\r\n"
-                       "451 4.4.1 <down@x> no news server reachable, try again later\r\n"
+                       "451 4.4.1 <down@x> mail store temporarily unavailable, try again later\r\n"
                        "250 2.1.5 <b@x> OK\r\n"
                        "250 2.1.5 <slow@x> OK\r\n"
                        "354 end data with <CR><LF>.<CR><LF>\r\n"
                        "250 2.0.0 <a@x> delivered to a@x\r\n"
                        "552 5.3.4 <big@x> message too big\r\n"
                        "250 2.0.0 <b@x> delivered to b@x\r\n"
-                       "451 4.4.1 <slow@x> only 0 of the required 1 site accepted it\r\n"
+                       "451 4.4.1 <slow@x> mail store temporarily unavailable, try again later\r\n"
                        "250 2.0.0 OK\r\n"
                        "221 2.0.0 test.host closing\r\n";
     if (strcmp(got, want) != 0)
