@@ -339,6 +339,7 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
         evconnlistener_set_error_cb(net->listeners[i], accept_error_cb);
         net->n_listeners++;
     }
+    gw_control_start(net); /* without it mail is still served: a warning was logged */
     pu_log(PU_INFO, "network process ready (uid %u): %zu listeners, %u workers", (unsigned)getuid(), n_listeners,
            WORKERS);
     event_base_dispatch(net->base);
@@ -350,6 +351,7 @@ fail:
 out:
     for (size_t i = 0; i < net->n_listeners; i++)
         evconnlistener_free(net->listeners[i]);
+    gw_control_stop(net);
     net->stopping = true;
     while (net->sessions)
         gw_session_close(net->sessions);
