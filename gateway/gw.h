@@ -54,9 +54,10 @@ typedef struct gw_listener {
 } gw_listener;
 
 /* The network process: runs the event loop until SIGTERM/SIGINT or the parent or the vault
- * goes away. pem (may be empty) is wiped. Returns the process exit code. */
+ * goes away. metrics_fd: the [metrics] listener, or -1. pem (may be empty) is wiped.
+ * Returns the process exit code. */
 int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, int vault_fd, int ctl_fd,
-               gw_pem *pem);
+               int metrics_fd, gw_pem *pem);
 
 /* ---- ctlproto.c: the admin control socket's protocol (control.c serves it in the network
  * process, who.c is `postern who` and `postern kick`). One request line per connection, at

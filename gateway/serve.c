@@ -274,6 +274,7 @@ typedef struct children {
     const identity *vault_id, *net_id;
     gw_listener *ls;
     size_t n;
+    int metrics_fd; /* [metrics] listen, or -1 */
     const sigset_t *old;
     pid_t vault, net;
     int ctl; /* the parent's end of the control socket to the network process */
@@ -287,6 +288,9 @@ static void close_listeners(children *k)
     free(k->ls);
     k->ls = NULL;
     k->n = 0;
+    if (k->metrics_fd >= 0)
+        close(k->metrics_fd);
+    k->metrics_fd = -1;
 }
 
 /* Forks the vault and the network process, connected by a new socketpair. 0, or -1 (nothing
@@ -337,7 +341,7 @@ static int start_pair(children *k, gw_pem *pem)
         if (drop_privileges(k->net_id, "network") != 0)
             child_exit(PX_OSERR);
         sigprocmask(SIG_SETMASK, k->old, NULL);
-        child_exit(gw_net_run(cfg, k->ls, k->n, vault_sp[1], ctl_sp[1], pem));
+        child_exit(gw_net_run(cfg, k->ls, k->n, vault_sp[1], ctl_sp[1], k->metrics_fd, pem));
     }
     close(vault_sp[0]);
     close(vault_sp[1]);
@@ -450,7 +454,11 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
         bound += bind_listener(&g->pop3[i], false, true, &ls[bound]) == 0;
     for (size_t i = 0; i < g->n_pop3s && bound == want; i++, want++)
         bound += bind_listener(&g->pop3s[i], true, true, &ls[bound]) == 0;
-    if (bound < n) {
+    /* the metrics port too, here: it may be a privileged one, and it stays open across a
+     * restart of the network process like the others */
+    gw_listener metrics = {.fd = -1};
+    bool metrics_failed = bound == n && cfg->n_metrics && bind_listener(&cfg->metrics[0], false, false, &metrics) != 0;
+    if (bound < n || metrics_failed) {
         for (size_t i = 0; i < bound; i++)
             close(ls[i].fd);
         free(ls);
@@ -467,8 +475,8 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, &old);
 
-    children kids = {.cfg = cfg, .vault_id = &vault_id, .net_id = &net_id, .ls = ls, .n = n, .old = &old,
-                     .vault = -1, .net = -1, .ctl = -1};
+    children kids = {.cfg = cfg, .vault_id = &vault_id, .net_id = &net_id, .ls = ls, .n = n,
+                     .metrics_fd = metrics.fd, .old = &old, .vault = -1, .net = -1, .ctl = -1};
     int rc = start_pair(&kids, &pem);
     gw_pem_free(&pem);
     if (rc != 0) {

@@ -29,8 +29,10 @@ def gw(postern_env, inn_site, tmp_path_factory):
         assert r.returncode == 0, r.stderr
     factory = _GatewayFactory(postern_env, tmp_path_factory, inn_site.addr)
     addr = inn_site.addr
-    g = factory.start(pop3s="%s:%d" % (addr, _free_port(addr)))
+    g = factory.start(pop3s="%s:%d" % (addr, _free_port(addr)),
+                      conf_extra="[metrics]\nlisten = %s:%d" % (addr, _free_port(addr)))
     g.pop3s_port = int(re.search(r"^pop3s = .*:(\d+)$", g.conf.read_text(), re.M).group(1))
+    g.metrics_port = int(re.search(r"^listen = .*:(\d+)$", g.conf.read_text(), re.M).group(1))
     g.factory = factory
     yield g
     factory.close()
@@ -167,3 +169,98 @@ def test_not_running(postern_env, tmp_path):
     assert r.returncode == 2 and b"not running" in r.stderr, (r.returncode, r.stderr)
     r = postern_env(["kick", USER])
     assert r.returncode == 2 and b"not running" in r.stderr
+
+
+def curl(g, path, *args, port=None):
+    """(HTTP status, body) of http://gateway/path."""
+    r = subprocess.run(["curl", "-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}", *args,
+                        "http://%s:%d%s" % (g.addr, port or g.metrics_port, path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code), body
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value} from Prometheus's text format; checks every line."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) postern_[a-z_]+ .+$", line), line
+            continue
+        m = re.match(r'^(postern_[a-z_]+)(?:\{(.*)\})? (-?[0-9]+(?:\.[0-9]+)?)$', line)
+        assert m, line
+        labels = frozenset(re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def metric(ms, name, **labels):
+    return ms[(name, frozenset(labels.items()))]
+
+
+def test_metrics_count_sessions_and_logins(gw):
+    bad = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=30)
+    with pytest.raises(imaplib.IMAP4.error):
+        bad.login(USER, "not the password")
+    bad.logout()
+    c = imaps(gw, USER, PASSWORD)
+    c.select("INBOX")
+    assert c.fetch("1", "(BODY[])")[0] == "OK"
+    p = poplib.POP3_SSL(gw.addr, gw.pop3s_port, context=gw.ssl_context(), timeout=30)
+    p.user(OTHER)
+    p.pass_(OTHER_PW)
+    # the sessions of the earlier tests are closed by now (a closing one may take a moment)
+    deadline = time.monotonic() + 10
+    while True:
+        code, text = curl(gw, "/metrics")
+        assert code == 200, text
+        ms = parse_metrics(text)
+        listed = rows(postern(gw, "who").stdout)
+        if metric(ms, "postern_sessions", protocol="imap") == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert metric(ms, "postern_sessions", protocol="imap") == 1 == sum(x["proto"] == "IMAP" for x in listed)
+    assert metric(ms, "postern_sessions", protocol="pop3") == 1 == sum(x["proto"] == "POP3" for x in listed)
+    assert metric(ms, "postern_sessions_authenticated", protocol="imap") == 1
+    assert metric(ms, "postern_logins_total", protocol="imap", result="failed") >= 1
+    assert metric(ms, "postern_logins_total", protocol="imap", result="ok") >= 3
+    assert metric(ms, "postern_logins_total", protocol="pop3", result="ok") >= 2
+    assert metric(ms, "postern_sessions_kicked_total") == 4  # test_who_lists_and_kick_ends_sessions
+    assert metric(ms, "postern_messages_decrypted_total") >= 1
+    assert metric(ms, "postern_articles_read_total", source="news") + \
+        metric(ms, "postern_articles_read_total", source="cache") >= 1
+    assert metric(ms, "postern_accounts") == 2
+    assert metric(ms, "postern_connections_total", protocol="pop3") >= 2
+    c.logout()
+    p.quit()
+
+
+def test_health_and_http_limits(gw):
+    deadline = time.monotonic() + 15
+    while (got := curl(gw, "/health"))[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert got == (200, "ok\n"), got
+    assert curl(gw, "/nothing")[0] == 404
+    assert curl(gw, "/metrics", "-X", "POST")[0] == 501  # evhttp: only GET and HEAD
+    assert curl(gw, "/metrics", "-d", "x=1")[0] == 413  # no request carries a body
+    assert curl(gw, "/metrics", "-H", "X-Big: " + "a" * 10000)[0] in (400, 413, 431)
+    # a gateway whose only news site does not answer: 503 and why
+    from conftest import _GatewayFactory
+    factory = gw.factory
+    dead = factory.start_at(conf_extra="[metrics]\nlisten = %s:%d" % (gw.addr, _free_port(gw.addr)))
+    dead.stop()
+    conf = dead.conf.read_text()
+    closed = _free_port(gw.addr)
+    conf = re.sub(r"(?m)^port = \d+$", "port = %d" % closed, conf, count=1)
+    dead.conf.write_text(conf)
+    dead.start()
+    port = int(re.search(r"^listen = .*:(\d+)$", conf, re.M).group(1))
+    deadline = time.monotonic() + 20
+    while (got := curl(dead, "/health", port=port))[0] != 503 or "DOWN" not in got[1]:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert got[0] == 503 and got[1].startswith("DOWN: no news server answers"), got
+    ms = parse_metrics(curl(dead, "/metrics", port=port)[1])
+    assert metric(ms, "postern_news_up") == 0
