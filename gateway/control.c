@@ -228,12 +228,24 @@ int gw_control_start(gw_net *net)
         free(c);
         return -1;
     }
-    /* one left by a network process that died (or an earlier run): a socket only */
-    struct stat st;
-    if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(c->path);
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     memcpy(sun.sun_path, c->path, (size_t)n + 1);
+    /* one left by a network process that died (or an earlier run) is replaced, but not the
+     * socket of another gateway that still answers there */
+    struct stat st;
+    if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        bool alive = probe >= 0 && (connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0 || errno == EAGAIN);
+        if (probe >= 0)
+            close(probe);
+        if (alive) {
+            pu_log(PU_ERROR, "no control socket (postern who, kick): another gateway answers on %s (two gateways "
+                             "with one state_dir?)", c->path);
+            free(c);
+            return -1;
+        }
+        unlink(c->path);
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     mode_t old = umask(0177); /* 0600 from the start: nobody else connects in between */
     int rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sun, sizeof sun);

@@ -303,6 +303,7 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
     const pn_gateway *g = &net->cfg->gateway;
     bool reject = net->n_sessions >= g->max_connections || net->stopping;
     if ((reject && net->n_rejecting >= MAX_REJECTING) || (implicit_tls && !net->ssl_ctx)) {
+        net->stats.refused += reject;
         close(fd);
         return;
     }
@@ -324,6 +325,7 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
         crowded = reject = !s->counted_peer;
     }
     if (reject && net->n_rejecting >= MAX_REJECTING) {
+        net->stats.refused++;
         free(s);
         close(fd);
         return;

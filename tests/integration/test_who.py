@@ -34,8 +34,17 @@ def gw(postern_env, inn_site, tmp_path_factory):
     g.pop3s_port = int(re.search(r"^pop3s = .*:(\d+)$", g.conf.read_text(), re.M).group(1))
     g.metrics_port = int(re.search(r"^listen = .*:(\d+)$", g.conf.read_text(), re.M).group(1))
     g.factory = factory
+    wait_control(g)
     yield g
     factory.close()
+
+
+def wait_control(g, seconds=20):
+    """The ports listen from the parent on; the control socket comes with the network process."""
+    deadline = time.monotonic() + seconds
+    while not (g.state_dir / "control").exists():
+        assert time.monotonic() < deadline, g.log_text()
+        time.sleep(0.05)
 
 
 def postern(g, *args):
