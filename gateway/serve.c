@@ -254,7 +254,9 @@ static void usage(FILE *to)
                 "  Runs the IMAP gateway of [gateway] in postern.conf in the foreground, logging to stderr.\n"
                 "  --verbose  also log debug lines (connections, command names; never arguments)\n"
                 "  --check    check the configuration, certificate and users, then exit\n"
-                "  SIGHUP re-reads tls_cert/tls_key; SIGTERM or SIGINT stops.\n");
+                "  SIGHUP re-reads tls_cert/tls_key; SIGTERM or SIGINT stops.\n"
+                "  `postern who` and `postern kick` talk to it over state_dir/control; with\n"
+                "  [metrics] listen it answers GET /metrics (Prometheus) and GET /health there.\n");
 }
 
 /* The children end through exit(), not _exit(): the sanitizer builds check for leaks then. */
