@@ -64,7 +64,7 @@ static int ctl_connect(const pn_config *cfg, int *rc)
         if (e == ENOENT || e == ECONNREFUSED)
             pu_err("the gateway is not running (no one listens on %s)", path);
         else if (e == EACCES || e == EPERM)
-            pu_err("%s: %s (the control socket is root's)", path, strerror(e));
+            pu_err("%s: %s (only root and the gateway's user may use it)", path, strerror(e));
         else
             pu_err("%s: %s", path, strerror(e));
         close(fd);
