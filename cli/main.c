@@ -33,6 +33,8 @@ static const struct command {
     {"check", adm_cmd_check, "config, secrets, authority key, sites, certificate: a verdict per item"},
     {"autoconfig", ac_cmd_autoconfig, "--domain D [--format mozilla|autodiscover|srv]: client setup files"},
     {"serve", gw_cmd_serve, "[--verbose] [--check]: run the IMAP gateway ([gateway] in the config)"},
+    {"who", gw_cmd_who, "[ADDRESS]: the running gateway's sessions (user, protocol, client, since)"},
+    {"kick", gw_cmd_kick, "ADDRESS | --id ID: end a user's sessions in the running gateway"},
 };
 
 static void usage(FILE *to)

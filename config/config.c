@@ -162,7 +162,7 @@ bad:
 }
 
 /* imap/imaps/pop3/pop3s: a comma list, and the key may repeat. */
-static int add_listeners(pn_listen *list, size_t *n, const char *value, const char *key, parse_ctx *ctx)
+static int add_listeners(pn_listen *list, size_t *n, size_t max, const char *value, const char *key, parse_ctx *ctx)
 {
     const char *p = value;
     for (;;) {
@@ -173,8 +173,8 @@ static int add_listeners(pn_listen *list, size_t *n, const char *value, const ch
         while (end > 0 && (p[end - 1] == ' ' || p[end - 1] == '\t'))
             end--;
         if (end) {
-            if (*n == PN_MAX_LISTEN) {
-                snprintf(ctx->err, sizeof ctx->err, "more than %d %s addresses", PN_MAX_LISTEN, key);
+            if (*n == max) {
+                snprintf(ctx->err, sizeof ctx->err, "more than %zu %s address%s", max, key, max == 1 ? "" : "es");
                 return 0;
             }
             if (!parse_listen(&list[*n], p, end, key, ctx))
@@ -251,13 +251,13 @@ static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
 {
     pn_gateway *g = &ctx->cfg->gateway;
     if (strcmp(key, "imap") == 0)
-        return add_listeners(g->imap, &g->n_imap, value, key, ctx);
+        return add_listeners(g->imap, &g->n_imap, PN_MAX_LISTEN, value, key, ctx);
     if (strcmp(key, "imaps") == 0)
-        return add_listeners(g->imaps, &g->n_imaps, value, key, ctx);
+        return add_listeners(g->imaps, &g->n_imaps, PN_MAX_LISTEN, value, key, ctx);
     if (strcmp(key, "pop3") == 0)
-        return add_listeners(g->pop3, &g->n_pop3, value, key, ctx);
+        return add_listeners(g->pop3, &g->n_pop3, PN_MAX_LISTEN, value, key, ctx);
     if (strcmp(key, "pop3s") == 0)
-        return add_listeners(g->pop3s, &g->n_pop3s, value, key, ctx);
+        return add_listeners(g->pop3s, &g->n_pop3s, PN_MAX_LISTEN, value, key, ctx);
     if (strcmp(key, "pop3_timeout") == 0) /* RFC 1939 3: the autologout timer is at least 10 minutes */
         return set_uint(&g->pop3_timeout, value, 600, 86400, key, ctx);
     if (strcmp(key, "retention_days") == 0) /* what CAPA EXPIRE announces: INN's expire.ctl */
@@ -357,6 +357,11 @@ static int handle_line(void *user, const char *section, const char *key, const c
             return set_uint(&cfg->confirm_timeout, value, 1, 600, key, ctx);
     } else if (strcmp(section, "gateway") == 0) {
         return handle_gateway(ctx, key, value);
+    } else if (strcmp(section, "metrics") == 0) {
+        if (strcmp(key, "listen") == 0) {
+            cfg->n_metrics = 0; /* one address; a later line replaces it */
+            return add_listeners(cfg->metrics, &cfg->n_metrics, 1, value, key, ctx);
+        }
     } else if (strcmp(section, "repair") == 0) {
         if (strcmp(key, "interval") == 0) {
             if (!set_uint(&cfg->repair_interval, value, 0, 3600, key, ctx))
@@ -758,5 +763,7 @@ void pn_config_write(const pn_config *cfg, int all, FILE *to)
     w_u64(&w, "max_connections", g->max_connections, dg->max_connections);
     w_u64(&w, "max_connections_per_ip", g->max_connections_per_ip, dg->max_connections_per_ip);
     w_u64(&w, "max_line", g->max_line, dg->max_line);
+    w_section(&w, "metrics");
+    w_listen(&w, "listen", cfg->metrics, cfg->n_metrics);
     free(d);
 }

@@ -57,6 +57,9 @@
  *   max_connections = 10000
  *   max_connections_per_ip = 100           ; per client address (IPv6: per /64); 0: no limit
  *   max_line = 65536                       ; bytes in one IMAP command line
+ *
+ *   [metrics]                              ; postern serve's HTTP endpoint; off by default
+ *   listen = 127.0.0.1:9187                ; GET /metrics (Prometheus text), GET /health
  * The gateway checks the files and users when it starts, not here: other commands load the
  * same file on hosts that have no certificate. */
 #ifndef POSTERN_CONFIG_H
@@ -151,6 +154,10 @@ typedef struct pn_config {
     size_t n_sites;
     pn_site sites[PN_MAX_SITES];
     pn_gateway gateway;
+    /* [metrics] listen: where `postern serve` answers GET /metrics and GET /health; off
+     * (n_metrics 0) unless set */
+    pn_listen metrics[1];
+    size_t n_metrics;
 } pn_config;
 
 /* Loads and checks the file; on failure returns -1 with "FILE:LINE: reason" in err. */

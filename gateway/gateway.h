@@ -8,5 +8,8 @@
 
 /* The `serve` command: runs until SIGTERM/SIGINT (or a child dies); returns the exit code. */
 int gw_cmd_serve(const pn_config *cfg, int argc, char **argv);
+/* `postern who` and `postern kick`: ask the running gateway over state_dir/control. */
+int gw_cmd_who(const pn_config *cfg, int argc, char **argv);
+int gw_cmd_kick(const pn_config *cfg, int argc, char **argv);
 
 #endif

@@ -54,9 +54,51 @@ typedef struct gw_listener {
 } gw_listener;
 
 /* The network process: runs the event loop until SIGTERM/SIGINT or the parent or the vault
- * goes away. pem (may be empty) is wiped. Returns the process exit code. */
+ * goes away. metrics_fd: the [metrics] listener, or -1. pem (may be empty) is wiped.
+ * Returns the process exit code. */
 int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, int vault_fd, int ctl_fd,
-               gw_pem *pem);
+               int metrics_fd, gw_pem *pem);
+
+/* ---- ctlproto.c: the admin control socket's protocol (control.c serves it in the network
+ * process, who.c is `postern who` and `postern kick`). One request line per connection, at
+ * most GW_CTL_LINE_MAX bytes with its LF; the gateway answers and closes:
+ *   WHO              -> "S ..." per session (gw_ctl_row), then "OK <count>"
+ *   KICK <address>   -> "OK <count>": that user's sessions were told BYE and closed
+ *   KICK #<id>       -> "OK 0" or "OK 1": the session with that id
+ *   otherwise        -> "ERR <reason>"
+ * Reply lines are at most GW_CTL_REPLY_MAX bytes. */
+#define GW_CTL_NAME "control"   /* state_dir/control */
+#define GW_CTL_LINE_MAX 512
+#define GW_CTL_REPLY_MAX 512
+
+typedef enum gw_ctl_verb { GW_CTL_WHO, GW_CTL_KICK_USER, GW_CTL_KICK_ID } gw_ctl_verb;
+typedef struct gw_ctl_req {
+    gw_ctl_verb verb;
+    char user[PC_ADDRESS_MAX + 1]; /* KICK <address>, as sent (not canonical yet) */
+    uint64_t id;                   /* KICK #<id> */
+} gw_ctl_req;
+/* Parses one request line (len bytes, without its LF; a CR before it is allowed). 0, or -1
+ * with a reason for the ERR reply. Untrusted bytes: every length is checked. */
+int gw_ctl_parse_request(const char *line, size_t len, gw_ctl_req *out, const char **why);
+
+/* One session as WHO lists it:
+ *   S <id> <imap|pop3> <tls|starttls|plain> <state> <since> <idle> <client> <user|->
+ * since: connected at (Unix time); idle: seconds since its last input; state: the session
+ * state's name ("selected"). No field holds a space. */
+typedef struct gw_ctl_row {
+    uint64_t id;
+    char proto[8];
+    char transport[12];
+    char state[24];
+    long long since;
+    unsigned long long idle;
+    char client[64];
+    char user[PC_ADDRESS_MAX + 1]; /* "-": not logged in */
+} gw_ctl_row;
+/* Writes r as a line (no LF) into out: its length, or -1 if it does not fit. */
+int gw_ctl_format_row(const gw_ctl_row *r, char *out, size_t cap);
+/* Parses a line written by gw_ctl_format_row: 0, or -1. */
+int gw_ctl_parse_row(const char *line, gw_ctl_row *out);
 
 /* ---- imap_commands.c: capabilities and the command table (pure logic, unit-tested) ---- */
 enum session_state {

@@ -272,7 +272,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, int vault_fd, int ctl_fd,
-               gw_pem *pem)
+               int metrics_fd, gw_pem *pem)
 {
     gw_net *net = calloc(1, sizeof *net);
     lctx *lc = calloc(n_listeners, sizeof *lc);
@@ -340,6 +340,9 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
         evconnlistener_set_error_cb(net->listeners[i], accept_error_cb);
         net->n_listeners++;
     }
+    gw_control_start(net); /* without it mail is still served: a warning was logged */
+    if (metrics_fd >= 0 && gw_metrics_start(net, metrics_fd) != 0)
+        goto fail;
     pu_log(PU_INFO, "network process ready (uid %u): %zu listeners, %u workers", (unsigned)getuid(), n_listeners,
            WORKERS);
     event_base_dispatch(net->base);
@@ -351,6 +354,8 @@ fail:
 out:
     for (size_t i = 0; i < net->n_listeners; i++)
         evconnlistener_free(net->listeners[i]);
+    gw_control_stop(net);
+    gw_metrics_stop(net);
     net->stopping = true;
     while (net->sessions)
         gw_session_close(net->sessions);

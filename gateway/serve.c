@@ -266,7 +266,9 @@ static void usage(FILE *to)
                 "  Runs the IMAP gateway of [gateway] in postern.conf in the foreground, logging to stderr.\n"
                 "  --verbose  also log debug lines (connections, command names; never arguments)\n"
                 "  --check    check the configuration, certificate and users, then exit\n"
-                "  SIGHUP re-reads tls_cert/tls_key; SIGTERM or SIGINT stops.\n");
+                "  SIGHUP re-reads tls_cert/tls_key; SIGTERM or SIGINT stops.\n"
+                "  `postern who` and `postern kick` talk to it over state_dir/control; with\n"
+                "  [metrics] listen it answers GET /metrics (Prometheus) and GET /health there.\n");
 }
 
 /* The children end through exit(), not _exit(): the sanitizer builds check for leaks then. */
@@ -286,6 +288,7 @@ typedef struct children {
     const identity *vault_id, *net_id;
     gw_listener *ls;
     size_t n;
+    int metrics_fd; /* [metrics] listen, or -1 */
     const sigset_t *old;
     pid_t vault, net;
     int ctl; /* the parent's end of the control socket to the network process */
@@ -299,6 +302,9 @@ static void close_listeners(children *k)
     free(k->ls);
     k->ls = NULL;
     k->n = 0;
+    if (k->metrics_fd >= 0)
+        close(k->metrics_fd);
+    k->metrics_fd = -1;
 }
 
 /* Forks the vault and the network process, connected by a new socketpair. 0, or -1 (nothing
@@ -349,7 +355,7 @@ static int start_pair(children *k, gw_pem *pem)
         if (drop_privileges(k->net_id, "network") != 0 || confine(PS_SANDBOX_NETWORK, "network") != 0)
             child_exit(PX_OSERR);
         sigprocmask(SIG_SETMASK, k->old, NULL);
-        child_exit(gw_net_run(cfg, k->ls, k->n, vault_sp[1], ctl_sp[1], pem));
+        child_exit(gw_net_run(cfg, k->ls, k->n, vault_sp[1], ctl_sp[1], k->metrics_fd, pem));
     }
     close(vault_sp[0]);
     close(vault_sp[1]);
@@ -462,7 +468,11 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
         bound += bind_listener(&g->pop3[i], false, true, &ls[bound]) == 0;
     for (size_t i = 0; i < g->n_pop3s && bound == want; i++, want++)
         bound += bind_listener(&g->pop3s[i], true, true, &ls[bound]) == 0;
-    if (bound < n) {
+    /* the metrics port too, here: it may be a privileged one, and it stays open across a
+     * restart of the network process like the others */
+    gw_listener metrics = {.fd = -1};
+    bool metrics_failed = bound == n && cfg->n_metrics && bind_listener(&cfg->metrics[0], false, false, &metrics) != 0;
+    if (bound < n || metrics_failed) {
         for (size_t i = 0; i < bound; i++)
             close(ls[i].fd);
         free(ls);
@@ -479,8 +489,8 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, &old);
 
-    children kids = {.cfg = cfg, .vault_id = &vault_id, .net_id = &net_id, .ls = ls, .n = n, .old = &old,
-                     .vault = -1, .net = -1, .ctl = -1};
+    children kids = {.cfg = cfg, .vault_id = &vault_id, .net_id = &net_id, .ls = ls, .n = n,
+                     .metrics_fd = metrics.fd, .old = &old, .vault = -1, .net = -1, .ctl = -1};
     int rc = start_pair(&kids, &pem);
     gw_pem_free(&pem);
     if (rc != 0) {

@@ -35,6 +35,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg);
 static const char *const state_names[] = {"greeting", "not-authenticated", "authenticating", "authenticated",
                                           "selected", "idle", "logout"};
 
+const char *gw_state_name(enum session_state st)
+{
+    return (size_t)st < sizeof state_names / sizeof state_names[0] ? state_names[st] : "?";
+}
+
 void gw_session_enter(session *s, enum session_state st)
 {
     if (s->state == st)
@@ -298,6 +303,7 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
     const pn_gateway *g = &net->cfg->gateway;
     bool reject = net->n_sessions >= g->max_connections || net->stopping;
     if ((reject && net->n_rejecting >= MAX_REJECTING) || (implicit_tls && !net->ssl_ctx)) {
+        net->stats.refused += reject;
         close(fd);
         return;
     }
@@ -309,6 +315,9 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
     s->net = net;
     s->refs = 1;
     s->fd = fd;
+    s->implicit_tls = implicit_tls;
+    s->connected_at = (long long)time(NULL);
+    s->last_input_ms = pu_now_ms();
     peer_name(s, sa);
     bool crowded = false; /* this address holds its share of the slots already */
     if (!reject) {
@@ -316,6 +325,7 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
         crowded = reject = !s->counted_peer;
     }
     if (reject && net->n_rejecting >= MAX_REJECTING) {
+        net->stats.refused++;
         free(s);
         close(fd);
         return;
@@ -372,10 +382,14 @@ void gw_session_accept(gw_net *net, int fd, const struct sockaddr *sa, int salen
     if (s->next)
         s->next->prev = s;
     net->sessions = s;
-    if (reject)
+    if (reject) {
         net->n_rejecting++;
-    else
+        net->stats.refused++;
+    } else {
         net->n_sessions++;
+        s->id = ++net->last_session_id;
+        net->stats.connections[gw_proto_index(s)]++;
+    }
     bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
     bufferevent_enable(s->bev, EV_READ);
     pu_log(PU_DEBUG, "%s: connected%s", s->peer, implicit_tls ? " (TLS)" : "");
@@ -490,6 +504,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     session *s = arg;
+    s->last_input_ms = pu_now_ms();
     s->proto->input(s);
 }
 

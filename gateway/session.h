@@ -33,6 +33,14 @@ typedef struct gw_vreq {
     void *arg;
 } gw_vreq;
 
+/* What the network process counts for GET /metrics (metrics.c); [0] IMAP, [1] POP3. */
+typedef struct gw_stats {
+    uint64_t connections[2];  /* accepted (refused ones not counted) */
+    uint64_t refused;         /* over max_connections or max_connections_per_ip */
+    uint64_t logins_ok[2], logins_failed[2];
+    uint64_t kicked;          /* sessions ended by `postern kick` */
+} gw_stats;
+
 struct gw_net {
     const pn_config *cfg;
     struct event_base *base;
@@ -59,6 +67,10 @@ struct gw_net {
     mb_job *login_queue, *login_queue_tail; /* ... and logins waiting for a place there */
     bool stopping;
     int exit_code;
+    uint64_t last_session_id;  /* sessions are numbered 1, 2, ... (WHO, KICK #id) */
+    struct gw_control *control; /* control.c: state_dir/control, NULL without it */
+    struct gw_metrics *metrics; /* metrics.c: [metrics] listen, NULL without it */
+    gw_stats stats;
 };
 
 uint32_t gw_vault_login(gw_net *net, session *s, const char *address, const uint8_t *record, size_t record_len,
@@ -134,6 +146,10 @@ struct session {
     bool counted_peer;     /* counted in by gw_peer_admit */
     long long login_by_ms; /* pre-auth deadline (pu_now_ms): no command extends it */
     char peer[64];
+    uint64_t id;             /* WHO's session id, unique in this network process */
+    bool implicit_tls;       /* TLS from the start (imaps, pop3s), not STARTTLS */
+    long long connected_at;  /* wall clock (Unix time), for WHO */
+    long long last_input_ms; /* pu_now_ms of the last bytes read, for WHO's idle time */
     unsigned errors;    /* consecutive BAD commands */
     /* login in progress */
     char *pw;           /* sodium_malloc'd */
@@ -196,6 +212,25 @@ int gw_session_starttls(session *s);
 
 /* Output queued and not yet sent, in bytes. */
 size_t gw_session_output_len(session *s);
+
+/* Protocol index of gw_stats: 0 IMAP, 1 POP3. */
+static inline unsigned gw_proto_index(const session *s)
+{
+    return s->proto == &gw_pop3_proto;
+}
+/* state names for log lines and WHO ("selected") */
+const char *gw_state_name(enum session_state st);
+
+/* ---- control.c: state_dir/control, `postern who` and `postern kick` ---- */
+/* Creates the socket (mode 0600, our user) and serves it on net->base: 0, or -1 (logged;
+ * the gateway runs without it). */
+int gw_control_start(gw_net *net);
+void gw_control_stop(gw_net *net);
+
+/* ---- metrics.c: [metrics] listen, GET /metrics and GET /health ---- */
+/* Serves HTTP on fd (bound and listening, by the parent): 0, or -1. */
+int gw_metrics_start(gw_net *net, int fd);
+void gw_metrics_stop(gw_net *net);
 
 /* ---- login.c ---- */
 /* Starts a login (LOGIN, AUTHENTICATE). Takes a copy of the password; the caller wipes its

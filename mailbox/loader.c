@@ -430,6 +430,7 @@ static void decrypt_done(mb_job *j)
         p->st = a->st;
         p->charge = p->len;
         a->st->plain_used += p->charge;
+        a->st->messages_decrypted++;
         mb_cache_insert(a, p);
     } else if (refetch(x)) {
         return;
@@ -513,6 +514,12 @@ static void article_done(mb_job *j)
 {
     load_ctx *x = j->ctx;
     free(j);
+    if (x->status == PS_OK) {
+        if (x->from_cache)
+            x->a->st->articles_from_cache++;
+        else
+            x->a->st->articles_from_news++;
+    }
     if (x->status != PS_OK || !vault_session_of(x)) {
         x->junk = x->status == PS_BADMSG; /* not a postern envelope */
         if (x->status != PS_OK && !x->junk)

@@ -93,6 +93,19 @@ mb_store *mb_store_new(const pn_config *cfg, struct event_base *base, unsigned t
 mb_pool *mb_store_pool(mb_store *st);
 /* Bytes of decrypted messages held now, and of the [gateway] plaintext_budget (0: none). */
 uint64_t mb_store_plaintext_used(const mb_store *st);
+/* What the store has counted since it started, and what it knows now (GET /metrics and
+ * GET /health of the gateway). Loop thread only. */
+typedef struct mb_store_stats {
+    uint64_t articles_from_cache; /* sealed articles read from the article cache */
+    uint64_t articles_from_news;  /* ... read from a news server */
+    uint64_t messages_decrypted;  /* messages opened and decrypted (a per-account cache hit is none) */
+    uint64_t plaintext_bytes;     /* decrypted messages held now */
+    uint64_t accounts;            /* users with an open account (logged in, or state being saved) */
+    size_t read_site;             /* index of the site mailboxes are read from */
+    bool site_known;              /* a poll or scan has reached a site (or found none) */
+    bool sites_down;              /* the last poll or scan found no site answering */
+} mb_store_stats;
+void mb_store_get_stats(const mb_store *st, mb_store_stats *out);
 /* The process stops: no more polls. Accounts still open are saved as their users leave. */
 void mb_store_stopping(mb_store *st);
 /* Runs the queued jobs and the last saves; the states that could never be written get one

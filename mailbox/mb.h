@@ -59,6 +59,8 @@ struct mb_store {
     struct mb_loading *budget_head, *budget_tail; /* loads waiting for budget, oldest first */
     size_t budget_waiting;
     bool budget_busy; /* budget_release is starting waiting loads */
+    /* loader.c: counted for mb_store_get_stats */
+    uint64_t articles_from_cache, articles_from_news, messages_decrypted;
 };
 
 /* A doubly linked list of waiters (account.c). */

@@ -2,6 +2,7 @@
  * the periodic saves of the users' states and the poller. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 
@@ -112,4 +113,18 @@ void mb_store_free(mb_store *st)
         st->accounts = st->accounts->next;
     }
     free(st);
+}
+
+void mb_store_get_stats(const mb_store *st, mb_store_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->articles_from_cache = st->articles_from_cache;
+    out->articles_from_news = st->articles_from_news;
+    out->messages_decrypted = st->messages_decrypted;
+    out->plaintext_bytes = st->plain_used;
+    for (const mb_account *a = st->accounts; a; a = a->next)
+        out->accounts++;
+    out->read_site = st->read_site;
+    out->site_known = st->status_written || st->sites_down;
+    out->sites_down = st->sites_down;
 }

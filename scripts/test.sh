@@ -12,7 +12,7 @@
 #
 # Environment:
 #   POSTERN_SKIP_DEPS=1     do not run scripts/install-deps.sh
-#   POSTERN_FUZZ_SECONDS=N  seconds per fuzz target (default 15: 14 targets, the whole command under ~25 min)
+#   POSTERN_FUZZ_SECONDS=N  seconds per fuzz target (default 15: 16 targets, the whole command under ~25 min)
 #   POSTERN_SKIP_ASAN=1 / POSTERN_SKIP_FUZZ=1   skip those steps (not for CI)
 #   JOBS=N                  parallel build jobs (default 2)
 set -euo pipefail

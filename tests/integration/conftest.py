@@ -349,7 +349,11 @@ class Gateway:
                  "kdf_pool_memory = 67108864"]
         if self.user:
             lines += ["user = %s" % self.user, "vault_user = %s" % self.vault_user]
+        settings = dict(settings)
+        extra = settings.pop("conf_extra", "")  # whole sections after [gateway] ("[metrics]\nlisten = ...")
         lines += ["%s = %s" % kv for kv in settings.items()]
+        if extra:
+            lines.append(extra)
         self.conf = self.dir / "gateway.conf"
         self.conf.write_text(conf + "\n" + "\n".join(lines) + "\n")
         self.conf.chmod(0o600)

@@ -9,7 +9,8 @@ import pytest
 from conftest import postern_bin
 
 COMMANDS = [["authority"], ["user"], ["user", "add"], ["user", "del"], ["deliver"], ["watch-maildir"],
-            ["lmtp"], ["verify-recipient"], ["mailbox"], ["repair"], ["config"], ["status"], ["autoconfig"], ["serve"]]
+            ["lmtp"], ["verify-recipient"], ["mailbox"], ["repair"], ["config"], ["status"], ["autoconfig"], ["serve"],
+            ["who"], ["kick"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: "-".join(c))

@@ -225,6 +225,37 @@ static void test_public_name(void **state)
     }
 }
 
+/* [metrics] listen: off by default, one numeric address, written back by pn_config_write. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    pn_config cfg;
+    char err[512];
+    assert_int_equal(load("[postern]\n", &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.n_metrics, 0);
+    assert_int_equal(load("[metrics]\nlisten = 127.0.0.1:9187\n", &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.n_metrics, 1);
+    assert_string_equal(cfg.metrics[0].addr, "127.0.0.1");
+    assert_string_equal(cfg.metrics[0].port, "9187");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    pn_config_write(&cfg, 0, f);
+    fclose(f);
+    assert_non_null(strstr(text, "[metrics]\nlisten = 127.0.0.1:9187\n"));
+    free(text);
+    /* a later line replaces an earlier one; an empty one turns it off */
+    assert_int_equal(load("[metrics]\nlisten = 127.0.0.1:1\nlisten = [::1]:2\n", &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.n_metrics, 1);
+    assert_string_equal(cfg.metrics[0].addr, "::1");
+    assert_int_equal(load("[metrics]\nlisten = 127.0.0.1:1\nlisten =\n", &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.n_metrics, 0);
+    expect_error("[metrics]\nlisten = 127.0.0.1:1, 127.0.0.1:2\n", "more than 1 listen address");
+    expect_error("[metrics]\nlisten = localhost:9187\n", "listen takes ADDR:PORT with a numeric address");
+    expect_error("[metrics]\nport = 9187\n", "unknown setting 'port' in [metrics]");
+}
+
 static void test_missing_file(void **state)
 {
     (void)state;
@@ -292,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_keyrecord_cache),
         cmocka_unit_test(test_gateway),
         cmocka_unit_test(test_public_name),
+        cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_delivery_secret),
         cmocka_unit_test(test_secrets_others_can_read_are_refused),

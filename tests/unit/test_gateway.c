@@ -241,6 +241,63 @@ static void test_walk_skips_gone_messages(void **state)
     mb_walk_free(w);
 }
 
+/* The control socket's request lines (ctlproto.c): the three requests, and every malformed
+ * or overlong line refused with a reason. */
+static void test_ctl_requests(void **state)
+{
+    (void)state;
+    gw_ctl_req q;
+    const char *why = NULL;
+    assert_int_equal(gw_ctl_parse_request("WHO", 3, &q, &why), 0);
+    assert_int_equal(q.verb, GW_CTL_WHO);
+    assert_int_equal(gw_ctl_parse_request("who\r", 4, &q, &why), 0);
+    assert_int_equal(gw_ctl_parse_request("KICK a@example.org", 18, &q, &why), 0);
+    assert_int_equal(q.verb, GW_CTL_KICK_USER);
+    assert_string_equal(q.user, "a@example.org");
+    assert_int_equal(gw_ctl_parse_request("KICK #42", 8, &q, &why), 0);
+    assert_int_equal(q.verb, GW_CTL_KICK_ID);
+    assert_int_equal(q.id, 42);
+    const char *bad[] = {"", "WHO ", "WHO x", "KICK", "KICK ", "KICK a b", "KICK #", "KICK #0", "KICK #1x",
+                         "KICK #99999999999999999999", "KICK a\tb", "KICK \x7f", "KICK caf\xc3\xa9", "HELLO",
+                         "WHOM", " WHO"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        assert_int_equal(gw_ctl_parse_request(bad[i], strlen(bad[i]), &q, &why), -1);
+        assert_non_null(why);
+    }
+    /* a NUL inside the line is not a terminator */
+    assert_int_equal(gw_ctl_parse_request("KICK a\0b", 8, &q, &why), -1);
+    char big[GW_CTL_LINE_MAX + 8];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "KICK ", 5);
+    assert_int_equal(gw_ctl_parse_request(big, sizeof big, &q, &why), -1);
+    assert_int_equal(gw_ctl_parse_request(big, 5 + PC_ADDRESS_MAX + 1, &q, &why), -1);
+    assert_int_equal(gw_ctl_parse_request(big, 5 + PC_ADDRESS_MAX, &q, &why), 0);
+}
+
+/* WHO's rows go through text and back unchanged; a row with a space or a missing or extra
+ * field is refused on either side. */
+static void test_ctl_rows(void **state)
+{
+    (void)state;
+    gw_ctl_row r = {.id = 7, .proto = "imap", .transport = "starttls", .state = "selected", .since = 1700000000,
+                    .idle = 12, .client = "[::1]:4321", .user = "a@example.org"};
+    char line[GW_CTL_REPLY_MAX];
+    assert_true(gw_ctl_format_row(&r, line, sizeof line) > 0);
+    assert_string_equal(line, "S 7 imap starttls selected 1700000000 12 [::1]:4321 a@example.org");
+    gw_ctl_row back;
+    assert_int_equal(gw_ctl_parse_row(line, &back), 0);
+    assert_memory_equal(&r, &back, sizeof r);
+    snprintf(r.user, sizeof r.user, "a b");
+    assert_int_equal(gw_ctl_format_row(&r, line, sizeof line), -1);
+    assert_int_equal(gw_ctl_format_row(&back, line, 20), -1); /* does not fit */
+    const char *bad[] = {"S 7 imap tls selected 1 2 c", "S 7 imap tls selected 1 2 c u x", "S x imap tls s 1 2 c u",
+                         "S 7 imap tls s -1 2 c u", "S 7 imapimap tls s 1 2 c u", "T 7 imap tls s 1 2 c u",
+                         "S 7 imap tls s 1 2 c u ", "S 7  imap tls s 1 2 c u", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(gw_ctl_parse_row(bad[i], &back), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_command_checks),   cmocka_unit_test(test_list_match),
         cmocka_unit_test(test_pem_frames),       cmocka_unit_test(test_tls_ctx_rejects_garbage),
         cmocka_unit_test(test_walk_skips_gone_messages),
+        cmocka_unit_test(test_ctl_requests),     cmocka_unit_test(test_ctl_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
