@@ -68,6 +68,13 @@ int ps_sandbox_enter(enum ps_sandbox_role role, char *err, size_t errlen)
         snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
         return -1;
     }
+    /* API level 1: load with prctl(PR_SET_SECCOMP) and never probe with seccomp(2), which
+     * systemd's SystemCallFilter=@system-service (our units) does not allow and answers by
+     * killing the process; prctl is in @process. No thread exists yet, so no TSYNC needed. */
+    if (seccomp_api_set(1) != 0) {
+        snprintf(err, errlen, "seccomp: cannot select the prctl interface");
+        return -1;
+    }
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx) {
         snprintf(err, errlen, "seccomp: cannot start a filter");

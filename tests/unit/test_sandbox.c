@@ -16,6 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/syscall.h>
+
 #include "sandbox/sandbox.h"
 
 /* Runs fn in a child after ps_sandbox_enter(role); the child's exit code (0: all held). */
@@ -117,12 +121,47 @@ static void test_checks_can_fail(void **unused)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
 }
 
+/* Under systemd's SystemCallFilter=@system-service (the units') the seccomp(2) call kills the
+ * process: entering the sandbox there must get by with prctl. */
+static int under_system_service_filter(void)
+{
+    /* raw BPF, not libseccomp, so that the library's own state is what the sandbox sets */
+    struct sock_filter prog[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_seccomp, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fprog = {sizeof prog / sizeof prog[0], prog};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog) != 0)
+        return 50;
+    char err[160];
+    if (ps_sandbox_enter(PS_SANDBOX_VAULT, err, sizeof err) != 0)
+        return 51;
+    return denied(socket(AF_INET, SOCK_STREAM, 0)) ? 0 : 52;
+}
+
+static void test_inside_systemd_filter(void **unused)
+{
+    (void)unused;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(under_system_service_filter());
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status))
+        fail_msg("killed by signal %d (seccomp(2) called under a filter that forbids it)", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vault),
         cmocka_unit_test(test_network),
         cmocka_unit_test(test_checks_can_fail),
+        cmocka_unit_test(test_inside_systemd_filter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
