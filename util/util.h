@@ -34,6 +34,8 @@ void pu_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 enum pu_level { PU_ERROR, PU_WARN, PU_INFO, PU_DEBUG };
 extern int pu_log_verbose; /* 1: PU_DEBUG lines too */
 void pu_log(enum pu_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Looks again whether stderr is the journal (log.c): after stderr was redirected (tests). */
+void pu_log_reset(void);
 
 /* Reads a password: from the terminal without echo (prompt, and a second prompt to confirm
  * when confirm != 0), or, when from_fd >= 0, the first line of that descriptor (no prompt).

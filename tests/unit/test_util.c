@@ -12,6 +12,11 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include <regex.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "util/sasl.h"
 #include "util/util.h"
 
@@ -48,6 +53,58 @@ static void test_plain_ok(void **state)
     assert_int_equal(pu_sasl_plain("AHRlc3QAMTIzNA==", 16, buf, sizeof buf, 0, &p), PU_PLAIN_OK);
     assert_string_equal(p.authcid, "test");
     assert_string_equal(p.password, "1234");
+}
+
+/* One log line written with stderr on a pipe; journal: JOURNAL_STREAM names that pipe. */
+static void log_line(bool journal, enum pu_level level, char *out, size_t outlen)
+{
+    int p[2], saved = dup(STDERR_FILENO);
+    assert_int_equal(pipe(p), 0);
+    assert_true(dup2(p[1], STDERR_FILENO) >= 0);
+    struct stat st;
+    assert_int_equal(fstat(p[1], &st), 0);
+    char js[64];
+    snprintf(js, sizeof js, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    if (journal)
+        setenv("JOURNAL_STREAM", js, 1);
+    else
+        unsetenv("JOURNAL_STREAM");
+    pu_log_reset();
+    pu_log(level, "the %s message", "test");
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(p[1]);
+    ssize_t n = read(p[0], out, outlen - 1);
+    close(p[0]);
+    assert_true(n > 0);
+    out[n] = '\0';
+    unsetenv("JOURNAL_STREAM");
+    pu_log_reset();
+}
+
+static void matches(const char *re, const char *s)
+{
+    regex_t r;
+    assert_int_equal(regcomp(&r, re, REG_EXTENDED | REG_NOSUB), 0);
+    int rc = regexec(&r, s, 0, NULL, 0);
+    regfree(&r);
+    if (rc != 0)
+        fail_msg("'%s' does not match /%s/", s, re);
+}
+
+static void test_log_lines(void **state)
+{
+    (void)state;
+    char line[256];
+    /* anywhere but the journal: a UTC time stamp (its shape, not its value), then the level */
+    log_line(false, PU_WARN, line, sizeof line);
+    matches("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z postern\\[[0-9]+\\]: warning: "
+            "the test message\n$", line);
+    /* the journal: its priority first, no time stamp */
+    log_line(true, PU_ERROR, line, sizeof line);
+    matches("^<3>postern\\[[0-9]+\\]: error: the test message\n$", line);
+    log_line(true, PU_INFO, line, sizeof line);
+    matches("^<6>postern\\[[0-9]+\\]: info: ", line);
 }
 
 static void test_plain_refused(void **state)
@@ -103,6 +160,7 @@ int main(void)
     if (sodium_init() < 0)
         return 1;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_log_lines),
         cmocka_unit_test(test_plain_ok),
         cmocka_unit_test(test_plain_refused),
         cmocka_unit_test(test_plain_buffer),
