@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/util.h"
+
 static const char *const SYNTAX_MAIL = "501 5.5.4 Syntax: MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8]";
 static const char *const SYNTAX_RCPT = "501 5.5.4 Syntax: RCPT TO:<address>";
 
@@ -57,23 +59,6 @@ static const char *parse_path(const char *p, const char *end, char *out, size_t 
     return p;
 }
 
-static int parse_u64(const char *p, size_t n, uint64_t *v)
-{
-    if (n == 0 || n > 20)
-        return -1;
-    uint64_t x = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        uint64_t d = (uint64_t)(p[i] - '0');
-        if (x > (UINT64_MAX - d) / 10)
-            return -1;
-        x = x * 10 + d;
-    }
-    *v = x;
-    return 0;
-}
-
 /* MAIL FROM:<path> params / RCPT TO:<path> params, after the verb. */
 static int parse_mail_rcpt(const char *p, const char *end, lmtp_cmd *cmd, const char **reply)
 {
@@ -116,7 +101,7 @@ static int parse_mail_rcpt(const char *p, const char *end, lmtp_cmd *cmd, const 
         const char *value = eq ? eq + 1 : p;
         size_t value_len = (size_t)(p - value);
         if (cmd->verb == LMTP_MAIL && name_len == 4 && strncasecmp(param, "SIZE", 4) == 0 && eq) {
-            if (parse_u64(value, value_len, &cmd->size) != 0) {
+            if (pu_parse_u64(value, value_len, &cmd->size) != 0) {
                 *reply = "501 5.5.4 SIZE takes a number of bytes";
                 return -1;
             }

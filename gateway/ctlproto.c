@@ -20,24 +20,6 @@ static bool token_ok(const char *p, size_t len)
     return true;
 }
 
-/* A decimal number of 1 to 20 digits that fits 64 bits. */
-static int parse_u64(const char *p, size_t len, uint64_t *out)
-{
-    if (len == 0 || len > 20)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        unsigned d = (unsigned)(p[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
 int gw_ctl_parse_request(const char *line, size_t len, gw_ctl_req *out, const char **why)
 {
     memset(out, 0, sizeof *out);
@@ -65,7 +47,7 @@ int gw_ctl_parse_request(const char *line, size_t len, gw_ctl_req *out, const ch
             return -1;
         }
         if (arg[0] == '#') {
-            if (parse_u64(arg + 1, alen - 1, &out->id) != 0 || out->id == 0) {
+            if (pu_parse_u64(arg + 1, alen - 1, &out->id) != 0 || out->id == 0) {
                 *why = "KICK #id takes a session id (a number from WHO)";
                 return -1;
             }
@@ -118,12 +100,12 @@ int gw_ctl_parse_row(const char *line, gw_ctl_row *out)
     const char *p = line + 2;
     char num[3][24];
     uint64_t since, idle;
-    if (field(&p, num[0], sizeof num[0]) != 0 || parse_u64(num[0], strlen(num[0]), &out->id) != 0 ||
+    if (field(&p, num[0], sizeof num[0]) != 0 || pu_parse_u64(num[0], strlen(num[0]), &out->id) != 0 ||
         field(&p, out->proto, sizeof out->proto) != 0 || field(&p, out->transport, sizeof out->transport) != 0 ||
         field(&p, out->state, sizeof out->state) != 0 || field(&p, num[1], sizeof num[1]) != 0 ||
-        parse_u64(num[1], strlen(num[1]), &since) != 0 || since > (uint64_t)1 << 62 ||
+        pu_parse_u64(num[1], strlen(num[1]), &since) != 0 || since > (uint64_t)1 << 62 ||
         field(&p, num[2], sizeof num[2]) != 0 ||
-        parse_u64(num[2], strlen(num[2]), &idle) != 0 ||
+        pu_parse_u64(num[2], strlen(num[2]), &idle) != 0 ||
         field(&p, out->client, sizeof out->client) != 0 || field(&p, out->user, sizeof out->user) != 0 || *p)
         return -1;
     out->since = (long long)since;

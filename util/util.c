@@ -348,6 +348,23 @@ void pu_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+int pu_parse_u64(const char *p, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 20)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
 long long pu_now_ms(void)
 {
     struct timespec ts;

@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* sysexits(3) values, spelled out so the MTA-facing meaning is visible where they are used. */
 enum {
@@ -30,7 +31,8 @@ extern int pu_quiet;
 void pu_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The daemon's log (log.c): "postern[pid]: level: message" on stderr, one write per line, so
- * processes and threads never interleave mid-line; journald takes it from there. */
+ * processes and threads never interleave mid-line; led by the UTC time, or by the syslog
+ * priority when stderr is the journal. */
 enum pu_level { PU_ERROR, PU_WARN, PU_INFO, PU_DEBUG };
 extern int pu_log_verbose; /* 1: PU_DEBUG lines too */
 void pu_log(enum pu_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -60,6 +62,9 @@ long pu_read_secret_file(const char *path, char *buf, size_t cap, char *err, siz
 int pu_write_all(int fd, const void *data, size_t len);
 /* Milliseconds of CLOCK_MONOTONIC: for timeouts and TTLs a clock step neither ends nor extends. */
 long long pu_now_ms(void);
+/* A decimal number of len bytes (1 to 20 digits, nothing else) that fits 64 bits, into *out:
+ * 0, or -1 (out untouched). For bounded protocol parsers: no sign, no spaces, no locale. */
+int pu_parse_u64(const char *p, size_t len, uint64_t *out);
 
 /* Writes data to path atomically (temp file + rename) with the given mode; 0 or -1. */
 int pu_write_file_atomic(const char *path, const void *data, size_t len, int mode);
