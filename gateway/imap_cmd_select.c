@@ -94,10 +94,11 @@ void gw_status_untagged(session *s, const mb_folder *f, unsigned items)
 {
     unsigned saved = s->imap->status_items;
     s->imap->status_items = items;
+    mb_folder counted = *f;
     if (f->special == MB_INBOX)
         status_reply(s); /* as the last scan left it: LIST-STATUS does not wait for a scan */
-    else
-        status_line(s, f->name, strlen(f->name), f->messages, 0, f->uidnext, f->uidvalidity, f->unseen);
+    else if (mb_folder_counts(s->account, &counted) == MB_FOLDER_OK)
+        status_line(s, f->name, strlen(f->name), counted.messages, 0, f->uidnext, f->uidvalidity, counted.unseen);
     s->imap->status_items = saved;
 }
 

@@ -25,20 +25,7 @@ static mb_folder_rc from_mstate(int rc)
 static const mb_special specials[MSTATE_FIXED_FOLDERS] = {MB_INBOX, MB_SENT,  MB_DRAFTS,
                                                           MB_TRASH, MB_JUNK, MB_ARCHIVE};
 
-typedef struct counts {
-    size_t messages, unseen;
-} counts;
-
-static int count_one(void *arg, uint32_t uid, const uint8_t key[MSTATE_MSGKEY_BYTES], const mstate_view *v)
-{
-    counts *c = arg;
-    (void)uid, (void)key;
-    c->messages++;
-    c->unseen += !(v->flags & MSTATE_SEEN);
-    return 0;
-}
-
-static void fill(const mstate *ms, const mstate_folder *f, mb_folder *out)
+static void fill(const mstate *ms, const mstate_folder *f, mb_folder *out, bool counts)
 {
     memset(out, 0, sizeof *out);
     out->id = f->id;
@@ -50,12 +37,8 @@ static void fill(const mstate *ms, const mstate_folder *f, mb_folder *out)
     out->subscribed = f->subscribed;
     out->uidvalidity = f->uidvalidity;
     out->uidnext = f->uid_next;
-    if (f->id != MSTATE_INBOX) {
-        counts c = {0, 0};
-        mstate_foreach_uid(ms, f->id, count_one, &c);
-        out->messages = c.messages;
-        out->unseen = c.unseen;
-    }
+    if (counts && f->id != MSTATE_INBOX)
+        mstate_folder_count(ms, f->id, &out->messages, &out->unseen);
 }
 
 static int by_name(const void *a, const void *b)
@@ -81,7 +64,7 @@ mb_folder_rc mb_folders(mb_account *a, mb_folder **out, size_t *n)
         return MB_FOLDER_NOMEM;
     }
     for (size_t i = 0; i < k; i++)
-        fill(ms, &f[i], &list[i]);
+        fill(ms, &f[i], &list[i], false);
     free(f);
     if (k > MSTATE_FIXED_FOLDERS)
         qsort(list + MSTATE_FIXED_FOLDERS, k - MSTATE_FIXED_FOLDERS, sizeof *list, by_name);
@@ -105,9 +88,19 @@ mb_folder_rc mb_folder_find(mb_account *a, const char *name, mb_folder *out)
         return from_mstate(rc);
     for (size_t i = 0; i < k; i++)
         if (f[i].id == id)
-            fill(ms, &f[i], out);
+            fill(ms, &f[i], out, true);
     free(f);
     return MB_FOLDER_OK;
+}
+
+mb_folder_rc mb_folder_counts(mb_account *a, mb_folder *f)
+{
+    mstate *ms = mb_replica_state(a);
+    if (!ms)
+        return MB_FOLDER_UNAVAILABLE;
+    if (f->special == MB_INBOX)
+        return MB_FOLDER_OK;
+    return from_mstate(mstate_folder_count(ms, f->id, &f->messages, &f->unseen));
 }
 
 mb_folder_rc mb_folder_create(mb_account *a, const char *name)
@@ -146,7 +139,8 @@ mb_folder_rc mb_folder_create(mb_account *a, const char *name)
     return from_mstate(rc);
 }
 
-/* The folders at or below name (name itself first), as ids; *out malloc'd. */
+/* The folders at or below name, their ids and names (*ids, *names malloc'd). The order does
+ * not matter: RENAME checks every new name before it renames any. */
 static mb_folder_rc subtree(mstate *ms, const char *name, uint32_t **ids, char ***names, size_t *n)
 {
     mstate_folder *f;
@@ -173,14 +167,6 @@ static mb_folder_rc subtree(mstate *ms, const char *name, uint32_t **ids, char *
             return MB_FOLDER_NOMEM;
         }
         (*ids)[m++] = f[i].id;
-        if (self && m > 1) { /* keep the folder itself first */
-            uint32_t t = (*ids)[0];
-            (*ids)[0] = (*ids)[m - 1];
-            (*ids)[m - 1] = t;
-            char *s = (*names)[0];
-            (*names)[0] = (*names)[m - 1];
-            (*names)[m - 1] = s;
-        }
     }
     free(f);
     *n = m;

@@ -223,7 +223,8 @@ typedef struct mb_folder {
     mb_special special;
     bool subscribed;
     uint32_t uidvalidity, uidnext;
-    size_t messages, unseen; /* not for the INBOX: its figures come from the mailbox (mb_mbox) */
+    size_t messages, unseen; /* mb_folder_find and mb_folder_counts only, and never for the
+                                INBOX: its figures come from the mailbox (mb_mbox) */
 } mb_folder;
 typedef enum mb_folder_rc {
     MB_FOLDER_OK = 0,
@@ -235,11 +236,13 @@ typedef enum mb_folder_rc {
     MB_FOLDER_NOMEM,
     MB_FOLDER_UNAVAILABLE, /* the account has no replicated state (it could not be set up) */
 } mb_folder_rc;
-/* Every folder, INBOX and special-use ones first, then user folders sorted by name; *out
- * malloc'd (free it). */
+/* Every folder, INBOX and special-use ones first, then user folders sorted by name, without
+ * their counts (a LIST needs none); *out malloc'd (free it). */
 mb_folder_rc mb_folders(mb_account *a, mb_folder **out, size_t *n);
-/* The folder shown under name ("INBOX" in any case). */
+/* The folder shown under name ("INBOX" in any case), its counts included. */
 mb_folder_rc mb_folder_find(mb_account *a, const char *name, mb_folder *out);
+/* Fills f->messages and f->unseen (a folder of mb_folders, which leaves them 0). */
+mb_folder_rc mb_folder_counts(mb_account *a, mb_folder *f);
 /* CREATE (a trailing '/' is dropped; missing superior levels are created too, RFC 9051 6.3.4). */
 mb_folder_rc mb_folder_create(mb_account *a, const char *name);
 /* DELETE of a user folder: its messages leave it (those in no other folder are cancelled);

@@ -103,8 +103,9 @@ void mb_replica_fetch_run(mb_state_fetch *f, ps_pool *sites, size_t site);
  * for another site to), rebuilds the mailbox's list of messages by UID and brings the user's
  * state up to the merge. Frees f's contents. */
 void mb_replica_scanned(mb_account *a, mb_state_fetch *f, bool ok);
-/* folders.c's way in: the account's mstate (NULL when it has none), and "it changed": the
- * change goes out in the next delta, the lists are rebuilt and the watchers hear. */
+/* folders.c's way in: the account's mstate (NULL when it has none), and "a folder changed":
+ * the change goes out in the next delta and the watchers hear (the INBOX's list of messages
+ * is not rebuilt: folder changes do not touch it). */
 struct mstate *mb_replica_state(mb_account *a);
 uint64_t mb_replica_now_ms(void); /* wall clock: the state's stamps are hybrid logical clocks */
 void mb_replica_changed(mb_account *a);

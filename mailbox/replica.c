@@ -501,7 +501,7 @@ void mb_replica_changed(mb_account *a)
 {
     if (!a->rep)
         return;
-    a->rep->list_stale = true;
+    /* no list_stale: folder changes leave the INBOX's numbering alone, so its list stands */
     touch(a);
     mb_account_changed(a);
 }

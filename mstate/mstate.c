@@ -1493,12 +1493,13 @@ int mstate_copy(mstate *st, uint32_t from, const uint8_t key[MSTATE_MSGKEY_BYTES
     if (!st || !key)
         return MSTATE_EINVAL;
     space *ssp, *dsp;
-    if (!mstate_folder_exists(st, from) || live_entry(st, from, key, &ssp) < 0)
+    long si = mstate_folder_exists(st, from) ? live_entry(st, from, key, &ssp) : -1;
+    if (si < 0)
         return MSTATE_EINVAL;
     if (!mstate_folder_exists(st, to))
         return MSTATE_ENOFOLDER;
-    if (!(dsp = get_space(st, to)) || !(ssp = find_space(st, from)))
-        return MSTATE_ENOMEM; /* get_space may have moved the space table: look again */
+    if (!get_space(st, to)) /* spaces are allocated one by one: ssp stays valid */
+        return MSTATE_ENOMEM;
     long have = live_entry(st, to, key, &dsp);
     if (have >= 0) {
         if (uid)
@@ -1510,8 +1511,9 @@ int mstate_copy(mstate *st, uint32_t from, const uint8_t key[MSTATE_MSGKEY_BYTES
     if (rc != MSTATE_OK)
         return rc;
     /* the flags and keywords as they are now, stamped anew: the copy is a new entry, and its
-     * registers must beat nothing but what is done to it later */
-    const entry *s = &ssp->ent[live_entry(st, from, key, &ssp)];
+     * registers must beat nothing but what is done to it later (from != to here: a copy into
+     * its own folder found itself above, so ssp's entries did not move) */
+    const entry *s = &ssp->ent[si];
     entry *d = &dsp->ent[at];
     if (s->nreg && (rc = reserve_regs(d, s->nreg)) == MSTATE_OK) {
         for (unsigned r = 0; r < s->nreg; r++)
@@ -1680,12 +1682,27 @@ int mstate_folder_subscribe(mstate *st, uint32_t id, int on, uint64_t now_ms)
     return MSTATE_OK;
 }
 
-static size_t live_count(const space *sp)
+int mstate_folder_count(const mstate *st, uint32_t id, size_t *messages, size_t *unseen)
 {
-    size_t n = 0;
-    for (size_t i = 0; sp && i < sp->n; i++)
-        n += effective_uid(sp, &sp->ent[i]) != 0;
-    return n;
+    *messages = *unseen = 0;
+    if (!mstate_folder_exists(st, id))
+        return MSTATE_ENOFOLDER;
+    const space *sp = find_space(st, id);
+    for (size_t i = 0; sp && i < sp->n; i++) {
+        const entry *e = &sp->ent[i];
+        if (!effective_uid(sp, e))
+            continue;
+        (*messages)++;
+        const reg *seen = find_reg(e, 0);
+        *unseen += !(seen && seen->val);
+    }
+    return MSTATE_OK;
+}
+
+static int folder_id_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const mstate_folder *)a)->id, y = ((const mstate_folder *)b)->id;
+    return (x > y) - (x < y);
 }
 
 typedef struct name_ref {
@@ -1749,15 +1766,9 @@ int mstate_folders(const mstate *st, mstate_folder **out, size_t *n)
         const space *sp = find_space(st, f[i].id);
         f[i].uidvalidity = mstate_folder_uidvalidity(st, f[i].id);
         f[i].uid_next = sp ? sp->horizon + 1 : 1;
-        f[i].messages = live_count(sp);
     }
     /* fixed folders first, then user folders by id */
-    for (size_t i = MSTATE_FIXED_FOLDERS + 1; i < k; i++)
-        for (size_t j = i; j > MSTATE_FIXED_FOLDERS && f[j - 1].id > f[j].id; j--) {
-            mstate_folder t = f[j];
-            f[j] = f[j - 1];
-            f[j - 1] = t;
-        }
+    qsort(f + MSTATE_FIXED_FOLDERS, k - MSTATE_FIXED_FOLDERS, sizeof *f, folder_id_cmp);
     *out = f;
     *n = k;
     return MSTATE_OK;

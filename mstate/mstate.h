@@ -197,12 +197,14 @@ typedef struct mstate_folder {
     int subscribed;
     uint32_t uidvalidity;
     uint32_t uid_next;
-    size_t messages; /* with a UID, not expunged */
 } mstate_folder;
 /* The folders that exist, INBOX and special-use ones first, then user folders by id; *out
  * malloc'd (free it), *n of them. Two live user folders of one name (concurrent create of a
  * name after a delete, or renames) both show: the one named first keeps the name. */
 int mstate_folders(const mstate *st, mstate_folder **out, size_t *n);
+/* The messages a folder shows (with a UID, not expunged) and those of them without \Seen:
+ * one pass over its entries, so a LIST or STATUS pays it only for the folders it reports. */
+int mstate_folder_count(const mstate *st, uint32_t id, size_t *messages, size_t *unseen);
 /* The folder shown under name ("INBOX" in any case), into *id; MSTATE_ENOFOLDER if none. */
 int mstate_folder_find(const mstate *st, const char *name, uint32_t *id);
 /* 1 if the folder exists (the fixed ones always do). */
