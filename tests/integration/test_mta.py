@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import _free_port
 from test_lmtp import Server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,15 +136,6 @@ def out(r):
     return (r.stdout + r.stderr).decode(errors="replace")
 
 
-def free_port(addr):
-    s = socket.socket()
-    try:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
 def wait_for(cond, timeout, what):
     deadline = time.monotonic() + timeout
     while True:
@@ -226,7 +218,7 @@ class Postfix:
 
     def __init__(self, dir, addr, main_extra, master_extra=""):
         self.dir, self.addr = Path(dir), addr
-        self.port = free_port(addr)
+        self.port = _free_port(addr)
         self.etc, self.spool, self.data = self.dir / "etc", self.dir / "spool", self.dir / "data"
         self.log = self.dir / "maillog"
         self.dir.mkdir(mode=0o755, exist_ok=True)
@@ -459,7 +451,7 @@ class Exim:
 
     def __init__(self, dir, addr, conf, lmtp_socket, postern):
         self.dir, self.addr = Path(dir), addr
-        self.port = free_port(addr)
+        self.port = _free_port(addr)
         self.spool, self.logdir = self.dir / "spool", self.dir / "log"
         pw = pwd.getpwnam("Debian-exim")
         for d in (self.spool, self.logdir):
