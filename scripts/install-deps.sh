@@ -101,7 +101,7 @@ unpack_exim() {
     fi
     # the user exim4-base's postinst would make; the tests' Exim runs as it
     getent passwd Debian-exim >/dev/null ||
-        adduser --system --group --quiet --home /var/spool/exim4 --no-create-home Debian-exim
+        adduser --system --group --quiet --allow-bad-names --home /var/spool/exim4 --no-create-home Debian-exim
     exim_unpacked || die "no usr/sbin/exim4 in the unpacked ${EXIM_PACKAGES[*]}"
 }
 
@@ -143,7 +143,14 @@ fi
 if [ "$INN_NEW" = 1 ]; then set_inn_domain; fi
 if dpkg --audit 2>/dev/null | grep -q .; then
     say "dpkg --configure -a (finishing half-configured packages)"
-    dpkg --configure -a
+    # inn2's postinst appends 'usenet: root' to /etc/aliases and then runs newaliases, which
+    # fails while Postfix is unconfigured (no main.cf); the alias is written by then, so a
+    # second pass does not run newaliases again and succeeds.  Whether this happens depends
+    # on the order apt configures the two packages in.
+    if ! dpkg --configure -a; then
+        say "dpkg --configure -a failed once (inn2 postinst's newaliases without a Postfix main.cf); once more"
+        dpkg --configure -a
+    fi
 fi
 
 mapfile -t MISSING < <(missing_packages)
