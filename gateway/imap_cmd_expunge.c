@@ -1,6 +1,6 @@
 /* EXPUNGE, UID EXPUNGE (RFC 4315) and CLOSE (RFC 3501 6.4.1, 6.4.3): messages marked
- * \Deleted leave the user's view for good (the state records them as removed; the article
- * stays on the news server until INN expires it, still encrypted). */
+ * \Deleted leave the folder for good, at every site (the replicated state's tombstone); a
+ * message no other folder holds has its article cancelled on every news server. */
 #include <stdlib.h>
 
 #include "gateway/mailbox.h"
@@ -12,12 +12,11 @@ static size_t remove_deleted(session *s, const size_t *idx, size_t n, bool all)
     size_t count = all ? s->imap->view->mv.n : n;
     for (size_t k = 0; k < count; k++) {
         size_t i = all ? k : idx[k];
-        const char *id = gw_view_msgid(s, i);
-        if (!id)
+        if (!gw_view_msgid(s, i))
             continue;
         userstate_msg st;
-        userstate_get(mb_account_state(s->account), id, &st);
-        if ((st.flags & US_DELETED) && mb_state_remove(s->account, id) == US_OK)
+        gw_view_state(s, i, &st);
+        if ((st.flags & US_DELETED) && mb_view_expunge(&s->imap->view->mv, s->account, i) == US_OK)
             removed++;
     }
     return removed;
@@ -53,7 +52,7 @@ gw_result gw_cmd_close(session *s, const pi_command *cmd)
 {
     (void)cmd;
     mb_account *a = s->account;
-    bool changed = !s->imap->view->mv.readonly && !s->imap->view->empty_folder && remove_deleted(s, NULL, 0, true);
+    bool changed = !s->imap->view->mv.readonly && remove_deleted(s, NULL, 0, true);
     gw_view_close(s);
     gw_session_enter(s, S_AUTH);
     if (changed)

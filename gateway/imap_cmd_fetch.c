@@ -358,7 +358,7 @@ static void finish(void *ctx, unsigned failed)
     s->imap->fetch = NULL;
     fetch_free(f);
     if (changed) {
-        s->imap->view->mv.modseq_seen = userstate_modseq(mb_account_state(s->account));
+        s->imap->view->mv.modseq_seen = mb_view_modseq(&s->imap->view->mv, s->account);
         mb_account_changed(s->account);
     }
     gw_view_sync(s, false);

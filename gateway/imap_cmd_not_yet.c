@@ -1,6 +1,6 @@
-/* APPEND, COPY and MOVE until they are built on the folders (issue 13): nothing can be stored
- * in postern's mailboxes by clients yet, which RFC 3501 lets a server refuse: clients get a
- * clear NO [CANNOT] instead of an error they cannot explain. */
+/* APPEND until it is built on the folders (issue 13): a client's own messages cannot be
+ * stored in postern's mailboxes yet, which RFC 3501 lets a server refuse: clients get a clear
+ * NO [CANNOT] instead of an error they cannot explain. */
 #include <stdlib.h>
 #include <strings.h>
 

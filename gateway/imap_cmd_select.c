@@ -1,8 +1,7 @@
 /* SELECT, EXAMINE (RFC 3501 6.3.1, 6.3.2) and STATUS (6.3.10). INBOX is the user's group; the
- * other folders (mailbox/folders.c) have their UIDVALIDITY and UIDNEXT from the replicated
- * state and select read-only and empty until messages can be filed in them (COPY, APPEND:
- * issue 13). For the INBOX the group is scanned first, so the counts include mail delivered
- * just before. */
+ * other folders (mailbox/folders.c) hold the messages the replicated state files there
+ * (COPY, MOVE, APPEND). The group is scanned first, so what a folder shows includes mail
+ * delivered (or copied at another site) just before. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,9 +129,9 @@ unsigned gw_status_items(session *s, const pi_arg *items)
     return want;
 }
 
-static void select_reply(session *s, bool readonly)
+static void select_reply(session *s, uint32_t folder, bool readonly)
 {
-    if (gw_view_open(s, readonly) != 0) {
+    if (gw_view_open(s, folder, readonly) != 0) {
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return;
     }
@@ -149,32 +148,8 @@ void gw_select_scanned(session *s, const char *no_text)
     else if (s->imap->scan_status)
         status_reply(s), gw_tagged(s, "OK STATUS completed");
     else
-        select_reply(s, s->imap->scan_readonly);
+        select_reply(s, s->imap->scan_folder, s->imap->scan_readonly);
     gw_session_done(s);
-}
-
-/* A folder other than the INBOX: a view with no messages that never changes, until messages
- * can be filed there. */
-static void select_empty(session *s, const mb_folder *f, bool readonly)
-{
-    gw_view *v = calloc(1, sizeof *v);
-    if (!v) {
-        gw_tagged(s, "NO [SERVERBUG] Out of memory");
-        return;
-    }
-    v->mv.readonly = readonly;
-    v->empty_folder = true;
-    v->mv.uidvalidity = f->uidvalidity;
-    s->imap->view = v;
-    gw_view_watch(s);
-    gw_session_enter(s, S_SELECTED);
-    gw_untagged(s, "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
-    gw_untagged(s, "OK [PERMANENTFLAGS ()] Nothing can be stored here yet");
-    gw_untagged(s, "0 EXISTS");
-    gw_untagged(s, "0 RECENT");
-    gw_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", f->uidvalidity);
-    gw_untagged(s, "OK [UIDNEXT %u] Predicted next UID", f->uidnext);
-    gw_tagged(s, "OK [READ-ONLY] %s completed", readonly ? "EXAMINE" : "SELECT");
 }
 
 /* Scans the user's group first, also when the poller watches it (it looks once a second):
@@ -200,10 +175,7 @@ static gw_result select_or_examine(session *s, const pi_command *cmd, bool reado
     int kind = which_mailbox(s, &cmd->args[0], &f);
     if (kind <= 0)
         return GW_DONE;
-    if (kind == 2) {
-        select_empty(s, &f, readonly);
-        return GW_DONE;
-    }
+    s->imap->scan_folder = kind == 2 ? f.id : MB_INBOX_ID;
     s->imap->scan_readonly = readonly;
     s->imap->scan_status = false;
     return wait_for_scan(s);

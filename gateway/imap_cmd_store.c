@@ -107,18 +107,18 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
     mb_account *a = s->account;
     bool changed = false;
     pu_buf b = PU_BUF_INIT;
+    const mb_view *v = &s->imap->view->mv;
     for (size_t k = 0; k < n; k++) {
-        const char *id = gw_view_msgid(s, idx[k]);
-        if (!id)
+        if (!gw_view_msgid(s, idx[k]))
             continue;
-        uint64_t before = userstate_modseq(mb_account_state(a));
-        if (mb_state_store(a, id, op, flags, kw) != US_OK)
+        uint64_t before = mb_view_modseq(v, a);
+        if (mb_view_store(v, a, idx[k], op, flags, kw) != US_OK)
             continue;
-        changed |= userstate_modseq(mb_account_state(a)) != before;
+        changed |= mb_view_modseq(v, a) != before;
         if (silent)
             continue;
         userstate_msg st;
-        userstate_get(mb_account_state(a), id, &st);
+        gw_view_state(s, idx[k], &st);
         pu_buf_printf(&b, "* %zu FETCH (", idx[k] + 1);
         if (cmd->uid)
             pu_buf_printf(&b, "UID %u ", gw_view_uid(s->imap->view, idx[k]));
@@ -134,7 +134,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
         gw_write(s, b.data, b.len);
     pu_buf_free(&b);
     free(idx);
-    s->imap->view->mv.modseq_seen = userstate_modseq(mb_account_state(a));
+    s->imap->view->mv.modseq_seen = mb_view_modseq(v, a);
     if (changed)
         mb_account_changed(a);
     gw_account_warn_unsaved(s);

@@ -8,7 +8,7 @@
 /* Only what works today: nothing is advertised before it is implemented. */
 #define BASE_CAPS                                                                                              \
     "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE SORT "           \
-    "SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS"
+    "SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS MOVE"
 
 unsigned gw_caps_for(enum session_state st, bool tls, bool tls_available, bool allow_plaintext_auth)
 {
@@ -71,8 +71,8 @@ static const gw_command commands[] = {
     {"THREAD", gw_cmd_thread, GW_CMD_SELECTED | GW_CMD_UID, 3, GW_ARGS_ANY},
     {"FETCH", gw_cmd_fetch, GW_CMD_SELECTED | GW_CMD_UID, 2, 3},
     {"STORE", gw_cmd_store, GW_CMD_SELECTED | GW_CMD_UID, 3, 4},
-    {"COPY", gw_cmd_cannot, GW_CMD_SELECTED | GW_CMD_UID, 2, 2},
-    {"MOVE", gw_cmd_cannot, GW_CMD_SELECTED | GW_CMD_UID, 2, 2},
+    {"COPY", gw_cmd_copy, GW_CMD_SELECTED | GW_CMD_UID, 2, 2},
+    {"MOVE", gw_cmd_move, GW_CMD_SELECTED | GW_CMD_UID, 2, 2},
 };
 
 const gw_command *gw_command_find(const char *verb, bool uid)

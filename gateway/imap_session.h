@@ -21,6 +21,7 @@ struct gw_imap {
     mb_watcher watcher;    /* the account's changes, while a mailbox is selected */
     bool scan_readonly;    /* SELECT/EXAMINE/STATUS waits for a scan: as EXAMINE */
     bool scan_status;      /* ... as STATUS */
+    uint32_t scan_folder;  /* ... of this folder (mb_folder.id) */
     unsigned status_items; /* STATUS: which items (imap_cmd_select.c) */
     enum session_state idle_prev; /* IDLE: the state to return to */
     bool idle_done_wait;   /* IDLE: waiting for DONE */

@@ -13,12 +13,11 @@
 /* ---- view.c: one session's numbering of the mailbox, rendered as IMAP ---- */
 typedef struct gw_view {
     mb_view mv;            /* the numbering (mailbox/view.c) */
-    bool empty_folder;     /* Sent, Drafts, Trash: nothing stored there yet */
     uint64_t keywords_gen; /* the keyword table's generation at the last FLAGS sent */
 } gw_view;
 
 /* SELECT/EXAMINE once the first scan is there: builds s->view, writes the untagged replies. */
-int gw_view_open(session *s, bool readonly);
+int gw_view_open(session *s, uint32_t folder, bool readonly);
 void gw_view_close(session *s);
 /* s hears of the account's changes while a mailbox is selected (gw_view_open does it). */
 void gw_view_watch(session *s);

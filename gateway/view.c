@@ -19,12 +19,7 @@ const char *gw_view_msgid(session *s, size_t i)
 
 void gw_view_state(session *s, size_t i, userstate_msg *out)
 {
-    const char *id = gw_view_msgid(s, i);
-    if (!id) {
-        memset(out, 0, sizeof *out);
-        return;
-    }
-    userstate_get(mb_account_state(s->account), id, out);
+    mb_view_state(&s->imap->view->mv, s->account, i, out);
 }
 
 static const char *const system_flags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
@@ -87,7 +82,7 @@ static void flags_lines(session *s, pu_buf *b)
 
 void gw_view_announce_flags(session *s)
 {
-    if (!s->imap->view || s->imap->view->empty_folder || !s->account ||
+    if (!s->imap->view || !s->account ||
         userstate_keyword_gen(mb_account_state(s->account)) == s->imap->view->keywords_gen)
         return;
     pu_buf b = PU_BUF_INIT;
@@ -96,11 +91,11 @@ void gw_view_announce_flags(session *s)
     pu_buf_free(&b);
 }
 
-int gw_view_open(session *s, bool readonly)
+int gw_view_open(session *s, uint32_t folder, bool readonly)
 {
     mb_account *a = s->account;
     gw_view *v = calloc(1, sizeof *v);
-    if (!v || mb_view_open(&v->mv, a, readonly) != 0) {
+    if (!v || mb_view_open(&v->mv, a, folder, readonly) != 0) {
         free(v);
         return -1;
     }
@@ -166,7 +161,7 @@ static const mb_view_sink imap_sink = {out_expunge, out_exists, out_flags};
 void gw_view_sync(session *s, bool expunges)
 {
     gw_view *v = s->imap ? s->imap->view : NULL;
-    if (!v || v->empty_folder || s->dead || !s->account)
+    if (!v || s->dead || !s->account)
         return;
     gw_view_announce_flags(s); /* a keyword new to the mailbox, before a FETCH shows it */
     pu_buf b = PU_BUF_INIT;
@@ -238,14 +233,12 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
 
 bool gw_view_mark_seen(session *s, size_t i)
 {
-    if (s->imap->view->mv.readonly)
-        return false;
-    const char *id = gw_view_msgid(s, i);
-    if (!id)
+    const mb_view *v = &s->imap->view->mv;
+    if (v->readonly || !gw_view_msgid(s, i))
         return false;
     userstate_msg st;
-    userstate_get(mb_account_state(s->account), id, &st);
+    mb_view_state(v, s->account, i, &st);
     if (st.flags & US_SEEN)
         return false;
-    return mb_state_store(s->account, id, US_ADD, US_SEEN, NULL) == US_OK;
+    return mb_view_store(v, s->account, i, US_ADD, US_SEEN, NULL) == US_OK;
 }

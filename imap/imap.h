@@ -251,6 +251,9 @@ uint64_t pi_seqset_count(const pi_seqset *set);
  * number is at most exists (never when exists is 0), else the BAD text. UID sets are never
  * checked: UIDs that do not exist are skipped silently (6.4.8). */
 const char *pi_seqset_check(const pi_seqset *set, uint32_t exists);
+/* ids[0..n) (n > 0) as a sequence set in the same order: runs of consecutive ascending numbers
+ * as "a:b", the rest comma-separated (COPYUID's two sets must pair up one by one). */
+int pi_seqset_write(pu_buf *out, const uint32_t *ids, size_t n);
 /* Iterate in ascending order: pi_seqset_iter it = {0}; while (pi_seqset_next(set, &it, &v)) */
 typedef struct pi_seqset_iter {
     size_t i;

@@ -170,3 +170,18 @@ bool pi_seqset_next(const pi_seqset *set, pi_seqset_iter *it, uint32_t *v)
     }
     return true;
 }
+
+int pi_seqset_write(pu_buf *out, const uint32_t *ids, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && ids[j] != UINT32_MAX && ids[j + 1] == ids[j] + 1)
+            j++;
+        rc |= pu_buf_printf(out, i ? ",%u" : "%u", ids[i]);
+        if (j > i)
+            rc |= pu_buf_printf(out, ":%u", ids[j]);
+        i = j + 1;
+    }
+    return rc ? -1 : 0;
+}

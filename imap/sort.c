@@ -650,15 +650,7 @@ int pi_esearch_write(pu_buf *out, const char *tag, bool uid, unsigned opts, cons
         rc |= pu_buf_printf(out, " COUNT %zu", n);
     if (n && (opts & PI_ESEARCH_ALL)) {
         rc |= pu_buf_addstr(out, " ALL ");
-        for (size_t i = 0; i < n;) {
-            size_t j = i;
-            while (j + 1 < n && ids[j + 1] == ids[j] + 1)
-                j++;
-            rc |= pu_buf_printf(out, i ? ",%u" : "%u", ids[i]);
-            if (j > i)
-                rc |= pu_buf_printf(out, ":%u", ids[j]);
-            i = j + 1;
-        }
+        rc |= pi_seqset_write(out, ids, n);
     }
     return rc ? -1 : 0;
 }

@@ -300,6 +300,7 @@ static void account_release(mb_account *a)
     userstate_close(a->us);
     sodium_free(a->state_key);
     mb_loader_free(a);
+    mb_flists_free(a);
     mb_mbox_free(a->mbox);
     pu_log(PU_DEBUG, "%s: account closed", a->address);
     free(a);
@@ -666,6 +667,7 @@ void mb_unwatch(mb_account *a, mb_watcher *w)
 
 void mb_account_changed(mb_account *a)
 {
+    a->state_gen++; /* the folders' lists are rebuilt when next used */
     /* a watcher's callback may unwatch itself (a session that closes): next is read first.
      * It must not unwatch another one. */
     for (mb_watcher *w = a->watchers, *next; w; w = next) {

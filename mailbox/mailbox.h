@@ -351,7 +351,9 @@ typedef struct mb_uid_range {
 
 /* Sequence numbers are the client's: a message that vanished keeps its number until the
  * client may be told (mb_view_sync with expunges), new ones are numbered once announced. */
+#define MB_INBOX_ID 0u /* mb_folder.id of the INBOX */
 typedef struct mb_view {
+    uint32_t folder;       /* mb_folder.id: MB_INBOX_ID, or a folder of the replicated state */
     bool readonly;         /* claims no \Recent for later views */
     uint32_t uidvalidity;
     mb_uid_run *runs;      /* ascending */
@@ -365,18 +367,19 @@ typedef struct mb_view {
     size_t nrecent, recent_cap;
 } mb_view;
 
-/* v: the account's mailbox as scanned, without what the state removed; the new UIDs above
- * the user's \Recent mark become this view's \Recent (and, read-write, the mark moves). 0, or
- * -1 when out of memory. */
-int mb_view_open(mb_view *v, mb_account *a, bool readonly);
+/* v: the folder (MB_INBOX_ID: the account's mailbox as scanned, without what the state
+ * removed; the new UIDs above the user's \Recent mark become this view's \Recent and,
+ * read-write, the mark moves; another folder: its entries in the replicated state whose
+ * articles this site holds, none \Recent). 0, or -1 when out of memory. */
+int mb_view_open(mb_view *v, mb_account *a, uint32_t folder, bool readonly);
 void mb_view_free(mb_view *v);
 uint32_t mb_view_uid(const mb_view *v, size_t i); /* of message i (sequence number i + 1) */
 uint32_t mb_view_last_uid(const mb_view *v);      /* 0 if empty */
 size_t mb_view_count_up_to(const mb_view *v, uint32_t uid); /* messages with a UID up to uid */
 bool mb_view_recent(const mb_view *v, size_t i);
 size_t mb_view_count_recent(const mb_view *v);
-const char *mb_view_msgid(const mb_view *v, const mb_account *a, size_t i); /* NULL: gone from the server */
-uint64_t mb_view_uidnext(const mb_view *v, const mb_account *a);
+const char *mb_view_msgid(const mb_view *v, mb_account *a, size_t i); /* NULL: gone from the server */
+uint64_t mb_view_uidnext(const mb_view *v, mb_account *a);
 /* What a sync found, in the order a client must be told. */
 typedef struct mb_view_sink {
     void (*expunge)(void *ctx, size_t seq);       /* seq: numbered as it is at that moment */
@@ -387,6 +390,24 @@ typedef struct mb_view_sink {
  * or SEARCH, RFC 3501 7.4.1), then new ones, then flag changes. -1 when the mailbox was
  * renumbered (its UIDVALIDITY changed: the client must start over); else 0. */
 int mb_view_sync(mb_view *v, mb_account *a, bool expunges, const mb_view_sink *sink, void *ctx);
+
+/* ---- filing.c: what a client does to the messages of its view ---- */
+/* The state of message i (zeroed if none): flags and keywords of its entry in the view's
+ * folder; the INBOX's metadata cache (has_meta) when the INBOX holds it too. */
+void mb_view_state(const mb_view *v, mb_account *a, size_t i, userstate_msg *out);
+/* The change number flag changes of the view's folder have reached (a view that stored
+ * flags itself sets its modseq_seen to it, so it does not hear its own change again). */
+uint64_t mb_view_modseq(const mb_view *v, mb_account *a);
+/* STORE on message i, as userstate_store (a US_* status); also in the replicated state. */
+int mb_view_store(const mb_view *v, mb_account *a, size_t i, enum userstate_op op, unsigned flags,
+                  const uint8_t *keywords);
+/* EXPUNGE of message i from the view's folder (a US_* status); its article is cancelled on
+ * every site when no other folder holds the message. */
+int mb_view_expunge(const mb_view *v, mb_account *a, size_t i);
+/* COPY of message i into folder to (its flags and keywords go along): *uid its UID there
+ * (0 when the message was gone meanwhile: nothing copied, MB_FOLDER_OK). A message to holds
+ * already keeps its UID there. Never a re-upload: a membership in the replicated state. */
+mb_folder_rc mb_view_copy(const mb_view *v, mb_account *a, size_t i, uint32_t to, uint32_t *uid);
 
 /* ---- the article cache (artcache.c) and the state's pruning (prune.c) are internal ---- */
 

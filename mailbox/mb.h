@@ -131,6 +131,49 @@ uint64_t mb_replica_held_vault(const mb_account *a);
  * expunge. */
 void mb_replica_cancel_key(mb_account *a, const char *msgid, const uint8_t stream_key[PC_STREAM_KEY_BYTES]);
 void mb_mbox_index_drop(mb_mbox *m);
+/* A message left a folder here (EXPUNGE, MOVE): its article is cancelled on every site unless
+ * another folder still holds it. */
+void mb_replica_unfiled(mb_account *a, const char *msgid);
+/* Local changes to the mstate outside the INBOX go out in the next delta. */
+void mb_replica_touch(mb_account *a);
+
+/* ---- folderview.c: the messages of a folder other than the INBOX ---- */
+typedef struct mb_fmsg {
+    uint32_t uid;
+    uint8_t flags;                   /* US_SEEN ... */
+    bool expunged;                   /* here, since the last build (dropped at the next) */
+    uint64_t modseq;                 /* this site's change number of its flags and keywords */
+    uint64_t bytes;                  /* the article's, from the overview */
+    uint8_t kw[US_KEYWORD_SET_BYTES]; /* indexes of the user's keyword table */
+    uint8_t key[16];                 /* mstate_msgkey */
+    char msgid[PA_MSGID_MAX];
+} mb_fmsg;
+typedef struct mb_flist {
+    struct mb_flist *next;
+    uint32_t folder, uidvalidity, uidnext;
+    uint64_t gen;    /* the account's state_gen it was built at */
+    uint64_t modseq; /* the highest change number given out */
+    uint64_t gone;   /* bumped by each rebuild that dropped a UID */
+    bool built;
+    mb_fmsg *m;      /* ascending by UID */
+    size_t n;
+} mb_flist;
+/* The folder's list as the state and the last scan have it now (rebuilt if the account
+ * changed); NULL when there is no replicated state or no memory for a first build. */
+mb_flist *mb_flist_get(mb_account *a, uint32_t folder);
+long mb_flist_find(const mb_flist *fl, uint32_t uid); /* -1: none, or expunged */
+size_t mb_flist_count_up_to(const mb_flist *fl, uint32_t uid);
+/* A local STORE changed the entry with uid in folder: the list follows without a rebuild. */
+void mb_flist_touched(mb_account *a, uint32_t folder, uint32_t uid);
+void mb_flists_free(mb_account *a);
+/* Local changes the list follows without a rebuild (an EXPUNGE of 10,000 messages must not
+ * rebuild it 10,000 times): message uid expunged; folder's list rebuilt at its next use. */
+void mb_flist_expunged(mb_account *a, uint32_t folder, uint32_t uid);
+void mb_flist_invalidate(mb_account *a, uint32_t folder);
+/* view.c: the folder list's entry of message i of a folder's view, or NULL (gone). */
+const mb_fmsg *mb_view_fmsg(const mb_view *v, mb_account *a, size_t i);
+/* replica.c: the INBOX's list of messages is rebuilt now (a message was filed there again). */
+void mb_replica_relist(mb_account *a);
 
 struct mb_account {
     mb_account *next;
@@ -158,6 +201,8 @@ struct mb_account {
     struct event *deliver;         /* loader.c: finished loads are answered from the loop */
     struct mb_loading *finished;   /* ... these */
     mb_load_waiter *failed;        /* ... and waiters whose load could not even start */
+    uint64_t state_gen;            /* bumped by every change the watchers hear of */
+    struct mb_flist *flists;       /* folderview.c: the folders' lists, once a view used them */
 };
 
 void mb_accounts_save_changed(mb_store *st);

@@ -151,6 +151,7 @@ static void seen_add(struct mb_replica *r, const char *msgid)
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
 static void release_vault(mb_account *a);
 static void claim_cb(evutil_socket_t fd, short what, void *arg);
+static uint32_t uid_floor(uint64_t now);
 
 int mb_replica_init(mb_account *a)
 {
@@ -177,8 +178,11 @@ int mb_replica_init(mb_account *a)
         mb_replica_free(a);
         return -1;
     }
+    /* once per account: a UIDNEXT announced for a folder that has no UIDs yet must be the
+     * UID its first message gets (RFC 9051 2.3.1.1) */
+    mstate_set_uid_floor(r->ms, uid_floor(now_ms()));
     a->mbox->uidvalidity = mstate_uidvalidity(r->ms);
-    a->mbox->uidnext = 1;
+    a->mbox->uidnext = 1; /* until the first scan */
     return 0;
 }
 
@@ -713,6 +717,20 @@ static void cancel_expunged(mb_account *a, const char *msgid)
     mb_load(a->readers, msgid, false, &c->w, cancel_loaded, c);
 }
 
+void mb_replica_unfiled(mb_account *a, const char *msgid)
+{
+    uint8_t key[MSTATE_MSGKEY_BYTES];
+    mstate_msgkey(msgid, strlen(msgid), key);
+    if (a->rep && !mstate_held(a->rep->ms, key)) /* a copy in another folder keeps the article */
+        cancel_expunged(a, msgid);
+}
+
+void mb_replica_touch(mb_account *a)
+{
+    if (a->rep)
+        touch(a);
+}
+
 /* ---- local changes ---- */
 
 /* The mstate follows what the user's state now says of msgid. */
@@ -732,8 +750,8 @@ static void mirror(mb_account *a, const char *msgid)
             r->list_stale = true;
             touch(a);
         }
-        if (!was && !mstate_held(r->ms, key)) /* a copy in another folder keeps the article */
-            cancel_expunged(a, msgid);
+        if (!was)
+            mb_replica_unfiled(a, msgid);
         return;
     }
     if (!mstate_get(r->ms, MSTATE_INBOX, key, &v) || v.expunged)
@@ -925,7 +943,6 @@ static void assign(mb_account *a, uint64_t now)
     }
     if (nkeys || mstate_homeless(r->ms)) {
         size_t assigned = 0;
-        mstate_set_uid_floor(r->ms, uid_floor(now));
         int rc = mstate_assign(r->ms, (const uint8_t(*)[MSTATE_MSGKEY_BYTES])keys, nkeys, now, &assigned);
         r->list_stale = true;
         if (rc != MSTATE_OK)
@@ -990,6 +1007,12 @@ static void relist(mb_account *a)
     m->uidnext = mstate_uid_next(r->ms, MSTATE_INBOX);
     if (n && list[n - 1].uid >= m->uidnext)
         m->uidnext = list[n - 1].uid + 1;
+}
+
+void mb_replica_relist(mb_account *a)
+{
+    if (a->rep && a->mbox->scanned)
+        relist(a);
 }
 
 /* The user's state (what sessions read) is brought up to the mstate. */

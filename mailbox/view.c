@@ -126,28 +126,64 @@ static void claim_recent(mb_view *v, mb_account *a, uint32_t last)
         userstate_recent_raise(a->us, v->uidvalidity, last);
 }
 
-const char *mb_view_msgid(const mb_view *v, const mb_account *a, size_t i)
+const mb_fmsg *mb_view_fmsg(const mb_view *v, mb_account *a, size_t i)
 {
     if (i >= v->n)
         return NULL;
+    const mb_flist *fl = mb_flist_get(a, v->folder);
+    long k = fl ? mb_flist_find(fl, mb_view_uid(v, i)) : -1;
+    return k < 0 ? NULL : &fl->m[k];
+}
+
+const char *mb_view_msgid(const mb_view *v, mb_account *a, size_t i)
+{
+    if (i >= v->n)
+        return NULL;
+    if (v->folder != MB_INBOX_ID) {
+        const mb_fmsg *f = mb_view_fmsg(v, a, i);
+        return f ? f->msgid : NULL;
+    }
     const mb_mbox *m = a->mbox;
     long k = mb_mbox_find(m, mb_view_uid(v, i));
     return k < 0 ? NULL : m->msgs[k].msgid;
 }
 
-uint64_t mb_view_uidnext(const mb_view *v, const mb_account *a)
+uint64_t mb_view_uidnext(const mb_view *v, mb_account *a)
 {
     uint64_t next = a->mbox->uidnext ? a->mbox->uidnext : 1;
+    if (v->folder != MB_INBOX_ID) {
+        const mb_flist *fl = mb_flist_get(a, v->folder);
+        next = fl && fl->uidnext ? fl->uidnext : 1;
+    }
     if (v->n && mb_view_last_uid(v) >= next)
         next = (uint64_t)mb_view_last_uid(v) + 1;
     return next;
 }
 
-int mb_view_open(mb_view *v, mb_account *a, bool readonly)
+static int open_folder(mb_view *v, mb_account *a)
+{
+    const mb_flist *fl = mb_flist_get(a, v->folder);
+    if (!fl)
+        return -1;
+    v->uidvalidity = fl->uidvalidity;
+    for (size_t i = 0; i < fl->n; i++)
+        if (push(v, fl->m[i].uid) != 0) {
+            mb_view_free(v);
+            return -1;
+        }
+    v->expunge_gone = fl->gone;
+    v->modseq_seen = fl->modseq;
+    return 0;
+}
+
+int mb_view_open(mb_view *v, mb_account *a, uint32_t folder, bool readonly)
 {
     const mb_mbox *m = a->mbox;
     memset(v, 0, sizeof *v);
     v->readonly = readonly;
+    v->folder = folder;
+    if (folder != MB_INBOX_ID)
+        return open_folder(v, a); /* no \Recent outside the INBOX (RFC 9051 drops it) */
     v->uidvalidity = m->uidvalidity;
     for (size_t i = 0; i < m->n; i++)
         if (!hidden(a, m->msgs[i].msgid) && push(v, m->msgs[i].uid) != 0) {
@@ -192,8 +228,73 @@ static int vanished(const mb_view *v, const mb_account *a, mb_view *keep, const 
     return 0;
 }
 
+/* mb_view_sync of a folder: the same three steps against the folder's list. */
+static int sync_folder(mb_view *v, mb_account *a, bool expunges, const mb_view_sink *sink, void *ctx)
+{
+    const mb_flist *fl = mb_flist_get(a, v->folder);
+    if (!fl)
+        return 0; /* out of memory: looked at again at the next sync */
+    if (fl->uidvalidity != v->uidvalidity)
+        return -1;
+    if (expunges && (v->expunge_retry || fl->gone != v->expunge_gone)) {
+        mb_view kept = {.folder = v->folder};
+        size_t removed = 0, i = 0, k = 0;
+        bool nomem = false;
+        for (size_t pass = 0; pass < 2 && !nomem; pass++) { /* numbered first, told after */
+            removed = i = k = 0;
+            for (size_t r = 0; r < v->nruns && !nomem; r++)
+                for (uint64_t uid = v->runs[r].lo; uid <= v->runs[r].hi; uid++, i++) {
+                    while (k < fl->n && fl->m[k].uid < uid)
+                        k++;
+                    if (k == fl->n || fl->m[k].uid != uid || fl->m[k].expunged) {
+                        if (pass == 1 && sink->expunge)
+                            sink->expunge(ctx, i + 1 - removed);
+                        removed++;
+                    } else if (pass == 0 && push(&kept, (uint32_t)uid) != 0) {
+                        nomem = true;
+                    }
+                }
+            if (pass == 0 && !removed)
+                break;
+        }
+        if (nomem) {
+            free(kept.runs);
+            v->expunge_retry = true;
+            pu_log(PU_ERROR, "out of memory: expunges not reported yet");
+        } else {
+            v->expunge_retry = false;
+            v->expunge_gone = fl->gone;
+            free(v->runs);
+            v->runs = kept.runs;
+            v->nruns = kept.nruns;
+            v->runs_cap = kept.runs_cap;
+            v->n = kept.n;
+        }
+    }
+    size_t before = v->n;
+    for (size_t i = mb_flist_count_up_to(fl, mb_view_last_uid(v)); i < fl->n; i++)
+        if (!fl->m[i].expunged && push(v, fl->m[i].uid) != 0)
+            break;
+    if (v->n != before && sink->exists)
+        sink->exists(ctx, v->n, 0);
+    if (fl->modseq > v->modseq_seen) {
+        for (size_t i = 0; i < before && i < v->n; i++) {
+            long k = mb_flist_find(fl, mb_view_uid(v, i));
+            if (k < 0 || fl->m[k].modseq <= v->modseq_seen || !sink->flags)
+                continue;
+            userstate_msg st;
+            mb_view_state(v, a, i, &st);
+            sink->flags(ctx, i, &st);
+        }
+        v->modseq_seen = fl->modseq;
+    }
+    return 0;
+}
+
 int mb_view_sync(mb_view *v, mb_account *a, bool expunges, const mb_view_sink *sink, void *ctx)
 {
+    if (v->folder != MB_INBOX_ID)
+        return sync_folder(v, a, expunges, sink, ctx);
     const mb_mbox *m = a->mbox;
     if (v->uidvalidity != m->uidvalidity)
         return -1; /* the numbers changed under the client: it must start over */

@@ -1763,9 +1763,8 @@ int mstate_folders(const mstate *st, mstate_folder **out, size_t *n)
     }
     free(refs);
     for (size_t i = 0; i < k; i++) {
-        const space *sp = find_space(st, f[i].id);
         f[i].uidvalidity = mstate_folder_uidvalidity(st, f[i].id);
-        f[i].uid_next = sp ? sp->horizon + 1 : 1;
+        f[i].uid_next = mstate_uid_next(st, f[i].id);
     }
     /* fixed folders first, then user folders by id */
     qsort(f + MSTATE_FIXED_FOLDERS, k - MSTATE_FIXED_FOLDERS, sizeof *f, folder_id_cmp);
@@ -1905,6 +1904,8 @@ mstate_hlc mstate_clock(const mstate *st) { return st->clock; }
 uint32_t mstate_uid_next(const mstate *st, uint32_t folder)
 {
     const space *sp = find_space(st, folder);
+    if ((!sp || !sp->hw) && st->floor > 1)
+        return st->floor; /* what the first UID of a numbering begun here will be */
     return sp ? sp->horizon + 1 : 1;
 }
 

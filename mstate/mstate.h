@@ -270,7 +270,9 @@ int mstate_foreach_expunged(const mstate *st, uint32_t folder,
 unsigned mstate_keyword_count(const mstate *st);
 const char *mstate_keyword_name(const mstate *st, unsigned k);
 uint32_t mstate_uidvalidity(const mstate *st);           /* the INBOX's; names the state */
-uint32_t mstate_uid_next(const mstate *st, uint32_t folder); /* the UIDNEXT to announce: horizon + 1 */
+/* The UIDNEXT to announce: horizon + 1; in a folder that has never named a UID, the floor
+ * (mstate_set_uid_floor) its first UID will get. */
+uint32_t mstate_uid_next(const mstate *st, uint32_t folder);
 size_t mstate_count(const mstate *st);      /* entries known in every folder, expunged ones included */
 size_t mstate_homeless(const mstate *st);   /* live entries waiting for mstate_assign */
 size_t mstate_waiting(const mstate *st);    /* live entries with a UID above their folder's horizon */

@@ -327,6 +327,32 @@ int userstate_remove(userstate *st, const char *msgid)
     return US_OK;
 }
 
+int userstate_restore(userstate *st, const char *msgid, unsigned flags, const uint8_t *keywords)
+{
+    if (!st || (flags & ~US_FLAGS_ALL))
+        return US_EINVAL;
+    if (keywords)
+        for (unsigned k = st->nkw; k < US_KEYWORD_MAX; k++)
+            if (us_kw_test(keywords, k))
+                return US_EINVAL;
+    uint32_t i;
+    int rc = lookup(st, msgid, 0, &i);
+    if (rc != US_OK)
+        return rc;
+    if (i == NOT_FOUND || !(st->ent[i].bits & US_BIT_REMOVED))
+        return userstate_store(st, msgid, US_REPLACE, flags, keywords);
+    if (st->modseq == UINT64_MAX)
+        return US_ELIMIT;
+    us_entry *e = &st->ent[i];
+    e->bits &= (uint8_t)~US_BIT_REMOVED;
+    e->flags = (uint8_t)flags;
+    memset(e->kw, 0, sizeof e->kw);
+    if (keywords)
+        memcpy(e->kw, keywords, sizeof e->kw);
+    changed(st, e);
+    return US_OK;
+}
+
 static int blob_same(const uint8_t *a, uint32_t alen, const uint8_t *b, size_t blen)
 {
     return alen == blen && (blen == 0 || memcmp(a, b, blen) == 0);

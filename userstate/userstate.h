@@ -135,6 +135,10 @@ int userstate_store(userstate *st, const char *msgid, enum userstate_op op, unsi
 /* Marks a message removed (EXPUNGE, or DELE then QUIT) and drops its cached metadata.
  * Counts as a change like a STORE; removing a removed message does nothing. */
 int userstate_remove(userstate *st, const char *msgid);
+/* A removed message is filed again (COPY or MOVE back into the INBOX): not removed, with
+ * these flags and keywords; counts as a change. On a message not removed it is a
+ * US_REPLACE store. */
+int userstate_restore(userstate *st, const char *msgid, unsigned flags, const uint8_t *keywords);
 /* Replaces the message's cached metadata (copied). Not a change a client can see, so the
  * counter does not move; the state is dirty unless the cache already held the same.
  * A removed message keeps no cache: this is then a no-op. */

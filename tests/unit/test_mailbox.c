@@ -484,7 +484,7 @@ static void test_view_numbers_in_runs(void **state)
     fake_scan(a, uids, 6, true);
     assert_int_equal(userstate_remove(a->us, id_of(7)), US_OK); /* expunged before: not shown */
     mb_view v;
-    assert_int_equal(mb_view_open(&v, a, false), 0);
+    assert_int_equal(mb_view_open(&v, a, MB_INBOX_ID, false), 0);
     assert_int_equal(v.n, 5);
     assert_int_equal(v.nruns, 3); /* 1-3, 8, 10 */
     assert_int_equal(mb_view_uid(&v, 0), 1);
@@ -512,7 +512,7 @@ static void test_view_sync_merges_scans_in_order(void **state)
     static const uint32_t first[] = {1, 2, 3, 4, 5};
     fake_scan(a, first, 5, true);
     mb_view v;
-    assert_int_equal(mb_view_open(&v, a, false), 0);
+    assert_int_equal(mb_view_open(&v, a, MB_INBOX_ID, false), 0);
     assert_int_equal(mb_view_count_recent(&v), 5); /* the first view of new mail */
 
     /* a full scan lost 2 and 4 (cancelled, expired), found 6 and 7; another session flagged 3 */
@@ -556,11 +556,11 @@ static void test_view_recent_goes_to_one_session(void **state)
     static const uint32_t first[] = {1, 2};
     fake_scan(a, first, 2, true);
     mb_view ro, rw, later;
-    assert_int_equal(mb_view_open(&ro, a, true), 0); /* EXAMINE sees \Recent, leaves it */
+    assert_int_equal(mb_view_open(&ro, a, MB_INBOX_ID, true), 0); /* EXAMINE sees \Recent, leaves it */
     assert_int_equal(mb_view_count_recent(&ro), 2);
-    assert_int_equal(mb_view_open(&rw, a, false), 0);
+    assert_int_equal(mb_view_open(&rw, a, MB_INBOX_ID, false), 0);
     assert_int_equal(mb_view_count_recent(&rw), 2);
-    assert_int_equal(mb_view_open(&later, a, false), 0);
+    assert_int_equal(mb_view_open(&later, a, MB_INBOX_ID, false), 0);
     assert_int_equal(mb_view_count_recent(&later), 0); /* rw took them */
     static const uint32_t second[] = {1, 2, 3};
     fake_scan(a, second, 3, false);

@@ -463,6 +463,8 @@ static void test_uid_floor(void **unused)
     mstate *fresh = mstate_new(1, UV);
     assert_int_equal(mstate_uid_next(fresh, MSTATE_INBOX), 1);
     mstate_set_uid_floor(fresh, F2);
+    assert_int_equal(mstate_uid_next(fresh, MSTATE_INBOX), F2); /* announced before it is given */
+    assert_int_equal(mstate_uid_next(fresh, MSTATE_TRASH), F2);
     assign_one(fresh, 100, T0 + 1000);
     assert_int_equal(uid_of(fresh, 100), F2);
     assert_true(uid_of(fresh, 100) > uid_of(old, 5));
