@@ -268,11 +268,11 @@ class View:
             (u, s, " ".join(sorted(f))) for u, (s, f) in self.msgs.items()))
 
 
-def view(m, k):
-    """A fresh EXAMINE of the INBOX at site k (0-based); recorded in m.obs[k]."""
+def view(m, k, folder="INBOX"):
+    """A fresh EXAMINE of the folder at site k (0-based); the INBOX's recorded in m.obs[k]."""
     c = imap(m.gws[k])
     try:
-        typ, data = c.select("INBOX", readonly=True)
+        typ, data = c.select(folder, readonly=True)
         if typ != "OK":  # NO [UNAVAILABLE] ... try again: until() does
             raise imaplib.IMAP4.error("EXAMINE: %s %s" % (typ, data))
         validity = int(c.untagged_responses["UIDVALIDITY"][0])
@@ -296,7 +296,8 @@ def view(m, k):
         except Exception:
             pass
     v = View(validity, msgs)
-    m.obs[k].append(v.subjects())
+    if folder == "INBOX":
+        m.obs[k].append(v.subjects())
     return v
 
 
@@ -638,6 +639,50 @@ def test_folders_are_the_same_at_every_site(mesh):
     assert validity(c1, name + "/2026") != old
     for c in (c1, c2, c3):
         c.logout()
+
+
+def test_a_move_to_trash_and_empty_trash_reach_every_site(mesh):
+    """Thunderbird's Delete at site 1 (UID MOVE to Trash, issue 13): sites 2 and 3 show the
+    message in Trash under the same UIDVALIDITY and UID, with its flags, and no longer in the
+    INBOX; the article stays. Empty Trash at site 3 then removes it from every site's Trash
+    and cancels the article everywhere."""
+    subject = "%s moved to Trash" % TOKEN
+    deliver(mesh.envs[0], subject)
+    uids = everywhere(mesh, [subject])
+    until("%r in POP3 at site 1" % subject, lambda: ((lambda p: (subject in p, p))(pop3_subjects(mesh.gws[0]))))
+    article = "<%s@postern.invalid>" % pop3_subjects(mesh.gws[0])[subject][1]
+    c1 = imap(mesh.gws[0])
+    c1.select("INBOX")
+    assert c1.uid("STORE", str(uids[0][subject]), "+FLAGS", r"(\Seen \Flagged)")[0] == "OK"
+    typ, data = c1.uid("MOVE", str(uids[0][subject]), "Trash")
+    assert typ == "OK", data
+    c1.logout()
+    here = view(mesh, 0, "Trash")
+    uid = here.uid_of(subject)
+    assert uid and {"\\Seen", "\\Flagged"} <= here.flags_of(subject), here
+    for k in (1, 2):
+        def moved(k=k):
+            t, i = view(mesh, k, "Trash"), view(mesh, k)
+            return (t.validity == here.validity and t.uid_of(subject) == uid and
+                    {"\\Seen", "\\Flagged"} <= (t.flags_of(subject) or set()) and i.uid_of(subject) is None), (t, i)
+        until("%r in Trash at site %d as at site 1" % (subject, k + 1), moved)
+    for site in mesh.sites:
+        with site.client() as c:
+            assert c.stat(article).startswith("223"), "cancelled while Trash holds it"
+    c3 = imap(mesh.gws[2])
+    c3.select("Trash")
+    assert c3.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")[0] == "OK"
+    assert c3.expunge()[0] == "OK"
+    c3.logout()
+    for k in (0, 1):
+        until("Trash empty at site %d" % (k + 1),
+              lambda k=k: ((lambda t: (t.uid_of(subject) is None, t))(view(mesh, k, "Trash"))))
+    for site in mesh.sites:
+        def cancelled(site=site):
+            with site.client() as c:
+                r = c.stat(article)
+            return r.startswith("430"), r
+        until("%s cancelled at %s" % (article, site.name), cancelled)
 
 
 def test_partition_and_heal_converge(mesh):
