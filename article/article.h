@@ -45,6 +45,9 @@ int pa_over_mail(const char *line, size_t len, uint64_t *number, const char **ms
 int pa_over_state(const char *line, size_t len, uint64_t *number, const char **msgid, size_t *msgid_len);
 /* The article's size in octets from an overview line (its Bytes field), 0 if it has none. */
 uint64_t pa_over_bytes(const char *line, size_t len);
+/* Its Date field as it stands (the news server's posting time), not NUL-terminated: 1, or 0
+ * when the line has none. */
+int pa_over_date(const char *line, size_t len, const char **date, size_t *date_len);
 
 /* An overview line of a key record article ("<k.KEYID.SERIAL@postern.invalid>"): 1 with its
  * number, the serial its Message-ID claims, its size in octets (0 if the line has none) and

@@ -117,6 +117,16 @@ uint64_t pa_over_bytes(const char *line, size_t len)
     return over_split(line, len, &f) == 0 ? field_number(&f, 6) : 0;
 }
 
+int pa_over_date(const char *line, size_t len, const char **date, size_t *date_len)
+{
+    over_fields f;
+    if (over_split(line, len, &f) != 0 || !f.at[3] || !f.len[3])
+        return 0;
+    *date = f.at[3];
+    *date_len = f.len[3];
+    return 1;
+}
+
 int pa_over_key(const char *line, size_t len, uint64_t *number, uint32_t *serial, uint64_t *bytes,
                 char msgid[PA_MSGID_MAX])
 {

@@ -116,6 +116,7 @@ void mb_store_free(mb_store *st);
 typedef struct mb_msg {
     uint32_t uid;   /* msgs: the message's UID in the replicated state; arts: the article number */
     uint64_t bytes; /* the article's size from the overview (0: unknown) */
+    int64_t posted; /* its Date from the overview, Unix seconds (0: unknown) */
     char msgid[PA_MSGID_MAX];
     uint8_t key[16]; /* the message's name in the replicated state (mstate_msgkey) */
 } mb_msg;

@@ -140,6 +140,12 @@ static int over_line(void *arg, const char *line, size_t len)
     mb_msg *m = &x->msgs[x->n++];
     m->uid = (uint32_t)num;
     m->bytes = pa_over_bytes(line, len);
+    const char *date;
+    size_t date_len;
+    int tz;
+    if (!pa_over_date(line, len, &date, &date_len) || !mime_date_parse(date, date_len, &m->posted, &tz) ||
+        m->posted < 0)
+        m->posted = 0;
     memcpy(m->msgid, id_start, idlen);
     m->msgid[idlen] = '\0';
     mstate_msgkey(m->msgid, idlen, m->key);

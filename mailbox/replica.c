@@ -930,7 +930,11 @@ static void assign(mb_account *a, uint64_t now)
             rep_wait k;
             memcpy(k.key, art->key, sizeof k.key);
             rep_wait *old = r->nwait ? bsearch(&k, r->wait, r->nwait, sizeof *r->wait, wait_cmp) : NULL;
-            k.since_ms = old ? old->since_ms : now;
+            /* from when the article was posted, not from when this account was opened: each
+             * short session (a POP3 poll) opens it afresh, and the mail of a site that died
+             * before it numbered anything would never show here */
+            uint64_t posted = art->posted > 0 ? (uint64_t)art->posted * 1000u : now;
+            k.since_ms = old ? old->since_ms : posted < now ? posted : now;
             if (now - k.since_ms < delay) {
                 wait[nwait++] = k;
                 uint64_t due = k.since_ms + delay;

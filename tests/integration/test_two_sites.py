@@ -6,6 +6,7 @@ import imaplib
 import poplib
 import re
 import secrets
+import time
 
 import pytest
 
@@ -107,3 +108,40 @@ def test_user_add_refuses_until_every_site_has_the_groups(inn_sites, tmp_path_fa
     assert out.count("groups verified") == 2, out
     a.stop()
     b.stop()
+
+
+def test_mail_the_first_site_never_numbered_shows_at_the_second_to_short_sessions(inn_sites, tmp_path_factory):
+    """Site 1 took the delivery and died before its gateway numbered the mail (no state
+    article ever comes from it). Site 2 waits uid_claim_delay for site 1's claim, then numbers
+    the mail itself — counted from when the article was posted, not from when the account was
+    opened: a POP3 client that polls with short sessions (each opens the account afresh) must
+    see the mail once the delay has passed, not never."""
+    a, b = inn_sites(), inn_sites()
+    env_a = multi_site_env(tmp_path_factory.mktemp("env_dead_a"), [a, b])
+    assert env_a(["authority", "init"]).returncode == 0
+    env_b = multi_site_env(tmp_path_factory.mktemp("env_dead_b"), [b, a], shared=env_a)
+    user = "short.sessions@example.org"
+    r = env_a(["user", "add", user, "--password-stdin"], input=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    r = env_a(["deliver", "--to", user], input=b"From: x@example.net\nSubject: never numbered\n\nbody\n")
+    assert r.returncode == 0, r.stderr
+    a.stop()  # site 1 is gone; its gateway never ran
+    f = _GatewayFactory(env_b, tmp_path_factory, b.addr)
+    try:
+        delay = 3
+        gw = f.start(site_id=2, uid_claim_delay=delay, pop3s="%s:%d" % (b.addr, _free_port(b.addr)))
+        port = int(re.search(r"^pop3s = .*:(\d+)$", gw.conf.read_text(), re.M).group(1))
+        start = time.monotonic()
+        counts = []
+        while time.monotonic() - start < 20 * delay:
+            p = poplib.POP3_SSL(b.addr, port, context=gw.ssl_context(), timeout=20)
+            p.user(user)
+            p.pass_(PASSWORD)
+            counts.append(p.stat()[0])
+            p.quit()
+            if counts[-1] == 1:
+                break
+            time.sleep(0.3)
+        assert counts[-1] == 1, "after %.0f s and %d sessions: %s" % (time.monotonic() - start, len(counts), counts)
+    finally:
+        f.close()

@@ -776,6 +776,14 @@ static void test_over_mail(void **state)
     assert_int_equal(pa_over_bytes(ok, strlen(ok)), 7); /* the Bytes field */
     assert_int_equal(pa_over_bytes(last, strlen(last)), 0); /* none */
     assert_int_equal(pa_over_bytes("x\ty", 3), 0);
+    const char *date = NULL;
+    size_t date_len = 0;
+    assert_int_equal(pa_over_date(ok, strlen(ok), &date, &date_len), 1); /* the Date field */
+    assert_int_equal(date_len, 4);
+    assert_memory_equal(date, "date", 4);
+    const char empty[] = "9\ts\tf\t\t<m.x@postern.invalid>";
+    assert_int_equal(pa_over_date(empty, strlen(empty), &date, &date_len), 0); /* empty */
+    assert_int_equal(pa_over_date("9\ts\tf", 6, &date, &date_len), 0); /* none */
     static const char *const bad[] = {
         "42\tsubj\tfrom\tdate\t<k.key@postern.invalid>\t", /* a key record, not mail */
         "0\tsubj\tfrom\tdate\t<m.abc@postern.invalid>",      /* number 0 */
