@@ -12,7 +12,7 @@
 #
 # Environment:
 #   POSTERN_SKIP_DEPS=1     do not run scripts/install-deps.sh
-#   POSTERN_FUZZ_SECONDS=N  seconds per fuzz target (default 15: 16 targets, the whole command under ~25 min)
+#   POSTERN_FUZZ_SECONDS=N  seconds per fuzz target (default 10: 17 targets, the whole command under ~25 min)
 #   POSTERN_SKIP_ASAN=1 / POSTERN_SKIP_FUZZ=1   skip those steps (not for CI)
 #   JOBS=N                  parallel build jobs (default 2)
 set -euo pipefail
@@ -21,7 +21,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 JOBS=${JOBS:-2}
-FUZZ_SECONDS=${POSTERN_FUZZ_SECONDS:-15}
+FUZZ_SECONDS=${POSTERN_FUZZ_SECONDS:-10}
 PYTHON=/usr/bin/python3
 
 PASSED=() FAILED=() SKIPPED=()
