@@ -21,6 +21,7 @@
 #include <sodium.h>
 
 #include "mailbox/mb.h"
+#include "mstate/mstate.h"
 
 /* ---- waiter lists ---- */
 
@@ -475,6 +476,103 @@ static void log_flags(void *ctx, size_t i, const userstate_msg *m)
 
 static const mb_view_sink log_sink = {log_expunge, log_exists, log_flags};
 
+/* The articles of a scan (what folders are made of), each with its state key. */
+static void fake_arts(mb_account *a, const uint32_t *nums, size_t n)
+{
+    mb_mbox *m = a->mbox;
+    free(m->arts);
+    m->arts = calloc(n ? n : 1, sizeof *m->arts);
+    assert_non_null(m->arts);
+    for (size_t i = 0; i < n; i++) {
+        m->arts[i].uid = nums[i];
+        snprintf(m->arts[i].msgid, sizeof m->arts[i].msgid, "<m.%u@postern.invalid>", nums[i]);
+        mstate_msgkey(m->arts[i].msgid, strlen(m->arts[i].msgid), m->arts[i].key);
+    }
+    m->narts = m->capa = n;
+    m->scanned = true;
+}
+
+/* A folder's view: its messages from the replicated state (not the INBOX's list), flags
+ * stored there reach a second view of it, an expunge there is reported as one, and a copy
+ * keeps its flags and leaves the source alone. */
+static void test_folder_views(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    mb_account *a = open_account(st, "folders@example.org");
+    static const uint32_t nums[] = {11, 12, 13};
+    fake_arts(a, nums, 3);
+    mstate *ms = mb_replica_state(a);
+    assert_non_null(ms);
+    uint32_t uid[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mstate_append(ms, MSTATE_TRASH, a->mbox->arts[i].key, i == 1 ? MSTATE_SEEN : 0,
+                                       1000 + (uint64_t)i, &uid[i]), MSTATE_OK);
+    mb_account_changed(a);
+    mb_view v, w;
+    assert_int_equal(mb_view_open(&v, a, MSTATE_TRASH, false), 0);
+    assert_int_equal(mb_view_open(&w, a, MSTATE_TRASH, false), 0);
+    assert_int_equal(v.n, 3);
+    assert_int_equal(mb_view_uid(&v, 0), uid[0]);
+    assert_int_equal(v.uidvalidity, mstate_folder_uidvalidity(ms, MSTATE_TRASH));
+    assert_string_equal(mb_view_msgid(&v, a, 2), "<m.13@postern.invalid>");
+    userstate_msg m;
+    mb_view_state(&v, a, 1, &m);
+    assert_int_equal(m.flags, US_SEEN);
+    assert_int_equal(mb_view_recent(&v, 0), false); /* no \Recent outside the INBOX */
+
+    uint64_t before = mb_view_modseq(&v, a);
+    assert_int_equal(mb_view_store(&v, a, 0, US_ADD, US_FLAGGED | US_DELETED, NULL), US_OK);
+    assert_true(mb_view_modseq(&v, a) > before);
+    v.modseq_seen = mb_view_modseq(&v, a);
+    mb_account_changed(a);
+    sink_log l = {{0}};
+    assert_int_equal(mb_view_sync(&w, a, true, &log_sink, &l), 0);
+    assert_string_equal(l.text, "F1:12 "); /* \Flagged \Deleted, seen by the other view */
+    memset(&l, 0, sizeof l);
+    assert_int_equal(mb_view_sync(&v, a, true, &log_sink, &l), 0);
+    assert_string_equal(l.text, ""); /* its own change is not echoed */
+
+    /* COPY to Archive keeps the flags; the Trash still holds it */
+    uint32_t copied = 0;
+    assert_int_equal(mb_view_copy(&v, a, 0, MSTATE_ARCHIVE, &copied), MB_FOLDER_OK);
+    assert_true(copied > 0);
+    mstate_view got;
+    assert_int_equal(mstate_get(ms, MSTATE_ARCHIVE, a->mbox->arts[0].key, &got), 1);
+    assert_int_equal(got.flags, MSTATE_FLAGGED | MSTATE_DELETED);
+    assert_int_equal(mb_view_copy(&v, a, 0, 4711, &copied), MB_FOLDER_NONEXISTENT);
+
+    /* EXPUNGE in the Trash: both views hear it, numbered as each has it */
+    assert_int_equal(mb_view_expunge(&v, a, 0), US_OK);
+    assert_null(mb_view_msgid(&v, a, 0)); /* gone from the list at once */
+    assert_int_equal(mstate_held(ms, a->mbox->arts[0].key), 1); /* Archive keeps the article */
+    mb_account_changed(a);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(mb_view_sync(&w, a, true, &log_sink, &l), 0);
+    assert_string_equal(l.text, "X1 ");
+    assert_int_equal(w.n, 2);
+    assert_int_equal(mb_view_uid(&w, 0), uid[1]);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(mb_view_sync(&v, a, false, &log_sink, &l), 0); /* not now (FETCH, STORE) */
+    assert_string_equal(l.text, "");
+    assert_int_equal(v.n, 3);
+    assert_int_equal(mb_view_sync(&v, a, true, &log_sink, &l), 0);
+    assert_string_equal(l.text, "X1 ");
+
+    /* a message filed there by another site's change: new to both views */
+    assert_int_equal(mstate_copy(ms, MSTATE_ARCHIVE, a->mbox->arts[0].key, MSTATE_TRASH, 5000, &copied), MSTATE_OK);
+    mb_account_changed(a);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(mb_view_sync(&w, a, true, &log_sink, &l), 0);
+    assert_string_equal(l.text, "E3/R0 ");
+    assert_int_equal(mb_view_uid(&w, 2), copied);
+    assert_true(copied > uid[2]);
+    mb_view_free(&v);
+    mb_view_free(&w);
+    mb_account_release(a);
+    store_free(st);
+}
+
 static void test_view_numbers_in_runs(void **state)
 {
     (void)state;
@@ -690,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_cache_evicts_least_recently_used),
         cmocka_unit_test(test_watchers_hear_each_change_once),
         cmocka_unit_test(test_view_numbers_in_runs),
+        cmocka_unit_test(test_folder_views),
         cmocka_unit_test(test_view_sync_merges_scans_in_order),
         cmocka_unit_test(test_view_recent_goes_to_one_session),
         cmocka_unit_test(test_budget_queues_loads_and_evicts_the_cache),
