@@ -20,7 +20,7 @@ PACKAGES=(
     # tests
     valgrind python3 python3-pytest openssl inn2
     # mail clients for the gateway tests
-    isync curl fetchmail getmail6
+    isync curl fetchmail getmail6 mutt
     # the MTA recipes' tests (docs/deliver.md): Postfix installed normally (a private instance
     # runs from its own config directory), Exim unpacked beside it (see EXIM_DIR below) with
     # the libraries its binary needs
