@@ -375,32 +375,13 @@ static int deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
 
     /* Post to sites in configured order, starting with the one the key record came from,
      * until min_copies of them show the article. */
+    char failures[2048] = "", names[512] = "", headers[1024];
     unsigned copies = 0;
-    size_t used = 0, names_used = 0;
-    char failures[2048] = "", names[512] = "";
-    for (size_t k = 0; k < cfg->n_sites && copies < cfg->min_copies; k++) {
-        size_t i = (ctx->last_site + k) % cfg->n_sites;
-        const pn_site *site = &cfg->sites[i];
-        char err[512] = "";
-        char headers[1024];
-        int st = PS_FAIL;
-        if (!pa_mail_headers(r->group, m.msgid, m.cancel_lock, headers, sizeof headers))
-            snprintf(err, sizeof err, "header block too long");
-        else /* counts only once the site shows it */
-            st = ps_store_copy(ctx->sites, i, headers, m.msgid, m.prefix, sizeof m.prefix, m.fd, m.cipher_len,
-                               cfg->confirm_timeout, copies > 0, err, sizeof err);
-        if (st == PS_OK) {
-            copies++;
-            int n = snprintf(names + names_used, sizeof names - names_used, "%s%s", names_used ? ", " : "",
-                             site->name);
-            if (n > 0 && (size_t)n < sizeof names - names_used)
-                names_used += (size_t)n;
-            continue;
-        }
-        int n = snprintf(failures + used, sizeof failures - used, "%s%s: %s", used ? "; " : "", site->name, err);
-        if (n > 0 && (size_t)n < sizeof failures - used)
-            used += (size_t)n;
-    }
+    if (!pa_mail_headers(r->group, m.msgid, m.cancel_lock, headers, sizeof headers))
+        snprintf(failures, sizeof failures, "header block too long");
+    else
+        copies = ps_store_copies(ctx->sites, ctx->last_site, headers, m.msgid, m.prefix, sizeof m.prefix, m.fd,
+                                 m.cipher_len, names, sizeof names, failures, sizeof failures);
     close(m.fd);
     if (copies >= cfg->min_copies) {
         snprintf(msg, msglen, "delivered to %s as %s on %u site%s (%s)", r->canon, m.msgid, copies,

@@ -533,6 +533,43 @@ int ps_store_copy(ps_pool *p, size_t site, const char *headers, const char *msgi
     return PS_NOENT;
 }
 
+static void list_add(char *out, size_t cap, size_t *used, const char *sep, const char *fmt, const char *a,
+                     const char *b)
+{
+    if (!out || !cap)
+        return;
+    int n = snprintf(out + *used, cap - *used, fmt, *used ? sep : "", a, b);
+    if (n > 0 && (size_t)n < cap - *used)
+        *used += (size_t)n;
+}
+
+unsigned ps_store_copies(ps_pool *p, size_t first, const char *headers, const char *msgid, const uint8_t *prefix,
+                         size_t prefix_len, int fd, uint64_t len, char *names, size_t nameslen, char *failures,
+                         size_t failureslen)
+{
+    const pn_config *cfg = p->cfg;
+    unsigned copies = 0;
+    size_t nused = 0, fused = 0;
+    if (names && nameslen)
+        names[0] = '\0';
+    if (failures && failureslen)
+        failures[0] = '\0';
+    for (size_t k = 0; k < cfg->n_sites && copies < cfg->min_copies; k++) {
+        size_t i = (first + k) % cfg->n_sites;
+        char err[512] = "";
+        /* counts only once the site shows it */
+        int st = ps_store_copy(p, i, headers, msgid, prefix, prefix_len, fd, len, cfg->confirm_timeout, copies > 0,
+                               err, sizeof err);
+        if (st == PS_OK) {
+            copies++;
+            list_add(names, nameslen, &nused, ", ", "%s%s%s", cfg->sites[i].name, "");
+        } else {
+            list_add(failures, failureslen, &fused, "; ", "%s%s: %s", cfg->sites[i].name, err);
+        }
+    }
+    return copies;
+}
+
 /* ---- reading ---- */
 
 typedef struct read_args {

@@ -147,6 +147,15 @@ int ps_store_copy(ps_pool *p, size_t site, const char *headers, const char *msgi
                   size_t prefix_len, int fd, uint64_t len, unsigned confirm_timeout, bool fed, char *err,
                   size_t errlen);
 
+/* A mail article posted as ps_store_copy does, to the sites in configured order from site
+ * first on, until the configured min_copies of them show it (the later ones are asked
+ * first whether a peer's feed brought it): how many sites show it. names gets their names
+ * ("a, b"), failures the others' reasons ("c: why; d: why"); both may be NULL. The one rule
+ * for "stored", shared by delivery and the gateway's APPEND. */
+unsigned ps_store_copies(ps_pool *p, size_t first, const char *headers, const char *msgid, const uint8_t *prefix,
+                         size_t prefix_len, int fd, uint64_t len, char *names, size_t nameslen, char *failures,
+                         size_t failureslen);
+
 /* Reads one mail article and decrypts it: the raw message goes to sink. By <message-id>, or
  * by number in group (NULL for a message-id) at one site. Stops early without error when
  * sink returns PS_STOP_EARLY (e.g. after the headers). */
