@@ -319,6 +319,30 @@ int64_t pi_date_days(const pi_date *d);
 int pi_date_time_parse(const char *s, size_t len, int64_t *t, int *tz_minutes);
 
 /* ---------------------------------------------------------------------------------------
+ * APPEND and MULTIAPPEND (RFC 3501 6.3.11, RFC 3502): after the mailbox name, one or more
+ * messages, each "[flag-list] [date-time] literal". Flags are the five system flags (any
+ * case) and keywords (atoms without % * \ ]); \Recent cannot be set (RFC 3501 2.3.2) and
+ * is an error like an unknown system flag. The date-time is a quoted string. The message is
+ * a literal ({n} or {n+}); a quoted string is not a message.
+ * ------------------------------------------------------------------------------------- */
+#define PI_APPEND_KEYWORDS_MAX 64 /* keywords on one message */
+
+typedef struct pi_append_msg {
+    unsigned flags;     /* PI_FLAG_* */
+    const char *keywords[PI_APPEND_KEYWORDS_MAX]; /* into the command's arguments */
+    size_t nkeywords;
+    bool has_date;
+    int64_t date;       /* Unix seconds */
+    int tz_minutes;     /* the date-time's zone, east of UTC */
+    const char *data;   /* the literal's bytes (may hold NUL) */
+    size_t len;
+} pi_append_msg;
+
+/* args/nargs: the arguments after the mailbox. Fills out[0..*n) (at most max). 0; -1 with
+ * *err (static text for a BAD); -2 when there are more than max messages. */
+int pi_append_parse(const pi_arg *args, size_t nargs, pi_append_msg *out, size_t max, size_t *n, const char **err);
+
+/* ---------------------------------------------------------------------------------------
  * SEARCH (RFC 3501 6.4.4). A program is parsed once from a command's arguments and then
  * evaluated per message. Message contents come only through the callbacks of
  * pi_search_msg, so this module needs no MIME code; pi_search_needs() tells the caller

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "imap/imap.h"
 
@@ -567,6 +568,141 @@ static void test_big_append(void **state)
     assert_int_equal(pi_parse(p, "B NOOP\r\n", 8, &used), PI_COMMAND);
     free(msg);
     pi_parser_free(p);
+}
+
+/* A {n+} APPEND over the cap is read and dropped, never held: a literal of 1 GiB passes
+ * through a parser whose process may not map more than 512 MiB, answered NO [TOOBIG], and
+ * the session goes on with a MULTIAPPEND's further literals skipped too. */
+static void test_append_discard_bounded(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    skip(); /* ASan reserves terabytes of address space: the limit would stop it */
+#else
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
+    struct rlimit lim = old;
+    lim.rlim_cur = 512u << 20;
+    if (old.rlim_max != RLIM_INFINITY && old.rlim_max < lim.rlim_cur)
+        lim.rlim_cur = old.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0);
+    pi_limits l;
+    pi_limits_default(&l);
+    l.max_append_literal = 1u << 20;
+    pi_parser *p = pi_parser_new(&l);
+    assert_non_null(p);
+    size_t chunk = 1u << 20;
+    char *buf = calloc(1, chunk);
+    assert_non_null(buf);
+    const char *hdr = "A1 APPEND Drafts (\\Draft) {1073741824+}\r\n";
+    size_t used;
+    assert_int_equal(pi_parse(p, hdr, strlen(hdr), &used), PI_ERROR);
+    const pi_error *e = pi_parser_error(p);
+    assert_int_equal(e->kind, PI_ERR_LITERAL_TOO_BIG);
+    assert_false(e->fatal);
+    assert_string_equal(e->tag, "A1");
+    size_t off = used;
+    while (off < strlen(hdr)) { /* the rest of the line after the error */
+        pi_status st = pi_parse(p, hdr + off, strlen(hdr) - off, &used);
+        assert_int_equal(st, PI_NEED_MORE);
+        off += used;
+    }
+    for (size_t k = 0; k < 1024; k++) {
+        assert_int_equal(pi_parse(p, buf, chunk, &used), PI_NEED_MORE);
+        assert_int_equal(used, chunk);
+    }
+    const char *tail = " {5+}\r\nabcde\r\nA2 NOOP\r\n";
+    off = 0;
+    pi_status st;
+    do {
+        st = pi_parse(p, tail + off, strlen(tail) - off, &used);
+        off += used;
+    } while (st == PI_NEED_MORE && off < strlen(tail));
+    assert_int_equal(st, PI_COMMAND);
+    assert_string_equal(pi_parser_command(p)->tag, "A2");
+    assert_string_equal(pi_parser_command(p)->verb, "NOOP");
+    free(buf);
+    pi_parser_free(p);
+    assert_int_equal(setrlimit(RLIMIT_AS, &old), 0);
+#endif
+}
+
+/* Parses one command (whole) and its APPEND arguments after the mailbox. */
+static int append_args(const char *in, pi_append_msg *out, size_t max, size_t *n, const char **err)
+{
+    pi_parser *p = pi_parser_new(NULL);
+    size_t used, off = 0;
+    pi_status st;
+    while ((st = pi_parse(p, in + off, strlen(in) - off, &used)) == PI_CONTINUE)
+        off += used;
+    assert_int_equal(st, PI_COMMAND);
+    const pi_command *c = pi_parser_command(p);
+    assert_true(c->nargs >= 1);
+    int rc = pi_append_parse(c->args + 1, c->nargs - 1, out, max, n, err);
+    /* what the results point to dies with the parser: copy the lengths only */
+    for (size_t i = 0; i < *n; i++) {
+        out[i].data = NULL;
+        for (size_t k = 0; k < out[i].nkeywords; k++)
+            out[i].keywords[k] = NULL;
+    }
+    pi_parser_free(p);
+    return rc;
+}
+
+static void test_append_args(void **state)
+{
+    (void)state;
+    pi_append_msg m[3];
+    size_t n;
+    const char *err = NULL;
+    /* Thunderbird's shapes */
+    assert_int_equal(append_args("5 append \"Drafts\" (\\Draft) {3+}\r\nabc\r\n", m, 3, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(m[0].flags, PI_FLAG_DRAFT);
+    assert_false(m[0].has_date);
+    assert_int_equal(m[0].len, 3);
+    assert_int_equal(append_args("6 append \"Sent\" (\\Seen) {2+}\r\nab\r\n", m, 3, &n, &err), 0);
+    assert_int_equal(m[0].flags, PI_FLAG_SEEN);
+    /* no flags, a date, a keyword, flags in any case, an empty list */
+    assert_int_equal(append_args("a APPEND INBOX \"05-Mar-2026 10:11:12 +0130\" {1}\r\nx\r\n", m, 3, &n, &err), 0);
+    assert_true(m[0].has_date);
+    assert_int_equal(m[0].tz_minutes, 90);
+    assert_int_equal(m[0].date, 1772705472 - 90 * 60);
+    assert_int_equal(append_args("a APPEND INBOX (\\SEEN \\flagged $Label1 \\Answered \\Deleted $label1) {1}\r\nx\r\n",
+                                 m, 3, &n, &err),
+                     0);
+    assert_int_equal(m[0].flags, PI_FLAG_SEEN | PI_FLAG_FLAGGED | PI_FLAG_ANSWERED | PI_FLAG_DELETED);
+    assert_int_equal(m[0].nkeywords, 1);
+    assert_int_equal(append_args("a APPEND INBOX () {1}\r\nx\r\n", m, 3, &n, &err), 0);
+    assert_int_equal(m[0].flags, 0);
+    /* MULTIAPPEND */
+    assert_int_equal(append_args("a APPEND INBOX (\\Seen) {1}\r\nx {2}\r\nyy \"1-Jan-2020 00:00:00 +0000\" {0}\r\n\r\n",
+                                 m, 3, &n, &err),
+                     0);
+    assert_int_equal(n, 3);
+    assert_int_equal(m[0].flags, PI_FLAG_SEEN);
+    assert_int_equal(m[1].flags, 0);
+    assert_int_equal(m[1].len, 2);
+    assert_true(m[2].has_date);
+    assert_int_equal(m[2].date, 1577836800);
+    assert_int_equal(m[2].len, 0);
+    assert_int_equal(append_args("a APPEND INBOX {1}\r\nx {1}\r\ny {1}\r\nz {1}\r\nw\r\n", m, 3, &n, &err), -2);
+    /* errors: BAD */
+    assert_int_equal(append_args("a APPEND INBOX (\\Recent) {1}\r\nx\r\n", m, 3, &n, &err), -1);
+    assert_string_equal(err, "\\Recent cannot be set");
+    assert_int_equal(append_args("a APPEND INBOX (\\Bogus) {1}\r\nx\r\n", m, 3, &n, &err), -1);
+    assert_string_equal(err, "Unknown system flag");
+    assert_int_equal(append_args("a APPEND INBOX (a%b) {1}\r\nx\r\n", m, 3, &n, &err), -1);
+    assert_int_equal(append_args("a APPEND INBOX ((x)) {1}\r\nx\r\n", m, 3, &n, &err), -1);
+    assert_int_equal(append_args("a APPEND INBOX \"32-Jan-2020 00:00:00 +0000\" {1}\r\nx\r\n", m, 3, &n, &err), -1);
+    assert_string_equal(err, "Invalid date-time");
+    assert_int_equal(append_args("a APPEND INBOX \"hello\"\r\n", m, 3, &n, &err), -1);
+    assert_int_equal(append_args("a APPEND INBOX (\\Seen)\r\n", m, 3, &n, &err), -1);
+    assert_string_equal(err, "Missing message literal");
+    assert_int_equal(append_args("a APPEND INBOX\r\n", m, 3, &n, &err), -1);
+    assert_int_equal(append_args("a APPEND INBOX {1}\r\nx (\\Seen)\r\n", m, 3, &n, &err), -1);
+    assert_int_equal(append_args("a APPEND INBOX atom {1}\r\nx\r\n", m, 3, &n, &err), -1);
+    assert_string_equal(err, "The message must be a literal");
 }
 
 /* The default argument cap, exactly reached and then passed; tables shrink back after. */
@@ -1140,6 +1276,8 @@ int main(void)
         cmocka_unit_test(test_passwords_wiped),
         cmocka_unit_test(test_error_reply),
         cmocka_unit_test(test_big_append),
+        cmocka_unit_test(test_append_discard_bounded),
+        cmocka_unit_test(test_append_args),
         cmocka_unit_test(test_many_args),
         cmocka_unit_test(test_fetch_att),
         cmocka_unit_test(test_seqset),
