@@ -412,4 +412,46 @@ mb_folder_rc mb_view_copy(const mb_view *v, mb_account *a, size_t i, uint32_t to
 
 /* ---- the article cache (artcache.c) and the state's pruning (prune.c) are internal ---- */
 
+/* ---- append.c: APPEND, a message the user files in a folder (issue 13) ---- */
+/* The user's own box public key, from the key record the vault unlocked at login: APPEND
+ * seals to it. Not a secret; every login sets it again. */
+void mb_account_set_owner_key(mb_account *a, const uint8_t key_id[PC_KEYID_BYTES],
+                              const uint8_t box_pk[PC_BOX_PK_BYTES]);
+#define MB_APPEND_KEYWORDS_MAX 64 /* keywords kept per message */
+typedef enum mb_append_rc {
+    MB_APPEND_OK = 0,
+    MB_APPEND_TOOBIG,      /* larger than max_message_size */
+    MB_APPEND_NONEXISTENT, /* no such folder (TRYCREATE) */
+    MB_APPEND_UNAVAILABLE, /* fewer than min_copies sites show it, no key or state, server busy */
+    MB_APPEND_NOMEM,
+} mb_append_rc;
+typedef struct mb_append_msg {
+    const void *data; /* the message as the client sent it; copied */
+    size_t len;
+    unsigned flags;   /* US_SEEN .. US_DRAFT */
+    const char *const *keywords; /* copied */
+    size_t nkeywords;
+    bool has_date;    /* else now */
+    int64_t date;     /* Unix seconds: the internal date, sealed as the arrival */
+    int tz_minutes;
+} mb_append_msg;
+typedef struct mb_append_waiter {
+    struct mb_appending *job;
+} mb_append_waiter;
+/* rc, the folder's UIDVALIDITY and the UIDs of the n messages (MB_APPEND_OK), or why (text
+ * for a NO, with its response code). */
+typedef void (*mb_append_fn)(void *arg, mb_append_rc rc, uint32_t uidvalidity, const uint32_t *uids, size_t n,
+                             const char *why);
+/* Seals each message to the user's own key in the article format of delivered mail
+ * (docs/formats.md 3), posts it to the user's group until min_copies sites show it (a
+ * worker), then on the loop files it in folder with its flags under the folder's next UID
+ * (the replicated state's change goes out as a delta) and waits for a scan that lists the
+ * new articles, so clients see them at once. All or none: a MULTIAPPEND that cannot store
+ * every message files none and takes back what it posted. MB_APPEND_OK: fn runs exactly
+ * once, from the loop, unless mb_append_cancel(w) comes first (the messages are filed all
+ * the same if they were stored). Any other value: refused now, fn never runs. */
+mb_append_rc mb_append(mb_account *a, uint32_t folder, const mb_append_msg *msgs, size_t n, mb_append_waiter *w,
+                       mb_append_fn fn, void *arg);
+void mb_append_cancel(mb_append_waiter *w);
+
 #endif

@@ -174,6 +174,11 @@ void mb_flist_invalidate(mb_account *a, uint32_t folder);
 const mb_fmsg *mb_view_fmsg(const mb_view *v, mb_account *a, size_t i);
 /* replica.c: the INBOX's list of messages is rebuilt now (a message was filed there again). */
 void mb_replica_relist(mb_account *a);
+/* append.c: a message the user appended (its article stored) is filed in folder with its
+ * flags and keywords under the folder's next UID (*uid); the INBOX's is also the user's state.
+ * An mstate status. */
+int mb_replica_append(mb_account *a, uint32_t folder, const char *msgid, unsigned flags, const char *const *keywords,
+                      size_t nkeywords, uint32_t *uid);
 
 struct mb_account {
     mb_account *next;
@@ -203,6 +208,8 @@ struct mb_account {
     mb_load_waiter *failed;        /* ... and waiters whose load could not even start */
     uint64_t state_gen;            /* bumped by every change the watchers hear of */
     struct mb_flist *flists;       /* folderview.c: the folders' lists, once a view used them */
+    bool has_owner_key;            /* append.c: the user's box public key, for APPEND */
+    uint8_t key_id[PC_KEYID_BYTES], box_pk[PC_BOX_PK_BYTES];
 };
 
 void mb_accounts_save_changed(mb_store *st);

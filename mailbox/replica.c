@@ -1334,3 +1334,35 @@ static void check_restored(mb_account *a, const mb_state_fetch *f)
     mstate_free(r->restored);
     r->restored = NULL;
 }
+
+/* ---- APPEND (append.c) ---- */
+
+int mb_replica_append(mb_account *a, uint32_t folder, const char *msgid, unsigned flags, const char *const *keywords,
+                      size_t nkeywords, uint32_t *uid)
+{
+    struct mb_replica *r = a->rep;
+    *uid = 0;
+    if (!r)
+        return MSTATE_EINVAL;
+    uint8_t key[MSTATE_MSGKEY_BYTES];
+    mstate_msgkey(msgid, strlen(msgid), key);
+    uint64_t now = now_ms();
+    int rc = mstate_append(r->ms, folder, key, flags & MSTATE_FLAGS_ALL, now, uid);
+    for (size_t k = 0; rc == MSTATE_OK && k < nkeywords; k++)
+        if (mstate_set_keyword(r->ms, folder, key, keywords[k], 1, now) != MSTATE_OK)
+            pu_log(PU_INFO, "%s: keyword %s of an appended message not kept", a->address, keywords[k]);
+    if (rc == MSTATE_OK && folder == MSTATE_INBOX) {
+        /* sessions read the INBOX's flags from the user's state */
+        uint8_t kw[US_KEYWORD_SET_BYTES] = {0};
+        for (size_t k = 0; k < nkeywords; k++) {
+            unsigned idx;
+            if (mstate_keyword_test(r->ms, folder, key, keywords[k]) && userstate_keyword(a->us, keywords[k], &idx) == US_OK)
+                us_kw_put(kw, idx, 1);
+        }
+        userstate_store(a->us, msgid, US_REPLACE, flags & MSTATE_FLAGS_ALL, kw);
+    }
+    r->list_stale = true;
+    touch(a);
+    mb_account_changed(a);
+    return rc;
+}
