@@ -184,6 +184,7 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd);
 gw_result gw_cmd_cannot(session *s, const pi_command *cmd);
 gw_result gw_cmd_copy(session *s, const pi_command *cmd);
 gw_result gw_cmd_move(session *s, const pi_command *cmd);
+gw_result gw_cmd_append(session *s, const pi_command *cmd);
 gw_result gw_cmd_subscribe(session *s, const pi_command *cmd); /* and UNSUBSCRIBE */
 gw_result gw_cmd_create(session *s, const pi_command *cmd);
 gw_result gw_cmd_delete(session *s, const pi_command *cmd);

@@ -5,7 +5,7 @@ gw_result gw_cmd_capability(session *s, const pi_command *cmd)
 {
     (void)cmd;
     pu_buf b = PU_BUF_INIT;
-    if (gw_caps_write(&b, gw_session_caps(s)) != 0) {
+    if (gw_session_caps_write(&b, s) != 0) {
         pu_buf_free(&b);
         gw_tagged(s, "NO [SERVERBUG] Out of memory");
         return GW_DONE;

@@ -8,7 +8,7 @@
 /* Only what works today: nothing is advertised before it is implemented. */
 #define BASE_CAPS                                                                                              \
     "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE SORT "           \
-    "SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS MOVE"
+    "SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS MOVE MULTIAPPEND"
 
 unsigned gw_caps_for(enum session_state st, bool tls, bool tls_available, bool allow_plaintext_auth)
 {
@@ -61,7 +61,7 @@ static const gw_command commands[] = {
     {"RENAME", gw_cmd_rename, AUTHED, 2, 3},
     {"SUBSCRIBE", gw_cmd_subscribe, AUTHED, 1, 1},
     {"UNSUBSCRIBE", gw_cmd_subscribe, AUTHED, 1, 1},
-    {"APPEND", gw_cmd_cannot, AUTHED, 2, 4},
+    {"APPEND", gw_cmd_append, AUTHED, 2, GW_ARGS_ANY}, /* MULTIAPPEND: any number of messages */
     {"CHECK", gw_cmd_noop, GW_CMD_SELECTED, 0, 0},
     {"CLOSE", gw_cmd_close, GW_CMD_SELECTED, 0, 0},
     {"UNSELECT", gw_cmd_unselect, GW_CMD_SELECTED, 0, 0},

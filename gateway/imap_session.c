@@ -44,6 +44,21 @@ unsigned gw_session_caps(const session *s)
     return gw_caps_for(s->state, s->tls, s->tls_available, s->net->cfg->gateway.allow_plaintext_auth);
 }
 
+/* The literal cap of an APPEND after login: the message size delivery takes too (no
+ * literal of 2^32 bytes or more can be sent at all). */
+static uint64_t append_limit(const session *s)
+{
+    uint64_t max = s->net->cfg->max_message_size;
+    return max < UINT32_MAX ? max : UINT32_MAX;
+}
+
+int gw_session_caps_write(pu_buf *b, const session *s)
+{
+    if (gw_caps_write(b, gw_session_caps(s)) != 0)
+        return -1;
+    return pu_buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)append_limit(s));
+}
+
 /* ---- input ---- */
 
 static gw_result dispatch(session *s, const pi_command *cmd)
@@ -146,7 +161,8 @@ static int imap_init(session *s)
     pi_limits lim;
     pi_limits_default(&lim);
     lim.max_line = g->max_line;
-    lim.max_append_literal = lim.max_literal; /* until APPEND exists, nothing needs more */
+    /* before login an APPEND is refused anyway: no need to hold a big literal for it */
+    lim.max_append_literal = lim.max_literal;
     s->imap->parser = pi_parser_new(&lim);
     return s->imap->parser ? 0 : -1;
 }
@@ -154,7 +170,7 @@ static int imap_init(session *s)
 static void imap_greet(session *s)
 {
     pu_buf caps = PU_BUF_INIT;
-    if (gw_caps_write(&caps, gw_session_caps(s)) != 0) {
+    if (gw_session_caps_write(&caps, s) != 0) {
         pu_buf_free(&caps);
         gw_session_bye(s, "Out of memory");
         return;
@@ -177,8 +193,14 @@ static void imap_login_done(session *s, bool ok, const char *no_text)
 {
     if (ok) {
         gw_session_enter(s, S_AUTH);
+        /* from the next command on, APPEND takes messages up to APPENDLIMIT */
+        pi_limits lim;
+        pi_limits_default(&lim);
+        lim.max_line = s->net->cfg->gateway.max_line;
+        lim.max_append_literal = append_limit(s);
+        pi_parser_set_limits(s->imap->parser, &lim);
         pu_buf caps = PU_BUF_INIT;
-        if (gw_caps_write(&caps, gw_session_caps(s)) == 0)
+        if (gw_session_caps_write(&caps, s) == 0)
             gw_tagged(s, "OK [CAPABILITY %s] Logged in", caps.data);
         else
             gw_tagged(s, "OK Logged in");

@@ -35,6 +35,8 @@ void gw_untagged(session *s, const char *fmt, ...) __attribute__((format(printf,
 void gw_tagged(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The capability flags of s now. */
 unsigned gw_session_caps(const session *s);
+/* The capability list of s now, with APPENDLIMIT (RFC 7889), as gw_caps_write writes it. */
+int gw_session_caps_write(pu_buf *b, const session *s);
 
 /* imap_cmd_idle.c: the line that ends IDLE */
 gw_result gw_idle_line(session *s, const char *line, size_t len);

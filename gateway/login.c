@@ -258,6 +258,7 @@ static void account_opened(void *arg, mb_account *a, const char *no_text)
     session *s = arg;
     if (a) {
         s->account = a;
+        mb_account_set_owner_key(a, s->key_id, s->box_pk);
         mb_reader_attach(&s->reader, a, s->vault_session);
     }
     gw_login_finish(s, a != NULL, no_text);
@@ -275,6 +276,8 @@ void gw_login_vault_reply(gw_net *net, session *s, const vault_reply *r)
     s->vault_req = 0;
     if (r->type == VAULT_REPLY_LOGIN) {
         s->vault_session = r->u.login.session; /* closing sessions log it out */
+        memcpy(s->key_id, r->u.login.key_id, sizeof s->key_id);
+        memcpy(s->box_pk, r->u.login.box_pk, sizeof s->box_pk);
         if (s->state == S_LOGOUT)
             return;
         mb_account_open(net->store, s->address, r->u.login.state_key, &s->open_wait, account_opened, s);

@@ -161,6 +161,7 @@ struct session {
     uint8_t record_digest[16]; /* BLAKE2b of the cached record */
     /* logged in */
     uint64_t vault_session; /* 0: none */
+    uint8_t key_id[PC_KEYID_BYTES], box_pk[PC_BOX_PK_BYTES]; /* the user's, from the vault: APPEND seals to it */
     mb_waiter open_wait;    /* waits for the account (mb_account_open) */
     mb_account *account;
     mb_reader reader;       /* reads the account's messages (attached while logged in) */

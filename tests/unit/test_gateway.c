@@ -26,7 +26,7 @@ static char *caps(enum session_state st, bool tls, bool tls_available, bool allo
 
 #define BASE                                                                                                   \
     "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE SORT SORT=DISPLAY " \
-    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS MOVE"
+    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS MOVE MULTIAPPEND"
 
 static void test_capabilities(void **state)
 {
