@@ -428,9 +428,11 @@ def test_a_too_big_nonsynchronizing_literal_is_refused_and_the_session_goes_on(p
     got 'BAD [TOOBIG] Non-synchronizing literal too big' and a closed connection (issue 13)."""
     user = "lena.literal@example.org"
     add_user(postern_env, user)
-    c = login(gateway, user)
+    # APPEND takes up to max_message_size (APPENDLIMIT): a gateway with a small one
+    gw = gateway.factory.start(conf_extra="[deliver]\nmax_message_size = 1048576")
+    c = login(gw, user)
     c.select("INBOX")
-    big = 3 * 1024 * 1024  # above the gateway's literal cap (64 KiB while APPEND stores nothing)
+    big = 3 * 1024 * 1024  # above the gateway's APPEND literal cap
     c.send(b"A1 APPEND INBOX (\\Seen) {%d+}\r\n" % big)
     chunk = (b"x" * 1023 + b"\n") * 64
     sent = 0
@@ -446,3 +448,4 @@ def test_a_too_big_nonsynchronizing_literal_is_refused_and_the_session_goes_on(p
     typ, data = c.noop()
     assert typ == "OK"
     c.logout()
+    gw.stop()
