@@ -103,7 +103,7 @@ def test_thunderbird_save_draft_and_copy_to_sent(postern_env, gateway):
     draft = message(728, b"draft 1")
     lines = raw(c, b"5", b'5 append "Drafts" (\\Draft) {728+}\r\n', [draft])
     v, uid = appenduid(lines, b"5")
-    assert v == uv and int(uid) >= next0
+    assert (v, int(uid)) == (uv, next0)  # the UIDNEXT announced before
     n1, next1, _ = status(c, "Drafts")
     assert (n1, next1) == (1, int(uid) + 1)
     # the next APPEND gets exactly the UIDNEXT announced before it
@@ -118,6 +118,14 @@ def test_thunderbird_save_draft_and_copy_to_sent(postern_env, gateway):
     # filed in Drafts and Sent only: the INBOX does not show them
     typ, data = c.select("INBOX")
     assert typ == "OK" and data[0] == b"0", data
+    # the draft as Thunderbird reads it back, with its flag
+    typ, data = c.select("Drafts")
+    assert typ == "OK" and data[0] == b"2", data
+    typ, data = c.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[])")
+    assert typ == "OK", data
+    bodies = [x[1] for x in data if isinstance(x, tuple)]
+    assert bodies[0] == draft, bodies[0][:200]
+    assert b"\\Draft" in data[0][0] or any(b"\\Draft" in x for x in data if isinstance(x, bytes)), data
     c.logout()
     # another session (and a new login) sees the same
     c = login(gateway, user)
