@@ -1,5 +1,5 @@
 /* APPEND and MULTIAPPEND arguments (RFC 3501 6.3.11, RFC 3502): the syntax only; what a
- * message is filed as is the gateway's business. */
+ * message is filed as is the gateway's business. And the names of the system flags. */
 #include <string.h>
 #include <strings.h>
 
@@ -7,11 +7,19 @@
 
 static const struct {
     const char *name;
-    unsigned bit;
+    unsigned bit; /* 0: \Recent */
 } system_flags[] = {
-    {"\\Seen", PI_FLAG_SEEN},         {"\\Answered", PI_FLAG_ANSWERED}, {"\\Flagged", PI_FLAG_FLAGGED},
-    {"\\Deleted", PI_FLAG_DELETED},   {"\\Draft", PI_FLAG_DRAFT},
+    {"\\Seen", PI_FLAG_SEEN},       {"\\Answered", PI_FLAG_ANSWERED}, {"\\Flagged", PI_FLAG_FLAGGED},
+    {"\\Deleted", PI_FLAG_DELETED}, {"\\Draft", PI_FLAG_DRAFT},       {"\\Recent", 0},
 };
+
+int pi_system_flag(const char *name)
+{
+    for (size_t k = 0; k < sizeof system_flags / sizeof system_flags[0]; k++)
+        if (strcasecmp(name, system_flags[k].name) == 0)
+            return (int)system_flags[k].bit;
+    return -1;
+}
 
 static bool keyword_ok(const char *s, size_t len)
 {
@@ -32,14 +40,12 @@ static int parse_flags(const pi_arg *list, pi_append_msg *m, const char **err)
             return -1;
         }
         if (f->str[0] == '\\') {
-            size_t k = 0;
-            while (k < sizeof system_flags / sizeof system_flags[0] && strcasecmp(f->str, system_flags[k].name) != 0)
-                k++;
-            if (k == sizeof system_flags / sizeof system_flags[0]) {
-                *err = strcasecmp(f->str, "\\Recent") == 0 ? "\\Recent cannot be set" : "Unknown system flag";
+            int bit = pi_system_flag(f->str);
+            if (bit <= 0) {
+                *err = bit == 0 ? "\\Recent cannot be set" : "Unknown system flag";
                 return -1;
             }
-            m->flags |= system_flags[k].bit;
+            m->flags |= (unsigned)bit;
             continue;
         }
         if (!keyword_ok(f->str, f->len)) {

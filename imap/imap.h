@@ -383,6 +383,9 @@ int pi_append_parse(const pi_arg *args, size_t nargs, pi_append_msg *out, size_t
 #define PI_FLAG_FLAGGED 0x04u
 #define PI_FLAG_DELETED 0x08u
 #define PI_FLAG_DRAFT 0x10u
+/* A system flag's name ("\Seen", any case): its PI_FLAG_* bit, 0 for \Recent (no bit: it is
+ * the server's), -1 for none. */
+int pi_system_flag(const char *name);
 
 typedef struct pi_search pi_search;
 

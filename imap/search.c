@@ -255,14 +255,6 @@ static const struct key {
     {.name = "UNSEEN", .kind = K_STATE, .clear = PI_FLAG_SEEN},
 };
 
-/* KEYWORD \Seen and friends: the system flags a client may name as keywords. */
-static const struct {
-    const char *name;
-    unsigned flag; /* 0: \Recent */
-} sysflags[] = {
-    {"\\Seen", PI_FLAG_SEEN},       {"\\Answered", PI_FLAG_ANSWERED}, {"\\Flagged", PI_FLAG_FLAGGED},
-    {"\\Deleted", PI_FLAG_DELETED}, {"\\Draft", PI_FLAG_DRAFT},       {"\\Recent", 0},
-};
 
 typedef struct parser {
     pi_search *s;
@@ -423,19 +415,19 @@ static int parse_keyword(parser *p, const pi_arg *a, size_t idx, bool want)
     if (!pi_arg_astring(a, &kw, &len))
         return syntax(p, "Search key needs a keyword");
     if (len == 0 || kw[0] == '\\') {
-        for (size_t k = 0; k < sizeof sysflags / sizeof sysflags[0]; k++) {
-            if (len == strlen(sysflags[k].name) && strncasecmp(kw, sysflags[k].name, len) == 0) {
-                n->kind = K_STATE;
-                if (!sysflags[k].flag)
-                    n->u.st.recent = want ? R_YES : R_NO;
-                else if (want)
-                    n->u.st.set = sysflags[k].flag;
-                else
-                    n->u.st.clear = sysflags[k].flag;
-                return 0;
-            }
+        /* KEYWORD \Seen and friends: the system flags a client may name as keywords */
+        int flag = strlen(kw) == len ? pi_system_flag(kw) : -1;
+        if (flag < 0) {
+            n->kind = want ? K_NONE : K_ALL; /* no such keyword can be set */
+            return 0;
         }
-        n->kind = want ? K_NONE : K_ALL; /* no such keyword can be set */
+        n->kind = K_STATE;
+        if (!flag)
+            n->u.st.recent = want ? R_YES : R_NO;
+        else if (want)
+            n->u.st.set = (unsigned)flag;
+        else
+            n->u.st.clear = (unsigned)flag;
         return 0;
     }
     char *c = copy(kw, len);
