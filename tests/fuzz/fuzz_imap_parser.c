@@ -3,7 +3,8 @@
  * a literal; the rest is the client's byte stream. The stream is parsed twice, whole and in
  * input-driven slices, and both runs must give the same events. Each run checks:
  * used <= offered, NEED_MORE uses everything, no two events in a row without progress
- * (unless the second is fatal), a fatal error stays fatal, and every command's tree respects the limits. */
+ * (unless the second is fatal), a fatal error stays fatal, and every command's tree respects the limits;
+ * an APPEND's arguments go through pi_append_parse, whose messages must be its literals. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,41 @@ static size_t check_arg(const pi_arg *a, unsigned depth, const pi_limits *lim, u
     return 1;
 }
 
+/* APPEND's messages as the gateway reads them: every message is one of the command's
+ * literals, flags are system flag bits, keywords are atoms without a backslash. */
+static void check_append(const pi_command *c, uint64_t lit, run_state *s)
+{
+    pi_append_msg m[8];
+    size_t n = 99;
+    const char *err = NULL;
+    int rc = pi_append_parse(c->args + 1, c->nargs - 1, m, 8, &n, &err);
+    mix(s, &rc, sizeof rc);
+    if (rc == -1 && (!err || !err[0]))
+        abort();
+    if (rc != 0 && rc != -1 && rc != -2)
+        abort();
+    if (n > 8 || (rc == 0 && n == 0))
+        abort();
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        for (size_t k = 1; k < c->nargs; k++)
+            found |= c->args[k].type == PI_LITERAL && c->args[k].str == m[i].data && c->args[k].len == m[i].len;
+        if (!found || m[i].flags & ~0x1fu || m[i].nkeywords > PI_APPEND_KEYWORDS_MAX)
+            abort();
+        for (size_t k = 0; k < m[i].nkeywords; k++)
+            if (!m[i].keywords[k][0] || strchr(m[i].keywords[k], '\\'))
+                abort();
+        if (m[i].has_date && (m[i].tz_minutes <= -24 * 60 || m[i].tz_minutes >= 24 * 60))
+            abort();
+        total += m[i].len;
+        mix(s, &m[i].flags, sizeof m[i].flags);
+        mix(s, &m[i].len, sizeof m[i].len);
+    }
+    if (total > lit)
+        abort();
+}
+
 static void check_command(const pi_command *c, const pi_limits *lim, run_state *s)
 {
     if (!c || !c->tag[0] || strlen(c->tag) > lim->max_tag || !c->name[0] || strlen(c->name) > PI_NAME_MAX)
@@ -65,6 +101,8 @@ static void check_command(const pi_command *c, const pi_limits *lim, run_state *
     uint64_t cap = strcmp(c->verb, "APPEND") == 0 ? lim->max_append_literal : lim->max_literal;
     if (n > lim->max_args || lit > cap)
         abort();
+    if (strcmp(c->verb, "APPEND") == 0 && c->nargs >= 1)
+        check_append(c, lit, s);
 }
 
 static run_state run(const pi_limits *lim, const uint8_t *d, size_t n, const uint8_t *slices, size_t nslices,
