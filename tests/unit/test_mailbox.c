@@ -774,6 +774,81 @@ static void test_watchers_hear_each_change_once(void **state)
     store_free(st);
 }
 
+/* ---- APPEND ---- */
+
+typedef struct append_probe {
+    int calls;
+    mb_append_rc rc;
+    size_t n;
+    char why[256];
+} append_probe;
+
+static void appended(void *arg, mb_append_rc rc, uint32_t uidvalidity, const uint32_t *uids, size_t n,
+                     const char *why)
+{
+    (void)uidvalidity;
+    (void)uids;
+    append_probe *p = arg;
+    p->calls++;
+    p->rc = rc;
+    p->n = n;
+    snprintf(p->why, sizeof p->why, "%s", why ? why : "");
+}
+
+/* The news server cannot be reached: the APPEND is answered UNAVAILABLE once, from the loop,
+ * and nothing is filed; refusals that need no server come at once, without a callback. */
+static void test_append_unstored_files_nothing(void **state)
+{
+    (void)state;
+    mb_store *st = store_new();
+    cfg.max_message_size = 4096;
+    mb_account *a = open_account(st, "anna@example.org");
+    static const char text[] = "From: anna@example.org\r\nSubject: draft\r\n\r\nhello\r\n";
+    mb_append_msg m = {.data = text, .len = sizeof text - 1, .flags = US_DRAFT};
+    mb_append_waiter w = {0};
+    append_probe p = {0};
+    /* no key yet (no login set it): refused */
+    assert_int_equal(mb_append(a, 2, &m, 1, &w, appended, &p), MB_APPEND_UNAVAILABLE);
+    uint8_t pk[PC_BOX_PK_BYTES], sk[PC_BOX_SK_BYTES], id[PC_KEYID_BYTES] = {0};
+    crypto_box_keypair(pk, sk);
+    mb_account_set_owner_key(a, id, pk);
+    assert_int_equal(mb_append(a, 99, &m, 1, &w, appended, &p), MB_APPEND_NONEXISTENT);
+    char *big = calloc(1, 4097);
+    mb_append_msg b = {.data = big, .len = 4097};
+    assert_int_equal(mb_append(a, 2, &b, 1, &w, appended, &p), MB_APPEND_TOOBIG);
+    free(big);
+    assert_int_equal(p.calls, 0);
+    mb_folder f;
+    assert_int_equal(mb_folder_find(a, "Drafts", &f), MB_FOLDER_OK);
+    uint32_t uidnext = f.uidnext;
+    /* the closed port: nothing shows the article, so nothing is filed */
+    mb_append_msg two[2] = {m, m};
+    assert_int_equal(mb_append(a, 2, two, 2, &w, appended, &p), MB_APPEND_OK);
+    assert_int_equal(p.calls, 0); /* never from inside mb_append */
+    run_until(&p.calls);
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(p.rc, MB_APPEND_UNAVAILABLE);
+    assert_non_null(strstr(p.why, "[UNAVAILABLE]"));
+    assert_int_equal(mb_folder_find(a, "Drafts", &f), MB_FOLDER_OK);
+    assert_int_equal(f.messages, 0);
+    assert_int_equal(f.uidnext, uidnext);
+    /* cancelled while the worker posts: no callback, the job ends by itself */
+    append_probe q = {0};
+    assert_int_equal(mb_append(a, 2, &m, 1, &w, appended, &q), MB_APPEND_OK);
+    mb_append_cancel(&w);
+    mb_append_cancel(&w); /* twice is nothing */
+    int never = 0;
+    struct timeval tick = {0, 10000};
+    for (int i = 0; i < 50; i++) {
+        event_base_loopexit(base, &tick);
+        event_base_dispatch(base);
+    }
+    assert_int_equal(q.calls, never);
+    sodium_memzero(sk, sizeof sk);
+    mb_account_release(a);
+    store_free(st);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -793,6 +868,7 @@ int main(void)
         cmocka_unit_test(test_view_recent_goes_to_one_session),
         cmocka_unit_test(test_budget_queues_loads_and_evicts_the_cache),
         cmocka_unit_test(test_budget_drained_when_stopping),
+        cmocka_unit_test(test_append_unstored_files_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
