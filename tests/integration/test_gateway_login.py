@@ -18,7 +18,8 @@ CANON = "carol.gateway@example.org"
 PASSWORD = "correct horse battery"
 BASE_CAPS = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "NAMESPACE", "IDLE", "UIDPLUS", "UNSELECT",
              "CHILDREN", "SPECIAL-USE", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
-             "ESEARCH", "LIST-EXTENDED", "LIST-STATUS", "MOVE"]
+             "ESEARCH", "LIST-EXTENDED", "LIST-STATUS", "MOVE", "MULTIAPPEND"]
+LIMIT = ["APPENDLIMIT=104857600"]  # [deliver] max_message_size, after the login capabilities
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +89,16 @@ def test_greeting_over_imaps(gateway):
     c = tls(gateway)
     welcome = c.welcome.decode()
     assert welcome.startswith("* OK [CAPABILITY ") and welcome.endswith("] postern ready")
-    assert caps_of(welcome) == BASE_CAPS + ["AUTH=PLAIN"]
+    assert caps_of(welcome) == BASE_CAPS + ["AUTH=PLAIN"] + LIMIT
     typ, data = c.capability()
-    assert typ == "OK" and data[0].decode().split() == BASE_CAPS + ["AUTH=PLAIN"]
+    assert typ == "OK" and data[0].decode().split() == BASE_CAPS + ["AUTH=PLAIN"] + LIMIT
     c.logout()
 
 
 def test_plain_port_refuses_login_before_tls(gateway, user):
     c = plain(gateway)
     caps = caps_of(c.welcome.decode())
-    assert caps == BASE_CAPS + ["STARTTLS", "LOGINDISABLED"]
+    assert caps == BASE_CAPS + ["STARTTLS", "LOGINDISABLED"] + LIMIT
     assert "AUTH=PLAIN" not in caps
     with pytest.raises(imaplib.IMAP4.error, match=r"PRIVACYREQUIRED"):
         c.login(USER, PASSWORD)
@@ -109,10 +110,10 @@ def test_plain_port_refuses_login_before_tls(gateway, user):
 def test_starttls_then_login(gateway, user):
     c = plain(gateway)
     c.starttls(ssl_context=gateway.ssl_context())
-    assert sorted(c.capabilities) == sorted(x.upper() for x in BASE_CAPS + ["AUTH=PLAIN"])
+    assert sorted(c.capabilities) == sorted(x.upper() for x in BASE_CAPS + ["AUTH=PLAIN"] + LIMIT)
     typ, data = c.login(USER, PASSWORD)
     assert typ == "OK"
-    assert caps_of(data[0].decode()) == BASE_CAPS
+    assert caps_of(data[0].decode()) == BASE_CAPS + LIMIT
     assert data[0].decode().endswith("Logged in")
     c.logout()
     
@@ -120,7 +121,7 @@ def test_starttls_then_login(gateway, user):
 def test_authenticate_plain_by_continuation(gateway, user):
     c = tls(gateway)
     typ, data = c.authenticate("PLAIN", lambda _: ("\0%s\0%s" % (USER, PASSWORD)).encode())
-    assert typ == "OK" and caps_of(data[0].decode()) == BASE_CAPS
+    assert typ == "OK" and caps_of(data[0].decode()) == BASE_CAPS + LIMIT
     assert c.state == "AUTH"
     c.logout()
 
@@ -130,7 +131,7 @@ def test_authenticate_plain_sasl_ir(gateway, user):
     r.line()
     r.send("a AUTHENTICATE PLAIN %s\r\n" % plain_ir(USER, PASSWORD, authzid=USER))
     lines = r.until_tagged("a")
-    assert lines == ["a OK [CAPABILITY %s] Logged in" % " ".join(BASE_CAPS)], lines
+    assert lines == ["a OK [CAPABILITY %s] Logged in" % " ".join(BASE_CAPS + LIMIT)], lines
     r.send("b NAMESPACE\r\nc ID NIL\r\nd ENABLE UTF8=ACCEPT\r\n")
     assert r.until_tagged("b") == ['* NAMESPACE (("" "/")) NIL NIL', "b OK Namespace completed"]
     assert r.until_tagged("c") == ['* ID ("name" "postern")', "c OK ID completed"]
@@ -218,7 +219,7 @@ def test_bytes_pipelined_after_starttls_are_discarded(gateway):
     r.send("c NOOP\r\n")
     assert r.until_tagged("c") == ["c OK NOOP completed"]  # no answer to b, before or after
     r.send("d CAPABILITY\r\n")
-    assert r.until_tagged("d") == ["* CAPABILITY %s AUTH=PLAIN" % " ".join(BASE_CAPS), "d OK Capability completed"]
+    assert r.until_tagged("d") == ["* CAPABILITY %s AUTH=PLAIN %s" % (" ".join(BASE_CAPS), LIMIT[0]), "d OK Capability completed"]
     r.close()
     assert "dropped 14 bytes sent after STARTTLS" in gateway.log_text()
 
