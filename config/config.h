@@ -13,7 +13,7 @@
  *   [deliver]
  *   min_copies = 1                         ; sites that must show the article before exit 0
  *   confirm_timeout = 5                    ; seconds a site that took the article may take to show it
- *   max_message_size = 104857600
+ *   max_message_size = 104857600           ; also IMAP APPEND's limit (APPENDLIMIT)
  *   keyrecord_cache = 60                   ; seconds `postern lmtp` trusts a fetched key record
  *
  *   [site NAME]                            ; one per news server, in order of preference

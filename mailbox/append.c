@@ -110,7 +110,10 @@ static int seal_item(mb_appending *x, append_item *it, pu_buf *env, char *header
                  ? 0
                  : -1;
     pc_seal_free(s);
-    sodium_memzero(it->plain, it->len); /* sealed: the plaintext is not needed any more */
+    /* sealed: the plaintext is not needed any more, and its memory is the post's */
+    sodium_memzero(it->plain, it->len);
+    free(it->plain);
+    it->plain = NULL;
     if (rc != 0)
         return -1;
     memcpy(env->data, prefix, sizeof prefix);

@@ -176,6 +176,12 @@ def test_multiappend(postern_env, gateway):
     lo, hi = (int(x) for x in uids.split(":"))
     assert v == uv and hi == lo + 1 and lo >= next0, uids
     assert status(c, "Archive")[:2] == (n0 + 2, hi + 1)
+    # appended to the folder selected: its EXISTS comes before the tagged OK (RFC 3501 6.3.11)
+    typ, data = c.select("Archive")
+    assert typ == "OK" and data[0] == b"%d" % (n0 + 2), data
+    lines = raw(c, b"M2", b"M2 APPEND Archive {600+}\r\n", [message(600, b"three")])
+    assert b"* %d EXISTS\r\n" % (n0 + 3) in lines, lines
+    assert lines[-1].startswith(b"M2 OK [APPENDUID %d %d]" % (uv, hi + 1)), lines
     c.logout()
 
 
