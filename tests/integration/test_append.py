@@ -6,6 +6,7 @@ command shapes are Thunderbird's (save draft, copy to Sent). Real gateway, real 
 import imaplib
 import os
 import re
+import time
 
 import pytest
 
@@ -263,3 +264,44 @@ def group_of(site, user):
     local, domain = user.split("@")
     name = ".".join(reversed(domain.split("."))) + "." + local.replace(".", "_2e")
     return site.prefix + "." + name if site.prefix else name
+
+
+def test_fewer_than_min_copies_files_nothing(postern_env, gateway):
+    """min_copies 2 and the second site down: NO [UNAVAILABLE], nothing filed, and the copy
+    the live site took is cancelled again (else a scan would show it in the INBOX)."""
+    user = "uma.unavailable@example.org"
+    add_user(postern_env, user)
+    gw = gateway.factory.start(conf_extra="[deliver]\nmin_copies = 2\n\n[site closed]\nhost = 127.0.0.1\n"
+                                          "port = 1\nconnect_timeout = 2\n")
+    c = login(gw, user)
+    before = status(c, "Drafts")
+    lines = raw(c, b"U1", b'U1 APPEND "Drafts" (\\Draft) {728+}\r\n', [message(728, b"not stored")])
+    assert lines[-1].startswith(b"U1 NO [UNAVAILABLE]"), lines
+    assert status(c, "Drafts") == before
+    lines = raw(c, b"U2", b"U2 APPEND INBOX {500+}\r\n", [message(500, b"not stored either")])
+    assert lines[-1].startswith(b"U2 NO [UNAVAILABLE]"), lines
+    typ, data = c.select("INBOX")  # waits for a scan that starts now
+    assert typ == "OK" and data[0] == b"0", data
+    typ, _ = c.noop()
+    assert typ == "OK"
+    c.logout()
+    gw.stop()
+
+
+def test_append_is_filed_when_the_client_leaves_at_once(postern_env, gateway):
+    user = "leo.leaving@example.org"
+    add_user(postern_env, user)
+    c = login(gateway, user)
+    m = message(5000, b"sent and gone")
+    c.send(b'L1 APPEND "Sent" (\\Seen) {5000+}\r\n' + m + b"\r\n")
+    c.shutdown()
+    c = login(gateway, user)
+    deadline = time.monotonic() + 20
+    while status(c, "Sent")[0] != 1:
+        assert time.monotonic() < deadline, "the APPEND was not filed"
+        time.sleep(0.2)
+    typ, data = c.select("Sent")
+    assert typ == "OK" and data[0] == b"1", data
+    typ, data = c.fetch("1", "(FLAGS BODY.PEEK[])")
+    assert typ == "OK" and data[0][1] == m, data
+    c.logout()
