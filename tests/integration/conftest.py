@@ -294,6 +294,17 @@ def postern_env(inn_site, tmp_path_factory):
     return env
 
 
+def read_until_tagged(c, tag):
+    """Lines an imaplib connection reads up to and including the one starting with tag."""
+    lines = []
+    while True:
+        line = c.readline()
+        assert line, lines
+        lines.append(line)
+        if line.startswith(tag):
+            return lines
+
+
 def _free_port(addr):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:

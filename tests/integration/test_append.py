@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from conftest import read_until_tagged
+
 PASSWORD = "append password 1"
 LIMIT = 1024 * 1024  # the small gateway's max_message_size
 
@@ -25,16 +27,6 @@ def login(gw, user):
     return c
 
 
-def read_until_tagged(c, tag):
-    lines = []
-    while True:
-        line = c.readline()
-        assert line, lines
-        lines.append(line)
-        if line.startswith(tag + b" "):
-            return lines
-
-
 def raw(c, tag, command, literals=()):
     """Sends one command whose literals are given (each b"{n+}" placeholder in command is
     followed by its bytes), reads to its tagged answer."""
@@ -42,7 +34,7 @@ def raw(c, tag, command, literals=()):
     for lit in literals:
         c.send(lit)
     c.send(b"\r\n")
-    return read_until_tagged(c, tag)
+    return read_until_tagged(c, tag + b" ")
 
 
 def message(size, subject, body=b"draft body"):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import _free_port
+from conftest import _free_port, read_until_tagged
 
 PASSWORD = "protocol password 1"
 
@@ -241,16 +241,6 @@ def test_search_addresses_and_repeated_fields(postern_env, gateway):
     typ, data = c.search(None, "FROM", "user-from@domain.org.invalid")
     assert data[0].split() == [], data
     c.logout()
-
-
-def read_until_tagged(c, tag):
-    lines = []
-    while True:
-        line = c.readline()
-        assert line, lines
-        lines.append(line)
-        if line.startswith(tag):
-            return lines
 
 
 def test_new_keyword_is_announced_with_flags(postern_env, gateway):
