@@ -181,7 +181,6 @@ gw_result gw_cmd_sort(session *s, const pi_command *cmd);
 gw_result gw_cmd_thread(session *s, const pi_command *cmd);
 gw_result gw_cmd_fetch(session *s, const pi_command *cmd);
 gw_result gw_cmd_store(session *s, const pi_command *cmd);
-gw_result gw_cmd_cannot(session *s, const pi_command *cmd);
 gw_result gw_cmd_copy(session *s, const pi_command *cmd);
 gw_result gw_cmd_move(session *s, const pi_command *cmd);
 gw_result gw_cmd_append(session *s, const pi_command *cmd);
