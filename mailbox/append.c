@@ -110,6 +110,7 @@ static int seal_item(mb_appending *x, append_item *it, pu_buf *env, char *header
                  ? 0
                  : -1;
     pc_seal_free(s);
+    sodium_memzero(content_hash, sizeof content_hash); /* would confirm a guessed message */
     /* sealed: the plaintext is not needed any more, and its memory is the post's */
     sodium_memzero(it->plain, it->len);
     free(it->plain);
@@ -161,6 +162,7 @@ static void append_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
 {
     mb_appending *x = j->ctx;
     pu_buf env = PU_BUF_INIT;
+    env.public_data = 1; /* ciphertext: grown by realloc, not wiped */
     char headers[1024];
     x->stored = true;
     for (size_t i = 0; i < x->n && x->stored; i++) {
