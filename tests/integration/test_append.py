@@ -297,3 +297,45 @@ def test_append_is_filed_when_the_client_leaves_at_once(postern_env, gateway):
     typ, data = c.fetch("1", "(FLAGS BODY.PEEK[])")
     assert typ == "OK" and data[0][1] == m, data
     c.logout()
+
+
+def test_thunderbird_replaces_a_draft_and_the_old_article_is_cancelled(postern_env, gateway, inn_site):
+    """Save draft, then save it again: Thunderbird APPENDs the new draft, then marks the old one
+    \\Deleted and expunges it. The old article goes from the spool: its owner's Cancel-Lock,
+    written at APPEND, is the one the user's gateway can open (RFC 8315)."""
+    user = "dora.drafts@example.org"
+    add_user(postern_env, user)
+    c = login(gateway, user)
+    lines = raw(c, b"D1", b'D1 append "Drafts" (\\Draft) {728+}\r\n', [message(728, b"draft v1")])
+    _, old = appenduid(lines, b"D1")
+    lines = raw(c, b"D2", b'D2 append "Drafts" (\\Draft) {728+}\r\n', [message(728, b"draft v2")])
+    _, new = appenduid(lines, b"D2")
+    nn = inn_site.client()
+    try:
+        group = group_of(inn_site, user)
+        _, low, high, _ = nn.group(group)
+        ids = [f[4] for f in nn.over("%d-%d" % (low, high)) if f[4].startswith("<m.")]
+        assert len(ids) == 2, ids
+    finally:
+        nn.quit()
+    typ, data = c.select("Drafts")
+    assert typ == "OK" and data[0] == b"2", data
+    typ, data = c.uid("STORE", old, "+FLAGS.SILENT", r"(\Deleted)")
+    assert typ == "OK", data
+    typ, data = c.uid("EXPUNGE", old)
+    assert typ == "OK", data
+    typ, data = c.uid("SEARCH", "ALL")
+    assert typ == "OK" and data[0].split() == [new.encode()], data
+    c.logout()
+    deadline = time.monotonic() + 20
+    while True:
+        nn = inn_site.client()
+        try:
+            _, low, high, _ = nn.group(group)
+            left = [f[4] for f in nn.over("%d-%d" % (low, high)) if f[4].startswith("<m.")] if high >= low else []
+        finally:
+            nn.quit()
+        if len(left) == 1:
+            break
+        assert time.monotonic() < deadline, left
+        time.sleep(0.3)
