@@ -685,6 +685,27 @@ def test_a_move_to_trash_and_empty_trash_reach_every_site(mesh):
         until("%s cancelled at %s" % (article, site.name), cancelled)
 
 
+def test_an_appended_draft_reaches_every_site(mesh):
+    """Thunderbird's save draft at site 1 (APPEND to Drafts, issue 13): every site shows the
+    draft in Drafts under the UIDVALIDITY and UID the APPENDUID named, with \\Draft, and never
+    in the INBOX."""
+    subject = "%s appended draft" % TOKEN
+    msg = ("From: %s\r\nSubject: %s\r\n\r\nsaved at site 1\r\n" % (USER, subject)).encode()
+    c1 = imap(mesh.gws[0])
+    typ, data = c1.append("Drafts", r"(\Draft)", None, msg)
+    assert typ == "OK", data
+    m = re.match(rb"\[APPENDUID (\d+) (\d+)\]", data[0])
+    assert m, data
+    validity, uid = int(m.group(1)), int(m.group(2))
+    c1.logout()
+    for k in (0, 1, 2):
+        def filed(k=k):
+            d, i = view(mesh, k, "Drafts"), view(mesh, k)
+            return (d.validity == validity and d.uid_of(subject) == uid and
+                    "\\Draft" in (d.flags_of(subject) or set()) and i.uid_of(subject) is None), (d, i)
+        until("%r in Drafts at site %d" % (subject, k + 1), filed)
+
+
 def test_partition_and_heal_converge(mesh):
     m = mesh
     pre = ["%s before the partition %d" % (TOKEN, i) for i in range(4)]
