@@ -152,17 +152,24 @@ static void imap_input(session *s)
 
 /* ---- the protocol ---- */
 
+/* The parser's limits; append_cap 0: APPEND literals as small as any other. */
+static pi_limits parser_limits(const pn_gateway *g, uint64_t append_cap)
+{
+    pi_limits lim;
+    pi_limits_default(&lim);
+    lim.max_line = g->max_line;
+    lim.max_append_literal = append_cap ? append_cap : lim.max_literal;
+    return lim;
+}
+
 static int imap_init(session *s)
 {
     const pn_gateway *g = &s->net->cfg->gateway;
     s->imap = calloc(1, sizeof *s->imap);
     if (!s->imap)
         return -1;
-    pi_limits lim;
-    pi_limits_default(&lim);
-    lim.max_line = g->max_line;
     /* before login an APPEND is refused anyway: no need to hold a big literal for it */
-    lim.max_append_literal = lim.max_literal;
+    pi_limits lim = parser_limits(g, 0);
     s->imap->parser = pi_parser_new(&lim);
     return s->imap->parser ? 0 : -1;
 }
@@ -194,10 +201,7 @@ static void imap_login_done(session *s, bool ok, const char *no_text)
     if (ok) {
         gw_session_enter(s, S_AUTH);
         /* from the next command on, APPEND takes messages up to APPENDLIMIT */
-        pi_limits lim;
-        pi_limits_default(&lim);
-        lim.max_line = s->net->cfg->gateway.max_line;
-        lim.max_append_literal = append_limit(s);
+        pi_limits lim = parser_limits(&s->net->cfg->gateway, append_limit(s));
         pi_parser_set_limits(s->imap->parser, &lim);
         pu_buf caps = PU_BUF_INIT;
         if (gw_session_caps_write(&caps, s) == 0)
