@@ -276,8 +276,8 @@ def test_expunge_right_before_logout_cancels_the_article(mailbox, postern_env, i
 def test_close_unselect_and_refusals(mailbox):
     c = login(mailbox)
     c.select("INBOX")
-    typ, _ = c.append("Sent", None, None, b"From: me\r\n\r\nx\r\n")
-    assert typ == "NO"
+    typ, data = c.append("Nowhere", None, None, b"From: me\r\n\r\nx\r\n")
+    assert typ == "NO" and data[0].startswith(b"[TRYCREATE]"), data
     typ, data = c.create("Archive")
     assert typ == "NO" and b"[ALREADYEXISTS]" in data[0]
     for bad in ("a//b", "/lead", "x*y"):
