@@ -152,3 +152,80 @@ def test_mutt_saves_to_a_folder(mutt_box, relay, tmp_path):
     assert {"mutt save me", "mutt save too"} <= set(archive), (archive, screen[-2000:])
     inbox = subjects(mutt_box, MUTT_USER, "INBOX")
     assert "mutt save me" not in inbox and "mutt keep" in inbox, inbox
+
+
+# ---------------------------------------------------------------------------------- mbsync
+
+MBSYNC_USER = "mbsync.writer@example.org"
+
+
+def mbsync_all(gw, relay, home):
+    r = relay(gw.addr, gw.imaps_port)
+    conf = home / "mbsyncrc"
+    mail = home / "mail"
+    mail.mkdir(exist_ok=True)
+    conf.write_text(
+        "IMAPAccount gw\nHost localhost\nPort %d\nUser %s\nPass \"%s\"\nAuthMechs PLAIN\n"
+        "SSLType IMAPS\nCertificateFile %s\nSystemCertificates no\nTimeout 30\n\n"
+        "IMAPStore far\nAccount gw\n\n"
+        "MaildirStore near\nPath %s/\nInbox %s/INBOX\nSubFolders Verbatim\n\n"
+        "Channel all\nFar :far:\nNear :near:\nPatterns *\nCreate Both\nExpunge Both\nSync All\n"
+        "SyncState *\n" % (r.port, MBSYNC_USER, PASSWORD, gw.cert, mail, mail))
+    conf.chmod(0o600)
+    res = subprocess.run(["mbsync", "-c", str(conf), "-a"], capture_output=True, timeout=180,
+                         env=dict(os.environ, HOME=str(home)))
+    out = (res.stdout + res.stderr).decode(errors="replace")
+    assert res.returncode == 0, "mbsync failed (%d):\n%s\n--- gateway log:\n%s" % (
+        res.returncode, out, gw.log_text()[-3000:])
+    return mail, out
+
+
+def near_files(box):
+    return [f for sub in ("new", "cur") if (box / sub).is_dir() for f in (box / sub).iterdir()]
+
+
+def subject_of(path):
+    m = re.search(rb"(?m)^Subject: (.*?)\r?$", path.read_bytes())
+    return m.group(1).decode() if m else None
+
+
+def test_mbsync_sync_all_carries_local_changes_to_the_server(postern_env, gateway, relay, tmp_path):
+    """Two-way `Sync All` over every folder: a local flag change, a message deleted locally, one
+    moved locally from INBOX to Archive and a new local draft all reach the server; a third
+    run changes nothing on either side."""
+    add_user(postern_env, MBSYNC_USER)
+    for s in ("sync flag me", "sync delete me", "sync move me", "sync untouched"):
+        deliver(postern_env, MBSYNC_USER, s)
+    mail, out = mbsync_all(gateway, relay, tmp_path)
+    inbox = {subject_of(f): f for f in near_files(mail / "INBOX")}
+    assert set(inbox) == {"sync flag me", "sync delete me", "sync move me", "sync untouched"}, (inbox, out)
+    for folder in ("Sent", "Drafts", "Trash", "Junk", "Archive"):
+        assert (mail / folder / "cur").is_dir(), (folder, out)
+
+    f = inbox["sync flag me"]
+    f.rename(f.parent.parent / "cur" / (f.name.split(":")[0] + ":2,FS"))
+    inbox["sync delete me"].unlink()
+    m = inbox["sync move me"]
+    m.rename(mail / "Archive" / "cur" / (re.sub(r",U=\d+", "", m.name.split(":")[0]) + ":2,S"))
+    draft = (b"From: %s\r\nTo: friend@example.net\r\nSubject: sync local draft\r\n"
+             b"Date: Tue, 1 Dec 2026 09:00:00 +0000\r\n\r\nwritten offline\r\n" % MBSYNC_USER.encode())
+    (mail / "Drafts" / "new" / "1700000000.local_1.host").write_bytes(draft)
+
+    mail, out = mbsync_all(gateway, relay, tmp_path)
+    server = subjects(gateway, MBSYNC_USER, "INBOX")
+    assert set(server) == {"sync flag me", "sync untouched"}, (server, out)
+    assert {"\\Seen", "\\Flagged"} <= server["sync flag me"], server
+    archive = subjects(gateway, MBSYNC_USER, "Archive")
+    assert "sync move me" in archive and "\\Seen" in archive["sync move me"], archive
+    drafts = subjects(gateway, MBSYNC_USER, "Drafts")
+    assert "sync local draft" in drafts, drafts
+
+    def near():
+        return {folder: sorted(f.name for f in near_files(mail / folder))
+                for folder in ("INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive")}
+    before = {f: subjects(gateway, MBSYNC_USER, f) for f in ("INBOX", "Archive", "Drafts", "Trash")}
+    near_before = near()
+    assert len(near_before["Drafts"]) == 1 and len(near_before["Archive"]) == 1, near_before
+    mail, out = mbsync_all(gateway, relay, tmp_path)
+    assert {f: subjects(gateway, MBSYNC_USER, f) for f in before} == before, out
+    assert near() == near_before, out
