@@ -149,10 +149,6 @@ const gw_command *gw_command_find(const char *verb, bool uid);
 const char *gw_command_check(const gw_command *c, enum session_state st, bool tls, bool allow_plaintext_auth,
                              size_t nargs);
 
-/* LIST pattern matching (imap_cmd_list.c): '*' matches anything, '%' anything but the
- * hierarchy separator '/'. INBOX matches in any case. */
-bool gw_list_match(const char *pattern, const char *name);
-
 /* Before a command's tagged answer: when the user's state could not be written, an untagged
  * NO says so; the changes are kept in memory and written once the disk takes them
  * (imap_cmd_store.c). */

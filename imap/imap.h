@@ -528,4 +528,25 @@ int pi_esearch_parse(const pi_arg *args, size_t nargs, unsigned *opts, size_t *s
  * "* ESEARCH " and no CRLF. MIN, MAX and ALL are left out when nothing matched. */
 int pi_esearch_write(pu_buf *out, const char *tag, bool uid, unsigned opts, const uint32_t *ids, size_t n);
 
+/* ---- list.c: LIST and LSUB arguments, mailbox patterns ---- */
+#define PI_LIST_PATTERNS_MAX 8
+#define PI_LIST_PATTERN_MAX 512 /* reference + pattern, bytes */
+#define PI_LIST_NAME_MAX 1024   /* longer names never match */
+typedef struct pi_list_req {
+    bool lsub;
+    bool sel_subscribed, sel_special, recursive; /* selection options (RFC 5258, 6154) */
+    bool show_subscribed;                        /* \Subscribed in the attributes */
+    const pi_arg *status;                        /* RETURN (STATUS (items)): the items, or NULL */
+    char patterns[PI_LIST_PATTERNS_MAX][PI_LIST_PATTERN_MAX + 1]; /* reference + pattern, each */
+    size_t npat;
+} pi_list_req;
+/* LIST's (lsub: LSUB's) arguments into q: 0, 1 when the command only asks for the hierarchy
+ * delimiter (an empty pattern, RFC 3501 6.3.8), -1 with *err (static text for a BAD).
+ * q->status points into args. */
+int pi_list_parse(const pi_arg *args, size_t nargs, bool lsub, pi_list_req *q, const char **err);
+/* A mailbox pattern ('*' anything, '%' anything but '/') against a name; "INBOX" matches in
+ * any case. Time linear in |pattern| x |name|, whatever the wildcards. */
+bool pi_list_match(const char *pattern, const char *name);
+bool pi_list_matches(const pi_list_req *q, const char *name); /* any of its patterns */
+
 #endif

@@ -115,39 +115,6 @@ static void test_command_checks(void **state)
     assert_non_null(check("NOOP", S_AUTHENTICATING, true, false, 0));
 }
 
-static void test_list_match(void **state)
-{
-    (void)state;
-    assert_true(gw_list_match("*", "INBOX"));
-    assert_true(gw_list_match("%", "Sent"));
-    assert_true(gw_list_match("inbox", "INBOX"));   /* INBOX in any case */
-    assert_true(gw_list_match("InBo%", "INBOX"));
-    assert_false(gw_list_match("sent", "Sent"));    /* other names are case-sensitive */
-    assert_true(gw_list_match("S*", "Sent"));
-    assert_true(gw_list_match("*t", "Sent"));
-    assert_true(gw_list_match("*a*", "Drafts"));
-    assert_false(gw_list_match("*a*", "Sent"));
-    assert_true(gw_list_match("D%s", "Drafts"));
-    assert_false(gw_list_match("Trash/%", "Trash"));
-    assert_false(gw_list_match("%", "a/b"));        /* % stops at the separator */
-    assert_true(gw_list_match("*", "a/b"));
-    assert_true(gw_list_match("a/%", "a/b"));
-    assert_false(gw_list_match("", "INBOX"));
-    assert_true(gw_list_match("Sent", "Sent"));
-    assert_false(gw_list_match("Sen", "Sent"));
-    assert_false(gw_list_match("Sentx", "Sent"));
-    /* long runs of wildcards collapse: no exponential backtracking */
-    char many[1001];
-    for (int i = 0; i < 1000; i++)
-        many[i] = i % 3 ? '*' : '%';
-    many[1000] = '\0';
-    assert_true(gw_list_match(many, "Drafts"));
-    for (int i = 0; i < 1000; i++)
-        many[i] = i % 2 ? '*' : 'a';
-    many[999] = 'z';
-    assert_false(gw_list_match(many, "aaaaaa"));
-}
-
 static void test_pem_frames(void **state)
 {
     (void)state;
@@ -301,7 +268,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_capabilities),     cmocka_unit_test(test_command_lookup),
-        cmocka_unit_test(test_command_checks),   cmocka_unit_test(test_list_match),
+        cmocka_unit_test(test_command_checks),
         cmocka_unit_test(test_pem_frames),       cmocka_unit_test(test_tls_ctx_rejects_garbage),
         cmocka_unit_test(test_walk_skips_gone_messages),
         cmocka_unit_test(test_ctl_requests),     cmocka_unit_test(test_ctl_rows),

@@ -1259,9 +1259,104 @@ static void test_dates(void **state)
     }
 }
 
+static void test_list_match(void **state)
+{
+    (void)state;
+    assert_true(pi_list_match("*", "INBOX"));
+    assert_true(pi_list_match("%", "Sent"));
+    assert_true(pi_list_match("inbox", "INBOX"));   /* INBOX in any case */
+    assert_true(pi_list_match("InBo%", "INBOX"));
+    assert_false(pi_list_match("sent", "Sent"));    /* other names are case-sensitive */
+    assert_true(pi_list_match("S*", "Sent"));
+    assert_true(pi_list_match("*t", "Sent"));
+    assert_true(pi_list_match("*a*", "Drafts"));
+    assert_false(pi_list_match("*a*", "Sent"));
+    assert_true(pi_list_match("D%s", "Drafts"));
+    assert_false(pi_list_match("Trash/%", "Trash"));
+    assert_false(pi_list_match("%", "a/b"));        /* % stops at the separator */
+    assert_true(pi_list_match("*", "a/b"));
+    assert_true(pi_list_match("a/%", "a/b"));
+    assert_false(pi_list_match("", "INBOX"));
+    assert_true(pi_list_match("Sent", "Sent"));
+    assert_false(pi_list_match("Sen", "Sent"));
+    assert_false(pi_list_match("Sentx", "Sent"));
+    /* long runs of wildcards collapse: no exponential backtracking */
+    char many[PI_LIST_PATTERN_MAX + 2];
+    for (int i = 0; i < PI_LIST_PATTERN_MAX; i++)
+        many[i] = i % 3 ? '*' : '%';
+    many[PI_LIST_PATTERN_MAX] = '\0';
+    assert_true(pi_list_match(many, "Drafts"));
+    many[PI_LIST_PATTERN_MAX] = '*';
+    many[PI_LIST_PATTERN_MAX + 1] = '\0';
+    assert_false(pi_list_match(many, "Drafts")); /* over the limit: matches nothing */
+    /* "*a*a*a...*ab" against 200 a's: exponential for a backtracking matcher (this ran for
+     * hours before), a few hundred thousand steps here */
+    for (int i = 0; i < 400; i++)
+        many[i] = i % 2 ? 'a' : '*';
+    many[400] = 'b';
+    many[401] = '\0';
+    char name[201];
+    memset(name, 'a', 200);
+    name[200] = '\0';
+    assert_false(pi_list_match(many, name));
+    many[400] = '\0';
+    assert_true(pi_list_match(many, name));
+}
+
+/* LIST's arguments (RFC 5258): selection options, several patterns, RETURN options */
+static void test_list_parse(void **state)
+{
+    (void)state;
+    pi_parser *p = pi_parser_new(NULL);
+    assert_non_null(p);
+    static const struct {
+        const char *line;
+        int rc;
+    } cases[] = {
+        {"a LIST \"\" \"*\"\r\n", 0},
+        {"a LIST \"\" \"\"\r\n", 1},
+        {"a LIST (SUBSCRIBED) \"\" \"\"\r\n", 0},
+        {"a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (CHILDREN STATUS (MESSAGES))\r\n", 0},
+        {"a LIST (RECURSIVEMATCH) \"\" \"*\"\r\n", -1},
+        {"a LIST (FROB) \"\" \"*\"\r\n", -1},
+        {"a LIST \"\" (\"INBOX\" \"Lists/*\")\r\n", 0},
+        {"a LIST \"\" ()\r\n", -1},
+        {"a LIST \"\" (a b c d e f g h i)\r\n", -1},
+        {"a LIST \"\" \"*\" RETURN (FROB)\r\n", -1},
+        {"a LIST \"\" \"*\" RETURN\r\n", -1},
+        {"a LIST \"\"\r\n", -1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        size_t used = 0;
+        assert_int_equal(pi_parse(p, cases[k].line, strlen(cases[k].line), &used), PI_COMMAND);
+        const pi_command *c = pi_parser_command(p);
+        pi_list_req q;
+        const char *err = NULL;
+        int rc = pi_list_parse(c->args, c->nargs, false, &q, &err);
+        if (rc != cases[k].rc)
+            fail_msg("%s: %d, not %d (%s)", cases[k].line, rc, cases[k].rc, err ? err : "");
+        if (rc < 0)
+            assert_non_null(err);
+        if (k == 3) {
+            assert_true(q.sel_subscribed && q.recursive && q.show_subscribed);
+            assert_non_null(q.status);
+            assert_int_equal(q.npat, 1);
+        }
+        if (k == 6) {
+            assert_int_equal(q.npat, 2);
+            assert_string_equal(q.patterns[1], "Lists/*");
+            assert_true(pi_list_matches(&q, "Lists/Work") && !pi_list_matches(&q, "Sent"));
+        }
+    }
+    pi_parser_free(p);
+}
+
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_list_match),
+        cmocka_unit_test(test_list_parse),
         cmocka_unit_test(test_thunderbird),
         cmocka_unit_test(test_mbsync_pipelined),
         cmocka_unit_test(test_offlineimap_mutt_fetchmail),
