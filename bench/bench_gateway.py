@@ -483,6 +483,14 @@ class Imap(Conn):
             raise RuntimeError("IMAP %s: %r %r" % (text.split()[0], t, rest[:200]))
         return st
 
+    def append(self, folder, flags, msg):
+        """APPEND with a LITERAL+ literal (both servers advertise it): one round trip."""
+        tag = self.send_cmd("APPEND %s (%s) {%d+}" % (folder, flags, len(msg)))
+        self.send(msg + b"\r\n")
+        t, rest = self.read_tagged(stats())
+        if t != tag or not rest.startswith(b"OK"):
+            raise RuntimeError("IMAP APPEND: %r %r" % (t, rest[:200]))
+
     def login_select(self):
         st = stats()
         self.cmd('LOGIN "%s" "%s"' % (USER, PASSWORD), st)
@@ -917,6 +925,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--idle", type=int, default=1000, help="IDLE connections per server")
+    ap.add_argument("--appends", type=int, default=500, help="messages APPENDed in the APPEND measurement (0: none)")
     ap.add_argument("--idle-dovecot", type=int, default=None,
                     help="IDLE connections to Dovecot, if fewer (one process each: 10,000 take minutes and GBs)")
     ap.add_argument("--window", type=int, default=32, help="commands in flight in the pipelined pull")
@@ -1136,6 +1145,15 @@ def run(a, work, mbsync):
         return st["fetch"], st["lit"]
     measure("header fetch (Thunderbird), cold", headers)
     measure("header fetch (Thunderbird), warm", headers)
+
+    # RFC 5256 over the whole INBOX, from what each server has of ENVELOPE (issue 13: <= 1.0x)
+    def sort_date(name, clock, imaps, pop3s):
+        return conns[name].cmd("UID SORT (REVERSE DATE) UTF-8 ALL")["lit"]
+    measure("UID SORT (REVERSE DATE) UTF-8 ALL", sort_date)
+
+    def thread_refs(name, clock, imaps, pop3s):
+        return conns[name].cmd("UID THREAD REFERENCES UTF-8 ALL")["lit"]
+    measure("UID THREAD REFERENCES UTF-8 ALL", thread_refs)
     for c in conns.values():
         logout(c)
 
@@ -1205,6 +1223,27 @@ def run(a, work, mbsync):
         p.close()
         return len(lst), total, t_login, lat
     measure("POP3 login + LIST + UIDL + RETR each", pop3)
+
+    # APPEND throughput (issue 13): the first a.appends messages of the corpus into a folder
+    # of their own, one after another as a client saving drafts or Sent copies does. postern
+    # seals each to the user's key and waits for min_copies sites to hold it; Dovecot writes
+    # a file and fsyncs.
+    def append_many(name, clock, imaps, pop3s):
+        c = Imap(addr, imaps, ctx)
+        c.cmd('LOGIN "%s" "%s"' % (USER, PASSWORD))
+        c.cmd("CREATE BenchAppend")
+        clock.reset()
+        total = 0
+        for i in range(a.appends):
+            m = crlf(msgs.message(i, i + 1))
+            c.append("BenchAppend", "\\Seen", m)
+            total += len(m)
+        t = time.monotonic() - clock.t0
+        logout(c)
+        clock.t0 = time.monotonic() - t
+        return a.appends, total
+    if a.appends:
+        measure("APPEND %d messages (LITERAL+), one at a time" % a.appends, append_many)
 
     # After a restart of both servers: postern starts without decrypted messages and user
     # state in memory (its article cache on disk stays, as Dovecot's files and indexes do);
@@ -1292,7 +1331,7 @@ def run(a, work, mbsync):
     print()
     print("throughput")
     for op, res, cpu in rows:
-        if not any(k in op for k in ("pull", "POP3", "mbsync", "session")):
+        if not any(k in op for k in ("pull", "POP3", "mbsync", "session", "APPEND")):
             continue
         for name in ("postern", "dovecot"):
             out = extra[op][name]
