@@ -226,10 +226,12 @@ void gw_login_finish(session *s, bool ok, const char *no_text)
     if (s->dead || s->state == S_LOGOUT) /* closing (server shutdown): no reply any more */
         return;
     wipe_password(s);
-    if (ok)
+    if (ok) {
         s->net->stats.logins_ok[gw_proto_index(s)]++;
-    else
+        s->login_at_ms = pu_now_ms();
+    } else {
         s->net->stats.logins_failed[gw_proto_index(s)]++;
+    }
     if (!ok) {
         gw_session_detach_account(s);
         if (s->vault_session)

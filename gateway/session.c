@@ -58,8 +58,10 @@ void gw_session_pending(session *s, void (*resume)(void *ctx), void (*cancel)(vo
 
 void gw_write(session *s, const void *data, size_t len)
 {
-    if (!s->dead)
-        bufferevent_write(s->bev, data, len);
+    if (s->dead)
+        return;
+    s->bytes_out += len;
+    bufferevent_write(s->bev, data, len);
 }
 
 static void plain_sent(const void *data, size_t len, void *arg)
@@ -73,6 +75,7 @@ void gw_write_plain(session *s, const char *data, size_t len, mb_plain *p)
 {
     if (s->dead)
         return;
+    s->bytes_out += len;
     p->refs++; /* the output's, given back once the bytes are sent (or the connection gone) */
     if (evbuffer_add_reference(bufferevent_get_output(s->bev), data, len, plain_sent, p) != 0) {
         p->refs--;
@@ -85,8 +88,9 @@ void gw_vwritef(session *s, const char *fmt, va_list ap)
     if (s->dead)
         return;
     struct evbuffer *out = bufferevent_get_output(s->bev);
-    evbuffer_add_vprintf(out, fmt, ap);
+    int n = evbuffer_add_vprintf(out, fmt, ap);
     evbuffer_add(out, "\r\n", 2);
+    s->bytes_out += (n > 0 ? (uint64_t)n : 0) + 2;
 }
 
 /* ---- timers ---- */
@@ -222,6 +226,10 @@ void gw_session_close(session *s)
         return;
     gw_net *net = s->net;
     s->dead = true;
+    if (s->login_at_ms) /* the counterpart of "logged in", with what the session moved */
+        pu_log(PU_INFO, "%s: %s logged out (%s) after %.1f s: %llu bytes in, %llu out", s->peer, s->address,
+               s->proto ? s->proto->name : "?", (double)(pu_now_ms() - s->login_at_ms) / 1000.0,
+               (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out);
     if (s->vault_req)
         gw_vault_forget(net, s->vault_req);
     gw_pending_cmd cmd = s->cmd;
@@ -462,6 +470,7 @@ void gw_session_consumed(session *s, size_t used)
     /* The input may hold a password (LOGIN, AUTHENTICATE, POP3 PASS): the parser has its
      * own copy, so the bytes are wiped before libevent frees or reuses their chain. */
     struct evbuffer *in = bufferevent_get_input(s->bev);
+    s->bytes_in += used;
     while (used) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)

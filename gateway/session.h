@@ -150,6 +150,8 @@ struct session {
     bool implicit_tls;       /* TLS from the start (imaps, pop3s), not STARTTLS */
     long long connected_at;  /* wall clock (Unix time), for WHO */
     long long last_input_ms; /* pu_now_ms of the last bytes read, for WHO's idle time */
+    uint64_t bytes_in, bytes_out; /* the protocol's bytes (inside TLS), for the logout line */
+    long long login_at_ms;   /* pu_now_ms of the login; 0: not logged in */
     unsigned errors;    /* consecutive BAD commands */
     /* login in progress */
     char *pw;           /* sodium_malloc'd */

@@ -209,6 +209,28 @@ def test_logout_says_bye_with_text(gateway):
         r.line()
 
 
+def test_logout_is_logged_with_duration_and_bytes(gateway, user):
+    """issue 16, item 3: every "logged in" line has its "logged out" counterpart, with how long
+    the session lasted and the bytes it moved (the protocol's, inside TLS)."""
+    r = Raw(gateway)
+    r.line()
+    sent = "a LOGIN %s \"%s\"\r\nb NOOP\r\nc LOGOUT\r\n" % (USER, PASSWORD)
+    r.send(sent)
+    got = r.until_tagged("c")
+    assert got[-1] == "c OK Logout completed", got
+    r.close()
+    pat = r"logged out \(IMAP\) after (\d+\.\d) s: (\d+) bytes in, (\d+) out"
+    deadline = time.monotonic() + 10
+    while not re.search(pat, gateway.log_text()):
+        assert time.monotonic() < deadline, gateway.log_text()[-2000:]
+        time.sleep(0.1)
+    line = [ln for ln in gateway.log_text().splitlines() if re.search(pat, ln)][-1]
+    assert CANON in line and PASSWORD not in line, line
+    m = re.search(pat, line)
+    assert int(m.group(2)) == len(sent), line  # every byte the client sent, the password's too
+    assert int(m.group(3)) > len("* BYE Logging out\r\nc OK Logout completed\r\n"), line
+
+
 def test_bytes_pipelined_after_starttls_are_discarded(gateway):
     r = Raw(gateway, implicit_tls=False)
     r.line()
