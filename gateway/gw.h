@@ -45,6 +45,18 @@ int gw_pem_send(int fd, const gw_pem *p);
  * into buf), 0 when more bytes are needed, -1 when the header is bad. */
 int gw_pem_parse(const uint8_t *buf, size_t len, gw_pem *p, size_t *frame_len);
 
+/* ---- reload.c: SIGHUP ---- */
+/* The parent reads path again into run: the settings the network process can take while it
+ * runs are taken over and named in changed ("idle_timeout 1800 -> 600"), the others that
+ * differ are left and named in restart ("gateway imaps"). -1 with err (a config that does not
+ * load): nothing changes. */
+int gw_reload_config(pn_config *run, const char *path, pu_buf *changed, pu_buf *restart, char *err, size_t errlen);
+/* Parent -> network: the reloadable settings of g as a "CFG1" control frame (blocking). */
+int gw_reload_send(int fd, const pn_gateway *g);
+/* The frame at buf: 1 (those settings written into g, *frame_len set), 0 for more bytes,
+ * -1 when it is not one. */
+int gw_reload_parse(const uint8_t *buf, size_t len, pn_gateway *g, size_t *frame_len);
+
 /* ---- serve.c / net.c ---- */
 typedef struct gw_listener {
     int fd;

@@ -154,7 +154,30 @@ static void vault_write_cb(evutil_socket_t fd, short what, void *arg)
         vault_flush(net);
 }
 
-/* ---- control socket: certificate reloads from the parent ---- */
+/* ---- control socket: certificate and settings reloads from the parent ---- */
+
+/* The settings a SIGHUP may change (gateway/reload.c), taken over on the loop thread, which
+ * alone reads them: new connections, the next timers and the next UID claims use them. The
+ * configuration is this process's own copy of the parent's. */
+static void apply_settings(gw_net *net, const pn_gateway *fresh)
+{
+    pn_gateway *g = (pn_gateway *)&net->cfg->gateway;
+    bool cache = g->keyrecord_cache != fresh->keyrecord_cache;
+    g->pop3_timeout = fresh->pop3_timeout;
+    g->idle_timeout = fresh->idle_timeout;
+    g->preauth_timeout = fresh->preauth_timeout;
+    g->preauth_deadline = fresh->preauth_deadline;
+    g->login_grace = fresh->login_grace;
+    g->max_connections = fresh->max_connections;
+    g->max_connections_per_ip = fresh->max_connections_per_ip;
+    g->keyrecord_cache = fresh->keyrecord_cache;
+    g->uid_claim_delay = fresh->uid_claim_delay;
+    if (cache) { /* a new cache with the new lifetime: the records in the old one go */
+        gw_keycache_free(net->keycache);
+        net->keycache = gw_keycache_new(g->keyrecord_cache, 1024);
+    }
+    pu_log(PU_INFO, "settings reloaded: new connections and timers use them");
+}
 
 static void ctl_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -173,6 +196,22 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
     for (;;) {
         gw_pem pem;
         size_t flen = 0;
+        if (net->ctl_len && net->ctl_buf[0] == 'C') { /* "CFG1": settings after a SIGHUP */
+            pn_gateway fresh = net->cfg->gateway;
+            int rc = gw_reload_parse(net->ctl_buf, net->ctl_len, &fresh, &flen);
+            if (rc == 0)
+                return;
+            if (rc < 0) {
+                pu_log(PU_ERROR, "malformed settings message from the parent; dropped");
+                sodium_memzero(net->ctl_buf, net->ctl_len);
+                net->ctl_len = 0;
+                return;
+            }
+            apply_settings(net, &fresh);
+            memmove(net->ctl_buf, net->ctl_buf + flen, net->ctl_len - flen);
+            net->ctl_len -= flen;
+            continue;
+        }
         int rc = gw_pem_parse(net->ctl_buf, net->ctl_len, &pem, &flen);
         if (rc == 0 && net->ctl_len < CTL_MAX)
             return;

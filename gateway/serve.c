@@ -2,7 +2,8 @@
  * the configuration, binds every listener and reads the certificate, then forks
  *   the vault    (vault_user): unlocked keys, Argon2id; talks only to the network process;
  *   the network  (user): IMAP sessions, NNTP, TLS;
- * and stays behind to forward SIGTERM/SIGINT, reload the certificate on SIGHUP and notice a
+ * and stays behind to forward SIGTERM/SIGINT, re-read the configuration and the certificate on
+ * SIGHUP (gateway/reload.c) and notice a
  * child that dies (then it stops the other one and exits non-zero). Runs in the foreground
  * and logs to stderr, as systemd expects. */
 #include <errno.h>
@@ -266,7 +267,8 @@ static void usage(FILE *to)
                 "  Runs the IMAP gateway of [gateway] in postern.conf in the foreground, logging to stderr.\n"
                 "  --verbose  also log debug lines (connections, command names; never arguments)\n"
                 "  --check    check the configuration, certificate and users, then exit\n"
-                "  SIGHUP re-reads tls_cert/tls_key; SIGTERM or SIGINT stops.\n"
+                "  SIGHUP re-reads the configuration (timeouts, connection limits, keyrecord_cache,\n"
+                "  uid_claim_delay; says what needs a restart) and tls_cert/tls_key; SIGTERM or SIGINT stops.\n"
                 "  `postern who` and `postern kick` talk to it over state_dir/control; with\n"
                 "  [metrics] listen it answers GET /metrics (Prometheus) and GET /health there.\n");
 }
@@ -413,7 +415,46 @@ static pid_t start_repairer(children *k)
     child_exit(PX_OK);
 }
 
+/* SIGHUP: the configuration again (what the running processes can take), then the
+ * certificate. */
+static void reload(pn_config *run, int ctl_fd, bool net_running)
+{
+    pu_buf changed = PU_BUF_INIT, restart = PU_BUF_INIT;
+    char err[512];
+    if (gw_reload_config(run, run->path, &changed, &restart, err, sizeof err) != 0) {
+        pu_log(PU_ERROR, "SIGHUP: %s; the configuration stays as it was", err);
+    } else {
+        if (net_running && changed.len && gw_reload_send(ctl_fd, &run->gateway) != 0)
+            pu_log(PU_ERROR, "SIGHUP: cannot pass the settings to the network process: %s", strerror(errno));
+        if (changed.len)
+            pu_log(PU_INFO, "SIGHUP: configuration reloaded: %s", changed.data);
+        else
+            pu_log(PU_INFO, "SIGHUP: configuration re-read; no setting that can change while running changed");
+        if (restart.len)
+            pu_log(PU_WARN, "SIGHUP: not applied until postern serve restarts: %s", restart.data);
+    }
+    pu_buf_free(&changed);
+    pu_buf_free(&restart);
+    if (net_running)
+        reload_certificate(run, ctl_fd);
+}
+
+static int serve(pn_config *cfg, int argc, char **argv);
+
 int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
+{
+    /* the parent's own copy: SIGHUP changes it, and children started later get the change */
+    pn_config *run = malloc(sizeof *run);
+    if (!run)
+        return PX_OSERR;
+    memcpy(run, cfg, sizeof *run);
+    int rc = serve(run, argc, argv);
+    pn_config_free(run);
+    free(run);
+    return rc;
+}
+
+static int serve(pn_config *cfg, int argc, char **argv)
 {
     bool check = false;
     for (int i = 1; i < argc; i++) {
@@ -521,9 +562,8 @@ int gw_cmd_serve(const pn_config *cfg, int argc, char **argv)
                     kill(all[i], SIGTERM);
             if (!kill_at)
                 kill_at = time(NULL) + KILL_AFTER_S;
-        } else if (sig == SIGHUP) {
-            if (kids.net > 0)
-                reload_certificate(cfg, kids.ctl);
+        } else if (sig == SIGHUP && !stopping) {
+            reload(cfg, kids.ctl, kids.net > 0);
         }
         int status;
         pid_t pid;

@@ -508,3 +508,47 @@ def test_stops_cleanly_and_logs_no_secrets(gateway):
         log = gw.log_text()
         for bad in ("Sanitizer", "runtime error:", PASSWORD):
             assert bad not in log, log
+
+
+def test_sighup_reloads_what_it_can_and_names_the_rest(gateway):
+    """issue 16, item 3: SIGHUP re-reads postern.conf. A connection limit applies to the next
+    connection at once; a listener change is named as needing a restart and left as it is; a
+    configuration that does not load changes nothing and the gateway serves on."""
+    gw = gateway.factory.start(max_connections=10, max_connections_per_ip=2)
+    time.sleep(0.5)
+    mine = [Raw(gw, source="127.0.0.93") for _ in range(2)]
+    assert all(c.line().startswith("* OK") for c in mine)
+    extra = Raw(gw, source="127.0.0.93")
+    assert extra.line() == "* BYE Too many connections from your address"
+    extra.close()
+
+    def sighup_and_wait(pattern):
+        start = len(gw.log_text())
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not re.search(pattern, gw.log_text()[start:]):
+            assert time.monotonic() < deadline, gw.log_text()[start:]
+            time.sleep(0.1)
+        return gw.log_text()[start:]
+
+    text = gw.conf.read_text()
+    new = re.sub(r"(?m)^max_connections_per_ip = 2$", "max_connections_per_ip = 4", text)
+    assert new != text
+    port = re.search(r"(?m)^imaps = (.*):(\d+)$", new)
+    new = new.replace(port.group(0), "imaps = %s:%d" % (port.group(1), int(port.group(2)) + 1))
+    gw.conf.write_text(new)
+    log = sighup_and_wait(r"settings reloaded")
+    assert "configuration reloaded: max_connections_per_ip 2 -> 4" in log, log
+    assert re.search(r"not applied until postern serve restarts: gateway imaps", log), log
+    more = [Raw(gw, source="127.0.0.93") for _ in range(2)]  # the old listener, the new limit
+    assert all(c.line().startswith("* OK") for c in more)
+
+    gw.conf.write_text(new + "\n[gateway]\nmax_connections = lots\n")
+    log = sighup_and_wait(r"the configuration stays as it was")
+    assert "max_connections" in log, log
+    probe = Raw(gw, source="127.0.0.94")
+    assert probe.line().startswith("* OK")
+    for c in mine + more + [probe]:
+        c.close()
+    gw.conf.write_text(text)
+    assert gw.stop() == 0
