@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "gateway/gw.h"
 #include "gateway/mailbox.h"
@@ -113,6 +115,70 @@ static void test_command_checks(void **state)
     /* no commands are read in the transient states */
     assert_non_null(check("NOOP", S_LOGOUT, true, false, 0));
     assert_non_null(check("NOOP", S_AUTHENTICATING, true, false, 0));
+}
+
+/* SIGHUP: the settings frame round-trips; a reload names what it took and what needs a
+ * restart, and a file that does not load changes nothing. */
+static void test_reload(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    pn_gateway g = {.idle_timeout = 1800, .max_connections_per_ip = 7, .uid_claim_delay = 10};
+    assert_int_equal(gw_reload_send(sv[0], &g), 0);
+    uint8_t buf[256];
+    ssize_t n = read(sv[1], buf, sizeof buf);
+    assert_true(n > 8);
+    pn_gateway got = {0};
+    size_t flen = 0;
+    for (ssize_t k = 0; k < n; k++)
+        assert_int_equal(gw_reload_parse(buf, (size_t)k, &got, &flen), 0); /* more bytes needed */
+    assert_int_equal(gw_reload_parse(buf, (size_t)n, &got, &flen), 1);
+    assert_int_equal(flen, (size_t)n);
+    assert_int_equal(got.idle_timeout, 1800);
+    assert_int_equal(got.max_connections_per_ip, 7);
+    assert_int_equal(got.uid_claim_delay, 10);
+    buf[4] ^= 1; /* another field count: not this build's frame */
+    assert_int_equal(gw_reload_parse(buf, (size_t)n, &got, &flen), -1);
+    assert_int_equal(gw_reload_parse((const uint8_t *)"PEM1", 4, &got, &flen), -1);
+    close(sv[0]);
+    close(sv[1]);
+
+    char path[] = "/tmp/postern-reload-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *a = "[postern]\nstate_dir = /tmp\n\n[gateway]\nidle_timeout = 3600\nimap = 127.0.0.1:9143\n\n"
+                    "[site one]\nhost = 127.0.0.1\n";
+    assert_int_equal(write(fd, a, strlen(a)), (ssize_t)strlen(a));
+    close(fd);
+    pn_config *run = calloc(1, sizeof *run);
+    char err[512];
+    assert_non_null(run);
+    if (pn_config_load(path, run, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    FILE *f = fopen(path, "w");
+    fputs("[postern]\nstate_dir = /tmp\n\n[gateway]\nidle_timeout = 1800\nimap = 127.0.0.1:9144\n\n"
+          "[site one]\nhost = 127.0.0.2\n", f);
+    fclose(f);
+    pu_buf changed = PU_BUF_INIT, restart = PU_BUF_INIT;
+    assert_int_equal(gw_reload_config(run, path, &changed, &restart, err, sizeof err), 0);
+    assert_string_equal(changed.data, "idle_timeout 3600 -> 1800");
+    assert_int_equal(run->gateway.idle_timeout, 1800);
+    assert_non_null(strstr(restart.data, "gateway imap"));
+    if (!strstr(restart.data, "site one host"))
+        fail_msg("restart: %s", restart.data);
+    assert_null(strstr(restart.data, "idle_timeout"));
+    pu_buf_free(&changed);
+    pu_buf_free(&restart);
+    f = fopen(path, "w");
+    fputs("[gateway]\nidle_timeout = soon\n", f);
+    fclose(f);
+    assert_int_equal(gw_reload_config(run, path, &changed, &restart, err, sizeof err), -1);
+    assert_int_equal(run->gateway.idle_timeout, 1800); /* unchanged */
+    assert_int_equal(changed.len, 0);
+    unlink(path);
+    pn_config_free(run);
+    free(run);
 }
 
 static void test_pem_frames(void **state)
@@ -269,7 +335,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_capabilities),     cmocka_unit_test(test_command_lookup),
         cmocka_unit_test(test_command_checks),
-        cmocka_unit_test(test_pem_frames),       cmocka_unit_test(test_tls_ctx_rejects_garbage),
+        cmocka_unit_test(test_reload), cmocka_unit_test(test_pem_frames),       cmocka_unit_test(test_tls_ctx_rejects_garbage),
         cmocka_unit_test(test_walk_skips_gone_messages),
         cmocka_unit_test(test_ctl_requests),     cmocka_unit_test(test_ctl_rows),
     };
