@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "imap/imap.h"
+#include "imap_args.h"
 
 static const char *const names[] = {"INBOX", "Sent", "Drafts", "Lists/Work", "a/b/c", "Trash", "x%y*z", ""};
 
@@ -36,37 +37,16 @@ static void check_parse(const pi_command *c, bool lsub)
         (void)pi_list_matches(&q, names[k]);
 }
 
-static void parse_args(const uint8_t *data, size_t size, bool lsub)
+static void check_list(const pi_command *c, void *ctx)
 {
-    const char *prefix = lsub ? "a LSUB " : "a LIST ";
-    pi_parser *p = pi_parser_new(NULL);
-    if (!p)
-        return;
-    const struct {
-        const void *d;
-        size_t n;
-    } parts[] = {{prefix, strlen(prefix)}, {data, size}, {"\r\n", 2}};
-    bool dead = false;
-    for (size_t k = 0; k < 3 && !dead; k++) {
-        const char *d = parts[k].d;
-        size_t n = parts[k].n, off = 0;
-        while (off < n) {
-            size_t used = 0;
-            pi_status st = pi_parse(p, d + off, n - off, &used);
-            off += used;
-            if (st == PI_NEED_MORE)
-                break;
-            if (st == PI_COMMAND)
-                check_parse(pi_parser_command(p), lsub);
-            else if (st == PI_ERROR && pi_parser_error(p)->fatal)
-                dead = true;
-            else if (st == PI_LINE)
-                abort();
-            if (dead)
-                break;
-        }
-    }
-    pi_parser_free(p);
+    (void)ctx;
+    check_parse(c, false);
+}
+
+static void check_lsub(const pi_command *c, void *ctx)
+{
+    (void)ctx;
+    check_parse(c, true);
 }
 
 /* The obvious recursive matcher: exponential in the wildcards, so only for short inputs. */
@@ -119,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     switch (data[0] % 3) {
-    case 0: parse_args(data + 1, size - 1, false); break;
-    case 1: parse_args(data + 1, size - 1, true); break;
+    case 0: fuzz_imap_args("a LIST ", data + 1, size - 1, check_list, NULL); break;
+    case 1: fuzz_imap_args("a LSUB ", data + 1, size - 1, check_lsub, NULL); break;
     default: match_pair(data + 1, size - 1); break;
     }
     return 0;

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "imap/imap.h"
+#include "imap_args.h"
 
 #define MAX_NAMES 64
 
@@ -161,37 +162,14 @@ static void check_command(const pi_command *c)
     pi_search_free(s);
 }
 
+static void check_one(const pi_command *c, void *ctx)
+{
+    (void)ctx;
+    check_command(c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    pi_parser *p = pi_parser_new(NULL);
-    if (!p)
-        return 0;
-    const struct {
-        const void *d;
-        size_t n;
-    } parts[] = {{"a SEARCH ", 9}, {data, size}, {"\r\n", 2}};
-    bool dead = false;
-    for (size_t k = 0; k < 3 && !dead; k++) {
-        const char *d = parts[k].d;
-        size_t n = parts[k].n, off = 0;
-        while (off < n) {
-            size_t used = 0;
-            pi_status st = pi_parse(p, d + off, n - off, &used);
-            off += used;
-            if (st == PI_NEED_MORE)
-                break;
-            if (st == PI_COMMAND) {
-                check_command(pi_parser_command(p));
-            } else if (st == PI_ERROR) {
-                if (pi_parser_error(p)->fatal) {
-                    dead = true;
-                    break;
-                }
-            } else if (st == PI_LINE) {
-                abort(); /* raw-line mode is never asked for */
-            }
-        }
-    }
-    pi_parser_free(p);
+    fuzz_imap_args("a SEARCH ", data, size, check_one, NULL);
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "imap/imap.h"
+#include "imap_args.h"
 
 #define MAX_MSGS 64
 
@@ -55,37 +56,15 @@ static void check_parse(int mode, const pi_command *c)
     pi_search_free(prog);
 }
 
+static void check_mode(const pi_command *c, void *ctx)
+{
+    check_parse(*(const int *)ctx, c);
+}
+
 static void parse_args(int mode, const uint8_t *data, size_t size)
 {
     static const char *const prefix[] = {"a SORT ", "a THREAD ", "a SEARCH "};
-    pi_parser *p = pi_parser_new(NULL);
-    if (!p)
-        return;
-    const struct {
-        const void *d;
-        size_t n;
-    } parts[] = {{prefix[mode], strlen(prefix[mode])}, {data, size}, {"\r\n", 2}};
-    bool dead = false;
-    for (size_t k = 0; k < 3 && !dead; k++) {
-        const char *d = parts[k].d;
-        size_t n = parts[k].n, off = 0;
-        while (off < n) {
-            size_t used = 0;
-            pi_status st = pi_parse(p, d + off, n - off, &used);
-            off += used;
-            if (st == PI_NEED_MORE)
-                break;
-            if (st == PI_COMMAND)
-                check_parse(mode, pi_parser_command(p));
-            else if (st == PI_ERROR && pi_parser_error(p)->fatal)
-                dead = true;
-            else if (st == PI_LINE)
-                abort();
-            if (dead)
-                break;
-        }
-    }
-    pi_parser_free(p);
+    fuzz_imap_args(prefix[mode], data, size, check_mode, &mode);
 }
 
 /* Balanced, no "()", every id 1..n once. */

@@ -28,6 +28,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -464,3 +465,83 @@ def pytest_configure(config):
                                        "runs these once, with the plain build)")
     config.addinivalue_line("markers", "package: builds and installs the Debian package (scripts/test.sh runs "
                                        "these once: they do not use POSTERN_BIN)")
+
+
+# ---- a TCP relay for clients that check the certificate's DNS name (mbsync, mutt) ----
+
+class Relay:
+    """A byte-for-byte TCP relay from 127.0.0.1 (name: localhost) to the gateway. mbsync 1.4
+    checks the server name only against the certificate's DNS names and CN (no IP
+    subjectAltName), and the test certificate names "localhost": mbsync connects to
+    localhost:relay and TLS still runs end to end between mbsync and the gateway."""
+
+    def __init__(self, addr, port):
+        self.target = (addr, port)
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.socks, self.threads = [], []
+        self.accepted = 0
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            s = socket.create_connection(self.target, timeout=10)
+            s.settimeout(None)
+            c.settimeout(None)
+            self.socks += [c, s]
+            for a, b in ((c, s), (s, c)):
+                t = threading.Thread(target=self._pipe, args=(a, b), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.stopping.set()
+        self.lsock.close()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        for t in self.threads:
+            t.join(timeout=5)
+
+
+@pytest.fixture
+def relay():
+    made = []
+
+    def make(addr, port):
+        r = Relay(addr, port)
+        made.append(r)
+        return r
+    yield make
+    for r in made:
+        r.close()

@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from test_imap_clients import Relay
 
 PASSWORD = "client write password"
 MUTT_USER = "mutt.writer@example.org"
@@ -54,19 +53,6 @@ def subjects(gw, user, folder):
         return out
     finally:
         c.logout()
-
-
-@pytest.fixture
-def relay():
-    made = []
-
-    def make(addr, port):
-        r = Relay(addr, port)
-        made.append(r)
-        return r
-    yield make
-    for r in made:
-        r.close()
 
 
 # ------------------------------------------------------------------------------------ mutt
