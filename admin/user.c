@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -26,12 +27,16 @@ static const char usage[] =
     "       postern user passwd ADDRESS [--password-file FILE | --password-stdin]\n"
     "       postern user del ADDRESS [--yes]\n"
     "       postern user list\n"
+    "       postern user import [FILE | -] [--force]\n"
     "Passwords are asked on the terminal (twice), or read from the first line of FILE or\n"
     "stdin (passwd reads the current password, then the new one, one per line).\n"
     "--force accepts a password shorter than min_password.\n"
     "del removes the user's articles and groups at every site administered here (innconf);\n"
     "add says \"added\" only when every configured site serves the new key record. del then\n"
-    "add of one address (a forgotten password) starts an empty mailbox under a new key.";
+    "add of one address (a forgotten password) starts an empty mailbox under a new key.\n"
+    "import adds one user per line \"ADDRESS,PASSWORD\" (the password is the rest of the line;\n"
+    "blank lines, # comments and an \"address,password\" header are skipped) from FILE or\n"
+    "stdin, says [k/N] for each and why a line failed, and goes on with the next.";
 
 typedef struct user_opts {
     const char *address;
@@ -157,15 +162,21 @@ static unsigned post_record(const pn_config *cfg, const pc_keyrecord *rec, const
     return copies;
 }
 
-static int cmd_add(const pn_config *cfg, const user_opts *o)
+/* Adds one user with the password given: the check that it does not exist, the groups on
+ * every site, the key record (Argon2id) and its post and read-back at every site. A sysexits
+ * code; what went wrong is said (pu_err) with the address. */
+static int add_one(const pn_config *cfg, const uint8_t *auth_sk, const char *address, const char *pw, size_t len,
+                   int force)
 {
     char canon[PA_ADDRESS_MAX + 1], mail_group[PA_GROUP_MAX + 1], key_group[PA_GROUP_MAX + 1], why[256];
-    if (pa_address_canonical(o->address, canon, sizeof canon, why, sizeof why) != 0 ||
+    if (pa_address_canonical(address, canon, sizeof canon, why, sizeof why) != 0 ||
         pa_address_to_group(cfg->prefix, canon, mail_group, sizeof mail_group, why, sizeof why) != 0 ||
         pa_address_to_key_group(cfg->prefix, canon, key_group, sizeof key_group, why, sizeof why) != 0) {
-        pu_err("cannot add %s: %s", o->address, why);
+        pu_err("cannot add %s: %s", address, why);
         return PX_DATAERR;
     }
+    if (weak_password(cfg, pw, len, canon, force))
+        return PX_DATAERR;
     char err[1024];
     ps_pool *sites = ps_pool_new(cfg, 0);
     if (!sites)
@@ -182,28 +193,61 @@ static int cmd_add(const pn_config *cfg, const user_opts *o)
     }
     int st = ps_fetch_keyrecord(sites, PS_ANY_SITE, canon, rec, NULL, err, sizeof err);
     ps_pool_free(sites);
+    int rc = PX_SOFTWARE;
     if (st == PS_OK) {
         pu_err("%s already exists (use `postern user passwd` to change its password)", canon);
-        sodium_free(rec);
-        return PX_CANTCREAT;
+        rc = PX_CANTCREAT;
+        goto out;
     }
     if (st != PS_NOUSER) {
         pu_err("cannot check whether %s exists: %s", canon, err);
-        sodium_free(rec);
-        return st == PS_TEMP ? PX_TEMPFAIL : PX_SOFTWARE;
+        rc = st == PS_TEMP ? PX_TEMPFAIL : PX_SOFTWARE;
+        goto out;
     }
+    pu_info("adding %s (groups %s, %s)", canon, mail_group, key_group);
+    if (adm_groups_everywhere(cfg, canon, mail_group, key_group, 1) != 0 || adm_verify_groups(cfg, canon, mail_group, key_group) != 0) {
+        pu_err("the groups of %s are not on every site; nothing was posted. Fix the site(s) above and add it "
+               "again", canon);
+        rc = PX_TEMPFAIL;
+        goto out;
+    }
+    pu_info("  deriving the key-wrapping key (Argon2id, %llu MiB)...",
+            (unsigned long long)(cfg->kdf_memlimit >> 20));
+    st = pc_keyrecord_create(canon, pw, len, cfg->kdf_opslimit, cfg->kdf_memlimit, auth_sk, rec, NULL);
+    if (st != PC_OK) {
+        pu_err("creating the key record of %s failed: %s", canon, pc_strerror(st));
+        goto out;
+    }
+    unsigned serving = post_record(cfg, rec, auth_sk, NULL);
+    if (serving < cfg->n_sites) {
+        /* a site without the record would bounce the user's mail (deliver: unknown user) */
+        pu_err("%s was NOT added: %u of %zu sites serve its key record. Look at the site(s) above (their "
+               "news server's log), then run `postern user del %s --yes` and add it again",
+               canon, serving, cfg->n_sites, canon);
+        rc = PX_TEMPFAIL;
+        goto out;
+    }
+    printf("added %s\n", canon);
+    fflush(stdout);
+    rc = PX_OK;
+out:
+    sodium_free(rec);
+    return rc;
+}
 
+static int cmd_add(const pn_config *cfg, const user_opts *o)
+{
+    char err[1024];
     uint8_t *auth_sk = pn_load_authority_secret(cfg, err, sizeof err);
-    char *pw = sodium_malloc(PASSWORD_MAX);
-    int rc = PX_SOFTWARE;
     if (!auth_sk) {
         pu_err("%s", err);
-        rc = PX_CONFIG;
-        goto out;
+        return PX_CONFIG;
     }
+    char *pw = sodium_malloc(PASSWORD_MAX);
+    int rc = PX_SOFTWARE;
+    int fd = pw ? password_fd(o) : -1;
     if (!pw)
         goto out;
-    int fd = password_fd(o);
     if (fd == -2) {
         rc = PX_NOINPUT;
         goto out;
@@ -211,45 +255,175 @@ static int cmd_add(const pn_config *cfg, const user_opts *o)
     long len = pu_read_password("New password: ", 1, fd, pw, PASSWORD_MAX);
     if (fd > STDIN_FILENO)
         close(fd);
-    if (len < 0) {
-        rc = PX_DATAERR;
-        goto out;
-    }
-    if (weak_password(cfg, pw, (size_t)len, canon, o->force)) {
-        rc = PX_DATAERR;
-        goto out;
-    }
-    pu_info("adding %s (groups %s, %s)", canon, mail_group, key_group);
-    if (adm_groups_everywhere(cfg, canon, mail_group, key_group, 1) != 0 || adm_verify_groups(cfg, canon, mail_group, key_group) != 0) {
-        pu_err("the groups are not on every site; nothing was posted. Fix the site(s) above and run "
-               "`postern user add` again");
-        rc = PX_TEMPFAIL;
-        goto out;
-    }
-    pu_info("  deriving the key-wrapping key (Argon2id, %llu MiB)...",
-            (unsigned long long)(cfg->kdf_memlimit >> 20));
-    st = pc_keyrecord_create(canon, pw, (size_t)len, cfg->kdf_opslimit, cfg->kdf_memlimit, auth_sk, rec, NULL);
-    if (st != PC_OK) {
-        pu_err("creating the key record failed: %s", pc_strerror(st));
-        goto out;
-    }
-    unsigned serving = post_record(cfg, rec, auth_sk, NULL);
-    if (serving < cfg->n_sites) {
-        /* a site without the record would bounce the user's mail (deliver: unknown user) */
-        pu_err("%s was NOT added: %u of %zu sites serve its key record. Look at the site(s) above (their "
-               "news server's log), then run `postern user del %s --yes` and `postern user add %s` again",
-               canon, serving, cfg->n_sites, canon, canon);
-        rc = PX_TEMPFAIL;
-        goto out;
-    }
-    printf("added %s\n", canon);
-    rc = PX_OK;
+    rc = len < 0 ? PX_DATAERR : add_one(cfg, auth_sk, o->address, pw, (size_t)len, o->force);
 out:
-    if (auth_sk)
-        sodium_free(auth_sk);
+    sodium_free(auth_sk);
     if (pw)
         sodium_free(pw);
-    sodium_free(rec);
+    return rc;
+}
+
+/* ---- user import: many users from "address,password" lines ---- */
+
+#define IMPORT_MAX (64u << 20) /* bytes of input: a million users at ~60 bytes a line */
+
+/* The whole input into sodium_malloc'd memory (it holds passwords): *len bytes, NUL after. */
+static char *read_all_secret(int fd, size_t *len)
+{
+    size_t cap = 1u << 16, n = 0;
+    char *buf = sodium_malloc(cap + 1);
+    while (buf) {
+        if (n == cap) {
+            if (cap >= IMPORT_MAX) {
+                pu_err("the input is larger than %u MiB; split it", IMPORT_MAX >> 20);
+                sodium_free(buf);
+                return NULL;
+            }
+            char *bigger = sodium_malloc(cap * 2 + 1);
+            if (bigger)
+                memcpy(bigger, buf, n);
+            sodium_free(buf);
+            buf = bigger;
+            cap *= 2;
+            continue;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            pu_err("reading the user list: %s", strerror(errno));
+            sodium_free(buf);
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (buf) {
+        buf[n] = '\0';
+        *len = n;
+    }
+    return buf;
+}
+
+/* The next line of text (CR LF or LF, the CR dropped) as [*line, *line + *len); false at the end. */
+static bool next_line(char **p, char *end, char **line, size_t *len)
+{
+    if (*p >= end)
+        return false;
+    char *nl = memchr(*p, '\n', (size_t)(end - *p));
+    char *stop = nl ? nl : end;
+    *line = *p;
+    *len = (size_t)(stop - *p);
+    if (*len && (*line)[*len - 1] == '\r')
+        (*len)--;
+    *p = nl ? nl + 1 : end;
+    return true;
+}
+
+static bool skipped_line(const char *line, size_t len, unsigned lineno)
+{
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    if (i == len || line[i] == '#')
+        return true; /* blank, or a comment */
+    return lineno == 1 && len >= 9 && strncasecmp(line, "address,", 8) == 0; /* a CSV header */
+}
+
+static int cmd_import(const pn_config *cfg, int argc, char **argv)
+{
+    const char *path = NULL;
+    int force = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--force") == 0)
+            force = 1;
+        else if (!path)
+            path = argv[i];
+        else {
+            fprintf(stderr, "%s\n", usage);
+            return PX_USAGE;
+        }
+    }
+    int fd = STDIN_FILENO;
+    if (path && strcmp(path, "-") != 0) {
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            pu_err("%s: %s", path, strerror(errno));
+            return PX_NOINPUT;
+        }
+        struct stat stt;
+        if (fstat(fd, &stt) == 0 && (stt.st_mode & 077))
+            pu_info("warning: %s holds passwords and is readable by others (mode %03o); chmod 600 it",
+                    path, (unsigned)(stt.st_mode & 0777));
+    }
+    size_t size = 0;
+    char *text = read_all_secret(fd, &size);
+    if (fd != STDIN_FILENO)
+        close(fd);
+    if (!text)
+        return PX_DATAERR;
+    char err[1024];
+    uint8_t *auth_sk = pn_load_authority_secret(cfg, err, sizeof err);
+    if (!auth_sk) {
+        pu_err("%s", err);
+        sodium_free(text);
+        return PX_CONFIG;
+    }
+    /* count first, so every line can say how far the import is */
+    unsigned total = 0, lineno = 0;
+    char *p = text, *end = text + size, *line;
+    size_t len;
+    while (next_line(&p, end, &line, &len))
+        total += !skipped_line(line, len, ++lineno);
+    unsigned done = 0, added = 0, bad = 0, temp = 0;
+    int rc = PX_OK;
+    p = text;
+    lineno = 0;
+    while (next_line(&p, end, &line, &len)) {
+        if (skipped_line(line, len, ++lineno))
+            continue;
+        done++;
+        char *comma = memchr(line, ',', len);
+        char address[PA_ADDRESS_MAX + 2];
+        size_t alen = comma ? (size_t)(comma - line) : len;
+        while (alen && (line[alen - 1] == ' ' || line[alen - 1] == '\t'))
+            alen--;
+        size_t start = 0;
+        while (start < alen && (line[start] == ' ' || line[start] == '\t'))
+            start++;
+        int one;
+        if (!comma || alen - start == 0 || alen - start > PA_ADDRESS_MAX) {
+            pu_err("[%u/%u] line %u: expected ADDRESS,PASSWORD", done, total, lineno);
+            one = PX_DATAERR;
+        } else {
+            memcpy(address, line + start, alen - start);
+            address[alen - start] = '\0';
+            char *pw = comma + 1; /* the rest of the line: a password may hold commas */
+            size_t pwlen = (size_t)(line + len - pw);
+            pu_info("[%u/%u] line %u: %s", done, total, lineno, address);
+            one = pwlen ? add_one(cfg, auth_sk, address, pw, pwlen, force) : PX_DATAERR;
+            if (!pwlen)
+                pu_err("line %u: %s: empty password", lineno, address);
+        }
+        if (one == PX_OK)
+            added++;
+        else if (one == PX_TEMPFAIL)
+            temp++;
+        else
+            bad++;
+    }
+    sodium_free(auth_sk);
+    sodium_free(text);
+    printf("imported %u of %u user%s", added, total, total == 1 ? "" : "s");
+    if (bad || temp)
+        printf(" (%u refused, %u failed for now: run the import again for those lines; users already "
+               "added are refused as existing)", bad, temp);
+    printf("\n");
+    if (temp)
+        rc = PX_TEMPFAIL;
+    else if (bad)
+        rc = PX_DATAERR;
     return rc;
 }
 
@@ -437,6 +611,8 @@ int adm_cmd_user(const pn_config *cfg, int argc, char **argv)
         puts(usage);
         return PX_OK;
     }
+    if (strcmp(sub, "import") == 0)
+        return cmd_import(cfg, argc, argv);
     user_opts o;
     if (parse_opts(argc - 1, argv + 1, &o) != 0) {
         fprintf(stderr, "%s\n", usage);
