@@ -32,6 +32,7 @@ typedef struct rep_post {
     uint8_t *bytes;
     size_t len;
     bool delta; /* its Message-ID comes from this site's delta number */
+    bool state; /* a delta or snapshot (not a cancel): stored only once a site shows it */
 } rep_post;
 
 /* A new message this gateway leaves to another site to number, for a while. */
@@ -224,6 +225,17 @@ static void post_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
         for (size_t k = 0; k < cfg->n_sites && st != PS_OK && st != PS_DUP; k++) {
             site = (x->site + k) % cfg->n_sites;
             st = ps_post(sites, site, p->headers, p->bytes, p->len, -1, 0, x->err, sizeof x->err);
+            /* a 240 proves nothing: nnrpd parks what innd cannot take now (paused, throttled)
+             * and answers 240, and a parked change reaches no other site until someone runs
+             * rnews -U there. Only a site that shows it has it; else the next site. */
+            ps_copy shown = {.msgid = p->msgid};
+            char last[128];
+            if (st == PS_OK && p->state && ps_await_shown(&cfg->sites[site], cfg->confirm_timeout, &shown, 1, last, sizeof last)) {
+                pu_log(PU_WARN, "%s: site %s answered 240 for %s but does not show it (parked?): %s; trying the next site",
+                       x->address, cfg->sites[site].name, p->msgid, last);
+                snprintf(x->err, sizeof x->err, "site %s did not show it", cfg->sites[site].name);
+                st = PS_TEMP;
+            }
         }
         /* a duplicate: an earlier try got through, or (the site does not show it) a delta number
          * this site used before its state was lost, which INN remembers after the article went */
@@ -370,6 +382,7 @@ static void queue_post(mb_account *a, const char *msgid, uint8_t *bytes, size_t 
     p->bytes = bytes;
     p->len = len;
     p->delta = delta;
+    p->state = true;
     *r->posts_tail = p;
     r->posts_tail = &p->next;
     seen_add(r, msgid); /* our own: nothing to merge when the scan finds it */

@@ -3,9 +3,11 @@ got an unrelated article first): the gateways of both serve the same messages un
 IMAP UIDVALIDITY and UIDs (the replicated state numbers them, not the sites) and the same POP3
 UIDLs (from the Message-ID), so a phone failing over to the other site downloads nothing again."""
 import imaplib
+import os
 import poplib
 import re
 import secrets
+import subprocess
 import time
 
 import pytest
@@ -145,3 +147,66 @@ def test_mail_the_first_site_never_numbered_shows_at_the_second_to_short_session
         assert counts[-1] == 1, "after %.0f s and %d sessions: %s" % (time.monotonic() - start, len(counts), counts)
     finally:
         f.close()
+
+
+def test_a_state_change_a_paused_site_parks_reaches_the_other_site(inn_sites, tmp_path_factory):
+    """nnrpd answers 240 for a POST it only parks (innd paused or throttled), and a parked
+    state article reaches no other site until rnews -U runs there. A gateway counts its
+    state article posted only once a site shows it, else it posts to the next site: a flag
+    set at site 1 while site 1's innd is paused still shows at site 2."""
+    a, b = inn_sites.mesh(2, start=False)
+    # readers (and their POSTs) while innd is paused: nnrpd then parks every POST, on new
+    # connections too, which makes the trap certain rather than a race with old connections
+    with open(a.innconf, "a") as f:
+        f.write("readerswhenstopped: true\n")
+    a.start()
+    b.start()
+    env_a = multi_site_env(tmp_path_factory.mktemp("env_paused_a"), [a, b])
+    assert env_a(["authority", "init"]).returncode == 0
+    env_b = multi_site_env(tmp_path_factory.mktemp("env_paused_b"), [b, a], shared=env_a)
+    env_a.conf.write_text(env_a.conf.read_text() + "\n[deliver]\nconfirm_timeout = 2\n")
+    user = "paused.site@example.org"
+    r = env_a(["user", "add", user, "--password-stdin"], input=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    r = env_a(["deliver", "--to", user], input=b"From: x@example.net\nSubject: flag me\n\nbody\n")
+    assert r.returncode == 0, r.stderr
+    fa, fb = _GatewayFactory(env_a, tmp_path_factory, a.addr), _GatewayFactory(env_b, tmp_path_factory, b.addr)
+    try:
+        ga, gb = fa.start(site_id=1), fb.start(site_id=2, uid_claim_delay=1)
+
+        def flags_at(gw):
+            c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=20)
+            c.login(user, PASSWORD)
+            typ, data = c.select("INBOX", readonly=True)
+            got = None
+            if typ == "OK" and int(data[0]):
+                typ, data = c.fetch("1", "(FLAGS)")
+                got = data[0]
+            c.logout()
+            return got
+
+        deadline = time.monotonic() + 60
+        while flags_at(gb) is None:  # numbered and shown at site 2 too
+            assert time.monotonic() < deadline, gb.log_text()[-2000:]
+            time.sleep(0.5)
+        r = subprocess.run(["/usr/lib/news/bin/ctlinnd", "pause", "test"], env=dict(os.environ, INNCONF=str(a.innconf)),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        try:
+            c = imaplib.IMAP4_SSL(ga.addr, ga.imaps_port, ssl_context=ga.ssl_context(), timeout=20)
+            c.login(user, PASSWORD)
+            assert c.select("INBOX")[0] == "OK"
+            typ, data = c.store("1", "+FLAGS", "(\\Flagged)")
+            assert typ == "OK", data
+            c.logout()
+            deadline = time.monotonic() + 60
+            while b"\\Flagged" not in (flags_at(gb) or b""):
+                assert time.monotonic() < deadline, "site 2 never saw the flag:\n" + ga.log_text()[-3000:]
+                time.sleep(0.5)
+            assert "does not show it (parked?)" in ga.log_text()
+        finally:
+            subprocess.run(["/usr/lib/news/bin/ctlinnd", "go", "test"], env=dict(os.environ, INNCONF=str(a.innconf)),
+                           capture_output=True, timeout=60)
+    finally:
+        fa.close()
+        fb.close()
