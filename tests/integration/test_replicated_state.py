@@ -206,8 +206,10 @@ def mesh(inn_sites, tmp_path_factory):
             assert c.select("INBOX")[0] == "OK"
             m.keepers.append(c)
         m.obs = [[], [], []]  # every IMAP view taken at each site: {uid: subject}
+        _MESH[:] = [m]
         yield m
     finally:
+        _MESH.clear()
         for c in getattr(m, "keepers", []):
             try:
                 c.logout()
@@ -369,7 +371,8 @@ class Idle:
             try:
                 line = self._line(deadline)
             except (TimeoutError, socket.timeout):
-                pytest.fail("IDLE: no %s within %d s; untagged lines read: %r" % (what, timeout, self.lines))
+                pytest.fail("IDLE: no %s within %d s; untagged lines read: %r\n%s" % (what, timeout, self.lines,
+                                                                                    diagnostics()))
             if pred(line):
                 return line
 
@@ -390,6 +393,32 @@ def fetch_flags(line, seq):
     return set(f.group(1).decode().split()) - {"\\Recent"} if f else None
 
 
+_MESH = []  # the module's mesh, for what a failure prints
+
+
+def diagnostics():
+    """What each site and gateway said lately: a failed wait prints it, so that a replication
+    stall in CI can be told apart (a gateway that did not post, a site that parked or did not
+    feed) without a second run."""
+    if not _MESH:
+        return ""
+    m, out = _MESH[0], []
+    for k, gw in enumerate(m.gws):
+        lines = [l for l in gw.log_text().splitlines() if ": warning: " in l or ": error: " in l
+                 or "state articles" in l or "merged" in l]
+        out.append("--- gateway %d (last of %d lines):\n%s" % (k + 1, len(lines), "\n".join(lines[-25:])))
+    for site in m.sites:
+        for name in ("news.err", "news.notice", "keeper.log"):
+            f = site.dir / "log" / name
+            if f.exists():
+                tail = f.read_text(errors="replace").splitlines()[-15:]
+                out.append("--- %s %s:\n%s" % (site.name, name, "\n".join(tail)))
+        incoming = site.dir / "spool" / "incoming"
+        parked = [f.name for f in incoming.iterdir() if f.is_file()] if incoming.is_dir() else []
+        out.append("--- %s spool/incoming: %s" % (site.name, parked or "empty"))
+    return "\n".join(out)
+
+
 def until(what, fn, timeout=WAIT, every=0.5):
     """Poll fn() -> (done, info) until done; fail with the last info after `timeout` s."""
     deadline = time.monotonic() + timeout
@@ -402,7 +431,7 @@ def until(what, fn, timeout=WAIT, every=0.5):
         if ok:
             return last
         if time.monotonic() > deadline:
-            pytest.fail("%s: not within %d s; last seen:\n%s" % (what, timeout, last))
+            pytest.fail("%s: not within %d s; last seen:\n%s\n%s" % (what, timeout, last, diagnostics()))
         time.sleep(every)
 
 
