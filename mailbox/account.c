@@ -668,6 +668,7 @@ void mb_unwatch(mb_account *a, mb_watcher *w)
 void mb_account_changed(mb_account *a)
 {
     a->state_gen++; /* the folders' lists are rebuilt when next used */
+    mb_replica_relist_due(a); /* and the INBOX's now, if something was filed there */
     /* a watcher's callback may unwatch itself (a session that closes): next is read first.
      * It must not unwatch another one. */
     for (mb_watcher *w = a->watchers, *next; w; w = next) {

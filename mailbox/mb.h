@@ -172,8 +172,11 @@ void mb_flist_expunged(mb_account *a, uint32_t folder, uint32_t uid);
 void mb_flist_invalidate(mb_account *a, uint32_t folder);
 /* view.c: the folder list's entry of message i of a folder's view, or NULL (gone). */
 const mb_fmsg *mb_view_fmsg(const mb_view *v, mb_account *a, size_t i);
-/* replica.c: the INBOX's list of messages is rebuilt now (a message was filed there again). */
+/* replica.c: a message was filed in the INBOX again: its list of messages is rebuilt once,
+ * when the watchers are next told (mb_account_changed calls relist_due), not per message of
+ * a MOVE of thousands. */
 void mb_replica_relist(mb_account *a);
+void mb_replica_relist_due(mb_account *a);
 /* append.c: a message the user appended (its article stored) is filed in folder with its
  * flags and keywords under the folder's next UID (*uid); the INBOX's is also the user's state.
  * An mstate status. */

@@ -77,6 +77,7 @@ struct mb_replica {
     /* the list clients see is rebuilt only when what it is made of changed: the mstate's
      * UIDs and expunges (list_stale), or the group's articles (their fingerprint) */
     bool list_stale;
+    bool relist_due; /* a message was filed in the INBOX here: rebuild its list before the watchers hear */
     uint64_t listed_fp[2];
     size_t listed_narts;
     unsigned deltas_since_snapshot;
@@ -1028,8 +1029,16 @@ static void relist(mb_account *a)
 
 void mb_replica_relist(mb_account *a)
 {
-    if (a->rep && a->mbox->scanned)
+    if (a->rep)
+        a->rep->relist_due = a->rep->list_stale = true;
+}
+
+void mb_replica_relist_due(mb_account *a)
+{
+    if (a->rep && a->rep->relist_due && a->mbox->scanned) {
+        a->rep->relist_due = false;
         relist(a);
+    }
 }
 
 /* The user's state (what sessions read) is brought up to the mstate. */
