@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -167,9 +168,13 @@ static void job_free(vp_job *j)
 
 /* Guesses from one source (an address, together with the client's IP: a /64 for IPv6, as
  * one attacker holds a whole one) are throttled after throttle_after failures; guesses at one
- * address from everywhere only after ADDRESS_WIDE_FACTOR times that, and never for a source
- * that logged in before (VT_TRUSTED): someone else's failures do not lock the user out. */
+ * address from everywhere only after ADDRESS_WIDE_FACTOR times that, and guesses from one IP
+ * at any addresses (a password sprayed over many users) after IP_WIDE_FACTOR times that —
+ * an office behind one NAT address shares it, so one user's typos must not lock out the
+ * others. Neither wide count ever stops a source that logged in before (VT_TRUSTED):
+ * someone else's failures do not lock the user out. */
 #define ADDRESS_WIDE_FACTOR 20
+#define IP_WIDE_FACTOR 4
 
 static size_t source_key(const char *address, const uint8_t *ip, uint8_t out[VT_KEY_MAX])
 {
@@ -186,10 +191,12 @@ static int throttled(server *s, const char *address, const uint8_t *ip, int64_t 
     size_t srclen = source_key(address, ip, src);
     if (vt_blocked(s->thr, c, VT_SOURCE, src, srclen, c->throttle_after, now))
         return 1;
-    if (!sodium_is_zero(ip, VAULT_IP_BYTES) && vt_blocked(s->thr, c, VT_IP, ip, VAULT_IP_BYTES, c->throttle_after, now))
+    if (vt_known(s->thr, c, VT_TRUSTED, src, srclen, now))
+        return 0;
+    if (!sodium_is_zero(ip, VAULT_IP_BYTES) &&
+        vt_blocked(s->thr, c, VT_IP, ip, VAULT_IP_BYTES, c->throttle_after * IP_WIDE_FACTOR, now))
         return 1;
-    return !vt_known(s->thr, c, VT_TRUSTED, src, srclen, now) &&
-           vt_blocked(s->thr, c, VT_ADDRESS, address, strlen(address), c->throttle_after * ADDRESS_WIDE_FACTOR, now);
+    return vt_blocked(s->thr, c, VT_ADDRESS, address, strlen(address), c->throttle_after * ADDRESS_WIDE_FACTOR, now);
 }
 
 /* May one more distinct guess start, with those already in flight? Counting at the start is
@@ -199,8 +206,10 @@ static int guess_room(server *s, const char *address, const uint8_t *ip, int64_t
     const vault_config *c = s->cfg;
     uint8_t src[VT_KEY_MAX];
     size_t srclen = source_key(address, ip, src);
+    bool trusted = vt_known(s->thr, c, VT_TRUSTED, src, srclen, now);
     return vt_room(s->thr, c, VT_SOURCE, src, srclen, c->throttle_after, now) &&
-           (sodium_is_zero(ip, VAULT_IP_BYTES) || vt_room(s->thr, c, VT_IP, ip, VAULT_IP_BYTES, c->throttle_after, now)) &&
+           (trusted || sodium_is_zero(ip, VAULT_IP_BYTES) ||
+            vt_room(s->thr, c, VT_IP, ip, VAULT_IP_BYTES, c->throttle_after * IP_WIDE_FACTOR, now)) &&
            vt_room(s->thr, c, VT_ADDRESS, address, strlen(address), c->throttle_after * ADDRESS_WIDE_FACTOR, now);
 }
 

@@ -612,23 +612,36 @@ static void test_throttling(void **state)
     r = login(&f, &u, "pw-judy", NULL);
     expect_ok(&r, &u);
 
-    /* per IP: failures against different users from one address add up */
-    user v[4];
-    for (int i = 0; i < 4; i++) {
+    /* per IP: failures against different users from one address add up, but a NAT address
+     * is shared: throttle_after of them (3) lock no other user out; 4 x throttle_after (12)
+     * do, except for a source that logged in before */
+    enum { NV = 14 };
+    user v[NV];
+    for (int i = 0; i < NV; i++) {
         char a[32];
         snprintf(a, sizeof a, "ip%d@example.jp", i);
         user_new(&v[i], a, "pw", OPS, MEM, auth_sk);
     }
+    r = login(&f, &v[13], "pw", ip1); /* an office colleague, known at this address */
+    expect_ok(&r, &v[13]);
     for (int i = 0; i < 3; i++) {
         r = login(&f, &v[i], "guess", ip1);
         expect_fail(&r, VAULT_FAIL_PASSWORD);
     }
-    r = login(&f, &v[3], "pw", ip1);
+    r = login(&f, &v[12], "pw", ip1); /* was THROTTLED when the IP-wide limit was 3 */
+    expect_ok(&r, &v[12]);
+    for (int i = 3; i < 12; i++) {
+        r = login(&f, &v[i], "guess", ip1);
+        expect_fail(&r, VAULT_FAIL_PASSWORD);
+    }
+    r = login(&f, &v[11], "pw", ip1); /* a sprayed address: 12 failures, a source never seen */
     expect_fail(&r, VAULT_FAIL_THROTTLED);
-    r = login(&f, &v[3], "pw", ip2);
-    expect_ok(&r, &v[3]);
+    r = login(&f, &v[11], "pw", ip2);
+    expect_ok(&r, &v[11]);
+    r = login(&f, &v[13], "pw", ip1); /* the known source still gets in */
+    expect_ok(&r, &v[13]);
     /* a success from the IP does not clear the IP's count */
-    r = login(&f, &v[3], "pw", ip1);
+    r = login(&f, &v[10], "pw", ip1);
     expect_fail(&r, VAULT_FAIL_THROTTLED);
 
     /* the back-off doubles: two more failures after it ends mean 1 s, not 0.5 s */
