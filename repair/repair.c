@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,11 +103,14 @@ static int collect_count(void *arg, const char *line, size_t len)
     uint64_t low;
     if (sscanf(line, "%250s %" SCNu64 " %" SCNu64 " %" SCNu64, g.name, &g.high, &low, &g.count) != 4)
         return 0;
-    size_t nl = strlen(g.name);
-    if (nl > 8 && strcmp(g.name + nl - 8, ".encrypt") == 0)
-        return 0; /* key groups: user add reads their record back from every site */
-    char address[PA_ADDRESS_MAX + 1];
-    if (pa_group_to_address(l->prefix, g.name, address, sizeof address) != 0)
+    /* key groups too: a site set up again (a new host for a dead one) has none of the key
+     * records, and without one nobody logs in there or gets mail delivered there */
+    char base[sizeof g.name], address[PA_ADDRESS_MAX + 1];
+    size_t nl = strlen(g.name), sl = strlen(PA_KEY_SUFFIX);
+    snprintf(base, sizeof base, "%s", g.name);
+    if (nl > sl && strcmp(g.name + nl - sl, PA_KEY_SUFFIX) == 0)
+        base[nl - sl] = '\0';
+    if (pa_group_to_address(l->prefix, base, address, sizeof address) != 0)
         return 0; /* not a user's group */
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 256;
@@ -147,8 +151,17 @@ static int collect_id(void *arg, const char *line, size_t len)
     uint64_t num;
     const char *p;
     size_t n;
-    if (!pa_over_mail(line, len, &num, &p, &n))
-        return 0; /* only postern's mail articles */
+    char key_id[PA_MSGID_MAX];
+    uint32_t serial;
+    uint64_t bytes;
+    /* postern's articles only: mail, state (without them a site set up again would number
+     * every user's mail afresh) and key records */
+    if (!pa_over_mail(line, len, &num, &p, &n) && !pa_over_state(line, len, &num, &p, &n)) {
+        if (!pa_over_key(line, len, &num, &serial, &bytes, key_id))
+            return 0;
+        p = key_id;
+        n = strlen(key_id);
+    }
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 256;
         id_entry *v = realloc(s->v, cap * sizeof *v);
@@ -203,38 +216,49 @@ static int read_ids(ps_pool *pool, size_t site, const char *group, id_set *out)
 }
 
 /* Posts one article read from src to dst: PS_OK (240) or PS_DUP (dst's history has the
- * Message-ID), else a failure. Whether dst shows it is checked afterwards (ps_await_shown). */
+ * Message-ID), else a failure. Whether dst shows it is checked afterwards (ps_await_shown).
+ * Mail, state articles and key records each get their own header block back (formats.md 3,
+ * 6, 2) around the same bytes. */
 static int copy_article(ps_pool *pool, size_t src, size_t dst, const char *group, const char *msgid, char *err,
                         size_t errlen)
 {
-    pu_buf env = {.public_data = 1}; /* ciphertext, as on the spool */
+    bool mail = strncmp(msgid, "<m.", 3) == 0, state = strncmp(msgid, "<s.", 3) == 0;
+    pu_buf env = {.public_data = 1}; /* ciphertext (or a signed public record), as on the spool */
     char got[PA_MSGID_MAX], lock[PA_CANCEL_LOCK_MAX] = "";
-    int st = ps_read_envelope(pool, src, msgid, &env, got, lock, err, errlen);
-    if (st == PS_OK && (env.len < PC_MSG_PREFIX_BYTES || strcmp(got, msgid) != 0)) {
-        snprintf(err, errlen, "%s is not a postern envelope", msgid);
+    int st = mail ? ps_read_envelope(pool, src, msgid, &env, got, lock, err, errlen)
+                  : ps_read_armored(pool, src, msgid, state ? "state 1" : "keyrecord 1", &env, got, lock, err, errlen);
+    if (st == PS_OK && (strcmp(got, msgid) != 0 || (mail && env.len < PC_MSG_PREFIX_BYTES) || env.len == 0)) {
+        snprintf(err, errlen, "%s is not a postern article", msgid);
         st = PS_BADMSG;
     }
-    int fd = st == PS_OK ? memfd_create("postern-repair", MFD_CLOEXEC) : -1;
-    size_t body = st == PS_OK ? env.len - PC_MSG_PREFIX_BYTES : 0;
-    if (st == PS_OK && (fd < 0 || pu_write_all(fd, (const uint8_t *)env.data + PC_MSG_PREFIX_BYTES, body) != 0)) {
+    size_t prefix = mail ? PC_MSG_PREFIX_BYTES : env.len; /* only mail streams from a file */
+    int fd = st == PS_OK && mail ? memfd_create("postern-repair", MFD_CLOEXEC) : -1;
+    size_t body = st == PS_OK && mail ? env.len - PC_MSG_PREFIX_BYTES : 0;
+    if (st == PS_OK && mail && (fd < 0 || pu_write_all(fd, (const uint8_t *)env.data + prefix, body) != 0)) {
         snprintf(err, errlen, "cannot hold the article in memory");
         st = PS_TEMP;
     }
-    /* the copy keeps postern's two locks (owner's, admin's: the first two, docs/formats.md
-     * section 3), without which its owner could not cancel it there; the locks the source
-     * site's INN appended for its own admin mean nothing elsewhere */
+    /* the copy keeps postern's locks (mail: the owner's and the admin's, the first two,
+     * docs/formats.md section 3; state articles and key records: one), without which their
+     * owner could not cancel it there; the locks the source site's INN appended for its own
+     * admin mean nothing elsewhere */
     char headers[1024], extra[PC_CANCEL_TEXT_MAX * 2 + 32] = "";
     size_t keep = 0;
-    for (int spaces = 0; lock[keep] && !(lock[keep] == ' ' && ++spaces == 2); keep++)
+    for (int spaces = 0; lock[keep] && !(lock[keep] == ' ' && ++spaces == (mail ? 2 : 1)); keep++)
         ;
     if (keep && keep < 2 * PC_CANCEL_TEXT_MAX)
         snprintf(extra, sizeof extra, "Cancel-Lock: %.*s\r\n", (int)keep, lock);
-    if (st == PS_OK && !pa_mail_headers(group, msgid, extra, headers, sizeof headers)) {
+    size_t hl = 0;
+    if (st == PS_OK)
+        hl = mail    ? pa_mail_headers(group, msgid, extra, headers, sizeof headers)
+             : state ? pa_state_headers(group, msgid, extra, headers, sizeof headers)
+                     : pa_key_headers(group, msgid, extra, headers, sizeof headers);
+    if (st == PS_OK && !hl) {
         snprintf(err, errlen, "header block too long");
         st = PS_FAIL;
     }
     if (st == PS_OK)
-        st = ps_post(pool, dst, headers, (const uint8_t *)env.data, PC_MSG_PREFIX_BYTES, fd, body, err, errlen);
+        st = ps_post(pool, dst, headers, (const uint8_t *)env.data, prefix, fd, body, err, errlen);
     if (fd >= 0)
         close(fd);
     pu_buf_free(&env);

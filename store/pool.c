@@ -574,6 +574,8 @@ unsigned ps_store_copies(ps_pool *p, size_t first, const char *headers, const ch
 
 typedef struct read_args {
     const char *group, *id;
+    const char *format; /* ps_read_armored */
+    size_t min_len;
     const uint8_t *pk, *sk;
     pc_msg_meta *meta;
     pc_sink_fn sink;
@@ -624,6 +626,21 @@ int ps_read_state(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char
 {
     read_args a = {.id = msgid, .out = out};
     return run(p, where, state_conv, &a, M(PS_TEMP) | NOENT_AGAIN, M(PS_TEMP), err, errlen);
+}
+
+static int armored_conv(ps_pool *p, slot *s, size_t site, void *arg, char *err, size_t errlen)
+{
+    (void)p, (void)site;
+    read_args *a = arg;
+    a->out->len = 0;
+    return ps_fetch_armored(s->c, a->id, a->format, a->min_len, a->out, a->got, a->cancel_lock, err, errlen);
+}
+
+int ps_read_armored(ps_pool *p, size_t where, const char *msgid, const char *format, pu_buf *out,
+                    char got[PA_MSGID_MAX], char cancel_lock[PA_CANCEL_LOCK_MAX], char *err, size_t errlen)
+{
+    read_args a = {.id = msgid, .format = format, .min_len = 1, .out = out, .got = got, .cancel_lock = cancel_lock};
+    return run(p, where, armored_conv, &a, M(PS_TEMP) | NOENT_AGAIN, M(PS_TEMP), err, errlen);
 }
 
 int ps_read_envelope(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char got[PA_MSGID_MAX],

@@ -565,6 +565,12 @@ int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char 
     return fetch_armored(c, id_or_number, "message 1", PC_MSG_PREFIX_BYTES, out, msgid, cancel_lock, err, errlen);
 }
 
+int ps_fetch_armored(nntp_conn *c, const char *msgid, const char *format, size_t min_len, pu_buf *out,
+                     char got[PA_MSGID_MAX], char cancel_lock[PA_CANCEL_LOCK_MAX], char *err, size_t errlen)
+{
+    return fetch_armored(c, msgid, format, min_len, out, got, cancel_lock, err, errlen);
+}
+
 int ps_fetch_state(nntp_conn *c, const char *msgid, pu_buf *out, char *err, size_t errlen)
 {
     char got[PA_MSGID_MAX];

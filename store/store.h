@@ -173,6 +173,10 @@ int ps_read_message(ps_pool *p, size_t where, const char *group, const char *id_
 int ps_read_envelope(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char got[PA_MSGID_MAX],
                      char cancel_lock[PA_CANCEL_LOCK_MAX], char *err,
                      size_t errlen);
+/* The same for any postern article of that Postern-Format ("state 1", "keyrecord 1"): its
+ * binary body, exactly as posted (repair copies it). */
+int ps_read_armored(ps_pool *p, size_t where, const char *msgid, const char *format, pu_buf *out,
+                    char got[PA_MSGID_MAX], char cancel_lock[PA_CANCEL_LOCK_MAX], char *err, size_t errlen);
 /* Reads one replicated-state article (Postern-Format "state 1") by <message-id>: its sealed
  * bytes go to out (emptied first), still to be opened with the user's state key (mstate).
  * PS_NOENT, PS_TEMP, PS_BADMSG. */

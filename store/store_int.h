@@ -13,6 +13,9 @@ int ps_fetch_envelope(nntp_conn *c, const char *id_or_number, pu_buf *out, char 
                       char cancel_lock[PA_CANCEL_LOCK_MAX], char *err,
                       size_t errlen);
 int ps_fetch_state(nntp_conn *c, const char *msgid, pu_buf *out, char *err, size_t errlen);
+/* Any postern article of that Postern-Format, its binary body at least min_len bytes. */
+int ps_fetch_armored(nntp_conn *c, const char *msgid, const char *format, size_t min_len, pu_buf *out,
+                     char got[PA_MSGID_MAX], char cancel_lock[PA_CANCEL_LOCK_MAX], char *err, size_t errlen);
 int ps_post_envelope(nntp_conn *c, const char *headers, const uint8_t *prefix, size_t prefix_len, int fd,
                      uint64_t len, char *err, size_t errlen);
 

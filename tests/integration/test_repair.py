@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from conftest import multi_site_env
+from nntplib_min import NNTPError
 
 USER = "rita.repair@example.org"
 OTHER = "otto.repair@example.org"
@@ -124,3 +125,84 @@ def test_a_message_cancelled_at_one_site_is_not_brought_back(pair):
     with b.client() as c:
         assert c.stat(m).startswith("430")
 
+
+
+def test_a_site_set_up_again_gets_key_records_state_and_mail(inn_sites, tmp_path_factory):
+    """A site dies and a new, empty INN takes its place (its admin makes the users' groups
+    there). Repair must bring everything: mail, the key records (else nobody logs in or gets
+    mail delivered there) and the replicated state (else its gateway numbers every message
+    afresh and flags and folders are lost) — and a gateway that reads only the new site then
+    shows the same UIDs, flags and folders as the old one."""
+    from conftest import _GatewayFactory
+    import imaplib
+    import time
+    a = inn_sites(name="rebuilt-a")
+    env = multi_site_env(tmp_path_factory.mktemp("rebuild"), [a])
+    env.conf.write_text(env.conf.read_text().replace("min_copies = 2", "min_copies = 1"))
+    assert env(["authority", "init"]).returncode == 0
+    user = "sam.rebuild@example.org"
+    assert env(["user", "add", user, "--password-stdin"], input=PASSWORD + "\n").returncode == 0
+    for s in ("keep flagged", "filed in Kept"):
+        r = env(["deliver", "--to", user], input=b"Subject: %s\n\nbody\n" % s.encode())
+        assert r.returncode == 0, out(r)
+
+    def login(gw):
+        c = imaplib.IMAP4_SSL(gw.addr, gw.imaps_port, ssl_context=gw.ssl_context(), timeout=20)
+        c.login(user, PASSWORD)
+        return c
+
+    def seen(c, folder):
+        typ, data = c.select(folder, readonly=True)
+        assert typ == "OK", data
+        typ, data = c.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        return sorted((int(re.search(rb"UID (\d+)", d[0]).group(1)), b"\\Flagged" in d[0], d[1].strip())
+                      for d in data if isinstance(d, tuple))
+
+    fa = _GatewayFactory(env, tmp_path_factory, a.addr)
+    try:
+        ga = fa.start(site_id=1)
+        c = login(ga)
+        c.select("INBOX")
+        before = seen(c, "INBOX")
+        assert len(before) == 2, before
+        c.select("INBOX")
+        c.uid("STORE", str(before[0][0]), "+FLAGS", "(\\Flagged)")
+        assert c.create("Kept")[0] == "OK"
+        assert c.uid("COPY", str(before[1][0]), "Kept")[0] == "OK"
+        want_inbox, want_kept = seen(c, "INBOX"), seen(c, "Kept")
+        c.logout()
+        time.sleep(2)  # the state articles are posted (their flush waits 250 ms)
+    finally:
+        fa.close()
+
+    b = inn_sites(name="rebuilt-b")  # the new, empty site
+    with a.client() as nn:
+        groups = [g for g, *_ in nn.list_active("postern.org.example.*") if "sam" in g]
+    assert len(groups) == 2, groups
+    b.newgroup(*groups)
+    both = multi_site_env(tmp_path_factory.mktemp("rebuild-both"), [a, b], shared=env)
+    r = both(["repair"])
+    assert r.returncode == 0, out(r)
+    def ids(nn, g):
+        nn.group(g)
+        try:
+            return sorted(o[4] for o in nn.over("1-"))
+        except NNTPError:  # 423: an empty group
+            return []
+    with a.client() as na, b.client() as nb:
+        for g in groups:
+            ids_a, ids_b = ids(na, g), ids(nb, g)
+            assert ids_a and ids_a == ids_b, (g, ids_a, ids_b)  # mail, state articles, the key record
+    only_b = multi_site_env(tmp_path_factory.mktemp("rebuild-b"), [b], shared=env)
+    only_b.conf.write_text(only_b.conf.read_text().replace("min_copies = 2", "min_copies = 1"))
+    fb = _GatewayFactory(only_b, tmp_path_factory, b.addr)
+    try:
+        gb = fb.start(site_id=2)
+        c = login(gb)
+        assert seen(c, "INBOX") == want_inbox
+        assert seen(c, "Kept") == want_kept
+        c.logout()
+    finally:
+        fb.close()
+    a.stop()
+    b.stop()
