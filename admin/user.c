@@ -1,4 +1,4 @@
-/* postern user add|passwd|del|list: provisioning. A user is two newsgroups on every site (mail
+/* postern user add|passwd|del|list|import: provisioning. A user is two newsgroups on every site (mail
  * and key record) and one signed key record; there is no other user database. */
 #include <errno.h>
 #include <fcntl.h>
