@@ -25,7 +25,7 @@ static mb_folder_rc from_mstate(int rc)
 static const mb_special specials[MSTATE_FIXED_FOLDERS] = {MB_INBOX, MB_SENT,  MB_DRAFTS,
                                                           MB_TRASH, MB_JUNK, MB_ARCHIVE};
 
-static void fill(const mstate *ms, const mstate_folder *f, mb_folder *out, bool counts)
+static void fill(const mstate_folder *f, mb_folder *out)
 {
     memset(out, 0, sizeof *out);
     out->id = f->id;
@@ -37,8 +37,6 @@ static void fill(const mstate *ms, const mstate_folder *f, mb_folder *out, bool 
     out->subscribed = f->subscribed;
     out->uidvalidity = f->uidvalidity;
     out->uidnext = f->uid_next;
-    if (counts && f->id != MSTATE_INBOX)
-        mstate_folder_count(ms, f->id, &out->messages, &out->unseen);
 }
 
 static int by_name(const void *a, const void *b)
@@ -64,7 +62,7 @@ mb_folder_rc mb_folders(mb_account *a, mb_folder **out, size_t *n)
         return MB_FOLDER_NOMEM;
     }
     for (size_t i = 0; i < k; i++)
-        fill(ms, &f[i], &list[i], false);
+        fill(&f[i], &list[i]);
     free(f);
     if (k > MSTATE_FIXED_FOLDERS)
         qsort(list + MSTATE_FIXED_FOLDERS, k - MSTATE_FIXED_FOLDERS, sizeof *list, by_name);
@@ -88,9 +86,9 @@ mb_folder_rc mb_folder_find(mb_account *a, const char *name, mb_folder *out)
         return from_mstate(rc);
     for (size_t i = 0; i < k; i++)
         if (f[i].id == id)
-            fill(ms, &f[i], out, true);
+            fill(&f[i], out);
     free(f);
-    return MB_FOLDER_OK;
+    return mb_folder_counts(a, out);
 }
 
 mb_folder_rc mb_folder_counts(mb_account *a, mb_folder *f)
@@ -100,7 +98,18 @@ mb_folder_rc mb_folder_counts(mb_account *a, mb_folder *f)
         return MB_FOLDER_UNAVAILABLE;
     if (f->special == MB_INBOX)
         return MB_FOLDER_OK;
-    return from_mstate(mstate_folder_count(ms, f->id, &f->messages, &f->unseen));
+    /* what SELECT would show: the entries whose articles this site holds (folderview.c);
+     * before the account's first scan (a STATUS right after login) the state's own count */
+    const mb_flist *fl = a->mbox->scanned ? mb_flist_get(a, f->id) : NULL;
+    if (!fl)
+        return from_mstate(mstate_folder_count(ms, f->id, &f->messages, &f->unseen));
+    f->messages = f->unseen = 0;
+    for (size_t i = 0; i < fl->n; i++)
+        if (!fl->m[i].expunged) {
+            f->messages++;
+            f->unseen += !(fl->m[i].flags & US_SEEN);
+        }
+    return MB_FOLDER_OK;
 }
 
 mb_folder_rc mb_folder_create(mb_account *a, const char *name)

@@ -261,6 +261,8 @@ static void scan_done(mb_job *j)
     mb_mbox *m = a->mbox;
     mb_store *st = a->st;
     m->scanning = false;
+    a->state_gen++; /* the articles and the state change now: the folders' lists are stale
+                       for the waiters woken below, before the watchers hear */
     const char *no_text = NULL;
     char text[300];
     if (x->status == PS_OK) {
