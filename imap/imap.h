@@ -328,7 +328,8 @@ int pi_date_time_parse(const char *s, size_t len, int64_t *t, int *tz_minutes);
  * BODY, CC, DELETED, DRAFT, FLAGGED, FROM, HEADER, KEYWORD, LARGER, NEW, NOT, OLD, ON, OR,
  * RECENT, SEEN, SENTBEFORE, SENTON, SENTSINCE, SINCE, SMALLER, SUBJECT, TEXT, TO, UID,
  * UNANSWERED, UNDELETED, UNDRAFT, UNFLAGGED, UNKEYWORD, UNSEEN, and parenthesised lists (all
- * their keys must match). Strings are astrings. Numbers (LARGER, SMALLER) are atoms of digits
+ * their keys must match); and RFC 7162's MODSEQ ["/flags/<flag>" priv|shared|all] n, which
+ * compares the message's one MODSEQ (the entry is checked, not used). Strings are astrings. Numbers (LARGER, SMALLER) are atoms of digits
  * up to 2^63-1. Dates are IMAP dates, bare or quoted. "$" (saved results) is refused.
  * KEYWORD \Seen and the other system flags (\Recent too) test the flag; other names starting
  * with "\" are never set. A HEADER field name that no header field can have (empty, or with
@@ -395,6 +396,7 @@ typedef struct pi_search_msg {
     int64_t internaldate; /* Unix seconds */
     int tz_minutes;       /* the internal date's zone, east of UTC: its day counts */
     uint64_t size;        /* RFC822.SIZE */
+    uint64_t modseq;      /* RFC 7162 MODSEQ */
     void *arg;            /* passed to every callback */
     /* Whether the message carries keyword kw (len bytes, as the client sent it). */
     bool (*has_keyword)(void *arg, const char *kw, size_t len);
@@ -415,6 +417,11 @@ typedef struct pi_search_msg {
  * and only when needed: cheap keys of a list or OR are tried before ones that need headers,
  * and those before ones that need the body. Nothing is kept between calls. */
 int pi_search_eval(const pi_search *s, const pi_search_msg *m);
+/* Whether the program has a MODSEQ key (the reply then ends in "(MODSEQ m)", RFC 7162
+ * 3.1.5), and lowering every MODSEQ key's value by margin (not below 0): a change that
+ * reached this site late carries an older stamp (docs/design.md, "CONDSTORE"). */
+bool pi_search_has_modseq(const pi_search *s);
+void pi_search_modseq_margin(pi_search *s, uint64_t margin);
 
 /* ---------------------------------------------------------------------------------------
  * SORT and THREAD (RFC 5256), ESEARCH (RFC 4731). Syntax and the orderings only: the caller
