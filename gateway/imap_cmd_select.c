@@ -9,7 +9,7 @@
 
 #include "gateway/mailbox.h"
 
-enum { ST_MESSAGES = 1, ST_RECENT = 2, ST_UIDNEXT = 4, ST_UIDVALIDITY = 8, ST_UNSEEN = 16 };
+enum { ST_MESSAGES = 1, ST_RECENT = 2, ST_UIDNEXT = 4, ST_UIDVALIDITY = 8, ST_UNSEEN = 16, ST_HIGHESTMODSEQ = 32 };
 
 /* 1 INBOX, 2 another folder (*f filled), 0 unknown (NO answered), -1 BAD answered. */
 static int which_mailbox(session *s, const pi_arg *a, mb_folder *f)
@@ -38,7 +38,7 @@ static void deselect(session *s)
 }
 
 static void status_line(session *s, const char *name, size_t name_len, size_t messages, size_t recent,
-                        uint64_t uidnext, uint32_t uidvalidity, size_t unseen)
+                        uint64_t uidnext, uint32_t uidvalidity, size_t unseen, uint32_t folder)
 {
     pu_buf b = PU_BUF_INIT;
     pu_buf_addstr(&b, "STATUS ");
@@ -61,8 +61,13 @@ static void status_line(session *s, const char *name, size_t name_len, size_t me
         pu_buf_printf(&b, "%sUIDVALIDITY %u", sep, uidvalidity);
         sep = " ";
     }
-    if (s->imap->status_items & ST_UNSEEN)
+    if (s->imap->status_items & ST_UNSEEN) {
         pu_buf_printf(&b, "%sUNSEEN %zu", sep, unseen);
+        sep = " ";
+    }
+    if (s->imap->status_items & ST_HIGHESTMODSEQ)
+        pu_buf_printf(&b, "%sHIGHESTMODSEQ %llu", sep,
+                      (unsigned long long)mb_folder_highestmodseq(s->account, folder));
     pu_buf_addstr(&b, ")");
     gw_untagged(s, "%s", b.data);
     pu_buf_free(&b);
@@ -86,7 +91,7 @@ static void status_reply(session *s)
     uint64_t next = m->uidnext ? m->uidnext : 1;
     if (m->n && m->msgs[m->n - 1].uid >= next)
         next = (uint64_t)m->msgs[m->n - 1].uid + 1;
-    status_line(s, "INBOX", 5, messages, recent, next, m->uidvalidity, unseen);
+    status_line(s, "INBOX", 5, messages, recent, next, m->uidvalidity, unseen, MB_INBOX_ID);
 }
 
 void gw_status_untagged(session *s, const mb_folder *f, unsigned items)
@@ -97,7 +102,8 @@ void gw_status_untagged(session *s, const mb_folder *f, unsigned items)
     if (f->special == MB_INBOX)
         status_reply(s); /* as the last scan left it: LIST-STATUS does not wait for a scan */
     else if (mb_folder_counts(s->account, &counted) == MB_FOLDER_OK)
-        status_line(s, f->name, strlen(f->name), counted.messages, 0, f->uidnext, f->uidvalidity, counted.unseen);
+        status_line(s, f->name, strlen(f->name), counted.messages, 0, f->uidnext, f->uidvalidity, counted.unseen,
+                    f->id);
     s->imap->status_items = saved;
 }
 
@@ -121,7 +127,10 @@ unsigned gw_status_items(session *s, const pi_arg *items)
             want |= ST_UIDVALIDITY;
         else if (pi_arg_atom_is(it, "UNSEEN"))
             want |= ST_UNSEEN;
-        else {
+        else if (pi_arg_atom_is(it, "HIGHESTMODSEQ")) {
+            want |= ST_HIGHESTMODSEQ;
+            gw_condstore_enable(s); /* RFC 7162 3.1: a CONDSTORE enabling command */
+        } else {
             gw_tagged(s, "BAD Unknown STATUS item");
             return 0;
         }
@@ -171,6 +180,14 @@ static gw_result wait_for_scan(session *s)
 static gw_result select_or_examine(session *s, const pi_command *cmd, bool readonly)
 {
     deselect(s);
+    if (cmd->nargs == 2) { /* select-param list (RFC 4466): (CONDSTORE) */
+        const pi_arg *p = &cmd->args[1];
+        if (p->type != PI_LIST || p->count != 1 || !pi_arg_atom_is(&p->list[0], "CONDSTORE")) {
+            gw_tagged(s, "BAD Unknown %s parameter", readonly ? "EXAMINE" : "SELECT");
+            return GW_DONE;
+        }
+        gw_condstore_enable(s);
+    }
     mb_folder f;
     int kind = which_mailbox(s, &cmd->args[0], &f);
     if (kind <= 0)
@@ -202,7 +219,7 @@ gw_result gw_cmd_status(session *s, const pi_command *cmd)
         return GW_DONE;
     s->imap->status_items = want;
     if (kind == 2) {
-        status_line(s, f.name, strlen(f.name), f.messages, 0, f.uidnext, f.uidvalidity, f.unseen);
+        status_line(s, f.name, strlen(f.name), f.messages, 0, f.uidnext, f.uidvalidity, f.unseen, f.id);
         gw_tagged(s, "OK STATUS completed");
         return GW_DONE;
     }

@@ -28,6 +28,7 @@ struct gw_imap {
     struct gw_fetch *fetch;   /* FETCH in progress */
     struct gw_search *search; /* SEARCH in progress */
     struct gw_sort *sort;     /* SORT or THREAD in progress */
+    bool condstore;           /* RFC 7162: a CONDSTORE enabling command was given */
 };
 
 /* Output: the tagged one uses the command's tag. Text without CRLF. */

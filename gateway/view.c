@@ -22,6 +22,28 @@ void gw_view_state(session *s, size_t i, userstate_msg *out)
     mb_view_state(&s->imap->view->mv, s->account, i, out);
 }
 
+void gw_condstore_enable(session *s)
+{
+    s->imap->condstore = true;
+}
+
+uint64_t gw_view_modseq(session *s, size_t i)
+{
+    return mb_view_msg_modseq(&s->imap->view->mv, s->account, i);
+}
+
+uint64_t gw_modseq_margin(const session *s)
+{
+    return mb_modseq_margin(s->net->cfg->gateway.modseq_margin);
+}
+
+int gw_write_modseq(pu_buf *b, session *s, size_t i)
+{
+    if (!s->imap->condstore)
+        return 0;
+    return pu_buf_printf(b, " MODSEQ (%llu)", (unsigned long long)gw_view_modseq(s, i)) < 0 ? -1 : 0;
+}
+
 static const char *const system_flags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
 
 int gw_write_flags(pu_buf *b, session *s, const userstate_msg *m, bool recent)
@@ -115,6 +137,8 @@ int gw_view_open(session *s, uint32_t folder, bool readonly)
     }
     pu_buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n", mv->uidvalidity);
     pu_buf_printf(&b, "* OK [UIDNEXT %llu] Predicted next UID\r\n", (unsigned long long)mb_view_uidnext(mv, a));
+    /* every SELECT and EXAMINE, CONDSTORE enabled or not (RFC 7162 3.1.2.1) */
+    pu_buf_printf(&b, "* OK [HIGHESTMODSEQ %llu] Highest\r\n", (unsigned long long)mb_view_highestmodseq(&v->mv, a));
     write_buf(s, &b);
     pu_buf_free(&b);
     return 0;
@@ -153,6 +177,7 @@ static void out_flags(void *ctx, size_t i, const userstate_msg *m)
     sync_out *o = ctx;
     pu_buf_printf(o->b, "* %zu FETCH (UID %u FLAGS ", i + 1, gw_view_uid(o->s->imap->view, i));
     gw_write_flags(o->b, o->s, m, gw_view_recent(o->s, i));
+    gw_write_modseq(o->b, o->s, i);
     pu_buf_addstr(o->b, ")\r\n");
 }
 

@@ -254,6 +254,9 @@ const char *pi_seqset_check(const pi_seqset *set, uint32_t exists);
 /* ids[0..n) (n > 0) as a sequence set in the same order: runs of consecutive ascending numbers
  * as "a:b", the rest comma-separated (COPYUID's two sets must pair up one by one). */
 int pi_seqset_write(pu_buf *out, const uint32_t *ids, size_t n);
+/* RFC 7162 mod-sequence-value (1..2^63-1; with zero, mod-sequence-valzer: 0 too), an atom
+ * of digits: true with *v. */
+bool pi_arg_modseq(const pi_arg *a, bool zero, uint64_t *v);
 /* Iterate in ascending order: pi_seqset_iter it = {0}; while (pi_seqset_next(set, &it, &v)) */
 typedef struct pi_seqset_iter {
     size_t i;
