@@ -255,7 +255,7 @@ static void emit(void *ctx, size_t k, mb_plain *p)
     pu_buf b = PU_BUF_INIT;
     pu_buf_printf(&b, "* %zu FETCH (", i + 1);
     bool first = true;
-    bool flags_written = false, modseq_written = false;
+    bool flags_written = false, modseq_written = false, uid_written = false;
 #define SEP() (first ? (void)(first = false) : (void)pu_buf_addstr(&b, " "))
     for (size_t n = 0; n < f->nitems; n++) {
         fetch_item *it = &f->items[n];
@@ -263,6 +263,7 @@ static void emit(void *ctx, size_t k, mb_plain *p)
         switch (it->kind) {
         case IT_UID:
             pu_buf_printf(&b, "UID %u", gw_view_uid(s->imap->view, i));
+            uid_written = true;
             break;
         case IT_FLAGS:
             pu_buf_addstr(&b, "FLAGS ");
@@ -352,6 +353,8 @@ static void emit(void *ctx, size_t k, mb_plain *p)
         pu_buf_addstr(&b, "FLAGS ");
         gw_write_flags(&b, s, &st, gw_view_recent(s, i));
         flags_written = true;
+        if (s->imap->condstore && !uid_written) /* RFC 7162 3.1: a \Seen set by FETCH: UID and MODSEQ */
+            pu_buf_printf(&b, " UID %u", gw_view_uid(s->imap->view, i));
     }
     if (flags_written && !modseq_written)
         gw_write_modseq(&b, s, i); /* once CONDSTORE is on, FLAGS come with their MODSEQ */
@@ -423,7 +426,7 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
     if (cmd->uid)
         add_item(f, IT_UID);
     const pi_arg *atts = &cmd->args[1];
-    bool changedsince = false;
+    bool changedsince = false, vanished = false;
     uint64_t since = 0;
     if (cmd->nargs == 3) { /* fetch modifiers (RFC 4466): (CHANGEDSINCE n) */
         const pi_arg *m = &cmd->args[2];
@@ -434,10 +437,14 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
                 pi_arg_modseq(&m->list[i + 1], true, &since)) {
                 changedsince = true;
                 i++;
+            } else if (pi_arg_atom_is(&m->list[i], "VANISHED") && !vanished && cmd->uid && s->imap->qresync) {
+                vanished = true; /* RFC 7162 3.2.6: UID FETCH only, QRESYNC enabled */
             } else {
                 bad = "Unknown or invalid FETCH modifier";
             }
         }
+        if (!bad && vanished && !changedsince)
+            bad = "VANISHED needs CHANGEDSINCE";
         if (!bad && add_item(f, IT_MODSEQ))
             bad = "Too many fetch attributes";
     }
@@ -482,6 +489,18 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
     if (s->imap->view->mv.readonly)
         f->sets_seen = false;
     gw_view_sync(s, false); /* others' flag changes first */
+    if (vanished) {
+        pi_seqset set = {0};
+        const char *err = NULL;
+        if (pi_seqset_parse(cmd->args[0].str, cmd->args[0].len, gw_view_last_uid(s->imap->view), &set, &err) == 0) {
+            pu_buf b = PU_BUF_INIT;
+            gw_view_vanished_earlier(s, &set, &b);
+            if (b.len)
+                gw_write(s, b.data, b.len);
+            pu_buf_free(&b);
+        }
+        pi_seqset_free(&set);
+    }
     s->imap->fetch = f;
     gw_session_pending(s, fetch_resume, fetch_cancel, f);
     mb_walk_step(f->walk); /* finishes right away when nothing needs loading: the reply is written */

@@ -52,6 +52,18 @@ int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_
 void gw_condstore_enable(session *s);
 uint64_t gw_view_modseq(session *s, size_t i);
 uint64_t gw_modseq_margin(const session *s);
+/* QRESYNC: "* VANISHED (EARLIER) set" (nothing when empty) of the UIDs of known below
+ * UIDNEXT that the view does not hold — a superset of what the client had and lost, as RFC
+ * 7162 3.2.5.1 allows. */
+void gw_view_vanished_earlier(session *s, const pi_seqset *known, pu_buf *b);
+/* UIDs, ascending, written as a set ("1:3,7") into set. */
+typedef struct gw_uid_runs {
+    pu_buf set;
+    uint32_t lo, hi;
+    bool have;
+} gw_uid_runs;
+void gw_uid_runs_add(gw_uid_runs *r, uint32_t lo, uint32_t hi);
+void gw_uid_runs_flush(gw_uid_runs *r);
 /* " MODSEQ (n)" of message i, when CONDSTORE is on. */
 int gw_write_modseq(pu_buf *b, session *s, size_t i);
 /* "(\Seen \Flagged kw)" of a message. */

@@ -155,26 +155,87 @@ void gw_view_close(session *s)
     s->imap->view = NULL;
 }
 
+void gw_uid_runs_add(gw_uid_runs *r, uint32_t lo, uint32_t hi)
+{
+    if (r->have && lo == r->hi + 1) {
+        r->hi = hi;
+        return;
+    }
+    gw_uid_runs_flush(r);
+    r->lo = lo;
+    r->hi = hi;
+    r->have = true;
+}
+
+void gw_uid_runs_flush(gw_uid_runs *r)
+{
+    if (!r->have)
+        return;
+    pu_buf_addstr(&r->set, r->set.len ? "," : "");
+    if (r->lo == r->hi)
+        pu_buf_printf(&r->set, "%u", r->lo);
+    else
+        pu_buf_printf(&r->set, "%u:%u", r->lo, r->hi);
+    r->have = false;
+}
+
+/* "* VANISHED [(EARLIER) ]set" of what r holds, then r is empty. */
+static void vanished_line(pu_buf *b, gw_uid_runs *r, bool earlier)
+{
+    gw_uid_runs_flush(r);
+    if (r->set.len)
+        pu_buf_printf(b, "* VANISHED %s%s\r\n", earlier ? "(EARLIER) " : "", r->set.data);
+    pu_buf_free(&r->set);
+}
+
+void gw_view_vanished_earlier(session *s, const pi_seqset *known, pu_buf *b)
+{
+    const mb_view *v = &s->imap->view->mv;
+    uint64_t next = mb_view_uidnext(v, s->account);
+    gw_uid_runs r = {.set = PU_BUF_INIT};
+    for (size_t k = 0; k < known->n; k++) {
+        uint64_t lo = known->r[k].lo ? known->r[k].lo : 1, hi = known->r[k].hi;
+        if (hi >= next)
+            hi = next - 1; /* never given out: not vanished */
+        /* the view's UIDs in lo..hi ascend: the gaps between them are gone */
+        for (size_t i = mb_view_count_up_to(v, (uint32_t)lo - 1); lo <= hi; i++) {
+            uint64_t at = i < v->n ? mb_view_uid(v, i) : hi + 1;
+            if (at > hi)
+                at = hi + 1;
+            if (at > lo)
+                gw_uid_runs_add(&r, (uint32_t)lo, (uint32_t)(at - 1));
+            lo = at + 1;
+        }
+    }
+    vanished_line(b, &r, true);
+}
+
 typedef struct sync_out {
     session *s;
     pu_buf *b;
+    gw_uid_runs gone; /* QRESYNC: expunges as one VANISHED, told before what follows them */
 } sync_out;
 
-static void out_expunge(void *ctx, size_t seq)
+static void out_expunge(void *ctx, size_t seq, uint32_t uid)
 {
     sync_out *o = ctx;
-    pu_buf_printf(o->b, "* %zu EXPUNGE\r\n", seq);
+    if (o->s->imap->qresync)
+        gw_uid_runs_add(&o->gone, uid, uid);
+    else
+        pu_buf_printf(o->b, "* %zu EXPUNGE\r\n", seq);
 }
 
 static void out_exists(void *ctx, size_t n, size_t recent)
 {
     sync_out *o = ctx;
+    vanished_line(o->b, &o->gone, false);
     pu_buf_printf(o->b, "* %zu EXISTS\r\n* %zu RECENT\r\n", n, recent);
 }
 
 static void out_flags(void *ctx, size_t i, const userstate_msg *m)
 {
     sync_out *o = ctx;
+    vanished_line(o->b, &o->gone, false);
     pu_buf_printf(o->b, "* %zu FETCH (UID %u FLAGS ", i + 1, gw_view_uid(o->s->imap->view, i));
     gw_write_flags(o->b, o->s, m, gw_view_recent(o->s, i));
     gw_write_modseq(o->b, o->s, i);
@@ -190,8 +251,10 @@ void gw_view_sync(session *s, bool expunges)
         return;
     gw_view_announce_flags(s); /* a keyword new to the mailbox, before a FETCH shows it */
     pu_buf b = PU_BUF_INIT;
-    sync_out o = {s, &b};
-    if (mb_view_sync(&v->mv, s->account, expunges, &imap_sink, &o) != 0) {
+    sync_out o = {s, &b, {.set = PU_BUF_INIT}};
+    int rc = mb_view_sync(&v->mv, s->account, expunges, &imap_sink, &o);
+    vanished_line(&b, &o.gone, false);
+    if (rc != 0) {
         /* the numbers changed under the client (the mailbox now comes from another site):
          * it must start over, and says so best after a reconnect */
         pu_buf_free(&b);

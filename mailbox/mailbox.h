@@ -384,7 +384,8 @@ const char *mb_view_msgid(const mb_view *v, mb_account *a, size_t i); /* NULL: g
 uint64_t mb_view_uidnext(const mb_view *v, mb_account *a);
 /* What a sync found, in the order a client must be told. */
 typedef struct mb_view_sink {
-    void (*expunge)(void *ctx, size_t seq);       /* seq: numbered as it is at that moment */
+    /* seq: numbered as it is at that moment; uid: its UID (QRESYNC's VANISHED) */
+    void (*expunge)(void *ctx, size_t seq, uint32_t uid);
     void (*exists)(void *ctx, size_t n, size_t recent);
     void (*flags)(void *ctx, size_t i, const userstate_msg *m); /* changed since the last sync */
 } mb_view_sink;

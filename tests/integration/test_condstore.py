@@ -1,9 +1,10 @@
-"""CONDSTORE (RFC 7162, issue 13) against a real INN site and gateway, on raw lines for the
-exact response shapes: ENABLE and every enabling command, HIGHESTMODSEQ on SELECT/EXAMINE and
+"""CONDSTORE and QRESYNC (RFC 7162, issue 13) against a real INN site and gateway, on raw lines
+for the exact response shapes: ENABLE and every enabling command, HIGHESTMODSEQ on SELECT/EXAMINE and
 in STATUS and LIST-STATUS, FETCH MODSEQ and (CHANGEDSINCE n) returning exactly what changed
 (modseq_margin = 0) and, with a margin, nothing older than it, MODSEQ with another session's
 change heard in IDLE and at NOOP, STORE (UNCHANGEDSINCE n) with [MODIFIED], SEARCH and ESEARCH
-MODSEQ, and a HIGHESTMODSEQ that a gateway restart does not lower."""
+MODSEQ, a HIGHESTMODSEQ that a gateway restart does not lower; QRESYNC's SELECT with VANISHED
+(EARLIER), UID FETCH (CHANGEDSINCE VANISHED), expunges as VANISHED and [CLOSED]."""
 import imaplib
 import re
 import time
@@ -90,7 +91,7 @@ def modseq_of(text):
 
 def select(c, cmd="SELECT INBOX"):
     lines = ok(c, cmd)
-    assert any(re.match(r"\* %d EXISTS" % N, l) for l in lines) or "INBOX" not in cmd, lines
+    assert any(re.match(r"\* %d EXISTS" % N, l) for l in lines) or "INBOX" not in cmd or "(" in cmd, lines
     return lines
 
 
@@ -105,7 +106,7 @@ def test_capability_and_enable(gw):
     c = login(gw)
     lines = ok(c, "CAPABILITY")
     caps = lines[0].split()
-    assert "CONDSTORE" in caps and "QRESYNC" not in caps, lines
+    assert "CONDSTORE" in caps and "QRESYNC" in caps, lines
     assert ok(c, "ENABLE CONDSTORE") == ["* ENABLED CONDSTORE"]
     assert ok(c, "ENABLE CONDSTORE") == ["* ENABLED"]  # enabled already: nothing new (RFC 5161)
     c.logout()
@@ -157,7 +158,7 @@ def test_fetch_modseq_and_flags_once_enabled(gw):
     lines, tagged = raw(c, "FETCH 1 (FLAGS) (CHANGEDSINCE x)")
     assert tagged.startswith("BAD"), tagged
     lines, tagged = raw(c, "FETCH 1 (FLAGS) (VANISHED)")
-    assert tagged.startswith("BAD"), tagged  # QRESYNC is not offered
+    assert tagged.startswith("BAD"), tagged  # VANISHED: UID FETCH only, QRESYNC enabled, CHANGEDSINCE
     c.logout()
 
 
@@ -298,3 +299,91 @@ def test_margin_reports_late_changes(gw, gateway):
         c.logout()
     finally:
         g.stop()
+
+
+def in_set(text, uid):
+    for part in text.split(","):
+        lo, _, hi = part.partition(":")
+        if int(lo) <= uid <= int(hi or lo):
+            return True
+    return False
+
+
+def uid_map(c):
+    """{seq: UID} of the selected folder."""
+    return {k: int(re.search(r"UID (\d+)", t).group(1)) for k, t in fetches(ok(c, "FETCH 1:* (UID)")).items()}
+
+
+def test_qresync(gw):
+    """QRESYNC (RFC 7162 3.2): ENABLE; SELECT (QRESYNC (uidvalidity modseq [known-uids])) says
+    what vanished since (VANISHED (EARLIER), a superset without known UIDs, exact with them)
+    and FETCHes exactly what changed (modseq_margin = 0); a wrong UIDVALIDITY gets neither;
+    UID FETCH (CHANGEDSINCE n VANISHED); expunges as VANISHED; [CLOSED] on a second SELECT."""
+    a = login(gw)
+    lines, tagged = raw(a, "SELECT INBOX (QRESYNC (1 1))")
+    assert tagged.startswith("BAD"), tagged  # not enabled
+    assert ok(a, "ENABLE QRESYNC") == ["* ENABLED QRESYNC"]
+    assert ok(a, "ENABLE CONDSTORE QRESYNC") == ["* ENABLED"]  # QRESYNC implies CONDSTORE
+    lines = select(a)
+    h = highest(lines)
+    validity = int(re.search(r"UIDVALIDITY (\d+)", " ".join(lines)).group(1))
+    uids = uid_map(a)
+    known = ",".join(str(u) for u in sorted(uids.values()))
+    a.logout()
+
+    b = login(gw)
+    select(b)
+    ok(b, "STORE 2 +FLAGS (\\Seen)")
+    ok(b, "STORE 5 +FLAGS (\\Deleted)")
+    ok(b, "EXPUNGE")
+    b.logout()
+
+    c = login(gw)
+    ok(c, "ENABLE QRESYNC")
+    lines = ok(c, "SELECT INBOX (QRESYNC (%d %d %s))" % (validity, h, known))
+    vanished = [l for l in lines if l.startswith("* VANISHED")]
+    assert vanished == ["* VANISHED (EARLIER) %d" % uids[5]], lines
+    got = fetches(lines)
+    assert list(got) == [2] and re.fullmatch(r"UID %d FLAGS \([^)]*\\Seen[^)]*\) MODSEQ \(\d+\)" % uids[2], got[2]), lines
+    assert lines.index(vanished[0]) > max(i for i, l in enumerate(lines) if "UIDNEXT" in l), lines
+    # no known UIDs: every UID below UIDNEXT that is not here (a superset), the same FETCHes
+    lines = ok(c, "SELECT INBOX (QRESYNC (%d %d))" % (validity, h))
+    assert lines[0] == "* OK [CLOSED] Previous mailbox closed", lines
+    vanished = [l for l in lines if l.startswith("* VANISHED (EARLIER) ")]
+    assert len(vanished) == 1, lines
+    gone = vanished[0][len("* VANISHED (EARLIER) "):]
+    now = uid_map(c)
+    assert in_set(gone, uids[5]) and not any(in_set(gone, u) for u in now.values()), (gone, now)
+    assert list(fetches(lines)) == [2], lines
+    # with sequence match data (checked, not needed)
+    lines = ok(c, "EXAMINE INBOX (QRESYNC (%d %d %s (1:2 %d:%d)))" % (validity, h, known, uids[1], uids[2]))
+    assert "* VANISHED (EARLIER) %d" % uids[5] in lines, lines
+    # another UIDVALIDITY: the client's cache is void, nothing is reported
+    lines = ok(c, "SELECT INBOX (QRESYNC (%d %d %s))" % (validity + 1, h, known))
+    assert not fetches(lines) and not any(l.startswith("* VANISHED") for l in lines), lines
+    for bad in ("SELECT INBOX (QRESYNC (%d))" % validity, "SELECT INBOX (QRESYNC (x 5))",
+                "SELECT INBOX (QRESYNC (%d 5 1:x))" % validity, "SELECT INBOX (QRESYNC)"):
+        lines, tagged = raw(c, bad)
+        assert tagged.startswith("BAD"), (bad, tagged)
+    select_lines = ok(c, "SELECT INBOX")
+    # UID FETCH (CHANGEDSINCE VANISHED): VANISHED (EARLIER) of the set first, then the FETCHes
+    lines = ok(c, "UID FETCH %s (FLAGS) (CHANGEDSINCE %d VANISHED)" % (known, h))
+    assert lines[0] == "* VANISHED (EARLIER) %d" % uids[5], lines
+    assert [re.search(r"UID (\d+)", t).group(1) for t in fetches(lines).values()] == [str(uids[2])], lines
+    for bad in ("UID FETCH 1:* (FLAGS) (VANISHED)", "FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)"):
+        lines, tagged = raw(c, bad)
+        assert tagged.startswith("BAD"), (bad, tagged)
+    # expunges, another session's and its own, as VANISHED
+    d = login(gw)
+    ok(d, "SELECT INBOX")
+    now = uid_map(c)
+    ok(d, "STORE 1 +FLAGS (\\Deleted)")
+    ok(d, "EXPUNGE")
+    d.logout()
+    lines = ok(c, "NOOP")
+    assert "* VANISHED %d" % now[1] in lines and not any("EXPUNGE" in l for l in lines), lines
+    ok(c, "STORE 1:2 +FLAGS.SILENT (\\Deleted)")
+    lines = ok(c, "EXPUNGE")
+    assert lines == ["* VANISHED %d:%d" % (now[2], now[3])] or lines == ["* VANISHED %d,%d" % (now[2], now[3])], lines
+    c.logout()
+    assert select_lines

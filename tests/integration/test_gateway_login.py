@@ -18,7 +18,7 @@ CANON = "carol.gateway@example.org"
 PASSWORD = "correct horse battery"
 BASE_CAPS = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "NAMESPACE", "IDLE", "UIDPLUS", "UNSELECT",
              "CHILDREN", "SPECIAL-USE", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
-             "ESEARCH", "LIST-EXTENDED", "LIST-STATUS", "MOVE", "CONDSTORE"]
+             "ESEARCH", "LIST-EXTENDED", "LIST-STATUS", "MOVE", "CONDSTORE", "QRESYNC"]
 
 
 @pytest.fixture(scope="module")
