@@ -167,13 +167,9 @@ static void qresync_reply(session *s)
         pu_buf_printf(&b, "* %zu FETCH (UID %u FLAGS ", i + 1, uid);
         gw_write_flags(&b, s, &st, gw_view_recent(s, i));
         pu_buf_printf(&b, " MODSEQ (%llu))\r\n", (unsigned long long)modseq);
-        if (b.len > (64u << 10)) {
-            gw_write(s, b.data, b.len);
-            pu_buf_clear(&b);
-        }
+        gw_write_above(s, &b, 64u << 10);
     }
-    if (b.len)
-        gw_write(s, b.data, b.len);
+    gw_write_above(s, &b, 0);
     pu_buf_free(&b);
 }
 

@@ -161,13 +161,9 @@ gw_result gw_cmd_store(session *s, const pi_command *cmd)
             gw_write_modseq(&b, s, idx[k]);
         }
         pu_buf_addstr(&b, ")\r\n");
-        if (b.len > (64u << 10)) {
-            gw_write(s, b.data, b.len);
-            pu_buf_clear(&b);
-        }
+        gw_write_above(s, &b, 64u << 10);
     }
-    if (b.len)
-        gw_write(s, b.data, b.len);
+    gw_write_above(s, &b, 0);
     pu_buf_free(&b);
     free(idx);
     s->imap->view->mv.modseq_seen = mb_view_modseq(v, a);

@@ -64,6 +64,9 @@ typedef struct gw_uid_runs {
 } gw_uid_runs;
 void gw_uid_runs_add(gw_uid_runs *r, uint32_t lo, uint32_t hi);
 void gw_uid_runs_flush(gw_uid_runs *r);
+/* Sends what b holds once it is more than above bytes (0: anything), and empties it: a reply
+ * of many lines goes out in pieces instead of piling up. */
+void gw_write_above(session *s, pu_buf *b, size_t above);
 /* " MODSEQ (n)" of message i, when CONDSTORE is on. */
 int gw_write_modseq(pu_buf *b, session *s, size_t i);
 /* "(\Seen \Flagged kw)" of a message. */

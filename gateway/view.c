@@ -71,11 +71,17 @@ int gw_write_flags(pu_buf *b, session *s, const userstate_msg *m, bool recent)
     return rc ? -1 : 0;
 }
 
+void gw_write_above(session *s, pu_buf *b, size_t above)
+{
+    if (b->len > above) {
+        gw_write(s, b->data, b->len);
+        pu_buf_clear(b);
+    }
+}
+
 static void write_buf(session *s, pu_buf *b)
 {
-    if (b->len)
-        gw_write(s, b->data, b->len);
-    pu_buf_clear(b);
+    gw_write_above(s, b, 0);
 }
 
 /* FLAGS and PERMANENTFLAGS: the system flags and the user's keywords (RFC 3501 7.2.6). */
