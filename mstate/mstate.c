@@ -962,6 +962,8 @@ static int join_space(mstate *dst, space *dsp, const space *ssp, const size_t *i
             moved[nmoved++] = d->uid;
         if (s->tomb)
             clock_see(dst, s->tomb_t);
+        if (s->filed.site)
+            clock_see(dst, s->filed); /* a later change here then has a higher MODSEQ */
         for (unsigned r = 0; r < s->nreg; r++)
             clock_see(dst, s->regs[r].t);
     }

@@ -532,6 +532,19 @@ static void test_modseq(void **unused)
         assert_int_equal(mstate_highest_modseq(b, f), mstate_highest_modseq(a, f));
     assert_int_equal(modseq_of(b, MSTATE_INBOX, 2), m2);
     assert_int_equal(modseq_of(b, MSTATE_TRASH, 1), mt);
+    /* b's wall clock lags a's: a change at b after it merged a's filing still moves the
+     * message's MODSEQ up (the merge advances b's clock past filing stamps too) */
+    deliver(a, 9, T0 + 100000);
+    uint64_t filed9 = modseq_of(a, MSTATE_INBOX, 9);
+    assert_int_equal(mstate_seal_snapshot(a, key, &buf, &len), MSTATE_OK);
+    assert_int_equal(mstate_open(buf, len, key, &s, NULL), MSTATE_OK);
+    free(buf);
+    assert_int_equal(mstate_merge(b, s), MSTATE_OK);
+    mstate_free(s);
+    uint8_t k9[MSTATE_MSGKEY_BYTES];
+    msgkey(9, k9);
+    assert_int_equal(mstate_set_flags(b, MSTATE_INBOX, k9, MSTATE_FLAGGED, 0, T0 + 70), MSTATE_OK);
+    assert_true(modseq_of(b, MSTATE_INBOX, 9) > filed9);
     mstate_free(a);
     mstate_free(b);
 }
