@@ -70,6 +70,8 @@ GROUP = "postern.org.example.bench"
 LOCK_DIR = "/tmp/postern-test-locks"  # the integration tests' slot locks: never collide with them
 SLOT_RANGE = range(20, 240)
 LMTP_CONNS = 4
+RESYNC_CHANGED = 100  # flags changed between two syncs in the resync measurement
+MODSEQ_MARGIN = 0     # [gateway] modseq_margin for the bench (see Postern)
 HEADER_FETCH = ("UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS "
                 "(From To Cc Subject Date Message-ID)])")
 
@@ -376,11 +378,13 @@ class Conn:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.s = ctx.wrap_socket(raw, server_hostname="localhost")
         self.buf, self.pos = bytearray(), 0
+        self.rx = 0  # bytes the server sent (after TLS)
 
     def _fill(self):
         data = self.s.recv(1 << 18)
         if not data:
             raise EOFError("server closed the connection")
+        self.rx += len(data)
         if self.pos > 1 << 20:
             del self.buf[:self.pos]
             self.pos = 0
@@ -458,6 +462,8 @@ class Imap(Conn):
                 parts.append(line)
             first = parts[0]
             if first.startswith(b"* "):
+                if st.get("lines") is not None and b" FETCH " not in first[:24]:
+                    st["lines"].append(first)
                 st["lit"] += lit
                 if b" FETCH " in first[:24]:
                     st["fetch"] += 1
@@ -613,8 +619,11 @@ class Postern:
                     "user = nobody\nvault_user = daemon\nkdf_pool_memory = 67108864\n"
                     "max_connections = %d\n"
                     # every benchmark connection comes from one address: no per-address cap
-                    "max_connections_per_ip = 0\n" % (addr, self.imaps, addr, self.pop3s, cert, key,
-                                                      max(10000, idle + 100)))
+                    "max_connections_per_ip = 0\n"
+                    # CONDSTORE resync: the bench's mail is all from the last minutes, and the
+                    # default margin (a day) would report every message as changed
+                    "modseq_margin = %d\n" % (addr, self.imaps, addr, self.pop3s, cert, key,
+                                              max(10000, idle + 100), MODSEQ_MARGIN))
         os.chmod(self.conf, 0o600)
         self.lmtp_sock = os.path.join(work, "lmtp.sock")
         self.lmtp = self.serve = None
@@ -1140,6 +1149,46 @@ def run(a, work, mbsync):
         return st["fetch"]
     measure("UID FETCH 1:* (FLAGS)", flags)
 
+    # A reconnect (or a failover: postern's MODSEQs are the same at every site) with
+    # RESYNC_CHANGED flags changed since the client's last sync: a full UID FETCH 1:* (FLAGS)
+    # against CONDSTORE's CHANGEDSINCE and QRESYNC's SELECT, each in a new session (login and
+    # SELECT timed: that is the resync). Bytes: all the server sent in the session.
+    since = {}
+    for name, srv, imaps, pop3s, pids in servers:
+        c = Imap(addr, imaps, ctx)
+        c.cmd('LOGIN "%s" "%s"' % (USER, PASSWORD))
+        st = stats()
+        st["lines"] = []
+        c.cmd("SELECT INBOX (CONDSTORE)", st)
+        text = b"".join(st["lines"])
+        since[name] = (int(re.search(rb"UIDVALIDITY (\d+)", text).group(1)),
+                       int(re.search(rb"HIGHESTMODSEQ (\d+)", text).group(1)))
+        u = uids[name]
+        for uid in u[::max(1, len(u) // RESYNC_CHANGED)][:RESYNC_CHANGED]:
+            c.cmd("UID STORE %d +FLAGS.SILENT (\\Flagged)" % uid)
+        logout(c)
+
+    def resync(name, clock, imaps, pop3s, how):
+        c = Imap(addr, imaps, ctx)
+        c.cmd('LOGIN "%s" "%s"' % (USER, PASSWORD))
+        validity, h = since[name]
+        if how == "full":
+            c.cmd("SELECT INBOX")
+            st = c.cmd("UID FETCH 1:* (FLAGS)")
+        elif how == "changedsince":
+            c.cmd("SELECT INBOX (CONDSTORE)")
+            st = c.cmd("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % h)
+        else:
+            c.cmd("ENABLE QRESYNC")
+            st = c.cmd("SELECT INBOX (QRESYNC (%d %d 1:%d))" % (validity, h, max(uids[name] or [1])))
+        n = c.rx
+        logout(c)
+        return st["fetch"], n
+    for how, op in (("full", "resync: SELECT + UID FETCH 1:* (FLAGS)"),
+                    ("changedsince", "resync: SELECT + UID FETCH 1:* (FLAGS) (CHANGEDSINCE h)"),
+                    ("qresync", "resync: ENABLE QRESYNC + SELECT (QRESYNC (v h 1:max))")):
+        measure(op, lambda *x, how=how: resync(*x, how))
+
     def headers(name, clock, imaps, pop3s):
         st = conns[name].cmd(HEADER_FETCH)
         return st["fetch"], st["lit"]
@@ -1342,6 +1391,10 @@ def run(a, work, mbsync):
                   % (op, name, n, nbytes / 1e6, n / t, nbytes / 1e6 / t, login))
             if len(out) > 3:
                 print("  %-50s %-8s per message: %s" % ("", "", percentiles(out[3])))
+    for op, res, cpu in rows:
+        if op.startswith("resync:"):
+            print("  %-66s %s" % (op, ", ".join("%s %d FETCH lines, %d bytes, %.3f s" % (
+                name, extra[op][name][0], extra[op][name][1], res[name]) for name in ("postern", "dovecot"))))
     hp, hd = extra["header fetch (Thunderbird), cold"]["postern"], extra["header fetch (Thunderbird), cold"]["dovecot"]
     print("  header fetch: postern %d responses / %d header octets, dovecot %d / %d"
           % (hp[0], hp[1], hd[0], hd[1]))

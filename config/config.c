@@ -270,6 +270,8 @@ static int handle_gateway(parse_ctx *ctx, const char *key, const char *value)
         return set_uint(&g->site_id, value, 1, 65535, key, ctx);
     if (strcmp(key, "uid_claim_delay") == 0)
         return set_uint(&g->uid_claim_delay, value, 0, 3600, key, ctx);
+    if (strcmp(key, "modseq_margin") == 0) /* how late a change may reach this site and still be reported */
+        return set_uint(&g->modseq_margin, value, 0, 90 * 86400, key, ctx);
     if (strcmp(key, "state_save_interval") == 0) /* what a crash of the network process may lose */
         return set_uint(&g->state_save_interval, value, 1, 86400, key, ctx);
     if (strcmp(key, "tls_cert") == 0)
@@ -476,6 +478,7 @@ void pn_config_defaults(const char *path, pn_config *cfg)
     g->state_save_interval = 60;
     g->site_id = 1;
     g->uid_claim_delay = 10;
+    g->modseq_margin = 86400;
     g->max_connections = 10000;
     g->max_line = 65536;
 }
@@ -748,6 +751,7 @@ void pn_config_write(const pn_config *cfg, int all, FILE *to)
     w_u64(&w, "state_save_interval", g->state_save_interval, dg->state_save_interval);
     w_u64(&w, "site_id", g->site_id, dg->site_id);
     w_u64(&w, "uid_claim_delay", g->uid_claim_delay, dg->uid_claim_delay);
+    w_u64(&w, "modseq_margin", g->modseq_margin, dg->modseq_margin);
     w_str(&w, "tls_cert", g->tls_cert, dg->tls_cert);
     w_str(&w, "tls_key", g->tls_key, dg->tls_key);
     w_str(&w, "public_name", g->public_name, dg->public_name);

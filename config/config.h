@@ -42,6 +42,7 @@
  *   state_save_interval = 60               ; seconds: changed user states are written this often
  *   site_id = 1                            ; this gateway in the users' replicated state (1..65535)
  *   uid_claim_delay = 10                   ; seconds gateway k waits (times k - 1) to number new mail
+ *   modseq_margin = 86400                  ; seconds taken off a client's CHANGEDSINCE / MODSEQ (late changes)
  *   tls_cert = /etc/postern/tls.pem        ; PEM chain, leaf first (needed for imaps/STARTTLS)
  *   public_name = mail.example.org         ; the name clients connect to (postern autoconfig)
  *   tls_key = /etc/postern/tls.key         ; PEM private key
@@ -114,6 +115,10 @@ typedef struct pn_gateway {
      * (k - 1) * uid_claim_delay seconds for another's claim first (docs/design.md). */
     unsigned site_id;
     unsigned uid_claim_delay;       /* seconds */
+    /* CONDSTORE: a MODSEQ is its writer's clock, so a change can reach this site after a client
+     * saw a higher HIGHESTMODSEQ; every CHANGEDSINCE and SEARCH MODSEQ value is taken this many
+     * seconds earlier (docs/design.md, "CONDSTORE"). */
+    unsigned modseq_margin;         /* seconds */
     char tls_cert[PATH_MAX];
     char tls_key[PATH_MAX];
     /* The host name clients use to reach the gateway (a name in tls_cert), for the client

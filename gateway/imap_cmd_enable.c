@@ -1,6 +1,9 @@
-/* ENABLE (RFC 5161): no extension that needs enabling exists yet, so nothing is enabled;
- * RFC 5161 3.1 has the server ignore what it does not support. */
-#include "gateway/imap_session.h"
+/* ENABLE (RFC 5161): CONDSTORE and QRESYNC (RFC 7162; QRESYNC implies CONDSTORE) are the
+ * extensions that need enabling; RFC 5161 3.1 has the server ignore what it does not
+ * support, and list only what this command enabled. */
+#include <strings.h>
+
+#include "gateway/mailbox.h"
 
 gw_result gw_cmd_enable(session *s, const pi_command *cmd)
 {
@@ -9,7 +12,18 @@ gw_result gw_cmd_enable(session *s, const pi_command *cmd)
             gw_tagged(s, "BAD ENABLE takes capability names");
             return GW_DONE;
         }
-    gw_untagged(s, "ENABLED");
+    bool condstore = false, qresync = false;
+    for (size_t i = 0; i < cmd->nargs; i++) {
+        condstore |= strcasecmp(cmd->args[i].str, "CONDSTORE") == 0;
+        qresync |= strcasecmp(cmd->args[i].str, "QRESYNC") == 0;
+    }
+    condstore = condstore && !s->imap->condstore;
+    qresync = qresync && !s->imap->qresync;
+    if (condstore || qresync)
+        gw_condstore_enable(s);
+    if (qresync)
+        s->imap->qresync = true;
+    gw_untagged(s, "ENABLED%s%s", condstore ? " CONDSTORE" : "", qresync ? " QRESYNC" : "");
     gw_tagged(s, "OK ENABLE completed");
     return GW_DONE;
 }

@@ -1,4 +1,5 @@
-/* gateway: FETCH and UID FETCH (RFC 3501 6.4.5). Items that need no plaintext (UID, FLAGS,
+/* gateway: FETCH and UID FETCH (RFC 3501 6.4.5), with RFC 7162's MODSEQ item and
+ * CHANGEDSINCE modifier. Items that need no plaintext (UID, FLAGS, MODSEQ,
  * and INTERNALDATE, RFC822.SIZE, ENVELOPE, BODYSTRUCTURE once cached in the user's state)
  * are answered at once; the others wait for the message to be loaded (loader.c), a few at a
  * time, and responses go out in sequence order. Loading pauses while the client is slow to
@@ -24,6 +25,7 @@ enum item_kind {
     IT_RFC822_HEADER,
     IT_RFC822_TEXT,
     IT_SECTION,
+    IT_MODSEQ,
 };
 
 typedef struct fetch_item {
@@ -103,6 +105,7 @@ static const char *parse_att(struct gw_fetch *f, const pi_arg *a)
             {"ENVELOPE", IT_ENVELOPE}, {"BODY", IT_BODY},
             {"BODYSTRUCTURE", IT_BODYSTRUCTURE}, {"RFC822", IT_RFC822},
             {"RFC822.HEADER", IT_RFC822_HEADER}, {"RFC822.TEXT", IT_RFC822_TEXT},
+            {"MODSEQ", IT_MODSEQ},
         };
         for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++)
             if (strcmp(name, simple[i].name) == 0)
@@ -159,6 +162,7 @@ static void classify(struct gw_fetch *f)
         switch (f->items[i].kind) {
         case IT_UID:
         case IT_FLAGS:
+        case IT_MODSEQ:
             break;
         case IT_INTERNALDATE:
         case IT_SIZE:
@@ -251,7 +255,7 @@ static void emit(void *ctx, size_t k, mb_plain *p)
     pu_buf b = PU_BUF_INIT;
     pu_buf_printf(&b, "* %zu FETCH (", i + 1);
     bool first = true;
-    bool flags_written = false;
+    bool flags_written = false, modseq_written = false, uid_written = false;
 #define SEP() (first ? (void)(first = false) : (void)pu_buf_addstr(&b, " "))
     for (size_t n = 0; n < f->nitems; n++) {
         fetch_item *it = &f->items[n];
@@ -259,11 +263,16 @@ static void emit(void *ctx, size_t k, mb_plain *p)
         switch (it->kind) {
         case IT_UID:
             pu_buf_printf(&b, "UID %u", gw_view_uid(s->imap->view, i));
+            uid_written = true;
             break;
         case IT_FLAGS:
             pu_buf_addstr(&b, "FLAGS ");
             gw_write_flags(&b, s, &st, gw_view_recent(s, i));
             flags_written = true;
+            break;
+        case IT_MODSEQ:
+            pu_buf_printf(&b, "MODSEQ (%llu)", (unsigned long long)gw_view_modseq(s, i));
+            modseq_written = true;
             break;
         case IT_INTERNALDATE: {
             char date[PI_DATE_TIME_SIZE];
@@ -343,7 +352,12 @@ static void emit(void *ctx, size_t k, mb_plain *p)
         SEP();
         pu_buf_addstr(&b, "FLAGS ");
         gw_write_flags(&b, s, &st, gw_view_recent(s, i));
+        flags_written = true;
+        if (s->imap->condstore && !uid_written) /* RFC 7162 3.1: a \Seen set by FETCH: UID and MODSEQ */
+            pu_buf_printf(&b, " UID %u", gw_view_uid(s->imap->view, i));
     }
+    if (flags_written && !modseq_written)
+        gw_write_modseq(&b, s, i); /* once CONDSTORE is on, FLAGS come with their MODSEQ */
 #undef SEP
     pu_buf_addstr(&b, ")\r\n");
     gw_write(s, b.data, b.len);
@@ -412,14 +426,34 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
     if (cmd->uid)
         add_item(f, IT_UID);
     const pi_arg *atts = &cmd->args[1];
-    if (cmd->nargs != 2)
-        bad = "FETCH takes a sequence set and attributes"; /* CHANGEDSINCE is not offered */
-    else if (atts->type == PI_LIST) {
+    bool changedsince = false, vanished = false;
+    uint64_t since = 0;
+    if (cmd->nargs == 3) { /* fetch modifiers (RFC 4466): (CHANGEDSINCE n) */
+        const pi_arg *m = &cmd->args[2];
+        if (m->type != PI_LIST || m->count == 0)
+            bad = "Invalid FETCH modifiers";
+        for (size_t i = 0; !bad && i < m->count; i++) {
+            if (pi_arg_atom_is(&m->list[i], "CHANGEDSINCE") && !changedsince && i + 1 < m->count &&
+                pi_arg_modseq(&m->list[i + 1], true, &since)) {
+                changedsince = true;
+                i++;
+            } else if (pi_arg_atom_is(&m->list[i], "VANISHED") && !vanished && cmd->uid && s->imap->qresync) {
+                vanished = true; /* RFC 7162 3.2.6: UID FETCH only, QRESYNC enabled */
+            } else {
+                bad = "Unknown or invalid FETCH modifier";
+            }
+        }
+        if (!bad && vanished && !changedsince)
+            bad = "VANISHED needs CHANGEDSINCE";
+        if (!bad && add_item(f, IT_MODSEQ))
+            bad = "Too many fetch attributes";
+    }
+    if (!bad && atts->type == PI_LIST) {
         if (atts->count == 0)
             bad = "Empty attribute list";
         for (size_t i = 0; !bad && i < atts->count; i++)
             bad = parse_att(f, &atts->list[i]);
-    } else {
+    } else if (!bad) {
         bad = parse_att(f, atts);
     }
     size_t *idx = NULL, n = 0;
@@ -429,6 +463,19 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
         fetch_free(f);
         gw_tagged(s, "BAD %s", bad);
         return GW_DONE;
+    }
+    for (size_t i = 0; i < f->nitems; i++)
+        if (f->items[i].kind == IT_MODSEQ)
+            gw_condstore_enable(s); /* RFC 7162 3.1: FETCH MODSEQ and CHANGEDSINCE enable it */
+    if (changedsince) {
+        /* only what changed after since, taken the margin earlier: a change that reached this
+         * site late carries its writer's older stamp */
+        uint64_t margin = gw_modseq_margin(s), from = since > margin ? since - margin : 0;
+        size_t kept = 0;
+        for (size_t k = 0; k < n; k++)
+            if (gw_view_modseq(s, idx[k]) > from)
+                idx[kept++] = idx[k];
+        n = kept;
     }
     f->idx = idx;
     f->n = n;
@@ -442,6 +489,18 @@ gw_result gw_cmd_fetch(session *s, const pi_command *cmd)
     if (s->imap->view->mv.readonly)
         f->sets_seen = false;
     gw_view_sync(s, false); /* others' flag changes first */
+    if (vanished) {
+        pi_seqset set = {0};
+        const char *err = NULL;
+        if (pi_seqset_parse(cmd->args[0].str, cmd->args[0].len, gw_view_last_uid(s->imap->view), &set, &err) == 0) {
+            pu_buf b = PU_BUF_INIT;
+            gw_view_vanished_earlier(s, &set, &b);
+            if (b.len)
+                gw_write(s, b.data, b.len);
+            pu_buf_free(&b);
+        }
+        pi_seqset_free(&set);
+    }
     s->imap->fetch = f;
     gw_session_pending(s, fetch_resume, fetch_cancel, f);
     mb_walk_step(f->walk); /* finishes right away when nothing needs loading: the reply is written */

@@ -2,7 +2,8 @@
  * (pi_search); this file feeds it messages. Keys on flags, UIDs and sequence numbers cost
  * nothing; size and date keys use the state's cached metadata; header and body keys decrypt
  * the messages (a few at a time, as FETCH does), so the server can search what the news
- * server only holds encrypted. SEARCH RETURN (...) answers as ESEARCH (RFC 4731). */
+ * server only holds encrypted. SEARCH RETURN (...) answers as ESEARCH (RFC 4731). A MODSEQ
+ * key (RFC 7162 3.1.5) ends the reply with the highest MODSEQ of what it returned. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,8 @@ struct gw_search {
     unsigned esearch; /* RETURN options (PI_ESEARCH_*); 0: a plain SEARCH reply */
     uint32_t *ids;    /* ESEARCH: the matches, ascending */
     size_t n, cap;
+    bool modseq;      /* the program has a MODSEQ key */
+    uint64_t max_modseq, first_modseq, last_modseq; /* of every match, the first, the last */
 };
 
 static void search_free(struct gw_search *q)
@@ -109,6 +112,7 @@ int gw_search_eval(session *s, const pi_search *prog, size_t i, mb_plain *p, use
         .internaldate = p ? p->meta.arrival : st.meta.arrival,
         .tz_minutes = p ? p->meta.tz_minutes : st.meta.tz_minutes,
         .size = p ? p->len : st.meta.crlf_size,
+        .modseq = pi_search_has_modseq(prog) ? gw_view_modseq(s, i) : 0,
         .arg = &c,
         .has_keyword = has_keyword,
         .header = header,
@@ -124,6 +128,14 @@ static void each(void *ctx, size_t i, mb_plain *p)
     struct gw_search *q = ctx;
     int r = gw_search_eval(q->s, q->prog, i, p, NULL);
     uint32_t id = q->uid ? gw_view_uid(q->s->imap->view, i) : (uint32_t)(i + 1);
+    if (r == 1 && q->modseq) {
+        uint64_t m = gw_view_modseq(q->s, i);
+        if (!q->max_modseq)
+            q->first_modseq = m;
+        q->last_modseq = m;
+        if (m > q->max_modseq)
+            q->max_modseq = m;
+    }
     if (r == 1 && q->esearch) {
         if (q->n == q->cap) {
             size_t cap = q->cap ? 2 * q->cap : 256;
@@ -149,14 +161,25 @@ static void finish(void *ctx, unsigned load_failed)
     session *s = q->s;
     unsigned failed = load_failed + q->failed;
     s->imap->search = NULL;
+    uint64_t modseq = q->max_modseq;
+    if (q->esearch && !(q->esearch & (PI_ESEARCH_ALL | PI_ESEARCH_COUNT))) { /* only MIN and/or MAX: of those */
+        modseq = q->esearch & PI_ESEARCH_MIN ? q->first_modseq : 0;
+        if (q->esearch & PI_ESEARCH_MAX && q->last_modseq > modseq)
+            modseq = q->last_modseq;
+    }
     if (q->esearch) {
         pu_buf b = PU_BUF_INIT;
-        if (pi_esearch_write(&b, s->imap->tag, q->uid, q->esearch, q->ids, q->n) == 0)
+        if (pi_esearch_write(&b, s->imap->tag, q->uid, q->esearch, q->ids, q->n) == 0) {
+            if (modseq) /* RFC 7162 3.1.5: nothing found, no MODSEQ */
+                pu_buf_printf(&b, " MODSEQ %llu", (unsigned long long)modseq);
             gw_untagged(s, "ESEARCH %s", b.data);
-        else
+        } else {
             failed++;
+        }
         pu_buf_free(&b);
-    } else if (q->result.len)
+    } else if (q->result.len && modseq)
+        gw_untagged(s, "SEARCH%s (MODSEQ %llu)", q->result.data, (unsigned long long)modseq);
+    else if (q->result.len)
         gw_untagged(s, "SEARCH%s", q->result.data);
     else
         gw_untagged(s, "SEARCH");
@@ -211,6 +234,10 @@ gw_result gw_cmd_search(session *s, const pi_command *cmd)
         return GW_DONE;
     }
     q->needs = pi_search_needs(q->prog);
+    if ((q->modseq = pi_search_has_modseq(q->prog))) {
+        gw_condstore_enable(s); /* RFC 7162 3.1 */
+        pi_search_modseq_margin(q->prog, gw_modseq_margin(s));
+    }
     q->walk = mb_walk_new(&s->reader, v->mv.n, true, &search_ops, q);
     if (!q->walk) {
         search_free(q);

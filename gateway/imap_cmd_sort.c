@@ -17,6 +17,7 @@ struct gw_sort {
     pi_sort_crit crit;
     pi_search *prog;
     unsigned needs;    /* the program's */
+    uint64_t modseq;   /* a MODSEQ key: the highest MODSEQ of the matches (RFC 7162 3.1.5); else 0 */
     bool need_env;     /* the keys read the envelope */
     bool uid;
     mb_walk *walk;
@@ -102,6 +103,8 @@ static void each(void *ctx, size_t i, mb_plain *p)
     int r = gw_search_eval(q->s, q->prog, i, p, &st);
     if (r == 1 && add_match(q, i, &st, p) < 0)
         r = -1;
+    if (r == 1 && q->modseq && gw_view_modseq(q->s, i) > q->modseq)
+        q->modseq = gw_view_modseq(q->s, i);
     if (r < 0)
         q->failed++;
 }
@@ -129,6 +132,8 @@ static void finish(void *ctx, unsigned load_failed)
         for (size_t i = 0; v && rc == 0 && i < q->n; i++)
             rc |= pu_buf_printf(&b, " %u", v[i]->id);
         free(v);
+        if (q->n && q->modseq > 1)
+            rc |= pu_buf_printf(&b, " (MODSEQ %llu)", (unsigned long long)q->modseq);
     }
     rc |= pu_buf_addstr(&b, "\r\n");
     if (rc == 0)
@@ -182,6 +187,11 @@ static gw_result start(session *s, const pi_command *cmd, bool thread)
         return GW_DONE;
     }
     q->needs = pi_search_needs(q->prog);
+    if (pi_search_has_modseq(q->prog)) {
+        gw_condstore_enable(s); /* RFC 7162 3.1 */
+        pi_search_modseq_margin(q->prog, gw_modseq_margin(s));
+        q->modseq = 1; /* raised by the matches */
+    }
     q->need_env = thread || pi_sort_needs_envelope(&q->crit);
     q->walk = mb_walk_new(&s->reader, v->mv.n, true, &sort_ops, q);
     if (!q->walk) {

@@ -8,7 +8,8 @@
 /* Only what works today: nothing is advertised before it is implemented. */
 #define BASE_CAPS                                                                                              \
     "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE SORT "           \
-    "SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS MOVE MULTIAPPEND"
+    "SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS MOVE MULTIAPPEND "         \
+    "CONDSTORE QRESYNC"
 
 unsigned gw_caps_for(enum session_state st, bool tls, bool tls_available, bool allow_plaintext_auth)
 {

@@ -222,6 +222,7 @@ static void imap_free(session *s)
         return;
     gw_view_close(s);
     pi_parser_free(s->imap->parser);
+    pi_seqset_free(&s->imap->select_qr.known);
     free(s->imap);
     s->imap = NULL;
 }

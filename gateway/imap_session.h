@@ -28,6 +28,15 @@ struct gw_imap {
     struct gw_fetch *fetch;   /* FETCH in progress */
     struct gw_search *search; /* SEARCH in progress */
     struct gw_sort *sort;     /* SORT or THREAD in progress */
+    bool condstore;           /* RFC 7162: a CONDSTORE enabling command was given */
+    bool qresync;             /* ... ENABLE QRESYNC: expunges are told as VANISHED */
+    /* SELECT/EXAMINE (QRESYNC (uidvalidity modseq [known-uids ...])) waiting for its scan */
+    struct {
+        bool on, has_known;
+        uint32_t uidvalidity;
+        uint64_t modseq;
+        pi_seqset known; /* the client's known UIDs (owned) */
+    } select_qr;
 };
 
 /* Output: the tagged one uses the command's tag. Text without CRLF. */

@@ -44,6 +44,31 @@ bool gw_view_recent(const session *s, size_t i);
 /* Resolves a sequence set or UID set argument to view indexes (ascending). Returns 0, or -1
  * with *err (static text for a BAD). UIDs not in the view are skipped silently. */
 int gw_view_resolve(session *s, const pi_arg *arg, bool uid, size_t **idx, size_t *n, const char **err);
+/* CONDSTORE (RFC 7162). enable: the first CONDSTORE enabling command (ENABLE, SELECT
+ * (CONDSTORE), FETCH MODSEQ or CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE, STATUS
+ * HIGHESTMODSEQ): from then on every FETCH response with FLAGS carries MODSEQ. The margin
+ * ([gateway] modseq_margin) in MODSEQ's scale, to take off a client's CHANGEDSINCE or MODSEQ
+ * search value: a late change carries an older stamp. */
+void gw_condstore_enable(session *s);
+uint64_t gw_view_modseq(session *s, size_t i);
+uint64_t gw_modseq_margin(const session *s);
+/* QRESYNC: "* VANISHED (EARLIER) set" (nothing when empty) of the UIDs of known below
+ * UIDNEXT that the view does not hold — a superset of what the client had and lost, as RFC
+ * 7162 3.2.5.1 allows. */
+void gw_view_vanished_earlier(session *s, const pi_seqset *known, pu_buf *b);
+/* UIDs, ascending, written as a set ("1:3,7") into set. */
+typedef struct gw_uid_runs {
+    pu_buf set;
+    uint32_t lo, hi;
+    bool have;
+} gw_uid_runs;
+void gw_uid_runs_add(gw_uid_runs *r, uint32_t lo, uint32_t hi);
+void gw_uid_runs_flush(gw_uid_runs *r);
+/* Sends what b holds once it is more than above bytes (0: anything), and empties it: a reply
+ * of many lines goes out in pieces instead of piling up. */
+void gw_write_above(session *s, pu_buf *b, size_t above);
+/* " MODSEQ (n)" of message i, when CONDSTORE is on. */
+int gw_write_modseq(pu_buf *b, session *s, size_t i);
 /* "(\Seen \Flagged kw)" of a message. */
 int gw_write_flags(pu_buf *b, session *s, const userstate_msg *m, bool recent);
 /* Marks a message \Seen (a non-PEEK body fetch) unless read-only; true if it changed. */

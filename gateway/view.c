@@ -22,6 +22,28 @@ void gw_view_state(session *s, size_t i, userstate_msg *out)
     mb_view_state(&s->imap->view->mv, s->account, i, out);
 }
 
+void gw_condstore_enable(session *s)
+{
+    s->imap->condstore = true;
+}
+
+uint64_t gw_view_modseq(session *s, size_t i)
+{
+    return mb_view_msg_modseq(&s->imap->view->mv, s->account, i);
+}
+
+uint64_t gw_modseq_margin(const session *s)
+{
+    return mb_modseq_margin(s->net->cfg->gateway.modseq_margin);
+}
+
+int gw_write_modseq(pu_buf *b, session *s, size_t i)
+{
+    if (!s->imap->condstore)
+        return 0;
+    return pu_buf_printf(b, " MODSEQ (%llu)", (unsigned long long)gw_view_modseq(s, i)) < 0 ? -1 : 0;
+}
+
 static const char *const system_flags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
 
 int gw_write_flags(pu_buf *b, session *s, const userstate_msg *m, bool recent)
@@ -49,11 +71,17 @@ int gw_write_flags(pu_buf *b, session *s, const userstate_msg *m, bool recent)
     return rc ? -1 : 0;
 }
 
+void gw_write_above(session *s, pu_buf *b, size_t above)
+{
+    if (b->len > above) {
+        gw_write(s, b->data, b->len);
+        pu_buf_clear(b);
+    }
+}
+
 static void write_buf(session *s, pu_buf *b)
 {
-    if (b->len)
-        gw_write(s, b->data, b->len);
-    pu_buf_clear(b);
+    gw_write_above(s, b, 0);
 }
 
 /* FLAGS and PERMANENTFLAGS: the system flags and the user's keywords (RFC 3501 7.2.6). */
@@ -115,6 +143,8 @@ int gw_view_open(session *s, uint32_t folder, bool readonly)
     }
     pu_buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n", mv->uidvalidity);
     pu_buf_printf(&b, "* OK [UIDNEXT %llu] Predicted next UID\r\n", (unsigned long long)mb_view_uidnext(mv, a));
+    /* every SELECT and EXAMINE, CONDSTORE enabled or not (RFC 7162 3.1.2.1) */
+    pu_buf_printf(&b, "* OK [HIGHESTMODSEQ %llu] Highest\r\n", (unsigned long long)mb_view_highestmodseq(&v->mv, a));
     write_buf(s, &b);
     pu_buf_free(&b);
     return 0;
@@ -131,28 +161,90 @@ void gw_view_close(session *s)
     s->imap->view = NULL;
 }
 
+void gw_uid_runs_add(gw_uid_runs *r, uint32_t lo, uint32_t hi)
+{
+    if (r->have && lo == r->hi + 1) {
+        r->hi = hi;
+        return;
+    }
+    gw_uid_runs_flush(r);
+    r->lo = lo;
+    r->hi = hi;
+    r->have = true;
+}
+
+void gw_uid_runs_flush(gw_uid_runs *r)
+{
+    if (!r->have)
+        return;
+    pu_buf_addstr(&r->set, r->set.len ? "," : "");
+    if (r->lo == r->hi)
+        pu_buf_printf(&r->set, "%u", r->lo);
+    else
+        pu_buf_printf(&r->set, "%u:%u", r->lo, r->hi);
+    r->have = false;
+}
+
+/* "* VANISHED [(EARLIER) ]set" of what r holds, then r is empty. */
+static void vanished_line(pu_buf *b, gw_uid_runs *r, bool earlier)
+{
+    gw_uid_runs_flush(r);
+    if (r->set.len)
+        pu_buf_printf(b, "* VANISHED %s%s\r\n", earlier ? "(EARLIER) " : "", r->set.data);
+    pu_buf_free(&r->set);
+}
+
+void gw_view_vanished_earlier(session *s, const pi_seqset *known, pu_buf *b)
+{
+    const mb_view *v = &s->imap->view->mv;
+    uint64_t next = mb_view_uidnext(v, s->account);
+    gw_uid_runs r = {.set = PU_BUF_INIT};
+    for (size_t k = 0; k < known->n; k++) {
+        uint64_t lo = known->r[k].lo ? known->r[k].lo : 1, hi = known->r[k].hi;
+        if (hi >= next)
+            hi = next - 1; /* never given out: not vanished */
+        /* the view's UIDs in lo..hi ascend: the gaps between them are gone */
+        for (size_t i = mb_view_count_up_to(v, (uint32_t)lo - 1); lo <= hi; i++) {
+            uint64_t at = i < v->n ? mb_view_uid(v, i) : hi + 1;
+            if (at > hi)
+                at = hi + 1;
+            if (at > lo)
+                gw_uid_runs_add(&r, (uint32_t)lo, (uint32_t)(at - 1));
+            lo = at + 1;
+        }
+    }
+    vanished_line(b, &r, true);
+}
+
 typedef struct sync_out {
     session *s;
     pu_buf *b;
+    gw_uid_runs gone; /* QRESYNC: expunges as one VANISHED, told before what follows them */
 } sync_out;
 
-static void out_expunge(void *ctx, size_t seq)
+static void out_expunge(void *ctx, size_t seq, uint32_t uid)
 {
     sync_out *o = ctx;
-    pu_buf_printf(o->b, "* %zu EXPUNGE\r\n", seq);
+    if (o->s->imap->qresync)
+        gw_uid_runs_add(&o->gone, uid, uid);
+    else
+        pu_buf_printf(o->b, "* %zu EXPUNGE\r\n", seq);
 }
 
 static void out_exists(void *ctx, size_t n, size_t recent)
 {
     sync_out *o = ctx;
+    vanished_line(o->b, &o->gone, false);
     pu_buf_printf(o->b, "* %zu EXISTS\r\n* %zu RECENT\r\n", n, recent);
 }
 
 static void out_flags(void *ctx, size_t i, const userstate_msg *m)
 {
     sync_out *o = ctx;
+    vanished_line(o->b, &o->gone, false);
     pu_buf_printf(o->b, "* %zu FETCH (UID %u FLAGS ", i + 1, gw_view_uid(o->s->imap->view, i));
     gw_write_flags(o->b, o->s, m, gw_view_recent(o->s, i));
+    gw_write_modseq(o->b, o->s, i);
     pu_buf_addstr(o->b, ")\r\n");
 }
 
@@ -165,8 +257,10 @@ void gw_view_sync(session *s, bool expunges)
         return;
     gw_view_announce_flags(s); /* a keyword new to the mailbox, before a FETCH shows it */
     pu_buf b = PU_BUF_INIT;
-    sync_out o = {s, &b};
-    if (mb_view_sync(&v->mv, s->account, expunges, &imap_sink, &o) != 0) {
+    sync_out o = {s, &b, {.set = PU_BUF_INIT}};
+    int rc = mb_view_sync(&v->mv, s->account, expunges, &imap_sink, &o);
+    vanished_line(&b, &o.gone, false);
+    if (rc != 0) {
         /* the numbers changed under the client (the mailbox now comes from another site):
          * it must start over, and says so best after a reconnect */
         pu_buf_free(&b);

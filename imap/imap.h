@@ -254,6 +254,9 @@ const char *pi_seqset_check(const pi_seqset *set, uint32_t exists);
 /* ids[0..n) (n > 0) as a sequence set in the same order: runs of consecutive ascending numbers
  * as "a:b", the rest comma-separated (COPYUID's two sets must pair up one by one). */
 int pi_seqset_write(pu_buf *out, const uint32_t *ids, size_t n);
+/* RFC 7162 mod-sequence-value (1..2^63-1; with zero, mod-sequence-valzer: 0 too), an atom
+ * of digits: true with *v. */
+bool pi_arg_modseq(const pi_arg *a, bool zero, uint64_t *v);
 /* Iterate in ascending order: pi_seqset_iter it = {0}; while (pi_seqset_next(set, &it, &v)) */
 typedef struct pi_seqset_iter {
     size_t i;
@@ -352,7 +355,8 @@ int pi_append_parse(const pi_arg *args, size_t nargs, pi_append_msg *out, size_t
  * BODY, CC, DELETED, DRAFT, FLAGGED, FROM, HEADER, KEYWORD, LARGER, NEW, NOT, OLD, ON, OR,
  * RECENT, SEEN, SENTBEFORE, SENTON, SENTSINCE, SINCE, SMALLER, SUBJECT, TEXT, TO, UID,
  * UNANSWERED, UNDELETED, UNDRAFT, UNFLAGGED, UNKEYWORD, UNSEEN, and parenthesised lists (all
- * their keys must match). Strings are astrings. Numbers (LARGER, SMALLER) are atoms of digits
+ * their keys must match); and RFC 7162's MODSEQ ["/flags/<flag>" priv|shared|all] n, which
+ * compares the message's one MODSEQ (the entry is checked, not used). Strings are astrings. Numbers (LARGER, SMALLER) are atoms of digits
  * up to 2^63-1. Dates are IMAP dates, bare or quoted. "$" (saved results) is refused.
  * KEYWORD \Seen and the other system flags (\Recent too) test the flag; other names starting
  * with "\" are never set. A HEADER field name that no header field can have (empty, or with
@@ -422,6 +426,7 @@ typedef struct pi_search_msg {
     int64_t internaldate; /* Unix seconds */
     int tz_minutes;       /* the internal date's zone, east of UTC: its day counts */
     uint64_t size;        /* RFC822.SIZE */
+    uint64_t modseq;      /* RFC 7162 MODSEQ */
     void *arg;            /* passed to every callback */
     /* Whether the message carries keyword kw (len bytes, as the client sent it). */
     bool (*has_keyword)(void *arg, const char *kw, size_t len);
@@ -442,6 +447,11 @@ typedef struct pi_search_msg {
  * and only when needed: cheap keys of a list or OR are tried before ones that need headers,
  * and those before ones that need the body. Nothing is kept between calls. */
 int pi_search_eval(const pi_search *s, const pi_search_msg *m);
+/* Whether the program has a MODSEQ key (the reply then ends in "(MODSEQ m)", RFC 7162
+ * 3.1.5), and lowering every MODSEQ key's value by margin (not below 0): a change that
+ * reached this site late carries an older stamp (docs/design.md, "CONDSTORE"). */
+bool pi_search_has_modseq(const pi_search *s);
+void pi_search_modseq_margin(pi_search *s, uint64_t margin);
 
 /* ---------------------------------------------------------------------------------------
  * SORT and THREAD (RFC 5256), ESEARCH (RFC 4731). Syntax and the orderings only: the caller

@@ -19,6 +19,7 @@ enum kind {
     K_UID,     /* u.set against the UID */
     K_LARGER,  /* u.num */
     K_SMALLER, /* u.num */
+    K_MODSEQ,  /* u.num: the message's MODSEQ is at least this (RFC 7162 3.1.5) */
     K_DATE,    /* internal date; op, u.days */
     K_SENT,    /* Date: field; op, u.days */
     K_HEADER,  /* field aux, folded needle str */
@@ -208,7 +209,7 @@ static bool contains(const char *hay, size_t hlen, const char *needle, size_t nl
 
 /* ---- parsing ---- */
 
-enum { A_NONE, A_STRING, A_HEADER, A_DATE, A_NUMBER, A_KEYWORD, A_KEY, A_KEY2 };
+enum { A_NONE, A_STRING, A_HEADER, A_DATE, A_NUMBER, A_KEYWORD, A_KEY, A_KEY2, A_MODSEQ };
 
 static const struct key {
     const char *name;
@@ -231,6 +232,7 @@ static const struct key {
     {.name = "HEADER", .kind = K_HEADER, .arg = A_HEADER},
     {.name = "KEYWORD", .kind = K_KEYWORD, .arg = A_KEYWORD, .want = true},
     {.name = "LARGER", .kind = K_LARGER, .arg = A_NUMBER},
+    {.name = "MODSEQ", .kind = K_MODSEQ, .arg = A_MODSEQ},
     {.name = "NEW", .kind = K_STATE, .clear = PI_FLAG_SEEN, .recent = R_YES},
     {.name = "NOT", .kind = K_NOT, .arg = A_KEY},
     {.name = "OLD", .kind = K_STATE, .recent = R_NO},
@@ -508,7 +510,7 @@ static int parse_key(parser *p, const pi_arg *a, size_t n, size_t *i, unsigned d
     }
     if (*i >= n || (key->arg == A_HEADER && *i + 1 >= n))
         return syntax(p, key->arg == A_DATE       ? "Search key needs a date"
-                         : key->arg == A_NUMBER   ? "Search key needs a number"
+                         : key->arg == A_NUMBER || key->arg == A_MODSEQ ? "Search key needs a number"
                          : key->arg == A_KEYWORD  ? "Search key needs a keyword"
                          : key->arg == A_HEADER   ? "HEADER needs a field name and a string"
                                                   : "Search key needs a string");
@@ -531,6 +533,21 @@ static int parse_key(parser *p, const pi_arg *a, size_t n, size_t *i, unsigned d
             return syntax(p, "Invalid number in search");
         x->kind = key->kind;
         x->needs = PI_SEARCH_NEEDS_META;
+        return 0;
+    case A_MODSEQ:
+        /* MODSEQ ["/flags/<flag>" priv|shared|all] n: one MODSEQ per message is kept, not one
+         * per flag, so the entry only has to be well-formed (RFC 7162 3.1.5 allows this) */
+        if (v->type == PI_QUOTED || v->type == PI_LITERAL) {
+            if (v->len <= 7 || strncasecmp(v->str, "/flags/", 7) != 0 || *i + 1 >= n ||
+                !(pi_arg_atom_is(&a[*i], "priv") || pi_arg_atom_is(&a[*i], "shared") ||
+                  pi_arg_atom_is(&a[*i], "all")))
+                return syntax(p, "Invalid MODSEQ entry");
+            v = &a[*i + 1];
+            *i += 2;
+        }
+        if (parse_number(v, &x->u.num) < 0)
+            return syntax(p, "Invalid number in search");
+        x->kind = K_MODSEQ;
         return 0;
     case A_KEYWORD:
         return parse_keyword(p, v, idx, key->want);
@@ -739,6 +756,8 @@ static int eval(eval_ctx *e, size_t i)
         return m->size > x->u.num;
     case K_SMALLER:
         return m->size < x->u.num;
+    case K_MODSEQ:
+        return m->modseq >= x->u.num;
     case K_DATE:
         return date_cmp(x->op, local_days(m->internaldate, m->tz_minutes), x->u.days);
     case K_SENT:
@@ -801,6 +820,21 @@ static int eval(eval_ctx *e, size_t i)
     default:
         return 0;
     }
+}
+
+bool pi_search_has_modseq(const pi_search *s)
+{
+    for (size_t i = 0; s && i < s->nn; i++)
+        if (s->n[i].kind == K_MODSEQ)
+            return true;
+    return false;
+}
+
+void pi_search_modseq_margin(pi_search *s, uint64_t margin)
+{
+    for (size_t i = 0; s && i < s->nn; i++)
+        if (s->n[i].kind == K_MODSEQ)
+            s->n[i].u.num = s->n[i].u.num > margin ? s->n[i].u.num - margin : 0;
 }
 
 int pi_search_eval(const pi_search *s, const pi_search_msg *m)

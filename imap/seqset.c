@@ -185,3 +185,19 @@ int pi_seqset_write(pu_buf *out, const uint32_t *ids, size_t n)
     }
     return rc ? -1 : 0;
 }
+
+bool pi_arg_modseq(const pi_arg *a, bool zero, uint64_t *v)
+{
+    if (a->type != PI_ATOM || a->len == 0 || a->len > 19)
+        return false;
+    uint64_t n = 0;
+    for (size_t i = 0; i < a->len; i++) {
+        if (a->str[i] < '0' || a->str[i] > '9')
+            return false;
+        n = n * 10 + (uint64_t)(a->str[i] - '0'); /* 19 digits never wrap 64 bits */
+    }
+    if (n > INT64_MAX || (!zero && n == 0))
+        return false;
+    *v = n;
+    return true;
+}

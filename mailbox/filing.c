@@ -36,6 +36,52 @@ uint64_t mb_view_modseq(const mb_view *v, mb_account *a)
     return fl ? fl->modseq : v->modseq_seen;
 }
 
+/* The replicated state's name of message i of the view. */
+static bool view_key(const mb_view *v, mb_account *a, size_t i, uint8_t key[MSTATE_MSGKEY_BYTES])
+{
+    if (i >= v->n)
+        return false;
+    if (v->folder != MB_INBOX_ID) {
+        const mb_fmsg *f = mb_view_fmsg(v, a, i);
+        if (f)
+            memcpy(key, f->key, MSTATE_MSGKEY_BYTES);
+        return f != NULL;
+    }
+    long k = mb_mbox_find(a->mbox, mb_view_uid(v, i));
+    if (k >= 0)
+        memcpy(key, a->mbox->msgs[k].key, MSTATE_MSGKEY_BYTES);
+    return k >= 0;
+}
+
+uint64_t mb_view_msg_modseq(const mb_view *v, mb_account *a, size_t i)
+{
+    mstate *ms = mb_replica_state(a);
+    uint8_t key[MSTATE_MSGKEY_BYTES];
+    mstate_view mv;
+    if (!ms || !view_key(v, a, i, key) || !mstate_get(ms, v->folder, key, &mv))
+        return 1;
+    return mv.modseq;
+}
+
+uint64_t mb_folder_highestmodseq(mb_account *a, uint32_t folder)
+{
+    mstate *ms = mb_replica_state(a);
+    return ms ? mstate_highest_modseq(ms, folder) : 1;
+}
+
+uint64_t mb_view_highestmodseq(mb_view *v, mb_account *a)
+{
+    uint64_t h = mb_folder_highestmodseq(a, v->folder);
+    if (h > v->highestmodseq)
+        v->highestmodseq = h;
+    return v->highestmodseq;
+}
+
+uint64_t mb_modseq_margin(unsigned seconds)
+{
+    return seconds ? mstate_modseq_of_ms(seconds * 1000ull) : 0;
+}
+
 int mb_view_store(const mb_view *v, mb_account *a, size_t i, enum userstate_op op, unsigned flags,
                   const uint8_t *keywords)
 {

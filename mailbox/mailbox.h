@@ -364,6 +364,7 @@ typedef struct mb_view {
     uint64_t expunge_modseq, expunge_gone; /* the state's modseq and the mailbox's gone_gen at the
                                               last look for vanished messages */
     bool expunge_retry;    /* that look ran out of memory */
+    uint64_t highestmodseq; /* the highest HIGHESTMODSEQ this view reported (it never goes down) */
     mb_uid_range *recent;  /* UIDs that are \Recent in this view (ascending) */
     size_t nrecent, recent_cap;
 } mb_view;
@@ -383,7 +384,8 @@ const char *mb_view_msgid(const mb_view *v, mb_account *a, size_t i); /* NULL: g
 uint64_t mb_view_uidnext(const mb_view *v, mb_account *a);
 /* What a sync found, in the order a client must be told. */
 typedef struct mb_view_sink {
-    void (*expunge)(void *ctx, size_t seq);       /* seq: numbered as it is at that moment */
+    /* seq: numbered as it is at that moment; uid: its UID (QRESYNC's VANISHED) */
+    void (*expunge)(void *ctx, size_t seq, uint32_t uid);
     void (*exists)(void *ctx, size_t n, size_t recent);
     void (*flags)(void *ctx, size_t i, const userstate_msg *m); /* changed since the last sync */
 } mb_view_sink;
@@ -399,6 +401,15 @@ void mb_view_state(const mb_view *v, mb_account *a, size_t i, userstate_msg *out
 /* The change number flag changes of the view's folder have reached (a view that stored
  * flags itself sets its modseq_seen to it, so it does not hear its own change again). */
 uint64_t mb_view_modseq(const mb_view *v, mb_account *a);
+/* CONDSTORE (RFC 7162; docs/design.md "CONDSTORE"). The MODSEQ of message i: the replicated
+ * state's stamp of the last change of its entry in the view's folder, so the same at every
+ * site (1 when the state has no entry). HIGHESTMODSEQ of a folder: the highest over its
+ * entries, live and expunged, never 0; a view's never goes down while it is open. The margin:
+ * seconds in MODSEQ's scale, to take off a client's CHANGEDSINCE or MODSEQ search. */
+uint64_t mb_view_msg_modseq(const mb_view *v, mb_account *a, size_t i);
+uint64_t mb_view_highestmodseq(mb_view *v, mb_account *a);
+uint64_t mb_folder_highestmodseq(mb_account *a, uint32_t folder);
+uint64_t mb_modseq_margin(unsigned seconds);
 /* STORE on message i, as userstate_store (a US_* status); also in the replicated state. */
 int mb_view_store(const mb_view *v, mb_account *a, size_t i, enum userstate_op op, unsigned flags,
                   const uint8_t *keywords);

@@ -219,7 +219,7 @@ static int vanished(const mb_view *v, const mb_account *a, mb_view *keep, const 
             bool gone = k == m->n || m->msgs[k].uid != uid || hidden(a, m->msgs[k].msgid);
             if (gone) {
                 if (!keep && sink->expunge)
-                    sink->expunge(ctx, i + 1 - removed);
+                    sink->expunge(ctx, i + 1 - removed, (uint32_t)uid);
                 removed++;
             } else if (keep && push(keep, (uint32_t)uid) != 0) {
                 return -1;
@@ -248,7 +248,7 @@ static int sync_folder(mb_view *v, mb_account *a, bool expunges, const mb_view_s
                         k++;
                     if (k == fl->n || fl->m[k].uid != uid || fl->m[k].expunged) {
                         if (pass == 1 && sink->expunge)
-                            sink->expunge(ctx, i + 1 - removed);
+                            sink->expunge(ctx, i + 1 - removed, (uint32_t)uid);
                         removed++;
                     } else if (pass == 0 && push(&kept, (uint32_t)uid) != 0) {
                         nomem = true;

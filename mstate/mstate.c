@@ -16,7 +16,7 @@
 #define SYSTEM_FLAGS 5 /* register ids 0..4: the system flag bits; 5 + k: keyword k */
 #define MAGIC_PLAIN "PSTM"
 #define MAGIC_SEALED "PSTS"
-#define FORMAT_VERSION 2
+#define FORMAT_VERSION 3 /* 3: entries carry their filing stamp (a MODSEQ for unflagged mail) */
 #define SEAL_VERSION 1 /* the sealed form did not change with the encoding */
 #define SEAL_HEADER (4 + 1 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
 #define PAD_MIN 1024u
@@ -36,6 +36,8 @@ typedef struct entry {
     uint8_t tomb;    /* expunged: beats every register, forever */
     uint8_t claimed; /* has a UID claim (gen, uid); uid 0 = two claims of one gen disagreed */
     mstate_hlc tomb_t;
+    mstate_hlc filed; /* the last time a site filed it (numbered, copied, appended, re-homed);
+                         site 0: none (written before version 3, or expunged) */
     uint32_t gen;
     uint32_t uid;
     uint32_t born;   /* day (since 2020-01-01) a site first knew it; 0 unknown (never forgotten) */
@@ -682,6 +684,8 @@ static void entry_join(space *dsp, entry *d, const entry *s, const uint16_t *kwm
 {
     if (s->born && (!d->born || s->born < d->born))
         d->born = s->born; /* the earliest sighting, whatever the order */
+    if (mstate_hlc_cmp(s->filed, d->filed) > 0)
+        d->filed = s->filed; /* the latest filing: a MODSEQ only moves up */
     if (s->tomb) {
         if (!d->tomb || mstate_hlc_cmp(s->tomb_t, d->tomb_t) < 0)
             d->tomb_t = s->tomb_t; /* the first expunge, so the join does not depend on order */
@@ -710,6 +714,7 @@ static void entry_join(space *dsp, entry *d, const entry *s, const uint16_t *kwm
     }
     if (d->tomb) {
         d->nreg = 0; /* a tombstone beats every flag: nothing to keep */
+        d->filed = (mstate_hlc){0, 0, 0};
         return;
     }
     for (unsigned i = 0; i < s->nreg; i++) {
@@ -957,6 +962,8 @@ static int join_space(mstate *dst, space *dsp, const space *ssp, const size_t *i
             moved[nmoved++] = d->uid;
         if (s->tomb)
             clock_see(dst, s->tomb_t);
+        if (s->filed.site)
+            clock_see(dst, s->filed); /* a later change here then has a higher MODSEQ */
         for (unsigned r = 0; r < s->nreg; r++)
             clock_see(dst, s->regs[r].t);
     }
@@ -1043,6 +1050,7 @@ static void bury(mstate *st)
                 e->tomb_t = r->del_t;
             e->tomb = 1;
             e->nreg = 0;
+            e->filed = (mstate_hlc){0, 0, 0};
         }
     }
 }
@@ -1215,6 +1223,7 @@ static int assign_in(mstate *st, space *sp, const uint8_t (*keys)[MSTATE_MSGKEY_
         e->gen = e->claimed ? e->gen + 1 : 0;
         e->claimed = 1;
         e->uid = ++sp->hw;
+        e->filed = tick(st, now_ms);
         note_pending(st, sp, homeless[h]);
     }
     *given += nh;
@@ -1225,6 +1234,7 @@ static int assign_in(mstate *st, space *sp, const uint8_t (*keys)[MSTATE_MSGKEY_
         e->born = day_of(now_ms);
         e->claimed = 1;
         e->uid = ++sp->hw;
+        e->filed = tick(st, now_ms);
         note_pending(st, sp, sp->n - 1);
         (*given)++;
     }
@@ -1459,6 +1469,7 @@ int mstate_expunge(mstate *st, uint32_t folder, const uint8_t key[MSTATE_MSGKEY_
     e->tomb = 1;
     e->tomb_t = tick(st, now_ms);
     e->nreg = 0;
+    e->filed = (mstate_hlc){0, 0, 0};
     note_pending(st, sp, (size_t)i);
     return MSTATE_OK;
 }
@@ -1480,6 +1491,7 @@ static int file_new(mstate *st, space *sp, const uint8_t key[MSTATE_MSGKEY_BYTES
     e->born = day_of(now_ms);
     e->claimed = 1;
     e->uid = ++sp->hw;
+    e->filed = tick(st, now_ms);
     sp->horizon = sp->hw;
     *at = sp->n - 1;
     return MSTATE_OK;
@@ -1799,20 +1811,29 @@ int mstate_folder_find(const mstate *st, const char *name, uint32_t *id)
 
 /* ---- queries ---- */
 
+/* 63 bits (RFC 7162's mod-sequence-value): clocks stay below 2^43 ms until the year 2248. A
+ * stamp of 0 (an entry written before version 3 that no change ever touched) is 1. */
+static uint64_t pack_modseq(mstate_hlc t)
+{
+    uint64_t ms = t.ms < (1ull << 43) ? t.ms : (1ull << 43) - 1;
+    uint64_t m = ms << 20 | (t.count < 0xfffffu ? t.count : 0xfffffu);
+    return m ? m : 1;
+}
+
 static void fill_view(const space *sp, const entry *e, mstate_view *v)
 {
     memset(v, 0, sizeof *v);
     v->uid = effective_uid(sp, e);
     v->expunged = e->tomb;
     v->folder = sp->folder;
-    mstate_hlc last = e->tomb ? e->tomb_t : (mstate_hlc){0, 0, 0};
+    mstate_hlc last = e->tomb ? e->tomb_t : e->filed;
     for (unsigned r = 0; r < e->nreg; r++) {
         if (e->regs[r].id < SYSTEM_FLAGS && e->regs[r].val)
             v->flags |= 1u << e->regs[r].id;
         if (mstate_hlc_cmp(e->regs[r].t, last) > 0)
             last = e->regs[r].t;
     }
-    v->modseq = last.ms << 20 | (last.count < 0xfffffu ? last.count : 0xfffffu);
+    v->modseq = pack_modseq(last);
 }
 
 int mstate_get(const mstate *st, uint32_t folder, const uint8_t key[MSTATE_MSGKEY_BYTES], mstate_view *out)
@@ -1826,6 +1847,21 @@ int mstate_get(const mstate *st, uint32_t folder, const uint8_t key[MSTATE_MSGKE
     fill_view(sp, &sp->ent[i], out);
     return 1;
 }
+
+uint64_t mstate_highest_modseq(const mstate *st, uint32_t folder)
+{
+    const space *sp = st ? find_space(st, folder) : NULL;
+    uint64_t hi = 1;
+    for (size_t i = 0; sp && i < sp->n; i++) {
+        mstate_view v;
+        fill_view(sp, &sp->ent[i], &v);
+        if (v.modseq > hi)
+            hi = v.modseq;
+    }
+    return hi;
+}
+
+uint64_t mstate_modseq_of_ms(uint64_t ms) { return pack_modseq((mstate_hlc){ms, 0, 1}); }
 
 int mstate_held(const mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES])
 {
@@ -2046,9 +2082,12 @@ static int encode_space(wbuf *w, const space *sp, const unsigned *rank)
         const entry *e = &sp->ent[idx[i]];
         w_bytes(w, e->key, MSTATE_MSGKEY_BYTES);
         w_var(w, e->copy);
-        w_u8(w, (uint8_t)(e->tomb | e->claimed << 1 | (e->born != 0) << 2));
+        int filed = !e->tomb && e->filed.site;
+        w_u8(w, (uint8_t)(e->tomb | e->claimed << 1 | (e->born != 0) << 2 | filed << 3));
         if (e->born)
             w_var(w, e->born);
+        if (filed)
+            w_hlc(w, e->filed);
         if (e->tomb)
             w_hlc(w, e->tomb_t);
         if (e->claimed) {
@@ -2361,12 +2400,14 @@ static int r_space(rbuf *r, mstate *st, space *sp, int version)
         }
         entry *e = add_entry(st, sp, key, copy);
         uint8_t bits = r_u8(r);
-        if (bits & ~7u)
-            return MSTATE_EFORMAT;
+        if (bits & ~(version >= 3 ? 15u : 7u) || (bits & 9) == 9)
+            return MSTATE_EFORMAT; /* an expunged entry has no filing stamp */
         e->tomb = bits & 1;
         e->claimed = bits >> 1 & 1;
         if (bits & 4 && !(e->born = (uint32_t)r_var(r, UINT32_MAX)))
             return MSTATE_EFORMAT; /* written only when known */
+        if (bits & 8)
+            e->filed = r_hlc(r); /* its site is never 0 */
         bits &= 3;
         if (e->tomb)
             e->tomb_t = r_hlc(r);
@@ -2418,7 +2459,7 @@ static int decode(const uint8_t *in, size_t in_len, mstate **out, mstate_info *i
     rbuf r = {in, in_len, 0};
     const uint8_t *magic = r_bytes(&r, 4);
     int version = r_u8(&r);
-    if (!magic || memcmp(magic, MAGIC_PLAIN, 4) != 0 || (version != 1 && version != FORMAT_VERSION))
+    if (!magic || memcmp(magic, MAGIC_PLAIN, 4) != 0 || version < 1 || version > FORMAT_VERSION)
         return MSTATE_EFORMAT;
     uint8_t kind = r_u8(&r);
     const uint8_t *uv = r_bytes(&r, 4);
@@ -2478,7 +2519,7 @@ static int decode(const uint8_t *in, size_t in_len, mstate **out, mstate_info *i
                 goto bad;
             }
             sp->hw = (uint32_t)r_var(&r, MSTATE_UID_MAX);
-            if ((rc = r_space(&r, st, sp, 2)) != MSTATE_OK)
+            if ((rc = r_space(&r, st, sp, version)) != MSTATE_OK)
                 goto bad;
             if (space_empty(sp)) {
                 rc = MSTATE_EFORMAT; /* never written */

@@ -245,12 +245,21 @@ typedef struct mstate_view {
     unsigned flags;   /* MSTATE_SEEN ... */
     int expunged;
     uint32_t folder;
-    uint64_t modseq;  /* packed stamp of the last flag change or the expunge: ms << 20 | count */
+    /* RFC 7162 MODSEQ, the same at every site: the packed stamp (ms << 20 | count, 63 bits,
+     * never 0) of the entry's last change — a flag or keyword register, its filing (numbered,
+     * copied, appended, re-homed) or its expunge */
+    uint64_t modseq;
 } mstate_view;
 
 /* 1 and *out filled if the folder knows the message (its live entry, else its last expunged
  * one), 0 (out zeroed) if not. */
 int mstate_get(const mstate *st, uint32_t folder, const uint8_t key[MSTATE_MSGKEY_BYTES], mstate_view *out);
+/* HIGHESTMODSEQ: the highest modseq of the folder's entries, live and expunged; 1 when it
+ * has none. A merge can lower it only where a tombstone drops a concurrent later flag
+ * change (docs/design.md, "CONDSTORE"). O(entries). */
+uint64_t mstate_highest_modseq(const mstate *st, uint32_t folder);
+/* The modseq of a stamp at wall time ms (count 0): to take a margin off a client's modseq. */
+uint64_t mstate_modseq_of_ms(uint64_t ms);
 /* 1 if some folder that exists holds the message live: its article must stay. */
 int mstate_held(const mstate *st, const uint8_t key[MSTATE_MSGKEY_BYTES]);
 /* 1 if the message's entry in folder has the keyword set, 0 if not. */

@@ -104,11 +104,11 @@ static int eval_all(const pi_search *s, int out[3])
     fake f;
     pi_search_msg m[3] = {
         {.seq = 3, .uid = 30, .flags = PI_FLAG_SEEN | PI_FLAG_FLAGGED, .recent = true,
-         .internaldate = 760168345, .tz_minutes = 60, .size = 4096, .arg = &f, .has_keyword = cb_keyword,
+         .internaldate = 760168345, .tz_minutes = 60, .size = 4096, .modseq = 1000, .arg = &f, .has_keyword = cb_keyword,
          .header = cb_header, .headers = cb_headers, .body_text = cb_body, .sent_date = cb_sent},
         {.seq = 5, .uid = 50, .flags = PI_FLAG_DELETED | PI_FLAG_DRAFT | PI_FLAG_ANSWERED,
-         .internaldate = -86401, .tz_minutes = -23 * 60, .size = 0},
-        {.seq = 1, .uid = 1, .internaldate = INT64_MAX, .tz_minutes = 0, .size = UINT64_MAX, .arg = &f,
+         .internaldate = -86401, .tz_minutes = -23 * 60, .size = 0, .modseq = 1},
+        {.seq = 1, .uid = 1, .internaldate = INT64_MAX, .tz_minutes = 0, .size = UINT64_MAX, .modseq = INT64_MAX, .arg = &f,
          .has_keyword = cb_keyword, .header = cb_header, .headers = cb_headers, .body_text = cb_body,
          .sent_date = cb_sent},
     };

@@ -1,7 +1,8 @@
 /* libFuzzer: the decoder of a replicated mailbox state (docs/formats.md 6.2), fed arbitrary
  * bytes. What it accepts must encode back to exactly the same bytes (the format is
- * canonical; a version 1 input, written before folders, re-encodes as version 2 with the same
- * contents), and the decoded state must then survive what a gateway does with it: merge it
+ * canonical; a version 1 input, written before folders, re-encodes as version 3 with the same
+ * contents; a version 2 one, before filing stamps, as itself but for the version byte), and
+ * the decoded state must then survive what a gateway does with it: merge it
  * into states of its own (with folders), assign UIDs, change flags, file messages in folders,
  * seal and open it again. The sealed opener gets the raw bytes too (it must refuse them
  * without reading past the end). */
@@ -86,9 +87,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len;
     if (mstate_encode(st, info.kind, &enc, &len) != MSTATE_OK)
         abort();
-    if (data[4] != 1 && (len != size || memcmp(enc, data, size) != 0))
+    /* version 2 (no filing stamps) re-encodes as version 3 byte for byte but the version */
+    if (data[4] != 1 && (len != size || enc[4] != 3 || memcmp(enc, data, 4) != 0 ||
+                         memcmp(enc + 5, data + 5, size - 5) != 0))
         abort();
-    if (data[4] == 1) { /* version 1: the version 2 form reads back to the same contents */
+    if (data[4] == 1) { /* version 1: the version 3 form reads back to the same contents */
         mstate *v2 = NULL;
         if (mstate_decode(enc, len, &v2, NULL) != MSTATE_OK)
             abort();

@@ -18,7 +18,7 @@ CANON = "carol.gateway@example.org"
 PASSWORD = "correct horse battery"
 BASE_CAPS = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "NAMESPACE", "IDLE", "UIDPLUS", "UNSELECT",
              "CHILDREN", "SPECIAL-USE", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
-             "ESEARCH", "LIST-EXTENDED", "LIST-STATUS", "MOVE", "MULTIAPPEND"]
+             "ESEARCH", "LIST-EXTENDED", "LIST-STATUS", "MOVE", "MULTIAPPEND", "CONDSTORE", "QRESYNC"]
 LIMIT = ["APPENDLIMIT=104857600"]  # [deliver] max_message_size, after the login capabilities
 
 

@@ -538,6 +538,67 @@ def test_flags_and_keywords_reach_the_other_sites_and_their_idle_sessions(mesh):
             assert b"Label1" not in b"\n".join(lines), i
 
 
+def modseqs_at(gw):
+    """(HIGHESTMODSEQ, {uid: MODSEQ}) of the INBOX at a gateway (CONDSTORE, RFC 7162)."""
+    c = imap(gw)
+    try:
+        typ, data = c.select("INBOX", readonly=True)
+        if typ != "OK":
+            raise imaplib.IMAP4.error("EXAMINE: %s %s" % (typ, data))
+        h = int(c.untagged_responses["HIGHESTMODSEQ"][0])
+        typ, data = c.uid("FETCH", "1:*", "(MODSEQ)")
+        if typ != "OK":
+            raise imaplib.IMAP4.error("UID FETCH: %s %s" % (typ, data))
+        got = {}
+        for d in data:
+            m = re.search(rb"UID (\d+) MODSEQ \((\d+)\)", d or b"")
+            if m:
+                got[int(m.group(1))] = int(m.group(2))
+        return h, got
+    finally:
+        try:
+            c.logout()
+        except Exception:
+            pass
+
+
+def test_modseq_is_the_same_at_every_site(mesh):
+    """A message's MODSEQ and the folder's HIGHESTMODSEQ come from the replicated state: the
+    same at every site once merged, so a client's cached HIGHESTMODSEQ means the same after a
+    failover; a CHANGEDSINCE at site 2 with h taken at site 1 returns the change made at site 1
+    after h."""
+    subjects = ["%s modseq %d" % (TOKEN, i) for i in range(2)]
+    for s in subjects:
+        deliver(mesh.envs[0], s)
+    uids = everywhere(mesh, subjects)
+
+    def same(pred=lambda got: True):
+        got = [modseqs_at(mesh.gws[k]) for k in range(3)]
+        return got[0] == got[1] == got[2] and pred(got[0]), got
+    got = until("the same HIGHESTMODSEQ and MODSEQs at the three sites", same)
+    h, before = got[0]
+    assert h == max(before.values()) and min(before.values()) > 0, got[0]
+    uid = uids[0][subjects[1]]
+    c1 = imap(mesh.gws[0])
+    c1.select("INBOX")
+    typ, data = c1.uid("STORE", str(uid), "+FLAGS", r"(\Flagged)")
+    assert typ == "OK", data
+    c1.logout()
+
+    def changed_at_site_2():
+        c2 = imap(mesh.gws[1])
+        try:
+            typ, data = c2.select("INBOX", readonly=True)
+            typ, data = c2.uid("FETCH", "1:*", "(FLAGS) (CHANGEDSINCE %d)" % h)
+            line = [d for d in data if d and re.search(rb"UID %d " % uid, d)]
+            return bool(line) and b"\\Flagged" in line[0] and int(re.search(rb"MODSEQ \((\d+)\)", line[0]).group(1)) > h, data
+        finally:
+            c2.logout()
+    until("site 1's change after HIGHESTMODSEQ %d in a CHANGEDSINCE at site 2" % h, changed_at_site_2)
+    got = until("the new MODSEQ the same at the three sites", lambda: same(lambda g: g[1].get(uid, 0) > h))
+    assert got[0][0] == got[0][1][uid] > h, got[0]
+
+
 def test_expunge_at_one_site_removes_the_message_everywhere(mesh):
     gone, kept = "%s expunged" % TOKEN, "%s kept beside the expunged" % TOKEN
     deliver(mesh.envs[0], gone)

@@ -28,7 +28,7 @@ static char *caps(enum session_state st, bool tls, bool tls_available, bool allo
 
 #define BASE                                                                                                   \
     "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE IDLE UIDPLUS UNSELECT CHILDREN SPECIAL-USE SORT SORT=DISPLAY " \
-    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS MOVE MULTIAPPEND"
+    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESEARCH LIST-EXTENDED LIST-STATUS MOVE MULTIAPPEND CONDSTORE QRESYNC"
 
 static void test_capabilities(void **state)
 {
@@ -46,10 +46,9 @@ static void test_capabilities(void **state)
     assert_string_equal(caps(S_AUTH, true, false, false), BASE);
     assert_string_equal(caps(S_AUTH, false, true, true), BASE);
     assert_string_equal(caps(S_SELECTED, true, false, false), BASE);
-    /* nothing that is not built: no IMAP4rev2, CONDSTORE, CREATE-SPECIAL-USE */
+    /* nothing that is not built: no IMAP4rev2, CREATE-SPECIAL-USE */
     const char *all = caps(S_NOT_AUTH, false, true, true);
     assert_null(strstr(all, "IMAP4rev2"));
-    assert_null(strstr(all, "CONDSTORE"));
     assert_null(strstr(all, "CREATE-SPECIAL-USE"));
 }
 

@@ -875,6 +875,36 @@ static void check_seq(const char *in, uint32_t star, const char *want)
     free(got);
 }
 
+/* RFC 7162 mod-sequence-value: digits, 1..2^63-1 (0 too where a valzer is allowed). */
+static void test_modseq_value(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        pi_arg_type type;
+        bool zero, ok;
+        uint64_t v;
+    } cases[] = {
+        {"1", PI_ATOM, false, true, 1},
+        {"0", PI_ATOM, false, false, 0},
+        {"0", PI_ATOM, true, true, 0},
+        {"9223372036854775807", PI_ATOM, false, true, 9223372036854775807ull},
+        {"9223372036854775808", PI_ATOM, false, false, 0},
+        {"18446744073709551616", PI_ATOM, true, false, 0},
+        {"12a", PI_ATOM, false, false, 0},
+        {"-1", PI_ATOM, true, false, 0},
+        {"", PI_ATOM, true, false, 0},
+        {"5", PI_QUOTED, false, false, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pi_arg a = {.type = cases[i].type, .str = cases[i].s, .len = strlen(cases[i].s)};
+        uint64_t v = 77;
+        bool ok = pi_arg_modseq(&a, cases[i].zero, &v);
+        if (ok != cases[i].ok || (ok && v != cases[i].v))
+            fail_msg("%s: %d %llu", cases[i].s, ok, (unsigned long long)v);
+    }
+}
+
 static void test_seqset(void **state)
 {
     (void)state;
@@ -1376,6 +1406,7 @@ int main(void)
         cmocka_unit_test(test_many_args),
         cmocka_unit_test(test_fetch_att),
         cmocka_unit_test(test_seqset),
+        cmocka_unit_test(test_modseq_value),
         cmocka_unit_test(test_write_strings),
         cmocka_unit_test(test_section_parse),
         cmocka_unit_test(test_partial),

@@ -456,9 +456,10 @@ typedef struct sink_log {
     char text[512];
 } sink_log;
 
-static void log_expunge(void *ctx, size_t seq)
+static void log_expunge(void *ctx, size_t seq, uint32_t uid)
 {
     sink_log *l = ctx;
+    (void)uid;
     snprintf(l->text + strlen(l->text), sizeof l->text - strlen(l->text), "X%zu ", seq);
 }
 

@@ -476,6 +476,79 @@ static void test_reads_version_1(void **unused)
     assert_int_equal(mstate_decode(buf, base, &st, NULL), MSTATE_EFORMAT);
 }
 
+static uint64_t modseq_of(const mstate *st, uint32_t folder, unsigned n)
+{
+    uint8_t k[MSTATE_MSGKEY_BYTES];
+    mstate_view v;
+    msgkey(n, k);
+    assert_int_equal(mstate_get(st, folder, k, &v), 1);
+    return v.modseq;
+}
+
+/* CONDSTORE's MODSEQ (RFC 7162): never 0, moved by the filing (numbering, COPY, APPEND) as by
+ * flag changes and the expunge, carried in the encoding, the same at a second site after a
+ * merge, and HIGHESTMODSEQ is the maximum over live and expunged entries. */
+static void test_modseq(void **unused)
+{
+    (void)unused;
+    mstate *a = mstate_new(1, UV), *b = mstate_new(2, UV);
+    assert_int_equal(mstate_highest_modseq(a, MSTATE_INBOX), 1); /* empty: 1, never 0 */
+    deliver(a, 1, T0);
+    deliver(a, 2, T0 + 10);
+    uint64_t m1 = modseq_of(a, MSTATE_INBOX, 1), m2 = modseq_of(a, MSTATE_INBOX, 2);
+    assert_true(m1 >= mstate_modseq_of_ms(T0) && m1 < mstate_modseq_of_ms(T0 + 1));
+    assert_true(m2 > m1);
+    assert_int_equal(mstate_highest_modseq(a, MSTATE_INBOX), m2);
+    uint8_t k1[MSTATE_MSGKEY_BYTES];
+    msgkey(1, k1);
+    assert_int_equal(mstate_set_flags(a, MSTATE_INBOX, k1, MSTATE_SEEN, 0, T0 + 20), MSTATE_OK);
+    uint64_t m1b = modseq_of(a, MSTATE_INBOX, 1);
+    assert_true(m1b > m2);
+    /* a STORE that changes nothing moves nothing */
+    assert_int_equal(mstate_set_flags(a, MSTATE_INBOX, k1, MSTATE_SEEN, 0, T0 + 30), MSTATE_OK);
+    assert_int_equal(modseq_of(a, MSTATE_INBOX, 1), m1b);
+    assert_int_equal(mstate_copy(a, MSTATE_INBOX, k1, MSTATE_TRASH, T0 + 40, NULL), MSTATE_OK);
+    uint64_t mt = modseq_of(a, MSTATE_TRASH, 1);
+    assert_true(mt >= mstate_modseq_of_ms(T0 + 40));
+    assert_int_equal(mstate_highest_modseq(a, MSTATE_TRASH), mt);
+    uint8_t k3[MSTATE_MSGKEY_BYTES];
+    msgkey(3, k3);
+    assert_int_equal(mstate_append(a, MSTATE_DRAFTS, k3, 0, T0 + 50, NULL), MSTATE_OK); /* no flags */
+    assert_true(modseq_of(a, MSTATE_DRAFTS, 3) >= mstate_modseq_of_ms(T0 + 50));
+    assert_int_equal(mstate_expunge(a, MSTATE_INBOX, k1, T0 + 60), MSTATE_OK);
+    uint64_t mx = modseq_of(a, MSTATE_INBOX, 1);
+    assert_true(mx >= mstate_modseq_of_ms(T0 + 60));
+    assert_int_equal(mstate_highest_modseq(a, MSTATE_INBOX), mx); /* expunged entries count */
+    /* through the encoding, and at another site */
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(mstate_seal_snapshot(a, key, &buf, &len), MSTATE_OK);
+    mstate *s = NULL;
+    assert_int_equal(mstate_open(buf, len, key, &s, NULL), MSTATE_OK);
+    free(buf);
+    assert_int_equal(mstate_merge(b, s), MSTATE_OK);
+    mstate_free(s);
+    for (uint32_t f = 0; f < MSTATE_FIXED_FOLDERS; f++)
+        assert_int_equal(mstate_highest_modseq(b, f), mstate_highest_modseq(a, f));
+    assert_int_equal(modseq_of(b, MSTATE_INBOX, 2), m2);
+    assert_int_equal(modseq_of(b, MSTATE_TRASH, 1), mt);
+    /* b's wall clock lags a's: a change at b after it merged a's filing still moves the
+     * message's MODSEQ up (the merge advances b's clock past filing stamps too) */
+    deliver(a, 9, T0 + 100000);
+    uint64_t filed9 = modseq_of(a, MSTATE_INBOX, 9);
+    assert_int_equal(mstate_seal_snapshot(a, key, &buf, &len), MSTATE_OK);
+    assert_int_equal(mstate_open(buf, len, key, &s, NULL), MSTATE_OK);
+    free(buf);
+    assert_int_equal(mstate_merge(b, s), MSTATE_OK);
+    mstate_free(s);
+    uint8_t k9[MSTATE_MSGKEY_BYTES];
+    msgkey(9, k9);
+    assert_int_equal(mstate_set_flags(b, MSTATE_INBOX, k9, MSTATE_FLAGGED, 0, T0 + 70), MSTATE_OK);
+    assert_true(modseq_of(b, MSTATE_INBOX, 9) > filed9);
+    mstate_free(a);
+    mstate_free(b);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof key; i++)
@@ -487,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_directory),
         cmocka_unit_test(test_sim_folders),
         cmocka_unit_test(test_reads_version_1),
+        cmocka_unit_test(test_modseq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

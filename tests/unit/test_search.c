@@ -388,6 +388,43 @@ static void test_sizes(void **state)
     MATCH("SMALLER 5000000001", &m);
 }
 
+/* RFC 7162 3.1.5: MODSEQ n matches a MODSEQ of n or more; the per-flag entry form is checked
+ * and compares the message's one MODSEQ; the margin lowers every MODSEQ key. */
+static void test_modseq(void **state)
+{
+    (void)state;
+    fake f = base_fake();
+    pi_search_msg m = base_msg(&f);
+    m.modseq = 1000;
+    MATCH("MODSEQ 1000", &m);
+    MATCH("MODSEQ 0", &m);
+    NOMATCH("MODSEQ 1001", &m);
+    MATCH("modseq \"/flags/\\\\draft\" all 999", &m);
+    NOMATCH("MODSEQ \"/flags/$Junk\" priv 5000", &m);
+    MATCH("OR MODSEQ 5000 SEEN", &m);
+    const char *bad[] = {"MODSEQ", "MODSEQ x", "MODSEQ -1", "MODSEQ 9223372036854775808",
+                         "MODSEQ \"/flags/\\\\seen\" 5", "MODSEQ \"/other/x\" all 5",
+                         "MODSEQ \"/flags/\\\\seen\" none 5", "MODSEQ \"/flags/\\\\seen\" all"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        parsed r = parse(bad[i]);
+        if (r.rc != -1)
+            fail_msg("%s: %d", bad[i], r.rc);
+        done(&r);
+    }
+    parsed r = parse("NOT MODSEQ 1500");
+    assert_int_equal(r.rc, 0);
+    assert_true(pi_search_has_modseq(r.s));
+    assert_int_equal(pi_search_eval(r.s, &m), 1);
+    pi_search_modseq_margin(r.s, 600);
+    assert_int_equal(pi_search_eval(r.s, &m), 0); /* now MODSEQ 900 */
+    pi_search_modseq_margin(r.s, 5000);
+    assert_int_equal(pi_search_eval(r.s, &m), 0); /* MODSEQ 0, never below */
+    done(&r);
+    r = parse("SEEN");
+    assert_false(pi_search_has_modseq(r.s));
+    done(&r);
+}
+
 static void test_dates(void **state)
 {
     (void)state;
@@ -914,6 +951,7 @@ int main(void)
         cmocka_unit_test(test_keywords),
         cmocka_unit_test(test_seq_and_uid),
         cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_modseq),
         cmocka_unit_test(test_dates),
         cmocka_unit_test(test_header_keys),
         cmocka_unit_test(test_body_and_text),
