@@ -213,13 +213,14 @@ def test_logout_is_logged_with_duration_and_bytes(gateway, user):
     """issue 16, item 3: every "logged in" line has its "logged out" counterpart, with how long
     the session lasted and the bytes it moved (the protocol's, inside TLS)."""
     r = Raw(gateway)
+    me = "%s:%d: " % r.sock.getsockname()[:2]  # the log names the client's address and port
     r.line()
     sent = "a LOGIN %s \"%s\"\r\nb NOOP\r\nc LOGOUT\r\n" % (USER, PASSWORD)
     r.send(sent)
     got = r.until_tagged("c")
     assert got[-1] == "c OK Logout completed", got
     r.close()
-    pat = r"logged out \(IMAP\) after (\d+\.\d) s: (\d+) bytes in, (\d+) out"
+    pat = re.escape(me) + r".* logged out \(IMAP\) after (\d+\.\d) s: (\d+) bytes in, (\d+) out"
     deadline = time.monotonic() + 10
     while not re.search(pat, gateway.log_text()):
         assert time.monotonic() < deadline, gateway.log_text()[-2000:]
