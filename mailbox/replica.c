@@ -221,8 +221,7 @@ static void post_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
         p->next = NULL;
         int st = PS_TEMP;
         size_t site = x->site;
-        /* the site scans read from first: the article is read there at once; INN's feeds
-         * take it to the others */
+        /* the site scans read from first: the article is read there at once */
         for (size_t k = 0; k < cfg->n_sites && st != PS_OK && st != PS_DUP; k++) {
             site = (x->site + k) % cfg->n_sites;
             st = ps_post(sites, site, p->headers, p->bytes, p->len, -1, 0, x->err, sizeof x->err);
@@ -246,6 +245,17 @@ static void post_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
             x->reused_number = true;
         }
         if (st == PS_OK || st == PS_DUP) {
+            /* and to every other site, best effort: INN's feeds would carry it, but a feed
+             * that stalls (innfeed backing off a peer, or holding its backlog) held one
+             * site's changes from another for minutes; the copy a feed brings later is
+             * refused there as a duplicate */
+            for (size_t k = 0; k < cfg->n_sites; k++) {
+                char err[128];
+                int other = k == site ? PS_OK : ps_post(sites, k, p->headers, p->bytes, p->len, -1, 0, err, sizeof err);
+                if (other != PS_OK && other != PS_DUP)
+                    pu_log(PU_DEBUG, "%s: %s not posted to site %s too (its feed will bring it): %s", x->address,
+                           p->msgid, cfg->sites[k].name, err);
+            }
             post_free(p);
             continue;
         }

@@ -408,7 +408,7 @@ def diagnostics():
                  or "state articles" in l or "merged" in l]
         out.append("--- gateway %d (last of %d lines):\n%s" % (k + 1, len(lines), "\n".join(lines[-25:])))
     for site in m.sites:
-        for name in ("news.err", "news.notice", "keeper.log"):
+        for name in ("errlog", "news", "news.err", "news.notice", "keeper.log"):
             f = site.dir / "log" / name
             if f.exists():
                 tail = f.read_text(errors="replace").splitlines()[-15:]
