@@ -1702,8 +1702,8 @@ int mstate_folder_count(const mstate *st, uint32_t id, size_t *messages, size_t 
     const space *sp = find_space(st, id);
     for (size_t i = 0; sp && i < sp->n; i++) {
         const entry *e = &sp->ent[i];
-        if (!effective_uid(sp, e))
-            continue;
+        if (!effective_uid(sp, e) || find_msg(sp, e->key, NULL) != (long)i)
+            continue; /* as mstate_foreach_uid: the current incarnation only */
         (*messages)++;
         const reg *seen = find_reg(e, 0);
         *unseen += !(seen && seen->val);
@@ -1900,7 +1900,10 @@ int mstate_foreach_uid(const mstate *st, uint32_t folder,
     size_t k = 0;
     for (size_t i = 0; i < sp->n; i++) {
         uint32_t uid = effective_uid(sp, &sp->ent[i]);
-        if (uid)
+        /* a message is in a folder once: a partition can leave two live incarnations (a copy
+         * made at two sites), and only the current one (find_msg, what mstate_get reports)
+         * shows; the other keeps its UID, so it is never given again */
+        if (uid && find_msg(sp, sp->ent[i].key, NULL) == (long)i)
             refs[k++] = (uid_ref){uid, (uint32_t)i};
     }
     qsort(refs, k, sizeof *refs, uid_ref_cmp);
