@@ -89,7 +89,7 @@ integration() {
     local rc=0
     echo "+ $PYTHON -m pytest -v tests/integration"
     POSTERN_BIN=$bin PYTHONDONTWRITEBYTECODE=1 timeout 1200 \
-        "$PYTHON" -m pytest -v -p no:cacheprovider tests/integration || rc=$?
+        "$PYTHON" -m pytest -v -p no:cacheprovider --durations=25 tests/integration || rc=$?
     if [ "$rc" -eq 5 ]; then
         if compgen -G "tests/integration/test_*.py" >/dev/null; then
             note "pytest collected no tests although tests/integration/test_*.py exist"
@@ -112,7 +112,7 @@ sanitizer_integration() {
     local bin=$ROOT/build-asan/cli/postern
     echo "+ POSTERN_BIN=$bin $PYTHON -m pytest -v -m 'not mesh and not package' tests/integration"
     POSTERN_BIN=$bin PYTHONDONTWRITEBYTECODE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 timeout 1500 \
-        "$PYTHON" -m pytest -v -p no:cacheprovider -m "not mesh and not package" tests/integration
+        "$PYTHON" -m pytest -v -p no:cacheprovider --durations=25 -m "not mesh and not package" tests/integration
 }
 
 fuzz_targets() {  # names of built fuzz_* executables
