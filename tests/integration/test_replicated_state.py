@@ -435,6 +435,16 @@ def until(what, fn, timeout=WAIT, every=0.5):
         time.sleep(every)
 
 
+def cancelled_everywhere(m, article):
+    """Waits until every site answers 430 for the article (its owner's cancel went round)."""
+    for site in m.sites:
+        def cancelled(site=site):
+            with site.client() as c:
+                r = c.stat(article)
+            return r.startswith("430"), r
+        until("%s cancelled at %s" % (article, site.name), cancelled)
+
+
 def deliver(env, subject):
     msg = (b"From: sender@example.net\nTo: %s\nSubject: %s\nMessage-ID: <%s.%s@example.net>\n\nbody of %s\n"
            % (USER.encode(), subject.encode(), secrets.token_hex(8).encode(), TOKEN.encode(), subject.encode()))
@@ -629,12 +639,7 @@ def test_expunge_at_one_site_removes_the_message_everywhere(mesh):
     until("%r gone from POP3 UIDL at site 1" % gone,
           lambda: ((lambda p: (gone not in p and kept in p, p))(pop3_subjects(mesh.gws[0]))))
     # the owner's expunge cancels the article itself, with its Cancel-Key, at every site
-    for site in mesh.sites:
-        def cancelled(site=site):
-            with site.client() as c:
-                r = c.stat(article)
-            return r.startswith("430"), r
-        until("%s cancelled at %s" % (article, site.name), cancelled)
+    cancelled_everywhere(mesh, article)
 
 
 def test_pop3_dele_quit_at_one_site_removes_the_message_everywhere(mesh):
@@ -767,12 +772,7 @@ def test_a_move_to_trash_and_empty_trash_reach_every_site(mesh):
     for k in (0, 1):
         until("Trash empty at site %d" % (k + 1),
               lambda k=k: ((lambda t: (t.uid_of(subject) is None, t))(view(mesh, k, "Trash"))))
-    for site in mesh.sites:
-        def cancelled(site=site):
-            with site.client() as c:
-                r = c.stat(article)
-            return r.startswith("430"), r
-        until("%s cancelled at %s" % (article, site.name), cancelled)
+    cancelled_everywhere(mesh, article)
 
 
 def test_an_appended_draft_reaches_every_site(mesh):
