@@ -165,14 +165,8 @@ mb_folder_rc mb_view_copy(const mb_view *v, mb_account *a, size_t i, uint32_t to
          * shows it again with the flags it was copied with */
         mstate_view mv;
         mstate_get(ms, MSTATE_INBOX, key, &mv);
-        uint8_t kw[US_KEYWORD_SET_BYTES] = {0};
-        unsigned nk = mstate_keyword_count(ms);
-        for (unsigned k = 0; k < nk; k++) {
-            const char *name = mstate_keyword_name(ms, k);
-            unsigned idx;
-            if (name && mstate_keyword_test(ms, MSTATE_INBOX, key, name) && userstate_keyword(a->us, name, &idx) == US_OK)
-                us_kw_put(kw, idx, 1);
-        }
+        uint8_t kw[US_KEYWORD_SET_BYTES];
+        mb_state_keywords(a, MSTATE_INBOX, key, kw);
         userstate_restore(a->us, msgid, mv.flags & US_FLAGS_ALL, kw);
         mb_replica_relist(a);
     } else {

@@ -31,17 +31,17 @@ typedef struct build {
     bool nomem;
 } build;
 
-/* The entry's keywords as indexes of the user's keyword table (what gw_write_flags shows). */
-static void keywords_of(build *b, const uint8_t key[MSTATE_MSGKEY_BYTES], uint8_t kw[US_KEYWORD_SET_BYTES])
+void mb_state_keywords(mb_account *a, uint32_t folder, const uint8_t key[MSTATE_MSGKEY_BYTES],
+                       uint8_t kw[US_KEYWORD_SET_BYTES])
 {
+    const mstate *ms = mb_replica_state(a);
     memset(kw, 0, US_KEYWORD_SET_BYTES);
-    unsigned nk = mstate_keyword_count(b->ms);
+    unsigned nk = ms ? mstate_keyword_count(ms) : 0;
     for (unsigned k = 0; k < nk; k++) {
-        const char *name = mstate_keyword_name(b->ms, k);
+        const char *name = mstate_keyword_name(ms, k);
         unsigned idx;
-        if (name && mstate_keyword_test(b->ms, b->folder, key, name) &&
-            userstate_keyword(b->a->us, name, &idx) == US_OK)
-            us_kw_put(kw, idx, 1); /* a full table: left out, as for the INBOX */
+        if (name && mstate_keyword_test(ms, folder, key, name) && userstate_keyword(a->us, name, &idx) == US_OK)
+            us_kw_put(kw, idx, 1); /* a full table: left out */
     }
 }
 
@@ -71,7 +71,7 @@ static int add_entry(void *arg, uint32_t uid, const uint8_t key[MSTATE_MSGKEY_BY
     f->bytes = art->bytes;
     memcpy(f->key, key, sizeof f->key);
     memcpy(f->msgid, art->msgid, sizeof f->msgid);
-    keywords_of(b, key, f->kw);
+    mb_state_keywords(b->a, b->folder, key, f->kw);
     return 0;
 }
 
@@ -196,9 +196,8 @@ void mb_flist_touched(mb_account *a, uint32_t folder, uint32_t uid)
         return;
     }
     mb_fmsg *f = &fl->m[i];
-    build b = {.a = a, .ms = ms, .folder = folder};
     uint8_t kw[US_KEYWORD_SET_BYTES];
-    keywords_of(&b, f->key, kw);
+    mb_state_keywords(a, folder, f->key, kw);
     if (f->flags != (v.flags & US_FLAGS_ALL) || memcmp(f->kw, kw, sizeof kw) != 0) {
         f->flags = (uint8_t)(v.flags & US_FLAGS_ALL);
         memcpy(f->kw, kw, sizeof kw);

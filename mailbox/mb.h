@@ -166,6 +166,9 @@ size_t mb_flist_count_up_to(const mb_flist *fl, uint32_t uid);
 /* A local STORE changed the entry with uid in folder: the list follows without a rebuild. */
 void mb_flist_touched(mb_account *a, uint32_t folder, uint32_t uid);
 void mb_flists_free(mb_account *a);
+/* The keywords of a message's entry in folder as indexes of the user's keyword table (what
+ * a session shows; names the table has no room for are left out). */
+void mb_state_keywords(mb_account *a, uint32_t folder, const uint8_t key[16], uint8_t kw[US_KEYWORD_SET_BYTES]);
 /* Local changes the list follows without a rebuild (an EXPUNGE of 10,000 messages must not
  * rebuild it 10,000 times): message uid expunged; folder's list rebuilt at its next use. */
 void mb_flist_expunged(mb_account *a, uint32_t folder, uint32_t uid);

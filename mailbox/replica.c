@@ -1058,7 +1058,6 @@ static void project(mb_account *a)
     const mb_mbox *m = a->mbox;
     /* keywords enter the user's table only when a message has them: the mstate's table only
      * grows, the user's forgets names no message uses (userstate_prune) */
-    unsigned nkm = mstate_keyword_count(r->ms);
     for (size_t i = 0; i < m->narts; i++) {
         const mb_msg *art = &m->arts[i];
         mstate_view v;
@@ -1077,13 +1076,8 @@ static void project(mb_account *a)
             touch(a);
             continue;
         }
-        uint8_t kw[US_KEYWORD_SET_BYTES] = {0};
-        for (unsigned k = 0; k < nkm; k++) {
-            const char *name = mstate_keyword_name(r->ms, k);
-            unsigned idx;
-            if (mstate_keyword_test(r->ms, MSTATE_INBOX, art->key, name) && userstate_keyword(a->us, name, &idx) == US_OK)
-                us_kw_put(kw, idx, 1); /* a full table: left out */
-        }
+        uint8_t kw[US_KEYWORD_SET_BYTES];
+        mb_state_keywords(a, MSTATE_INBOX, art->key, kw);
         if (u.flags == v.flags && memcmp(u.keywords, kw, sizeof kw) == 0)
             continue;
         userstate_store(a->us, art->msgid, US_REPLACE, v.flags, kw);
