@@ -56,6 +56,8 @@ int gw_reload_send(int fd, const pn_gateway *g);
 /* The frame at buf: 1 (those settings written into g, *frame_len set), 0 for more bytes,
  * -1 when it is not one. */
 int gw_reload_parse(const uint8_t *buf, size_t len, pn_gateway *g, size_t *frame_len);
+/* Copies the settings a SIGHUP may change (those of the frame) from fresh into run. */
+void gw_reload_apply(pn_gateway *run, const pn_gateway *fresh);
 
 /* ---- serve.c / net.c ---- */
 typedef struct gw_listener {

@@ -163,15 +163,7 @@ static void apply_settings(gw_net *net, const pn_gateway *fresh)
 {
     pn_gateway *g = (pn_gateway *)&net->cfg->gateway;
     bool cache = g->keyrecord_cache != fresh->keyrecord_cache;
-    g->pop3_timeout = fresh->pop3_timeout;
-    g->idle_timeout = fresh->idle_timeout;
-    g->preauth_timeout = fresh->preauth_timeout;
-    g->preauth_deadline = fresh->preauth_deadline;
-    g->login_grace = fresh->login_grace;
-    g->max_connections = fresh->max_connections;
-    g->max_connections_per_ip = fresh->max_connections_per_ip;
-    g->keyrecord_cache = fresh->keyrecord_cache;
-    g->uid_claim_delay = fresh->uid_claim_delay;
+    gw_reload_apply(g, fresh);
     if (cache) { /* a new cache with the new lifetime: the records in the old one go */
         gw_keycache_free(net->keycache);
         net->keycache = gw_keycache_new(g->keyrecord_cache, 1024);

@@ -56,6 +56,13 @@ int gw_reload_parse(const uint8_t *buf, size_t len, pn_gateway *g, size_t *frame
     return 1;
 }
 
+void gw_reload_apply(pn_gateway *run, const pn_gateway *fresh)
+{
+#define COPY(name) run->name = fresh->name;
+    FIELDS(COPY)
+#undef COPY
+}
+
 /* Appends "name old -> new" for each reloadable setting that differs, and takes it over. */
 static void take_reloadable(pn_gateway *run, const pn_gateway *fresh, pu_buf *said)
 {
