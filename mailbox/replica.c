@@ -294,7 +294,7 @@ static void post_done(mb_job *j)
             pu_log(PU_WARN, "%s: %zu state changes could not be posted (%s); the other sites get them with "
                    "this site's next snapshot", x->address, lost, x->err);
         else
-            pu_log(PU_DEBUG, "%s: state articles posted (all)", x->address);
+            pu_log(PU_DEBUG, "%s: state articles posted (all) after close", x->address);
         free(x);
         free(j);
         return;
@@ -548,6 +548,10 @@ void mb_replica_free(mb_account *a)
     if (r->ms && mstate_has_pending(r->ms))
         seal(a);
     if (r->posts) {
+        size_t n = 0;
+        for (const rep_post *p = r->posts; p; p = p->next)
+            n++;
+        pu_log(PU_DEBUG, "%s: posting %zu state articles after close", a->address, n);
         post_job *x = post_job_take(a);
         if (x && mb_pool_run(a->st->pool, post_work, post_done, x) != 0) {
             pu_log(PU_WARN, "%s: state changes not posted: server busy", a->address);
