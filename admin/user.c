@@ -148,10 +148,23 @@ static unsigned post_record(const pn_config *cfg, const pc_keyrecord *rec, const
         char err[512];
         int st = ps_post(sites, i, headers, bin, len, -1, 0, err, sizeof err);
         ps_pool_drop(sites, i); /* one post per site, then the read-back on a new connection */
+        int served = (st == PS_OK || st == PS_DUP) && adm_record_readable(cfg, &cfg->sites[i], rec, err, sizeof err);
+        if ((st == PS_OK || st == PS_DUP) && !served) {
+            /* 240 without a copy: innd failed to store it (a file an rmgroup left where the
+             * article goes) and nnrpd parked it, or innd is paused. A second post gets the next
+             * article number, or is parked too; a parked copy that comes in later is refused as
+             * a duplicate once one is stored. */
+            pu_info("  site %s: key record %s not served after posting (%s); posting it again", cfg->sites[i].name,
+                    msgid, err);
+            st = ps_post(sites, i, headers, bin, len, -1, 0, err, sizeof err);
+            ps_pool_drop(sites, i);
+            served = (st == PS_OK || st == PS_DUP) && adm_record_readable(cfg, &cfg->sites[i], rec, err, sizeof err);
+        }
         if (st != PS_OK && st != PS_DUP) {
             pu_err("site %s: posting the key record failed: %s", cfg->sites[i].name, err);
-        } else if (!adm_record_readable(cfg, &cfg->sites[i], rec, err, sizeof err)) {
-            pu_err("site %s: the news server accepted key record %s but does not serve it: %s",
+        } else if (!served) {
+            pu_err("site %s: the news server accepted key record %s but does not serve it: %s; if it parked "
+                   "it (innd paused or throttled), it may still appear there later",
                    cfg->sites[i].name, msgid, err);
         } else {
             copies++;
@@ -159,6 +172,7 @@ static unsigned post_record(const pn_config *cfg, const pc_keyrecord *rec, const
         }
     }
     ps_pool_free(sites);
+    sodium_memzero(key, sizeof key);
     return copies;
 }
 
