@@ -92,6 +92,45 @@ int pc_keyrecord_verify(const pc_keyrecord *rec, const uint8_t (*authority_pks)[
 int pc_keyrecord_unlock(const pc_keyrecord *rec, const char *password, size_t password_len,
                         uint8_t sk_out[PC_BOX_SK_BYTES]);
 
+/* ---- writers: the hosts that post mail, certified by the authority (writer.c,
+ * docs/formats.md section 4a) ---- */
+#define PC_WRITER_CERT_BYTES 160
+#define PC_WRITER_PK_BYTES 32
+#define PC_WRITER_SK_BYTES 64
+#define PC_WRITER_NAME_MAX 32
+#define PC_WRITER_ID_TEXT 17 /* 16 hex digits and NUL */
+#define PC_WRITER_FILE_MAX 320
+enum { PC_ROLE_DELIVERY = 1, PC_ROLE_GATEWAY = 2 };
+
+typedef struct pc_writer_cert {
+    int role;
+    uint8_t pk[PC_WRITER_PK_BYTES];
+    int64_t not_before, not_after; /* Unix seconds: the arrival times it may sign */
+    char name[PC_WRITER_NAME_MAX + 1];
+    char id[PC_WRITER_ID_TEXT]; /* hex of BLAKE2b-8(pk): what a revocation names */
+} pc_writer_cert;
+
+/* A new writer key pair and its certificate, signed by the authority. name: 1..32 visible
+ * ASCII characters (the host, for logs). */
+int pc_writer_issue(const uint8_t authority_sk[PC_AUTH_SK_BYTES], const char *name, int role, int64_t not_before,
+                    int64_t not_after, uint8_t cert[PC_WRITER_CERT_BYTES], uint8_t sk[PC_WRITER_SK_BYTES]);
+/* PC_OK and out filled if the certificate is well formed and signed by one of the
+ * authorities; PC_EFORMAT, PC_ESIG. */
+int pc_writer_cert_verify(const uint8_t cert[PC_WRITER_CERT_BYTES], const uint8_t (*authority_pks)[PC_AUTH_PK_BYTES],
+                          size_t n_authorities, pc_writer_cert *out);
+void pc_writer_id(const uint8_t pk[PC_WRITER_PK_BYTES], char out[PC_WRITER_ID_TEXT]);
+/* Whether a verified writer may have written mail that arrived at `arrival`: not revoked
+ * (ids as pc_writer_id gives them) and, for a delivery host, inside its validity (a
+ * gateway seals the date an APPEND gave). PC_OK or PC_ESIG. */
+int pc_writer_allows(const pc_writer_cert *w, int64_t arrival, const char (*revoked)[PC_WRITER_ID_TEXT],
+                     size_t n_revoked);
+/* The writer key file: two text lines (certificate, secret seed); out needs
+ * PC_WRITER_FILE_MAX. parse: PC_OK, PC_EFORMAT, or PC_EKEY (the seed is not the
+ * certificate's key; sk is zeroed on failure). Does not check the authority's signature. */
+int pc_writer_format(const uint8_t cert[PC_WRITER_CERT_BYTES], const uint8_t sk[PC_WRITER_SK_BYTES], char *out,
+                     size_t cap);
+int pc_writer_parse(const char *text, uint8_t cert[PC_WRITER_CERT_BYTES], uint8_t sk[PC_WRITER_SK_BYTES]);
+
 /* ---- message envelopes ---- */
 #define PC_MSG_PREFIX_BYTES 196 /* magic .. secretstream header: everything before the chunks */
 #define PC_TAG_BYTES 32
@@ -128,7 +167,26 @@ int pc_seal_update(pc_seal *s, const uint8_t *plain, size_t len);
 int pc_seal_finish(pc_seal *s, uint8_t content_hash[32], pc_msg_meta *meta);
 /* After finish: the 196-byte prefix, which goes BEFORE the chunks in the envelope. */
 int pc_seal_prefix(pc_seal *s, const uint8_t tag[PC_TAG_BYTES], uint8_t prefix[PC_MSG_PREFIX_BYTES]);
+/* After finish: BLAKE2b-32 of every stream chunk as written (what a signature covers). */
+int pc_seal_chunks_hash(const pc_seal *s, uint8_t out[32]);
 void pc_seal_free(pc_seal *s);
+
+/* A version-2 envelope ends in a trailer: the writer's certificate and its signature over
+ * the group, the Message-ID, the prefix, the chunks' hash and the certificate. */
+#define PC_MAIL_TRAILER_BYTES (PC_WRITER_CERT_BYTES + 64)
+int pc_mail_sign(const uint8_t cert[PC_WRITER_CERT_BYTES], const uint8_t sk[PC_WRITER_SK_BYTES], const char *group,
+                 const char *msgid, const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t chunks_hash[32],
+                 uint8_t trailer[PC_MAIL_TRAILER_BYTES]);
+/* PC_OK and who filled if the trailer's certificate is the authority's and its signature
+ * holds for this group and Message-ID; PC_ESIG otherwise (also for a version-1 envelope,
+ * which has none); who is meaningful only on PC_OK. The caller then asks pc_writer_allows
+ * about the sealed arrival time. */
+int pc_mail_verify(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t chunks_hash[32],
+                   const uint8_t trailer[PC_MAIL_TRAILER_BYTES], const char *group, const char *msgid,
+                   const uint8_t (*authority_pks)[PC_AUTH_PK_BYTES], size_t n_authorities, pc_writer_cert *who);
+/* The same for a whole envelope in memory (PC_ETRUNC if too short for a trailer). */
+int pc_envelope_verify(const uint8_t *envelope, size_t len, const char *group, const char *msgid,
+                       const uint8_t (*authority_pks)[PC_AUTH_PK_BYTES], size_t n_authorities, pc_writer_cert *who);
 
 typedef struct pc_open pc_open;
 /* Opens the prefix with the recipient's key pair: meta is filled in. Errors: PC_EFORMAT,
@@ -138,8 +196,12 @@ pc_open *pc_open_begin(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t 
                        void *arg, int *status);
 /* Feeds ciphertext in any slicing; raw message bytes (no padding) go to sink. */
 int pc_open_update(pc_open *o, const uint8_t *cipher, size_t len);
-/* PC_OK only if the final chunk was seen and the sizes add up; PC_ETRUNC otherwise. */
+/* PC_OK only if the final chunk was seen and the sizes add up (and, for a version-2
+ * envelope, its whole trailer); PC_ETRUNC otherwise. */
 int pc_open_finish(pc_open *o);
+/* After a finish that returned PC_OK: the chunks' hash and the trailer, for pc_mail_verify;
+ * PC_ESIG for a version-1 envelope. */
+int pc_open_signed_parts(const pc_open *o, uint8_t chunks_hash[32], uint8_t trailer[PC_MAIL_TRAILER_BYTES]);
 void pc_open_free(pc_open *o);
 /* Split opening, for a process that holds the private key (the gateway's vault) and one that
  * decrypts the stream (its network process):

@@ -29,12 +29,17 @@ struct pc_open {
     int err;          /* sticky */
     struct open_secret *sec;
     uint8_t *cbuf;
+    int version;      /* 2: a trailer follows the final chunk */
+    crypto_generichash_state chunks; /* of the ciphertext chunks */
+    uint8_t chunks_hash[32];
+    uint8_t trailer[PC_MAIL_TRAILER_BYTES];
+    size_t trailer_have;
 };
 
 /* Checks the cleartext part of a prefix; returns the chunk log2 or -1. */
 static int check_prefix(const uint8_t *p)
 {
-    if (memcmp(p, "PSTM", 4) != 0 || p[4] != 1 || p[5] < PC_CHUNK_LOG2_MIN || p[5] > PC_CHUNK_LOG2_MAX ||
+    if (memcmp(p, "PSTM", 4) != 0 || (p[4] != 1 && p[4] != 2) || p[5] < PC_CHUNK_LOG2_MIN || p[5] > PC_CHUNK_LOG2_MAX ||
         p[6] != 0 || p[7] != 0)
         return -1;
     return p[5];
@@ -137,6 +142,8 @@ pc_open *pc_open_begin_key(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint
         return fail(o, status, PC_ENOMEM);
 
     memcpy(o->clear, prefix, sizeof o->clear);
+    o->version = prefix[4];
+    crypto_generichash_init(&o->chunks, NULL, 0, 32);
     o->sink = sink;
     o->arg = arg;
     o->raw = r;
@@ -166,6 +173,7 @@ pc_open *pc_open_begin(const uint8_t prefix[PC_MSG_PREFIX_BYTES], const uint8_t 
 /* Opens the collected chunk and hands its unpadded part to the sink. */
 static int open_chunk(pc_open *o)
 {
+    crypto_generichash_update(&o->chunks, o->cbuf, o->want);
     unsigned long long mlen = 0;
     unsigned char tag = 0;
     if (crypto_secretstream_xchacha20poly1305_pull(&o->sec->ss, o->sec->plain, &mlen, &tag, o->cbuf, o->want,
@@ -187,9 +195,10 @@ static int open_chunk(pc_open *o)
     o->pos += mlen;
     o->idx++;
     o->have = 0;
-    if (last)
+    if (last) {
         o->done = 1;
-    else
+        crypto_generichash_final(&o->chunks, o->chunks_hash, sizeof o->chunks_hash);
+    } else
         o->want = chunk_cipher_size(o);
     return PC_OK;
 }
@@ -201,8 +210,14 @@ int pc_open_update(pc_open *o, const uint8_t *cipher, size_t len)
     if (o->err)
         return o->err;
     while (len > 0) {
-        if (o->done)
-            return o->err = PC_EFORMAT; /* bytes after the final chunk */
+        if (o->done) {
+            size_t room = o->version == 2 ? sizeof o->trailer - o->trailer_have : 0;
+            if (len > room)
+                return o->err = PC_EFORMAT; /* bytes after the final chunk (and trailer) */
+            memcpy(o->trailer + o->trailer_have, cipher, len);
+            o->trailer_have += len;
+            return PC_OK;
+        }
         size_t n = o->want - o->have;
         if (n > len)
             n = len;
@@ -222,7 +237,19 @@ int pc_open_finish(pc_open *o)
         return PC_EINVAL;
     if (o->err)
         return o->err;
-    return o->done && o->pos == o->padded ? PC_OK : PC_ETRUNC;
+    int whole = o->version != 2 || o->trailer_have == sizeof o->trailer;
+    return o->done && o->pos == o->padded && whole ? PC_OK : PC_ETRUNC;
+}
+
+int pc_open_signed_parts(const pc_open *o, uint8_t chunks_hash[32], uint8_t trailer[PC_MAIL_TRAILER_BYTES])
+{
+    if (!o || !chunks_hash || !trailer || !o->done || o->err)
+        return PC_EINVAL;
+    if (o->version != 2 || o->trailer_have != sizeof o->trailer)
+        return PC_ESIG;
+    memcpy(chunks_hash, o->chunks_hash, sizeof o->chunks_hash);
+    memcpy(trailer, o->trailer, sizeof o->trailer);
+    return PC_OK;
 }
 
 void pc_open_free(pc_open *o)

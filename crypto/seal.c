@@ -34,6 +34,8 @@ struct pc_seal {
     size_t fill;     /* bytes in sec->plain */
     struct seal_secret *sec;
     uint8_t *cipher; /* CHUNK + ABYTES; ciphertext is not secret */
+    crypto_generichash_state chunks; /* of the ciphertext chunks, for the writer's signature */
+    uint8_t chunks_hash[32];
 };
 
 void pc_message_tag(const uint8_t delivery_secret[PC_DELIVERY_SECRET_BYTES], const char *address,
@@ -80,7 +82,7 @@ pc_seal *pc_seal_begin(const uint8_t box_pk[PC_BOX_PK_BYTES], const uint8_t key_
     s->arg = arg;
     memcpy(s->box_pk, box_pk, PC_BOX_PK_BYTES);
     memcpy(s->clear, "PSTM", 4);
-    s->clear[4] = 1;
+    s->clear[4] = 2; /* version 2: a signed trailer follows the stream */
     s->clear[5] = PC_CHUNK_LOG2;
     s->clear[6] = s->clear[7] = 0;
     memcpy(s->clear + 8, key_id, PC_KEYID_BYTES);
@@ -89,6 +91,7 @@ pc_seal *pc_seal_begin(const uint8_t box_pk[PC_BOX_PK_BYTES], const uint8_t key_
     crypto_secretstream_xchacha20poly1305_keygen(s->sec->stream_key);
     crypto_secretstream_xchacha20poly1305_init_push(&s->sec->ss, s->header, s->sec->stream_key);
     crypto_generichash_init(&s->sec->hash, NULL, 0, 32);
+    crypto_generichash_init(&s->chunks, NULL, 0, 32);
     return s;
 }
 
@@ -98,6 +101,7 @@ static int push(pc_seal *s, unsigned char tag)
     crypto_secretstream_xchacha20poly1305_push(&s->sec->ss, s->cipher, &clen, s->sec->plain, s->fill, s->clear,
                                                sizeof s->clear, tag);
     s->fill = 0;
+    crypto_generichash_update(&s->chunks, s->cipher, (size_t)clen);
     if (s->sink(s->arg, s->cipher, (size_t)clen) != 0)
         return s->err = PC_ESINK;
     return PC_OK;
@@ -176,6 +180,7 @@ int pc_seal_finish(pc_seal *s, uint8_t content_hash[32], pc_msg_meta *meta)
     uint8_t h[32];
     crypto_generichash_final(&s->sec->hash, h, sizeof h);
     memcpy(content_hash, h, sizeof h);
+    crypto_generichash_final(&s->chunks, s->chunks_hash, sizeof s->chunks_hash);
     s->padded = padded;
     s->finished = 1;
     memset(meta, 0, sizeof *meta);
@@ -214,6 +219,14 @@ int pc_seal_cancel_key(const pc_seal *s, const char *msgid, uint8_t out[PC_CANCE
     if (!s || !msgid || !out || !s->finished || s->err)
         return PC_EINVAL;
     pc_cancel_owner_key(s->sec->stream_key, msgid, out);
+    return PC_OK;
+}
+
+int pc_seal_chunks_hash(const pc_seal *s, uint8_t out[32])
+{
+    if (!s || !out || !s->finished || s->err)
+        return PC_EINVAL;
+    memcpy(out, s->chunks_hash, sizeof s->chunks_hash);
     return PC_OK;
 }
 

@@ -1,10 +1,16 @@
-/* libFuzzer: envelope opening with a fixed key pair. Byte 0 picks the route:
- *   0: the rest is an envelope, opened in slices whose size comes from byte 1;
- *   1: the rest is an armored article body: dearmored, then opened;
- *   2: the rest is a message: sealed, then opened in fuzzed slices and compared, then
- *      opened again with one fuzzed bit flipped or truncated, which must fail.
- * Routes 0 and 1 cannot forge the sealed box, so they exercise the parsing in front of it;
- * route 2 drives the stream code with real ciphertext. */
+/* libFuzzer: envelope opening and signature checking with a fixed key pair and a fixed
+ * authority. Byte 0 picks the route:
+ *   0: the rest is an envelope, opened in slices whose size comes from byte 1, and verified
+ *      in memory (pc_envelope_verify) for GROUP and MSGID;
+ *   1: the rest is an armored article body: dearmored, then opened and verified;
+ *   2: the rest is a message: sealed and signed (version 2), then opened in fuzzed slices,
+ *      compared and verified, then opened again with one fuzzed bit flipped or truncated,
+ *      which must fail to open or (a flip in the trailer) fail to verify.
+ * Routes 0 and 1 cannot forge the sealed box or a signature, so they exercise the parsing in
+ * front of them; route 2 drives the stream code with real ciphertext. Whenever an envelope
+ * opens, the streamed verdict (pc_open_signed_parts + pc_mail_verify) must be the in-memory
+ * one. The seeds that start with 00 or 01 are real envelopes to the fixed key pair, signed by
+ * a writer of the fixed authority (with a random writer key, which the trailer carries). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +21,12 @@
 
 #define MAX_ENV (4u << 20)
 
+#define GROUP "postern.mail.fuzz"
+#define MSGID "<fuzz@postern.invalid>"
+
 static uint8_t box_pk[PC_BOX_PK_BYTES], box_sk[PC_BOX_SK_BYTES], key_id[PC_KEYID_BYTES];
+static uint8_t auth_pk[PC_AUTH_PK_BYTES], auth_sk[PC_AUTH_SK_BYTES];
+static uint8_t writer_cert[PC_WRITER_CERT_BYTES], writer_sk[PC_WRITER_SK_BYTES];
 
 typedef struct {
     uint8_t *data;
@@ -42,7 +53,15 @@ static int collect(void *arg, const uint8_t *data, size_t len)
     return 0;
 }
 
-static int open_env(const uint8_t *env, size_t len, size_t slice, buf *out, pc_msg_meta *meta)
+static int envelope_verify(const uint8_t *env, size_t len)
+{
+    pc_writer_cert who;
+    return pc_envelope_verify(env, len, GROUP, MSGID, (const uint8_t(*)[PC_AUTH_PK_BYTES])auth_pk, 1, &who);
+}
+
+/* Opens env in slices; when it opens, *verdict (if not NULL) gets pc_mail_verify's verdict on
+ * its signed parts, which must be pc_envelope_verify's on the same bytes. */
+static int open_env(const uint8_t *env, size_t len, size_t slice, buf *out, pc_msg_meta *meta, int *verdict)
 {
     if (len < PC_MSG_PREFIX_BYTES)
         return PC_ETRUNC;
@@ -61,6 +80,24 @@ static int open_env(const uint8_t *env, size_t len, size_t slice, buf *out, pc_m
         rc = pc_open_update(o, env + off, len - off < slice ? len - off : slice);
     if (rc == PC_OK)
         rc = pc_open_finish(o);
+    if (rc == PC_OK) {
+        uint8_t ch[32], trailer[PC_MAIL_TRAILER_BYTES];
+        pc_writer_cert who;
+        int v = pc_open_signed_parts(o, ch, trailer);
+        if (v == PC_OK) {
+            if (env[4] != 2 || memcmp(trailer, env + len - sizeof trailer, sizeof trailer) != 0)
+                abort();
+            v = pc_mail_verify(env, ch, trailer, GROUP, MSGID, (const uint8_t(*)[PC_AUTH_PK_BYTES])auth_pk, 1, &who);
+        } else if (v != PC_ESIG || env[4] != 1) {
+            abort(); /* only version 1 opens without signed parts */
+        }
+        if (v != envelope_verify(env, len))
+            abort();
+        if (verdict)
+            *verdict = v;
+    } else if (verdict) {
+        *verdict = -1;
+    }
     pc_open_free(o);
     if (rc == PC_OK && out->len != meta->raw_size)
         abort();
@@ -95,29 +132,46 @@ static void roundtrip(const uint8_t *data, size_t size)
         abort();
     pc_message_tag(secret, "fuzz@example.jp", key_id, hash, tag);
     buf env = {0};
-    uint8_t prefix[PC_MSG_PREFIX_BYTES];
-    if (pc_seal_prefix(s, tag, prefix) != PC_OK || collect(&env, prefix, sizeof prefix) ||
-        collect(&env, chunks.data, chunks.len))
+    uint8_t prefix[PC_MSG_PREFIX_BYTES], ch[32], trailer[PC_MAIL_TRAILER_BYTES];
+    if (pc_seal_prefix(s, tag, prefix) != PC_OK || pc_seal_chunks_hash(s, ch) != PC_OK ||
+        pc_mail_sign(writer_cert, writer_sk, GROUP, MSGID, prefix, ch, trailer) != PC_OK ||
+        collect(&env, prefix, sizeof prefix) || collect(&env, chunks.data, chunks.len) ||
+        collect(&env, trailer, sizeof trailer))
         abort();
     pc_seal_free(s);
-    if (env.len != pc_envelope_size(m.padded_size))
+    if (env.len != pc_envelope_size(m.padded_size) + PC_MAIL_TRAILER_BYTES || env.data[4] != 2)
+        abort();
+    pc_writer_cert who;
+    if (pc_envelope_verify(env.data, env.len, GROUP, "<other@postern.invalid>",
+                           (const uint8_t(*)[PC_AUTH_PK_BYTES])auth_pk, 1, &who) != PC_ESIG)
+        abort(); /* a signature names one Message-ID */
+    if (pc_envelope_verify(env.data, env.len, GROUP, MSGID, (const uint8_t(*)[PC_AUTH_PK_BYTES])auth_pk, 1, &who) !=
+            PC_OK ||
+        pc_writer_allows(&who, m.arrival, NULL, 0) != PC_OK ||
+        pc_writer_allows(&who, m.arrival, (const char(*)[PC_WRITER_ID_TEXT])who.id, 1) != PC_ESIG)
         abort();
 
-    if (open_env(env.data, env.len, open_slice, &out, &mo) != PC_OK || out.len != total ||
+    int verdict = -1;
+    if (open_env(env.data, env.len, open_slice, &out, &mo, &verdict) != PC_OK || verdict != PC_OK ||
+        out.len != total ||
         (total && memcmp(out.data, whole, total) != 0) || mo.raw_size != m.raw_size ||
         mo.crlf_size != m.crlf_size || memcmp(mo.tag, tag, sizeof tag) != 0 || mo.arrival != -1 ||
         mo.tz_minutes != -720)
         abort();
 
-    /* one flipped bit anywhere, or any truncation, must be refused */
+    /* one flipped bit anywhere, or any truncation, must be refused: by the opener, or for a
+     * flip in the trailer (which the opener does not read) by the signature check */
     size_t pos = where % env.len;
     out.len = 0;
     if (where & 0x80000000u) {
-        if (open_env(env.data, pos, open_slice, &out, &mo) == PC_OK)
+        if (open_env(env.data, pos, open_slice, &out, &mo, NULL) == PC_OK || envelope_verify(env.data, pos) == PC_OK)
             abort();
     } else {
         env.data[pos] ^= (uint8_t)(1u << (where >> 24 & 7));
-        if (open_env(env.data, env.len, open_slice, &out, &mo) == PC_OK)
+        int rc = open_env(env.data, env.len, open_slice, &out, &mo, &verdict);
+        if (pos < env.len - PC_MAIL_TRAILER_BYTES ? rc == PC_OK : rc != PC_OK || verdict == PC_OK)
+            abort();
+        if (envelope_verify(env.data, env.len) == PC_OK)
             abort();
     }
     free(whole);
@@ -136,6 +190,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(seed, 0xa5, sizeof seed);
         crypto_box_seed_keypair(box_pk, box_sk, seed);
         crypto_generichash(key_id, sizeof key_id, box_pk, sizeof box_pk, NULL, 0);
+        /* a fixed authority, so that signed seeds verify in every run */
+        memset(seed, 0x5a, sizeof seed);
+        crypto_sign_seed_keypair(auth_pk, auth_sk, seed);
+        if (pc_writer_issue(auth_sk, "fuzz.example.jp", PC_ROLE_DELIVERY, INT64_MIN / 2, INT64_MAX / 2, writer_cert,
+                            writer_sk) != PC_OK)
+            abort();
         ready = 1;
     }
     if (size < 2)
@@ -145,7 +205,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t slice = 1 + (size_t)data[1] * 257;
     switch (data[0] % 3) {
     case 0:
-        (void)open_env(data + 2, size - 2, slice, &out, &meta);
+        (void)open_env(data + 2, size - 2, slice, &out, &meta, NULL);
+        (void)envelope_verify(data + 2, size - 2); /* also what does not open */
         break;
     case 1: {
         pc_armor *a = pc_armor_decoder(collect, &bin);
@@ -155,8 +216,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == PC_OK)
             rc = pc_armor_finish(a);
         pc_armor_free(a);
-        if (rc == PC_OK)
-            (void)open_env(bin.data, bin.len, slice, &out, &meta);
+        if (rc == PC_OK) {
+            (void)open_env(bin.data, bin.len, slice, &out, &meta, NULL);
+            if (bin.len)
+                (void)envelope_verify(bin.data, bin.len);
+        }
         break;
     }
     default:

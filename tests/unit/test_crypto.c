@@ -1,6 +1,6 @@
-/* Unit tests for crypto/: authority keys, key records, envelopes, padme and armor. Several
- * tests rebuild the wire formats independently from docs/formats.md, so that the code is
- * checked against the spec and not only against itself. */
+/* Unit tests for crypto/: authority keys, key records, writers, envelopes and their signed
+ * trailers, padme and armor. Several tests rebuild the wire formats independently from
+ * docs/formats.md, so that the code is checked against the spec and not only against itself. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -94,25 +94,57 @@ static void boxkey_new(boxkey *k)
     crypto_generichash(k->id, sizeof k->id, k->pk, sizeof k->pk, NULL, 0);
 }
 
-/* Seals msg (fed in slices of `slice` bytes) into a whole envelope: prefix || chunks. */
-static void seal_all(const boxkey *k, const uint8_t *msg, size_t len, size_t slice, buf *env, pc_msg_meta *meta,
-                     uint8_t hash[32])
+/* The writer that signs every envelope seal_all makes, certified by its own authority
+ * (made once in setup), and the group and Message-ID it signs for. */
+static uint8_t w_apk[PC_AUTH_PK_BYTES], w_ask[PC_AUTH_SK_BYTES], w_cert[PC_WRITER_CERT_BYTES], w_sk[PC_WRITER_SK_BYTES];
+#define GROUP "postern.mail.alice"
+#define MSGID "<t.0123@postern.invalid>"
+#define TRAILER PC_MAIL_TRAILER_BYTES
+
+/* Seals msg (fed in slices of `slice` bytes) into prefix || chunks, without a trailer;
+ * chunks_hash gets what a signature covers. */
+static void seal_unsigned(const boxkey *k, const uint8_t *msg, size_t len, size_t slice, buf *env, pc_msg_meta *meta,
+                          uint8_t hash[32], uint8_t chunks_hash[32])
 {
     buf chunks = {0};
     pc_seal *s = pc_seal_begin(k->pk, k->id, 1700000000, -300, buf_sink, &chunks);
     assert_non_null(s);
     for (size_t off = 0; off < len; off += slice)
         assert_int_equal(pc_seal_update(s, msg + off, len - off < slice ? len - off : slice), PC_OK);
+    assert_int_equal(pc_seal_chunks_hash(s, chunks_hash), PC_EINVAL); /* not finished yet */
     assert_int_equal(pc_seal_finish(s, hash, meta), PC_OK);
     uint8_t tag[PC_TAG_BYTES], secret[PC_DELIVERY_SECRET_BYTES] = {1, 2, 3};
     pc_message_tag(secret, "alice@example.jp", k->id, hash, tag);
-    uint8_t prefix[PC_MSG_PREFIX_BYTES];
+    uint8_t prefix[PC_MSG_PREFIX_BYTES], want[32];
     assert_int_equal(pc_seal_prefix(s, tag, prefix), PC_OK);
+    /* spec: BLAKE2b-32 of the stream chunks exactly as written */
+    assert_int_equal(pc_seal_chunks_hash(s, chunks_hash), PC_OK);
+    crypto_generichash(want, sizeof want, chunks.data, chunks.len, NULL, 0);
+    assert_memory_equal(chunks_hash, want, 32);
     pc_seal_free(s);
     memcpy(meta->tag, tag, sizeof tag);
     buf_sink(env, prefix, sizeof prefix);
     buf_sink(env, chunks.data, chunks.len);
     buf_free(&chunks);
+}
+
+/* Seals msg into a whole version-2 envelope: prefix || chunks || trailer signed by the test
+ * writer for GROUP and MSGID. */
+static void seal_all(const boxkey *k, const uint8_t *msg, size_t len, size_t slice, buf *env, pc_msg_meta *meta,
+                     uint8_t hash[32])
+{
+    uint8_t ch[32], trailer[TRAILER];
+    size_t start = env->len;
+    seal_unsigned(k, msg, len, slice, env, meta, hash, ch);
+    assert_int_equal(pc_mail_sign(w_cert, w_sk, GROUP, MSGID, env->data + start, ch, trailer), PC_OK);
+    buf_sink(env, trailer, sizeof trailer);
+}
+
+/* pc_envelope_verify under the test writer's authority only. */
+static int verify_env(const uint8_t *env, size_t len, const char *group, const char *msgid)
+{
+    pc_writer_cert who;
+    return pc_envelope_verify(env, len, group, msgid, (const uint8_t(*)[PC_AUTH_PK_BYTES])w_apk, 1, &who);
 }
 
 /* Opens env (fed in slices); returns the first error, or pc_open_finish's status. */
@@ -139,7 +171,11 @@ static int open_all(const boxkey *k, const uint8_t *env, size_t len, size_t slic
 static int setup(void **state)
 {
     (void)state;
-    return pc_init() == PC_OK ? 0 : -1;
+    if (pc_init() != PC_OK || pc_authority_generate(w_apk, w_ask) != PC_OK)
+        return -1;
+    return pc_writer_issue(w_ask, "mx1.example.jp", PC_ROLE_DELIVERY, 1600000000, 1900000000, w_cert, w_sk) == PC_OK
+               ? 0
+               : -1;
 }
 
 /* ---- status ---- */
@@ -657,10 +693,13 @@ static void roundtrip(size_t len, size_t seal_slice, size_t open_slice)
     assert_true(m.raw_size == len);
     assert_true(m.crlf_size == crlf_size(msg, len));
     assert_true(m.padded_size == p);
-    assert_true(env.len == pc_envelope_size(p));
-    assert_true(env.len == PC_MSG_PREFIX_BYTES + p + (p / C + 1) * ABYTES);
-    assert_memory_equal(env.data, "PSTM\x01\x10\x00\x00", 8);
+    /* pc_envelope_size counts prefix and chunks; the trailer comes on top */
+    assert_true(env.len == pc_envelope_size(p) + TRAILER);
+    assert_true(env.len == PC_MSG_PREFIX_BYTES + p + (p / C + 1) * ABYTES + TRAILER);
+    assert_memory_equal(env.data, "PSTM\x02\x10\x00\x00", 8);
     assert_memory_equal(env.data + 8, k.id, 16);
+    assert_memory_equal(env.data + env.len - TRAILER, w_cert, PC_WRITER_CERT_BYTES);
+    assert_int_equal(verify_env(env.data, env.len, GROUP, MSGID), PC_OK);
 
     assert_int_equal(open_all(&k, env.data, env.len, open_slice, &out, &mo), PC_OK);
     assert_true(out.len == len);
@@ -773,23 +812,36 @@ static void test_open_tampered(void **state)
     (void)state;
     envfix e;
     envfix_new(&e, 150000); /* P = 151552: chunks of 65536, 65536, 20480 */
-    size_t n = e.env.len;
+    size_t n = e.env.len, end = n - TRAILER; /* end of the chunks */
     uint8_t *bad = malloc(n);
     const size_t chunk_offsets[] = {PC_MSG_PREFIX_BYTES, PC_MSG_PREFIX_BYTES + 100, PC_MSG_PREFIX_BYTES + C + 17 + 5,
-                                    n - 17, n - 1, n - 20000};
+                                    end - 17, end - 1, end - 20000};
     for (size_t i = 0; i < sizeof chunk_offsets / sizeof *chunk_offsets; i++) {
         memcpy(bad, e.env.data, n);
         bad[chunk_offsets[i]] ^= 0x20;
         assert_int_equal(open_env(&e, bad, n, 65536), PC_EAUTH);
         assert_int_equal(open_env(&e, bad, n, 777), PC_EAUTH);
+        assert_int_equal(verify_env(bad, n, GROUP, MSGID), PC_ESIG);
+    }
+    /* the opener does not check the trailer (pc_mail_verify does): a damaged one still opens */
+    const size_t trailer_offsets[] = {end, end + 8, end + 100, end + PC_WRITER_CERT_BYTES, n - 1};
+    for (size_t i = 0; i < sizeof trailer_offsets / sizeof *trailer_offsets; i++) {
+        memcpy(bad, e.env.data, n);
+        bad[trailer_offsets[i]] ^= 0x20;
+        assert_int_equal(open_env(&e, bad, n, 65536), PC_OK);
+        assert_int_equal(verify_env(bad, n, GROUP, MSGID), PC_ESIG);
     }
     /* prefix fields */
     memcpy(bad, e.env.data, n);
     bad[0] = 'X';
     assert_int_equal(open_env(&e, bad, n, 65536), PC_EFORMAT);
     memcpy(bad, e.env.data, n);
-    bad[4] = 2;
+    bad[4] = 3; /* no such version */
     assert_int_equal(open_env(&e, bad, n, 65536), PC_EFORMAT);
+    memcpy(bad, e.env.data, n);
+    bad[4] = 1; /* a downgrade to the unsigned version: the chunks' associated data catches it */
+    assert_int_equal(open_env(&e, bad, n, 65536), PC_EAUTH);
+    assert_int_equal(verify_env(bad, n, GROUP, MSGID), PC_ESIG);
     memcpy(bad, e.env.data, n);
     bad[6] = 1;
     assert_int_equal(open_env(&e, bad, n, 65536), PC_EFORMAT);
@@ -842,26 +894,45 @@ static void test_open_truncated_and_extra(void **state)
     (void)state;
     envfix e;
     envfix_new(&e, 150000);
-    size_t n = e.env.len, last = (151552 % C) + 17;
+    size_t n = e.env.len, end = n - TRAILER, last = (151552 % C) + 17;
     assert_int_equal(open_env(&e, e.env.data, n, 65536), PC_OK);
-    assert_int_equal(open_env(&e, e.env.data, n - last, 65536), PC_ETRUNC); /* no final chunk */
-    assert_int_equal(open_env(&e, e.env.data, n - last, 1), PC_ETRUNC);
-    assert_int_equal(open_env(&e, e.env.data, n - 1, 65536), PC_ETRUNC);
-    assert_int_equal(open_env(&e, e.env.data, n - 1, 3), PC_ETRUNC);
+    assert_int_equal(open_env(&e, e.env.data, end - last, 65536), PC_ETRUNC); /* no final chunk */
+    assert_int_equal(open_env(&e, e.env.data, end - last, 1), PC_ETRUNC);
+    assert_int_equal(open_env(&e, e.env.data, end - 1, 65536), PC_ETRUNC);
+    assert_int_equal(open_env(&e, e.env.data, end - 1, 3), PC_ETRUNC);
+    /* the final chunk whole but the trailer missing, or any part of it */
+    const size_t cut[] = {end, end + 1, end + PC_WRITER_CERT_BYTES, n - 1};
+    for (size_t i = 0; i < sizeof cut / sizeof *cut; i++) {
+        assert_int_equal(open_env(&e, e.env.data, cut[i], 65536), PC_ETRUNC);
+        assert_int_equal(open_env(&e, e.env.data, cut[i], 7), PC_ETRUNC);
+        assert_int_not_equal(verify_env(e.env.data, cut[i], GROUP, MSGID), PC_OK);
+    }
     assert_int_equal(open_env(&e, e.env.data, PC_MSG_PREFIX_BYTES, 1), PC_ETRUNC);
     assert_int_equal(open_env(&e, e.env.data, PC_MSG_PREFIX_BYTES + 17, 1), PC_ETRUNC);
+    assert_int_equal(verify_env(e.env.data, PC_MSG_PREFIX_BYTES + TRAILER - 1, GROUP, MSGID), PC_ETRUNC);
+    assert_int_equal(verify_env(e.env.data, PC_MSG_PREFIX_BYTES - 1, GROUP, MSGID), PC_EFORMAT);
 
+    /* bytes after the trailer, in the update that completes it or in a later one */
     uint8_t *more = malloc(n + 5);
     memcpy(more, e.env.data, n);
     memset(more + n, 0, 5);
     assert_int_equal(open_env(&e, more, n + 1, 65536), PC_EFORMAT);
     assert_int_equal(open_env(&e, more, n + 5, 1), PC_EFORMAT);
+    assert_int_equal(open_env(&e, more, n + 5, TRAILER), PC_EFORMAT);
+    assert_int_equal(verify_env(more, n + 1, GROUP, MSGID), PC_ESIG);
     free(more);
-    /* an empty final chunk (P a multiple of C) can be dropped too */
+    /* an empty final chunk (P a multiple of C) can be dropped too, with or without the trailer */
     envfix f;
     envfix_new(&f, 65536);
+    size_t fend = f.env.len - TRAILER;
     assert_int_equal(open_env(&f, f.env.data, f.env.len, 1000), PC_OK);
-    assert_int_equal(open_env(&f, f.env.data, f.env.len - 17, 1000), PC_ETRUNC);
+    assert_int_equal(open_env(&f, f.env.data, fend - 17, 1000), PC_ETRUNC);
+    uint8_t *cutf = malloc(f.env.len - 17);
+    memcpy(cutf, f.env.data, fend - 17);
+    memcpy(cutf + fend - 17, f.env.data + fend, TRAILER);
+    assert_int_not_equal(open_env(&f, cutf, f.env.len - 17, 1000), PC_OK); /* the trailer is not a chunk */
+    assert_int_equal(verify_env(cutf, f.env.len - 17, GROUP, MSGID), PC_ESIG);
+    free(cutf);
     envfix_free(&f);
     envfix_free(&e);
 }
@@ -997,7 +1068,7 @@ static void test_open_split(void **state)
     assert_int_equal(st, PC_EINVAL);
     uint8_t pfx[PC_MSG_PREFIX_BYTES];
     memcpy(pfx, e.env.data, sizeof pfx);
-    pfx[4] = 2;
+    pfx[4] = 3;
     assert_null(pc_open_begin_key(pfx, key, &m, buf_sink, &out, &st));
     assert_int_equal(st, PC_EFORMAT);
     assert_int_equal(pc_envelope_open_meta(pfx, e.k.pk, e.k.sk, &m, key), PC_EFORMAT);
@@ -1092,6 +1163,8 @@ typedef struct {
     size_t nchunks;
     const size_t *sizes;
     const unsigned char *tags;
+    uint8_t envelope_version; /* prefix offset 4; 0 means 1 */
+    int sign;                 /* append a trailer by the test writer for GROUP and MSGID */
 } craft;
 
 static void craft_env(const boxkey *k, const craft *c, buf *env)
@@ -1106,6 +1179,8 @@ static void craft_env(const boxkey *k, const craft *c, buf *env)
     memcpy(meta + 36, key, 32);
     uint8_t prefix[PC_MSG_PREFIX_BYTES];
     memcpy(prefix, "PSTM\x01\x10\x00\x00", 8);
+    if (c->envelope_version)
+        prefix[4] = c->envelope_version;
     memcpy(prefix + 8, k->id, 16);
     crypto_box_seal(prefix + 24, meta, 100, k->pk);
     crypto_secretstream_xchacha20poly1305_state st;
@@ -1120,6 +1195,13 @@ static void craft_env(const boxkey *k, const craft *c, buf *env)
         off += c->sizes[i];
     }
     free(cbuf);
+    if (c->sign) { /* the trailer built from the spec's parts, signed through the API */
+        uint8_t ch[32], trailer[TRAILER];
+        crypto_generichash(ch, sizeof ch, env->data + PC_MSG_PREFIX_BYTES, env->len - PC_MSG_PREFIX_BYTES, NULL, 0);
+        assert_int_equal(pc_mail_sign(w_cert, w_sk, GROUP, MSGID, env->data, ch, trailer),
+                         prefix[4] == 2 ? PC_OK : PC_EINVAL);
+        buf_sink(env, trailer, sizeof trailer);
+    }
 }
 
 static int craft_open(const boxkey *k, const craft *c, size_t *out_len)
@@ -1146,7 +1228,7 @@ static void test_open_crafted(void **state)
     memset(plain, 'x', 100);
     size_t one[] = {4096}, len;
     unsigned char fin[] = {F}, msg1[] = {M};
-    craft c = {1, 0, 100, 100, 4096, plain, 1, one, fin};
+    craft c = {1, 0, 100, 100, 4096, plain, 1, one, fin, 1, 0};
     /* an independently built envelope opens */
     assert_int_equal(craft_open(&k, &c, &len), PC_OK);
     assert_int_equal(len, 100);
@@ -1175,7 +1257,7 @@ static void test_open_crafted(void **state)
     /* a FINAL chunk before the end */
     size_t two[] = {C, 4096};
     unsigned char ff[] = {F, F}, mf[] = {M, F};
-    craft d = {1, 0, 69000, 69000, pc_padme(69000), plain, 2, two, ff};
+    craft d = {1, 0, 69000, 69000, pc_padme(69000), plain, 2, two, ff, 1, 0};
     assert_true(d.p == 69632);
     two[1] = 69632 - C;
     assert_int_equal(craft_open(&k, &d, NULL), PC_EFORMAT);
@@ -1183,7 +1265,471 @@ static void test_open_crafted(void **state)
     memset(plain, 'y', 69000);
     assert_int_equal(craft_open(&k, &d, &len), PC_OK);
     assert_int_equal(len, 69000);
+    /* version 1 has no trailer: it opens (above) but nothing verifies it */
+    buf env = {0};
+    craft_env(&k, &d, &env);
+    assert_int_equal(verify_env(env.data, env.len, GROUP, MSGID), PC_ESIG);
+    buf_free(&env);
+    /* version 2 needs its trailer, and then opens and verifies */
+    d.envelope_version = 2;
+    assert_int_equal(craft_open(&k, &d, NULL), PC_ETRUNC);
+    d.sign = 1;
+    assert_int_equal(craft_open(&k, &d, &len), PC_OK);
+    assert_int_equal(len, 69000);
+    craft_env(&k, &d, &env);
+    assert_int_equal(verify_env(env.data, env.len, GROUP, MSGID), PC_OK);
+    buf_free(&env);
+    /* a version-1 envelope followed by a trailer-sized tail: data after the final chunk */
+    d.envelope_version = 1;
+    assert_int_equal(craft_open(&k, &d, NULL), PC_EFORMAT);
     free(plain);
+}
+
+/* ---- writers and signed mail ---- */
+
+/* A fresh authority and one writer certificate of it. */
+typedef struct {
+    uint8_t apk[PC_AUTH_PK_BYTES], ask[PC_AUTH_SK_BYTES];
+    uint8_t cert[PC_WRITER_CERT_BYTES], sk[PC_WRITER_SK_BYTES];
+} wfix;
+
+#define NB INT64_C(1700000000)
+#define NA INT64_C(1731536000)
+
+static void wfix_new(wfix *w, const char *name, int role)
+{
+    assert_int_equal(pc_authority_generate(w->apk, w->ask), PC_OK);
+    assert_int_equal(pc_writer_issue(w->ask, name, role, NB, NA, w->cert, w->sk), PC_OK);
+}
+
+static int cert_verify(const uint8_t *cert, const uint8_t *apk, pc_writer_cert *out)
+{
+    return pc_writer_cert_verify(cert, (const uint8_t(*)[PC_AUTH_PK_BYTES])apk, 1, out);
+}
+
+static void test_writer_issue_verify(void **state)
+{
+    (void)state;
+    wfix a, b;
+    wfix_new(&a, "mx1.example.jp", PC_ROLE_DELIVERY);
+    wfix_new(&b, "gw.example.jp", PC_ROLE_GATEWAY);
+    pc_writer_cert w;
+    assert_int_equal(cert_verify(a.cert, a.apk, &w), PC_OK);
+    assert_int_equal(w.role, PC_ROLE_DELIVERY);
+    assert_memory_equal(w.pk, a.sk + 32, 32); /* libsodium's secret key is seed || public key */
+    assert_true(w.not_before == NB && w.not_after == NA);
+    assert_string_equal(w.name, "mx1.example.jp");
+    /* spec: the id is the lower-case hex of BLAKE2b-8(public key) */
+    uint8_t h[8];
+    char hex[17], id[PC_WRITER_ID_TEXT];
+    crypto_generichash(h, sizeof h, w.pk, 32, NULL, 0);
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    assert_string_equal(w.id, hex);
+    pc_writer_id(w.pk, id);
+    assert_string_equal(id, hex);
+
+    /* spec layout, and the authority's signature over context || certificate[0, 96) */
+    uint8_t want[PC_WRITER_CERT_BYTES] = {'P', 'S', 'T', 'W', 1, PC_ROLE_DELIVERY, 0, 0};
+    memcpy(want + 8, w.pk, 32);
+    be64(want + 40, NB);
+    be64(want + 48, NA);
+    memcpy(want + 56, "mx1.example.jp", 14);
+    pc_authority_keyid(a.apk, want + 88);
+    assert_memory_equal(a.cert, want, 96);
+    uint8_t m[sizeof "postern writer v1" + 96];
+    memcpy(m, "postern writer v1", sizeof "postern writer v1");
+    memcpy(m + sizeof "postern writer v1", a.cert, 96);
+    assert_int_equal(crypto_sign_verify_detached(a.cert + 96, m, sizeof m, a.apk), 0);
+
+    /* only its own authority: alone, among others, not with none */
+    assert_int_equal(cert_verify(a.cert, b.apk, &w), PC_ESIG);
+    uint8_t pks[2][PC_AUTH_PK_BYTES];
+    memcpy(pks[0], b.apk, 32);
+    memcpy(pks[1], a.apk, 32);
+    assert_int_equal(pc_writer_cert_verify(a.cert, pks, 2, &w), PC_OK);
+    assert_int_equal(pc_writer_cert_verify(b.cert, pks, 2, &w), PC_OK);
+    assert_int_equal(w.role, PC_ROLE_GATEWAY);
+    assert_string_equal(w.name, "gw.example.jp");
+    assert_int_equal(pc_writer_cert_verify(a.cert, pks, 0, &w), PC_ESIG);
+    /* signed by b but naming a's key id, and signed by b under its own id but checked against a */
+    uint8_t bad[PC_WRITER_CERT_BYTES];
+    memcpy(bad, a.cert, sizeof bad);
+    memcpy(m + sizeof "postern writer v1", bad, 96);
+    crypto_sign_detached(bad + 96, NULL, m, sizeof m, b.ask);
+    assert_int_equal(pc_writer_cert_verify(bad, pks, 2, &w), PC_ESIG);
+    pc_authority_keyid(b.apk, bad + 88);
+    memcpy(m + sizeof "postern writer v1", bad, 96);
+    crypto_sign_detached(bad + 96, NULL, m, sizeof m, b.ask);
+    assert_int_equal(cert_verify(bad, b.apk, &w), PC_OK);
+    assert_int_equal(cert_verify(bad, a.apk, &w), PC_ESIG);
+    /* any flipped bit is refused */
+    for (size_t i = 0; i < sizeof bad; i++) {
+        memcpy(bad, a.cert, sizeof bad);
+        bad[i] ^= (uint8_t)(1u << (i % 8));
+        int rc = cert_verify(bad, a.apk, &w);
+        if (rc != PC_EFORMAT && rc != PC_ESIG)
+            fail_msg("flip at byte %zu: %d", i, rc);
+    }
+    /* a full 32-octet name fits; two issues make two key pairs */
+    const char *n32 = "abcdefghijklmnopqrstuvwxyz012345";
+    uint8_t c2[PC_WRITER_CERT_BYTES], s2[PC_WRITER_SK_BYTES];
+    assert_int_equal(pc_writer_issue(a.ask, n32, PC_ROLE_GATEWAY, -5, 5, c2, s2), PC_OK);
+    assert_int_equal(cert_verify(c2, a.apk, &w), PC_OK);
+    assert_string_equal(w.name, n32);
+    assert_true(w.not_before == -5 && w.not_after == 5);
+    assert_memory_not_equal(s2, a.sk, 64);
+}
+
+static void test_writer_issue_rejects(void **state)
+{
+    (void)state;
+    wfix a;
+    wfix_new(&a, "mx1", PC_ROLE_DELIVERY);
+    uint8_t cert[PC_WRITER_CERT_BYTES], sk[PC_WRITER_SK_BYTES];
+    const char *names[] = {"", "abcdefghijklmnopqrstuvwxyz0123456", "mx 1", "mx\t1", "mx1\n", "\x7f", "m\xc3\xa9"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (pc_writer_issue(a.ask, names[i], PC_ROLE_DELIVERY, NB, NA, cert, sk) != PC_EINVAL)
+            fail_msg("name %zu accepted", i);
+    assert_int_equal(pc_writer_issue(a.ask, NULL, PC_ROLE_DELIVERY, NB, NA, cert, sk), PC_EINVAL);
+    assert_int_equal(pc_writer_issue(a.ask, "mx1", 0, NB, NA, cert, sk), PC_EINVAL);
+    assert_int_equal(pc_writer_issue(a.ask, "mx1", 3, NB, NA, cert, sk), PC_EINVAL);
+    assert_int_equal(pc_writer_issue(a.ask, "mx1", PC_ROLE_DELIVERY, NB, NB, cert, sk), PC_EINVAL);
+    assert_int_equal(pc_writer_issue(a.ask, "mx1", PC_ROLE_DELIVERY, NA, NB, cert, sk), PC_EINVAL);
+    assert_int_equal(pc_writer_issue(NULL, "mx1", PC_ROLE_DELIVERY, NB, NA, cert, sk), PC_EINVAL);
+    assert_int_equal(pc_writer_issue(a.ask, "mx1", PC_ROLE_DELIVERY, NB, NB + 1, cert, sk), PC_OK);
+    /* the reader holds certificates to the same rules, even when the authority signed them */
+    pc_writer_cert w;
+    uint8_t m[sizeof "postern writer v1" + 96];
+    memcpy(m, "postern writer v1", sizeof "postern writer v1");
+#define RESIGNED(stmt)                                                                                               \
+    do {                                                                                                             \
+        memcpy(cert, a.cert, sizeof cert);                                                                           \
+        stmt;                                                                                                        \
+        memcpy(m + sizeof "postern writer v1", cert, 96);                                                            \
+        crypto_sign_detached(cert + 96, NULL, m, sizeof m, a.ask);                                                   \
+        assert_int_equal(cert_verify(cert, a.apk, &w), PC_EFORMAT);                                                  \
+    } while (0)
+    RESIGNED(cert[4] = 2);
+    RESIGNED(cert[5] = 3);
+    RESIGNED(cert[6] = 1);
+    RESIGNED(be64(cert + 48, NB));
+    RESIGNED(cert[56] = 0);
+    RESIGNED(cert[57] = ' ');
+    RESIGNED(cert[87] = 'x'); /* after the name's NUL padding began */
+#undef RESIGNED
+    memcpy(cert, a.cert, sizeof cert);
+    memcpy(m + sizeof "postern writer v1", cert, 96);
+    crypto_sign_detached(cert + 96, NULL, m, sizeof m, a.ask);
+    assert_int_equal(cert_verify(cert, a.apk, &w), PC_OK); /* the re-signing itself is sound */
+}
+
+static void test_writer_file(void **state)
+{
+    (void)state;
+    wfix a, b;
+    wfix_new(&a, "mx1.example.jp", PC_ROLE_DELIVERY);
+    wfix_new(&b, "mx2.example.jp", PC_ROLE_DELIVERY);
+    char text[PC_WRITER_FILE_MAX], other[PC_WRITER_FILE_MAX], bad[2 * PC_WRITER_FILE_MAX];
+    assert_int_equal(pc_writer_format(a.cert, a.sk, text, sizeof text), PC_OK);
+    assert_int_equal(pc_writer_format(a.cert, a.sk, text, PC_WRITER_FILE_MAX - 1), PC_EINVAL);
+    /* spec: two lines, base64 of the certificate and of the 32-byte seed */
+    char c64[sodium_base64_ENCODED_LEN(PC_WRITER_CERT_BYTES, sodium_base64_VARIANT_ORIGINAL)], s64[45];
+    sodium_bin2base64(c64, sizeof c64, a.cert, sizeof a.cert, sodium_base64_VARIANT_ORIGINAL);
+    sodium_bin2base64(s64, sizeof s64, a.sk, 32, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(bad, sizeof bad, "postern-writer-cert-1 %s\npostern-writer-sk-1 %s\n", c64, s64);
+    assert_string_equal(text, bad);
+
+    uint8_t cert[PC_WRITER_CERT_BYTES], sk[PC_WRITER_SK_BYTES];
+    assert_int_equal(pc_writer_parse(text, cert, sk), PC_OK);
+    assert_memory_equal(cert, a.cert, sizeof cert);
+    assert_memory_equal(sk, a.sk, sizeof sk);
+    snprintf(bad, sizeof bad, "postern-writer-cert-1 %s\r\npostern-writer-sk-1 %s", c64, s64);
+    assert_int_equal(pc_writer_parse(bad, cert, sk), PC_OK); /* CRLF, no final newline */
+    assert_memory_equal(sk, a.sk, sizeof sk);
+
+    /* another writer's seed under this certificate */
+    assert_int_equal(pc_writer_format(a.cert, b.sk, other, sizeof other), PC_OK);
+    assert_int_equal(pc_writer_parse(other, cert, sk), PC_EKEY);
+    uint8_t zero[PC_WRITER_SK_BYTES] = {0};
+    assert_memory_equal(sk, zero, sizeof sk); /* nothing half-usable is left behind */
+
+    /* garbage: lines missing, swapped, renamed, cut short, padded or followed by more */
+#define GARBAGE(...)                                                                                                 \
+    do {                                                                                                             \
+        snprintf(bad, sizeof bad, __VA_ARGS__);                                                                      \
+        if (pc_writer_parse(bad, cert, sk) != PC_EFORMAT)                                                            \
+            fail_msg("accepted: %s", bad);                                                                           \
+    } while (0)
+    GARBAGE("%s", "");
+    GARBAGE("hello\n");
+    GARBAGE("postern-writer-cert-1 %s\n", c64);
+    GARBAGE("postern-writer-sk-1 %s\npostern-writer-cert-1 %s\n", s64, c64);
+    GARBAGE("postern-writer-cert-1 %s\npostern-writer-sk-1 %s\nmore\n", c64, s64);
+    GARBAGE("postern-writer-cert-2 %s\npostern-writer-sk-1 %s\n", c64, s64);
+    GARBAGE("postern-writer-cert-1 %s\npostern-writer-sk-1 %.40s\n", c64, s64);
+    GARBAGE("postern-writer-cert-1 %.200s\npostern-writer-sk-1 %s\n", c64, s64);
+    GARBAGE("postern-writer-cert-1  %s\npostern-writer-sk-1 %s\n", c64, s64);
+    GARBAGE("postern-writer-cert-1 %s \npostern-writer-sk-1 %s\n", c64, s64);
+    GARBAGE("postern-writer-cert-1 %s\npostern-writer-sk-1 %sAAAA\n", c64, s64);
+    GARBAGE(" postern-writer-cert-1 %s\npostern-writer-sk-1 %s\n", c64, s64);
+    GARBAGE("postern-writer-cert-1 %s\npostern-writer-sk-1 %s\n", s64, c64);
+#undef GARBAGE
+    memcpy(bad, text, sizeof text);
+    bad[30] = '*';
+    assert_int_equal(pc_writer_parse(bad, cert, sk), PC_EFORMAT);
+    assert_int_equal(pc_writer_parse(NULL, cert, sk), PC_EINVAL);
+    /* parse does not check the authority: that is pc_writer_cert_verify's job */
+    pc_writer_cert w;
+    assert_int_equal(pc_writer_parse(text, cert, sk), PC_OK);
+    assert_int_equal(cert_verify(cert, b.apk, &w), PC_ESIG);
+    assert_int_equal(cert_verify(cert, a.apk, &w), PC_OK);
+}
+
+static void test_writer_allows(void **state)
+{
+    (void)state;
+    wfix a, b;
+    wfix_new(&a, "mx1", PC_ROLE_DELIVERY);
+    wfix_new(&b, "mx2", PC_ROLE_DELIVERY);
+    pc_writer_cert w, v;
+    assert_int_equal(cert_verify(a.cert, a.apk, &w), PC_OK);
+    assert_int_equal(cert_verify(b.cert, b.apk, &v), PC_OK);
+    assert_int_equal(pc_writer_allows(&w, NB, NULL, 0), PC_OK); /* both ends are inside */
+    assert_int_equal(pc_writer_allows(&w, NA, NULL, 0), PC_OK);
+    assert_int_equal(pc_writer_allows(&w, (NB + NA) / 2, NULL, 0), PC_OK);
+    assert_int_equal(pc_writer_allows(&w, NB - 1, NULL, 0), PC_ESIG);
+    assert_int_equal(pc_writer_allows(&w, NA + 1, NULL, 0), PC_ESIG);
+    assert_int_equal(pc_writer_allows(&w, INT64_MIN, NULL, 0), PC_ESIG);
+    assert_int_equal(pc_writer_allows(&w, INT64_MAX, NULL, 0), PC_ESIG);
+    char revoked[3][PC_WRITER_ID_TEXT] = {"0000000000000000", "", ""};
+    memcpy(revoked[1], v.id, sizeof revoked[1]);
+    assert_int_equal(pc_writer_allows(&w, NB, (const char(*)[PC_WRITER_ID_TEXT])revoked, 2), PC_OK);
+    assert_int_equal(pc_writer_allows(&v, NB, (const char(*)[PC_WRITER_ID_TEXT])revoked, 2), PC_ESIG);
+    memcpy(revoked[2], w.id, sizeof revoked[2]);
+    assert_int_equal(pc_writer_allows(&w, NB, (const char(*)[PC_WRITER_ID_TEXT])revoked, 2), PC_OK);
+    assert_int_equal(pc_writer_allows(&w, NB + 1, (const char(*)[PC_WRITER_ID_TEXT])revoked, 3), PC_ESIG);
+    assert_int_equal(pc_writer_allows(&w, NB, NULL, 1), PC_EINVAL);
+    assert_int_equal(pc_writer_allows(NULL, NB, NULL, 0), PC_EINVAL);
+}
+
+/* One envelope signed by a writer of a, for the signature tests. */
+typedef struct {
+    boxkey k;
+    wfix a;
+    buf env; /* prefix || chunks || trailer */
+    size_t end; /* where the trailer starts */
+    uint8_t ch[32];
+    pc_msg_meta m;
+} sigfix;
+
+static void sigfix_new(sigfix *f, size_t len)
+{
+    memset(f, 0, sizeof *f);
+    boxkey_new(&f->k);
+    wfix_new(&f->a, "mx1.example.jp", PC_ROLE_DELIVERY);
+    uint8_t *msg = make_message(len, 9), h[32], trailer[TRAILER];
+    seal_unsigned(&f->k, msg, len, 10000, &f->env, &f->m, h, f->ch);
+    free(msg);
+    f->end = f->env.len;
+    assert_int_equal(pc_mail_sign(f->a.cert, f->a.sk, GROUP, MSGID, f->env.data, f->ch, trailer), PC_OK);
+    buf_sink(&f->env, trailer, sizeof trailer);
+}
+
+static int sig_verify(const sigfix *f, const uint8_t *env, size_t len, const char *group, const char *msgid)
+{
+    pc_writer_cert who;
+    return pc_envelope_verify(env, len, group, msgid, (const uint8_t(*)[PC_AUTH_PK_BYTES])f->a.apk, 1, &who);
+}
+
+static void test_mail_sign_verify(void **state)
+{
+    (void)state;
+    sigfix f;
+    sigfix_new(&f, 70000); /* two chunks */
+    size_t n = f.env.len;
+    pc_writer_cert who;
+    assert_int_equal(n, pc_envelope_size(f.m.padded_size) + TRAILER);
+    assert_int_equal(pc_envelope_verify(f.env.data, n, GROUP, MSGID, (const uint8_t(*)[PC_AUTH_PK_BYTES])f.a.apk, 1,
+                                        &who),
+                     PC_OK);
+    assert_string_equal(who.name, "mx1.example.jp");
+    assert_int_equal(who.role, PC_ROLE_DELIVERY);
+    assert_int_equal(pc_writer_allows(&who, f.m.arrival, NULL, 0), PC_OK);
+
+    /* spec: the trailer is the certificate, then Ed25519 of BLAKE2b-64("postern mail v2" || 0 ||
+     * group || 0 || Message-ID || 0 || prefix || BLAKE2b-32(chunks) || certificate) */
+    const uint8_t *cert = f.env.data + f.end, *sig = cert + PC_WRITER_CERT_BYTES;
+    assert_memory_equal(cert, f.a.cert, PC_WRITER_CERT_BYTES);
+    crypto_generichash_state st;
+    uint8_t d[64];
+    crypto_generichash_init(&st, NULL, 0, sizeof d);
+    crypto_generichash_update(&st, (const uint8_t *)"postern mail v2", 16);
+    crypto_generichash_update(&st, (const uint8_t *)GROUP, sizeof GROUP);
+    crypto_generichash_update(&st, (const uint8_t *)MSGID, sizeof MSGID);
+    crypto_generichash_update(&st, f.env.data, PC_MSG_PREFIX_BYTES);
+    crypto_generichash_update(&st, f.ch, 32);
+    crypto_generichash_update(&st, cert, PC_WRITER_CERT_BYTES);
+    crypto_generichash_final(&st, d, sizeof d);
+    assert_int_equal(crypto_sign_verify_detached(sig, d, sizeof d, f.a.sk + 32), 0);
+
+    /* another group or Message-ID, also one that only moves the separator */
+    assert_int_equal(sig_verify(&f, f.env.data, n, "postern.mail.bob", MSGID), PC_ESIG);
+    assert_int_equal(sig_verify(&f, f.env.data, n, GROUP, "<t.0124@postern.invalid>"), PC_ESIG);
+    assert_int_equal(sig_verify(&f, f.env.data, n, "", MSGID), PC_ESIG);
+    assert_int_equal(sig_verify(&f, f.env.data, n, GROUP "<t.0123@postern.invalid", ">"), PC_ESIG);
+
+    /* one byte of the prefix (every one), of a chunk, of the certificate or of the signature */
+    uint8_t *bad = malloc(n);
+    for (size_t i = 0; i < n; i += i < PC_MSG_PREFIX_BYTES || i >= f.end ? 1 : 997) {
+        memcpy(bad, f.env.data, n);
+        bad[i] ^= 0x01;
+        int rc = sig_verify(&f, bad, n, GROUP, MSGID);
+        if (rc != PC_ESIG)
+            fail_msg("byte %zu changed: %d", i, rc);
+    }
+    /* a certificate by another authority, even with its own valid signature over the rest */
+    wfix b;
+    wfix_new(&b, "mx1.example.jp", PC_ROLE_DELIVERY);
+    memcpy(bad, f.env.data, n);
+    assert_int_equal(pc_mail_sign(b.cert, b.sk, GROUP, MSGID, bad, f.ch, bad + f.end), PC_OK);
+    assert_int_equal(sig_verify(&f, bad, n, GROUP, MSGID), PC_ESIG);
+    uint8_t pks[2][PC_AUTH_PK_BYTES];
+    memcpy(pks[0], f.a.apk, 32);
+    memcpy(pks[1], b.apk, 32);
+    assert_int_equal(pc_envelope_verify(bad, n, GROUP, MSGID, pks, 2, &who), PC_OK); /* once it is trusted */
+    /* a's certificate with b's writer key signing: the key is not the certificate's */
+    memcpy(bad, f.env.data, n);
+    assert_int_equal(pc_mail_sign(f.a.cert, b.sk, GROUP, MSGID, bad, f.ch, bad + f.end), PC_OK);
+    assert_int_equal(pc_envelope_verify(bad, n, GROUP, MSGID, pks, 2, &who), PC_ESIG);
+    /* a trailer moved to another envelope sealed by the same writer */
+    sigfix g;
+    sigfix_new(&g, 100);
+    uint8_t *moved = malloc(g.env.len);
+    memcpy(moved, g.env.data, g.end);
+    memcpy(moved + g.end, f.env.data + f.end, TRAILER);
+    assert_int_equal(sig_verify(&f, moved, g.env.len, GROUP, MSGID), PC_ESIG);
+    free(moved);
+
+    /* version 1: no trailer, never verified, whatever follows the chunks */
+    memcpy(bad, f.env.data, n);
+    bad[4] = 1;
+    assert_int_equal(sig_verify(&f, bad, f.end, GROUP, MSGID), PC_ESIG);
+    assert_int_equal(sig_verify(&f, bad, n, GROUP, MSGID), PC_ESIG);
+    assert_int_equal(sig_verify(&f, bad, PC_MSG_PREFIX_BYTES, GROUP, MSGID), PC_ESIG);
+    uint8_t t2[TRAILER];
+    assert_int_equal(pc_mail_sign(f.a.cert, f.a.sk, GROUP, MSGID, bad, f.ch, t2), PC_EINVAL); /* nor signed */
+    assert_int_equal(pc_mail_verify(bad, f.ch, f.env.data + f.end, GROUP, MSGID,
+                                    (const uint8_t(*)[PC_AUTH_PK_BYTES])f.a.apk, 1, &who),
+                     PC_ESIG);
+    /* too short for a trailer, or for a prefix */
+    assert_int_equal(sig_verify(&f, f.env.data, PC_MSG_PREFIX_BYTES + TRAILER - 1, GROUP, MSGID), PC_ETRUNC);
+    assert_int_equal(sig_verify(&f, f.env.data, PC_MSG_PREFIX_BYTES - 1, GROUP, MSGID), PC_EFORMAT);
+    assert_int_equal(sig_verify(&f, f.env.data, n - 1, GROUP, MSGID), PC_ESIG);
+    assert_int_equal(pc_envelope_verify(f.env.data, n, GROUP, MSGID, pks, 0, &who), PC_ESIG);
+    assert_int_equal(pc_envelope_verify(f.env.data, n, NULL, MSGID, pks, 2, &who), PC_EINVAL);
+    free(bad);
+    buf_free(&f.env);
+    buf_free(&g.env);
+}
+
+/* Opens env in slices through pc_open_begin (or, key != NULL, pc_open_begin_key) and checks
+ * its signed parts; returns pc_mail_verify's verdict, or the opener's error. */
+static int open_and_verify(const sigfix *f, const uint8_t *env, size_t len, size_t slice, const uint8_t *key,
+                           const char *group, const char *msgid)
+{
+    buf out = {0};
+    pc_msg_meta m;
+    int st = -1;
+    pc_open *o = key ? pc_open_begin_key(env, key, &f->m, buf_sink, &out, &st)
+                     : pc_open_begin(env, f->k.pk, f->k.sk, &m, buf_sink, &out, &st);
+    assert_non_null(o);
+    uint8_t ch[32], trailer[TRAILER];
+    int rc = PC_OK;
+    for (size_t off = PC_MSG_PREFIX_BYTES; off < len && rc == PC_OK; off += slice) {
+        /* the parts exist only once the final chunk has opened */
+        if (off < len - TRAILER)
+            assert_int_equal(pc_open_signed_parts(o, ch, trailer), PC_EINVAL);
+        rc = pc_open_update(o, env + off, len - off < slice ? len - off : slice);
+    }
+    if (rc == PC_OK)
+        rc = pc_open_finish(o);
+    if (rc == PC_OK) {
+        assert_int_equal(pc_open_signed_parts(o, ch, trailer), PC_OK);
+        assert_memory_equal(trailer, env + len - TRAILER, TRAILER);
+        pc_writer_cert who;
+        rc = pc_mail_verify(env, ch, trailer, group, msgid, (const uint8_t(*)[PC_AUTH_PK_BYTES])f->a.apk, 1, &who);
+    }
+    pc_open_free(o);
+    buf_free(&out);
+    return rc;
+}
+
+static void test_mail_verify_streamed(void **state)
+{
+    (void)state;
+    sigfix f;
+    sigfix_new(&f, 150000); /* three chunks */
+    size_t n = f.env.len;
+    uint8_t key[PC_STREAM_KEY_BYTES];
+    pc_msg_meta m;
+    assert_int_equal(pc_envelope_open_meta(f.env.data, f.k.pk, f.k.sk, &m, key), PC_OK);
+    const size_t slices[] = {1, 1000, TRAILER, 65536 + 17, n};
+    uint8_t *bad = malloc(n);
+    /* the streamed verdict is the in-memory one: for the envelope as sealed, and with the
+     * trailer or the names changed (a changed prefix or chunk does not open at all) */
+    const size_t flips[] = {0, f.end, f.end + 88, f.end + PC_WRITER_CERT_BYTES, n - 1};
+    for (size_t s = 0; s < sizeof slices / sizeof *slices; s++) {
+        for (size_t i = 0; i < sizeof flips / sizeof *flips; i++) {
+            memcpy(bad, f.env.data, n);
+            if (i > 0)
+                bad[flips[i]] ^= 0x40;
+            int want = sig_verify(&f, bad, n, GROUP, MSGID);
+            assert_int_equal(want, i == 0 ? PC_OK : PC_ESIG);
+            assert_int_equal(open_and_verify(&f, bad, n, slices[s], NULL, GROUP, MSGID), want);
+            assert_int_equal(open_and_verify(&f, bad, n, slices[s], key, GROUP, MSGID), want);
+        }
+        assert_int_equal(open_and_verify(&f, f.env.data, n, slices[s], NULL, "postern.mail.bob", MSGID), PC_ESIG);
+        assert_int_equal(open_and_verify(&f, f.env.data, n, slices[s], key, GROUP, "<x@y>"), PC_ESIG);
+    }
+    /* the chunks' hash the opener computes is the sealer's */
+    buf out = {0};
+    int st;
+    pc_open *o = pc_open_begin(f.env.data, f.k.pk, f.k.sk, &m, buf_sink, &out, &st);
+    assert_non_null(o);
+    uint8_t ch[32], trailer[TRAILER];
+    assert_int_equal(pc_open_update(o, f.env.data + PC_MSG_PREFIX_BYTES, f.end - PC_MSG_PREFIX_BYTES), PC_OK);
+    assert_int_equal(pc_open_finish(o), PC_ETRUNC); /* the trailer is still to come */
+    assert_int_not_equal(pc_open_signed_parts(o, ch, trailer), PC_OK);
+    assert_int_equal(pc_open_update(o, f.env.data + f.end, TRAILER), PC_OK);
+    assert_int_equal(pc_open_finish(o), PC_OK);
+    assert_int_equal(pc_open_signed_parts(o, ch, trailer), PC_OK);
+    assert_memory_equal(ch, f.ch, 32);
+    assert_int_equal(pc_open_update(o, f.env.data, 1), PC_EFORMAT); /* nothing after it */
+    assert_int_equal(pc_open_signed_parts(o, ch, trailer), PC_EINVAL);
+    pc_open_free(o);
+    buf_free(&out);
+
+    /* a version-1 envelope opens, but has no signed parts */
+    boxkey k;
+    boxkey_new(&k);
+    const unsigned char F = crypto_secretstream_xchacha20poly1305_TAG_FINAL;
+    uint8_t plain[4096] = {'x'};
+    size_t one[] = {4096};
+    unsigned char fin[] = {F};
+    craft c = {1, 0, 1, 1, 4096, plain, 1, one, fin, 1, 0};
+    buf env = {0};
+    craft_env(&k, &c, &env);
+    o = pc_open_begin(env.data, k.pk, k.sk, &m, buf_sink, &out, &st);
+    assert_non_null(o);
+    assert_int_equal(pc_open_update(o, env.data + PC_MSG_PREFIX_BYTES, env.len - PC_MSG_PREFIX_BYTES), PC_OK);
+    assert_int_equal(pc_open_finish(o), PC_OK);
+    assert_int_equal(pc_open_signed_parts(o, ch, trailer), PC_ESIG);
+    pc_open_free(o);
+    assert_int_equal(verify_env(env.data, env.len, GROUP, MSGID), PC_ESIG);
+    buf_free(&env);
+    buf_free(&out);
+    free(bad);
+    buf_free(&f.env);
 }
 
 /* ---- armor ---- */
@@ -1369,13 +1915,14 @@ static void test_full_pipeline(void **state)
     envfix_new(&e, 70000);
     buf text = {0}, bin = {0}, out = {0};
     armor_encode(e.env.data, e.env.len, 1000, &text);
-    assert_true(text.len == pc_armor_encoded_size(pc_envelope_size(e.m.padded_size)));
+    assert_true(text.len == pc_armor_encoded_size(pc_envelope_size(e.m.padded_size) + TRAILER));
     assert_int_equal(armor_decode(text.data, text.len, 1, &bin), PC_OK);
     assert_true(bin.len == e.env.len);
     pc_msg_meta m;
     assert_int_equal(open_all(&e.k, bin.data, bin.len, 1, &out, &m), PC_OK);
     assert_true(out.len == e.len);
     assert_memory_equal(out.data, e.msg, e.len);
+    assert_int_equal(verify_env(bin.data, bin.len, GROUP, MSGID), PC_OK);
     buf_free(&text);
     buf_free(&bin);
     buf_free(&out);
@@ -1411,6 +1958,12 @@ int main(void)
         cmocka_unit_test(test_sink_failures),
         cmocka_unit_test(test_seal_misuse),
         cmocka_unit_test(test_open_crafted),
+        cmocka_unit_test(test_writer_issue_verify),
+        cmocka_unit_test(test_writer_issue_rejects),
+        cmocka_unit_test(test_writer_file),
+        cmocka_unit_test(test_writer_allows),
+        cmocka_unit_test(test_mail_sign_verify),
+        cmocka_unit_test(test_mail_verify_streamed),
         cmocka_unit_test(test_armor_roundtrip),
         cmocka_unit_test(test_armor_rejects),
         cmocka_unit_test(test_armor_agrees_with_libsodium),

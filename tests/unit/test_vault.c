@@ -29,6 +29,8 @@
 
 static uint8_t auth_pk[PC_AUTH_PK_BYTES], *auth_sk;
 static uint8_t other_pk[PC_AUTH_PK_BYTES], *other_sk;
+/* The writer seal_to signs with (version-2 envelopes end in its trailer), of the test authority. */
+static uint8_t writer_cert[PC_WRITER_CERT_BYTES], writer_sk[PC_WRITER_SK_BYTES];
 
 typedef struct user {
     char address[64];
@@ -182,7 +184,9 @@ static int setup(void **state)
     other_sk = sodium_malloc(PC_AUTH_SK_BYTES);
     if (!auth_sk || !other_sk)
         return -1;
-    return pc_authority_generate(auth_pk, auth_sk) == PC_OK && pc_authority_generate(other_pk, other_sk) == PC_OK
+    return pc_authority_generate(auth_pk, auth_sk) == PC_OK && pc_authority_generate(other_pk, other_sk) == PC_OK &&
+                   pc_writer_issue(auth_sk, "mx.example.jp", PC_ROLE_DELIVERY, 1600000000, 1900000000, writer_cert,
+                                   writer_sk) == PC_OK
                ? 0
                : -1;
 }
@@ -294,7 +298,7 @@ static int buf_sink(void *arg, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* A whole envelope (prefix || chunks) of msg sealed to u. */
+/* A whole envelope (prefix || chunks || signed trailer) of msg sealed to u. */
 static void seal_to(const user *u, const uint8_t *msg, size_t len, buf *env, pc_msg_meta *meta)
 {
     buf chunks = {0};
@@ -305,12 +309,17 @@ static void seal_to(const user *u, const uint8_t *msg, size_t len, buf *env, pc_
     assert_int_equal(pc_seal_finish(s, hash, meta), PC_OK);
     pc_message_tag(secret, u->address, u->rec.key_id, hash, tag);
     memcpy(meta->tag, tag, sizeof tag);
-    uint8_t prefix[PC_MSG_PREFIX_BYTES];
+    uint8_t prefix[PC_MSG_PREFIX_BYTES], ch[32], trailer[PC_MAIL_TRAILER_BYTES];
     assert_int_equal(pc_seal_prefix(s, tag, prefix), PC_OK);
+    assert_int_equal(pc_seal_chunks_hash(s, ch), PC_OK);
     pc_seal_free(s);
+    assert_int_equal(pc_mail_sign(writer_cert, writer_sk, "postern.mail.test", "<v.1@postern.invalid>", prefix, ch,
+                                  trailer),
+                     PC_OK);
     memset(env, 0, sizeof *env);
     buf_sink(env, prefix, sizeof prefix);
     buf_sink(env, chunks.d, chunks.n);
+    buf_sink(env, trailer, sizeof trailer);
     free(chunks.d);
 }
 
@@ -356,6 +365,12 @@ static void test_open(void **state)
     pc_open_free(o);
     assert_int_equal(out.n, mlen);
     assert_memory_equal(out.d, msg, mlen);
+    assert_int_equal(env.n, pc_envelope_size(m.padded_size) + PC_MAIL_TRAILER_BYTES);
+    assert_int_equal(env.d[4], 2);
+    pc_writer_cert who;
+    assert_int_equal(pc_envelope_verify(env.d, env.n, "postern.mail.test", "<v.1@postern.invalid>",
+                                        (const uint8_t(*)[PC_AUTH_PK_BYTES])auth_pk, 1, &who),
+                     PC_OK);
 
     /* another user's message, a damaged prefix, an unknown session */
     assert_int_equal(wait_reply(&f, vault_client_send_open(f.c, sess, envv.d), &r), 0);
