@@ -65,6 +65,7 @@ static void check_secrets(verdicts *v, const pn_config *cfg)
 {
     check_secret(v, "authority_secret", cfg->authority_secret_path);
     check_secret(v, "delivery_secret", cfg->delivery_secret_path);
+    check_secret(v, "writer_key", cfg->writer_key_path);
     check_secret(v, "[gateway] tls_key", cfg->gateway.tls_key);
     for (size_t i = 0; i < cfg->n_sites; i++) {
         char key[64 + 32];
@@ -100,6 +101,40 @@ static void check_authority(verdicts *v, const pn_config *cfg)
             "would get key records no site accepts", cfg->authority_secret_path);
     else
         say(v, "ok", "authority_secret matches authority_public key %zu", match + 1);
+}
+
+/* The key this host signs the mail it posts with (delivery, APPEND): certified, valid, not
+ * revoked; its id is what revoked_writers would name. */
+static void check_writer(verdicts *v, const pn_config *cfg)
+{
+    if (!cfg->writer_key_path[0]) {
+        if (cfg->delivery_secret_path[0])
+            say(v, "FAIL", "writer_key is not set: deliver cannot sign what it posts, and gateways show no "
+                "unsigned mail (make one with `postern authority writer NAME` on the admin host)");
+        else
+            say(v, "warn", "writer_key is not set: a gateway here answers IMAP APPEND with NO");
+        return;
+    }
+    uint8_t cert[PC_WRITER_CERT_BYTES], *sk = sodium_malloc(PC_WRITER_SK_BYTES);
+    char warn[512], err[PATH_MAX + 512];
+    if (!sk) {
+        say(v, "FAIL", "writer_key: out of memory");
+        return;
+    }
+    int rc = pn_load_writer(cfg, cert, sk, warn, sizeof warn, err, sizeof err);
+    sodium_free(sk);
+    if (rc != 0) {
+        say(v, "FAIL", "%s", err);
+        return;
+    }
+    pc_writer_cert w;
+    (void)pc_writer_cert_verify(cert, (const uint8_t(*)[PC_AUTH_PK_BYTES])cfg->authority_pk, cfg->n_authorities, &w);
+    char until[32];
+    struct tm tm;
+    strftime(until, sizeof until, "%Y-%m-%d", gmtime_r(&(time_t){(time_t)w.not_after}, &tm));
+    say(v, warn[0] ? "warn" : "ok", "writer_key %s: writer %s (id %s, %s), valid until %s UTC%s%s",
+        cfg->writer_key_path, w.name, w.id, w.role == PC_ROLE_GATEWAY ? "gateway" : "delivery host", until,
+        warn[0] ? ": " : "", warn[0] ? "issue a new one soon" : "");
 }
 
 typedef struct group_count {
@@ -246,6 +281,7 @@ int adm_cmd_check(const pn_config *cfg, int argc, char **argv)
     check_secrets(&v, cfg);
     check_state_dir(&v, cfg);
     check_authority(&v, cfg);
+    check_writer(&v, cfg);
     check_sites(&v, cfg);
     check_certificate(&v, cfg);
     if (v.failed)

@@ -34,8 +34,8 @@ typedef struct header_buf {
     size_t len;
 } header_buf;
 
-/* Keeps the header section only, then asks the reader to stop: a listing never decrypts
- * more than the first chunk of a message. */
+/* Keeps the header section only. The whole message is still read: only its end (the
+ * writer's signature) tells delivered mail from a forgery. */
 static int header_sink(void *arg, const uint8_t *data, size_t len)
 {
     header_buf *h = arg;
@@ -44,8 +44,6 @@ static int header_sink(void *arg, const uint8_t *data, size_t len)
     memcpy(h->data + h->len, data, take);
     h->len += take;
     h->data[h->len] = '\0';
-    if (strstr(h->data, "\n\n") || strstr(h->data, "\r\n\r\n") || h->len == sizeof h->data - 1)
-        return PS_STOP_EARLY;
     return 0;
 }
 
@@ -126,10 +124,9 @@ static int collect_over(void *arg, const char *line, size_t len)
     return 0;
 }
 
-static int stdout_sink(void *arg, const uint8_t *data, size_t len)
+static int buf_sink(void *arg, const uint8_t *data, size_t len)
 {
-    (void)arg;
-    return fwrite(data, 1, len, stdout) == len ? 0 : 1;
+    return pu_buf_add(arg, data, len) == 0 ? 0 : 1;
 }
 
 static void print_listing_line(uint64_t number, const pc_msg_meta *meta, const char *headers)
@@ -288,8 +285,13 @@ int adm_cmd_mailbox(const pn_config *cfg, int argc, char **argv)
             goto out;
         }
         pc_msg_meta meta;
+        /* held until the signature at its end has been checked: a forgery is never written */
+        pu_buf msg = PU_BUF_INIT;
         st = ps_read_message(sites, ps_pool_site(sites), show[0] == '<' ? NULL : group, show, rec.box_pk, sk, &meta,
-                             stdout_sink, NULL, err, sizeof err);
+                             buf_sink, &msg, err, sizeof err);
+        if (st == PS_OK && msg.len && fwrite(msg.data, 1, msg.len, stdout) != msg.len)
+            st = PS_FAIL, snprintf(err, sizeof err, "writing the message: %s", strerror(errno));
+        pu_buf_free(&msg);
         if (fflush(stdout) != 0 && st == PS_OK) {
             pu_err("writing the message: %s", strerror(errno));
             rc = PX_IOERR;

@@ -610,10 +610,11 @@ class Postern:
         with open(self.conf, "w") as f:
             f.write("[postern]\nprefix = postern\nauthority_public = %s/authority.pub\n"
                     "authority_secret = %s/authority.key\ndelivery_secret = %s/delivery.secret\n"
+                    "writer_key = %s/writer.key\n"
                     "state_dir = %s\n"
                     "; CHEAP Argon2id for the benchmark (1 pass, 8 MiB); the default is 2 passes, 64 MiB\n"
                     "kdf_opslimit = 1\nkdf_memlimit = 8388608\n\n[deliver]\nmin_copies = 1\n\n"
-                    % (work, work, work, self.state))
+                    % (work, work, work, work, self.state))
             f.write(open(os.path.join(site_dir, "postern-site.conf")).read())
             f.write("\n[gateway]\nimaps = %s:%d\npop3s = %s:%d\ntls_cert = %s\ntls_key = %s\n"
                     "user = nobody\nvault_user = daemon\nkdf_pool_memory = 67108864\n"

@@ -145,8 +145,8 @@ def bench_delivery(root, sites, n):
     state = os.path.join(root, "state")
     os.makedirs(state, mode=0o700, exist_ok=True)
     base = ("[postern]\nprefix = postern\nauthority_public = %s/auth.pub\nauthority_secret = %s/auth.key\n"
-            "delivery_secret = %s\nstate_dir = %s\nkdf_opslimit = 1\nkdf_memlimit = 8388608\n"
-            % (root, root, secret, state)) + "".join(s.fragment for s in sites)
+            "delivery_secret = %s\nwriter_key = %s/writer.key\nstate_dir = %s\nkdf_opslimit = 1\n"
+            "kdf_memlimit = 8388608\n" % (root, root, secret, root, state)) + "".join(s.fragment for s in sites)
     results = []
     for copies in (1, 2, 3):
         with open(conf, "w") as f:

@@ -108,7 +108,8 @@ def main():
         conf = os.path.join(work, "postern.conf")
         with open(conf, "w") as f:
             f.write("[postern]\nauthority_public = %s/a.pub\nauthority_secret = %s/a.key\n"
-                    "delivery_secret = %s/d.secret\nstate_dir = %s\n\n" % (work, work, work, work))
+                    "delivery_secret = %s/d.secret\nwriter_key = %s/w.key\nstate_dir = %s\n\n"
+                    % (work, work, work, work, work))
             f.write(open(os.path.join(site, "postern-site.conf")).read())
         with open(os.path.join(work, "d.secret"), "w") as f:
             f.write(os.urandom(32).hex())

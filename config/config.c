@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include <sodium.h>
+#include <time.h>
 
 #include "article/article.h"
 #include "crypto/crypto.h"
@@ -53,6 +54,39 @@ static int set_u64(uint64_t *dst, const char *value, uint64_t min, uint64_t max,
 }
 
 static int set_uint(unsigned *dst, const char *value, unsigned min, unsigned max, const char *key, parse_ctx *ctx);
+
+/* "id, id, ...": writer ids as `postern authority writer` prints them (16 hex digits). */
+static int set_revoked_writers(parse_ctx *ctx, const char *value)
+{
+    pn_config *cfg = ctx->cfg;
+    if (!set_string(cfg->revoked_writers_text, sizeof cfg->revoked_writers_text, value, "revoked_writers", ctx))
+        return 0;
+    cfg->n_revoked_writers = 0;
+    for (const char *p = value; *p;) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, " \t,");
+        if (!n)
+            break;
+        if (cfg->n_revoked_writers == PN_MAX_REVOKED_WRITERS) {
+            snprintf(ctx->err, sizeof ctx->err, "revoked_writers: more than %d ids", PN_MAX_REVOKED_WRITERS);
+            return 0;
+        }
+        int hex = n == 16;
+        for (size_t i = 0; hex && i < n; i++)
+            hex = (p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f');
+        if (!hex) {
+            snprintf(ctx->err, sizeof ctx->err,
+                     "revoked_writers: '%.*s' is not a writer id (16 lower-case hex digits, as `postern authority "
+                     "writer` prints it)",
+                     (int)(n > 40 ? 40 : n), p);
+            return 0;
+        }
+        memcpy(cfg->revoked_writers[cfg->n_revoked_writers], p, 16);
+        cfg->revoked_writers[cfg->n_revoked_writers++][16] = 0;
+        p += n;
+    }
+    return 1;
+}
 
 static pn_site *site_for(parse_ctx *ctx, const char *name, size_t *index)
 {
@@ -330,6 +364,10 @@ static int handle_line(void *user, const char *section, const char *key, const c
             return set_string(cfg->authority_secret_path, sizeof cfg->authority_secret_path, value, key, ctx);
         if (strcmp(key, "delivery_secret") == 0)
             return set_string(cfg->delivery_secret_path, sizeof cfg->delivery_secret_path, value, key, ctx);
+        if (strcmp(key, "writer_key") == 0)
+            return set_string(cfg->writer_key_path, sizeof cfg->writer_key_path, value, key, ctx);
+        if (strcmp(key, "revoked_writers") == 0)
+            return set_revoked_writers(ctx, value);
         if (strcmp(key, "state_dir") == 0)
             return set_string(cfg->state_dir, sizeof cfg->state_dir, value, key, ctx);
         if (strcmp(key, "kdf_opslimit") == 0)
@@ -619,6 +657,95 @@ fail:
     return NULL;
 }
 
+int pn_load_writer(const pn_config *cfg, uint8_t cert[PC_WRITER_CERT_BYTES], uint8_t sk[PC_WRITER_SK_BYTES],
+                   char *warn, size_t warnlen, char *err, size_t errlen)
+{
+    if (warn && warnlen)
+        warn[0] = 0;
+    if (!cfg->writer_key_path[0]) {
+        snprintf(err, errlen,
+                 "%s: [postern] writer_key is not set: the mail this host posts must be signed (make one with "
+                 "`postern authority writer NAME` on the admin host)",
+                 cfg->path);
+        return -1;
+    }
+    char *text = sodium_malloc(PC_WRITER_FILE_MAX + 64);
+    if (!text) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    char why[PATH_MAX * 2 + 128];
+    int rc = -1;
+    long n = pu_read_secret_file(cfg->writer_key_path, text, PC_WRITER_FILE_MAX + 64, why, sizeof why);
+    pc_writer_cert w;
+    if (n < 0) {
+        snprintf(err, errlen, "writer_key %s", why);
+    } else if (pc_writer_parse(text, cert, sk) != PC_OK) {
+        snprintf(err, errlen, "writer_key %s is not a postern writer key file (from `postern authority writer`)",
+                 cfg->writer_key_path);
+    } else if (pc_writer_cert_verify(cert, (const uint8_t(*)[PC_AUTH_PK_BYTES])cfg->authority_pk, cfg->n_authorities,
+                                     &w) != PC_OK) {
+        snprintf(err, errlen, "writer_key %s: its certificate is not from the authority in authority_public%s%s",
+                 cfg->writer_key_path, cfg->n_authorities ? "" : ": ", cfg->n_authorities ? "" : cfg->authority_error);
+    } else {
+        time_t now = time(NULL);
+        if (pc_writer_allows(&w, (int64_t)now, (const char(*)[PC_WRITER_ID_TEXT])cfg->revoked_writers,
+                             cfg->n_revoked_writers) != PC_OK) {
+            snprintf(err, errlen, "writer_key %s (writer %s, id %s) is %s", cfg->writer_key_path, w.name, w.id,
+                     (int64_t)now > w.not_after    ? "expired: issue a new one"
+                     : (int64_t)now < w.not_before ? "not valid yet"
+                                                   : "revoked (revoked_writers)");
+        } else {
+            if (warn && (int64_t)now + 14 * 86400 > w.not_after)
+                snprintf(warn, warnlen, "writer_key %s (writer %s) expires in %lld days: issue a new one",
+                         cfg->writer_key_path, w.name, (long long)((w.not_after - (int64_t)now) / 86400));
+            rc = 0;
+        }
+    }
+    if (rc != 0)
+        sodium_memzero(sk, PC_WRITER_SK_BYTES);
+    sodium_free(text);
+    return rc;
+}
+
+pn_writer_key *pn_load_writer_key(const pn_config *cfg, char *warn, size_t warnlen, char *err, size_t errlen)
+{
+    pn_writer_key *k = sodium_malloc(sizeof *k);
+    if (!k) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (pn_load_writer(cfg, k->cert, k->sk, warn, warnlen, err, errlen) != 0) {
+        sodium_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+_Static_assert(sizeof(((pn_delivery_keys *)0)->writer_cert) == PC_WRITER_CERT_BYTES &&
+                   sizeof(((pn_delivery_keys *)0)->writer_sk) == PC_WRITER_SK_BYTES &&
+                   sizeof(((pn_delivery_keys *)0)->secret) == PC_DELIVERY_SECRET_BYTES,
+               "config.h spells the crypto sizes out");
+
+pn_delivery_keys *pn_load_delivery_keys(const pn_config *cfg, char *err, size_t errlen)
+{
+    pn_delivery_keys *k = sodium_malloc(sizeof *k);
+    if (!k) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    uint8_t *secret = pn_load_delivery_secret(cfg, err, errlen);
+    if (!secret || pn_load_writer(cfg, k->writer_cert, k->writer_sk, NULL, 0, err, errlen) != 0) {
+        if (secret)
+            sodium_free(secret);
+        sodium_free(k);
+        return NULL;
+    }
+    memcpy(k->secret, secret, sizeof k->secret);
+    sodium_free(secret);
+    return k;
+}
+
 uint8_t *pn_load_authority_secret(const pn_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->authority_secret_path[0]) {
@@ -711,6 +838,8 @@ void pn_config_write(const pn_config *cfg, int all, FILE *to)
     w_str(&w, "authority_public", cfg->authority_public_paths, d->authority_public_paths);
     w_str(&w, "authority_secret", cfg->authority_secret_path, d->authority_secret_path);
     w_str(&w, "delivery_secret", cfg->delivery_secret_path, d->delivery_secret_path);
+    w_str(&w, "writer_key", cfg->writer_key_path, d->writer_key_path);
+    w_str(&w, "revoked_writers", cfg->revoked_writers_text, d->revoked_writers_text);
     w_str(&w, "state_dir", cfg->state_dir, d->state_dir);
     w_u64(&w, "kdf_opslimit", cfg->kdf_opslimit, d->kdf_opslimit);
     w_u64(&w, "kdf_memlimit", cfg->kdf_memlimit, d->kdf_memlimit);

@@ -5,6 +5,8 @@
  *   authority_public = /etc/postern/authority.pub   ; one or more files, comma-separated
  *   authority_secret = /etc/postern/authority.key   ; only on the admin host
  *   delivery_secret = /etc/postern/delivery.secret  ; only on delivery hosts
+ *   writer_key = /etc/postern/writer.key   ; delivery hosts and gateways: signs the mail they post
+ *   revoked_writers = 0123456789abcdef, ...  ; writer ids whose mail no gateway shows
  *   state_dir = /var/lib/postern
  *   kdf_opslimit = 2                       ; Argon2id for new records (INTERACTIVE)
  *   kdf_memlimit = 67108864
@@ -73,6 +75,7 @@
 
 #define PN_MAX_SITES 16
 #define PN_MAX_AUTHORITIES 4
+#define PN_MAX_REVOKED_WRITERS 64
 #define PN_MAX_LISTEN 16
 
 enum pn_tls { PN_TLS_NONE = 0, PN_TLS_IMPLICIT, PN_TLS_STARTTLS };
@@ -148,6 +151,10 @@ typedef struct pn_config {
     char authority_error[512];
     char authority_secret_path[PATH_MAX];
     char delivery_secret_path[PATH_MAX];
+    char writer_key_path[PATH_MAX];
+    char revoked_writers_text[PN_MAX_REVOKED_WRITERS * 18]; /* as configured */
+    char revoked_writers[PN_MAX_REVOKED_WRITERS][17];      /* writer ids, 16 hex digits */
+    size_t n_revoked_writers;
     char state_dir[PATH_MAX];
     uint64_t kdf_opslimit, kdf_memlimit;
     unsigned min_password;
@@ -180,6 +187,27 @@ const char *pn_config_default_path(void);
 
 /* Loads the 32-byte delivery secret (hex file) into sodium_malloc'd memory; NULL + err. */
 uint8_t *pn_load_delivery_secret(const pn_config *cfg, char *err, size_t errlen);
+/* Loads the writer key file (certificate and signing key, docs/formats.md section 4a) and
+ * checks that an authority of the config certified it and that it is valid now; a
+ * certificate that ends within 14 days is named in *warn (else warn is ""). -1 + err. */
+int pn_load_writer(const pn_config *cfg, uint8_t cert[160], uint8_t sk[64], char *warn, size_t warnlen, char *err,
+                   size_t errlen);
+
+/* A writer key in one sodium_malloc'd block (sodium_free): pn_load_writer into it. */
+typedef struct pn_writer_key {
+    uint8_t cert[160];
+    uint8_t sk[64];
+} pn_writer_key;
+pn_writer_key *pn_load_writer_key(const pn_config *cfg, char *warn, size_t warnlen, char *err, size_t errlen);
+
+/* What a delivery host seals and signs with, in one sodium_malloc'd block (sodium_free). */
+typedef struct pn_delivery_keys {
+    uint8_t secret[32];
+    uint8_t writer_cert[160];
+    uint8_t writer_sk[64];
+} pn_delivery_keys;
+pn_delivery_keys *pn_load_delivery_keys(const pn_config *cfg, char *err, size_t errlen);
+
 /* Loads the authority secret key file (sodium_malloc'd 64 bytes); NULL + err. */
 uint8_t *pn_load_authority_secret(const pn_config *cfg, char *err, size_t errlen);
 

@@ -48,7 +48,7 @@ int pd_cmd_deliver(const pn_config *cfg, int argc, char **argv)
         return PX_USAGE;
     }
     char err[256];
-    uint8_t *secret = pn_load_delivery_secret(cfg, err, sizeof err);
+    pn_delivery_keys *secret = pn_load_delivery_keys(cfg, err, sizeof err);
     if (!secret) {
         /* Mis-configuration: keep the mail queued while the admin fixes it. */
         pu_err("%s", err);

@@ -105,8 +105,8 @@ static int read_at_least(pd_read_fn rd, void *rd_arg, uint8_t *buf, size_t want,
 /* Reads the message from rd into a sealed ciphertext spool file. Returns a sysexits code.
  * Every byte sequence is a message that can be stored (no header, bare CR or LF, NUL, 8-bit,
  * lines of any length): the only refusal is the size limit. */
-static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyrecord *rec, pd_read_fn rd,
-                      void *rd_arg, unsigned flags, sealed *out, char *msg, size_t msglen)
+static int seal_input(const pn_config *cfg, const pn_delivery_keys *keys, const pc_keyrecord *rec, const char *group,
+                      pd_read_fn rd, void *rd_arg, unsigned flags, sealed *out, char *msg, size_t msglen)
 {
     uint8_t *buf = malloc(READ_BLOCK);
     pc_seal *s = NULL;
@@ -176,13 +176,27 @@ static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyr
         rc = PX_TEMPFAIL;
         goto out;
     }
-    pc_message_tag(secret, rec->address, rec->key_id, content_hash, tag);
+    pc_message_tag(keys->secret, rec->address, rec->key_id, content_hash, tag);
     if (pc_seal_prefix(s, tag, out->prefix) != PC_OK) {
         snprintf(msg, msglen, "sealing failed");
         goto out;
     }
     pa_mail_message_id(tag, out->msgid);
-    out->cipher_len = pc_envelope_size(meta.padded_size) - PC_MSG_PREFIX_BYTES;
+    /* the trailer: this host's certificate and signature, so a gateway shows only mail a
+     * certified writer posted (docs/formats.md section 3), after the chunks in the spool */
+    uint8_t chunks_hash[32], trailer[PC_MAIL_TRAILER_BYTES];
+    if (pc_seal_chunks_hash(s, chunks_hash) != PC_OK ||
+        pc_mail_sign(keys->writer_cert, keys->writer_sk, group, out->msgid, out->prefix, chunks_hash, trailer) !=
+            PC_OK) {
+        snprintf(msg, msglen, "signing failed");
+        goto out;
+    }
+    if (spool_sink(&out->fd, trailer, sizeof trailer) != 0) {
+        snprintf(msg, msglen, "writing the spool file: %s", strerror(errno));
+        rc = PX_TEMPFAIL;
+        goto out;
+    }
+    out->cipher_len = pc_envelope_size(meta.padded_size) - PC_MSG_PREFIX_BYTES + PC_MAIL_TRAILER_BYTES;
     /* RFC 8315: the recipient's gateway (from the stream key) and the admin (from the
      * delivery secret) can cancel the article; a cancel from anyone else removes nothing */
     uint8_t owner[PC_CANCEL_KEY_BYTES], admin[PC_CANCEL_KEY_BYTES];
@@ -191,7 +205,7 @@ static int seal_input(const pn_config *cfg, const uint8_t *secret, const pc_keyr
         snprintf(msg, msglen, "sealing failed");
         goto out;
     }
-    pc_cancel_admin_key(secret, out->msgid, admin);
+    pc_cancel_admin_key(keys->secret, out->msgid, admin);
     pc_cancel_lock_text(owner, lock_o);
     pc_cancel_lock_text(admin, lock_a);
     sodium_memzero(owner, sizeof owner);
@@ -226,7 +240,7 @@ typedef struct cache_entry {
 
 struct pd_ctx {
     const pn_config *cfg;
-    const uint8_t *secret;
+    const pn_delivery_keys *keys;
     ps_pool *sites; /* kept for the ctx's life: an LMTP session's messages share them */
     size_t last_site; /* where the last key record came from: posting starts there */
     cache_entry *cache;
@@ -240,13 +254,13 @@ struct pd_recipient {
 };
 
 
-pd_ctx *pd_ctx_new(const pn_config *cfg, const uint8_t *secret)
+pd_ctx *pd_ctx_new(const pn_config *cfg, const pn_delivery_keys *keys)
 {
     pd_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return NULL;
     ctx->cfg = cfg;
-    ctx->secret = secret;
+    ctx->keys = keys;
     ctx->sites = ps_pool_new(cfg, 0);
     if (cfg->keyrecord_cache > 0)
         ctx->cache = calloc(CACHE_SLOTS, sizeof *ctx->cache);
@@ -366,7 +380,7 @@ static int deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
 {
     const pn_config *cfg = ctx->cfg;
     sealed m = {.fd = -1};
-    int rc = seal_input(cfg, ctx->secret, &r->rec, rd, rd_arg, flags, &m, msg, msglen);
+    int rc = seal_input(cfg, ctx->keys, &r->rec, r->group, rd, rd_arg, flags, &m, msg, msglen);
     if (rc != PX_OK) {
         if (m.fd >= 0)
             close(m.fd);
@@ -415,10 +429,10 @@ int pd_ctx_deliver(pd_ctx *ctx, const char *address, int fd, unsigned flags, cha
     return rc;
 }
 
-int pd_deliver(const pn_config *cfg, const uint8_t *secret, const char *address, int in, unsigned flags, char *msg,
+int pd_deliver(const pn_config *cfg, const pn_delivery_keys *keys, const char *address, int in, unsigned flags, char *msg,
                size_t msglen)
 {
-    pd_ctx *ctx = pd_ctx_new(cfg, secret);
+    pd_ctx *ctx = pd_ctx_new(cfg, keys);
     if (!ctx) {
         snprintf(msg, msglen, "out of memory");
         return PX_TEMPFAIL;

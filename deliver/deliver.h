@@ -19,15 +19,15 @@
  * a sysexits code (PX_OK, PX_NOUSER, PX_UNAVAILABLE, PX_TEMPFAIL, ...) and a one-line
  * explanation in msg. Success is reported only after the news servers answered 240 or
  * already held the article. A one-shot pd_ctx. */
-int pd_deliver(const pn_config *cfg, const uint8_t *delivery_secret, const char *address, int fd, unsigned flags,
+int pd_deliver(const pn_config *cfg, const pn_delivery_keys *keys, const char *address, int fd, unsigned flags,
                char *msg, size_t msglen);
 
 /* A reusable delivery context: one NNTP connection per site, opened on first use and kept
  * (a connection found dead is replaced once, transparently), and verified key records cached
  * per address for cfg->keyrecord_cache seconds. One ctx is used by one thread at a time;
- * cfg and delivery_secret must outlive it. */
+ * cfg and keys must outlive it (NULL keys: lookups only). */
 typedef struct pd_ctx pd_ctx;
-pd_ctx *pd_ctx_new(const pn_config *cfg, const uint8_t *delivery_secret);
+pd_ctx *pd_ctx_new(const pn_config *cfg, const pn_delivery_keys *keys);
 void pd_ctx_free(pd_ctx *ctx); /* closes the connections, wipes the cache */
 
 /* Message source: fills buf with up to cap bytes; returns the count, 0 at the end, or -1

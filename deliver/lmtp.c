@@ -47,7 +47,7 @@ static void on_stop(int sig)
 
 typedef struct server {
     const pn_config *cfg;
-    const uint8_t *secret;
+    const pn_delivery_keys *secret;
     char hostname[256];
     int verbose;
     pthread_mutex_t lock;
@@ -416,7 +416,7 @@ int pd_cmd_lmtp(const pn_config *cfg, int argc, char **argv)
 
     char err[512];
     int rc = PX_OK, lfd = -1;
-    uint8_t *secret = pn_load_delivery_secret(cfg, err, sizeof err);
+    pn_delivery_keys *secret = pn_load_delivery_keys(cfg, err, sizeof err);
     if (!secret) {
         pu_err("%s", err);
         rc = PX_CONFIG;

@@ -105,7 +105,7 @@ typedef struct maildir {
 
 typedef struct watch {
     const pn_config *cfg;
-    const uint8_t *secret;
+    const pn_delivery_keys *secret;
     maildir *md;
     size_t n_md;
     int once;
@@ -1006,7 +1006,7 @@ int pd_cmd_watch_maildir(const pn_config *cfg, int argc, char **argv)
     }
 
     int rc = PX_OK;
-    uint8_t *secret = NULL;
+    pn_delivery_keys *secret = NULL;
     int pipefd[2] = {-1, -1};
     struct sigaction old_int, old_term, sa;
     int handlers = 0;
@@ -1037,12 +1037,13 @@ int pd_cmd_watch_maildir(const pn_config *cfg, int argc, char **argv)
         }
     }
     char err[256];
-    secret = pn_load_delivery_secret(cfg, err, sizeof err);
+    secret = pn_load_delivery_keys(cfg, err, sizeof err);
     if (!secret) {
         pu_err("%s", err);
         rc = PX_CONFIG;
         goto out;
     }
+    w.secret = secret;
     if ((rc = open_state(&w)) != PX_OK)
         goto out;
 

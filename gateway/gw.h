@@ -68,10 +68,11 @@ typedef struct gw_listener {
 } gw_listener;
 
 /* The network process: runs the event loop until SIGTERM/SIGINT or the parent or the vault
- * goes away. metrics_fd: the [metrics] listener, or -1. pem (may be empty) is wiped.
+ * goes away. metrics_fd: the [metrics] listener, or -1. pem (may be empty) is wiped. writer:
+ * APPEND's signing key (copied into the store), or NULL.
  * Returns the process exit code. */
 int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, int vault_fd, int ctl_fd,
-               int metrics_fd, gw_pem *pem);
+               int metrics_fd, gw_pem *pem, const pn_writer_key *writer);
 
 /* ---- ctlproto.c: the admin control socket's protocol (control.c serves it in the network
  * process, who.c is `postern who` and `postern kick`). One request line per connection, at

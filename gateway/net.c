@@ -303,7 +303,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, int vault_fd, int ctl_fd,
-               int metrics_fd, gw_pem *pem)
+               int metrics_fd, gw_pem *pem, const pn_writer_key *writer)
 {
     gw_net *net = calloc(1, sizeof *net);
     lctx *lc = calloc(n_listeners, sizeof *lc);
@@ -352,6 +352,8 @@ int gw_net_run(const pn_config *cfg, const gw_listener *ls, size_t n_listeners, 
     net->store = mb_store_new(cfg, net->base, WORKERS, &hooks, err, sizeof err);
     if (!net->store)
         pu_log(PU_ERROR, "%s", err);
+    else if (mb_store_set_writer(net->store, writer) != 0)
+        pu_log(PU_ERROR, "out of memory for the writer key: APPEND will be refused");
     net->keycache = gw_keycache_new(cfg->gateway.keyrecord_cache, 1024);
     net->listeners = calloc(n_listeners, sizeof *net->listeners);
     if (!net->vc || !net->vault_read || !net->vault_write || !net->ctl_buf || !net->ctl_ev || !net->relisten ||

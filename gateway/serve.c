@@ -295,6 +295,7 @@ typedef struct children {
     pid_t vault, net;
     int ctl; /* the parent's end of the control socket to the network process */
     time_t started;
+    const pn_writer_key *writer; /* APPEND's signing key, or NULL */
 } children;
 
 static void close_listeners(children *k)
@@ -357,7 +358,7 @@ static int start_pair(children *k, gw_pem *pem)
         if (drop_privileges(k->net_id, "network") != 0 || confine(PS_SANDBOX_NETWORK, "network") != 0)
             child_exit(PX_OSERR);
         sigprocmask(SIG_SETMASK, k->old, NULL);
-        child_exit(gw_net_run(cfg, k->ls, k->n, vault_sp[1], ctl_sp[1], k->metrics_fd, pem));
+        child_exit(gw_net_run(cfg, k->ls, k->n, vault_sp[1], ctl_sp[1], k->metrics_fd, pem, k->writer));
     }
     close(vault_sp[0]);
     close(vault_sp[1]);
@@ -483,8 +484,18 @@ static int serve(pn_config *cfg, int argc, char **argv)
     gw_pem pem;
     if (load_pem(cfg, &pem) != 0)
         return PX_CONFIG;
+    /* APPEND signs what it posts (docs/formats.md section 3); without a key the gateway still
+     * serves mail, and APPEND says it cannot store */
+    char wwarn[512], werr[PATH_MAX + 512];
+    pn_writer_key *writer = pn_load_writer_key(cfg, wwarn, sizeof wwarn, werr, sizeof werr);
+    if (!writer)
+        pu_log(PU_WARN, "APPEND will be refused: %s", werr);
+    else if (wwarn[0])
+        pu_log(PU_WARN, "%s", wwarn);
     if (check) {
         gw_pem_free(&pem);
+        if (writer)
+            sodium_free(writer);
         printf("configuration OK\n");
         return PX_OK;
     }
@@ -531,7 +542,8 @@ static int serve(pn_config *cfg, int argc, char **argv)
     sigprocmask(SIG_BLOCK, &set, &old);
 
     children kids = {.cfg = cfg, .vault_id = &vault_id, .net_id = &net_id, .ls = ls, .n = n,
-                     .metrics_fd = metrics.fd, .old = &old, .vault = -1, .net = -1, .ctl = -1};
+                     .metrics_fd = metrics.fd, .old = &old, .vault = -1, .net = -1, .ctl = -1,
+                     .writer = writer};
     int rc = start_pair(&kids, &pem);
     gw_pem_free(&pem);
     if (rc != 0) {
@@ -671,6 +683,8 @@ static int serve(pn_config *cfg, int argc, char **argv)
     if (kids.ctl >= 0)
         close(kids.ctl);
     close_listeners(&kids);
+    if (writer)
+        sodium_free(writer);
     sigprocmask(SIG_SETMASK, &old, NULL);
     pu_log(failed ? PU_ERROR : PU_INFO, "gateway stopped%s", failed ? " after a failure" : "");
     return failed ? PX_SOFTWARE : PX_OK;

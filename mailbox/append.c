@@ -103,10 +103,11 @@ static int seal_item(mb_appending *x, append_item *it, pu_buf *env, char *header
     pc_seal *s = pc_seal_begin(x->box_pk, x->key_id, it->arrival, it->tz_minutes, buf_sink, env);
     if (!s)
         return -1;
-    uint8_t content_hash[32], prefix[PC_MSG_PREFIX_BYTES];
+    uint8_t content_hash[32], prefix[PC_MSG_PREFIX_BYTES], chunks_hash[32];
     pc_msg_meta meta;
     int rc = pc_seal_update(s, it->plain, it->len) == PC_OK && pc_seal_finish(s, content_hash, &meta) == PC_OK &&
-                     pc_seal_prefix(s, it->tag, prefix) == PC_OK && pc_seal_cancel_key(s, it->msgid, it->ck) == PC_OK
+                     pc_seal_prefix(s, it->tag, prefix) == PC_OK && pc_seal_cancel_key(s, it->msgid, it->ck) == PC_OK &&
+                     pc_seal_chunks_hash(s, chunks_hash) == PC_OK
                  ? 0
                  : -1;
     pc_seal_free(s);
@@ -118,6 +119,12 @@ static int seal_item(mb_appending *x, append_item *it, pu_buf *env, char *header
     if (rc != 0)
         return -1;
     memcpy(env->data, prefix, sizeof prefix);
+    /* signed by this gateway's writer key, as delivered mail is by its delivery host's */
+    uint8_t trailer[PC_MAIL_TRAILER_BYTES];
+    const pn_writer_key *w = x->a->st->writer;
+    if (pc_mail_sign(w->cert, w->sk, x->group, it->msgid, prefix, chunks_hash, trailer) != PC_OK ||
+        pu_buf_add(env, trailer, sizeof trailer) != 0)
+        return -1;
     /* The owner's lock, then a second one as delivered mail carries (the admin's there): a
      * lock of a random key nobody keeps, so the headers do not tell appended mail from
      * delivered mail. The administrator cannot cancel an appended article (threat-model.md). */
@@ -165,6 +172,10 @@ static void append_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
     env.public_data = 1; /* ciphertext: grown by realloc, not wiped */
     char headers[1024];
     x->stored = true;
+    if (!x->a->st->writer) {
+        snprintf(x->err, sizeof x->err, "this gateway has no writer key ([postern] writer_key) to sign it with");
+        x->stored = false;
+    }
     for (size_t i = 0; i < x->n && x->stored; i++) {
         append_item *it = &x->items[i];
         if (seal_item(x, it, &env, headers, sizeof headers) != 0) {

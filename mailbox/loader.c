@@ -346,12 +346,11 @@ static int to_crlf(void *arg, const uint8_t *data, size_t len)
 static void decrypt_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
 {
     (void)sites;
-    (void)cfg;
     load_ctx *x = j->ctx;
     plain_buf pb = {0};
     if (x->meta.crlf_size < (64u << 20))
         (void)pu_buf_reserve(&pb.b, x->meta.crlf_size); /* one allocation for the usual message */
-    x->status = ps_open_envelope((const uint8_t *)x->env.data, x->env.len, x->msgid, x->stream_key, &x->meta, to_crlf, &pb,
+    x->status = ps_open_envelope(cfg, x->a->mbox->group, (const uint8_t *)x->env.data, x->env.len, x->msgid, x->stream_key, &x->meta, to_crlf, &pb,
                                  x->err, sizeof x->err);
     pu_buf b = pb.b;
     sodium_memzero(x->stream_key, sizeof x->stream_key);

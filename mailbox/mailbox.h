@@ -91,6 +91,8 @@ typedef struct mb_hooks {
 mb_store *mb_store_new(const pn_config *cfg, struct event_base *base, unsigned threads, const mb_hooks *hooks,
                        char *err, size_t errlen);
 mb_pool *mb_store_pool(mb_store *st);
+/* The writer key APPEND signs with (copied; NULL: none, APPEND answers NO [UNAVAILABLE]). */
+int mb_store_set_writer(mb_store *st, const pn_writer_key *key);
 /* Bytes of decrypted messages held now, and of the [gateway] plaintext_budget (0: none). */
 uint64_t mb_store_plaintext_used(const mb_store *st);
 /* What the store has counted since it started, and what it knows now (GET /metrics and

@@ -37,6 +37,7 @@ long mb_state_prune(userstate *us, const mb_msg *live, size_t n_live, const pn_c
 /* ---- store.c ---- */
 struct mb_store {
     const pn_config *cfg;
+    pn_writer_key *writer; /* signs what APPEND posts; NULL: APPEND is refused */
     struct event_base *base;
     mb_hooks hooks;
     mb_pool *pool;

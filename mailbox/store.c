@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include <event2/event.h>
 
 #include "mailbox/mb.h"
@@ -87,6 +89,19 @@ void mb_store_stopping(mb_store *st)
     mb_budget_drain(st, false);
 }
 
+int mb_store_set_writer(mb_store *st, const pn_writer_key *key)
+{
+    if (st->writer)
+        sodium_free(st->writer);
+    st->writer = NULL;
+    if (!key)
+        return 0;
+    if (!(st->writer = sodium_malloc(sizeof *st->writer)))
+        return -1;
+    memcpy(st->writer, key, sizeof *st->writer);
+    return 0;
+}
+
 void mb_store_free(mb_store *st)
 {
     if (!st)
@@ -112,6 +127,8 @@ void mb_store_free(mb_store *st)
         pu_log(PU_ERROR, "account of %s still referenced at exit", st->accounts->address);
         st->accounts = st->accounts->next;
     }
+    if (st->writer)
+        sodium_free(st->writer);
     free(st);
 }
 

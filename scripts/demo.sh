@@ -65,6 +65,7 @@ prefix = postern
 authority_public = $DEMO/authority.pub
 authority_secret = $DEMO/authority.key
 delivery_secret = $DEMO/delivery.secret
+writer_key = $DEMO/writer.key
 state_dir = $DEMO/state
 
 [deliver]
@@ -82,7 +83,7 @@ chown postern: "$DEMO/state"
 (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$DEMO/delivery.secret")
 export POSTERN_CONFIG=$DEMO/postern.conf
 
-step "Creating the organisation authority key"
+step "Creating the organisation authority key (and this host's writer key, which signs its mail)"
 "$POSTERN" authority init
 
 step "Adding the demo user $USER_ADDR"

@@ -587,12 +587,12 @@ typedef struct read_args {
 
 static int read_conv(ps_pool *p, slot *s, size_t site, void *arg, char *err, size_t errlen)
 {
-    (void)p, (void)site;
+    (void)site;
     read_args *a = arg;
     int st = a->group ? select_group(s, a->group, NULL, err, errlen) : PS_OK;
     if (st != PS_OK)
         return st;
-    return ps_conn_read_message(s->c, a->id, a->pk, a->sk, a->meta, a->sink, a->arg, err, errlen);
+    return ps_conn_read_message(s->c, p->cfg, a->id, a->pk, a->sk, a->meta, a->sink, a->arg, err, errlen);
 }
 
 int ps_read_message(ps_pool *p, size_t where, const char *group, const char *id_or_number,

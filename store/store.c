@@ -460,7 +460,29 @@ static int envelope_sink(void *arg, const uint8_t *data, size_t len)
     return 0;
 }
 
-int ps_conn_read_message(nntp_conn *c, const char *id_or_number, const uint8_t box_pk[PC_BOX_PK_BYTES],
+/* The writer's signature (docs/formats.md section 3): a certified writer posted this envelope
+ * to this group under this Message-ID, and may have written mail arriving when it says. */
+static int check_writer(const pn_config *cfg, const char *group, const char *msgid, int verified,
+                        const pc_writer_cert *who, const pc_msg_meta *meta, char *err, size_t errlen)
+{
+    if (verified != PC_OK) {
+        snprintf(err, errlen, "article %s carries no valid writer signature (forged, or not posted by postern)",
+                 msgid);
+        return PS_BADMSG;
+    }
+    (void)group;
+    if (pc_writer_allows(who, meta->arrival, (const char(*)[PC_WRITER_ID_TEXT])cfg->revoked_writers,
+                         cfg->n_revoked_writers) != PC_OK) {
+        snprintf(err, errlen, "article %s: writer %s (id %s) may not have written it (%s)", msgid, who->name, who->id,
+                 meta->arrival < who->not_before || meta->arrival > who->not_after
+                     ? "its arrival time lies outside the writer's certificate"
+                     : "the writer is revoked");
+        return PS_BADMSG;
+    }
+    return PS_OK;
+}
+
+int ps_conn_read_message(nntp_conn *c, const pn_config *cfg, const char *id_or_number, const uint8_t box_pk[PC_BOX_PK_BYTES],
                          const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta, pc_sink_fn sink, void *arg,
                          char *err, size_t errlen)
 {
@@ -511,6 +533,17 @@ check_id:
         snprintf(err, errlen, "article %s: its Message-ID does not match the sealed one (replayed copy?)",
                  id_or_number);
         goto out;
+    }
+    if (!x->stopped) { /* a caller that stopped early (headers only) reads no trailer */
+        uint8_t h[32], trailer[PC_MAIL_TRAILER_BYTES];
+        pc_writer_cert who;
+        int v = pc_open_signed_parts(x->open, h, trailer);
+        if (v == PC_OK)
+            v = pc_mail_verify(x->prefix, h, trailer, x->in.reader.newsgroups, x->in.reader.message_id,
+                               (const uint8_t(*)[PC_AUTH_PK_BYTES])cfg->authority_pk, cfg->n_authorities, &who);
+        rc = check_writer(cfg, x->in.reader.newsgroups, x->in.reader.message_id, v, &who, meta, err, errlen);
+        if (rc != PS_OK)
+            goto out;
     }
     rc = PS_OK;
 out:
@@ -582,7 +615,7 @@ int ps_fetch_state(nntp_conn *c, const char *msgid, pu_buf *out, char *err, size
     return rc;
 }
 
-int ps_open_envelope(const uint8_t *envelope, size_t len, const char *msgid,
+int ps_open_envelope(const pn_config *cfg, const char *group, const uint8_t *envelope, size_t len, const char *msgid,
                      const uint8_t stream_key[PC_STREAM_KEY_BYTES], const pc_msg_meta *meta, pc_sink_fn sink,
                      void *arg, char *err, size_t errlen)
 {
@@ -590,6 +623,13 @@ int ps_open_envelope(const uint8_t *envelope, size_t len, const char *msgid,
         snprintf(err, errlen, "article %s: its Message-ID does not match the sealed one (replayed copy?)", msgid);
         return PS_BADMSG;
     }
+    /* before one byte is decrypted: a forgery is never opened */
+    pc_writer_cert who;
+    int v = pc_envelope_verify(envelope, len, group, msgid, (const uint8_t(*)[PC_AUTH_PK_BYTES])cfg->authority_pk,
+                               cfg->n_authorities, &who);
+    int rc = check_writer(cfg, group, msgid, v, &who, meta, err, errlen);
+    if (rc != PS_OK)
+        return rc;
     int st = PC_OK;
     pc_open *o = pc_open_begin_key(envelope, stream_key, meta, sink, arg, &st);
     if (o) {

@@ -183,8 +183,9 @@ int ps_read_armored(ps_pool *p, size_t where, const char *msgid, const char *for
 int ps_read_state(ps_pool *p, size_t where, const char *msgid, pu_buf *out, char *err, size_t errlen);
 /* Decrypts an envelope with the stream key the vault returned for its prefix (meta as the vault
  * returned it); the raw message goes to sink. Checks that the sealed tag matches msgid (a
- * re-posted copy is refused). PS_OK or PS_BADMSG. */
-int ps_open_envelope(const uint8_t *envelope, size_t len, const char *msgid,
+ * re-posted copy is refused), and the writer's signature for group (docs/formats.md section
+ * 3) before anything is decrypted. PS_OK or PS_BADMSG. */
+int ps_open_envelope(const pn_config *cfg, const char *group, const uint8_t *envelope, size_t len, const char *msgid,
                      const uint8_t stream_key[PC_STREAM_KEY_BYTES], const pc_msg_meta *meta, pc_sink_fn sink,
                      void *arg, char *err, size_t errlen);
 

@@ -29,7 +29,7 @@ int ps_map_nntp(int st);
 /* store.c: the conversations behind the verbs of the same name, on one connection. */
 int ps_conn_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, pc_keyrecord *rec, char *msgid,
                       char *err, size_t errlen);
-int ps_conn_read_message(nntp_conn *c, const char *id_or_number, const uint8_t box_pk[PC_BOX_PK_BYTES],
+int ps_conn_read_message(nntp_conn *c, const pn_config *cfg, const char *id_or_number, const uint8_t box_pk[PC_BOX_PK_BYTES],
                          const uint8_t box_sk[PC_BOX_SK_BYTES], pc_msg_meta *meta, pc_sink_fn sink, void *arg,
                          char *err, size_t errlen);
 

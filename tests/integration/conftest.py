@@ -227,6 +227,7 @@ class PosternEnv:
         self.authority_public = self.dir / "authority.pub"
         self.authority_secret = self.dir / "authority.key"
         self.delivery_secret = self.dir / "delivery.secret"
+        self.writer_key = self.dir / "writer.key"  # `authority init` issues it (formats.md 4a)
 
     def write_conf(self, prefix="postern", extra=""):
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
@@ -236,6 +237,7 @@ class PosternEnv:
             "authority_public = %s\n"
             "authority_secret = %s\n"
             "delivery_secret = %s\n"
+            "writer_key = %s\n"
             "state_dir = %s\n"
             "; cheap Argon2id for tests (8 MiB, 1 pass)\n"
             "kdf_opslimit = 1\n"
@@ -243,7 +245,7 @@ class PosternEnv:
             "\n[deliver]\n"
             "min_copies = 1\n"
             "\n%s\n%s" % (prefix, self.authority_public, self.authority_secret,
-                          self.delivery_secret, self.state_dir,
+                          self.delivery_secret, self.writer_key, self.state_dir,
                           self.site.conf_fragment.read_text(), extra))
         self.conf.chmod(0o600)
 
@@ -269,6 +271,7 @@ def multi_site_env(dir, sites, shared=None):
     if shared:
         env.authority_public, env.authority_secret = shared.authority_public, shared.authority_secret
         env.delivery_secret = shared.delivery_secret
+        env.writer_key = shared.writer_key
     else:
         fd = os.open(env.delivery_secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

@@ -325,7 +325,8 @@ def configured(root):
     run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
          "-keyout", str(etc / "tls.key"), "-out", str(etc / "tls.pem")])
     os.chmod(etc / "tls.key", 0o600)
-    chroot(root, "postern", "authority", "init")
+    chroot(root, "postern", "authority", "init")  # also this host's writer key (writer_key)
+    os.chown(etc / "writer.key", pu, pg)  # read by deliver/lmtp as postern (README.Debian)
     yield addr
     os.close(lock_fd)
 

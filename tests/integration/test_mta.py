@@ -184,15 +184,15 @@ def reachable_bin(env, root):
 def private_copy(env, root, owner):
     """A postern.conf (and the files it names) that `owner` can read, in root: what the MTA's
     user needs for the pipe recipe and Exim's recipient check. The delivery secret is the
-    owner's, mode 0600 (postern refuses one that others may read)."""
+    owner's, mode 0600 (postern refuses one that others may read), and so is the writer key."""
     pw = pwd.getpwnam(owner)
     text = env.conf.read_text()
-    for key in ("authority_public", "delivery_secret", "password_file"):
+    for key in ("authority_public", "delivery_secret", "writer_key", "password_file"):
         def copy(m):
             src = Path(m.group(2))
             dst = root / ("%s-%s" % (key, src.name))
             shutil.copyfile(src, dst)
-            if key == "delivery_secret":
+            if key in ("delivery_secret", "writer_key"):
                 os.chown(dst, pw.pw_uid, pw.pw_gid)
                 dst.chmod(0o600)
             else:

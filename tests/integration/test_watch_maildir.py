@@ -123,6 +123,24 @@ def test_new_messages_posted_once_and_maildir_untouched(postern_env, user, tmp_p
     assert md.snapshot() == before
 
 
+def test_the_same_message_as_deliver_gives_is_one_article(postern_env, user, tmp_path):
+    """watch-maildir seals with the delivery secret as `deliver` does: its Message-IDs are
+    keyed by it (so no one without it can confirm a guessed message, and the admin's
+    Cancel-Lock comes from it). It used to seal with no key at all (the secret was loaded
+    and never handed over): the same message gave another Message-ID than `deliver`."""
+    addr = user("same")
+    data = message("one article")
+    r = postern_env(["deliver", "--to", addr, "--verbose"], input=data)
+    assert r.returncode == 0, err(r)
+    delivered = re.search(r"as (<m\.[0-9a-f]+@postern\.invalid>)", err(r) + r.stdout.decode())
+    assert delivered, err(r)
+    md = Maildir(tmp_path / "Maildir")
+    md.deliver(data)
+    r = watch_once(postern_env, "%s=%s" % (md.path, addr))
+    assert r.returncode == 0, err(r)
+    assert [m for _, m in posted(r)] == [delivered.group(1)], err(r)
+
+
 def test_moved_to_cur_with_flags_is_not_reposted(postern_env, user, tmp_path):
     addr = user("bob")
     md = Maildir(tmp_path / "Maildir")
