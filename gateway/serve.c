@@ -82,6 +82,42 @@ static int drop_privileges(const identity *id, const char *role)
     return 0;
 }
 
+/* Before the drop: the child's own file system view (sandbox.h, ps_sandbox_view). The network
+ * process sees the libraries, what name lookups and TLS verification read, state_dir and
+ * the sites' CA files, and nothing else: not /etc/postern (the delivery secret, the writer
+ * key, NNTP passwords), not the rest of the host. The vault sees next to nothing. Where the
+ * kernel or the service manager forbids it (systemd's RestrictNamespaces; the unit's own
+ * ProtectSystem view applies there), the child goes on and the log says so. */
+static void enter_view(const pn_config *cfg, enum ps_sandbox_role role, const identity *id, const char *name)
+{
+    if (!id->drop)
+        return; /* not root: no namespace to make, and no privilege to drop either */
+    static const char *const system[] = {
+        "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc/resolv.conf", "/etc/hosts",
+        "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf", "/etc/services", "/etc/protocols",
+        "/etc/localtime", "/etc/ssl", "/dev/null", "/dev/urandom", "/dev/random", "/proc",
+    };
+    ps_view_path v[sizeof system / sizeof system[0] + 1 + PN_MAX_SITES];
+    size_t n = 0;
+    if (role == PS_SANDBOX_VAULT) {
+        /* the sanitizer's leak check reads /proc/self/maps at exit */
+        v[n++] = (ps_view_path){"/dev/null", false};
+        v[n++] = (ps_view_path){"/proc", false};
+    } else {
+        for (size_t i = 0; i < sizeof system / sizeof system[0]; i++)
+            v[n++] = (ps_view_path){system[i], false};
+        v[n++] = (ps_view_path){cfg->state_dir, true};
+        for (size_t i = 0; i < cfg->n_sites; i++)
+            if (cfg->sites[i].ca_file[0])
+                v[n++] = (ps_view_path){cfg->sites[i].ca_file, false};
+    }
+    char err[PATH_MAX + 128];
+    if (ps_sandbox_view(v, n, err, sizeof err) != 0)
+        pu_log(PU_WARN, "%s process: no private file system view (%s): it sees the host's files", name, err);
+    else
+        pu_log(PU_DEBUG, "%s process: private file system view of %zu paths", name, n);
+}
+
 /* After the drop: no_new_privs and the role's seccomp deny list (sandbox.h). */
 static int confine(enum ps_sandbox_role role, const char *name)
 {
@@ -335,6 +371,7 @@ static int start_pair(children *k, gw_pem *pem)
         gw_pem_free(pem);
         /* the vault never talks NNTP: drop its copy of the news server passwords */
         pn_config_free((pn_config *)cfg);
+        enter_view(cfg, PS_SANDBOX_VAULT, k->vault_id, "vault");
         if (drop_privileges(k->vault_id, "vault") != 0 || confine(PS_SANDBOX_VAULT, "vault") != 0)
             child_exit(PX_OSERR);
         /* it stops when the network process closes the socket, after wiping every key */
@@ -355,6 +392,7 @@ static int start_pair(children *k, gw_pem *pem)
     if (net_pid == 0) {
         close(vault_sp[0]);
         close(ctl_sp[0]);
+        enter_view(cfg, PS_SANDBOX_NETWORK, k->net_id, "network");
         if (drop_privileges(k->net_id, "network") != 0 || confine(PS_SANDBOX_NETWORK, "network") != 0)
             child_exit(PX_OSERR);
         sigprocmask(SIG_SETMASK, k->old, NULL);

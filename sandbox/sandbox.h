@@ -14,6 +14,7 @@
 #ifndef POSTERN_SANDBOX_H
 #define POSTERN_SANDBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum ps_sandbox_role {
@@ -23,5 +24,17 @@ enum ps_sandbox_role {
 
 /* 0, or -1 with err (e.g. the kernel has no seccomp). Irreversible; call after the drop. */
 int ps_sandbox_enter(enum ps_sandbox_role role, char *err, size_t errlen);
+
+/* A process's own file system view (view.c): a private mount namespace whose root holds only
+ * these paths, at their usual places (missing ones are skipped; a symlink such as /lib ->
+ * usr/lib is copied), read-only unless writable. Needs root (CAP_SYS_ADMIN): call it before
+ * dropping privileges and before ps_sandbox_enter, which denies mount. 0, or -1 with err
+ * (a kernel or container that forbids unshare, a unit without the capability): the process
+ * then still sees the host's file system, and the caller says so. */
+typedef struct ps_view_path {
+    const char *path;
+    bool writable;
+} ps_view_path;
+int ps_sandbox_view(const ps_view_path *paths, size_t n, char *err, size_t errlen);
 
 #endif

@@ -3,6 +3,7 @@ with Python's imaplib, raw sockets and curl. Tests share one gateway and one use
 import base64
 import imaplib
 import os
+import pwd
 import re
 import signal
 import socket
@@ -340,6 +341,33 @@ def test_processes_drop_privileges(gateway):
     log = gateway.log_text()
     assert "vault process ready" in log and "network process ready" in log
     assert PASSWORD not in log
+
+
+def test_children_see_only_their_own_files(gateway, postern_env):
+    """Each child has its own file system view (issue 14, item 12): the network process sees
+    state_dir and the libraries, not the secrets in the config's directory (delivery secret,
+    writer key, authority key, NNTP passwords) nor the rest of the host; the vault sees
+    next to nothing. Read through /proc/PID/root, which is the child's own root."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the gateway makes the views before it drops privileges")
+    kids = gateway.children()
+    uid_of = {pid: int(re.search(r"^Uid:\s+(\d+)", open("/proc/%d/status" % pid).read(), re.M).group(1))
+              for pid in kids}
+    net = [pid for pid in kids if uid_of[pid] == pwd.getpwnam("nobody").pw_uid]
+    vault = [pid for pid in kids if uid_of[pid] == pwd.getpwnam("daemon").pw_uid]
+    assert len(net) == 1 and len(vault) == 1, uid_of
+    secrets = [postern_env.delivery_secret, postern_env.writer_key, postern_env.authority_secret,
+               postern_env.conf, gateway.conf, gateway.key]
+    for path in secrets:
+        assert os.path.exists(path), path  # on the host
+    root = "/proc/%d/root" % net[0]
+    for path in secrets:
+        assert not os.path.exists(root + str(path)), "the network process sees %s" % path
+    assert os.path.isdir(root + str(gateway.state_dir)) and os.path.isdir(root + "/usr/lib")
+    assert not os.path.exists(root + "/root") and not os.path.exists(root + "/etc/passwd")
+    vroot = "/proc/%d/root" % vault[0]
+    assert not os.path.exists(vroot + str(gateway.state_dir)) and not os.path.exists(vroot + "/usr")
+    assert "no private file system view" not in gateway.log_text()
 
 
 def test_sighup_reloads_the_certificate(gateway):
