@@ -133,6 +133,8 @@ typedef struct mb_mbox {
     mb_msg *arts;          /* the group's mail articles at the last scan, by article number */
     size_t narts, capa;
     uint64_t lines;        /* overview lines of the group read (mail, state and other articles) */
+    uint64_t gap;          /* GROUP's count less the overview lines at the last full scan: INN
+                              counts a cancelled article until its index is expired */
     uint64_t low, high, count; /* the group's numbers at the last scan */
     bool scanned, scanning, rescan;
     bool force_full; /* the next scan reads the whole group (an article was found missing) */

@@ -21,6 +21,7 @@ typedef struct scan_ctx {
     uint64_t old_low, old_high;
     size_t known, known_site; /* the messages the mailbox has, and the site they are from */
     uint64_t known_lines;     /* the overview lines of the group the mailbox has read (state articles too) */
+    uint64_t known_gap;       /* what GROUP counts beyond those lines (cancelled, not expired yet) */
     /* results */
     int status; /* PS_* */
     char err[640];
@@ -207,8 +208,11 @@ static void scan_once(scan_ctx *x, ps_pool *sites)
             if (x->status != PS_OK)
                 return;
         }
-        /* articles vanished (a cancel, or expiry inside the range): the count does not add up */
-        if (x->known_lines + x->over_lines != x->info.count) {
+        /* articles vanished (a cancel, or expiry inside the range): the count does not add up.
+         * INN goes on counting a cancelled article until expireover runs: the gap the last
+         * full scan found is part of the sum, or every scan after one expunge (or one state
+         * snapshot, which cancels the deltas it covers) read the whole group, twice */
+        if (x->known_lines + x->over_lines + x->known_gap != x->info.count) {
             x->full = true;
             x->n = x->over_lines = 0;
         }
@@ -229,7 +233,8 @@ static bool suspicious(const scan_ctx *x)
 {
     if (x->status != PS_OK || !x->full)
         return false;
-    return (x->site == x->known_site && x->n < x->known) || x->info.count == 0 || x->over_lines < x->info.count;
+    uint64_t gap = x->site == x->known_site ? x->known_gap : 0;
+    return (x->site == x->known_site && x->n < x->known) || x->info.count == 0 || x->over_lines + gap < x->info.count;
 }
 
 static void scan_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
@@ -267,6 +272,8 @@ static void scan_done(mb_job *j)
     char text[300];
     if (x->status == PS_OK) {
         m->lines = x->full ? x->over_lines : m->lines + x->over_lines;
+        if (x->full)
+            m->gap = x->info.count > x->over_lines ? x->info.count - x->over_lines : 0;
         if (x->full) {
             free(m->arts);
             m->arts = x->msgs;
@@ -341,6 +348,7 @@ void mb_scan(mb_account *a)
     x->old_high = m->high;
     x->known = m->narts;
     x->known_lines = m->lines;
+    x->known_gap = m->gap;
     x->known_site = m->site;
     x->gen = m->scans_started + 1;
     if (mb_replica_fetch_begin(a, &x->states) != 0 || mb_pool_run(a->st->pool, scan_work, scan_done, x) != 0) {
