@@ -267,3 +267,28 @@ def test_setup_errors_are_helpful(tmp_path):
     assert r.returncode != 0 and "not empty" in r.stderr
     r = subprocess.run([str(INN_SITE), "start", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode != 0 and "setup" in r.stderr
+
+
+def test_one_account_per_host(inn_sites):
+    """`inn-site account DIR add HOST` gives a delivery host or gateway its own NNTP account
+    with the postern account's rights (docs/deploy.md "NNTP accounts"); `del` shuts that one
+    host out and no other."""
+    site = inn_sites()
+    site.newgroup(MAIL)
+    r = run_inn_site("account", site.dir, "add", "mx2.example.org")
+    name = "%s-mx2.example.org" % site.user
+    secret = site.dir / "etc" / "accounts" / "mx2.example.org.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert "user = %s" % name in r.stdout and "password_file = %s" % secret in r.stdout, r.stdout
+    password = secret.read_text().strip()
+    with NNTP(site.addr, site.port, name, password) as c:  # reads and posts like postern
+        c.post(make_article(MAIL, mid("host"), b"from mx2\n"))
+        assert c.group(MAIL)[0] >= 1
+    assert run_inn_site("account", site.dir, "add", "mx2.example.org", check=False).returncode != 0
+    run_inn_site("account", site.dir, "del", "mx2.example.org")
+    assert not secret.exists()
+    with pytest.raises(NNTPError):
+        NNTP(site.addr, site.port, name, password)
+    with site.client() as c:  # the postern account itself still works
+        assert c.group(MAIL)[0] >= 1
+    site.stop()
