@@ -442,6 +442,7 @@ static pid_t start_repairer(children *k)
     close_listeners(k);
     if (k->ctl >= 0)
         close(k->ctl);
+    enter_view(cfg, PS_SANDBOX_NETWORK, k->net_id, "repair"); /* the network process's view */
     if (drop_privileges(k->net_id, "repair") != 0 || confine(PS_SANDBOX_NETWORK, "repair") != 0)
         child_exit(PX_OSERR);
     struct sigaction sa = {.sa_handler = repair_stop_handler}; /* no SA_RESTART: wakes its sleep */
