@@ -116,3 +116,41 @@ def test_a_revoked_writer_is_not_shown(postern_env, inn_site, tmp_path_factory, 
         assert "the writer is revoked" in gw.log_text(), gw.log_text()[-3000:]
     finally:
         factory.close()
+
+
+def test_a_renewed_writer_key_keeps_the_old_mail_readable(postern_env, inn_site, tmp_path_factory, forged):
+    """Renewing (docs/deploy.md): a new writer key for this host; mail signed with the old one
+    stays readable, new mail is signed with the new one. A key the configured authority did
+    not certify is refused by deliver with exit 75, so the MTA keeps the mail (an expired one
+    the same way: the unit tests check validity, a test cannot wait a day)."""
+    tmp = tmp_path_factory.mktemp("renew")
+    new_key = tmp / "writer-new.key"
+    r = postern_env(["authority", "writer", "renewed-host", "--out", new_key])
+    assert r.returncode == 0 and b"id: " in r.stdout, r.stderr
+    conf = postern_env.conf.read_text()
+    renewed = tmp / "renewed.conf"
+    renewed.write_text(re.sub(r"(?m)^writer_key = .*$", "writer_key = %s" % new_key, conf))
+    renewed.chmod(0o600)
+    run = lambda c, *a, input=None: subprocess.run([str(postern_env.bin), "-c", str(c), *a],  # noqa: E731
+                                                   input=input, capture_output=True, timeout=120)
+    r = run(renewed, "deliver", "--to", USER, input=b"From: boss@example.org\nSubject: after renewal\n\nnew\n")
+    assert r.returncode == 0, r.stderr
+    factory = _GatewayFactory(postern_env, tmp_path_factory, inn_site.addr)
+    try:
+        gw = factory.start()
+        subjects, count = imap_subjects(gw)
+        assert subjects == {"Subject: genuine", "Subject: after renewal"} and count == 2, subjects
+    finally:
+        factory.close()
+    rogue = tmp / "rogue.key"
+    rogue_conf = tmp / "rogue-auth.conf"
+    rogue_conf.write_text(re.sub(r"(?m)^authority_secret = .*$", "authority_secret = %s" % (tmp / "other.key"),
+                                 re.sub(r"(?m)^authority_public = .*$", "authority_public = %s" % (tmp / "other.pub"),
+                                        re.sub(r"(?m)^writer_key = .*$", "writer_key = %s" % rogue, conf))))
+    rogue_conf.chmod(0o600)
+    assert run(rogue_conf, "authority", "init").returncode == 0
+    bad = tmp / "bad.conf"
+    bad.write_text(re.sub(r"(?m)^writer_key = .*$", "writer_key = %s" % rogue, conf))
+    bad.chmod(0o600)
+    r = run(bad, "deliver", "--to", USER, input=b"Subject: x\n\nx\n")
+    assert r.returncode == 75 and b"not from the authority" in r.stderr, r.stderr
