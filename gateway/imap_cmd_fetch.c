@@ -1,6 +1,7 @@
 /* gateway: FETCH and UID FETCH (RFC 3501 6.4.5), with RFC 7162's MODSEQ item and
- * CHANGEDSINCE modifier. Items that need no plaintext (UID, FLAGS, MODSEQ,
- * and INTERNALDATE, RFC822.SIZE, ENVELOPE, BODYSTRUCTURE once cached in the user's state)
+ * CHANGEDSINCE modifier. Items that need no plaintext (UID, FLAGS, MODSEQ, and
+ * INTERNALDATE, RFC822.SIZE, ENVELOPE, BODYSTRUCTURE and a message-list HEADER.FIELDS once
+ * cached in the user's state)
  * are answered at once; the others wait for the message to be loaded (loader.c), a few at a
  * time, and responses go out in sequence order. Loading pauses while the client is slow to
  * read, so a big FETCH never piles plaintext up in memory. */
@@ -35,6 +36,7 @@ typedef struct fetch_item {
     pi_section sec;
     bool partial;
     uint32_t off, cnt;
+    bool cacheable; /* IT_SECTION that the state's header cache answers (pi_header_set_covers) */
 } fetch_item;
 
 struct gw_fetch {
@@ -42,7 +44,7 @@ struct gw_fetch {
     fetch_item items[64];
     size_t nitems;
     bool need_content;  /* some item always needs the plaintext */
-    bool need_meta;     /* INTERNALDATE / RFC822.SIZE / ENVELOPE / BODYSTRUCTURE */
+    bool need_meta;     /* INTERNALDATE / RFC822.SIZE / ENVELOPE / BODYSTRUCTURE / cached headers */
     bool need_mime;     /* some item needs the MIME structure, not just the bytes */
     bool sets_seen;
     size_t *idx;
@@ -181,7 +183,12 @@ static void classify(struct gw_fetch *f)
             f->sets_seen = true;
             break;
         case IT_SECTION:
-            f->need_content = true;
+            /* a message-list header fetch: from the state's header cache once it is filled */
+            f->items[i].cacheable = pi_header_set_covers(PI_HEADER_SET, &f->items[i].sec);
+            if (f->items[i].cacheable)
+                f->need_meta = true;
+            else
+                f->need_content = true;
             if (!whole_message(&f->items[i].sec))
                 f->need_mime = true;
             if (!f->items[i].peek)
@@ -211,6 +218,8 @@ static bool needs_load(void *ctx, size_t k)
         if (f->items[i].kind == IT_ENVELOPE && !st.meta.envelope_len)
             return true;
         if (f->items[i].kind == IT_BODYSTRUCTURE && !st.meta.bodystructure_len)
+            return true;
+        if (f->items[i].cacheable && st.meta.header_set != PI_HEADER_SET)
             return true;
     }
     return false;
@@ -327,7 +336,10 @@ static void emit(void *ctx, size_t k, mb_plain *p)
             pu_buf scratch = {0};
             const char *data = "";
             size_t len = 0;
-            if (whole_message(&it->sec)) {
+            if (!p && it->cacheable) {
+                if (pi_header_set_section((const char *)st.meta.headers, st.meta.headers_len, &it->sec, &scratch) == 0)
+                    data = scratch.data, len = scratch.len;
+            } else if (whole_message(&it->sec)) {
                 data = p->data;
                 len = p->len;
             } else if (pi_section_get(p->mime, &it->sec, &scratch, &data, &len) != PI_SECTION_OK) {

@@ -1,9 +1,9 @@
 /* SORT, THREAD and their UID forms (RFC 5256): imap/ parses the command and orders the
  * messages; this file walks the mailbox as SEARCH does, evaluates the program, and reads each
  * match's keys from the ENVELOPE cached in the user's state. A message is decrypted only when
- * the program needs its text, its envelope is not cached yet, or the algorithm is
- * REFERENCES: the References field is not part of ENVELOPE, so threading by it reads the
- * messages (a few at a time, through the same walk and plaintext budget as FETCH). */
+ * the program needs its text or its envelope is not cached yet; REFERENCES reads the
+ * References field (not part of ENVELOPE) from the state's header cache, or, for a message
+ * not cached yet, from the message (through the same walk and plaintext budget as FETCH). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,12 +47,12 @@ static bool needs_load(void *ctx, size_t i)
     struct gw_sort *q = ctx;
     if (q->needs & (PI_SEARCH_NEEDS_HEADERS | PI_SEARCH_NEEDS_BODY))
         return true;
-    if (q->thread && q->alg == PI_THREAD_REFERENCES)
-        return true;
     userstate_msg st;
     gw_view_state(q->s, i, &st);
     if (!st.has_meta)
         return true; /* size and arrival come with the envelope */
+    if (q->thread && q->alg == PI_THREAD_REFERENCES && st.meta.header_set != PI_HEADER_SET)
+        return true; /* References is in the header cache, not in ENVELOPE */
     return q->need_env && !st.meta.envelope_len;
 }
 
@@ -83,6 +83,10 @@ static int add_match(struct gw_sort *q, size_t i, const userstate_msg *st, mb_pl
         elen = env.len;
         if (rc == 0 && q->thread && q->alg == PI_THREAD_REFERENCES)
             rc = mime_header_decoded(p->mime, "References", &refs) < 0 ? -1 : 0;
+    } else if (q->thread && q->alg == PI_THREAD_REFERENCES) {
+        rc = mime_block_header_decoded((const char *)st->meta.headers, st->meta.headers_len, "References", &refs) < 0
+                 ? -1
+                 : 0;
     }
     if (rc == 0 && (q->need_env || q->thread))
         rc = pi_sort_msg_fill(m, e, elen, refs.data);

@@ -29,4 +29,25 @@ typedef enum pi_section_result {
 pi_section_result pi_section_get(const mime_message *m, const pi_section *sec, pu_buf *scratch,
                                  const char **data, size_t *len);
 
+/* The header cache: the fields the gateway keeps of each message in the user's state, so
+ * that the header fetches clients send for a message list (Thunderbird's, mutt's:
+ * ../docs/design.md) and THREAD=REFERENCES need no decryption. The set is numbered; a
+ * different choice of fields gets a new number, so an older cache is never read as if it
+ * held fields it does not. PI_HEADER_SET_TOO_BIG marks a message whose chosen fields exceed
+ * PI_HEADER_CACHE_MAX: looked at, not cached (every such fetch decrypts it). */
+#define PI_HEADER_SET 1
+#define PI_HEADER_SET_TOO_BIG 255
+#define PI_HEADER_CACHE_MAX 16384
+/* The header fields of PI_HEADER_SET: the names and their lengths; returns how many. */
+size_t pi_header_set_fields(const char *const **names, const size_t **lens);
+/* Whether a cache of the given set answers sec: HEADER.FIELDS of the message itself (no part
+ * path) naming only fields of the set. */
+bool pi_header_set_covers(unsigned set, const pi_section *sec);
+/* The cache for message m: its PI_HEADER_SET fields, as HEADER.FIELDS would choose them but
+ * without the closing blank line (appended to out). 0, or -1 out of memory. */
+int pi_header_set_write(pu_buf *out, const mime_message *m);
+/* HEADER.FIELDS sec answered from a cached block (pi_header_set_covers holds): what
+ * pi_section_get gives for the whole message, into out (cleared first). 0, or -1. */
+int pi_header_set_section(const char *cache, size_t len, const pi_section *sec, pu_buf *out);
+
 #endif

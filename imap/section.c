@@ -253,3 +253,54 @@ void pi_partial(const char *data, size_t len, uint64_t start, uint64_t count, co
     *out = data + start;
     *out_len = count < rest ? (size_t)count : rest;
 }
+
+/* What Thunderbird's and mutt's message-list fetches name, plus what other common clients
+ * show in a list (docs/design.md, "header cache"). Changing it means a new PI_HEADER_SET. */
+#define HEADER_SET_1(X)                                                                                     \
+    X("From") X("To") X("Cc") X("Bcc") X("Subject") X("Date") X("Message-ID") X("Priority") X("X-Priority")    \
+        X("References") X("Newsgroups") X("In-Reply-To") X("Content-Type") X("Reply-To") X("Received")       \
+            X("Sender") X("Content-Description") X("Lines") X("List-Post") X("X-Label") X("List-Id")        \
+                X("Importance")
+#define AS_NAME(s) s,
+#define AS_LEN(s) sizeof(s) - 1,
+static const char *const header_set_1[] = {HEADER_SET_1(AS_NAME)};
+static const size_t header_set_1_lens[] = {HEADER_SET_1(AS_LEN)};
+#define HEADER_SET_1_N (sizeof header_set_1 / sizeof header_set_1[0])
+
+size_t pi_header_set_fields(const char *const **names, const size_t **lens)
+{
+    *names = header_set_1;
+    *lens = header_set_1_lens;
+    return HEADER_SET_1_N;
+}
+
+bool pi_header_set_covers(unsigned set, const pi_section *sec)
+{
+    if (set != PI_HEADER_SET || sec->kind != PI_SECTION_HEADER_FIELDS || sec->npath)
+        return false;
+    for (size_t k = 0; k < sec->nfields; k++) {
+        bool found = false;
+        for (size_t i = 0; i < HEADER_SET_1_N && !found; i++)
+            found = sec->field_lens[k] == header_set_1_lens[i] &&
+                    strncasecmp(sec->fields[k], header_set_1[i], sec->field_lens[k]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+int pi_header_set_write(pu_buf *out, const mime_message *m)
+{
+    const char *const *names;
+    const size_t *lens;
+    size_t n = pi_header_set_fields(&names, &lens);
+    return mime_header_select(m, mime_root(m), names, lens, n, false, out);
+}
+
+int pi_header_set_section(const char *cache, size_t len, const pi_section *sec, pu_buf *out)
+{
+    pu_buf_clear(out);
+    if (mime_block_select(cache, len, sec->fields, sec->field_lens, sec->nfields, false, out) < 0)
+        return -1;
+    return pu_buf_add(out, "\r\n", 2);
+}

@@ -42,7 +42,8 @@ struct mb_loading {
     char err[256];
     bool junk; /* the article can never open for this user (mb_load_junk) */
     mb_plain *plain;
-    pu_buf envelope_str, bodystructure_str; /* for the state's cache */
+    pu_buf envelope_str, bodystructure_str, headers_str; /* for the state's cache */
+    unsigned header_set;
     uint64_t charge;         /* bytes of the store's plaintext budget it holds */
     struct mb_loading *budget_next; /* the store's loads waiting for budget */
 };
@@ -301,6 +302,7 @@ static void finish(load_ctx *x)
     pu_buf_free(&x->env);
     pu_buf_free(&x->envelope_str);
     pu_buf_free(&x->bodystructure_str);
+    pu_buf_free(&x->headers_str);
     uint64_t charge = x->charge;
     free(x);
     budget_release(a->st, charge); /* may start waiting loads */
@@ -396,12 +398,14 @@ static void decrypt_work(mb_job *j, ps_pool *sites, const pn_config *cfg)
     }
     p->mime = mime_parse(p->data, p->len, NULL);
     if (!p->mime || pi_write_envelope(&x->envelope_str, p->mime) != 0 ||
-        pi_write_bodystructure(&x->bodystructure_str, p->mime) != 0) {
+        pi_write_bodystructure(&x->bodystructure_str, p->mime) != 0 ||
+        pi_header_set_write(&x->headers_str, p->mime) != 0) {
         plain_free(p);
         x->status = PS_FAIL;
         snprintf(x->err, sizeof x->err, "out of memory");
         return;
     }
+    x->header_set = x->headers_str.len <= PI_HEADER_CACHE_MAX ? PI_HEADER_SET : PI_HEADER_SET_TOO_BIG;
     x->plain = p;
 }
 
@@ -422,6 +426,9 @@ static void decrypt_done(mb_job *j)
                 .envelope_len = x->envelope_str.len < US_BLOB_MAX ? x->envelope_str.len : 0,
                 .bodystructure = (const uint8_t *)x->bodystructure_str.data,
                 .bodystructure_len = x->bodystructure_str.len < US_BLOB_MAX ? x->bodystructure_str.len : 0,
+                .header_set = x->header_set,
+                .headers = (const uint8_t *)x->headers_str.data,
+                .headers_len = x->header_set == PI_HEADER_SET ? x->headers_str.len : 0,
             };
             userstate_meta_set(a->us, p->msgid, &m);
         }
@@ -643,7 +650,8 @@ static void start(load_ctx *x, bool mime)
     userstate_msg st;
     if (x->a->us)
         userstate_get(x->a->us, x->msgid, &st);
-    x->parse = mime || !x->a->us || !st.has_meta || !st.meta.envelope_len || !st.meta.bodystructure_len;
+    x->parse = mime || !x->a->us || !st.has_meta || !st.meta.envelope_len || !st.meta.bodystructure_len ||
+               (st.meta.header_set != PI_HEADER_SET && st.meta.header_set != PI_HEADER_SET_TOO_BIG);
     x->next = x->a->loading;
     x->a->loading = x;
     mb_store *s = x->a->st;

@@ -23,7 +23,7 @@ int mi_append_decoded(pu_buf *o, const char *s)
 }
 
 struct hdr_walk {
-    const mime_message *m;
+    const char *buf;
     pu_buf *o;
     const char *want; /* NULL: every field */
     bool first;       /* only the first field named want */
@@ -83,7 +83,7 @@ static void hdr_walk_field(void *arg, const char *name, size_t nlen, size_t voff
     struct hdr_walk *w = arg;
     if (w->found < 0 || (w->found && w->first) || (w->want && (!name || !mi_ci_eq(name, nlen, w->want))))
         return;
-    char *s = mi_unfold_as(w->m->buf, voff, vlen, true);
+    char *s = mi_unfold_as(w->buf, voff, vlen, true);
     /* every field of that name (SEARCH HEADER looks at all of them), one per line */
     size_t at = w->o->len + (w->want && w->found);
     if (!s || (w->want && w->found && mi_putc(w->o, '\n') < 0) ||
@@ -96,7 +96,7 @@ static void hdr_walk_field(void *arg, const char *name, size_t nlen, size_t voff
     free(s);
     if (w->want && !w->first && address_field(name, nlen)) {
         /* the addresses as ENVELOPE reads them (a bare CR ends the value there) */
-        char *v = mi_unfold(w->m->buf, voff, vlen);
+        char *v = mi_unfold(w->buf, voff, vlen);
         int rc = v ? append_address_text(w->o, v, at) : -1;
         free(v);
         if (rc < 0) {
@@ -110,14 +110,21 @@ static void hdr_walk_field(void *arg, const char *name, size_t nlen, size_t voff
 
 int mime_header_decoded(const mime_message *m, const char *name, pu_buf *out)
 {
-    struct hdr_walk w = {m, out, name, false, 0};
+    struct hdr_walk w = {m->buf, out, name, false, 0};
     mi_for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, false, hdr_walk_field, &w);
+    return w.found;
+}
+
+int mime_block_header_decoded(const char *hdr, size_t len, const char *name, pu_buf *out)
+{
+    struct hdr_walk w = {hdr, out, name, false, 0};
+    mi_for_each_field(hdr, 0, len, false, hdr_walk_field, &w);
     return w.found;
 }
 
 int mime_headers_decoded(const mime_message *m, pu_buf *out)
 {
-    struct hdr_walk w = {m, out, NULL, false, 0};
+    struct hdr_walk w = {m->buf, out, NULL, false, 0};
     /* every line, fields or not: TEXT means "in the header or body" (RFC 3501 6.4.4) */
     mi_for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, true, hdr_walk_field, &w);
     return w.found < 0 ? -1 : 0;
@@ -159,7 +166,7 @@ int mime_date_parse(const char *s, size_t len, int64_t *t, int *tz_minutes)
 int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes)
 {
     pu_buf b = {0};
-    struct hdr_walk w = {m, &b, "Date", true, 0}; /* the first Date: field is the date */
+    struct hdr_walk w = {m->buf, &b, "Date", true, 0}; /* the first Date: field is the date */
     mi_for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, false, hdr_walk_field, &w);
     int rc = w.found == 1 && b.len ? mime_date_parse(b.data, b.len, t, tz_minutes) : 0;
     pu_buf_free(&b);

@@ -39,11 +39,9 @@ static bool listed(const char *const *names, const size_t *lens, size_t n, const
     return false;
 }
 
-int mime_header_select(const mime_message *m, const mime_part *p, const char *const *names,
-                       const size_t *lens, size_t n, bool exclude, pu_buf *o)
+static int select_fields(const char *b, size_t pos, size_t end, const char *const *names, const size_t *lens,
+                         size_t n, bool exclude, pu_buf *o)
 {
-    const char *b = m->buf;
-    size_t pos = p->hdr_off, end = p->hdr_off + p->hdr_len;
     while (pos < end && !mi_is_blank_line(b, pos, end)) {
         size_t fstart = pos;
         pos = mi_next_line(b, pos, end);
@@ -68,4 +66,16 @@ int mime_header_select(const mime_message *m, const mime_part *p, const char *co
             return -1;
     }
     return 0;
+}
+
+int mime_header_select(const mime_message *m, const mime_part *p, const char *const *names,
+                       const size_t *lens, size_t n, bool exclude, pu_buf *o)
+{
+    return select_fields(m->buf, p->hdr_off, p->hdr_off + p->hdr_len, names, lens, n, exclude, o);
+}
+
+int mime_block_select(const char *hdr, size_t len, const char *const *names, const size_t *lens, size_t n,
+                      bool exclude, pu_buf *o)
+{
+    return select_fields(hdr, 0, len, names, lens, n, exclude, o);
 }

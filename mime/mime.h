@@ -115,6 +115,11 @@ int mime_addresses(const char *s, mime_addr_fn fn, void *arg);
  * with nothing to continue) matches no name. 0, or -1 out of memory. */
 int mime_header_select(const mime_message *m, const mime_part *p, const char *const *names,
                        const size_t *lens, size_t n, bool exclude, pu_buf *out);
+/* The same over a bare header block (hdr[0..len): fields, no body needed), such as one that
+ * mime_header_select wrote: choosing fields F from the fields S that it chose gives what
+ * choosing F from the whole header gives, whenever F is a subset of S. */
+int mime_block_select(const char *hdr, size_t len, const char *const *names, const size_t *lens, size_t n,
+                      bool exclude, pu_buf *out);
 
 /* ---------------------------------------------------------------------------------------
  * Decoded text, for SEARCH. Field names are case-insensitive.
@@ -127,6 +132,8 @@ int mime_header_select(const mime_message *m, const mime_part *p, const char *co
  * (comments and the spaces RFC 5322 allows around "@" and "." left out). Appends to out;
  * returns 1 found, 0 absent, -1 out of memory. */
 int mime_header_decoded(const mime_message *m, const char *name, pu_buf *out);
+/* The same over a bare header block (see mime_block_select). */
+int mime_block_header_decoded(const char *hdr, size_t len, const char *name, pu_buf *out);
 
 /* Appends every field of the top-level header, each "Name: decoded value\n", and every line
  * of it that is no field as it stands, for SEARCH TEXT matching. Values are unfolded, a bare

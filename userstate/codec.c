@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define MIN_ENTRY_BYTES (1 + 3 + 1 + 1 + 8 + 2)
-#define META_FIXED_BYTES (8 + 2 + 8 + 8 + 4 + 4)
+#define META_FIXED_BYTES (8 + 2 + 8 + 8 + 4 + 4 + 1 + 4)
 
 /* Keyword sets are nearly always empty: look at whole bytes, not 256 single bits. */
 static unsigned kw_count(const uint8_t set[US_KEYWORD_SET_BYTES])
@@ -29,7 +29,7 @@ size_t us_serialized_size(const userstate *st)
         n += MIN_ENTRY_BYTES - 3 + e->idlen;
         n += kw_count(e->kw);
         if (e->bits & US_BIT_META)
-            n += META_FIXED_BYTES + e->env_len + e->bs_len;
+            n += META_FIXED_BYTES + e->env_len + e->bs_len + e->hdr_len;
     }
     return n + 1 + 8 * (size_t)st->nrecent;
 }
@@ -79,6 +79,9 @@ void us_serialize(const userstate *st, uint8_t *out)
             p = put_bytes(p, e->env, e->env_len);
             p = put(p, e->bs_len, 4);
             p = put_bytes(p, e->bs, e->bs_len);
+            p = put(p, e->hdr_set, 1);
+            p = put(p, e->hdr_len, 4);
+            p = put_bytes(p, e->hdr, e->hdr_len);
         }
     }
     p = put(p, st->nrecent, 1);
@@ -133,7 +136,7 @@ static int get_blob(reader *r, uint8_t **out, uint32_t *len)
     return US_OK;
 }
 
-static int parse_entry(userstate *st, reader *r)
+static int parse_entry(userstate *st, reader *r, unsigned version)
 {
     uint64_t idlen, flags, bits, modseq, nk;
     if (!get(r, 1, &idlen))
@@ -173,6 +176,16 @@ static int parse_entry(userstate *st, reader *r)
             return rc;
         if ((rc = get_blob(r, &e->bs, &e->bs_len)) != US_OK)
             return rc;
+        uint64_t set;
+        if (version >= 3) {
+            if (!get(r, 1, &set))
+                return US_EFORMAT;
+            e->hdr_set = (uint8_t)set;
+            if ((rc = get_blob(r, &e->hdr, &e->hdr_len)) != US_OK)
+                return rc;
+            if (!set && e->hdr_len) /* no field set, no fields */
+                return US_EFORMAT;
+        }
     }
     return US_OK;
 }
@@ -194,7 +207,7 @@ static int parse_recent(userstate *st, reader *r)
 
 int us_parse(userstate *st, const uint8_t *in, size_t len, unsigned version)
 {
-    if (version != 1 && version != US_VERSION)
+    if (version < 1 || version > US_VERSION)
         return US_EFORMAT;
     reader r = {in, len};
     uint64_t nkw, n;
@@ -218,7 +231,7 @@ int us_parse(userstate *st, const uint8_t *in, size_t len, unsigned version)
     if (rc != US_OK)
         return rc == US_ELIMIT ? US_EFORMAT : rc;
     for (uint64_t i = 0; i < n; i++)
-        if ((rc = parse_entry(st, &r)) != US_OK)
+        if ((rc = parse_entry(st, &r, version)) != US_OK)
             return rc;
     if (version >= 2 && (rc = parse_recent(st, &r)) != US_OK)
         return rc;

@@ -42,8 +42,10 @@ static void drop_meta(us_entry *e)
 {
     wipe_free(e->env, e->env_len);
     wipe_free(e->bs, e->bs_len);
-    e->env = e->bs = NULL;
-    e->env_len = e->bs_len = 0;
+    wipe_free(e->hdr, e->hdr_len);
+    e->env = e->bs = e->hdr = NULL;
+    e->env_len = e->bs_len = e->hdr_len = 0;
+    e->hdr_set = 0;
     e->arrival = 0;
     e->tz = 0;
     e->raw_size = e->crlf_size = 0;
@@ -213,6 +215,9 @@ static void fill_msg(const us_entry *e, userstate_msg *out)
         out->meta.envelope_len = e->env_len;
         out->meta.bodystructure = e->bs;
         out->meta.bodystructure_len = e->bs_len;
+        out->meta.header_set = e->hdr_set;
+        out->meta.headers = e->hdr;
+        out->meta.headers_len = e->hdr_len;
     }
 }
 
@@ -373,7 +378,9 @@ static uint8_t *blob_copy(const uint8_t *p, size_t len, int *rc)
 int userstate_meta_set(userstate *st, const char *msgid, const userstate_meta *m)
 {
     if (!st || !m || m->envelope_len > US_BLOB_MAX || m->bodystructure_len > US_BLOB_MAX ||
-        (m->envelope_len && !m->envelope) || (m->bodystructure_len && !m->bodystructure))
+        m->headers_len > US_BLOB_MAX || m->header_set > US_HEADER_SET_MAX || (!m->header_set && m->headers_len) ||
+        (m->envelope_len && !m->envelope) || (m->bodystructure_len && !m->bodystructure) ||
+        (m->headers_len && !m->headers))
         return US_EINVAL;
     uint32_t i;
     int rc = lookup(st, msgid, 0, &i);
@@ -387,18 +394,21 @@ int userstate_meta_set(userstate *st, const char *msgid, const userstate_meta *m
         if ((e->bits & US_BIT_META) && e->arrival == m->arrival && e->tz == m->tz_minutes &&
             e->raw_size == m->raw_size && e->crlf_size == m->crlf_size &&
             blob_same(e->env, e->env_len, m->envelope, m->envelope_len) &&
-            blob_same(e->bs, e->bs_len, m->bodystructure, m->bodystructure_len))
+            blob_same(e->bs, e->bs_len, m->bodystructure, m->bodystructure_len) && e->hdr_set == m->header_set &&
+            blob_same(e->hdr, e->hdr_len, m->headers, m->headers_len))
             return US_OK;
     }
     /* copies first, so that running out of memory leaves the old cache in place */
     rc = US_OK;
     uint8_t *env = blob_copy(m->envelope, m->envelope_len, &rc);
     uint8_t *bs = blob_copy(m->bodystructure, m->bodystructure_len, &rc);
+    uint8_t *hdr = blob_copy(m->headers, m->headers_len, &rc);
     if (rc == US_OK && i == NOT_FOUND)
         rc = lookup(st, msgid, 1, &i);
     if (rc != US_OK) {
         wipe_free(env, m->envelope_len);
         wipe_free(bs, m->bodystructure_len);
+        wipe_free(hdr, m->headers_len);
         return rc;
     }
     us_entry *e = &st->ent[i];
@@ -412,6 +422,9 @@ int userstate_meta_set(userstate *st, const char *msgid, const userstate_meta *m
     e->env_len = (uint32_t)m->envelope_len;
     e->bs = bs;
     e->bs_len = (uint32_t)m->bodystructure_len;
+    e->hdr = hdr;
+    e->hdr_len = (uint32_t)m->headers_len;
+    e->hdr_set = (uint8_t)m->header_set;
     st->dirty = 1;
     return US_OK;
 }

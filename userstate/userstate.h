@@ -37,7 +37,8 @@ const char *userstate_strerror(int status);
 #define US_KEYWORD_LEN_MAX 64  /* bytes per keyword name */
 #define US_KEYWORD_SET_BYTES (US_KEYWORD_MAX / 8)
 #define US_MSGID_MAX 250       /* RFC 3977 3.6 */
-#define US_BLOB_MAX 65536      /* envelope / bodystructure cache strings */
+#define US_BLOB_MAX 65536      /* envelope / bodystructure / header cache strings */
+#define US_HEADER_SET_MAX 255
 #define US_MESSAGES_MAX (1u << 24)
 #define US_FILE_MAX (512ull << 20)
 #define US_KEY_BYTES 32
@@ -68,6 +69,12 @@ typedef struct userstate_meta {
     size_t envelope_len;
     const uint8_t *bodystructure;
     size_t bodystructure_len;
+    /* Some of the message's header fields as they stand (a header block, each field ending
+     * in CRLF): which ones is header_set's choice, numbered by the caller (0: none cached,
+     * then headers_len is 0), so a later choice of fields does not misread an older cache. */
+    unsigned header_set;
+    const uint8_t *headers;
+    size_t headers_len;
 } userstate_meta;
 
 /* What the state says about one message. A message the state has never heard of reads as

@@ -12,7 +12,7 @@
 #include "userstate/userstate.h"
 
 #define US_MAGIC "PSTU"
-#define US_VERSION 2 /* written; version 1 (no \Recent marks) is still read */
+#define US_VERSION 3 /* written; versions 1 (no \Recent marks) and 2 (no header cache) are still read */
 #include <limits.h>
 
 #define US_NAME_HASH_BYTES 16
@@ -37,8 +37,9 @@ typedef struct us_entry {
     int64_t arrival;
     int16_t tz;
     uint64_t raw_size, crlf_size;
-    uint8_t *env, *bs; /* NULL when the length is 0 */
-    uint32_t env_len, bs_len;
+    uint8_t *env, *bs, *hdr; /* NULL when the length is 0 */
+    uint32_t env_len, bs_len, hdr_len;
+    uint8_t hdr_set;
 } us_entry;
 
 struct userstate {
@@ -72,7 +73,7 @@ size_t us_serialized_size(const userstate *st);
 /* Writes the serialisation (docs/formats.md 5.2, version US_VERSION) into out, which has
  * us_serialized_size bytes. */
 void us_serialize(const userstate *st, uint8_t *out);
-/* Fills an empty state (from us_new) from a serialisation of the given version (1 or 2):
+/* Fills an empty state (from us_new) from a serialisation of the given version (1 to 3):
  * US_OK, US_EFORMAT (st is then partly filled; free it) or US_ENOMEM. Every count and
  * length is checked against the bytes that remain before anything is allocated for it. */
 int us_parse(userstate *st, const uint8_t *in, size_t len, unsigned version);

@@ -144,7 +144,7 @@ static uint8_t *spec_decrypt(const char *address, const uint8_t *k, size_t *plen
     uint8_t *f = slurp(path, &len);
     assert_true(len >= 5 + 24 + 16);
     assert_memory_equal(f, "PSTU", 4);
-    assert_int_equal(f[4], 2);
+    assert_int_equal(f[4], 3);
     uint8_t ad[21];
     memcpy(ad, f, 5);
     memcpy(ad + 5, hash, 16);
@@ -540,9 +540,9 @@ static void test_spec_layout(void **state)
     uint8_t set[US_KEYWORD_SET_BYTES] = {0};
     us_kw_put(set, kw, 1);
     assert_int_equal(userstate_store(st, "<a@b>", US_ADD, US_SEEN | US_DRAFT, set), US_OK);
-    uint8_t env[3] = {'E', 'N', 'V'};
+    uint8_t env[3] = {'E', 'N', 'V'}, hdr[2] = {'H', 'D'};
     userstate_meta m = {.arrival = 0x0102030405060708, .tz_minutes = -60, .raw_size = 5, .crlf_size = 6,
-                        .envelope = env, .envelope_len = 3};
+                        .envelope = env, .envelope_len = 3, .header_set = 7, .headers = hdr, .headers_len = 2};
     assert_int_equal(userstate_meta_set(st, "<a@b>", &m), US_OK);
     assert_int_equal(userstate_remove(st, "<c@d>"), US_OK);
     userstate_recent_raise(st, 0x01020304, 9);
@@ -556,7 +556,8 @@ static void test_spec_layout(void **state)
         0, 0, 0, 2,                    /* entries */
         5, '<', 'a', '@', 'b', '>', 0x11, 0x02, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0,
         1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xc4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 6,
-        0, 0, 0, 3, 'E', 'N', 'V', 0, 0, 0, 0,
+        0, 0, 0, 3, 'E', 'N', 'V', 0, 0, 0, 0, /* envelope, bodystructure */
+        7, 0, 0, 0, 2, 'H', 'D',              /* header set, header cache (version 3) */
         5, '<', 'c', '@', 'd', '>', 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0,
         1, 1, 2, 3, 4, 0, 0, 0, 9,     /* \Recent marks: UIDVALIDITY, UID */
     };
@@ -750,7 +751,7 @@ static void test_bad_header_and_reset(void **state)
     spec_path(ALICE, key, path, hash);
     size_t len;
     uint8_t *f = slurp(path, &len);
-    f[4] = 3; /* a later version this build does not know */
+    f[4] = US_VERSION + 1; /* a later version this build does not know */
     spit(path, f, len);
     free(f);
     userstate *out = (userstate *)1;
@@ -996,6 +997,49 @@ static void test_modes(void **state)
     umask(old);
 }
 
+/* A version 2 file's cache (no header cache) reads as no header set, and is written back as
+ * version 3 with an empty one; a cache that names no set cannot hold fields. */
+static void test_reads_version_2_cache(void **state)
+{
+    (void)state;
+    static const uint8_t v2[] = {
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,                     /* modseq, no keywords, 1 entry */
+        5, '<', 'a', '@', 'b', '>', 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* metadata follows */
+        0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 6,
+        0, 0, 0, 1, 'E', 0, 0, 0, 1, 'B', /* envelope, bodystructure: the end of a version 2 entry */
+        0,                                 /* no \Recent marks */
+    };
+    userstate *st = us_new();
+    assert_int_equal(us_parse(st, v2, sizeof v2, 2), US_OK);
+    userstate_msg m;
+    assert_int_equal(userstate_get(st, "<a@b>", &m), 1);
+    assert_true(m.has_meta);
+    assert_int_equal(m.meta.arrival, 9);
+    assert_int_equal(m.meta.envelope_len, 1);
+    assert_int_equal(m.meta.header_set, 0);
+    assert_int_equal(m.meta.headers_len, 0);
+    assert_int_equal(us_serialized_size(st), sizeof v2 + 5);
+    uint8_t v3[sizeof v2 + 5];
+    us_serialize(st, v3);
+    us_free(st);
+    static const uint8_t tail[] = {0, 0, 0, 0, 0, 0};
+    assert_memory_equal(v3 + sizeof v2 - 1, tail, sizeof tail);
+    st = us_new();
+    assert_int_equal(us_parse(st, v3, sizeof v3, US_VERSION), US_OK);
+    us_free(st);
+    st = us_new(); /* the same bytes are not version 3 */
+    assert_int_equal(us_parse(st, v2, sizeof v2, US_VERSION), US_EFORMAT);
+    us_free(st);
+    v3[sizeof v2 - 1 + 4] = 1; /* set 0 with one byte of fields */
+    uint8_t bad[sizeof v3 + 1];
+    memcpy(bad, v3, sizeof v2 + 4);
+    bad[sizeof v2 + 4] = 'x';
+    bad[sizeof v2 + 5] = 0;
+    st = us_new();
+    assert_int_equal(us_parse(st, bad, sizeof bad, US_VERSION), US_EFORMAT);
+    us_free(st);
+}
+
 /* The parser refuses what no writer makes (the encrypted file keeps these out anyway). */
 #define V1_BYTES 38 /* ok[] up to the end of its entries: a version 1 serialisation */
 static void test_parse_rejects(void **state)
@@ -1023,7 +1067,7 @@ static void test_parse_rejects(void **state)
     assert_int_equal(us_serialized_size(st), V1_BYTES + 1);
     us_free(st);
     st = us_new();
-    assert_int_equal(us_parse(st, ok, V1_BYTES, 3), US_EFORMAT);
+    assert_int_equal(us_parse(st, ok, V1_BYTES, US_VERSION + 1), US_EFORMAT);
     us_free(st);
     struct {
         size_t at;
@@ -1177,6 +1221,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_reads_version_2_cache),
         cmocka_unit_test(test_recent_marks),
         cmocka_unit_test(test_keyword_gen),
         cmocka_unit_test_setup_teardown(test_seal_then_write, setup, teardown),
