@@ -1,5 +1,6 @@
 /* libFuzzer: arbitrary bytes -> mime_parse -> ENVELOPE/BODY/BODYSTRUCTURE must be balanced
- * RFC 3501 syntax, and every part path that exists must yield in-bounds sections. */
+ * RFC 3501 syntax, every part path that exists must yield in-bounds sections, and the header
+ * cache (imap/fetch.h) must answer as the message does. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -109,6 +110,39 @@ static void visit(char *path, size_t plen, unsigned depth)
     path[plen] = '\0';
 }
 
+/* The header cache: Thunderbird's and mutt's list fetches answered from the block that
+ * pi_header_set_write keeps are pi_section_get's bytes, and References (THREAD) decodes the
+ * same from it; a difference would show only after the gateway restarts. */
+static void check_header_cache(const mime_message *m)
+{
+    static const char *const specs[] = {
+        "HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID Priority X-Priority References Newsgroups "
+        "In-Reply-To Content-Type Reply-To Received)",
+        "HEADER.FIELDS (DATE FROM SENDER SUBJECT TO CC MESSAGE-ID REFERENCES CONTENT-TYPE "
+        "CONTENT-DESCRIPTION IN-REPLY-TO REPLY-TO LINES LIST-POST X-LABEL)"};
+    pu_buf cache = {0}, got = {0}, scratch = {0}, a = {0}, b = {0};
+    if (pi_header_set_write(&cache, m) < 0)
+        abort();
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        pi_section sec;
+        if (pi_section_parse(specs[i], strlen(specs[i]), &sec) != 0 ||
+            !pi_header_set_covers(PI_HEADER_SET, &sec))
+            abort();
+        const char *d;
+        size_t n;
+        if (pi_section_get(m, &sec, &scratch, &d, &n) != PI_SECTION_OK ||
+            pi_header_set_section(cache.data, cache.len, &sec, &got) < 0 || got.len != n ||
+            (n && memcmp(got.data, d, n) != 0))
+            abort();
+        pi_section_free(&sec);
+    }
+    int ra = mime_header_decoded(m, "References", &a);
+    int rb = mime_block_header_decoded(cache.data, cache.len, "References", &b);
+    if (ra < 0 || ra != rb || a.len != b.len || (a.len && memcmp(a.data, b.data, a.len) != 0))
+        abort();
+    pu_buf_free(&cache), pu_buf_free(&got), pu_buf_free(&scratch), pu_buf_free(&a), pu_buf_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* A private copy so ASan catches any read past the message. */
@@ -138,6 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mime_body_text(m, &o) < 0)
         abort();
     pu_buf_free(&o);
+    check_header_cache(m);
 
     g_m = m, g_buf = (const uint8_t *)buf, g_len = size, g_visited = 0;
     char path[256] = "";

@@ -1,10 +1,12 @@
 /* Unit tests for mime/ and imap/'s renderings of its tree (imap/fetch.h) over the corpus in
  * tests/data/mime/: ENVELOPE and BODYSTRUCTURE (expected outputs compared byte for byte;
  * checked against Dovecot 2.3.19, differences listed in tests/data/mime/DOVECOT.md),
- * BODY[section], limits and SEARCH text. The section grammar and the string writer alone are
- * tested in test_imap.c. */
+ * BODY[section], the header cache, limits and SEARCH text. The section grammar and the string
+ * writer alone are tested in test_imap.c. */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -311,6 +313,206 @@ static void test_sections(void **state)
     pu_buf_free(&scratch);
 }
 
+/* The header cache (imap/fetch.h): a HEADER.FIELDS that pi_header_set_covers answers from
+ * the block pi_header_set_write keeps must be the bytes pi_section_get gives from the whole
+ * message, and every field of the set (References for THREAD above all) must decode the
+ * same from the block as from the message: a difference shows only after a restart. */
+static const char *const cache_specs[] = {
+    /* Thunderbird's message list */
+    "HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID Priority X-Priority References Newsgroups "
+    "In-Reply-To Content-Type Reply-To Received)",
+    /* mutt's */
+    "HEADER.FIELDS (DATE FROM SENDER SUBJECT TO CC MESSAGE-ID REFERENCES CONTENT-TYPE CONTENT-DESCRIPTION "
+    "IN-REPLY-TO REPLY-TO LINES LIST-POST X-LABEL)",
+    "HEADER.FIELDS (References)",
+    "header.fields (subject)",
+    "HEADER.FIELDS (RECEIVED)",
+    "HEADER.FIELDS (x-priority)",
+    "HEADER.FIELDS (\"From\" \"list-id\")",
+    "HEADER.FIELDS (\"IMPORTANCE\" From Importance)",
+    "HEADER.FIELDS (Content-Type Lines List-Post)",
+};
+
+static void check_header_cache(const char *what, const char *msg, size_t len)
+{
+    mime_message *m = mime_parse(msg, len, NULL);
+    assert_non_null(m);
+    pu_buf cache = {0}, got = {0}, scratch = {0}, a = {0}, b = {0};
+    char w[256];
+    assert_int_equal(pi_header_set_write(&cache, m), 0);
+    for (size_t i = 0; i < sizeof cache_specs / sizeof *cache_specs; i++) {
+        pi_section sec;
+        assert_int_equal(pi_section_parse(cache_specs[i], strlen(cache_specs[i]), &sec), 0);
+        snprintf(w, sizeof w, "%s BODY[%.120s] from the cache", what, cache_specs[i]);
+        if (!pi_header_set_covers(PI_HEADER_SET, &sec))
+            fail_msg("%s: not covered", w);
+        const char *d;
+        size_t n;
+        assert_int_equal(pi_section_get(m, &sec, &scratch, &d, &n), PI_SECTION_OK);
+        assert_int_equal(pi_header_set_section(cache.data, cache.len, &sec, &got), 0);
+        assert_bytes(w, got.data, got.len, d, n);
+        pi_section_free(&sec);
+    }
+    const char *const *names;
+    const size_t *lens;
+    size_t nnames = pi_header_set_fields(&names, &lens);
+    for (size_t i = 0; i < nnames; i++) {
+        pu_buf_clear(&a), pu_buf_clear(&b);
+        int ra = mime_header_decoded(m, names[i], &a);
+        int rb = mime_block_header_decoded(cache.data, cache.len, names[i], &b);
+        snprintf(w, sizeof w, "%s %s decoded from the cache", what, names[i]);
+        if (ra != rb)
+            fail_msg("%s: found %d, from the message %d", w, rb, ra);
+        assert_bytes(w, b.data, b.len, a.data, a.len);
+    }
+    pu_buf_free(&cache), pu_buf_free(&got), pu_buf_free(&scratch), pu_buf_free(&a), pu_buf_free(&b);
+    mime_free(m);
+}
+
+/* msg as it stands and in served form (CRLF, no NUL: what the gateway parses) */
+static void check_header_cache_both(const char *what, const char *msg, size_t len)
+{
+    char w[160];
+    snprintf(w, sizeof w, "%s (raw)", what);
+    check_header_cache(w, msg, len);
+    char *copy = malloc(len + 1);
+    assert_non_null(copy);
+    if (len)
+        memcpy(copy, msg, len);
+    copy = served(copy, &len);
+    snprintf(w, sizeof w, "%s (served)", what);
+    check_header_cache(w, copy, len);
+    free(copy);
+}
+
+#define HC(name, text) {name, text, sizeof text - 1}
+static const struct {
+    const char *name, *msg;
+    size_t len;
+} cache_cases[] = {
+    HC("folded", "Subject: a\r\n folded\r\n\tagain\r\nFrom: x@y\r\nReferences: <1@x>\r\n <2@x>\r\n"
+                 "\r\nbody\r\n"),
+    HC("repeated", "Received: a\r\nReceived: b\r\nReferences: <1@x>\r\nX-Other: o\r\nreferences: <2@x>\r\n"
+                   "Subject: one\r\nSubject: two\r\n\r\n"),
+    HC("mixed case", "fROM: a@b\r\nsUbJeCt: s\r\nMESSAGE-id: <m@x>\r\nx-PRIORITY: 1\r\n"
+                     "rEfErEnCeS: <r@x>\r\n\r\n"),
+    HC("space before colon", "Subject : s\r\nFrom\t: a@b\r\nReferences \t : <r@x>\r\nTo  :\r\n c@d\r\n\r\n"),
+    HC("no colon", "From: a@b\r\nno colon here\r\nSubject: s\r\nReferences\r\n : <x@y>\r\n\r\n"),
+    HC("colon only", ": value\r\n :x\r\nFrom: a@b\r\n\r\n"),
+    HC("continuation first", " leading: cont\r\nSubject: s\r\n\r\n"),
+    HC("continuation first 2", "\tReferences: <x@y>\r\n more\r\nReferences: <y@z>\r\n\r\n"),
+    HC("bare lf mix", "From: a@b\nSubject: s\r\n folded\n\tmore\r\nReferences: <a@x>\n <b@x>\r\n\nbody"),
+    HC("bare lf only", "From: a@b\nReferences: <a@x>\n\n"),
+    HC("bare cr", "From: a@b\rSubject: s\r\nReferences: <a@x>\r<b@x>\r\nDate: d\r\r\n\r\n"),
+    HC("no blank line, no body", "From: a@b\r\nReferences: <a@x>\r\n <b@x>\r\nSubject: last"),
+    HC("no blank line, folded last", "Subject: s\r\nReferences: <a@x>\r\n <b@x>"),
+    HC("ends in bare cr", "From: a@b\r\nReferences: <a@x>\r"),
+    HC("ends in continuation cr", "References: <a@x>\r\n \r"),
+    HC("ends in lf", "Subject: s\n"),
+    HC("nul", "From: a@b\r\nSub\0ject: s\r\nSubject: x\0y\r\nReferences: <a\0@x>\r\n\0From: c@d\r\n\r\n\0"),
+    HC("empty header", "\r\nbody\r\n"),
+    HC("empty header lf", "\nbody"),
+    HC("empty message", ""),
+    HC("only cr", "\r"),
+    HC("whitespace line", "From: a@b\r\n   \r\nSubject: b\r\n\t\r\n\r\n"),
+    HC("empty values", "Subject:\r\nReferences:\r\nFrom: \r\n\r\n"),
+    HC("cr cr lf", "Subject: a\r\r\nFrom: b\r\n\r\r\nReferences: <c@d>\r\n\r\n"),
+    HC("blank line ends it", "Subject: a\r\n\r\nReferences: <not@header>\r\n\r\n"),
+    HC("part headers", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nSubject: inner\r\n"
+                       "References: <in@x>\r\n\r\nx\r\n--b--\r\n"),
+    HC("encoded", "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+                  "From: =?utf-8?q?J=C3=BCrgen?= <j (x) @ example . de>\r\n"
+                  "References: <a@x> (comment)\r\n\t<b@x>\r\n\r\n"),
+};
+
+static void test_header_cache(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof cache_cases / sizeof *cache_cases; i++)
+        check_header_cache_both(cache_cases[i].name, cache_cases[i].msg, cache_cases[i].len);
+    for (size_t i = 0; i < sizeof corpus / sizeof *corpus; i++) {
+        size_t len;
+        char *raw = slurp(corpus[i], ".eml", &len);
+        check_header_cache_both(corpus[i], raw, len);
+        free(raw);
+    }
+
+    /* not vacuous: the block holds the set's fields as they stand, and only those */
+    static const char msg[] = "Subject : a\r\n b\r\nX-Other: o\r\nreferences: <1@x>\r\nReferences: <2@x>\r\n"
+                              "\r\nbody\r\n";
+    static const char want[] = "Subject : a\r\n b\r\nreferences: <1@x>\r\nReferences: <2@x>\r\n";
+    mime_message *m = mime_parse(msg, sizeof msg - 1, NULL);
+    pu_buf cache = {0}, o = {0};
+    assert_int_equal(pi_header_set_write(&cache, m), 0);
+    assert_bytes("cache", cache.data, cache.len, want, sizeof want - 1);
+    assert_int_equal(mime_block_header_decoded(cache.data, cache.len, "References", &o), 1);
+    assert_string_equal(o.data, "<1@x>\n<2@x>");
+    pu_buf_free(&o);
+    pu_buf_free(&cache);
+    mime_free(m);
+}
+
+static void test_header_set_covers(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec;
+        bool covered;
+    } cases[] = {
+        {"HEADER.FIELDS (From)", true},
+        {"HEADER.FIELDS (from)", true},
+        {"HEADER.FIELDS (fRoM REFERENCES list-ID importance)", true},
+        {"HEADER.FIELDS (\"Message-Id\" \"x-label\")", true},
+        {"HEADER.FIELDS.NOT (From)", false},
+        {"HEADER.FIELDS.NOT (From To Cc Bcc Subject)", false},
+        {"1.HEADER.FIELDS (From)", false},
+        {"2.HEADER.FIELDS (Subject)", false},
+        {"1.2.HEADER.FIELDS (References)", false},
+        {"HEADER.FIELDS (From X-Other)", false},
+        {"HEADER.FIELDS (X-Other From)", false},
+        {"HEADER.FIELDS (Fro)", false},
+        {"HEADER.FIELDS (Fromm)", false},
+        {"HEADER.FIELDS (\"From \")", false},
+        {"HEADER.FIELDS (From:)", false},
+        {"HEADER.FIELDS (Content-Transfer-Encoding)", false},
+        {"HEADER.FIELDS (MIME-Version)", false},
+        {"HEADER", false},
+        {"TEXT", false},
+        {"", false},
+        {"1", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        pi_section sec;
+        assert_int_equal(pi_section_parse(cases[i].spec, strlen(cases[i].spec), &sec), 0);
+        if (pi_header_set_covers(PI_HEADER_SET, &sec) != cases[i].covered)
+            fail_msg("BODY[%s]: covered %d", cases[i].spec, !cases[i].covered);
+        /* another set, or a message too big for the cache, answers nothing */
+        assert_false(pi_header_set_covers(0, &sec));
+        assert_false(pi_header_set_covers(PI_HEADER_SET + 1, &sec));
+        assert_false(pi_header_set_covers(PI_HEADER_SET_TOO_BIG, &sec));
+        pi_section_free(&sec);
+    }
+    /* every field of the set, in upper and lower case */
+    const char *const *names;
+    const size_t *lens;
+    size_t n = pi_header_set_fields(&names, &lens);
+    assert_true(n > 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(strlen(names[i]), lens[i]);
+        for (int up = 0; up < 2; up++) {
+            char spec[128];
+            int sl = snprintf(spec, sizeof spec, "HEADER.FIELDS (%s)", names[i]);
+            for (int k = 15; k < sl - 1; k++)
+                spec[k] = (char)(up ? toupper((unsigned char)spec[k]) : tolower((unsigned char)spec[k]));
+            pi_section sec;
+            assert_int_equal(pi_section_parse(spec, (size_t)sl, &sec), 0);
+            if (!pi_header_set_covers(PI_HEADER_SET, &sec))
+                fail_msg("BODY[%s]: not covered", spec);
+            pi_section_free(&sec);
+        }
+    }
+}
+
 static size_t count_sub(const char *s, const char *sub)
 {
     size_t n = 0;
@@ -539,6 +741,8 @@ int main(void)
         cmocka_unit_test(test_corpus),
         cmocka_unit_test(test_body_non_extensible),
         cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_header_cache),
+        cmocka_unit_test(test_header_set_covers),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_part_limit),
         cmocka_unit_test(test_bare_lf_and_binary),
