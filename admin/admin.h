@@ -13,6 +13,7 @@ int adm_cmd_repair(const pn_config *cfg, int argc, char **argv);     /* repair [
 int adm_cmd_status(const pn_config *cfg, int argc, char **argv);     /* status: gateway and replication */
 int adm_cmd_config(const pn_config *cfg, int argc, char **argv);     /* config [-a]: the effective settings */
 int adm_cmd_check(const pn_config *cfg, int argc, char **argv);      /* check: a verdict per item */
+int adm_cmd_inn_setup(const pn_config *cfg, int argc, char **argv);  /* inn-setup: the system INN for postern */
 /* `postern check` when the configuration does not load: the verdict for that (returns 1). */
 int adm_check_unloadable(const char *path, const char *err);
 

@@ -31,6 +31,7 @@ static const struct command {
     {"config", adm_cmd_config, "[-a]: the settings that differ from the defaults (postconf -n)"},
     {"status", adm_cmd_status, "which site the gateway reads, and what each site is missing"},
     {"check", adm_cmd_check, "config, secrets, authority key, sites, certificate: a verdict per item"},
+    {"inn-setup", adm_cmd_inn_setup, "[--peer NAME=HOST[:PORT]]... [--remove]: Debian's INN (/etc/news) as a postern site"},
     {"autoconfig", ac_cmd_autoconfig, "--domain D [--format mozilla|autodiscover|srv]: client setup files"},
     {"serve", gw_cmd_serve, "[--verbose] [--check]: run the IMAP gateway ([gateway] in the config)"},
     {"who", gw_cmd_who, "[ADDRESS]: the running gateway's sessions (user, protocol, client, since)"},

@@ -213,6 +213,10 @@ def nntp(inn_site):
     c.quit()
 
 
+# `postern inn-setup` execs scripts/postern-inn-setup from the tree (installed: /usr/libexec)
+os.environ.setdefault("POSTERN_INN_SETUP", str(REPO / "scripts" / "postern-inn-setup"))
+
+
 def postern_bin():
     return Path(os.environ.get("POSTERN_BIN") or REPO / "build" / "cli" / "postern")
 

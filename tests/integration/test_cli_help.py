@@ -9,7 +9,7 @@ import pytest
 from conftest import postern_bin
 
 COMMANDS = [["authority"], ["user"], ["user", "add"], ["user", "del"], ["deliver"], ["watch-maildir"],
-            ["lmtp"], ["verify-recipient"], ["mailbox"], ["repair"], ["config"], ["status"], ["autoconfig"], ["serve"],
+            ["lmtp"], ["verify-recipient"], ["mailbox"], ["repair"], ["config"], ["status"], ["autoconfig"], ["inn-setup"], ["serve"],
             ["who"], ["kick"]]
 
 

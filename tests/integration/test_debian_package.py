@@ -138,6 +138,7 @@ def test_contents_and_modes(built):
         entries[f[-1].lstrip(".")] = (f[0], f[1])
     expect = {
         "/usr/sbin/postern": "-rwxr-xr-x",
+        "/usr/libexec/postern/inn-setup": "-rwxr-xr-x",
         "/etc/postern/postern.conf": "-rw-r--r--",
         "/usr/lib/tmpfiles.d/postern.conf": "-rw-r--r--",
         "/usr/share/man/man8/postern.8.gz": "-rw-r--r--",
