@@ -195,7 +195,7 @@ static long sweep_tradspool(const pn_site *site, const char *group)
 
 /* Makes (or, after purging their articles, removes) the user's two groups on every site we
  * administer, reporting per site; returns the number of sites where it failed. */
-int adm_groups_everywhere(const pn_config *cfg, const char *address, const char *mail_group,
+int adm_groups_everywhere(const pn_config *cfg, const char *mail_group,
                              const char *key_group, int create)
 {
     int failed = 0;
@@ -204,12 +204,7 @@ int adm_groups_everywhere(const pn_config *cfg, const char *address, const char 
         if (!site->innconf[0]) {
             if (create)
                 pu_info("  site %s: not administered from here (no innconf): create the groups there", site->name);
-            else
-                pu_err("site %s: not administered from here (no innconf): run `postern user del %s --yes` on "
-                       "that site's host; until then its old mail and key record stay there, and `postern user "
-                       "add %s` refuses to add the address again",
-                       site->name, address, address);
-            continue;
+            continue; /* a deletion cancels there (adm_purge_remote) */
         }
         const char *groups[] = {key_group, mail_group};
         long removed = 0;
@@ -347,4 +342,115 @@ int adm_record_readable(const pn_config *cfg, const pn_site *site, const pc_keyr
     ps_pool_free(sites);
     sodium_free(got);
     return ok;
+}
+
+/* One cancel for target at a site not administered here, with the key its lock wants: a key
+ * record's from the authority secret, delivered mail's admin lock from the delivery secret.
+ * Returns 1 posted (or the site had this cancel already), 0 no key for it, -1 failed. */
+static int cancel_remote(ps_pool *sites, size_t at, const char *group, const char *target, const uint8_t *auth_sk,
+                         const uint8_t *delivery_secret, char *err, size_t errlen)
+{
+    char key_text[PC_CANCEL_TEXT_MAX + 8];
+    if (strncmp(target, "<k.", 3) == 0 && auth_sk) {
+        char key[64], lock[96];
+        if (pc_cancel_key(auth_sk, target, key, sizeof key, lock, sizeof lock) != PC_OK)
+            return 0;
+        snprintf(key_text, sizeof key_text, "sha256:%s", key);
+        sodium_memzero(key, sizeof key);
+    } else if (strncmp(target, "<m.", 3) == 0 && delivery_secret) {
+        uint8_t k[PC_CANCEL_KEY_BYTES];
+        pc_cancel_admin_key(delivery_secret, target, k);
+        pc_cancel_key_text(k, key_text);
+        sodium_memzero(k, sizeof k);
+    } else {
+        return 0; /* state articles and appended mail carry the owner's lock only */
+    }
+    /* one Message-ID per target: the copy a peer feeds a site that got it already is a duplicate */
+    uint8_t h[32], id[20];
+    crypto_generichash(h, sizeof h, (const uint8_t *)target, strlen(target), (const uint8_t *)"postern purge", 13);
+    memcpy(id, h, sizeof id);
+    char cid[PA_MSGID_MAX], headers[1024];
+    pa_cancel_message_id(id, cid);
+    size_t ok = pa_cancel_headers(group, target, cid, key_text, headers, sizeof headers);
+    sodium_memzero(key_text, sizeof key_text);
+    if (!ok) {
+        snprintf(err, errlen, "header block too long");
+        return -1;
+    }
+    static const char body[] = "cancel";
+    int st = ps_post(sites, at, headers, (const uint8_t *)body, sizeof body - 1, -1, 0, err, errlen);
+    sodium_memzero(headers, sizeof headers);
+    return st == PS_OK || st == PS_DUP ? 1 : -1;
+}
+
+int adm_purge_remote(const pn_config *cfg, const char *mail_group, const char *key_group)
+{
+    size_t remote = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        remote += !cfg->sites[i].innconf[0];
+    if (!remote)
+        return 0;
+    /* whichever of the two secrets this host holds: each cancels its own kind of article */
+    char err[512];
+    uint8_t *auth_sk = cfg->authority_secret_path[0] ? pn_load_authority_secret(cfg, err, sizeof err) : NULL;
+    if (!auth_sk)
+        pu_info("  no authority secret here: key records at sites administered elsewhere cannot be cancelled");
+    uint8_t *ds = cfg->delivery_secret_path[0] ? pn_load_delivery_secret(cfg, err, sizeof err) : NULL;
+    if (!ds)
+        pu_info("  no delivery secret here: mail at sites administered elsewhere cannot be cancelled");
+    int failed = 0;
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    for (size_t i = 0; sites && i < cfg->n_sites; i++) {
+        const pn_site *site = &cfg->sites[i];
+        if (site->innconf[0])
+            continue;
+        const char *groups[] = {key_group, mail_group};
+        long cancelled = 0, left = 0, bad = 0;
+        for (size_t g = 0; g < 2; g++) {
+            id_list l = {0};
+            ps_group_info info;
+            int st = ps_group(sites, i, groups[g], &info, err, sizeof err);
+            if (st == PS_OK && info.count > 0)
+                st = ps_over(sites, i, groups[g], "1-", collect_msgid, &l, err, sizeof err);
+            if (st != PS_OK && st != PS_NOENT) {
+                pu_err("site %s: cannot list the articles of %s: %s", site->name, groups[g], err);
+                bad++;
+                pu_buf_free(&l.ids);
+                break;
+            }
+            for (char *id = l.ids.data, *nl; id && *id; id = nl + 1) {
+                nl = strchr(id, '\n');
+                *nl = '\0';
+                int r = cancel_remote(sites, i, groups[g], id, auth_sk, ds, err, sizeof err);
+                if (r > 0) {
+                    cancelled++;
+                } else if (r == 0) {
+                    left++;
+                } else {
+                    pu_err("site %s: cancel of %s not posted: %s", site->name, id, err);
+                    bad++;
+                }
+            }
+            pu_buf_free(&l.ids);
+        }
+        ps_pool_drop(sites, i);
+        pu_info("  site %s (administered elsewhere): %ld article%s cancelled%s", site->name, cancelled,
+                cancelled == 1 ? "" : "s", bad ? ", some not: see above" : "");
+        if (left)
+            pu_info("  site %s: %ld article%s left that no secret of this host can cancel (state articles and "
+                    "appended mail carry their owner's lock only); they expire by themselves, and the groups stay "
+                    "until that site's admin runs `postern user del` there",
+                    site->name, left, left == 1 ? "" : "s");
+        failed += bad > 0;
+    }
+    if (!sites) {
+        pu_err("cannot reach the sites administered elsewhere: out of memory");
+        failed++;
+    }
+    ps_pool_free(sites);
+    if (auth_sk)
+        sodium_free(auth_sk);
+    if (ds)
+        sodium_free(ds);
+    return failed;
 }

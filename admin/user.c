@@ -219,7 +219,7 @@ static int add_one(const pn_config *cfg, const uint8_t *auth_sk, const char *add
         goto out;
     }
     pu_info("adding %s (groups %s, %s)", canon, mail_group, key_group);
-    if (adm_groups_everywhere(cfg, canon, mail_group, key_group, 1) != 0 || adm_verify_groups(cfg, canon, mail_group, key_group) != 0) {
+    if (adm_groups_everywhere(cfg, mail_group, key_group, 1) != 0 || adm_verify_groups(cfg, canon, mail_group, key_group) != 0) {
         pu_err("the groups of %s are not on every site; nothing was posted. Fix the site(s) above and add it "
                "again", canon);
         rc = PX_TEMPFAIL;
@@ -553,14 +553,21 @@ static int cmd_del(const pn_config *cfg, const user_opts *o)
         }
     }
     pu_info("deleting %s", canon);
-    if (adm_groups_everywhere(cfg, canon, mail_group, key_group, 0) != 0)
+    if (adm_groups_everywhere(cfg, mail_group, key_group, 0) != 0)
         return PX_TEMPFAIL;
+    if (adm_purge_remote(cfg, mail_group, key_group) != 0) {
+        pu_err("%s: not every article at the sites administered elsewhere was cancelled; run `postern user del "
+               "%s --yes` again",
+               canon, canon);
+        return PX_TEMPFAIL;
+    }
     size_t elsewhere = 0;
     for (size_t i = 0; i < cfg->n_sites; i++)
         elsewhere += !cfg->sites[i].innconf[0];
     if (elsewhere)
-        printf("deleted %s at the %zu site%s administered here; %zu site%s still to do (above)\n", canon,
-               cfg->n_sites - elsewhere, cfg->n_sites - elsewhere == 1 ? "" : "s", elsewhere,
+        printf("deleted %s: groups removed at the %zu site%s administered here, articles cancelled at the %zu "
+               "other%s\n",
+               canon, cfg->n_sites - elsewhere, cfg->n_sites - elsewhere == 1 ? "" : "s", elsewhere,
                elsewhere == 1 ? "" : "s");
     else
         printf("deleted %s\n", canon);

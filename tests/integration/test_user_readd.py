@@ -208,26 +208,74 @@ def test_add_does_not_say_added_when_no_site_serves_the_record(postern_env, inn_
     assert deliver(env, user, msg("x")).returncode == 0
 
 
+def two_site_conf(env, b, tmp_path, name, drop=()):
+    """postern.conf naming env's site (administered here) and b without innconf (administered
+    elsewhere); drop: [postern] keys left out (secrets this host does not hold)."""
+    remote_b = re.sub(r"(?m)^innconf = .*$", "", b.conf_fragment.read_text())
+    text = env.conf.read_text().replace("min_copies = 1", "min_copies = 2")
+    for key in drop:
+        text = re.sub(r"(?m)^%s = .*$" % key, "", text)
+    conf = tmp_path / name
+    conf.write_text(text + "\n" + remote_b)
+    conf.chmod(0o600)
+    return lambda *a, stdin=None: subprocess.run([str(env.bin), "-c", str(conf), *a], input=stdin,
+                                                 capture_output=True, timeout=120)
+
+
+def articles_at(site, group):
+    with site.client() as c:
+        try:
+            count, low, high, _ = c.group(group)
+        except Exception:
+            return []
+        return [o[4] for o in c.over("%d-%d" % (low, high))] if count else []
+
+
+def test_del_cancels_at_a_site_administered_elsewhere(postern_env, inn_sites, tmp_path):
+    """Site B is administered elsewhere (no innconf): `user del` here cancels the key record
+    (authority secret) and the delivered mail (the delivery secret's admin lock) there over
+    NNTP, so the address can be added again without anyone logging in at B's host, and the
+    old mail does not come back."""
+    env, user = postern_env, "faraway@example.org"
+    b = inn_sites()
+    two = two_site_conf(env, b, tmp_path, "two.conf")
+    groups = ("postern.org.example.faraway", "postern.org.example.faraway.encrypt")
+    b.newgroup(*groups)
+    r = two("user", "add", user, "--password-stdin", stdin=b"a good password\n")
+    assert r.returncode == 0 and b"added" in r.stdout, r.stderr
+    for i in range(2):
+        assert two("deliver", "--to", user, stdin=msg("before %d" % i)).returncode == 0
+    assert len(articles_at(b, groups[0])) == 2 and len(articles_at(b, groups[1])) == 1
+    r = two("user", "del", user, "--yes")
+    assert r.returncode == 0, r.stderr
+    assert b"site %s (administered elsewhere): 3 articles cancelled" % b.name.encode() in r.stderr, r.stderr
+    assert b"articles cancelled at the 1 other" in r.stdout, r.stdout
+    assert articles_at(b, groups[0]) == [] and articles_at(b, groups[1]) == []
+    r = two("user", "add", user, "--password-stdin", stdin=b"another password\n")
+    assert r.returncode == 0 and b"added" in r.stdout, (r.stdout, r.stderr)
+    assert two("deliver", "--to", user, stdin=msg("after")).returncode == 0
+    r = two("mailbox", user, "--password-stdin", stdin=b"another password\n")
+    assert r.returncode == 0 and b"after" in r.stdout and b"before" not in r.stdout, r.stdout + r.stderr
+
+
 def test_add_refuses_a_site_that_still_holds_the_old_user(postern_env, inn_sites, tmp_path):
-    """Site B is administered elsewhere: `user del` here cannot purge it and says so, and
-    `user add` refuses while B still holds the deleted user's articles, instead of letting the
-    old mail (and key record) back into the new mailbox."""
+    """A host without the secrets (no authority secret, no delivery secret) cannot cancel at
+    site B, administered elsewhere, and says so; `user add` then refuses while B still holds
+    the deleted user's articles, instead of letting the old mail (and key record) back into
+    the new mailbox, until B's own admin deletes the user there."""
     env, user = postern_env, "remote@example.org"
     b = inn_sites()
-    remote_b = re.sub(r"(?m)^innconf = .*$", "", b.conf_fragment.read_text())
-    conf = tmp_path / "two.conf"
-    conf.write_text(env.conf.read_text() + "\n" + remote_b)
-    conf.chmod(0o600)
-    two = lambda *a, stdin=None: subprocess.run([str(env.bin), "-c", str(conf), *a], input=stdin,  # noqa: E731
-                                               capture_output=True, timeout=120)
+    two = two_site_conf(env, b, tmp_path, "two.conf")
+    bare = two_site_conf(env, b, tmp_path, "bare.conf", drop=("authority_secret", "delivery_secret"))
     b.newgroup("postern.org.example.remote", "postern.org.example.remote.encrypt")
     r = two("user", "add", user, "--password-stdin", stdin=b"a good password\n")
     assert r.returncode == 0 and b"added" in r.stdout, r.stderr
     assert two("deliver", "--to", user, stdin=msg("before")).returncode == 0
-    r = two("user", "del", user, "--yes")
-    assert b"site %s: not administered from here" % b.name.encode() in r.stderr, r.stderr
-    assert b"postern user del %s --yes" % user.encode() in r.stderr
-    assert b"1 site still to do" in r.stdout, r.stdout
+    r = bare("user", "del", user, "--yes")
+    assert b"no authority secret here: key records at sites administered elsewhere cannot be cancelled" \
+        in r.stderr, r.stderr
+    assert b"no delivery secret here" in r.stderr
+    assert b"site %s: 2 articles left that no secret of this host can cancel" % b.name.encode() in r.stderr, r.stderr
     r = two("user", "add", user, "--password-stdin", stdin=b"another password\n")
     assert r.returncode == 75 and b"added" not in r.stdout, (r.stdout, r.stderr)
     assert b"site %s: group postern.org.example.remote.encrypt still holds 1 article" % b.name.encode() \
