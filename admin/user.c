@@ -28,6 +28,7 @@ static const char usage[] =
     "       postern user del ADDRESS [--yes]\n"
     "       postern user list\n"
     "       postern user import [FILE | -] [--force]\n"
+    "       postern user resign ADDRESS... | --all [--previous-secret FILE]\n"
     "Passwords are asked on the terminal (twice), or read from the first line of FILE or\n"
     "stdin (passwd reads the current password, then the new one, one per line).\n"
     "--force accepts a password shorter than min_password.\n"
@@ -36,7 +37,11 @@ static const char usage[] =
     "add of one address (a forgotten password) starts an empty mailbox under a new key.\n"
     "import adds one user per line \"ADDRESS,PASSWORD\" (the password is the rest of the line;\n"
     "blank lines, # comments and an \"address,password\" header are skipped) from FILE or\n"
-    "stdin, says [k/N] for each and why a line failed, and goes on with the next.";
+    "stdin, says [k/N] for each and why a line failed, and goes on with the next.\n"
+    "resign signs the users' key records again with the authority_secret of postern.conf (an\n"
+    "authority key rotation: authority_public must still list the old public key meanwhile);\n"
+    "the passwords stay. --previous-secret (the old authority secret) lets each new record\n"
+    "supersede the old one.";
 
 typedef struct user_opts {
     const char *address;
@@ -116,21 +121,26 @@ static int weak_password(const pn_config *cfg, const char *pw, size_t len, const
     return 0;
 }
 
-/* Posts a signed key record to every site and reads it back; returns how many serve it. */
+/* Posts a signed key record to every site and reads it back; returns how many serve it.
+ * supersedes (may be NULL) names the record it replaces, whose lock old_sk's cancel key
+ * opens (the authority key that made it); resigned: the Message-ID of a re-signed record. */
 static unsigned post_record(const pn_config *cfg, const pc_keyrecord *rec, const uint8_t *auth_sk,
-                            const char *supersedes)
+                            const char *supersedes, const uint8_t *old_sk, int resigned)
 {
     char group[PA_GROUP_MAX + 1], msgid[PA_MSGID_MAX], why[256];
     if (pa_address_to_key_group(cfg->prefix, rec->address, group, sizeof group, why, sizeof why) != 0)
         return 0;
-    pa_key_message_id(rec->key_id, rec->serial, msgid);
+    if (resigned)
+        pa_key_message_id_resigned(rec->key_id, rec->serial, rec->authority_id, msgid);
+    else
+        pa_key_message_id(rec->key_id, rec->serial, msgid);
     char key[64], lock[96], extra[512];
     if (pc_cancel_key(auth_sk, msgid, key, sizeof key, lock, sizeof lock) != PC_OK)
         return 0;
     int n = snprintf(extra, sizeof extra, "Cancel-Lock: %s\r\n", lock);
     if (supersedes) {
         char old_key[64], old_lock[96];
-        if (pc_cancel_key(auth_sk, supersedes, old_key, sizeof old_key, old_lock, sizeof old_lock) != PC_OK)
+        if (pc_cancel_key(old_sk, supersedes, old_key, sizeof old_key, old_lock, sizeof old_lock) != PC_OK)
             return 0;
         snprintf(extra + n, sizeof extra - (size_t)n, "Supersedes: %s\r\nCancel-Key: sha256:%s\r\n", supersedes,
                  old_key);
@@ -232,7 +242,7 @@ static int add_one(const pn_config *cfg, const uint8_t *auth_sk, const char *add
         pu_err("creating the key record of %s failed: %s", canon, pc_strerror(st));
         goto out;
     }
-    unsigned serving = post_record(cfg, rec, auth_sk, NULL);
+    unsigned serving = post_record(cfg, rec, auth_sk, NULL, NULL, 0);
     if (serving < cfg->n_sites) {
         /* a site without the record would bounce the user's mail (deliver: unknown user) */
         pu_err("%s was NOT added: %u of %zu sites serve its key record. Look at the site(s) above (their "
@@ -506,7 +516,7 @@ static int cmd_passwd(const pn_config *cfg, const user_opts *o)
         pu_err("re-wrapping failed: %s", pc_strerror(st));
         goto close_fd;
     }
-    if (post_record(cfg, rec, auth_sk, old_msgid) == 0) {
+    if (post_record(cfg, rec, auth_sk, old_msgid, auth_sk, 0) == 0) {
         pu_err("no site accepted the new key record; the old password still works");
         rc = PX_TEMPFAIL;
         goto close_fd;
@@ -577,6 +587,7 @@ static int cmd_del(const pn_config *cfg, const user_opts *o)
 typedef struct list_ctx {
     const pn_config *cfg;
     size_t users;
+    pu_buf addresses; /* resign --all: one per line */
 } list_ctx;
 
 static int list_line(void *arg, const char *line, size_t len)
@@ -621,6 +632,159 @@ static int cmd_list(const pn_config *cfg)
     return PX_OK;
 }
 
+static int collect_address(void *arg, const char *line, size_t len)
+{
+    list_ctx *l = arg;
+    char group[PA_GROUP_MAX + 1], address[PA_ADDRESS_MAX + 1];
+    size_t g = strcspn(line, " ");
+    if (g > len || g >= sizeof group)
+        return 0;
+    memcpy(group, line, g);
+    group[g] = '\0';
+    size_t suffix = strlen(PA_KEY_SUFFIX);
+    if (g <= suffix || strcmp(group + g - suffix, PA_KEY_SUFFIX) != 0 ||
+        pa_group_to_address(l->cfg->prefix, group, address, sizeof address) != 0)
+        return 0;
+    if (pu_buf_addstr(&l->addresses, address) != 0 || pu_buf_add(&l->addresses, "\n", 1) != 0)
+        return -1;
+    l->users++;
+    return 0;
+}
+
+/* A second authority secret file (the previous key of a rotation). */
+static uint8_t *load_previous_secret(const pn_config *cfg, const char *path, char *err, size_t errlen)
+{
+    pn_config *c = malloc(sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    memcpy(c, cfg, sizeof *c);
+    snprintf(c->authority_secret_path, sizeof c->authority_secret_path, "%s", path);
+    uint8_t *sk = pn_load_authority_secret(c, err, errlen);
+    free(c);
+    return sk;
+}
+
+/* One user's record signed again by the current authority key: 0 done or nothing to do,
+ * PX_NOUSER, PX_TEMPFAIL. */
+static int resign_one(const pn_config *cfg, const char *address, const uint8_t *auth_sk, const uint8_t *prev_sk)
+{
+    char canon[PA_ADDRESS_MAX + 1], why[256], err[1024], old_msgid[PA_MSGID_MAX];
+    if (pa_address_canonical(address, canon, sizeof canon, why, sizeof why) != 0) {
+        pu_err("%s: %s", address, why);
+        return PX_NOUSER;
+    }
+    pc_keyrecord *rec = sodium_malloc(sizeof *rec);
+    if (!rec)
+        return PX_OSERR;
+    int rc = PX_TEMPFAIL;
+    ps_pool *sites = ps_pool_new(cfg, 0);
+    int st = sites ? ps_fetch_keyrecord(sites, PS_ANY_SITE, canon, rec, old_msgid, err, sizeof err) : PS_FAIL;
+    ps_pool_free(sites);
+    if (st != PS_OK) {
+        pu_err("%s", sites ? err : "out of memory");
+        rc = st == PS_NOUSER ? PX_NOUSER : PX_TEMPFAIL;
+        goto out;
+    }
+    uint8_t auth_pk[PC_AUTH_PK_BYTES], auth_id[PC_AUTH_KEYID_BYTES];
+    crypto_sign_ed25519_sk_to_pk(auth_pk, auth_sk);
+    pc_authority_keyid(auth_pk, auth_id);
+    if (memcmp(rec->authority_id, auth_id, sizeof auth_id) == 0) {
+        pu_info("  %s: already signed by the current authority key", canon);
+        rc = PX_OK;
+        goto out;
+    }
+    pc_keyrecord_resign(rec, auth_sk);
+    unsigned copies = post_record(cfg, rec, auth_sk, prev_sk ? old_msgid : NULL, prev_sk, 1);
+    if (copies == cfg->n_sites) {
+        pu_info("  %s: re-signed (serial %u, the same password)", canon, (unsigned)rec->serial);
+        rc = PX_OK;
+    } else {
+        pu_err("%s: the re-signed record is served by %u of %zu sites; run `postern user resign %s` again", canon,
+               copies, cfg->n_sites, canon);
+    }
+out:
+    sodium_free(rec);
+    return rc;
+}
+
+static int cmd_resign(const pn_config *cfg, int argc, char **argv)
+{
+    const char *previous = NULL;
+    int all = 0, first = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--all") == 0) {
+            all = 1;
+        } else if (strcmp(argv[i], "--previous-secret") == 0 && i + 1 < argc) {
+            previous = argv[++i];
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "%s\n", usage);
+            return PX_USAGE;
+        } else if (!first) {
+            first = i;
+        }
+    }
+    if (all == !!first) { /* one of the two */
+        fprintf(stderr, "%s\n", usage);
+        return PX_USAGE;
+    }
+    char err[1024];
+    uint8_t *auth_sk = pn_load_authority_secret(cfg, err, sizeof err), *prev_sk = NULL;
+    if (!auth_sk) {
+        pu_err("%s", err);
+        return PX_CONFIG;
+    }
+    if (previous && !(prev_sk = load_previous_secret(cfg, previous, err, sizeof err))) {
+        pu_err("--previous-secret: %s", err);
+        sodium_free(auth_sk);
+        return PX_CONFIG;
+    }
+    list_ctx l = {.cfg = cfg};
+    int rc = PX_OK;
+    if (all) {
+        char wildmat[96];
+        ps_pool *sites = ps_pool_new(cfg, 0);
+        int st = sites ? ps_pool_connect(sites, PS_ANY_SITE, err, sizeof err) : PS_FAIL;
+        snprintf(wildmat, sizeof wildmat, "%s%s*%s", cfg->prefix, cfg->prefix[0] ? "." : "", PA_KEY_SUFFIX);
+        if (st == PS_OK)
+            st = ps_list_active(sites, PS_ANY_SITE, wildmat, collect_address, NULL, &l, NULL, err, sizeof err);
+        ps_pool_free(sites);
+        if (st != PS_OK) {
+            pu_err("cannot list the users: %s", sites ? err : "out of memory");
+            rc = PX_TEMPFAIL;
+        }
+    } else {
+        for (int i = first; i < argc; i++) {
+            if (argv[i][0] == '-') {
+                i += strcmp(argv[i], "--previous-secret") == 0;
+                continue;
+            }
+            pu_buf_addstr(&l.addresses, argv[i]);
+            pu_buf_add(&l.addresses, "\n", 1);
+            l.users++;
+        }
+    }
+    size_t k = 0, done = 0;
+    for (char *a = l.addresses.data, *nl; rc == PX_OK && a && *a; a = nl + 1) {
+        nl = strchr(a, '\n');
+        *nl = '\0';
+        pu_info("[%zu/%zu] %s", ++k, l.users, a);
+        int r = resign_one(cfg, a, auth_sk, prev_sk);
+        if (r == PX_OK)
+            done++;
+        else if (r != PX_NOUSER || !all)
+            rc = r == PX_NOUSER ? PX_NOUSER : PX_TEMPFAIL;
+    }
+    if (rc == PX_OK || done)
+        printf("%zu of %zu user%s signed by the current authority key\n", done, l.users, l.users == 1 ? "" : "s");
+    pu_buf_free(&l.addresses);
+    sodium_free(auth_sk);
+    if (prev_sk)
+        sodium_free(prev_sk);
+    return rc;
+}
+
 int adm_cmd_user(const pn_config *cfg, int argc, char **argv)
 {
     if (argc < 2) {
@@ -634,6 +798,8 @@ int adm_cmd_user(const pn_config *cfg, int argc, char **argv)
     }
     if (strcmp(sub, "import") == 0)
         return cmd_import(cfg, argc, argv);
+    if (strcmp(sub, "resign") == 0)
+        return cmd_resign(cfg, argc, argv);
     user_opts o;
     if (parse_opts(argc - 1, argv + 1, &o) != 0) {
         fprintf(stderr, "%s\n", usage);

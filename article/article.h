@@ -31,6 +31,10 @@ int pa_prefix_check(const char *prefix, char *err, size_t errlen);
 /* Message-IDs (with angle brackets). */
 void pa_mail_message_id(const uint8_t tag[32], char out[PA_MSGID_MAX]);
 void pa_key_message_id(const uint8_t key_id[16], uint32_t serial, char out[PA_MSGID_MAX]);
+/* The same record re-signed by another authority key (`postern user resign`, formats.md §2):
+ * "<k.KEYID.SERIAL.aAUTHID@postern.invalid>", AUTHID the new key's 8-byte id in hex. */
+void pa_key_message_id_resigned(const uint8_t key_id[16], uint32_t serial, const uint8_t authority_id[8],
+                                char out[PA_MSGID_MAX]);
 /* A replicated-state article's Message-ID "<s.HEX40@postern.invalid>" (docs/formats.md 6.5). */
 void pa_state_message_id(const uint8_t id[20], char out[PA_MSGID_MAX]);
 /* A cancel's own Message-ID "<c.HEX40@postern.invalid>". */
@@ -49,7 +53,8 @@ uint64_t pa_over_bytes(const char *line, size_t len);
  * when the line has none. */
 int pa_over_date(const char *line, size_t len, const char **date, size_t *date_len);
 
-/* An overview line of a key record article ("<k.KEYID.SERIAL@postern.invalid>"): 1 with its
+/* An overview line of a key record article ("<k.KEYID.SERIAL@postern.invalid>", or re-signed
+ * "<k.KEYID.SERIAL.aAUTHID@postern.invalid>"): 1 with its
  * number, the serial its Message-ID claims, its size in octets (0 if the line has none) and
  * the Message-ID (NUL-terminated); else 0. The claim is only a claim: the record must still
  * verify, and its key id and serial must give this Message-ID. */

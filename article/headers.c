@@ -45,6 +45,15 @@ void pa_key_message_id(const uint8_t key_id[16], uint32_t serial, char out[PA_MS
     snprintf(out, PA_MSGID_MAX, "<k.%s.%lu" MSGID_DOMAIN, h, (unsigned long)serial);
 }
 
+void pa_key_message_id_resigned(const uint8_t key_id[16], uint32_t serial, const uint8_t authority_id[8],
+                                char out[PA_MSGID_MAX])
+{
+    char h[33], a[17];
+    hex(h, key_id, 16);
+    hex(a, authority_id, 8);
+    snprintf(out, PA_MSGID_MAX, "<k.%s.%lu.a%s" MSGID_DOMAIN, h, (unsigned long)serial, a);
+}
+
 /* An overview line's fields (RFC 3977 8.3: number, subject, from, date, message-id,
  * references, bytes, lines), as pointers into the line: 0, or -1 when it does not start with
  * a non-zero article number and a tab. Missing fields are NULL. */
@@ -146,7 +155,15 @@ int pa_over_key(const char *line, size_t len, uint64_t *number, uint32_t *serial
             return 0;
     uint64_t sv = 0;
     size_t digits = 0;
-    for (const char *q = id + 36; q < id + n - dl; q++, digits++) {
+    const char *end = id + n - dl;
+    /* a record re-signed by another authority key: ".a" and that key's 16-hex id follow */
+    if (end - (id + 36) > 18 && end[-18] == '.' && end[-17] == 'a') {
+        for (const char *q = end - 16; q < end; q++)
+            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f')))
+                return 0;
+        end -= 18;
+    }
+    for (const char *q = id + 36; q < end; q++, digits++) {
         if (*q < '0' || *q > '9' || digits >= 10)
             return 0;
         sv = sv * 10 + (uint64_t)(*q - '0');

@@ -21,7 +21,7 @@ static const struct command {
     const char *summary;
 } commands[] = {
     {"authority", adm_cmd_authority, "init: the organisation key that signs key records; writer: a host's key that signs its mail"},
-    {"user", adm_cmd_user, "add|passwd|del|list|import: provision users"},
+    {"user", adm_cmd_user, "add|passwd|del|list|import|resign: provision users"},
     {"deliver", pd_cmd_deliver, "--to ADDRESS < message: encrypt and post one message (MTA hook)"},
     {"watch-maildir", pd_cmd_watch_maildir, "MAILDIR=ADDRESS...: post messages appearing in Maildirs"},
     {"lmtp", pd_cmd_lmtp, "--listen unix:PATH|inet:ADDR:PORT | --stdio: LMTP delivery service"},

@@ -79,6 +79,9 @@ int pc_keyrecord_create(const char *address, const char *password, size_t passwo
 int pc_keyrecord_rewrap(pc_keyrecord *rec, const uint8_t sk[PC_BOX_SK_BYTES], const char *password,
                         size_t password_len, uint64_t opslimit, uint64_t memlimit,
                         const uint8_t authority_sk[PC_AUTH_SK_BYTES]);
+/* Signs the record with another authority key (a rotation): authority id and signature
+ * change, nothing else, so the same password opens it. */
+int pc_keyrecord_resign(pc_keyrecord *rec, const uint8_t authority_sk[PC_AUTH_SK_BYTES]);
 /* Serialises to the binary format; returns the length written, 0 if cap is too small. */
 size_t pc_keyrecord_encode(const pc_keyrecord *rec, uint8_t *out, size_t cap);
 /* Parses the binary format (no signature check): PC_OK or PC_EFORMAT. */

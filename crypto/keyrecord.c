@@ -292,3 +292,16 @@ int pc_keyrecord_unlock(const pc_keyrecord *rec, const char *password, size_t pa
     sodium_free(w);
     return rc;
 }
+
+int pc_keyrecord_resign(pc_keyrecord *rec, const uint8_t authority_sk[PC_AUTH_SK_BYTES])
+{
+    /* the authority id and signature lie outside the wrapped key's associated data: the
+     * password still opens the record, with no serial change */
+    uint8_t buf[KR_SIG_CONTEXT_BYTES + PC_KEYRECORD_MAX];
+    uint8_t auth_pk[PC_AUTH_PK_BYTES];
+    crypto_sign_ed25519_sk_to_pk(auth_pk, authority_sk);
+    pc_authority_keyid(auth_pk, rec->authority_id);
+    size_t mlen = signed_message(rec, buf);
+    crypto_sign_detached(rec->sig, NULL, buf, mlen, authority_sk);
+    return PC_OK;
+}

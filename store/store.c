@@ -194,6 +194,22 @@ static int collect_bin(void *arg, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* Set by read_one_record: a well-formed record for the address signed by an authority key
+ * this host is not configured with (an authority rotation half done, or a host not yet given
+ * the new public key): reason to wait, not to bounce. */
+#define PS_UNKNOWN_AUTHORITY (-100)
+
+static int authority_configured(const pn_config *cfg, const uint8_t id[PC_AUTH_KEYID_BYTES])
+{
+    for (size_t i = 0; i < cfg->n_authorities; i++) {
+        uint8_t k[PC_AUTH_KEYID_BYTES];
+        pc_authority_keyid(cfg->authority_pk[i], k);
+        if (memcmp(k, id, sizeof k) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Reads one article of a key group and turns it into a verified record: 0 on success. */
 static int read_one_record(nntp_conn *c, const pn_config *cfg, uint64_t number, const char *address,
                            pc_keyrecord *rec, char *msgid, int *why)
@@ -222,11 +238,15 @@ static int read_one_record(nntp_conn *c, const pn_config *cfg, uint64_t number, 
     if (!ok || pc_keyrecord_decode(bin->data, bin->len, rec) != PC_OK)
         goto out;
     if (pc_keyrecord_verify(rec, (const uint8_t(*)[PC_AUTH_PK_BYTES])cfg->authority_pk, cfg->n_authorities,
-                            address) != PC_OK)
+                            address) != PC_OK) {
+        if (!authority_configured(cfg, rec->authority_id) && strcmp(rec->address, address) == 0)
+            *why = PS_UNKNOWN_AUTHORITY;
         goto out;
-    char want[PA_MSGID_MAX];
+    }
+    char want[PA_MSGID_MAX], resigned[PA_MSGID_MAX];
     pa_key_message_id(rec->key_id, rec->serial, want);
-    if (strcmp(want, r.message_id) != 0)
+    pa_key_message_id_resigned(rec->key_id, rec->serial, rec->authority_id, resigned);
+    if (strcmp(want, r.message_id) != 0 && strcmp(resigned, r.message_id) != 0)
         goto out; /* a genuine record re-posted under another Message-ID: its claim is false */
     if (msgid)
         snprintf(msgid, PA_MSGID_MAX, "%s", r.message_id);
@@ -279,7 +299,8 @@ int ps_conn_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, p
     if (list.n) /* qsort must not see NULL, even for nothing */
         qsort(list.v, list.n, sizeof *list.v, by_claimed_serial);
     int found = 0, temp = 0;
-    size_t rejected = 0;
+    size_t rejected = 0, unknown_authority = 0;
+    uint8_t unknown_id[PC_AUTH_KEYID_BYTES] = {0};
     pc_keyrecord *rec = malloc(sizeof *rec);
     if (!rec) {
         free(list.v);
@@ -294,6 +315,8 @@ int ps_conn_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, p
         if (read_one_record(c, cfg, list.v[i].number, address, rec, id, &fetch_status) != 0) {
             if (fetch_status == PS_TEMP)
                 temp = 1;
+            else if (fetch_status == PS_UNKNOWN_AUTHORITY && unknown_authority++ == 0)
+                memcpy(unknown_id, rec->authority_id, sizeof unknown_id);
             else if (fetch_status == PS_OK)
                 rejected++; /* forged, other address, or not a record: never trusted */
             continue;
@@ -311,6 +334,15 @@ int ps_conn_keyrecord(nntp_conn *c, const pn_config *cfg, const char *address, p
         return PS_OK;
     if (temp) {
         snprintf(err, errlen, "%s: the news server failed while reading the key record", address);
+        return PS_TEMP;
+    }
+    if (unknown_authority) {
+        char hex[2 * PC_AUTH_KEYID_BYTES + 1];
+        sodium_bin2hex(hex, sizeof hex, unknown_id, sizeof unknown_id);
+        snprintf(err, errlen,
+                 "%s: the key record is signed by authority key %s, which is not in authority_public here (a "
+                 "rotation: add its public key, or run `postern user resign` with the new one)",
+                 address, hex);
         return PS_TEMP;
     }
     snprintf(err, errlen, "%s: no valid key record in %s (%zu article%s rejected: unsigned, forged or for another address)",

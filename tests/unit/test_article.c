@@ -476,6 +476,25 @@ static void test_over_key(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(pa_over_key(bad[i], strlen(bad[i]), &num, &serial, &bytes, id), 0);
+    /* re-signed by another authority key (user resign): the same serial, the key's id after it */
+    const char *resigned = "43\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.7.a0011223344556677@postern.invalid>"
+                           "\t\t1534\t24";
+    assert_int_equal(pa_over_key(resigned, strlen(resigned), &num, &serial, &bytes, id), 1);
+    assert_int_equal(serial, 7);
+    assert_string_equal(id, "<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.7.a0011223344556677@postern.invalid>");
+    char made[PA_MSGID_MAX];
+    const uint8_t kid[16] = {0xf0, 0xef, 0xee, 0xed, 0xec, 0xeb, 0xea, 0xe9, 0xe8, 0xe7, 0xe6, 0xe5, 0xe4, 0xe3, 0xe2, 0xe1};
+    const uint8_t aid[8] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77};
+    pa_key_message_id_resigned(kid, 7, aid, made);
+    assert_string_equal(made, id);
+    const char *bad_resigned[] = {
+        "43\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.7.a00112233445566@postern.invalid>\t\t1\t1",   /* short id */
+        "43\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.7.a00112233445566Z7@postern.invalid>\t\t1\t1", /* not hex */
+        "43\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1..a0011223344556677@postern.invalid>\t\t1\t1", /* no serial */
+        "43\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.7.b0011223344556677@postern.invalid>\t\t1\t1", /* not .a */
+    };
+    for (size_t i = 0; i < sizeof bad_resigned / sizeof bad_resigned[0]; i++)
+        assert_int_equal(pa_over_key(bad_resigned[i], strlen(bad_resigned[i]), &num, &serial, &bytes, id), 0);
     const char *nosize = "9\ts\tf\td\t<k.f0efeeedecebeae9e8e7e6e5e4e3e2e1.1@postern.invalid>";
     assert_int_equal(pa_over_key(nosize, strlen(nosize), &num, &serial, &bytes, id), 1);
     assert_int_equal(bytes, 0);

@@ -651,6 +651,32 @@ static void test_keyrecord_rewrap(void **state)
     krfix_free(&f);
 }
 
+/* An authority rotation: the record signed by another authority key verifies under that
+ * key only, and the same password opens it (the signature is outside the wrapped key's AD). */
+static void test_keyrecord_resign(void **state)
+{
+    (void)state;
+    krfix f, g;
+    krfix_new(&f);
+    krfix_new(&g);
+    pc_keyrecord r = f.rec;
+    assert_int_equal(pc_keyrecord_resign(&r, g.ask), PC_OK);
+    assert_int_equal(r.serial, f.rec.serial);
+    assert_int_equal(r.created, f.rec.created);
+    assert_memory_not_equal(r.authority_id, f.rec.authority_id, sizeof r.authority_id);
+    assert_int_equal(pc_keyrecord_verify(&r, (const uint8_t(*)[32])g.apk, 1, ADDR), PC_OK);
+    assert_int_equal(pc_keyrecord_verify(&r, (const uint8_t(*)[32])f.apk, 1, ADDR), PC_ESIG);
+    uint8_t out[32];
+    assert_int_equal(pc_keyrecord_unlock(&r, PASS, strlen(PASS), out), PC_OK);
+    assert_memory_equal(out, f.sk, 32);
+    uint8_t enc[PC_KEYRECORD_MAX];
+    pc_keyrecord d;
+    assert_int_equal(pc_keyrecord_decode(enc, pc_keyrecord_encode(&r, enc, sizeof enc), &d), PC_OK);
+    assert_int_equal(pc_keyrecord_verify(&d, (const uint8_t(*)[32])g.apk, 1, ADDR), PC_OK);
+    krfix_free(&f);
+    krfix_free(&g);
+}
+
 /* ---- envelopes ---- */
 
 static void test_message_tag(void **state)
@@ -1946,6 +1972,7 @@ int main(void)
         cmocka_unit_test(test_keyrecord_decode_strict),
         cmocka_unit_test(test_keyrecord_other_authority_and_address),
         cmocka_unit_test(test_keyrecord_rewrap),
+        cmocka_unit_test(test_keyrecord_resign),
         cmocka_unit_test(test_message_tag),
         cmocka_unit_test(test_seal_open_sizes),
         cmocka_unit_test(test_seal_open_bytewise),
