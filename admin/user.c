@@ -590,20 +590,27 @@ typedef struct list_ctx {
     pu_buf addresses; /* resign --all: one per line */
 } list_ctx;
 
-static int list_line(void *arg, const char *line, size_t len)
+/* The address whose key group a LIST ACTIVE line names: 1, or 0 for any other group
+ * (a mail group, or one postern did not make). */
+static int key_group_address(const pn_config *cfg, const char *line, size_t len, char address[PA_ADDRESS_MAX + 1])
 {
-    list_ctx *l = arg;
-    char group[PA_GROUP_MAX + 1], address[PA_ADDRESS_MAX + 1];
+    char group[PA_GROUP_MAX + 1];
     size_t g = strcspn(line, " ");
     if (g > len || g >= sizeof group)
         return 0;
     memcpy(group, line, g);
     group[g] = '\0';
     size_t suffix = strlen(PA_KEY_SUFFIX);
-    if (g <= suffix || strcmp(group + g - suffix, PA_KEY_SUFFIX) != 0)
+    return g > suffix && strcmp(group + g - suffix, PA_KEY_SUFFIX) == 0 &&
+           pa_group_to_address(cfg->prefix, group, address, PA_ADDRESS_MAX + 1) == 0;
+}
+
+static int list_line(void *arg, const char *line, size_t len)
+{
+    list_ctx *l = arg;
+    char address[PA_ADDRESS_MAX + 1];
+    if (!key_group_address(l->cfg, line, len, address))
         return 0;
-    if (pa_group_to_address(l->cfg->prefix, group, address, sizeof address) != 0)
-        return 0; /* a group postern did not make */
     printf("%s\n", address);
     l->users++;
     return 0;
@@ -635,15 +642,8 @@ static int cmd_list(const pn_config *cfg)
 static int collect_address(void *arg, const char *line, size_t len)
 {
     list_ctx *l = arg;
-    char group[PA_GROUP_MAX + 1], address[PA_ADDRESS_MAX + 1];
-    size_t g = strcspn(line, " ");
-    if (g > len || g >= sizeof group)
-        return 0;
-    memcpy(group, line, g);
-    group[g] = '\0';
-    size_t suffix = strlen(PA_KEY_SUFFIX);
-    if (g <= suffix || strcmp(group + g - suffix, PA_KEY_SUFFIX) != 0 ||
-        pa_group_to_address(l->cfg->prefix, group, address, sizeof address) != 0)
+    char address[PA_ADDRESS_MAX + 1];
+    if (!key_group_address(l->cfg, line, len, address))
         return 0;
     if (pu_buf_addstr(&l->addresses, address) != 0 || pu_buf_add(&l->addresses, "\n", 1) != 0)
         return -1;

@@ -106,6 +106,18 @@ static uint64_t now(void)
     return t < 0 ? 0 : (uint64_t)t;
 }
 
+/* The authority key's id and signature over the record. */
+static int sign_record(pc_keyrecord *rec, const uint8_t authority_sk[PC_AUTH_SK_BYTES])
+{
+    uint8_t buf[KR_SIG_CONTEXT_BYTES + PC_KEYRECORD_MAX];
+    uint8_t auth_pk[PC_AUTH_PK_BYTES];
+    crypto_sign_ed25519_sk_to_pk(auth_pk, authority_sk);
+    pc_authority_keyid(auth_pk, rec->authority_id);
+    size_t mlen = signed_message(rec, buf);
+    crypto_sign_detached(rec->sig, NULL, buf, mlen, authority_sk);
+    return PC_OK;
+}
+
 /* Fresh salt and nonce, wraps sk under the password, then signs. rec's address, key id,
  * serial, created and box_pk must already be set. */
 static int wrap_and_sign(pc_keyrecord *rec, const uint8_t sk[PC_BOX_SK_BYTES], const char *password,
@@ -127,12 +139,7 @@ static int wrap_and_sign(pc_keyrecord *rec, const uint8_t sk[PC_BOX_SK_BYTES], c
                                                8 + a + KR_OFF_WRAPPED, NULL, rec->nonce, w);
     sodium_free(w);
 
-    uint8_t auth_pk[PC_AUTH_PK_BYTES];
-    crypto_sign_ed25519_sk_to_pk(auth_pk, authority_sk);
-    pc_authority_keyid(auth_pk, rec->authority_id);
-    size_t mlen = signed_message(rec, buf);
-    crypto_sign_detached(rec->sig, NULL, buf, mlen, authority_sk);
-    return PC_OK;
+    return sign_record(rec, authority_sk);
 }
 
 int pc_keyrecord_create(const char *address, const char *password, size_t password_len, uint64_t opslimit,
@@ -297,11 +304,5 @@ int pc_keyrecord_resign(pc_keyrecord *rec, const uint8_t authority_sk[PC_AUTH_SK
 {
     /* the authority id and signature lie outside the wrapped key's associated data: the
      * password still opens the record, with no serial change */
-    uint8_t buf[KR_SIG_CONTEXT_BYTES + PC_KEYRECORD_MAX];
-    uint8_t auth_pk[PC_AUTH_PK_BYTES];
-    crypto_sign_ed25519_sk_to_pk(auth_pk, authority_sk);
-    pc_authority_keyid(auth_pk, rec->authority_id);
-    size_t mlen = signed_message(rec, buf);
-    crypto_sign_detached(rec->sig, NULL, buf, mlen, authority_sk);
-    return PC_OK;
+    return sign_record(rec, authority_sk);
 }

@@ -192,11 +192,20 @@ static bool rd_nstring(env_rd *r, char **out)
     if (r->i < r->len && r->s[r->i] == '"') {
         r->i++;
         while (r->i < r->len && r->s[r->i] != '"') {
-            if (r->s[r->i] == '\\' && r->i + 1 < r->len)
-                r->i++;
-            if (pu_buf_add(&b, &r->s[r->i], 1) < 0)
+            /* a run without quote or backslash at once: octet by octet was most of a SORT */
+            size_t j = r->i;
+            while (j < r->len && r->s[j] != '"' && r->s[j] != '\\')
+                j++;
+            if (j > r->i && pu_buf_add(&b, r->s + r->i, j - r->i) < 0)
                 goto bad;
-            r->i++;
+            r->i = j;
+            if (r->i < r->len && r->s[r->i] == '\\') {
+                if (r->i + 1 < r->len)
+                    r->i++; /* the quoted octet */
+                if (pu_buf_add(&b, &r->s[r->i], 1) < 0)
+                    goto bad;
+                r->i++;
+            }
         }
         if (r->i == r->len)
             goto bad;
