@@ -19,6 +19,7 @@ struct gw_sort {
     unsigned needs;    /* the program's */
     uint64_t modseq;   /* a MODSEQ key: the highest MODSEQ of the matches (RFC 7162 3.1.5); else 0 */
     bool need_env;     /* the keys read the envelope */
+    unsigned fill;     /* which of its fields (PI_NEED_*) */
     bool uid;
     mb_walk *walk;
     unsigned failed;
@@ -89,7 +90,7 @@ static int add_match(struct gw_sort *q, size_t i, const userstate_msg *st, mb_pl
                  : 0;
     }
     if (rc == 0 && (q->need_env || q->thread))
-        rc = pi_sort_msg_fill(m, e, elen, refs.data);
+        rc = pi_sort_msg_fill_needed(m, e, elen, refs.data, q->fill);
     else if (rc == 0)
         rc = pi_sort_msg_fill(m, NULL, 0, NULL); /* ARRIVAL and SIZE only: empty strings */
     pu_buf_free(&env);
@@ -197,6 +198,8 @@ static gw_result start(session *s, const pi_command *cmd, bool thread)
         q->modseq = 1; /* raised by the matches */
     }
     q->need_env = thread || pi_sort_needs_envelope(&q->crit);
+    q->fill = !thread ? pi_sort_needs(&q->crit)
+              : PI_NEED_DATE | PI_NEED_SUBJECT | (q->alg == PI_THREAD_REFERENCES ? PI_NEED_IDS : 0);
     q->walk = mb_walk_new(&s->reader, v->mv.n, true, &sort_ops, q);
     if (!q->walk) {
         sort_free(q);

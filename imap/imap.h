@@ -512,6 +512,15 @@ typedef struct pi_sort_msg {
  * size and arrival must be set first: date falls back to arrival. A malformed envelope
  * leaves the fields empty. 0, or -1 out of memory (m is then cleared). */
 int pi_sort_msg_fill(pi_sort_msg *m, const char *env, size_t env_len, const char *refs);
+/* The same for only some of the fields (the others stay "" or none): what a SORT's keys
+ * need (pi_sort_needs), or a THREAD (date, subject, and for REFERENCES the msg-ids). */
+#define PI_NEED_DATE 0x1u
+#define PI_NEED_SUBJECT 0x2u
+#define PI_NEED_ADDRESSES 0x4u /* from, to, cc and their display forms */
+#define PI_NEED_IDS 0x8u       /* Message-ID, In-Reply-To, References */
+#define PI_NEED_ALL 0xfu
+unsigned pi_sort_needs(const pi_sort_crit *crit);
+int pi_sort_msg_fill_needed(pi_sort_msg *m, const char *env, size_t env_len, const char *refs, unsigned need);
 void pi_sort_msg_clear(pi_sort_msg *m);
 
 /* The base subject of a subject as written (RFC 2047 words are decoded first), upper-cased

@@ -179,9 +179,14 @@ static bool rd_ch(env_rd *r, char c)
     return false;
 }
 
-/* An nstring: *out malloc'd (NULL for NIL). false on bad syntax or memory (r->bad). */
+static bool rd_skip(env_rd *r);
+
+/* An nstring: *out malloc'd (NULL for NIL); out NULL: skipped, nothing allocated. false on
+ * bad syntax or memory (r->bad). */
 static bool rd_nstring(env_rd *r, char **out)
 {
+    if (!out)
+        return rd_skip(r);
     *out = NULL;
     rd_sp(r);
     if (r->i + 3 <= r->len && strncasecmp(r->s + r->i, "NIL", 3) == 0) {
@@ -235,6 +240,35 @@ bad:
     return false;
 }
 
+/* An nstring passed over: the same syntax checks as rd_nstring, no copy. */
+static bool rd_skip(env_rd *r)
+{
+    rd_sp(r);
+    if (r->i + 3 <= r->len && strncasecmp(r->s + r->i, "NIL", 3) == 0) {
+        r->i += 3;
+        return true;
+    }
+    if (r->i < r->len && r->s[r->i] == '"') {
+        for (r->i++; r->i < r->len && r->s[r->i] != '"'; r->i++)
+            if (r->s[r->i] == '\\' && r->i + 1 < r->len)
+                r->i++;
+        if (r->i < r->len) {
+            r->i++;
+            return true;
+        }
+    } else if (r->i < r->len && r->s[r->i] == '{') {
+        size_t n = 0, j = r->i + 1;
+        while (j < r->len && r->s[j] >= '0' && r->s[j] <= '9' && n < r->len)
+            n = n * 10 + (size_t)(r->s[j++] - '0');
+        if (j + 3 <= r->len && r->s[j] == '}' && r->s[j + 1] == '\r' && r->s[j + 2] == '\n' && n <= r->len - j - 3) {
+            r->i = j + 3 + n;
+            return true;
+        }
+    }
+    r->bad = true;
+    return false;
+}
+
 static void free4(char *a[4])
 {
     for (int k = 0; k < 4; k++) {
@@ -245,7 +279,7 @@ static void free4(char *a[4])
 
 /* An address list: keeps the first address that has a host (a real mailbox, not a group
  * marker) in first[4] (name, adl, mailbox, host). */
-static bool rd_addresses(env_rd *r, char *first[4])
+static bool rd_addresses(env_rd *r, char *first[4], bool skip)
 {
     rd_sp(r);
     if (r->i + 3 <= r->len && strncasecmp(r->s + r->i, "NIL", 3) == 0) {
@@ -257,7 +291,7 @@ static bool rd_addresses(env_rd *r, char *first[4])
     while (rd_ch(r, '(')) {
         char *a[4] = {NULL, NULL, NULL, NULL};
         for (int k = 0; k < 4; k++)
-            if (!rd_nstring(r, &a[k])) {
+            if (!rd_nstring(r, skip ? NULL : &a[k])) {
                 free4(a);
                 return false;
             }
@@ -377,7 +411,37 @@ void pi_sort_msg_clear(pi_sort_msg *m)
     m->nrefs = 0;
 }
 
+unsigned pi_sort_needs(const pi_sort_crit *crit)
+{
+    unsigned need = 0;
+    for (size_t i = 0; i < crit->n; i++)
+        switch (crit->keys[i]) {
+        case PI_SORT_DATE:
+            need |= PI_NEED_DATE;
+            break;
+        case PI_SORT_SUBJECT:
+            need |= PI_NEED_SUBJECT;
+            break;
+        case PI_SORT_CC:
+        case PI_SORT_FROM:
+        case PI_SORT_TO:
+        case PI_SORT_DISPLAYFROM:
+        case PI_SORT_DISPLAYTO:
+            need |= PI_NEED_ADDRESSES;
+            break;
+        case PI_SORT_ARRIVAL:
+        case PI_SORT_SIZE:
+            break;
+        }
+    return need;
+}
+
 int pi_sort_msg_fill(pi_sort_msg *m, const char *env, size_t env_len, const char *refs)
+{
+    return pi_sort_msg_fill_needed(m, env, env_len, refs, PI_NEED_ALL);
+}
+
+int pi_sort_msg_fill_needed(pi_sort_msg *m, const char *env, size_t env_len, const char *refs, unsigned need)
 {
     env_rd r = {env ? env : "", env ? env_len : 0, 0, false};
     char *date = NULL, *subject = NULL, *irt = NULL, *mid = NULL;
@@ -385,11 +449,14 @@ int pi_sort_msg_fill(pi_sort_msg *m, const char *env, size_t env_len, const char
     memset(addr, 0, sizeof addr);
     int rc = -1;
     m->date = m->arrival;
-    if (env_len && rd_ch(&r, '(') && rd_nstring(&r, &date) && rd_nstring(&r, &subject)) {
+    /* what the keys do not need is passed over, not copied (a SORT by DATE reads one field) */
+    bool ids = need & PI_NEED_IDS;
+    if (env_len && rd_ch(&r, '(') && rd_nstring(&r, need & PI_NEED_DATE ? &date : NULL) &&
+        rd_nstring(&r, need & PI_NEED_SUBJECT ? &subject : NULL)) {
         for (int f = 0; f < 6 && !r.bad; f++) /* from sender reply-to to cc bcc */
-            rd_addresses(&r, addr[f]);
-        if (!r.bad && rd_nstring(&r, &irt))
-            rd_nstring(&r, &mid);
+            rd_addresses(&r, addr[f], !(need & PI_NEED_ADDRESSES));
+        if (!r.bad && rd_nstring(&r, ids ? &irt : NULL))
+            rd_nstring(&r, ids ? &mid : NULL);
     }
     /* A malformed blob still gives what was read before the fault. */
     int64_t t;
@@ -414,7 +481,7 @@ int pi_sort_msg_fill(pi_sort_msg *m, const char *env, size_t env_len, const char
         m->msgid = NULL;
     }
     /* RFC 5256 REFERENCES: the References field, or else the first msg-id of In-Reply-To. */
-    if (parse_refs(m, refs) < 0)
+    if (ids && parse_refs(m, refs) < 0)
         goto out;
     if (!m->nrefs && irt) {
         char *one = next_msgid(irt, &end);

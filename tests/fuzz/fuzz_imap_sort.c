@@ -101,6 +101,38 @@ static void check_threads(const char *s, size_t n)
             abort();
 }
 
+static int same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* A fill of only the fields some keys need gives those fields exactly as a full fill does. */
+static void check_partial(const pi_sort_msg *full, const char *line, size_t len, const char *refs)
+{
+    static const unsigned needs[] = {PI_NEED_DATE, PI_NEED_SUBJECT, PI_NEED_ADDRESSES, PI_NEED_IDS};
+    for (size_t k = 0; k < sizeof needs / sizeof needs[0]; k++) {
+        pi_sort_msg p = {.seq = full->seq, .id = full->id, .size = full->size, .arrival = full->arrival};
+        if (pi_sort_msg_fill_needed(&p, line, len, refs, needs[k]) < 0)
+            continue;
+        bool ok = true;
+        if (needs[k] == PI_NEED_DATE)
+            ok = p.date == full->date;
+        else if (needs[k] == PI_NEED_SUBJECT)
+            ok = same(p.subject, full->subject) && p.refwd == full->refwd;
+        else if (needs[k] == PI_NEED_ADDRESSES)
+            ok = same(p.from, full->from) && same(p.to, full->to) && same(p.cc, full->cc) &&
+                 same(p.dfrom, full->dfrom) && same(p.dto, full->dto);
+        else {
+            ok = same(p.msgid, full->msgid) && p.nrefs == full->nrefs;
+            for (size_t i = 0; ok && i < p.nrefs; i++)
+                ok = same(p.refs[i], full->refs[i]);
+        }
+        if (!ok || !p.subject || !p.from || !p.dto)
+            abort();
+        pi_sort_msg_clear(&p);
+    }
+}
+
 static void messages(const uint8_t *data, size_t size)
 {
     pi_sort_msg msgs[MAX_MSGS];
@@ -123,6 +155,8 @@ static void messages(const uint8_t *data, size_t size)
         msgs[n] = (pi_sort_msg){.seq = (uint32_t)(n + 1), .id = (uint32_t)(n + 1), .size = (uint64_t)len % 7,
                                 .arrival = (int64_t)(n % 3)};
         int rc = pi_sort_msg_fill(&msgs[n], line, len, tab ? tab + 1 : NULL);
+        if (rc == 0)
+            check_partial(&msgs[n], line, len, tab ? tab + 1 : NULL);
         free(line);
         if (rc < 0)
             break;

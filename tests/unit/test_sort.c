@@ -79,6 +79,26 @@ static void test_envelope_keys(void **state)
     assert_int_equal(m.nrefs, 1);           /* no References: In-Reply-To */
     assert_string_equal(m.refs[0], "parent@x");
     pi_sort_msg_clear(&m);
+    /* only the date (SORT (DATE)): the rest is passed over, its strings empty */
+    m = (pi_sort_msg){.seq = 3, .id = 30, .size = 10, .arrival = 5};
+    assert_int_equal(pi_sort_msg_fill_needed(&m, env, strlen(env), NULL, PI_NEED_DATE), 0);
+    assert_int_equal(m.date, 760168345);
+    assert_string_equal(m.subject, "");
+    assert_string_equal(m.from, "");
+    assert_string_equal(m.dto, "");
+    assert_null(m.msgid);
+    assert_int_equal(m.nrefs, 0);
+    pi_sort_msg_clear(&m);
+    /* only the addresses, after a literal and quoted strings passed over */
+    m = (pi_sort_msg){.arrival = 5};
+    assert_int_equal(pi_sort_msg_fill_needed(&m, env, strlen(env), NULL, PI_NEED_ADDRESSES), 0);
+    assert_int_equal(m.date, 5);
+    assert_string_equal(m.from, "JOERG");
+    assert_string_equal(m.dto, "BOB@EXAMPLE.COM");
+    assert_null(m.msgid);
+    pi_sort_msg_clear(&m);
+    pi_sort_crit by = {.keys = {PI_SORT_DATE, PI_SORT_DISPLAYFROM, PI_SORT_ARRIVAL}, .n = 3};
+    assert_int_equal(pi_sort_needs(&by), PI_NEED_DATE | PI_NEED_ADDRESSES);
 
     /* References win over In-Reply-To; the last PI_THREAD_MAX_REFS are kept */
     pu_buf refs = PU_BUF_INIT;
