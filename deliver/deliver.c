@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,6 +377,99 @@ void pd_recipient_free(pd_recipient *r)
     }
 }
 
+/* ---- what the deliveries of this process did, for GET /metrics (pd_stats_write) ---- */
+static const double confirm_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+#define N_BUCKETS (sizeof confirm_buckets / sizeof confirm_buckets[0])
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER; /* lmtp: a thread per session */
+typedef struct delivery_stats {
+    uint64_t stored, deferred;
+    uint64_t copies[PN_MAX_SITES]; /* per site: deliveries it confirmed (shows the article) */
+    uint64_t le[N_BUCKETS];        /* confirmation times at most confirm_buckets[i] seconds */
+    uint64_t count;
+    double sum;
+    uint64_t gen; /* changes with every delivery: a write is needed */
+} delivery_stats;
+static delivery_stats stats;
+
+/* names is ps_store_copies' "a, b": the sites that show the article. */
+static void count_delivery(const pn_config *cfg, unsigned copies, const char *names, double seconds)
+{
+    pthread_mutex_lock(&stats_lock);
+    if (copies >= cfg->min_copies)
+        stats.stored++;
+    else
+        stats.deferred++;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        size_t n = strlen(cfg->sites[i].name);
+        for (const char *p = names; (p = strstr(p, cfg->sites[i].name)) != NULL; p += n)
+            if ((p == names || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0')) {
+                stats.copies[i]++;
+                break;
+            }
+    }
+    for (size_t b = 0; b < N_BUCKETS; b++)
+        stats.le[b] += seconds <= confirm_buckets[b];
+    stats.count++;
+    stats.sum += seconds;
+    stats.gen++;
+    pthread_mutex_unlock(&stats_lock);
+}
+
+static void put_label(FILE *f, const char *v)
+{
+    for (; *v; v++)
+        if (*v == '\\' || *v == '"')
+            fprintf(f, "\\%c", *v);
+        else if (*v == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*v, f);
+}
+
+int pd_stats_write(const pn_config *cfg, uint64_t *written_gen)
+{
+    pthread_mutex_lock(&stats_lock);
+    delivery_stats now = stats;
+    pthread_mutex_unlock(&stats_lock);
+    if (now.gen == *written_gen)
+        return 0;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return -1;
+    fprintf(f, "# HELP postern_deliveries_total Messages the LMTP service delivered (stored: on min_copies sites; "
+               "deferred: the MTA retries).\n# TYPE postern_deliveries_total counter\n"
+               "postern_deliveries_total{result=\"stored\"} %llu\npostern_deliveries_total{result=\"deferred\"} %llu\n",
+            (unsigned long long)now.stored, (unsigned long long)now.deferred);
+    fprintf(f, "# HELP postern_delivery_copies_total Deliveries a site confirmed (it shows the article).\n"
+               "# TYPE postern_delivery_copies_total counter\n");
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        fputs("postern_delivery_copies_total{site=\"", f);
+        put_label(f, cfg->sites[i].name);
+        fprintf(f, "\"} %llu\n", (unsigned long long)now.copies[i]);
+    }
+    fprintf(f, "# HELP postern_delivery_confirm_seconds From the first post of a message to min_copies sites "
+               "showing it.\n# TYPE postern_delivery_confirm_seconds histogram\n");
+    for (size_t b = 0; b < N_BUCKETS; b++)
+        fprintf(f, "postern_delivery_confirm_seconds_bucket{le=\"%g\"} %llu\n", confirm_buckets[b],
+                (unsigned long long)now.le[b]);
+    fprintf(f, "postern_delivery_confirm_seconds_bucket{le=\"+Inf\"} %llu\n"
+               "postern_delivery_confirm_seconds_sum %.6f\npostern_delivery_confirm_seconds_count %llu\n",
+            (unsigned long long)now.count, now.sum, (unsigned long long)now.count);
+    if (fclose(f) != 0) {
+        free(text);
+        return -1;
+    }
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/delivery.prom", cfg->state_dir);
+    int rc = pu_write_file_atomic(path, text, len, 0644);
+    free(text);
+    if (rc == 0)
+        *written_gen = now.gen;
+    return rc;
+}
+
 static int deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *rd_arg, unsigned flags, char *msg,
                       size_t msglen)
 {
@@ -393,9 +488,12 @@ static int deliver_to(pd_ctx *ctx, const pd_recipient *r, pd_read_fn rd, void *r
     unsigned copies = 0;
     if (!pa_mail_headers(r->group, m.msgid, m.cancel_lock, headers, sizeof headers))
         snprintf(failures, sizeof failures, "header block too long");
-    else
+    else {
+        long long t0 = pu_now_ms();
         copies = ps_store_copies(ctx->sites, ctx->last_site, headers, m.msgid, m.prefix, sizeof m.prefix, m.fd,
                                  m.cipher_len, names, sizeof names, failures, sizeof failures);
+        count_delivery(cfg, copies, names, (double)(pu_now_ms() - t0) / 1000.0);
+    }
     close(m.fd);
     if (copies >= cfg->min_copies) {
         snprintf(msg, msglen, "delivered to %s as %s on %u site%s (%s)", r->canon, m.msgid, copies,

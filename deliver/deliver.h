@@ -29,6 +29,11 @@ int pd_deliver(const pn_config *cfg, const pn_delivery_keys *keys, const char *a
 typedef struct pd_ctx pd_ctx;
 pd_ctx *pd_ctx_new(const pn_config *cfg, const pn_delivery_keys *keys);
 void pd_ctx_free(pd_ctx *ctx); /* closes the connections, wipes the cache */
+/* Writes state_dir/delivery.prom (Prometheus text: deliveries stored and deferred, the
+ * copies each site confirmed, the confirmation time histogram) for this process's
+ * deliveries so far, when something changed since *written_gen; the gateway's GET /metrics
+ * includes it. 0, or -1 with errno. */
+int pd_stats_write(const pn_config *cfg, uint64_t *written_gen);
 
 /* Message source: fills buf with up to cap bytes; returns the count, 0 at the end, or -1
  * with errno set. */

@@ -286,6 +286,24 @@ static int supervise(pid_t child, const char *path, const struct stat *made)
     return PX_SOFTWARE;
 }
 
+/* The deliveries' counters for GET /metrics, at most once a second (each write is a file
+ * replaced whole); a state_dir that cannot be written is said once. */
+static void write_stats(server *srv)
+{
+    static uint64_t gen;
+    static long long last;
+    static bool said;
+    long long now = pu_now_ms();
+    if (now - last < 1000)
+        return;
+    last = now;
+    if (pd_stats_write(srv->cfg, &gen) != 0 && !said) {
+        said = true;
+        pu_log(PU_WARN, "lmtp: cannot write %s/delivery.prom (%s): no delivery metrics", srv->cfg->state_dir,
+               strerror(errno));
+    }
+}
+
 static int accept_loop(server *srv, int lfd)
 {
     pthread_attr_t attr;
@@ -303,6 +321,7 @@ static int accept_loop(server *srv, int lfd)
         pthread_mutex_unlock(&srv->lock);
         struct pollfd pfd = {.fd = lfd, .events = POLLIN};
         int r = poll(&pfd, 1, 1000); /* wakes up to notice SIGTERM */
+        write_stats(srv);
         if (r <= 0)
             continue;
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -339,6 +358,8 @@ static int accept_loop(server *srv, int lfd)
     while (srv->running > 0)
         pthread_cond_wait(&srv->changed, &srv->lock);
     pthread_mutex_unlock(&srv->lock);
+    uint64_t never = UINT64_MAX; /* the last deliveries too, whatever the second */
+    pd_stats_write(srv->cfg, &never);
     return PX_OK;
 }
 

@@ -198,6 +198,10 @@ gw_result gw_login_start(session *s, const char *user, size_t user_len, const ch
     s->pw_len = pw_len;
     s->rechecking = false;
     s->record_cached = gw_keycache_get(s->net->keycache, s->address, j->record, &j->record_len);
+    if (s->record_cached)
+        s->net->stats.keyrecords_cached++;
+    else
+        s->net->stats.keyrecords_fetched++;
     if (s->record_cached) {
         record_digest(j, s->record_digest);
         /* on the next turn of the loop, as a worker's answer would come: the reply must not be

@@ -5,10 +5,13 @@
  * small and short-lived: headers are capped, bodies refused, and a connection that says
  * nothing for METRICS_TIMEOUT_S is closed. The address is loopback in the examples: the
  * numbers name sites, not users, but they are nobody else's business. */
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -43,6 +46,37 @@ static void head(struct evbuffer *b, const char *name, const char *type, const c
 }
 
 static const char *const proto_label[2] = {"imap", "pop3"};
+
+#define PROM_FILE_MAX (64u << 10)
+/* A metrics file another postern process of this host writes into state_dir (the repair
+ * process: replication.prom; `postern lmtp`: delivery.prom), appended as it stands; only its
+ * postern_ lines and their HELP/TYPE lines pass, so a damaged file cannot break the format
+ * beyond its own lines. Missing is fine: that process does not run here. */
+static void append_prom(struct evbuffer *b, const char *state_dir, const char *name)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", state_dir, name);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char *text = malloc(PROM_FILE_MAX + 1);
+    ssize_t n = text ? read(fd, text, PROM_FILE_MAX) : -1;
+    close(fd);
+    if (n <= 0) {
+        free(text);
+        return;
+    }
+    text[n] = '\0';
+    for (char *line = text, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl)
+            break; /* a last line without its end: cut short, left out */
+        if (strncmp(line, "postern_", 8) == 0 || strncmp(line, "# HELP postern_", 15) == 0 ||
+            strncmp(line, "# TYPE postern_", 15) == 0)
+            evbuffer_add(b, line, (size_t)(nl - line) + 1);
+    }
+    free(text);
+}
 
 static void write_metrics(gw_net *net, struct evbuffer *b)
 {
@@ -89,6 +123,12 @@ static void write_metrics(gw_net *net, struct evbuffer *b)
                         (unsigned long long)ms.articles_from_cache);
     evbuffer_add_printf(b, "postern_articles_read_total{source=\"news\"} %llu\n",
                         (unsigned long long)ms.articles_from_news);
+    head(b, "postern_keyrecord_lookups_total", "counter",
+         "Logins' key records, from the gateway's key record cache (source=cache) or a news server (source=news).");
+    evbuffer_add_printf(b, "postern_keyrecord_lookups_total{source=\"cache\"} %llu\n",
+                        (unsigned long long)st->keyrecords_cached);
+    evbuffer_add_printf(b, "postern_keyrecord_lookups_total{source=\"news\"} %llu\n",
+                        (unsigned long long)st->keyrecords_fetched);
     head(b, "postern_messages_decrypted_total", "counter",
          "Messages decrypted for clients (a message still in memory is served without this).");
     evbuffer_add_printf(b, "postern_messages_decrypted_total %llu\n", (unsigned long long)ms.messages_decrypted);
@@ -107,6 +147,9 @@ static void write_metrics(gw_net *net, struct evbuffer *b)
     }
     head(b, "postern_start_time_seconds", "gauge", "When the network process started (Unix time).");
     evbuffer_add_printf(b, "postern_start_time_seconds %lld\n", net->metrics->started);
+    /* what other processes of this host count: the repair passes, the LMTP service */
+    append_prom(b, net->cfg->state_dir, "replication.prom");
+    append_prom(b, net->cfg->state_dir, "delivery.prom");
 }
 
 /* 200 "ok" while the first site is read; 503 and why otherwise. */

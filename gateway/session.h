@@ -39,6 +39,7 @@ typedef struct gw_stats {
     uint64_t refused;         /* over max_connections or max_connections_per_ip */
     uint64_t logins_ok[2], logins_failed[2];
     uint64_t kicked;          /* sessions ended by `postern kick` */
+    uint64_t keyrecords_cached, keyrecords_fetched; /* logins' key records: keycache.c, or the news */
 } gw_stats;
 
 struct gw_net {

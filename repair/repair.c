@@ -598,6 +598,64 @@ int pr_write_status(const pn_config *cfg, const pr_tally *t, unsigned interval)
     return rc;
 }
 
+/* A site name as a label value: the exposition format escapes \\, " and newlines. */
+static void put_label(FILE *f, const char *v)
+{
+    for (; *v; v++)
+        if (*v == '\\' || *v == '"')
+            fprintf(f, "\\%c", *v);
+        else if (*v == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*v, f);
+}
+
+int pr_write_metrics(const pn_config *cfg, const pr_tally *t, const unsigned long long copied_total[PN_MAX_SITES])
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return -1;
+    fprintf(f, "# HELP postern_replication_pass_time_seconds When the last repair pass ended (Unix time).\n"
+               "# TYPE postern_replication_pass_time_seconds gauge\n"
+               "postern_replication_pass_time_seconds %lld\n",
+            (long long)time(NULL));
+    fprintf(f, "# HELP postern_replication_site_up 1 when the last repair pass reached the site.\n"
+               "# TYPE postern_replication_site_up gauge\n");
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        fputs("postern_replication_site_up{site=\"", f);
+        put_label(f, cfg->sites[i].name);
+        fprintf(f, "\"} %d\n", t->site[i].reachable != 0);
+    }
+    fprintf(f, "# HELP postern_replication_missing Messages another site holds and the site still lacked after "
+               "the last pass (the replication gap).\n"
+               "# TYPE postern_replication_missing gauge\n");
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const pr_site_tally *x = &t->site[i];
+        unsigned long left = x->missing - x->copied - x->refused;
+        fputs("postern_replication_missing{site=\"", f);
+        put_label(f, cfg->sites[i].name);
+        fprintf(f, "\"} %lu\n", left + x->waiting);
+    }
+    fprintf(f, "# HELP postern_replication_copied_total Messages the repair passes copied to the site.\n"
+               "# TYPE postern_replication_copied_total counter\n");
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        fputs("postern_replication_copied_total{site=\"", f);
+        put_label(f, cfg->sites[i].name);
+        fprintf(f, "\"} %llu\n", copied_total[i]);
+    }
+    if (fclose(f) != 0) {
+        free(text);
+        return -1;
+    }
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/replication.prom", cfg->state_dir);
+    int rc = pu_write_file_atomic(path, text, len, 0644);
+    free(text);
+    return rc;
+}
+
 /* What the log says after a pass: only news (something missing, or a site's reachability
  * changed), so a healthy mesh logs nothing every interval. */
 static void log_pass(const pn_config *cfg, const pr_tally *t, uint32_t *was_down)
@@ -622,6 +680,7 @@ void pr_run_periodic(const pn_config *cfg, unsigned interval, volatile const int
 {
     pr_repairer *r = pr_new(cfg);
     uint32_t was_down = 0;
+    unsigned long long copied_total[PN_MAX_SITES] = {0};
     /* several gateways run this against the same sites: spread their passes */
     unsigned jitter_ms = interval * 100u; /* up to a tenth of the interval */
     long long next = pu_now_ms() + 1000 + (long long)randombytes_uniform(jitter_ms + 1);
@@ -644,6 +703,10 @@ void pr_run_periodic(const pn_config *cfg, unsigned interval, volatile const int
             log_pass(cfg, &t, &was_down);
             if (pr_write_status(cfg, &t, interval) != 0)
                 pu_err("repair: cannot write %s/replication.status: %s", cfg->state_dir, strerror(errno));
+            for (size_t i = 0; i < cfg->n_sites; i++)
+                copied_total[i] += t.site[i].copied;
+            if (pr_write_metrics(cfg, &t, copied_total) != 0)
+                pu_err("repair: cannot write %s/replication.prom: %s", cfg->state_dir, strerror(errno));
         }
         next = pu_now_ms() + (long long)interval * 1000 + (long long)randombytes_uniform(jitter_ms + 1);
     }

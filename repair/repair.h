@@ -56,6 +56,10 @@ void pr_print_sites(const pn_config *cfg, const pr_tally *tally, FILE *to);
 /* Writes state_dir/replication.status (what `postern status` shows): when the pass ran,
  * and per site what is missing. 0, or -1 with errno. */
 int pr_write_status(const pn_config *cfg, const pr_tally *tally, unsigned interval);
+/* Writes state_dir/replication.prom: the same pass in Prometheus's text format (site
+ * reachable, messages still missing per site, copies made since the process started), which
+ * the gateway's GET /metrics includes. 0, or -1 with errno. */
+int pr_write_metrics(const pn_config *cfg, const pr_tally *tally, const unsigned long long copied_total[PN_MAX_SITES]);
 
 /* `postern serve`'s repair process: a pass every interval seconds (first one soon after
  * the start) until *stop is set; logs only what changes. Never returns an error. */
