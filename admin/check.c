@@ -1,9 +1,12 @@
 /* postern check: everything an admin should know before starting (or while running) a
  * site, one verdict per item, as `nginx -t` or `postfix check` do: the configuration, the
  * modes of every secret, the authority key, each news site (reachable, logged in, its postern
- * groups open for posting) and the gateway's certificate (the key matches, the public name
- * is in it, how long it is valid). Exit 0 when nothing failed, 1 otherwise. */
+ * groups open for posting), the INN configuration of each site administered here (inn.conf,
+ * expire.ctl) and the gateway's certificate (the key matches, the public name is in it, how
+ * long it is valid). Exit 0 when nothing failed, 1 otherwise. */
 #include <errno.h>
+#include <fnmatch.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <openssl/pem.h>
@@ -24,8 +27,9 @@
 static const char usage[] =
     "usage: postern check\n"
     "Checks the configuration, the modes of the secrets it names, the authority key, every\n"
-    "[site] (reachable, logged in, the postern groups open for posting) and the gateway's\n"
-    "certificate (key, public_name, expiry). One line per item: ok, warn or FAIL.\n"
+    "[site] (reachable, logged in, the postern groups open for posting), the inn.conf and\n"
+    "expire.ctl of every [site] with innconf, and the gateway's certificate (key, public_name,\n"
+    "expiry). One line per item: ok, warn or FAIL.\n"
     "Exit 0 when nothing failed, 1 otherwise.";
 
 #define CERT_WARN_DAYS 14
@@ -262,6 +266,210 @@ static void check_state_dir(verdicts *v, const pn_config *cfg)
         say(v, "ok", "state_dir %s", cfg->state_dir);
 }
 
+/* The INN side of a site administered here (innconf set): what postern relies on that INN's
+ * defaults or an old configuration get wrong. */
+#define INN_MIN_ARTSIZE 268435456ULL /* 256 MiB on the wire: a 100 MB mail is ~140 MB of base64 */
+
+/* inn.conf's "key: value" (value maybe quoted, '#' starts a comment outside quotes), the last
+ * one wins as in sites.c. 1 found, 0 absent, -1 unreadable (errno). */
+static int inn_conf_get(const char *path, const char *key, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    char line[PATH_MAX + 64];
+    size_t klen = strlen(key);
+    int found = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *p = line + strspn(line, " \t");
+        if (strncmp(p, key, klen) != 0 || p[klen] != ':')
+            continue;
+        p += klen + 1;
+        p += strspn(p, " \t");
+        if (*p == '"') {
+            p++;
+            char *q = strchr(p, '"');
+            if (q)
+                *q = '\0';
+            else
+                p[strcspn(p, "\r\n")] = '\0';
+        } else {
+            p[strcspn(p, "#\r\n")] = '\0';
+            for (size_t n = strlen(p); n && (p[n - 1] == ' ' || p[n - 1] == '\t');)
+                p[--n] = '\0';
+        }
+        snprintf(out, cap, "%s", p);
+        found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
+/* uwildmat: a comma-separated list of patterns, '!' (or '@') negating; the last one that
+ * matches decides. */
+static int wildmat_list(const char *list, const char *name)
+{
+    int match = 0;
+    char pat[256];
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        int neg = *p == '!' || *p == '@';
+        if (n - (size_t)neg < sizeof pat) {
+            memcpy(pat, p + neg, n - (size_t)neg);
+            pat[n - (size_t)neg] = '\0';
+            if (fnmatch(pat, name, 0) == 0)
+                match = !neg;
+        }
+        p += n + (p[n] == ',');
+    }
+    return match;
+}
+
+/* The last line of expire.ctl whose pattern matches group and whose flag covers unmoderated
+ * groups (postern's are 'y'): its line number (0: none), purge field and whole line. */
+typedef struct expire_rule {
+    unsigned lineno;
+    char purge[32], line[1024];
+} expire_rule;
+
+static void expire_rule_for(FILE *f, const char *group, expire_rule *r)
+{
+    memset(r, 0, sizeof *r);
+    rewind(f);
+    char line[1024];
+    for (unsigned no = 1; fgets(line, sizeof line, f); no++) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char copy[sizeof line], *fld[5], *save = NULL;
+        snprintf(copy, sizeof copy, "%s", line);
+        size_t n = 0;
+        if (copy[0] == '#' || copy[0] == '/') /* comments, /remember/ */
+            continue;
+        for (char *t = strtok_r(copy, ":", &save); t && n < 5; t = strtok_r(NULL, ":", &save))
+            fld[n++] = t;
+        if (n < 5 || (!strchr(fld[1], 'A') && !strchr(fld[1], 'U')) || !wildmat_list(fld[0], group))
+            continue;
+        r->lineno = no;
+        snprintf(r->purge, sizeof r->purge, "%s", fld[4]);
+        snprintf(r->line, sizeof r->line, "%s", line);
+    }
+}
+
+/* Whether one of the line's comma-separated patterns is exactly pat. */
+static int expire_names(const char *line, const char *pat)
+{
+    size_t plen = strlen(pat), end = strcspn(line, ":");
+    for (const char *p = line; p < line + end;) {
+        size_t n = strcspn(p, ",:");
+        if (n == plen && memcmp(p, pat, n) == 0)
+            return 1;
+        p += n + 1;
+    }
+    return 0;
+}
+
+/* maxartsize or localmaxartsize: 0 (no limit) or room for a large mail; 1 when it fits. */
+static int check_artsize(verdicts *v, const pn_site *s, const char *key)
+{
+    char val[64];
+    uint64_t n = 1000000; /* INN's default */
+    if (inn_conf_get(s->innconf, key, val, sizeof val) == 1 && pu_parse_u64(val, strlen(val), &n) != 0) {
+        say(v, "warn", "site %s: %s '%s' in %s is not a number", s->name, key, val, s->innconf);
+        return 0;
+    }
+    if (n == 0 || n >= INN_MIN_ARTSIZE)
+        return 1;
+    say(v, "warn", "site %s: %s %" PRIu64 "%s in %s: mail larger than about %" PRIu64 " bytes is refused "
+        "(set it to 0 or at least %llu, or run postern inn-setup)", s->name, key, n, val[0] ? "" : " (INN's default)",
+        s->innconf, n * 3 / 4, INN_MIN_ARTSIZE);
+    return 0;
+}
+
+static void check_inn(verdicts *v, const pn_config *cfg)
+{
+    /* Sample groups of a user alice@example.org: "<prefix>.org.example.alice" and its key group. */
+    char mail[sizeof cfg->prefix + 32], key[sizeof mail + 16], mail_pat[sizeof cfg->prefix + 8],
+        key_pat[sizeof mail_pat + 16];
+    const char *dot = cfg->prefix[0] ? "." : "";
+    snprintf(mail, sizeof mail, "%s%sorg.example.alice", cfg->prefix, dot);
+    snprintf(key, sizeof key, "%s.encrypt", mail);
+    snprintf(mail_pat, sizeof mail_pat, "%s%s*", cfg->prefix, dot);
+    snprintf(key_pat, sizeof key_pat, "%s.encrypt", mail_pat);
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const pn_site *s = &cfg->sites[i];
+        if (!s->innconf[0])
+            continue; /* administered elsewhere: its admin runs check there */
+        char val[PATH_MAX];
+        if (inn_conf_get(s->innconf, "artcutoff", val, sizeof val) < 0) {
+            say(v, "FAIL", "site %s: innconf %s: %s", s->name, s->innconf, strerror(errno));
+            continue;
+        }
+        int good = 1;
+        /* repair copies mail up to 30 days old to the sites that lack it; INN refuses an
+         * article whose Date: is older than artcutoff days (default 10) */
+        uint64_t cutoff = 10;
+        if (val[0] && pu_parse_u64(val, strlen(val), &cutoff) != 0)
+            cutoff = 1; /* not a number: not 0 either */
+        if (cutoff != 0) {
+            say(v, "FAIL", "site %s: artcutoff %s in %s: INN refuses mail older than that many days, so repair cannot copy "
+                "it here: set artcutoff: 0 in %s, or run postern inn-setup", s->name, val[0] ? val : "10 (INN's default)",
+                s->innconf, s->innconf);
+            good = 0;
+        }
+        good &= check_artsize(v, s, "maxartsize");
+        good &= check_artsize(v, s, "localmaxartsize");
+
+        char etc[PATH_MAX], ctl[PATH_MAX + 16];
+        if (inn_conf_get(s->innconf, "pathetc", etc, sizeof etc) != 1 || !etc[0]) {
+            snprintf(etc, sizeof etc, "%s", s->innconf); /* INN's default: inn.conf's directory */
+            char *slash = strrchr(etc, '/');
+            if (!slash)
+                snprintf(etc, sizeof etc, ".");
+            else
+                slash[slash == etc] = '\0';
+        }
+        snprintf(ctl, sizeof ctl, "%s/expire.ctl", etc);
+        FILE *f = fopen(ctl, "re");
+        if (!f) {
+            say(v, "FAIL", "site %s: %s: %s", s->name, ctl, strerror(errno));
+            continue;
+        }
+        expire_rule kr, mr;
+        expire_rule_for(f, key, &kr);
+        expire_rule_for(f, mail, &mr);
+        fclose(f);
+        /* key records live in the key groups: expired, the users they publish vanish */
+        if (strcmp(kr.purge, "never") != 0) {
+            if (kr.lineno && expire_names(kr.line, key_pat))
+                say(v, "FAIL", "site %s: %s line %u (%s) expires the key groups: key records would expire and "
+                    "users vanish: make it %s:A:never:never:never", s->name, ctl, kr.lineno, kr.line, key_pat);
+            else if (kr.lineno)
+                say(v, "FAIL", "site %s: %s: the key groups follow line %u (%s), not a line %s:A:never:never:never "
+                    "below it (the last matching line wins): key records would expire and users vanish", s->name,
+                    ctl, kr.lineno, kr.line, key_pat);
+            else
+                say(v, "FAIL", "site %s: %s has no line %s:A:never:never:never: key records would expire and "
+                    "users vanish", s->name, ctl, key_pat);
+            good = 0;
+        }
+        if (!mr.lineno || !expire_names(mr.line, mail_pat)) {
+            say(v, "warn", "site %s: %s has no line for %s: mail follows %s%s", s->name, ctl, mail_pat,
+                mr.lineno ? "the general rule " : "no rule and is never deleted", mr.line);
+            good = 0;
+        } else if (strcmp(mr.purge, "never") == 0) {
+            say(v, "warn", "site %s: %s line %u (%s) never deletes mail", s->name, ctl, mr.lineno, mr.line);
+            good = 0;
+        }
+        if (good) {
+            char arts[64];
+            if (inn_conf_get(s->innconf, "maxartsize", arts, sizeof arts) != 1)
+                snprintf(arts, sizeof arts, "1000000");
+            say(v, "ok", "site %s: inn.conf and expire.ctl fit postern (artcutoff 0, maxartsize %s, key groups never "
+                "expire)", s->name, arts);
+        }
+    }
+}
+
 int adm_check_unloadable(const char *path, const char *err)
 {
     printf("FAIL  config %s: %s\n1 problem: the other checks need a configuration that loads.\n", path, err);
@@ -283,6 +491,7 @@ int adm_cmd_check(const pn_config *cfg, int argc, char **argv)
     check_authority(&v, cfg);
     check_writer(&v, cfg);
     check_sites(&v, cfg);
+    check_inn(&v, cfg);
     check_certificate(&v, cfg);
     if (v.failed)
         printf("%u problem%s, %u warning%s.\n", v.failed, v.failed == 1 ? "" : "s", v.warned, v.warned == 1 ? "" : "s");

@@ -128,3 +128,47 @@ def test_a_configuration_that_does_not_load_is_a_verdict_too(postern_env, tmp_pa
     rc, out, _ = check(postern_env, conf)
     assert rc == 1, out
     assert out.startswith("FAIL  config") and "unknown setting 'bogus'" in out, out
+
+
+def test_the_inn_configuration_of_a_site_administered_here_fits(postern_env, inn_site):
+    # scripts/inn-site writes what postern needs, and the fragment names its inn.conf
+    rc, out, _ = check(postern_env)
+    assert any(l.startswith("ok") and "site %s: inn.conf and expire.ctl fit postern" % inn_site.name in l
+               and "artcutoff 0" in l and "key groups never expire" in l for l in out.splitlines()), out
+    assert not any(l.startswith(("FAIL", "warn")) and ("inn.conf" in l or "expire.ctl" in l or "artcutoff" in l)
+                   for l in out.splitlines()), out
+
+
+def test_an_inn_configuration_postern_cannot_rely_on_is_caught(postern_env, inn_site, tmp_path):
+    etc = tmp_path / "inn-etc"
+    etc.mkdir()
+    prefix = inn_site.prefix
+    innconf, expire = etc / "inn.conf", etc / "expire.ctl"
+    lines, seen = [], set()
+    for line in inn_site.innconf.read_text().splitlines():
+        key = line.split(":", 1)[0].strip()
+        if key in ("artcutoff", "maxartsize", "pathetc"):
+            seen.add(key)
+            line = {"artcutoff": "artcutoff: 10", "maxartsize": "maxartsize: 1000000",
+                    "pathetc": "pathetc: %s" % etc}[key]
+        lines.append(line)
+    assert seen == {"artcutoff", "maxartsize", "pathetc"}, seen
+    innconf.write_text("\n".join(lines) + "\n")
+    key_line = "%s.*.encrypt:A:never:never:never" % prefix
+    ctl = (inn_site.dir / "etc" / "expire.ctl").read_text().splitlines()
+    assert key_line in ctl, ctl
+    expire.write_text("\n".join(l for l in ctl if l != key_line) + "\n")
+    conf = variant(postern_env, tmp_path, "inn-wrong.conf",
+                   replace=[("innconf = %s" % inn_site.innconf, "innconf = %s" % innconf)])
+    rc, out, _ = check(postern_env, conf)
+    lines = out.splitlines()
+    assert rc == 1, out
+    assert any(l.startswith("FAIL") and "artcutoff 10" in l and "set artcutoff: 0 in %s" % innconf in l
+               and "postern inn-setup" in l for l in lines), out
+    assert any(l.startswith("warn") and "maxartsize 1000000" in l and "about 750000 bytes is refused" in l
+               for l in lines), out
+    # localmaxartsize was left at 256 MiB
+    assert not any("localmaxartsize" in l for l in lines), out
+    assert any(l.startswith("FAIL") and str(expire) in l and "%s.*.encrypt" % prefix in l
+               and "users vanish" in l for l in lines), out
+    assert not any("inn.conf and expire.ctl fit postern" in l for l in lines), out
