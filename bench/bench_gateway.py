@@ -25,7 +25,9 @@ What it does
   3. For each operation postern first, then Dovecot: wall time, CPU seconds of the server's
      processes, and their memory (VmRSS from /proc, summed over Dovecot's process tree; PSS too
      for the IDLE test):
-       login + SELECT INBOX (first after start, then again); UID FETCH 1:* (FLAGS);
+       login + SELECT INBOX (first after start, then again); logins per second (LOGIN +
+       LOGOUT, 4 clients, the user logged in meanwhile; then, postern only, users made with
+       the default Argon2id parameters logging in for the first time); UID FETCH 1:* (FLAGS);
        Thunderbird's header fetch, cold then warm; full pulls with UID FETCH n (BODY.PEEK[])
        pipelined W deep as mbsync sends them (new session, then the same session again) and
        one at a time (new session, with latency percentiles); real mbsync into an empty
@@ -72,6 +74,8 @@ SLOT_RANGE = range(20, 240)
 LMTP_CONNS = 4
 RESYNC_CHANGED = 100  # flags changed between two syncs in the resync measurement
 MODSEQ_MARGIN = 0     # [gateway] modseq_margin for the bench (see Postern)
+LOGIN_CLIENTS = 4     # clients logging in at once in the login measurements
+KDF_POOL = 256 << 20  # [gateway] kdf_pool_memory: the default, so cold logins run as shipped
 HEADER_FETCH = ("UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS "
                 "(From To Cc Subject Date Message-ID)])")
 
@@ -617,14 +621,14 @@ class Postern:
                     % (work, work, work, work, self.state))
             f.write(open(os.path.join(site_dir, "postern-site.conf")).read())
             f.write("\n[gateway]\nimaps = %s:%d\npop3s = %s:%d\ntls_cert = %s\ntls_key = %s\n"
-                    "user = nobody\nvault_user = daemon\nkdf_pool_memory = 67108864\n"
+                    "user = nobody\nvault_user = daemon\nkdf_pool_memory = %d\n"
                     "max_connections = %d\n"
                     # every benchmark connection comes from one address: no per-address cap
                     "max_connections_per_ip = 0\n"
                     # CONDSTORE resync: the bench's mail is all from the last minutes, and the
                     # default margin (a day) would report every message as changed
                     "modseq_margin = %d\n" % (addr, self.imaps, addr, self.pop3s, cert, key,
-                                              max(10000, idle + 100), MODSEQ_MARGIN))
+                                              KDF_POOL, max(10000, idle + 100), MODSEQ_MARGIN))
         os.chmod(self.conf, 0o600)
         self.lmtp_sock = os.path.join(work, "lmtp.sock")
         self.lmtp = self.serve = None
@@ -936,6 +940,9 @@ def main():
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--idle", type=int, default=1000, help="IDLE connections per server")
     ap.add_argument("--appends", type=int, default=500, help="messages APPENDed in the APPEND measurement (0: none)")
+    ap.add_argument("--logins", type=int, default=400, help="logins in the login-rate measurement (0: none)")
+    ap.add_argument("--cold-logins", type=int, default=8,
+                    help="users made with the default Argon2id parameters, each logged in once (postern only; 0: none)")
     ap.add_argument("--idle-dovecot", type=int, default=None,
                     help="IDLE connections to Dovecot, if fewer (one process each: 10,000 take minutes and GBs)")
     ap.add_argument("--window", type=int, default=32, help="commands in flight in the pipelined pull")
@@ -1128,6 +1135,68 @@ def run(a, work, mbsync):
         logout(c)
         return n
     measure("login + SELECT INBOX (again)", login_select_warm)
+
+    # Logins per second (issue 17 item 3) of a user who already has a session (conns[name]
+    # stays logged in: postern's vault holds the key, the key record is cached): LOGIN +
+    # LOGOUT over TLS, LOGIN_CLIENTS clients at once, a new connection each.
+    def login_rate(name, clock, imaps, pop3s):
+        per = max(1, a.logins // LOGIN_CLIENTS)
+        errors = []
+
+        def client():
+            try:
+                for _ in range(per):
+                    c = Imap(addr, imaps, ctx)
+                    c.cmd('LOGIN "%s" "%s"' % (USER, PASSWORD))
+                    logout(c)
+            except Exception as e:  # counted, reported: the rate is then not a rate
+                errors.append(repr(e))
+        ts = [threading.Thread(target=client) for _ in range(LOGIN_CLIENTS)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        if errors:
+            say("  %s: %d login clients failed: %s" % (name, len(errors), errors[0]))
+        return per * LOGIN_CLIENTS, errors
+    LOGINS_OP = "logins: LOGIN + LOGOUT, %d clients, the user logged in meanwhile" % LOGIN_CLIENTS
+    if a.logins:
+        measure(LOGINS_OP, login_rate)
+
+    # Cold logins (postern only): users made with the default Argon2id parameters, each
+    # logging in once, so each login derives the key in the vault (kdf_pool_memory bounds
+    # how many at once). Dovecot's passwd-file does no such work: no anchor here.
+    cold = None
+    if a.cold_logins:
+        conf2 = pst.conf + ".default-kdf"
+        text = re.sub(r"(?m)^kdf_(opslimit|memlimit) = .*$\n", "", open(pst.conf).read())
+        with open(conf2, "w") as f:
+            f.write(text)
+        os.chmod(conf2, 0o600)
+        cold_users = ["cold%d@example.org" % i for i in range(a.cold_logins)]
+        for u in cold_users:
+            sh(POSTERN, "-c", conf2, "user", "add", u, "--password-stdin", input=(PASSWORD + "\n").encode(),
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        todo = list(cold_users)
+        lock = threading.Lock()
+
+        def cold_client():
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    u = todo.pop()
+                c = Imap(addr, pst.imaps, ctx)
+                c.cmd('LOGIN "%s" "%s"' % (u, PASSWORD))
+                logout(c)
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=cold_client) for _ in range(LOGIN_CLIENTS)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        cold = (len(cold_users), time.monotonic() - t0, 2, 64 << 20, KDF_POOL)
+        say("  cold logins (default Argon2id, no session of the user yet): %d in %.2f s" % (cold[0], cold[1]))
 
     # The issue's imaplib session: what a client that caches nothing does on every sync.
     def imaplib_session(name, clock, imaps, pop3s):
@@ -1396,6 +1465,16 @@ def run(a, work, mbsync):
         if op.startswith("resync:"):
             print("  %-66s %s" % (op, ", ".join("%s %d FETCH lines, %d bytes, %.3f s" % (
                 name, extra[op][name][0], extra[op][name][1], res[name]) for name in ("postern", "dovecot"))))
+    if a.logins:
+        res = next(r for op, r, c in rows if op == LOGINS_OP)
+        print("  %-66s %s" % (LOGINS_OP, ", ".join("%s %d logins %.0f/s%s" % (
+            name, extra[LOGINS_OP][name][0], extra[LOGINS_OP][name][0] / res[name],
+            " (%d clients failed)" % len(extra[LOGINS_OP][name][1]) if extra[LOGINS_OP][name][1] else "")
+            for name in ("postern", "dovecot"))))
+    if cold:
+        print("  %-66s postern %d logins in %.2f s: %.1f/s (Argon2id %d passes, %d MiB; kdf_pool_memory %d MiB: "
+              "%d at once)" % ("cold logins: default KDF, no session of the user yet", cold[0], cold[1],
+                              cold[0] / cold[1], cold[2], cold[3] >> 20, cold[4] >> 20, max(1, cold[4] // cold[3])))
     hp, hd = extra["header fetch (Thunderbird), cold"]["postern"], extra["header fetch (Thunderbird), cold"]["dovecot"]
     print("  header fetch: postern %d responses / %d header octets, dovecot %d / %d"
           % (hp[0], hp[1], hd[0], hd[1]))
