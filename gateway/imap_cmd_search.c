@@ -1,8 +1,9 @@
 /* SEARCH and UID SEARCH (RFC 3501 6.4.4): the program is parsed and evaluated by imap/
  * (pi_search); this file feeds it messages. Keys on flags, UIDs and sequence numbers cost
- * nothing; size and date keys use the state's cached metadata; header and body keys decrypt
- * the messages (a few at a time, as FETCH does), so the server can search what the news
- * server only holds encrypted. SEARCH RETURN (...) answers as ESEARCH (RFC 4731). A MODSEQ
+ * nothing; size and date keys use the state's cached metadata; header keys on fields of the
+ * state's header cache (FROM, SUBJECT, TO, CC, BCC, SENT*, HEADER of such a field) read that
+ * cache; other header keys and body keys decrypt the messages (a few at a time, as FETCH
+ * does), so the server can search what the news server only holds encrypted. SEARCH RETURN (...) answers as ESEARCH (RFC 4731). A MODSEQ
  * key (RFC 7162 3.1.5) ends the reply with the highest MODSEQ of what it returned. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <strings.h>
 
 #include "gateway/mailbox.h"
+#include "imap/fetch.h"
 
 struct gw_search {
     session *s;
@@ -23,6 +25,7 @@ struct gw_search {
     uint32_t *ids;    /* ESEARCH: the matches, ascending */
     size_t n, cap;
     bool modseq;      /* the program has a MODSEQ key */
+    bool from_cache;  /* its header keys read only fields of the state's header cache */
     uint64_t max_modseq, first_modseq, last_modseq; /* of every match, the first, the last */
 };
 
@@ -53,10 +56,22 @@ static bool has_keyword(void *arg, const char *kw, size_t len)
     return k >= 0 && us_kw_test(c->st->keywords, (unsigned)k);
 }
 
+/* Without the message, a field of the state's header cache (only fields it holds: a SEARCH
+ * on others loads the message, see needs_load). */
+static bool cached(const msg_ctx *c, const char *name)
+{
+    return c->st->has_meta && c->st->meta.header_set == PI_HEADER_SET &&
+           pi_header_set_has(PI_HEADER_SET, name, strlen(name));
+}
+
 static int header(void *arg, const char *name, pu_buf *out)
 {
     msg_ctx *c = arg;
-    return c->p ? mime_header_decoded(c->p->mime, name, out) : 0;
+    if (c->p)
+        return mime_header_decoded(c->p->mime, name, out);
+    return cached(c, name) ? mime_block_header_decoded((const char *)c->st->meta.headers, c->st->meta.headers_len,
+                                                       name, out)
+                           : 0;
 }
 
 static int headers(void *arg, pu_buf *out)
@@ -74,7 +89,10 @@ static int body_text(void *arg, pu_buf *out)
 static int sent_date(void *arg, int64_t *t, int *tz)
 {
     msg_ctx *c = arg;
-    return c->p ? mime_sent_date(c->p->mime, t, tz) : 0;
+    if (c->p)
+        return mime_sent_date(c->p->mime, t, tz);
+    return cached(c, "Date") ? mime_block_sent_date((const char *)c->st->meta.headers, c->st->meta.headers_len, t, tz)
+                             : 0;
 }
 
 static const char *search_msgid(void *ctx, size_t i)
@@ -86,13 +104,31 @@ static const char *search_msgid(void *ctx, size_t i)
 static bool needs_load(void *ctx, size_t i)
 {
     struct gw_search *q = ctx;
-    if (q->needs & (PI_SEARCH_NEEDS_HEADERS | PI_SEARCH_NEEDS_BODY))
+    if (q->needs & PI_SEARCH_NEEDS_BODY)
         return true;
-    if (!(q->needs & PI_SEARCH_NEEDS_META))
+    if ((q->needs & PI_SEARCH_NEEDS_HEADERS) && !q->from_cache)
+        return true;
+    if (!(q->needs & (PI_SEARCH_NEEDS_META | PI_SEARCH_NEEDS_HEADERS)))
         return false;
     userstate_msg st;
     gw_view_state(q->s, i, &st);
-    return !st.has_meta;
+    /* header keys on cached fields: a message whose cache is not filled yet is read once */
+    return !st.has_meta || ((q->needs & PI_SEARCH_NEEDS_HEADERS) && st.meta.header_set != PI_HEADER_SET);
+}
+
+/* Whether every header field the program reads is in the state's header cache (FROM,
+ * SUBJECT, TO, CC, BCC, SENT*, and HEADER of a cached field; TEXT reads them all). */
+static bool fields_cached(const pi_search *prog)
+{
+    const char *const *names;
+    bool all, date;
+    size_t n = pi_search_fields(prog, &names, &all, &date);
+    if (all || (date && !pi_header_set_has(PI_HEADER_SET, "Date", 4)))
+        return false;
+    for (size_t k = 0; k < n; k++)
+        if (!pi_header_set_has(PI_HEADER_SET, names[k], strlen(names[k])))
+            return false;
+    return true;
 }
 
 int gw_search_eval(session *s, const pi_search *prog, size_t i, mb_plain *p, userstate_msg *out)
@@ -234,6 +270,7 @@ gw_result gw_cmd_search(session *s, const pi_command *cmd)
         return GW_DONE;
     }
     q->needs = pi_search_needs(q->prog);
+    q->from_cache = fields_cached(q->prog);
     if ((q->modseq = pi_search_has_modseq(q->prog))) {
         gw_condstore_enable(s); /* RFC 7162 3.1 */
         pi_search_modseq_margin(q->prog, gw_modseq_margin(s));

@@ -43,6 +43,8 @@ size_t pi_header_set_fields(const char *const **names, const size_t **lens);
 /* Whether a cache of the given set answers sec: HEADER.FIELDS of the message itself (no part
  * path) naming only fields of the set. */
 bool pi_header_set_covers(unsigned set, const pi_section *sec);
+/* Whether a cache of the given set holds the field name (any case). */
+bool pi_header_set_has(unsigned set, const char *name, size_t len);
 /* The cache for message m: its PI_HEADER_SET fields, as HEADER.FIELDS would choose them but
  * without the closing blank line (appended to out). 0, or -1 out of memory. */
 int pi_header_set_write(pu_buf *out, const mime_message *m);

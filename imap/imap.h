@@ -415,6 +415,9 @@ void pi_search_free(pi_search *s); /* NULL is fine */
 #define PI_SEARCH_NEEDS_HEADERS 0x2u /* BCC CC FROM SUBJECT TO HEADER SENT*, and TEXT */
 #define PI_SEARCH_NEEDS_BODY 0x4u    /* BODY TEXT */
 unsigned pi_search_needs(const pi_search *s);
+/* The header fields the program's keys read (HEADER, FROM, ...): n names, NUL-terminated;
+ * *all when a key reads every field (TEXT), *date when one reads the Date: field (SENT*). */
+size_t pi_search_fields(const pi_search *s, const char *const **names, bool *all, bool *date);
 
 /* One message as a program sees it. The text callbacks append to an empty buffer they are
  * given; the evaluator folds and searches it. A NULL callback means "absent": no header

@@ -657,6 +657,17 @@ unsigned pi_search_needs(const pi_search *s)
     return s->n[0].needs;
 }
 
+size_t pi_search_fields(const pi_search *s, const char *const **names, bool *all, bool *date)
+{
+    *all = *date = false;
+    for (size_t i = 0; i < s->nn; i++) {
+        *all |= s->n[i].kind == K_TEXT;
+        *date |= s->n[i].kind == K_SENT;
+    }
+    *names = (const char *const *)s->fields;
+    return s->nfields;
+}
+
 /* ---- evaluation ---- */
 
 enum { T_UNKNOWN, T_PRESENT, T_ABSENT };

@@ -274,18 +274,23 @@ size_t pi_header_set_fields(const char *const **names, const size_t **lens)
     return HEADER_SET_1_N;
 }
 
+bool pi_header_set_has(unsigned set, const char *name, size_t len)
+{
+    if (set != PI_HEADER_SET)
+        return false;
+    for (size_t i = 0; i < HEADER_SET_1_N; i++)
+        if (len == header_set_1_lens[i] && strncasecmp(name, header_set_1[i], len) == 0)
+            return true;
+    return false;
+}
+
 bool pi_header_set_covers(unsigned set, const pi_section *sec)
 {
     if (set != PI_HEADER_SET || sec->kind != PI_SECTION_HEADER_FIELDS || sec->npath)
         return false;
-    for (size_t k = 0; k < sec->nfields; k++) {
-        bool found = false;
-        for (size_t i = 0; i < HEADER_SET_1_N && !found; i++)
-            found = sec->field_lens[k] == header_set_1_lens[i] &&
-                    strncasecmp(sec->fields[k], header_set_1[i], sec->field_lens[k]) == 0;
-        if (!found)
+    for (size_t k = 0; k < sec->nfields; k++)
+        if (!pi_header_set_has(set, sec->fields[k], sec->field_lens[k]))
             return false;
-    }
     return true;
 }
 

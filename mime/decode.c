@@ -165,9 +165,14 @@ int mime_date_parse(const char *s, size_t len, int64_t *t, int *tz_minutes)
 
 int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes)
 {
+    return mime_block_sent_date(m->buf + m->root->hdr_off, m->root->hdr_len, t, tz_minutes);
+}
+
+int mime_block_sent_date(const char *hdr, size_t len, int64_t *t, int *tz_minutes)
+{
     pu_buf b = {0};
-    struct hdr_walk w = {m->buf, &b, "Date", true, 0}; /* the first Date: field is the date */
-    mi_for_each_field(m->buf, m->root->hdr_off, m->root->hdr_len, false, hdr_walk_field, &w);
+    struct hdr_walk w = {hdr, &b, "Date", true, 0}; /* the first Date: field is the date */
+    mi_for_each_field(hdr, 0, len, false, hdr_walk_field, &w);
     int rc = w.found == 1 && b.len ? mime_date_parse(b.data, b.len, t, tz_minutes) : 0;
     pu_buf_free(&b);
     return rc;

@@ -146,6 +146,8 @@ int mime_body_text(const mime_message *m, pu_buf *out);
 /* The top-level Date: field (RFC 5322, parsed by libetpan) as Unix seconds and its zone in
  * minutes east of UTC: 1, or 0 when it is absent or unparseable. */
 int mime_sent_date(const mime_message *m, int64_t *t, int *tz_minutes);
+/* The same over a bare header block (see mime_block_select). */
+int mime_block_sent_date(const char *hdr, size_t len, int64_t *t, int *tz_minutes);
 
 /* The same two decodings for a value held apart from its message (an ENVELOPE string, for
  * SORT): RFC 2047 words of the NUL-terminated s appended as UTF-8 (s itself when they do
