@@ -136,9 +136,20 @@ static void check_header_cache(const mime_message *m)
             abort();
         pi_section_free(&sec);
     }
-    int ra = mime_header_decoded(m, "References", &a);
-    int rb = mime_block_header_decoded(cache.data, cache.len, "References", &b);
-    if (ra < 0 || ra != rb || a.len != b.len || (a.len && memcmp(a.data, b.data, a.len) != 0))
+    /* what THREAD and SEARCH read from the cache: the decoded fields, and the sent date */
+    static const char *const fields[] = {"References", "From", "Subject", "To", "Cc"};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        pu_buf_clear(&a);
+        pu_buf_clear(&b);
+        int ra = mime_header_decoded(m, fields[i], &a);
+        int rb = mime_block_header_decoded(cache.data, cache.len, fields[i], &b);
+        if (ra < 0 || ra != rb || a.len != b.len || (a.len && memcmp(a.data, b.data, a.len) != 0))
+            abort();
+    }
+    int64_t ta = 0, tb = 0;
+    int za = 0, zb = 0;
+    int da = mime_sent_date(m, &ta, &za), db = mime_block_sent_date(cache.data, cache.len, &tb, &zb);
+    if (da != db || (da == 1 && (ta != tb || za != zb)))
         abort();
     pu_buf_free(&cache), pu_buf_free(&got), pu_buf_free(&scratch), pu_buf_free(&a), pu_buf_free(&b);
 }
