@@ -415,17 +415,6 @@ static void count_delivery(const pn_config *cfg, unsigned copies, const char *na
     pthread_mutex_unlock(&stats_lock);
 }
 
-static void put_label(FILE *f, const char *v)
-{
-    for (; *v; v++)
-        if (*v == '\\' || *v == '"')
-            fprintf(f, "\\%c", *v);
-        else if (*v == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*v, f);
-}
-
 int pd_stats_write(const pn_config *cfg, uint64_t *written_gen)
 {
     pthread_mutex_lock(&stats_lock);
@@ -446,7 +435,7 @@ int pd_stats_write(const pn_config *cfg, uint64_t *written_gen)
                "# TYPE postern_delivery_copies_total counter\n");
     for (size_t i = 0; i < cfg->n_sites; i++) {
         fputs("postern_delivery_copies_total{site=\"", f);
-        put_label(f, cfg->sites[i].name);
+        pu_prom_label(f, cfg->sites[i].name);
         fprintf(f, "\"} %llu\n", (unsigned long long)now.copies[i]);
     }
     fprintf(f, "# HELP postern_delivery_confirm_seconds From the first post of a message to min_copies sites "

@@ -598,18 +598,6 @@ int pr_write_status(const pn_config *cfg, const pr_tally *t, unsigned interval)
     return rc;
 }
 
-/* A site name as a label value: the exposition format escapes \\, " and newlines. */
-static void put_label(FILE *f, const char *v)
-{
-    for (; *v; v++)
-        if (*v == '\\' || *v == '"')
-            fprintf(f, "\\%c", *v);
-        else if (*v == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*v, f);
-}
-
 int pr_write_metrics(const pn_config *cfg, const pr_tally *t, const unsigned long long copied_total[PN_MAX_SITES])
 {
     char *text = NULL;
@@ -625,7 +613,7 @@ int pr_write_metrics(const pn_config *cfg, const pr_tally *t, const unsigned lon
                "# TYPE postern_replication_site_up gauge\n");
     for (size_t i = 0; i < cfg->n_sites; i++) {
         fputs("postern_replication_site_up{site=\"", f);
-        put_label(f, cfg->sites[i].name);
+        pu_prom_label(f, cfg->sites[i].name);
         fprintf(f, "\"} %d\n", t->site[i].reachable != 0);
     }
     fprintf(f, "# HELP postern_replication_missing Messages another site holds and the site still lacked after "
@@ -635,14 +623,14 @@ int pr_write_metrics(const pn_config *cfg, const pr_tally *t, const unsigned lon
         const pr_site_tally *x = &t->site[i];
         unsigned long left = x->missing - x->copied - x->refused;
         fputs("postern_replication_missing{site=\"", f);
-        put_label(f, cfg->sites[i].name);
+        pu_prom_label(f, cfg->sites[i].name);
         fprintf(f, "\"} %lu\n", left + x->waiting);
     }
     fprintf(f, "# HELP postern_replication_copied_total Messages the repair passes copied to the site.\n"
                "# TYPE postern_replication_copied_total counter\n");
     for (size_t i = 0; i < cfg->n_sites; i++) {
         fputs("postern_replication_copied_total{site=\"", f);
-        put_label(f, cfg->sites[i].name);
+        pu_prom_label(f, cfg->sites[i].name);
         fprintf(f, "\"} %llu\n", copied_total[i]);
     }
     if (fclose(f) != 0) {

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* sysexits(3) values, spelled out so the MTA-facing meaning is visible where they are used. */
 enum {
@@ -68,6 +69,8 @@ int pu_parse_u64(const char *p, size_t len, uint64_t *out);
 
 /* Writes data to path atomically (temp file + rename) with the given mode; 0 or -1. */
 int pu_write_file_atomic(const char *path, const void *data, size_t len, int mode);
+/* A label value in Prometheus's text format (the metrics files): \\, " and newline escaped. */
+void pu_prom_label(FILE *f, const char *value);
 
 /* Growable byte buffer, always NUL-terminated after a successful append (the NUL is not
  * counted in len). Zero-initialise it. Appends return 0, or -1 when memory runs out (the
