@@ -251,6 +251,17 @@ def test_users_and_directories(root):
     assert r.stdout.strip() == "disabled", "units must not be enabled before the admin configures postern"
 
 
+def test_inn_setup_is_installed(root):
+    """`postern inn-setup` finds the script the package installs (/usr/libexec/postern), not
+    the tree's, and, with inn2 there (the package recommends it), plans its changes."""
+    r = chroot(root, "env", "-u", "POSTERN_INN_SETUP", "postern", "inn-setup", "--help")
+    assert r.stdout.startswith("usage: postern inn-setup"), r.stdout + r.stderr
+    if (root / "etc/news/inn.conf").exists():
+        r = chroot(root, "env", "-u", "POSTERN_INN_SETUP", "postern", "inn-setup", "--host", "gw1", "--dry-run",
+                   check=False)
+        assert r.returncode == 0 and "/etc/news/inn.conf: would change" in r.stdout, r.stdout + r.stderr
+
+
 def unit_service(root, unit):
     """The [Service] settings of an installed unit: {key: [values]}."""
     out = {}
