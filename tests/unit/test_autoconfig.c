@@ -40,13 +40,18 @@ static void gateway(pn_gateway *g, int cert)
 
 static char *render(enum ac_format f, const ac_request *r, const ac_server *s, size_t n)
 {
-    char *buf = NULL;
+    /* the memstream's pointer lives in the heap, not on this frame: GCC 12's
+     * -Wdangling-pointer took the returned text for a pointer to a local (Release builds) */
+    char **buf = calloc(1, sizeof *buf);
     size_t len = 0;
-    FILE *to = open_memstream(&buf, &len);
+    assert_non_null(buf);
+    FILE *to = open_memstream(buf, &len);
     assert_non_null(to);
     assert_int_equal(ac_write(f, r, s, n, to), 0);
     fclose(to);
-    return buf;
+    char *text = *buf;
+    free(buf);
+    return text;
 }
 
 /* Every "<!--" has its "-->", and no "--" in between (XML 1.0, 2.5). */
