@@ -433,11 +433,8 @@ int pd_stats_write(const pn_config *cfg, uint64_t *written_gen)
             (unsigned long long)now.stored, (unsigned long long)now.deferred);
     fprintf(f, "# HELP postern_delivery_copies_total Deliveries a site confirmed (it shows the article).\n"
                "# TYPE postern_delivery_copies_total counter\n");
-    for (size_t i = 0; i < cfg->n_sites; i++) {
-        fputs("postern_delivery_copies_total{site=\"", f);
-        pu_prom_label(f, cfg->sites[i].name);
-        fprintf(f, "\"} %llu\n", (unsigned long long)now.copies[i]);
-    }
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        pu_prom_site(f, "postern_delivery_copies_total", cfg->sites[i].name, now.copies[i]);
     fprintf(f, "# HELP postern_delivery_confirm_seconds From the first post of a message to min_copies sites "
                "showing it.\n# TYPE postern_delivery_confirm_seconds histogram\n");
     for (size_t b = 0; b < N_BUCKETS; b++)
@@ -446,14 +443,7 @@ int pd_stats_write(const pn_config *cfg, uint64_t *written_gen)
     fprintf(f, "postern_delivery_confirm_seconds_bucket{le=\"+Inf\"} %llu\n"
                "postern_delivery_confirm_seconds_sum %.6f\npostern_delivery_confirm_seconds_count %llu\n",
             (unsigned long long)now.count, now.sum, (unsigned long long)now.count);
-    if (fclose(f) != 0) {
-        free(text);
-        return -1;
-    }
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/delivery.prom", cfg->state_dir);
-    int rc = pu_write_file_atomic(path, text, len, 0644);
-    free(text);
+    int rc = pu_memstream_write(f, &text, &len, cfg->state_dir, "delivery.prom");
     if (rc == 0)
         *written_gen = now.gen;
     return rc;

@@ -587,15 +587,7 @@ int pr_write_status(const pn_config *cfg, const pr_tally *t, unsigned interval)
     fprintf(f, "replication checked %s (a pass every %u s): %zu of %zu sites reachable, %s\n", when, interval, t->up,
             cfg->n_sites, t->up < cfg->n_sites ? "DEGRADED" : still ? "REPAIRING" : "every site holds every message");
     pr_print_sites(cfg, t, f);
-    if (fclose(f) != 0) {
-        free(text);
-        return -1;
-    }
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/replication.status", cfg->state_dir);
-    int rc = pu_write_file_atomic(path, text, len, 0644);
-    free(text);
-    return rc;
+    return pu_memstream_write(f, &text, &len, cfg->state_dir, "replication.status");
 }
 
 int pr_write_metrics(const pn_config *cfg, const pr_tally *t, const unsigned long long copied_total[PN_MAX_SITES])
@@ -611,37 +603,21 @@ int pr_write_metrics(const pn_config *cfg, const pr_tally *t, const unsigned lon
             (long long)time(NULL));
     fprintf(f, "# HELP postern_replication_site_up 1 when the last repair pass reached the site.\n"
                "# TYPE postern_replication_site_up gauge\n");
-    for (size_t i = 0; i < cfg->n_sites; i++) {
-        fputs("postern_replication_site_up{site=\"", f);
-        pu_prom_label(f, cfg->sites[i].name);
-        fprintf(f, "\"} %d\n", t->site[i].reachable != 0);
-    }
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        pu_prom_site(f, "postern_replication_site_up", cfg->sites[i].name, t->site[i].reachable != 0);
     fprintf(f, "# HELP postern_replication_missing Messages another site holds and the site still lacked after "
                "the last pass (the replication gap).\n"
                "# TYPE postern_replication_missing gauge\n");
     for (size_t i = 0; i < cfg->n_sites; i++) {
         const pr_site_tally *x = &t->site[i];
         unsigned long left = x->missing - x->copied - x->refused;
-        fputs("postern_replication_missing{site=\"", f);
-        pu_prom_label(f, cfg->sites[i].name);
-        fprintf(f, "\"} %lu\n", left + x->waiting);
+        pu_prom_site(f, "postern_replication_missing", cfg->sites[i].name, left + x->waiting);
     }
     fprintf(f, "# HELP postern_replication_copied_total Messages the repair passes copied to the site.\n"
                "# TYPE postern_replication_copied_total counter\n");
-    for (size_t i = 0; i < cfg->n_sites; i++) {
-        fputs("postern_replication_copied_total{site=\"", f);
-        pu_prom_label(f, cfg->sites[i].name);
-        fprintf(f, "\"} %llu\n", copied_total[i]);
-    }
-    if (fclose(f) != 0) {
-        free(text);
-        return -1;
-    }
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/replication.prom", cfg->state_dir);
-    int rc = pu_write_file_atomic(path, text, len, 0644);
-    free(text);
-    return rc;
+    for (size_t i = 0; i < cfg->n_sites; i++)
+        pu_prom_site(f, "postern_replication_copied_total", cfg->sites[i].name, copied_total[i]);
+    return pu_memstream_write(f, &text, &len, cfg->state_dir, "replication.prom");
 }
 
 /* What the log says after a pass: only news (something missing, or a site's reachability

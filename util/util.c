@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -372,13 +373,28 @@ long long pu_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void pu_prom_label(FILE *f, const char *v)
+int pu_memstream_write(FILE *f, char **text, size_t *len, const char *dir, const char *name)
 {
-    for (; *v; v++)
+    int rc = fclose(f) == 0 ? 0 : -1;
+    if (rc == 0) {
+        char path[PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        rc = pu_write_file_atomic(path, *text, *len, 0644);
+    }
+    free(*text);
+    *text = NULL;
+    return rc;
+}
+
+void pu_prom_site(FILE *f, const char *metric, const char *site, unsigned long long value)
+{
+    fprintf(f, "%s{site=\"", metric);
+    for (const char *v = site; *v; v++)
         if (*v == '\\' || *v == '"')
             fprintf(f, "\\%c", *v);
         else if (*v == '\n')
             fputs("\\n", f);
         else
             fputc(*v, f);
+    fprintf(f, "\"} %llu\n", value);
 }

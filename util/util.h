@@ -69,8 +69,13 @@ int pu_parse_u64(const char *p, size_t len, uint64_t *out);
 
 /* Writes data to path atomically (temp file + rename) with the given mode; 0 or -1. */
 int pu_write_file_atomic(const char *path, const void *data, size_t len, int mode);
-/* A label value in Prometheus's text format (the metrics files): \\, " and newline escaped. */
-void pu_prom_label(FILE *f, const char *value);
+/* Closes f, an open_memstream(text, len), and writes what it holds to dir/name atomically
+ * (mode 0644, pu_write_file_atomic); frees the text either way. 0, or -1 with errno. For the
+ * status and metrics files of state_dir. */
+int pu_memstream_write(FILE *f, char **text, size_t *len, const char *dir, const char *name);
+/* One sample with a site label in Prometheus's text format, `metric{site="..."} value`, the
+ * label escaped (\\, " and newline) as the format wants. */
+void pu_prom_site(FILE *f, const char *metric, const char *site, unsigned long long value);
 
 /* Growable byte buffer, always NUL-terminated after a successful append (the NUL is not
  * counted in len). Zero-initialise it. Appends return 0, or -1 when memory runs out (the
