@@ -17,6 +17,10 @@ int adm_verify_groups(const pn_config *cfg, const char *address, const char *mai
  * delivery secret's admin lock) is cancelled over NNTP, at each such site. Returns the number
  * of sites where something failed. */
 int adm_purge_remote(const pn_config *cfg, const char *mail_group, const char *key_group);
+/* The value of key in an inn.conf ("key: value"; a quoted value unquoted, '#' starts a
+ * comment outside quotes; the last line setting it wins, as INN reads it): 1 found, 0 absent
+ * ("" in out), -1 unreadable (errno). */
+int adm_inn_conf_get(const char *innconf, const char *key, char *out, size_t cap);
 /* 1 when site serves rec as the address's current key record (read back and verified), within
  * a few seconds; else 0 with the reason in err. */
 int adm_record_readable(const pn_config *cfg, const pn_site *site, const pc_keyrecord *rec, char *err,

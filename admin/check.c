@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "admin/admin.h"
+#include "admin/admin_int.h"
 #include "autoconfig/autoconfig.h"
 #include "store/store.h"
 #include "util/util.h"
@@ -270,42 +271,6 @@ static void check_state_dir(verdicts *v, const pn_config *cfg)
  * defaults or an old configuration get wrong. */
 #define INN_MIN_ARTSIZE 268435456ULL /* 256 MiB on the wire: a 100 MB mail is ~140 MB of base64 */
 
-/* inn.conf's "key: value" (value maybe quoted, '#' starts a comment outside quotes), the last
- * one wins as in sites.c. 1 found, 0 absent, -1 unreadable (errno). */
-static int inn_conf_get(const char *path, const char *key, char *out, size_t cap)
-{
-    out[0] = '\0';
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    char line[PATH_MAX + 64];
-    size_t klen = strlen(key);
-    int found = 0;
-    while (fgets(line, sizeof line, f)) {
-        char *p = line + strspn(line, " \t");
-        if (strncmp(p, key, klen) != 0 || p[klen] != ':')
-            continue;
-        p += klen + 1;
-        p += strspn(p, " \t");
-        if (*p == '"') {
-            p++;
-            char *q = strchr(p, '"');
-            if (q)
-                *q = '\0';
-            else
-                p[strcspn(p, "\r\n")] = '\0';
-        } else {
-            p[strcspn(p, "#\r\n")] = '\0';
-            for (size_t n = strlen(p); n && (p[n - 1] == ' ' || p[n - 1] == '\t');)
-                p[--n] = '\0';
-        }
-        snprintf(out, cap, "%s", p);
-        found = 1;
-    }
-    fclose(f);
-    return found;
-}
-
 /* uwildmat: a comma-separated list of patterns, '!' (or '@') negating; the last one that
  * matches decides. */
 static int wildmat_list(const char *list, const char *name)
@@ -373,7 +338,7 @@ static int check_artsize(verdicts *v, const pn_site *s, const char *key)
 {
     char val[64];
     uint64_t n = 1000000; /* INN's default */
-    if (inn_conf_get(s->innconf, key, val, sizeof val) == 1 && pu_parse_u64(val, strlen(val), &n) != 0) {
+    if (adm_inn_conf_get(s->innconf, key, val, sizeof val) == 1 && pu_parse_u64(val, strlen(val), &n) != 0) {
         say(v, "warn", "site %s: %s '%s' in %s is not a number", s->name, key, val, s->innconf);
         return 0;
     }
@@ -400,7 +365,7 @@ static void check_inn(verdicts *v, const pn_config *cfg)
         if (!s->innconf[0])
             continue; /* administered elsewhere: its admin runs check there */
         char val[PATH_MAX];
-        if (inn_conf_get(s->innconf, "artcutoff", val, sizeof val) < 0) {
+        if (adm_inn_conf_get(s->innconf, "artcutoff", val, sizeof val) < 0) {
             say(v, "FAIL", "site %s: innconf %s: %s", s->name, s->innconf, strerror(errno));
             continue;
         }
@@ -420,7 +385,7 @@ static void check_inn(verdicts *v, const pn_config *cfg)
         good &= check_artsize(v, s, "localmaxartsize");
 
         char etc[PATH_MAX], ctl[PATH_MAX + 16];
-        if (inn_conf_get(s->innconf, "pathetc", etc, sizeof etc) != 1 || !etc[0]) {
+        if (adm_inn_conf_get(s->innconf, "pathetc", etc, sizeof etc) != 1 || !etc[0]) {
             snprintf(etc, sizeof etc, "%s", s->innconf); /* INN's default: inn.conf's directory */
             char *slash = strrchr(etc, '/');
             if (!slash)
@@ -462,7 +427,7 @@ static void check_inn(verdicts *v, const pn_config *cfg)
         }
         if (good) {
             char arts[64];
-            if (inn_conf_get(s->innconf, "maxartsize", arts, sizeof arts) != 1)
+            if (adm_inn_conf_get(s->innconf, "maxartsize", arts, sizeof arts) != 1)
                 snprintf(arts, sizeof arts, "1000000");
             say(v, "ok", "site %s: inn.conf and expire.ctl fit postern (artcutoff 0, maxartsize %s, key groups never "
                 "expire)", s->name, arts);

@@ -97,30 +97,39 @@ static int collect_msgid(void *arg, const char *line, size_t len)
     return 0;
 }
 
+/* The Message-IDs of group's articles at site at (none when the group is missing or empty):
+ * 0, or -1 with the reason reported. */
+static int list_msgids(ps_pool *sites, size_t at, const char *site_name, const char *group, id_list *l)
+{
+    char err[512];
+    ps_group_info info;
+    int st = ps_group(sites, at, group, &info, err, sizeof err);
+    if (st == PS_OK && info.count > 0)
+        st = ps_over(sites, at, group, "1-", collect_msgid, l, err, sizeof err);
+    if (st != PS_OK && st != PS_NOENT) { /* PS_NOENT: no such group, or no articles */
+        pu_err("site %s: cannot list the articles of %s: %s", site_name, group, err);
+        pu_buf_free(&l->ids);
+        return -1;
+    }
+    return 0;
+}
+
 /* Removes every article of group at an administered site (ctlinnd cancel: the spool file and
  * the overview entry go). `ctlinnd rmgroup` alone leaves tradspool files behind, and a group
  * made again under the same name then collides with them at article 1: innd cannot store,
  * nnrpd still answers 240. Returns the number removed, or -1 with the reason reported. */
 static long purge_group(const pn_config *cfg, const pn_site *site, const char *group)
 {
-    char err[512];
     ps_pool *sites = ps_pool_new(cfg, 0);
     if (!sites) {
         pu_err("site %s: cannot list the articles of %s: out of memory", site->name, group);
         return -1;
     }
-    size_t at = (size_t)(site - cfg->sites);
-    ps_group_info info;
     id_list l = {0};
-    int st = ps_group(sites, at, group, &info, err, sizeof err);
-    if (st == PS_OK && info.count > 0)
-        st = ps_over(sites, at, group, "1-", collect_msgid, &l, err, sizeof err);
+    int st = list_msgids(sites, (size_t)(site - cfg->sites), site->name, group, &l);
     ps_pool_free(sites);
-    if (st != PS_OK && st != PS_NOENT) { /* PS_NOENT: no such group, or no articles */
-        pu_err("site %s: cannot list the articles of %s: %s", site->name, group, err);
-        pu_buf_free(&l.ids);
+    if (st != 0)
         return -1;
-    }
     long failed = 0;
     for (char *id = l.ids.data, *nl; id && *id; id = nl + 1) {
         nl = strchr(id, '\n');
@@ -136,24 +145,38 @@ static long purge_group(const pn_config *cfg, const pn_site *site, const char *g
     return failed ? -1 : (long)l.n;
 }
 
-/* The value of key in the site's inn.conf ("key: value"), or "" when it is not set there. */
-static void inn_conf_value(const pn_site *site, const char *key, char *out, size_t cap)
+int adm_inn_conf_get(const char *innconf, const char *key, char *out, size_t cap)
 {
     out[0] = '\0';
-    FILE *f = fopen(site->innconf, "re");
+    FILE *f = fopen(innconf, "re");
     if (!f)
-        return;
+        return -1;
     char line[PATH_MAX + 64];
     size_t klen = strlen(key);
+    int found = 0;
     while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, key, klen) != 0 || line[klen] != ':')
+        char *p = line + strspn(line, " \t");
+        if (strncmp(p, key, klen) != 0 || p[klen] != ':')
             continue;
-        char *v = line + klen + 1;
-        v += strspn(v, " \t");
-        v[strcspn(v, " \t\r\n#")] = '\0';
-        snprintf(out, cap, "%s", v);
+        p += klen + 1;
+        p += strspn(p, " \t");
+        if (*p == '"') {
+            p++;
+            char *q = strchr(p, '"');
+            if (q)
+                *q = '\0';
+            else
+                p[strcspn(p, "\r\n")] = '\0';
+        } else {
+            p[strcspn(p, "#\r\n")] = '\0';
+            for (size_t n = strlen(p); n && (p[n - 1] == ' ' || p[n - 1] == '\t');)
+                p[--n] = '\0';
+        }
+        snprintf(out, cap, "%s", p);
+        found = 1;
     }
     fclose(f);
+    return found;
 }
 
 /* After rmgroup: article files of group still in its tradspool directory (left by a plain
@@ -163,9 +186,9 @@ static void inn_conf_value(const pn_site *site, const char *key, char *out, size
 static long sweep_tradspool(const pn_site *site, const char *group)
 {
     char articles[PATH_MAX + 16], spool[PATH_MAX], dir[PATH_MAX * 2];
-    inn_conf_value(site, "patharticles", articles, sizeof articles);
+    adm_inn_conf_get(site->innconf, "patharticles", articles, sizeof articles);
     if (!articles[0]) {
-        inn_conf_value(site, "pathspool", spool, sizeof spool);
+        adm_inn_conf_get(site->innconf, "pathspool", spool, sizeof spool);
         if (!spool[0])
             return 0; /* not a layout we can tell; the purge by cancel is all there is */
         snprintf(articles, sizeof articles, "%s/articles", spool);
@@ -408,14 +431,8 @@ int adm_purge_remote(const pn_config *cfg, const char *mail_group, const char *k
         long cancelled = 0, left = 0, bad = 0;
         for (size_t g = 0; g < 2; g++) {
             id_list l = {0};
-            ps_group_info info;
-            int st = ps_group(sites, i, groups[g], &info, err, sizeof err);
-            if (st == PS_OK && info.count > 0)
-                st = ps_over(sites, i, groups[g], "1-", collect_msgid, &l, err, sizeof err);
-            if (st != PS_OK && st != PS_NOENT) {
-                pu_err("site %s: cannot list the articles of %s: %s", site->name, groups[g], err);
+            if (list_msgids(sites, i, site->name, groups[g], &l) != 0) {
                 bad++;
-                pu_buf_free(&l.ids);
                 break;
             }
             for (char *id = l.ids.data, *nl; id && *id; id = nl + 1) {
