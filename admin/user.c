@@ -668,7 +668,8 @@ static uint8_t *load_previous_secret(const pn_config *cfg, const char *path, cha
 
 /* One user's record signed again by the current authority key: 0 done or nothing to do,
  * PX_NOUSER, PX_TEMPFAIL. */
-static int resign_one(const pn_config *cfg, const char *address, const uint8_t *auth_sk, const uint8_t *prev_sk)
+static int resign_one(const pn_config *cfg, const char *address, const uint8_t *auth_sk,
+                      const uint8_t auth_id[PC_AUTH_KEYID_BYTES], const uint8_t *prev_sk)
 {
     char canon[PA_ADDRESS_MAX + 1], why[256], err[1024], old_msgid[PA_MSGID_MAX];
     if (pa_address_canonical(address, canon, sizeof canon, why, sizeof why) != 0) {
@@ -687,10 +688,7 @@ static int resign_one(const pn_config *cfg, const char *address, const uint8_t *
         rc = st == PS_NOUSER ? PX_NOUSER : PX_TEMPFAIL;
         goto out;
     }
-    uint8_t auth_pk[PC_AUTH_PK_BYTES], auth_id[PC_AUTH_KEYID_BYTES];
-    crypto_sign_ed25519_sk_to_pk(auth_pk, auth_sk);
-    pc_authority_keyid(auth_pk, auth_id);
-    if (memcmp(rec->authority_id, auth_id, sizeof auth_id) == 0) {
+    if (memcmp(rec->authority_id, auth_id, PC_AUTH_KEYID_BYTES) == 0) {
         pu_info("  %s: already signed by the current authority key", canon);
         rc = PX_OK;
         goto out;
@@ -712,35 +710,39 @@ out:
 static int cmd_resign(const pn_config *cfg, int argc, char **argv)
 {
     const char *previous = NULL;
-    int all = 0, first = 0;
+    int all = 0;
+    list_ctx l = {.cfg = cfg}; /* the addresses given, or (--all) every user's */
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--all") == 0) {
             all = 1;
         } else if (strcmp(argv[i], "--previous-secret") == 0 && i + 1 < argc) {
             previous = argv[++i];
-        } else if (argv[i][0] == '-') {
+        } else if (argv[i][0] == '-' || pu_buf_addstr(&l.addresses, argv[i]) != 0 ||
+                   pu_buf_add(&l.addresses, "\n", 1) != 0) {
+            pu_buf_free(&l.addresses);
             fprintf(stderr, "%s\n", usage);
             return PX_USAGE;
-        } else if (!first) {
-            first = i;
+        } else {
+            l.users++;
         }
     }
-    if (all == !!first) { /* one of the two */
+    if (all == (l.users > 0)) { /* one of the two */
+        pu_buf_free(&l.addresses);
         fprintf(stderr, "%s\n", usage);
         return PX_USAGE;
     }
     char err[1024];
     uint8_t *auth_sk = pn_load_authority_secret(cfg, err, sizeof err), *prev_sk = NULL;
-    if (!auth_sk) {
-        pu_err("%s", err);
+    if (!auth_sk || (previous && !(prev_sk = load_previous_secret(cfg, previous, err, sizeof err)))) {
+        pu_err("%s%s", auth_sk ? "--previous-secret: " : "", err);
+        if (auth_sk)
+            sodium_free(auth_sk);
+        pu_buf_free(&l.addresses);
         return PX_CONFIG;
     }
-    if (previous && !(prev_sk = load_previous_secret(cfg, previous, err, sizeof err))) {
-        pu_err("--previous-secret: %s", err);
-        sodium_free(auth_sk);
-        return PX_CONFIG;
-    }
-    list_ctx l = {.cfg = cfg};
+    uint8_t auth_pk[PC_AUTH_PK_BYTES], auth_id[PC_AUTH_KEYID_BYTES];
+    crypto_sign_ed25519_sk_to_pk(auth_pk, auth_sk);
+    pc_authority_keyid(auth_pk, auth_id);
     int rc = PX_OK;
     if (all) {
         char wildmat[96];
@@ -754,23 +756,13 @@ static int cmd_resign(const pn_config *cfg, int argc, char **argv)
             pu_err("cannot list the users: %s", sites ? err : "out of memory");
             rc = PX_TEMPFAIL;
         }
-    } else {
-        for (int i = first; i < argc; i++) {
-            if (argv[i][0] == '-') {
-                i += strcmp(argv[i], "--previous-secret") == 0;
-                continue;
-            }
-            pu_buf_addstr(&l.addresses, argv[i]);
-            pu_buf_add(&l.addresses, "\n", 1);
-            l.users++;
-        }
     }
     size_t k = 0, done = 0;
     for (char *a = l.addresses.data, *nl; rc == PX_OK && a && *a; a = nl + 1) {
         nl = strchr(a, '\n');
         *nl = '\0';
         pu_info("[%zu/%zu] %s", ++k, l.users, a);
-        int r = resign_one(cfg, a, auth_sk, prev_sk);
+        int r = resign_one(cfg, a, auth_sk, auth_id, prev_sk);
         if (r == PX_OK)
             done++;
         else if (r != PX_NOUSER || !all)
